@@ -1,0 +1,548 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// Rollout tells Sluice how to release new versions of a Deployment: it runs
+// each new revision as a canary, shifts traffic to it step by step, checks it,
+// and promotes or rolls it back.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=sr,categories=sluice
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Weight",type=integer,JSONPath=`.status.canaryWeight`
+// +kubebuilder:printcolumn:name="Step",type=string,JSONPath=`.status.stepProgress`
+// +kubebuilder:printcolumn:name="Failed",type=integer,JSONPath=`.status.failedChecks`,description="Failed checks in the current run"
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.message`,priority=1
+type Rollout struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   RolloutSpec   `json:"spec"`
+	Status RolloutStatus `json:"status,omitempty"`
+}
+
+// RolloutList is a list of Rollouts.
+//
+// +kubebuilder:object:root=true
+type RolloutList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Rollout `json:"items"`
+}
+
+// RolloutSpec is what the user commits: the target, how traffic reaches it, and
+// how a new revision is released.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.strategy.canary) || (has(self.routing) && (has(self.routing.gatewayAPI) || has(self.routing.istio)))",message="strategy.canary shifts traffic by weight and needs routing.gatewayAPI or routing.istio; with the plain kubernetes router use strategy.blueGreen"
+type RolloutSpec struct {
+	// TargetRef names the Deployment that Sluice releases. Sluice scales it to
+	// zero between releases and runs it as the canary during a release.
+	TargetRef TargetRef `json:"targetRef"`
+
+	// Service describes the Services Sluice creates for the target: the apex
+	// `<name>`, `<name>-primary` and `<name>-canary`.
+	Service ServiceSpec `json:"service"`
+
+	// Routing chooses the router that shifts traffic. Leave it empty for the
+	// kubernetes router, which switches the apex Service's selector (blue/green).
+	// +optional
+	Routing *Routing `json:"routing,omitempty"`
+
+	// Strategy is how a new revision takes traffic.
+	Strategy Strategy `json:"strategy"`
+
+	// Analysis is how each step is held and checked.
+	// +optional
+	Analysis *Analysis `json:"analysis,omitempty"`
+
+	// ProgressDeadlineSeconds is how long the canary may take to become ready
+	// before the release is rolled back.
+	// +kubebuilder:default=600
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	ProgressDeadlineSeconds *int32 `json:"progressDeadlineSeconds,omitempty"`
+
+	// Suspend holds the Rollout where it is: no step is taken and no check runs
+	// until it is set back to false.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+
+	// SkipAnalysis promotes a new revision as soon as the canary is ready,
+	// without steps, checks or gates.
+	// +optional
+	SkipAnalysis bool `json:"skipAnalysis,omitempty"`
+}
+
+// TargetRef names the workload that a Rollout releases.
+type TargetRef struct {
+	// APIVersion of the target.
+	// +kubebuilder:default="apps/v1"
+	// +kubebuilder:validation:XValidation:rule="self == 'apps/v1'",message="targetRef.apiVersion must be apps/v1"
+	// +optional
+	APIVersion string `json:"apiVersion,omitempty"`
+
+	// Kind of the target. Only Deployment is supported.
+	// +kubebuilder:validation:XValidation:rule="self == 'Deployment'",message="targetRef.kind must be Deployment: Sluice releases Deployments only"
+	Kind string `json:"kind"`
+
+	// Name of the target in the Rollout's namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=200
+	Name string `json:"name"`
+}
+
+// ServiceSpec is the port of the Services that Sluice generates.
+type ServiceSpec struct {
+	// Port the Services listen on.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port"`
+
+	// TargetPort is the container port (number or name) traffic goes to.
+	// Defaults to Port.
+	// +optional
+	TargetPort *intstr.IntOrString `json:"targetPort,omitempty"`
+
+	// PortName names the Service port.
+	// +kubebuilder:default=http
+	// +optional
+	PortName string `json:"portName,omitempty"`
+}
+
+// Routing holds one field per router; at most one may be set. None set means
+// the kubernetes router.
+//
+// +kubebuilder:validation:XValidation:rule="!(has(self.gatewayAPI) && has(self.istio))",message="set at most one router in routing: gatewayAPI or istio"
+type Routing struct {
+	// GatewayAPI routes through a Gateway API HTTPRoute.
+	// +optional
+	GatewayAPI *GatewayAPIRouting `json:"gatewayAPI,omitempty"`
+
+	// Istio routes through an Istio VirtualService.
+	// +optional
+	Istio *IstioRouting `json:"istio,omitempty"`
+}
+
+// GatewayAPIRouting configures the Gateway API router.
+type GatewayAPIRouting struct {
+	// ParentRefs are the Gateways the generated HTTPRoute attaches to.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	ParentRefs []ParentReference `json:"parentRefs,omitempty"`
+
+	// Hostnames of the generated HTTPRoute.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	Hostnames []string `json:"hostnames,omitempty"`
+
+	// HTTPRouteRef adopts an existing HTTPRoute: Sluice edits only the
+	// backendRefs of its rules that point at the apex Service.
+	// +optional
+	HTTPRouteRef *LocalObjectReference `json:"httpRouteRef,omitempty"`
+}
+
+// ParentReference names a Gateway.
+type ParentReference struct {
+	// Name of the Gateway.
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+	// Namespace of the Gateway; defaults to the Rollout's.
+	// +optional
+	Namespace string `json:"namespace,omitempty"`
+	// SectionName is the listener to attach to.
+	// +optional
+	SectionName string `json:"sectionName,omitempty"`
+}
+
+// IstioRouting configures the Istio router.
+type IstioRouting struct {
+	// Hosts of the generated VirtualService.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	Hosts []string `json:"hosts,omitempty"`
+	// Gateways of the generated VirtualService.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	Gateways []string `json:"gateways,omitempty"`
+	// VirtualServiceRef adopts an existing VirtualService.
+	// +optional
+	VirtualServiceRef *LocalObjectReference `json:"virtualServiceRef,omitempty"`
+}
+
+// LocalObjectReference names an object in the Rollout's namespace.
+type LocalObjectReference struct {
+	// Name of the object.
+	// +kubebuilder:validation:MinLength=1
+	Name string `json:"name"`
+}
+
+// Strategy is how a new revision takes traffic; set exactly one.
+//
+// +kubebuilder:validation:XValidation:rule="(has(self.canary) ? 1 : 0) + (has(self.blueGreen) ? 1 : 0) == 1",message="set exactly one strategy: canary or blueGreen"
+type Strategy struct {
+	// Canary moves traffic to the new revision in weighted steps.
+	// +optional
+	Canary *CanaryStrategy `json:"canary,omitempty"`
+
+	// BlueGreen keeps all traffic on the primary while the new revision is
+	// checked for a number of iterations, then switches it all at once.
+	// +optional
+	BlueGreen *BlueGreenStrategy `json:"blueGreen,omitempty"`
+}
+
+// CanaryStrategy lists the weights a canary goes through, in one of three
+// ways: explicit steps, stepWeight up to maxWeight, or a list of stepWeights.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.steps) || (!has(self.stepWeight) && !has(self.stepWeights) && !has(self.maxWeight))",message="steps cannot be combined with stepWeight, stepWeights or maxWeight: list the weights one way only"
+// +kubebuilder:validation:XValidation:rule="!(has(self.stepWeight) && has(self.stepWeights))",message="stepWeight and stepWeights are alternatives: set one of them"
+// +kubebuilder:validation:XValidation:rule="has(self.steps) || has(self.stepWeight) || has(self.stepWeights)",message="a canary needs steps, stepWeight (with maxWeight) or stepWeights"
+// +kubebuilder:validation:XValidation:rule="!has(self.maxWeight) || has(self.stepWeight)",message="maxWeight goes with stepWeight"
+// +kubebuilder:validation:XValidation:rule="!has(self.maxWeight) || !has(self.stepWeight) || self.maxWeight >= self.stepWeight",message="maxWeight must be at least stepWeight"
+type CanaryStrategy struct {
+	// Steps are explicit setWeight and pause steps, in order.
+	// +optional
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=50
+	// +kubebuilder:validation:XValidation:rule="self.filter(s, has(s.setWeight)).map(s, s.setWeight).isSorted() && self.all(s, !has(s.setWeight) || self.exists_one(t, has(t.setWeight) && t.setWeight == s.setWeight))",message="the setWeight values of steps must increase from one step to the next"
+	Steps []CanaryStep `json:"steps,omitempty"`
+
+	// StepWeight is the weight added at each step, up to MaxWeight.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	StepWeight *int32 `json:"stepWeight,omitempty"`
+
+	// MaxWeight is the last weight before promotion (default 100 when
+	// stepWeight is set).
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	MaxWeight *int32 `json:"maxWeight,omitempty"`
+
+	// StepWeights lists the weights of each step.
+	// +optional
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=50
+	// +kubebuilder:validation:items:Minimum=1
+	// +kubebuilder:validation:items:Maximum=100
+	// +kubebuilder:validation:XValidation:rule="self.isSorted() && self.all(w, self.exists_one(v, v == w))",message="stepWeights must increase from one step to the next, e.g. [5, 25, 50]"
+	StepWeights []int32 `json:"stepWeights,omitempty"`
+}
+
+// CanaryStep is one step of a canary: a weight, or a pause.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.setWeight) != has(self.pause)",message="a step is either setWeight or pause, not both and not neither"
+type CanaryStep struct {
+	// SetWeight sends this percentage of traffic to the canary, holds it for
+	// the analysis interval and checks it.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	SetWeight *int32 `json:"setWeight,omitempty"`
+
+	// Pause holds the current weight: for Duration, or until promoted by hand
+	// when Duration is not set.
+	// +optional
+	Pause *PauseStep `json:"pause,omitempty"`
+}
+
+// PauseStep holds a canary at its weight.
+type PauseStep struct {
+	// Duration of the pause; empty means until a manual promote.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="must be a duration such as 30s, 5m or 1h30m"
+	Duration *metav1.Duration `json:"duration,omitempty"`
+}
+
+// BlueGreenStrategy keeps traffic on the primary while the canary is checked.
+type BlueGreenStrategy struct {
+	// Iterations is how many analysis intervals the canary must pass before
+	// all traffic switches to it.
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	Iterations int32 `json:"iterations,omitempty"`
+}
+
+// Analysis is how each step is held and checked.
+type Analysis struct {
+	// Interval is how long each step is held before it is checked.
+	// +kubebuilder:default="1m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="must be a duration such as 30s, 5m or 1h30m"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self) >= duration('1s')",message="interval must be at least 1s"
+	// +optional
+	Interval *metav1.Duration `json:"interval,omitempty"`
+
+	// Threshold is the number of failed checks that rolls the release back.
+	// +kubebuilder:default=5
+	// +kubebuilder:validation:XValidation:rule="self >= 1",message="threshold must be at least 1: it is the number of failed checks that rolls the release back"
+	// +optional
+	Threshold int32 `json:"threshold,omitempty"`
+
+	// Metrics are checked after each step's hold.
+	// +optional
+	// +kubebuilder:validation:MaxItems=20
+	// +listType=map
+	// +listMapKey=name
+	Metrics []MetricCheck `json:"metrics,omitempty"`
+
+	// Webhooks are the gates and hooks called during a release.
+	// +optional
+	// +kubebuilder:validation:MaxItems=20
+	// +listType=map
+	// +listMapKey=name
+	Webhooks []Webhook `json:"webhooks,omitempty"`
+}
+
+// Built-in metric names, usable without a templateRef.
+const (
+	MetricRequestSuccessRate = "request-success-rate"
+	MetricRequestDuration    = "request-duration"
+)
+
+// MetricCheck is one metric checked against a range after each step.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.templateRef) || self.name in ['request-success-rate', 'request-duration']",message="a metric without templateRef must be a built-in one: request-success-rate or request-duration"
+type MetricCheck struct {
+	// Name of the check; a built-in metric name when TemplateRef is empty.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+
+	// TemplateRef names a MetricTemplate in the Rollout's namespace.
+	// +optional
+	TemplateRef *LocalObjectReference `json:"templateRef,omitempty"`
+
+	// ThresholdRange is the range the value must be in for the check to pass.
+	ThresholdRange ThresholdRange `json:"thresholdRange"`
+
+	// Interval is the query window, e.g. 1m.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="must be a duration such as 30s, 5m or 1h30m"
+	Interval *metav1.Duration `json:"interval,omitempty"`
+
+	// OnNoData says what a query that returns nothing means.
+	// +kubebuilder:validation:Enum=fail;hold;pass
+	// +kubebuilder:default=fail
+	// +optional
+	OnNoData NoDataPolicy `json:"onNoData,omitempty"`
+}
+
+// NoDataPolicy says what a metric query without a result means.
+type NoDataPolicy string
+
+// No-data policies.
+const (
+	NoDataFail NoDataPolicy = "fail"
+	NoDataHold NoDataPolicy = "hold"
+	NoDataPass NoDataPolicy = "pass"
+)
+
+// ThresholdRange bounds a metric value; at least one bound is set.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.min) || has(self.max)",message="thresholdRange needs min, max or both"
+// +kubebuilder:validation:XValidation:rule="!has(self.min) || !has(self.max) || self.min <= self.max",message="thresholdRange.min must not be above thresholdRange.max"
+type ThresholdRange struct {
+	// Min is the lowest passing value.
+	// +optional
+	Min *float64 `json:"min,omitempty"`
+	// Max is the highest passing value.
+	// +optional
+	Max *float64 `json:"max,omitempty"`
+}
+
+// HookType says when a webhook is called and what its answer means.
+// +kubebuilder:validation:Enum=confirm-rollout;pre-rollout;rollout;confirm-traffic-increase;confirm-promotion;post-rollout;rollback;event
+type HookType string
+
+// Webhook types.
+const (
+	HookConfirmRollout         HookType = "confirm-rollout"
+	HookPreRollout             HookType = "pre-rollout"
+	HookRollout                HookType = "rollout"
+	HookConfirmTrafficIncrease HookType = "confirm-traffic-increase"
+	HookConfirmPromotion       HookType = "confirm-promotion"
+	HookPostRollout            HookType = "post-rollout"
+	HookRollback               HookType = "rollback"
+	HookEvent                  HookType = "event"
+)
+
+// Webhook is a gate or hook called during a release.
+type Webhook struct {
+	// Name of the webhook.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+
+	// Type says when the webhook is called.
+	Type HookType `json:"type"`
+
+	// URL the payload is POSTed to.
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && (self.startsWith('http://') || self.startsWith('https://'))",message="url must be an absolute http or https URL"
+	URL string `json:"url"`
+
+	// Timeout of one call.
+	// +kubebuilder:default="10s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="must be a duration such as 30s, 5m or 1h30m"
+	// +optional
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// Retries after a failed call, within the same check.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10
+	// +optional
+	Retries int32 `json:"retries,omitempty"`
+
+	// Metadata is sent with the payload.
+	// +optional
+	Metadata map[string]string `json:"metadata,omitempty"`
+}
+
+// Phase is where a Rollout's release stands.
+type Phase string
+
+// Rollout phases.
+const (
+	PhaseInitializing     Phase = "Initializing"
+	PhaseInitialized      Phase = "Initialized"
+	PhaseWaiting          Phase = "Waiting"
+	PhaseProgressing      Phase = "Progressing"
+	PhaseWaitingPromotion Phase = "WaitingPromotion"
+	PhasePromoting        Phase = "Promoting"
+	PhaseFinalising       Phase = "Finalising"
+	PhaseSucceeded        Phase = "Succeeded"
+	PhaseFailed           Phase = "Failed"
+	PhaseTerminating      Phase = "Terminating"
+)
+
+// Condition types Sluice sets on a Rollout. Ready, Reconciling and Stalled
+// follow the conventions that kstatus reads.
+const (
+	ConditionReady       = "Ready"
+	ConditionReconciling = "Reconciling"
+	ConditionStalled     = "Stalled"
+	// ConditionSuspended is True while spec.suspend holds the Rollout.
+	ConditionSuspended = "Suspended"
+	// ConditionGate is True while a webhook gate holds the release.
+	ConditionGate = "GateClosed"
+)
+
+// RolloutStatus is everything Sluice needs to resume a release after a
+// restart; nothing else is kept in memory.
+type RolloutStatus struct {
+	// ObservedGeneration is the generation of the spec last reconciled.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Phase of the release.
+	// +optional
+	Phase Phase `json:"phase,omitempty"`
+
+	// CanaryWeight is the percentage of traffic the canary should receive.
+	// +optional
+	CanaryWeight int32 `json:"canaryWeight"`
+
+	// CurrentStepIndex is the index of the current step (0-based).
+	// +optional
+	CurrentStepIndex int32 `json:"currentStepIndex"`
+
+	// StepProgress is the current step as "i/n" for display.
+	// +optional
+	StepProgress string `json:"stepProgress,omitempty"`
+
+	// FailedChecks counts the failed checks of the current run.
+	// +optional
+	FailedChecks int32 `json:"failedChecks"`
+
+	// StableRevision is the revision the primary serves.
+	// +optional
+	StableRevision string `json:"stableRevision,omitempty"`
+
+	// CanaryRevision is the revision under release.
+	// +optional
+	CanaryRevision string `json:"canaryRevision,omitempty"`
+
+	// FailedRevision is the last revision that was rolled back; it is not
+	// released again until it changes or a retry is asked for.
+	// +optional
+	FailedRevision string `json:"failedRevision,omitempty"`
+
+	// TrackedConfigs maps "configmap/NAME" and "secret/NAME" used by the
+	// target's pod template to the checksum of their data.
+	// +optional
+	TrackedConfigs map[string]string `json:"trackedConfigs,omitempty"`
+
+	// RunStartedAt is when the current run started.
+	// +optional
+	RunStartedAt *metav1.Time `json:"runStartedAt,omitempty"`
+
+	// WaitingSince is when Sluice started waiting for the canary to be ready;
+	// the progress deadline counts from here.
+	// +optional
+	WaitingSince *metav1.Time `json:"waitingSince,omitempty"`
+
+	// StepStartedAt is when the current step's weight was confirmed by the
+	// router; the step's hold counts from here.
+	// +optional
+	StepStartedAt *metav1.Time `json:"stepStartedAt,omitempty"`
+
+	// LastCheckAt is when the checks last ran.
+	// +optional
+	LastCheckAt *metav1.Time `json:"lastCheckAt,omitempty"`
+
+	// PreRolloutPassed is true once the pre-rollout hooks passed in this run.
+	// +optional
+	PreRolloutPassed bool `json:"preRolloutPassed,omitempty"`
+
+	// PostRolloutPending is true until the post-rollout hooks ran after a run.
+	// +optional
+	PostRolloutPending bool `json:"postRolloutPending,omitempty"`
+
+	// Metrics holds the last result of each metric check.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Metrics []MetricStatus `json:"metrics,omitempty"`
+
+	// Message says in words what the Rollout is doing or why it stopped.
+	// +optional
+	Message string `json:"message,omitempty"`
+
+	// Conditions: Ready, Reconciling, Stalled, Suspended, GateClosed.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// MetricStatus is the last result of one metric check.
+type MetricStatus struct {
+	// Name of the metric check.
+	Name string `json:"name"`
+	// Value last measured, as text (empty when there was no data).
+	// +optional
+	Value string `json:"value,omitempty"`
+	// Verdict of the last check: Pass, Fail, NoData or Error.
+	// +optional
+	Verdict string `json:"verdict,omitempty"`
+	// Message explains a failure or error.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// CheckedAt is when the check ran.
+	// +optional
+	CheckedAt *metav1.Time `json:"checkedAt,omitempty"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Rollout{}, &RolloutList{})
+}

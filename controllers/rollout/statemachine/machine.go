@@ -1,0 +1,703 @@
+package statemachine
+
+import (
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+// Observation is what the reconciler saw in the cluster this round.
+type Observation struct {
+	// TargetFound is false when the target Deployment does not exist.
+	TargetFound bool
+	// Revision identifies the target's pod template and the content of the
+	// ConfigMaps and Secrets it uses.
+	Revision string
+	// CanaryReady is true when the target runs all its replicas at the
+	// current template; CanaryMessage says why not otherwise.
+	CanaryReady   bool
+	CanaryMessage string
+	// PrimaryRevision is the revision the primary Deployment was last given
+	// ("" when there is no primary); PrimaryReady is true when it runs it.
+	PrimaryRevision string
+	PrimaryReady    bool
+	// RoutedWeight is the canary weight the router read back from the API
+	// server; nil when the route does not exist yet.
+	RoutedWeight *int32
+	// Checks is the result of the metric checks and rollout/rollback hooks,
+	// present only when a previous Decision asked for it (Need.Checks).
+	Checks *CheckResult
+	// Gates are the results of the gates a previous Decision asked for.
+	Gates map[sluicev1.HookType]GateResult
+	// Blocked, when set, is why the reconciler cannot act on this Rollout
+	// (for example a router whose CRDs are missing); BlockedReason is its
+	// CamelCase reason. The Rollout is Stalled and nothing moves.
+	Blocked       string
+	BlockedReason string
+}
+
+// GateResult is the answer of the webhooks of one type.
+type GateResult struct {
+	// Open is true when every webhook of the type answered 2xx.
+	Open bool
+	// Message is the failure (hook name and trimmed response body).
+	Message string
+}
+
+// Outcome of a round of checks.
+type Outcome string
+
+// Check outcomes.
+const (
+	CheckPass Outcome = "Pass"
+	CheckFail Outcome = "Fail"
+	// CheckHold means no verdict (no data under the hold policy): the step is
+	// held for another interval without counting a failure.
+	CheckHold Outcome = "Hold"
+)
+
+// CheckResult is the verdict of one round of checks after a step's hold.
+type CheckResult struct {
+	Outcome Outcome
+	// Rollback is true when a rollback hook asked to roll back now.
+	Rollback bool
+	// Message explains a failure or a hold.
+	Message string
+	// Metrics are the per-metric results to record on the status.
+	Metrics []sluicev1.MetricStatus
+}
+
+// Input is everything a decision depends on.
+type Input struct {
+	Spec       *sluicev1.RolloutSpec
+	Generation int64
+	Status     *sluicev1.RolloutStatus
+	Obs        Observation
+	Now        time.Time
+}
+
+// Desired is the state the reconciler must bring the cluster to.
+type Desired struct {
+	// CanaryWeight is the percentage of traffic for the canary (the rest
+	// goes to the primary).
+	CanaryWeight int32
+	// CanaryUp is true when the target must run its replicas, false when it
+	// must be scaled to zero.
+	CanaryUp bool
+	// PrimaryRevision, when set, is the revision the primary must be given:
+	// the reconciler copies the target's template and configs into it.
+	PrimaryRevision string
+}
+
+// Event is a Kubernetes event the reconciler emits.
+type Event struct {
+	Type    string
+	Reason  string
+	Message string
+}
+
+// Need asks the reconciler to gather more before deciding again.
+type Need struct {
+	Checks bool
+	Gates  []sluicev1.HookType
+}
+
+// Decision is the outcome of Decide.
+type Decision struct {
+	Status  sluicev1.RolloutStatus
+	Desired Desired
+	Events  []Event
+	// RequeueAfter is when to look again (0: only when something changes).
+	RequeueAfter time.Duration
+	// Need, when set, lists what to gather before calling Decide again.
+	Need *Need
+}
+
+// maxTransitions bounds the transitions taken in one decision.
+const maxTransitions = 12
+
+// Decide computes the next status, the desired cluster state, the events and
+// the next wake-up of a Rollout. It is pure: same input, same output.
+func Decide(in Input) Decision {
+	m := &machine{
+		spec:  in.Spec,
+		obs:   in.Obs,
+		st:    *in.Status.DeepCopy(),
+		now:   in.Now,
+		gates: map[sluicev1.HookType]GateResult{},
+	}
+	for k, v := range in.Obs.Gates {
+		m.gates[k] = v
+	}
+	m.checks = in.Obs.Checks
+	m.run()
+	m.summarize(in.Generation)
+	d := Decision{Status: m.st, Desired: m.desired(), Events: m.events, Need: m.need}
+	if !m.wake.IsZero() && m.need == nil {
+		d.RequeueAfter = max(m.wake.Sub(m.now), time.Second)
+	}
+	return d
+}
+
+type machine struct {
+	spec   *sluicev1.RolloutSpec
+	obs    Observation
+	st     sluicev1.RolloutStatus
+	now    time.Time
+	events []Event
+	wake   time.Time
+	need   *Need
+	// checks and gates are consumed when used, so one observation never
+	// decides two steps.
+	checks *CheckResult
+	gates  map[sluicev1.HookType]GateResult
+	// failReason is the reason of a rollback decided in this call.
+	failReason string
+	// gateHeld names the gate that holds the release, if any.
+	gateHeld string
+	// promotePrimary is set once the primary may take the canary's revision.
+	promotePrimary bool
+}
+
+func (m *machine) run() {
+	if !m.obs.TargetFound {
+		m.targetMissing()
+		return
+	}
+	if m.obs.Blocked != "" {
+		m.st.Message = m.obs.Blocked
+		return
+	}
+	if m.spec.Suspend {
+		m.suspend()
+		return
+	}
+	for range maxTransitions {
+		if !m.transition() || m.need != nil {
+			return
+		}
+	}
+}
+
+// transition runs the handler of the current phase; it reports whether the
+// status moved on so that the next phase may be evaluated at once.
+func (m *machine) transition() bool {
+	if m.activeRun() && m.obs.Revision != m.st.CanaryRevision {
+		return m.revisionChanged()
+	}
+	switch m.st.Phase {
+	case "", sluicev1.PhaseInitializing:
+		return m.initializing()
+	case sluicev1.PhaseInitialized, sluicev1.PhaseSucceeded, sluicev1.PhaseFailed:
+		return m.idle()
+	case sluicev1.PhaseWaiting:
+		return m.waiting()
+	case sluicev1.PhaseProgressing:
+		return m.progressing()
+	case sluicev1.PhaseWaitingPromotion:
+		return m.waitingPromotion()
+	case sluicev1.PhasePromoting:
+		return m.promoting()
+	case sluicev1.PhaseFinalising:
+		return m.finalising()
+	default:
+		m.st.Message = fmt.Sprintf("unknown phase %q: starting over", m.st.Phase)
+		m.st.Phase = sluicev1.PhaseInitializing
+		return true
+	}
+}
+
+// activeRun reports whether a release of CanaryRevision is under way.
+func (m *machine) activeRun() bool {
+	switch m.st.Phase {
+	case sluicev1.PhaseWaiting, sluicev1.PhaseProgressing, sluicev1.PhaseWaitingPromotion,
+		sluicev1.PhasePromoting, sluicev1.PhaseFinalising:
+		return true
+	}
+	return false
+}
+
+func (m *machine) initializing() bool {
+	if m.st.Phase == "" {
+		m.st.Phase = sluicev1.PhaseInitializing
+		m.event(corev1.EventTypeNormal, "Initializing", "creating the primary Deployment and Services")
+		// The target keeps serving until the primary is ready.
+		m.st.CanaryWeight = 100
+	}
+	if m.obs.PrimaryRevision != m.obs.Revision || !m.obs.PrimaryReady {
+		m.st.Message = "waiting for the primary Deployment to be ready"
+		return false
+	}
+	m.st.CanaryWeight = 0
+	if !m.routed(0) {
+		m.st.Message = "moving traffic to the primary"
+		return false
+	}
+	m.st.Phase = sluicev1.PhaseInitialized
+	m.st.StableRevision = m.obs.Revision
+	m.st.Message = "primary serves revision " + m.obs.Revision
+	m.event(corev1.EventTypeNormal, "Initialized", fmt.Sprintf("primary ready at revision %s; target scaled to zero", m.obs.Revision))
+	return true
+}
+
+func (m *machine) idle() bool {
+	if m.st.PostRolloutPending {
+		res, ok := m.gate(sluicev1.HookPostRollout)
+		if !ok {
+			return false
+		}
+		m.st.PostRolloutPending = false
+		if res.Open {
+			m.event(corev1.EventTypeNormal, "PostRolloutHooks", "post-rollout hooks passed")
+		} else {
+			m.event(corev1.EventTypeWarning, "PostRolloutHooksFailed", "post-rollout hooks failed: "+res.Message)
+		}
+	}
+	rev := m.obs.Revision
+	switch {
+	case rev == m.st.StableRevision:
+		if m.st.Phase == sluicev1.PhaseFailed {
+			m.st.Phase = sluicev1.PhaseInitialized
+			m.st.Message = "target is back at the stable revision " + rev
+			m.event(corev1.EventTypeNormal, "RevertedToStable", m.st.Message)
+			return true
+		}
+		return false
+	case m.st.Phase == sluicev1.PhaseFailed && rev == m.st.FailedRevision:
+		return false
+	}
+	m.startRun(rev)
+	return true
+}
+
+func (m *machine) startRun(rev string) {
+	m.st.CanaryRevision = rev
+	m.st.FailedChecks = 0
+	m.st.CurrentStepIndex = 0
+	m.st.CanaryWeight = 0
+	m.st.RunStartedAt = m.timeNow()
+	m.st.WaitingSince = nil
+	m.st.StepStartedAt = nil
+	m.st.LastCheckAt = nil
+	m.st.PreRolloutPassed = false
+	m.st.Metrics = nil
+	m.event(corev1.EventTypeNormal, "NewRevision", fmt.Sprintf("new revision %s: starting the release", rev))
+	if hasHook(m.spec, sluicev1.HookConfirmRollout) && !m.spec.SkipAnalysis {
+		m.st.Phase = sluicev1.PhaseWaiting
+		return
+	}
+	m.st.Phase = sluicev1.PhaseProgressing
+}
+
+func (m *machine) revisionChanged() bool {
+	old, rev := m.st.CanaryRevision, m.obs.Revision
+	// A revision the primary already took is promoted: finish that first.
+	if m.st.Phase == sluicev1.PhaseFinalising ||
+		(m.st.Phase == sluicev1.PhasePromoting && m.obs.PrimaryRevision == old) {
+		m.st.StableRevision = old
+	}
+	if rev == m.st.StableRevision {
+		m.st.Phase = sluicev1.PhaseInitialized
+		m.st.CanaryRevision = ""
+		m.st.CanaryWeight = 0
+		m.st.CurrentStepIndex = 0
+		m.st.Message = "target is back at the stable revision " + rev + ": release cancelled"
+		m.event(corev1.EventTypeNormal, "RevertedToStable", m.st.Message)
+		return true
+	}
+	m.event(corev1.EventTypeNormal, "RevisionChanged",
+		fmt.Sprintf("revision changed from %s to %s during the release: starting over", old, rev))
+	m.startRun(rev)
+	return true
+}
+
+func (m *machine) waiting() bool {
+	if !m.due() {
+		return false
+	}
+	res, ok := m.gate(sluicev1.HookConfirmRollout)
+	if !ok {
+		return false
+	}
+	m.st.LastCheckAt = m.timeNow()
+	if !res.Open {
+		m.holdAtGate(sluicev1.HookConfirmRollout, res.Message)
+		return false
+	}
+	m.event(corev1.EventTypeNormal, "GateOpened", "confirm-rollout gate opened: starting the canary")
+	m.st.Phase = sluicev1.PhaseProgressing
+	m.st.LastCheckAt = nil
+	return true
+}
+
+// canaryReady tracks the canary's readiness and the progress deadline; it
+// returns false (after deciding what to do) while the canary is not ready.
+func (m *machine) canaryReady() (ready, moved bool) {
+	if m.obs.CanaryReady {
+		m.st.WaitingSince = nil
+		return true, false
+	}
+	// The hold of a step does not count while the canary is not ready.
+	m.st.StepStartedAt = nil
+	if m.st.WaitingSince == nil {
+		m.st.WaitingSince = m.timeNow()
+	}
+	deadline := m.st.WaitingSince.Add(progressDeadline(m.spec))
+	if !m.now.Before(deadline) {
+		m.rollback("ProgressDeadlineExceeded", fmt.Sprintf("canary not ready within %s: %s",
+			progressDeadline(m.spec), m.obs.CanaryMessage))
+		return false, true
+	}
+	m.st.Message = "waiting for the canary to be ready: " + m.obs.CanaryMessage
+	m.wakeAt(deadline)
+	return false, false
+}
+
+func (m *machine) progressing() bool {
+	if ready, moved := m.canaryReady(); !ready {
+		return moved
+	}
+	if m.spec.SkipAnalysis {
+		m.event(corev1.EventTypeNormal, "SkipAnalysis", "skipAnalysis is set: promoting without steps")
+		m.st.Phase = sluicev1.PhasePromoting
+		return true
+	}
+	if !m.st.PreRolloutPassed && hasHook(m.spec, sluicev1.HookPreRollout) {
+		return m.preRollout()
+	}
+	plan := Plan(m.spec)
+	idx := int(m.st.CurrentStepIndex)
+	if idx >= len(plan) {
+		m.enterPromotion()
+		return true
+	}
+	step := plan[idx]
+	if m.st.CanaryWeight != step.Weight {
+		if step.Weight > m.st.CanaryWeight && hasHook(m.spec, sluicev1.HookConfirmTrafficIncrease) {
+			if !m.due() {
+				return false
+			}
+			res, ok := m.gate(sluicev1.HookConfirmTrafficIncrease)
+			if !ok {
+				return false
+			}
+			m.st.LastCheckAt = m.timeNow()
+			if !res.Open {
+				m.holdAtGate(sluicev1.HookConfirmTrafficIncrease, res.Message)
+				return false
+			}
+		}
+		m.st.CanaryWeight = step.Weight
+		m.st.StepStartedAt = nil
+		m.event(corev1.EventTypeNormal, "WeightChanged", fmt.Sprintf("step %d/%d: canary weight %d%%", idx+1, len(plan), step.Weight))
+	}
+	if !m.routed(m.st.CanaryWeight) {
+		m.st.Message = fmt.Sprintf("waiting for the router to confirm a canary weight of %d%%", m.st.CanaryWeight)
+		return false
+	}
+	if m.st.StepStartedAt == nil {
+		m.st.StepStartedAt = m.timeNow()
+	}
+	if step.ManualPause {
+		m.st.Message = fmt.Sprintf("step %d/%d: paused until promoted", idx+1, len(plan))
+		return false
+	}
+	hold := interval(m.spec)
+	if step.Pause != nil {
+		hold = *step.Pause
+	}
+	if until := m.st.StepStartedAt.Add(hold); m.now.Before(until) {
+		m.st.Message = fmt.Sprintf("step %d/%d: holding a canary weight of %d%%", idx+1, len(plan), m.st.CanaryWeight)
+		m.wakeAt(until)
+		return false
+	}
+	if step.Check {
+		passed, moved := m.runChecks()
+		if !passed {
+			return moved
+		}
+	}
+	m.st.CurrentStepIndex++
+	m.st.StepStartedAt = nil
+	return true
+}
+
+func (m *machine) preRollout() bool {
+	if !m.due() {
+		return false
+	}
+	res, ok := m.gate(sluicev1.HookPreRollout)
+	if !ok {
+		return false
+	}
+	m.st.LastCheckAt = m.timeNow()
+	if !res.Open {
+		if m.failCheck("pre-rollout hook failed: " + res.Message) {
+			return true
+		}
+		m.wakeAt(m.now.Add(interval(m.spec)))
+		return false
+	}
+	m.st.PreRolloutPassed = true
+	m.st.LastCheckAt = nil
+	m.event(corev1.EventTypeNormal, "PreRolloutHooks", "pre-rollout hooks passed")
+	return true
+}
+
+// runChecks evaluates the checks at the end of a step's hold; it returns
+// passed=true when the step may end.
+func (m *machine) runChecks() (passed, moved bool) {
+	res, ok := m.takeChecks()
+	if !ok {
+		return false, false
+	}
+	m.st.LastCheckAt = m.timeNow()
+	m.st.Metrics = res.Metrics
+	switch {
+	case res.Rollback:
+		m.rollback("RollbackRequested", "a rollback hook asked to roll back: "+res.Message)
+		return false, true
+	case res.Outcome == CheckFail:
+		if m.failCheck(res.Message) {
+			return false, true
+		}
+	case res.Outcome == CheckHold:
+		m.st.Message = "no verdict, holding the step: " + res.Message
+	default:
+		return true, false
+	}
+	// Hold the step for another interval and check again.
+	m.st.StepStartedAt = m.timeNow()
+	m.wakeAt(m.now.Add(interval(m.spec)))
+	return false, false
+}
+
+func (m *machine) enterPromotion() {
+	m.st.StepStartedAt = nil
+	m.st.LastCheckAt = nil
+	if hasHook(m.spec, sluicev1.HookConfirmPromotion) {
+		m.st.Phase = sluicev1.PhaseWaitingPromotion
+		m.st.Message = "waiting for the confirm-promotion gate"
+		return
+	}
+	m.st.Phase = sluicev1.PhasePromoting
+	m.event(corev1.EventTypeNormal, "Promoting", "all steps passed: promoting revision "+m.st.CanaryRevision)
+}
+
+func (m *machine) waitingPromotion() bool {
+	if ready, moved := m.canaryReady(); !ready {
+		return moved
+	}
+	if !m.due() {
+		return false
+	}
+	// Metrics and rollout hooks keep running while the gate is closed.
+	if m.hasChecks() {
+		if passed, moved := m.runChecks(); !passed {
+			return moved
+		}
+	}
+	res, ok := m.gate(sluicev1.HookConfirmPromotion)
+	if !ok {
+		return false
+	}
+	m.st.LastCheckAt = m.timeNow()
+	if !res.Open {
+		m.holdAtGate(sluicev1.HookConfirmPromotion, res.Message)
+		return false
+	}
+	m.st.Phase = sluicev1.PhasePromoting
+	m.event(corev1.EventTypeNormal, "Promoting", "confirm-promotion gate opened: promoting revision "+m.st.CanaryRevision)
+	return true
+}
+
+func (m *machine) promoting() bool {
+	m.st.CanaryWeight = 100
+	if !m.routed(100) {
+		m.st.Message = "moving all traffic to the canary"
+		return false
+	}
+	m.promotePrimary = true
+	if m.obs.PrimaryRevision != m.st.CanaryRevision || !m.obs.PrimaryReady {
+		m.st.Message = "waiting for the primary to roll out revision " + m.st.CanaryRevision
+		return false
+	}
+	m.st.Phase = sluicev1.PhaseFinalising
+	return true
+}
+
+func (m *machine) finalising() bool {
+	m.st.CanaryWeight = 0
+	if !m.routed(0) {
+		m.st.Message = "moving all traffic back to the primary"
+		return false
+	}
+	rev := m.st.CanaryRevision
+	m.st.Phase = sluicev1.PhaseSucceeded
+	m.st.StableRevision = rev
+	m.st.CanaryRevision = ""
+	m.st.CurrentStepIndex = 0
+	m.st.StepStartedAt = nil
+	m.st.LastCheckAt = nil
+	m.st.PostRolloutPending = hasHook(m.spec, sluicev1.HookPostRollout)
+	m.st.Message = "revision " + rev + " promoted"
+	m.event(corev1.EventTypeNormal, "Promoted", fmt.Sprintf("revision %s promoted to primary; canary scaled to zero", rev))
+	return true
+}
+
+// rollback ends the run: all traffic to the primary, canary scaled to zero.
+func (m *machine) rollback(reason, msg string) {
+	m.st.FailedRevision = m.st.CanaryRevision
+	m.st.Phase = sluicev1.PhaseFailed
+	m.st.CanaryRevision = ""
+	m.st.CanaryWeight = 0
+	m.st.StepStartedAt = nil
+	m.st.WaitingSince = nil
+	m.st.LastCheckAt = nil
+	m.st.PostRolloutPending = hasHook(m.spec, sluicev1.HookPostRollout)
+	m.st.Message = "rolled back: " + msg
+	m.failReason = reason
+	m.event(corev1.EventTypeWarning, reason, fmt.Sprintf("rolling back revision %s: %s", m.st.FailedRevision, msg))
+}
+
+// failCheck counts a failed check; it returns true when the threshold is
+// reached and the run was rolled back.
+func (m *machine) failCheck(msg string) bool {
+	m.st.FailedChecks++
+	limit := threshold(m.spec)
+	m.event(corev1.EventTypeWarning, "CheckFailed", fmt.Sprintf("%s (%d/%d)", msg, m.st.FailedChecks, limit))
+	if m.st.FailedChecks >= limit {
+		m.rollback("ThresholdReached", fmt.Sprintf("%d failed checks, last: %s", m.st.FailedChecks, msg))
+		return true
+	}
+	m.st.Message = fmt.Sprintf("check failed (%d/%d): %s", m.st.FailedChecks, limit, msg)
+	return false
+}
+
+func (m *machine) targetMissing() {
+	msg := "target Deployment " + m.spec.TargetRef.Name + " not found"
+	if m.activeRun() {
+		m.rollback("TargetNotFound", msg)
+	}
+	m.st.Message = msg
+}
+
+func (m *machine) suspend() {
+	// Timers restart on resume, so a suspension never expires a deadline.
+	m.st.StepStartedAt = nil
+	m.st.WaitingSince = nil
+	m.st.Message = "suspended: spec.suspend is true"
+}
+
+func (m *machine) holdAtGate(t sluicev1.HookType, msg string) {
+	m.gateHeld = fmt.Sprintf("%s gate is closed: %s", t, msg)
+	m.st.Message = m.gateHeld
+	m.wakeAt(m.now.Add(interval(m.spec)))
+}
+
+// hasChecks reports whether the spec has anything to check after a step.
+func (m *machine) hasChecks() bool {
+	a := m.spec.Analysis
+	return a != nil && (len(a.Metrics) > 0 || hasHook(m.spec, sluicev1.HookRollout) || hasHook(m.spec, sluicev1.HookRollback))
+}
+
+// takeChecks returns the check results, or asks for them.
+func (m *machine) takeChecks() (CheckResult, bool) {
+	if !m.hasChecks() {
+		return CheckResult{Outcome: CheckPass}, true
+	}
+	if m.checks == nil {
+		m.ask(true)
+		return CheckResult{}, false
+	}
+	res := *m.checks
+	m.checks = nil
+	return res, true
+}
+
+// gate returns the result of the webhooks of type t, or asks for it.
+// A type without webhooks is open.
+func (m *machine) gate(t sluicev1.HookType) (GateResult, bool) {
+	if !hasHook(m.spec, t) {
+		return GateResult{Open: true}, true
+	}
+	res, ok := m.gates[t]
+	if !ok {
+		m.ask(false, t)
+		return GateResult{}, false
+	}
+	delete(m.gates, t)
+	return res, true
+}
+
+func (m *machine) ask(checks bool, gates ...sluicev1.HookType) {
+	if m.need == nil {
+		m.need = &Need{}
+	}
+	m.need.Checks = m.need.Checks || checks
+	m.need.Gates = append(m.need.Gates, gates...)
+}
+
+// due reports whether a gate or check may be called again (one interval
+// after the last call); otherwise it schedules the wake-up.
+func (m *machine) due() bool {
+	if m.st.LastCheckAt == nil {
+		return true
+	}
+	next := m.st.LastCheckAt.Add(interval(m.spec))
+	if m.now.Before(next) {
+		m.wakeAt(next)
+		return false
+	}
+	return true
+}
+
+func (m *machine) routed(w int32) bool {
+	return m.obs.RoutedWeight != nil && *m.obs.RoutedWeight == w
+}
+
+func (m *machine) wakeAt(t time.Time) {
+	if m.wake.IsZero() || t.Before(m.wake) {
+		m.wake = t
+	}
+}
+
+func (m *machine) timeNow() *metav1.Time {
+	t := metav1.NewTime(m.now)
+	return &t
+}
+
+func (m *machine) event(eventType, reason, msg string) {
+	m.events = append(m.events, Event{Type: eventType, Reason: reason, Message: msg})
+}
+
+// desired derives the cluster state from the phase the machine ended in.
+func (m *machine) desired() Desired {
+	d := Desired{CanaryWeight: m.st.CanaryWeight}
+	switch m.st.Phase {
+	case "", sluicev1.PhaseInitializing:
+		d.CanaryUp = true
+		d.PrimaryRevision = m.obs.Revision
+	case sluicev1.PhaseProgressing, sluicev1.PhaseWaitingPromotion, sluicev1.PhaseFinalising:
+		d.CanaryUp = true
+	case sluicev1.PhasePromoting:
+		d.CanaryUp = true
+		if m.promotePrimary {
+			d.PrimaryRevision = m.st.CanaryRevision
+		}
+	default:
+		// Idle, waiting at confirm-rollout or failed: the canary keeps its
+		// replicas only until the router confirms it takes no traffic.
+		d.CanaryWeight = 0
+		d.CanaryUp = !m.routed(0) && m.st.Phase == sluicev1.PhaseFailed
+	}
+	if !m.obs.TargetFound {
+		d.CanaryUp = false
+		d.PrimaryRevision = ""
+	}
+	return d
+}
