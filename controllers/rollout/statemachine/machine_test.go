@@ -117,7 +117,7 @@ func observe(rev string, opts ...obsOpt) Observation {
 	return o
 }
 
-func routed(w int32) obsOpt { return func(o *Observation) { o.RoutedWeight = ptr.To(w) } }
+func routed(w int32) obsOpt  { return func(o *Observation) { o.RoutedWeight = ptr.To(w) } }
 func noRoute(o *Observation) { o.RoutedWeight = nil }
 func canaryNotReady(o *Observation) {
 	o.CanaryReady, o.CanaryMessage = false, "0/3 replicas available"
@@ -180,7 +180,7 @@ func TestDecide(t *testing.T) {
 		{
 			name: "a new Rollout creates the primary while the target keeps all traffic",
 			spec: spec(), st: &sluicev1.RolloutStatus{},
-			obs:  observe("rev1", primaryAt("", false), noRoute),
+			obs: observe("rev1", primaryAt("", false), noRoute),
 			want: want{phase: sluicev1.PhaseInitializing, weight: ptr.To[int32](100), canaryUp: ptr.To(true), primaryRev: "rev1",
 				event: "Initializing", reconciling: metav1.ConditionTrue, ready: metav1.ConditionFalse},
 		},
@@ -193,7 +193,7 @@ func TestDecide(t *testing.T) {
 		{
 			name: "with traffic on the primary the Rollout is Initialized and the target scaled to zero",
 			spec: spec(), st: &sluicev1.RolloutStatus{Phase: sluicev1.PhaseInitializing},
-			obs:  observe("rev1", routed(0)),
+			obs: observe("rev1", routed(0)),
 			want: want{phase: sluicev1.PhaseInitialized, weight: ptr.To[int32](0), canaryUp: ptr.To(false), stable: "rev1",
 				event: "Initialized", ready: metav1.ConditionTrue},
 		},
@@ -207,7 +207,7 @@ func TestDecide(t *testing.T) {
 		{
 			name: "a new revision starts a run and scales the canary up",
 			spec: spec(), st: status(sluicev1.PhaseSucceeded),
-			obs:  observe("rev2", canaryNotReady),
+			obs: observe("rev2", canaryNotReady),
 			want: want{phase: sluicev1.PhaseProgressing, canaryUp: ptr.To(true), weight: ptr.To[int32](0), canaryRev: ptr.To("rev2"),
 				event: "NewRevision", reconciling: metav1.ConditionTrue, ready: metav1.ConditionFalse, requeue: 10 * time.Minute},
 		},
@@ -276,7 +276,7 @@ func TestDecide(t *testing.T) {
 		{
 			name: "the progress deadline passing rolls back and fails the run",
 			spec: spec(), st: status(sluicev1.PhaseProgressing, waitingSince(11*time.Minute)),
-			obs:  observe("rev2", canaryNotReady),
+			obs: observe("rev2", canaryNotReady),
 			want: want{phase: sluicev1.PhaseFailed, weight: ptr.To[int32](0), canaryUp: ptr.To(false), event: "ProgressDeadlineExceeded",
 				stalled: metav1.ConditionTrue, ready: metav1.ConditionFalse, canaryRev: ptr.To("")},
 		},
@@ -326,7 +326,7 @@ func TestDecide(t *testing.T) {
 		{
 			name: "failed checks reaching the threshold roll back",
 			spec: spec(withCanaryWeights(10, 50), withMetric()), st: status(sluicev1.PhaseProgressing, atStep(1, 50), stepStarted(time.Minute), failedChecks(1)),
-			obs:  observe("rev2", routed(50), checks(CheckFail, "request-success-rate 80 < 99")),
+			obs: observe("rev2", routed(50), checks(CheckFail, "request-success-rate 80 < 99")),
 			want: want{phase: sluicev1.PhaseFailed, weight: ptr.To[int32](0), canaryUp: ptr.To(true), failed: ptr.To[int32](2), event: "ThresholdReached",
 				stalled: metav1.ConditionTrue, message: "rolled back"},
 		},
@@ -439,7 +439,7 @@ func TestDecide(t *testing.T) {
 		{
 			name: "a new revision mid-run restarts the run",
 			spec: spec(withCanaryWeights(10, 50)), st: status(sluicev1.PhaseProgressing, atStep(1, 50), failedChecks(1)),
-			obs:  observe("rev3", routed(50), canaryNotReady),
+			obs: observe("rev3", routed(50), canaryNotReady),
 			want: want{phase: sluicev1.PhaseProgressing, canaryRev: ptr.To("rev3"), step: ptr.To[int32](0), weight: ptr.To[int32](0),
 				failed: ptr.To[int32](0), event: "RevisionChanged", requeue: 10 * time.Minute},
 		},
@@ -452,7 +452,7 @@ func TestDecide(t *testing.T) {
 		{
 			name: "the target deleted mid-run rolls back to the primary",
 			spec: spec(), st: status(sluicev1.PhaseProgressing, atStep(0, 0)),
-			obs:  observe("", targetGone),
+			obs: observe("", targetGone),
 			want: want{phase: sluicev1.PhaseFailed, weight: ptr.To[int32](0), canaryUp: ptr.To(false), event: "TargetNotFound",
 				stalled: metav1.ConditionTrue, message: "not found"},
 		},

@@ -1,0 +1,78 @@
+// Command manager runs the Sluice operator against a kubeconfig or in-cluster.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"go.uber.org/zap/zapcore"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/sluice-dev/sluice/internal/manager"
+)
+
+func main() {
+	if err := run(ctrl.SetupSignalHandler(), os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "sluice-manager:", err)
+		os.Exit(1)
+	}
+}
+
+// run parses the flags, builds the manager and runs it until ctx ends.
+func run(ctx context.Context, args []string, logOut io.Writer) error {
+	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
+	var (
+		kubeconfig = fs.String("kubeconfig", "", "path to a kubeconfig; empty means $KUBECONFIG or in-cluster")
+		opts       manager.Options
+		logLevel   = fs.String("log-level", "info", "log level: debug, info or error")
+		devLogs    = fs.Bool("log-dev", false, "human-readable logs instead of JSON")
+	)
+	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", "address of the metrics endpoint; 0 disables it")
+	fs.StringVar(&opts.HealthProbeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes; 0 disables them")
+	fs.BoolVar(&opts.LeaderElection, "leader-elect", false, "elect a leader among replicas (turn on when running more than one)")
+	fs.StringVar(&opts.LeaderElectionNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	level, err := zapcore.ParseLevel(*logLevel)
+	if err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	ctrl.SetLogger(zap.New(zap.WriteTo(logOut), zap.Level(level), zap.UseDevMode(*devLogs)))
+
+	cfg, err := restConfig(*kubeconfig)
+	if err != nil {
+		return err
+	}
+	mgr, err := manager.New(cfg, opts)
+	if err != nil {
+		return fmt.Errorf("setting up the manager: %w", err)
+	}
+	ctrl.Log.WithName("setup").Info("starting", "leaderElection", opts.LeaderElection, "metrics", opts.MetricsAddr)
+	if err := mgr.Start(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("--kubeconfig %s: %w", kubeconfig, err)
+		}
+		return cfg, nil
+	}
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return nil, fmt.Errorf("no kubeconfig given and none found (in-cluster or $KUBECONFIG): %w", err)
+	}
+	return cfg, nil
+}

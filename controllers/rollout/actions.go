@@ -1,0 +1,170 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	"github.com/sluice-dev/sluice/pkg/traffic"
+)
+
+// promotePrimary gives the primary the target's template and configuration
+// at revision rev: config copies first, so new primary pods find them.
+func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) error {
+	if rev != sc.revision {
+		// The target moved on; the state machine restarts the run.
+		return nil
+	}
+	copied, err := r.copyConfigs(ctx, sc)
+	if err != nil {
+		return err
+	}
+	replicas := replicasOf(sc.target)
+	if replicas == 0 {
+		replicas = 1
+		if sc.primary != nil {
+			replicas = replicasOf(sc.primary)
+		}
+	}
+	want := buildPrimary(sc.target, sc.route.PrimarySelector, copied, rev, replicas)
+	if err := controllerutil.SetControllerReference(sc.ro, want, r.Scheme()); err != nil {
+		return err
+	}
+	if sc.primary == nil {
+		if err := r.Create(ctx, want); err != nil {
+			return fmt.Errorf("creating primary Deployment %s: %w", want.Name, err)
+		}
+	} else {
+		p := sc.primary.DeepCopy()
+		p.Spec = want.Spec
+		p.Labels = want.Labels
+		if p.Annotations == nil {
+			p.Annotations = map[string]string{}
+		}
+		p.Annotations[RevisionAnnotation] = rev
+		if err := r.Update(ctx, p); err != nil {
+			return fmt.Errorf("updating primary Deployment %s: %w", p.Name, err)
+		}
+		want = p
+	}
+	sc.primary = want
+	sc.obs.PrimaryRevision = rev
+	sc.obs.PrimaryReady, _ = deploymentReady(want)
+	r.Recorder.Eventf(sc.ro, nil, corev1.EventTypeNormal, "PrimaryUpdated", "Promote",
+		"primary Deployment %s set to revision %s", want.Name, rev)
+	return nil
+}
+
+// copyConfigs writes a -primary copy of every ConfigMap and Secret the target
+// uses and returns the keys it copied. The data is read uncached.
+func (r *Reconciler) copyConfigs(ctx context.Context, sc *scope) (map[string]bool, error) {
+	copied := map[string]bool{}
+	for _, ref := range configRefs(&sc.target.Spec.Template.Spec) {
+		sum, ok := sc.configs[ref.key()]
+		if !ok || sum == missingChecksum {
+			continue
+		}
+		src := newConfigObject(ref.Kind)
+		if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: sc.ro.Namespace, Name: ref.Name}, src); err != nil {
+			return nil, fmt.Errorf("reading %s: %w", ref.key(), err)
+		}
+		if err := r.writeCopy(ctx, sc, src); err != nil {
+			return nil, err
+		}
+		copied[ref.key()] = true
+	}
+	return copied, nil
+}
+
+// writeCopy creates or updates the -primary copy of a ConfigMap or Secret,
+// skipping the write when the copy already holds the same data.
+func (r *Reconciler) writeCopy(ctx context.Context, sc *scope, src client.Object) error {
+	name := primaryName(src.GetName())
+	meta := metav1.ObjectMeta{
+		Name: name, Namespace: src.GetNamespace(),
+		Labels: map[string]string{RolloutLabel: sc.ro.Name, traffic.ManagedByLabel: traffic.ManagedByValue},
+	}
+	var dst client.Object
+	switch s := src.(type) {
+	case *corev1.ConfigMap:
+		dst = &corev1.ConfigMap{ObjectMeta: meta, Data: s.Data, BinaryData: s.BinaryData}
+	case *corev1.Secret:
+		dst = &corev1.Secret{ObjectMeta: meta, Data: s.Data, Type: s.Type}
+	}
+	if err := controllerutil.SetControllerReference(sc.ro, dst, r.Scheme()); err != nil {
+		return err
+	}
+	existing := newConfigObject(kindOf(src))
+	err := r.Get(ctx, client.ObjectKeyFromObject(dst), existing)
+	switch {
+	case apierrors.IsNotFound(err):
+		if err := r.Create(ctx, dst); err != nil {
+			return fmt.Errorf("creating %s: %w", name, err)
+		}
+		return nil
+	case err != nil:
+		return fmt.Errorf("reading %s: %w", name, err)
+	}
+	// The cache transform put the checksum of the copy's data on it.
+	if existing.GetAnnotations()[ChecksumAnnotation] == dataChecksum(src) {
+		return nil
+	}
+	dst.SetResourceVersion(existing.GetResourceVersion())
+	if err := r.Update(ctx, dst); err != nil {
+		return fmt.Errorf("updating %s: %w", name, err)
+	}
+	return nil
+}
+
+func kindOf(o client.Object) configKind {
+	if _, ok := o.(*corev1.Secret); ok {
+		return kindSecret
+	}
+	return kindConfigMap
+}
+
+// scaleTarget runs the target (the canary) at the primary's size or scales it
+// to zero. A replica count set on the target by its owner while it is scaled
+// down is passed on to the primary first: it is the owner's wish.
+func (r *Reconciler) scaleTarget(ctx context.Context, sc *scope, up bool) error {
+	cur := replicasOf(sc.target)
+	var want int32
+	switch {
+	case up && cur > 0, !up && cur == 0:
+		return nil
+	case up:
+		want = 1
+		if sc.primary != nil && replicasOf(sc.primary) > 0 {
+			want = replicasOf(sc.primary)
+		}
+	default:
+		if sc.primary != nil && replicasOf(sc.primary) != cur {
+			if err := r.setReplicas(ctx, sc.primary, cur); err != nil {
+				return err
+			}
+		}
+	}
+	return r.setReplicas(ctx, sc.target, want)
+}
+
+func (r *Reconciler) setReplicas(ctx context.Context, d *appsv1.Deployment, n int32) error {
+	patch := client.MergeFrom(d.DeepCopy())
+	d.Spec.Replicas = &n
+	if err := r.Patch(ctx, d, patch); err != nil {
+		return fmt.Errorf("scaling Deployment %s to %d: %w", d.Name, n, err)
+	}
+	return nil
+}
+
+func replicasOf(d *appsv1.Deployment) int32 {
+	if d.Spec.Replicas == nil {
+		return 1
+	}
+	return *d.Spec.Replicas
+}

@@ -1,0 +1,174 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/controllers/rollout/statemachine"
+	"github.com/sluice-dev/sluice/pkg/traffic"
+)
+
+// missingChecksum stands for a required ConfigMap or Secret that does not
+// exist; it becomes part of the revision, so its creation is a new revision.
+const missingChecksum = "missing"
+
+// scope is what one reconcile observed of a Rollout and its objects.
+type scope struct {
+	ro      *sluicev1.Rollout
+	target  *appsv1.Deployment // nil when not found
+	primary *appsv1.Deployment // nil when not created yet
+	// configs maps configRef keys to checksums (missingChecksum when a
+	// required one is absent); optional absent ones are left out.
+	configs  map[string]string
+	revision string
+	route    traffic.Target
+	router   traffic.Router // nil when unavailable
+	obs      statemachine.Observation
+}
+
+// observe gathers what the state machine needs. It returns an error only for
+// transient failures; what needs a user's fix is recorded as obs.Blocked.
+func (r *Reconciler) observe(ctx context.Context, ro *sluicev1.Rollout) (*scope, error) {
+	sc := &scope{ro: ro}
+	name := ro.Spec.TargetRef.Name
+	sc.route = traffic.Target{Rollout: ro, Apex: name, Primary: primaryName(name), Canary: name + "-canary"}
+
+	if err := r.observePrimary(ctx, sc); err != nil {
+		return nil, err
+	}
+	target := &appsv1.Deployment{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: name}, target)
+	switch {
+	case apierrors.IsNotFound(err):
+		// Route what can still be routed: all traffic to the primary.
+		if sc.primary != nil {
+			sc.route.PrimarySelector = sc.primary.Spec.Selector.MatchLabels
+			sc.route.CanarySelector = canarySelectorFromPrimary(sc.route.PrimarySelector)
+			return sc, r.observeRoutes(ctx, sc)
+		}
+		return sc, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading target Deployment %s: %w", name, err)
+	}
+	sc.target = target
+	sc.obs.TargetFound = true
+
+	canarySel, primarySel, err := selectors(target)
+	if err != nil {
+		sc.block("InvalidTarget", err.Error())
+		return sc, nil
+	}
+	sc.route.CanarySelector, sc.route.PrimarySelector = canarySel, primarySel
+
+	if err := r.observeConfigs(ctx, sc); err != nil {
+		return nil, err
+	}
+	if sc.revision, err = revision(&target.Spec.Template, sc.configs); err != nil {
+		return nil, err
+	}
+	sc.obs.Revision = sc.revision
+	sc.obs.CanaryReady, sc.obs.CanaryMessage = deploymentReady(target)
+	return sc, r.observeRoutes(ctx, sc)
+}
+
+func (sc *scope) block(reason, msg string) {
+	if sc.obs.Blocked == "" {
+		sc.obs.Blocked, sc.obs.BlockedReason = msg, reason
+	}
+}
+
+func (r *Reconciler) observePrimary(ctx context.Context, sc *scope) error {
+	primary := &appsv1.Deployment{}
+	err := r.Get(ctx, client.ObjectKey{Namespace: sc.ro.Namespace, Name: sc.route.Primary}, primary)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading primary Deployment %s: %w", sc.route.Primary, err)
+	}
+	if !metav1.IsControlledBy(primary, sc.ro) {
+		sc.block("PrimaryConflict", fmt.Sprintf("Deployment %s exists and is not managed by this Rollout: remove or rename it", primary.Name))
+		return nil
+	}
+	sc.primary = primary
+	sc.obs.PrimaryRevision = primary.Annotations[RevisionAnnotation]
+	sc.obs.PrimaryReady, _ = deploymentReady(primary)
+	return nil
+}
+
+// observeConfigs reads the checksums of the ConfigMaps and Secrets the
+// target uses, from the cache (which holds checksums, not data).
+func (r *Reconciler) observeConfigs(ctx context.Context, sc *scope) error {
+	sc.configs = map[string]string{}
+	for _, ref := range configRefs(&sc.target.Spec.Template.Spec) {
+		obj := newConfigObject(ref.Kind)
+		err := r.Get(ctx, client.ObjectKey{Namespace: sc.ro.Namespace, Name: ref.Name}, obj)
+		switch {
+		case apierrors.IsNotFound(err):
+			if !ref.Optional {
+				sc.configs[ref.key()] = missingChecksum
+			}
+		case err != nil:
+			return fmt.Errorf("reading %s: %w", ref.key(), err)
+		default:
+			sc.configs[ref.key()] = obj.GetAnnotations()[ChecksumAnnotation]
+		}
+	}
+	return nil
+}
+
+func newConfigObject(kind configKind) client.Object {
+	if kind == kindSecret {
+		return &corev1.Secret{}
+	}
+	return &corev1.ConfigMap{}
+}
+
+// observeRoutes makes sure the Services and routes exist and reads back the
+// weights the router holds.
+func (r *Reconciler) observeRoutes(ctx context.Context, sc *scope) error {
+	router, err := r.Routers(sc.ro)
+	if err != nil {
+		sc.block("RouterUnavailable", err.Error())
+		return nil
+	}
+	if err := traffic.EnsureServices(ctx, r.Client, sc.route); err != nil {
+		var conflict *traffic.ServiceConflictError
+		if errors.As(err, &conflict) {
+			sc.block("ServiceConflict", err.Error())
+			return nil
+		}
+		return err
+	}
+	if err := router.EnsureRoutes(ctx, sc.route); err != nil {
+		return fmt.Errorf("ensuring routes with the %s router: %w", router.Name(), err)
+	}
+	w, ok, err := router.Weights(ctx, sc.route)
+	if err != nil {
+		return fmt.Errorf("reading weights with the %s router: %w", router.Name(), err)
+	}
+	if ok {
+		sc.obs.RoutedWeight = &w.Canary
+	}
+	sc.router = router
+	return nil
+}
+
+// canarySelectorFromPrimary undoes the -primary suffix of selector values,
+// for a target that was deleted.
+func canarySelectorFromPrimary(primary map[string]string) map[string]string {
+	out := make(map[string]string, len(primary))
+	for k, v := range primary {
+		out[k] = strings.TrimSuffix(v, primarySuffix)
+	}
+	return out
+}

@@ -1,0 +1,137 @@
+package rollout
+
+import (
+	"fmt"
+	"maps"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// primarySuffix names the primary's Deployment, Service and config copies.
+const primarySuffix = "-primary"
+
+// RolloutLabel on Sluice's objects names the Rollout they belong to.
+const RolloutLabel = "sluice.dev/rollout"
+
+// selectors returns the label selectors of the canary (the target's own) and
+// of the primary (the same keys, values suffixed with -primary), so that the
+// two sets of pods never match each other's Service.
+func selectors(target *appsv1.Deployment) (canary, primary map[string]string, err error) {
+	sel := target.Spec.Selector
+	if sel == nil || len(sel.MatchLabels) == 0 {
+		return nil, nil, fmt.Errorf("deployment %s has no spec.selector.matchLabels: Sluice needs them to tell primary and canary pods apart", target.Name)
+	}
+	if len(sel.MatchExpressions) > 0 {
+		return nil, nil, fmt.Errorf("deployment %s selects pods with matchExpressions: Sluice supports matchLabels only", target.Name)
+	}
+	canary = maps.Clone(sel.MatchLabels)
+	primary = make(map[string]string, len(canary))
+	for k, v := range canary {
+		primary[k] = primaryName(v)
+	}
+	return canary, primary, nil
+}
+
+func primaryName(name string) string { return name + primarySuffix }
+
+// buildPrimary returns the primary Deployment for a target: the target's
+// spec with primary selector labels, config references renamed to the
+// primary's own copies, and the revision it runs.
+func buildPrimary(target *appsv1.Deployment, primarySelector map[string]string, copied map[string]bool, rev string, replicas int32) *appsv1.Deployment {
+	spec := target.Spec.DeepCopy()
+	spec.Replicas = &replicas
+	spec.Selector = &metav1.LabelSelector{MatchLabels: maps.Clone(primarySelector)}
+	if spec.Template.Labels == nil {
+		spec.Template.Labels = map[string]string{}
+	}
+	maps.Copy(spec.Template.Labels, primarySelector)
+	renameConfigRefs(&spec.Template.Spec, copied)
+
+	labels := maps.Clone(target.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[RolloutLabel] = target.Name
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        primaryName(target.Name),
+			Namespace:   target.Namespace,
+			Labels:      labels,
+			Annotations: map[string]string{RevisionAnnotation: rev},
+		},
+		Spec: *spec,
+	}
+}
+
+// renameConfigRefs points every reference to a copied ConfigMap or Secret
+// at its -primary copy; copied holds configRef keys.
+func renameConfigRefs(spec *corev1.PodSpec, copied map[string]bool) {
+	rename := func(kind configKind, name *string) {
+		if copied[configRef{Kind: kind, Name: *name}.key()] {
+			*name = primaryName(*name)
+		}
+	}
+	for i := range spec.Volumes {
+		v := &spec.Volumes[i]
+		if v.ConfigMap != nil {
+			rename(kindConfigMap, &v.ConfigMap.Name)
+		}
+		if v.Secret != nil {
+			rename(kindSecret, &v.Secret.SecretName)
+		}
+		if v.Projected != nil {
+			for j := range v.Projected.Sources {
+				s := &v.Projected.Sources[j]
+				if s.ConfigMap != nil {
+					rename(kindConfigMap, &s.ConfigMap.Name)
+				}
+				if s.Secret != nil {
+					rename(kindSecret, &s.Secret.Name)
+				}
+			}
+		}
+	}
+	for _, c := range allContainers(spec) {
+		for i := range c.EnvFrom {
+			if r := c.EnvFrom[i].ConfigMapRef; r != nil {
+				rename(kindConfigMap, &r.Name)
+			}
+			if r := c.EnvFrom[i].SecretRef; r != nil {
+				rename(kindSecret, &r.Name)
+			}
+		}
+		for i := range c.Env {
+			vf := c.Env[i].ValueFrom
+			if vf == nil {
+				continue
+			}
+			if k := vf.ConfigMapKeyRef; k != nil {
+				rename(kindConfigMap, &k.Name)
+			}
+			if k := vf.SecretKeyRef; k != nil {
+				rename(kindSecret, &k.Name)
+			}
+		}
+	}
+}
+
+// deploymentReady reports whether a Deployment runs all its replicas at its
+// current template, with a message for when it does not.
+func deploymentReady(d *appsv1.Deployment) (bool, string) {
+	want := int32(1)
+	if d.Spec.Replicas != nil {
+		want = *d.Spec.Replicas
+	}
+	s := d.Status
+	switch {
+	case want == 0:
+		return false, "scaled to zero"
+	case s.ObservedGeneration < d.Generation:
+		return false, "the Deployment controller has not observed the latest spec yet"
+	case s.UpdatedReplicas < want || s.AvailableReplicas < want || s.Replicas > s.UpdatedReplicas:
+		return false, fmt.Sprintf("%d/%d replicas updated, %d available", s.UpdatedReplicas, want, s.AvailableReplicas)
+	}
+	return true, ""
+}

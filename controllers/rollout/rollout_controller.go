@@ -1,0 +1,233 @@
+// Package rollout holds the Rollout reconciler: it observes the cluster, asks
+// the pure state machine what to do, and does it.
+package rollout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/controllers/rollout/statemachine"
+	"github.com/sluice-dev/sluice/pkg/analysis"
+	"github.com/sluice-dev/sluice/pkg/traffic"
+	"github.com/sluice-dev/sluice/pkg/webhooks"
+)
+
+// RouterFor returns the router a Rollout asks for, or an error saying why it
+// is not available (the Rollout is then Stalled).
+type RouterFor func(ro *sluicev1.Rollout) (traffic.Router, error)
+
+// Reconciler reconciles Rollouts.
+type Reconciler struct {
+	client.Client
+	// APIReader reads ConfigMaps and Secrets uncached: the cache keeps only
+	// their checksums.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
+	Routers   RouterFor
+	Metrics   analysis.Querier
+	Webhooks  *webhooks.Client
+}
+
+// maxDecisions bounds the decide/act rounds of one reconcile.
+const maxDecisions = 6
+
+// +kubebuilder:rbac:groups=sluice.dev,resources=rollouts,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=sluice.dev,resources=rollouts/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=sluice.dev,resources=metrictemplates,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups="",resources=services;configmaps;secrets,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile brings one Rollout a step further.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
+	ro := &sluicev1.Rollout{}
+	if err := r.Get(ctx, req.NamespacedName, ro); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !ro.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	base := ro.DeepCopy()
+	// One status patch per reconcile, whatever happened.
+	defer func() {
+		if retErr == nil {
+			ro.Status.ObservedGeneration = ro.Generation
+		}
+		if equality.Semantic.DeepEqual(base.Status, ro.Status) {
+			return
+		}
+		if err := r.Status().Patch(ctx, ro, client.MergeFrom(base)); err != nil {
+			retErr = errors.Join(retErr, fmt.Errorf("patching status: %w", err))
+		}
+	}()
+
+	sc, err := r.observe(ctx, ro)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	d, err := r.decideAndAct(ctx, sc)
+	ro.Status = d.Status
+	if sc.configs != nil {
+		ro.Status.TrackedConfigs = sc.configs
+	}
+	if err != nil {
+		r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, "ReconcileError", "Reconcile", "%v", err)
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: d.RequeueAfter}, nil
+}
+
+// decideAndAct asks the state machine what to do and does it, deciding again
+// while acting changed what it observes (a weight confirmed by the router) or
+// it asked for checks or gates; so a step costs one reconcile.
+func (r *Reconciler) decideAndAct(ctx context.Context, sc *scope) (statemachine.Decision, error) {
+	now := r.Clock.Now()
+	status := sc.ro.Status
+	var d statemachine.Decision
+	gathered := map[string]bool{}
+	for range maxDecisions {
+		d = statemachine.Decide(statemachine.Input{
+			Spec: &sc.ro.Spec, Generation: sc.ro.Generation, Status: &status, Obs: sc.obs, Now: now,
+		})
+		if d.Need != nil {
+			if need := *d.Need; !r.gather(ctx, sc, &need, gathered) {
+				// Nothing new could be gathered: keep what was decided so far.
+				d.Status, d.Need = status, nil
+				return d, fmt.Errorf("the state machine asked twice for %+v", need)
+			}
+			continue
+		}
+		status = d.Status
+		r.emit(sc.ro, d.Events)
+		sc.obs.Checks, sc.obs.Gates = nil, nil
+		changed, err := r.act(ctx, sc, d.Desired)
+		if err != nil || !changed {
+			return d, err
+		}
+	}
+	return d, nil
+}
+
+// gather runs the checks and gates the state machine asked for; it returns
+// false when it had already gathered them in this reconcile.
+func (r *Reconciler) gather(ctx context.Context, sc *scope, need *statemachine.Need, done map[string]bool) bool {
+	progress := false
+	ro := sc.ro.DeepCopy()
+	if need.Checks && !done["checks"] {
+		done["checks"], progress = true, true
+		sc.obs.Checks = r.runChecks(ctx, ro, sc.revision)
+	}
+	for _, t := range need.Gates {
+		if done[string(t)] {
+			continue
+		}
+		done[string(t)], progress = true, true
+		res := r.Webhooks.CallAll(ctx, ro, t, sc.revision)
+		if sc.obs.Gates == nil {
+			sc.obs.Gates = map[sluicev1.HookType]statemachine.GateResult{}
+		}
+		sc.obs.Gates[t] = statemachine.GateResult{Open: res.AllPassed, Message: res.Message}
+	}
+	return progress
+}
+
+// runChecks runs the rollback hooks, the rollout hooks and the metrics of a step.
+func (r *Reconciler) runChecks(ctx context.Context, ro *sluicev1.Rollout, rev string) *statemachine.CheckResult {
+	if rb := r.Webhooks.CallAll(ctx, ro, sluicev1.HookRollback, rev); rb.AnyPassed {
+		return &statemachine.CheckResult{Rollback: true, Message: "rollback hook answered 2xx"}
+	}
+	if hooks := r.Webhooks.CallAll(ctx, ro, sluicev1.HookRollout, rev); !hooks.AllPassed {
+		return &statemachine.CheckResult{Outcome: statemachine.CheckFail, Message: "rollout hook failed: " + hooks.Message}
+	}
+	res := analysis.Run(ctx, r.Metrics, ro, r.Clock.Now())
+	out := &statemachine.CheckResult{Outcome: statemachine.CheckPass, Metrics: res.Metrics}
+	switch {
+	case len(res.Failed) > 0:
+		out.Outcome, out.Message = statemachine.CheckFail, fmt.Sprint(res.Failed)
+	case len(res.Held) > 0:
+		out.Outcome, out.Message = statemachine.CheckHold, fmt.Sprint(res.Held)
+	}
+	return out
+}
+
+func (r *Reconciler) emit(ro *sluicev1.Rollout, evs []statemachine.Event) {
+	for _, e := range evs {
+		r.Recorder.Eventf(ro, nil, e.Type, e.Reason, "Release", "%s", e.Message)
+	}
+}
+
+// act brings the cluster to the desired state. It reports whether it changed
+// something the state machine observes, so that it may decide again at once.
+func (r *Reconciler) act(ctx context.Context, sc *scope, want statemachine.Desired) (bool, error) {
+	if sc.obs.Blocked != "" || sc.router == nil {
+		return false, nil
+	}
+	changed := false
+	if sc.target != nil && want.PrimaryRevision != "" && want.PrimaryRevision != sc.obs.PrimaryRevision {
+		if err := r.promotePrimary(ctx, sc, want.PrimaryRevision); err != nil {
+			return false, err
+		}
+	}
+	if sc.obs.RoutedWeight == nil || *sc.obs.RoutedWeight != want.CanaryWeight {
+		got, err := sc.router.SetWeights(ctx, sc.route, traffic.ForCanary(want.CanaryWeight))
+		if err != nil {
+			return false, fmt.Errorf("setting weights with the %s router: %w", sc.router.Name(), err)
+		}
+		if sc.obs.RoutedWeight == nil || *sc.obs.RoutedWeight != got.Canary {
+			changed = true
+		}
+		sc.obs.RoutedWeight = &got.Canary
+		if got.Canary != want.CanaryWeight {
+			log.FromContext(ctx).Info("router holds other weights than asked", "asked", want.CanaryWeight, "holds", got.Canary)
+		}
+	}
+	if sc.target != nil {
+		if err := r.scaleTarget(ctx, sc, want.CanaryUp); err != nil {
+			return changed, err
+		}
+	}
+	return changed, nil
+}
+
+// SetupWithManager registers the controller and its watches.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if err := indexRollouts(context.Background(), mgr); err != nil {
+		return err
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		// Status patches are Sluice's own: only spec and annotation changes
+		// of a Rollout need a reconcile.
+		For(&sluicev1.Rollout{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		Owns(&appsv1.Deployment{}).
+		Owns(&corev1.Service{}).
+		Watches(&appsv1.Deployment{}, r.enqueueByIndex(targetIndex, func(o client.Object) []string { return []string{o.GetName()} })).
+		Watches(&corev1.ConfigMap{}, r.enqueueByIndex(configIndex, configIndexKeys(kindConfigMap))).
+		Watches(&corev1.Secret{}, r.enqueueByIndex(configIndex, configIndexKeys(kindSecret))).
+		Named("rollout").
+		Complete(r)
+}
+
+// trackedKeys returns the sorted keys of a Rollout's tracked configs.
+func trackedKeys(ro *sluicev1.Rollout) []string {
+	keys := make([]string, 0, len(ro.Status.TrackedConfigs))
+	for k := range ro.Status.TrackedConfigs {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}

@@ -1,0 +1,283 @@
+package rollout_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/internal/manager"
+	"github.com/sluice-dev/sluice/internal/testenv"
+)
+
+var (
+	env       *testenv.Env
+	k8sClient client.Client
+	nsCounter atomic.Int32
+)
+
+func TestMain(m *testing.M) {
+	var err error
+	env, err = testenv.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	k8sClient, err = client.New(env.Config, client.Options{Scheme: manager.Scheme()})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	if err := env.Stop(); err != nil {
+		fmt.Fprintln(os.Stderr, "stopping envtest:", err)
+	}
+	os.Exit(code)
+}
+
+// story is one user story against the real API server: its own namespace,
+// a stand-in for the kubelet, and a running Sluice manager.
+type story struct {
+	t       *testing.T
+	ctx     context.Context
+	ns      string
+	stopMgr func()
+	// hold, when it returns true for a Deployment, keeps it unavailable.
+	hold atomic.Pointer[func(*appsv1.Deployment) bool]
+}
+
+func newStory(t *testing.T) *story {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	s := &story{t: t, ctx: ctx, ns: fmt.Sprintf("story-%d", nsCounter.Add(1))}
+	s.must(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: s.ns}}))
+	testenv.RunFakeKubelet(ctx, k8sClient, s.ns, func(d *appsv1.Deployment) bool {
+		h := s.hold.Load()
+		return h != nil && (*h)(d)
+	})
+	s.startManager()
+	t.Cleanup(func() { s.stopManager() })
+	return s
+}
+
+func (s *story) startManager() {
+	s.t.Helper()
+	mgr, err := manager.New(env.Config, manager.Options{MetricsAddr: "0", HealthProbeAddr: "0", AllowRestart: true})
+	s.must(err)
+	ctx, cancel := context.WithCancel(s.ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := mgr.Start(ctx); err != nil {
+			s.t.Errorf("manager: %v", err)
+		}
+	}()
+	s.stopMgr = func() { cancel(); <-done }
+}
+
+func (s *story) stopManager() {
+	if s.stopMgr != nil {
+		s.stopMgr()
+		s.stopMgr = nil
+	}
+}
+
+func (s *story) must(err error) {
+	s.t.Helper()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+}
+
+// --- builders ---------------------------------------------------------------
+
+type deployOpt func(*appsv1.Deployment)
+
+func withConfigMapEnv(cm, key string) deployOpt {
+	return func(d *appsv1.Deployment) {
+		c := &d.Spec.Template.Spec.Containers[0]
+		c.Env = append(c.Env, corev1.EnvVar{Name: strings.ToUpper(key), ValueFrom: &corev1.EnvVarSource{
+			ConfigMapKeyRef: &corev1.ConfigMapKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: cm}, Key: key},
+		}})
+	}
+}
+
+func (s *story) deploy(name, image string, opts ...deployOpt) {
+	s.t.Helper()
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.ns, Labels: map[string]string{"app": name}},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](2),
+			Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": name}},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": name}},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name: "app", Image: image, Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 9898}},
+				}}},
+			},
+		},
+	}
+	for _, o := range opts {
+		o(d)
+	}
+	s.must(k8sClient.Create(s.ctx, d))
+}
+
+type rolloutOpt func(*sluicev1.Rollout)
+
+func iterations(n int32) rolloutOpt {
+	return func(ro *sluicev1.Rollout) { ro.Spec.Strategy.BlueGreen.Iterations = n }
+}
+
+func progressDeadline(sec int32) rolloutOpt {
+	return func(ro *sluicev1.Rollout) { ro.Spec.ProgressDeadlineSeconds = &sec }
+}
+
+func webhook(name string, t sluicev1.HookType, url string) rolloutOpt {
+	return func(ro *sluicev1.Rollout) {
+		ro.Spec.Analysis.Webhooks = append(ro.Spec.Analysis.Webhooks, sluicev1.Webhook{Name: name, Type: t, URL: url})
+	}
+}
+
+func (s *story) rollout(name string, opts ...rolloutOpt) {
+	s.t.Helper()
+	ro := &sluicev1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.ns},
+		Spec: sluicev1.RolloutSpec{
+			TargetRef: sluicev1.TargetRef{APIVersion: "apps/v1", Kind: "Deployment", Name: name},
+			Service:   sluicev1.ServiceSpec{Port: 9898},
+			Strategy:  sluicev1.Strategy{BlueGreen: &sluicev1.BlueGreenStrategy{Iterations: 2}},
+			Analysis:  &sluicev1.Analysis{Interval: &metav1.Duration{Duration: time.Second}, Threshold: 2},
+		},
+	}
+	for _, o := range opts {
+		o(ro)
+	}
+	s.must(k8sClient.Create(s.ctx, ro))
+}
+
+// --- observations -----------------------------------------------------------
+
+// eventually retries f until it returns nil or the timeout passes.
+func (s *story) eventually(timeout time.Duration, what string, f func() error) {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%s: not within %s: %v", what, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (s *story) getRollout(name string) *sluicev1.Rollout {
+	s.t.Helper()
+	ro := &sluicev1.Rollout{}
+	s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: name}, ro))
+	return ro
+}
+
+func (s *story) getDeployment(name string) *appsv1.Deployment {
+	s.t.Helper()
+	d := &appsv1.Deployment{}
+	s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: name}, d))
+	return d
+}
+
+func (s *story) getService(name string) *corev1.Service {
+	s.t.Helper()
+	svc := &corev1.Service{}
+	s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: name}, svc))
+	return svc
+}
+
+func (s *story) waitPhase(name string, phase sluicev1.Phase, timeout time.Duration) *sluicev1.Rollout {
+	s.t.Helper()
+	var ro *sluicev1.Rollout
+	s.eventually(timeout, fmt.Sprintf("Rollout %s reaches %s", name, phase), func() error {
+		ro = s.getRollout(name)
+		if ro.Status.Phase != phase {
+			return fmt.Errorf("phase %q (%s)", ro.Status.Phase, ro.Status.Message)
+		}
+		return nil
+	})
+	return ro
+}
+
+func (s *story) setImage(name, image string) {
+	s.t.Helper()
+	d := s.getDeployment(name)
+	patch := client.MergeFrom(d.DeepCopy())
+	d.Spec.Template.Spec.Containers[0].Image = image
+	s.must(k8sClient.Patch(s.ctx, d, patch))
+}
+
+func replicas(d *appsv1.Deployment) int32 {
+	if d.Spec.Replicas == nil {
+		return 1
+	}
+	return *d.Spec.Replicas
+}
+
+// eventReasons lists the reasons of the events about a Rollout, oldest first.
+func (s *story) eventReasons(name string) []string {
+	s.t.Helper()
+	var list eventsv1.EventList
+	s.must(k8sClient.List(s.ctx, &list, client.InNamespace(s.ns)))
+	var out []string
+	for _, e := range list.Items {
+		if e.Regarding.Kind == "Rollout" && e.Regarding.Name == name {
+			out = append(out, e.Reason)
+		}
+	}
+	return out
+}
+
+func (s *story) waitEvent(name, reason string) {
+	s.t.Helper()
+	s.eventually(10*time.Second, "event "+reason, func() error {
+		for _, r := range s.eventReasons(name) {
+			if r == reason {
+				return nil
+			}
+		}
+		return fmt.Errorf("events so far: %v", s.eventReasons(name))
+	})
+}
+
+// expectKStatus checks the status contract: what kstatus (Flux, Argo CD's
+// readiness, kubectl wait) computes from the Rollout.
+func (s *story) expectKStatus(name string, want status.Status) {
+	s.t.Helper()
+	ro := s.getRollout(name)
+	ro.SetGroupVersionKind(sluicev1.GroupVersion.WithKind("Rollout"))
+	raw, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ro)
+	s.must(err)
+	res, err := status.Compute(&unstructured.Unstructured{Object: raw})
+	s.must(err)
+	if res.Status != want {
+		s.t.Errorf("kstatus of Rollout %s = %s (%s), want %s; conditions %+v", name, res.Status, res.Message, want, ro.Status.Conditions)
+	}
+	if ro.Status.ObservedGeneration != ro.Generation {
+		s.t.Errorf("observedGeneration %d != generation %d", ro.Status.ObservedGeneration, ro.Generation)
+	}
+}

@@ -1,0 +1,119 @@
+// Package manager builds Sluice's controller manager: the scheme, a cache
+// limited to what Sluice needs, and the Rollout controller. The manager
+// binary and the envtest stories share it, so the tests run what ships.
+package manager
+
+import (
+	"net/http"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/controllers/rollout"
+	"github.com/sluice-dev/sluice/pkg/analysis"
+	"github.com/sluice-dev/sluice/pkg/traffic"
+	"github.com/sluice-dev/sluice/pkg/traffic/routers"
+	"github.com/sluice-dev/sluice/pkg/webhooks"
+)
+
+// Options configure a manager.
+type Options struct {
+	MetricsAddr      string
+	HealthProbeAddr  string
+	LeaderElection   bool
+	LeaderElectionNS string
+	// Clock is the clock of the state machine (the real one when nil).
+	Clock clock.PassiveClock
+	// Metrics answers metric queries (analysis.NoProvider when nil).
+	Metrics analysis.Querier
+	// WebhookClient calls gates (a plain HTTP client when nil).
+	WebhookClient *http.Client
+	// AllowRestart lets one process build several managers in turn (tests
+	// that stop and start Sluice); controller names are otherwise unique.
+	AllowRestart bool
+}
+
+// Scheme returns the scheme with the Kubernetes types and Sluice's.
+func Scheme() *runtime.Scheme {
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	if err := sluicev1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// New returns a manager with the Rollout controller set up.
+func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
+	managed := labels.SelectorFromSet(labels.Set{traffic.ManagedByLabel: traffic.ManagedByValue})
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme:                  Scheme(),
+		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddr},
+		HealthProbeBindAddress:  opts.HealthProbeAddr,
+		LeaderElection:          opts.LeaderElection,
+		LeaderElectionID:        "sluice-manager.sluice.dev",
+		LeaderElectionNamespace: opts.LeaderElectionNS,
+		Controller:              config.Controller{SkipNameValidation: ptr.To(opts.AllowRestart)},
+		Cache: cache.Options{
+			DefaultTransform: cache.TransformStripManagedFields(),
+			ByObject: map[client.Object]cache.ByObject{
+				// Only the Services Sluice creates.
+				&corev1.Service{}: {Label: managed},
+				// ConfigMaps and Secrets are cached as checksums, never as data.
+				&corev1.ConfigMap{}:  {Transform: rollout.StripConfigData},
+				&corev1.Secret{}:     {Transform: rollout.StripConfigData},
+				&appsv1.Deployment{}: {},
+			},
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+		return nil, err
+	}
+	clk := opts.Clock
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	metrics := opts.Metrics
+	if metrics == nil {
+		metrics = analysis.NoProvider{}
+	}
+	hc := opts.WebhookClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 2 * time.Minute}
+	}
+	r := &rollout.Reconciler{
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("sluice"),
+		Clock:     clk,
+		Routers:   routers.New(mgr.GetClient()).For,
+		Metrics:   metrics,
+		Webhooks:  &webhooks.Client{HTTP: hc},
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
+		return nil, err
+	}
+	return mgr, nil
+}

@@ -1,0 +1,49 @@
+package testenv
+
+import (
+	"context"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// RunFakeKubelet stands in for the Deployment controller and kubelet, which
+// envtest does not run: until ctx ends it reports every Deployment in ns as
+// fully rolled out, except those hold returns true for, which stay
+// unavailable. It polls, as test scaffolding, every 50ms.
+func RunFakeKubelet(ctx context.Context, c client.Client, ns string, hold func(*appsv1.Deployment) bool) {
+	go func() {
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			var list appsv1.DeploymentList
+			if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
+				continue
+			}
+			for i := range list.Items {
+				d := &list.Items[i]
+				n := int32(1)
+				if d.Spec.Replicas != nil {
+					n = *d.Spec.Replicas
+				}
+				want := appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
+				if hold != nil && hold(d) {
+					want.ReadyReplicas, want.AvailableReplicas = 0, 0
+				}
+				s := d.Status
+				if s.ObservedGeneration == want.ObservedGeneration && s.Replicas == want.Replicas &&
+					s.UpdatedReplicas == want.UpdatedReplicas && s.AvailableReplicas == want.AvailableReplicas {
+					continue
+				}
+				d.Status = want
+				_ = c.Status().Update(ctx, d)
+			}
+		}
+	}()
+}

@@ -1,0 +1,115 @@
+// Package analysis runs a Rollout's metric checks: it asks a provider for one
+// number per metric and judges it against the metric's threshold range.
+package analysis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+// ErrNoData is returned (wrapped) by a provider whose query has no result.
+var ErrNoData = errors.New("no data")
+
+// Verdicts recorded per metric on the Rollout's status.
+const (
+	VerdictPass   = "Pass"
+	VerdictFail   = "Fail"
+	VerdictNoData = "NoData"
+	VerdictError  = "Error"
+)
+
+// Querier returns the value of one metric check of a Rollout.
+type Querier interface {
+	Query(ctx context.Context, ro *sluicev1.Rollout, check sluicev1.MetricCheck) (float64, error)
+}
+
+// Result is the outcome of one round of metric checks.
+type Result struct {
+	Metrics []sluicev1.MetricStatus
+	// Failed lists the checks that failed or errored; Held those without
+	// data under the hold policy.
+	Failed []string
+	Held   []string
+}
+
+// Run evaluates every metric of the Rollout. A query error fails its check:
+// a canary is never promoted on an answer Sluice did not get.
+func Run(ctx context.Context, q Querier, ro *sluicev1.Rollout, now time.Time) Result {
+	var res Result
+	if ro.Spec.Analysis == nil {
+		return res
+	}
+	for _, check := range ro.Spec.Analysis.Metrics {
+		v, err := q.Query(ctx, ro, check)
+		ms := Judge(check, v, err)
+		ms.CheckedAt = &metav1.Time{Time: now}
+		res.Metrics = append(res.Metrics, ms)
+		switch {
+		case ms.Verdict == VerdictFail || ms.Verdict == VerdictError:
+			res.Failed = append(res.Failed, ms.Message)
+		case ms.Verdict == VerdictNoData && check.OnNoData == sluicev1.NoDataHold:
+			res.Held = append(res.Held, ms.Message)
+		case ms.Verdict == VerdictNoData && check.OnNoData != sluicev1.NoDataPass:
+			res.Failed = append(res.Failed, ms.Message)
+		}
+	}
+	return res
+}
+
+// Judge turns a query's answer into the metric's status.
+func Judge(check sluicev1.MetricCheck, v float64, err error) sluicev1.MetricStatus {
+	ms := sluicev1.MetricStatus{Name: check.Name}
+	switch {
+	case errors.Is(err, ErrNoData):
+		ms.Verdict = VerdictNoData
+		ms.Message = fmt.Sprintf("%s: no data (onNoData: %s)", check.Name, policy(check))
+	case err != nil:
+		ms.Verdict = VerdictError
+		ms.Message = fmt.Sprintf("%s: %v", check.Name, err)
+	case math.IsNaN(v) || math.IsInf(v, 0):
+		ms.Verdict = VerdictError
+		ms.Message = fmt.Sprintf("%s: the query returned %v", check.Name, v)
+	default:
+		ms.Value = strconv.FormatFloat(v, 'f', -1, 64)
+		r := check.ThresholdRange
+		var out []string
+		if r.Min != nil && v < *r.Min {
+			out = append(out, fmt.Sprintf("below the minimum %v", *r.Min))
+		}
+		if r.Max != nil && v > *r.Max {
+			out = append(out, fmt.Sprintf("above the maximum %v", *r.Max))
+		}
+		if len(out) == 0 {
+			ms.Verdict = VerdictPass
+			return ms
+		}
+		ms.Verdict = VerdictFail
+		ms.Message = fmt.Sprintf("%s = %s is %s", check.Name, ms.Value, strings.Join(out, " and "))
+	}
+	return ms
+}
+
+func policy(check sluicev1.MetricCheck) sluicev1.NoDataPolicy {
+	if check.OnNoData == "" {
+		return sluicev1.NoDataFail
+	}
+	return check.OnNoData
+}
+
+// NoProvider is the Querier used when no metrics provider is configured:
+// every query errors, so a Rollout with metrics never promotes blind.
+type NoProvider struct{}
+
+// Query implements Querier.
+func (NoProvider) Query(context.Context, *sluicev1.Rollout, sluicev1.MetricCheck) (float64, error) {
+	return 0, errors.New("no metrics provider is configured in this manager")
+}

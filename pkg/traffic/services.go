@@ -1,0 +1,104 @@
+package traffic
+
+import (
+	"context"
+	"fmt"
+	"maps"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+)
+
+// ManagedByLabel marks the objects Sluice creates; the manager's cache only
+// holds Services that carry it.
+const ManagedByLabel = "app.kubernetes.io/managed-by"
+
+// ManagedByValue is the value of ManagedByLabel on Sluice's objects.
+const ManagedByValue = "sluice"
+
+// ServiceConflictError says a Service Sluice must create exists and is not
+// Sluice's: the user has to rename or remove it.
+type ServiceConflictError struct{ Name string }
+
+func (e *ServiceConflictError) Error() string {
+	return fmt.Sprintf("Service %s exists and is not managed by Sluice: remove it or let Sluice create it", e.Name)
+}
+
+// EnsureServices creates or updates the apex, primary and canary Services.
+// The apex Service is created selecting the primary; afterwards its selector
+// belongs to the router and is left as it is.
+func EnsureServices(ctx context.Context, c client.Client, t Target) error {
+	if err := EnsureService(ctx, c, t, t.Primary, t.PrimarySelector, true); err != nil {
+		return err
+	}
+	if err := EnsureService(ctx, c, t, t.Canary, t.CanarySelector, true); err != nil {
+		return err
+	}
+	return EnsureService(ctx, c, t, t.Apex, t.PrimarySelector, false)
+}
+
+// servicePorts returns the ports of the Rollout's Services.
+func servicePorts(t Target) []corev1.ServicePort {
+	s := t.Rollout.Spec.Service
+	target := intstr.FromInt32(s.Port)
+	if s.TargetPort != nil {
+		target = *s.TargetPort
+	}
+	name := s.PortName
+	if name == "" {
+		name = "http"
+	}
+	return []corev1.ServicePort{{Name: name, Port: s.Port, TargetPort: target, Protocol: corev1.ProtocolTCP}}
+}
+
+// EnsureService creates the named Service or updates its ports; the selector
+// is set on creation and, when updateSelector is true, kept equal to selector.
+func EnsureService(ctx context.Context, c client.Client, t Target, name string, selector map[string]string, updateSelector bool) error {
+	ro := t.Rollout
+	svc := &corev1.Service{}
+	err := c.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: name}, svc)
+	if apierrors.IsNotFound(err) {
+		svc = &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{
+				Name: name, Namespace: ro.Namespace,
+				Labels: map[string]string{ManagedByLabel: ManagedByValue, "sluice.dev/rollout": ro.Name},
+			},
+			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Selector: selector, Ports: servicePorts(t)},
+		}
+		if err := controllerutil.SetControllerReference(ro, svc, c.Scheme()); err != nil {
+			return err
+		}
+		if err := c.Create(ctx, svc); apierrors.IsAlreadyExists(err) {
+			return &ServiceConflictError{Name: name}
+		} else if err != nil {
+			return fmt.Errorf("creating Service %s: %w", name, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading Service %s: %w", name, err)
+	}
+	if !metav1.IsControlledBy(svc, ro) {
+		return &ServiceConflictError{Name: name}
+	}
+	want := servicePorts(t)
+	portsSame := len(svc.Spec.Ports) == 1 && svc.Spec.Ports[0].Name == want[0].Name &&
+		svc.Spec.Ports[0].Port == want[0].Port && svc.Spec.Ports[0].TargetPort == want[0].TargetPort
+	selectorSame := !updateSelector || maps.Equal(svc.Spec.Selector, selector)
+	if portsSame && selectorSame {
+		return nil
+	}
+	patch := client.MergeFrom(svc.DeepCopy())
+	svc.Spec.Ports = want
+	if updateSelector {
+		svc.Spec.Selector = selector
+	}
+	if err := c.Patch(ctx, svc, patch); err != nil {
+		return fmt.Errorf("updating Service %s: %w", name, err)
+	}
+	return nil
+}
