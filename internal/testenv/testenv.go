@@ -111,3 +111,13 @@ func requiredVersion(gomod, module string) (string, error) {
 	}
 	return "", fmt.Errorf("%s does not require %s", gomod, module)
 }
+
+// KubeConfig returns a kubeconfig for an admin user of the test API server,
+// for programs that take --kubeconfig.
+func (e *Env) KubeConfig() ([]byte, error) {
+	u, err := e.env.AddUser(envtest.User{Name: "sluice-test-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return u.KubeConfig()
+}

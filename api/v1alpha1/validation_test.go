@@ -1,0 +1,168 @@
+package v1alpha1_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	"github.com/sluice-dev/sluice/internal/testenv"
+)
+
+var k8sClient client.Client
+
+func TestMain(m *testing.M) {
+	env, err := testenv.Start()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	k8sClient, err = client.New(env.Config, client.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = env.Stop()
+	os.Exit(code)
+}
+
+// validSpec is a Rollout spec the API server accepts; each case changes it.
+const validSpec = `
+targetRef: {apiVersion: apps/v1, kind: Deployment, name: podinfo}
+service: {port: 9898}
+routing: {gatewayAPI: {parentRefs: [{name: gw}]}}
+strategy:
+  canary: {steps: [{setWeight: 5}, {pause: {duration: 30s}}, {setWeight: 50}]}
+analysis:
+  interval: 30s
+  threshold: 3
+  metrics:
+  - {name: request-success-rate, thresholdRange: {min: 99}, interval: 1m}
+  webhooks:
+  - {name: load, type: rollout, url: "http://loadtester.shop/", timeout: 5s}
+`
+
+func rollout(t *testing.T, name, specYAML string, edit func(spec map[string]any)) *unstructured.Unstructured {
+	t.Helper()
+	spec := map[string]any{}
+	if err := yaml.Unmarshal([]byte(specYAML), &spec); err != nil {
+		t.Fatal(err)
+	}
+	if edit != nil {
+		edit(spec)
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
+		"metadata": map[string]any{"name": name, "namespace": "default"},
+		"spec":     spec,
+	}}
+	return u
+}
+
+func set(path string, v any) func(map[string]any) {
+	return func(spec map[string]any) {
+		keys := strings.Split(path, ".")
+		m := spec
+		for _, k := range keys[:len(keys)-1] {
+			next, ok := m[k].(map[string]any)
+			if !ok {
+				next = map[string]any{}
+				m[k] = next
+			}
+			m = next
+		}
+		if v == nil {
+			delete(m, keys[len(keys)-1])
+			return
+		}
+		m[keys[len(keys)-1]] = v
+	}
+}
+
+func TestTheAPIServerAcceptsAValidRollout(t *testing.T) {
+	ro := rollout(t, "valid", validSpec, nil)
+	if err := k8sClient.Create(context.Background(), ro, client.DryRunAll); err != nil {
+		t.Fatalf("valid Rollout rejected: %v", err)
+	}
+	bg := rollout(t, "valid-bluegreen", `
+targetRef: {kind: Deployment, name: podinfo}
+service: {port: 80}
+strategy: {blueGreen: {iterations: 3}}
+`, nil)
+	if err := k8sClient.Create(context.Background(), bg, client.DryRunAll); err != nil {
+		t.Fatalf("blue/green Rollout on the kubernetes router rejected: %v", err)
+	}
+}
+
+func TestTheAPIServerRejectsInvalidRolloutsWithAClearMessage(t *testing.T) {
+	tests := []struct {
+		name string
+		edit func(map[string]any)
+		want string
+	}{
+		{"a target that is not a Deployment", set("targetRef.kind", "StatefulSet"),
+			"targetRef.kind must be Deployment"},
+		{"a weight above 100", set("strategy.canary.steps", []any{map[string]any{"setWeight": 150}}),
+			"should be less than or equal to 100"},
+		{"a negative weight", set("strategy.canary.steps", []any{map[string]any{"setWeight": -5}}),
+			"should be greater than or equal to 0"},
+		{"weights that do not increase", set("strategy.canary.steps", []any{map[string]any{"setWeight": 50}, map[string]any{"setWeight": 10}}),
+			"the setWeight values of steps must increase"},
+		{"a repeated weight", set("strategy.canary.steps", []any{map[string]any{"setWeight": 10}, map[string]any{"setWeight": 10}}),
+			"the setWeight values of steps must increase"},
+		{"stepWeights that do not increase", set("strategy.canary", map[string]any{"stepWeights": []any{20, 10}}),
+			"stepWeights must increase"},
+		{"steps together with stepWeight", set("strategy.canary.stepWeight", 10),
+			"steps cannot be combined with stepWeight, stepWeights or maxWeight"},
+		{"steps together with stepWeights", set("strategy.canary.stepWeights", []any{10, 20}),
+			"steps cannot be combined with stepWeight, stepWeights or maxWeight"},
+		{"stepWeight together with stepWeights", set("strategy.canary", map[string]any{"stepWeight": 10, "stepWeights": []any{10, 20}}),
+			"stepWeight and stepWeights are alternatives"},
+		{"a step both setWeight and pause", set("strategy.canary.steps", []any{map[string]any{"setWeight": 10, "pause": map[string]any{}}}),
+			"a step is either setWeight or pause"},
+		{"threshold zero", set("analysis.threshold", 0),
+			"threshold must be at least 1"},
+		{"a malformed interval", set("analysis.interval", "five minutes"),
+			"must be a duration such as 30s, 5m or 1h30m"},
+		{"an interval under a second", set("analysis.interval", "500ms"),
+			"interval must be at least 1s"},
+		{"a malformed pause duration", set("strategy.canary.steps", []any{map[string]any{"pause": map[string]any{"duration": "10 sec"}}}),
+			"must be a duration such as 30s, 5m or 1h30m"},
+		{"a malformed webhook timeout", set("analysis.webhooks", []any{map[string]any{"name": "x", "type": "rollout", "url": "http://a/", "timeout": "soon"}}),
+			"must be a duration such as 30s, 5m or 1h30m"},
+		{"no strategy", set("strategy", map[string]any{}),
+			"set exactly one strategy: canary or blueGreen"},
+		{"two strategies", set("strategy.blueGreen", map[string]any{"iterations": 2}),
+			"set exactly one strategy: canary or blueGreen"},
+		{"a canary without a weighted router", set("routing", nil),
+			"strategy.canary shifts traffic by weight and needs routing.gatewayAPI or routing.istio"},
+		{"two routers", set("routing.istio", map[string]any{"hosts": []any{"a"}}),
+			"set at most one router"},
+		{"a metric that is neither built in nor templated", set("analysis.metrics", []any{map[string]any{"name": "p95", "thresholdRange": map[string]any{"max": 500}}}),
+			"a metric without templateRef must be a built-in one"},
+		{"a threshold range with min above max", set("analysis.metrics", []any{map[string]any{"name": "request-duration", "thresholdRange": map[string]any{"min": 10, "max": 1}}}),
+			"thresholdRange.min must not be above thresholdRange.max"},
+		{"an unknown webhook type", set("analysis.webhooks", []any{map[string]any{"name": "x", "type": "pre-flight", "url": "http://a/"}}),
+			"supported values"},
+		{"a webhook URL that is not http", set("analysis.webhooks", []any{map[string]any{"name": "x", "type": "rollout", "url": "ftp://a/"}}),
+			"url must be an absolute http or https URL"},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ro := rollout(t, fmt.Sprintf("invalid-%d", i), validSpec, tt.edit)
+			err := k8sClient.Create(context.Background(), ro, client.DryRunAll)
+			if err == nil {
+				t.Fatalf("the API server accepted it, want a rejection saying %q", tt.want)
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("rejected with\n  %v\nwant the message to say %q", err, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/internal/manager"
+	"github.com/sluice-dev/sluice/internal/testenv"
+)
+
+// syncBuffer is a log sink the manager writes to while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = l.Close() }()
+	return l.Addr().String()
+}
+
+func get(url string) (int, string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, "", err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), nil
+}
+
+func TestTheManagerRunsAgainstAKubeconfigAndReconciles(t *testing.T) {
+	env, err := testenv.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	kubeconfig, err := env.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(path, kubeconfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	metricsAddr, probeAddr := freeAddr(t), freeAddr(t)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"--kubeconfig", path, "--metrics-bind-address", metricsAddr,
+			"--health-probe-bind-address", probeAddr, "--log-level", "debug"}, logs)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager exited with %v", err)
+		}
+	})
+
+	c, err := client.New(env.Config, client.Options{Scheme: manager.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.RunFakeKubelet(ctx, c, "default", nil)
+	labels := map[string]string{"app": "web"}
+	must(t, c.Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](1), Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "web:1"}}}},
+		},
+	}))
+	must(t, c.Create(ctx, &sluicev1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
+		Spec: sluicev1.RolloutSpec{
+			TargetRef: sluicev1.TargetRef{Kind: "Deployment", Name: "web"},
+			Service:   sluicev1.ServiceSpec{Port: 80},
+			Strategy:  sluicev1.Strategy{BlueGreen: &sluicev1.BlueGreenStrategy{Iterations: 1}},
+		},
+	}))
+
+	waitFor(t, 30*time.Second, "the Rollout to be Initialized by the manager", func() error {
+		ro := &sluicev1.Rollout{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "web"}, ro); err != nil {
+			return err
+		}
+		if ro.Status.Phase != sluicev1.PhaseInitialized {
+			return fmt.Errorf("phase %q", ro.Status.Phase)
+		}
+		return nil
+	})
+	waitFor(t, 10*time.Second, "/readyz to answer 200", func() error {
+		code, body, err := get("http://" + probeAddr + "/readyz")
+		if err != nil || code != http.StatusOK {
+			return fmt.Errorf("%d %s %v", code, body, err)
+		}
+		return nil
+	})
+	code, body, err := get("http://" + metricsAddr + "/metrics")
+	if err != nil || code != http.StatusOK || !strings.Contains(body, `controller_runtime_reconcile_total{controller="rollout"`) {
+		t.Errorf("/metrics: %d %v; want the rollout controller's reconcile counter", code, err)
+	}
+	if !strings.Contains(logs.String(), `"msg":"starting"`) {
+		t.Errorf("JSON logs lack the start line; got:\n%.2000s", logs.String())
+	}
+}
+
+func TestTheManagerRejectsBadFlagsClearly(t *testing.T) {
+	err := run(context.Background(), []string{"--log-level", "loud"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--log-level") {
+		t.Errorf("run with --log-level loud = %v, want an error naming --log-level", err)
+	}
+	err = run(context.Background(), []string{"--kubeconfig", "/nonexistent/kubeconfig"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/kubeconfig") {
+		t.Errorf("run with a missing kubeconfig = %v, want an error naming the file", err)
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
