@@ -25,6 +25,9 @@ func main() {
 	}
 }
 
+// allowRestart lets tests call run more than once in one process.
+var allowRestart = false
+
 // run parses the flags, builds the manager and runs it until ctx ends.
 func run(ctx context.Context, args []string, logOut io.Writer) error {
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
@@ -41,11 +44,14 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	opts.AllowRestart = allowRestart
 	level, err := zapcore.ParseLevel(*logLevel)
 	if err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
-	ctrl.SetLogger(zap.New(zap.WriteTo(logOut), zap.Level(level), zap.UseDevMode(*devLogs)))
+	logger := zap.New(zap.WriteTo(logOut), zap.Level(level), zap.UseDevMode(*devLogs))
+	// controller-runtime's global logger takes the first logger it is given.
+	ctrl.SetLogger(logger)
 
 	cfg, err := restConfig(*kubeconfig)
 	if err != nil {
@@ -55,7 +61,7 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("setting up the manager: %w", err)
 	}
-	ctrl.Log.WithName("setup").Info("starting", "leaderElection", opts.LeaderElection, "metrics", opts.MetricsAddr)
+	logger.WithName("setup").Info("starting", "leaderElection", opts.LeaderElection, "metrics", opts.MetricsAddr)
 	if err := mgr.Start(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}

@@ -25,6 +25,8 @@ import (
 	"github.com/sluice-dev/sluice/internal/testenv"
 )
 
+func init() { allowRestart = true }
+
 // syncBuffer is a log sink the manager writes to while the test reads it.
 type syncBuffer struct {
 	mu sync.Mutex
