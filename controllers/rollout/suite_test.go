@@ -58,13 +58,21 @@ type story struct {
 	stopMgr func()
 	// hold, when it returns true for a Deployment, keeps it unavailable.
 	hold atomic.Pointer[func(*appsv1.Deployment) bool]
+	// opts are the manager's options (metrics, webhook client, clock).
+	opts manager.Options
 }
 
-func newStory(t *testing.T) *story {
+// newStory starts a story with a manager of default options.
+func newStory(t *testing.T) *story { return newStoryWith(t, manager.Options{}) }
+
+// newStoryWith starts a story whose manager has the given options; the
+// addresses are always disabled and restarts allowed.
+func newStoryWith(t *testing.T, opts manager.Options) *story {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	s := &story{t: t, ctx: ctx, ns: fmt.Sprintf("story-%d", nsCounter.Add(1))}
+	opts.MetricsAddr, opts.HealthProbeAddr, opts.AllowRestart = "0", "0", true
+	s := &story{t: t, ctx: ctx, ns: fmt.Sprintf("story-%d", nsCounter.Add(1)), opts: opts}
 	s.must(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: s.ns}}))
 	testenv.RunFakeKubelet(ctx, k8sClient, s.ns, func(d *appsv1.Deployment) bool {
 		h := s.hold.Load()
@@ -77,7 +85,7 @@ func newStory(t *testing.T) *story {
 
 func (s *story) startManager() {
 	s.t.Helper()
-	mgr, err := manager.New(env.Config, manager.Options{MetricsAddr: "0", HealthProbeAddr: "0", AllowRestart: true})
+	mgr, err := manager.New(env.Config, s.opts)
 	s.must(err)
 	ctx, cancel := context.WithCancel(s.ctx)
 	done := make(chan struct{})
