@@ -39,6 +39,8 @@ type RolloutList struct {
 // how a new revision is released.
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.strategy.canary) || (has(self.routing) && (has(self.routing.gatewayAPI) || has(self.routing.istio)))",message="strategy.canary shifts traffic by weight and needs routing.gatewayAPI or routing.istio; with the plain kubernetes router use strategy.blueGreen"
+// +kubebuilder:validation:XValidation:rule="!has(self.strategy.abTesting) || (has(self.routing) && (has(self.routing.gatewayAPI) || has(self.routing.istio)))",message="strategy.abTesting routes by request and needs routing.gatewayAPI or routing.istio"
+// +kubebuilder:validation:XValidation:rule="!has(self.strategy.blueGreen) || !has(self.strategy.blueGreen.mirror) || !self.strategy.blueGreen.mirror || (has(self.routing) && (has(self.routing.gatewayAPI) || has(self.routing.istio)))",message="strategy.blueGreen.mirror copies traffic and needs routing.gatewayAPI or routing.istio"
 type RolloutSpec struct {
 	// TargetRef names the Deployment that Sluice releases. Sluice scales it to
 	// zero between releases and runs it as the canary during a release.
@@ -76,6 +78,12 @@ type RolloutSpec struct {
 	// without steps, checks or gates.
 	// +optional
 	SkipAnalysis bool `json:"skipAnalysis,omitempty"`
+
+	// RevertOnDeletion, when the Rollout is deleted, scales the target back
+	// up and routes traffic to it before Sluice's objects are removed, so the
+	// application keeps serving without Sluice.
+	// +optional
+	RevertOnDeletion bool `json:"revertOnDeletion,omitempty"`
 }
 
 // TargetRef names the workload that a Rollout releases.
@@ -161,7 +169,8 @@ type ParentReference struct {
 
 // IstioRouting configures the Istio router.
 type IstioRouting struct {
-	// Hosts of the generated VirtualService.
+	// Hosts of the generated VirtualService (the apex Service's name is
+	// always added, for traffic inside the mesh).
 	// +optional
 	// +kubebuilder:validation:MaxItems=16
 	Hosts []string `json:"hosts,omitempty"`
@@ -169,9 +178,103 @@ type IstioRouting struct {
 	// +optional
 	// +kubebuilder:validation:MaxItems=16
 	Gateways []string `json:"gateways,omitempty"`
-	// VirtualServiceRef adopts an existing VirtualService.
+	// Match restricts the generated route to these requests.
+	// +optional
+	// +kubebuilder:validation:MaxItems=16
+	Match []RequestMatch `json:"match,omitempty"`
+	// Retries of the generated route.
+	// +optional
+	Retries *IstioRetries `json:"retries,omitempty"`
+	// Timeout of the generated route.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="must be a duration such as 30s, 5m or 1h30m"
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+	// Headers manipulates request and response headers on the generated route.
+	// +optional
+	Headers *IstioHeaders `json:"headers,omitempty"`
+	// Rewrite rewrites the URI or authority of requests on the generated route.
+	// +optional
+	Rewrite *IstioRewrite `json:"rewrite,omitempty"`
+	// VirtualServiceRef adopts an existing VirtualService: Sluice edits only
+	// the destinations of its routes that point at the apex Service.
 	// +optional
 	VirtualServiceRef *LocalObjectReference `json:"virtualServiceRef,omitempty"`
+}
+
+// IstioRetries is an Istio retry policy.
+type IstioRetries struct {
+	// Attempts is the number of retries.
+	// +kubebuilder:validation:Minimum=0
+	Attempts int32 `json:"attempts"`
+	// PerTryTimeout bounds each try.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	PerTryTimeout *metav1.Duration `json:"perTryTimeout,omitempty"`
+	// RetryOn lists the conditions to retry on, e.g. "5xx,reset".
+	// +optional
+	RetryOn string `json:"retryOn,omitempty"`
+}
+
+// IstioHeaders are header operations on requests and responses.
+type IstioHeaders struct {
+	// +optional
+	Request *HeaderOperations `json:"request,omitempty"`
+	// +optional
+	Response *HeaderOperations `json:"response,omitempty"`
+}
+
+// HeaderOperations sets, adds and removes headers.
+type HeaderOperations struct {
+	// +optional
+	Set map[string]string `json:"set,omitempty"`
+	// +optional
+	Add map[string]string `json:"add,omitempty"`
+	// +optional
+	// +kubebuilder:validation:MaxItems=32
+	Remove []string `json:"remove,omitempty"`
+}
+
+// IstioRewrite rewrites requests.
+type IstioRewrite struct {
+	// +optional
+	URI string `json:"uri,omitempty"`
+	// +optional
+	Authority string `json:"authority,omitempty"`
+}
+
+// RequestMatch selects requests by URI, method, headers and cookies. All
+// the conditions given must hold.
+type RequestMatch struct {
+	// URI of the request.
+	// +optional
+	URI *StringMatch `json:"uri,omitempty"`
+	// Method of the request, e.g. GET.
+	// +optional
+	Method string `json:"method,omitempty"`
+	// Headers by name.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=16
+	Headers map[string]StringMatch `json:"headers,omitempty"`
+	// Cookies by name, matched exactly.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=16
+	Cookies map[string]string `json:"cookies,omitempty"`
+}
+
+// StringMatch matches a string exactly, by prefix or by regular expression;
+// set exactly one.
+//
+// +kubebuilder:validation:XValidation:rule="(has(self.exact) ? 1 : 0) + (has(self.prefix) ? 1 : 0) + (has(self.regex) ? 1 : 0) == 1",message="set exactly one of exact, prefix or regex"
+type StringMatch struct {
+	// +optional
+	Exact *string `json:"exact,omitempty"`
+	// +optional
+	Prefix *string `json:"prefix,omitempty"`
+	// +optional
+	Regex *string `json:"regex,omitempty"`
 }
 
 // LocalObjectReference names an object in the Rollout's namespace.
@@ -183,7 +286,7 @@ type LocalObjectReference struct {
 
 // Strategy is how a new revision takes traffic; set exactly one.
 //
-// +kubebuilder:validation:XValidation:rule="(has(self.canary) ? 1 : 0) + (has(self.blueGreen) ? 1 : 0) == 1",message="set exactly one strategy: canary or blueGreen"
+// +kubebuilder:validation:XValidation:rule="(has(self.canary) ? 1 : 0) + (has(self.blueGreen) ? 1 : 0) + (has(self.abTesting) ? 1 : 0) == 1",message="set exactly one strategy: canary, blueGreen or abTesting"
 type Strategy struct {
 	// Canary moves traffic to the new revision in weighted steps.
 	// +optional
@@ -193,6 +296,41 @@ type Strategy struct {
 	// checked for a number of iterations, then switches it all at once.
 	// +optional
 	BlueGreen *BlueGreenStrategy `json:"blueGreen,omitempty"`
+
+	// ABTesting sends the requests that match to the canary, and the rest to
+	// the primary, for a number of iterations, then promotes.
+	// +optional
+	ABTesting *ABTestingStrategy `json:"abTesting,omitempty"`
+}
+
+// ABTestingStrategy routes matching requests to the canary.
+type ABTestingStrategy struct {
+	// Iterations is how many analysis intervals the canary must pass.
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	Iterations int32 `json:"iterations,omitempty"`
+
+	// Match lists the requests that go to the canary (any of them).
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	Match []RequestMatch `json:"match"`
+}
+
+// SessionAffinity keeps a user on the version it first reached.
+type SessionAffinity struct {
+	// CookieName of the affinity cookie.
+	// +kubebuilder:default=sluice-affinity
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_-]+$`
+	// +kubebuilder:validation:MaxLength=64
+	// +optional
+	CookieName string `json:"cookieName,omitempty"`
+	// MaxAge of the cookie in seconds.
+	// +kubebuilder:default=86400
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	MaxAge int32 `json:"maxAge,omitempty"`
 }
 
 // CanaryStrategy lists the weights a canary goes through, in one of three
@@ -223,6 +361,11 @@ type CanaryStrategy struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=100
 	MaxWeight *int32 `json:"maxWeight,omitempty"`
+
+	// SessionAffinity keeps each user on the version it first reached while
+	// the canary's weight grows; dropped after promotion or rollback.
+	// +optional
+	SessionAffinity *SessionAffinity `json:"sessionAffinity,omitempty"`
 
 	// StepWeights lists the weights of each step.
 	// +optional
@@ -262,7 +405,20 @@ type PauseStep struct {
 }
 
 // BlueGreenStrategy keeps traffic on the primary while the canary is checked.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.mirrorPercent) || (has(self.mirror) && self.mirror)",message="mirrorPercent goes with mirror: true"
 type BlueGreenStrategy struct {
+	// Mirror copies live traffic to the canary (its answers are dropped)
+	// while all traffic is served by the primary.
+	// +optional
+	Mirror bool `json:"mirror,omitempty"`
+
+	// MirrorPercent is the share of requests copied (default 100).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	MirrorPercent *int32 `json:"mirrorPercent,omitempty"`
+
 	// Iterations is how many analysis intervals the canary must pass before
 	// all traffic switches to it.
 	// +kubebuilder:default=1
