@@ -32,6 +32,7 @@ type scope struct {
 	revision string
 	route    traffic.Target
 	router   traffic.Router // nil when unavailable
+	routed   *traffic.Route // what the router holds; nil when unknown
 	obs      statemachine.Observation
 }
 
@@ -150,14 +151,20 @@ func (r *Reconciler) observeRoutes(ctx context.Context, sc *scope) error {
 		return err
 	}
 	if err := router.EnsureRoutes(ctx, sc.route); err != nil {
+		var stalled *traffic.StalledError
+		if errors.As(err, &stalled) {
+			sc.block(stalled.Reason, stalled.Message)
+			return nil
+		}
 		return fmt.Errorf("ensuring routes with the %s router: %w", router.Name(), err)
 	}
-	w, ok, err := router.Weights(ctx, sc.route)
+	route, ok, err := router.Observe(ctx, sc.route)
 	if err != nil {
-		return fmt.Errorf("reading weights with the %s router: %w", router.Name(), err)
+		return fmt.Errorf("reading the route with the %s router: %w", router.Name(), err)
 	}
 	if ok {
-		sc.obs.RoutedWeight = &w.Canary
+		sc.routed = &route
+		sc.obs.RoutedWeight = &route.Weights.Canary
 	}
 	sc.router = router
 	return nil

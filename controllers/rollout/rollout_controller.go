@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -46,6 +47,9 @@ type Reconciler struct {
 // maxDecisions bounds the decide/act rounds of one reconcile.
 const maxDecisions = 6
 
+// statusPatchTimeout bounds the status patch that ends every reconcile.
+const statusPatchTimeout = 10 * time.Second
+
 // +kubebuilder:rbac:groups=sluice.dev,resources=rollouts,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=sluice.dev,resources=rollouts/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=sluice.dev,resources=metrictemplates,verbs=get;list;watch
@@ -73,7 +77,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		if equality.Semantic.DeepEqual(base.Status, ro.Status) {
 			return
 		}
-		if err := r.Status().Patch(ctx, ro, client.MergeFrom(base)); err != nil {
+		// The work this reconcile did (a hook called, a weight set) must be
+		// recorded even when the manager is shutting down, or a restarted
+		// manager would do it again.
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statusPatchTimeout)
+		defer cancel()
+		if err := r.Status().Patch(pctx, ro, client.MergeFrom(base)); err != nil {
 			retErr = errors.Join(retErr, fmt.Errorf("patching status: %w", err))
 		}
 	}()
@@ -111,6 +120,11 @@ func (r *Reconciler) decideAndAct(ctx context.Context, sc *scope) (statemachine.
 				// Nothing new could be gathered: keep what was decided so far.
 				d.Status, d.Need = status, nil
 				return d, fmt.Errorf("the state machine asked twice for %+v", need)
+			}
+			if err := ctx.Err(); err != nil {
+				// Answers cut short by a shutdown are no verdict.
+				d.Status, d.Need = status, nil
+				return d, err
 			}
 			continue
 		}
@@ -185,17 +199,26 @@ func (r *Reconciler) act(ctx context.Context, sc *scope, want statemachine.Desir
 			return false, err
 		}
 	}
-	if sc.obs.RoutedWeight == nil || *sc.obs.RoutedWeight != want.CanaryWeight {
-		got, err := sc.router.SetWeights(ctx, sc.route, traffic.ForCanary(want.CanaryWeight))
+	route := traffic.Route{Weights: traffic.ForCanary(want.CanaryWeight), Experiment: want.Experiment}
+	if want.Experiment {
+		route.Revision = sc.revision
+	}
+	if sc.routed == nil || *sc.routed != route {
+		applied, err := sc.router.Apply(ctx, sc.route, route)
 		if err != nil {
-			return false, fmt.Errorf("setting weights with the %s router: %w", sc.router.Name(), err)
+			return false, fmt.Errorf("setting the route with the %s router: %w", sc.router.Name(), err)
 		}
-		if sc.obs.RoutedWeight == nil || *sc.obs.RoutedWeight != got.Canary {
+		if applied.Drifted {
+			r.Recorder.Eventf(sc.ro, nil, corev1.EventTypeWarning, "RouteRestored", "Route",
+				"the %s route was changed outside Sluice; restored %s", sc.router.Name(), route)
+		}
+		if sc.obs.RoutedWeight == nil || *sc.obs.RoutedWeight != applied.Route.Weights.Canary {
 			changed = true
 		}
-		sc.obs.RoutedWeight = &got.Canary
-		if got.Canary != want.CanaryWeight {
-			log.FromContext(ctx).Info("router holds other weights than asked", "asked", want.CanaryWeight, "holds", got.Canary)
+		sc.routed = &applied.Route
+		sc.obs.RoutedWeight = &applied.Route.Weights.Canary
+		if applied.Route != route {
+			log.FromContext(ctx).Info("router holds another route than asked", "asked", route.String(), "holds", applied.Route.String())
 		}
 	}
 	if sc.target != nil {

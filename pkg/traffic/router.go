@@ -5,6 +5,8 @@ package traffic
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 )
@@ -32,19 +34,75 @@ type Target struct {
 // Rollout asks of it, e.g. a 25% weight on the kubernetes router.
 var ErrUnsupported = errors.New("not supported by this router")
 
+// Route is the traffic state a router holds for a Rollout.
+type Route struct {
+	Weights Weights
+	// Experiment is true while a run is under way and the strategy adds
+	// request rules: A/B matches, mirroring or session affinity.
+	Experiment bool
+	// Revision is the canary revision while Experiment is true; it keys the
+	// session-affinity cookie so a cookie of an earlier run matches nothing.
+	Revision string
+}
+
+// Applied is what a router found and left after Apply.
+type Applied struct {
+	// Route is what the API server holds after the write, read back.
+	Route Route
+	// Drifted is true when the router found its objects changed by someone
+	// else since it last wrote them (and put them back).
+	Drifted bool
+}
+
 // Router shifts traffic for one kind of routing.
 type Router interface {
 	// Name is the routing field this router serves: kubernetes, gatewayAPI, istio.
 	Name() string
 	// EnsureRoutes creates the router's objects, or adopts the user's, and
-	// leaves weights already set as they are.
+	// leaves a route already set as it is.
 	EnsureRoutes(ctx context.Context, t Target) error
-	// SetWeights brings the routes to w and returns the weights the API
-	// server holds afterwards, read back from it.
-	SetWeights(ctx context.Context, t Target, w Weights) (Weights, error)
-	// Weights reads back the weights the API server holds; ok is false when
+	// Apply brings the routes to r and reads them back from the API server.
+	Apply(ctx context.Context, t Target, r Route) (Applied, error)
+	// Observe reads back the route the API server holds; ok is false when
 	// the routes do not exist or do not say.
-	Weights(ctx context.Context, t Target) (w Weights, ok bool, err error)
-	// Finalize removes the objects the router created (never a user's).
-	Finalize(ctx context.Context, t Target) error
+	Observe(ctx context.Context, t Target) (r Route, ok bool, err error)
+	// Finalize runs when the Rollout is deleted: with revert, all traffic
+	// goes to the target (through the apex Service) and the routes are kept;
+	// without it, generated routes are deleted and adopted ones handed back
+	// pointing at the apex Service.
+	Finalize(ctx context.Context, t Target, revert bool) error
 }
+
+// RouteAnnotation on a route object records the Route Sluice last wrote, to
+// tell a change by someone else from Sluice's own.
+const RouteAnnotation = "sluice.dev/route"
+
+// String encodes a Route for RouteAnnotation.
+func (r Route) String() string {
+	if !r.Experiment {
+		return fmt.Sprintf("canary=%d", r.Weights.Canary)
+	}
+	return fmt.Sprintf("canary=%d,experiment=%s", r.Weights.Canary, r.Revision)
+}
+
+// ParseRoute decodes a RouteAnnotation value.
+func ParseRoute(s string) (Route, bool) {
+	var r Route
+	if _, err := fmt.Sscanf(s, "canary=%d", &r.Weights.Canary); err != nil {
+		return Route{}, false
+	}
+	r.Weights.Primary = 100 - r.Weights.Canary
+	if i := strings.Index(s, ",experiment="); i >= 0 {
+		r.Experiment, r.Revision = true, s[i+len(",experiment="):]
+	}
+	return r, true
+}
+
+// StalledError is an error only the user can fix (a missing route, a name
+// taken by someone else's object); the Rollout is Stalled with its message.
+type StalledError struct {
+	Reason  string
+	Message string
+}
+
+func (e *StalledError) Error() string { return e.Message }

@@ -91,6 +91,9 @@ type Desired struct {
 	// PrimaryRevision, when set, is the revision the primary must be given:
 	// the reconciler copies the target's template and configs into it.
 	PrimaryRevision string
+	// Experiment is true while the strategy's request rules (A/B matches,
+	// mirroring, session affinity) must be in place.
+	Experiment bool
 }
 
 // Event is a Kubernetes event the reconciler emits.
@@ -682,7 +685,10 @@ func (m *machine) desired() Desired {
 	case "", sluicev1.PhaseInitializing:
 		d.CanaryUp = true
 		d.PrimaryRevision = m.obs.Revision
-	case sluicev1.PhaseProgressing, sluicev1.PhaseWaitingPromotion, sluicev1.PhaseFinalising:
+	case sluicev1.PhaseProgressing, sluicev1.PhaseWaitingPromotion:
+		d.CanaryUp = true
+		d.Experiment = hasExperiment(m.spec) && !m.spec.SkipAnalysis
+	case sluicev1.PhaseFinalising:
 		d.CanaryUp = true
 	case sluicev1.PhasePromoting:
 		d.CanaryUp = true

@@ -36,8 +36,15 @@ func Plan(spec *sluicev1.RolloutSpec) []PlannedStep {
 	if spec.SkipAnalysis {
 		return nil
 	}
-	if bg := spec.Strategy.BlueGreen; bg != nil {
-		n := bg.Iterations
+	iterations := int32(0)
+	switch {
+	case spec.Strategy.BlueGreen != nil:
+		iterations = spec.Strategy.BlueGreen.Iterations
+	case spec.Strategy.ABTesting != nil:
+		iterations = spec.Strategy.ABTesting.Iterations
+	}
+	if spec.Strategy.BlueGreen != nil || spec.Strategy.ABTesting != nil {
+		n := iterations
 		if n < 1 {
 			n = 1
 		}
@@ -83,6 +90,15 @@ func Plan(spec *sluicev1.RolloutSpec) []PlannedStep {
 		steps = append(steps, PlannedStep{Weight: maxWeight, Check: true})
 	}
 	return steps
+}
+
+// hasExperiment reports whether the strategy adds request rules to the
+// route while a run is under way: A/B matches, mirroring, session affinity.
+func hasExperiment(spec *sluicev1.RolloutSpec) bool {
+	s := spec.Strategy
+	return s.ABTesting != nil ||
+		(s.BlueGreen != nil && s.BlueGreen.Mirror) ||
+		(s.Canary != nil && s.Canary.SessionAffinity != nil)
 }
 
 // interval is the hold time of a step and the retry period of gates.

@@ -10,6 +10,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluice-dev/sluice/pkg/traffic"
@@ -29,54 +31,99 @@ func (r *Router) Name() string { return "kubernetes" }
 // traffic.EnsureServices creates it.
 func (r *Router) EnsureRoutes(context.Context, traffic.Target) error { return nil }
 
-// SetWeights points the apex Service at the primary (canary weight 0) or at
-// the canary (100) and returns what the API server holds after the patch.
-func (r *Router) SetWeights(ctx context.Context, t traffic.Target, w traffic.Weights) (traffic.Weights, error) {
+// Apply points the apex Service at the primary (canary weight 0) or at the
+// canary (100) and returns what the API server holds after the patch. The
+// experiment rules of other routers do not exist here and are ignored.
+func (r *Router) Apply(ctx context.Context, t traffic.Target, want traffic.Route) (traffic.Applied, error) {
 	var selector map[string]string
-	switch w.Canary {
+	switch want.Weights.Canary {
 	case 0:
 		selector = t.PrimarySelector
 	case 100:
 		selector = t.CanarySelector
 	default:
-		return traffic.Weights{}, fmt.Errorf("a canary weight of %d%%: %w (it switches 0%% or 100%%)", w.Canary, traffic.ErrUnsupported)
+		return traffic.Applied{}, fmt.Errorf("a canary weight of %d%%: %w (it switches 0%% or 100%%)", want.Weights.Canary, traffic.ErrUnsupported)
 	}
-	svc := &corev1.Service{}
-	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: t.Apex}, svc); err != nil {
-		return traffic.Weights{}, fmt.Errorf("reading apex Service %s: %w", t.Apex, err)
+	want = traffic.Route{Weights: want.Weights}
+	svc, err := r.apex(ctx, t)
+	if err != nil {
+		return traffic.Applied{}, err
 	}
-	if !maps.Equal(svc.Spec.Selector, selector) {
+	var out traffic.Applied
+	// The annotation says what Sluice last wrote; a selector that says
+	// otherwise was changed by someone else.
+	if last := svc.Annotations[traffic.RouteAnnotation]; last != "" {
+		current, ok := weightsOf(svc, t)
+		out.Drifted = !ok || (traffic.Route{Weights: current}).String() != last
+	}
+	if !maps.Equal(svc.Spec.Selector, selector) || svc.Annotations[traffic.RouteAnnotation] != want.String() {
 		patch := client.MergeFrom(svc.DeepCopy())
 		svc.Spec.Selector = selector
+		if svc.Annotations == nil {
+			svc.Annotations = map[string]string{}
+		}
+		svc.Annotations[traffic.RouteAnnotation] = want.String()
 		// The patch response is the object as the API server holds it.
 		if err := r.Client.Patch(ctx, svc, patch); err != nil {
-			return traffic.Weights{}, fmt.Errorf("switching apex Service %s: %w", t.Apex, err)
+			return traffic.Applied{}, fmt.Errorf("switching apex Service %s: %w", t.Apex, err)
 		}
 	}
 	got, ok := weightsOf(svc, t)
 	if !ok {
-		return traffic.Weights{}, fmt.Errorf("apex Service %s selects neither the primary nor the canary after the switch", t.Apex)
+		return traffic.Applied{}, fmt.Errorf("apex Service %s selects neither the primary nor the canary after the switch", t.Apex)
 	}
-	return got, nil
+	out.Route = traffic.Route{Weights: got}
+	return out, nil
 }
 
-// Weights reads the apex Service's selector back.
-func (r *Router) Weights(ctx context.Context, t traffic.Target) (traffic.Weights, bool, error) {
-	svc := &corev1.Service{}
-	err := r.Client.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: t.Apex}, svc)
+// Observe reads the apex Service's selector back.
+func (r *Router) Observe(ctx context.Context, t traffic.Target) (traffic.Route, bool, error) {
+	svc, err := r.apex(ctx, t)
 	if apierrors.IsNotFound(err) {
-		return traffic.Weights{}, false, nil
+		return traffic.Route{}, false, nil
 	}
 	if err != nil {
-		return traffic.Weights{}, false, fmt.Errorf("reading apex Service %s: %w", t.Apex, err)
+		return traffic.Route{}, false, err
 	}
 	w, ok := weightsOf(svc, t)
-	return w, ok, nil
+	return traffic.Route{Weights: w}, ok, nil
 }
 
-// Finalize implements traffic.Router; the Services are owned by the Rollout
-// and garbage-collected with it.
-func (r *Router) Finalize(context.Context, traffic.Target) error { return nil }
+// Finalize implements traffic.Router. With revert, the apex Service selects
+// the target's pods and is released from the Rollout, so it survives the
+// Rollout's garbage collection; otherwise it goes with the Rollout.
+func (r *Router) Finalize(ctx context.Context, t traffic.Target, revert bool) error {
+	if !revert {
+		return nil
+	}
+	svc, err := r.apex(ctx, t)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	patch := client.MergeFrom(svc.DeepCopy())
+	svc.Spec.Selector = t.CanarySelector
+	svc.OwnerReferences = withoutOwner(svc.OwnerReferences, t.Rollout.UID)
+	delete(svc.Labels, traffic.ManagedByLabel)
+	delete(svc.Annotations, traffic.RouteAnnotation)
+	if err := r.Client.Patch(ctx, svc, patch); err != nil {
+		return fmt.Errorf("handing apex Service %s back to the target: %w", t.Apex, err)
+	}
+	return nil
+}
+
+func (r *Router) apex(ctx context.Context, t traffic.Target) (*corev1.Service, error) {
+	svc := &corev1.Service{}
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: t.Apex}, svc); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("reading apex Service %s: %w", t.Apex, err)
+	}
+	return svc, nil
+}
 
 func weightsOf(svc *corev1.Service, t traffic.Target) (traffic.Weights, bool) {
 	switch {
@@ -86,4 +133,14 @@ func weightsOf(svc *corev1.Service, t traffic.Target) (traffic.Weights, bool) {
 		return traffic.ForCanary(100), true
 	}
 	return traffic.Weights{}, false
+}
+
+func withoutOwner(refs []metav1.OwnerReference, uid types.UID) []metav1.OwnerReference {
+	var out []metav1.OwnerReference
+	for _, ref := range refs {
+		if ref.UID != uid {
+			out = append(out, ref)
+		}
+	}
+	return out
 }
