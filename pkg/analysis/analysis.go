@@ -9,6 +9,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -41,16 +42,48 @@ type Result struct {
 	Held   []string
 }
 
-// Run evaluates every metric of the Rollout. A query error fails its check:
-// a canary is never promoted on an answer Sluice did not get.
+// DefaultConcurrency bounds the queries of one Run that are in flight at once.
+const DefaultConcurrency = 4
+
+// DefaultCheckTimeout bounds each check of a Run, whatever its Querier does,
+// so that a slow provider cannot hold a reconcile worker (and with it other
+// Rollouts) for long.
+const DefaultCheckTimeout = 30 * time.Second
+
+// Run evaluates every metric of the Rollout, at most DefaultConcurrency at a
+// time, each within DefaultCheckTimeout. A query error fails its check: a
+// canary is never promoted on an answer Sluice did not get.
 func Run(ctx context.Context, q Querier, ro *sluicev1.Rollout, now time.Time) Result {
+	return RunWith(ctx, q, ro, now, DefaultConcurrency, DefaultCheckTimeout)
+}
+
+// RunWith is Run with its bounds given: concurrency queries in flight at
+// most (1 or less means one at a time) and a timeout per check (none when
+// zero). The results keep the order of the spec's metrics.
+func RunWith(ctx context.Context, q Querier, ro *sluicev1.Rollout, now time.Time, concurrency int, timeout time.Duration) Result {
 	var res Result
-	if ro.Spec.Analysis == nil {
+	if ro.Spec.Analysis == nil || len(ro.Spec.Analysis.Metrics) == 0 {
 		return res
 	}
-	for _, check := range ro.Spec.Analysis.Metrics {
-		v, err := q.Query(ctx, ro, check)
-		ms := Judge(check, v, err)
+	checks := ro.Spec.Analysis.Metrics
+	if concurrency < 1 {
+		concurrency = 1
+	}
+	statuses := make([]sluicev1.MetricStatus, len(checks))
+	sem := make(chan struct{}, concurrency)
+	var wg sync.WaitGroup
+	for i, check := range checks {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			statuses[i] = evaluate(ctx, q, ro, check, timeout)
+		}()
+	}
+	wg.Wait()
+	for i, check := range checks {
+		ms := statuses[i]
 		ms.CheckedAt = &metav1.Time{Time: now}
 		res.Metrics = append(res.Metrics, ms)
 		switch {
@@ -63,6 +96,22 @@ func Run(ctx context.Context, q Querier, ro *sluicev1.Rollout, now time.Time) Re
 		}
 	}
 	return res
+}
+
+// evaluate runs one check; a panicking Querier is an error, not a crash.
+func evaluate(ctx context.Context, q Querier, ro *sluicev1.Rollout, check sluicev1.MetricCheck, timeout time.Duration) (ms sluicev1.MetricStatus) {
+	defer func() {
+		if r := recover(); r != nil {
+			ms = Judge(check, 0, fmt.Errorf("the metrics provider panicked: %v", r))
+		}
+	}()
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	v, err := q.Query(ctx, ro, check)
+	return Judge(check, v, err)
 }
 
 // Judge turns a query's answer into the metric's status.

@@ -1,0 +1,131 @@
+package analysis
+
+import (
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/prometheus/common/model"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+// GatewayFlavor is the Gateway API implementation whose metrics the
+// built-in checks read when a Rollout routes through the Gateway API.
+type GatewayFlavor string
+
+// Gateway flavours with known metric names.
+const (
+	// GatewayEnvoy: Envoy-based gateways (Envoy cluster statistics).
+	GatewayEnvoy GatewayFlavor = "envoy"
+	// GatewayTraefik: Traefik's Kubernetes Gateway provider.
+	GatewayTraefik GatewayFlavor = "traefik"
+)
+
+// DefaultMetricInterval is the query window of a check without interval.
+const DefaultMetricInterval = time.Minute
+
+// queryVars are the values a query template sees.
+type queryVars struct {
+	Namespace string // the Rollout's namespace
+	Name      string // the Rollout's name
+	Target    string // the target Deployment's name (the canary's workload)
+	Service   string // the apex Service's name
+	Interval  string // the check's window as a Prometheus duration, e.g. 1m
+	// Port is the Services' port.
+	Port int32
+}
+
+func varsFor(ro *sluicev1.Rollout, check sluicev1.MetricCheck) queryVars {
+	d := DefaultMetricInterval
+	if check.Interval != nil && check.Interval.Duration > 0 {
+		d = check.Interval.Duration
+	}
+	return queryVars{
+		Namespace: ro.Namespace,
+		Name:      ro.Name,
+		Target:    ro.Spec.TargetRef.Name,
+		Service:   ro.Spec.TargetRef.Name, // Sluice names the apex Service after the target
+		Interval:  model.Duration(d).String(),
+		Port:      ro.Spec.Service.Port,
+	}
+}
+
+// requestSource is where a router's request metrics live: a counter with a
+// status-code label, a latency histogram, and the selector of the canary.
+type requestSource struct {
+	requests  string // counter name
+	codeLabel string // label with the HTTP status code
+	buckets   string // histogram bucket series name
+	toMillis  string // expression suffix turning the quantile into ms
+	selector  string // label matchers for the canary, without braces
+}
+
+// sourceFor picks the canary's request metrics for the Rollout's router.
+func sourceFor(ro *sluicev1.Rollout, v queryVars, gw GatewayFlavor) (requestSource, error) {
+	r := ro.Spec.Routing
+	switch {
+	case r != nil && r.Istio != nil:
+		return requestSource{
+			requests: "istio_requests_total", codeLabel: "response_code",
+			buckets:  "istio_request_duration_milliseconds_bucket",
+			selector: fmt.Sprintf(`reporter="destination",destination_workload_namespace=%q,destination_workload=%q`, v.Namespace, v.Target),
+		}, nil
+	case r != nil && r.GatewayAPI != nil && gw == GatewayTraefik:
+		// Traefik's Kubernetes Gateway provider names the backend service
+		// <namespace>-<service>-<port>, and metrics carry the provider suffix.
+		svc := fmt.Sprintf("%s-%s-canary-%d@kubernetesgateway", v.Namespace, v.Service, v.Port)
+		return requestSource{
+			requests: "traefik_service_requests_total", codeLabel: "code",
+			buckets: "traefik_service_request_duration_seconds_bucket", toMillis: " * 1000",
+			selector: fmt.Sprintf(`service=%q`, svc),
+		}, nil
+	case r != nil && r.GatewayAPI != nil && (gw == GatewayEnvoy || gw == ""):
+		// Envoy names clusters after the backend; the canary Service's
+		// clusters are <namespace>_<service>-canary_<port>[_<suffix>].
+		cluster := fmt.Sprintf("%s_%s-canary_%d(_.+)?", regexp.QuoteMeta(v.Namespace), regexp.QuoteMeta(v.Service), v.Port)
+		return requestSource{
+			requests: "envoy_cluster_upstream_rq", codeLabel: "envoy_response_code",
+			buckets:  "envoy_cluster_upstream_rq_time_bucket",
+			selector: fmt.Sprintf(`envoy_cluster_name=~%q`, cluster),
+		}, nil
+	case r != nil && r.GatewayAPI != nil:
+		return requestSource{}, fmt.Errorf("no built-in metrics for the Gateway API flavour %q (known: envoy, traefik)", gw)
+	default:
+		// The kubernetes router: the application's own promhttp-style
+		// metrics, from the canary's pods (<target>-<replicaset hash>-<pod id>;
+		// the primary's pods are <target>-primary-<hash>-<id> and do not match).
+		pods := regexp.QuoteMeta(v.Target) + "-[a-z0-9]+-[a-z0-9]+"
+		return requestSource{
+			requests: "http_requests_total", codeLabel: "code",
+			buckets: "http_request_duration_seconds_bucket", toMillis: " * 1000",
+			selector: fmt.Sprintf(`namespace=%q,pod=~%q`, v.Namespace, pods),
+		}, nil
+	}
+}
+
+// BuiltinQuery returns the PromQL of a built-in metric for a Rollout.
+//
+// request-success-rate is 100 minus the percentage of 5xx answers; it is
+// written so that a canary answering only 5xx gives 0 (not "no data"), and a
+// canary without any request gives no data (not NaN), so that onNoData
+// applies to quiet services. request-duration is the p99 in milliseconds,
+// with NaN (no request in the window) filtered out to no data as well.
+func BuiltinQuery(ro *sluicev1.Rollout, check sluicev1.MetricCheck, gw GatewayFlavor) (string, error) {
+	v := varsFor(ro, check)
+	src, err := sourceFor(ro, v, gw)
+	if err != nil {
+		return "", err
+	}
+	switch check.Name {
+	case sluicev1.MetricRequestSuccessRate:
+		return fmt.Sprintf(
+			`100 * (1 - ((sum(rate(%[1]s{%[2]s,%[3]s=~"5.."}[%[4]s])) or on() vector(0)) / (sum(rate(%[1]s{%[2]s}[%[4]s])) > 0)))`,
+			src.requests, src.selector, src.codeLabel, v.Interval), nil
+	case sluicev1.MetricRequestDuration:
+		return fmt.Sprintf(`(histogram_quantile(0.99, sum by (le) (rate(%s{%s}[%s])))%s) >= 0`,
+			src.buckets, src.selector, v.Interval, src.toMillis), nil
+	default:
+		return "", fmt.Errorf("%q is not a built-in metric (request-success-rate, request-duration): give it a templateRef", check.Name)
+	}
+}

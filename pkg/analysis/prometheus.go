@@ -1,0 +1,286 @@
+package analysis
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	promapi "github.com/prometheus/client_golang/api"
+	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
+	"github.com/prometheus/common/model"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+// DefaultQueryTimeout bounds one Prometheus query when no timeout is given.
+const DefaultQueryTimeout = 10 * time.Second
+
+// PrometheusOptions configure the Prometheus provider.
+type PrometheusOptions struct {
+	// Address is the Prometheus used by built-in metrics and by templates
+	// without provider.address (the manager's --prometheus-address).
+	Address string
+	// Timeout bounds each query (DefaultQueryTimeout when zero).
+	Timeout time.Duration
+	// Gateway is the Gateway API implementation whose metrics the built-in
+	// checks read for Rollouts routed through the Gateway API (envoy when
+	// empty).
+	Gateway GatewayFlavor
+	// Transport is the base transport (a clone of http.DefaultTransport
+	// when nil); TLS settings of a template are applied to a clone of it.
+	Transport *http.Transport
+}
+
+// queryAPI is the part of the Prometheus HTTP API that Sluice uses.
+type queryAPI interface {
+	Query(ctx context.Context, query string, ts time.Time, opts ...promv1.Option) (model.Value, promv1.Warnings, error)
+}
+
+// Prometheus answers metric checks with instant Prometheus queries.
+type Prometheus struct {
+	reader  client.Reader
+	opts    PrometheusOptions
+	base    *http.Transport
+	defAPI  queryAPI // for the default address; nil without one
+	newAPI  func(address string, rt http.RoundTripper) (queryAPI, error)
+	timeout time.Duration
+}
+
+var _ Querier = (*Prometheus)(nil)
+
+// NewPrometheus returns the Prometheus provider. reader reads MetricTemplates
+// and their Secrets; it must read Secrets with their data (in a manager, the
+// API reader: the cache keeps Secrets' checksums only).
+func NewPrometheus(reader client.Reader, opts PrometheusOptions) (*Prometheus, error) {
+	switch opts.Gateway {
+	case "", GatewayEnvoy, GatewayTraefik:
+	default:
+		return nil, fmt.Errorf("unknown gateway flavour %q: want envoy or traefik", opts.Gateway)
+	}
+	p := &Prometheus{reader: reader, opts: opts, timeout: opts.Timeout, newAPI: newHTTPAPI}
+	if p.timeout <= 0 {
+		p.timeout = DefaultQueryTimeout
+	}
+	p.base = opts.Transport
+	if p.base == nil {
+		p.base = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	if opts.Address != "" {
+		api, err := p.newAPI(opts.Address, p.base)
+		if err != nil {
+			return nil, fmt.Errorf("prometheus address %q: %w", opts.Address, err)
+		}
+		p.defAPI = api
+	}
+	return p, nil
+}
+
+func newHTTPAPI(address string, rt http.RoundTripper) (queryAPI, error) {
+	c, err := promapi.NewClient(promapi.Config{Address: address, RoundTripper: rt})
+	if err != nil {
+		return nil, err
+	}
+	return promv1.NewAPI(c), nil
+}
+
+// Query implements Querier: it resolves the check to a query and a
+// Prometheus, runs the query and returns its single number.
+func (p *Prometheus) Query(ctx context.Context, ro *sluicev1.Rollout, check sluicev1.MetricCheck) (float64, error) {
+	query, api, done, err := p.resolve(ctx, ro, check)
+	if err != nil {
+		return 0, err
+	}
+	defer done()
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	// A zero time lets Prometheus evaluate at its own "now".
+	val, _, err := api.Query(ctx, query, time.Time{}, promv1.WithTimeout(p.timeout))
+	if err != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return 0, fmt.Errorf("query timed out after %s: %w", p.timeout, err)
+		}
+		return 0, fmt.Errorf("querying prometheus: %w", err)
+	}
+	return single(val)
+}
+
+// resolve returns the query of a check and the API to run it against, with
+// a function releasing that API's connections.
+func (p *Prometheus) resolve(ctx context.Context, ro *sluicev1.Rollout, check sluicev1.MetricCheck) (string, queryAPI, func(), error) {
+	noop := func() {}
+	if check.TemplateRef == nil {
+		q, err := BuiltinQuery(ro, check, p.opts.Gateway)
+		if err != nil {
+			return "", nil, noop, err
+		}
+		if p.defAPI == nil {
+			return "", nil, noop, errors.New("no Prometheus address: the manager has no default (--prometheus-address) and built-in metrics use it")
+		}
+		return q, p.defAPI, noop, nil
+	}
+	mt := &sluicev1.MetricTemplate{}
+	key := client.ObjectKey{Namespace: ro.Namespace, Name: check.TemplateRef.Name}
+	if err := p.reader.Get(ctx, key, mt); err != nil {
+		return "", nil, noop, fmt.Errorf("reading MetricTemplate %s: %w", key.Name, err)
+	}
+	if t := mt.Spec.Provider.Type; t != "" && t != "prometheus" {
+		return "", nil, noop, fmt.Errorf("MetricTemplate %s: unsupported provider type %q", mt.Name, t)
+	}
+	q, err := Render(mt.Spec.Query, ro, check)
+	if err != nil {
+		return "", nil, noop, fmt.Errorf("MetricTemplate %s: %w", mt.Name, err)
+	}
+	prov := mt.Spec.Provider
+	if prov.SecretRef == nil && len(prov.Headers) == 0 && !prov.InsecureSkipVerify &&
+		(prov.Address == "" || prov.Address == p.opts.Address) {
+		if p.defAPI == nil {
+			return "", nil, noop, fmt.Errorf("MetricTemplate %s has no provider.address and the manager has no default (--prometheus-address)", mt.Name)
+		}
+		return q, p.defAPI, noop, nil
+	}
+	api, done, err := p.apiFor(ctx, mt)
+	if err != nil {
+		return "", nil, noop, fmt.Errorf("MetricTemplate %s: %w", mt.Name, err)
+	}
+	return q, api, done, nil
+}
+
+// apiFor builds a client for a template's own provider settings.
+func (p *Prometheus) apiFor(ctx context.Context, mt *sluicev1.MetricTemplate) (queryAPI, func(), error) {
+	prov := mt.Spec.Provider
+	addr := prov.Address
+	if addr == "" {
+		addr = p.opts.Address
+	}
+	if addr == "" {
+		return nil, nil, errors.New("no provider.address and the manager has no default (--prometheus-address)")
+	}
+	tr := p.base.Clone()
+	var auth authHeader
+	if prov.SecretRef != nil {
+		sec := &corev1.Secret{}
+		if err := p.reader.Get(ctx, client.ObjectKey{Namespace: mt.Namespace, Name: prov.SecretRef.Name}, sec); err != nil {
+			return nil, nil, fmt.Errorf("reading Secret %s: %w", prov.SecretRef.Name, err)
+		}
+		var err error
+		if auth, err = authFromSecret(sec); err != nil {
+			return nil, nil, err
+		}
+		if ca := sec.Data["ca.crt"]; len(ca) > 0 {
+			pool, err := x509.SystemCertPool()
+			if err != nil || pool == nil {
+				pool = x509.NewCertPool()
+			}
+			if !pool.AppendCertsFromPEM(ca) {
+				return nil, nil, fmt.Errorf("Secret %s: ca.crt holds no PEM certificate", sec.Name)
+			}
+			tr.TLSClientConfig = tlsConfig(tr.TLSClientConfig)
+			tr.TLSClientConfig.RootCAs = pool
+		}
+	}
+	if prov.InsecureSkipVerify {
+		tr.TLSClientConfig = tlsConfig(tr.TLSClientConfig)
+		tr.TLSClientConfig.InsecureSkipVerify = true //nolint:gosec // asked for by the MetricTemplate
+	}
+	rt := &headerRoundTripper{next: tr, headers: prov.Headers, auth: auth}
+	api, err := p.newAPI(addr, rt)
+	if err != nil {
+		return nil, nil, fmt.Errorf("address %q: %w", addr, err)
+	}
+	return api, tr.CloseIdleConnections, nil
+}
+
+func tlsConfig(c *tls.Config) *tls.Config {
+	if c == nil {
+		return &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return c.Clone()
+}
+
+// authHeader is the value of the Authorization header, or empty.
+type authHeader string
+
+// authFromSecret reads `token` (bearer) or `username` and `password`
+// (basic) from a Secret; a Secret with only `ca.crt` means no auth.
+func authFromSecret(sec *corev1.Secret) (authHeader, error) {
+	token, user, pass := sec.Data["token"], sec.Data["username"], sec.Data["password"]
+	switch {
+	case len(token) > 0 && (len(user) > 0 || len(pass) > 0):
+		return "", fmt.Errorf("Secret %s has both token and username/password: keep one", sec.Name)
+	case len(token) > 0:
+		return authHeader("Bearer " + strings.TrimSpace(string(token))), nil
+	case len(user) > 0 && len(pass) > 0:
+		r := &http.Request{Header: http.Header{}}
+		r.SetBasicAuth(string(user), string(pass))
+		return authHeader(r.Header.Get("Authorization")), nil
+	case len(user) > 0 || len(pass) > 0:
+		return "", fmt.Errorf("Secret %s needs both username and password for basic auth", sec.Name)
+	case len(sec.Data["ca.crt"]) > 0:
+		return "", nil
+	default:
+		return "", fmt.Errorf("Secret %s has none of token, username/password or ca.crt", sec.Name)
+	}
+}
+
+// headerRoundTripper adds a template's headers and credentials.
+type headerRoundTripper struct {
+	next    http.RoundTripper
+	headers map[string]string
+	auth    authHeader
+}
+
+func (h *headerRoundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	for k, v := range h.headers {
+		r.Header.Set(k, v)
+	}
+	if h.auth != "" {
+		r.Header.Set("Authorization", string(h.auth))
+	}
+	return h.next.RoundTrip(r)
+}
+
+// single returns the one number of a query result: an instant vector with
+// exactly one finite sample.
+func single(val model.Value) (float64, error) {
+	vec, ok := val.(model.Vector)
+	switch {
+	case val == nil:
+		return 0, errors.New("the query returned nothing, want an instant vector with one sample")
+	case !ok:
+		return 0, fmt.Errorf("the query returned a %s, want an instant vector with one sample", val.Type())
+	}
+	switch len(vec) {
+	case 0:
+		return 0, fmt.Errorf("the query returned no series: %w", ErrNoData)
+	case 1:
+	default:
+		names := make([]string, 0, len(vec))
+		for _, s := range vec {
+			names = append(names, s.Metric.String())
+		}
+		sort.Strings(names)
+		if len(names) > 3 {
+			names = append(names[:3], "...")
+		}
+		return 0, fmt.Errorf("the query returned %d series, want exactly one (aggregate it, e.g. with sum()): %s",
+			len(vec), strings.Join(names, ", "))
+	}
+	v := float64(vec[0].Value)
+	switch {
+	case math.IsNaN(v):
+		return 0, fmt.Errorf("the query returned NaN (often 0/0: no requests in the window)")
+	case math.IsInf(v, 0):
+		return 0, fmt.Errorf("the query returned %v (a division by zero?)", v)
+	}
+	return v, nil
+}
