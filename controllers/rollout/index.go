@@ -3,8 +3,14 @@ package rollout
 import (
 	"context"
 
+	istiov1 "istio.io/client-go/pkg/apis/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/workqueue"
+
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
@@ -18,6 +24,9 @@ const (
 	// configIndex indexes Rollouts by the "configmap/NAME" and
 	// "secret/NAME" keys of the configuration their target uses.
 	configIndex = "status.trackedConfigs"
+	// routeIndex indexes Rollouts by the route they adopt:
+	// "HTTPRoute/NAME" or "VirtualService/NAME".
+	routeIndex = "spec.routing.routeRef"
 )
 
 func indexRollouts(ctx context.Context, mgr ctrl.Manager) error {
@@ -27,9 +36,62 @@ func indexRollouts(ctx context.Context, mgr ctrl.Manager) error {
 	}); err != nil {
 		return err
 	}
+	if err := idx.IndexField(ctx, &sluicev1.Rollout{}, routeIndex, func(o client.Object) []string {
+		return adoptedRouteKeys(o.(*sluicev1.Rollout))
+	}); err != nil {
+		return err
+	}
 	return idx.IndexField(ctx, &sluicev1.Rollout{}, configIndex, func(o client.Object) []string {
 		return trackedKeys(o.(*sluicev1.Rollout))
 	})
+}
+
+func adoptedRouteKeys(ro *sluicev1.Rollout) []string {
+	r := ro.Spec.Routing
+	switch {
+	case r == nil:
+		return nil
+	case r.GatewayAPI != nil && r.GatewayAPI.HTTPRouteRef != nil:
+		return []string{"HTTPRoute/" + r.GatewayAPI.HTTPRouteRef.Name}
+	case r.Istio != nil && r.Istio.VirtualServiceRef != nil:
+		return []string{"VirtualService/" + r.Istio.VirtualServiceRef.Name}
+	}
+	return nil
+}
+
+// enqueueForRoute maps a route to the Rollout that owns it or adopts it.
+func (r *Reconciler) enqueueForRoute() handler.TypedEventHandler[client.Object, reconcile.Request] {
+	byIndex := r.enqueueByIndex(routeIndex, func(o client.Object) []string {
+		kind := "HTTPRoute"
+		if _, ok := o.(*istiov1.VirtualService); ok {
+			kind = "VirtualService"
+		}
+		return []string{kind + "/" + o.GetName()}
+	})
+	owner := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
+		if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == "Rollout" {
+			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: ref.Name}}}
+		}
+		return nil
+	})
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			byIndex.Create(ctx, e, q)
+			owner.Create(ctx, e, q)
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			byIndex.Update(ctx, e, q)
+			owner.Update(ctx, e, q)
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			byIndex.Delete(ctx, e, q)
+			owner.Delete(ctx, e, q)
+		},
+		GenericFunc: func(ctx context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			byIndex.Generic(ctx, e, q)
+			owner.Generic(ctx, e, q)
+		},
+	}
 }
 
 func configIndexKeys(kind configKind) func(client.Object) []string {

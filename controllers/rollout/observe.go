@@ -142,6 +142,9 @@ func (r *Reconciler) observeRoutes(ctx context.Context, sc *scope) error {
 		sc.block("RouterUnavailable", err.Error())
 		return nil
 	}
+	if err := r.ensureRouteWatch(router.Name()); err != nil {
+		return err
+	}
 	if err := traffic.EnsureServices(ctx, r.Client, sc.route); err != nil {
 		var conflict *traffic.ServiceConflictError
 		if errors.As(err, &conflict) {

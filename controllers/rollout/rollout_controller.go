@@ -7,23 +7,31 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/controllers/rollout/statemachine"
 	"github.com/sluice-dev/sluice/pkg/analysis"
 	"github.com/sluice-dev/sluice/pkg/traffic"
+	"github.com/sluice-dev/sluice/pkg/traffic/routers"
 	"github.com/sluice-dev/sluice/pkg/webhooks"
 )
 
@@ -42,6 +50,12 @@ type Reconciler struct {
 	Routers   RouterFor
 	Metrics   analysis.Querier
 	Webhooks  *webhooks.Client
+
+	// watchRoutes starts a watch on a route kind; routeWatches records the
+	// kinds already watched, so only the router kinds in use are watched.
+	watchRoutes  func(obj client.Object) error
+	routeWatchMu sync.Mutex
+	routeWatches map[string]bool
 }
 
 // maxDecisions bounds the decide/act rounds of one reconcile.
@@ -57,6 +71,8 @@ const statusPatchTimeout = 10 * time.Second
 // +kubebuilder:rbac:groups="",resources=services;configmaps;secrets,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=sluice.dev,resources=rollouts/finalizers,verbs=update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices;destinationrules,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
 
 // Reconcile brings one Rollout a step further.
@@ -66,7 +82,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !ro.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
+		return r.finalize(ctx, ro)
+	}
+	if !controllerutil.ContainsFinalizer(ro, finalizer) {
+		patch := client.MergeFrom(ro.DeepCopy())
+		controllerutil.AddFinalizer(ro, finalizer)
+		if err := r.Patch(ctx, ro, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("adding the finalizer: %w", err)
+		}
 	}
 	base := ro.DeepCopy()
 	// One status patch per reconcile, whatever happened.
@@ -92,6 +115,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		return ctrl.Result{}, err
 	}
 	d, err := r.decideAndAct(ctx, sc)
+	if sc.obs.Blocked != "" && !stalledFor(&base.Status, sc.obs.BlockedReason) {
+		r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, sc.obs.BlockedReason, "Reconcile", "%s", sc.obs.Blocked)
+	}
 	ro.Status = d.Status
 	if sc.configs != nil {
 		ro.Status.TrackedConfigs = sc.configs
@@ -229,22 +255,63 @@ func (r *Reconciler) act(ctx context.Context, sc *scope, want statemachine.Desir
 	return changed, nil
 }
 
-// SetupWithManager registers the controller and its watches.
+// SetupWithManager registers the controller and its watches. Route kinds
+// are watched later, when a Rollout first uses their router.
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := indexRollouts(context.Background(), mgr); err != nil {
 		return err
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	c, err := ctrl.NewControllerManagedBy(mgr).
 		// Status patches are Sluice's own: only spec and annotation changes
 		// of a Rollout need a reconcile.
-		For(&sluicev1.Rollout{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}))).
+		For(&sluicev1.Rollout{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deleting))).
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
 		Watches(&appsv1.Deployment{}, r.enqueueByIndex(targetIndex, func(o client.Object) []string { return []string{o.GetName()} })).
 		Watches(&corev1.ConfigMap{}, r.enqueueByIndex(configIndex, configIndexKeys(kindConfigMap))).
 		Watches(&corev1.Secret{}, r.enqueueByIndex(configIndex, configIndexKeys(kindSecret))).
+		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrentReconciles}).
 		Named("rollout").
-		Complete(r)
+		Build(r)
+	if err != nil {
+		return err
+	}
+	r.watchRoutes = func(obj client.Object) error {
+		return c.Watch(source.Kind(mgr.GetCache(), obj, r.enqueueForRoute()))
+	}
+	return nil
+}
+
+// deleting passes the update that marks a Rollout for deletion.
+var deleting = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool { return !e.ObjectNew.GetDeletionTimestamp().IsZero() }}
+
+// maxConcurrentReconciles lets a slow check of one Rollout not hold up others.
+const maxConcurrentReconciles = 4
+
+// ensureRouteWatch starts watching a router's kinds the first time a Rollout
+// uses it.
+func (r *Reconciler) ensureRouteWatch(routerName string) error {
+	r.routeWatchMu.Lock()
+	defer r.routeWatchMu.Unlock()
+	if r.routeWatches[routerName] || r.watchRoutes == nil {
+		return nil
+	}
+	for _, obj := range routers.Watched(routerName) {
+		if err := r.watchRoutes(obj); err != nil {
+			return fmt.Errorf("watching %T: %w", obj, err)
+		}
+	}
+	if r.routeWatches == nil {
+		r.routeWatches = map[string]bool{}
+	}
+	r.routeWatches[routerName] = true
+	return nil
+}
+
+// stalledFor reports whether a status already says Stalled for reason.
+func stalledFor(st *sluicev1.RolloutStatus, reason string) bool {
+	c := meta.FindStatusCondition(st.Conditions, sluicev1.ConditionStalled)
+	return c != nil && c.Status == metav1.ConditionTrue && c.Reason == reason
 }
 
 // trackedKeys returns the sorted keys of a Rollout's tracked configs.

@@ -22,6 +22,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	istiov1 "istio.io/client-go/pkg/apis/networking/v1"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/controllers/rollout"
 	"github.com/sluice-dev/sluice/pkg/analysis"
@@ -54,6 +57,14 @@ func Scheme() *runtime.Scheme {
 		panic(err)
 	}
 	if err := sluicev1.AddToScheme(s); err != nil {
+		panic(err)
+	}
+	// Router kinds are known to the scheme whether or not their CRDs are
+	// installed; routers check the API server before they use them.
+	if err := gwv1.Install(s); err != nil {
+		panic(err)
+	}
+	if err := istiov1.AddToScheme(s); err != nil {
 		panic(err)
 	}
 	return s
@@ -108,7 +119,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		APIReader: mgr.GetAPIReader(),
 		Recorder:  mgr.GetEventRecorder("sluice"),
 		Clock:     clk,
-		Routers:   routers.New(mgr.GetClient()).For,
+		Routers:   routers.New(mgr.GetClient(), mgr.GetRESTMapper()).For,
 		Metrics:   metrics,
 		Webhooks:  &webhooks.Client{HTTP: hc},
 	}

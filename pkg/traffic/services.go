@@ -102,3 +102,32 @@ func EnsureService(ctx context.Context, c client.Client, t Target, name string, 
 	}
 	return nil
 }
+
+// ReleaseApex hands the apex Service back when a Rollout is deleted with
+// revertOnDeletion: it selects the target's pods and no longer belongs to the
+// Rollout, so it outlives it and clients keep reaching the application.
+func ReleaseApex(ctx context.Context, c client.Client, t Target) error {
+	svc := &corev1.Service{}
+	err := c.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: t.Apex}, svc)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading apex Service %s: %w", t.Apex, err)
+	}
+	patch := client.MergeFrom(svc.DeepCopy())
+	svc.Spec.Selector = t.CanarySelector
+	var owners []metav1.OwnerReference
+	for _, o := range svc.OwnerReferences {
+		if o.UID != t.Rollout.UID {
+			owners = append(owners, o)
+		}
+	}
+	svc.OwnerReferences = owners
+	delete(svc.Labels, ManagedByLabel)
+	delete(svc.Annotations, RouteAnnotation)
+	if err := c.Patch(ctx, svc, patch); err != nil {
+		return fmt.Errorf("handing apex Service %s back to the target: %w", t.Apex, err)
+	}
+	return nil
+}

@@ -10,8 +10,6 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/sluice-dev/sluice/pkg/traffic"
@@ -89,30 +87,9 @@ func (r *Router) Observe(ctx context.Context, t traffic.Target) (traffic.Route, 
 	return traffic.Route{Weights: w}, ok, nil
 }
 
-// Finalize implements traffic.Router. With revert, the apex Service selects
-// the target's pods and is released from the Rollout, so it survives the
-// Rollout's garbage collection; otherwise it goes with the Rollout.
-func (r *Router) Finalize(ctx context.Context, t traffic.Target, revert bool) error {
-	if !revert {
-		return nil
-	}
-	svc, err := r.apex(ctx, t)
-	if apierrors.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	patch := client.MergeFrom(svc.DeepCopy())
-	svc.Spec.Selector = t.CanarySelector
-	svc.OwnerReferences = withoutOwner(svc.OwnerReferences, t.Rollout.UID)
-	delete(svc.Labels, traffic.ManagedByLabel)
-	delete(svc.Annotations, traffic.RouteAnnotation)
-	if err := r.Client.Patch(ctx, svc, patch); err != nil {
-		return fmt.Errorf("handing apex Service %s back to the target: %w", t.Apex, err)
-	}
-	return nil
-}
+// Finalize implements traffic.Router: the apex Service is the route, and
+// traffic.ReleaseApex hands it back on revert.
+func (r *Router) Finalize(context.Context, traffic.Target, bool) error { return nil }
 
 func (r *Router) apex(ctx context.Context, t traffic.Target) (*corev1.Service, error) {
 	svc := &corev1.Service{}
@@ -133,14 +110,4 @@ func weightsOf(svc *corev1.Service, t traffic.Target) (traffic.Weights, bool) {
 		return traffic.ForCanary(100), true
 	}
 	return traffic.Weights{}, false
-}
-
-func withoutOwner(refs []metav1.OwnerReference, uid types.UID) []metav1.OwnerReference {
-	var out []metav1.OwnerReference
-	for _, ref := range refs {
-		if ref.UID != uid {
-			out = append(out, ref)
-		}
-	}
-	return out
 }
