@@ -32,6 +32,9 @@ const maxBody = 256
 // Client calls webhooks over HTTP.
 type Client struct {
 	HTTP *http.Client
+	// Header is added to every call (for example an Authorization header
+	// for a loadtester that requires its token on every endpoint).
+	Header http.Header
 }
 
 // Call POSTs the payload to the webhook, retrying up to hook.Retries times;
@@ -60,6 +63,9 @@ func (c *Client) once(ctx context.Context, url string, body []byte, timeout time
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return err
+	}
+	for k, v := range c.Header {
+		req.Header[k] = v
 	}
 	req.Header.Set("Content-Type", "application/json")
 	hc := c.HTTP

@@ -1,0 +1,152 @@
+// Command loadtester serves Sluice's webhook gates (manual approval and
+// rollback gates kept in a state file) and runs load described in webhook
+// metadata with its own Go load generator. It never runs commands.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/go-logr/zapr"
+	"go.uber.org/zap"
+
+	"github.com/sluice-dev/sluice/pkg/loadtest"
+	"github.com/sluice-dev/sluice/pkg/webhooks"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "loadtester:", err)
+		os.Exit(1)
+	}
+}
+
+// config is the command line.
+type config struct {
+	listen        string
+	stateFile     string
+	token         string
+	tokenFile     string
+	tokenForHooks bool
+	namespaces    string
+	maxRuns       int
+}
+
+func parseFlags(args []string) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("loadtester", flag.ContinueOnError)
+	fs.StringVar(&c.listen, "listen", ":8080", "address to serve on")
+	fs.StringVar(&c.stateFile, "state-file", "/var/lib/loadtester/gates.json", "file that keeps the gates across restarts (empty: memory only)")
+	fs.StringVar(&c.token, "token", "", "bearer token required by /gate/open|close and /rollback/open|close (prefer -token-file or $LOADTESTER_TOKEN)")
+	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the bearer token")
+	fs.BoolVar(&c.tokenForHooks, "token-for-hooks", false, "also require the token on the endpoints the controller calls")
+	fs.StringVar(&c.namespaces, "allowed-namespaces", "", "comma-separated namespaces served (empty: all)")
+	fs.IntVar(&c.maxRuns, "max-runs", loadtest.DefaultMaxRuns, "load runs at once")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if c.token == "" {
+		c.token = os.Getenv("LOADTESTER_TOKEN")
+	}
+	if c.tokenFile != "" {
+		raw, err := os.ReadFile(c.tokenFile)
+		if err != nil {
+			return c, fmt.Errorf("reading the token file: %w", err)
+		}
+		c.token = strings.TrimSpace(string(raw))
+	}
+	if c.tokenForHooks && c.token == "" {
+		return c, errors.New("-token-for-hooks needs a token")
+	}
+	return c, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// newHandler builds the loadtester's HTTP handler.
+func newHandler(ctx context.Context, c config, log logr.Logger) (http.Handler, *loadtest.Launcher, error) {
+	launcher := loadtest.NewLauncher(ctx, nil, log.WithName("load"))
+	launcher.MaxRuns = c.maxRuns
+	srv, err := webhooks.NewGateServer(webhooks.ServerOptions{
+		StateFile:         c.stateFile,
+		Token:             c.token,
+		TokenForHooks:     c.tokenForHooks,
+		AllowedNamespaces: splitList(c.namespaces),
+		Load: func(ctx context.Context, p webhooks.Payload) (int, any) {
+			return launcher.Start(ctx, p.Namespace+"/"+p.Name, p.Metadata)
+		},
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return logRequests(srv, log), launcher, nil
+}
+
+func logRequests(next http.Handler, log logr.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		next.ServeHTTP(rec, r)
+		if r.URL.Path != "/healthz" {
+			log.V(1).Info("request", "method", r.Method, "path", r.URL.Path, "code", rec.code)
+		}
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.code = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func run(args []string) error {
+	c, err := parseFlags(args)
+	if err != nil {
+		return err
+	}
+	zl, err := zap.NewProduction()
+	if err != nil {
+		return err
+	}
+	log := zapr.NewLogger(zl)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	h, launcher, err := newHandler(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	server := &http.Server{Addr: c.listen, Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- server.ListenAndServe() }()
+	log.Info("serving", "listen", c.listen, "stateFile", c.stateFile, "allowedNamespaces", c.namespaces, "token", c.token != "")
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = server.Shutdown(shutdown)
+	launcher.Wait()
+	return err
+}

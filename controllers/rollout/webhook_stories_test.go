@@ -1,0 +1,274 @@
+package rollout_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/pkg/webhooks"
+)
+
+// loadtester is the loadtester's gate API served in-process on loopback,
+// keeping its state in a file like the real one.
+type loadtester struct {
+	s   *story
+	srv *httptest.Server
+}
+
+func (s *story) startLoadtester() *loadtester {
+	s.t.Helper()
+	gates, err := webhooks.NewGateServer(webhooks.ServerOptions{StateFile: filepath.Join(s.t.TempDir(), "gates.json")})
+	s.must(err)
+	srv := httptest.NewServer(gates)
+	s.t.Cleanup(srv.Close)
+	return &loadtester{s: s, srv: srv}
+}
+
+// url is the address of one of the loadtester's endpoints.
+func (l *loadtester) url(path string) string { return l.srv.URL + path }
+
+// post calls a control endpoint (/gate/open, /rollback/open...) for a rollout
+// of the story's namespace, as an approver would with curl.
+func (l *loadtester) post(path, rollout string) {
+	l.s.t.Helper()
+	body, _ := json.Marshal(webhooks.Payload{Name: rollout, Namespace: l.s.ns})
+	resp, err := http.Post(l.url(path), "application/json", bytes.NewReader(body))
+	l.s.must(err)
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		l.s.t.Fatalf("POST %s = %s", path, resp.Status)
+	}
+}
+
+// recorder serves a hook that always passes and counts its calls.
+func (s *story) recorder() (*hookRecorder, string) {
+	h := &hookRecorder{}
+	srv := httptest.NewServer(h)
+	s.t.Cleanup(srv.Close)
+	return h, srv.URL
+}
+
+func (h *hookRecorder) phases() []sluicev1.Phase {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []sluicev1.Phase
+	for _, p := range h.calls {
+		out = append(out, p.Phase)
+	}
+	return out
+}
+
+// eventNotes lists the messages of the events of one reason about a Rollout.
+func (s *story) eventNotes(name, reason string) []string {
+	s.t.Helper()
+	var list eventsv1.EventList
+	s.must(k8sClient.List(s.ctx, &list, client.InNamespace(s.ns)))
+	var out []string
+	for _, e := range list.Items {
+		if e.Regarding.Kind == "Rollout" && e.Regarding.Name == name && e.Reason == reason {
+			out = append(out, e.Note)
+		}
+	}
+	return out
+}
+
+func TestAClosedConfirmRolloutGateHoldsTheCanaryAtZeroUntilOpened(t *testing.T) {
+	s := newStory(t)
+	lt := s.startLoadtester()
+	post, postURL := s.recorder()
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo",
+		webhook("approval", sluicev1.HookConfirmRollout, lt.url("/gate/check")),
+		webhook("notify-done", sluicev1.HookPostRollout, postURL))
+
+	s.setImage("podinfo", "podinfo:2.0")
+
+	s.eventually(storyTimeout, "the release held at the closed gate", func() error {
+		ro := s.getRollout("podinfo")
+		if ro.Status.Phase != sluicev1.PhaseWaiting {
+			return fmt.Errorf("phase %s", ro.Status.Phase)
+		}
+		c := meta.FindStatusCondition(ro.Status.Conditions, sluicev1.ConditionGate)
+		if c == nil || c.Status != "True" || !strings.Contains(c.Message, "confirm-rollout") {
+			return fmt.Errorf("GateClosed condition = %+v", c)
+		}
+		return nil
+	})
+	if n := replicas(s.getDeployment("podinfo")); n != 0 {
+		t.Errorf("canary replicas = %d while the gate is closed, want 0", n)
+	}
+	if ro := s.getRollout("podinfo"); ro.Status.CanaryWeight != 0 {
+		t.Errorf("canary weight = %d while the gate is closed, want 0", ro.Status.CanaryWeight)
+	}
+	s.expectKStatus("podinfo", status.InProgressStatus)
+
+	lt.post("/gate/open", "podinfo")
+
+	s.waitEvent("podinfo", "GateOpened")
+	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+	if img := s.getDeployment("podinfo-primary").Spec.Template.Spec.Containers[0].Image; img != "podinfo:2.0" {
+		t.Errorf("primary image = %s, want podinfo:2.0", img)
+	}
+	s.eventually(storyTimeout, "the post-rollout hook called once after the success", func() error {
+		if n := post.count(); n != 1 {
+			return fmt.Errorf("%d post-rollout calls", n)
+		}
+		return nil
+	})
+	s.waitEvent("podinfo", "PostRolloutHooks")
+	s.expectKStatus("podinfo", status.CurrentStatus)
+}
+
+func TestAConfirmPromotionGateHoldsWhileRolloutHooksKeepRunning(t *testing.T) {
+	s := newStory(t)
+	lt := s.startLoadtester()
+	load, loadURL := s.recorder()
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", iterations(2),
+		webhook("load", sluicev1.HookRollout, loadURL),
+		webhook("approval", sluicev1.HookConfirmPromotion, lt.url("/gate/check")))
+
+	s.setImage("podinfo", "podinfo:2.0")
+
+	s.waitPhase("podinfo", sluicev1.PhaseWaitingPromotion, storyTimeout)
+	atHold := load.count()
+	s.eventually(storyTimeout, "rollout hooks called again while the promotion is held", func() error {
+		if n := load.count(); n < atHold+2 {
+			return fmt.Errorf("%d rollout hook calls, %d at the hold", n, atHold)
+		}
+		return nil
+	})
+	ro := s.getRollout("podinfo")
+	if ro.Status.Phase != sluicev1.PhaseWaitingPromotion {
+		t.Fatalf("phase = %s while the gate is closed, want WaitingPromotion", ro.Status.Phase)
+	}
+	if img := s.getDeployment("podinfo-primary").Spec.Template.Spec.Containers[0].Image; img != "podinfo:1.0" {
+		t.Errorf("primary image = %s before the gate opened, want podinfo:1.0", img)
+	}
+	if !slices.Contains(load.phases(), sluicev1.PhaseWaitingPromotion) {
+		t.Errorf("rollout hook phases %v: none sent while WaitingPromotion", load.phases())
+	}
+	s.expectKStatus("podinfo", status.InProgressStatus)
+
+	lt.post("/gate/open", "podinfo")
+
+	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+	if img := s.getDeployment("podinfo-primary").Spec.Template.Spec.Containers[0].Image; img != "podinfo:2.0" {
+		t.Errorf("primary image = %s after the gate opened, want podinfo:2.0", img)
+	}
+	s.expectKStatus("podinfo", status.CurrentStatus)
+}
+
+func TestARollbackGateOpenedMidRunRollsBackAndPostRolloutRunsAfterSuccessAndFailure(t *testing.T) {
+	s := newStory(t)
+	lt := s.startLoadtester()
+	load, loadURL := s.recorder()
+	post, postURL := s.recorder()
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", iterations(2),
+		webhook("load", sluicev1.HookRollout, loadURL),
+		webhook("abort", sluicev1.HookRollback, lt.url("/rollback/check")),
+		webhook("notify-done", sluicev1.HookPostRollout, postURL))
+
+	// A release with the rollback gate closed succeeds.
+	s.setImage("podinfo", "podinfo:2.0")
+	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+	s.eventually(storyTimeout, "post-rollout called after the success", func() error {
+		if n := post.count(); n != 1 {
+			return fmt.Errorf("%d post-rollout calls", n)
+		}
+		return nil
+	})
+
+	// A long release, rolled back through the loadtester mid-run.
+	s.eventually(storyTimeout, "the Rollout updated to 60 iterations", func() error {
+		ro := s.getRollout("podinfo")
+		ro.Spec.Strategy.BlueGreen.Iterations = 60
+		return k8sClient.Update(s.ctx, ro)
+	})
+	s.setImage("podinfo", "podinfo:3.0")
+	s.eventually(storyTimeout, "the second release runs its steps", func() error {
+		ro := s.getRollout("podinfo")
+		if ro.Status.Phase != sluicev1.PhaseProgressing || ro.Status.CurrentStepIndex < 1 {
+			return fmt.Errorf("phase %s, step %d", ro.Status.Phase, ro.Status.CurrentStepIndex)
+		}
+		return nil
+	})
+	stepAtAsk := s.getRollout("podinfo").Status.CurrentStepIndex
+
+	lt.post("/rollback/open", "podinfo")
+
+	failed := s.waitPhase("podinfo", sluicev1.PhaseFailed, storyTimeout)
+	s.waitEvent("podinfo", "RollbackRequested")
+	if stepAtAsk >= 60 || failed.Status.FailedRevision == "" || failed.Status.FailedRevision == failed.Status.StableRevision {
+		t.Errorf("failed at step %d with failedRevision %q, stable %q", stepAtAsk, failed.Status.FailedRevision, failed.Status.StableRevision)
+	}
+	if img := s.getDeployment("podinfo-primary").Spec.Template.Spec.Containers[0].Image; img != "podinfo:2.0" {
+		t.Errorf("primary image = %s after the rollback, want podinfo:2.0", img)
+	}
+	s.eventually(storyTimeout, "canary scaled to zero after the rollback", func() error {
+		if n := replicas(s.getDeployment("podinfo")); n != 0 {
+			return fmt.Errorf("canary replicas = %d", n)
+		}
+		return nil
+	})
+	s.eventually(storyTimeout, "post-rollout called after the failure too", func() error {
+		if n := post.count(); n != 2 {
+			return fmt.Errorf("%d post-rollout calls", n)
+		}
+		return nil
+	})
+	if load.count() == 0 {
+		t.Errorf("rollout hooks never ran")
+	}
+	s.expectKStatus("podinfo", status.FailedStatus)
+}
+
+func TestAFailingPreRolloutHookCountsAsAFailedCheck(t *testing.T) {
+	s := newStory(t)
+	lt := s.startLoadtester()
+	post, postURL := s.recorder()
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo",
+		webhook("smoke", sluicev1.HookPreRollout, lt.url("/gate/halt")),
+		webhook("notify-done", sluicev1.HookPostRollout, postURL))
+
+	s.setImage("podinfo", "podinfo:2.0")
+
+	s.waitEvent("podinfo", "CheckFailed")
+	ro := s.waitPhase("podinfo", sluicev1.PhaseFailed, storyTimeout)
+	if ro.Status.FailedChecks != 2 {
+		t.Errorf("failedChecks = %d, want the threshold 2", ro.Status.FailedChecks)
+	}
+	for _, note := range s.eventNotes("podinfo", "CheckFailed") {
+		if !strings.Contains(note, "pre-rollout hook failed") || !strings.Contains(note, "403 Forbidden: halted") {
+			t.Errorf("CheckFailed event %q does not say the pre-rollout hook failed with the loadtester's answer", note)
+		}
+	}
+	if n := countOf(s.eventReasons("podinfo"), "CheckFailed"); n != 2 {
+		t.Errorf("%d CheckFailed events, want 2", n)
+	}
+	s.waitEvent("podinfo", "ThresholdReached")
+	if ro.Status.CanaryWeight != 0 {
+		t.Errorf("canary weight = %d, want 0: no traffic before pre-rollout passes", ro.Status.CanaryWeight)
+	}
+	s.eventually(storyTimeout, "post-rollout called after the failure", func() error {
+		if n := post.count(); n != 1 {
+			return fmt.Errorf("%d post-rollout calls", n)
+		}
+		return nil
+	})
+	s.expectKStatus("podinfo", status.FailedStatus)
+}

@@ -1,0 +1,111 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"sync"
+
+	"github.com/go-logr/logr"
+)
+
+// DefaultMaxRuns bounds the runs a Launcher runs at once.
+const DefaultMaxRuns = 8
+
+// Launcher starts load runs asked for by webhook calls, in the background or
+// blocking, at most MaxRuns at once.
+type Launcher struct {
+	// HTTP sends the load (a client per run when nil).
+	HTTP *http.Client
+	// MaxRuns bounds the runs at once (DefaultMaxRuns when 0).
+	MaxRuns int
+	// Log receives the result of each run.
+	Log logr.Logger
+
+	base context.Context
+	mu   sync.Mutex
+	runs int
+	wg   sync.WaitGroup
+}
+
+// NewLauncher returns a launcher whose background runs stop when ctx ends.
+func NewLauncher(ctx context.Context, hc *http.Client, log logr.Logger) *Launcher {
+	return &Launcher{HTTP: hc, Log: log, base: ctx}
+}
+
+// Answer is the JSON body the loadtester answers a load request with.
+type Answer struct {
+	// Status is "started" (202), "done" (200) or "refused" (4xx).
+	Status string  `json:"status"`
+	Error  string  `json:"error,omitempty"`
+	Result *Result `json:"result,omitempty"`
+}
+
+// Start reads the spec from md and runs it: in the background (202) or,
+// when md asks for blocking, until done (200 with the result). key names
+// the rollout in the logs.
+func (l *Launcher) Start(ctx context.Context, key string, md map[string]string) (int, Answer) {
+	spec, err := SpecFromMetadata(md)
+	if err != nil {
+		return http.StatusBadRequest, Answer{Status: "refused", Error: err.Error()}
+	}
+	if !l.acquire() {
+		return http.StatusTooManyRequests, Answer{Status: "refused", Error: "too many load runs at once"}
+	}
+	log := l.Log.WithValues("rollout", key, "url", spec.URL, "rate", spec.Rate, "duration", spec.Duration.String())
+	if Blocking(md) {
+		defer l.release()
+		res, err := Run(ctx, l.HTTP, spec)
+		l.logResult(log, res, err)
+		if err != nil {
+			return http.StatusServiceUnavailable, Answer{Status: "cancelled", Error: err.Error(), Result: &res}
+		}
+		return http.StatusOK, Answer{Status: "done", Result: &res}
+	}
+	base := l.base
+	if base == nil {
+		base = context.Background()
+	}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		defer l.release()
+		res, err := Run(base, l.HTTP, spec)
+		l.logResult(log, res, err)
+	}()
+	log.Info("load run started")
+	return http.StatusAccepted, Answer{Status: "started"}
+}
+
+// Wait blocks until the background runs have ended.
+func (l *Launcher) Wait() { l.wg.Wait() }
+
+func (l *Launcher) acquire() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	limit := l.MaxRuns
+	if limit <= 0 {
+		limit = DefaultMaxRuns
+	}
+	if l.runs >= limit {
+		return false
+	}
+	l.runs++
+	return true
+}
+
+func (l *Launcher) release() {
+	l.mu.Lock()
+	l.runs--
+	l.mu.Unlock()
+}
+
+func (l *Launcher) logResult(log logr.Logger, res Result, err error) {
+	kv := []any{"requests", res.Requests, "errors", res.Errors, "dropped", res.Dropped,
+		"p50Ms", res.Latency.P50, "p90Ms", res.Latency.P90, "p99Ms", res.Latency.P99, "rate", res.Rate}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		log.Error(err, "load run ended early", kv...)
+		return
+	}
+	log.Info("load run done", kv...)
+}

@@ -1,0 +1,132 @@
+package notify
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	"github.com/sluice-dev/sluice/pkg/webhooks"
+)
+
+var (
+	sentTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_notifications_sent_total",
+		Help: "Notifications delivered, by sender.",
+	}, []string{"sender"})
+	failedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_notifications_failed_total",
+		Help: "Notifications that could not be delivered, by sender.",
+	}, []string{"sender"})
+	droppedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_notifications_dropped_total",
+		Help: "Notifications dropped because the sender's queue was full, by sender.",
+	}, []string{"sender"})
+)
+
+func init() {
+	metrics.Registry.MustRegister(sentTotal, failedTotal, droppedTotal)
+}
+
+// SendTimeout bounds one delivery.
+const SendTimeout = 10 * time.Second
+
+// Dispatcher delivers messages to its senders in the background. Each
+// sender has its own bounded queue and worker, so a hanging receiver delays
+// only its own messages; Dispatch never blocks: when a queue is full the
+// message is dropped for that sender and counted.
+type Dispatcher struct {
+	lanes []*lane
+	log   logr.Logger
+	// Timeout bounds one delivery (SendTimeout when 0).
+	Timeout time.Duration
+}
+
+type lane struct {
+	sender Sender
+	queue  chan Message
+	// hooksOnly lanes take only messages that carry their Rollout's hooks.
+	hooksOnly bool
+}
+
+// NewDispatcher returns a dispatcher for the senders, each with a queue of
+// queueSize messages (at least 1). It always has a lane for the event
+// webhooks a Rollout declares itself (Message.Hooks).
+func NewDispatcher(senders []Sender, queueSize int, log logr.Logger) *Dispatcher {
+	queueSize = max(queueSize, 1)
+	d := &Dispatcher{log: log}
+	for _, s := range senders {
+		d.lanes = append(d.lanes, &lane{sender: s, queue: make(chan Message, queueSize)})
+	}
+	d.lanes = append(d.lanes, &lane{sender: &rolloutEvents{client: &webhooks.Client{}}, queue: make(chan Message, queueSize), hooksOnly: true})
+	for _, l := range d.lanes {
+		// Make the series visible at zero.
+		name := l.sender.Name()
+		sentTotal.WithLabelValues(name)
+		failedTotal.WithLabelValues(name)
+		droppedTotal.WithLabelValues(name)
+	}
+	return d
+}
+
+// Dispatch queues m for every sender without blocking; it returns how many
+// senders accepted it (the others had a full queue and dropped it).
+func (d *Dispatcher) Dispatch(m Message) int {
+	accepted := 0
+	for _, l := range d.lanes {
+		if l.hooksOnly && len(m.Hooks) == 0 {
+			continue
+		}
+		select {
+		case l.queue <- m:
+			accepted++
+		default:
+			droppedTotal.WithLabelValues(l.sender.Name()).Inc()
+			d.log.Info("notification queue full: message dropped", "sender", l.sender.Name(),
+				"rollout", m.Namespace+"/"+m.Rollout, "reason", m.Reason)
+		}
+	}
+	return accepted
+}
+
+// Run delivers queued messages until ctx ends. It fits manager.Add as a
+// Runnable (through manager.RunnableFunc).
+func (d *Dispatcher) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, l := range d.lanes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.drain(ctx, l)
+		}()
+	}
+	wg.Wait()
+	return nil
+}
+
+func (d *Dispatcher) drain(ctx context.Context, l *lane) {
+	name := l.sender.Name()
+	timeout := d.Timeout
+	if timeout <= 0 {
+		timeout = SendTimeout
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case m := <-l.queue:
+			sctx, cancel := context.WithTimeout(ctx, timeout)
+			err := l.sender.Send(sctx, m)
+			cancel()
+			if err != nil {
+				failedTotal.WithLabelValues(name).Inc()
+				d.log.Error(err, "sending notification", "sender", name, "rollout", m.Namespace+"/"+m.Rollout, "reason", m.Reason)
+				continue
+			}
+			sentTotal.WithLabelValues(name).Inc()
+		}
+	}
+}

@@ -1,0 +1,301 @@
+package notify
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/pkg/webhooks"
+)
+
+// receiver records the JSON bodies POSTed to it.
+type receiver struct {
+	mu     sync.Mutex
+	bodies []map[string]any
+	raw    []string
+	code   int
+}
+
+func newReceiver(t *testing.T, code int) (*receiver, string) {
+	r := &receiver{code: code}
+	srv := httptest.NewServer(r)
+	t.Cleanup(srv.Close)
+	return r, srv.URL
+}
+
+func (rc *receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	raw, _ := io.ReadAll(r.Body)
+	var body map[string]any
+	_ = json.Unmarshal(raw, &body)
+	rc.mu.Lock()
+	rc.bodies = append(rc.bodies, body)
+	rc.raw = append(rc.raw, string(raw))
+	rc.mu.Unlock()
+	if r.Header.Get("Content-Type") != "application/json" {
+		w.WriteHeader(http.StatusUnsupportedMediaType)
+		return
+	}
+	w.WriteHeader(rc.code)
+	_, _ = w.Write([]byte("receiver says no"))
+}
+
+func (rc *receiver) last(t *testing.T) (map[string]any, string) {
+	t.Helper()
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	if len(rc.bodies) == 0 {
+		t.Fatal("nothing received")
+	}
+	return rc.bodies[len(rc.bodies)-1], rc.raw[len(rc.raw)-1]
+}
+
+var rolledBack = Message{
+	Rollout: "podinfo", Namespace: "shop", Phase: sluicev1.PhaseFailed, Weight: 25,
+	Reason: "ThresholdReached", Text: "rolling back revision abc: 2 failed checks", Warning: true, Checksum: "abc",
+}
+
+// mustContainAll fails unless raw holds each of the message's parts.
+func mustContainAll(t *testing.T, raw string, parts ...string) {
+	t.Helper()
+	for _, p := range parts {
+		if !strings.Contains(raw, p) {
+			t.Errorf("body %s lacks %q", raw, p)
+		}
+	}
+}
+
+func TestSlackGetsAnIncomingWebhookMessageWithEveryField(t *testing.T) {
+	rc, url := newReceiver(t, http.StatusOK)
+	if err := (&Slack{URL: url}).Send(context.Background(), rolledBack); err != nil {
+		t.Fatal(err)
+	}
+	body, raw := rc.last(t)
+	if body["text"] != "shop/podinfo: ThresholdReached" {
+		t.Errorf("text = %v", body["text"])
+	}
+	att := body["attachments"].([]any)[0].(map[string]any)
+	if att["color"] != "danger" || att["text"] != rolledBack.Text {
+		t.Errorf("attachment = %v", att)
+	}
+	mustContainAll(t, raw, `"title":"Rollout","value":"podinfo"`, `"title":"Namespace","value":"shop"`,
+		`"title":"Phase","value":"Failed"`, `"title":"Weight","value":"25%"`, `"title":"Reason","value":"ThresholdReached"`)
+}
+
+func TestTeamsGetsAnAdaptiveCardWithEveryField(t *testing.T) {
+	rc, url := newReceiver(t, http.StatusAccepted)
+	if err := (&Teams{URL: url}).Send(context.Background(), rolledBack); err != nil {
+		t.Fatal(err)
+	}
+	body, raw := rc.last(t)
+	att := body["attachments"].([]any)[0].(map[string]any)
+	card := att["content"].(map[string]any)
+	if body["type"] != "message" || att["contentType"] != "application/vnd.microsoft.card.adaptive" || card["type"] != "AdaptiveCard" {
+		t.Errorf("not an adaptive card message: %s", raw)
+	}
+	mustContainAll(t, raw, `"text":"shop/podinfo: ThresholdReached"`, `"text":"rolling back revision abc: 2 failed checks"`,
+		`"title":"Rollout","value":"podinfo"`, `"title":"Namespace","value":"shop"`, `"title":"Phase","value":"Failed"`,
+		`"title":"Weight","value":"25%"`, `"title":"Reason","value":"ThresholdReached"`, `"color":"Attention"`)
+}
+
+func TestTheGenericWebhookGetsTheMessageAsJSON(t *testing.T) {
+	rc, url := newReceiver(t, http.StatusOK)
+	if err := (&Webhook{URL: url}).Send(context.Background(), rolledBack); err != nil {
+		t.Fatal(err)
+	}
+	_, raw := rc.last(t)
+	var got Message
+	if err := json.Unmarshal([]byte(raw), &got); err != nil {
+		t.Fatal(err)
+	}
+	want := rolledBack
+	if got.Rollout != want.Rollout || got.Namespace != want.Namespace || got.Phase != want.Phase || got.Weight != want.Weight ||
+		got.Reason != want.Reason || got.Text != want.Text || !got.Warning {
+		t.Errorf("received %+v, want %+v", got, want)
+	}
+}
+
+func TestTheEventWebhookGetsTheGatePayloadWithTheEventInMetadata(t *testing.T) {
+	rc, url := newReceiver(t, http.StatusOK)
+	if err := (&Event{URL: url}).Send(context.Background(), rolledBack); err != nil {
+		t.Fatal(err)
+	}
+	_, raw := rc.last(t)
+	var p webhooks.Payload
+	if err := json.Unmarshal([]byte(raw), &p); err != nil {
+		t.Fatal(err)
+	}
+	if p.Name != "podinfo" || p.Namespace != "shop" || p.Phase != sluicev1.PhaseFailed || p.Checksum != "abc" {
+		t.Errorf("payload = %+v", p)
+	}
+	want := map[string]string{"eventType": "Warning", "eventReason": "ThresholdReached", "eventMessage": rolledBack.Text, "weight": "25"}
+	for k, v := range want {
+		if p.Metadata[k] != v {
+			t.Errorf("metadata[%s] = %q, want %q (all: %v)", k, p.Metadata[k], v, p.Metadata)
+		}
+	}
+}
+
+func TestAFailingReceiverIsAnErrorWithItsAnswer(t *testing.T) {
+	_, url := newReceiver(t, http.StatusBadGateway)
+	for _, s := range []Sender{&Slack{URL: url}, &Teams{URL: url}, &Webhook{URL: url}, &Event{URL: url}} {
+		if err := s.Send(context.Background(), rolledBack); err == nil || !strings.Contains(err.Error(), "502") {
+			t.Errorf("%s: err = %v, want the 502 answer", s.Name(), err)
+		}
+	}
+}
+
+func TestMessageForTakesTheRolloutsStatusAndEventHooks(t *testing.T) {
+	ro := &sluicev1.Rollout{}
+	ro.Name, ro.Namespace = "podinfo", "shop"
+	ro.Status.Phase, ro.Status.CanaryWeight, ro.Status.CanaryRevision = sluicev1.PhaseProgressing, 10, "abc"
+	ro.Spec.Analysis = &sluicev1.Analysis{Webhooks: []sluicev1.Webhook{
+		{Name: "load", Type: sluicev1.HookRollout, URL: "http://a"},
+		{Name: "audit", Type: sluicev1.HookEvent, URL: "http://b"},
+	}}
+	m := MessageFor(ro, "Normal", "WeightChanged", "step 1/2: canary weight 10%")
+	if m.Rollout != "podinfo" || m.Namespace != "shop" || m.Phase != sluicev1.PhaseProgressing || m.Weight != 10 ||
+		m.Warning || m.Checksum != "abc" || len(m.Hooks) != 1 || m.Hooks[0].Name != "audit" {
+		t.Errorf("message = %+v", m)
+	}
+}
+
+func TestFromSecretDataBuildsOneSenderPerKey(t *testing.T) {
+	senders, err := FromSecretData(map[string][]byte{
+		"slack-url": []byte("https://hooks.slack.com/services/x\n"), "teams-url": []byte("https://example.webhook.office.com/y"),
+		"webhook-url": []byte("http://receiver.ops/"), "event-url": []byte("http://audit.ops/"), "unused": nil,
+	})
+	if err == nil {
+		t.Fatalf("an unknown key was accepted: %v", senders)
+	}
+	senders, err = FromSecretData(map[string][]byte{
+		"slack-url": []byte("https://hooks.slack.com/services/x\n"), "teams-url": []byte("https://example.webhook.office.com/y"),
+		"webhook-url": []byte("http://receiver.ops/"), "event-url": []byte("http://audit.ops/"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range senders {
+		names = append(names, s.Name())
+	}
+	if fmt.Sprint(names) != "[event slack teams webhook]" {
+		t.Errorf("senders = %v", names)
+	}
+	if senders[1].(*Slack).URL != "https://hooks.slack.com/services/x" {
+		t.Errorf("slack url = %q, want it trimmed", senders[1].(*Slack).URL)
+	}
+	if _, err := FromSecretData(map[string][]byte{"slack-url": []byte("hooks.slack.com/x")}); err == nil {
+		t.Errorf("a URL without a scheme was accepted")
+	}
+}
+
+func TestTheDispatcherDeliversAndCountsPerSender(t *testing.T) {
+	ok, okURL := newReceiver(t, http.StatusOK)
+	_, badURL := newReceiver(t, http.StatusInternalServerError)
+	hook, hookURL := newReceiver(t, http.StatusOK)
+	good, bad := &Webhook{URL: okURL}, &named{Sender: &Webhook{URL: badURL}, name: "webhook-bad"}
+	sentBefore := counter(t, sentTotal, "webhook")
+	failedBefore := counter(t, failedTotal, "webhook-bad")
+	hookBefore := counter(t, sentTotal, "rollout-event")
+
+	d := NewDispatcher([]Sender{good, bad}, 10, logr.Discard())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	m := rolledBack
+	m.Hooks = []sluicev1.Webhook{{Name: "audit", Type: sluicev1.HookEvent, URL: hookURL, Metadata: map[string]string{"team": "shop"}}}
+	if n := d.Dispatch(m); n != 3 {
+		t.Errorf("Dispatch accepted by %d lanes, want 3 (two senders and the rollout's event hook)", n)
+	}
+	waitFor(t, func() bool {
+		return counter(t, sentTotal, "webhook") == sentBefore+1 &&
+			counter(t, failedTotal, "webhook-bad") == failedBefore+1 &&
+			counter(t, sentTotal, "rollout-event") == hookBefore+1
+	})
+	cancel()
+	<-done
+	if body, _ := ok.last(t); body["reason"] != "ThresholdReached" {
+		t.Errorf("generic receiver got %v", body)
+	}
+	var p webhooks.Payload
+	_, raw := hook.last(t)
+	_ = json.Unmarshal([]byte(raw), &p)
+	if p.Metadata["team"] != "shop" || p.Metadata["eventReason"] != "ThresholdReached" {
+		t.Errorf("the rollout's event hook got %s, want its own metadata plus the event", raw)
+	}
+}
+
+func TestDispatchNeverBlocksWhenReceiversHang(t *testing.T) {
+	hang := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		select {
+		case <-hang:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	t.Cleanup(func() { close(hang) })
+	slack := &named{Sender: &Slack{URL: srv.URL}, name: "slack-hanging"}
+	teams := &named{Sender: &Teams{URL: srv.URL}, name: "teams-hanging"}
+	droppedBefore := counter(t, droppedTotal, "slack-hanging")
+
+	const queue, sent = 4, 100
+	d := NewDispatcher([]Sender{slack, teams}, queue, logr.Discard())
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = d.Run(ctx) }()
+	// Were Dispatch to wait for a receiver, this loop would never end.
+	accepted := 0
+	for range sent {
+		accepted += d.Dispatch(rolledBack)
+	}
+	dropped := int(counter(t, droppedTotal, "slack-hanging") - droppedBefore)
+	// Each lane holds its queue and at most one message in flight.
+	if accepted > 2*(queue+1) || dropped < sent-queue-1 {
+		t.Errorf("accepted %d, dropped %d for one sender: want at most %d per lane kept, the rest dropped and counted",
+			accepted, dropped, queue+1)
+	}
+}
+
+// named gives a sender another metric label, so tests do not share series.
+type named struct {
+	Sender
+	name string
+}
+
+func (n *named) Name() string { return n.name }
+
+// waitFor polls cond until it holds (the test's own timeout bounds it).
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for !cond() {
+		select {
+		case <-t.Context().Done():
+			t.Fatal("condition never held")
+		default:
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// counter reads one series of a counter vector.
+func counter(t *testing.T, vec *prometheus.CounterVec, sender string) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := vec.WithLabelValues(sender).Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
+}
