@@ -72,7 +72,7 @@ build: ## Build the binaries into bin/.
 ##@ Tests
 
 .PHONY: test
-test: envtest vet ## Run every unit and envtest test against a real kube-apiserver and etcd.
+test: envtest prometheus vet ## Run every unit and envtest test against a real kube-apiserver, etcd and Prometheus.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: envtest
@@ -87,6 +87,10 @@ else
 envtest: $(ENVTEST_DIR)/kube-apiserver $(ENVTEST_DIR)/etcd
 	@echo "envtest binaries in $(ENVTEST_DIR)"
 endif
+
+.PHONY: prometheus
+prometheus: ## Install Debian's prometheus for the analysis tests (skipped when present).
+	hack/prometheus/install.sh
 
 .PHONY: envtest-path
 envtest-path: ## Print the envtest binary directory (for KUBEBUILDER_ASSETS).

@@ -489,6 +489,11 @@ type MetricCheck struct {
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="must be a duration such as 30s, 5m or 1h30m"
 	Interval *metav1.Duration `json:"interval,omitempty"`
 
+	// Variables are given to the MetricTemplate's query as .variables.
+	// +optional
+	// +kubebuilder:validation:MaxProperties=32
+	Variables map[string]string `json:"variables,omitempty"`
+
 	// OnNoData says what a query that returns nothing means.
 	// +kubebuilder:validation:Enum=fail;hold;pass
 	// +kubebuilder:default=fail

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"go.uber.org/zap/zapcore"
 	"k8s.io/client-go/rest"
@@ -40,6 +41,11 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", "address of the metrics endpoint; 0 disables it")
 	fs.StringVar(&opts.HealthProbeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes; 0 disables them")
 	fs.BoolVar(&opts.LeaderElection, "leader-elect", false, "elect a leader among replicas (turn on when running more than one)")
+	fs.StringVar(&opts.PrometheusAddress, "prometheus-address", "", "Prometheus for built-in metrics and MetricTemplates without an address, e.g. http://prometheus.monitoring:9090")
+	fs.DurationVar(&opts.PrometheusTimeout, "prometheus-timeout", 10*time.Second, "timeout of one metric query")
+	fs.StringVar(&opts.GatewayFlavor, "gateway-flavor", "envoy", "Gateway API implementation whose metrics the built-in checks read: envoy or traefik")
+	fs.StringVar(&opts.NotifySecret, "notify-secret", "", "NAMESPACE/NAME of a Secret with notification URLs (slack-url, teams-url, webhook-url, event-url)")
+	fs.StringVar(&opts.EventWebhookURL, "event-webhook-url", "", "URL that receives every Rollout event as a webhook payload")
 	fs.StringVar(&opts.LeaderElectionNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
@@ -30,6 +31,7 @@ import (
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/controllers/rollout/statemachine"
 	"github.com/sluice-dev/sluice/pkg/analysis"
+	"github.com/sluice-dev/sluice/pkg/notify"
 	"github.com/sluice-dev/sluice/pkg/traffic"
 	"github.com/sluice-dev/sluice/pkg/traffic/routers"
 	"github.com/sluice-dev/sluice/pkg/webhooks"
@@ -50,6 +52,8 @@ type Reconciler struct {
 	Routers   RouterFor
 	Metrics   analysis.Querier
 	Webhooks  *webhooks.Client
+	// Notifier sends each event to the notification targets, never blocking.
+	Notifier *notify.Dispatcher
 
 	// watchRoutes starts a watch on a route kind; routeWatches records the
 	// kinds already watched, so only the router kinds in use are watched.
@@ -63,6 +67,24 @@ const maxDecisions = 6
 
 // statusPatchTimeout bounds the status patch that ends every reconcile.
 const statusPatchTimeout = 10 * time.Second
+
+// staleRetry is when to look again after finding the cached Rollout behind
+// the API server (the cache catches up within milliseconds).
+const staleRetry = 200 * time.Millisecond
+
+// errStale says the cached Rollout is behind the API server.
+var errStale = errors.New("the cached Rollout is older than the API server's")
+
+// isCurrent reports whether the cached copy of a Rollout is the API
+// server's latest; one uncached read, made only before hooks or checks.
+func (r *Reconciler) isCurrent(ctx context.Context, ro *sluicev1.Rollout) (bool, error) {
+	live := &metav1.PartialObjectMetadata{}
+	live.SetGroupVersionKind(sluicev1.GroupVersion.WithKind("Rollout"))
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(ro), live); err != nil {
+		return false, fmt.Errorf("reading the Rollout: %w", err)
+	}
+	return live.ResourceVersion == ro.ResourceVersion, nil
+}
 
 // +kubebuilder:rbac:groups=sluice.dev,resources=rollouts,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=sluice.dev,resources=rollouts/status,verbs=get;update;patch
@@ -105,7 +127,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		// manager would do it again.
 		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statusPatchTimeout)
 		defer cancel()
-		if err := r.Status().Patch(pctx, ro, client.MergeFrom(base)); err != nil {
+		// Optimistic lock: a reconcile that started from a stale copy must
+		// not overwrite a newer status.
+		err := r.Status().Patch(pctx, ro, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+		switch {
+		case apierrors.IsConflict(err):
+			res, retErr = ctrl.Result{RequeueAfter: staleRetry}, nil
+		case err != nil:
 			retErr = errors.Join(retErr, fmt.Errorf("patching status: %w", err))
 		}
 	}()
@@ -115,6 +143,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		return ctrl.Result{}, err
 	}
 	d, err := r.decideAndAct(ctx, sc)
+	if errors.Is(err, errStale) {
+		// What was decided before the hooks is patched (and refused by the
+		// optimistic lock if this copy is stale); look again shortly.
+		ro.Status = d.Status
+		return ctrl.Result{RequeueAfter: staleRetry}, nil
+	}
 	if sc.obs.Blocked != "" && !stalledFor(&base.Status, sc.obs.BlockedReason) {
 		r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, sc.obs.BlockedReason, "Reconcile", "%s", sc.obs.Blocked)
 	}
@@ -142,6 +176,12 @@ func (r *Reconciler) decideAndAct(ctx context.Context, sc *scope) (statemachine.
 			Spec: &sc.ro.Spec, Generation: sc.ro.Generation, Status: &status, Obs: sc.obs, Now: now,
 		})
 		if d.Need != nil {
+			// Hooks and checks act on the world: only from a current copy,
+			// or a copy missing our last status patch would call them again.
+			if fresh, err := r.isCurrent(ctx, sc.ro); err != nil || !fresh {
+				d.Status, d.Need = status, nil
+				return d, errors.Join(err, errStale)
+			}
 			if need := *d.Need; !r.gather(ctx, sc, &need, gathered) {
 				// Nothing new could be gathered: keep what was decided so far.
 				d.Status, d.Need = status, nil
@@ -155,7 +195,7 @@ func (r *Reconciler) decideAndAct(ctx context.Context, sc *scope) (statemachine.
 			continue
 		}
 		status = d.Status
-		r.emit(sc.ro, d.Events)
+		r.emit(sc.ro, &status, d.Events)
 		sc.obs.Checks, sc.obs.Gates = nil, nil
 		changed, err := r.act(ctx, sc, d.Desired)
 		if err != nil || !changed {
@@ -207,9 +247,19 @@ func (r *Reconciler) runChecks(ctx context.Context, ro *sluicev1.Rollout, rev st
 	return out
 }
 
-func (r *Reconciler) emit(ro *sluicev1.Rollout, evs []statemachine.Event) {
+// emit records the events and hands them to the notifier with the status
+// they belong to.
+func (r *Reconciler) emit(ro *sluicev1.Rollout, st *sluicev1.RolloutStatus, evs []statemachine.Event) {
+	if len(evs) == 0 {
+		return
+	}
+	now := ro.DeepCopy()
+	now.Status = *st
 	for _, e := range evs {
 		r.Recorder.Eventf(ro, nil, e.Type, e.Reason, "Release", "%s", e.Message)
+		if r.Notifier != nil {
+			r.Notifier.Dispatch(notify.MessageFor(now, e.Type, e.Reason, e.Message))
+		}
 	}
 }
 

@@ -4,7 +4,10 @@
 package manager
 
 import (
+	"context"
+	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -20,6 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	istiov1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -28,6 +32,7 @@ import (
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/controllers/rollout"
 	"github.com/sluice-dev/sluice/pkg/analysis"
+	"github.com/sluice-dev/sluice/pkg/notify"
 	"github.com/sluice-dev/sluice/pkg/traffic"
 	"github.com/sluice-dev/sluice/pkg/traffic/routers"
 	"github.com/sluice-dev/sluice/pkg/webhooks"
@@ -45,6 +50,18 @@ type Options struct {
 	Metrics analysis.Querier
 	// WebhookClient calls gates (a plain HTTP client when nil).
 	WebhookClient *http.Client
+	// PrometheusAddress is the Prometheus of built-in metrics and of
+	// MetricTemplates without an address; PrometheusTimeout bounds a query;
+	// GatewayFlavor names the Gateway API implementation whose metrics the
+	// built-in checks read (envoy or traefik). Used when Metrics is nil.
+	PrometheusAddress string
+	PrometheusTimeout time.Duration
+	GatewayFlavor     string
+	// NotifySecret ("namespace/name") holds notification URLs (slack-url,
+	// teams-url, webhook-url, event-url); EventWebhookURL is an event
+	// webhook for every Rollout.
+	NotifySecret    string
+	EventWebhookURL string
 	// AllowRestart lets one process build several managers in turn (tests
 	// that stop and start Sluice); controller names are otherwise unique.
 	AllowRestart bool
@@ -108,7 +125,23 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}
 	metrics := opts.Metrics
 	if metrics == nil {
-		metrics = analysis.NoProvider{}
+		// The API reader: the cache keeps no Secret data, and MetricTemplates
+		// are read only when a check uses them.
+		p, err := analysis.NewPrometheus(mgr.GetAPIReader(), analysis.PrometheusOptions{
+			Address: opts.PrometheusAddress, Timeout: opts.PrometheusTimeout,
+			Gateway: analysis.GatewayFlavor(opts.GatewayFlavor),
+		})
+		if err != nil {
+			return nil, fmt.Errorf("metrics provider: %w", err)
+		}
+		metrics = p
+	}
+	dispatcher, err := notifier(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := mgr.Add(manager.RunnableFunc(dispatcher.Run)); err != nil {
+		return nil, err
 	}
 	hc := opts.WebhookClient
 	if hc == nil {
@@ -122,9 +155,48 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Routers:   routers.New(mgr.GetClient(), mgr.GetRESTMapper()).For,
 		Metrics:   metrics,
 		Webhooks:  &webhooks.Client{HTTP: hc},
+		Notifier:  dispatcher,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
 	return mgr, nil
 }
+
+// notifier builds the notification dispatcher from the Secret and the event
+// webhook URL. It always exists: Rollouts' own event webhooks go through it.
+func notifier(cfg *rest.Config, opts Options) (*notify.Dispatcher, error) {
+	var senders []notify.Sender
+	if opts.NotifySecret != "" {
+		ns, name, ok := strings.Cut(opts.NotifySecret, "/")
+		if !ok || ns == "" || name == "" {
+			return nil, fmt.Errorf("--notify-secret %q: want NAMESPACE/NAME", opts.NotifySecret)
+		}
+		// Read once at start with a plain client: the manager's cache is
+		// not running yet and keeps no Secret data anyway.
+		c, err := client.New(cfg, client.Options{})
+		if err != nil {
+			return nil, err
+		}
+		sec := &corev1.Secret{}
+		if err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, sec); err != nil {
+			return nil, fmt.Errorf("--notify-secret %s: %w", opts.NotifySecret, err)
+		}
+		s, err := notify.FromSecretData(sec.Data)
+		if err != nil {
+			return nil, fmt.Errorf("--notify-secret %s: %w", opts.NotifySecret, err)
+		}
+		senders = append(senders, s...)
+	}
+	if opts.EventWebhookURL != "" {
+		s, err := notify.EventSender(opts.EventWebhookURL)
+		if err != nil {
+			return nil, fmt.Errorf("--event-webhook-url: %w", err)
+		}
+		senders = append(senders, s)
+	}
+	return notify.NewDispatcher(senders, notifyQueueSize, ctrl.Log.WithName("notify")), nil
+}
+
+// notifyQueueSize bounds the notifications waiting per sender.
+const notifyQueueSize = 100

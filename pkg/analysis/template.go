@@ -11,7 +11,7 @@ import (
 // Render renders a MetricTemplate query for a check of a Rollout.
 //
 // The query sees .namespace, .name, .target, .service, .interval and
-// .variables (a map, empty until the Rollout's API carries variables), and
+// .variables (the metric check's variables), and
 // the same values as functions for Flagger-style templates
 // ({{ namespace }}, {{ target }}, ...). A reference to anything else is an
 // error (missingkey=error); a template never panics the controller.
@@ -28,7 +28,7 @@ func Render(query string, ro *sluicev1.Rollout, check sluicev1.MetricCheck) (out
 		"target":    v.Target,
 		"service":   v.Service,
 		"interval":  v.Interval,
-		"variables": map[string]string{},
+		"variables": variables(check),
 	}
 	funcs := template.FuncMap{}
 	for k, val := range data {
@@ -43,4 +43,13 @@ func Render(query string, ro *sluicev1.Rollout, check sluicev1.MetricCheck) (out
 		return "", fmt.Errorf("rendering the query template: %w", err)
 	}
 	return strings.TrimSpace(b.String()), nil
+}
+
+// variables are the check's variables, never nil so that templates may
+// index them (a missing key is still an error).
+func variables(check sluicev1.MetricCheck) map[string]string {
+	if check.Variables == nil {
+		return map[string]string{}
+	}
+	return check.Variables
 }

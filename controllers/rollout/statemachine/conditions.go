@@ -72,9 +72,16 @@ func (m *machine) summarize(generation int64) {
 	} else {
 		meta.RemoveStatusCondition(&st.Conditions, sluicev1.ConditionSuspended)
 	}
-	if m.gateHeld != "" {
+	// A closed gate stays reported between the calls that ask it again; it
+	// clears when a gate answers open or the release moves on.
+	switch {
+	case m.gateHeld != "":
 		set(sluicev1.ConditionGate, metav1.ConditionTrue, "GateClosed", m.gateHeld)
-	} else if !m.spec.Suspend && m.need == nil {
+	case m.need != nil || m.spec.Suspend:
+		keepGeneration(st.Conditions, sluicev1.ConditionGate, generation)
+	case !m.gateAsked && st.Phase == m.inputPhase && m.activeRun():
+		keepGeneration(st.Conditions, sluicev1.ConditionGate, generation)
+	case m.gateAsked || st.Phase != m.inputPhase || !m.activeRun():
 		meta.RemoveStatusCondition(&st.Conditions, sluicev1.ConditionGate)
 	}
 
@@ -83,5 +90,12 @@ func (m *machine) summarize(generation int64) {
 		if n := len(Plan(m.spec)); n > 0 {
 			st.StepProgress = fmt.Sprintf("%d/%d", min(int(st.CurrentStepIndex)+1, n), n)
 		}
+	}
+}
+
+// keepGeneration marks a condition kept as it was as current for generation.
+func keepGeneration(conds []metav1.Condition, t string, generation int64) {
+	if c := meta.FindStatusCondition(conds, t); c != nil {
+		c.ObservedGeneration = generation
 	}
 }

@@ -133,6 +133,7 @@ func Decide(in Input) Decision {
 		now:   in.Now,
 		gates: map[sluicev1.HookType]GateResult{},
 	}
+	m.inputPhase = m.st.Phase
 	for k, v := range in.Obs.Gates {
 		m.gates[k] = v
 	}
@@ -160,8 +161,14 @@ type machine struct {
 	gates  map[sluicev1.HookType]GateResult
 	// failReason is the reason of a rollback decided in this call.
 	failReason string
-	// gateHeld names the gate that holds the release, if any.
-	gateHeld string
+	// gateHeld names the gate that holds the release, if any; gateAsked is
+	// set when a gate answered in this decision.
+	gateHeld  string
+	gateAsked bool
+	// checksRan is set when checks were evaluated in this decision.
+	checksRan bool
+	// inputPhase is the phase the decision started from.
+	inputPhase sluicev1.Phase
 	// promotePrimary is set once the primary may take the canary's revision.
 	promotePrimary bool
 }
@@ -458,6 +465,7 @@ func (m *machine) runChecks() (passed, moved bool) {
 	if !ok {
 		return false, false
 	}
+	m.checksRan = m.hasChecks()
 	m.st.LastCheckAt = m.timeNow()
 	m.st.Metrics = res.Metrics
 	switch {
@@ -481,7 +489,12 @@ func (m *machine) runChecks() (passed, moved bool) {
 
 func (m *machine) enterPromotion() {
 	m.st.StepStartedAt = nil
+	// The last step's checks just ran: those of WaitingPromotion start one
+	// interval later, while a gate without checks is asked at once.
 	m.st.LastCheckAt = nil
+	if m.checksRan {
+		m.st.LastCheckAt = m.timeNow()
+	}
 	if hasHook(m.spec, sluicev1.HookConfirmPromotion) {
 		m.st.Phase = sluicev1.PhaseWaitingPromotion
 		m.st.Message = "waiting for the confirm-promotion gate"
@@ -634,6 +647,7 @@ func (m *machine) gate(t sluicev1.HookType) (GateResult, bool) {
 		return GateResult{}, false
 	}
 	delete(m.gates, t)
+	m.gateAsked = true
 	return res, true
 }
 

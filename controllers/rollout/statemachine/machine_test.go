@@ -412,6 +412,27 @@ func TestDecide(t *testing.T) {
 			want: want{phase: sluicev1.PhaseWaitingPromotion, needChecks: true},
 		},
 		{
+			name: "the last step's checks passing enters WaitingPromotion without asking for checks again",
+			spec: spec(withMetric(), withHook(sluicev1.HookConfirmPromotion)), st: status(sluicev1.PhaseProgressing, atStep(1, 0), stepStarted(time.Minute)),
+			obs:  observe("rev2", checks(CheckPass, "")),
+			want: want{phase: sluicev1.PhaseWaitingPromotion, requeue: time.Minute},
+		},
+		{
+			name: "without checks the confirm-promotion gate is asked as soon as the steps end",
+			spec: spec(withHook(sluicev1.HookConfirmPromotion)), st: status(sluicev1.PhaseProgressing, atStep(1, 0), stepStarted(time.Minute)),
+			obs:  observe("rev2"),
+			want: want{phase: sluicev1.PhaseWaitingPromotion, needGate: sluicev1.HookConfirmPromotion},
+		},
+		{
+			name: "a closed gate stays reported between the calls that ask it",
+			spec: spec(withHook(sluicev1.HookConfirmRollout)),
+			st: status(sluicev1.PhaseWaiting, lastCheck(20*time.Second), func(st *sluicev1.RolloutStatus) {
+				st.Conditions = []metav1.Condition{{Type: sluicev1.ConditionGate, Status: metav1.ConditionTrue, Reason: "GateClosed", Message: "closed"}}
+			}),
+			obs:  observe("rev2"),
+			want: want{phase: sluicev1.PhaseWaiting, gateClosed: true, requeue: 40 * time.Second},
+		},
+		{
 			name: "an open confirm-promotion gate promotes",
 			spec: spec(withHook(sluicev1.HookConfirmPromotion)), st: status(sluicev1.PhaseWaitingPromotion),
 			obs:  observe("rev2", gate(sluicev1.HookConfirmPromotion, true)),

@@ -1,0 +1,472 @@
+package rollout_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	networking "istio.io/api/networking/v1alpha3"
+	istiov1 "istio.io/client-go/pkg/apis/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+var routerKinds = []string{"gatewayAPI", "istio"}
+
+func withRouter(kind string) rolloutOpt {
+	return func(ro *sluicev1.Rollout) {
+		switch kind {
+		case "gatewayAPI":
+			ro.Spec.Routing = &sluicev1.Routing{GatewayAPI: &sluicev1.GatewayAPIRouting{
+				ParentRefs: []sluicev1.ParentReference{{Name: "public", Namespace: "infra"}},
+				Hostnames:  []string{"app.example.com"},
+			}}
+		case "istio":
+			ro.Spec.Routing = &sluicev1.Routing{Istio: &sluicev1.IstioRouting{
+				Hosts: []string{"app.example.com"}, Gateways: []string{"infra/public"},
+				Timeout: &metav1.Duration{Duration: 15 * time.Second},
+				Retries: &sluicev1.IstioRetries{Attempts: 3, RetryOn: "5xx"},
+			}}
+		}
+	}
+}
+
+func withCanaryWeights(ws ...int32) rolloutOpt {
+	return func(ro *sluicev1.Rollout) {
+		ro.Spec.Strategy = sluicev1.Strategy{Canary: &sluicev1.CanaryStrategy{StepWeights: ws}}
+	}
+}
+
+// routeView is what a route says, router-independent.
+type routeView struct {
+	primary, canary int32
+	mirrorPercent   int32    // 0: no mirror to the canary
+	inserted        []string // names of the rules Sluice inserted
+	canaryCookie    string   // Set-Cookie on the canary backend
+	abHeader        string   // the header an A/B rule matches, "name=value"
+}
+
+func (s *story) route(kind, name string) routeView {
+	s.t.Helper()
+	var v routeView
+	switch kind {
+	case "gatewayAPI":
+		r := &gwv1.HTTPRoute{}
+		s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: name}, r))
+		for _, rule := range r.Spec.Rules {
+			if rule.Name != nil && strings.HasPrefix(string(*rule.Name), "sluice-") {
+				v.inserted = append(v.inserted, string(*rule.Name))
+				if strings.HasPrefix(string(*rule.Name), "sluice-ab") {
+					h := rule.Matches[0].Headers[0]
+					v.abHeader = string(h.Name) + "=" + h.Value
+				}
+				continue
+			}
+			for _, ref := range rule.BackendRefs {
+				switch string(ref.Name) {
+				case name + "-primary":
+					v.primary = *ref.Weight
+				case name + "-canary":
+					v.canary = *ref.Weight
+					for _, f := range ref.Filters {
+						if f.ResponseHeaderModifier != nil {
+							v.canaryCookie = f.ResponseHeaderModifier.Add[0].Value
+						}
+					}
+				}
+			}
+			for _, f := range rule.Filters {
+				if f.RequestMirror != nil && string(f.RequestMirror.BackendRef.Name) == name+"-canary" {
+					v.mirrorPercent = *f.RequestMirror.Percent
+				}
+			}
+		}
+	case "istio":
+		vs := &istiov1.VirtualService{}
+		s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: name}, vs))
+		for _, h := range vs.Spec.Http {
+			if strings.HasPrefix(h.Name, "sluice-") {
+				v.inserted = append(v.inserted, h.Name)
+				if strings.HasPrefix(h.Name, "sluice-ab") {
+					for k, m := range h.Match[0].Headers {
+						v.abHeader = k + "=" + m.GetExact()
+					}
+				}
+				continue
+			}
+			for _, d := range h.Route {
+				switch d.Destination.Host {
+				case name + "-primary":
+					v.primary = d.Weight
+				case name + "-canary":
+					v.canary = d.Weight
+					if d.Headers != nil && d.Headers.Response != nil {
+						v.canaryCookie = d.Headers.Response.Add["Set-Cookie"]
+					}
+				}
+			}
+			if h.Mirror != nil && h.Mirror.Host == name+"-canary" {
+				v.mirrorPercent = int32(h.MirrorPercentage.GetValue())
+			}
+		}
+	}
+	return v
+}
+
+// watchRoute samples the route until the Rollout reaches phase, returning
+// every distinct view seen, in order.
+func (s *story) watchRoute(kind, name string, until sluicev1.Phase) []routeView {
+	s.t.Helper()
+	var seen []routeView
+	deadline := time.Now().Add(storyTimeout)
+	for time.Now().Before(deadline) {
+		v := s.route(kind, name)
+		if len(seen) == 0 || !routeViewsEqual(seen[len(seen)-1], v) {
+			seen = append(seen, v)
+		}
+		if s.getRollout(name).Status.Phase == until {
+			return seen
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	s.t.Fatalf("Rollout %s did not reach %s; route views %+v", name, until, seen)
+	return nil
+}
+
+func routeViewsEqual(a, b routeView) bool {
+	return a.primary == b.primary && a.canary == b.canary && a.mirrorPercent == b.mirrorPercent &&
+		slices.Equal(a.inserted, b.inserted) && a.canaryCookie == b.canaryCookie && a.abHeader == b.abHeader
+}
+
+func canaryWeights(views []routeView) []int32 {
+	var out []int32
+	for _, v := range views {
+		if len(out) == 0 || out[len(out)-1] != v.canary {
+			out = append(out, v.canary)
+		}
+	}
+	return out
+}
+
+func TestACanaryShiftsWeightStepByStepThroughEachRouter(t *testing.T) {
+	for _, kind := range routerKinds {
+		t.Run(kind, func(t *testing.T) {
+			s := newStory(t)
+			s.deploy("podinfo", "podinfo:1.0")
+			s.initialized("podinfo", withRouter(kind), withCanaryWeights(20, 60))
+			if v := s.route(kind, "podinfo"); v.primary != 100 || v.canary != 0 {
+				t.Fatalf("after initialization the route holds %d/%d, want 100/0", v.primary, v.canary)
+			}
+			s.setImage("podinfo", "podinfo:2.0")
+			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded)
+			got := canaryWeights(views)
+			// 20 and 60 are the steps, 100 the promotion, 0 the primary taking over again.
+			if !slices.Equal(got, []int32{0, 20, 60, 100, 0}) {
+				t.Errorf("canary weights over the release = %v, want [0 20 60 100 0]", got)
+			}
+			for _, v := range views {
+				if v.primary+v.canary != 100 {
+					t.Errorf("weights %d/%d do not add up to 100", v.primary, v.canary)
+				}
+			}
+			s.expectKStatus("podinfo", status.CurrentStatus)
+		})
+	}
+}
+
+func TestBlueGreenWithMirroringCopiesTrafficToTheCanaryAtWeightZero(t *testing.T) {
+	for _, kind := range routerKinds {
+		t.Run(kind, func(t *testing.T) {
+			s := newStory(t)
+			s.deploy("podinfo", "podinfo:1.0")
+			s.initialized("podinfo", withRouter(kind), iterations(2), func(ro *sluicev1.Rollout) {
+				ro.Spec.Strategy.BlueGreen.Mirror = true
+				ro.Spec.Strategy.BlueGreen.MirrorPercent = ptr.To[int32](50)
+			})
+			s.setImage("podinfo", "podinfo:2.0")
+			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded)
+			mirrored := false
+			for _, v := range views {
+				if v.mirrorPercent != 0 {
+					mirrored = true
+					if v.mirrorPercent != 50 || v.canary != 0 {
+						t.Errorf("while mirroring the route holds canary=%d mirror=%d%%, want 0 and 50%%", v.canary, v.mirrorPercent)
+					}
+				}
+			}
+			if !mirrored {
+				t.Errorf("the route never mirrored to the canary: %+v", views)
+			}
+			if last := views[len(views)-1]; last.mirrorPercent != 0 || last.primary != 100 {
+				t.Errorf("after promotion the route is %+v, want all to primary and no mirror", last)
+			}
+		})
+	}
+}
+
+func TestABTestingSendsMatchingRequestsToTheCanary(t *testing.T) {
+	for _, kind := range routerKinds {
+		t.Run(kind, func(t *testing.T) {
+			s := newStory(t)
+			s.deploy("podinfo", "podinfo:1.0")
+			s.initialized("podinfo", withRouter(kind), func(ro *sluicev1.Rollout) {
+				ro.Spec.Strategy = sluicev1.Strategy{ABTesting: &sluicev1.ABTestingStrategy{
+					Iterations: 2,
+					Match:      []sluicev1.RequestMatch{{Headers: map[string]sluicev1.StringMatch{"x-canary": {Exact: ptr.To("insider")}}}},
+				}}
+			})
+			s.setImage("podinfo", "podinfo:2.0")
+			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded)
+			sawAB := false
+			for _, v := range views {
+				if len(v.inserted) > 0 {
+					sawAB = true
+					if v.abHeader != "x-canary=insider" || v.canary != 0 || v.primary != 100 {
+						t.Errorf("during A/B the route is %+v, want an x-canary=insider rule to the canary and the rest to primary", v)
+					}
+				}
+			}
+			if !sawAB {
+				t.Errorf("no A/B rule was ever in place: %+v", views)
+			}
+			if last := views[len(views)-1]; len(last.inserted) > 0 {
+				t.Errorf("after promotion Sluice's rules remain: %v", last.inserted)
+			}
+		})
+	}
+}
+
+func TestSessionAffinityPinsUsersWhileTheCanaryGrowsAndIsDroppedAfter(t *testing.T) {
+	for _, kind := range routerKinds {
+		t.Run(kind, func(t *testing.T) {
+			s := newStory(t)
+			s.deploy("podinfo", "podinfo:1.0")
+			s.initialized("podinfo", withRouter(kind), withCanaryWeights(30, 60), func(ro *sluicev1.Rollout) {
+				ro.Spec.Strategy.Canary.SessionAffinity = &sluicev1.SessionAffinity{CookieName: "aff", MaxAge: 600}
+			})
+			s.setImage("podinfo", "podinfo:2.0")
+			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded)
+			pinned := false
+			for _, v := range views {
+				if v.canary == 30 && len(v.inserted) == 2 {
+					pinned = true
+					if !strings.HasPrefix(v.canaryCookie, "aff=") || !strings.Contains(v.canaryCookie, "-canary; Max-Age=600") {
+						t.Errorf("the canary backend sets cookie %q, want aff=<revision>-canary with Max-Age=600", v.canaryCookie)
+					}
+				}
+			}
+			if !pinned {
+				t.Errorf("no affinity rules at weight 30: %+v", views)
+			}
+			if last := views[len(views)-1]; len(last.inserted) > 0 || last.canaryCookie != "" {
+				t.Errorf("after promotion the affinity rules remain: %+v", last)
+			}
+		})
+	}
+}
+
+func TestAnAdoptedHTTPRouteKeepsEverythingButTheBackendsSluiceShifts(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	pathPrefix := func(p string) []gwv1.HTTPRouteMatch {
+		return []gwv1.HTTPRouteMatch{{Path: &gwv1.HTTPPathMatch{Type: ptr.To(gwv1.PathMatchPathPrefix), Value: ptr.To(p)}}}
+	}
+	svcRef := func(name string, port int32) gwv1.HTTPBackendRef {
+		return gwv1.HTTPBackendRef{BackendRef: gwv1.BackendRef{BackendObjectReference: gwv1.BackendObjectReference{
+			Name: gwv1.ObjectName(name), Port: ptr.To(gwv1.PortNumber(port))}}}
+	}
+	route := &gwv1.HTTPRoute{
+		ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: s.ns},
+		Spec: gwv1.HTTPRouteSpec{
+			CommonRouteSpec: gwv1.CommonRouteSpec{ParentRefs: []gwv1.ParentReference{{Name: "public"}}},
+			Rules: []gwv1.HTTPRouteRule{
+				{
+					Name:    ptr.To(gwv1.SectionName("api")),
+					Matches: pathPrefix("/api"),
+					Filters: []gwv1.HTTPRouteFilter{
+						{Type: gwv1.HTTPRouteFilterURLRewrite, URLRewrite: &gwv1.HTTPURLRewriteFilter{Path: &gwv1.HTTPPathModifier{
+							Type: gwv1.PrefixMatchHTTPPathModifier, ReplacePrefixMatch: ptr.To("/")}}},
+						{Type: gwv1.HTTPRouteFilterRequestHeaderModifier, RequestHeaderModifier: &gwv1.HTTPHeaderFilter{
+							Set: []gwv1.HTTPHeader{{Name: "X-Team", Value: "shop"}}}},
+					},
+					Timeouts:    &gwv1.HTTPRouteTimeouts{Request: ptr.To(gwv1.Duration("10s"))},
+					BackendRefs: []gwv1.HTTPBackendRef{svcRef("podinfo", 9898)},
+				},
+				{Name: ptr.To(gwv1.SectionName("static")), Matches: pathPrefix("/static"), BackendRefs: []gwv1.HTTPBackendRef{svcRef("cdn", 80)}},
+			},
+		},
+	}
+	s.must(k8sClient.Create(s.ctx, route))
+	s.must(k8sClient.Get(s.ctx, client.ObjectKeyFromObject(route), route))
+	before := route.Spec.DeepCopy()
+
+	s.initialized("podinfo", withCanaryWeights(50), func(ro *sluicev1.Rollout) {
+		ro.Spec.Routing = &sluicev1.Routing{GatewayAPI: &sluicev1.GatewayAPIRouting{HTTPRouteRef: &sluicev1.LocalObjectReference{Name: "shop"}}}
+	})
+	s.setImage("podinfo", "podinfo:2.0")
+	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+
+	after := &gwv1.HTTPRoute{}
+	s.must(k8sClient.Get(s.ctx, client.ObjectKeyFromObject(route), after))
+	if got, want := jsonOf(t, after.Spec.Rules[1]), jsonOf(t, before.Rules[1]); got != want {
+		t.Errorf("the unrelated rule changed:\n got %s\nwant %s", got, want)
+	}
+	api, orig := after.Spec.Rules[0], before.Rules[0]
+	for what, pair := range map[string][2]any{
+		"matches": {api.Matches, orig.Matches}, "filters": {api.Filters, orig.Filters},
+		"timeouts": {api.Timeouts, orig.Timeouts}, "name": {api.Name, orig.Name},
+	} {
+		if got, want := jsonOf(t, pair[0]), jsonOf(t, pair[1]); got != want {
+			t.Errorf("the shifted rule's %s changed:\n got %s\nwant %s", what, got, want)
+		}
+	}
+	if got, want := jsonOf(t, after.Spec.ParentRefs), jsonOf(t, before.ParentRefs); got != want {
+		t.Errorf("parentRefs changed: %s -> %s", want, got)
+	}
+	var names []string
+	for _, ref := range api.BackendRefs {
+		names = append(names, fmt.Sprintf("%s:%d", ref.Name, *ref.Weight))
+	}
+	if !slices.Equal(names, []string{"podinfo-primary:100", "podinfo-canary:0"}) {
+		t.Errorf("after the release the shifted rule routes to %v, want all to the primary", names)
+	}
+	if metav1.GetControllerOf(after) != nil {
+		t.Errorf("Sluice took ownership of the adopted route")
+	}
+}
+
+func jsonOf(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestARouteChangedBehindSluicesBackIsPutBack(t *testing.T) {
+	for _, kind := range routerKinds {
+		t.Run(kind, func(t *testing.T) {
+			s := newStory(t)
+			s.deploy("podinfo", "podinfo:1.0")
+			s.initialized("podinfo", withRouter(kind), withCanaryWeights(50))
+			s.eventually(5*time.Second, "route at 100/0", func() error {
+				if v := s.route(kind, "podinfo"); v.primary != 100 {
+					return fmt.Errorf("%+v", v)
+				}
+				return nil
+			})
+
+			// Someone edits the weights by hand.
+			switch kind {
+			case "gatewayAPI":
+				r := &gwv1.HTTPRoute{}
+				s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, r))
+				r.Spec.Rules[0].BackendRefs[0].Weight = ptr.To[int32](50)
+				r.Spec.Rules[0].BackendRefs[1].Weight = ptr.To[int32](50)
+				s.must(k8sClient.Update(s.ctx, r))
+			case "istio":
+				vs := &istiov1.VirtualService{}
+				s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, vs))
+				vs.Spec.Http[0].Route = []*networking.HTTPRouteDestination{vs.Spec.Http[0].Route[0].DeepCopy(), vs.Spec.Http[0].Route[1].DeepCopy()}
+				vs.Spec.Http[0].Route[0].Weight, vs.Spec.Http[0].Route[1].Weight = 50, 50
+				s.must(k8sClient.Update(s.ctx, vs))
+			}
+
+			s.eventually(10*time.Second, "the route put back to 100/0", func() error {
+				if v := s.route(kind, "podinfo"); v.primary != 100 || v.canary != 0 {
+					return fmt.Errorf("route %+v", v)
+				}
+				return nil
+			})
+			s.waitEvent("podinfo", "RouteRestored")
+		})
+	}
+}
+
+func TestDeletingARolloutWithRevertHandsTrafficBackToTheTarget(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", withRouter("gatewayAPI"), withCanaryWeights(50), func(ro *sluicev1.Rollout) {
+		ro.Spec.RevertOnDeletion = true
+	})
+	s.eventually(5*time.Second, "target at zero", func() error {
+		if n := replicas(s.getDeployment("podinfo")); n != 0 {
+			return fmt.Errorf("replicas %d", n)
+		}
+		return nil
+	})
+	s.must(k8sClient.Delete(s.ctx, s.getRollout("podinfo")))
+
+	s.eventually(storyTimeout, "the Rollout to be gone", func() error {
+		err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, &sluicev1.Rollout{})
+		if err == nil {
+			return fmt.Errorf("still there")
+		}
+		return client.IgnoreNotFound(err)
+	})
+	if n := replicas(s.getDeployment("podinfo")); n != 2 {
+		t.Errorf("target replicas = %d, want the primary's 2", n)
+	}
+	apex := s.getService("podinfo")
+	if apex.Spec.Selector["app"] != "podinfo" || metav1.GetControllerOf(apex) != nil {
+		t.Errorf("apex Service selects %v, controller %v; want the target's pods and no owner", apex.Spec.Selector, metav1.GetControllerOf(apex))
+	}
+	r := &gwv1.HTTPRoute{}
+	s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, r))
+	if refs := r.Spec.Rules[0].BackendRefs; len(refs) != 1 || refs[0].Name != "podinfo" || metav1.GetControllerOf(r) != nil {
+		t.Errorf("the route after revert points at %+v (owner %v), want only the apex Service and no owner", refs, metav1.GetControllerOf(r))
+	}
+}
+
+func TestDeletingARolloutWithoutRevertHandsAnAdoptedRouteBackButKeepsNoneOfSluices(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	vs := &istiov1.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: s.ns}}
+	vs.Spec.Hosts = []string{"shop.example.com"}
+	vs.Spec.Http = []*networking.HTTPRoute{
+		{Name: "main", Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "podinfo"}}}},
+		{Name: "other", Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "cdn"}}}},
+	}
+	s.must(k8sClient.Create(s.ctx, vs))
+	ro := s.initialized("podinfo", withCanaryWeights(50), func(ro *sluicev1.Rollout) {
+		ro.Spec.Routing = &sluicev1.Routing{Istio: &sluicev1.IstioRouting{VirtualServiceRef: &sluicev1.LocalObjectReference{Name: "shop"}}}
+	})
+	s.must(k8sClient.Get(s.ctx, client.ObjectKeyFromObject(vs), vs))
+	if vs.Spec.Http[0].Route[0].Destination.Host != "podinfo-primary" {
+		t.Fatalf("the adopted route was not taken over: %v", vs.Spec.Http[0].Route)
+	}
+
+	s.must(k8sClient.Delete(s.ctx, ro))
+	s.eventually(storyTimeout, "the Rollout to be gone", func() error {
+		err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, &sluicev1.Rollout{})
+		if err == nil {
+			return fmt.Errorf("still there")
+		}
+		return client.IgnoreNotFound(err)
+	})
+	s.must(k8sClient.Get(s.ctx, client.ObjectKeyFromObject(vs), vs))
+	if len(vs.Spec.Http) != 2 || len(vs.Spec.Http[0].Route) != 1 || vs.Spec.Http[0].Route[0].Destination.Host != "podinfo" ||
+		vs.Spec.Http[1].Route[0].Destination.Host != "cdn" {
+		t.Errorf("the adopted VirtualService was not handed back as it was: %v", vs.Spec.Http)
+	}
+	// Sluice's own objects belong to the Rollout, for the garbage collector.
+	for _, name := range []string{"podinfo-primary"} {
+		if metav1.GetControllerOf(s.getDeployment(name)) == nil {
+			t.Errorf("%s has no owner: the garbage collector would leave it", name)
+		}
+	}
+	for _, name := range []string{"podinfo", "podinfo-primary", "podinfo-canary"} {
+		if metav1.GetControllerOf(s.getService(name)) == nil {
+			t.Errorf("Service %s has no owner: the garbage collector would leave it", name)
+		}
+	}
+}
