@@ -669,6 +669,10 @@ type RolloutStatus struct {
 	// +optional
 	PreRolloutPassed bool `json:"preRolloutPassed,omitempty"`
 
+	// Paused is true while a pause action holds the Rollout.
+	// +optional
+	Paused bool `json:"paused,omitempty"`
+
 	// PostRolloutPending is true until the post-rollout hooks ran after a run.
 	// +optional
 	PostRolloutPending bool `json:"postRolloutPending,omitempty"`

@@ -1,0 +1,35 @@
+package v1alpha1
+
+// Runtime actions are asked for with an annotation on the Rollout, which the
+// controller carries out and then removes. No spec field changes, so a GitOps
+// tool sees no drift and reverts nothing.
+const (
+	// ActionAnnotation holds the action asked for (an Action).
+	ActionAnnotation = "sluice.dev/action"
+	// ActionByAnnotation names who asked; `kubectl sluice` fills it with the
+	// user the API server authenticated (a SelfSubjectReview).
+	ActionByAnnotation = "sluice.dev/action-by"
+)
+
+// Action is a runtime action on a Rollout.
+type Action string
+
+// Runtime actions.
+const (
+	// ActionPromote ends the current step now: a pause, a hold, or a closed
+	// confirm gate of the current step.
+	ActionPromote Action = "promote"
+	// ActionPromoteFull skips every remaining step and gate and promotes.
+	ActionPromoteFull Action = "promote-full"
+	// ActionAbort rolls the current run back now.
+	ActionAbort Action = "abort"
+	// ActionRetry releases the failed revision again.
+	ActionRetry Action = "retry"
+	// ActionPause holds the Rollout where it is, like spec.suspend.
+	ActionPause Action = "pause"
+	// ActionResume ends a pause.
+	ActionResume Action = "resume"
+)
+
+// ConditionPaused is True while a pause action holds the Rollout.
+const ConditionPaused = "Paused"
