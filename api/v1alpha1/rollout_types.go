@@ -673,6 +673,11 @@ type RolloutStatus struct {
 	// +optional
 	Paused bool `json:"paused,omitempty"`
 
+	// FullPromotion is true when a promote-full action asked to skip the
+	// remaining steps and gates of the current run.
+	// +optional
+	FullPromotion bool `json:"fullPromotion,omitempty"`
+
 	// PostRolloutPending is true until the post-rollout hooks ran after a run.
 	// +optional
 	PostRolloutPending bool `json:"postRolloutPending,omitempty"`

@@ -33,13 +33,17 @@ type scope struct {
 	route    traffic.Target
 	router   traffic.Router // nil when unavailable
 	routed   *traffic.Route // what the router holds; nil when unknown
-	obs      statemachine.Observation
+	// actionTaken is set once the action annotation was acted on.
+	actionTaken bool
+	obs         statemachine.Observation
 }
 
 // observe gathers what the state machine needs. It returns an error only for
 // transient failures; what needs a user's fix is recorded as obs.Blocked.
 func (r *Reconciler) observe(ctx context.Context, ro *sluicev1.Rollout) (*scope, error) {
 	sc := &scope{ro: ro}
+	sc.obs.Action = sluicev1.Action(ro.Annotations[sluicev1.ActionAnnotation])
+	sc.obs.ActionBy = ro.Annotations[sluicev1.ActionByAnnotation]
 	name := ro.Spec.TargetRef.Name
 	sc.route = traffic.Target{Rollout: ro, Apex: name, Primary: primaryName(name), Canary: name + "-canary"}
 

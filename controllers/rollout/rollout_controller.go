@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -114,6 +115,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		}
 	}
 	base := ro.DeepCopy()
+	actionTaken := false
 	// One status patch per reconcile, whatever happened.
 	defer func() {
 		if retErr == nil {
@@ -135,6 +137,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 			res, retErr = ctrl.Result{RequeueAfter: staleRetry}, nil
 		case err != nil:
 			retErr = errors.Join(retErr, fmt.Errorf("patching status: %w", err))
+		case actionTaken:
+			// The action is recorded in the status: clear the request.
+			retErr = errors.Join(retErr, r.clearAction(pctx, ro))
 		}
 	}()
 
@@ -143,6 +148,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		return ctrl.Result{}, err
 	}
 	d, err := r.decideAndAct(ctx, sc)
+	actionTaken = sc.actionTaken
 	if errors.Is(err, errStale) {
 		// What was decided before the hooks is patched (and refused by the
 		// optimistic lock if this copy is stale); look again shortly.
@@ -197,6 +203,10 @@ func (r *Reconciler) decideAndAct(ctx context.Context, sc *scope) (statemachine.
 		status = d.Status
 		r.emit(sc.ro, &status, d.Events)
 		sc.obs.Checks, sc.obs.Gates = nil, nil
+		if sc.obs.Action != "" {
+			// An action is carried out once, in the first decision.
+			sc.obs.Action, sc.actionTaken = "", true
+		}
 		changed, err := r.act(ctx, sc, d.Desired)
 		if err != nil || !changed {
 			return d, err
@@ -372,4 +382,13 @@ func trackedKeys(ro *sluicev1.Rollout) []string {
 	}
 	slices.Sort(keys)
 	return keys
+}
+
+// clearAction removes the action annotations once the action is recorded.
+func (r *Reconciler) clearAction(ctx context.Context, ro *sluicev1.Rollout) error {
+	patch := []byte(`{"metadata":{"annotations":{"` + sluicev1.ActionAnnotation + `":null,"` + sluicev1.ActionByAnnotation + `":null}}}`)
+	if err := r.Patch(ctx, ro, client.RawPatch(types.MergePatchType, patch)); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("clearing the action annotation: %w", err)
+	}
+	return nil
 }

@@ -72,12 +72,17 @@ func (m *machine) summarize(generation int64) {
 	} else {
 		meta.RemoveStatusCondition(&st.Conditions, sluicev1.ConditionSuspended)
 	}
+	if st.Paused {
+		set(sluicev1.ConditionPaused, metav1.ConditionTrue, "PausedByAction", "paused by a pause action; resume to carry on")
+	} else {
+		meta.RemoveStatusCondition(&st.Conditions, sluicev1.ConditionPaused)
+	}
 	// A closed gate stays reported between the calls that ask it again; it
 	// clears when a gate answers open or the release moves on.
 	switch {
 	case m.gateHeld != "":
 		set(sluicev1.ConditionGate, metav1.ConditionTrue, "GateClosed", m.gateHeld)
-	case m.need != nil || m.spec.Suspend:
+	case m.need != nil || m.spec.Suspend || st.Paused:
 		keepGeneration(st.Conditions, sluicev1.ConditionGate, generation)
 	case !m.gateAsked && st.Phase == m.inputPhase && m.activeRun():
 		keepGeneration(st.Conditions, sluicev1.ConditionGate, generation)

@@ -2,6 +2,7 @@ package statemachine
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -33,6 +34,10 @@ type Observation struct {
 	Checks *CheckResult
 	// Gates are the results of the gates a previous Decision asked for.
 	Gates map[sluicev1.HookType]GateResult
+	// Action is a runtime action asked for with the action annotation, and
+	// ActionBy who asked; the reconciler removes the annotation afterwards.
+	Action   sluicev1.Action
+	ActionBy string
 	// Blocked, when set, is why the reconciler cannot act on this Rollout
 	// (for example a router whose CRDs are missing); BlockedReason is its
 	// CamelCase reason. The Rollout is Stalled and nothing moves.
@@ -167,6 +172,9 @@ type machine struct {
 	gateAsked bool
 	// checksRan is set when checks were evaluated in this decision.
 	checksRan bool
+	// skipStep is set by a promote action: the current step, pause or gate
+	// ends now, once.
+	skipStep bool
 	// inputPhase is the phase the decision started from.
 	inputPhase sluicev1.Phase
 	// promotePrimary is set once the primary may take the canary's revision.
@@ -174,6 +182,7 @@ type machine struct {
 }
 
 func (m *machine) run() {
+	m.applyAction()
 	if !m.obs.TargetFound {
 		m.targetMissing()
 		return
@@ -182,7 +191,7 @@ func (m *machine) run() {
 		m.st.Message = m.obs.Blocked
 		return
 	}
-	if m.spec.Suspend {
+	if m.spec.Suspend || m.st.Paused {
 		m.suspend()
 		return
 	}
@@ -289,6 +298,7 @@ func (m *machine) startRun(rev string) {
 	m.st.FailedChecks = 0
 	m.st.CurrentStepIndex = 0
 	m.st.CanaryWeight = 0
+	m.st.FullPromotion = false
 	m.st.RunStartedAt = m.timeNow()
 	m.st.WaitingSince = nil
 	m.st.StepStartedAt = nil
@@ -296,7 +306,7 @@ func (m *machine) startRun(rev string) {
 	m.st.PreRolloutPassed = false
 	m.st.Metrics = nil
 	m.event(corev1.EventTypeNormal, "NewRevision", fmt.Sprintf("new revision %s: starting the release", rev))
-	if hasHook(m.spec, sluicev1.HookConfirmRollout) && !m.spec.SkipAnalysis {
+	if hasHook(m.spec, sluicev1.HookConfirmRollout) && !m.spec.SkipAnalysis && !m.st.FullPromotion {
 		m.st.Phase = sluicev1.PhaseWaiting
 		return
 	}
@@ -326,6 +336,11 @@ func (m *machine) revisionChanged() bool {
 }
 
 func (m *machine) waiting() bool {
+	if m.skipStep {
+		m.skipStep = false
+		m.st.Phase, m.st.LastCheckAt = sluicev1.PhaseProgressing, nil
+		return true
+	}
 	if !m.due() {
 		return false
 	}
@@ -371,8 +386,10 @@ func (m *machine) progressing() bool {
 	if ready, moved := m.canaryReady(); !ready {
 		return moved
 	}
-	if m.spec.SkipAnalysis {
-		m.event(corev1.EventTypeNormal, "SkipAnalysis", "skipAnalysis is set: promoting without steps")
+	if m.spec.SkipAnalysis || m.st.FullPromotion {
+		if m.spec.SkipAnalysis {
+			m.event(corev1.EventTypeNormal, "SkipAnalysis", "skipAnalysis is set: promoting without steps")
+		}
 		m.st.Phase = sluicev1.PhasePromoting
 		return true
 	}
@@ -387,7 +404,7 @@ func (m *machine) progressing() bool {
 	}
 	step := plan[idx]
 	if m.st.CanaryWeight != step.Weight {
-		if step.Weight > m.st.CanaryWeight && hasHook(m.spec, sluicev1.HookConfirmTrafficIncrease) {
+		if step.Weight > m.st.CanaryWeight && hasHook(m.spec, sluicev1.HookConfirmTrafficIncrease) && !m.takeSkip() {
 			if !m.due() {
 				return false
 			}
@@ -412,13 +429,19 @@ func (m *machine) progressing() bool {
 	if m.st.StepStartedAt == nil {
 		m.st.StepStartedAt = m.timeNow()
 	}
-	if step.ManualPause {
+	skip := m.takeSkip()
+	if step.ManualPause && !skip {
 		m.st.Message = fmt.Sprintf("step %d/%d: paused until promoted", idx+1, len(plan))
 		return false
 	}
 	hold := interval(m.spec)
 	if step.Pause != nil {
 		hold = *step.Pause
+	}
+	if skip {
+		m.st.CurrentStepIndex++
+		m.st.StepStartedAt = nil
+		return true
 	}
 	if until := m.st.StepStartedAt.Add(hold); m.now.Before(until) {
 		m.st.Message = fmt.Sprintf("step %d/%d: holding a canary weight of %d%%", idx+1, len(plan), m.st.CanaryWeight)
@@ -507,6 +530,11 @@ func (m *machine) enterPromotion() {
 func (m *machine) waitingPromotion() bool {
 	if ready, moved := m.canaryReady(); !ready {
 		return moved
+	}
+	if m.st.FullPromotion || m.takeSkip() {
+		m.st.Phase = sluicev1.PhasePromoting
+		m.event(corev1.EventTypeNormal, "Promoting", "promoted by hand: promoting revision "+m.st.CanaryRevision)
+		return true
 	}
 	if !m.due() {
 		return false
@@ -606,7 +634,11 @@ func (m *machine) suspend() {
 	// Timers restart on resume, so a suspension never expires a deadline.
 	m.st.StepStartedAt = nil
 	m.st.WaitingSince = nil
-	m.st.Message = "suspended: spec.suspend is true"
+	if m.spec.Suspend {
+		m.st.Message = "suspended: spec.suspend is true"
+	} else {
+		m.st.Message = "paused: resume with `kubectl sluice resume`"
+	}
 }
 
 func (m *machine) holdAtGate(t sluicev1.HookType, msg string) {
@@ -720,4 +752,83 @@ func (m *machine) desired() Desired {
 		d.PrimaryRevision = ""
 	}
 	return d
+}
+
+// takeSkip consumes a promote action's skip of the current step.
+func (m *machine) takeSkip() bool {
+	skip := m.skipStep
+	m.skipStep = false
+	return skip
+}
+
+// applyAction carries out a runtime action asked for with the annotation.
+func (m *machine) applyAction() {
+	a := m.obs.Action
+	if a == "" {
+		return
+	}
+	by := m.obs.ActionBy
+	if by == "" {
+		by = "an unnamed user"
+	}
+	done := func(msg string) {
+		m.event(corev1.EventTypeNormal, "Action"+actionReason(a), fmt.Sprintf("%s asked by %s: %s", a, by, msg))
+	}
+	ignored := func(why string) {
+		m.event(corev1.EventTypeWarning, "ActionIgnored", fmt.Sprintf("%s asked by %s was ignored: %s", a, by, why))
+	}
+	running := m.activeRun()
+	switch a {
+	case sluicev1.ActionPause:
+		m.st.Paused = true
+		done("the Rollout holds where it is until resumed")
+	case sluicev1.ActionResume:
+		if !m.st.Paused {
+			ignored("the Rollout is not paused")
+			return
+		}
+		m.st.Paused = false
+		done("the Rollout carries on")
+	case sluicev1.ActionAbort:
+		if !running || m.st.Phase == sluicev1.PhasePromoting || m.st.Phase == sluicev1.PhaseFinalising {
+			ignored("no run that can be rolled back is under way")
+			return
+		}
+		done("rolling back")
+		m.rollback("Aborted", "aborted by "+by)
+	case sluicev1.ActionRetry:
+		if m.st.Phase != sluicev1.PhaseFailed || m.obs.Revision != m.st.FailedRevision {
+			ignored("there is no failed revision to release again")
+			return
+		}
+		m.st.FailedRevision = ""
+		done("releasing revision " + m.obs.Revision + " again")
+		m.startRun(m.obs.Revision)
+	case sluicev1.ActionPromote:
+		if !running {
+			ignored("no run is under way")
+			return
+		}
+		m.skipStep = true
+		done("ending the current step")
+	case sluicev1.ActionPromoteFull:
+		if !running {
+			ignored("no run is under way")
+			return
+		}
+		m.st.FullPromotion = true
+		done("skipping the remaining steps and gates")
+	default:
+		ignored("unknown action; use promote, promote-full, abort, retry, pause or resume")
+	}
+}
+
+func actionReason(a sluicev1.Action) string {
+	switch a {
+	case sluicev1.ActionPromoteFull:
+		return "PromoteFull"
+	case "":
+		return ""
+	}
+	return strings.ToUpper(string(a[:1])) + string(a[1:])
 }

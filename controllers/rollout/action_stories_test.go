@@ -1,0 +1,131 @@
+package rollout_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+// ask sets the action annotations, as `kubectl sluice` does.
+func (s *story) ask(name string, a sluicev1.Action, by string) {
+	s.t.Helper()
+	ro := s.getRollout(name)
+	patch := client.MergeFrom(ro.DeepCopy())
+	if ro.Annotations == nil {
+		ro.Annotations = map[string]string{}
+	}
+	ro.Annotations[sluicev1.ActionAnnotation] = string(a)
+	ro.Annotations[sluicev1.ActionByAnnotation] = by
+	s.must(k8sClient.Patch(s.ctx, ro, patch))
+}
+
+// eventNote returns the note of the last event with a reason ("" if none).
+func (s *story) eventNote(name, reason string) string {
+	s.t.Helper()
+	var list eventsv1.EventList
+	s.must(k8sClient.List(s.ctx, &list, client.InNamespace(s.ns)))
+	note := ""
+	for _, e := range list.Items {
+		if e.Regarding.Name == name && e.Reason == reason {
+			note = e.Note
+		}
+	}
+	return note
+}
+
+func (s *story) expectActionCleared(name string) {
+	s.t.Helper()
+	s.eventually(5*time.Second, "the action annotation removed", func() error {
+		if a, ok := s.getRollout(name).Annotations[sluicev1.ActionAnnotation]; ok {
+			return fmt.Errorf("still %q", a)
+		}
+		return nil
+	})
+}
+
+func TestPromoteEndsAManualPauseWithoutTouchingTheSpec(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", withRouter("gatewayAPI"), func(ro *sluicev1.Rollout) {
+		ro.Spec.Strategy = sluicev1.Strategy{Canary: &sluicev1.CanaryStrategy{Steps: []sluicev1.CanaryStep{
+			{SetWeight: ptr.To[int32](20)}, {Pause: &sluicev1.PauseStep{}}, {SetWeight: ptr.To[int32](50)},
+		}}}
+	})
+	generation := s.getRollout("podinfo").Generation
+	s.setImage("podinfo", "podinfo:2.0")
+	s.eventually(storyTimeout, "the run to stop at the manual pause", func() error {
+		ro := s.getRollout("podinfo")
+		if !strings.Contains(ro.Status.Message, "paused until promoted") {
+			return fmt.Errorf("%s: %s", ro.Status.Phase, ro.Status.Message)
+		}
+		return nil
+	})
+	time.Sleep(1500 * time.Millisecond)
+	if ro := s.getRollout("podinfo"); ro.Status.CurrentStepIndex != 1 {
+		t.Fatalf("the manual pause did not hold: step %d", ro.Status.CurrentStepIndex)
+	}
+
+	s.ask("podinfo", sluicev1.ActionPromote, "alice")
+	ro := s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+	if ro.Generation != generation {
+		t.Errorf("the spec changed (generation %d -> %d): a GitOps tool would revert it", generation, ro.Generation)
+	}
+	if note := s.eventNote("podinfo", "ActionPromote"); !strings.Contains(note, "alice") {
+		t.Errorf("the promote event %q does not name who asked", note)
+	}
+	s.expectActionCleared("podinfo")
+	s.expectKStatus("podinfo", status.CurrentStatus)
+}
+
+func TestPauseResumeAbortAndRetryAreCarriedOutAndNamed(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", iterations(30))
+	s.setImage("podinfo", "podinfo:2.0")
+	s.waitPhase("podinfo", sluicev1.PhaseProgressing, storyTimeout)
+
+	s.ask("podinfo", sluicev1.ActionPause, "bob")
+	s.eventually(5*time.Second, "the Paused condition", func() error {
+		if !meta.IsStatusConditionTrue(s.getRollout("podinfo").Status.Conditions, sluicev1.ConditionPaused) {
+			return fmt.Errorf("not paused")
+		}
+		return nil
+	})
+	s.expectActionCleared("podinfo")
+	held := s.getRollout("podinfo").Status.CurrentStepIndex
+	time.Sleep(2500 * time.Millisecond)
+	if got := s.getRollout("podinfo").Status.CurrentStepIndex; got != held {
+		t.Errorf("a paused Rollout moved from step %d to %d", held, got)
+	}
+
+	s.ask("podinfo", sluicev1.ActionResume, "bob")
+	s.eventually(10*time.Second, "the run to carry on", func() error {
+		ro := s.getRollout("podinfo")
+		if ro.Status.Paused || ro.Status.CurrentStepIndex <= held {
+			return fmt.Errorf("paused=%v step %d", ro.Status.Paused, ro.Status.CurrentStepIndex)
+		}
+		return nil
+	})
+
+	s.ask("podinfo", sluicev1.ActionAbort, "carol")
+	ro := s.waitPhase("podinfo", sluicev1.PhaseFailed, 10*time.Second)
+	if !strings.Contains(ro.Status.Message, "aborted by carol") {
+		t.Errorf("message %q does not say who aborted", ro.Status.Message)
+	}
+	s.expectKStatus("podinfo", status.FailedStatus)
+
+	s.ask("podinfo", sluicev1.ActionRetry, "dave")
+	s.waitPhase("podinfo", sluicev1.PhaseProgressing, 10*time.Second)
+	if note := s.eventNote("podinfo", "ActionRetry"); !strings.Contains(note, "dave") {
+		t.Errorf("the retry event %q does not name who asked", note)
+	}
+}
