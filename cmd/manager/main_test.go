@@ -16,6 +16,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -128,6 +130,46 @@ func TestTheManagerRunsAgainstAKubeconfigAndReconciles(t *testing.T) {
 		}
 		return nil
 	})
+	// A Rollout for a router whose CRDs are not installed stalls, naming the
+	// missing CRD; the manager keeps serving the others (above).
+	edgeLabels := map[string]string{"app": "edge"}
+	must(t, c.Create(ctx, &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "edge", Namespace: "default"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](1), Selector: &metav1.LabelSelector{MatchLabels: edgeLabels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: edgeLabels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "edge", Image: "edge:1"}}}},
+		},
+	}))
+	must(t, c.Create(ctx, &sluicev1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Name: "edge", Namespace: "default"},
+		Spec: sluicev1.RolloutSpec{
+			TargetRef: sluicev1.TargetRef{Kind: "Deployment", Name: "edge"},
+			Service:   sluicev1.ServiceSpec{Port: 80},
+			Routing:   &sluicev1.Routing{GatewayAPI: &sluicev1.GatewayAPIRouting{ParentRefs: []sluicev1.ParentReference{{Name: "gw"}}}},
+			Strategy:  sluicev1.Strategy{BlueGreen: &sluicev1.BlueGreenStrategy{Iterations: 1}},
+		},
+	}))
+	waitFor(t, 30*time.Second, "the gatewayAPI Rollout to be Stalled naming the missing CRD", func() error {
+		ro := &sluicev1.Rollout{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "edge"}, ro); err != nil {
+			return err
+		}
+		cond := meta.FindStatusCondition(ro.Status.Conditions, sluicev1.ConditionStalled)
+		if cond == nil || cond.Status != metav1.ConditionTrue || !strings.Contains(cond.Message, "httproutes.gateway.networking.k8s.io") {
+			return fmt.Errorf("Stalled condition %+v", cond)
+		}
+		var evs eventsv1.EventList
+		if err := c.List(ctx, &evs, client.InNamespace("default")); err != nil {
+			return err
+		}
+		for _, e := range evs.Items {
+			if e.Regarding.Name == "edge" && e.Reason == "RouterUnavailable" && strings.Contains(e.Note, "httproutes.gateway.networking.k8s.io") {
+				return nil
+			}
+		}
+		return fmt.Errorf("no RouterUnavailable event naming the CRD")
+	})
 	waitFor(t, 10*time.Second, "/readyz to answer 200", func() error {
 		code, body, err := get("http://" + probeAddr + "/readyz")
 		if err != nil || code != http.StatusOK {
@@ -138,6 +180,16 @@ func TestTheManagerRunsAgainstAKubeconfigAndReconciles(t *testing.T) {
 	code, body, err := get("http://" + metricsAddr + "/metrics")
 	if err != nil || code != http.StatusOK || !strings.Contains(body, `controller_runtime_reconcile_total{controller="rollout"`) {
 		t.Errorf("/metrics: %d %v; want the rollout controller's reconcile counter", code, err)
+	}
+	for _, want := range []string{
+		`sluice_rollout_phase{name="web",namespace="default",phase="Initialized"} 1`,
+		`sluice_rollout_phase{name="web",namespace="default",phase="Failed"} 0`,
+		`sluice_rollout_canary_weight{name="web",namespace="default"} 0`,
+		`sluice_rollout_failed_checks{name="web",namespace="default"} 0`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
 	}
 	if !strings.Contains(logs.String(), `"msg":"starting"`) {
 		t.Errorf("JSON logs lack the start line; got:\n%.2000s", logs.String())

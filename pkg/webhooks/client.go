@@ -112,8 +112,11 @@ func (c *Client) CallAll(ctx context.Context, ro *sluicev1.Rollout, t sluicev1.H
 		if h.Type != t {
 			continue
 		}
+		start := time.Now()
 		err := c.Call(ctx, h, Payload{Name: ro.Name, Namespace: ro.Namespace, Phase: ro.Status.Phase, Checksum: checksum})
+		callDuration.WithLabelValues(string(t)).Observe(time.Since(start).Seconds())
 		if err != nil {
+			callFailures.WithLabelValues(string(t)).Inc()
 			res.AllPassed = false
 			failures = append(failures, fmt.Sprintf("%s: %v", h.Name, err))
 			continue

@@ -1,0 +1,47 @@
+package rollout
+
+import (
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+func TestMetricsCountEndedReleasesAndTheirDuration(t *testing.T) {
+	start := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	ro := &sluicev1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "metrics-test"}}
+	ro.Status = sluicev1.RolloutStatus{
+		Phase: sluicev1.PhaseSucceeded, RunStartedAt: &metav1.Time{Time: start}, CanaryWeight: 0,
+		Metrics: []sluicev1.MetricStatus{{Name: "request-success-rate", Value: "99.5"}},
+	}
+	recordMetrics(ro, &sluicev1.RolloutStatus{Phase: sluicev1.PhaseFinalising}, start.Add(90*time.Second))
+	// Reconciles that do not change the phase count nothing more.
+	recordMetrics(ro, &sluicev1.RolloutStatus{Phase: sluicev1.PhaseSucceeded}, start.Add(95*time.Second))
+
+	if got := testutil.ToFloat64(releasesTotal.WithLabelValues("shop", "metrics-test", "succeeded")); got != 1 {
+		t.Errorf("releases succeeded = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(phaseGauge.WithLabelValues("shop", "metrics-test", "Succeeded")); got != 1 {
+		t.Errorf("phase gauge for Succeeded = %v, want 1", got)
+	}
+	if got := testutil.ToFloat64(metricValueGauge.WithLabelValues("shop", "metrics-test", "request-success-rate")); got != 99.5 {
+		t.Errorf("metric value = %v, want 99.5", got)
+	}
+	if n := testutil.CollectAndCount(releaseDuration, "sluice_release_duration_seconds"); n != 1 {
+		t.Errorf("%d duration series, want 1", n)
+	}
+
+	ro.Status.Phase = sluicev1.PhaseFailed
+	recordMetrics(ro, &sluicev1.RolloutStatus{Phase: sluicev1.PhaseProgressing}, start.Add(time.Minute))
+	if got := testutil.ToFloat64(releasesTotal.WithLabelValues("shop", "metrics-test", "failed")); got != 1 {
+		t.Errorf("releases failed = %v, want 1", got)
+	}
+
+	forgetMetrics("shop", "metrics-test")
+	if n := testutil.CollectAndCount(phaseGauge, "sluice_rollout_phase"); n != 0 {
+		t.Errorf("%d phase series left after the Rollout was deleted", n)
+	}
+}
