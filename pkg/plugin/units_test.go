@@ -1,0 +1,152 @@
+package plugin
+
+import (
+	"bytes"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+func TestReleaseOutcome(t *testing.T) {
+	ready := func(s metav1.ConditionStatus, gen int64) metav1.Condition {
+		return metav1.Condition{Type: sluicev1.ConditionReady, Status: s, ObservedGeneration: gen}
+	}
+	reconciling := metav1.Condition{Type: sluicev1.ConditionReconciling, Status: metav1.ConditionTrue}
+	for _, tc := range []struct {
+		name     string
+		observed int64
+		phase    sluicev1.Phase
+		conds    []metav1.Condition
+		want     outcome
+	}{
+		{"succeeded ends the wait", 2, sluicev1.PhaseSucceeded, nil, outcomeSucceeded},
+		{"failed ends the wait", 2, sluicev1.PhaseFailed, nil, outcomeFailed},
+		{"initialized and ready ends the wait", 2, sluicev1.PhaseInitialized, []metav1.Condition{ready(metav1.ConditionTrue, 2)}, outcomeSucceeded},
+		{"initialized but not ready waits", 2, sluicev1.PhaseInitialized, []metav1.Condition{ready(metav1.ConditionFalse, 2)}, outcomeRunning},
+		{"initialized with Ready of an older generation waits", 2, sluicev1.PhaseInitialized, []metav1.Condition{ready(metav1.ConditionTrue, 1)}, outcomeRunning},
+		{"initialized while reconciling waits", 2, sluicev1.PhaseInitialized, []metav1.Condition{ready(metav1.ConditionTrue, 2), reconciling}, outcomeRunning},
+		{"succeeded of an older generation waits", 1, sluicev1.PhaseSucceeded, nil, outcomeRunning},
+		{"failed of an older generation waits", 1, sluicev1.PhaseFailed, nil, outcomeRunning},
+		{"progressing waits", 2, sluicev1.PhaseProgressing, nil, outcomeRunning},
+		{"not reconciled yet waits", 0, "", nil, outcomeRunning},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ro := &sluicev1.Rollout{ObjectMeta: metav1.ObjectMeta{Generation: 2}}
+			ro.Status = sluicev1.RolloutStatus{ObservedGeneration: tc.observed, Phase: tc.phase, Conditions: tc.conds}
+			if got := releaseOutcome(ro); got != tc.want {
+				t.Errorf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestStepMark(t *testing.T) {
+	for _, tc := range []struct {
+		phase   sluicev1.Phase
+		current int32
+		want    string // marks of steps 0..3
+	}{
+		{sluicev1.PhaseProgressing, 1, "[x][>][ ][ ]"},
+		{sluicev1.PhaseWaitingPromotion, 3, "[x][x][x][>]"},
+		{sluicev1.PhaseWaiting, 0, "[ ][ ][ ][ ]"},
+		{sluicev1.PhasePromoting, 3, "[x][x][x][x]"},
+		{sluicev1.PhaseSucceeded, 0, "[x][x][x][x]"},
+		{sluicev1.PhaseFailed, 2, "[ ][ ][!][ ]"},
+		{sluicev1.PhaseInitialized, 0, "[ ][ ][ ][ ]"},
+	} {
+		t.Run(string(tc.phase), func(t *testing.T) {
+			st := &sluicev1.RolloutStatus{Phase: tc.phase, CurrentStepIndex: tc.current}
+			got := ""
+			for i := 0; i < 4; i++ {
+				got += stepMark(st, i)
+			}
+			if got != tc.want {
+				t.Errorf("got %s, want %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestFormatRange(t *testing.T) {
+	for _, tc := range []struct {
+		r    sluicev1.ThresholdRange
+		want string
+	}{
+		{sluicev1.ThresholdRange{Min: ptr.To(99.0)}, ">= 99"},
+		{sluicev1.ThresholdRange{Max: ptr.To(500.0)}, "<= 500"},
+		{sluicev1.ThresholdRange{Min: ptr.To(0.5), Max: ptr.To(1.5)}, "0.5..1.5"},
+	} {
+		if got := formatRange(tc.r); got != tc.want {
+			t.Errorf("formatRange = %q, want %q", got, tc.want)
+		}
+	}
+}
+
+func TestDescribeStepSaysWhatEachStepDoes(t *testing.T) {
+	ro := &sluicev1.Rollout{}
+	canarySteps(10, 0, 40)(ro)
+	ro.Spec.Strategy.Canary.Steps = append(ro.Spec.Strategy.Canary.Steps,
+		sluicev1.CanaryStep{Pause: &sluicev1.PauseStep{Duration: &metav1.Duration{Duration: 30 * time.Second}}})
+	ro.Spec.Analysis = &sluicev1.Analysis{Interval: &metav1.Duration{Duration: 2 * time.Minute}}
+	v := &view{ro: ro}
+	var b bytes.Buffer
+	v.steps(&b, style{width: 80})
+	for _, want := range []string{"set weight 10%, hold 2m0s, check", "pause at 10% until promoted", "set weight 40%", "pause at 40% for 30s"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("step list lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+func TestColoursOnlyOnATerminal(t *testing.T) {
+	if styleFor(&bytes.Buffer{}, func(string) string { return "" }).color {
+		t.Error("colours on for a buffer")
+	}
+	f, err := os.CreateTemp(t.TempDir(), "out")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	if s := styleFor(f, func(string) string { return "" }); s.color || s.width != 80 {
+		t.Errorf("a file is not a terminal: got %+v", s)
+	}
+	if got := (style{}).paint(red, "x"); got != "x" {
+		t.Errorf("paint without colours = %q", got)
+	}
+	if got := (style{color: true}).paint(red, "x"); got != "\x1b[31mx\x1b[0m" {
+		t.Errorf("paint with colours = %q", got)
+	}
+}
+
+func TestTableCutsTheLastColumnToTheWidth(t *testing.T) {
+	tb := &table{indent: "  ", header: []string{"A", "MESSAGE"}}
+	tb.add(plain("name", strings.Repeat("long words ", 20))...)
+	var b bytes.Buffer
+	tb.write(&b, style{width: 40, color: true})
+	for _, l := range strings.Split(strings.TrimRight(b.String(), "\n"), "\n") {
+		visible := strings.NewReplacer("\x1b[1m", "", "\x1b[0m", "").Replace(l)
+		if len([]rune(visible)) > 40 {
+			t.Errorf("line longer than 40: %q", visible)
+		}
+	}
+	if !strings.Contains(b.String(), "...") {
+		t.Errorf("cut not marked:\n%s", b.String())
+	}
+}
+
+func TestActionPatchOnlyTouchesTheAnnotations(t *testing.T) {
+	b, err := actionPatch(sluicev1.ActionPromoteFull, "alice@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"metadata":{"annotations":{"sluice.dev/action":"promote-full","sluice.dev/action-by":"alice@example.com"}}}`
+	if string(b) != want {
+		t.Errorf("patch = %s, want %s", b, want)
+	}
+}
