@@ -24,7 +24,7 @@ type actionCommand struct {
 }
 
 var actionCommands = []actionCommand{
-	{use: "promote", short: "End the current step, pause or gate now (--full: skip all remaining steps)",
+	{use: "promote", short: "End the current step, pause or gate now (--full: all steps)",
 		action: sluicev1.ActionPromote, full: sluicev1.ActionPromoteFull,
 		effect: "the current step, pause or closed gate ends now"},
 	{use: "abort", short: "Roll the current release back now",

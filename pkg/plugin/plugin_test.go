@@ -186,7 +186,7 @@ func TestGetRolloutShowsPhaseStepsTrafficMetricsGateConditionsAndEvents(t *testi
 
 	for _, want := range [][]string{
 		{"Rollout:", ns + "/podinfo"},
-		{"Phase:", "Progressing", "step 2/4", "1 failed checks of 5 allowed"},
+		{"Phase:", "Progressing", "step 2/4", "failed checks 1 of 5 allowed"},
 		{"primary", "80%", "revision 5d8f9c"},
 		{"canary", "20%", "revision 7c9a1e"},
 		{"Steps (4)"},

@@ -97,7 +97,7 @@ func TestDescribeStepSaysWhatEachStepDoes(t *testing.T) {
 	v := &view{ro: ro}
 	var b bytes.Buffer
 	v.steps(&b, style{width: 80})
-	for _, want := range []string{"set weight 10%, hold 2m0s, check", "pause at 10% until promoted", "set weight 40%", "pause at 40% for 30s"} {
+	for _, want := range []string{"set weight 10%, hold 2m, check", "pause at 10% until promoted", "set weight 40%", "pause at 40% for 30s"} {
 		if !strings.Contains(b.String(), want) {
 			t.Errorf("step list lacks %q:\n%s", want, b.String())
 		}

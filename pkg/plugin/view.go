@@ -60,7 +60,7 @@ func (v *view) header(w io.Writer, s style) {
 		extra = append(extra, "step "+st.StepProgress)
 	}
 	if st.FailedChecks > 0 {
-		extra = append(extra, fmt.Sprintf("%d failed checks of %d allowed", st.FailedChecks, threshold(&ro.Spec)))
+		extra = append(extra, fmt.Sprintf("failed checks %d of %d allowed", st.FailedChecks, threshold(&ro.Spec)))
 	}
 	if ro.Spec.Suspend {
 		extra = append(extra, "suspended by spec")
@@ -167,13 +167,25 @@ func describeStep(spec *sluicev1.RolloutSpec, p statemachine.PlannedStep, i int)
 	case p.ManualPause:
 		return fmt.Sprintf("pause at %d%% until promoted", p.Weight)
 	case p.Pause != nil:
-		return fmt.Sprintf("pause at %d%% for %s", p.Weight, p.Pause.String())
+		return fmt.Sprintf("pause at %d%% for %s", p.Weight, shortDuration(*p.Pause))
 	case spec.Strategy.BlueGreen != nil:
 		return fmt.Sprintf("iteration %d: canary checked, primary serves all", i+1)
 	case spec.Strategy.ABTesting != nil:
 		return fmt.Sprintf("iteration %d: matching requests to canary, checked", i+1)
 	}
-	return fmt.Sprintf("set weight %d%%, hold %s, check", p.Weight, interval(spec))
+	return fmt.Sprintf("set weight %d%%, hold %s, check", p.Weight, shortDuration(interval(spec)))
+}
+
+// shortDuration prints 1m rather than 1m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 func strategyName(spec *sluicev1.RolloutSpec) string {
