@@ -1,0 +1,309 @@
+package test
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"sigs.k8s.io/yaml"
+
+	"helm.sh/helm/v3/pkg/chart/loader"
+)
+
+// appVersion is the chart's appVersion: the default image tag.
+func appVersion(t *testing.T) string {
+	t.Helper()
+	ch, err := loader.Load(chartDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ch.Metadata.AppVersion
+}
+
+func container(d *appsv1.Deployment) corev1.Container { return d.Spec.Template.Spec.Containers[0] }
+
+func TestDefaultValuesRenderAHardenedManagerAndNothingOptional(t *testing.T) {
+	r := render(t, "")
+
+	want := []string{"ServiceAccount/sluice", "ClusterRole/sluice-manager", "ClusterRoleBinding/sluice-manager",
+		"Service/sluice-metrics", "Deployment/sluice-manager"}
+	if got := r.kinds(); !equalSets(got, want) {
+		t.Errorf("objects = %v, want %v", got, want)
+	}
+	d := r.manager()
+	c := container(d)
+	if wantImg := "ghcr.io/sluice-dev/sluice-manager:" + appVersion(t); c.Image != wantImg {
+		t.Errorf("image = %s, want %s", c.Image, wantImg)
+	}
+	if d.Spec.Template.Spec.ServiceAccountName != "sluice" {
+		t.Errorf("serviceAccountName = %q, want sluice", d.Spec.Template.Spec.ServiceAccountName)
+	}
+	pod := d.Spec.Template.Spec.SecurityContext
+	if pod == nil || pod.RunAsNonRoot == nil || !*pod.RunAsNonRoot || pod.SeccompProfile == nil || pod.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("pod securityContext = %+v, want runAsNonRoot and seccomp RuntimeDefault", pod)
+	}
+	expectHardenedContainer(t, c)
+	if c.LivenessProbe == nil || c.LivenessProbe.HTTPGet.Path != "/healthz" || c.LivenessProbe.HTTPGet.Port.String() != "health" {
+		t.Errorf("livenessProbe = %+v, want GET /healthz on the health port", c.LivenessProbe)
+	}
+	if c.ReadinessProbe == nil || c.ReadinessProbe.HTTPGet.Path != "/readyz" || c.ReadinessProbe.HTTPGet.Port.String() != "health" {
+		t.Errorf("readinessProbe = %+v, want GET /readyz on the health port", c.ReadinessProbe)
+	}
+	if !slices.ContainsFunc(c.Ports, func(p corev1.ContainerPort) bool { return p.Name == "health" && p.ContainerPort == 8081 }) {
+		t.Errorf("ports = %+v, want health on 8081", c.Ports)
+	}
+	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Limits.Memory().IsZero() {
+		t.Errorf("resources = %+v, want requests and a memory limit", c.Resources)
+	}
+	expectArgs(t, c.Args, "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081", "--log-level=info", "--gateway-flavor=envoy")
+	for _, a := range c.Args {
+		if strings.HasPrefix(a, "--leader-elect") || strings.HasPrefix(a, "--notify-secret") ||
+			strings.HasPrefix(a, "--event-webhook-url") || strings.HasPrefix(a, "--prometheus-address") {
+			t.Errorf("default args have %s", a)
+		}
+	}
+}
+
+// expectHardenedContainer checks the container security context the issue asks for.
+func expectHardenedContainer(t *testing.T, c corev1.Container) {
+	t.Helper()
+	sc := c.SecurityContext
+	if sc == nil {
+		t.Fatalf("container %s has no securityContext", c.Name)
+	}
+	if sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot {
+		t.Errorf("%s: runAsNonRoot is not true", c.Name)
+	}
+	if sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem {
+		t.Errorf("%s: readOnlyRootFilesystem is not true", c.Name)
+	}
+	if sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation {
+		t.Errorf("%s: allowPrivilegeEscalation is not false", c.Name)
+	}
+	if sc.Capabilities == nil || !slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
+		t.Errorf("%s: capabilities = %+v, want drop ALL", c.Name, sc.Capabilities)
+	}
+	if sc.SeccompProfile == nil || sc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+		t.Errorf("%s: seccompProfile = %+v, want RuntimeDefault", c.Name, sc.SeccompProfile)
+	}
+}
+
+func expectArgs(t *testing.T, args []string, want ...string) {
+	t.Helper()
+	for _, w := range want {
+		if !slices.Contains(args, w) {
+			t.Errorf("args %v lack %s", args, w)
+		}
+	}
+}
+
+func equalSets(a, b []string) bool {
+	a, b = slices.Clone(a), slices.Clone(b)
+	slices.Sort(a)
+	slices.Sort(b)
+	return slices.Equal(a, b)
+}
+
+func TestLeaderElectionTurnsOnWithMoreThanOneReplicaWithANamespacedRole(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		values string
+		leader bool
+	}{
+		{"one replica", "replicas: 1", false},
+		{"two replicas", "replicas: 2", true},
+		{"forced on with one replica", "leaderElection: {enabled: true}", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := render(t, tc.values)
+			args := container(r.manager()).Args
+			if got := slices.Contains(args, "--leader-elect"); got != tc.leader {
+				t.Errorf("--leader-elect in args = %v, want %v (%v)", got, tc.leader, args)
+			}
+			role := r.find("Role", "-leader-election")
+			if (role != nil) != tc.leader {
+				t.Fatalf("leader election Role rendered = %v, want %v", role != nil, tc.leader)
+			}
+			if !tc.leader {
+				return
+			}
+			expectArgs(t, args, "--leader-election-namespace="+releaseNS)
+			if role.GetNamespace() != releaseNS {
+				t.Errorf("Role namespace = %s, want the release's %s", role.GetNamespace(), releaseNS)
+			}
+			rb := r.find("RoleBinding", "-leader-election")
+			if rb == nil || rb.GetNamespace() != releaseNS {
+				t.Errorf("leader election RoleBinding missing or outside %s", releaseNS)
+			}
+		})
+	}
+}
+
+func TestRouterRulesAreGrantedOnlyWhenTheirRouterIsEnabled(t *testing.T) {
+	for _, tc := range []struct {
+		name           string
+		values         string
+		gateway, istio bool
+	}{
+		{"no router", "", false, false},
+		{"Gateway API", "routers: {gatewayAPI: {enabled: true}}", true, false},
+		{"Istio", "routers: {istio: {enabled: true}}", false, true},
+		{"both", "routers: {gatewayAPI: {enabled: true}, istio: {enabled: true}}", true, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			gs := grants(render(t, tc.values).clusterRole().Rules)
+			if got := len(grantsFor(gs, "gateway.networking.k8s.io")) > 0; got != tc.gateway {
+				t.Errorf("Gateway API rules present = %v, want %v", got, tc.gateway)
+			}
+			if got := len(grantsFor(gs, "networking.istio.io")) > 0; got != tc.istio {
+				t.Errorf("Istio rules present = %v, want %v", got, tc.istio)
+			}
+		})
+	}
+}
+
+func TestValuesAreWiredToTheManagerFlags(t *testing.T) {
+	r := render(t, `
+image: {tag: v9.9.9}
+logLevel: debug
+logDev: true
+prometheus: {address: "http://prometheus.monitoring:9090", timeout: 20s}
+gatewayFlavor: traefik
+notifications: {secret: sluice-notify, eventWebhookURL: "https://events.example.com/hook"}
+extraArgs: ["--some-future-flag=1"]
+metrics: {port: 9090}
+healthPort: 9091
+`)
+	c := container(r.manager())
+	if c.Image != "ghcr.io/sluice-dev/sluice-manager:v9.9.9" {
+		t.Errorf("image = %s, want the tag from values", c.Image)
+	}
+	expectArgs(t, c.Args, "--log-level=debug", "--log-dev", "--prometheus-address=http://prometheus.monitoring:9090",
+		"--prometheus-timeout=20s", "--gateway-flavor=traefik", "--notify-secret="+releaseNS+"/sluice-notify",
+		"--event-webhook-url=https://events.example.com/hook", "--some-future-flag=1",
+		"--metrics-bind-address=:9090", "--health-probe-bind-address=:9091")
+
+	other := render(t, "notifications: {secret: ops/notify}")
+	expectArgs(t, container(other.manager()).Args, "--notify-secret=ops/notify")
+}
+
+func TestServiceMonitorRendersOnlyWhenEnabled(t *testing.T) {
+	if sm := render(t, "").find("ServiceMonitor", ""); sm != nil {
+		t.Errorf("ServiceMonitor rendered by default")
+	}
+	r := render(t, "metrics: {serviceMonitor: {enabled: true, labels: {release: kube-prometheus}}}")
+	sm := r.find("ServiceMonitor", "-manager")
+	if sm == nil {
+		t.Fatalf("no ServiceMonitor among %v", r.kinds())
+	}
+	if sm.GetAPIVersion() != "monitoring.coreos.com/v1" || sm.GetLabels()["release"] != "kube-prometheus" {
+		t.Errorf("ServiceMonitor %s labels %v", sm.GetAPIVersion(), sm.GetLabels())
+	}
+	svc := &corev1.Service{}
+	r.into("Service", "-metrics", svc)
+	sel, _, _ := unstructuredStringMap(sm.Object, "spec", "selector", "matchLabels")
+	for k, v := range sel {
+		if svc.Labels[k] != v {
+			t.Errorf("ServiceMonitor selects %s=%s, the metrics Service has %v", k, v, svc.Labels)
+		}
+	}
+	if _, err := tryRender("metrics: {service: {enabled: false}, serviceMonitor: {enabled: true}}"); err == nil ||
+		!strings.Contains(err.Error(), "metrics.service.enabled") {
+		t.Errorf("a ServiceMonitor without the Service rendered (err %v), want a failure naming metrics.service.enabled", err)
+	}
+}
+
+func TestLoadtesterRendersOnlyWhenEnabled(t *testing.T) {
+	if r := render(t, ""); r.find("Deployment", "-loadtester") != nil || r.find("Service", "-loadtester") != nil {
+		t.Errorf("loadtester rendered by default: %v", r.kinds())
+	}
+	r := render(t, `
+loadtester:
+  enabled: true
+  tokenSecret: loadtester-token
+  allowedNamespaces: [shop, payments]
+  maxRuns: 4
+`)
+	d := &appsv1.Deployment{}
+	r.into("Deployment", "-loadtester", d)
+	c := container(d)
+	if want := "ghcr.io/sluice-dev/sluice-loadtester:" + appVersion(t); c.Image != want {
+		t.Errorf("loadtester image = %s, want %s", c.Image, want)
+	}
+	expectHardenedContainer(t, c)
+	expectArgs(t, c.Args, "--listen=:8080", "--token-file=/etc/loadtester/token", "--allowed-namespaces=shop,payments", "--max-runs=4")
+	if d.Spec.Template.Spec.AutomountServiceAccountToken == nil || *d.Spec.Template.Spec.AutomountServiceAccountToken {
+		t.Errorf("loadtester mounts a ServiceAccount token; it needs no API access")
+	}
+	if d.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType || *d.Spec.Replicas != 1 {
+		t.Errorf("loadtester strategy %s replicas %d, want Recreate with one replica (gate state is per pod)", d.Spec.Strategy.Type, *d.Spec.Replicas)
+	}
+	svc := &corev1.Service{}
+	r.into("Service", "-loadtester", svc)
+	if svc.Spec.Ports[0].Port != 80 || svc.Spec.Selector["app.kubernetes.io/component"] != "loadtester" {
+		t.Errorf("loadtester Service = %+v", svc.Spec)
+	}
+}
+
+func TestGrafanaDashboardConfigMapCarriesTheShippedDashboard(t *testing.T) {
+	if render(t, "").find("ConfigMap", "-dashboard") != nil {
+		t.Errorf("dashboard ConfigMap rendered by default")
+	}
+	cm := &corev1.ConfigMap{}
+	render(t, "grafanaDashboard: {enabled: true}").into("ConfigMap", "-dashboard", cm)
+	if cm.Labels["grafana_dashboard"] != "1" || !strings.Contains(cm.Data["sluice.json"], "sluice_rollout_phase") {
+		t.Errorf("dashboard ConfigMap labels %v, data %.80q", cm.Labels, cm.Data["sluice.json"])
+	}
+}
+
+func TestClusterRoleGrantsWhatTheGeneratedRoleDoesAndNoMore(t *testing.T) {
+	raw := readFile(t, repoRoot, "config", "rbac", "role.yaml")
+	generated := &rbacv1.ClusterRole{}
+	if err := yaml.Unmarshal(raw, generated); err != nil {
+		t.Fatal(err)
+	}
+	r := render(t, "replicas: 2\nrouters: {gatewayAPI: {enabled: true}, istio: {enabled: true}}")
+	chart := grants(r.clusterRole().Rules)
+	// Leases serve leader election only: the chart grants them in the
+	// release namespace, not cluster-wide.
+	var want []grant
+	for _, g := range grants(generated.Rules) {
+		if g.group != "coordination.k8s.io" {
+			want = append(want, g)
+		}
+	}
+	if !slices.Equal(chart, want) {
+		t.Errorf("the chart's ClusterRole drifted from config/rbac/role.yaml (update templates/rbac.yaml):\n chart: %v\n  want: %v", chart, want)
+	}
+	role := &rbacv1.Role{}
+	r.into("Role", "-leader-election", role)
+	leases := grantsFor(grants(role.Rules), "coordination.k8s.io")
+	if wantLeases := grantsFor(grants(generated.Rules), "coordination.k8s.io"); !slices.Equal(leases, wantLeases) {
+		t.Errorf("leader election Role grants %v on leases, want %v", leases, wantLeases)
+	}
+}
+
+// unstructuredStringMap reads a map[string]string at path.
+func unstructuredStringMap(obj map[string]any, path ...string) (map[string]string, bool, error) {
+	cur := any(obj)
+	for _, p := range path {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return nil, false, nil
+		}
+		cur = m[p]
+	}
+	m, ok := cur.(map[string]any)
+	if !ok {
+		return nil, false, nil
+	}
+	out := map[string]string{}
+	for k, v := range m {
+		s, _ := v.(string)
+		out[k] = s
+	}
+	return out, true, nil
+}
