@@ -50,9 +50,9 @@ manifests: $(CONTROLLER_GEN) ## Write the CRDs (config/crd) and the manager's RB
 	$(CONTROLLER_GEN) rbac:roleName=sluice-manager paths=./controllers/... output:rbac:artifacts:config=config/rbac
 
 .PHONY: verify-generated
-verify-generated: generate manifests ## Fail when the committed generated files are stale.
-	@if [ -n "$$(git status --porcelain -- api config)" ]; then \
-		git status --porcelain -- api config; git diff --stat -- api config; \
+verify-generated: generate manifests chart-crds ## Fail when the committed generated files are stale.
+	@if [ -n "$$(git status --porcelain -- api config charts/sluice/crds)" ]; then \
+		git status --porcelain -- api config charts/sluice/crds; git diff --stat -- api config charts/sluice/crds; \
 		echo "generated files are stale: run 'make generate manifests' and commit the result" >&2; exit 1; \
 	fi
 
@@ -60,20 +60,35 @@ verify-generated: generate manifests ## Fail when the committed generated files 
 fmt: ## gofmt the tree.
 	gofmt -w $$(git ls-files '*.go')
 
+.PHONY: chart-crds
+chart-crds: manifests ## Copy the generated CRDs into the Helm chart.
+	cp config/crd/bases/*.yaml charts/sluice/crds/
+
 .PHONY: vet
 vet: ## go vet and a gofmt check.
 	@unformatted="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 	go vet ./...
 
 .PHONY: build
-build: ## Build the binaries into bin/.
+build: ## Build the binaries (manager, loadtester, kubectl-sluice) into bin/.
 	CGO_ENABLED=0 go build -trimpath -o bin/ ./cmd/...
+
+CONTAINER_TOOL ?= docker
+IMAGE_REGISTRY ?= ghcr.io/sluice-dev
+IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' charts/sluice/Chart.yaml)
+
+.PHONY: docker-build
+docker-build: ## Build the container images (needs a container engine; none runs on the CI machine).
+	$(CONTAINER_TOOL) build -f build/manager.Dockerfile -t $(IMAGE_REGISTRY)/sluice-manager:$(IMAGE_TAG) .
+	$(CONTAINER_TOOL) build -f build/loadtester.Dockerfile -t $(IMAGE_REGISTRY)/sluice-loadtester:$(IMAGE_TAG) .
+	$(CONTAINER_TOOL) build -f build/kubectl-sluice.Dockerfile -t $(IMAGE_REGISTRY)/kubectl-sluice:$(IMAGE_TAG) .
 
 ##@ Tests
 
 .PHONY: test
 test: envtest prometheus vet ## Run every unit and envtest test against a real kube-apiserver, etcd and Prometheus.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
+	cd charts/sluice/test && go vet ./... && KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
 
 .PHONY: envtest
 envtest: ## Build kube-apiserver and etcd from source into the cache (skipped when present).

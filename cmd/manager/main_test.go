@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/internal/manager"
@@ -170,6 +171,24 @@ func TestTheManagerRunsAgainstAKubeconfigAndReconciles(t *testing.T) {
 		}
 		return fmt.Errorf("no RouterUnavailable event naming the CRD")
 	})
+	// Installing the CRDs later unblocks it without a restart.
+	crds, err := testenv.RouterCRDPaths()
+	must(t, err)
+	must(t, env.InstallCRDs(crds[0]))
+	waitFor(t, 60*time.Second, "the gatewayAPI Rollout to carry on once the CRD exists", func() error {
+		route := &gwv1.HTTPRoute{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "edge"}, route); err != nil {
+			return err
+		}
+		ro := &sluicev1.Rollout{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "edge"}, ro); err != nil {
+			return err
+		}
+		if meta.IsStatusConditionTrue(ro.Status.Conditions, sluicev1.ConditionStalled) {
+			return fmt.Errorf("still stalled: %s", ro.Status.Message)
+		}
+		return nil
+	}, logs)
 	waitFor(t, 10*time.Second, "/readyz to answer 200", func() error {
 		code, body, err := get("http://" + probeAddr + "/readyz")
 		if err != nil || code != http.StatusOK {
@@ -214,7 +233,7 @@ func must(t *testing.T, err error) {
 	}
 }
 
-func waitFor(t *testing.T, timeout time.Duration, what string, f func() error) {
+func waitFor(t *testing.T, timeout time.Duration, what string, f func() error, logs ...*syncBuffer) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -223,8 +242,18 @@ func waitFor(t *testing.T, timeout time.Duration, what string, f func() error) {
 			return
 		}
 		if time.Now().After(deadline) {
+			for _, l := range logs {
+				t.Logf("manager logs (last 3000 bytes):\n%s", tail(l.String(), 3000))
+			}
 			t.Fatalf("waiting for %s: %v", what, err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
 }

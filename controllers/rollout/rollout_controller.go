@@ -11,6 +11,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -25,6 +26,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/source"
@@ -96,6 +99,7 @@ func (r *Reconciler) isCurrent(ctx context.Context, ro *sluicev1.Rollout) (bool,
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices;destinationrules,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
 
 // Reconcile brings one Rollout a step further.
@@ -171,8 +175,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, "ReconcileError", "Reconcile", "%v", err)
 		return ctrl.Result{}, err
 	}
+	if sc.obs.BlockedReason == "RouterUnavailable" {
+		// The CRD watch wakes us when it is installed, but discovery may
+		// serve the new kind only a moment later: look again now and then.
+		return ctrl.Result{RequeueAfter: routerRecheck}, nil
+	}
 	return ctrl.Result{RequeueAfter: d.RequeueAfter}, nil
 }
+
+// routerRecheck is how often a Rollout stalled on a missing router CRD
+// checks again, besides the wake-up by the CRD watch.
+const routerRecheck = 20 * time.Second
 
 // decideAndAct asks the state machine what to do and does it, deciding again
 // while acting changed what it observes (a weight confirmed by the router) or
@@ -335,6 +348,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&appsv1.Deployment{}, r.enqueueByIndex(targetIndex, func(o client.Object) []string { return []string{o.GetName()} })).
 		Watches(&corev1.ConfigMap{}, r.enqueueByIndex(configIndex, configIndexKeys(kindConfigMap))).
 		Watches(&corev1.Secret{}, r.enqueueByIndex(configIndex, configIndexKeys(kindSecret))).
+		// A router CRD installed later wakes the Rollouts stalled on it
+		// (metadata only: the cache holds no CRD schemas).
+		Watches(routerCRDMetadata(), r.enqueueStalledOnRouter(), builder.WithPredicates(isRouterCRD)).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrentReconciles}).
 		Named("rollout").
 		Build(r)
@@ -396,4 +412,32 @@ func (r *Reconciler) clearAction(ctx context.Context, ro *sluicev1.Rollout) erro
 		return fmt.Errorf("clearing the action annotation: %w", err)
 	}
 	return nil
+}
+
+// routerCRDMetadata is the metadata-only object of the CRD watch.
+func routerCRDMetadata() *metav1.PartialObjectMetadata {
+	m := &metav1.PartialObjectMetadata{}
+	m.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"))
+	return m
+}
+
+// isRouterCRD passes the CRDs of the router kinds.
+var isRouterCRD = predicate.NewPredicateFuncs(func(o client.Object) bool { return routers.IsRouterCRD(o.GetName()) })
+
+// enqueueStalledOnRouter wakes every Rollout stalled on a missing router.
+func (r *Reconciler) enqueueStalledOnRouter() handler.EventHandler {
+	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
+		var list sluicev1.RolloutList
+		if err := r.List(ctx, &list); err != nil {
+			log.FromContext(ctx).Error(err, "listing Rollouts stalled on a router")
+			return nil
+		}
+		var reqs []reconcile.Request
+		for i := range list.Items {
+			if stalledFor(&list.Items[i].Status, "RouterUnavailable") {
+				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+			}
+		}
+		return reqs
+	})
 }

@@ -121,3 +121,9 @@ func (e *Env) KubeConfig() ([]byte, error) {
 	}
 	return u.KubeConfig()
 }
+
+// InstallCRDs installs more CRDs into the running control plane.
+func (e *Env) InstallCRDs(paths ...string) error {
+	_, err := envtest.InstallCRDs(e.Config, envtest.CRDInstallOptions{Paths: paths, ErrorIfPathMissing: true})
+	return err
+}

@@ -87,3 +87,13 @@ func Watched(routerName string) []client.Object {
 	}
 	return nil
 }
+
+// IsRouterCRD reports whether a CRD name is one a router needs.
+func IsRouterCRD(name string) bool {
+	for _, req := range []requirement{httpRoute, virtualService, destinationRule} {
+		if req.crd == name {
+			return true
+		}
+	}
+	return false
+}
