@@ -609,6 +609,12 @@ type RolloutStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
+	// ObservedTargetGeneration is the generation of the target Deployment
+	// last reconciled: a client that just changed the Deployment waits until
+	// it catches up before reading the phase as the outcome of its change.
+	// +optional
+	ObservedTargetGeneration int64 `json:"observedTargetGeneration,omitempty"`
+
 	// Phase of the release.
 	// +optional
 	Phase Phase `json:"phase,omitempty"`

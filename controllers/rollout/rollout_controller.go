@@ -169,6 +169,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	if sc.configs != nil {
 		ro.Status.TrackedConfigs = sc.configs
 	}
+	if sc.target != nil && err == nil {
+		ro.Status.ObservedTargetGeneration = sc.target.Generation
+	}
 	recordMetrics(ro, &base.Status, r.Clock.Now())
 	if err != nil {
 		reconcileErrors.Inc()

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/utils/ptr"
@@ -450,5 +452,38 @@ func TestVersionPrintsTheVersion(t *testing.T) {
 	code := Run(context.Background(), []string{"version"}, genericiooptions.IOStreams{Out: &out, ErrOut: io.Discard})
 	if code != 0 || !strings.HasPrefix(out.String(), "kubectl-sluice ") {
 		t.Errorf("exit %d, output %q", code, out.String())
+	}
+}
+
+func TestStatusWaitIgnoresASuccessFromBeforeTheTargetChanged(t *testing.T) {
+	ns := newNamespace(t)
+	ctx := context.Background()
+	labels := map[string]string{"app": "podinfo"}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "podinfo"},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "podinfo:1"}}}},
+		},
+	}
+	if err := k8s.Create(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	ro := createRollout(t, ns, "podinfo")
+	// The last release succeeded at the target's generation 1 ...
+	setStatus(t, ro, func(st *sluicev1.RolloutStatus) { succeeded(st); st.ObservedTargetGeneration = d.Generation })
+	// ... and a CI job has just pushed a new image.
+	d.Spec.Template.Spec.Containers[0].Image = "podinfo:2"
+	if err := k8s.Update(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	if r := plugin(t, "status", "podinfo", "-n", ns, "--wait", "--timeout", "1s"); r.code != ExitTimeout {
+		t.Fatalf("exit %d, want 2: the Succeeded is the previous release's; stderr %q", r.code, r.stderr)
+	}
+	// Once Sluice has seen the new generation, its phase is the outcome.
+	setStatus(t, ro, func(st *sluicev1.RolloutStatus) { succeeded(st); st.ObservedTargetGeneration = d.Generation })
+	if r := plugin(t, "status", "podinfo", "-n", ns, "--wait", "--timeout", "10s"); r.code != ExitOK {
+		t.Errorf("exit %d, want 0; stderr %q", r.code, r.stderr)
 	}
 }

@@ -31,8 +31,15 @@ const (
 // releaseOutcome decides whether a release has ended, and how. Nothing
 // counts as ended until the controller has seen the current generation.
 func releaseOutcome(ro *sluicev1.Rollout) outcome {
+	return releaseOutcomeAfter(ro, 0)
+}
+
+// releaseOutcomeAfter is releaseOutcome for a target Deployment at
+// targetGeneration: a phase from before Sluice saw that generation (a
+// Succeeded left from the previous release) is not the outcome.
+func releaseOutcomeAfter(ro *sluicev1.Rollout, targetGeneration int64) outcome {
 	st := &ro.Status
-	if st.ObservedGeneration != ro.Generation {
+	if st.ObservedGeneration != ro.Generation || st.ObservedTargetGeneration < targetGeneration {
 		return outcomeRunning
 	}
 	switch st.Phase {
@@ -110,6 +117,13 @@ func (o *options) wait(ctx context.Context, name string, timeout time.Duration) 
 	}
 	s := styleFor(o.streams.Out, getenv)
 	start := time.Now()
+	// The target as it is now: a release it started must be seen first.
+	targetGeneration := int64(0)
+	if _, ro, err := c.getRollout(wctx, name); err == nil {
+		if d, err := c.kube.AppsV1().Deployments(c.namespace).Get(wctx, ro.Spec.TargetRef.Name, metav1.GetOptions{}); err == nil {
+			targetGeneration = d.Generation
+		}
+	}
 	var last *sluicev1.Rollout
 	lastKey := ""
 	result := outcomeRunning
@@ -124,7 +138,7 @@ func (o *options) wait(ctx context.Context, name string, timeout time.Duration) 
 			elapsed := time.Since(start).Truncate(time.Second)
 			fmt.Fprintln(o.streams.Out, statusLine(ro, s, fmt.Sprintf("[%6s] ", elapsed)))
 		}
-		result = releaseOutcome(ro)
+		result = releaseOutcomeAfter(ro, targetGeneration)
 		return result != outcomeRunning, nil
 	})
 	switch {
