@@ -137,9 +137,9 @@ func TestTheAPIServerRejectsInvalidRolloutsWithAClearMessage(t *testing.T) {
 		{"a malformed webhook timeout", set("analysis.webhooks", []any{map[string]any{"name": "x", "type": "rollout", "url": "http://a/", "timeout": "soon"}}),
 			"must be a duration such as 30s, 5m or 1h30m"},
 		{"no strategy", set("strategy", map[string]any{}),
-			"set exactly one strategy: canary or blueGreen"},
+			"set exactly one strategy: canary, blueGreen or abTesting"},
 		{"two strategies", set("strategy.blueGreen", map[string]any{"iterations": 2}),
-			"set exactly one strategy: canary or blueGreen"},
+			"set exactly one strategy: canary, blueGreen or abTesting"},
 		{"a canary without a weighted router", set("routing", nil),
 			"strategy.canary shifts traffic by weight and needs routing.gatewayAPI or routing.istio"},
 		{"two routers", set("routing.istio", map[string]any{"hosts": []any{"a"}}),
@@ -148,6 +148,19 @@ func TestTheAPIServerRejectsInvalidRolloutsWithAClearMessage(t *testing.T) {
 			"a metric without templateRef must be a built-in one"},
 		{"a threshold range with min above max", set("analysis.metrics", []any{map[string]any{"name": "request-duration", "thresholdRange": map[string]any{"min": 10, "max": 1}}}),
 			"thresholdRange.min must not be above thresholdRange.max"},
+		{"A/B testing without a weighted router", func(spec map[string]any) {
+			set("routing", nil)(spec)
+			set("strategy", map[string]any{"abTesting": map[string]any{"match": []any{map[string]any{"headers": map[string]any{"x-canary": map[string]any{"exact": "1"}}}}}})(spec)
+		}, "strategy.abTesting routes by request and needs routing.gatewayAPI or routing.istio"},
+		{"mirroring without a weighted router", func(spec map[string]any) {
+			set("routing", nil)(spec)
+			set("strategy", map[string]any{"blueGreen": map[string]any{"mirror": true}})(spec)
+		}, "strategy.blueGreen.mirror copies traffic and needs routing.gatewayAPI or routing.istio"},
+		{"mirrorPercent without mirror", set("strategy", map[string]any{"blueGreen": map[string]any{"mirrorPercent": 50}}),
+			"mirrorPercent goes with mirror: true"},
+		{"a header match with two kinds of match", set("strategy", map[string]any{"abTesting": map[string]any{"match": []any{
+			map[string]any{"headers": map[string]any{"x-canary": map[string]any{"exact": "1", "prefix": "1"}}}}}}),
+			"set exactly one of exact, prefix or regex"},
 		{"an unknown webhook type", set("analysis.webhooks", []any{map[string]any{"name": "x", "type": "pre-flight", "url": "http://a/"}}),
 			"supported values"},
 		{"a webhook URL that is not http", set("analysis.webhooks", []any{map[string]any{"name": "x", "type": "rollout", "url": "ftp://a/"}}),
