@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Builds the binaries of the e2e cluster from source through the Go module
+# proxy and caches them outside the source tree:
+#   $SLUICE_CACHE/e2e/k8s-<ver>/{kube-controller-manager,kube-scheduler}
+#   $SLUICE_CACHE/e2e/kwok-<ver>/kwok
+#   $SLUICE_CACHE/e2e/traefik-<ver>/traefik
+# kube-apiserver and etcd come from `make envtest` (the envtest cache).
+# Idempotent: a binary already present is not rebuilt. Prints, as its last
+# line, the environment the e2e harness reads (SLUICE_E2E_BIN_*).
+#
+# Usage: hack/e2e-tools.sh [all|k8s|kwok|traefik]   (default all)
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cache="${SLUICE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sluice}"
+
+# modver MODULE GOMOD prints the version GOMOD requires of MODULE.
+modver() { awk -v m="$1" '{for (i = 1; i < NF; i++) if ($i == m && $(i+1) ~ /^v[0-9]/) {print $(i+1); exit}}' "$2"; }
+
+k8s_ver="$(modver k8s.io/kubernetes "$root/hack/tools/k8s/go.mod")"
+kwok_ver="$(modver sigs.k8s.io/kwok "$root/hack/tools/kwok/go.mod")"
+traefik_ver="$(modver github.com/traefik/traefik/v3 "$root/hack/tools/traefik/go.mod")"
+
+k8s_dir="$cache/e2e/k8s-$k8s_ver"
+kwok_dir="$cache/e2e/kwok-$kwok_ver"
+traefik_dir="$cache/e2e/traefik-$traefik_ver"
+
+# build DIR-OF-MODULE OUT PKG LDFLAGS
+build() {
+	local moddir="$1" out="$2" pkg="$3" ldflags="$4"
+	if [ -x "$out" ]; then
+		echo "e2e-tools: $(basename "$out") cached at $out" >&2
+		return
+	fi
+	mkdir -p "$(dirname "$out")"
+	echo "e2e-tools: building $pkg (first time only, may take minutes)" >&2
+	local start=$SECONDS
+	(cd "$moddir" && CGO_ENABLED=0 go build -trimpath -ldflags "$ldflags" -o "$out.tmp" "$pkg")
+	mv "$out.tmp" "$out"
+	echo "e2e-tools: built $(basename "$out") in $((SECONDS - start))s" >&2
+}
+
+k8s_ldflags() {
+	local v="${k8s_ver#v}"
+	echo "-s -w -X k8s.io/component-base/version.gitVersion=$k8s_ver -X k8s.io/component-base/version.gitMajor=${v%%.*} -X k8s.io/component-base/version.gitMinor=$(echo "$v" | cut -d. -f2) -X k8s.io/component-base/version.gitTreeState=clean"
+}
+
+what="${1:-all}"
+case "$what" in
+all | k8s)
+	build "$root/hack/tools/k8s" "$k8s_dir/kube-controller-manager" k8s.io/kubernetes/cmd/kube-controller-manager "$(k8s_ldflags)"
+	build "$root/hack/tools/k8s" "$k8s_dir/kube-scheduler" k8s.io/kubernetes/cmd/kube-scheduler "$(k8s_ldflags)"
+	;;&
+all | kwok)
+	build "$root/hack/tools/kwok" "$kwok_dir/kwok" sigs.k8s.io/kwok/cmd/kwok "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${kwok_ver#v}"
+	;;&
+all | traefik)
+	build "$root/hack/tools/traefik" "$traefik_dir/traefik" github.com/traefik/traefik/v3/cmd/traefik "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$traefik_ver"
+	;;
+k8s | kwok) ;;
+*)
+	echo "usage: $0 [all|k8s|kwok|traefik]" >&2
+	exit 2
+	;;
+esac
+
+echo "SLUICE_E2E_BIN_K8S=$k8s_dir SLUICE_E2E_BIN_KWOK=$kwok_dir SLUICE_E2E_BIN_TRAEFIK=$traefik_dir"
