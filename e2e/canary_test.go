@@ -1,0 +1,121 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/e2e/cluster"
+)
+
+// splitTolerance is how far (in percentage points) the measured share of
+// the canary may be from the configured weight. Traefik's weighted round
+// robin is exact; the slack covers requests in flight across a change.
+const splitTolerance = 5
+
+func canarySteps(weights ...int32) sluicev1.Strategy {
+	steps := make([]sluicev1.CanaryStep, len(weights))
+	for i, w := range weights {
+		steps[i] = sluicev1.CanaryStep{SetWeight: ptr.To(w)}
+	}
+	return sluicev1.Strategy{Canary: &sluicev1.CanaryStrategy{Steps: steps}}
+}
+
+func successRate(min float64) sluicev1.MetricCheck {
+	return sluicev1.MetricCheck{
+		Name:           sluicev1.MetricRequestSuccessRate,
+		ThresholdRange: sluicev1.ThresholdRange{Min: ptr.To(min)},
+		Interval:       &metav1.Duration{Duration: 10 * time.Second},
+	}
+}
+
+// traefikSuccessRate creates a MetricTemplate reading the canary's success
+// rate from Traefik's metrics under the service name real Traefik exports
+// (<namespace>-<service>-http-<port>@kubernetesgateway), and returns a
+// check using it.
+func (s *Story) traefikSuccessRate(min float64) sluicev1.MetricCheck {
+	s.t.Helper()
+	svc := `{{ .namespace }}-{{ .service }}-canary-http-80@kubernetesgateway`
+	q := `100 * (1 - ((sum(rate(traefik_service_requests_total{service="` + svc + `",code=~"5.."}[{{ .interval }}])) or on() vector(0))` +
+		` / (sum(rate(traefik_service_requests_total{service="` + svc + `"}[{{ .interval }}])) > 0)))`
+	mt := &sluicev1.MetricTemplate{
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.NS, Name: "traefik-success-rate"},
+		Spec:       sluicev1.MetricTemplateSpec{Provider: sluicev1.MetricProvider{Type: "prometheus"}, Query: q},
+	}
+	s.Must(s.c.Client.Create(s.ctx, mt), "creating the MetricTemplate")
+	return sluicev1.MetricCheck{
+		Name:           "success-rate",
+		TemplateRef:    &sluicev1.LocalObjectReference{Name: mt.Name},
+		ThresholdRange: sluicev1.ThresholdRange{Min: ptr.To(min)},
+		Interval:       &metav1.Duration{Duration: 10 * time.Second},
+	}
+}
+
+// TestCanaryPromotedThroughGateway: a good version walks the steps with
+// real traffic through Traefik and is promoted; at each step the share of
+// answers the new version gives matches the weight.
+func TestCanaryPromotedThroughGateway(t *testing.T) {
+	s := NewStory(t, "canary-promote")
+	var changed, ready time.Time
+	s.Given("app v1 behind a canary Rollout (steps 10, 30, 50; 4s per step; success rate >= 99% from Traefik's metrics) on the Gateway, under load", func() {
+		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
+		s.CreateRollout(s.App.GatewayRollout(s.Host, canarySteps(10, 30, 50), &sluicev1.Analysis{
+			Interval: &metav1.Duration{Duration: 4 * time.Second}, Threshold: 2,
+			Metrics: []sluicev1.MetricCheck{s.traefikSuccessRate(99)},
+		}))
+		s.WaitPhase(sluicev1.PhaseInitialized, 60*time.Second)
+		s.StartLoad(60)
+		s.Eventually(20*time.Second, "v1 answering through the Gateway", func() (bool, string) {
+			sp := s.Load.SplitBetween(time.Now().Add(-time.Second), time.Now())
+			return sp.Total > 20 && sp.Share("v1") == 100, sp.String()
+		})
+	}).When("the Deployment is changed to v2", func() {
+		changed = s.UpdateApp(cluster.App{Name: "podinfo", Version: "v2", Replicas: 2})
+	}).Then("the canary pods become ready and take traffic", func() {
+		ready = s.WaitDeploymentReady("podinfo")
+		s.Eventually(60*time.Second, "v2 answering", func() (bool, string) {
+			return !s.Load.FirstFrom("v2", changed).IsZero(), s.Load.SplitBetween(time.Now().Add(-time.Second), time.Now()).String()
+		})
+		first := s.Load.FirstFrom("v2", changed)
+		s.Figure("Deployment change -> canary pods ready", ready.Sub(changed).Round(time.Millisecond))
+		s.Figure("canary pods ready -> first request answered by the canary", first.Sub(ready).Round(time.Millisecond))
+		s.Figure("Deployment change -> first request answered by the canary", first.Sub(changed).Round(time.Millisecond))
+	}).And("the Rollout is promoted: phase Succeeded, weight 0, Ready=True", func() {
+		st := s.WaitPhase(sluicev1.PhaseSucceeded, 120*time.Second)
+		if st.CanaryWeight != 0 || st.FailedChecks != 0 {
+			s.Fatalf("after promotion: weight %d, failed checks %d", st.CanaryWeight, st.FailedChecks)
+		}
+		if c, _ := Condition(st, sluicev1.ConditionReady); c != metav1.ConditionTrue {
+			s.Fatalf("Ready condition %q after promotion", c)
+		}
+		for _, m := range st.Metrics {
+			s.Logf("last check %s = %s (%s)", m.Name, m.Value, m.Verdict)
+		}
+		s.Figure("Deployment change -> Succeeded", time.Since(changed).Round(time.Millisecond))
+	}).And("each step's weight matched the measured split of real answers", func() {
+		wins := s.CheckSplit(changed, "v2", splitTolerance)
+		var seen []int32
+		for _, w := range wins {
+			seen = append(seen, w.Weight)
+		}
+		if fmt.Sprint(seen) != "[10 30 50]" {
+			s.Fatalf("weights while Progressing: %v, want [10 30 50]", seen)
+		}
+	}).And("all traffic is now answered by v2, the promoted primary", func() {
+		s.Eventually(20*time.Second, "v2 only", func() (bool, string) {
+			sp := s.Load.SplitBetween(time.Now().Add(-2*time.Second), time.Now())
+			return sp.Total > 50 && sp.Share("v2") == 100, sp.String()
+		})
+		total := s.Load.SplitBetween(changed, time.Now())
+		s.Figure("answers during the release", total.String())
+		s.LogErrorsByPhase(changed)
+	}).And("the events tell the story", func() {
+		s.ExpectEvents("NewRevision", "WeightChanged", "Promoting", "PrimaryUpdated", "Promoted")
+	})
+}

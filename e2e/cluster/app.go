@@ -1,0 +1,96 @@
+package cluster
+
+import (
+	"fmt"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+// AppPort is the test app's container port (named "http").
+const AppPort = 8080
+
+// App describes a Deployment of the test app.
+type App struct {
+	Namespace, Name string
+	Replicas        int32
+	Version         string
+	ErrorRate       float64       // share of 500s
+	Latency         time.Duration // added per request
+	// ConfigMap, when set, is mounted as env (envFrom) into the app.
+	ConfigMap string
+}
+
+// Deployment returns the app's Deployment.
+func (a App) Deployment() *appsv1.Deployment {
+	labels := map[string]string{"app": a.Name}
+	replicas := a.Replicas
+	if replicas == 0 {
+		replicas = 2
+	}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: a.Name, Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(replicas),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					AutomountServiceAccountToken:  ptr.To(false),
+					TerminationGracePeriodSeconds: ptr.To[int64](0),
+					Containers:                    []corev1.Container{{Name: "app"}},
+				},
+			},
+		},
+	}
+	a.Apply(&d.Spec.Template)
+	return d
+}
+
+// Apply writes the app's version, error rate and latency into a pod
+// template (what a user changes to release).
+func (a App) Apply(t *corev1.PodTemplateSpec) {
+	c := &t.Spec.Containers[0]
+	c.Image = "sluice.dev/e2e-testapp:" + a.Version
+	c.Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: AppPort}}
+	c.Env = []corev1.EnvVar{
+		{Name: "VERSION", Value: a.Version},
+		{Name: "ERROR_RATE", Value: fmt.Sprint(a.ErrorRate)},
+		{Name: "LATENCY", Value: a.Latency.String()},
+	}
+	c.EnvFrom = nil
+	if a.ConfigMap != "" {
+		c.EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: a.ConfigMap}}}}
+	}
+}
+
+// GatewayRollout returns a Rollout of the app through the cluster's Gateway
+// for host, with the given strategy and analysis.
+func (a App) GatewayRollout(host string, strategy sluicev1.Strategy, analysis *sluicev1.Analysis) *sluicev1.Rollout {
+	return &sluicev1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: a.Name},
+		Spec: sluicev1.RolloutSpec{
+			TargetRef: sluicev1.TargetRef{APIVersion: "apps/v1", Kind: "Deployment", Name: a.Name},
+			Service:   sluicev1.ServiceSpec{Port: 80, TargetPort: ptr.To(intstr.FromString("http"))},
+			Routing: &sluicev1.Routing{GatewayAPI: &sluicev1.GatewayAPIRouting{
+				ParentRefs: []sluicev1.ParentReference{{Name: GatewayName, Namespace: GatewayNamespace}},
+				Hostnames:  []string{host},
+			}},
+			Strategy:                strategy,
+			Analysis:                analysis,
+			ProgressDeadlineSeconds: ptr.To[int32](120),
+		},
+	}
+}
+
+// TraefikService is the service label Traefik's Gateway provider puts on
+// the metrics of a backend Service: <namespace>-<service>-http-<port>.
+func TraefikService(namespace, service string, port int32) string {
+	return fmt.Sprintf("%s-%s-http-%d@kubernetesgateway", namespace, service, port)
+}

@@ -1,0 +1,469 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/e2e/cluster"
+)
+
+// Story is one end-to-end scenario told as Given/When/Then steps. Each
+// step is logged with the time since the story began; a failing step
+// fails the test naming the step, with the Rollout's status, its events
+// and the end of the manager's log.
+type Story struct {
+	t     *testing.T
+	c     *cluster.Cluster
+	ctx   context.Context
+	begin time.Time
+	step  string
+
+	// NS is the story's namespace; Host its host name on the Gateway.
+	NS, Host string
+	App      cluster.App
+	Rollout  *sluicev1.Rollout
+	Load     *cluster.Load
+
+	rec *statusRecorder
+}
+
+// NewStory creates the story's namespace; everything in it is deleted at
+// the end.
+func NewStory(t *testing.T, name string) *Story {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	s := &Story{t: t, c: env, ctx: ctx, begin: time.Now(), NS: name, Host: name + ".e2e.sluice.test"}
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if err := env.Client.Create(ctx, ns); err != nil {
+		t.Fatalf("creating namespace %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		if s.Load != nil {
+			s.Load.Stop()
+		}
+		if t.Failed() {
+			t.Logf("rollout status:\n%s", s.statusDump())
+			t.Logf("events:\n%s", strings.Join(s.eventLines(), "\n"))
+			t.Logf("manager log (end):\n%s", env.ManagerLog(6000))
+		}
+		_ = env.Client.Delete(context.Background(), ns)
+	})
+	return s
+}
+
+func (s *Story) do(kind, what string, fn func()) *Story {
+	s.t.Helper()
+	s.step = kind + " " + what
+	s.t.Logf("%7.2fs %s", time.Since(s.begin).Seconds(), s.step)
+	fn()
+	return s
+}
+
+// Given, When, Then and And run one step.
+func (s *Story) Given(what string, fn func()) *Story { s.t.Helper(); return s.do("GIVEN", what, fn) }
+func (s *Story) When(what string, fn func()) *Story  { s.t.Helper(); return s.do("WHEN", what, fn) }
+func (s *Story) Then(what string, fn func()) *Story  { s.t.Helper(); return s.do("THEN", what, fn) }
+func (s *Story) And(what string, fn func()) *Story   { s.t.Helper(); return s.do(" AND", what, fn) }
+
+// Fatalf fails the story in its current step.
+func (s *Story) Fatalf(format string, args ...any) {
+	s.t.Helper()
+	s.t.Fatalf("[%s] %s", s.step, fmt.Sprintf(format, args...))
+}
+
+// Logf logs a line of the story.
+func (s *Story) Logf(format string, args ...any) {
+	s.t.Helper()
+	s.t.Logf("%7.2fs   %s", time.Since(s.begin).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// Figure logs a measured figure (never asserted).
+func (s *Story) Figure(name string, v any) {
+	s.t.Helper()
+	s.t.Logf("FIGURE %s: %v", name, v)
+}
+
+// Must fails the story on err.
+func (s *Story) Must(err error, what string) {
+	s.t.Helper()
+	if err != nil {
+		s.Fatalf("%s: %v", what, err)
+	}
+}
+
+// Eventually polls cond every 100ms until it holds or timeout passes.
+func (s *Story) Eventually(timeout time.Duration, what string, cond func() (bool, string)) {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last string
+	for {
+		ok, msg := cond()
+		if ok {
+			return
+		}
+		last = msg
+		if time.Now().After(deadline) {
+			s.Fatalf("%s: not within %s (last: %s)", what, timeout, last)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// ---- the app and its Rollout ----
+
+// DeployApp creates the app's Deployment and waits for its pods to be
+// ready and answering.
+func (s *Story) DeployApp(app cluster.App) {
+	s.t.Helper()
+	app.Namespace = s.NS
+	s.App = app
+	s.Must(s.c.Client.Create(s.ctx, app.Deployment()), "creating the Deployment")
+	s.WaitDeploymentReady(app.Name)
+}
+
+// WaitDeploymentReady waits until the Deployment's replicas are all
+// updated and ready.
+func (s *Story) WaitDeploymentReady(name string) time.Time {
+	s.t.Helper()
+	var at time.Time
+	s.Eventually(60*time.Second, "Deployment "+name+" ready", func() (bool, string) {
+		d := &appsv1.Deployment{}
+		if err := s.c.Client.Get(s.ctx, client.ObjectKey{Namespace: s.NS, Name: name}, d); err != nil {
+			return false, err.Error()
+		}
+		want := int32(1)
+		if d.Spec.Replicas != nil {
+			want = *d.Spec.Replicas
+		}
+		st := d.Status
+		ok := st.ObservedGeneration == d.Generation && st.UpdatedReplicas == want && st.ReadyReplicas == want && st.Replicas == want
+		at = time.Now()
+		return ok, fmt.Sprintf("%+v", st)
+	})
+	return at
+}
+
+// CreateRollout creates the Rollout and starts recording its status.
+func (s *Story) CreateRollout(ro *sluicev1.Rollout) {
+	s.t.Helper()
+	s.Rollout = ro
+	s.Must(s.c.Client.Create(s.ctx, ro), "creating the Rollout")
+	s.rec = recordStatus(s.ctx, s.c.Client, client.ObjectKeyFromObject(ro))
+}
+
+// Status reads the Rollout's status.
+func (s *Story) Status() sluicev1.RolloutStatus {
+	s.t.Helper()
+	ro := &sluicev1.Rollout{}
+	s.Must(s.c.Client.Get(s.ctx, client.ObjectKeyFromObject(s.Rollout), ro), "reading the Rollout")
+	return ro.Status
+}
+
+// WaitPhase waits for the Rollout's phase.
+func (s *Story) WaitPhase(phase sluicev1.Phase, timeout time.Duration) sluicev1.RolloutStatus {
+	s.t.Helper()
+	var st sluicev1.RolloutStatus
+	s.Eventually(timeout, "phase "+string(phase), func() (bool, string) {
+		st = s.Status()
+		return st.Phase == phase, fmt.Sprintf("phase %s weight %d step %d: %s", st.Phase, st.CanaryWeight, st.CurrentStepIndex, st.Message)
+	})
+	return st
+}
+
+// UpdateApp changes the target Deployment's pod template to app's.
+func (s *Story) UpdateApp(app cluster.App) time.Time {
+	s.t.Helper()
+	app.Namespace = s.NS
+	s.App = app
+	// Sluice scales the target: retry on a conflict with it.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		d := &appsv1.Deployment{}
+		if err := s.c.Client.Get(s.ctx, client.ObjectKey{Namespace: s.NS, Name: app.Name}, d); err != nil {
+			return err
+		}
+		app.Apply(&d.Spec.Template)
+		return s.c.Client.Update(s.ctx, d)
+	})
+	s.Must(err, "updating the Deployment")
+	return time.Now()
+}
+
+// StartLoad sends rate requests per second to the story's host.
+func (s *Story) StartLoad(rate int) {
+	s.t.Helper()
+	s.Load = s.c.StartLoad(s.Host, rate, nil)
+}
+
+// Condition returns the status of a condition type ("" when absent).
+func Condition(st sluicev1.RolloutStatus, typ string) (metav1.ConditionStatus, string) {
+	for _, c := range st.Conditions {
+		if c.Type == typ {
+			return c.Status, c.Reason
+		}
+	}
+	return "", ""
+}
+
+// EventReasons lists the reasons of the Rollout's events in order.
+func (s *Story) EventReasons() []string {
+	var out []string
+	for _, e := range s.events() {
+		out = append(out, e.Reason)
+	}
+	return out
+}
+
+func (s *Story) events() []corev1.Event {
+	list := &corev1.EventList{}
+	if err := s.c.Client.List(context.Background(), list, client.InNamespace(s.NS)); err != nil {
+		return nil
+	}
+	var out []corev1.Event
+	for _, e := range list.Items {
+		if e.InvolvedObject.Kind == "Rollout" {
+			out = append(out, e)
+		}
+	}
+	// Events carry first/last timestamps; keep creation order.
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && out[j].CreationTimestamp.Before(&out[j-1].CreationTimestamp); j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}
+
+func (s *Story) eventLines() []string {
+	var out []string
+	for _, e := range s.events() {
+		out = append(out, fmt.Sprintf("  %s %s x%d: %s", e.Type, e.Reason, e.Count, e.Message))
+	}
+	return out
+}
+
+// ExpectEvents fails unless every reason appears among the Rollout's events
+// (events are delivered asynchronously, so it waits a little).
+func (s *Story) ExpectEvents(reasons ...string) {
+	s.t.Helper()
+	s.Eventually(10*time.Second, "events "+strings.Join(reasons, ", "), func() (bool, string) {
+		have := map[string]bool{}
+		for _, r := range s.EventReasons() {
+			have[r] = true
+		}
+		var missing []string
+		for _, r := range reasons {
+			if !have[r] {
+				missing = append(missing, r)
+			}
+		}
+		return len(missing) == 0, fmt.Sprintf("missing %v among %v", missing, s.EventReasons())
+	})
+}
+
+func (s *Story) statusDump() string {
+	if s.Rollout == nil {
+		return "(no Rollout)"
+	}
+	ro := &sluicev1.Rollout{}
+	if err := s.c.Client.Get(context.Background(), client.ObjectKeyFromObject(s.Rollout), ro); err != nil {
+		if apierrors.IsNotFound(err) {
+			return "(Rollout gone)"
+		}
+		return err.Error()
+	}
+	st := ro.Status
+	out := fmt.Sprintf("  phase=%s weight=%d step=%d failedChecks=%d message=%q\n", st.Phase, st.CanaryWeight, st.CurrentStepIndex, st.FailedChecks, st.Message)
+	for _, m := range st.Metrics {
+		out += fmt.Sprintf("  metric %s=%s %s %s\n", m.Name, m.Value, m.Verdict, m.Message)
+	}
+	for _, c := range st.Conditions {
+		out += fmt.Sprintf("  condition %s=%s %s: %s\n", c.Type, c.Status, c.Reason, c.Message)
+	}
+	route := &gwv1.HTTPRoute{}
+	if err := s.c.Client.Get(context.Background(), client.ObjectKeyFromObject(s.Rollout), route); err == nil {
+		for i, r := range route.Spec.Rules {
+			var refs []string
+			for _, b := range r.BackendRefs {
+				refs = append(refs, fmt.Sprintf("%s=%d", b.Name, ptrOr(b.Weight, 1)))
+			}
+			out += fmt.Sprintf("  HTTPRoute rule %d: matches %d, backends %v\n", i, len(r.Matches), refs)
+		}
+	}
+	if s.rec != nil {
+		for _, p := range s.rec.points() {
+			out += fmt.Sprintf("  %s %s weight=%d step=%d\n", p.At.Format("15:04:05.000"), p.Phase, p.Weight, p.Step)
+		}
+	}
+	return out
+}
+
+func ptrOr[T any](p *T, def T) T {
+	if p == nil {
+		return def
+	}
+	return *p
+}
+
+// ---- status timeline and measured split ----
+
+type statusPoint struct {
+	At     time.Time
+	Phase  sluicev1.Phase
+	Weight int32
+	Step   int32
+	Failed int32
+}
+
+type statusRecorder struct {
+	mu  sync.Mutex
+	pts []statusPoint
+}
+
+// recordStatus polls the Rollout every 50ms and keeps each change of
+// phase, weight, step or failed checks with the time it was seen.
+func recordStatus(ctx context.Context, c client.Client, key client.ObjectKey) *statusRecorder {
+	r := &statusRecorder{}
+	go func() {
+		for {
+			ro := &sluicev1.Rollout{}
+			if err := c.Get(ctx, key, ro); err == nil {
+				p := statusPoint{At: time.Now(), Phase: ro.Status.Phase, Weight: ro.Status.CanaryWeight, Step: ro.Status.CurrentStepIndex, Failed: ro.Status.FailedChecks}
+				r.mu.Lock()
+				if n := len(r.pts); n == 0 || r.pts[n-1].Phase != p.Phase || r.pts[n-1].Weight != p.Weight || r.pts[n-1].Step != p.Step || r.pts[n-1].Failed != p.Failed {
+					r.pts = append(r.pts, p)
+				}
+				r.mu.Unlock()
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	}()
+	return r
+}
+
+func (r *statusRecorder) points() []statusPoint {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]statusPoint(nil), r.pts...)
+}
+
+// weightWindow is a span during which the Rollout reported one weight.
+type weightWindow struct {
+	Weight   int32
+	From, To time.Time
+}
+
+// WeightWindows returns the spans of constant non-zero weight while
+// Progressing, since t.
+func (s *Story) WeightWindows(since time.Time) []weightWindow {
+	pts := s.rec.points()
+	var out []weightWindow
+	for i, p := range pts {
+		if p.At.Before(since) || p.Phase != sluicev1.PhaseProgressing || p.Weight == 0 {
+			continue
+		}
+		end := time.Now()
+		if i+1 < len(pts) {
+			end = pts[i+1].At
+		}
+		if n := len(out); n > 0 && out[n-1].Weight == p.Weight && out[n-1].To.Equal(p.At) {
+			out[n-1].To = end
+			continue
+		}
+		out = append(out, weightWindow{Weight: p.Weight, From: p.At, To: end})
+	}
+	return out
+}
+
+// settle is cut from the start of each weight window: the router has
+// written the weight when the status says so, and Traefik applies it
+// 0.1-0.35s later.
+const settle = 600 * time.Millisecond
+
+// CheckSplit measures, for each weight the Rollout reported since t, the
+// share of answers the canary version gave, logs it against the weight and
+// fails when it is off by more than tolerance percentage points. It returns
+// the windows measured.
+func (s *Story) CheckSplit(since time.Time, canary string, tolerance float64) []weightWindow {
+	s.t.Helper()
+	wins := s.WeightWindows(since)
+	if len(wins) == 0 {
+		s.Fatalf("no weight was reported while Progressing:\n%s", s.statusDump())
+	}
+	for _, w := range wins {
+		from := w.From.Add(settle)
+		if !w.To.After(from) {
+			s.Logf("weight %d held %s: too short to measure", w.Weight, w.To.Sub(w.From).Round(time.Millisecond))
+			continue
+		}
+		split := s.Load.SplitBetween(from, w.To)
+		got := split.Share(canary)
+		s.Figure(fmt.Sprintf("split at weight %d%%", w.Weight), fmt.Sprintf("canary %s answered %.1f%% (%s over %s)", canary, got, split, w.To.Sub(from).Round(time.Millisecond)))
+		if split.Total < 20 {
+			s.Fatalf("weight %d: only %d answers measured", w.Weight, split.Total)
+		}
+		if math.Abs(got-float64(w.Weight)) > tolerance {
+			s.Fatalf("weight %d: the canary answered %.1f%% of the requests (%s), more than %.0f points off", w.Weight, got, split, tolerance)
+		}
+	}
+	return wins
+}
+
+// LogErrorsByPhase logs, for each phase the Rollout went through since t,
+// how many requests got a 5xx or no answer (measured, never asserted: the
+// harness starts a pod's backend ~0.1s after kwok marks the pod ready, and
+// stops it as soon as the pod is deleted).
+func (s *Story) LogErrorsByPhase(since time.Time) {
+	s.t.Helper()
+	pts := s.rec.points()
+	type agg struct{ total, errs int }
+	byPhase := map[sluicev1.Phase]*agg{}
+	var order []sluicev1.Phase
+	for i, p := range pts {
+		end := time.Now()
+		if i+1 < len(pts) {
+			end = pts[i+1].At
+		}
+		if end.Before(since) {
+			continue
+		}
+		from := p.At
+		if from.Before(since) {
+			from = since
+		}
+		sp := s.Load.SplitBetween(from, end)
+		a := byPhase[p.Phase]
+		if a == nil {
+			a = &agg{}
+			byPhase[p.Phase] = a
+			order = append(order, p.Phase)
+		}
+		a.total += sp.Total
+		a.errs += sp.Errors
+	}
+	var parts []string
+	for _, ph := range order {
+		parts = append(parts, fmt.Sprintf("%s %d/%d", ph, byPhase[ph].errs, byPhase[ph].total))
+	}
+	s.Figure("failed requests per phase (errors/answers)", strings.Join(parts, ", "))
+}
