@@ -152,6 +152,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 
 	sc, err := r.observe(ctx, ro)
 	if err != nil {
+		reconcileErrors.Inc()
+		r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, "ReconcileError", "Reconcile", "%v", err)
 		return ctrl.Result{}, err
 	}
 	d, err := r.decideAndAct(ctx, sc)
