@@ -28,6 +28,7 @@ func TestABTestingByHeader(t *testing.T) {
 		}}, &sluicev1.Analysis{Interval: &metav1.Duration{Duration: 2 * time.Second}, Threshold: 2}))
 		s.WaitPhase(sluicev1.PhaseInitialized, 60*time.Second)
 		s.StartLoad(40)
+		s.WaitServing("v1")
 		insiders = s.c.StartLoad(s.Host, 40, http.Header{"X-Canary": {"insider"}})
 		t.Cleanup(insiders.Stop)
 	}).When("v2 is released", func() {

@@ -27,6 +27,7 @@ func TestOperatorKilledMidRelease(t *testing.T) {
 		}))
 		s.WaitPhase(sluicev1.PhaseInitialized, 60*time.Second)
 		s.StartLoad(50)
+		s.WaitServing("v1")
 	}).When("v2 is released and the manager is killed with SIGKILL at weight 30", func() {
 		changed = s.UpdateApp(cluster.App{Name: "podinfo", Version: "v2", Replicas: 2})
 		s.Eventually(90*time.Second, "weight 30", func() (bool, string) {

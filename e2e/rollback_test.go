@@ -27,6 +27,7 @@ func TestCanaryRolledBackOnErrors(t *testing.T) {
 		}))
 		s.WaitPhase(sluicev1.PhaseInitialized, 60*time.Second)
 		s.StartLoad(60)
+		s.WaitServing("v1")
 	}).When("v2 is released and half of its answers are 500s", func() {
 		changed = s.UpdateApp(cluster.App{Name: "podinfo", Version: "v2", Replicas: 2, ErrorRate: 0.5})
 	}).Then("the success-rate check fails and the Rollout is rolled back: phase Failed, weight 0, Stalled", func() {
@@ -42,23 +43,6 @@ func TestCanaryRolledBackOnErrors(t *testing.T) {
 			s.Fatalf("Ready condition %q after the rollback", c)
 		}
 		s.Logf("message: %s", st.Message)
-	}).And("the check saw the errors: the success rate it recorded is below 99", func() {
-		st := s.Status()
-		var found bool
-		for _, m := range st.Metrics {
-			s.Logf("check %s = %q (%s) %s", m.Name, m.Value, m.Verdict, m.Message)
-			if m.Name != sluicev1.MetricRequestSuccessRate {
-				continue
-			}
-			found = true
-			v, err := strconv.ParseFloat(m.Value, 64)
-			if err != nil || v >= 99 {
-				s.Fatalf("request-success-rate value %q: want a measured value below 99 (the canary answered 50%% 500s)", m.Value)
-			}
-		}
-		if !found {
-			s.Fatalf("no request-success-rate in status.metrics")
-		}
 	}).And("the canary gets no traffic any more; v1 answers everything", func() {
 		s.Eventually(20*time.Second, "v1 only", func() (bool, string) {
 			sp := s.Load.SplitBetween(time.Now().Add(-2*time.Second), time.Now())
@@ -79,6 +63,23 @@ func TestCanaryRolledBackOnErrors(t *testing.T) {
 		}
 		s.Figure("rollback seen (phase Failed) -> last request answered by the canary", last.Sub(failedAt).Round(time.Millisecond))
 		s.Figure("answers during the release", s.Load.SplitBetween(changed, time.Now()).String())
+	}).And("the check saw the errors: the success rate it recorded is below 99", func() {
+		st := s.Status()
+		var found bool
+		for _, m := range st.Metrics {
+			s.Logf("check %s = %q (%s) %s", m.Name, m.Value, m.Verdict, m.Message)
+			if m.Name != sluicev1.MetricRequestSuccessRate {
+				continue
+			}
+			found = true
+			v, err := strconv.ParseFloat(m.Value, 64)
+			if err != nil || v >= 99 {
+				s.Fatalf("request-success-rate value %q: want a measured value below 99 (the canary answered 50%% 500s)", m.Value)
+			}
+		}
+		if !found {
+			s.Fatalf("no request-success-rate in status.metrics")
+		}
 	}).And("the events name the failed checks and the rollback", func() {
 		s.ExpectEvents("NewRevision", "CheckFailed", "ThresholdReached")
 	})

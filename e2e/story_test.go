@@ -467,3 +467,50 @@ func (s *Story) LogErrorsByPhase(since time.Time) {
 	}
 	s.Figure("failed requests per phase (errors/answers)", strings.Join(parts, ", "))
 }
+
+// WaitServing waits until every answer of the last second came from
+// version (the route is programmed and the backends answer).
+func (s *Story) WaitServing(version string) {
+	s.t.Helper()
+	s.Eventually(30*time.Second, version+" answering through the Gateway", func() (bool, string) {
+		sp := s.Load.SplitBetween(time.Now().Add(-time.Second), time.Now())
+		return sp.Total >= 10 && sp.Share(version) == 100, sp.String()
+	})
+}
+
+// RecordRouteWeights polls the generated HTTPRoute every 50ms and keeps
+// each distinct "primary/canary" weight pair of its rules, in order.
+func (s *Story) RecordRouteWeights() func() []string {
+	var mu sync.Mutex
+	var seen []string
+	go func() {
+		for s.ctx.Err() == nil {
+			route := &gwv1.HTTPRoute{}
+			if err := s.c.Client.Get(s.ctx, client.ObjectKeyFromObject(s.Rollout), route); err == nil {
+				var p, c int32
+				for _, r := range route.Spec.Rules {
+					for _, b := range r.BackendRefs {
+						switch {
+						case strings.HasSuffix(string(b.Name), "-primary"):
+							p += ptrOr(b.Weight, 1)
+						case strings.HasSuffix(string(b.Name), "-canary"):
+							c += ptrOr(b.Weight, 1)
+						}
+					}
+				}
+				w := fmt.Sprintf("%d/%d", p, c)
+				mu.Lock()
+				if len(seen) == 0 || seen[len(seen)-1] != w {
+					seen = append(seen, w)
+				}
+				mu.Unlock()
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), seen...)
+	}
+}

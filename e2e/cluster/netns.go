@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -71,6 +72,11 @@ func addPodNetwork(podIP string) error {
 		{"link", "set", veth, "master", BridgeName},
 		{"link", "set", veth, "up"},
 		{"-n", ns, "link", "set", peer, "name", "eth0"},
+		// A MAC derived from the IP: kwok hands a freed IP to the next pod,
+		// and the host's neighbour entry for it must stay right (a new
+		// random MAC behind a cached entry blackholes the connections until
+		// the entry expires).
+		{"-n", ns, "link", "set", "eth0", "address", podMAC(podIP)},
 		{"-n", ns, "addr", "add", podIP + "/24", "dev", "eth0"},
 		{"-n", ns, "link", "set", "eth0", "up"},
 		{"-n", ns, "link", "set", "lo", "up"},
@@ -84,11 +90,18 @@ func addPodNetwork(podIP string) error {
 	return nil
 }
 
+// podMAC is a locally administered MAC holding the IPv4 address.
+func podMAC(podIP string) string {
+	ip := net.ParseIP(podIP).To4()
+	return fmt.Sprintf("02:42:%02x:%02x:%02x:%02x", ip[0], ip[1], ip[2], ip[3])
+}
+
 // delPodNetwork kills what still runs in the pod's namespace and removes
 // the namespace and its veth (deleting one end removes the pair).
 func delPodNetwork(podIP string) {
 	delNetns(netnsName(podIP))
 	_ = ip("link", "del", vethName(podIP))
+	_ = ip("neigh", "del", podIP, "dev", BridgeName)
 }
 
 func delNetns(ns string) {

@@ -30,10 +30,14 @@ type podRunner struct {
 }
 
 type backend struct {
-	uid  string
-	key  string
-	proc *Proc
+	uid      string
+	key      string
+	proc     *Proc
+	stopping bool
 }
+
+// terminationGrace is how long a deleted pod's backend keeps answering.
+const terminationGrace = 2 * time.Second
 
 func newPodRunner(c *Cluster) *podRunner {
 	return &podRunner{c: c, backends: map[string]*backend{}, queue: make(chan string, 4096)}
@@ -85,9 +89,19 @@ func (r *podRunner) sync(ctx context.Context, key string, pod *corev1.Pod) {
 	want := pod != nil && pod.DeletionTimestamp == nil && pod.Status.PodIP != "" &&
 		pod.Status.Phase == corev1.PodRunning
 	if !want {
+		// Like a terminating pod, keep answering for a grace period:
+		// Traefik may still send requests to the IP until it has seen the
+		// EndpointSlice change. A new pod given the IP meanwhile replaces it.
 		for ip, b := range r.backends {
-			if b.key == key {
-				r.stopLocked(ip)
+			if b.key == key && !b.stopping {
+				b.stopping = true
+				time.AfterFunc(terminationGrace, func() {
+					r.mu.Lock()
+					defer r.mu.Unlock()
+					if cur := r.backends[ip]; cur == b {
+						r.stopLocked(ip)
+					}
+				})
 			}
 		}
 		return

@@ -69,15 +69,25 @@ func run() error {
 	}}}, &sluicev1.Analysis{
 		Interval:  &metav1.Duration{Duration: 5 * time.Second},
 		Threshold: 2,
+		// MetricTemplates with the service label real Traefik exports
+		// (<ns>-<svc>-http-<port>@kubernetesgateway): the built-in
+		// request-success-rate/request-duration of --gateway-flavor traefik
+		// query <ns>-<svc>-<port>@kubernetesgateway, which Traefik v3.6 never
+		// exports, so they only ever see "no data".
 		Metrics: []sluicev1.MetricCheck{
-			{Name: sluicev1.MetricRequestSuccessRate, ThresholdRange: sluicev1.ThresholdRange{Min: ptr.To(99.0)}, Interval: &metav1.Duration{Duration: 10 * time.Second}},
-			{Name: sluicev1.MetricRequestDuration, ThresholdRange: sluicev1.ThresholdRange{Max: ptr.To(500.0)}, Interval: &metav1.Duration{Duration: 10 * time.Second}},
+			{Name: "success-rate", TemplateRef: &sluicev1.LocalObjectReference{Name: "traefik-success-rate"}, ThresholdRange: sluicev1.ThresholdRange{Min: ptr.To(99.0)}, Interval: &metav1.Duration{Duration: 10 * time.Second}, OnNoData: sluicev1.NoDataHold},
+			{Name: "p99-latency", TemplateRef: &sluicev1.LocalObjectReference{Name: "traefik-p99"}, ThresholdRange: sluicev1.ThresholdRange{Max: ptr.To(500.0)}, Interval: &metav1.Duration{Duration: 10 * time.Second}, OnNoData: sluicev1.NoDataHold},
 		},
 		Webhooks: []sluicev1.Webhook{{
 			Name: "load", Type: sluicev1.HookRollout, URL: c.LoadtesterURL + "/",
 			Metadata: map[string]string{"url": c.GatewayURL + "/", "header-Host": host, "rate": "10", "duration": "5s"},
 		}},
 	})
+	for _, mt := range metricTemplates() {
+		if err := c.Client.Create(ctx, mt); err != nil {
+			return err
+		}
+	}
 	if err := c.Client.Create(ctx, ro); err != nil {
 		return err
 	}
@@ -94,21 +104,25 @@ func run() error {
 	if err := setVersion(ctx, c, cluster.App{Namespace: ns, Name: name, Version: "v2", Replicas: 3}); err != nil {
 		return err
 	}
-	if ph, err := watch(ctx, c, load, "v1", "v2", sluicev1.PhaseSucceeded); err != nil {
+	stable := "v1"
+	ph, err := watch(ctx, c, load, stable, "v2", sluicev1.PhaseSucceeded)
+	if err != nil {
 		return err
-	} else {
-		say("Release 1 ended: %s", ph)
+	}
+	say("Release 1 ended: %s", ph)
+	if ph == sluicev1.PhaseSucceeded {
+		stable = "v2"
 	}
 
 	say("Release 2: v3, a bad version (30%% of its answers are 500s)")
 	if err := setVersion(ctx, c, cluster.App{Namespace: ns, Name: name, Version: "v3", Replicas: 3, ErrorRate: 0.3}); err != nil {
 		return err
 	}
-	if ph, err := watch(ctx, c, load, "v2", "v3", sluicev1.PhaseFailed); err != nil {
+	ph, err = watch(ctx, c, load, stable, "v3", sluicev1.PhaseFailed)
+	if err != nil {
 		return err
-	} else {
-		say("Release 2 ended: %s; traffic is back on v2", ph)
 	}
+	say("Release 2 ended: %s; traffic is back on %s", ph, stable)
 	time.Sleep(3 * time.Second)
 	sp := load.SplitBetween(time.Now().Add(-2*time.Second), time.Now())
 	say("Last 2s of traffic: %s", sp)
@@ -123,6 +137,23 @@ func run() error {
 	stopped = true
 	say("Torn down.")
 	return nil
+}
+
+// metricTemplates read the canary's success rate and p99 from Traefik's
+// metrics.
+func metricTemplates() []*sluicev1.MetricTemplate {
+	svc := `{{ .namespace }}-{{ .service }}-canary-http-80@kubernetesgateway`
+	return []*sluicev1.MetricTemplate{
+		{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "traefik-success-rate"},
+			Spec: sluicev1.MetricTemplateSpec{Provider: sluicev1.MetricProvider{Type: "prometheus"}, Query: `100 * (1 - ((sum(rate(traefik_service_requests_total{service="` + svc + `",code=~"5.."}[{{ .interval }}])) or on() vector(0))` +
+				` / (sum(rate(traefik_service_requests_total{service="` + svc + `"}[{{ .interval }}])) > 0)))`},
+		},
+		{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "traefik-p99"},
+			Spec:       sluicev1.MetricTemplateSpec{Provider: sluicev1.MetricProvider{Type: "prometheus"}, Query: `(histogram_quantile(0.99, sum by (le) (rate(traefik_service_request_duration_seconds_bucket{service="` + svc + `"}[{{ .interval }}]))) * 1000) >= 0`},
+		},
+	}
 }
 
 func say(format string, args ...any) {
