@@ -90,6 +90,12 @@ test: envtest prometheus vet ## Run every unit and envtest test against a real k
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
 	cd charts/sluice/test && go vet ./... && KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
 
+.PHONY: bench
+bench: envtest ## Benchmarks: a decision, N Rollouts on a real API server, the load generator's rate.
+	go test -run '^$$' -bench . -count 5 ./controllers/rollout/statemachine/
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -run '^$$' -bench 'RolloutsAtScale/rollouts=(10|100|1000)$$' -benchtime 1x -count 3 -timeout 60m ./controllers/rollout/
+	go test -run '^$$' -bench . -benchtime 3x -count 3 ./pkg/loadtest/
+
 .PHONY: envtest
 envtest: ## Build kube-apiserver and etcd from source into the cache (skipped when present).
 ifeq ($(origin KUBEBUILDER_ASSETS),environment)

@@ -100,7 +100,7 @@ func weighted(rule gwv1.HTTPRouteRule, b backends, spec *sluicev1.RolloutSpec, r
 		}
 	}
 	var primaryFilters, canaryFilters []gwv1.HTTPRouteFilter
-	if aff := affinity(spec, r); aff != nil {
+	if aff := traffic.Affinity(spec, r); aff != nil {
 		primaryFilters = []gwv1.HTTPRouteFilter{setCookie(aff, r.Revision, "primary")}
 		canaryFilters = []gwv1.HTTPRouteFilter{setCookie(aff, r.Revision, "canary")}
 	}
@@ -117,7 +117,7 @@ func weighted(rule gwv1.HTTPRouteRule, b backends, spec *sluicev1.RolloutSpec, r
 		}
 		filters = append(filters, f)
 	}
-	if pct, ok := mirror(spec, r); ok {
+	if pct, ok := traffic.Mirror(spec, r); ok {
 		ref := b.ref(b.canary, 0).BackendObjectReference
 		filters = append(filters, gwv1.HTTPRouteFilter{
 			Type:          gwv1.HTTPRouteFilterRequestMirror,
@@ -146,9 +146,9 @@ func experimentRules(rule gwv1.HTTPRouteRule, b backends, spec *sluicev1.Rollout
 	if ab := spec.Strategy.ABTesting; ab != nil {
 		return []gwv1.HTTPRouteRule{only("ab", b.canary, combine(rule.Matches, ab.Match))}
 	}
-	if aff := affinity(spec, r); aff != nil {
+	if aff := traffic.Affinity(spec, r); aff != nil {
 		cookie := func(version string) []sluicev1.RequestMatch {
-			return []sluicev1.RequestMatch{{Cookies: map[string]string{aff.CookieName: cookieValue(r.Revision, version)}}}
+			return []sluicev1.RequestMatch{{Cookies: map[string]string{aff.CookieName: traffic.AffinityValue(r.Revision, version)}}}
 		}
 		return []gwv1.HTTPRouteRule{
 			only("affinity-canary", b.canary, combine(rule.Matches, cookie("canary"))),
@@ -156,43 +156,6 @@ func experimentRules(rule gwv1.HTTPRouteRule, b backends, spec *sluicev1.Rollout
 		}
 	}
 	return nil
-}
-
-func affinity(spec *sluicev1.RolloutSpec, r traffic.Route) *sluicev1.SessionAffinity {
-	if !r.Experiment || spec.Strategy.Canary == nil || spec.Strategy.Canary.SessionAffinity == nil {
-		return nil
-	}
-	a := *spec.Strategy.Canary.SessionAffinity
-	if a.CookieName == "" {
-		a.CookieName = "sluice-affinity"
-	}
-	if a.MaxAge == 0 {
-		a.MaxAge = 86400
-	}
-	return &a
-}
-
-func mirror(spec *sluicev1.RolloutSpec, r traffic.Route) (int32, bool) {
-	bg := spec.Strategy.BlueGreen
-	if !r.Experiment || bg == nil || !bg.Mirror {
-		return 0, false
-	}
-	if bg.MirrorPercent != nil {
-		return *bg.MirrorPercent, true
-	}
-	return 100, true
-}
-
-func cookieValue(revision, version string) string { return revision + "-" + version }
-
-func setCookie(a *sluicev1.SessionAffinity, revision, version string) gwv1.HTTPRouteFilter {
-	return gwv1.HTTPRouteFilter{
-		Type: gwv1.HTTPRouteFilterResponseHeaderModifier,
-		ResponseHeaderModifier: &gwv1.HTTPHeaderFilter{Add: []gwv1.HTTPHeader{{
-			Name:  "Set-Cookie",
-			Value: fmt.Sprintf("%s=%s; Max-Age=%d; Path=/", a.CookieName, cookieValue(revision, version), a.MaxAge),
-		}}},
-	}
 }
 
 // combine ANDs each of a rule's matches with each of the extra matches (the
@@ -301,4 +264,13 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+func setCookie(a *sluicev1.SessionAffinity, revision, version string) gwv1.HTTPRouteFilter {
+	return gwv1.HTTPRouteFilter{
+		Type: gwv1.HTTPRouteFilterResponseHeaderModifier,
+		ResponseHeaderModifier: &gwv1.HTTPHeaderFilter{Add: []gwv1.HTTPHeader{{
+			Name: "Set-Cookie", Value: traffic.SetCookie(a, revision, version),
+		}}},
+	}
 }

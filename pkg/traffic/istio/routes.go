@@ -94,7 +94,7 @@ func weighted(route *networking.HTTPRoute, h hosts, spec *sluicev1.RolloutSpec, 
 		}
 	}
 	var primaryHeaders, canaryHeaders *networking.Headers
-	if aff := affinity(spec, r); aff != nil {
+	if aff := traffic.Affinity(spec, r); aff != nil {
 		primaryHeaders, canaryHeaders = setCookie(aff, r.Revision, "primary"), setCookie(aff, r.Revision, "canary")
 	}
 	route.Route = append([]*networking.HTTPRouteDestination{
@@ -104,7 +104,7 @@ func weighted(route *networking.HTTPRoute, h hosts, spec *sluicev1.RolloutSpec, 
 	if route.Mirror != nil && h.name(route.Mirror.GetHost()) == h.canary {
 		route.Mirror, route.MirrorPercentage = nil, nil
 	}
-	if pct, ok := mirror(spec, r); ok {
+	if pct, ok := traffic.Mirror(spec, r); ok {
 		route.Mirror = &networking.Destination{Host: h.canary, Port: &networking.PortSelector{Number: h.port}}
 		route.MirrorPercentage = &networking.Percent{Value: float64(pct)}
 	}
@@ -126,9 +126,9 @@ func experimentRoutes(route *networking.HTTPRoute, h hosts, spec *sluicev1.Rollo
 	if ab := spec.Strategy.ABTesting; ab != nil {
 		return []*networking.HTTPRoute{only("ab", h.canary, combine(route.Match, ab.Match))}
 	}
-	if aff := affinity(spec, r); aff != nil {
+	if aff := traffic.Affinity(spec, r); aff != nil {
 		cookie := func(version string) []sluicev1.RequestMatch {
-			return []sluicev1.RequestMatch{{Cookies: map[string]string{aff.CookieName: r.Revision + "-" + version}}}
+			return []sluicev1.RequestMatch{{Cookies: map[string]string{aff.CookieName: traffic.AffinityValue(r.Revision, version)}}}
 		}
 		return []*networking.HTTPRoute{
 			only("affinity-canary", h.canary, combine(route.Match, cookie("canary"))),
@@ -138,34 +138,9 @@ func experimentRoutes(route *networking.HTTPRoute, h hosts, spec *sluicev1.Rollo
 	return nil
 }
 
-func affinity(spec *sluicev1.RolloutSpec, r traffic.Route) *sluicev1.SessionAffinity {
-	if !r.Experiment || spec.Strategy.Canary == nil || spec.Strategy.Canary.SessionAffinity == nil {
-		return nil
-	}
-	a := *spec.Strategy.Canary.SessionAffinity
-	if a.CookieName == "" {
-		a.CookieName = "sluice-affinity"
-	}
-	if a.MaxAge == 0 {
-		a.MaxAge = 86400
-	}
-	return &a
-}
-
-func mirror(spec *sluicev1.RolloutSpec, r traffic.Route) (int32, bool) {
-	bg := spec.Strategy.BlueGreen
-	if !r.Experiment || bg == nil || !bg.Mirror {
-		return 0, false
-	}
-	if bg.MirrorPercent != nil {
-		return *bg.MirrorPercent, true
-	}
-	return 100, true
-}
-
 func setCookie(a *sluicev1.SessionAffinity, revision, version string) *networking.Headers {
 	return &networking.Headers{Response: &networking.Headers_HeaderOperations{Add: map[string]string{
-		"Set-Cookie": fmt.Sprintf("%s=%s-%s; Max-Age=%d; Path=/", a.CookieName, revision, version, a.MaxAge),
+		"Set-Cookie": traffic.SetCookie(a, revision, version),
 	}}}
 }
 
