@@ -133,6 +133,10 @@ func (s *story) watchRoute(kind, name string, until sluicev1.Phase) []routeView 
 			seen = append(seen, v)
 		}
 		if s.getRollout(name).Status.Phase == until {
+			// The route read above may predate the phase: read it once more.
+			if v := s.route(kind, name); !routeViewsEqual(seen[len(seen)-1], v) {
+				seen = append(seen, v)
+			}
 			return seen
 		}
 		time.Sleep(20 * time.Millisecond)
