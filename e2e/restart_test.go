@@ -3,7 +3,9 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,12 +22,14 @@ import (
 func TestOperatorKilledMidRelease(t *testing.T) {
 	s := NewStory(t, "operator-restart")
 	var changed, killed, restarted time.Time
+	var routeWeights func() []string
 	s.Given("app v1 behind a canary Rollout (steps 10, 20, 30, 40, 50; 4s per step), under load", func() {
 		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
 		s.CreateRollout(s.App.GatewayRollout(s.Host, canarySteps(10, 20, 30, 40, 50), &sluicev1.Analysis{
 			Interval: &metav1.Duration{Duration: 4 * time.Second}, Threshold: 2,
 		}))
 		s.WaitPhase(sluicev1.PhaseInitialized, 60*time.Second)
+		routeWeights = s.RecordRouteWeights()
 		s.StartLoad(50)
 		s.WaitServing("v1")
 	}).When("v2 is released and the manager is killed with SIGKILL at weight 30", func() {
@@ -34,6 +38,11 @@ func TestOperatorKilledMidRelease(t *testing.T) {
 			st := s.Status()
 			return st.CanaryWeight == 30, fmt.Sprintf("phase %s weight %d", st.Phase, st.CanaryWeight)
 		})
+		t.Cleanup(func() {
+			if err := s.c.EnsureManager(context.Background()); err != nil {
+				t.Errorf("restarting the manager for the next stories: %v", err)
+			}
+		})
 		s.c.KillManager()
 		killed = time.Now()
 	}).Then("while it is down (6s), the Gateway keeps the 30% split", func() {
@@ -41,7 +50,8 @@ func TestOperatorKilledMidRelease(t *testing.T) {
 		sp := s.Load.SplitBetween(killed.Add(settle), time.Now())
 		s.Figure("split while the manager was down at weight 30%", sp.String())
 		if d := sp.Share("v2") - 30; sp.Total < 20 || d > splitTolerance || d < -splitTolerance {
-			s.Fatalf("split while the manager was down: %s", sp)
+			// Not fatal: the restart and the rest of the release are still checked.
+			s.Errorf("status says weight 30 but the Gateway's split while the manager was down is %s (HTTPRoute %s)", sp, strings.Join(routeWeights(), " -> "))
 		}
 	}).When("the manager is started again", func() {
 		s.Must(s.c.StartManager(s.ctx), "restarting the manager")

@@ -88,6 +88,12 @@ func (s *Story) Fatalf(format string, args ...any) {
 	s.t.Fatalf("[%s] %s", s.step, fmt.Sprintf(format, args...))
 }
 
+// Errorf fails the story in its current step and lets it go on.
+func (s *Story) Errorf(format string, args ...any) {
+	s.t.Helper()
+	s.t.Errorf("[%s] %s", s.step, fmt.Sprintf(format, args...))
+}
+
 // Logf logs a line of the story.
 func (s *Story) Logf(format string, args ...any) {
 	s.t.Helper()

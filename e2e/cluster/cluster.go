@@ -511,6 +511,18 @@ func (c *Cluster) KillManager() {
 	}
 }
 
+// EnsureManager starts the manager when it is not running (after a story
+// that killed it failed before restarting it).
+func (c *Cluster) EnsureManager(ctx context.Context) error {
+	c.mu.Lock()
+	running := c.manager != nil && !c.manager.Exited()
+	c.mu.Unlock()
+	if running {
+		return nil
+	}
+	return c.StartManager(ctx)
+}
+
 // ManagerLog returns the end of the manager's log.
 func (c *Cluster) ManagerLog(n int) string {
 	return tailFile(filepath.Join(c.Dir, "sluice-manager.log"), n)
