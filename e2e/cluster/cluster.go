@@ -562,6 +562,10 @@ func (c *Cluster) Stop() {
 	if c.env != nil {
 		if err := c.env.Stop(); err != nil {
 			c.logf("stopping the API server: %v", err)
+		} else if old, err := filepath.Glob(filepath.Join(c.stateDir, "procs", "envtest-*")); err == nil {
+			for _, f := range old {
+				_ = os.Remove(f)
+			}
 		}
 	}
 	sweepNetwork()

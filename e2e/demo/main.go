@@ -135,6 +135,7 @@ func run() error {
 	load.Stop()
 	c.Stop()
 	stopped = true
+	_ = os.RemoveAll(c.Dir)
 	say("Torn down.")
 	return nil
 }
