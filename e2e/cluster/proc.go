@@ -44,7 +44,7 @@ func startProc(stateDir, logDir, name string, env []string, bin string, args ...
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
 	p := &Proc{Name: name, Log: logPath, cmd: cmd, done: make(chan struct{})}
-	p.reg = registerPID(stateDir, name, cmd.Process.Pid, bin)
+	p.reg = registerPID(stateDir, name, cmd.Process.Pid, cmd.Path)
 	go func() {
 		p.err = cmd.Wait()
 		_ = f.Close()
