@@ -35,7 +35,9 @@ type scope struct {
 	routed   *traffic.Route // what the router holds; nil when unknown
 	// actionTaken is set once the action annotation was acted on.
 	actionTaken bool
-	obs         statemachine.Observation
+	// fresh is set once the cached Rollout was found current in this reconcile.
+	fresh bool
+	obs   statemachine.Observation
 }
 
 // observe gathers what the state machine needs. It returns an error only for

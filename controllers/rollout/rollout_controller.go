@@ -207,9 +207,13 @@ func (r *Reconciler) decideAndAct(ctx context.Context, sc *scope) (statemachine.
 		if d.Need != nil {
 			// Hooks and checks act on the world: only from a current copy,
 			// or a copy missing our last status patch would call them again.
-			if fresh, err := r.isCurrent(ctx, sc.ro); err != nil || !fresh {
-				d.Status, d.Need = status, nil
-				return d, errors.Join(err, errStale)
+			if !sc.fresh {
+				fresh, err := r.isCurrent(ctx, sc.ro)
+				if err != nil || !fresh {
+					d.Status, d.Need = status, nil
+					return d, errors.Join(err, errStale)
+				}
+				sc.fresh = true
 			}
 			if need := *d.Need; !r.gather(ctx, sc, &need, gathered) {
 				// Nothing new could be gathered: keep what was decided so far.
@@ -224,13 +228,18 @@ func (r *Reconciler) decideAndAct(ctx context.Context, sc *scope) (statemachine.
 			continue
 		}
 		status = d.Status
-		r.emit(sc.ro, &status, d.Events)
 		sc.obs.Checks, sc.obs.Gates = nil, nil
 		if sc.obs.Action != "" {
 			// An action is carried out once, in the first decision.
 			sc.obs.Action, sc.actionTaken = "", true
 		}
 		changed, err := r.act(ctx, sc, d.Desired)
+		if errors.Is(err, errStale) {
+			// Decided from a stale copy: nothing of it is kept or told.
+			d.Status = sc.ro.Status
+			return d, err
+		}
+		r.emit(sc.ro, &status, d.Events)
 		if err != nil || !changed {
 			return d, err
 		}
@@ -302,15 +311,27 @@ func (r *Reconciler) act(ctx context.Context, sc *scope, want statemachine.Desir
 	if sc.obs.Blocked != "" || sc.router == nil {
 		return false, nil
 	}
+	route := traffic.Route{Weights: traffic.ForCanary(want.CanaryWeight), Experiment: want.Experiment}
+	if want.Experiment {
+		route.Revision = sc.revision
+	}
+	// A copy of the Rollout that misses our last status patch would write
+	// an older route or scale: write only from a current one.
+	if !sc.fresh && r.wouldWrite(sc, want, route) {
+		fresh, err := r.isCurrent(ctx, sc.ro)
+		if err != nil {
+			return false, err
+		}
+		if !fresh {
+			return false, errStale
+		}
+		sc.fresh = true
+	}
 	changed := false
 	if sc.target != nil && want.PrimaryRevision != "" && want.PrimaryRevision != sc.obs.PrimaryRevision {
 		if err := r.promotePrimary(ctx, sc, want.PrimaryRevision); err != nil {
 			return false, err
 		}
-	}
-	route := traffic.Route{Weights: traffic.ForCanary(want.CanaryWeight), Experiment: want.Experiment}
-	if want.Experiment {
-		route.Revision = sc.revision
 	}
 	if sc.routed == nil || *sc.routed != route {
 		applied, err := sc.router.Apply(ctx, sc.route, route)
@@ -445,4 +466,18 @@ func (r *Reconciler) enqueueStalledOnRouter() handler.EventHandler {
 		}
 		return reqs
 	})
+}
+
+// wouldWrite reports whether acting on want changes anything in the cluster.
+func (r *Reconciler) wouldWrite(sc *scope, want statemachine.Desired, route traffic.Route) bool {
+	if sc.routed == nil || *sc.routed != route {
+		return true
+	}
+	if sc.target == nil {
+		return false
+	}
+	if want.PrimaryRevision != "" && want.PrimaryRevision != sc.obs.PrimaryRevision {
+		return true
+	}
+	return want.CanaryUp != (replicasOf(sc.target) > 0)
 }

@@ -1,6 +1,7 @@
 package rollout_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	networking "istio.io/api/networking/v1alpha3"
 	istiov1 "istio.io/client-go/pkg/apis/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -56,11 +58,20 @@ type routeView struct {
 
 func (s *story) route(kind, name string) routeView {
 	s.t.Helper()
+	var obj client.Object = &gwv1.HTTPRoute{}
+	if kind == "istio" {
+		obj = &istiov1.VirtualService{}
+	}
+	s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: name}, obj))
+	return viewOf(kind, name, obj)
+}
+
+// viewOf reads a route object (an HTTPRoute or a VirtualService).
+func viewOf(kind, name string, obj runtime.Object) routeView {
 	var v routeView
 	switch kind {
 	case "gatewayAPI":
-		r := &gwv1.HTTPRoute{}
-		s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: name}, r))
+		r := obj.(*gwv1.HTTPRoute)
 		for _, rule := range r.Spec.Rules {
 			if rule.Name != nil && strings.HasPrefix(string(*rule.Name), "sluice-") {
 				v.inserted = append(v.inserted, string(*rule.Name))
@@ -90,8 +101,7 @@ func (s *story) route(kind, name string) routeView {
 			}
 		}
 	case "istio":
-		vs := &istiov1.VirtualService{}
-		s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: name}, vs))
+		vs := obj.(*istiov1.VirtualService)
 		for _, h := range vs.Spec.Http {
 			if strings.HasPrefix(h.Name, "sluice-") {
 				v.inserted = append(v.inserted, h.Name)
@@ -121,28 +131,49 @@ func (s *story) route(kind, name string) routeView {
 	return v
 }
 
-// watchRoute samples the route until the Rollout reaches phase, returning
-// every distinct view seen, in order.
+// watchRoute follows the route with a watch (every write is seen, however
+// short-lived) until the Rollout reaches phase, and returns every distinct
+// view, in order.
 func (s *story) watchRoute(kind, name string, until sluicev1.Phase) []routeView {
 	s.t.Helper()
+	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: k8sClient.Scheme()})
+	s.must(err)
+	var list client.ObjectList = &gwv1.HTTPRouteList{}
+	if kind == "istio" {
+		list = &istiov1.VirtualServiceList{}
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, storyTimeout)
+	defer cancel()
+	w, err := wc.Watch(ctx, list, client.InNamespace(s.ns))
+	s.must(err)
+	defer w.Stop()
 	var seen []routeView
-	deadline := time.Now().Add(storyTimeout)
-	for time.Now().Before(deadline) {
-		v := s.route(kind, name)
+	add := func(v routeView) {
 		if len(seen) == 0 || !routeViewsEqual(seen[len(seen)-1], v) {
 			seen = append(seen, v)
 		}
-		if s.getRollout(name).Status.Phase == until {
-			// The route read above may predate the phase: read it once more.
-			if v := s.route(kind, name); !routeViewsEqual(seen[len(seen)-1], v) {
-				seen = append(seen, v)
-			}
-			return seen
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
-	s.t.Fatalf("Rollout %s did not reach %s; route views %+v", name, until, seen)
-	return nil
+	add(s.route(kind, name))
+	done := time.NewTicker(50 * time.Millisecond)
+	defer done.Stop()
+	for {
+		select {
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				s.t.Fatalf("the route watch ended before %s reached %s; views %+v", name, until, seen)
+			}
+			if obj, isObj := ev.Object.(client.Object); isObj && obj.GetName() == name {
+				add(viewOf(kind, name, ev.Object))
+			}
+		case <-done.C:
+			if s.getRollout(name).Status.Phase == until {
+				add(s.route(kind, name))
+				return seen
+			}
+		case <-ctx.Done():
+			s.t.Fatalf("Rollout %s did not reach %s; route views %+v", name, until, seen)
+		}
+	}
 }
 
 func routeViewsEqual(a, b routeView) bool {
