@@ -46,6 +46,13 @@ func buildPrimary(target *appsv1.Deployment, primarySelector map[string]string, 
 	if spec.Template.Labels == nil {
 		spec.Template.Labels = map[string]string{}
 	}
+	// The revision on the pod template too: a release of configuration only
+	// leaves the template otherwise unchanged, and the primary's pods must
+	// restart to read their new -primary copies.
+	if spec.Template.Annotations == nil {
+		spec.Template.Annotations = map[string]string{}
+	}
+	spec.Template.Annotations[RevisionAnnotation] = rev
 	maps.Copy(spec.Template.Labels, primarySelector)
 	renameConfigRefs(&spec.Template.Spec, copied)
 

@@ -144,6 +144,11 @@ func TestAConfigMapChangeIsReleasedLikeAnImageChange(t *testing.T) {
 	if got := copyOf().Data["color"]; got != "green" {
 		t.Errorf("after the release the primary's copy has color=%q, want green", got)
 	}
+	// The primary's pods must restart to read the new copy.
+	stable := s.getRollout("podinfo").Status.StableRevision
+	if got := s.getDeployment("podinfo-primary").Spec.Template.Annotations["sluice.dev/revision"]; got != stable {
+		t.Errorf("the primary's pod template is at revision %q, want %q: its pods keep the old configuration", got, stable)
+	}
 	s.expectKStatus("podinfo", status.CurrentStatus)
 }
 

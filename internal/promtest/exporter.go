@@ -42,7 +42,7 @@ func Istio(namespace, workload string) Source {
 }
 
 // Traefik is Traefik's per-service metrics; service is the Traefik service
-// name, e.g. shop-podinfo-canary-9898@kubernetesgateway.
+// name, e.g. shop-podinfo-canary-http-9898@kubernetesgateway.
 func Traefik(service string) Source {
 	return Source{Requests: "traefik_service_requests_total", CodeLabel: "code", Duration: "traefik_service_request_duration_seconds",
 		Labels: map[string]string{"service": service, "method": "GET", "protocol": "http"}}

@@ -72,9 +72,10 @@ func sourceFor(ro *sluicev1.Rollout, v queryVars, gw GatewayFlavor) (requestSour
 			selector: fmt.Sprintf(`reporter="destination",destination_workload_namespace=%q,destination_workload=%q`, v.Namespace, v.Target),
 		}, nil
 	case r != nil && r.GatewayAPI != nil && gw == GatewayTraefik:
-		// Traefik's Kubernetes Gateway provider names the backend service
-		// <namespace>-<service>-<port>, and metrics carry the provider suffix.
-		svc := fmt.Sprintf("%s-%s-canary-%d@kubernetesgateway", v.Namespace, v.Service, v.Port)
+		// Traefik's Kubernetes Gateway provider names an HTTPRoute backend
+		// <namespace>-<service>-http-<port>, and metrics carry the provider
+		// suffix (as a real Traefik v3.6 exports it in the e2e tests).
+		svc := fmt.Sprintf("%s-%s-canary-http-%d@kubernetesgateway", v.Namespace, v.Service, v.Port)
 		return requestSource{
 			requests: "traefik_service_requests_total", codeLabel: "code",
 			buckets: "traefik_service_request_duration_seconds_bucket", toMillis: " * 1000",

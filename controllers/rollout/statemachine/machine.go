@@ -555,6 +555,7 @@ func (m *machine) waitingPromotion() bool {
 		return false
 	}
 	m.st.Phase = sluicev1.PhasePromoting
+	m.event(corev1.EventTypeNormal, "GateOpened", "confirm-promotion gate opened")
 	m.event(corev1.EventTypeNormal, "Promoting", "confirm-promotion gate opened: promoting revision "+m.st.CanaryRevision)
 	return true
 }

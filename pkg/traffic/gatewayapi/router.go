@@ -71,8 +71,9 @@ func (r *Router) EnsureRoutes(ctx context.Context, t traffic.Target) error {
 	if equality.Semantic.DeepEqual(route.Spec.ParentRefs, parents) && equality.Semantic.DeepEqual(route.Spec.Hostnames, hosts) {
 		return nil
 	}
+	patch := client.MergeFrom(route.DeepCopy())
 	route.Spec.ParentRefs, route.Spec.Hostnames = parents, hosts
-	if err := r.Client.Update(ctx, route); err != nil {
+	if err := r.Client.Patch(ctx, route, patch); err != nil {
 		return fmt.Errorf("updating HTTPRoute %s: %w", name, err)
 	}
 	return nil
@@ -154,12 +155,15 @@ func (r *Router) Apply(ctx context.Context, t traffic.Target, want traffic.Route
 	}
 	rules := buildRules(route.Spec.Rules, b, spec, want)
 	if !sameRules(rules, route.Spec.Rules) || route.Annotations[traffic.RouteAnnotation] != want.String() {
+		// A patch, not an update: the gateway writes the route's status
+		// concurrently, and the rules are Sluice's to set either way.
+		patch := client.MergeFrom(route.DeepCopy())
 		route.Spec.Rules = rules
 		if route.Annotations == nil {
 			route.Annotations = map[string]string{}
 		}
 		route.Annotations[traffic.RouteAnnotation] = want.String()
-		if err := r.Client.Update(ctx, route); err != nil {
+		if err := r.Client.Patch(ctx, route, patch); err != nil {
 			return traffic.Applied{}, fmt.Errorf("updating HTTPRoute %s: %w", route.Name, err)
 		}
 	}
@@ -206,6 +210,7 @@ func (r *Router) Finalize(ctx context.Context, t traffic.Target, revert bool) er
 		return nil // garbage-collected with the Rollout
 	}
 	b := backendsOf(t)
+	patch := client.MergeFrom(route.DeepCopy())
 	var rules []gwv1.HTTPRouteRule
 	for _, rule := range buildRules(route.Spec.Rules, b, &t.Rollout.Spec, traffic.Route{Weights: traffic.ForCanary(0)}) {
 		if b.managed(rule) {
@@ -233,7 +238,7 @@ func (r *Router) Finalize(ctx context.Context, t traffic.Target, revert bool) er
 		delete(labels, traffic.ManagedByLabel)
 		route.Labels = labels
 	}
-	if err := r.Client.Update(ctx, route); err != nil {
+	if err := r.Client.Patch(ctx, route, patch); err != nil {
 		return fmt.Errorf("handing HTTPRoute %s back: %w", route.Name, err)
 	}
 	return nil

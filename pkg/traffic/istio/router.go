@@ -96,8 +96,9 @@ func (r *Router) EnsureRoutes(ctx context.Context, t traffic.Target) error {
 	if proto.Equal(want, &vs.Spec) {
 		return nil
 	}
+	patch := client.MergeFrom(vs.DeepCopy())
 	want.DeepCopyInto(&vs.Spec)
-	if err := r.Client.Update(ctx, vs); err != nil {
+	if err := r.Client.Patch(ctx, vs, patch); err != nil {
 		return fmt.Errorf("updating VirtualService %s: %w", name, err)
 	}
 	return nil
@@ -158,12 +159,13 @@ func (r *Router) Apply(ctx context.Context, t traffic.Target, want traffic.Route
 	}
 	http := buildHTTP(vs.Spec.Http, h, spec, want)
 	if !sameHTTP(http, vs.Spec.Http) || vs.Annotations[traffic.RouteAnnotation] != want.String() {
+		patch := client.MergeFrom(vs.DeepCopy())
 		vs.Spec.Http = http
 		if vs.Annotations == nil {
 			vs.Annotations = map[string]string{}
 		}
 		vs.Annotations[traffic.RouteAnnotation] = want.String()
-		if err := r.Client.Update(ctx, vs); err != nil {
+		if err := r.Client.Patch(ctx, vs, patch); err != nil {
 			return traffic.Applied{}, fmt.Errorf("updating VirtualService %s: %w", vs.Name, err)
 		}
 	}
@@ -211,6 +213,7 @@ func (r *Router) Finalize(ctx context.Context, t traffic.Target, revert bool) er
 		return nil
 	}
 	h := hostsOf(t)
+	patch := client.MergeFrom(vs.DeepCopy())
 	http := buildHTTP(vs.Spec.Http, h, &t.Rollout.Spec, traffic.Route{Weights: traffic.ForCanary(0)})
 	for _, route := range http {
 		if !h.managed(route) {
@@ -236,7 +239,7 @@ func (r *Router) Finalize(ctx context.Context, t traffic.Target, revert bool) er
 		vs.OwnerReferences = owners
 		delete(vs.Labels, traffic.ManagedByLabel)
 	}
-	if err := r.Client.Update(ctx, vs); err != nil {
+	if err := r.Client.Patch(ctx, vs, patch); err != nil {
 		return fmt.Errorf("handing VirtualService %s back: %w", vs.Name, err)
 	}
 	return nil
