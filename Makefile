@@ -90,6 +90,20 @@ test: envtest prometheus vet ## Run every unit and envtest test against a real k
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
 	cd charts/sluice/test && go vet ./... && KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
 
+##@ Local cluster
+
+.PHONY: e2e-tools
+e2e-tools: ## Build kube-controller-manager, kube-scheduler, kwok and Traefik from source into the cache (skipped when present).
+	SLUICE_CACHE="$(SLUICE_CACHE)" hack/e2e-tools.sh
+
+.PHONY: e2e
+e2e: envtest prometheus e2e-tools ## End-to-end scenarios on a real local cluster with real traffic (needs root).
+	SLUICE_CACHE="$(SLUICE_CACHE)" KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -tags e2e -count=1 -v -timeout 30m ./e2e/
+
+.PHONY: demo
+demo: envtest prometheus e2e-tools ## Watch Sluice release a good and a bad version through real traffic (needs root; DEMO_KEEP=1 leaves it up).
+	SLUICE_CACHE="$(SLUICE_CACHE)" KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./e2e/demo
+
 .PHONY: bench
 bench: envtest ## Benchmarks: a decision, N Rollouts on a real API server, the load generator's rate.
 	go test -run '^$$' -bench . -count 5 ./controllers/rollout/statemachine/

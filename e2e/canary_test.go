@@ -33,28 +33,6 @@ func successRate(min float64) sluicev1.MetricCheck {
 		Name:           sluicev1.MetricRequestSuccessRate,
 		ThresholdRange: sluicev1.ThresholdRange{Min: ptr.To(min)},
 		Interval:       &metav1.Duration{Duration: 10 * time.Second},
-	}
-}
-
-// traefikSuccessRate creates a MetricTemplate reading the canary's success
-// rate from Traefik's metrics under the service name real Traefik exports
-// (<namespace>-<service>-http-<port>@kubernetesgateway), and returns a
-// check using it.
-func (s *Story) traefikSuccessRate(min float64) sluicev1.MetricCheck {
-	s.t.Helper()
-	svc := `{{ .namespace }}-{{ .service }}-canary-http-80@kubernetesgateway`
-	q := `100 * (1 - ((sum(rate(traefik_service_requests_total{service="` + svc + `",code=~"5.."}[{{ .interval }}])) or on() vector(0))` +
-		` / (sum(rate(traefik_service_requests_total{service="` + svc + `"}[{{ .interval }}])) > 0)))`
-	mt := &sluicev1.MetricTemplate{
-		ObjectMeta: metav1.ObjectMeta{Namespace: s.NS, Name: "traefik-success-rate"},
-		Spec:       sluicev1.MetricTemplateSpec{Provider: sluicev1.MetricProvider{Type: "prometheus"}, Query: q},
-	}
-	s.Must(s.c.Client.Create(s.ctx, mt), "creating the MetricTemplate")
-	return sluicev1.MetricCheck{
-		Name:           "success-rate",
-		TemplateRef:    &sluicev1.LocalObjectReference{Name: mt.Name},
-		ThresholdRange: sluicev1.ThresholdRange{Min: ptr.To(min)},
-		Interval:       &metav1.Duration{Duration: 10 * time.Second},
 		// The first check may come before Traefik has sent the canary a
 		// request: hold instead of counting a failure.
 		OnNoData: sluicev1.NoDataHold,
@@ -72,7 +50,7 @@ func TestCanaryPromotedThroughGateway(t *testing.T) {
 		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
 		s.CreateRollout(s.App.GatewayRollout(s.Host, canarySteps(10, 30, 50), &sluicev1.Analysis{
 			Interval: &metav1.Duration{Duration: 4 * time.Second}, Threshold: 2,
-			Metrics: []sluicev1.MetricCheck{s.traefikSuccessRate(99)},
+			Metrics: []sluicev1.MetricCheck{successRate(99)},
 		}))
 		s.WaitPhase(sluicev1.PhaseInitialized, 60*time.Second)
 		routeWeights = s.RecordRouteWeights()

@@ -69,25 +69,17 @@ func run() error {
 	}}}, &sluicev1.Analysis{
 		Interval:  &metav1.Duration{Duration: 5 * time.Second},
 		Threshold: 2,
-		// MetricTemplates with the service label real Traefik exports
-		// (<ns>-<svc>-http-<port>@kubernetesgateway): the built-in
-		// request-success-rate/request-duration of --gateway-flavor traefik
-		// query <ns>-<svc>-<port>@kubernetesgateway, which Traefik v3.6 never
-		// exports, so they only ever see "no data".
+		// The built-in checks, read from Traefik's own metrics
+		// (--gateway-flavor traefik); hold while the canary has no traffic yet.
 		Metrics: []sluicev1.MetricCheck{
-			{Name: "success-rate", TemplateRef: &sluicev1.LocalObjectReference{Name: "traefik-success-rate"}, ThresholdRange: sluicev1.ThresholdRange{Min: ptr.To(99.0)}, Interval: &metav1.Duration{Duration: 10 * time.Second}, OnNoData: sluicev1.NoDataHold},
-			{Name: "p99-latency", TemplateRef: &sluicev1.LocalObjectReference{Name: "traefik-p99"}, ThresholdRange: sluicev1.ThresholdRange{Max: ptr.To(500.0)}, Interval: &metav1.Duration{Duration: 10 * time.Second}, OnNoData: sluicev1.NoDataHold},
+			{Name: sluicev1.MetricRequestSuccessRate, ThresholdRange: sluicev1.ThresholdRange{Min: ptr.To(99.0)}, Interval: &metav1.Duration{Duration: 10 * time.Second}, OnNoData: sluicev1.NoDataHold},
+			{Name: sluicev1.MetricRequestDuration, ThresholdRange: sluicev1.ThresholdRange{Max: ptr.To(500.0)}, Interval: &metav1.Duration{Duration: 10 * time.Second}, OnNoData: sluicev1.NoDataHold},
 		},
 		Webhooks: []sluicev1.Webhook{{
 			Name: "load", Type: sluicev1.HookRollout, URL: c.LoadtesterURL + "/",
 			Metadata: map[string]string{"url": c.GatewayURL + "/", "header-Host": host, "rate": "10", "duration": "5s"},
 		}},
 	})
-	for _, mt := range metricTemplates() {
-		if err := c.Client.Create(ctx, mt); err != nil {
-			return err
-		}
-	}
 	if err := c.Client.Create(ctx, ro); err != nil {
 		return err
 	}
@@ -142,21 +134,6 @@ func run() error {
 
 // metricTemplates read the canary's success rate and p99 from Traefik's
 // metrics.
-func metricTemplates() []*sluicev1.MetricTemplate {
-	svc := `{{ .namespace }}-{{ .service }}-canary-http-80@kubernetesgateway`
-	return []*sluicev1.MetricTemplate{
-		{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "traefik-success-rate"},
-			Spec: sluicev1.MetricTemplateSpec{Provider: sluicev1.MetricProvider{Type: "prometheus"}, Query: `100 * (1 - ((sum(rate(traefik_service_requests_total{service="` + svc + `",code=~"5.."}[{{ .interval }}])) or on() vector(0))` +
-				` / (sum(rate(traefik_service_requests_total{service="` + svc + `"}[{{ .interval }}])) > 0)))`},
-		},
-		{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "traefik-p99"},
-			Spec:       sluicev1.MetricTemplateSpec{Provider: sluicev1.MetricProvider{Type: "prometheus"}, Query: `(histogram_quantile(0.99, sum by (le) (rate(traefik_service_request_duration_seconds_bucket{service="` + svc + `"}[{{ .interval }}]))) * 1000) >= 0`},
-		},
-	}
-}
-
 func say(format string, args ...any) {
 	fmt.Printf("\n==> "+format+"\n", args...)
 }
