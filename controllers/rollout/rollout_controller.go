@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -282,9 +283,9 @@ func (r *Reconciler) runChecks(ctx context.Context, ro *sluicev1.Rollout, rev st
 	out := &statemachine.CheckResult{Outcome: statemachine.CheckPass, Metrics: res.Metrics}
 	switch {
 	case len(res.Failed) > 0:
-		out.Outcome, out.Message = statemachine.CheckFail, fmt.Sprint(res.Failed)
+		out.Outcome, out.Message = statemachine.CheckFail, strings.Join(res.Failed, "; ")
 	case len(res.Held) > 0:
-		out.Outcome, out.Message = statemachine.CheckHold, fmt.Sprint(res.Held)
+		out.Outcome, out.Message = statemachine.CheckHold, strings.Join(res.Held, "; ")
 	}
 	return out
 }

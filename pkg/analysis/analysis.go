@@ -128,7 +128,8 @@ func Judge(check sluicev1.MetricCheck, v float64, err error) sluicev1.MetricStat
 		ms.Verdict = VerdictError
 		ms.Message = fmt.Sprintf("%s: the query returned %v", check.Name, v)
 	default:
-		ms.Value = strconv.FormatFloat(v, 'f', -1, 64)
+		// Six significant digits: what a person reads, not float noise.
+		ms.Value = strconv.FormatFloat(v, 'g', 6, 64)
 		r := check.ThresholdRange
 		var out []string
 		if r.Min != nil && v < *r.Min {
