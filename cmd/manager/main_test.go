@@ -103,15 +103,7 @@ func TestTheManagerRunsAgainstAKubeconfigAndReconciles(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.RunFakeKubelet(ctx, c, "default", nil)
-	labels := map[string]string{"app": "web"}
-	must(t, c.Create(ctx, &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](1), Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "web:1"}}}},
-		},
-	}))
+	must(t, c.Create(ctx, deployment("web")))
 	must(t, c.Create(ctx, &sluicev1.Rollout{
 		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
 		Spec: sluicev1.RolloutSpec{
@@ -133,15 +125,7 @@ func TestTheManagerRunsAgainstAKubeconfigAndReconciles(t *testing.T) {
 	})
 	// A Rollout for a router whose CRDs are not installed stalls, naming the
 	// missing CRD; the manager keeps serving the others (above).
-	edgeLabels := map[string]string{"app": "edge"}
-	must(t, c.Create(ctx, &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "edge", Namespace: "default"},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](1), Selector: &metav1.LabelSelector{MatchLabels: edgeLabels},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: edgeLabels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "edge", Image: "edge:1"}}}},
-		},
-	}))
+	must(t, c.Create(ctx, deployment("edge")))
 	must(t, c.Create(ctx, &sluicev1.Rollout{
 		ObjectMeta: metav1.ObjectMeta{Name: "edge", Namespace: "default"},
 		Spec: sluicev1.RolloutSpec{
@@ -256,4 +240,17 @@ func tail(s string, n int) string {
 		return s[len(s)-n:]
 	}
 	return s
+}
+
+// deployment is a one-replica Deployment in the default namespace.
+func deployment(name string) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](1), Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: name, Image: name + ":1"}}}},
+		},
+	}
 }
