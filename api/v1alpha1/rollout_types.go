@@ -79,9 +79,9 @@ type RolloutSpec struct {
 	// +optional
 	SkipAnalysis bool `json:"skipAnalysis,omitempty"`
 
-	// RevertOnDeletion, when the Rollout is deleted, scales the target back
-	// up and routes traffic to it before Sluice's objects are removed, so the
-	// application keeps serving without Sluice.
+	// RevertOnDeletion is deprecated and has no effect: deleting a Rollout
+	// always scales the target back up, waits until it is ready, and routes
+	// traffic to it before Sluice's objects are removed.
 	// +optional
 	RevertOnDeletion bool `json:"revertOnDeletion,omitempty"`
 }
@@ -683,6 +683,23 @@ type RolloutStatus struct {
 	// remaining steps and gates of the current run.
 	// +optional
 	FullPromotion bool `json:"fullPromotion,omitempty"`
+
+	// PromotionStartedAt is when the current promotion started; the
+	// progress deadline of the promotion counts from here.
+	// +optional
+	PromotionStartedAt *metav1.Time `json:"promotionStartedAt,omitempty"`
+
+	// TargetScaledDown is true once the target was seen at zero replicas
+	// outside a run: a replica count set on it afterwards is its owner's
+	// wish and passed on to the primary, while a count left over from a run
+	// never lowers the primary.
+	// +optional
+	TargetScaledDown bool `json:"targetScaledDown,omitempty"`
+
+	// HandedBackAt is when, during deletion, traffic was handed back to the
+	// target; Sluice's objects are removed a short drain time later.
+	// +optional
+	HandedBackAt *metav1.Time `json:"handedBackAt,omitempty"`
 
 	// PostRolloutPending is true until the post-rollout hooks ran after a run.
 	// +optional

@@ -689,6 +689,14 @@ func (in *RolloutStatus) DeepCopyInto(out *RolloutStatus) {
 		in, out := &in.LastCheckAt, &out.LastCheckAt
 		*out = (*in).DeepCopy()
 	}
+	if in.PromotionStartedAt != nil {
+		in, out := &in.PromotionStartedAt, &out.PromotionStartedAt
+		*out = (*in).DeepCopy()
+	}
+	if in.HandedBackAt != nil {
+		in, out := &in.HandedBackAt, &out.HandedBackAt
+		*out = (*in).DeepCopy()
+	}
 	if in.Metrics != nil {
 		in, out := &in.Metrics, &out.Metrics
 		*out = make([]MetricStatus, len(*in))

@@ -11,12 +11,16 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
+	"github.com/sluice-dev/sluice/controllers/rollout/statemachine"
 	"github.com/sluice-dev/sluice/pkg/traffic"
 )
 
 // promotePrimary gives the primary the target's template and configuration
 // at revision rev: config copies first, so new primary pods find them.
 func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) error {
+	if sc.primary != nil && rev == sc.ro.Status.StableRevision && rev != sc.revision {
+		return r.restorePrimary(ctx, sc, rev)
+	}
 	if rev != sc.revision {
 		// The target moved on; the state machine restarts the run.
 		return nil
@@ -25,13 +29,12 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 	if err != nil {
 		return err
 	}
+	// Never fewer replicas than serve now, on either side.
 	replicas := replicasOf(sc.target)
-	if replicas == 0 {
-		replicas = 1
-		if sc.primary != nil {
-			replicas = replicasOf(sc.primary)
-		}
+	if sc.primary != nil {
+		replicas = max(replicas, replicasOf(sc.primary))
 	}
+	replicas = max(replicas, 1)
 	want := buildPrimary(sc.target, sc.route.PrimarySelector, copied, rev, replicas)
 	if err := controllerutil.SetControllerReference(sc.ro, want, r.Scheme()); err != nil {
 		return err
@@ -42,11 +45,11 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 		}
 	} else {
 		p := sc.primary.DeepCopy()
+		if err := keepStableTemplate(p, sc.ro.Status.StableRevision); err != nil {
+			return err
+		}
 		p.Spec = want.Spec
 		p.Labels = want.Labels
-		if p.Annotations == nil {
-			p.Annotations = map[string]string{}
-		}
 		p.Annotations[RevisionAnnotation] = rev
 		if err := r.Update(ctx, p); err != nil {
 			return fmt.Errorf("updating primary Deployment %s: %w", p.Name, err)
@@ -58,6 +61,29 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 	sc.obs.PrimaryReady, _ = deploymentReady(want)
 	r.Recorder.Eventf(sc.ro, nil, corev1.EventTypeNormal, "PrimaryUpdated", "Promote",
 		"primary Deployment %s set to revision %s", want.Name, rev)
+	return nil
+}
+
+// restorePrimary puts the stable revision's template, kept on the primary
+// when its promotion started, back on the primary (an abort during a
+// promotion). The replicas stay as they are.
+func (r *Reconciler) restorePrimary(ctx context.Context, sc *scope, rev string) error {
+	p := sc.primary.DeepCopy()
+	tmpl, err := stableTemplate(p, rev)
+	if err != nil || tmpl == nil {
+		// Observe reported it as not restorable; the state machine stalls.
+		return err
+	}
+	p.Spec.Template = *tmpl
+	p.Annotations[RevisionAnnotation] = rev
+	if err := r.Update(ctx, p); err != nil {
+		return fmt.Errorf("restoring primary Deployment %s to revision %s: %w", p.Name, rev, err)
+	}
+	sc.primary = p
+	sc.obs.PrimaryRevision = rev
+	sc.obs.PrimaryReady, sc.obs.PrimaryMessage = deploymentReady(p)
+	r.Recorder.Eventf(sc.ro, nil, corev1.EventTypeNormal, "PrimaryRestoring", "Rollback",
+		"primary Deployment %s given back the template of revision %s", p.Name, rev)
 	return nil
 }
 
@@ -129,28 +155,60 @@ func kindOf(o client.Object) configKind {
 	return kindConfigMap
 }
 
-// scaleTarget runs the target (the canary) at the primary's size or scales it
-// to zero. A replica count set on the target by its owner while it is scaled
-// down is passed on to the primary first: it is the owner's wish.
-func (r *Reconciler) scaleTarget(ctx context.Context, sc *scope, up bool) error {
+// scaleTarget runs the target (the canary) or scales it to zero.
+//
+// Up, it runs at least the primary's size (so it can carry any weight it
+// will get) and at least want.CanaryMinReplicas, never fewer than it has (an
+// autoscaler may have grown it). Its pods carry the checksum of the
+// configuration they read, so a ConfigMap or Secret change restarts them.
+//
+// Down, the primary first takes the target's count when its owner set it on
+// the parked target (PassOwnerReplicas); a count left over from a run only
+// ever raises the primary, never lowers it.
+func (r *Reconciler) scaleTarget(ctx context.Context, sc *scope, want statemachine.Desired) error {
 	cur := replicasOf(sc.target)
-	var want int32
-	switch {
-	case up && cur > 0, !up && cur == 0:
-		return nil
-	case up:
-		want = 1
-		if sc.primary != nil && replicasOf(sc.primary) > 0 {
-			want = replicasOf(sc.primary)
+	if !want.CanaryUp {
+		if cur == 0 {
+			return nil
 		}
-	default:
-		if sc.primary != nil && replicasOf(sc.primary) != cur {
-			if err := r.setReplicas(ctx, sc.primary, cur); err != nil {
-				return err
+		if sc.primary != nil {
+			n := max(replicasOf(sc.primary), cur)
+			if want.PassOwnerReplicas {
+				n = cur
+			}
+			if n != replicasOf(sc.primary) {
+				if err := r.setReplicas(ctx, sc.primary, n); err != nil {
+					return err
+				}
 			}
 		}
+		return r.setReplicas(ctx, sc.target, 0)
 	}
-	return r.setReplicas(ctx, sc.target, want)
+	n := max(cur, want.CanaryMinReplicas)
+	if cur == 0 {
+		n = max(n, 1)
+		if sc.primary != nil {
+			n = max(n, replicasOf(sc.primary))
+		}
+	}
+	restart := needsConfigRestart(sc.target, sc.configs)
+	if n == cur && !restart {
+		return nil
+	}
+	patch := client.MergeFrom(sc.target.DeepCopy())
+	sc.target.Spec.Replicas = &n
+	if stamp := configStamp(sc.configs); restart || cur == 0 {
+		if sc.target.Spec.Template.Annotations == nil {
+			sc.target.Spec.Template.Annotations = map[string]string{}
+		}
+		sc.target.Spec.Template.Annotations[ConfigStampAnnotation] = stamp
+	}
+	if err := r.Patch(ctx, sc.target, patch); err != nil {
+		return fmt.Errorf("scaling Deployment %s to %d: %w", sc.target.Name, n, err)
+	}
+	// New pods must be ready before any check counts.
+	sc.obs.CanaryReady, sc.obs.CanaryMessage = deploymentReady(sc.target)
+	return nil
 }
 
 func (r *Reconciler) setReplicas(ctx context.Context, d *appsv1.Deployment, n int32) error {

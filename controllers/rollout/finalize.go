@@ -8,6 +8,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
@@ -21,10 +23,18 @@ import (
 // objects are garbage-collected.
 const finalizer = "sluice.dev/finalizer"
 
-// finalize runs when a Rollout is deleted. With revertOnDeletion the target is
-// scaled back up, and once it is ready the apex Service and the routes point
-// at it and are handed back; without it, only adopted routes are handed back
-// and the generated objects go with the Rollout.
+// handoverDrain is how long Sluice's objects outlive the handover of traffic
+// to the target, so that gateways and kube-proxy apply the new routes and
+// endpoints before the primary's pods start terminating.
+const handoverDrain = 5 * time.Second
+
+// finalize runs when a Rollout is deleted, in the order that never leaves
+// clients without a ready backend: the target is scaled back up to the
+// primary's size and waited for until ready; then the apex Service and the
+// routes are moved to it and handed back to the user; and only after a short
+// drain is the finalizer removed, so that the primary and Sluice's other
+// objects are garbage-collected. A target that never becomes ready holds the
+// deletion (Stalled, with an event) rather than cause an outage.
 func (r *Reconciler) finalize(ctx context.Context, ro *sluicev1.Rollout) (ctrl.Result, error) {
 	if !controllerutil.ContainsFinalizer(ro, finalizer) {
 		return ctrl.Result{}, nil
@@ -33,23 +43,40 @@ func (r *Reconciler) finalize(ctx context.Context, ro *sluicev1.Rollout) (ctrl.R
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	revert := ro.Spec.RevertOnDeletion && target != nil
-	if revert {
-		if wait, err := r.revertTarget(ctx, ro, target, primary); err != nil || wait > 0 {
-			return ctrl.Result{RequeueAfter: wait}, err
+	router, routerErr := r.Routers(ro)
+	if target != nil {
+		if ro.Status.HandedBackAt == nil {
+			if wait, err := r.revertTarget(ctx, ro, target, primary); err != nil || wait > 0 {
+				return ctrl.Result{RequeueAfter: wait}, err
+			}
+			if err := traffic.ReleaseApex(ctx, r.Client, t); err != nil {
+				return ctrl.Result{}, err
+			}
+			if routerErr == nil {
+				if err := router.Finalize(ctx, t, true); err != nil {
+					return ctrl.Result{}, err
+				}
+			}
+			r.Recorder.Eventf(ro, nil, corev1.EventTypeNormal, "Reverted", "Finalize",
+				"traffic handed back to Deployment %s; Sluice's objects are removed in %s", target.Name, handoverDrain)
+			now := metav1.NewTime(time.Now())
+			if err := r.setTerminating(ctx, ro, "traffic handed back to the target: draining before Sluice's objects are removed", func(st *sluicev1.RolloutStatus) {
+				st.HandedBackAt = &now
+				meta.RemoveStatusCondition(&st.Conditions, sluicev1.ConditionStalled)
+			}); err != nil {
+				return ctrl.Result{}, err
+			}
 		}
-		if err := traffic.ReleaseApex(ctx, r.Client, t); err != nil {
+		if left := time.Until(ro.Status.HandedBackAt.Add(handoverDrain)); left > 0 {
+			return ctrl.Result{RequeueAfter: left}, nil
+		}
+	} else if routerErr == nil {
+		// The target itself was deleted: there is nothing to hand traffic
+		// to, and Sluice's objects go with the Rollout. Adopted routes are
+		// handed back to the user pointing at the apex Service.
+		if err := router.Finalize(ctx, t, false); err != nil {
 			return ctrl.Result{}, err
 		}
-	}
-	if router, err := r.Routers(ro); err == nil {
-		if err := router.Finalize(ctx, t, revert); err != nil {
-			return ctrl.Result{}, err
-		}
-	}
-	if revert {
-		r.Recorder.Eventf(ro, nil, corev1.EventTypeNormal, "Reverted", "Finalize",
-			"traffic handed back to Deployment %s; Sluice's objects are being removed", target.Name)
 	}
 	patch := client.MergeFrom(ro.DeepCopy())
 	controllerutil.RemoveFinalizer(ro, finalizer)
@@ -88,39 +115,66 @@ func (r *Reconciler) finalizeTarget(ctx context.Context, ro *sluicev1.Rollout) (
 	return t, target, primary, nil
 }
 
-// revertTarget scales the target to the primary's size and reports how long
-// to wait for it to be ready (0 when it is, or when the progress deadline
-// since the deletion has passed and waiting longer would not help).
+// revertTarget scales the target up to at least the primary's size and
+// reports how long to wait for it to be ready (0 once it is). Past the
+// progress deadline it keeps waiting, Stalled with an event: handing
+// traffic to a target that cannot serve would be an outage.
 func (r *Reconciler) revertTarget(ctx context.Context, ro *sluicev1.Rollout, target, primary *appsv1.Deployment) (time.Duration, error) {
-	if replicasOf(target) == 0 {
-		want := int32(1)
-		if primary != nil && replicasOf(primary) > 0 {
-			want = replicasOf(primary)
-		}
+	want := max(replicasOf(target), 1)
+	if primary != nil {
+		want = max(want, replicasOf(primary))
+	}
+	if replicasOf(target) < want {
 		if err := r.setReplicas(ctx, target, want); err != nil {
 			return 0, err
 		}
 		r.Recorder.Eventf(ro, nil, corev1.EventTypeNormal, "Reverting", "Finalize",
-			"Rollout deleted with revertOnDeletion: scaling Deployment %s back to %d", target.Name, want)
+			"Rollout deleted: scaling Deployment %s back to %d before traffic is handed back to it", target.Name, want)
 	}
-	if ready, _ := deploymentReady(target); ready {
+	ready, why := deploymentReady(target)
+	if ready {
 		return 0, nil
 	}
 	deadline := statemachine.DefaultProgressDeadline
 	if s := ro.Spec.ProgressDeadlineSeconds; s != nil {
 		deadline = time.Duration(*s) * time.Second
 	}
-	if left := time.Until(ro.DeletionTimestamp.Add(deadline)); left > 0 {
-		if ro.Status.Phase != sluicev1.PhaseTerminating {
-			patch := client.MergeFrom(ro.DeepCopy())
-			ro.Status.Phase = sluicev1.PhaseTerminating
-			ro.Status.Message = "waiting for the target to be ready before handing traffic back"
-			if err := r.Status().Patch(ctx, ro, patch); err != nil && !apierrors.IsNotFound(err) {
-				return 0, err
-			}
-		}
-		// The target's status change wakes us; this is the fallback.
-		return min(left, 5*time.Second), nil
+	left := time.Until(ro.DeletionTimestamp.Add(deadline))
+	msg := fmt.Sprintf("waiting for Deployment %s to be ready before traffic is handed back to it: %s", target.Name, why)
+	stalled := left <= 0
+	if stalled {
+		msg = fmt.Sprintf("Deployment %s is not ready %s after the Rollout was deleted (%s): the primary keeps serving and the deletion waits; fix the Deployment, or remove the finalizer %s by hand to delete anyway",
+			target.Name, deadline, why, finalizer)
 	}
-	return 0, nil
+	if ro.Status.Phase != sluicev1.PhaseTerminating || ro.Status.Message != msg {
+		if stalled && !stalledFor(&ro.Status, "HandoverBlocked") {
+			r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, "HandoverBlocked", "Finalize", "%s", msg)
+		}
+		err := r.setTerminating(ctx, ro, msg, func(st *sluicev1.RolloutStatus) {
+			if stalled {
+				meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: sluicev1.ConditionStalled, Status: metav1.ConditionTrue,
+					Reason: "HandoverBlocked", Message: msg, ObservedGeneration: ro.Generation})
+			}
+		})
+		if err != nil {
+			return 0, err
+		}
+	}
+	// The target's status change wakes us; this is the fallback.
+	if stalled {
+		return 30 * time.Second, nil
+	}
+	return min(left, 5*time.Second), nil
+}
+
+// setTerminating patches the status of a Rollout being deleted.
+func (r *Reconciler) setTerminating(ctx context.Context, ro *sluicev1.Rollout, msg string, also func(*sluicev1.RolloutStatus)) error {
+	patch := client.MergeFrom(ro.DeepCopy())
+	ro.Status.Phase = sluicev1.PhaseTerminating
+	ro.Status.Message = msg
+	also(&ro.Status)
+	if err := r.Status().Patch(ctx, ro, patch); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("patching status: %w", err)
+	}
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -75,6 +76,13 @@ func (r *Reconciler) observe(ctx context.Context, ro *sluicev1.Rollout) (*scope,
 		return sc, nil
 	}
 	sc.route.CanarySelector, sc.route.PrimarySelector = canarySel, primarySel
+	if sc.primary != nil && !maps.Equal(sc.primary.Spec.Selector.MatchLabels, primarySel) {
+		// A selector is immutable: the primary's pods keep their labels, and
+		// re-pointing the Services at the new ones would select no pod.
+		sc.block("SelectorChanged", fmt.Sprintf("Deployment %s now selects %v but the running primary %s selects %v, and a Deployment's selector cannot change: "+
+			"nothing is moved; restore the target's selector, or delete the Rollout (traffic is handed back to the target once it is ready) and create it again",
+			name, canarySel, sc.primary.Name, sc.primary.Spec.Selector.MatchLabels))
+	}
 
 	if err := r.observeConfigs(ctx, sc); err != nil {
 		return nil, err
@@ -84,6 +92,12 @@ func (r *Reconciler) observe(ctx context.Context, ro *sluicev1.Rollout) (*scope,
 	}
 	sc.obs.Revision = sc.revision
 	sc.obs.CanaryReady, sc.obs.CanaryMessage = deploymentReady(target)
+	sc.obs.CanaryAvailable = target.Status.AvailableReplicas
+	sc.obs.TargetReplicas = replicasOf(target)
+	if sc.obs.Blocked != "" {
+		// Nothing is written while blocked, Services and routes included.
+		return sc, nil
+	}
 	return sc, r.observeRoutes(ctx, sc)
 }
 
@@ -108,7 +122,11 @@ func (r *Reconciler) observePrimary(ctx context.Context, sc *scope) error {
 	}
 	sc.primary = primary
 	sc.obs.PrimaryRevision = primary.Annotations[RevisionAnnotation]
-	sc.obs.PrimaryReady, _ = deploymentReady(primary)
+	sc.obs.PrimaryReady, sc.obs.PrimaryMessage = deploymentReady(primary)
+	sc.obs.PrimaryAvailable = primary.Status.AvailableReplicas
+	sc.obs.PrimaryReplicas = replicasOf(primary)
+	sc.obs.PrimaryRestorable = primary.Annotations[StableTemplateAnnotation] != "" &&
+		primary.Annotations[StableRevisionAnnotation] == sc.ro.Status.StableRevision
 	return nil
 }
 

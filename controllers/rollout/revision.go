@@ -112,6 +112,14 @@ func allContainers(spec *corev1.PodSpec) []*corev1.Container {
 // checksums of the configuration it uses.
 func revision(template *corev1.PodTemplateSpec, configs map[string]string) (string, error) {
 	h := sha256.New()
+	if _, stamped := template.Annotations[ConfigStampAnnotation]; stamped {
+		// Sluice's own stamp is not part of what the user ships.
+		template = template.DeepCopy()
+		delete(template.Annotations, ConfigStampAnnotation)
+		if len(template.Annotations) == 0 {
+			template.Annotations = nil
+		}
+	}
 	if err := json.NewEncoder(h).Encode(template); err != nil {
 		return "", fmt.Errorf("hashing the pod template: %w", err)
 	}

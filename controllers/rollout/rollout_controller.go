@@ -353,7 +353,7 @@ func (r *Reconciler) act(ctx context.Context, sc *scope, want statemachine.Desir
 		}
 	}
 	if sc.target != nil {
-		if err := r.scaleTarget(ctx, sc, want.CanaryUp); err != nil {
+		if err := r.scaleTarget(ctx, sc, want); err != nil {
 			return changed, err
 		}
 	}
@@ -480,5 +480,9 @@ func (r *Reconciler) wouldWrite(sc *scope, want statemachine.Desired, route traf
 	if want.PrimaryRevision != "" && want.PrimaryRevision != sc.obs.PrimaryRevision {
 		return true
 	}
-	return want.CanaryUp != (replicasOf(sc.target) > 0)
+	cur := replicasOf(sc.target)
+	if !want.CanaryUp {
+		return cur > 0
+	}
+	return cur == 0 || cur < want.CanaryMinReplicas || needsConfigRestart(sc.target, sc.configs)
 }

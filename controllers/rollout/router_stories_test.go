@@ -427,12 +427,10 @@ func TestARouteChangedBehindSluicesBackIsPutBack(t *testing.T) {
 	}
 }
 
-func TestDeletingARolloutWithRevertHandsTrafficBackToTheTarget(t *testing.T) {
+func TestDeletingARolloutHandsTrafficBackToTheTarget(t *testing.T) {
 	s := newStory(t)
 	s.deploy("podinfo", "podinfo:1.0")
-	s.initialized("podinfo", withRouter("gatewayAPI"), withCanaryWeights(50), func(ro *sluicev1.Rollout) {
-		ro.Spec.RevertOnDeletion = true
-	})
+	s.initialized("podinfo", withRouter("gatewayAPI"), withCanaryWeights(50))
 	s.eventually(5*time.Second, "target at zero", func() error {
 		if n := replicas(s.getDeployment("podinfo")); n != 0 {
 			return fmt.Errorf("replicas %d", n)
@@ -462,7 +460,7 @@ func TestDeletingARolloutWithRevertHandsTrafficBackToTheTarget(t *testing.T) {
 	}
 }
 
-func TestDeletingARolloutWithoutRevertHandsAnAdoptedRouteBackButKeepsNoneOfSluices(t *testing.T) {
+func TestDeletingARolloutHandsAnAdoptedRouteBackAndKeepsOnlyTheApexService(t *testing.T) {
 	s := newStory(t)
 	s.deploy("podinfo", "podinfo:1.0")
 	vs := &istiov1.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: s.ns}}
@@ -493,13 +491,17 @@ func TestDeletingARolloutWithoutRevertHandsAnAdoptedRouteBackButKeepsNoneOfSluic
 		vs.Spec.Http[1].Route[0].Destination.Host != "cdn" {
 		t.Errorf("the adopted VirtualService was not handed back as it was: %v", vs.Spec.Http)
 	}
-	// Sluice's own objects belong to the Rollout, for the garbage collector.
-	for _, name := range []string{"podinfo-primary"} {
-		if metav1.GetControllerOf(s.getDeployment(name)) == nil {
-			t.Errorf("%s has no owner: the garbage collector would leave it", name)
-		}
+	// The apex Service, which the route points at, now selects the target
+	// and outlives the Rollout; Sluice's other objects belong to the
+	// Rollout, for the garbage collector.
+	apex := s.getService("podinfo")
+	if apex.Spec.Selector["app"] != "podinfo" || metav1.GetControllerOf(apex) != nil {
+		t.Errorf("apex Service selects %v (owner %v), want the target's pods and no owner", apex.Spec.Selector, metav1.GetControllerOf(apex))
 	}
-	for _, name := range []string{"podinfo", "podinfo-primary", "podinfo-canary"} {
+	if metav1.GetControllerOf(s.getDeployment("podinfo-primary")) == nil {
+		t.Errorf("podinfo-primary has no owner: the garbage collector would leave it")
+	}
+	for _, name := range []string{"podinfo-primary", "podinfo-canary"} {
 		if metav1.GetControllerOf(s.getService(name)) == nil {
 			t.Errorf("Service %s has no owner: the garbage collector would leave it", name)
 		}

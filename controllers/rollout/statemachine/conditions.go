@@ -29,6 +29,8 @@ func (m *machine) summarize(generation int64) {
 		if stalledReason == "" {
 			stalledReason = "Blocked"
 		}
+	case m.stalled != "":
+		stalledReason = m.stalled
 	case st.Phase == sluicev1.PhaseFailed:
 		stalledReason = m.failReason
 		if stalledReason == "" {
@@ -44,6 +46,12 @@ func (m *machine) summarize(generation int64) {
 		phaseReason = string(sluicev1.PhaseInitializing)
 	}
 
+	if m.stalled != "" {
+		// Told once, when the release stops; the condition keeps saying it.
+		if c := meta.FindStatusCondition(st.Conditions, sluicev1.ConditionStalled); c == nil || c.Status != metav1.ConditionTrue || c.Reason != m.stalled {
+			m.event("Warning", m.stalled, m.stalledMsg)
+		}
+	}
 	if stalledReason != "" {
 		set(sluicev1.ConditionStalled, metav1.ConditionTrue, stalledReason, st.Message)
 	} else {

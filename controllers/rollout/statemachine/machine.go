@@ -26,6 +26,17 @@ type Observation struct {
 	// ("" when there is no primary); PrimaryReady is true when it runs it.
 	PrimaryRevision string
 	PrimaryReady    bool
+	PrimaryMessage  string
+	// CanaryAvailable and PrimaryAvailable are the available replicas of
+	// the target and of the primary; PrimaryReplicas is the primary's
+	// desired count and TargetReplicas the target's.
+	CanaryAvailable  int32
+	PrimaryAvailable int32
+	PrimaryReplicas  int32
+	TargetReplicas   int32
+	// PrimaryRestorable is true when the primary holds the template of the
+	// stable revision it ran before a promotion, so an abort can put it back.
+	PrimaryRestorable bool
 	// RoutedWeight is the canary weight the router read back from the API
 	// server; nil when the route does not exist yet.
 	RoutedWeight *int32
@@ -99,6 +110,14 @@ type Desired struct {
 	// Experiment is true while the strategy's request rules (A/B matches,
 	// mirroring, session affinity) must be in place.
 	Experiment bool
+	// CanaryMinReplicas, when above zero, is the least number of replicas
+	// the target must run: before it takes all traffic it must be sized
+	// like the primary that serves it now.
+	CanaryMinReplicas int32
+	// PassOwnerReplicas is true when a replica count on the parked target
+	// was set by its owner and must be passed on to the primary as it is;
+	// otherwise scaling the target down never lowers the primary.
+	PassOwnerReplicas bool
 }
 
 // Event is a Kubernetes event the reconciler emits.
@@ -144,8 +163,10 @@ func Decide(in Input) Decision {
 	}
 	m.checks = in.Obs.Checks
 	m.run()
+	desired := m.desired()
+	m.trackTargetScale(desired)
 	m.summarize(in.Generation)
-	d := Decision{Status: m.st, Desired: m.desired(), Events: m.events, Need: m.need}
+	d := Decision{Status: m.st, Desired: desired, Events: m.events, Need: m.need}
 	if !m.wake.IsZero() && m.need == nil {
 		d.RequeueAfter = max(m.wake.Sub(m.now), time.Second)
 	}
@@ -179,6 +200,9 @@ type machine struct {
 	inputPhase sluicev1.Phase
 	// promotePrimary is set once the primary may take the canary's revision.
 	promotePrimary bool
+	// stalled, when set, is the reason the release cannot go on without a
+	// person (stalledMsg says why); the Rollout is Stalled but not Failed.
+	stalled, stalledMsg string
 }
 
 func (m *machine) run() {
@@ -264,6 +288,9 @@ func (m *machine) initializing() bool {
 }
 
 func (m *machine) idle() bool {
+	if m.st.Phase == sluicev1.PhaseFailed && m.st.CanaryWeight > 0 {
+		return m.restoringPrimary()
+	}
 	if m.st.PostRolloutPending {
 		res, ok := m.gate(sluicev1.HookPostRollout)
 		if !ok {
@@ -293,6 +320,43 @@ func (m *machine) idle() bool {
 	return true
 }
 
+// restoringPrimary waits, after an abort during a promotion, until the
+// primary runs the stable revision again, then moves traffic back to it.
+func (m *machine) restoringPrimary() bool {
+	if !m.obs.PrimaryRestorable && m.obs.PrimaryRevision != m.st.StableRevision {
+		m.stalled = "PrimaryNotRestorable"
+		m.stalledMsg = fmt.Sprintf("the primary runs revision %s and holds no copy of the stable revision %s to go back to; traffic stays on the canary: set the target back to the stable version, or promote",
+			m.obs.PrimaryRevision, m.st.StableRevision)
+		m.st.Message = m.stalledMsg
+		return false
+	}
+	if !m.primaryServesStable() {
+		m.st.Message = "restoring the primary to revision " + m.st.StableRevision + " before traffic moves back to it"
+		if m.obs.PrimaryMessage != "" {
+			m.st.Message += ": " + m.obs.PrimaryMessage
+		}
+		return false
+	}
+	m.st.CanaryWeight = 0
+	m.st.Message = "rolled back: the primary serves revision " + m.st.StableRevision + " again; traffic moves back to it"
+	m.event(corev1.EventTypeNormal, "PrimaryRestored", m.st.Message)
+	return true
+}
+
+// primaryServesStable reports whether the primary runs the stable revision
+// with all its replicas ready.
+func (m *machine) primaryServesStable() bool {
+	return m.obs.PrimaryRevision == m.st.StableRevision && m.obs.PrimaryReady
+}
+
+// routedWeight is the canary weight the router holds (0 when unknown).
+func (m *machine) routedWeight() int32 {
+	if m.obs.RoutedWeight == nil {
+		return 0
+	}
+	return *m.obs.RoutedWeight
+}
+
 func (m *machine) startRun(rev string) {
 	m.st.CanaryRevision = rev
 	m.st.FailedChecks = 0
@@ -304,6 +368,7 @@ func (m *machine) startRun(rev string) {
 	m.st.StepStartedAt = nil
 	m.st.LastCheckAt = nil
 	m.st.PreRolloutPassed = false
+	m.st.PromotionStartedAt = nil
 	m.st.Metrics = nil
 	m.event(corev1.EventTypeNormal, "NewRevision", fmt.Sprintf("new revision %s: starting the release", rev))
 	if hasHook(m.spec, sluicev1.HookConfirmRollout) && !m.spec.SkipAnalysis && !m.st.FullPromotion {
@@ -398,9 +463,18 @@ func (m *machine) progressing() bool {
 	}
 	plan := Plan(m.spec)
 	idx := int(m.st.CurrentStepIndex)
-	if idx >= len(plan) {
+	if len(plan) == 0 {
 		m.enterPromotion()
 		return true
+	}
+	if idx >= len(plan) {
+		// The spec lost steps mid-run (the last step's checks move straight
+		// on to promotion): hold and check the last step that still exists
+		// for a full interval, never promote on what the old steps saw.
+		idx = len(plan) - 1
+		m.st.CurrentStepIndex = int32(idx)
+		m.st.StepStartedAt = nil
+		m.event(corev1.EventTypeNormal, "StepsChanged", fmt.Sprintf("the strategy now has %d steps: checking step %d/%d again before promotion", len(plan), idx+1, len(plan)))
 	}
 	step := plan[idx]
 	if m.st.CanaryWeight != step.Weight {
@@ -439,9 +513,7 @@ func (m *machine) progressing() bool {
 		hold = *step.Pause
 	}
 	if skip {
-		m.st.CurrentStepIndex++
-		m.st.StepStartedAt = nil
-		return true
+		return m.nextStep(len(plan))
 	}
 	if until := m.st.StepStartedAt.Add(hold); m.now.Before(until) {
 		m.st.Message = fmt.Sprintf("step %d/%d: holding a canary weight of %d%%", idx+1, len(plan), m.st.CanaryWeight)
@@ -454,8 +526,18 @@ func (m *machine) progressing() bool {
 			return moved
 		}
 	}
+	return m.nextStep(len(plan))
+}
+
+// nextStep ends the current step; after the last one the promotion starts
+// in the same decision, so a status never holds an index past the plan
+// unless the spec lost steps.
+func (m *machine) nextStep(steps int) bool {
 	m.st.CurrentStepIndex++
 	m.st.StepStartedAt = nil
+	if int(m.st.CurrentStepIndex) >= steps {
+		m.enterPromotion()
+	}
 	return true
 }
 
@@ -560,22 +642,79 @@ func (m *machine) waitingPromotion() bool {
 	return true
 }
 
+// promoting moves all traffic to the canary, gives the primary the canary's
+// revision and waits until the primary runs it with at least as many
+// available replicas as serve now. Traffic goes back to the primary only in
+// Finalising, so no request ever reaches a primary pod that is not ready.
 func (m *machine) promoting() bool {
-	m.st.CanaryWeight = 100
+	if m.st.PromotionStartedAt == nil {
+		m.st.PromotionStartedAt = m.timeNow()
+	}
 	if !m.routed(100) {
-		m.st.Message = "moving all traffic to the canary"
-		return false
+		// Until the canary takes all traffic the primary still serves the
+		// stable revision: a canary that stops being ready is rolled back.
+		if ready, moved := m.canaryReady(); !ready {
+			return moved
+		}
+		if need := m.primaryServing(); m.obs.CanaryAvailable < need {
+			return m.promotionWait(fmt.Sprintf("waiting for the canary to run %d available replicas, as many as the primary serves with, before it takes all traffic (%d available)",
+				need, m.obs.CanaryAvailable))
+		}
+		m.st.CanaryWeight = 100
+		if !m.routed(100) {
+			m.st.Message = "moving all traffic to the canary"
+			return false
+		}
 	}
 	m.promotePrimary = true
 	if m.obs.PrimaryRevision != m.st.CanaryRevision || !m.obs.PrimaryReady {
-		m.st.Message = "waiting for the primary to roll out revision " + m.st.CanaryRevision
-		return false
+		msg := "waiting for the primary to roll out revision " + m.st.CanaryRevision
+		if m.obs.PrimaryMessage != "" {
+			msg += ": " + m.obs.PrimaryMessage
+		}
+		return m.promotionWait(msg)
+	}
+	if m.obs.PrimaryAvailable < m.obs.CanaryAvailable {
+		return m.promotionWait(fmt.Sprintf("waiting for the primary to run %d available replicas, as many as the canary serves with (%d available)",
+			m.obs.CanaryAvailable, m.obs.PrimaryAvailable))
 	}
 	m.st.Phase = sluicev1.PhaseFinalising
 	return true
 }
 
+// primaryServing is how many replicas serve the primary's share now: the
+// canary must run as many before it takes all of it.
+func (m *machine) primaryServing() int32 {
+	return max(m.obs.PrimaryAvailable, m.obs.PrimaryReplicas, 1)
+}
+
+// promotionWait holds the promotion with msg; past the progress deadline the
+// Rollout is Stalled: traffic stays on the ready pods where it is, and a
+// person fixes the Deployment or aborts.
+func (m *machine) promotionWait(msg string) bool {
+	deadline := m.st.PromotionStartedAt.Add(progressDeadline(m.spec))
+	if m.now.Before(deadline) {
+		m.st.Message = msg
+		m.wakeAt(deadline)
+		return false
+	}
+	m.stalled = "PromotionStalled"
+	m.stalledMsg = fmt.Sprintf("promotion of revision %s not done within %s: %s; traffic stays on ready pods: fix the Deployment, or abort to return to revision %s",
+		m.st.CanaryRevision, progressDeadline(m.spec), msg, m.st.StableRevision)
+	m.st.Message = m.stalledMsg
+	return false
+}
+
 func (m *machine) finalising() bool {
+	if m.obs.PrimaryRevision != m.st.CanaryRevision || !m.obs.PrimaryReady {
+		// The primary lost ready replicas since Promoting: keep traffic on
+		// the canary until it has them again.
+		m.st.Message = "waiting for the primary to be ready again before traffic moves back to it"
+		if m.obs.PrimaryMessage != "" {
+			m.st.Message += ": " + m.obs.PrimaryMessage
+		}
+		return false
+	}
 	m.st.CanaryWeight = 0
 	if !m.routed(0) {
 		m.st.Message = "moving all traffic back to the primary"
@@ -588,6 +727,7 @@ func (m *machine) finalising() bool {
 	m.st.CurrentStepIndex = 0
 	m.st.StepStartedAt = nil
 	m.st.LastCheckAt = nil
+	m.st.PromotionStartedAt = nil
 	m.st.PostRolloutPending = hasHook(m.spec, sluicev1.HookPostRollout)
 	m.st.Message = "revision " + rev + " promoted"
 	m.event(corev1.EventTypeNormal, "Promoted", fmt.Sprintf("revision %s promoted to primary; canary scaled to zero", rev))
@@ -599,12 +739,21 @@ func (m *machine) rollback(reason, msg string) {
 	m.st.FailedRevision = m.st.CanaryRevision
 	m.st.Phase = sluicev1.PhaseFailed
 	m.st.CanaryRevision = ""
+	m.st.PromotionStartedAt = nil
 	m.st.CanaryWeight = 0
+	if !m.primaryServesStable() {
+		// Aborted during a promotion: the primary is being given the
+		// stable template back; traffic stays on the canary until then.
+		m.st.CanaryWeight = m.routedWeight()
+	}
 	m.st.StepStartedAt = nil
 	m.st.WaitingSince = nil
 	m.st.LastCheckAt = nil
 	m.st.PostRolloutPending = hasHook(m.spec, sluicev1.HookPostRollout)
 	m.st.Message = "rolled back: " + msg
+	if m.st.CanaryWeight > 0 {
+		m.st.Message += "; restoring the primary to revision " + m.st.StableRevision + " before traffic moves back to it"
+	}
 	m.failReason = reason
 	m.event(corev1.EventTypeWarning, reason, fmt.Sprintf("rolling back revision %s: %s", m.st.FailedRevision, msg))
 }
@@ -737,22 +886,46 @@ func (m *machine) desired() Desired {
 		d.Experiment = hasExperiment(m.spec) && !m.spec.SkipAnalysis
 	case sluicev1.PhaseFinalising:
 		d.CanaryUp = true
+		d.CanaryMinReplicas = m.primaryServing()
 	case sluicev1.PhasePromoting:
 		d.CanaryUp = true
+		// Sized to take all traffic before it gets it.
+		d.CanaryMinReplicas = m.primaryServing()
 		if m.promotePrimary {
 			d.PrimaryRevision = m.st.CanaryRevision
 		}
+	case sluicev1.PhaseFailed:
+		// The canary keeps its replicas until the router confirms it takes
+		// no traffic; after an abort during a promotion the primary is given
+		// its stable revision back first.
+		d.CanaryUp = !m.routed(0) || m.st.CanaryWeight > 0
+		if m.st.CanaryWeight > 0 && m.obs.PrimaryRevision != m.st.StableRevision && m.obs.PrimaryRestorable {
+			d.PrimaryRevision = m.st.StableRevision
+		}
 	default:
-		// Idle, waiting at confirm-rollout or failed: the canary keeps its
-		// replicas only until the router confirms it takes no traffic.
+		// Idle or waiting at confirm-rollout: no traffic, no canary.
 		d.CanaryWeight = 0
-		d.CanaryUp = !m.routed(0) && m.st.Phase == sluicev1.PhaseFailed
+	}
+	if !d.CanaryUp {
+		d.PassOwnerReplicas = m.st.TargetScaledDown
 	}
 	if !m.obs.TargetFound {
 		d.CanaryUp = false
 		d.PrimaryRevision = ""
 	}
 	return d
+}
+
+// trackTargetScale records whether the target is parked at zero replicas
+// outside a run, so that a count its owner sets later can be told from one
+// left over from a run.
+func (m *machine) trackTargetScale(d Desired) {
+	switch {
+	case d.CanaryUp:
+		m.st.TargetScaledDown = false
+	case m.obs.TargetFound && m.obs.TargetReplicas == 0:
+		m.st.TargetScaledDown = true
+	}
 }
 
 // takeSkip consumes a promote action's skip of the current step.
@@ -791,8 +964,8 @@ func (m *machine) applyAction() {
 		m.st.Paused = false
 		done("the Rollout carries on")
 	case sluicev1.ActionAbort:
-		if !running || m.st.Phase == sluicev1.PhasePromoting || m.st.Phase == sluicev1.PhaseFinalising {
-			ignored("no run that can be rolled back is under way")
+		if !running || m.st.Phase == sluicev1.PhaseFinalising {
+			ignored("no run that can be rolled back is under way (in Finalising the primary already runs the new revision)")
 			return
 		}
 		done("rolling back")

@@ -109,7 +109,8 @@ func observe(rev string, opts ...obsOpt) Observation {
 	o := Observation{
 		TargetFound: true, Revision: rev,
 		CanaryReady: true, PrimaryRevision: "rev1", PrimaryReady: true,
-		RoutedWeight: ptr.To[int32](0),
+		RoutedWeight:    ptr.To[int32](0),
+		CanaryAvailable: 2, PrimaryAvailable: 2, PrimaryReplicas: 2, TargetReplicas: 2,
 	}
 	for _, opt := range opts {
 		opt(&o)
@@ -385,7 +386,8 @@ func TestDecide(t *testing.T) {
 			name: "with the canary holding all traffic the primary takes its revision",
 			spec: spec(), st: status(sluicev1.PhasePromoting, atStep(2, 100)),
 			obs:  observe("rev2", routed(100)),
-			want: want{phase: sluicev1.PhasePromoting, primaryRev: "rev2", canaryUp: ptr.To(true), message: "waiting for the primary"},
+			want: want{phase: sluicev1.PhasePromoting, primaryRev: "rev2", canaryUp: ptr.To(true), message: "waiting for the primary",
+				requeue: 10 * time.Minute},
 		},
 		{
 			name: "a ready primary finalises: traffic back to the primary",

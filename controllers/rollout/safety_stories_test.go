@@ -1,0 +1,312 @@
+package rollout_test
+
+import (
+	"fmt"
+	"maps"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/controllers/rollout"
+)
+
+// Stories of issue 10: ordinary production situations in which Sluice must
+// never be the cause of an outage.
+
+func withReplicas(n int32) deployOpt {
+	return func(d *appsv1.Deployment) { d.Spec.Replicas = &n }
+}
+
+// holdWhen keeps the Deployments for which f is true unavailable.
+func (s *story) holdWhen(f func(d *appsv1.Deployment) bool) { s.hold.Store(&f) }
+
+func image(d *appsv1.Deployment) string { return d.Spec.Template.Spec.Containers[0].Image }
+
+func (s *story) scale(name string, n int32) {
+	s.t.Helper()
+	d := s.getDeployment(name)
+	patch := client.MergeFrom(d.DeepCopy())
+	d.Spec.Replicas = &n
+	s.must(k8sClient.Patch(s.ctx, d, patch))
+}
+
+func (s *story) waitStalled(name, reason string) *sluicev1.Rollout {
+	s.t.Helper()
+	var ro *sluicev1.Rollout
+	s.eventually(storyTimeout, "Rollout "+name+" Stalled with "+reason, func() error {
+		ro = s.getRollout(name)
+		c := meta.FindStatusCondition(ro.Status.Conditions, sluicev1.ConditionStalled)
+		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != reason {
+			return fmt.Errorf("phase %s, Stalled %+v (%s)", ro.Status.Phase, c, ro.Status.Message)
+		}
+		return nil
+	})
+	return ro
+}
+
+func (s *story) apexSelects(name string, want map[string]string) error {
+	if sel := s.getService(name).Spec.Selector; !maps.Equal(sel, want) {
+		return fmt.Errorf("apex Service %s selects %v, want %v", name, sel, want)
+	}
+	return nil
+}
+
+func (s *story) gone(name string) error {
+	err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: name}, &sluicev1.Rollout{})
+	if err == nil {
+		return fmt.Errorf("Rollout %s still there", name)
+	}
+	return client.IgnoreNotFound(err)
+}
+
+var (
+	primaryPods = map[string]string{"app": "podinfo-primary"}
+	targetPods  = map[string]string{"app": "podinfo"}
+)
+
+func TestAPromotionWhosePrimaryCannotRollOutStallsOnReadyPodsAndAbortRestoresTheStableVersion(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", iterations(1), progressDeadline(2))
+	// Version 2 runs as a canary but never starts on the primary (a node
+	// selector, a quota, a missing image pull secret: the primary's own).
+	s.holdWhen(func(d *appsv1.Deployment) bool { return d.Name == "podinfo-primary" && image(d) == "podinfo:2.0" })
+
+	s.setImage("podinfo", "podinfo:2.0")
+
+	ro := s.waitStalled("podinfo", "PromotionStalled")
+	if ro.Status.Phase != sluicev1.PhasePromoting {
+		t.Errorf("phase = %s, want Promoting while stalled", ro.Status.Phase)
+	}
+	if err := s.apexSelects("podinfo", targetPods); err != nil {
+		t.Errorf("while the primary cannot serve, traffic must stay on the canary's ready pods: %v", err)
+	}
+	if n := replicas(s.getDeployment("podinfo")); n != 2 {
+		t.Errorf("canary replicas = %d while it holds all traffic, want 2", n)
+	}
+	s.waitEvent("podinfo", "PromotionStalled")
+
+	s.ask("podinfo", sluicev1.ActionAbort, "sre")
+
+	s.eventually(storyTimeout, "the stable version back on the primary and traffic on it", func() error {
+		if img := image(s.getDeployment("podinfo-primary")); img != "podinfo:1.0" {
+			return fmt.Errorf("primary runs %s", img)
+		}
+		if err := s.apexSelects("podinfo", primaryPods); err != nil {
+			return err
+		}
+		if n := replicas(s.getDeployment("podinfo")); n != 0 {
+			return fmt.Errorf("canary still at %d replicas", n)
+		}
+		return nil
+	})
+	s.waitEvent("podinfo", "PrimaryRestored")
+	if ro := s.getRollout("podinfo"); ro.Status.Phase != sluicev1.PhaseFailed {
+		t.Errorf("phase = %s, want Failed after the abort", ro.Status.Phase)
+	}
+}
+
+func TestARunNeverShrinksThePrimaryAndTheCanaryTakesAllTrafficOnlyAtThePrimarysSize(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0", withReplicas(4))
+	s.initialized("podinfo", iterations(100))
+
+	s.setImage("podinfo", "podinfo:2.0")
+	s.waitPhase("podinfo", sluicev1.PhaseProgressing, storyTimeout)
+	s.eventually(storyTimeout, "the canary at the primary's size", func() error {
+		if n := replicas(s.getDeployment("podinfo")); n != 4 {
+			return fmt.Errorf("canary replicas %d", n)
+		}
+		return nil
+	})
+	// An autoscaler sizes the canary for its small share.
+	s.scale("podinfo", 1)
+
+	// Promotion first brings the canary back to the primary's size.
+	s.ask("podinfo", sluicev1.ActionPromoteFull, "sre")
+	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+	if n := replicas(s.getDeployment("podinfo-primary")); n != 4 {
+		t.Errorf("primary replicas after promotion = %d, want 4 (never fewer than served before)", n)
+	}
+	if s.eventNote("podinfo", "PrimaryUpdated") == "" {
+		t.Errorf("no PrimaryUpdated event")
+	}
+
+	// A second run, rolled back while the canary is small.
+	s.setImage("podinfo", "podinfo:3.0")
+	s.waitPhase("podinfo", sluicev1.PhaseProgressing, storyTimeout)
+	s.scale("podinfo", 1)
+	s.ask("podinfo", sluicev1.ActionAbort, "sre")
+	s.waitPhase("podinfo", sluicev1.PhaseFailed, storyTimeout)
+	s.eventually(storyTimeout, "the canary scaled to zero", func() error {
+		if n := replicas(s.getDeployment("podinfo")); n != 0 {
+			return fmt.Errorf("canary replicas %d", n)
+		}
+		return nil
+	})
+	if n := replicas(s.getDeployment("podinfo-primary")); n != 4 {
+		t.Errorf("primary replicas after rollback = %d, want 4: a rollback never lowers the primary", n)
+	}
+
+	// Its owner scaling the parked target is still passed on.
+	s.scale("podinfo", 6)
+	s.eventually(storyTimeout, "the owner's count on the primary", func() error {
+		if n := replicas(s.getDeployment("podinfo-primary")); n != 6 {
+			return fmt.Errorf("primary replicas %d", n)
+		}
+		return nil
+	})
+}
+
+func TestDeletingASucceededRolloutHandsTrafficToTheTargetOnlyOnceItIsReady(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0", withReplicas(3))
+	s.initialized("podinfo", iterations(1))
+	s.setImage("podinfo", "podinfo:2.0")
+	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+	s.eventually(storyTimeout, "the target parked", func() error {
+		if n := replicas(s.getDeployment("podinfo")); n != 0 {
+			return fmt.Errorf("target replicas %d", n)
+		}
+		return nil
+	})
+	// The target's new pods take a while to be ready.
+	s.holdWhen(func(d *appsv1.Deployment) bool { return d.Name == "podinfo" })
+
+	s.must(k8sClient.Delete(s.ctx, s.getRollout("podinfo")))
+
+	s.eventually(storyTimeout, "the target scaled back up", func() error {
+		if n := replicas(s.getDeployment("podinfo")); n != 3 {
+			return fmt.Errorf("target replicas %d", n)
+		}
+		return nil
+	})
+	time.Sleep(time.Second)
+	if err := s.apexSelects("podinfo", primaryPods); err != nil {
+		t.Fatalf("traffic moved before the target was ready: %v", err)
+	}
+	if err := s.gone("podinfo"); err == nil {
+		t.Fatalf("the Rollout (and with it the serving primary) went before the target was ready")
+	}
+	if ro := s.getRollout("podinfo"); ro.Status.Phase != sluicev1.PhaseTerminating {
+		t.Errorf("phase = %s, want Terminating while the handover waits", ro.Status.Phase)
+	}
+
+	s.holdWhen(func(*appsv1.Deployment) bool { return false })
+	s.eventually(storyTimeout, "the Rollout gone", func() error { return s.gone("podinfo") })
+	apex := s.getService("podinfo")
+	if !maps.Equal(apex.Spec.Selector, targetPods) || metav1.GetControllerOf(apex) != nil {
+		t.Errorf("apex Service selects %v (owner %v), want the target's pods and no owner", apex.Spec.Selector, metav1.GetControllerOf(apex))
+	}
+	if img := image(s.getDeployment("podinfo")); img != "podinfo:2.0" {
+		t.Errorf("target runs %s, want the promoted podinfo:2.0", img)
+	}
+}
+
+func TestDeletingARolloutMidRunKeepsThePrimaryServingUntilTheTargetIsReady(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", iterations(100), progressDeadline(1))
+	s.setImage("podinfo", "podinfo:2.0")
+	s.waitPhase("podinfo", sluicev1.PhaseProgressing, storyTimeout)
+	// From now on the target's pods are not ready.
+	s.holdWhen(func(d *appsv1.Deployment) bool { return d.Name == "podinfo" })
+	s.eventually(storyTimeout, "the target unavailable", func() error {
+		if n := s.getDeployment("podinfo").Status.AvailableReplicas; n != 0 {
+			return fmt.Errorf("%d available", n)
+		}
+		return nil
+	})
+
+	s.must(k8sClient.Delete(s.ctx, s.getRollout("podinfo")))
+
+	// Past the progress deadline the deletion waits, and says why.
+	s.waitStalled("podinfo", "HandoverBlocked")
+	s.waitEvent("podinfo", "HandoverBlocked")
+	if err := s.apexSelects("podinfo", primaryPods); err != nil {
+		t.Fatalf("traffic moved to a target that is not ready: %v", err)
+	}
+	s.getDeployment("podinfo-primary")
+
+	s.holdWhen(func(*appsv1.Deployment) bool { return false })
+	s.eventually(storyTimeout, "the Rollout gone", func() error { return s.gone("podinfo") })
+	if err := s.apexSelects("podinfo", targetPods); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestATargetRecreatedWithAnotherSelectorStallsWithoutMovingTraffic(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo")
+	s.must(k8sClient.Delete(s.ctx, s.getDeployment("podinfo")))
+	s.eventually(storyTimeout, "the old target gone", func() error {
+		err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, &appsv1.Deployment{})
+		if err == nil {
+			return fmt.Errorf("still there")
+		}
+		return client.IgnoreNotFound(err)
+	})
+	s.deploy("podinfo", "podinfo:1.0", func(d *appsv1.Deployment) {
+		d.Spec.Selector.MatchLabels = map[string]string{"app.kubernetes.io/name": "podinfo"}
+		d.Spec.Template.Labels = map[string]string{"app.kubernetes.io/name": "podinfo"}
+	})
+
+	ro := s.waitStalled("podinfo", "SelectorChanged")
+	if ro.Status.Message == "" {
+		t.Errorf("no message says what is wrong")
+	}
+	if sel := s.getService("podinfo-primary").Spec.Selector; !maps.Equal(sel, primaryPods) {
+		t.Errorf("primary Service re-pointed at %v, pods the primary does not run", sel)
+	}
+	if err := s.apexSelects("podinfo", primaryPods); err != nil {
+		t.Error(err)
+	}
+	s.waitEvent("podinfo", "SelectorChanged")
+}
+
+func TestAConfigChangeMidRunRestartsTheCanaryPodsBeforeAnyCheckCounts(t *testing.T) {
+	s := newStory(t)
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "podinfo-config", Namespace: s.ns}, Data: map[string]string{"color": "blue"}}
+	s.must(k8sClient.Create(s.ctx, cm))
+	s.deploy("podinfo", "podinfo:1.0", withConfigMapEnv("podinfo-config", "color"))
+	s.initialized("podinfo", iterations(100))
+	s.setImage("podinfo", "podinfo:2.0")
+	s.waitPhase("podinfo", sluicev1.PhaseProgressing, storyTimeout)
+	var stamp string
+	s.eventually(storyTimeout, "the canary's pods stamped with their configuration", func() error {
+		stamp = s.getDeployment("podinfo").Spec.Template.Annotations[rollout.ConfigStampAnnotation]
+		if stamp == "" {
+			return fmt.Errorf("no %s on the target's pod template", rollout.ConfigStampAnnotation)
+		}
+		return nil
+	})
+	before := s.getRollout("podinfo").Status.CanaryRevision
+
+	s.must(k8sClient.Get(s.ctx, client.ObjectKeyFromObject(cm), cm))
+	cm.Data["color"] = "green"
+	s.must(k8sClient.Update(s.ctx, cm))
+
+	s.eventually(storyTimeout, "the canary's pods restarted with the new configuration", func() error {
+		if now := s.getDeployment("podinfo").Spec.Template.Annotations[rollout.ConfigStampAnnotation]; now == stamp {
+			return fmt.Errorf("the canary's pod template still has stamp %s", now)
+		}
+		return nil
+	})
+	s.waitEvent("podinfo", "RevisionChanged")
+	ro := s.getRollout("podinfo")
+	if ro.Status.CanaryRevision == before || ro.Status.CurrentStepIndex != 0 {
+		t.Errorf("the run did not restart: revision %s (was %s), step %d", ro.Status.CanaryRevision, before, ro.Status.CurrentStepIndex)
+	}
+	// The stamp is Sluice's, not the user's: it starts no release of its own.
+	time.Sleep(500 * time.Millisecond)
+	if again := s.getRollout("podinfo").Status.CanaryRevision; again != ro.Status.CanaryRevision {
+		t.Errorf("the stamp changed the revision again: %s -> %s", ro.Status.CanaryRevision, again)
+	}
+}

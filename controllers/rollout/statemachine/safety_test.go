@@ -1,0 +1,177 @@
+package statemachine
+
+import (
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+// Options for the safety stories: replica counts and what the primary holds.
+func canaryAvailable(n int32) obsOpt { return func(o *Observation) { o.CanaryAvailable = n } }
+func primaryReplicas(spec, available int32) obsOpt {
+	return func(o *Observation) { o.PrimaryReplicas, o.PrimaryAvailable = spec, available }
+}
+func targetReplicas(n int32) obsOpt { return func(o *Observation) { o.TargetReplicas = n } }
+func restorable(o *Observation)     { o.PrimaryRestorable = true }
+func promotionStarted(ago time.Duration) statusOpt {
+	return func(st *sluicev1.RolloutStatus) { st.PromotionStartedAt = &metav1.Time{Time: t0.Add(-ago)} }
+}
+func targetScaledDown(st *sluicev1.RolloutStatus) { st.TargetScaledDown = true }
+
+// TestDecideNeverCausesAnOutage holds the safety invariants of DESIGN.md in
+// the situations that broke them: autoscaled canaries, promotions that cannot
+// finish, aborts during a promotion, specs edited mid-run.
+func TestDecideNeverCausesAnOutage(t *testing.T) {
+	tests := []struct {
+		name string
+		spec *sluicev1.RolloutSpec
+		st   *sluicev1.RolloutStatus
+		obs  Observation
+		want want
+		// minCanary is the least number of replicas the canary must be given.
+		minCanary *int32
+		// passOwner is whether the target's count is the owner's wish.
+		passOwner *bool
+	}{
+		// Promotion never overloads the canary.
+		{
+			name: "a canary smaller than the primary is scaled up before it takes all traffic",
+			spec: spec(), st: status(sluicev1.PhasePromoting, atStep(2, 0)),
+			obs:       observe("rev2", canaryAvailable(1), primaryReplicas(4, 4)),
+			want:      want{phase: sluicev1.PhasePromoting, weight: ptr.To[int32](0), canaryUp: ptr.To(true), message: "4 available replicas", requeue: 10 * time.Minute},
+			minCanary: ptr.To[int32](4),
+		},
+		{
+			name: "a canary as large as the primary takes all traffic",
+			spec: spec(), st: status(sluicev1.PhasePromoting, atStep(2, 0)),
+			obs:       observe("rev2", canaryAvailable(4), primaryReplicas(4, 4)),
+			want:      want{phase: sluicev1.PhasePromoting, weight: ptr.To[int32](100), canaryUp: ptr.To(true)},
+			minCanary: ptr.To[int32](4),
+		},
+		{
+			name: "a canary that stops being ready before it takes all traffic is rolled back at the deadline",
+			spec: spec(), st: status(sluicev1.PhasePromoting, atStep(2, 20), waitingSince(11*time.Minute)),
+			obs:  observe("rev2", routed(20), canaryNotReady),
+			want: want{phase: sluicev1.PhaseFailed, weight: ptr.To[int32](0), canaryUp: ptr.To(true), event: "ProgressDeadlineExceeded", stalled: metav1.ConditionTrue},
+		},
+		// Traffic returns to the primary only when it can carry it.
+		{
+			name: "the primary at the new revision with fewer available replicas than the canary gets no traffic yet",
+			spec: spec(), st: status(sluicev1.PhasePromoting, atStep(2, 100), promotionStarted(time.Minute)),
+			obs:  observe("rev2", routed(100), primaryAt("rev2", true), canaryAvailable(4), primaryReplicas(4, 2)),
+			want: want{phase: sluicev1.PhasePromoting, weight: ptr.To[int32](100), primaryRev: "rev2", canaryUp: ptr.To(true), message: "as many as the canary", requeue: 9 * time.Minute},
+		},
+		{
+			name: "a primary that cannot roll out the new revision stalls the Rollout with traffic on the canary",
+			spec: spec(), st: status(sluicev1.PhasePromoting, atStep(2, 100), promotionStarted(11*time.Minute)),
+			obs: observe("rev2", routed(100), primaryAt("rev2", false), func(o *Observation) {
+				o.PrimaryMessage = "1/2 replicas updated, 0 available"
+			}),
+			want: want{phase: sluicev1.PhasePromoting, weight: ptr.To[int32](100), primaryRev: "rev2", canaryUp: ptr.To(true),
+				event: "PromotionStalled", stalled: metav1.ConditionTrue, ready: metav1.ConditionFalse, message: "0 available"},
+		},
+		{
+			name: "a primary that loses ready replicas in Finalising keeps traffic on the canary",
+			spec: spec(), st: status(sluicev1.PhaseFinalising, atStep(2, 100)),
+			obs:  observe("rev2", routed(100), primaryAt("rev2", false)),
+			want: want{phase: sluicev1.PhaseFinalising, weight: ptr.To[int32](100), canaryUp: ptr.To(true), message: "ready again"},
+		},
+		// Abort during a promotion.
+		{
+			name: "abort during a promotion gives the primary its stable revision back while the canary serves",
+			spec: spec(), st: status(sluicev1.PhasePromoting, atStep(2, 100), promotionStarted(11*time.Minute)),
+			obs:  observe("rev2", routed(100), primaryAt("rev2", false), restorable, action(sluicev1.ActionAbort)),
+			want: want{phase: sluicev1.PhaseFailed, weight: ptr.To[int32](100), primaryRev: "rev1", canaryUp: ptr.To(true),
+				event: "Aborted", stalled: metav1.ConditionTrue, message: "restoring the primary"},
+		},
+		{
+			name: "after an abort traffic stays on the canary until the primary is ready at the stable revision",
+			spec: spec(), st: status(sluicev1.PhaseFailed, atStep(0, 100), failedRevision("rev2")),
+			obs:  observe("rev2", routed(100), primaryAt("rev1", false), restorable),
+			want: want{phase: sluicev1.PhaseFailed, weight: ptr.To[int32](100), canaryUp: ptr.To(true), stalled: metav1.ConditionTrue, message: "restoring the primary"},
+		},
+		{
+			name: "a restored primary takes the traffic back, then the canary goes",
+			spec: spec(), st: status(sluicev1.PhaseFailed, atStep(0, 100), failedRevision("rev2")),
+			obs:  observe("rev2", routed(100), restorable),
+			want: want{phase: sluicev1.PhaseFailed, weight: ptr.To[int32](0), canaryUp: ptr.To(true), event: "PrimaryRestored", stalled: metav1.ConditionTrue},
+		},
+		{
+			name: "with traffic back on the restored primary the canary is scaled down",
+			spec: spec(), st: status(sluicev1.PhaseFailed, atStep(0, 0), failedRevision("rev2")),
+			obs:  observe("rev2", routed(0), restorable),
+			want: want{phase: sluicev1.PhaseFailed, weight: ptr.To[int32](0), canaryUp: ptr.To(false), noEvents: true, stalled: metav1.ConditionTrue},
+		},
+		{
+			name: "a primary with nothing to restore stalls with traffic on the canary",
+			spec: spec(), st: status(sluicev1.PhaseFailed, atStep(0, 100), failedRevision("rev2")),
+			obs:  observe("rev2", routed(100), primaryAt("rev2", false)),
+			want: want{phase: sluicev1.PhaseFailed, weight: ptr.To[int32](100), canaryUp: ptr.To(true), event: "PrimaryNotRestorable", stalled: metav1.ConditionTrue},
+		},
+		{
+			name: "abort in Finalising is refused: the primary already runs the new revision",
+			spec: spec(), st: status(sluicev1.PhaseFinalising, atStep(2, 100)),
+			obs:  observe("rev2", routed(100), primaryAt("rev2", true), action(sluicev1.ActionAbort)),
+			want: want{phase: sluicev1.PhaseFinalising, weight: ptr.To[int32](0), event: "ActionIgnored"},
+		},
+		// Spec edits mid-run.
+		{
+			name: "steps removed under the current index re-check the last step instead of promoting",
+			spec: spec(withCanaryWeights(10, 20)), st: status(sluicev1.PhaseProgressing, atStep(3, 40), stepStarted(time.Hour)),
+			obs:  observe("rev2", routed(40)),
+			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](20), step: ptr.To[int32](1), event: "StepsChanged", requeue: 0},
+		},
+		{
+			name: "the re-checked last step promotes after a full interval and its checks",
+			spec: spec(withCanaryWeights(10, 20), withMetric()), st: status(sluicev1.PhaseProgressing, atStep(1, 20), stepStarted(time.Minute)),
+			obs:  observe("rev2", routed(20), checks(CheckPass, "")),
+			want: want{phase: sluicev1.PhasePromoting, weight: ptr.To[int32](100), step: ptr.To[int32](2), event: "Promoting"},
+		},
+		// Replicas of the primary are never lowered by a run's leftovers.
+		{
+			name: "a canary left at a small size after a run never shrinks the primary",
+			spec: spec(), st: status(sluicev1.PhaseSucceeded),
+			obs:       observe("rev1", targetReplicas(1)),
+			want:      want{phase: sluicev1.PhaseSucceeded, canaryUp: ptr.To(false)},
+			passOwner: ptr.To(false),
+		},
+		{
+			name: "a count the owner sets on the parked target is passed on to the primary",
+			spec: spec(), st: status(sluicev1.PhaseSucceeded, targetScaledDown),
+			obs:       observe("rev1", targetReplicas(6)),
+			want:      want{phase: sluicev1.PhaseSucceeded, canaryUp: ptr.To(false)},
+			passOwner: ptr.To(true),
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Decide(Input{Spec: tt.spec, Generation: 3, Status: tt.st, Obs: tt.obs, Now: t0})
+			checkDecision(t, d, tt.want)
+			if tt.minCanary != nil && d.Desired.CanaryMinReplicas != *tt.minCanary {
+				t.Errorf("desired canary min replicas = %d, want %d", d.Desired.CanaryMinReplicas, *tt.minCanary)
+			}
+			if tt.passOwner != nil && d.Desired.PassOwnerReplicas != *tt.passOwner {
+				t.Errorf("pass owner replicas = %v, want %v", d.Desired.PassOwnerReplicas, *tt.passOwner)
+			}
+		})
+	}
+}
+
+// TestAStalledPromotionIsToldOnce: the event says it when the release stops,
+// the condition keeps saying it, and no event repeats on every reconcile.
+func TestAStalledPromotionIsToldOnce(t *testing.T) {
+	st := status(sluicev1.PhasePromoting, atStep(2, 100), promotionStarted(11*time.Minute))
+	obs := observe("rev2", routed(100), primaryAt("rev2", false))
+	d := Decide(Input{Spec: spec(), Generation: 1, Status: st, Obs: obs, Now: t0})
+	if !hasEvent(d.Events, "PromotionStalled") {
+		t.Fatalf("first decision: events %v lack PromotionStalled", d.Events)
+	}
+	d = Decide(Input{Spec: spec(), Generation: 1, Status: &d.Status, Obs: obs, Now: t0.Add(time.Second)})
+	if hasEvent(d.Events, "PromotionStalled") {
+		t.Errorf("second decision repeated the event: %v", d.Events)
+	}
+}
