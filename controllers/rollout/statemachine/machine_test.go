@@ -385,7 +385,7 @@ func TestDecide(t *testing.T) {
 		{
 			name: "with the canary holding all traffic the primary takes its revision",
 			spec: spec(), st: status(sluicev1.PhasePromoting, atStep(2, 100)),
-			obs:  observe("rev2", routed(100)),
+			obs: observe("rev2", routed(100)),
 			want: want{phase: sluicev1.PhasePromoting, primaryRev: "rev2", canaryUp: ptr.To(true), message: "waiting for the primary",
 				requeue: 10 * time.Minute},
 		},

@@ -84,7 +84,7 @@ func TestDecideNeverCausesAnOutage(t *testing.T) {
 		{
 			name: "abort during a promotion gives the primary its stable revision back while the canary serves",
 			spec: spec(), st: status(sluicev1.PhasePromoting, atStep(2, 100), promotionStarted(11*time.Minute)),
-			obs:  observe("rev2", routed(100), primaryAt("rev2", false), restorable, action(sluicev1.ActionAbort)),
+			obs: observe("rev2", routed(100), primaryAt("rev2", false), restorable, action(sluicev1.ActionAbort)),
 			want: want{phase: sluicev1.PhaseFailed, weight: ptr.To[int32](100), primaryRev: "rev1", canaryUp: ptr.To(true),
 				event: "Aborted", stalled: metav1.ConditionTrue, message: "restoring the primary"},
 		},
