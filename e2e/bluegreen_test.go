@@ -80,6 +80,7 @@ func TestBlueGreenWithPromotionGate(t *testing.T) {
 		first := s.Load.FirstFrom("v2", changed)
 		s.Figure("gate opened -> first request answered by v2", first.Sub(opened).Round(time.Millisecond))
 		s.Figure("answers during the release", s.Load.SplitBetween(changed, time.Now()).String())
+		s.ExpectNoFailedRequests(changed)
 	}).And("the events show the release and the promotion", func() {
 		s.ExpectEvents("NewRevision", "Promoting", "Promoted")
 	})

@@ -95,7 +95,7 @@ func TestCanaryPromotedThroughGateway(t *testing.T) {
 		})
 		total := s.Load.SplitBetween(changed, time.Now())
 		s.Figure("answers during the release", total.String())
-		s.LogErrorsByPhase(changed)
+		s.ExpectNoFailedRequests(changed)
 	}).And("the HTTPRoute's weights only went forward: 100/0, 90/10, 70/30, 50/50, (0/100 while promoting), 100/0", func() {
 		got := routeWeights()
 		s.Figure("HTTPRoute weights (primary/canary) seen", strings.Join(got, " -> "))

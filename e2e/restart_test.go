@@ -68,5 +68,7 @@ func TestOperatorKilledMidRelease(t *testing.T) {
 			s.Fatalf("weights while Progressing: %v, want [10 20 30 40 50]", seen)
 		}
 		s.ExpectEvents("NewRevision", "WeightChanged", "Promoted")
+	}).And("no request failed, the manager's downtime included", func() {
+		s.ExpectNoFailedRequests(changed)
 	})
 }

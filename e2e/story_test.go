@@ -435,10 +435,30 @@ func (s *Story) CheckSplit(since time.Time, canary string, tolerance float64) []
 	return wins
 }
 
+// ExpectNoFailedRequests fails the story when any request since t got a
+// 5xx or no answer: Sluice must never be the cause of an outage of a good
+// version. It logs the answers per version and per phase first.
+func (s *Story) ExpectNoFailedRequests(since time.Time) {
+	s.t.Helper()
+	s.LogErrorsByPhase(since)
+	sp := s.Load.SplitBetween(since, time.Now())
+	s.Figure("answers per version", sp.String())
+	if sp.Total == 0 {
+		s.Fatalf("no request was answered since %s", since.Format(time.RFC3339Nano))
+	}
+	if sp.Errors > 0 {
+		var when []string
+		for _, h := range s.Load.Hits(since, time.Now()) {
+			if (h.Code == 0 || h.Code >= 500) && len(when) < 10 {
+				when = append(when, fmt.Sprintf("at %s code %d %q%s", h.At.Sub(s.begin).Round(time.Millisecond), h.Code, h.Message, h.Err))
+			}
+		}
+		s.Fatalf("%d of %d requests failed (%s); first: %s", sp.Errors, sp.Total, sp, strings.Join(when, "; "))
+	}
+}
+
 // LogErrorsByPhase logs, for each phase the Rollout went through since t,
-// how many requests got a 5xx or no answer (measured, never asserted: the
-// harness starts a pod's backend ~0.1s after kwok marks the pod ready, and
-// stops it as soon as the pod is deleted).
+// how many requests got a 5xx or no answer.
 func (s *Story) LogErrorsByPhase(since time.Time) {
 	s.t.Helper()
 	pts := s.rec.points()

@@ -10,6 +10,7 @@ package cluster
 
 import (
 	"context"
+	_ "embed"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -86,7 +88,9 @@ type Cluster struct {
 	manager *Proc
 	mgrArgs []string
 	pods    *podRunner
-	stopped bool
+	// holdReady, when set, keeps the pods it returns true for not ready.
+	holdReady atomic.Pointer[func(*corev1.Pod) bool]
+	stopped   bool
 }
 
 // Figure is a measured duration.
@@ -278,6 +282,10 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	stages := filepath.Join(c.Dir, "kwok-stages.yaml")
+	if err := os.WriteFile(stages, kwokStages, 0o644); err != nil {
+		return err
+	}
 	if _, err := c.start("kwok", nil, c.bins.kwok,
 		"--kubeconfig="+c.KubeConfig,
 		"--manage-all-nodes=false",
@@ -289,6 +297,7 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 		"--node-ip="+NodeIP,
 		"--node-lease-duration-seconds=40",
 		"--server-address="+kwokAddr,
+		"--config="+stages,
 	); err != nil {
 		return err
 	}
@@ -461,6 +470,20 @@ scrape_configs:
 	return c.waitFor(ctx, 20*time.Second, "prometheus", func() (bool, error) {
 		return httpOK(c.PrometheusURL + "/-/ready"), nil
 	})
+}
+
+//go:embed kwok-stages.yaml
+var kwokStages []byte
+
+// HoldReady keeps the pods for which hold returns true not ready (their
+// backend runs, but the pod is not marked Ready), like pods whose readiness
+// probe fails; nil releases them. Pods already ready are not changed.
+func (c *Cluster) HoldReady(hold func(*corev1.Pod) bool) {
+	if hold == nil {
+		c.holdReady.Store(nil)
+		return
+	}
+	c.holdReady.Store(&hold)
 }
 
 // StartManager starts Sluice's manager binary (again, after StopManager or

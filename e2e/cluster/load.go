@@ -35,6 +35,7 @@ type Hit struct {
 	Version string    // X-Version ("" when no backend answered)
 	Message string    // X-Message (the app's MESSAGE)
 	Code    int       // 0 on a transport error
+	Err     string    // the transport error
 }
 
 // StartLoad sends rate requests per second to the Gateway with the given
@@ -81,7 +82,7 @@ func (l *Load) one(hc *http.Client) Hit {
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return Hit{At: time.Now()}
+		return Hit{At: time.Now(), Err: err.Error()}
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	_ = resp.Body.Close()

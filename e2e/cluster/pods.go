@@ -11,6 +11,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 )
@@ -147,7 +148,48 @@ func (r *podRunner) startLocked(ctx context.Context, key string, pod *corev1.Pod
 		return err
 	}
 	r.backends[ip] = &backend{uid: string(pod.UID), key: key, proc: p}
+	go r.markReady(ctx, pod.Namespace, pod.Name, string(pod.UID), net.JoinHostPort(ip, strconv.Itoa(int(port))))
 	return nil
+}
+
+// readyWithin bounds how long a backend may take to accept connections.
+const readyWithin = 10 * time.Second
+
+// markReady sets the pod Ready once its backend accepts connections, as a
+// kubelet does after a passing readiness probe (kwok's stages leave pods
+// not ready: e2e/cluster/kwok-stages.yaml). A pod the cluster's HoldReady
+// hook holds stays not ready, like a pod whose probe fails.
+func (r *podRunner) markReady(ctx context.Context, ns, name, uid, addr string) {
+	deadline := time.Now().Add(readyWithin)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err == nil {
+			_ = conn.Close()
+			break
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			r.c.logf("backend of pod %s/%s at %s never answered: %v", ns, name, addr, err)
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	for ctx.Err() == nil {
+		pod, err := r.c.Kube.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil || string(pod.UID) != uid || pod.DeletionTimestamp != nil {
+			return
+		}
+		if hold := r.c.holdReady.Load(); hold != nil && (*hold)(pod) {
+			time.Sleep(200 * time.Millisecond)
+			continue
+		}
+		now := metav1.Now().UTC().Format(time.RFC3339)
+		patch := fmt.Sprintf(`{"status":{"conditions":[{"type":"Ready","status":"True","reason":"","lastTransitionTime":%q},{"type":"ContainersReady","status":"True","reason":"","lastTransitionTime":%q}]}}`, now, now)
+		_, err = r.c.Kube.CoreV1().Pods(ns).Patch(ctx, name, types.StrategicMergePatchType, []byte(patch), metav1.PatchOptions{}, "status")
+		if err != nil {
+			r.c.logf("marking pod %s/%s ready: %v", ns, name, err)
+		}
+		return
+	}
 }
 
 func (r *podRunner) stopLocked(ip string) {
