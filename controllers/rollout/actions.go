@@ -56,6 +56,10 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 		}
 		want = p
 	}
+	// The target's PodDisruptionBudgets guard the primary's pods too (pdb.go).
+	if err := r.syncPrimaryPDBs(ctx, sc); err != nil {
+		return err
+	}
 	sc.primary = want
 	sc.obs.PrimaryRevision = rev
 	sc.obs.PrimaryReady, _ = deploymentReady(want)

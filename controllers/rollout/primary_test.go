@@ -2,10 +2,12 @@ package rollout
 
 import (
 	"maps"
+	"slices"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 )
@@ -162,5 +164,144 @@ func TestDeploymentReadyNeedsEveryReplicaUpdatedAndAvailable(t *testing.T) {
 	d.Spec.Replicas = ptr.To[int32](0)
 	if ok, _ := deploymentReady(d); ok {
 		t.Error("a Deployment scaled to zero counts as ready")
+	}
+}
+
+// withSpreadAndAffinity gives a target a spread constraint and pod affinity
+// and anti-affinity terms about its own pods and about another app's.
+func withSpreadAndAffinity(d *appsv1.Deployment) *appsv1.Deployment {
+	own := func() *metav1.LabelSelector {
+		return &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}
+	}
+	cache := &metav1.LabelSelector{MatchLabels: map[string]string{"app": "cache"}}
+	d.Spec.Template.Spec.TopologySpreadConstraints = []corev1.TopologySpreadConstraint{{
+		MaxSkew: 1, TopologyKey: "zone", LabelSelector: own(), MatchLabelKeys: []string{"pod-template-hash"},
+	}}
+	d.Spec.Template.Spec.Affinity = &corev1.Affinity{
+		PodAffinity: &corev1.PodAffinity{
+			RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{TopologyKey: "zone", LabelSelector: cache}},
+			PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{
+				Weight: 10, PodAffinityTerm: corev1.PodAffinityTerm{TopologyKey: "zone", LabelSelector: own()},
+			}},
+		},
+		PodAntiAffinity: &corev1.PodAntiAffinity{
+			RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{{
+				TopologyKey: "host", LabelSelector: own(), MismatchLabelKeys: []string{"tenant"},
+			}},
+			PreferredDuringSchedulingIgnoredDuringExecution: []corev1.WeightedPodAffinityTerm{{
+				Weight: 50, PodAffinityTerm: corev1.PodAffinityTerm{TopologyKey: "rack", LabelSelector: own()},
+			}},
+		},
+	}
+	return d
+}
+
+func TestBuildPrimarySpreadsAndAvoidsThePrimarysOwnPods(t *testing.T) {
+	d := withSpreadAndAffinity(target())
+	_, primarySel, _ := selectors(d)
+	spec := buildPrimary(d, primarySel, nil, "rev1", 3).Spec.Template.Spec
+
+	tsc := spec.TopologySpreadConstraints[0]
+	if got := tsc.LabelSelector.MatchLabels["app"]; got != "web-primary" {
+		t.Errorf("topology spread selects app=%s, want web-primary", got)
+	}
+	if !slices.Equal(tsc.MatchLabelKeys, []string{"pod-template-hash"}) {
+		t.Errorf("topology spread matchLabelKeys = %v, want them kept", tsc.MatchLabelKeys)
+	}
+	aff, anti := spec.Affinity.PodAffinity, spec.Affinity.PodAntiAffinity
+	if got := aff.RequiredDuringSchedulingIgnoredDuringExecution[0].LabelSelector.MatchLabels["app"]; got != "cache" {
+		t.Errorf("affinity to another app became app=%s, want cache", got)
+	}
+	if got := aff.PreferredDuringSchedulingIgnoredDuringExecution[0].PodAffinityTerm.LabelSelector.MatchLabels["app"]; got != "web-primary" {
+		t.Errorf("preferred affinity selects app=%s, want web-primary", got)
+	}
+	req := anti.RequiredDuringSchedulingIgnoredDuringExecution[0]
+	if got := req.LabelSelector.MatchLabels["app"]; got != "web-primary" {
+		t.Errorf("required anti-affinity selects app=%s, want web-primary", got)
+	}
+	if !slices.Equal(req.MismatchLabelKeys, []string{"tenant"}) {
+		t.Errorf("anti-affinity mismatchLabelKeys = %v, want them kept", req.MismatchLabelKeys)
+	}
+	if got := anti.PreferredDuringSchedulingIgnoredDuringExecution[0].PodAffinityTerm.LabelSelector.MatchLabels["app"]; got != "web-primary" {
+		t.Errorf("preferred anti-affinity selects app=%s, want web-primary", got)
+	}
+	if got := d.Spec.Template.Spec.TopologySpreadConstraints[0].LabelSelector.MatchLabels["app"]; got != "web" {
+		t.Errorf("buildPrimary changed the target's constraint to app=%s", got)
+	}
+}
+
+func TestRelabelTurnsSelectorsOfTheTargetsPodsToThePrimarys(t *testing.T) {
+	m := relabel{target: map[string]string{"app": "web", "track": "main"}, primary: map[string]string{"app": "web-primary", "track": "main-primary"}}
+	expr := func(key string, op metav1.LabelSelectorOperator, values ...string) metav1.LabelSelectorRequirement {
+		return metav1.LabelSelectorRequirement{Key: key, Operator: op, Values: values}
+	}
+	for _, tc := range []struct {
+		name    string
+		in, out *metav1.LabelSelector
+	}{
+		{"nil stays nil", nil, nil},
+		{"matchLabels on the target's selector value",
+			&metav1.LabelSelector{MatchLabels: map[string]string{"app": "web", "track": "main"}},
+			&metav1.LabelSelector{MatchLabels: map[string]string{"app": "web-primary", "track": "main-primary"}}},
+		{"keys outside the target's selector are kept",
+			&metav1.LabelSelector{MatchLabels: map[string]string{"app": "web", "tier": "web"}},
+			&metav1.LabelSelector{MatchLabels: map[string]string{"app": "web-primary", "tier": "web"}}},
+		{"another app is left alone",
+			&metav1.LabelSelector{MatchLabels: map[string]string{"app": "cache"}},
+			&metav1.LabelSelector{MatchLabels: map[string]string{"app": "cache"}}},
+		{"In maps the target's value and keeps the others",
+			&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{expr("app", metav1.LabelSelectorOpIn, "web", "cache")}},
+			&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{expr("app", metav1.LabelSelectorOpIn, "web-primary", "cache")}}},
+		{"NotIn maps the target's value",
+			&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{expr("track", metav1.LabelSelectorOpNotIn, "main")}},
+			&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{expr("track", metav1.LabelSelectorOpNotIn, "main-primary")}}},
+		{"In on a key outside the target's selector is kept",
+			&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{expr("tier", metav1.LabelSelectorOpIn, "web")}},
+			&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{expr("tier", metav1.LabelSelectorOpIn, "web")}}},
+		{"Exists names a key the primary's pods share",
+			&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{expr("app", metav1.LabelSelectorOpExists)}},
+			&metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{expr("app", metav1.LabelSelectorOpExists)}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var before *metav1.LabelSelector
+			if tc.in != nil {
+				before = tc.in.DeepCopy()
+			}
+			got := m.selector(tc.in)
+			if !equality.Semantic.DeepEqual(got, tc.out) {
+				t.Errorf("selector(%v) = %v, want %v", tc.in, got, tc.out)
+			}
+			if !equality.Semantic.DeepEqual(tc.in, before) {
+				t.Errorf("the input selector was changed to %v", tc.in)
+			}
+		})
+	}
+}
+
+func TestRelabelLeavesAffinityTermsAboutOtherNamespacesAlone(t *testing.T) {
+	m := relabel{target: map[string]string{"app": "web"}, primary: map[string]string{"app": "web-primary"}}
+	term := func(namespaces []string, nsSel *metav1.LabelSelector) corev1.PodAffinityTerm {
+		return corev1.PodAffinityTerm{TopologyKey: "host", Namespaces: namespaces, NamespaceSelector: nsSel,
+			LabelSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "web"}}}
+	}
+	for _, tc := range []struct {
+		name string
+		term corev1.PodAffinityTerm
+		want string
+	}{
+		{"the pod's own namespace", term(nil, nil), "web-primary"},
+		{"a list that holds the pod's namespace", term([]string{"other", "ns"}, nil), "web-primary"},
+		{"another namespace", term([]string{"other"}, nil), "web"},
+		{"a namespace selector", term(nil, &metav1.LabelSelector{}), "web"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			spec := &corev1.PodSpec{Affinity: &corev1.Affinity{PodAntiAffinity: &corev1.PodAntiAffinity{
+				RequiredDuringSchedulingIgnoredDuringExecution: []corev1.PodAffinityTerm{tc.term},
+			}}}
+			m.podSelectors(spec, "ns")
+			if got := spec.Affinity.PodAntiAffinity.RequiredDuringSchedulingIgnoredDuringExecution[0].LabelSelector.MatchLabels["app"]; got != tc.want {
+				t.Errorf("app=%s, want %s", got, tc.want)
+			}
+		})
 	}
 }

@@ -96,6 +96,7 @@ func (r *Reconciler) isCurrent(ctx context.Context, ro *sluicev1.Rollout) (bool,
 // +kubebuilder:rbac:groups=sluice.dev,resources=metrictemplates,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups="",resources=services;configmaps;secrets,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=sluice.dev,resources=rollouts/finalizers,verbs=update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;create;update;patch
@@ -382,6 +383,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Named("rollout").
 		Build(r)
 	if err != nil {
+		return err
+	}
+	// PodDisruptionBudget copies for the primary (pdb.go).
+	if err := r.setupPrimaryPDBs(mgr); err != nil {
 		return err
 	}
 	r.watchRoutes = func(obj client.Object) error {

@@ -1,0 +1,202 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/pkg/traffic"
+)
+
+// A PodDisruptionBudget written for the target covers the target's pods
+// only; the primary's pods, which serve, carry other label values. Sluice
+// gives each such budget a "-primary" copy over the primary's pods.
+
+// primaryPDB returns the copy for the primary of a PodDisruptionBudget, or
+// nil when src is not about the target's pods. src is about them when
+//   - its selector matches the labels of the target's pod template, and
+//   - it pins a key of the target's selector to the target's value, in
+//     matchLabels or in an In expression with that one value.
+//
+// The pin keeps the copy and src apart: the copy requires the primary's
+// value on that key, src the target's, so no pod falls under both (the
+// eviction API refuses pods under two budgets). A budget over many apps
+// (tier=web, say) is not copied: it covers the primary's pods already.
+// Sluice's own copies are never copied again.
+func primaryPDB(src *policyv1.PodDisruptionBudget, target *appsv1.Deployment, m relabel, rollout string) *policyv1.PodDisruptionBudget {
+	sel := src.Spec.Selector
+	if sel == nil || src.Labels[traffic.ManagedByLabel] == traffic.ManagedByValue || !src.DeletionTimestamp.IsZero() {
+		return nil
+	}
+	s, err := metav1.LabelSelectorAsSelector(sel)
+	if err != nil || !s.Matches(labels.Set(target.Spec.Template.Labels)) || !m.pins(sel) {
+		return nil
+	}
+	// The same budget (minAvailable or maxUnavailable, and the unhealthy
+	// pod eviction policy) over the primary's pods.
+	spec := src.Spec.DeepCopy()
+	spec.Selector = m.selector(sel)
+	return &policyv1.PodDisruptionBudget{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: primaryName(src.Name), Namespace: src.Namespace,
+			Labels: map[string]string{RolloutLabel: rollout, traffic.ManagedByLabel: traffic.ManagedByValue},
+		},
+		Spec: *spec,
+	}
+}
+
+// pins reports whether sel requires one of the target's selector labels.
+func (m relabel) pins(sel *metav1.LabelSelector) bool {
+	for k, v := range m.target {
+		if got, ok := sel.MatchLabels[k]; ok && got == v {
+			return true
+		}
+		for _, e := range sel.MatchExpressions {
+			if e.Key == k && e.Operator == metav1.LabelSelectorOpIn && slices.Equal(e.Values, []string{v}) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// syncPrimaryPDBs makes the primary's PodDisruptionBudget copies match the
+// budgets of the target's pods in the Rollout's namespace: it creates and
+// updates the copies, and deletes the copies whose original is gone or no
+// longer about the target's pods. It reads through the cache.
+func (r *Reconciler) syncPrimaryPDBs(ctx context.Context, sc *scope) error {
+	canary, primary, err := selectors(sc.target)
+	if err != nil {
+		return err
+	}
+	m := relabel{target: canary, primary: primary}
+	var list policyv1.PodDisruptionBudgetList
+	if err := r.List(ctx, &list, client.InNamespace(sc.ro.Namespace)); err != nil {
+		return fmt.Errorf("listing PodDisruptionBudgets: %w", err)
+	}
+	have := map[string]*policyv1.PodDisruptionBudget{}
+	want := map[string]*policyv1.PodDisruptionBudget{}
+	for i := range list.Items {
+		p := &list.Items[i]
+		have[p.Name] = p
+		if c := primaryPDB(p, sc.target, m, sc.ro.Name); c != nil {
+			want[c.Name] = c
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(want)) {
+		if err := r.writePDB(ctx, sc.ro, want[name], have[name]); err != nil {
+			return err
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(have)) {
+		p := have[name]
+		if want[name] != nil || !metav1.IsControlledBy(p, sc.ro) || !p.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if err := r.Delete(ctx, p); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("deleting PodDisruptionBudget %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
+// writePDB creates a copy, or updates cur (nil when absent) to it. A budget
+// of that name that is not this Rollout's is left alone, with a warning.
+func (r *Reconciler) writePDB(ctx context.Context, ro *sluicev1.Rollout, want, cur *policyv1.PodDisruptionBudget) error {
+	if err := controllerutil.SetControllerReference(ro, want, r.Scheme()); err != nil {
+		return err
+	}
+	switch {
+	case cur == nil:
+		// Another reconcile may have just created it: its watch event
+		// brings the copy back here to be checked.
+		if err := r.Create(ctx, want); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("creating PodDisruptionBudget %s: %w", want.Name, err)
+		}
+		return nil
+	case !metav1.IsControlledBy(cur, ro):
+		r.Recorder.Eventf(ro, cur, corev1.EventTypeWarning, "PDBConflict", "CopyPDB",
+			"PodDisruptionBudget %s exists and is not managed by this Rollout: the primary's pods get no copy of the target's budget", cur.Name)
+		return nil
+	case equality.Semantic.DeepEqual(cur.Spec, want.Spec) && maps.Equal(cur.Labels, want.Labels):
+		return nil
+	}
+	upd := cur.DeepCopy()
+	upd.Spec, upd.Labels = want.Spec, want.Labels
+	if err := r.Update(ctx, upd); err != nil {
+		return fmt.Errorf("updating PodDisruptionBudget %s: %w", upd.Name, err)
+	}
+	return nil
+}
+
+// setupPrimaryPDBs registers the small controller that keeps the copies in
+// sync between releases: when a budget is written, changed or deleted, or a
+// copy is edited. promotePrimary syncs them too, so that they exist with the
+// primary. A Rollout is synced only once its primary exists and while it is
+// not being deleted (its copies then go with it).
+func (r *Reconciler) setupPrimaryPDBs(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("rollout-pdb").
+		For(&sluicev1.Rollout{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Owns(&policyv1.PodDisruptionBudget{}).
+		Watches(&policyv1.PodDisruptionBudget{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsInNamespace)).
+		Complete(reconcile.Func(r.reconcilePDBs))
+}
+
+// rolloutsInNamespace maps a user's PodDisruptionBudget to the Rollouts of
+// its namespace (budgets change seldom; each Rollout checks it cheaply).
+func (r *Reconciler) rolloutsInNamespace(ctx context.Context, o client.Object) []reconcile.Request {
+	if o.GetLabels()[traffic.ManagedByLabel] == traffic.ManagedByValue {
+		return nil
+	}
+	var list sluicev1.RolloutList
+	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace())); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing Rollouts for a PodDisruptionBudget")
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return reqs
+}
+
+// reconcilePDBs syncs one Rollout's copies when its primary exists.
+func (r *Reconciler) reconcilePDBs(ctx context.Context, req reconcile.Request) (reconcile.Result, error) {
+	ro := &sluicev1.Rollout{}
+	if err := r.Get(ctx, req.NamespacedName, ro); err != nil || !ro.DeletionTimestamp.IsZero() {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	sc := &scope{ro: ro, target: &appsv1.Deployment{}, primary: &appsv1.Deployment{}}
+	name := ro.Spec.TargetRef.Name
+	for n, d := range map[string]*appsv1.Deployment{name: sc.target, primaryName(name): sc.primary} {
+		if err := r.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: n}, d); err != nil {
+			return reconcile.Result{}, client.IgnoreNotFound(err)
+		}
+	}
+	if !metav1.IsControlledBy(sc.primary, ro) {
+		return reconcile.Result{}, nil
+	}
+	if _, _, err := selectors(sc.target); err != nil {
+		// The Rollout's own reconcile reports the invalid target.
+		return reconcile.Result{}, nil
+	}
+	return reconcile.Result{}, r.syncPrimaryPDBs(ctx, sc)
+}
