@@ -15,7 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
-	"github.com/sluice-dev/sluice/controllers/rollout/statemachine"
+	"github.com/sluice-dev/sluice/pkg/steps"
 	"github.com/sluice-dev/sluice/pkg/traffic"
 )
 
@@ -135,10 +135,7 @@ func (r *Reconciler) revertTarget(ctx context.Context, ro *sluicev1.Rollout, tar
 	if ready {
 		return 0, nil
 	}
-	deadline := statemachine.DefaultProgressDeadline
-	if s := ro.Spec.ProgressDeadlineSeconds; s != nil {
-		deadline = time.Duration(*s) * time.Second
-	}
+	deadline := steps.ProgressDeadline(&ro.Spec)
 	left := time.Until(ro.DeletionTimestamp.Add(deadline))
 	msg := fmt.Sprintf("waiting for Deployment %s to be ready before traffic is handed back to it: %s", target.Name, why)
 	stalled := left <= 0

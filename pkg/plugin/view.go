@@ -12,7 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
-	"github.com/sluice-dev/sluice/controllers/rollout/statemachine"
+	"github.com/sluice-dev/sluice/pkg/steps"
 )
 
 // maxEvents is how many of the last events `get` shows.
@@ -60,7 +60,7 @@ func (v *view) header(w io.Writer, s style) {
 		extra = append(extra, "step "+st.StepProgress)
 	}
 	if st.FailedChecks > 0 {
-		extra = append(extra, fmt.Sprintf("failed checks %d of %d allowed", st.FailedChecks, threshold(&ro.Spec)))
+		extra = append(extra, fmt.Sprintf("failed checks %d of %d allowed", st.FailedChecks, steps.Threshold(&ro.Spec)))
 	}
 	if ro.Spec.Suspend {
 		extra = append(extra, "suspended by spec")
@@ -138,7 +138,7 @@ func stepMark(st *sluicev1.RolloutStatus, i int) string {
 
 func (v *view) steps(w io.Writer, s style) {
 	spec, st := &v.ro.Spec, &v.ro.Status
-	plan := statemachine.Plan(spec)
+	plan := steps.Plan(spec)
 	section(w, s, fmt.Sprintf("Steps (%d)", len(plan)))
 	if len(plan) == 0 {
 		fmt.Fprintln(w, "  none: skipAnalysis promotes as soon as the canary is ready")
@@ -162,7 +162,7 @@ func (v *view) steps(w io.Writer, s style) {
 }
 
 // describeStep says in words what a planned step does.
-func describeStep(spec *sluicev1.RolloutSpec, p statemachine.PlannedStep, i int) string {
+func describeStep(spec *sluicev1.RolloutSpec, p steps.Step, i int) string {
 	switch {
 	case p.ManualPause:
 		return fmt.Sprintf("pause at %d%% until promoted", p.Weight)
@@ -173,7 +173,7 @@ func describeStep(spec *sluicev1.RolloutSpec, p statemachine.PlannedStep, i int)
 	case spec.Strategy.ABTesting != nil:
 		return fmt.Sprintf("iteration %d: matching requests to canary, checked", i+1)
 	}
-	return fmt.Sprintf("set weight %d%%, hold %s, check", p.Weight, shortDuration(interval(spec)))
+	return fmt.Sprintf("set weight %d%%, hold %s, check", p.Weight, shortDuration(steps.Interval(spec)))
 }
 
 // shortDuration prints 1m rather than 1m0s.
@@ -200,20 +200,6 @@ func strategyName(spec *sluicev1.RolloutSpec) string {
 		return "A/B testing"
 	}
 	return "-"
-}
-
-func interval(spec *sluicev1.RolloutSpec) time.Duration {
-	if a := spec.Analysis; a != nil && a.Interval != nil && a.Interval.Duration > 0 {
-		return a.Interval.Duration
-	}
-	return statemachine.DefaultInterval
-}
-
-func threshold(spec *sluicev1.RolloutSpec) int32 {
-	if a := spec.Analysis; a != nil && a.Threshold > 0 {
-		return a.Threshold
-	}
-	return statemachine.DefaultThreshold
 }
 
 func (v *view) metrics(w io.Writer, s style) {

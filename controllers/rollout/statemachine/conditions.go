@@ -7,6 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/pkg/steps"
 )
 
 // summarize sets the conditions from the phase, in one place, following the
@@ -100,7 +101,7 @@ func (m *machine) summarize(generation int64) {
 
 	st.StepProgress = ""
 	if m.activeRun() {
-		if n := len(Plan(m.spec)); n > 0 {
+		if n := len(steps.Plan(m.spec)); n > 0 {
 			st.StepProgress = fmt.Sprintf("%d/%d", min(int(st.CurrentStepIndex)+1, n), n)
 		}
 	}

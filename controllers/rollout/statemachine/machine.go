@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/pkg/steps"
 )
 
 // Observation is what the reconciler saw in the cluster this round.
@@ -436,10 +437,10 @@ func (m *machine) canaryReady() (ready, moved bool) {
 	if m.st.WaitingSince == nil {
 		m.st.WaitingSince = m.timeNow()
 	}
-	deadline := m.st.WaitingSince.Add(progressDeadline(m.spec))
+	deadline := m.st.WaitingSince.Add(steps.ProgressDeadline(m.spec))
 	if !m.now.Before(deadline) {
 		m.rollback("ProgressDeadlineExceeded", fmt.Sprintf("canary not ready within %s: %s",
-			progressDeadline(m.spec), m.obs.CanaryMessage))
+			steps.ProgressDeadline(m.spec), m.obs.CanaryMessage))
 		return false, true
 	}
 	m.st.Message = "waiting for the canary to be ready: " + m.obs.CanaryMessage
@@ -461,7 +462,7 @@ func (m *machine) progressing() bool {
 	if !m.st.PreRolloutPassed && hasHook(m.spec, sluicev1.HookPreRollout) {
 		return m.preRollout()
 	}
-	plan := Plan(m.spec)
+	plan := steps.Plan(m.spec)
 	idx := int(m.st.CurrentStepIndex)
 	if len(plan) == 0 {
 		m.enterPromotion()
@@ -508,7 +509,7 @@ func (m *machine) progressing() bool {
 		m.st.Message = fmt.Sprintf("step %d/%d: paused until promoted", idx+1, len(plan))
 		return false
 	}
-	hold := interval(m.spec)
+	hold := steps.Interval(m.spec)
 	if step.Pause != nil {
 		hold = *step.Pause
 	}
@@ -554,7 +555,7 @@ func (m *machine) preRollout() bool {
 		if m.failCheck("pre-rollout hook failed: " + res.Message) {
 			return true
 		}
-		m.wakeAt(m.now.Add(interval(m.spec)))
+		m.wakeAt(m.now.Add(steps.Interval(m.spec)))
 		return false
 	}
 	m.st.PreRolloutPassed = true
@@ -588,7 +589,7 @@ func (m *machine) runChecks() (passed, moved bool) {
 	}
 	// Hold the step for another interval and check again.
 	m.st.StepStartedAt = m.timeNow()
-	m.wakeAt(m.now.Add(interval(m.spec)))
+	m.wakeAt(m.now.Add(steps.Interval(m.spec)))
 	return false, false
 }
 
@@ -692,7 +693,7 @@ func (m *machine) primaryServing() int32 {
 // Rollout is Stalled: traffic stays on the ready pods where it is, and a
 // person fixes the Deployment or aborts.
 func (m *machine) promotionWait(msg string) bool {
-	deadline := m.st.PromotionStartedAt.Add(progressDeadline(m.spec))
+	deadline := m.st.PromotionStartedAt.Add(steps.ProgressDeadline(m.spec))
 	if m.now.Before(deadline) {
 		m.st.Message = msg
 		m.wakeAt(deadline)
@@ -700,7 +701,7 @@ func (m *machine) promotionWait(msg string) bool {
 	}
 	m.stalled = "PromotionStalled"
 	m.stalledMsg = fmt.Sprintf("promotion of revision %s not done within %s: %s; traffic stays on ready pods: fix the Deployment, or abort to return to revision %s",
-		m.st.CanaryRevision, progressDeadline(m.spec), msg, m.st.StableRevision)
+		m.st.CanaryRevision, steps.ProgressDeadline(m.spec), msg, m.st.StableRevision)
 	m.st.Message = m.stalledMsg
 	return false
 }
@@ -762,7 +763,7 @@ func (m *machine) rollback(reason, msg string) {
 // reached and the run was rolled back.
 func (m *machine) failCheck(msg string) bool {
 	m.st.FailedChecks++
-	limit := threshold(m.spec)
+	limit := steps.Threshold(m.spec)
 	m.event(corev1.EventTypeWarning, "CheckFailed", fmt.Sprintf("%s (%d/%d)", msg, m.st.FailedChecks, limit))
 	if m.st.FailedChecks >= limit {
 		m.rollback("ThresholdReached", fmt.Sprintf("%d failed checks, last: %s", m.st.FailedChecks, msg))
@@ -794,7 +795,7 @@ func (m *machine) suspend() {
 func (m *machine) holdAtGate(t sluicev1.HookType, msg string) {
 	m.gateHeld = fmt.Sprintf("%s gate is closed: %s", t, msg)
 	m.st.Message = m.gateHeld
-	m.wakeAt(m.now.Add(interval(m.spec)))
+	m.wakeAt(m.now.Add(steps.Interval(m.spec)))
 }
 
 // hasChecks reports whether the spec has anything to check after a step.
@@ -847,7 +848,7 @@ func (m *machine) due() bool {
 	if m.st.LastCheckAt == nil {
 		return true
 	}
-	next := m.st.LastCheckAt.Add(interval(m.spec))
+	next := m.st.LastCheckAt.Add(steps.Interval(m.spec))
 	if m.now.Before(next) {
 		m.wakeAt(next)
 		return false

@@ -1,4 +1,4 @@
-package statemachine
+package steps
 
 import (
 	"fmt"
@@ -55,3 +55,29 @@ func TestPlanExpandsEachWayOfListingWeights(t *testing.T) {
 		})
 	}
 }
+
+// --- builders ---------------------------------------------------------------
+
+type specOpt func(*sluicev1.RolloutSpec)
+
+func spec(opts ...specOpt) *sluicev1.RolloutSpec {
+	s := &sluicev1.RolloutSpec{Strategy: sluicev1.Strategy{BlueGreen: &sluicev1.BlueGreenStrategy{Iterations: 2}}}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+func withCanaryWeights(ws ...int32) specOpt {
+	return func(s *sluicev1.RolloutSpec) {
+		s.Strategy = sluicev1.Strategy{Canary: &sluicev1.CanaryStrategy{StepWeights: ws}}
+	}
+}
+
+func withSteps(steps ...sluicev1.CanaryStep) specOpt {
+	return func(s *sluicev1.RolloutSpec) {
+		s.Strategy = sluicev1.Strategy{Canary: &sluicev1.CanaryStrategy{Steps: steps}}
+	}
+}
+
+func skipAnalysis(s *sluicev1.RolloutSpec) { s.SkipAnalysis = true }

@@ -1,0 +1,117 @@
+// Package steps expands a Rollout's strategy into the steps of a run, and
+// reads the analysis settings with their defaults. The state machine and the
+// kubectl plugin both use it, so what the plugin shows is what runs.
+package steps
+
+import (
+	"time"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+// DefaultInterval is the analysis interval when the spec leaves it out (the
+// API server defaults it too; this covers objects built in code).
+const DefaultInterval = time.Minute
+
+// DefaultThreshold is the failed-check threshold when the spec leaves it out.
+const DefaultThreshold = 5
+
+// DefaultProgressDeadline is used when spec.progressDeadlineSeconds is unset.
+const DefaultProgressDeadline = 600 * time.Second
+
+// Step is one step of a run, expanded from the strategy.
+type Step struct {
+	// Weight is the canary weight held during the step.
+	Weight int32
+	// Check is true when the step ends with the checks (metrics, rollout hooks).
+	Check bool
+	// Pause, when set, is a timed pause; ManualPause waits for a promote.
+	Pause       *time.Duration
+	ManualPause bool
+}
+
+// Plan expands a strategy into the ordered steps of a run. A run with
+// skipAnalysis has no steps.
+func Plan(spec *sluicev1.RolloutSpec) []Step {
+	if spec.SkipAnalysis {
+		return nil
+	}
+	iterations := int32(0)
+	switch {
+	case spec.Strategy.BlueGreen != nil:
+		iterations = spec.Strategy.BlueGreen.Iterations
+	case spec.Strategy.ABTesting != nil:
+		iterations = spec.Strategy.ABTesting.Iterations
+	}
+	if spec.Strategy.BlueGreen != nil || spec.Strategy.ABTesting != nil {
+		n := iterations
+		if n < 1 {
+			n = 1
+		}
+		steps := make([]Step, n)
+		for i := range steps {
+			steps[i] = Step{Weight: 0, Check: true}
+		}
+		return steps
+	}
+	c := spec.Strategy.Canary
+	if c == nil {
+		return nil
+	}
+	var steps []Step
+	switch {
+	case len(c.Steps) > 0:
+		var weight int32
+		for _, s := range c.Steps {
+			switch {
+			case s.SetWeight != nil:
+				weight = *s.SetWeight
+				steps = append(steps, Step{Weight: weight, Check: true})
+			case s.Pause != nil && s.Pause.Duration != nil:
+				d := s.Pause.Duration.Duration
+				steps = append(steps, Step{Weight: weight, Pause: &d})
+			case s.Pause != nil:
+				steps = append(steps, Step{Weight: weight, ManualPause: true})
+			}
+		}
+	case len(c.StepWeights) > 0:
+		for _, w := range c.StepWeights {
+			steps = append(steps, Step{Weight: w, Check: true})
+		}
+	case c.StepWeight != nil && *c.StepWeight > 0:
+		maxWeight := int32(100)
+		if c.MaxWeight != nil {
+			maxWeight = *c.MaxWeight
+		}
+		w := *c.StepWeight
+		for ; w < maxWeight; w += *c.StepWeight {
+			steps = append(steps, Step{Weight: w, Check: true})
+		}
+		steps = append(steps, Step{Weight: maxWeight, Check: true})
+	}
+	return steps
+}
+
+// Interval is the hold time of a step and the retry period of gates.
+func Interval(spec *sluicev1.RolloutSpec) time.Duration {
+	if a := spec.Analysis; a != nil && a.Interval != nil && a.Interval.Duration > 0 {
+		return a.Interval.Duration
+	}
+	return DefaultInterval
+}
+
+// Threshold is the number of failed checks that rolls a run back.
+func Threshold(spec *sluicev1.RolloutSpec) int32 {
+	if a := spec.Analysis; a != nil && a.Threshold > 0 {
+		return a.Threshold
+	}
+	return DefaultThreshold
+}
+
+// ProgressDeadline is how long the canary, a promotion or a handover may take.
+func ProgressDeadline(spec *sluicev1.RolloutSpec) time.Duration {
+	if spec.ProgressDeadlineSeconds != nil && *spec.ProgressDeadlineSeconds > 0 {
+		return time.Duration(*spec.ProgressDeadlineSeconds) * time.Second
+	}
+	return DefaultProgressDeadline
+}
