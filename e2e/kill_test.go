@@ -1,0 +1,136 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/e2e/cluster"
+)
+
+// hookCounter is a webhook receiver that answers 200 and counts the calls
+// of each hook type with their idempotency keys.
+type hookCounter struct {
+	mu    sync.Mutex
+	calls map[string][]string // hook name -> idempotency keys, in order
+	url   string
+}
+
+func startHookCounter(t *testing.T) *hookCounter {
+	t.Helper()
+	h := &hookCounter{calls: map[string][]string{}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p struct {
+			Metadata       map[string]string `json:"metadata"`
+			IdempotencyKey string            `json:"idempotencyKey"`
+		}
+		_ = json.NewDecoder(r.Body).Decode(&p)
+		key := r.Header.Get("Idempotency-Key")
+		if key == "" {
+			key = p.IdempotencyKey
+		}
+		h.mu.Lock()
+		h.calls[p.Metadata["hook"]] = append(h.calls[p.Metadata["hook"]], key)
+		h.mu.Unlock()
+	}), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	h.url = "http://" + ln.Addr().String() + "/"
+	return h
+}
+
+// keys returns the idempotency keys of a hook's calls.
+func (h *hookCounter) keys(hook string) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]string(nil), h.calls[hook]...)
+}
+
+// distinct counts the distinct keys.
+func distinct(keys []string) int {
+	seen := map[string]bool{}
+	for _, k := range keys {
+		seen[k] = true
+	}
+	return len(seen)
+}
+
+// TestManagerKilledFiveTimesDuringARelease: the manager is killed with
+// SIGKILL five times at random points of a release with pre-rollout,
+// rollout and post-rollout hooks. The release completes, no request fails,
+// and each once-per-release hook is called once, or again only with the
+// same idempotency key (at-least-once, docs/webhooks.md).
+func TestManagerKilledFiveTimesDuringARelease(t *testing.T) {
+	s := NewStory(t, "manager-killed")
+	hooks := startHookCounter(t)
+	seed := time.Now().UnixNano()
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	var changed time.Time
+	s.Given("app v1 behind a canary Rollout (steps 10..50, 2s each) with counted pre-rollout, rollout and post-rollout hooks, under load", func() {
+		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
+		hook := func(name string, t sluicev1.HookType) sluicev1.Webhook {
+			return sluicev1.Webhook{Name: name, Type: t, URL: hooks.url, Metadata: map[string]string{"hook": name}}
+		}
+		s.CreateRollout(s.App.GatewayRollout(s.Host, canarySteps(10, 20, 30, 40, 50), &sluicev1.Analysis{
+			Interval: &metav1.Duration{Duration: 2 * time.Second}, Threshold: 2,
+			Webhooks: []sluicev1.Webhook{hook("pre", sluicev1.HookPreRollout), hook("step", sluicev1.HookRollout), hook("post", sluicev1.HookPostRollout)},
+		}))
+		s.WaitPhase(sluicev1.PhaseInitialized, 60*time.Second)
+		s.StartLoad(50)
+		s.WaitServing("v1")
+		t.Cleanup(func() {
+			if err := s.c.EnsureManager(context.Background()); err != nil {
+				t.Errorf("restarting the manager for the next stories: %v", err)
+			}
+		})
+	}).When(fmt.Sprintf("v2 is released and the manager is killed 5 times at random points (seed %d)", seed), func() {
+		changed = s.UpdateApp(cluster.App{Name: "podinfo", Version: "v2", Replicas: 2})
+		for i := range 5 {
+			time.Sleep(time.Duration(300+rng.IntN(2500)) * time.Millisecond)
+			st := s.Status()
+			s.Logf("kill %d at phase %s weight %d step %d", i+1, st.Phase, st.CanaryWeight, st.CurrentStepIndex)
+			s.c.KillManager()
+			s.Must(s.c.StartManager(s.ctx), "restarting the manager")
+		}
+	}).Then("the release completes: Succeeded, post-rollout hooks run", func() {
+		s.WaitPhase(sluicev1.PhaseSucceeded, 120*time.Second)
+		s.Eventually(30*time.Second, "post-rollout hook called", func() (bool, string) {
+			return len(hooks.keys("post")) > 0, "not yet"
+		})
+		s.WaitServing("v2")
+	}).And("pre-rollout and post-rollout were each called for one key; rollout hooks carried a key per step check", func() {
+		for _, name := range []string{"pre", "post"} {
+			keys := hooks.keys(name)
+			s.Figure(name+"-rollout calls (distinct keys)", fmt.Sprintf("%d (%d)", len(keys), distinct(keys)))
+			if distinct(keys) != 1 || keys[0] == "" {
+				s.Fatalf("%s-rollout hook: calls with keys %v, want every call to carry one and the same key", name, keys)
+			}
+		}
+		steps := hooks.keys("step")
+		sorted := append([]string(nil), steps...)
+		sort.Strings(sorted)
+		s.Figure("rollout hook calls (distinct keys)", fmt.Sprintf("%d (%d)", len(steps), distinct(steps)))
+		if distinct(steps) < 5 {
+			s.Fatalf("rollout hook keys %s: want at least one per step", strings.Join(sorted, ","))
+		}
+	}).And("no request failed", func() {
+		s.ExpectNoFailedRequests(changed)
+	})
+}
