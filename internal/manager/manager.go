@@ -97,7 +97,12 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		LeaderElection:          opts.LeaderElection,
 		LeaderElectionID:        "sluice-manager.sluice.dev",
 		LeaderElectionNamespace: opts.LeaderElectionNS,
-		Controller:              config.Controller{SkipNameValidation: ptr.To(opts.AllowRestart)},
+		// A stopping leader (a rolling update, a scale-down) hands the Lease
+		// over at once instead of making the other replica wait out its
+		// duration. Safe because the Lease is released only after the
+		// reconciles have ended, and the binary exits right after.
+		LeaderElectionReleaseOnCancel: true,
+		Controller:                    config.Controller{SkipNameValidation: ptr.To(opts.AllowRestart)},
 		Cache: cache.Options{
 			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject: map[client.Object]cache.ByObject{
