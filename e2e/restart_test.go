@@ -53,7 +53,7 @@ func TestOperatorKilledMidRelease(t *testing.T) {
 			// Not fatal: the restart and the rest of the release are still checked.
 			s.Errorf("status says weight 30 but the Gateway's split while the manager was down is %s (HTTPRoute %s)", sp, strings.Join(routeWeights(), " -> "))
 		}
-	}).When("the manager is started again", func() {
+	}).When("the manager is started again (it reconciles once the killed one's Lease has expired, about 15s)", func() {
 		s.Must(s.c.StartManager(s.ctx), "restarting the manager")
 		restarted = time.Now()
 	}).Then("the release completes: Succeeded", func() {

@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"go.uber.org/zap/zapcore"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
@@ -40,24 +42,32 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	)
 	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", "address of the metrics endpoint; 0 disables it")
 	fs.StringVar(&opts.HealthProbeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes; 0 disables them")
-	fs.BoolVar(&opts.LeaderElection, "leader-elect", false, "elect a leader among replicas (turn on when running more than one)")
+	fs.BoolVar(&opts.LeaderElection, "leader-elect", true, "elect a leader among replicas, so that one reconciles at a time; --leader-elect=false for a single manager run by hand")
 	fs.StringVar(&opts.PrometheusAddress, "prometheus-address", "", "Prometheus for built-in metrics and MetricTemplates without an address, e.g. http://prometheus.monitoring:9090")
 	fs.DurationVar(&opts.PrometheusTimeout, "prometheus-timeout", 10*time.Second, "timeout of one metric query")
 	fs.StringVar(&opts.GatewayFlavor, "gateway-flavor", "envoy", "Gateway API implementation whose metrics the built-in checks read: envoy or traefik")
 	fs.StringVar(&opts.NotifySecret, "notify-secret", "", "NAMESPACE/NAME of a Secret with notification URLs (slack-url, teams-url, webhook-url, event-url)")
 	fs.StringVar(&opts.EventWebhookURL, "event-webhook-url", "", "URL that receives every Rollout event as a webhook payload")
-	fs.StringVar(&opts.LeaderElectionNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
+	fs.StringVar(&opts.LeaderElectionNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace; required outside a cluster)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	opts.AllowRestart = allowRestart
 	level, err := zapcore.ParseLevel(*logLevel)
 	if err != nil {
 		return fmt.Errorf("--log-level: %w", err)
 	}
+	if opts.LeaderElection {
+		if opts.LeaderElectionNS, err = leaseNamespace(opts.LeaderElectionNS); err != nil {
+			return err
+		}
+	}
+	opts.AllowRestart = allowRestart
 	logger := zap.New(zap.WriteTo(logOut), zap.Level(level), zap.UseDevMode(*devLogs))
 	// controller-runtime's global logger takes the first logger it is given.
 	ctrl.SetLogger(logger)
+	// client-go logs through klog (leader election among others): into the
+	// same logs, not plain text on stderr.
+	klog.SetLogger(logger)
 
 	cfg, err := restConfig(*kubeconfig)
 	if err != nil {
@@ -67,11 +77,38 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("setting up the manager: %w", err)
 	}
-	logger.WithName("setup").Info("starting", "leaderElection", opts.LeaderElection, "metrics", opts.MetricsAddr)
+	logger.WithName("setup").Info("starting", "leaderElection", opts.LeaderElection, "leaseNamespace", opts.LeaderElectionNS, "metrics", opts.MetricsAddr)
 	if err := mgr.Start(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil
+}
+
+// podNamespaceFile holds the pod's namespace when running in a cluster.
+var podNamespaceFile = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+// leaseNamespace returns the namespace of the leader election Lease: the
+// flag's, else the pod's. Outside a cluster there is no pod namespace;
+// controller-runtime would then fail naming its Go option, so the error here
+// names the flags that fix it.
+func leaseNamespace(flagValue string) (string, error) {
+	if flagValue != "" {
+		return flagValue, nil
+	}
+	b, err := os.ReadFile(podNamespaceFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return "", errors.New("leader election is on (the default) but the manager runs outside a cluster, " +
+			"so it has no namespace for its Lease: pass --leader-election-namespace=NAMESPACE, " +
+			"or --leader-elect=false to run a single manager without election")
+	}
+	if err != nil {
+		return "", fmt.Errorf("reading the pod's namespace for the leader election Lease: %w", err)
+	}
+	ns := strings.TrimSpace(string(b))
+	if ns == "" {
+		return "", fmt.Errorf("%s is empty: pass --leader-election-namespace=NAMESPACE", podNamespaceFile)
+	}
+	return ns, nil
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {

@@ -88,8 +88,9 @@ func TestTheManagerRunsAgainstAKubeconfigAndReconciles(t *testing.T) {
 	logs := &syncBuffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"--kubeconfig", path, "--metrics-bind-address", metricsAddr,
-			"--health-probe-bind-address", probeAddr, "--log-level", "debug"}, logs)
+		// Leader election is on, as it ships; the Lease goes in default.
+		done <- run(ctx, []string{"--kubeconfig", path, "--leader-election-namespace", "default",
+			"--metrics-bind-address", metricsAddr, "--health-probe-bind-address", probeAddr, "--log-level", "debug"}, logs)
 	}()
 	t.Cleanup(func() {
 		cancel()
@@ -104,14 +105,7 @@ func TestTheManagerRunsAgainstAKubeconfigAndReconciles(t *testing.T) {
 	}
 	testenv.RunFakeKubelet(ctx, c, "default", nil)
 	must(t, c.Create(ctx, deployment("web")))
-	must(t, c.Create(ctx, &sluicev1.Rollout{
-		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "default"},
-		Spec: sluicev1.RolloutSpec{
-			TargetRef: sluicev1.TargetRef{Kind: "Deployment", Name: "web"},
-			Service:   sluicev1.ServiceSpec{Port: 80},
-			Strategy:  sluicev1.Strategy{BlueGreen: &sluicev1.BlueGreenStrategy{Iterations: 1}},
-		},
-	}))
+	must(t, c.Create(ctx, blueGreen("web")))
 
 	waitFor(t, 30*time.Second, "the Rollout to be Initialized by the manager", func() error {
 		ro := &sluicev1.Rollout{}
@@ -204,10 +198,43 @@ func TestTheManagerRejectsBadFlagsClearly(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--log-level") {
 		t.Errorf("run with --log-level loud = %v, want an error naming --log-level", err)
 	}
-	err = run(context.Background(), []string{"--kubeconfig", "/nonexistent/kubeconfig"}, io.Discard)
+	err = run(context.Background(), []string{"--leader-elect=false", "--kubeconfig", "/nonexistent/kubeconfig"}, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/kubeconfig") {
 		t.Errorf("run with a missing kubeconfig = %v, want an error naming the file", err)
 	}
+}
+
+func TestOutsideAClusterLeaderElectionNeedsALeaseNamespace(t *testing.T) {
+	outsideACluster(t)
+	err := run(context.Background(), []string{"--kubeconfig", "/nonexistent/kubeconfig"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--leader-election-namespace=NAMESPACE") || !strings.Contains(err.Error(), "--leader-elect=false") {
+		t.Errorf("run out of a cluster without a Lease namespace = %v, want an error naming --leader-election-namespace and --leader-elect=false", err)
+	}
+}
+
+func TestTheLeaseNamespaceIsTheFlagsElseThePods(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "namespace")
+	must(t, os.WriteFile(file, []byte("sluice-system\n"), 0o600))
+	old := podNamespaceFile
+	podNamespaceFile = file
+	t.Cleanup(func() { podNamespaceFile = old })
+	for _, tc := range []struct{ flag, want string }{
+		{"", "sluice-system"},
+		{"ops", "ops"},
+	} {
+		if got, err := leaseNamespace(tc.flag); err != nil || got != tc.want {
+			t.Errorf("leaseNamespace(%q) in a pod of sluice-system = %q, %v; want %q", tc.flag, got, err, tc.want)
+		}
+	}
+}
+
+// outsideACluster makes the manager find no pod namespace, wherever the
+// test runs.
+func outsideACluster(t *testing.T) {
+	t.Helper()
+	old := podNamespaceFile
+	podNamespaceFile = filepath.Join(t.TempDir(), "no-such-file")
+	t.Cleanup(func() { podNamespaceFile = old })
 }
 
 func must(t *testing.T, err error) {
@@ -251,6 +278,18 @@ func deployment(name string) *appsv1.Deployment {
 			Replicas: ptr.To[int32](1), Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
 				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: name, Image: name + ":1"}}}},
+		},
+	}
+}
+
+// blueGreen is a one-iteration blue/green Rollout of the Deployment name.
+func blueGreen(name string) *sluicev1.Rollout {
+	return &sluicev1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+		Spec: sluicev1.RolloutSpec{
+			TargetRef: sluicev1.TargetRef{Kind: "Deployment", Name: name},
+			Service:   sluicev1.ServiceSpec{Port: 80},
+			Strategy:  sluicev1.Strategy{BlueGreen: &sluicev1.BlueGreenStrategy{Iterations: 1}},
 		},
 	}
 }

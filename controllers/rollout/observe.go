@@ -38,7 +38,9 @@ type scope struct {
 	actionTaken bool
 	// fresh is set once the cached Rollout was found current in this reconcile.
 	fresh bool
-	obs   statemachine.Observation
+	// emitted counts the events emitted in this reconcile by reason.
+	emitted map[string]int
+	obs     statemachine.Observation
 }
 
 // observe gathers what the state machine needs. It returns an error only for

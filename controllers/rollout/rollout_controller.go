@@ -241,7 +241,7 @@ func (r *Reconciler) decideAndAct(ctx context.Context, sc *scope) (statemachine.
 			d.Status = sc.ro.Status
 			return d, err
 		}
-		r.emit(sc.ro, &status, d.Events)
+		r.emit(sc, &status, d.Events)
 		if err != nil || !changed {
 			return d, err
 		}
@@ -292,18 +292,27 @@ func (r *Reconciler) runChecks(ctx context.Context, ro *sluicev1.Rollout, rev st
 }
 
 // emit records the events and hands them to the notifier with the status
-// they belong to.
-func (r *Reconciler) emit(ro *sluicev1.Rollout, st *sluicev1.RolloutStatus, evs []statemachine.Event) {
+// they belong to. Event webhooks get keys from the status this reconcile
+// started from (sc.ro's, as recorded) and each event's reason and ordinal.
+func (r *Reconciler) emit(sc *scope, st *sluicev1.RolloutStatus, evs []statemachine.Event) {
 	if len(evs) == 0 {
 		return
 	}
+	ro := sc.ro
 	now := ro.DeepCopy()
 	now.Status = *st
+	origin := webhooks.StateOf(ro, sc.revision)
+	if sc.emitted == nil {
+		sc.emitted = map[string]int{}
+	}
 	for _, e := range evs {
 		r.Recorder.Eventf(ro, nil, e.Type, e.Reason, "Release", "%s", e.Message)
 		if r.Notifier != nil {
-			r.Notifier.Dispatch(notify.MessageFor(now, e.Type, e.Reason, e.Message))
+			m := notify.MessageFor(now, e.Type, e.Reason, e.Message)
+			m.Origin, m.Ordinal = origin, sc.emitted[e.Reason]
+			r.Notifier.Dispatch(m)
 		}
+		sc.emitted[e.Reason]++
 	}
 }
 

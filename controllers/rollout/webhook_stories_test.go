@@ -2,6 +2,7 @@ package rollout_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -9,10 +10,13 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -271,4 +275,52 @@ func TestAFailingPreRolloutHookCountsAsAFailedCheck(t *testing.T) {
 		return nil
 	})
 	s.expectKStatus("podinfo", status.FailedStatus)
+}
+
+// TestAHookCallWhoseResultWasNotRecordedIsRepeatedWithTheSameKey loses the
+// result of a call as a manager killed before its status patch would: the
+// Rollout is changed while the call is in flight, so the patch recording the
+// call is refused by its optimistic lock. The next reconcile calls again
+// from the same status, with the same idempotency key; later calls have
+// keys of their own.
+func TestAHookCallWhoseResultWasNotRecordedIsRepeatedWithTheSameKey(t *testing.T) {
+	s := newStory(t)
+	var mu sync.Mutex
+	var keys []string
+	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		var p webhooks.Payload
+		_ = json.NewDecoder(r.Body).Decode(&p)
+		if h := r.Header.Get(webhooks.IdempotencyHeader); h != p.IdempotencyKey || h == "" {
+			t.Errorf("Idempotency-Key header %q, payload idempotencyKey %q: want the same key in both", h, p.IdempotencyKey)
+		}
+		mu.Lock()
+		keys = append(keys, p.IdempotencyKey)
+		first := len(keys) == 1
+		mu.Unlock()
+		if first {
+			ro := &sluicev1.Rollout{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace}}
+			touch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"example.com/touched":"during-the-call"}}}`))
+			if err := k8sClient.Patch(context.Background(), ro, touch); err != nil {
+				t.Errorf("changing the Rollout during the call: %v", err)
+			}
+		}
+	}))
+	t.Cleanup(srv.Close)
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", iterations(2), webhook("load", sluicev1.HookRollout, srv.URL))
+
+	s.setImage("podinfo", "podinfo:2.0")
+	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(keys) != 3 {
+		t.Fatalf("%d rollout hook calls (keys %v), want 3: one per iteration and the unrecorded first one again", len(keys), keys)
+	}
+	if keys[1] != keys[0] {
+		t.Errorf("the repeated call has key %s, the call it repeats %s: want the same", keys[1], keys[0])
+	}
+	if keys[2] == keys[0] {
+		t.Errorf("the second iteration's call has the first one's key %s", keys[2])
+	}
 }

@@ -46,6 +46,10 @@ const (
 	NodeName         = "kwok-node-0"
 )
 
+// ManagerLeaseNamespace holds the manager's leader election Lease; the API
+// server creates it at start.
+const ManagerLeaseNamespace = "kube-system"
+
 // Options configure a cluster.
 type Options struct {
 	// Dir holds logs, kubeconfig and data (a new temporary directory when empty).
@@ -86,8 +90,11 @@ type Cluster struct {
 	mu      sync.Mutex
 	procs   map[string]*Proc
 	manager *Proc
-	mgrArgs []string
-	pods    *podRunner
+	// mgrArgs are the manager's flags, kept across restarts; mgrHealth is
+	// the address of its probes.
+	mgrArgs   []string
+	mgrHealth string
+	pods      *podRunner
 	// holdReady, when set, keeps the pods it returns true for not ready.
 	holdReady atomic.Pointer[func(*corev1.Pod) bool]
 	stopped   bool
@@ -496,8 +503,13 @@ func (c *Cluster) StartManager(ctx context.Context) error {
 			c.mu.Unlock()
 			return err
 		}
+		c.mgrHealth = health
 		c.mgrArgs = []string{
 			"--kubeconfig=" + c.KubeConfig,
+			// Leader election on, as it ships; kube-system always exists.
+			// A manager started after a kill waits for the dead one's
+			// Lease to expire (about 15s) before it reconciles.
+			"--leader-election-namespace=" + ManagerLeaseNamespace,
 			"--prometheus-address=" + c.PrometheusURL,
 			"--gateway-flavor=traefik",
 			"--metrics-bind-address=" + strings.TrimSuffix(strings.TrimPrefix(c.ManagerMetricsURL, "http://"), "/metrics"),
@@ -505,7 +517,7 @@ func (c *Cluster) StartManager(ctx context.Context) error {
 			"--log-dev",
 		}
 	}
-	args := c.mgrArgs
+	args, health := c.mgrArgs, c.mgrHealth
 	c.mu.Unlock()
 	p, err := c.start("sluice-manager", nil, c.bins.manager, args...)
 	if err != nil {
@@ -514,7 +526,6 @@ func (c *Cluster) StartManager(ctx context.Context) error {
 	c.mu.Lock()
 	c.manager = p
 	c.mu.Unlock()
-	health := strings.TrimPrefix(args[4], "--health-probe-bind-address=")
 	return c.waitFor(ctx, 30*time.Second, "the Sluice manager", func() (bool, error) {
 		if p.Exited() {
 			return false, fmt.Errorf("the manager exited:\n%s", p.Tail(4000))

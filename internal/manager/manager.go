@@ -5,9 +5,11 @@ package manager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -97,7 +99,12 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		LeaderElection:          opts.LeaderElection,
 		LeaderElectionID:        "sluice-manager.sluice.dev",
 		LeaderElectionNamespace: opts.LeaderElectionNS,
-		Controller:              config.Controller{SkipNameValidation: ptr.To(opts.AllowRestart)},
+		// A stopping leader (a rolling update, a scale-down) hands the Lease
+		// over at once instead of making the other replica wait out its
+		// duration. Safe because the Lease is released only after the
+		// reconciles have ended, and the binary exits right after.
+		LeaderElectionReleaseOnCancel: true,
+		Controller:                    config.Controller{SkipNameValidation: ptr.To(opts.AllowRestart)},
 		Cache: cache.Options{
 			DefaultTransform: cache.TransformStripManagedFields(),
 			ByObject: map[client.Object]cache.ByObject{
@@ -116,7 +123,11 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, err
 	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+	ready := &cacheSynced{cache: mgr.GetCache()}
+	if err := mgr.Add(ready); err != nil {
+		return nil, err
+	}
+	if err := mgr.AddReadyzCheck("cache-synced", ready.check); err != nil {
 		return nil, err
 	}
 	clk := opts.Clock
@@ -161,6 +172,35 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	return mgr, nil
+}
+
+// cacheSynced is the readiness of a manager: ready once its informer cache
+// has synced, so a replica that cannot list from the API server is not
+// ready. The cache runs on every replica, leader or not, so both replicas of
+// an HA pair become ready. It latches: an informer added later (a router's
+// route kind, watched once a Rollout uses it) that cannot sync, say for want
+// of RBAC, stalls those Rollouts, not the whole manager.
+type cacheSynced struct {
+	cache  cache.Cache
+	synced atomic.Bool
+}
+
+// Start waits for the first sync of the cache. It runs on every replica.
+func (c *cacheSynced) Start(ctx context.Context) error {
+	if c.cache.WaitForCacheSync(ctx) {
+		c.synced.Store(true)
+	}
+	return nil
+}
+
+// NeedLeaderElection is false: a replica waiting for the Lease is ready too.
+func (*cacheSynced) NeedLeaderElection() bool { return false }
+
+func (c *cacheSynced) check(*http.Request) error {
+	if !c.synced.Load() {
+		return errors.New("the informer cache has not synced yet")
+	}
+	return nil
 }
 
 // notifier builds the notification dispatcher from the Secret and the event

@@ -117,7 +117,13 @@ func requiredVersion(gomod, module string) (string, error) {
 // KubeConfig returns a kubeconfig for an admin user of the test API server,
 // for programs that take --kubeconfig.
 func (e *Env) KubeConfig() ([]byte, error) {
-	u, err := e.env.AddUser(envtest.User{Name: "sluice-test-admin", Groups: []string{"system:masters"}}, nil)
+	return e.UserKubeConfig("sluice-test-admin", "system:masters")
+}
+
+// UserKubeConfig returns a kubeconfig for a user in the given groups; a user
+// in no group may do only what RBAC grants every authenticated user.
+func (e *Env) UserKubeConfig(name string, groups ...string) ([]byte, error) {
+	u, err := e.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
 	if err != nil {
 		return nil, err
 	}

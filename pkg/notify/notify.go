@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -37,6 +38,12 @@ type Message struct {
 	// Hooks are the Rollout's own event webhooks; only the rollout-event
 	// lane of a Dispatcher sends to them.
 	Hooks []sluicev1.Webhook `json:"-"`
+	// Origin is the recorded state the event was decided from, and Ordinal
+	// its place among the events of its reason decided from that state:
+	// what the idempotency key of an event webhook derives from, so that an
+	// event decided again after a restart carries the same key.
+	Origin  webhooks.CallState `json:"-"`
+	Ordinal int                `json:"-"`
 }
 
 // MessageFor builds the message of an event about ro, taking its phase,
@@ -219,7 +226,8 @@ func sendEvent(ctx context.Context, c *webhooks.Client, h sluicev1.Webhook, time
 	if c == nil {
 		c = &webhooks.Client{}
 	}
-	return c.Call(ctx, h, webhooks.Payload{Name: m.Rollout, Namespace: m.Namespace, Phase: m.Phase, Checksum: m.Checksum})
+	return c.Call(ctx, h, webhooks.Payload{Name: m.Rollout, Namespace: m.Namespace, Phase: m.Phase, Checksum: m.Checksum,
+		IdempotencyKey: m.Origin.Key(sluicev1.HookEvent, h.Name, m.Reason, strconv.Itoa(m.Ordinal))})
 }
 
 // rolloutEvents sends to the event webhooks of the message's own Rollout.

@@ -147,6 +147,43 @@ func TestTheEventWebhookGetsTheGatePayloadWithTheEventInMetadata(t *testing.T) {
 	}
 }
 
+func TestAnEventWebhookKeysEachEventByTheStatusItWasDecidedFrom(t *testing.T) {
+	rc, url := newReceiver(t, http.StatusOK)
+	keyOf := func(m Message) string {
+		t.Helper()
+		if err := (&Event{URL: url}).Send(context.Background(), m); err != nil {
+			t.Fatal(err)
+		}
+		var p webhooks.Payload
+		_, raw := rc.last(t)
+		if err := json.Unmarshal([]byte(raw), &p); err != nil {
+			t.Fatal(err)
+		}
+		return p.IdempotencyKey
+	}
+	m := rolledBack
+	m.Origin = webhooks.CallState{UID: "6f1c0a52-uid", Revision: "abc", Step: 2, FailedChecks: 1}
+	first := keyOf(m)
+	if want := m.Origin.Key(sluicev1.HookEvent, "event", "ThresholdReached", "0"); first != want {
+		t.Errorf("key = %q, want %q (the recorded state, the reason and the ordinal)", first, want)
+	}
+	// Decided again after a restart, from the same recorded status.
+	again := m
+	again.Text = "rolling back revision abc: 2 failed checks, last: error rate 7%"
+	if k := keyOf(again); k != first {
+		t.Errorf("the same event decided again has key %q, want %q", k, first)
+	}
+	second := m
+	second.Ordinal = 1
+	other := m
+	other.Reason = "CheckFailed"
+	for name, msg := range map[string]Message{"a second event of the reason": second, "an event of another reason": other} {
+		if k := keyOf(msg); k == first {
+			t.Errorf("%s has the first event's key %q", name, k)
+		}
+	}
+}
+
 func TestAFailingReceiverIsAnErrorWithItsAnswer(t *testing.T) {
 	_, url := newReceiver(t, http.StatusBadGateway)
 	for _, s := range []Sender{&Slack{URL: url}, &Teams{URL: url}, &Webhook{URL: url}, &Event{URL: url}} {

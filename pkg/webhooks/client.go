@@ -4,12 +4,18 @@ package webhooks
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 )
@@ -21,6 +27,67 @@ type Payload struct {
 	Phase     sluicev1.Phase    `json:"phase"`
 	Checksum  string            `json:"checksum"`
 	Metadata  map[string]string `json:"metadata,omitempty"`
+	// IdempotencyKey is the same for every repetition of one call and
+	// differs between calls (CallState.Key); it is also sent as the
+	// Idempotency-Key header.
+	IdempotencyKey string `json:"idempotencyKey"`
+}
+
+// IdempotencyHeader is the HTTP header that carries a call's idempotency key.
+const IdempotencyHeader = "Idempotency-Key"
+
+// CallState is the persisted state a call is made from, which its
+// idempotency key derives from. A hook is called before its result is
+// recorded in the Rollout's status, so a manager killed (or losing its
+// Lease) after the call but before its status patch calls again after the
+// restart, from the same status: that repetition gets the same key. A later
+// call comes after a recorded one, which moved lastCheckAt (at least a
+// second later: the interval is at least 1s), the step, the failed checks
+// or the phase, and so gets another key; the run's start tells apart two
+// runs of one revision (a retry).
+type CallState struct {
+	UID types.UID
+	// Revision is the revision under release, the payload's checksum.
+	Revision     string
+	Phase        sluicev1.Phase
+	RunStartedAt *metav1.Time
+	Step         int32
+	LastCheckAt  *metav1.Time
+	FailedChecks int32
+}
+
+// StateOf returns the call state of ro at revision. ro must carry its
+// status as the API server holds it (the reconciler's copy before its
+// status patch), never a status decided but not yet recorded.
+func StateOf(ro *sluicev1.Rollout, revision string) CallState {
+	st := &ro.Status
+	return CallState{
+		UID: ro.UID, Revision: revision, Phase: st.Phase, RunStartedAt: st.RunStartedAt,
+		Step: st.CurrentStepIndex, LastCheckAt: st.LastCheckAt, FailedChecks: st.FailedChecks,
+	}
+}
+
+// Key returns the idempotency key of a call of the named webhook of type t
+// from this state: 32 hex digits of a SHA-256 over the state, the type and
+// the name. Event webhooks add what tells apart the events decided from one
+// state (their reason and ordinal).
+func (s CallState) Key(t sluicev1.HookType, hook string, event ...string) string {
+	h := sha256.New()
+	for _, part := range append([]string{string(s.UID), s.Revision, string(t), hook, string(s.Phase),
+		rfc3339(s.RunStartedAt), strconv.Itoa(int(s.Step)), rfc3339(s.LastCheckAt), strconv.Itoa(int(s.FailedChecks))}, event...) {
+		// A separator, so that ("ab", "c") and ("a", "bc") differ.
+		h.Write([]byte(part))
+		h.Write([]byte{0})
+	}
+	return hex.EncodeToString(h.Sum(nil))[:32]
+}
+
+// rfc3339 formats a time to the second, as the API server keeps it; "" when nil.
+func rfc3339(t *metav1.Time) string {
+	if t == nil {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
 }
 
 // DefaultTimeout bounds a call whose webhook sets no timeout.
@@ -37,8 +104,9 @@ type Client struct {
 	Header http.Header
 }
 
-// Call POSTs the payload to the webhook, retrying up to hook.Retries times;
-// a 2xx answer is nil, anything else an error that carries the trimmed body.
+// Call POSTs the payload to the webhook, retrying up to hook.Retries times
+// with the same idempotency key; a 2xx answer is nil, anything else an error
+// that carries the trimmed body.
 func (c *Client) Call(ctx context.Context, hook sluicev1.Webhook, p Payload) error {
 	p.Metadata = hook.Metadata
 	body, err := json.Marshal(p)
@@ -50,14 +118,14 @@ func (c *Client) Call(ctx context.Context, hook sluicev1.Webhook, p Payload) err
 		timeout = hook.Timeout.Duration
 	}
 	for attempt := int32(0); ; attempt++ {
-		err = c.once(ctx, hook.URL, body, timeout)
+		err = c.once(ctx, hook.URL, body, p.IdempotencyKey, timeout)
 		if err == nil || attempt >= hook.Retries || ctx.Err() != nil {
 			return err
 		}
 	}
 }
 
-func (c *Client) once(ctx context.Context, url string, body []byte, timeout time.Duration) error {
+func (c *Client) once(ctx context.Context, url string, body []byte, key string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
@@ -68,6 +136,9 @@ func (c *Client) once(ctx context.Context, url string, body []byte, timeout time
 		req.Header[k] = v
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set(IdempotencyHeader, key)
+	}
 	hc := c.HTTP
 	if hc == nil {
 		hc = http.DefaultClient
@@ -101,19 +172,23 @@ type Result struct {
 	Message string
 }
 
-// CallAll calls every webhook of the given type, in order.
+// CallAll calls every webhook of the given type, in order. ro's status must
+// be the one the API server holds (see StateOf): the idempotency keys derive
+// from it.
 func (c *Client) CallAll(ctx context.Context, ro *sluicev1.Rollout, t sluicev1.HookType, checksum string) Result {
 	res := Result{AllPassed: true}
 	if ro.Spec.Analysis == nil {
 		return res
 	}
+	state := StateOf(ro, checksum)
 	var failures []string
 	for _, h := range ro.Spec.Analysis.Webhooks {
 		if h.Type != t {
 			continue
 		}
 		start := time.Now()
-		err := c.Call(ctx, h, Payload{Name: ro.Name, Namespace: ro.Namespace, Phase: ro.Status.Phase, Checksum: checksum})
+		err := c.Call(ctx, h, Payload{Name: ro.Name, Namespace: ro.Namespace, Phase: ro.Status.Phase, Checksum: checksum,
+			IdempotencyKey: state.Key(t, h.Name)})
 		callDuration.WithLabelValues(string(t)).Observe(time.Since(start).Seconds())
 		if err != nil {
 			callFailures.WithLabelValues(string(t)).Inc()

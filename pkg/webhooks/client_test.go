@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -82,5 +83,115 @@ func TestCallAllCombinesTheHooksOfOneType(t *testing.T) {
 	}
 	if res := (&Client{}).CallAll(context.Background(), ro, sluicev1.HookPreRollout, "rev"); !res.AllPassed || res.AnyPassed {
 		t.Errorf("a type without hooks = %+v, want open and none passed", res)
+	}
+}
+
+// released is a Rollout at step 2 of a run, checked at least once, with one
+// failed check.
+func released() *sluicev1.Rollout {
+	return &sluicev1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", UID: "6f1c0a52-uid"},
+		Status: sluicev1.RolloutStatus{
+			Phase: sluicev1.PhaseProgressing, CurrentStepIndex: 2, FailedChecks: 1, CanaryWeight: 20,
+			RunStartedAt: &metav1.Time{Time: time.Date(2026, 12, 1, 9, 58, 0, 0, time.UTC)},
+			LastCheckAt:  &metav1.Time{Time: time.Date(2026, 12, 1, 10, 0, 30, 0, time.UTC)},
+		},
+	}
+}
+
+func TestTheIdempotencyKeyOfARepeatedCallIsTheSame(t *testing.T) {
+	first := StateOf(released(), "rev1").Key(sluicev1.HookRollout, "load")
+	// A restarted manager reads the same status back from the API server;
+	// fields the key does not use may differ (they are decided, not acted on).
+	again := released()
+	again.Status.Message, again.Status.CanaryWeight = "holding", 30
+	if repeat := StateOf(again, "rev1").Key(sluicev1.HookRollout, "load"); repeat != first {
+		t.Errorf("key of the repeated call = %s, want the first call's %s", repeat, first)
+	}
+	if len(first) != 32 || strings.Trim(first, "0123456789abcdef") != "" {
+		t.Errorf("key %q, want 32 hex digits", first)
+	}
+}
+
+func TestEveryLaterCallHasAnotherIdempotencyKey(t *testing.T) {
+	key := func(change func(ro *sluicev1.Rollout), rev string, typ sluicev1.HookType, name string) string {
+		ro := released()
+		change(ro)
+		return StateOf(ro, rev).Key(typ, name)
+	}
+	same := func(*sluicev1.Rollout) {}
+	seen := map[string]string{key(same, "rev1", sluicev1.HookRollout, "load"): "the first call"}
+	for _, tc := range []struct {
+		name   string
+		change func(*sluicev1.Rollout)
+		rev    string
+		typ    sluicev1.HookType
+		hook   string
+	}{
+		{"the next check of the step", func(ro *sluicev1.Rollout) { ro.Status.LastCheckAt.Time = ro.Status.LastCheckAt.Add(30 * time.Second) }, "rev1", sluicev1.HookRollout, "load"},
+		{"the first check of a phase", func(ro *sluicev1.Rollout) { ro.Status.LastCheckAt = nil }, "rev1", sluicev1.HookRollout, "load"},
+		{"the next step", func(ro *sluicev1.Rollout) { ro.Status.CurrentStepIndex++ }, "rev1", sluicev1.HookRollout, "load"},
+		{"a check after one more failure", func(ro *sluicev1.Rollout) { ro.Status.FailedChecks++ }, "rev1", sluicev1.HookRollout, "load"},
+		{"the next phase", func(ro *sluicev1.Rollout) { ro.Status.Phase = sluicev1.PhaseWaitingPromotion }, "rev1", sluicev1.HookRollout, "load"},
+		{"another run of the revision", func(ro *sluicev1.Rollout) { ro.Status.RunStartedAt.Time = ro.Status.RunStartedAt.Add(time.Hour) }, "rev1", sluicev1.HookRollout, "load"},
+		{"another revision", same, "rev2", sluicev1.HookRollout, "load"},
+		{"a Rollout of the same name created again", func(ro *sluicev1.Rollout) { ro.UID = "0b9e7c31-uid" }, "rev1", sluicev1.HookRollout, "load"},
+		{"another webhook of the type", same, "rev1", sluicev1.HookRollout, "smoke"},
+		{"a webhook of the same name and another type", same, "rev1", sluicev1.HookRollback, "load"},
+	} {
+		k := key(tc.change, tc.rev, tc.typ, tc.hook)
+		if prev, ok := seen[k]; ok {
+			t.Errorf("%s has the key of %s (%s)", tc.name, prev, k)
+		}
+		seen[k] = tc.name
+	}
+}
+
+func TestTheEventsDecidedFromOneStatusHaveTheirOwnKeys(t *testing.T) {
+	st := StateOf(released(), "rev1")
+	keys := map[string]bool{}
+	for _, ev := range [][]string{{"GateOpened", "0"}, {"Promoting", "0"}, {"WeightChanged", "0"}, {"WeightChanged", "1"}} {
+		keys[st.Key(sluicev1.HookEvent, "audit", ev...)] = true
+	}
+	if len(keys) != 4 {
+		t.Errorf("%d distinct keys for 4 events decided from one status, want 4", len(keys))
+	}
+}
+
+func TestTheIdempotencyKeyTravelsInTheHeaderAndThePayloadAndSurvivesRetries(t *testing.T) {
+	type call struct{ header, payload, hook string }
+	var mu sync.Mutex
+	var calls []call
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p Payload
+		_ = json.NewDecoder(r.Body).Decode(&p)
+		mu.Lock()
+		calls = append(calls, call{r.Header.Get("Idempotency-Key"), p.IdempotencyKey, p.Metadata["hook"]})
+		first := len(calls) == 1
+		mu.Unlock()
+		if first {
+			http.Error(w, "try again", http.StatusServiceUnavailable)
+		}
+	}))
+	defer srv.Close()
+	ro := released()
+	ro.Spec.Analysis = &sluicev1.Analysis{Webhooks: []sluicev1.Webhook{
+		{Name: "flaky", Type: sluicev1.HookRollout, URL: srv.URL, Retries: 1, Metadata: map[string]string{"hook": "flaky"}},
+		{Name: "load", Type: sluicev1.HookRollout, URL: srv.URL, Metadata: map[string]string{"hook": "load"}},
+	}}
+	if res := (&Client{}).CallAll(context.Background(), ro, sluicev1.HookRollout, "rev1"); !res.AllPassed {
+		t.Fatalf("CallAll = %+v", res)
+	}
+	want := map[string]string{
+		"flaky": StateOf(ro, "rev1").Key(sluicev1.HookRollout, "flaky"),
+		"load":  StateOf(ro, "rev1").Key(sluicev1.HookRollout, "load"),
+	}
+	if len(calls) != 3 {
+		t.Fatalf("%d calls, want flaky twice (one retry) and load once: %+v", len(calls), calls)
+	}
+	for i, c := range calls {
+		if c.header != c.payload || c.payload != want[c.hook] {
+			t.Errorf("call %d to %s: header %q, payload %q; want both %q", i, c.hook, c.header, c.payload, want[c.hook])
+		}
 	}
 }

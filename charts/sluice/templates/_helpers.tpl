@@ -49,11 +49,6 @@ app.kubernetes.io/component: loadtester
 {{- end }}
 {{- end }}
 
-{{/* Whether leader election runs: forced on, or more than one replica. */}}
-{{- define "sluice.leaderElect" -}}
-{{- if or .Values.leaderElection.enabled (gt (int .Values.replicas) 1) }}true{{ end }}
-{{- end }}
-
 {{/* The notification Secret as NAMESPACE/NAME. */}}
 {{- define "sluice.notifySecret" -}}
 {{- $s := .Values.notifications.secret }}

@@ -57,8 +57,8 @@ func as(user string) *rest.Config {
 func TestTheChartsRBACIsEnoughToInstallAndReleaseARollout(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	// Two replicas: leader election runs under the chart's namespaced Role.
-	user := installChartRBAC(t, render(t, "replicas: 2"))
+	// The defaults: leader election runs under the chart's namespaced Role.
+	user := installChartRBAC(t, render(t, ""))
 	sa := as(user)
 
 	mgr, err := manager.New(sa, manager.Options{MetricsAddr: "0", HealthProbeAddr: "0", AllowRestart: true,
@@ -122,7 +122,7 @@ func TestTheChartsRBACIsEnoughToInstallAndReleaseARollout(t *testing.T) {
 }
 
 func TestTheChartGrantsNothingSluiceDoesNotUse(t *testing.T) {
-	user := installChartRBAC(t, render(t, "replicas: 2"))
+	user := installChartRBAC(t, render(t, ""))
 	for _, tc := range []struct {
 		what string
 		attr authzv1.ResourceAttributes

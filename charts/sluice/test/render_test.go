@@ -1,13 +1,18 @@
 package test
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/yaml"
 
 	"helm.sh/helm/v3/pkg/chart/loader"
@@ -29,7 +34,8 @@ func TestDefaultValuesRenderAHardenedManagerAndNothingOptional(t *testing.T) {
 	r := render(t, "")
 
 	want := []string{"ServiceAccount/sluice", "ClusterRole/sluice-manager", "ClusterRoleBinding/sluice-manager",
-		"Service/sluice-metrics", "Deployment/sluice-manager"}
+		"Role/sluice-leader-election", "RoleBinding/sluice-leader-election",
+		"Service/sluice-metrics", "Deployment/sluice-manager", "PodDisruptionBudget/sluice-manager"}
 	if got := r.kinds(); !equalSets(got, want) {
 		t.Errorf("objects = %v, want %v", got, want)
 	}
@@ -60,10 +66,50 @@ func TestDefaultValuesRenderAHardenedManagerAndNothingOptional(t *testing.T) {
 	}
 	expectArgs(t, c.Args, "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081", "--log-level=info", "--gateway-flavor=envoy")
 	for _, a := range c.Args {
-		if strings.HasPrefix(a, "--leader-elect") || strings.HasPrefix(a, "--notify-secret") ||
-			strings.HasPrefix(a, "--event-webhook-url") || strings.HasPrefix(a, "--prometheus-address") {
+		if strings.HasPrefix(a, "--notify-secret") || strings.HasPrefix(a, "--event-webhook-url") || strings.HasPrefix(a, "--prometheus-address") {
 			t.Errorf("default args have %s", a)
 		}
+	}
+}
+
+func TestByDefaultTwoManagersElectALeaderAndAlwaysOneStaysReady(t *testing.T) {
+	r := render(t, "")
+	d := r.manager()
+	if d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
+		t.Errorf("replicas = %v, want 2", d.Spec.Replicas)
+	}
+	expectArgs(t, container(d).Args, "--leader-elect", "--leader-election-namespace="+releaseNS)
+	// An update starts a new manager and waits for it to be ready (its
+	// cache synced) before it stops an old one.
+	ru := d.Spec.Strategy.RollingUpdate
+	if d.Spec.Strategy.Type != appsv1.RollingUpdateDeploymentStrategyType || ru == nil || ru.MaxUnavailable == nil ||
+		ru.MaxUnavailable.IntValue() != 0 || ru.MaxSurge == nil || ru.MaxSurge.IntValue() < 1 {
+		t.Errorf("strategy = %+v, want a rolling update with maxUnavailable 0 and a surge", d.Spec.Strategy)
+	}
+	pdb := &policyv1.PodDisruptionBudget{}
+	r.into("PodDisruptionBudget", "-manager", pdb)
+	if pdb.Spec.MinAvailable == nil || pdb.Spec.MinAvailable.IntValue() != 1 || pdb.Spec.MaxUnavailable != nil {
+		t.Errorf("PodDisruptionBudget minAvailable %v maxUnavailable %v, want minAvailable 1", pdb.Spec.MinAvailable, pdb.Spec.MaxUnavailable)
+	}
+	if pdb.Namespace != releaseNS {
+		t.Errorf("PodDisruptionBudget in %q, want the release namespace %s", pdb.Namespace, releaseNS)
+	}
+	sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !sel.Matches(labels.Set(d.Spec.Template.Labels)) || !equality.Semantic.DeepEqual(pdb.Spec.Selector, d.Spec.Selector) {
+		t.Errorf("PodDisruptionBudget selects %v, want the manager's pods (%v)", pdb.Spec.Selector, d.Spec.Selector)
+	}
+}
+
+func TestAPodDisruptionBudgetIsRenderedOnlyWithMoreThanOneReplica(t *testing.T) {
+	// minAvailable 1 of one pod would block every node drain.
+	if pdb := render(t, "replicas: 1").find("PodDisruptionBudget", ""); pdb != nil {
+		t.Errorf("a PodDisruptionBudget was rendered for one replica")
+	}
+	if pdb := render(t, "replicas: 3").find("PodDisruptionBudget", "-manager"); pdb == nil {
+		t.Errorf("no PodDisruptionBudget for three replicas")
 	}
 }
 
@@ -107,30 +153,15 @@ func equalSets(a, b []string) bool {
 	return slices.Equal(a, b)
 }
 
-func TestLeaderElectionTurnsOnWithMoreThanOneReplicaWithANamespacedRole(t *testing.T) {
-	for _, tc := range []struct {
-		name   string
-		values string
-		leader bool
-	}{
-		{"one replica", "replicas: 1", false},
-		{"two replicas", "replicas: 2", true},
-		{"forced on with one replica", "leaderElection: {enabled: true}", true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			r := render(t, tc.values)
-			args := container(r.manager()).Args
-			if got := slices.Contains(args, "--leader-elect"); got != tc.leader {
-				t.Errorf("--leader-elect in args = %v, want %v (%v)", got, tc.leader, args)
-			}
+func TestLeaderElectionIsAlwaysOnWithANamespacedRole(t *testing.T) {
+	for _, replicas := range []int{1, 2, 3} {
+		t.Run(fmt.Sprintf("%d replicas", replicas), func(t *testing.T) {
+			r := render(t, fmt.Sprintf("replicas: %d", replicas))
+			expectArgs(t, container(r.manager()).Args, "--leader-elect", "--leader-election-namespace="+releaseNS)
 			role := r.find("Role", "-leader-election")
-			if (role != nil) != tc.leader {
-				t.Fatalf("leader election Role rendered = %v, want %v", role != nil, tc.leader)
+			if role == nil {
+				t.Fatalf("no leader election Role among %v", r.kinds())
 			}
-			if !tc.leader {
-				return
-			}
-			expectArgs(t, args, "--leader-election-namespace="+releaseNS)
 			if role.GetNamespace() != releaseNS {
 				t.Errorf("Role namespace = %s, want the release's %s", role.GetNamespace(), releaseNS)
 			}
@@ -265,7 +296,7 @@ func TestClusterRoleGrantsWhatTheGeneratedRoleDoesAndNoMore(t *testing.T) {
 	if err := yaml.Unmarshal(raw, generated); err != nil {
 		t.Fatal(err)
 	}
-	r := render(t, "replicas: 2\nrouters: {gatewayAPI: {enabled: true}, istio: {enabled: true}}")
+	r := render(t, "routers: {gatewayAPI: {enabled: true}, istio: {enabled: true}}")
 	chart := grants(r.clusterRole().Rules)
 	// Leases serve leader election only: the chart grants them in the
 	// release namespace, not cluster-wide.
