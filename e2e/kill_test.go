@@ -72,6 +72,14 @@ func distinct(keys []string) int {
 	return len(seen)
 }
 
+// waitLeader waits until some manager holds the Lease.
+func (s *Story) waitLeader(timeout time.Duration) {
+	s.t.Helper()
+	s.Eventually(timeout, "a leader", func() (bool, string) {
+		return s.c.ManagerLeaseHolder(s.ctx) != "", "no holder"
+	})
+}
+
 // TestManagerKilledFiveTimesDuringARelease: the manager is killed with
 // SIGKILL five times at random points of a release with pre-rollout,
 // rollout and post-rollout hooks. The release completes, no request fails,
@@ -103,11 +111,19 @@ func TestManagerKilledFiveTimesDuringARelease(t *testing.T) {
 	}).When(fmt.Sprintf("v2 is released and the manager is killed 5 times at random points (seed %d)", seed), func() {
 		changed = s.UpdateApp(cluster.App{Name: "podinfo", Version: "v2", Replicas: 2})
 		for i := range 5 {
+			// Each kill lands while the manager leads and works: a new
+			// manager first waits for the dead one's Lease to expire.
+			s.waitLeader(60 * time.Second)
 			time.Sleep(time.Duration(300+rng.IntN(2500)) * time.Millisecond)
 			st := s.Status()
 			s.Logf("kill %d at phase %s weight %d step %d", i+1, st.Phase, st.CanaryWeight, st.CurrentStepIndex)
+			holder := s.c.ManagerLeaseHolder(s.ctx)
 			s.c.KillManager()
 			s.Must(s.c.StartManager(s.ctx), "restarting the manager")
+			s.Eventually(60*time.Second, "a new leader", func() (bool, string) {
+				h := s.c.ManagerLeaseHolder(s.ctx)
+				return h != "" && h != holder, "holder " + h
+			})
 		}
 	}).Then("the release completes: Succeeded, post-rollout hooks run", func() {
 		s.WaitPhase(sluicev1.PhaseSucceeded, 120*time.Second)

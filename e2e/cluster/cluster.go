@@ -25,6 +25,7 @@ import (
 	"syscall"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -532,6 +533,70 @@ func (c *Cluster) StartManager(ctx context.Context) error {
 		}
 		return httpOK("http://" + health + "/readyz"), nil
 	})
+}
+
+// StartSecondManager starts another manager process with the same flags
+// but its own metrics and probe addresses, as a second replica or the new
+// pod of a rolling upgrade would run; it returns the process and its
+// metrics URL. The caller stops it.
+func (c *Cluster) StartSecondManager(ctx context.Context) (*Proc, string, error) {
+	c.mu.Lock()
+	base := append([]string(nil), c.mgrArgs...)
+	c.mu.Unlock()
+	if base == nil {
+		return nil, "", fmt.Errorf("the first manager was never started")
+	}
+	health, err := freeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	metrics, err := freeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	var args []string
+	for _, a := range base {
+		switch {
+		case strings.HasPrefix(a, "--health-probe-bind-address="):
+			a = "--health-probe-bind-address=" + health
+		case strings.HasPrefix(a, "--metrics-bind-address="):
+			a = "--metrics-bind-address=" + metrics
+		}
+		args = append(args, a)
+	}
+	p, err := c.start("sluice-manager-2", nil, c.bins.manager, args...)
+	if err != nil {
+		return nil, "", err
+	}
+	err = c.waitFor(ctx, 30*time.Second, "the second Sluice manager", func() (bool, error) {
+		if p.Exited() {
+			return false, fmt.Errorf("the second manager exited:\n%s", p.Tail(4000))
+		}
+		return httpOK("http://" + health + "/readyz"), nil
+	})
+	return p, "http://" + metrics + "/metrics", err
+}
+
+// StopManager stops the manager gracefully (SIGTERM), as Kubernetes stops
+// the old pod of a rolling upgrade.
+func (c *Cluster) StopManagerGracefully() {
+	c.mu.Lock()
+	p := c.manager
+	c.manager = nil
+	c.mu.Unlock()
+	if p != nil {
+		p.Stop(10 * time.Second)
+	}
+}
+
+// ManagerLeaseHolder returns the identity that holds the manager's Lease
+// ("" when none does).
+func (c *Cluster) ManagerLeaseHolder(ctx context.Context) string {
+	l := &coordinationv1.Lease{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ManagerLeaseNamespace, Name: manager.LeaderElectionID}, l); err != nil {
+		return ""
+	}
+	return ptr.Deref(l.Spec.HolderIdentity, "")
 }
 
 // KillManager kills the manager with SIGKILL (a crash: no graceful stop).

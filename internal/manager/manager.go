@@ -40,6 +40,9 @@ import (
 	"github.com/sluice-dev/sluice/pkg/webhooks"
 )
 
+// LeaderElectionID names the Lease the manager replicas elect a leader with.
+const LeaderElectionID = "sluice-manager.sluice.dev"
+
 // Options configure a manager.
 type Options struct {
 	MetricsAddr      string
@@ -97,7 +100,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress:  opts.HealthProbeAddr,
 		LeaderElection:          opts.LeaderElection,
-		LeaderElectionID:        "sluice-manager.sluice.dev",
+		LeaderElectionID:        LeaderElectionID,
 		LeaderElectionNamespace: opts.LeaderElectionNS,
 		// A stopping leader (a rolling update, a scale-down) hands the Lease
 		// over at once instead of making the other replica wait out its
