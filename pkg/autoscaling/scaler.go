@@ -237,7 +237,13 @@ func (a *Autoscaler) write(ctx context.Context, t Target, s *State, ann map[stri
 		return err
 	}
 	if s.Copy == nil {
-		if err := a.client.Create(ctx, want); err != nil {
+		err := a.client.Create(ctx, want)
+		if apierrors.IsAlreadyExists(err) {
+			// Created by an earlier reconcile that the cache has not
+			// caught up with: the next one reads it.
+			return nil
+		}
+		if err != nil {
 			return fmt.Errorf("creating %s %s: %w", a.Kind.Kind(), want.GetName(), err)
 		}
 	} else if err := a.client.Update(ctx, want); err != nil {
