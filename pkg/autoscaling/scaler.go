@@ -282,8 +282,8 @@ func (a *Autoscaler) NeedsPause(s *State, paused bool) bool {
 }
 
 // Pause sets (paused) or removes the kind's pause annotation on the user's
-// autoscaler. Only Sluice's value is removed: a pause the user set with
-// another value stays.
+// autoscaler. Pausing overwrites any value; resuming removes only Sluice's,
+// so a pause the user set with another value outlasts a run.
 func (a *Autoscaler) Pause(ctx context.Context, s *State, paused bool) error {
 	if !a.NeedsPause(s, paused) {
 		return nil
