@@ -46,6 +46,13 @@ type RolloutSpec struct {
 	// zero between releases and runs it as the canary during a release.
 	TargetRef TargetRef `json:"targetRef"`
 
+	// AutoscalerRef names the autoscaler of the target: Sluice gives the
+	// primary its own copy of it and keeps the target's idle while parked.
+	// The copy takes a change of the user's autoscaler with the next
+	// promotion only: a new scaling policy is part of what is released.
+	// +optional
+	AutoscalerRef *AutoscalerRef `json:"autoscalerRef,omitempty"`
+
 	// Service describes the Services Sluice creates for the target: the apex
 	// `<name>`, `<name>-primary` and `<name>-canary`.
 	Service ServiceSpec `json:"service"`
@@ -102,6 +109,55 @@ type TargetRef struct {
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=200
 	Name string `json:"name"`
+}
+
+// AutoscalerRef names a HorizontalPodAutoscaler (autoscaling/v2) or a KEDA
+// ScaledObject (keda.sh/v1alpha1) in the Rollout's namespace that scales the
+// target Deployment.
+//
+// +kubebuilder:validation:XValidation:rule="(self.kind == 'HorizontalPodAutoscaler' && self.apiVersion == 'autoscaling/v2') || (self.kind == 'ScaledObject' && self.apiVersion == 'keda.sh/v1alpha1')",message="autoscalerRef must be a HorizontalPodAutoscaler with apiVersion autoscaling/v2 or a ScaledObject with apiVersion keda.sh/v1alpha1"
+// +kubebuilder:validation:XValidation:rule="!has(self.primaryScalerQueries) || self.kind == 'ScaledObject'",message="primaryScalerQueries rewrites the queries of KEDA triggers and goes with kind ScaledObject"
+type AutoscalerRef struct {
+	// APIVersion of the autoscaler: autoscaling/v2 or keda.sh/v1alpha1.
+	// +kubebuilder:validation:MaxLength=64
+	APIVersion string `json:"apiVersion"`
+
+	// Kind of the autoscaler: HorizontalPodAutoscaler or ScaledObject.
+	// +kubebuilder:validation:MaxLength=64
+	Kind string `json:"kind"`
+
+	// Name of the autoscaler in the Rollout's namespace. Its copy for the
+	// primary is named `<name>-primary`.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=200
+	Name string `json:"name"`
+
+	// PrimaryScalerReplicas replaces the minimum and maximum replicas in the
+	// primary's copy (the canary keeps the user's).
+	// +optional
+	PrimaryScalerReplicas *ScalerReplicas `json:"primaryScalerReplicas,omitempty"`
+
+	// PrimaryScalerQueries maps the names of the ScaledObject's triggers to
+	// the query that replaces their `query` metadata in the primary's copy,
+	// e.g. a Prometheus query on the primary's pods instead of the target's.
+	// +kubebuilder:validation:MaxProperties=16
+	// +optional
+	PrimaryScalerQueries map[string]string `json:"primaryScalerQueries,omitempty"`
+}
+
+// ScalerReplicas bounds the replicas an autoscaler may set.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",message="primaryScalerReplicas.minReplicas must not be above maxReplicas"
+type ScalerReplicas struct {
+	// MinReplicas is the least replicas the autoscaler keeps.
+	// +kubebuilder:validation:XValidation:rule="self >= 1",message="primaryScalerReplicas.minReplicas must be at least 1: the primary serves all traffic between releases"
+	// +optional
+	MinReplicas *int32 `json:"minReplicas,omitempty"`
+
+	// MaxReplicas is the most replicas the autoscaler sets.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	MaxReplicas *int32 `json:"maxReplicas,omitempty"`
 }
 
 // ServiceSpec is the port of the Services that Sluice generates.

@@ -98,6 +98,18 @@ strategy: {blueGreen: {iterations: 3}}
 	if err := k8sClient.Create(context.Background(), bg, client.DryRunAll); err != nil {
 		t.Fatalf("blue/green Rollout on the kubernetes router rejected: %v", err)
 	}
+	for _, ref := range []map[string]any{
+		{"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "podinfo",
+			"primaryScalerReplicas": map[string]any{"minReplicas": 2, "maxReplicas": 20}},
+		{"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "podinfo",
+			"primaryScalerReplicas": map[string]any{"minReplicas": 3},
+			"primaryScalerQueries":  map[string]any{"rps": `sum(rate(http_requests_total{app="podinfo-primary"}[1m]))`}},
+	} {
+		ro := rollout(t, "valid-autoscaled-"+strings.ToLower(ref["kind"].(string)), validSpec, set("autoscalerRef", ref))
+		if err := k8sClient.Create(context.Background(), ro, client.DryRunAll); err != nil {
+			t.Errorf("Rollout with autoscalerRef %v rejected: %v", ref, err)
+		}
+	}
 }
 
 func TestTheAPIServerRejectsInvalidRolloutsWithAClearMessage(t *testing.T) {
@@ -165,6 +177,21 @@ func TestTheAPIServerRejectsInvalidRolloutsWithAClearMessage(t *testing.T) {
 			"supported values"},
 		{"a webhook URL that is not http", set("analysis.webhooks", []any{map[string]any{"name": "x", "type": "rollout", "url": "ftp://a/"}}),
 			"url must be an absolute http or https URL"},
+		{"an autoscaler of another kind", set("autoscalerRef", map[string]any{"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"}),
+			"autoscalerRef must be a HorizontalPodAutoscaler with apiVersion autoscaling/v2 or a ScaledObject with apiVersion keda.sh/v1alpha1"},
+		{"an HPA of an older apiVersion", set("autoscalerRef", map[string]any{"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler", "name": "x"}),
+			"autoscalerRef must be a HorizontalPodAutoscaler with apiVersion autoscaling/v2"},
+		{"a ScaledObject with the HPA's apiVersion", set("autoscalerRef", map[string]any{"apiVersion": "autoscaling/v2", "kind": "ScaledObject", "name": "x"}),
+			"or a ScaledObject with apiVersion keda.sh/v1alpha1"},
+		{"trigger queries for an HPA", set("autoscalerRef", map[string]any{"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "x",
+			"primaryScalerQueries": map[string]any{"rps": "sum(rate(x[1m]))"}}),
+			"primaryScalerQueries rewrites the queries of KEDA triggers and goes with kind ScaledObject"},
+		{"a primary scaler minimum of zero", set("autoscalerRef", map[string]any{"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "x",
+			"primaryScalerReplicas": map[string]any{"minReplicas": 0}}),
+			"primaryScalerReplicas.minReplicas must be at least 1"},
+		{"a primary scaler minimum above its maximum", set("autoscalerRef", map[string]any{"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "x",
+			"primaryScalerReplicas": map[string]any{"minReplicas": 5, "maxReplicas": 2}}),
+			"primaryScalerReplicas.minReplicas must not be above maxReplicas"},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

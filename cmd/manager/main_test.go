@@ -167,6 +167,38 @@ func TestTheManagerRunsAgainstAKubeconfigAndReconciles(t *testing.T) {
 		}
 		return nil
 	}, logs)
+	// So does a Rollout whose autoscaler is a KEDA ScaledObject before KEDA
+	// is installed.
+	must(t, c.Create(ctx, deployment("queue")))
+	must(t, c.Create(ctx, &sluicev1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Name: "queue", Namespace: "default"},
+		Spec: sluicev1.RolloutSpec{
+			TargetRef:     sluicev1.TargetRef{Kind: "Deployment", Name: "queue"},
+			AutoscalerRef: &sluicev1.AutoscalerRef{APIVersion: "keda.sh/v1alpha1", Kind: "ScaledObject", Name: "queue"},
+			Service:       sluicev1.ServiceSpec{Port: 80},
+			Strategy:      sluicev1.Strategy{BlueGreen: &sluicev1.BlueGreenStrategy{Iterations: 1}},
+		},
+	}))
+	stalledWith := func(reason, says string) func() error {
+		return func() error {
+			ro := &sluicev1.Rollout{}
+			if err := c.Get(ctx, client.ObjectKey{Namespace: "default", Name: "queue"}, ro); err != nil {
+				return err
+			}
+			cond := meta.FindStatusCondition(ro.Status.Conditions, sluicev1.ConditionStalled)
+			if cond == nil || cond.Status != metav1.ConditionTrue || cond.Reason != reason || !strings.Contains(cond.Message, says) {
+				return fmt.Errorf("Stalled condition %+v", cond)
+			}
+			return nil
+		}
+	}
+	waitFor(t, 30*time.Second, "the KEDA Rollout to be Stalled naming the missing CRD",
+		stalledWith("AutoscalerUnavailable", "scaledobjects.keda.sh"), logs)
+	keda, err := testenv.KEDACRDPath()
+	must(t, err)
+	must(t, env.InstallCRDs(keda))
+	waitFor(t, 60*time.Second, "the KEDA Rollout to look for its ScaledObject once the CRD exists",
+		stalledWith("AutoscalerNotFound", "ScaledObject queue"), logs)
 	waitFor(t, 10*time.Second, "/readyz to answer 200", func() error {
 		code, body, err := get("http://" + probeAddr + "/readyz")
 		if err != nil || code != http.StatusOK {

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/sluice-dev/sluice/controllers/rollout/statemachine"
+	"github.com/sluice-dev/sluice/pkg/autoscaling"
 	"github.com/sluice-dev/sluice/pkg/traffic"
 )
 
@@ -65,7 +66,8 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 	sc.obs.PrimaryReady, _ = deploymentReady(want)
 	r.Recorder.Eventf(sc.ro, nil, corev1.EventTypeNormal, "PrimaryUpdated", "Promote",
 		"primary Deployment %s set to revision %s", want.Name, rev)
-	return nil
+	// A change of the user's autoscaler is released with the revision.
+	return r.syncAutoscaler(ctx, sc, autoscaling.Release{Revision: rev, Stable: sc.ro.Status.StableRevision})
 }
 
 // restorePrimary puts the stable revision's template, kept on the primary
@@ -88,7 +90,7 @@ func (r *Reconciler) restorePrimary(ctx context.Context, sc *scope, rev string) 
 	sc.obs.PrimaryReady, sc.obs.PrimaryMessage = deploymentReady(p)
 	r.Recorder.Eventf(sc.ro, nil, corev1.EventTypeNormal, "PrimaryRestoring", "Rollback",
 		"primary Deployment %s given back the template of revision %s", p.Name, rev)
-	return nil
+	return r.restoreAutoscaler(ctx, sc, rev)
 }
 
 // copyConfigs writes a -primary copy of every ConfigMap and Secret the target
@@ -168,14 +170,15 @@ func kindOf(o client.Object) configKind {
 //
 // Down, the primary first takes the target's count when its owner set it on
 // the parked target (PassOwnerReplicas); a count left over from a run only
-// ever raises the primary, never lowers it.
+// ever raises the primary, never lowers it. A primary with its own
+// autoscaler (autoscalerRef) is left to it.
 func (r *Reconciler) scaleTarget(ctx context.Context, sc *scope, want statemachine.Desired) error {
 	cur := replicasOf(sc.target)
 	if !want.CanaryUp {
 		if cur == 0 {
 			return nil
 		}
-		if sc.primary != nil {
+		if sc.primary != nil && sc.ro.Spec.AutoscalerRef == nil {
 			n := max(replicasOf(sc.primary), cur)
 			if want.PassOwnerReplicas {
 				n = cur

@@ -46,6 +46,9 @@ func (r *Reconciler) finalize(ctx context.Context, ro *sluicev1.Rollout) (ctrl.R
 	router, routerErr := r.Routers(ro)
 	if target != nil {
 		if ro.Status.HandedBackAt == nil {
+			if err := r.resumeTargetAutoscaler(ctx, ro); err != nil {
+				return ctrl.Result{}, err
+			}
 			if wait, err := r.revertTarget(ctx, ro, target, primary); err != nil || wait > 0 {
 				return ctrl.Result{RequeueAfter: wait}, err
 			}

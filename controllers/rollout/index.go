@@ -27,6 +27,9 @@ const (
 	// routeIndex indexes Rollouts by the route they adopt:
 	// "HTTPRoute/NAME" or "VirtualService/NAME".
 	routeIndex = "spec.routing.routeRef"
+	// autoscalerIndex indexes Rollouts by their target's autoscaler:
+	// "HorizontalPodAutoscaler/NAME" or "ScaledObject/NAME".
+	autoscalerIndex = "spec.autoscalerRef"
 )
 
 func indexRollouts(ctx context.Context, mgr ctrl.Manager) error {
@@ -38,6 +41,14 @@ func indexRollouts(ctx context.Context, mgr ctrl.Manager) error {
 	}
 	if err := idx.IndexField(ctx, &sluicev1.Rollout{}, routeIndex, func(o client.Object) []string {
 		return adoptedRouteKeys(o.(*sluicev1.Rollout))
+	}); err != nil {
+		return err
+	}
+	if err := idx.IndexField(ctx, &sluicev1.Rollout{}, autoscalerIndex, func(o client.Object) []string {
+		if ref := o.(*sluicev1.Rollout).Spec.AutoscalerRef; ref != nil {
+			return []string{ref.Kind + "/" + ref.Name}
+		}
+		return nil
 	}); err != nil {
 		return err
 	}
@@ -60,14 +71,20 @@ func adoptedRouteKeys(ro *sluicev1.Rollout) []string {
 }
 
 // enqueueForRoute maps a route to the Rollout that owns it or adopts it.
-func (r *Reconciler) enqueueForRoute() handler.TypedEventHandler[client.Object, reconcile.Request] {
-	byIndex := r.enqueueByIndex(routeIndex, func(o client.Object) []string {
+func (r *Reconciler) enqueueForRoute() handler.EventHandler {
+	return r.enqueueOwnerOrIndex(routeIndex, func(o client.Object) []string {
 		kind := "HTTPRoute"
 		if _, ok := o.(*istiov1.VirtualService); ok {
 			kind = "VirtualService"
 		}
 		return []string{kind + "/" + o.GetName()}
 	})
+}
+
+// enqueueOwnerOrIndex maps an object to the Rollout that controls it and to
+// the Rollouts whose index holds one of its keys.
+func (r *Reconciler) enqueueOwnerOrIndex(index string, keys func(client.Object) []string) handler.EventHandler {
+	byIndex := r.enqueueByIndex(index, keys)
 	owner := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
 		if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == "Rollout" {
 			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: ref.Name}}}

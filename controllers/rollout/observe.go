@@ -15,6 +15,7 @@ import (
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/controllers/rollout/statemachine"
+	"github.com/sluice-dev/sluice/pkg/autoscaling"
 	"github.com/sluice-dev/sluice/pkg/traffic"
 )
 
@@ -34,6 +35,10 @@ type scope struct {
 	route    traffic.Target
 	router   traffic.Router // nil when unavailable
 	routed   *traffic.Route // what the router holds; nil when unknown
+	// scaler and scaled are the target's autoscaler and what was read of
+	// it; nil without autoscalerRef or while blocked.
+	scaler *autoscaling.Autoscaler
+	scaled *autoscaling.State
 	// actionTaken is set once the action annotation was acted on.
 	actionTaken bool
 	// fresh is set once the cached Rollout was found current in this reconcile.
@@ -87,6 +92,9 @@ func (r *Reconciler) observe(ctx context.Context, ro *sluicev1.Rollout) (*scope,
 	}
 
 	if err := r.observeConfigs(ctx, sc); err != nil {
+		return nil, err
+	}
+	if err := r.observeAutoscaler(ctx, sc); err != nil {
 		return nil, err
 	}
 	if sc.revision, err = revision(&target.Spec.Template, sc.configs); err != nil {

@@ -36,6 +36,7 @@ import (
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/controllers/rollout/statemachine"
 	"github.com/sluice-dev/sluice/pkg/analysis"
+	"github.com/sluice-dev/sluice/pkg/autoscaling"
 	"github.com/sluice-dev/sluice/pkg/notify"
 	"github.com/sluice-dev/sluice/pkg/traffic"
 	"github.com/sluice-dev/sluice/pkg/traffic/routers"
@@ -59,12 +60,14 @@ type Reconciler struct {
 	Webhooks  *webhooks.Client
 	// Notifier sends each event to the notification targets, never blocking.
 	Notifier *notify.Dispatcher
+	// Autoscalers handles the targets' autoscalers (spec.autoscalerRef).
+	Autoscalers *autoscaling.Set
 
-	// watchRoutes starts a watch on a route kind; routeWatches records the
-	// kinds already watched, so only the router kinds in use are watched.
-	watchRoutes  func(obj client.Object) error
-	routeWatchMu sync.Mutex
-	routeWatches map[string]bool
+	// watch starts a watch on a kind; watched records the kinds already
+	// watched, so that only the route and autoscaler kinds in use are.
+	watch   func(obj client.Object, h handler.EventHandler, p ...predicate.Predicate) error
+	watchMu sync.Mutex
+	watched map[string]bool
 }
 
 // maxDecisions bounds the decide/act rounds of one reconcile.
@@ -101,6 +104,8 @@ func (r *Reconciler) isCurrent(ctx context.Context, ro *sluicev1.Rollout) (bool,
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices;destinationrules,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=autoscaling,resources=horizontalpodautoscalers,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=keda.sh,resources=scaledobjects,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=apiextensions.k8s.io,resources=customresourcedefinitions,verbs=get;list;watch
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch;delete
 
@@ -182,7 +187,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, "ReconcileError", "Reconcile", "%v", err)
 		return ctrl.Result{}, err
 	}
-	if sc.obs.BlockedReason == "RouterUnavailable" {
+	if slices.Contains(crdReasons, sc.obs.BlockedReason) {
 		// The CRD watch wakes us when it is installed, but discovery may
 		// serve the new kind only a moment later: look again now and then.
 		return ctrl.Result{RequeueAfter: routerRecheck}, nil
@@ -190,9 +195,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	return ctrl.Result{RequeueAfter: d.RequeueAfter}, nil
 }
 
-// routerRecheck is how often a Rollout stalled on a missing router CRD
-// checks again, besides the wake-up by the CRD watch.
+// routerRecheck is how often a Rollout stalled on a missing router or
+// autoscaler CRD checks again, besides the wake-up by the CRD watch.
 const routerRecheck = 20 * time.Second
+
+// crdReasons are the Stalled reasons of a missing CRD.
+var crdReasons = []string{"RouterUnavailable", autoscaling.ReasonUnavailable}
 
 // decideAndAct asks the state machine what to do and does it, deciding again
 // while acting changed what it observes (a weight confirmed by the router) or
@@ -344,6 +352,9 @@ func (r *Reconciler) act(ctx context.Context, sc *scope, want statemachine.Desir
 			return false, err
 		}
 	}
+	if err := r.syncAutoscaler(ctx, sc, autoscaling.Release{}); err != nil {
+		return false, err
+	}
 	if sc.routed == nil || *sc.routed != route {
 		applied, err := sc.router.Apply(ctx, sc.route, route)
 		if err != nil {
@@ -363,6 +374,10 @@ func (r *Reconciler) act(ctx context.Context, sc *scope, want statemachine.Desir
 		}
 	}
 	if sc.target != nil {
+		// Paused before the target is parked, resumed before it is scaled up.
+		if err := r.pauseTargetAutoscaler(ctx, sc, !want.CanaryUp); err != nil {
+			return changed, err
+		}
 		if err := r.scaleTarget(ctx, sc, want); err != nil {
 			return changed, err
 		}
@@ -385,9 +400,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&appsv1.Deployment{}, r.enqueueByIndex(targetIndex, func(o client.Object) []string { return []string{o.GetName()} })).
 		Watches(&corev1.ConfigMap{}, r.enqueueByIndex(configIndex, configIndexKeys(kindConfigMap))).
 		Watches(&corev1.Secret{}, r.enqueueByIndex(configIndex, configIndexKeys(kindSecret))).
-		// A router CRD installed later wakes the Rollouts stalled on it
-		// (metadata only: the cache holds no CRD schemas).
-		Watches(routerCRDMetadata(), r.enqueueStalledOnRouter(), builder.WithPredicates(isRouterCRD)).
+		// A router or autoscaler CRD installed later wakes the Rollouts
+		// stalled on it (metadata only: the cache holds no CRD schemas).
+		Watches(crdMetadata(), r.enqueueStalledOnCRD(), builder.WithPredicates(r.isWatchedCRD())).
 		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrentReconciles}).
 		Named("rollout").
 		Build(r)
@@ -398,8 +413,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := r.setupPrimaryPDBs(mgr); err != nil {
 		return err
 	}
-	r.watchRoutes = func(obj client.Object) error {
-		return c.Watch(source.Kind(mgr.GetCache(), obj, r.enqueueForRoute()))
+	r.watch = func(obj client.Object, h handler.EventHandler, p ...predicate.Predicate) error {
+		return c.Watch(source.Kind(mgr.GetCache(), obj, h, p...))
 	}
 	return nil
 }
@@ -413,20 +428,25 @@ const maxConcurrentReconciles = 4
 // ensureRouteWatch starts watching a router's kinds the first time a Rollout
 // uses it.
 func (r *Reconciler) ensureRouteWatch(routerName string) error {
-	r.routeWatchMu.Lock()
-	defer r.routeWatchMu.Unlock()
-	if r.routeWatches[routerName] || r.watchRoutes == nil {
+	return r.ensureWatch("router/"+routerName, routers.Watched(routerName), r.enqueueForRoute())
+}
+
+// ensureWatch starts watching objs with h, once per key.
+func (r *Reconciler) ensureWatch(key string, objs []client.Object, h handler.EventHandler, p ...predicate.Predicate) error {
+	r.watchMu.Lock()
+	defer r.watchMu.Unlock()
+	if r.watched[key] || r.watch == nil {
 		return nil
 	}
-	for _, obj := range routers.Watched(routerName) {
-		if err := r.watchRoutes(obj); err != nil {
-			return fmt.Errorf("watching %T: %w", obj, err)
+	for _, obj := range objs {
+		if err := r.watch(obj, h, p...); err != nil {
+			return fmt.Errorf("watching %T %s: %w", obj, obj.GetObjectKind().GroupVersionKind().Kind, err)
 		}
 	}
-	if r.routeWatches == nil {
-		r.routeWatches = map[string]bool{}
+	if r.watched == nil {
+		r.watched = map[string]bool{}
 	}
-	r.routeWatches[routerName] = true
+	r.watched[key] = true
 	return nil
 }
 
@@ -455,27 +475,31 @@ func (r *Reconciler) clearAction(ctx context.Context, ro *sluicev1.Rollout) erro
 	return nil
 }
 
-// routerCRDMetadata is the metadata-only object of the CRD watch.
-func routerCRDMetadata() *metav1.PartialObjectMetadata {
+// crdMetadata is the metadata-only object of the CRD watch.
+func crdMetadata() *metav1.PartialObjectMetadata {
 	m := &metav1.PartialObjectMetadata{}
 	m.SetGroupVersionKind(apiextensionsv1.SchemeGroupVersion.WithKind("CustomResourceDefinition"))
 	return m
 }
 
-// isRouterCRD passes the CRDs of the router kinds.
-var isRouterCRD = predicate.NewPredicateFuncs(func(o client.Object) bool { return routers.IsRouterCRD(o.GetName()) })
+// isWatchedCRD passes the CRDs of the router and autoscaler kinds.
+func (r *Reconciler) isWatchedCRD() predicate.Predicate {
+	return predicate.NewPredicateFuncs(func(o client.Object) bool {
+		return routers.IsRouterCRD(o.GetName()) || (r.Autoscalers != nil && r.Autoscalers.IsCRD(o.GetName()))
+	})
+}
 
-// enqueueStalledOnRouter wakes every Rollout stalled on a missing router.
-func (r *Reconciler) enqueueStalledOnRouter() handler.EventHandler {
+// enqueueStalledOnCRD wakes every Rollout stalled on a missing CRD.
+func (r *Reconciler) enqueueStalledOnCRD() handler.EventHandler {
 	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, _ client.Object) []reconcile.Request {
 		var list sluicev1.RolloutList
 		if err := r.List(ctx, &list); err != nil {
-			log.FromContext(ctx).Error(err, "listing Rollouts stalled on a router")
+			log.FromContext(ctx).Error(err, "listing Rollouts stalled on a missing CRD")
 			return nil
 		}
 		var reqs []reconcile.Request
 		for i := range list.Items {
-			if stalledFor(&list.Items[i].Status, "RouterUnavailable") {
+			if slices.ContainsFunc(crdReasons, func(reason string) bool { return stalledFor(&list.Items[i].Status, reason) }) {
 				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
 			}
 		}
@@ -492,6 +516,9 @@ func (r *Reconciler) wouldWrite(sc *scope, want statemachine.Desired, route traf
 		return false
 	}
 	if want.PrimaryRevision != "" && want.PrimaryRevision != sc.obs.PrimaryRevision {
+		return true
+	}
+	if sc.scaler != nil && sc.scaler.NeedsPause(sc.scaled, !want.CanaryUp) {
 		return true
 	}
 	cur := replicasOf(sc.target)

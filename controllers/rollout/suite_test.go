@@ -36,7 +36,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	env, err = testenv.Start(crds...)
+	keda, err := testenv.KEDACRDPath()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "KEDA's ScaledObject CRD is needed by the autoscaler stories:", err)
+		os.Exit(1)
+	}
+	env, err = testenv.Start(append(crds, keda)...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

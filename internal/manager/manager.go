@@ -34,6 +34,9 @@ import (
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/controllers/rollout"
 	"github.com/sluice-dev/sluice/pkg/analysis"
+	"github.com/sluice-dev/sluice/pkg/autoscaling"
+	"github.com/sluice-dev/sluice/pkg/autoscaling/hpa"
+	"github.com/sluice-dev/sluice/pkg/autoscaling/keda"
 	"github.com/sluice-dev/sluice/pkg/notify"
 	"github.com/sluice-dev/sluice/pkg/traffic"
 	"github.com/sluice-dev/sluice/pkg/traffic/routers"
@@ -170,6 +173,9 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Metrics:   metrics,
 		Webhooks:  &webhooks.Client{HTTP: hc},
 		Notifier:  dispatcher,
+		// Autoscalers are read from the cache itself: the client would read
+		// unstructured kinds (KEDA's ScaledObjects) live on every reconcile.
+		Autoscalers: autoscaling.New(mgr.GetClient(), mgr.GetCache(), mgr.GetRESTMapper(), hpa.Kind{}, keda.Kind{}),
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, err

@@ -35,6 +35,9 @@ type Observation struct {
 	PrimaryAvailable int32
 	PrimaryReplicas  int32
 	TargetReplicas   int32
+	// AutoscalerMinReplicas is the least replicas the autoscaler of the
+	// target keeps (0 without one): a canary never starts below it.
+	AutoscalerMinReplicas int32
 	// PrimaryRestorable is true when the primary holds the template of the
 	// stable revision it ran before a promotion, so an abort can put it back.
 	PrimaryRestorable bool
@@ -112,8 +115,8 @@ type Desired struct {
 	// mirroring, session affinity) must be in place.
 	Experiment bool
 	// CanaryMinReplicas, when above zero, is the least number of replicas
-	// the target must run: before it takes all traffic it must be sized
-	// like the primary that serves it now.
+	// the target must run: never fewer than its autoscaler's minimum, and
+	// before it takes all traffic as many as the primary that serves it now.
 	CanaryMinReplicas int32
 	// PassOwnerReplicas is true when a replica count on the parked target
 	// was set by its owner and must be passed on to the primary as it is;
@@ -907,7 +910,10 @@ func (m *machine) desired() Desired {
 		// Idle or waiting at confirm-rollout: no traffic, no canary.
 		d.CanaryWeight = 0
 	}
-	if !d.CanaryUp {
+	if d.CanaryUp {
+		// The target's autoscaler would raise a smaller canary anyway.
+		d.CanaryMinReplicas = max(d.CanaryMinReplicas, m.obs.AutoscalerMinReplicas)
+	} else {
 		d.PassOwnerReplicas = m.st.TargetScaledDown
 	}
 	if !m.obs.TargetFound {

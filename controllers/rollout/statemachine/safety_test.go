@@ -16,6 +16,7 @@ func primaryReplicas(spec, available int32) obsOpt {
 	return func(o *Observation) { o.PrimaryReplicas, o.PrimaryAvailable = spec, available }
 }
 func targetReplicas(n int32) obsOpt { return func(o *Observation) { o.TargetReplicas = n } }
+func autoscalerMin(n int32) obsOpt  { return func(o *Observation) { o.AutoscalerMinReplicas = n } }
 func restorable(o *Observation)     { o.PrimaryRestorable = true }
 func promotionStarted(ago time.Duration) statusOpt {
 	return func(st *sluicev1.RolloutStatus) { st.PromotionStartedAt = &metav1.Time{Time: t0.Add(-ago)} }
@@ -130,6 +131,28 @@ func TestDecideNeverCausesAnOutage(t *testing.T) {
 			spec: spec(withCanaryWeights(10, 20), withMetric()), st: status(sluicev1.PhaseProgressing, atStep(1, 20), stepStarted(time.Minute)),
 			obs:  observe("rev2", routed(20), checks(CheckPass, "")),
 			want: want{phase: sluicev1.PhasePromoting, weight: ptr.To[int32](100), step: ptr.To[int32](2), event: "Promoting"},
+		},
+		// The target's autoscaler.
+		{
+			name: "a canary starts no smaller than its autoscaler's minimum",
+			spec: spec(), st: status(sluicev1.PhaseProgressing, atStep(0, 0)),
+			obs:       observe("rev2", autoscalerMin(3)),
+			want:      want{phase: sluicev1.PhaseProgressing, canaryUp: ptr.To(true), requeue: time.Minute},
+			minCanary: ptr.To[int32](3),
+		},
+		{
+			name: "a canary sized for promotion takes the larger of the primary's size and the autoscaler's minimum",
+			spec: spec(), st: status(sluicev1.PhasePromoting, atStep(2, 0)),
+			obs:       observe("rev2", canaryAvailable(6), primaryReplicas(4, 4), autoscalerMin(6)),
+			want:      want{phase: sluicev1.PhasePromoting, weight: ptr.To[int32](100), canaryUp: ptr.To(true)},
+			minCanary: ptr.To[int32](6),
+		},
+		{
+			name: "a parked target is not sized by its autoscaler's minimum",
+			spec: spec(), st: status(sluicev1.PhaseSucceeded, targetScaledDown),
+			obs:       observe("rev1", autoscalerMin(3)),
+			want:      want{phase: sluicev1.PhaseSucceeded, canaryUp: ptr.To(false)},
+			minCanary: ptr.To[int32](0),
 		},
 		// Replicas of the primary are never lowered by a run's leftovers.
 		{

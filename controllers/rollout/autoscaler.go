@@ -1,0 +1,122 @@
+package rollout
+
+import (
+	"context"
+	"errors"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/pkg/autoscaling"
+	"github.com/sluice-dev/sluice/pkg/traffic"
+)
+
+// The target's autoscaler (spec.autoscalerRef): the primary gets its own
+// copy, created with the primary and given the user's spec again at each
+// promotion; the user's autoscaler is paused while the target is parked,
+// where its kind needs that. A Rollout without autoscalerRef costs no
+// request here.
+
+// autoscalerTarget is what the autoscaling seam works on for a Rollout.
+func autoscalerTarget(ro *sluicev1.Rollout) autoscaling.Target {
+	name := ro.Spec.TargetRef.Name
+	return autoscaling.Target{
+		Rollout: ro, Deployment: name, Primary: primaryName(name),
+		Labels: map[string]string{RolloutLabel: ro.Name, traffic.ManagedByLabel: traffic.ManagedByValue},
+	}
+}
+
+// observeAutoscaler reads the user's autoscaler and the primary's copy;
+// what only the user can fix (a missing autoscaler or CRD) blocks the Rollout.
+func (r *Reconciler) observeAutoscaler(ctx context.Context, sc *scope) error {
+	ref := sc.ro.Spec.AutoscalerRef
+	if ref == nil || r.Autoscalers == nil {
+		return nil
+	}
+	a, err := r.Autoscalers.For(ref)
+	if blockedBy(sc, err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := r.ensureAutoscalerWatch(a); err != nil {
+		return err
+	}
+	st, err := a.Observe(ctx, autoscalerTarget(sc.ro))
+	if blockedBy(sc, err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	sc.scaler, sc.scaled = a, st
+	sc.obs.AutoscalerMinReplicas = st.Source.MinReplicas
+	return nil
+}
+
+// blockedBy blocks the Rollout when err is a stall of the autoscaling seam.
+func blockedBy(sc *scope, err error) bool {
+	var stalled *autoscaling.StalledError
+	if !errors.As(err, &stalled) {
+		return false
+	}
+	sc.block(stalled.Reason, stalled.Message)
+	return true
+}
+
+// syncAutoscaler creates the primary's copy once the primary exists and
+// keeps it in sync; with a release it takes the user's current spec.
+func (r *Reconciler) syncAutoscaler(ctx context.Context, sc *scope, rel autoscaling.Release) error {
+	if sc.scaler == nil || sc.primary == nil {
+		return nil
+	}
+	return sc.scaler.Sync(ctx, autoscalerTarget(sc.ro), sc.scaled, rel)
+}
+
+// restoreAutoscaler gives the copy back the spec of revision rev.
+func (r *Reconciler) restoreAutoscaler(ctx context.Context, sc *scope, rev string) error {
+	if sc.scaler == nil {
+		return nil
+	}
+	return sc.scaler.Restore(ctx, autoscalerTarget(sc.ro), sc.scaled, rev)
+}
+
+// pauseTargetAutoscaler pauses the user's autoscaler while the target is
+// parked and resumes it while a run scales the target up.
+func (r *Reconciler) pauseTargetAutoscaler(ctx context.Context, sc *scope, parked bool) error {
+	if sc.scaler == nil {
+		return nil
+	}
+	return sc.scaler.Pause(ctx, sc.scaled, parked)
+}
+
+// resumeTargetAutoscaler lifts Sluice's pause from the user's autoscaler
+// when the Rollout is deleted, before the target is scaled back up: a
+// paused autoscaler would hold the target at zero.
+func (r *Reconciler) resumeTargetAutoscaler(ctx context.Context, ro *sluicev1.Rollout) error {
+	if ro.Spec.AutoscalerRef == nil || r.Autoscalers == nil {
+		return nil
+	}
+	a, err := r.Autoscalers.For(ro.Spec.AutoscalerRef)
+	var stalled *autoscaling.StalledError
+	if errors.As(err, &stalled) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return a.Resume(ctx, autoscalerTarget(ro))
+}
+
+// ensureAutoscalerWatch starts watching an autoscaler kind the first time a
+// Rollout uses it: the user's autoscalers wake the Rollouts that name them,
+// the copies their owner.
+func (r *Reconciler) ensureAutoscalerWatch(a *autoscaling.Autoscaler) error {
+	kind := a.Kind.Kind()
+	h := r.enqueueOwnerOrIndex(autoscalerIndex, func(o client.Object) []string { return []string{kind + "/" + o.GetName()} })
+	// Status updates (an HPA writes its own every sync) change nothing Sluice reads.
+	return r.ensureWatch("autoscaler/"+kind, []client.Object{a.New()}, h,
+		predicate.Or[client.Object](predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, predicate.LabelChangedPredicate{}))
+}
