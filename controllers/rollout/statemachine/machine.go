@@ -678,18 +678,23 @@ func (m *machine) promoting() bool {
 		}
 		return m.promotionWait(msg)
 	}
-	if m.obs.PrimaryAvailable < m.obs.CanaryAvailable {
+	// Surge pods of a rolling canary do not count: it serves with its
+	// desired replicas.
+	if serving := min(m.obs.CanaryAvailable, m.obs.TargetReplicas); m.obs.PrimaryAvailable < serving {
 		return m.promotionWait(fmt.Sprintf("waiting for the primary to run %d available replicas, as many as the canary serves with (%d available)",
-			m.obs.CanaryAvailable, m.obs.PrimaryAvailable))
+			serving, m.obs.PrimaryAvailable))
 	}
 	m.st.Phase = sluicev1.PhaseFinalising
 	return true
 }
 
-// primaryServing is how many replicas serve the primary's share now: the
-// canary must run as many before it takes all of it.
+// primaryServing is how many replicas serve the primary's share: its
+// desired count (its available replicas may run above it only while it rolls
+// out, and sizing the canary by those surge pods would in turn grow the
+// primary at promotion, and so on). The canary must run as many before it
+// takes all of the traffic.
 func (m *machine) primaryServing() int32 {
-	return max(m.obs.PrimaryAvailable, m.obs.PrimaryReplicas, 1)
+	return max(m.obs.PrimaryReplicas, 1)
 }
 
 // promotionWait holds the promotion with msg; past the progress deadline the

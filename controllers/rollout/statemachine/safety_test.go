@@ -63,7 +63,7 @@ func TestDecideNeverCausesAnOutage(t *testing.T) {
 		{
 			name: "the primary at the new revision with fewer available replicas than the canary gets no traffic yet",
 			spec: spec(), st: status(sluicev1.PhasePromoting, atStep(2, 100), promotionStarted(time.Minute)),
-			obs:  observe("rev2", routed(100), primaryAt("rev2", true), canaryAvailable(4), primaryReplicas(4, 2)),
+			obs:  observe("rev2", routed(100), primaryAt("rev2", true), canaryAvailable(4), targetReplicas(4), primaryReplicas(4, 2)),
 			want: want{phase: sluicev1.PhasePromoting, weight: ptr.To[int32](100), primaryRev: "rev2", canaryUp: ptr.To(true), message: "as many as the canary", requeue: 9 * time.Minute},
 		},
 		{
@@ -181,6 +181,25 @@ func TestDecideNeverCausesAnOutage(t *testing.T) {
 				t.Errorf("pass owner replicas = %v, want %v", d.Desired.PassOwnerReplicas, *tt.passOwner)
 			}
 		})
+	}
+}
+
+// TestSurgePodsNeverFeedBackIntoTheSizes: while the primary rolls out the
+// new revision it runs surge pods; they must not size the canary, or the
+// canary's extra pods would in turn be asked of the primary (seen in e2e: a
+// promotion waiting forever for 3 primary replicas of 2).
+func TestSurgePodsNeverFeedBackIntoTheSizes(t *testing.T) {
+	st := status(sluicev1.PhasePromoting, atStep(2, 100), promotionStarted(time.Second))
+	rolling := observe("rev2", routed(100), primaryAt("rev2", false), primaryReplicas(2, 3), canaryAvailable(2), targetReplicas(2))
+	d := Decide(Input{Spec: spec(), Generation: 1, Status: st, Obs: rolling, Now: t0})
+	if d.Desired.CanaryMinReplicas != 2 {
+		t.Errorf("canary min replicas = %d while the primary surges to 3 of 2, want 2", d.Desired.CanaryMinReplicas)
+	}
+	// The canary surging (its own rollout) asks no more of the primary.
+	done := observe("rev2", routed(100), primaryAt("rev2", true), primaryReplicas(2, 2), canaryAvailable(3), targetReplicas(2))
+	d = Decide(Input{Spec: spec(), Generation: 1, Status: st, Obs: done, Now: t0})
+	if d.Status.Phase != sluicev1.PhaseFinalising {
+		t.Errorf("phase = %s (%s), want Finalising: the primary runs all 2 replicas the canary serves with", d.Status.Phase, d.Status.Message)
 	}
 }
 
