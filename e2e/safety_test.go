@@ -134,8 +134,9 @@ func TestDeletingRolloutsUnderLoad(t *testing.T) {
 					s.WaitServing("v2")
 				}
 			}).When("the Rollout is deleted", func() {
+				asked := time.Now()
 				gone := s.DeleteRollout(60 * time.Second)
-				s.Figure("deletion -> Rollout gone", time.Since(gone).Round(time.Millisecond))
+				s.Figure("deletion -> Rollout gone (target ready, traffic handed back, drained)", gone.Sub(asked).Round(time.Millisecond))
 			}).Then("the target serves all traffic and Sluice's objects are gone", func() {
 				s.WaitServing(want)
 				time.Sleep(3 * time.Second)
