@@ -504,6 +504,23 @@ func (s *Story) WaitServing(version string) {
 	})
 }
 
+// ExpectForwardWeights fails the story unless the route's weights seen
+// (got, as "primary/canary") went through want in order, the promotion's
+// brief 0/100 aside.
+func (s *Story) ExpectForwardWeights(got []string, want string) {
+	s.t.Helper()
+	s.Figure("HTTPRoute weights (primary/canary) seen", strings.Join(got, " -> "))
+	var forward []string
+	for _, w := range got {
+		if w != "0/100" {
+			forward = append(forward, w)
+		}
+	}
+	if strings.Join(forward, " ") != want {
+		s.Fatalf("HTTPRoute weights %v, want %s", got, want)
+	}
+}
+
 // RecordRouteWeights polls the generated HTTPRoute every 50ms and keeps
 // each distinct "primary/canary" weight pair of its rules, in order.
 func (s *Story) RecordRouteWeights() func() []string {

@@ -36,6 +36,17 @@ func (s *story) scale(name string, n int32) {
 	s.must(k8sClient.Patch(s.ctx, d, patch))
 }
 
+// waitReplicas waits until Deployment name asks for n replicas.
+func (s *story) waitReplicas(name string, n int32, what string) {
+	s.t.Helper()
+	s.eventually(storyTimeout, what, func() error {
+		if got := replicas(s.getDeployment(name)); got != n {
+			return fmt.Errorf("%s replicas %d, want %d", name, got, n)
+		}
+		return nil
+	})
+}
+
 func (s *story) waitStalled(name, reason string) *sluicev1.Rollout {
 	s.t.Helper()
 	var ro *sluicev1.Rollout
@@ -119,12 +130,7 @@ func TestARunNeverShrinksThePrimaryAndTheCanaryTakesAllTrafficOnlyAtThePrimarysS
 
 	s.setImage("podinfo", "podinfo:2.0")
 	s.waitPhase("podinfo", sluicev1.PhaseProgressing, storyTimeout)
-	s.eventually(storyTimeout, "the canary at the primary's size", func() error {
-		if n := replicas(s.getDeployment("podinfo")); n != 4 {
-			return fmt.Errorf("canary replicas %d", n)
-		}
-		return nil
-	})
+	s.waitReplicas("podinfo", 4, "the canary at the primary's size")
 	// An autoscaler sizes the canary for its small share.
 	s.scale("podinfo", 1)
 
@@ -144,24 +150,14 @@ func TestARunNeverShrinksThePrimaryAndTheCanaryTakesAllTrafficOnlyAtThePrimarysS
 	s.scale("podinfo", 1)
 	s.ask("podinfo", sluicev1.ActionAbort, "sre")
 	s.waitPhase("podinfo", sluicev1.PhaseFailed, storyTimeout)
-	s.eventually(storyTimeout, "the canary scaled to zero", func() error {
-		if n := replicas(s.getDeployment("podinfo")); n != 0 {
-			return fmt.Errorf("canary replicas %d", n)
-		}
-		return nil
-	})
+	s.waitReplicas("podinfo", 0, "the canary scaled to zero")
 	if n := replicas(s.getDeployment("podinfo-primary")); n != 4 {
 		t.Errorf("primary replicas after rollback = %d, want 4: a rollback never lowers the primary", n)
 	}
 
 	// Its owner scaling the parked target is still passed on.
 	s.scale("podinfo", 6)
-	s.eventually(storyTimeout, "the owner's count on the primary", func() error {
-		if n := replicas(s.getDeployment("podinfo-primary")); n != 6 {
-			return fmt.Errorf("primary replicas %d", n)
-		}
-		return nil
-	})
+	s.waitReplicas("podinfo-primary", 6, "the owner's count on the primary")
 }
 
 func TestDeletingASucceededRolloutHandsTrafficToTheTargetOnlyOnceItIsReady(t *testing.T) {
@@ -170,23 +166,13 @@ func TestDeletingASucceededRolloutHandsTrafficToTheTargetOnlyOnceItIsReady(t *te
 	s.initialized("podinfo", iterations(1))
 	s.setImage("podinfo", "podinfo:2.0")
 	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
-	s.eventually(storyTimeout, "the target parked", func() error {
-		if n := replicas(s.getDeployment("podinfo")); n != 0 {
-			return fmt.Errorf("target replicas %d", n)
-		}
-		return nil
-	})
+	s.waitReplicas("podinfo", 0, "the target parked")
 	// The target's new pods take a while to be ready.
 	s.holdWhen(func(d *appsv1.Deployment) bool { return d.Name == "podinfo" })
 
 	s.must(k8sClient.Delete(s.ctx, s.getRollout("podinfo")))
 
-	s.eventually(storyTimeout, "the target scaled back up", func() error {
-		if n := replicas(s.getDeployment("podinfo")); n != 3 {
-			return fmt.Errorf("target replicas %d", n)
-		}
-		return nil
-	})
+	s.waitReplicas("podinfo", 3, "the target scaled back up")
 	time.Sleep(time.Second)
 	if err := s.apexSelects("podinfo", primaryPods); err != nil {
 		t.Fatalf("traffic moved before the target was ready: %v", err)
