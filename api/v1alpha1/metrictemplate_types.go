@@ -4,6 +4,14 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// MetricsCredentialsLabel, set to "true" on a Secret, lets MetricTemplates of
+// the Secret's namespace send its credentials to their provider. A template
+// may name no other Secret: without the opt-in, anyone who may write a
+// MetricTemplate could have the manager read any Secret of the namespace and
+// send it to an address of their choosing. A service-account token is never
+// used, labelled or not.
+const MetricsCredentialsLabel = "sluice.dev/metrics-credentials"
+
 // MetricTemplate is a reusable metric query that Rollouts refer to by name.
 //
 // +kubebuilder:object:root=true
@@ -54,7 +62,9 @@ type MetricProvider struct {
 
 	// SecretRef names a Secret in the template's namespace with the
 	// credentials: `token` (bearer), or `username` and `password` (basic),
-	// and optionally `ca.crt`.
+	// and optionally `ca.crt`. The Secret must carry the label
+	// `sluice.dev/metrics-credentials: "true"` and must not be a
+	// service-account token.
 	// +optional
 	SecretRef *LocalObjectReference `json:"secretRef,omitempty"`
 

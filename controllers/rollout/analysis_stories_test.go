@@ -9,8 +9,10 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/internal/manager"
@@ -225,13 +227,19 @@ func TestAPrometheusThatIsDownNeverLetsACanaryBePromoted(t *testing.T) {
 func TestAMetricTemplateReachesAPrometheusBehindATokenCheckingProxy(t *testing.T) {
 	s := newPromStory(t)
 	proxy := promtest.NewAuthProxy(t, s.prom.URL, "s3cret")
-	for _, app := range []string{"good", "bad"} {
+	for _, app := range []string{"good", "bad", "borrowed"} {
 		s.exp.Set(s.canaryPod(app), promtest.Traffic{RPS: 20, Latency: time.Millisecond})
 	}
-	s.must(k8sClient.Create(s.ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "prom-token", Namespace: s.ns},
+	s.must(k8sClient.Create(s.ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "prom-token", Namespace: s.ns,
+		Labels: map[string]string{sluicev1.MetricsCredentialsLabel: "true"}},
+		StringData: map[string]string{"token": "s3cret"}}))
+	// The right token in a Secret that has not opted in: never used.
+	s.must(k8sClient.Create(s.ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "app-token", Namespace: s.ns},
 		StringData: map[string]string{"token": "s3cret"}}))
 	query := `sum(rate(http_requests_total{namespace="{{ .namespace }}",pod=~"{{ .target }}-[a-z0-9]+-[a-z0-9]+"}[{{ .interval }}]))`
-	for name, secret := range map[string]*sluicev1.LocalObjectReference{"with-token": {Name: "prom-token"}, "without-token": nil} {
+	for name, secret := range map[string]*sluicev1.LocalObjectReference{
+		"with-token": {Name: "prom-token"}, "without-token": nil, "with-borrowed-token": {Name: "app-token"},
+	} {
 		s.must(k8sClient.Create(s.ctx, &sluicev1.MetricTemplate{
 			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.ns},
 			Spec: sluicev1.MetricTemplateSpec{
@@ -246,12 +254,15 @@ func TestAMetricTemplateReachesAPrometheusBehindATokenCheckingProxy(t *testing.T
 	}
 	s.deploy("good", "app:1.0")
 	s.deploy("bad", "app:1.0")
+	s.deploy("borrowed", "app:1.0")
 	s.initialized("good", iterations(2), metric(rps("with-token")))
 	s.initialized("bad", iterations(2), metric(rps("without-token")))
+	s.initialized("borrowed", iterations(2), metric(rps("with-borrowed-token")))
 	s.waitForData("good")
 
 	s.setImage("good", "app:2.0")
 	s.setImage("bad", "app:2.0")
+	s.setImage("borrowed", "app:2.0")
 
 	good := s.waitPhase("good", sluicev1.PhaseSucceeded, storyTimeout)
 	if ms, _ := metricStatus(good, "rps"); ms.Verdict != analysis.VerdictPass || value(t, ms) < 1 {
@@ -265,6 +276,30 @@ func TestAMetricTemplateReachesAPrometheusBehindATokenCheckingProxy(t *testing.T
 		t.Errorf("the proxy let %d queries through and rejected %d; want both to happen", proxy.Passed.Load(), proxy.Rejected.Load())
 	}
 	s.waitEvent("bad", "CheckFailed")
+	const refused = `Secret app-token lacks the label sluice.dev/metrics-credentials: "true"`
+	borrowed := s.waitPhase("borrowed", sluicev1.PhaseFailed, storyTimeout)
+	if ms, _ := metricStatus(borrowed, "rps"); ms.Verdict != analysis.VerdictError || !strings.Contains(ms.Message, refused) {
+		t.Errorf("with a Secret that did not opt in: metric status %+v, want an Error saying %q", ms, refused)
+	}
+	s.waitEventSaying("borrowed", "CheckFailed", refused)
+}
+
+// waitEventSaying waits for an event of the Rollout with the reason whose
+// note holds the text.
+func (s *story) waitEventSaying(name, reason, text string) {
+	s.t.Helper()
+	s.eventually(10*time.Second, "event "+reason+" saying "+text, func() error {
+		var list eventsv1.EventList
+		if err := k8sClient.List(s.ctx, &list, client.InNamespace(s.ns)); err != nil {
+			return err
+		}
+		for _, e := range list.Items {
+			if e.Regarding.Kind == "Rollout" && e.Regarding.Name == name && e.Reason == reason && strings.Contains(e.Note, text) {
+				return nil
+			}
+		}
+		return fmt.Errorf("events so far: %v", s.eventReasons(name))
+	})
 }
 
 func ptrTo[T any](v T) *T { return &v }

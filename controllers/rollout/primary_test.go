@@ -127,25 +127,6 @@ func TestSelectorsRefuseTargetsSluiceCannotSplit(t *testing.T) {
 	}
 }
 
-func TestStripConfigDataKeepsOnlyAChecksumOfTheData(t *testing.T) {
-	a := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "c"}, Data: map[string]string{"k": "v1"}}
-	b := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "c"}, Data: map[string]string{"k": "v2"}}
-	oa, _ := StripConfigData(a)
-	ob, _ := StripConfigData(b)
-	ca, cb := oa.(*corev1.ConfigMap), ob.(*corev1.ConfigMap)
-	if ca.Data != nil {
-		t.Errorf("data kept in the cache: %v", ca.Data)
-	}
-	if ca.Annotations[ChecksumAnnotation] == "" || ca.Annotations[ChecksumAnnotation] == cb.Annotations[ChecksumAnnotation] {
-		t.Errorf("checksums %q and %q do not tell different data apart", ca.Annotations[ChecksumAnnotation], cb.Annotations[ChecksumAnnotation])
-	}
-	s := &corev1.Secret{Data: map[string][]byte{"token": []byte("x")}}
-	stripped, _ := StripConfigData(s)
-	if stripped.(*corev1.Secret).Data != nil {
-		t.Errorf("secret data kept in the cache")
-	}
-}
-
 func TestDeploymentReadyNeedsEveryReplicaUpdatedAndAvailable(t *testing.T) {
 	d := target()
 	d.Generation = 2

@@ -167,19 +167,17 @@ func sortedKeys[V any](m map[string]V) []string {
 }
 
 // StripConfigData is the cache transform for ConfigMaps and Secrets: it keeps
-// the metadata and the checksum of the data, and drops the data itself.
+// the name, labels and owners and the checksum of the data (as the only
+// annotation), and drops the data itself. Other annotations go too: kubectl's
+// last-applied-configuration, for one, holds the whole object, data included,
+// and nothing in Sluice reads annotations of ConfigMaps and Secrets but the
+// checksum.
 func StripConfigData(obj any) (any, error) {
 	o, ok := obj.(client.Object)
 	if !ok {
 		return obj, nil
 	}
-	sum := dataChecksum(o)
-	anns := o.GetAnnotations()
-	if anns == nil {
-		anns = map[string]string{}
-	}
-	anns[ChecksumAnnotation] = sum
-	o.SetAnnotations(anns)
+	o.SetAnnotations(map[string]string{ChecksumAnnotation: dataChecksum(o)})
 	o.SetManagedFields(nil)
 	switch c := o.(type) {
 	case *corev1.ConfigMap:

@@ -171,6 +171,9 @@ func (p *Prometheus) apiFor(ctx context.Context, mt *sluicev1.MetricTemplate) (q
 		if err := p.reader.Get(ctx, client.ObjectKey{Namespace: mt.Namespace, Name: prov.SecretRef.Name}, sec); err != nil {
 			return nil, nil, fmt.Errorf("reading Secret %s: %w", prov.SecretRef.Name, err)
 		}
+		if err := mayCarryCredentials(sec); err != nil {
+			return nil, nil, err
+		}
 		var err error
 		if auth, err = authFromSecret(sec); err != nil {
 			return nil, nil, err
@@ -204,6 +207,23 @@ func tlsConfig(c *tls.Config) *tls.Config {
 		return &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 	return c.Clone()
+}
+
+// mayCarryCredentials refuses a Secret that a MetricTemplate may not send to
+// its provider: one that has not opted in with MetricsCredentialsLabel, and
+// any service-account token. The template's author chooses the address, so
+// without this check the manager would be a confused deputy handing any
+// Secret of the namespace to whoever may write a MetricTemplate.
+func mayCarryCredentials(sec *corev1.Secret) error {
+	if sec.Type == corev1.SecretTypeServiceAccountToken {
+		return fmt.Errorf("Secret %s is a service-account token (type %s): a MetricTemplate never sends one to its provider",
+			sec.Name, corev1.SecretTypeServiceAccountToken)
+	}
+	if sec.Labels[sluicev1.MetricsCredentialsLabel] != "true" {
+		return fmt.Errorf("Secret %s lacks the label %s: \"true\" that lets MetricTemplates use it as credentials",
+			sec.Name, sluicev1.MetricsCredentialsLabel)
+	}
+	return nil
 }
 
 // authHeader is the value of the Authorization header, or empty.

@@ -227,15 +227,19 @@ func TestAMetricTemplateAuthenticatesWithTheTokenOfItsSecret(t *testing.T) {
 			mt.Spec.Provider = sluicev1.MetricProvider{Address: proxy.URL, SecretRef: &sluicev1.LocalObjectReference{Name: name}}
 		}
 	}
+	optedIn := map[string]string{sluicev1.MetricsCredentialsLabel: "true"}
 	objs := []client.Object{
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "prom-token", Namespace: "shop"}, Data: map[string][]byte{"token": []byte("s3cret\n")}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "wrong-token", Namespace: "shop"}, Data: map[string][]byte{"token": []byte("guess")}},
+		// The right token, but the Secret has not opted in: never sent.
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "not-opted-in", Namespace: "shop"}, Data: map[string][]byte{"token": []byte("s3cret")}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "prom-token", Namespace: "shop", Labels: optedIn}, Data: map[string][]byte{"token": []byte("s3cret\n")}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "wrong-token", Namespace: "shop", Labels: optedIn}, Data: map[string][]byte{"token": []byte("guess")}},
 		template("shop", "with-token", `count(http_requests_total)`, withSecret("prom-token")),
 		template("shop", "wrong-token", `count(http_requests_total)`, withSecret("wrong-token")),
 		template("shop", "no-token", `count(http_requests_total)`, func(mt *sluicev1.MetricTemplate) {
 			mt.Spec.Provider = sluicev1.MetricProvider{Address: proxy.URL}
 		}),
 		template("shop", "missing-secret", `count(http_requests_total)`, withSecret("absent")),
+		template("shop", "not-opted-in", `count(http_requests_total)`, withSecret("not-opted-in")),
 	}
 	// No default address: the templates carry their own.
 	p, err := analysis.NewPrometheus(reader(t, objs...), analysis.PrometheusOptions{})
@@ -250,6 +254,7 @@ func TestAMetricTemplateAuthenticatesWithTheTokenOfItsSecret(t *testing.T) {
 		{"wrong-token", "401"},
 		{"no-token", "401"},
 		{"missing-secret", `reading Secret absent`},
+		{"not-opted-in", `lacks the label sluice.dev/metrics-credentials: "true"`},
 	} {
 		_, err := p.Query(context.Background(), ro, templated("m", tt.template))
 		if err == nil || !strings.Contains(err.Error(), tt.errHas) {

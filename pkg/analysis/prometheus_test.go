@@ -106,6 +106,75 @@ func newReader(t *testing.T, objs ...client.Object) client.Reader {
 	return fake.NewClientBuilder().WithScheme(s).WithObjects(objs...).Build()
 }
 
+// optedIn are the labels of a Secret that lets MetricTemplates use it.
+var optedIn = map[string]string{sluicev1.MetricsCredentialsLabel: "true"}
+
+func TestAMetricTemplateUsesOnlySecretsThatOptInAndNeverAServiceAccountToken(t *testing.T) {
+	var queries atomic.Int32
+	var mu sync.Mutex
+	var auth string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		queries.Add(1)
+		mu.Lock()
+		auth = r.Header.Get("Authorization")
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(promAnswer))
+	}))
+	t.Cleanup(srv.Close)
+	secret := func(name string, typ corev1.SecretType, labels map[string]string) *corev1.Secret {
+		return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop", Labels: labels},
+			Type: typ, Data: map[string][]byte{"token": []byte("tok-" + name)}}
+	}
+	objs := []client.Object{
+		secret("opted-in", corev1.SecretTypeOpaque, optedIn),
+		secret("unlabelled", corev1.SecretTypeOpaque, nil),
+		secret("labelled-false", corev1.SecretTypeOpaque, map[string]string{sluicev1.MetricsCredentialsLabel: "false"}),
+		secret("sa-token", corev1.SecretTypeServiceAccountToken, optedIn),
+	}
+	for _, name := range []string{"opted-in", "unlabelled", "labelled-false", "sa-token"} {
+		objs = append(objs, &sluicev1.MetricTemplate{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop"},
+			Spec: sluicev1.MetricTemplateSpec{Query: "vector(42)",
+				Provider: sluicev1.MetricProvider{Address: srv.URL, SecretRef: &sluicev1.LocalObjectReference{Name: name}}}})
+	}
+	p, err := NewPrometheus(newReader(t, objs...), PrometheusOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(template string) sluicev1.MetricStatus {
+		ro := exampleRollout(nil)
+		ro.Spec.Analysis = &sluicev1.Analysis{Metrics: []sluicev1.MetricCheck{{Name: "m", TemplateRef: &sluicev1.LocalObjectReference{Name: template}}}}
+		return Run(context.Background(), p, ro, time.Now()).Metrics[0]
+	}
+
+	for _, tt := range []struct{ template, msgHas string }{
+		{"unlabelled", `Secret unlabelled lacks the label sluice.dev/metrics-credentials: "true"`},
+		{"labelled-false", `Secret labelled-false lacks the label sluice.dev/metrics-credentials: "true"`},
+		{"sa-token", "Secret sa-token is a service-account token"},
+	} {
+		t.Run("a Secret that is "+tt.template+" is refused and the query never sent", func(t *testing.T) {
+			before := queries.Load()
+			ms := run(tt.template)
+			if ms.Verdict != VerdictError || !strings.Contains(ms.Message, "MetricTemplate "+tt.template) || !strings.Contains(ms.Message, tt.msgHas) {
+				t.Errorf("metric status %+v, want an Error naming the template and saying %q", ms, tt.msgHas)
+			}
+			if n := queries.Load() - before; n != 0 {
+				t.Errorf("%d queries reached the provider, want none", n)
+			}
+		})
+	}
+	t.Run("a labelled Opaque Secret's token is sent as bearer", func(t *testing.T) {
+		if ms := run("opted-in"); ms.Verdict != VerdictPass || ms.Value != "42" {
+			t.Errorf("metric status %+v, want Pass with 42", ms)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if auth != "Bearer tok-opted-in" {
+			t.Errorf("Authorization = %q, want the Secret's token as bearer", auth)
+		}
+	})
+}
+
 func TestATemplatesProviderSendsItsHeadersAndBasicAuthAndTrustsItsCA(t *testing.T) {
 	var mu sync.Mutex
 	var seen http.Header
@@ -124,9 +193,9 @@ func TestATemplatesProviderSendsItsHeadersAndBasicAuthAndTrustsItsCA(t *testing.
 			Spec: sluicev1.MetricTemplateSpec{Provider: p, Query: "vector(42)"}}
 	}
 	r := newReader(t,
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "basic", Namespace: "shop"},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "basic", Namespace: "shop", Labels: optedIn},
 			Data: map[string][]byte{"username": []byte("sre"), "password": []byte("pw"), "ca.crt": ca}},
-		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "half", Namespace: "shop"}, Data: map[string][]byte{"username": []byte("sre")}},
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "half", Namespace: "shop", Labels: optedIn}, Data: map[string][]byte{"username": []byte("sre")}},
 		mt("basic", sluicev1.MetricProvider{SecretRef: &sluicev1.LocalObjectReference{Name: "basic"}, Headers: map[string]string{"X-Scope-OrgID": "team-a"}}),
 		mt("insecure", sluicev1.MetricProvider{InsecureSkipVerify: true}),
 		mt("untrusted", sluicev1.MetricProvider{Headers: map[string]string{"X-A": "b"}}),
