@@ -3,16 +3,19 @@ package rollout
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/pkg/steps"
@@ -55,6 +58,15 @@ func (r *Reconciler) finalize(ctx context.Context, ro *sluicev1.Rollout) (ctrl.R
 			if err := traffic.ReleaseApex(ctx, r.Client, t); err != nil {
 				return ctrl.Result{}, err
 			}
+			// Routes move to the apex Service only once its endpoints are
+			// the target's ready pods: a gateway that switched before the
+			// EndpointSlice did would answer 503 for a moment (seen in e2e).
+			if ok, why, err := r.apexServesTarget(ctx, ro, t); err != nil || !ok {
+				if err == nil {
+					log.FromContext(ctx).V(1).Info("waiting for the apex Service's endpoints", "why", why)
+				}
+				return ctrl.Result{RequeueAfter: endpointsRetry}, err
+			}
 			if routerErr == nil {
 				if err := router.Finalize(ctx, t, true); err != nil {
 					return ctrl.Result{}, err
@@ -87,6 +99,42 @@ func (r *Reconciler) finalize(ctx context.Context, ro *sluicev1.Rollout) (ctrl.R
 		return ctrl.Result{}, fmt.Errorf("removing the finalizer: %w", err)
 	}
 	return ctrl.Result{}, nil
+}
+
+// endpointsRetry is how often the handover looks at the apex Service's
+// endpoints again (the EndpointSlice controller follows a selector change
+// within a second; EndpointSlices are not watched, to keep the cache small).
+const endpointsRetry = 200 * time.Millisecond
+
+// apexServesTarget reports whether the apex Service's EndpointSlices list
+// ready endpoints of the target's pods and none of the primary's. A cluster
+// that keeps no EndpointSlice for the Service (no EndpointSlice controller)
+// cannot tell, and is not waited for. Read uncached: it happens once per
+// deletion.
+func (r *Reconciler) apexServesTarget(ctx context.Context, ro *sluicev1.Rollout, t traffic.Target) (bool, string, error) {
+	var slices discoveryv1.EndpointSliceList
+	if err := r.APIReader.List(ctx, &slices, client.InNamespace(ro.Namespace),
+		client.MatchingLabels{discoveryv1.LabelServiceName: t.Apex}); err != nil {
+		return false, "", fmt.Errorf("reading the endpoints of Service %s: %w", t.Apex, err)
+	}
+	if len(slices.Items) == 0 {
+		return true, "", nil
+	}
+	ready := 0
+	for _, sl := range slices.Items {
+		for _, ep := range sl.Endpoints {
+			if ep.TargetRef != nil && strings.HasPrefix(ep.TargetRef.Name, t.Primary+"-") {
+				return false, "the apex Service still lists the primary's pods", nil
+			}
+			if ep.Conditions.Ready == nil || *ep.Conditions.Ready {
+				ready++
+			}
+		}
+	}
+	if ready == 0 {
+		return false, "the apex Service lists no ready endpoint of the target yet", nil
+	}
+	return true, "", nil
 }
 
 // finalizeTarget reads what finalization needs without creating anything.
