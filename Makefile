@@ -90,6 +90,15 @@ test: envtest prometheus vet ## Run every unit and envtest test against a real k
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
 	cd charts/sluice/test && go vet ./... && KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
 
+# FUZZTIME is how long `make fuzz` runs each fuzz target.
+FUZZTIME ?= 10s
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (not part of test or CI; a crasher lands in its testdata/fuzz as a seed).
+	go test -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME) ./pkg/analysis/
+	go test -run '^$$' -fuzz '^FuzzCleanBody$$' -fuzztime $(FUZZTIME) ./pkg/webhooks/
+	go test -run '^$$' -fuzz '^FuzzDecide$$' -fuzztime $(FUZZTIME) ./controllers/rollout/statemachine/
+
 ##@ Local cluster
 
 .PHONY: e2e-tools

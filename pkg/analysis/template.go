@@ -14,7 +14,8 @@ import (
 // .variables (the metric check's variables), and
 // the same values as functions for Flagger-style templates
 // ({{ namespace }}, {{ target }}, ...). A reference to anything else is an
-// error (missingkey=error); a template never panics the controller.
+// error (missingkey=error); a template never panics the controller, and
+// its size, output and loops are bounded (see template_limits.go).
 func Render(query string, ro *sluicev1.Rollout, check sluicev1.MetricCheck) (out string, err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -30,7 +31,10 @@ func Render(query string, ro *sluicev1.Rollout, check sluicev1.MetricCheck) (out
 		"interval":  v.Interval,
 		"variables": variables(check),
 	}
-	funcs := template.FuncMap{}
+	if len(query) > maxQuerySource {
+		return "", fmt.Errorf("query template is longer than %d KiB", maxQuerySource>>10)
+	}
+	funcs := safeFuncs()
 	for k, val := range data {
 		funcs[k] = func() any { return val }
 	}
@@ -38,11 +42,14 @@ func Render(query string, ro *sluicev1.Rollout, check sluicev1.MetricCheck) (out
 	if err != nil {
 		return "", fmt.Errorf("parsing the query template: %w", err)
 	}
-	var b strings.Builder
-	if err := tpl.Execute(&b, data); err != nil {
+	if err := bound(tpl); err != nil {
+		return "", err
+	}
+	w := &cappedWriter{max: maxRendered}
+	if err := tpl.Execute(w, data); err != nil {
 		return "", fmt.Errorf("rendering the query template: %w", err)
 	}
-	return strings.TrimSpace(b.String()), nil
+	return strings.TrimSpace(string(w.buf)), nil
 }
 
 // variables are the check's variables, never nil so that templates may

@@ -93,7 +93,8 @@ func rfc3339(t *metav1.Time) string {
 // DefaultTimeout bounds a call whose webhook sets no timeout.
 const DefaultTimeout = 10 * time.Second
 
-// maxBody is how much of a failing response body is kept for the event.
+// maxBody is how many bytes of a failing response body's text are kept for
+// the status and the event (see cleanBody).
 const maxBody = 256
 
 // Client calls webhooks over HTTP.
@@ -148,14 +149,11 @@ func (c *Client) once(ctx context.Context, url string, body []byte, key string, 
 		return err
 	}
 	defer func() { _ = resp.Body.Close() }()
-	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxRead+1))
 	if resp.StatusCode/100 == 2 {
 		return nil
 	}
-	text := strings.TrimSpace(string(msg))
-	if len(text) > maxBody {
-		text = text[:maxBody] + "…"
-	}
+	text := cleanBody(msg[:min(len(msg), maxRead)], len(msg) > maxRead)
 	if text == "" {
 		return fmt.Errorf("%s", resp.Status)
 	}

@@ -162,6 +162,10 @@ func Decide(in Input) Decision {
 		gates: map[sluicev1.HookType]GateResult{},
 	}
 	m.inputPhase = m.st.Phase
+	// The API server validates no status field: a weight read from it is
+	// a percentage from here on (routedWeight does the same for a route
+	// edited by hand, whose weight only confirms what it equals).
+	m.st.CanaryWeight = percent(m.st.CanaryWeight)
 	for k, v := range in.Obs.Gates {
 		m.gates[k] = v
 	}
@@ -354,11 +358,16 @@ func (m *machine) primaryServesStable() bool {
 }
 
 // routedWeight is the canary weight the router holds (0 when unknown).
+// percent brings a weight within 0..100.
+func percent(w int32) int32 {
+	return min(max(w, 0), 100)
+}
+
 func (m *machine) routedWeight() int32 {
 	if m.obs.RoutedWeight == nil {
 		return 0
 	}
-	return *m.obs.RoutedWeight
+	return percent(*m.obs.RoutedWeight)
 }
 
 func (m *machine) startRun(rev string) {
