@@ -37,8 +37,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-$SUDO apt-get update
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends prometheus
+# Another apt (unattended upgrades, a second install) may hold the dpkg lock:
+# wait for it (up to 10 minutes) instead of failing at once.
+apt_wait=(-o DPkg::Lock::Timeout=600)
+echo "installing Debian's prometheus (waits for the dpkg lock if another apt runs)"
+$SUDO apt-get "${apt_wait[@]}" update
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${apt_wait[@]}" install -y --no-install-recommends prometheus
 
 echo "installed: $(command -v prometheus || echo /usr/bin/prometheus)"
 prometheus --version 2>&1 | head -1 || /usr/bin/prometheus --version 2>&1 | head -1
