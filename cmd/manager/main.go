@@ -39,7 +39,10 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 		opts       manager.Options
 		logLevel   = fs.String("log-level", "info", "log level: debug, info or error")
 		devLogs    = fs.Bool("log-dev", false, "human-readable logs instead of JSON")
+		limits     apiLimits
 	)
+	fs.Float64Var(&limits.qps, "kube-api-qps", -1, "client-side limit of API requests per second; -1 (the default) turns it off and leaves fairness to the API server's priority and fairness")
+	fs.IntVar(&limits.burst, "kube-api-burst", 0, "client-side burst of API requests, with --kube-api-qps >= 0 (0: client-go's default of 10)")
 	fs.StringVar(&opts.MetricsAddr, "metrics-bind-address", ":8080", "address of the metrics endpoint; 0 disables it")
 	fs.StringVar(&opts.HealthProbeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz probes; 0 disables them")
 	fs.BoolVar(&opts.LeaderElection, "leader-elect", true, "elect a leader among replicas, so that one reconciles at a time; --leader-elect=false for a single manager run by hand")
@@ -69,7 +72,7 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	// same logs, not plain text on stderr.
 	klog.SetLogger(logger)
 
-	cfg, err := restConfig(*kubeconfig)
+	cfg, err := restConfig(*kubeconfig, limits)
 	if err != nil {
 		return err
 	}
@@ -111,17 +114,27 @@ func leaseNamespace(flagValue string) (string, error) {
 	return ns, nil
 }
 
-func restConfig(kubeconfig string) (*rest.Config, error) {
+// apiLimits is the client-side rate limit of the manager's API requests.
+type apiLimits struct {
+	qps   float64
+	burst int
+}
+
+// restConfig builds the client config from --kubeconfig, else $KUBECONFIG or
+// in-cluster, with the same client-side limits on every path: client-go's
+// 5 requests/s would otherwise throttle a --kubeconfig manager (and drop its
+// events) while an in-cluster one had no limit.
+func restConfig(kubeconfig string, limits apiLimits) (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
 	if kubeconfig != "" {
-		cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
-		if err != nil {
+		if cfg, err = clientcmd.BuildConfigFromFlags("", kubeconfig); err != nil {
 			return nil, fmt.Errorf("--kubeconfig %s: %w", kubeconfig, err)
 		}
-		return cfg, nil
-	}
-	cfg, err := ctrl.GetConfig()
-	if err != nil {
+	} else if cfg, err = ctrl.GetConfig(); err != nil {
 		return nil, fmt.Errorf("no kubeconfig given and none found (in-cluster or $KUBECONFIG): %w", err)
 	}
+	cfg.QPS = float32(limits.qps)
+	cfg.Burst = limits.burst
 	return cfg, nil
 }

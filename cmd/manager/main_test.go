@@ -325,3 +325,41 @@ func blueGreen(name string) *sluicev1.Rollout {
 		},
 	}
 }
+
+// TestTheClientIsNotThrottledWhicheverWayItIsConfigured: a manager started
+// with --kubeconfig used to keep client-go's 5 requests/s while an in-cluster
+// one had no client-side limit; both now take the flags, off by default.
+func TestTheClientIsNotThrottledWhicheverWayItIsConfigured(t *testing.T) {
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kc, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name       string
+		kubeconfig string
+		limits     apiLimits
+		wantQPS    float32
+		wantBurst  int
+	}{
+		{"--kubeconfig, defaults", kc, apiLimits{qps: -1}, -1, 0},
+		{"$KUBECONFIG, defaults", "", apiLimits{qps: -1}, -1, 0},
+		{"--kubeconfig with a limit", kc, apiLimits{qps: 50, burst: 100}, 50, 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("KUBECONFIG", kc)
+			cfg, err := restConfig(tc.kubeconfig, tc.limits)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg.QPS != tc.wantQPS || cfg.Burst != tc.wantBurst {
+				t.Errorf("QPS %v burst %d, want %v and %d", cfg.QPS, cfg.Burst, tc.wantQPS, tc.wantBurst)
+			}
+		})
+	}
+}
