@@ -4,11 +4,14 @@
 #   $SLUICE_CACHE/e2e/k8s-<ver>/{kube-controller-manager,kube-scheduler}
 #   $SLUICE_CACHE/e2e/kwok-<ver>/kwok
 #   $SLUICE_CACHE/e2e/traefik-<ver>/traefik
+#   $SLUICE_CACHE/e2e/k8s-<ver>/{kubelet,kube-proxy}      (node)
+#   $SLUICE_CACHE/e2e/coredns-<ver>/coredns               (node)
+#   $SLUICE_CACHE/e2e/metrics-server-<ver>/metrics-server (node)
 # kube-apiserver and etcd come from `make envtest` (the envtest cache).
 # Idempotent: a binary already present is not rebuilt. Prints, as its last
 # line, the environment the e2e harness reads (SLUICE_E2E_BIN_*).
 #
-# Usage: hack/e2e-tools.sh [all|k8s|kwok|traefik]   (default all)
+# Usage: hack/e2e-tools.sh [all|k8s|kwok|traefik|node]   (default all)
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -20,10 +23,14 @@ modver() { awk -v m="$1" '{for (i = 1; i < NF; i++) if ($i == m && $(i+1) ~ /^v[
 k8s_ver="$(modver k8s.io/kubernetes "$root/hack/tools/k8s/go.mod")"
 kwok_ver="$(modver sigs.k8s.io/kwok "$root/hack/tools/kwok/go.mod")"
 traefik_ver="$(modver github.com/traefik/traefik/v3 "$root/hack/tools/traefik/go.mod")"
+coredns_ver="$(modver github.com/coredns/coredns "$root/hack/tools/coredns/go.mod")"
+ms_ver="$(modver sigs.k8s.io/metrics-server "$root/hack/tools/metrics-server/go.mod")"
 
 k8s_dir="$cache/e2e/k8s-$k8s_ver"
 kwok_dir="$cache/e2e/kwok-$kwok_ver"
 traefik_dir="$cache/e2e/traefik-$traefik_ver"
+coredns_dir="$cache/e2e/coredns-$coredns_ver"
+ms_dir="$cache/e2e/metrics-server-$ms_ver"
 
 # build DIR-OF-MODULE OUT PKG LDFLAGS
 build() {
@@ -56,12 +63,19 @@ all | kwok)
 	;;&
 all | traefik)
 	build "$root/hack/tools/traefik" "$traefik_dir/traefik" github.com/traefik/traefik/v3/cmd/traefik "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$traefik_ver"
+	;;&
+all | node)
+	build "$root/hack/tools/k8s" "$k8s_dir/kubelet" k8s.io/kubernetes/cmd/kubelet "$(k8s_ldflags)"
+	build "$root/hack/tools/k8s" "$k8s_dir/kube-proxy" k8s.io/kubernetes/cmd/kube-proxy "$(k8s_ldflags)"
+	build "$root/hack/tools/coredns" "$coredns_dir/coredns" github.com/coredns/coredns "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$coredns_ver"
+	build "$root/hack/tools/metrics-server" "$ms_dir/metrics-server" sigs.k8s.io/metrics-server/cmd/metrics-server "-s -w -X k8s.io/component-base/version.gitVersion=$ms_ver"
+	"$root/hack/apt-install.sh" containerd containerd runc containernetworking-plugins iptables conntrack
 	;;
-k8s | kwok) ;;
+k8s | kwok | traefik | node) ;;
 *)
-	echo "usage: $0 [all|k8s|kwok|traefik]" >&2
+	echo "usage: $0 [all|k8s|kwok|traefik|node]" >&2
 	exit 2
 	;;
 esac
 
-echo "SLUICE_E2E_BIN_K8S=$k8s_dir SLUICE_E2E_BIN_KWOK=$kwok_dir SLUICE_E2E_BIN_TRAEFIK=$traefik_dir"
+echo "SLUICE_E2E_BIN_K8S=$k8s_dir SLUICE_E2E_BIN_KWOK=$kwok_dir SLUICE_E2E_BIN_TRAEFIK=$traefik_dir SLUICE_E2E_BIN_COREDNS=$coredns_dir SLUICE_E2E_BIN_METRICS_SERVER=$ms_dir"
