@@ -8,7 +8,6 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/e2e/cluster"
@@ -19,25 +18,6 @@ import (
 // robin is exact; the slack covers requests in flight across a change.
 const splitTolerance = 5
 
-func canarySteps(weights ...int32) sluicev1.Strategy {
-	steps := make([]sluicev1.CanaryStep, len(weights))
-	for i, w := range weights {
-		steps[i] = sluicev1.CanaryStep{SetWeight: ptr.To(w)}
-	}
-	return sluicev1.Strategy{Canary: &sluicev1.CanaryStrategy{Steps: steps}}
-}
-
-func successRate(min float64) sluicev1.MetricCheck {
-	return sluicev1.MetricCheck{
-		Name:           sluicev1.MetricRequestSuccessRate,
-		ThresholdRange: sluicev1.ThresholdRange{Min: ptr.To(min)},
-		Interval:       &metav1.Duration{Duration: 10 * time.Second},
-		// The first check may come before Traefik has sent the canary a
-		// request: hold instead of counting a failure.
-		OnNoData: sluicev1.NoDataHold,
-	}
-}
-
 // TestCanaryPromotedThroughGateway: a good version walks the steps with
 // real traffic through Traefik and is promoted; at each step the share of
 // answers the new version gives matches the weight.
@@ -47,9 +27,9 @@ func TestCanaryPromotedThroughGateway(t *testing.T) {
 	var routeWeights func() []string
 	s.Given("app v1 behind a canary Rollout (steps 10, 30, 50; 4s per step; success rate >= 99% from Traefik's metrics) on the Gateway, under load", func() {
 		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
-		s.CreateRollout(s.App.GatewayRollout(s.Host, canarySteps(10, 30, 50), &sluicev1.Analysis{
+		s.CreateRollout(s.App.GatewayRollout(s.Host, CanarySteps(10, 30, 50), &sluicev1.Analysis{
 			Interval: &metav1.Duration{Duration: 4 * time.Second}, Threshold: 2,
-			Metrics: []sluicev1.MetricCheck{successRate(99)},
+			Metrics: []sluicev1.MetricCheck{SuccessRate(99)},
 		}))
 		s.WaitPhase(sluicev1.PhaseInitialized, 60*time.Second)
 		routeWeights = s.RecordRouteWeights()

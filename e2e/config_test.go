@@ -26,7 +26,7 @@ func TestConfigOnlyChangeReleased(t *testing.T) {
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: s.NS, Name: "podinfo-config"}, Data: map[string]string{"MESSAGE": "hello"}}
 		s.Must(s.c.Client.Create(s.ctx, cm), "creating the ConfigMap")
 		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2, ConfigMap: "podinfo-config"})
-		s.CreateRollout(s.App.GatewayRollout(s.Host, canarySteps(30, 60), &sluicev1.Analysis{
+		s.CreateRollout(s.App.GatewayRollout(s.Host, CanarySteps(30, 60), &sluicev1.Analysis{
 			Interval: &metav1.Duration{Duration: 3 * time.Second}, Threshold: 2,
 		}))
 		s.WaitPhase(sluicev1.PhaseInitialized, 60*time.Second)

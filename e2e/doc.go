@@ -7,4 +7,7 @@
 //	go test -tags e2e -count=1 -v ./e2e/
 //
 // as root (the cluster creates network namespaces on a private bridge).
+// The stories that only a real node can tell (a real kubelet, containerd,
+// Sluice installed by its chart) are in e2e/node; they share this
+// package's Story.
 package e2e

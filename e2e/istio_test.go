@@ -35,7 +35,7 @@ func TestIstioRouterAtAPILevel(t *testing.T) {
 				TargetRef: sluicev1.TargetRef{APIVersion: "apps/v1", Kind: "Deployment", Name: "podinfo"},
 				Service:   sluicev1.ServiceSpec{Port: 80, TargetPort: ptr.To(intstr.FromString("http"))},
 				Routing:   &sluicev1.Routing{Istio: &sluicev1.IstioRouting{Hosts: []string{s.Host}}},
-				Strategy:  canarySteps(25, 50),
+				Strategy:  CanarySteps(25, 50),
 				Analysis:  &sluicev1.Analysis{Interval: &metav1.Duration{Duration: 2 * time.Second}, Threshold: 2},
 			},
 		}

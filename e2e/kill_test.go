@@ -96,7 +96,7 @@ func TestManagerKilledFiveTimesDuringARelease(t *testing.T) {
 		hook := func(name string, t sluicev1.HookType) sluicev1.Webhook {
 			return sluicev1.Webhook{Name: name, Type: t, URL: hooks.url, Metadata: map[string]string{"hook": name}}
 		}
-		s.CreateRollout(s.App.GatewayRollout(s.Host, canarySteps(10, 20, 30, 40, 50), &sluicev1.Analysis{
+		s.CreateRollout(s.App.GatewayRollout(s.Host, CanarySteps(10, 20, 30, 40, 50), &sluicev1.Analysis{
 			Interval: &metav1.Duration{Duration: 2 * time.Second}, Threshold: 2,
 			Webhooks: []sluicev1.Webhook{hook("pre", sluicev1.HookPreRollout), hook("step", sluicev1.HookRollout), hook("post", sluicev1.HookPostRollout)},
 		}))

@@ -18,6 +18,9 @@ import (
 // of its own and a host name of its own on the shared Gateway.
 var env *cluster.Cluster
 
+// NewStory starts a story on the package's cluster.
+func NewStory(t *testing.T, name string) *Story { t.Helper(); return NewStoryOn(t, env, name) }
+
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }

@@ -25,7 +25,7 @@ func TestOperatorKilledMidRelease(t *testing.T) {
 	var routeWeights func() []string
 	s.Given("app v1 behind a canary Rollout (steps 10, 20, 30, 40, 50; 4s per step), under load", func() {
 		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
-		s.CreateRollout(s.App.GatewayRollout(s.Host, canarySteps(10, 20, 30, 40, 50), &sluicev1.Analysis{
+		s.CreateRollout(s.App.GatewayRollout(s.Host, CanarySteps(10, 20, 30, 40, 50), &sluicev1.Analysis{
 			Interval: &metav1.Duration{Duration: 4 * time.Second}, Threshold: 2,
 		}))
 		s.WaitPhase(sluicev1.PhaseInitialized, 60*time.Second)

@@ -21,9 +21,9 @@ func TestCanaryRolledBackOnErrors(t *testing.T) {
 	var changed, failedAt time.Time
 	s.Given("app v1 behind a canary Rollout (steps 20, 40, 60; 3s per step; threshold 2; built-in success rate >= 99%), under load", func() {
 		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
-		s.CreateRollout(s.App.GatewayRollout(s.Host, canarySteps(20, 40, 60), &sluicev1.Analysis{
+		s.CreateRollout(s.App.GatewayRollout(s.Host, CanarySteps(20, 40, 60), &sluicev1.Analysis{
 			Interval: &metav1.Duration{Duration: 3 * time.Second}, Threshold: 2,
-			Metrics: []sluicev1.MetricCheck{successRate(99)},
+			Metrics: []sluicev1.MetricCheck{SuccessRate(99)},
 		}))
 		s.WaitPhase(sluicev1.PhaseInitialized, 60*time.Second)
 		s.StartLoad(60)

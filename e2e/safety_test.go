@@ -25,7 +25,7 @@ import (
 const safetyLoad = 60 // requests per second
 
 func quickCanary(interval time.Duration, weights ...int32) (sluicev1.Strategy, *sluicev1.Analysis) {
-	return canarySteps(weights...), &sluicev1.Analysis{Interval: &metav1.Duration{Duration: interval}, Threshold: 2}
+	return CanarySteps(weights...), &sluicev1.Analysis{Interval: &metav1.Duration{Duration: interval}, Threshold: 2}
 }
 
 func (s *Story) deployment(name string) *appsv1.Deployment {

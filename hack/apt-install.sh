@@ -35,6 +35,12 @@ trap cleanup EXIT
 
 apt_wait=(-o DPkg::Lock::Timeout=600)
 echo "installing Debian's $* (about 30 s; waits for the dpkg lock if another apt runs)"
-$SUDO apt-get "${apt_wait[@]}" update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${apt_wait[@]}" install -y -qq --no-install-recommends "$@" >/dev/null
+log="$(mktemp)"
+if ! { $SUDO apt-get "${apt_wait[@]}" update -qq &&
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get "${apt_wait[@]}" install -y -qq --no-install-recommends "$@"; } >"$log" 2>&1; then
+	cat "$log" >&2
+	rm -f "$log"
+	exit 1
+fi
+rm -f "$log"
 echo "installed: $*"

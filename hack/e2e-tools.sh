@@ -7,6 +7,7 @@
 #   $SLUICE_CACHE/e2e/k8s-<ver>/{kubelet,kube-proxy}      (node)
 #   $SLUICE_CACHE/e2e/coredns-<ver>/coredns               (node)
 #   $SLUICE_CACHE/e2e/metrics-server-<ver>/metrics-server (node)
+#   $SLUICE_CACHE/e2e/helm-<ver>/helm                     (node)
 # kube-apiserver and etcd come from `make envtest` (the envtest cache).
 # Idempotent: a binary already present is not rebuilt. Prints, as its last
 # line, the environment the e2e harness reads (SLUICE_E2E_BIN_*).
@@ -24,6 +25,7 @@ k8s_ver="$(modver k8s.io/kubernetes "$root/hack/tools/k8s/go.mod")"
 kwok_ver="$(modver sigs.k8s.io/kwok "$root/hack/tools/kwok/go.mod")"
 traefik_ver="$(modver github.com/traefik/traefik/v3 "$root/hack/tools/traefik/go.mod")"
 coredns_ver="$(modver github.com/coredns/coredns "$root/hack/tools/coredns/go.mod")"
+helm_ver="$(modver helm.sh/helm/v3 "$root/hack/tools/helm/go.mod")"
 ms_ver="$(modver sigs.k8s.io/metrics-server "$root/hack/tools/metrics-server/go.mod")"
 
 k8s_dir="$cache/e2e/k8s-$k8s_ver"
@@ -31,6 +33,7 @@ kwok_dir="$cache/e2e/kwok-$kwok_ver"
 traefik_dir="$cache/e2e/traefik-$traefik_ver"
 coredns_dir="$cache/e2e/coredns-$coredns_ver"
 ms_dir="$cache/e2e/metrics-server-$ms_ver"
+helm_dir="$cache/e2e/helm-$helm_ver"
 
 # build DIR-OF-MODULE OUT PKG LDFLAGS
 build() {
@@ -69,7 +72,9 @@ all | node)
 	build "$root/hack/tools/k8s" "$k8s_dir/kube-proxy" k8s.io/kubernetes/cmd/kube-proxy "$(k8s_ldflags)"
 	build "$root/hack/tools/coredns" "$coredns_dir/coredns" github.com/coredns/coredns "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$coredns_ver"
 	build "$root/hack/tools/metrics-server" "$ms_dir/metrics-server" sigs.k8s.io/metrics-server/cmd/metrics-server "-s -w -X k8s.io/component-base/version.gitVersion=$ms_ver"
+	build "$root/hack/tools/helm" "$helm_dir/helm" helm.sh/helm/v3/cmd/helm "-s -w -X helm.sh/helm/v3/internal/version.version=$helm_ver"
 	"$root/hack/apt-install.sh" containerd containerd runc containernetworking-plugins iptables conntrack
+	"$root/hack/apt-install.sh" nft nftables
 	;;
 k8s | kwok | traefik | node) ;;
 *)
@@ -78,4 +83,4 @@ k8s | kwok | traefik | node) ;;
 	;;
 esac
 
-echo "SLUICE_E2E_BIN_K8S=$k8s_dir SLUICE_E2E_BIN_KWOK=$kwok_dir SLUICE_E2E_BIN_TRAEFIK=$traefik_dir SLUICE_E2E_BIN_COREDNS=$coredns_dir SLUICE_E2E_BIN_METRICS_SERVER=$ms_dir"
+echo "SLUICE_E2E_BIN_K8S=$k8s_dir SLUICE_E2E_BIN_KWOK=$kwok_dir SLUICE_E2E_BIN_TRAEFIK=$traefik_dir SLUICE_E2E_BIN_COREDNS=$coredns_dir SLUICE_E2E_BIN_METRICS_SERVER=$ms_dir SLUICE_E2E_BIN_HELM=$helm_dir"

@@ -6,6 +6,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -25,6 +26,14 @@ type App struct {
 	Latency         time.Duration // added per request
 	// ConfigMap, when set, is mounted as env (envFrom) into the app.
 	ConfigMap string
+	// Image, when set, runs the app as a real container of that image
+	// (the real node): with a readiness probe, resources, a non-root
+	// user. Empty on the kwok cluster, where the harness runs the binary.
+	Image string
+	// NotReady makes the app's readiness probe fail (real node).
+	NotReady bool
+	// CPUPerRequest is CPU burnt per request (real node: drives an HPA).
+	CPUPerRequest time.Duration
 }
 
 // Deployment returns the app's Deployment.
@@ -63,6 +72,29 @@ func (a App) Apply(t *corev1.PodTemplateSpec) {
 		{Name: "VERSION", Value: a.Version},
 		{Name: "ERROR_RATE", Value: fmt.Sprint(a.ErrorRate)},
 		{Name: "LATENCY", Value: a.Latency.String()},
+	}
+	if a.Image != "" {
+		c.Image = a.Image
+		c.ImagePullPolicy = corev1.PullNever
+		c.Env = append(c.Env,
+			corev1.EnvVar{Name: "NOT_READY", Value: fmt.Sprint(a.NotReady)},
+			corev1.EnvVar{Name: "CPU_PER_REQUEST", Value: a.CPUPerRequest.String()})
+		c.ReadinessProbe = &corev1.Probe{
+			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http")}},
+			PeriodSeconds: 1, FailureThreshold: 1, SuccessThreshold: 1,
+		}
+		c.Resources = corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("20m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
+			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
+		}
+		c.SecurityContext = &corev1.SecurityContext{
+			RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](65532),
+			AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),
+			Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		}
+		// Draining: the pod leaves the endpoints before it stops serving.
+		c.Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 2}}}
+		t.Spec.TerminationGracePeriodSeconds = ptr.To[int64](10)
 	}
 	c.EnvFrom = nil
 	if a.ConfigMap != "" {

@@ -15,6 +15,7 @@ import (
 
 type binaries struct {
 	kcm, scheduler, kwok, traefik string
+	kubelet, kubeProxy, helm      string
 	manager, loadtester, testapp  string
 }
 
@@ -45,6 +46,9 @@ func buildBinaries(ctx context.Context, dir string, progress io.Writer) (binarie
 		scheduler: filepath.Join(dirs["SLUICE_E2E_BIN_K8S"], "kube-scheduler"),
 		kwok:      filepath.Join(dirs["SLUICE_E2E_BIN_KWOK"], "kwok"),
 		traefik:   filepath.Join(dirs["SLUICE_E2E_BIN_TRAEFIK"], "traefik"),
+		kubelet:   filepath.Join(dirs["SLUICE_E2E_BIN_K8S"], "kubelet"),
+		kubeProxy: filepath.Join(dirs["SLUICE_E2E_BIN_K8S"], "kube-proxy"),
+		helm:      filepath.Join(dirs["SLUICE_E2E_BIN_HELM"], "helm"),
 	}
 	bin := filepath.Join(dir, "bin")
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin+"/", "./cmd/manager", "./cmd/loadtester", "./e2e/testapp")

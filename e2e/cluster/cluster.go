@@ -57,6 +57,10 @@ type Options struct {
 	Dir string
 	// Progress receives one line per start-up step (nothing when nil).
 	Progress io.Writer
+	// RealNode runs a real kubelet with containerd and runc, kube-proxy,
+	// CoreDNS and metrics-server instead of kwok, and installs Sluice with
+	// its Helm chart from the images of `make images` (see node.go).
+	RealNode bool
 }
 
 // Cluster is a running local cluster.
@@ -96,6 +100,11 @@ type Cluster struct {
 	mgrArgs   []string
 	mgrHealth string
 	pods      *podRunner
+	node      *realNode
+	// images maps a short name (manager, loadtester, testapp, coredns,
+	// metrics-server) to the image reference the real node runs.
+	images    map[string]string
+	imagesDir string
 	// holdReady, when set, keeps the pods it returns true for not ready.
 	holdReady atomic.Pointer[func(*corev1.Pod) bool]
 	stopped   bool
@@ -136,6 +145,7 @@ func Sweep() []string {
 	for _, p := range sweepProcs(StateDir()) {
 		out = append(out, "process "+p)
 	}
+	out = append(out, sweepNode(StateDir())...)
 	return append(out, sweepNetwork()...)
 }
 
@@ -175,6 +185,9 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 
 	if err = setupBridge(); err != nil {
 		return c, fmt.Errorf("creating the test bridge: %w", err)
+	}
+	if opts.RealNode {
+		return c, c.startOnRealNode(ctx)
 	}
 
 	t0 = time.Now()
@@ -355,14 +368,20 @@ func (c *Cluster) startTraefik(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	// On the real node the Gateway listens on the bridge, where pods (the
+	// loadtester) reach it too.
+	host := "127.0.0.1"
+	if c.node != nil {
+		host = BridgeIP
+	}
 	c.GatewayPort = port
-	c.GatewayURL = fmt.Sprintf("http://127.0.0.1:%d", port)
+	c.GatewayURL = fmt.Sprintf("http://%s:%d", host, port)
 	c.TraefikMetricsURL = "http://" + metricsAddr + "/metrics"
 	if _, err := c.start("traefik", []string{"KUBECONFIG=" + c.KubeConfig}, c.bins.traefik,
 		"--global.checkNewVersion=false",
 		"--global.sendAnonymousUsage=false",
 		"--log.level=INFO",
-		fmt.Sprintf("--entryPoints.web.address=127.0.0.1:%d", port),
+		fmt.Sprintf("--entryPoints.web.address=%s:%d", host, port),
 		"--entryPoints.metrics.address="+metricsAddr,
 		"--providers.kubernetesgateway=true",
 		// Apply route changes at once (the default holds them for 2s).
@@ -450,9 +469,38 @@ func (c *Cluster) startPrometheus(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	c.ManagerMetricsURL = "http://" + mgrAddr + "/metrics"
 	traefikTarget := strings.TrimSuffix(strings.TrimPrefix(c.TraefikMetricsURL, "http://"), "/metrics")
-	cfg := fmt.Sprintf(`global:
+	var cfg string
+	if c.node != nil {
+		// The managers run as pods and reach Prometheus on the bridge;
+		// Prometheus finds them through the API server.
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		addr = fmt.Sprintf("%s:%d", BridgeIP, port)
+		cfg = fmt.Sprintf(`global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: traefik
+    static_configs: [{targets: [%q]}]
+  - job_name: sluice
+    kubernetes_sd_configs:
+      - role: pod
+        kubeconfig_file: %q
+        namespaces: {names: [%q]}
+    relabel_configs:
+      - source_labels: [__meta_kubernetes_pod_container_port_name]
+        regex: metrics
+        action: keep
+      - source_labels: [__meta_kubernetes_pod_name]
+        target_label: pod
+`, traefikTarget, c.KubeConfig, SluiceNamespace)
+	} else {
+		c.ManagerMetricsURL = "http://" + mgrAddr + "/metrics"
+		cfg = fmt.Sprintf(`global:
   scrape_interval: 1s
   scrape_timeout: 1s
   evaluation_interval: 1s
@@ -462,6 +510,7 @@ scrape_configs:
   - job_name: sluice
     static_configs: [{targets: [%q]}]
 `, traefikTarget, mgrAddr)
+	}
 	cfgPath := filepath.Join(c.Dir, "prometheus.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return err
@@ -497,6 +546,9 @@ func (c *Cluster) HoldReady(hold func(*corev1.Pod) bool) {
 // StartManager starts Sluice's manager binary (again, after StopManager or
 // KillManager) and waits for its health probe.
 func (c *Cluster) StartManager(ctx context.Context) error {
+	if c.node != nil {
+		return c.waitManagersReady(ctx)
+	}
 	c.mu.Lock()
 	if c.mgrArgs == nil {
 		health, err := freeAddr()
@@ -601,6 +653,10 @@ func (c *Cluster) ManagerLeaseHolder(ctx context.Context) string {
 
 // KillManager kills the manager with SIGKILL (a crash: no graceful stop).
 func (c *Cluster) KillManager() {
+	if c.node != nil {
+		c.killLeaderPod()
+		return
+	}
 	c.mu.Lock()
 	p := c.manager
 	c.manager = nil
@@ -613,6 +669,9 @@ func (c *Cluster) KillManager() {
 // EnsureManager starts the manager when it is not running (after a story
 // that killed it failed before restarting it).
 func (c *Cluster) EnsureManager(ctx context.Context) error {
+	if c.node != nil {
+		return c.waitManagersReady(ctx)
+	}
 	c.mu.Lock()
 	running := c.manager != nil && !c.manager.Exited()
 	c.mu.Unlock()
@@ -624,6 +683,9 @@ func (c *Cluster) EnsureManager(ctx context.Context) error {
 
 // ManagerLog returns the end of the manager's log.
 func (c *Cluster) ManagerLog(n int) string {
+	if c.node != nil {
+		return c.nodeManagerLog(n)
+	}
 	return tailFile(filepath.Join(c.Dir, "sluice-manager.log"), n)
 }
 
@@ -650,10 +712,24 @@ func (c *Cluster) Stop() {
 	procs := c.procs
 	c.mu.Unlock()
 	c.logf("tearing down")
-	for _, name := range []string{"sluice-manager", "loadtester", "prometheus", "traefik", "kwok", "kube-scheduler", "kube-controller-manager"} {
+	for _, name := range []string{"sluice-manager", "loadtester", "prometheus", "traefik", "kwok", "kube-proxy", "kubelet", "kube-scheduler", "kube-controller-manager"} {
 		if p := procs[name]; p != nil {
 			p.Stop(5 * time.Second)
 		}
+	}
+	if c.node != nil {
+		// The pods die with their shims; containerd goes after them, then
+		// the API server and etcd, then what they left on the host.
+		killPods()
+		if p := procs["containerd"]; p != nil {
+			p.Stop(5 * time.Second)
+		}
+		for _, name := range []string{"kube-apiserver", "etcd"} {
+			if p := procs[name]; p != nil {
+				p.Stop(5 * time.Second)
+			}
+		}
+		sweepNode(c.stateDir)
 	}
 	if c.pods != nil {
 		c.pods.stopAll()

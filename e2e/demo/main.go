@@ -49,9 +49,9 @@ func run() error {
 	defer stop()
 	keep := os.Getenv("DEMO_KEEP") != ""
 
-	say("Starting a local cluster: etcd, kube-apiserver, controller-manager, scheduler, kwok, Traefik, Prometheus, the loadtester and Sluice")
+	say("Starting a local cluster with a real node: etcd, kube-apiserver, controller-manager, scheduler, a kubelet with containerd, kube-proxy, CoreDNS, metrics-server, Traefik, Prometheus, and Sluice installed by its Helm chart")
 	begin := time.Now()
-	c, err := cluster.Start(ctx, cluster.Options{Progress: os.Stdout})
+	c, err := cluster.Start(ctx, cluster.Options{Progress: os.Stdout, RealNode: true})
 	if err != nil {
 		return err
 	}
@@ -63,7 +63,8 @@ func run() error {
 	}()
 	say("Cluster up in %s", time.Since(begin).Round(time.Second))
 
-	app := cluster.App{Namespace: ns, Name: name, Version: "v1", Replicas: 3}
+	image := c.Image("testapp")
+	app := cluster.App{Namespace: ns, Name: name, Version: "v1", Replicas: 3, Image: image}
 	if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		return err
 	}
@@ -89,7 +90,7 @@ func run() error {
 	if err := c.Client.Create(ctx, ro); err != nil {
 		return err
 	}
-	say("Deployed %s/%s v1 (3 pods, each a real process at its pod IP) with a canary Rollout on Gateway %s/%s: steps 10%%, 25%%, 50%%, 5s each, success rate >= 99%%, p99 <= 500ms", ns, name, cluster.GatewayNamespace, cluster.GatewayName)
+	say("Deployed %s/%s v1 (3 real containers with readiness probes) with a canary Rollout on Gateway %s/%s: steps 10%%, 25%%, 50%%, 5s each, success rate >= 99%%, p99 <= 500ms", ns, name, cluster.GatewayNamespace, cluster.GatewayName)
 	if err := waitPhase(ctx, c, sluicev1.PhaseInitialized, 90*time.Second); err != nil {
 		return err
 	}
@@ -99,7 +100,7 @@ func run() error {
 	time.Sleep(3 * time.Second)
 
 	say("Release 1: v2, a good version")
-	if err := setVersion(ctx, c, cluster.App{Namespace: ns, Name: name, Version: "v2", Replicas: 3}); err != nil {
+	if err := setVersion(ctx, c, cluster.App{Namespace: ns, Name: name, Version: "v2", Replicas: 3, Image: image}); err != nil {
 		return err
 	}
 	stable := "v1"
@@ -113,7 +114,7 @@ func run() error {
 	}
 
 	say("Release 2: v3, a bad version (30%% of its answers are 500s)")
-	if err := setVersion(ctx, c, cluster.App{Namespace: ns, Name: name, Version: "v3", Replicas: 3, ErrorRate: 0.3}); err != nil {
+	if err := setVersion(ctx, c, cluster.App{Namespace: ns, Name: name, Version: "v3", Replicas: 3, ErrorRate: 0.3, Image: image}); err != nil {
 		return err
 	}
 	ph, err = watch(ctx, c, load, stable, "v3", sluicev1.PhaseFailed)
@@ -127,7 +128,7 @@ func run() error {
 	printEvents(ctx, c)
 
 	if keep {
-		say("DEMO_KEEP is set: the cluster stays up. Explore it with:\n\n  export KUBECONFIG=%s\n  kubectl get rollouts,deploy,pods,httproutes -A\n  curl -H 'Host: %s' %s/\n  Prometheus: %s\n\nPress Ctrl-C to tear it down.", c.KubeConfig, host, c.GatewayURL, c.PrometheusURL)
+		say("DEMO_KEEP is set: the cluster stays up. Explore it with:\n\n  export KUBECONFIG=%s\n  kubectl get rollouts,deploy,pods,httproutes -A\n  kubectl top pods -A\n  curl -H 'Host: %s' %s/\n  Prometheus: %s\n\nPress Ctrl-C to tear it down.", c.KubeConfig, host, c.GatewayURL, c.PrometheusURL)
 		<-ctx.Done()
 	}
 	load.Stop()

@@ -7,6 +7,11 @@
 //	ERROR_RATE   share of requests answered 500, 0..1 (default 0)
 //	LATENCY      added delay per request, a Go duration (default 0)
 //	MESSAGE      optional text echoed back (for config-only changes)
+//	NOT_READY    "true": /healthz answers 503 (a readiness probe fails)
+//	CPU_PER_REQUEST  CPU burnt per request, a Go duration (drives an HPA)
+//
+// On the real node it runs as a container (image localhost/sluice-testapp);
+// on the kwok cluster the harness runs it as a process per pod.
 package main
 
 import (
@@ -38,13 +43,27 @@ func main() {
 	if err != nil {
 		log.Fatalf("LATENCY: %v", err)
 	}
+	burn, err := time.ParseDuration(envOr("CPU_PER_REQUEST", "0s"))
+	if err != nil {
+		log.Fatalf("CPU_PER_REQUEST: %v", err)
+	}
+	notReady := os.Getenv("NOT_READY") == "true"
 
 	// Deterministic error spacing: every request whose running share of
 	// errors is below ERROR_RATE fails, so 0.5 fails exactly every other one.
 	var served, failed atomic.Int64
 	mux := http.NewServeMux()
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		if notReady {
+			http.Error(w, "not ready (NOT_READY=true)", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = fmt.Fprintln(w, "ok")
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
+		if burn > 0 {
+			spin(burn)
+		}
 		if latency > 0 {
 			time.Sleep(latency + time.Duration(rand.Int64N(int64(latency)/10+1)))
 		}
@@ -71,6 +90,18 @@ func main() {
 	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
 		log.Fatal(err)
 	}
+}
+
+// spin keeps a core busy for d (wall time), so CPU use follows the load.
+func spin(d time.Duration) {
+	end := time.Now().Add(d)
+	x := 0
+	for time.Now().Before(end) {
+		for i := 0; i < 1000; i++ {
+			x += i
+		}
+	}
+	_ = x
 }
 
 func envOr(k, def string) string {

@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
@@ -43,9 +44,9 @@ type Story struct {
 	rec *statusRecorder
 }
 
-// NewStory creates the story's namespace; everything in it is deleted at
-// the end.
-func NewStory(t *testing.T, name string) *Story {
+// NewStoryOn creates the story's namespace on cluster env; everything in
+// it is deleted at the end.
+func NewStoryOn(t *testing.T, env *cluster.Cluster, name string) *Story {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -139,6 +140,7 @@ func (s *Story) Eventually(timeout time.Duration, what string, cond func() (bool
 func (s *Story) DeployApp(app cluster.App) {
 	s.t.Helper()
 	app.Namespace = s.NS
+	app.Image = s.c.Image("testapp")
 	s.App = app
 	s.Must(s.c.Client.Create(s.ctx, app.Deployment()), "creating the Deployment")
 	s.WaitDeploymentReady(app.Name)
@@ -197,6 +199,7 @@ func (s *Story) WaitPhase(phase sluicev1.Phase, timeout time.Duration) sluicev1.
 func (s *Story) UpdateApp(app cluster.App) time.Time {
 	s.t.Helper()
 	app.Namespace = s.NS
+	app.Image = s.c.Image("testapp")
 	s.App = app
 	// Sluice scales the target: retry on a conflict with it.
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -556,4 +559,43 @@ func (s *Story) RecordRouteWeights() func() []string {
 		defer mu.Unlock()
 		return append([]string(nil), seen...)
 	}
+}
+
+// CanarySteps is a canary strategy of setWeight steps.
+func CanarySteps(weights ...int32) sluicev1.Strategy {
+	steps := make([]sluicev1.CanaryStep, len(weights))
+	for i, w := range weights {
+		steps[i] = sluicev1.CanaryStep{SetWeight: ptr.To(w)}
+	}
+	return sluicev1.Strategy{Canary: &sluicev1.CanaryStrategy{Steps: steps}}
+}
+
+// SuccessRate is the built-in success-rate check with a minimum, every 10s.
+func SuccessRate(min float64) sluicev1.MetricCheck {
+	return sluicev1.MetricCheck{
+		Name:           sluicev1.MetricRequestSuccessRate,
+		ThresholdRange: sluicev1.ThresholdRange{Min: ptr.To(min)},
+		Interval:       &metav1.Duration{Duration: 10 * time.Second},
+		// The first check may come before Traefik has sent the canary a
+		// request: hold instead of counting a failure.
+		OnNoData: sluicev1.NoDataHold,
+	}
+}
+
+// Ctx is the story's context (cancelled when the test ends).
+func (s *Story) Ctx() context.Context { return s.ctx }
+
+// Cluster is the cluster the story runs on.
+func (s *Story) Cluster() *cluster.Cluster { return s.c }
+
+// EventCount is how many times the Rollout's events of reason were
+// recorded (an aggregated event counts its repeats).
+func (s *Story) EventCount(reason string) int {
+	n := 0
+	for _, e := range s.events() {
+		if e.Reason == reason {
+			n += int(max(e.Count, 1))
+		}
+	}
+	return n
 }

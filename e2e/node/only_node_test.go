@@ -1,0 +1,258 @@
+//go:build e2e
+
+package node
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/e2e"
+	"github.com/sluice-dev/sluice/e2e/cluster"
+)
+
+// analysis4s is the analysis the stories use: every 4s, success rate
+// >= 99% from Traefik's metrics, 2 failed checks to roll back.
+func analysis4s() *sluicev1.Analysis {
+	return &sluicev1.Analysis{
+		Interval: &metav1.Duration{Duration: 4 * time.Second}, Threshold: 2,
+		Metrics: []sluicev1.MetricCheck{e2e.SuccessRate(99)},
+	}
+}
+
+// waitCanaryWeight waits until the Rollout is Progressing at weight w or more.
+func waitCanaryWeight(s *e2e.Story, w int32, timeout time.Duration) {
+	s.Eventually(timeout, fmt.Sprintf("canary weight >= %d", w), func() (bool, string) {
+		st := s.Status()
+		return st.Phase == sluicev1.PhaseProgressing && st.CanaryWeight >= w, fmt.Sprintf("phase %s weight %d", st.Phase, st.CanaryWeight)
+	})
+}
+
+// TestReadinessProbeFailingCanaryRollsBack: v2's readiness probe fails on
+// the real kubelet; the canary never becomes ready, the progress deadline
+// passes, and Sluice rolls back. No request reaches v2, none fails.
+func TestReadinessProbeFailingCanaryRollsBack(t *testing.T) {
+	s := NewStory(t, "node-notready")
+	var changed time.Time
+	s.Given("app v1 behind a canary Rollout with a 30s progress deadline, under load", func() {
+		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
+		ro := s.App.GatewayRollout(s.Host, e2e.CanarySteps(20, 50), analysis4s())
+		ro.Spec.ProgressDeadlineSeconds = ptr.To[int32](30)
+		s.CreateRollout(ro)
+		s.WaitPhase(sluicev1.PhaseInitialized, 90*time.Second)
+		s.StartLoad(30)
+		s.WaitServing("v1")
+	}).When("v2, whose readiness probe fails, is released", func() {
+		changed = s.UpdateApp(cluster.App{Name: "podinfo", Version: "v2", Replicas: 2, NotReady: true})
+	}).Then("the Rollout fails on the progress deadline", func() {
+		st := s.WaitPhase(sluicev1.PhaseFailed, 120*time.Second)
+		s.Logf("failed: %s", st.Message)
+		s.Figure("real node: change -> rolled back (30s deadline)", time.Since(changed).Round(time.Millisecond))
+	}).And("v2 never answered and no request failed", func() {
+		if first := s.Load.FirstFrom("v2", changed); !first.IsZero() {
+			s.Fatalf("v2 (never ready) answered at %s", first.Sub(changed))
+		}
+		s.ExpectNoFailedRequests(changed)
+	})
+}
+
+// TestCanaryEvictedMidStep: a canary pod is evicted (the Eviction API, as a
+// drain or node pressure would) while the canary takes traffic; the
+// release waits for its replacement, then goes on and is promoted.
+func TestCanaryEvictedMidStep(t *testing.T) {
+	s := NewStory(t, "node-evict")
+	var changed time.Time
+	s.Given("app v1 (2 pods) behind a canary Rollout (20, 40, 60), under load", func() {
+		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
+		s.CreateRollout(s.App.GatewayRollout(s.Host, e2e.CanarySteps(20, 40, 60), analysis4s()))
+		s.WaitPhase(sluicev1.PhaseInitialized, 90*time.Second)
+		s.StartLoad(40)
+		s.WaitServing("v1")
+	}).When("v2 is released and, at weight 20, one canary pod is evicted", func() {
+		changed = s.UpdateApp(cluster.App{Name: "podinfo", Version: "v2", Replicas: 2})
+		waitCanaryWeight(s, 20, 90*time.Second)
+		pods := &corev1.PodList{}
+		s.Must(s.Cluster().Client.List(s.Ctx(), pods, client.InNamespace(s.NS)), "listing pods")
+		var victim string
+		for _, p := range pods.Items {
+			if p.Labels["app"] == "podinfo" && envOf(p, "VERSION") == "v2" && p.DeletionTimestamp == nil {
+				victim = p.Name
+				break
+			}
+		}
+		if victim == "" {
+			s.Fatalf("no v2 pod to evict")
+		}
+		s.Must(s.Cluster().Kube.CoreV1().Pods(s.NS).EvictV1(s.Ctx(), &policyv1.Eviction{
+			ObjectMeta: metav1.ObjectMeta{Namespace: s.NS, Name: victim},
+		}), "evicting "+victim)
+		s.Logf("evicted %s", victim)
+	}).Then("the release goes on and is promoted", func() {
+		s.WaitPhase(sluicev1.PhaseSucceeded, 180*time.Second)
+	}).And("no request failed", func() {
+		s.ExpectNoFailedRequests(changed)
+	})
+}
+
+// TestLeaderPodDeletedMidRelease: the leader manager pod is deleted at once
+// (grace 0) in the middle of a release; the other replica takes the Lease
+// and finishes the release from the status; no step is done twice.
+func TestLeaderPodDeletedMidRelease(t *testing.T) {
+	s := NewStory(t, "node-leader")
+	var changed time.Time
+	c := s.Cluster()
+	s.Given("app v1 behind a canary Rollout (20, 40, 60), under load, two managers", func() {
+		s.Must(c.EnsureManager(s.Ctx()), "managers ready")
+		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
+		s.CreateRollout(s.App.GatewayRollout(s.Host, e2e.CanarySteps(20, 40, 60), analysis4s()))
+		s.WaitPhase(sluicev1.PhaseInitialized, 90*time.Second)
+		s.StartLoad(40)
+		s.WaitServing("v1")
+	}).When("v2 is released and, at weight 20, the leader's pod is deleted with grace 0", func() {
+		changed = s.UpdateApp(cluster.App{Name: "podinfo", Version: "v2", Replicas: 2})
+		waitCanaryWeight(s, 20, 90*time.Second)
+		old := c.LeaderPod(s.Ctx())
+		c.KillManager()
+		s.Logf("deleted leader pod %s", old)
+		s.Eventually(60*time.Second, "a new leader", func() (bool, string) {
+			now := c.LeaderPod(s.Ctx())
+			return now != "" && now != old, "holder " + now
+		})
+		s.Figure("real node: leader pod deleted -> new leader", time.Since(changed).Round(time.Millisecond))
+	}).Then("the release is promoted", func() {
+		s.WaitPhase(sluicev1.PhaseSucceeded, 180*time.Second)
+	}).And("no request failed and each step was taken once", func() {
+		s.ExpectNoFailedRequests(changed)
+		if n := s.EventCount("Promoted"); n != 1 {
+			s.Fatalf("Promoted recorded %d times, want 1", n)
+		}
+		s.Must(c.EnsureManager(s.Ctx()), "the Deployment replaced the pod")
+	})
+}
+
+// TestHelmUpgradeMidRelease: `helm upgrade` of Sluice to a new image tag in
+// the middle of a release rolls the managers (maxUnavailable 0, leader
+// election hands over); the release finishes once, with no failed request.
+func TestHelmUpgradeMidRelease(t *testing.T) {
+	s := NewStory(t, "node-upgrade")
+	var changed time.Time
+	c := s.Cluster()
+	s.Given("app v1 behind a canary Rollout (20, 40, 60), under load", func() {
+		s.Must(c.EnsureManager(s.Ctx()), "managers ready")
+		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
+		s.CreateRollout(s.App.GatewayRollout(s.Host, e2e.CanarySteps(20, 40, 60), analysis4s()))
+		s.WaitPhase(sluicev1.PhaseInitialized, 90*time.Second)
+		s.StartLoad(40)
+		s.WaitServing("v1")
+	}).When("v2 is released and, at weight 20, Sluice is upgraded with helm to a new image tag", func() {
+		changed = s.UpdateApp(cluster.App{Name: "podinfo", Version: "v2", Replicas: 2})
+		waitCanaryWeight(s, 20, 90*time.Second)
+		next, err := c.TagImage(c.Image("manager"), "upgrade")
+		s.Must(err, "tagging the new manager image")
+		t0 := time.Now()
+		s.Must(c.InstallSluice(s.Ctx(), next), "helm upgrade")
+		s.Figure("real node: helm upgrade --wait", time.Since(t0).Round(time.Millisecond))
+		d := &appsv1.Deployment{}
+		s.Must(c.Client.Get(s.Ctx(), client.ObjectKey{Namespace: cluster.SluiceNamespace, Name: "sluice-manager"}, d), "reading the manager Deployment")
+		if img := d.Spec.Template.Spec.Containers[0].Image; img != next {
+			s.Fatalf("manager image %s after the upgrade, want %s", img, next)
+		}
+	}).Then("the release is promoted", func() {
+		s.WaitPhase(sluicev1.PhaseSucceeded, 180*time.Second)
+	}).And("no request failed and each step was taken once", func() {
+		s.ExpectNoFailedRequests(changed)
+		if n := s.EventCount("Promoted"); n != 1 {
+			s.Fatalf("Promoted recorded %d times, want 1", n)
+		}
+		s.Must(c.InstallSluice(s.Ctx(), c.Image("manager")), "helm upgrade back")
+	})
+}
+
+// TestHPAOnRealCPUDuringRelease: the target has an HPA on CPU; Sluice gives
+// the primary its own copy. Real CPU load (metrics-server, the HPA
+// controller) scales the primary up during the release; the parked target
+// at zero replicas is left alone by the user's HPA; after the promotion
+// the primary is still autoscaled, and no request failed.
+func TestHPAOnRealCPUDuringRelease(t *testing.T) {
+	s := NewStory(t, "node-hpa")
+	var changed time.Time
+	c := s.Cluster()
+	app := cluster.App{Name: "podinfo", Version: "v1", Replicas: 2, CPUPerRequest: 15 * time.Millisecond}
+	s.Given("app v1 with an HPA (2..4 replicas, 50% of 20m CPU) and a canary Rollout with autoscalerRef, under load", func() {
+		s.DeployApp(app)
+		hpa := &autoscalingv2.HorizontalPodAutoscaler{
+			ObjectMeta: metav1.ObjectMeta{Namespace: s.NS, Name: "podinfo"},
+			Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
+				ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "podinfo"},
+				MinReplicas:    ptr.To[int32](2), MaxReplicas: 4,
+				Metrics: []autoscalingv2.MetricSpec{{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
+					Name: corev1.ResourceCPU, Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptr.To[int32](50)},
+				}}},
+			},
+		}
+		s.Must(c.Client.Create(s.Ctx(), hpa), "creating the HPA")
+		ro := s.App.GatewayRollout(s.Host, e2e.CanarySteps(20, 40, 60), analysis4s())
+		ro.Spec.AutoscalerRef = &sluicev1.AutoscalerRef{APIVersion: "autoscaling/v2", Kind: "HorizontalPodAutoscaler", Name: "podinfo"}
+		ro.Spec.Analysis.Interval = &metav1.Duration{Duration: 10 * time.Second}
+		s.CreateRollout(ro)
+		s.WaitPhase(sluicev1.PhaseInitialized, 90*time.Second)
+		s.StartLoad(20)
+		s.WaitServing("v1")
+	}).And("the primary's HPA scales the primary up on real CPU load", func() {
+		s.Eventually(120*time.Second, "podinfo-primary above 2 replicas", func() (bool, string) {
+			return replicas(s, "podinfo-primary") > 2, fmt.Sprintf("primary replicas %d", replicas(s, "podinfo-primary"))
+		})
+	}).When("v2 is released", func() {
+		changed = s.UpdateApp(cluster.App{Name: "podinfo", Version: "v2", Replicas: 2, CPUPerRequest: 15 * time.Millisecond})
+	}).Then("the release is promoted", func() {
+		s.WaitPhase(sluicev1.PhaseSucceeded, 240*time.Second)
+	}).And("the parked target stays at 0 replicas under the user's HPA, which reports scaling disabled", func() {
+		s.Eventually(60*time.Second, "target at 0, HPA ScalingActive=False", func() (bool, string) {
+			h := &autoscalingv2.HorizontalPodAutoscaler{}
+			if err := c.Client.Get(s.Ctx(), client.ObjectKey{Namespace: s.NS, Name: "podinfo"}, h); err != nil {
+				return false, err.Error()
+			}
+			active := ""
+			for _, cond := range h.Status.Conditions {
+				if cond.Type == autoscalingv2.ScalingActive {
+					active = string(cond.Status) + "/" + cond.Reason
+				}
+			}
+			return replicas(s, "podinfo") == 0 && strings.HasPrefix(active, "False"), fmt.Sprintf("target replicas %d, ScalingActive %s", replicas(s, "podinfo"), active)
+		})
+	}).And("the promoted primary is still autoscaled above its minimum, and no request failed", func() {
+		s.Eventually(120*time.Second, "podinfo-primary above 2 replicas", func() (bool, string) {
+			return replicas(s, "podinfo-primary") > 2, fmt.Sprintf("primary replicas %d", replicas(s, "podinfo-primary"))
+		})
+		s.ExpectNoFailedRequests(changed)
+	})
+}
+
+func replicas(s *e2e.Story, name string) int32 {
+	d := &appsv1.Deployment{}
+	if err := s.Cluster().Client.Get(s.Ctx(), client.ObjectKey{Namespace: s.NS, Name: name}, d); err != nil {
+		return -1
+	}
+	return ptr.Deref(d.Spec.Replicas, 1)
+}
+
+func envOf(p corev1.Pod, name string) string {
+	for _, c := range p.Spec.Containers {
+		for _, e := range c.Env {
+			if e.Name == name {
+				return e.Value
+			}
+		}
+	}
+	return ""
+}
