@@ -77,6 +77,17 @@ CONTAINER_TOOL ?= docker
 IMAGE_REGISTRY ?= ghcr.io/sluice-dev
 IMAGE_TAG ?= $(shell sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\}$$/\1/p' charts/sluice/Chart.yaml)
 
+# Every time in the images is the last commit's, so a commit gives the same digests.
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null)
+
+.PHONY: images
+images: ## Build the manager, loadtester, e2e test app and pause images as OCI archives with SBOMs into SLUICE_CACHE/images (no container engine).
+	SLUICE_CACHE="$(SLUICE_CACHE)" IMAGE_TAG="$(IMAGE_TAG)" SOURCE_DATE_EPOCH="$(SOURCE_DATE_EPOCH)" hack/images.sh sluice
+
+.PHONY: images-node
+images-node: ## Build the CoreDNS, metrics-server and Traefik images of the e2e node from the binaries in the cache (missing ones are skipped).
+	SLUICE_CACHE="$(SLUICE_CACHE)" SOURCE_DATE_EPOCH="$(SOURCE_DATE_EPOCH)" hack/images.sh node
+
 .PHONY: docker-build
 docker-build: ## Build the container images (needs a container engine; none runs on the CI machine).
 	$(CONTAINER_TOOL) build -f build/manager.Dockerfile -t $(IMAGE_REGISTRY)/sluice-manager:$(IMAGE_TAG) .
@@ -89,6 +100,7 @@ docker-build: ## Build the container images (needs a container engine; none runs
 test: envtest prometheus vet ## Run every unit and envtest test against a real kube-apiserver, etcd and Prometheus.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
 	cd charts/sluice/test && go vet ./... && KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
+	cd hack/tools/images && go vet ./... && go test $(GO_TEST_FLAGS) ./...
 
 # FUZZTIME is how long `make fuzz` runs each fuzz target.
 FUZZTIME ?= 10s
