@@ -1,6 +1,8 @@
 # syntax=docker/dockerfile:1
 # Image of the Sluice operator (controller manager).
 # Build from the repository root: docker build -f build/manager.Dockerfile -t IMAGE .
+# Without a container engine, `make images` builds an equivalent image from the static
+# binary, reproducibly, as an OCI archive (docs/images.md).
 ARG GO_VERSION=1.25
 
 FROM --platform=$BUILDPLATFORM golang:${GO_VERSION} AS build

@@ -106,15 +106,17 @@ sluice_images() {
 		"${labels[@]}" --label "org.opencontainers.image.version=3.10" --user 65535:65535 --tmp=false
 }
 
-# node_image NAME MODULE TOOLMOD SOURCE-URL: the image of a third-party
-# binary cached by hack/e2e-tools.sh at $SLUICE_CACHE/e2e/NAME-VER/NAME.
+# node_image NAME MODULE TOOLMOD SOURCE-URL E2E-TOOLS-ARG: the image of a
+# third-party binary cached by `hack/e2e-tools.sh E2E-TOOLS-ARG` at
+# $SLUICE_CACHE/e2e/NAME-VER/NAME. Nothing is built here: a binary missing
+# (or still being built) is skipped.
 node_image() {
-	local name="$1" module="$2" toolmod="$3" source="$4"
+	local name="$1" module="$2" toolmod="$3" source="$4" tools_arg="$5"
 	local ver bin
 	ver="$(modver "$module" "$root/hack/tools/$toolmod/go.mod")"
 	bin="$cache/e2e/$name-$ver/$name"
 	if [ ! -x "$bin" ]; then
-		echo "images: skipping localhost/$name:$ver: $bin is not built (run 'hack/e2e-tools.sh node' or 'traefik')" >&2
+		echo "images: skipping localhost/$name:$ver: $bin is not built (run 'hack/e2e-tools.sh $tools_arg')" >&2
 		return
 	fi
 	image "localhost/$name:$ver" "$bin" "$ver" \
@@ -124,9 +126,9 @@ node_image() {
 }
 
 node_images() {
-	node_image coredns github.com/coredns/coredns coredns https://github.com/coredns/coredns
-	node_image metrics-server sigs.k8s.io/metrics-server metrics-server https://github.com/kubernetes-sigs/metrics-server
-	node_image traefik github.com/traefik/traefik/v3 traefik https://github.com/traefik/traefik
+	node_image coredns github.com/coredns/coredns coredns https://github.com/coredns/coredns node
+	node_image metrics-server sigs.k8s.io/metrics-server metrics-server https://github.com/kubernetes-sigs/metrics-server node
+	node_image traefik github.com/traefik/traefik/v3 traefik https://github.com/traefik/traefik traefik
 }
 
 start=$SECONDS
@@ -144,6 +146,9 @@ all)
 esac
 
 echo "images in $out (SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH, revision $revision), $((SECONDS - start))s:"
+if [ ${#summary[@]} -eq 0 ]; then
+	echo "  (none)"
+fi
 for line in "${summary[@]}"; do
 	echo "  $line"
 done
