@@ -599,3 +599,13 @@ func (s *Story) EventCount(reason string) int {
 	}
 	return n
 }
+
+// FirstSeen is when the recorded status first met cond (zero if never).
+func (s *Story) FirstSeen(cond func(phase sluicev1.Phase, weight, failedChecks int32) bool) time.Time {
+	for _, p := range s.rec.points() {
+		if cond(p.Phase, p.Weight, p.Failed) {
+			return p.At
+		}
+	}
+	return time.Time{}
+}

@@ -472,8 +472,7 @@ func (c *Cluster) startPrometheus(ctx context.Context) error {
 	traefikTarget := strings.TrimSuffix(strings.TrimPrefix(c.TraefikMetricsURL, "http://"), "/metrics")
 	var cfg string
 	if c.node != nil {
-		// The managers run as pods and reach Prometheus on the bridge;
-		// Prometheus finds them through the API server.
+		// The managers run as pods and reach Prometheus on the bridge.
 		port, err := freePort()
 		if err != nil {
 			return err
@@ -487,17 +486,13 @@ scrape_configs:
   - job_name: traefik
     static_configs: [{targets: [%q]}]
   - job_name: sluice
-    kubernetes_sd_configs:
-      - role: pod
-        kubeconfig_file: %q
-        namespaces: {names: [%q]}
-    relabel_configs:
-      - source_labels: [__meta_kubernetes_pod_container_port_name]
-        regex: metrics
-        action: keep
-      - source_labels: [__meta_kubernetes_pod_name]
-        target_label: pod
-`, traefikTarget, c.KubeConfig, SluiceNamespace)
+    file_sd_configs:
+      - files: [%q]
+        refresh_interval: 1s
+`, traefikTarget, c.managerTargetsFile())
+		// Debian's Prometheus has no Kubernetes discovery: the harness
+		// writes the manager pods' addresses into a file instead.
+		go c.writeManagerTargets(ctx)
 	} else {
 		c.ManagerMetricsURL = "http://" + mgrAddr + "/metrics"
 		cfg = fmt.Sprintf(`global:
@@ -645,7 +640,11 @@ func (c *Cluster) StopManagerGracefully() {
 // ("" when none does).
 func (c *Cluster) ManagerLeaseHolder(ctx context.Context) string {
 	l := &coordinationv1.Lease{}
-	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ManagerLeaseNamespace, Name: manager.LeaderElectionID}, l); err != nil {
+	ns := ManagerLeaseNamespace
+	if c.node != nil {
+		ns = SluiceNamespace // the chart's --leader-election-namespace
+	}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: manager.LeaderElectionID}, l); err != nil {
 		return ""
 	}
 	return ptr.Deref(l.Spec.HolderIdentity, "")

@@ -144,6 +144,13 @@ func sweepNetwork() []string {
 			}
 		}
 	}
+	// `ip netns add` (and containerd's CNI) bind-mount /run/netns onto
+	// itself; once it is empty again, take that mount away too.
+	if entries, err := os.ReadDir("/run/netns"); err == nil && len(entries) == 0 {
+		if syscall.Unmount("/run/netns", syscall.MNT_DETACH) == nil {
+			removed = append(removed, "mount /run/netns")
+		}
+	}
 	return removed
 }
 

@@ -234,9 +234,10 @@ state = "{{.Dir}}/state"
     conf_dir = "{{.CNIDir}}"
 `
 
-// cniConfig puts pods on the harness's bridge. isGateway makes the bridge
-// their default route (the API server and kubelet listen there); no
-// masquerade, so nothing leaves the machine.
+// cniConfig puts pods on the harness's bridge. The bridge is their default
+// route (the API server and the kubelet listen there, Service addresses are
+// translated on the host); no masquerade, and fenceBridge drops anything
+// forwarded off the bridge, so nothing leaves the machine.
 const cniConfig = `{
   "cniVersion": "0.4.0",
   "name": "{{.Name}}",
@@ -244,6 +245,7 @@ const cniConfig = `{
     "type": "bridge",
     "bridge": "{{.Bridge}}",
     "isGateway": true,
+    "isDefaultGateway": true,
     "ipMasq": false,
     "hairpinMode": true,
     "ipam": {
@@ -698,4 +700,39 @@ func (c *Cluster) TagImage(ref, suffix string) (string, error) {
 		return "", fmt.Errorf("ctr images tag %s %s: %v: %s", ref, next, err, out)
 	}
 	return next, nil
+}
+
+func (c *Cluster) managerTargetsFile() string { return filepath.Join(c.Dir, "sluice-targets.json") }
+
+// writeManagerTargets keeps Prometheus's file of manager targets in step
+// with the manager pods (one target per running pod with an IP, labelled
+// with its name) until ctx ends.
+func (c *Cluster) writeManagerTargets(ctx context.Context) {
+	last := ""
+	for {
+		type group struct {
+			Targets []string          `json:"targets"`
+			Labels  map[string]string `json:"labels"`
+		}
+		groups := []group{}
+		if pods, err := c.ManagerPods(ctx); err == nil {
+			for _, p := range pods {
+				if p.Status.PodIP != "" && p.Status.Phase == corev1.PodRunning {
+					groups = append(groups, group{Targets: []string{fmt.Sprintf("%s:8080", p.Status.PodIP)}, Labels: map[string]string{"pod": p.Name}})
+				}
+			}
+		}
+		b, _ := json.Marshal(groups)
+		if string(b) != last {
+			tmp := c.managerTargetsFile() + ".tmp"
+			if os.WriteFile(tmp, b, 0o644) == nil && os.Rename(tmp, c.managerTargetsFile()) == nil {
+				last = string(b)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
 }
