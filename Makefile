@@ -114,15 +114,23 @@ fuzz: ## Run each fuzz target for FUZZTIME (not part of test or CI; a crasher la
 ##@ Local cluster
 
 .PHONY: e2e-tools
-e2e-tools: ## Build kube-controller-manager, kube-scheduler, kwok and Traefik from source into the cache (skipped when present).
+e2e-tools: ## Build the cluster's binaries (controller-manager, scheduler, kubelet, kube-proxy, kwok, Traefik, CoreDNS, metrics-server, helm) from source into the cache and install containerd, runc and the CNI plugins from Debian (skipped when present).
 	SLUICE_CACHE="$(SLUICE_CACHE)" hack/e2e-tools.sh
 
+# The real node runs what these build: the cluster's tools first (the node
+# images are made from their binaries), then the images.
+CLUSTER_DEPS := envtest prometheus e2e-tools images images-node
+
+.PHONY: cluster
+cluster: $(CLUSTER_DEPS) ## Start the local cluster with a real node and Sluice installed by its chart; Ctrl-C tears it down (needs root).
+	SLUICE_CACHE="$(SLUICE_CACHE)" KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./e2e/up
+
 .PHONY: e2e
-e2e: envtest prometheus e2e-tools ## End-to-end scenarios on a real local cluster with real traffic (needs root).
-	SLUICE_CACHE="$(SLUICE_CACHE)" KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -tags e2e -count=1 -v -timeout 30m ./e2e/
+e2e: $(CLUSTER_DEPS) ## End-to-end scenarios on the real node with real traffic (needs root).
+	SLUICE_CACHE="$(SLUICE_CACHE)" KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -tags e2e -count=1 -v -parallel 4 -timeout 30m ./e2e/
 
 .PHONY: demo
-demo: envtest prometheus e2e-tools ## Watch Sluice release a good and a bad version through real traffic (needs root; DEMO_KEEP=1 leaves it up).
+demo: $(CLUSTER_DEPS) ## Watch Sluice release a good and a bad version through real traffic on the real node (needs root; DEMO_KEEP=1 leaves it up).
 	SLUICE_CACHE="$(SLUICE_CACHE)" KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./e2e/demo
 
 .PHONY: bench

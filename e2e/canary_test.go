@@ -22,6 +22,7 @@ const splitTolerance = 5
 // real traffic through Traefik and is promoted; at each step the share of
 // answers the new version gives matches the weight.
 func TestCanaryPromotedThroughGateway(t *testing.T) {
+	t.Parallel() // see main_test.go: stories that stop no manager run side by side
 	s := NewStory(t, "canary-promote")
 	var changed, ready time.Time
 	var routeWeights func() []string
@@ -74,6 +75,10 @@ func TestCanaryPromotedThroughGateway(t *testing.T) {
 		})
 		total := s.Load.SplitBetween(changed, time.Now())
 		s.Figure("answers during the release", total.String())
+		// v2 answers from the canary, then from the new primary: the last
+		// answer of v1 is when all traffic is on v2's pods.
+		promoting := s.FirstSeen(func(p sluicev1.Phase, _, _ int32) bool { return p == sluicev1.PhasePromoting })
+		s.Figure("promotion starts -> last answer of the old version", s.Load.LastOf("v1").Sub(promoting).Round(time.Millisecond))
 		s.ExpectNoFailedRequests(changed)
 	}).And("the HTTPRoute's weights only went forward: 100/0, 90/10, 70/30, 50/50, (0/100 while promoting), 100/0", func() {
 		s.ExpectForwardWeights(routeWeights(), "100/0 90/10 70/30 50/50 100/0")

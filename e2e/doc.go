@@ -1,13 +1,13 @@
 // Package e2e holds Sluice's end-to-end scenarios (build tag e2e), written
-// as Given/When/Then stories against a real local cluster (package
-// e2e/cluster): real kube-apiserver, controller-manager, scheduler and kwok,
-// a real backend process per pod, Traefik as the Gateway API data plane,
-// Prometheus, the loadtester and Sluice's manager. Run them with
+// as Given/When/Then stories against a real local cluster with a real node
+// (package e2e/cluster): kube-apiserver, controller-manager and scheduler,
+// a kubelet with containerd and runc, kube-proxy, CoreDNS and
+// metrics-server, the test app as real containers, Traefik as the Gateway
+// API data plane, Prometheus, and Sluice installed by its Helm chart (two
+// managers, the loadtester). Run them with
 //
-//	go test -tags e2e -count=1 -v ./e2e/
+//	make images images-node && go test -tags e2e -count=1 -v ./e2e/
 //
-// as root (the cluster creates network namespaces on a private bridge).
-// The stories that only a real node can tell (a real kubelet, containerd,
-// Sluice installed by its chart) are in e2e/node; they share this
-// package's Story.
+// as root (the cluster creates a bridge, iptables rules and cgroups, and
+// removes them). See docs/e2e.md.
 package e2e

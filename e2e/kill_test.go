@@ -29,10 +29,11 @@ type hookCounter struct {
 	url   string
 }
 
-func startHookCounter(t *testing.T) *hookCounter {
+func startHookCounter(t *testing.T, c *cluster.Cluster) *hookCounter {
 	t.Helper()
 	h := &hookCounter{calls: map[string][]string{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// On the host, where the managers (pods on the real node) reach it.
+	ln, err := net.Listen("tcp", c.HostAddr()+":0")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +88,7 @@ func (s *Story) waitLeader(timeout time.Duration) {
 // same idempotency key (at-least-once, docs/webhooks.md).
 func TestManagerKilledFiveTimesDuringARelease(t *testing.T) {
 	s := NewStory(t, "manager-killed")
-	hooks := startHookCounter(t)
+	hooks := startHookCounter(t, s.c)
 	seed := time.Now().UnixNano()
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
 	var changed time.Time

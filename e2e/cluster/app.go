@@ -92,6 +92,7 @@ func (a App) Apply(t *corev1.PodTemplateSpec) {
 			AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),
 			Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		}
+		t.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: ReadyGate}}
 		// Draining: the pod leaves the endpoints before it stops serving.
 		c.Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 2}}}
 		t.Spec.TerminationGracePeriodSeconds = ptr.To[int64](10)

@@ -101,6 +101,7 @@ type Cluster struct {
 	mgrHealth string
 	pods      *podRunner
 	node      *realNode
+	gates     *readyGates
 	// images maps a short name (manager, loadtester, testapp, coredns,
 	// metrics-server) to the image reference the real node runs.
 	images    map[string]string
@@ -533,9 +534,12 @@ var kwokStages []byte
 func (c *Cluster) HoldReady(hold func(*corev1.Pod) bool) {
 	if hold == nil {
 		c.holdReady.Store(nil)
-		return
+	} else {
+		c.holdReady.Store(&hold)
 	}
-	c.holdReady.Store(&hold)
+	if c.gates != nil {
+		c.gates.resync()
+	}
 }
 
 // StartManager starts Sluice's manager binary (again, after StopManager or
@@ -585,8 +589,14 @@ func (c *Cluster) StartManager(ctx context.Context) error {
 // StartSecondManager starts another manager process with the same flags
 // but its own metrics and probe addresses, as a second replica or the new
 // pod of a rolling upgrade would run; it returns the process and its
-// metrics URL. The caller stops it.
+// metrics URL. The caller stops it. On the real node the chart's second
+// replica is that manager: no process, and the URL of its pod's metrics.
 func (c *Cluster) StartSecondManager(ctx context.Context) (*Proc, string, error) {
+	if c.node != nil {
+		// The chart already runs two: the second is the one without the Lease.
+		url, err := c.nonLeaderMetricsURL(ctx)
+		return nil, url, err
+	}
 	c.mu.Lock()
 	base := append([]string(nil), c.mgrArgs...)
 	c.mu.Unlock()
@@ -624,9 +634,14 @@ func (c *Cluster) StartSecondManager(ctx context.Context) (*Proc, string, error)
 	return p, "http://" + metrics + "/metrics", err
 }
 
-// StopManager stops the manager gracefully (SIGTERM), as Kubernetes stops
-// the old pod of a rolling upgrade.
+// StopManagerGracefully stops the manager (the leader's pod on the real
+// node) gracefully (SIGTERM), as Kubernetes stops the old pod of a rolling
+// upgrade.
 func (c *Cluster) StopManagerGracefully() {
+	if c.node != nil {
+		c.deleteLeaderPod(nil)
+		return
+	}
 	c.mu.Lock()
 	p := c.manager
 	c.manager = nil

@@ -22,6 +22,7 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -501,6 +502,7 @@ func (c *Cluster) startOnRealNode(ctx context.Context) error {
 	if err := c.startRealNode(ctx); err != nil {
 		return err
 	}
+	c.startReadyGates(ctx)
 	t0 := time.Now()
 	if err := c.startTraefik(ctx); err != nil {
 		return err
@@ -644,13 +646,32 @@ func (c *Cluster) LeaderPod(ctx context.Context) string {
 
 // killLeaderPod deletes the leader's pod at once (grace 0), as a node
 // crash or `kubectl delete pod --force` would.
-func (c *Cluster) killLeaderPod() {
+func (c *Cluster) killLeaderPod() { c.deleteLeaderPod(ptr.To[int64](0)) }
+
+// deleteLeaderPod deletes the leader's pod with the grace period given
+// (nil: the pod's own).
+func (c *Cluster) deleteLeaderPod(grace *int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if name := c.LeaderPod(ctx); name != "" {
-		zero := int64(0)
-		_ = c.Kube.CoreV1().Pods(SluiceNamespace).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero})
+		_ = c.Kube.CoreV1().Pods(SluiceNamespace).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: grace})
 	}
+}
+
+// nonLeaderMetricsURL is the metrics URL of a ready manager pod that does
+// not hold the Lease.
+func (c *Cluster) nonLeaderMetricsURL(ctx context.Context) (string, error) {
+	leader := c.LeaderPod(ctx)
+	pods, err := c.ManagerPods(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, p := range pods {
+		if p.Name != leader && p.Status.PodIP != "" && p.DeletionTimestamp == nil {
+			return fmt.Sprintf("http://%s:8080/metrics", p.Status.PodIP), nil
+		}
+	}
+	return "", fmt.Errorf("no manager pod besides the leader %s", leader)
 }
 
 // archiveRef reads the image name from an OCI archive's index.json.
@@ -735,4 +756,29 @@ func (c *Cluster) writeManagerTargets(ctx context.Context) {
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// HostAddr is the host address a story's own server listens on so that
+// Sluice reaches it: the bridge on the real node, loopback on kwok.
+func (c *Cluster) HostAddr() string {
+	if c.node != nil {
+		return BridgeIP
+	}
+	return "127.0.0.1"
+}
+
+// LeaderMetricsURL is the metrics URL of the manager that holds the Lease
+// on the real node.
+func (c *Cluster) LeaderMetricsURL(ctx context.Context) (string, error) {
+	leader := c.LeaderPod(ctx)
+	pods, err := c.ManagerPods(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, p := range pods {
+		if p.Name == leader && p.Status.PodIP != "" {
+			return fmt.Sprintf("http://%s:8080/metrics", p.Status.PodIP), nil
+		}
+	}
+	return "", fmt.Errorf("no running pod for the leader %q", leader)
 }

@@ -1,6 +1,6 @@
 //go:build e2e
 
-package node
+package e2e
 
 import (
 	"fmt"
@@ -17,7 +17,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
-	"github.com/sluice-dev/sluice/e2e"
 	"github.com/sluice-dev/sluice/e2e/cluster"
 )
 
@@ -26,12 +25,12 @@ import (
 func analysis4s() *sluicev1.Analysis {
 	return &sluicev1.Analysis{
 		Interval: &metav1.Duration{Duration: 4 * time.Second}, Threshold: 2,
-		Metrics: []sluicev1.MetricCheck{e2e.SuccessRate(99)},
+		Metrics: []sluicev1.MetricCheck{SuccessRate(99)},
 	}
 }
 
 // waitCanaryWeight waits until the Rollout is Progressing at weight w or more.
-func waitCanaryWeight(s *e2e.Story, w int32, timeout time.Duration) {
+func waitCanaryWeight(s *Story, w int32, timeout time.Duration) {
 	s.Eventually(timeout, fmt.Sprintf("canary weight >= %d", w), func() (bool, string) {
 		st := s.Status()
 		return st.Phase == sluicev1.PhaseProgressing && st.CanaryWeight >= w, fmt.Sprintf("phase %s weight %d", st.Phase, st.CanaryWeight)
@@ -42,11 +41,12 @@ func waitCanaryWeight(s *e2e.Story, w int32, timeout time.Duration) {
 // the real kubelet; the canary never becomes ready, the progress deadline
 // passes, and Sluice rolls back. No request reaches v2, none fails.
 func TestReadinessProbeFailingCanaryRollsBack(t *testing.T) {
+	t.Parallel() // see main_test.go: stories that stop no manager run side by side
 	s := NewStory(t, "node-notready")
 	var changed time.Time
 	s.Given("app v1 behind a canary Rollout with a 30s progress deadline, under load", func() {
 		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
-		ro := s.App.GatewayRollout(s.Host, e2e.CanarySteps(20, 50), analysis4s())
+		ro := s.App.GatewayRollout(s.Host, CanarySteps(20, 50), analysis4s())
 		ro.Spec.ProgressDeadlineSeconds = ptr.To[int32](30)
 		s.CreateRollout(ro)
 		s.WaitPhase(sluicev1.PhaseInitialized, 90*time.Second)
@@ -70,11 +70,12 @@ func TestReadinessProbeFailingCanaryRollsBack(t *testing.T) {
 // drain or node pressure would) while the canary takes traffic; the
 // release waits for its replacement, then goes on and is promoted.
 func TestCanaryEvictedMidStep(t *testing.T) {
+	t.Parallel() // see main_test.go: stories that stop no manager run side by side
 	s := NewStory(t, "node-evict")
 	var changed time.Time
 	s.Given("app v1 (2 pods) behind a canary Rollout (20, 40, 60), under load", func() {
 		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
-		s.CreateRollout(s.App.GatewayRollout(s.Host, e2e.CanarySteps(20, 40, 60), analysis4s()))
+		s.CreateRollout(s.App.GatewayRollout(s.Host, CanarySteps(20, 40, 60), analysis4s()))
 		s.WaitPhase(sluicev1.PhaseInitialized, 90*time.Second)
 		s.StartLoad(40)
 		s.WaitServing("v1")
@@ -114,7 +115,7 @@ func TestLeaderPodDeletedMidRelease(t *testing.T) {
 	s.Given("app v1 behind a canary Rollout (20, 40, 60), under load, two managers", func() {
 		s.Must(c.EnsureManager(s.Ctx()), "managers ready")
 		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
-		s.CreateRollout(s.App.GatewayRollout(s.Host, e2e.CanarySteps(20, 40, 60), analysis4s()))
+		s.CreateRollout(s.App.GatewayRollout(s.Host, CanarySteps(20, 40, 60), analysis4s()))
 		s.WaitPhase(sluicev1.PhaseInitialized, 90*time.Second)
 		s.StartLoad(40)
 		s.WaitServing("v1")
@@ -151,7 +152,7 @@ func TestHelmUpgradeMidRelease(t *testing.T) {
 	s.Given("app v1 behind a canary Rollout (20, 40, 60), under load", func() {
 		s.Must(c.EnsureManager(s.Ctx()), "managers ready")
 		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
-		s.CreateRollout(s.App.GatewayRollout(s.Host, e2e.CanarySteps(20, 40, 60), analysis4s()))
+		s.CreateRollout(s.App.GatewayRollout(s.Host, CanarySteps(20, 40, 60), analysis4s()))
 		s.WaitPhase(sluicev1.PhaseInitialized, 90*time.Second)
 		s.StartLoad(40)
 		s.WaitServing("v1")
@@ -185,6 +186,7 @@ func TestHelmUpgradeMidRelease(t *testing.T) {
 // at zero replicas is left alone by the user's HPA; after the promotion
 // the primary is still autoscaled, and no request failed.
 func TestHPAOnRealCPUDuringRelease(t *testing.T) {
+	t.Parallel() // see main_test.go: stories that stop no manager run side by side
 	s := NewStory(t, "node-hpa")
 	var changed time.Time
 	c := s.Cluster()
@@ -202,7 +204,7 @@ func TestHPAOnRealCPUDuringRelease(t *testing.T) {
 			},
 		}
 		s.Must(c.Client.Create(s.Ctx(), hpa), "creating the HPA")
-		ro := s.App.GatewayRollout(s.Host, e2e.CanarySteps(20, 40, 60), analysis4s())
+		ro := s.App.GatewayRollout(s.Host, CanarySteps(20, 40, 60), analysis4s())
 		ro.Spec.AutoscalerRef = &sluicev1.AutoscalerRef{APIVersion: "autoscaling/v2", Kind: "HorizontalPodAutoscaler", Name: "podinfo"}
 		ro.Spec.Analysis.Interval = &metav1.Duration{Duration: 10 * time.Second}
 		s.CreateRollout(ro)
@@ -239,7 +241,7 @@ func TestHPAOnRealCPUDuringRelease(t *testing.T) {
 	})
 }
 
-func replicas(s *e2e.Story, name string) int32 {
+func replicas(s *Story, name string) int32 {
 	d := &appsv1.Deployment{}
 	if err := s.Cluster().Client.Get(s.Ctx(), client.ObjectKey{Namespace: s.NS, Name: name}, d); err != nil {
 		return -1
