@@ -20,7 +20,7 @@ var env *cluster.Cluster
 
 // Stories that stop, kill or upgrade a manager run one at a time, first;
 // the others call t.Parallel and then run side by side (make e2e passes
-// -parallel 4), each in its own namespace with its own host on the shared
+// -parallel 4; 6 overloads two cores: requests time out), each in its own namespace with its own host on the shared
 // Gateway, so a warm run stays under 8 minutes.
 
 // NewStory starts a story on the package's cluster.

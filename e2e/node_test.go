@@ -176,7 +176,8 @@ func TestHelmUpgradeMidRelease(t *testing.T) {
 		if n := s.EventCount("Promoted"); n != 1 {
 			s.Fatalf("Promoted recorded %d times, want 1", n)
 		}
-		s.Must(c.InstallSluice(s.Ctx(), c.Image("manager")), "helm upgrade back")
+		// The upgraded managers (the same build under the new tag) stay
+		// for the stories that follow.
 	})
 }
 

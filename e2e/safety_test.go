@@ -165,11 +165,13 @@ func TestAPromotionWhosePrimaryCannotBecomeReady(t *testing.T) {
 	s := NewStory(t, "safety-stuck-promotion")
 	var changed time.Time
 	t.Cleanup(func() { s.c.HoldReady(nil) })
-	s.Given("app v1 behind a blue/green Rollout (1 iteration of 2s, progress deadline 5s), under load, and v2 unable to become ready on the primary", func() {
+	s.Given("app v1 behind a blue/green Rollout (1 iteration of 2s, progress deadline 20s), under load, and v2 unable to become ready on the primary", func() {
 		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
 		ro := s.App.GatewayRollout(s.Host, sluicev1.Strategy{BlueGreen: &sluicev1.BlueGreenStrategy{Iterations: 1}},
 			&sluicev1.Analysis{Interval: &metav1.Duration{Duration: 2 * time.Second}, Threshold: 2})
-		ro.Spec.ProgressDeadlineSeconds = ptr.To[int32](5)
+		// Long enough for real containers to start on a busy node; the
+		// primary's pods never become ready however long it is.
+		ro.Spec.ProgressDeadlineSeconds = ptr.To[int32](20)
 		s.CreateRollout(ro)
 		s.WaitPhase(sluicev1.PhaseInitialized, 60*time.Second)
 		s.c.HoldReady(func(p *corev1.Pod) bool {

@@ -93,9 +93,10 @@ func (a App) Apply(t *corev1.PodTemplateSpec) {
 			Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		}
 		t.Spec.ReadinessGates = []corev1.PodReadinessGate{{ConditionType: ReadyGate}}
-		// Draining: the pod leaves the endpoints before it stops serving.
-		c.Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 2}}}
-		t.Spec.TerminationGracePeriodSeconds = ptr.To[int64](10)
+		// Draining, as production apps do: the pod leaves the endpoints
+		// (and the data plane's tables) before it stops serving.
+		c.Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Sleep: &corev1.SleepAction{Seconds: 5}}}
+		t.Spec.TerminationGracePeriodSeconds = ptr.To[int64](15)
 	}
 	c.EnvFrom = nil
 	if a.ConfigMap != "" {
