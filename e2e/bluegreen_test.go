@@ -38,7 +38,7 @@ func TestBlueGreenWithPromotionGate(t *testing.T) {
 		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
 		s.CreateRollout(s.App.GatewayRollout(s.Host, sluicev1.Strategy{BlueGreen: &sluicev1.BlueGreenStrategy{Iterations: 3}}, &sluicev1.Analysis{
 			Interval: &metav1.Duration{Duration: 2 * time.Second}, Threshold: 2,
-			Webhooks: []sluicev1.Webhook{{Name: "approval", Type: sluicev1.HookConfirmPromotion, URL: s.c.LoadtesterURL + "/gate/check"}},
+			Webhooks: []sluicev1.Webhook{{Name: "approval", Type: sluicev1.HookConfirmPromotion, URL: s.c.LoadtesterHookURL + "/gate/check"}},
 		}))
 		s.WaitPhase(sluicev1.PhaseInitialized, 60*time.Second)
 		routeWeights = s.RecordRouteWeights()

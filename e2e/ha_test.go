@@ -45,12 +45,12 @@ func rolloutReconciles(url string) (int, error) {
 	return total, nil
 }
 
-// TestTwoManagersDuringARollingUpgrade: a second manager runs beside the
+// storyTwoManagersDuringARollingUpgrade (in TestManagerDisruptions): a second manager runs beside the
 // first, as during a chart's rolling upgrade (maxSurge 1). The one without
 // the Lease reconciles nothing; when the old one is stopped mid-release the
 // new one takes over and finishes it, weights only going forward and no
 // request failing.
-func TestTwoManagersDuringARollingUpgrade(t *testing.T) {
+func storyTwoManagersDuringARollingUpgrade(t *testing.T) {
 	s := NewStory(t, "two-managers")
 	var changed time.Time
 	var second, leader string

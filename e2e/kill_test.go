@@ -81,12 +81,12 @@ func (s *Story) waitLeader(timeout time.Duration) {
 	})
 }
 
-// TestManagerKilledFiveTimesDuringARelease: the manager is killed with
+// storyManagerKilledFiveTimesDuringARelease (in TestManagerDisruptions): the manager is killed with
 // SIGKILL five times at random points of a release with pre-rollout,
 // rollout and post-rollout hooks. The release completes, no request fails,
 // and each once-per-release hook is called once, or again only with the
 // same idempotency key (at-least-once, docs/webhooks.md).
-func TestManagerKilledFiveTimesDuringARelease(t *testing.T) {
+func storyManagerKilledFiveTimesDuringARelease(t *testing.T) {
 	s := NewStory(t, "manager-killed")
 	hooks := startHookCounter(t, s.c)
 	seed := time.Now().UnixNano()

@@ -18,10 +18,24 @@ import (
 // of its own and a host name of its own on the shared Gateway.
 var env *cluster.Cluster
 
-// Stories that stop, kill or upgrade a manager run one at a time, first;
-// the others call t.Parallel and then run side by side (make e2e passes
-// -parallel 4; 6 overloads two cores: requests time out), each in its own namespace with its own host on the shared
-// Gateway, so a warm run stays under 8 minutes.
+// The stories that stop, kill or upgrade a manager run one after the other
+// (TestManagerDisruptions, not parallel, so first); the others call
+// t.Parallel and then run side by side, four at a time (make e2e passes
+// -parallel 4; six overloaded two cores and requests timed out), each in
+// its own namespace with its own host on the shared Gateway. Running the
+// disruptions beside the others was tried once: a config story measured
+// 75 % for the canary at weight 60 and a blue/green story failed while
+// managers were being replaced; until that is understood (see the closing
+// note of issue 11) they stay apart.
+
+// TestManagerDisruptions runs the stories that disrupt the managers, in turn.
+func TestManagerDisruptions(t *testing.T) {
+	t.Run("TwoManagersDuringARollingUpgrade", storyTwoManagersDuringARollingUpgrade)
+	t.Run("ManagerKilledFiveTimesDuringARelease", storyManagerKilledFiveTimesDuringARelease)
+	t.Run("LeaderPodDeletedMidRelease", storyLeaderPodDeletedMidRelease)
+	t.Run("HelmUpgradeMidRelease", storyHelmUpgradeMidRelease)
+	t.Run("OperatorKilledMidRelease", storyOperatorKilledMidRelease)
+}
 
 // NewStory starts a story on the package's cluster.
 func NewStory(t *testing.T, name string) *Story { t.Helper(); return NewStoryOn(t, env, name) }

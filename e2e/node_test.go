@@ -105,10 +105,10 @@ func TestCanaryEvictedMidStep(t *testing.T) {
 	})
 }
 
-// TestLeaderPodDeletedMidRelease: the leader manager pod is deleted at once
+// storyLeaderPodDeletedMidRelease (in TestManagerDisruptions): the leader manager pod is deleted at once
 // (grace 0) in the middle of a release; the other replica takes the Lease
 // and finishes the release from the status; no step is done twice.
-func TestLeaderPodDeletedMidRelease(t *testing.T) {
+func storyLeaderPodDeletedMidRelease(t *testing.T) {
 	s := NewStory(t, "node-leader")
 	var changed time.Time
 	c := s.Cluster()
@@ -142,10 +142,10 @@ func TestLeaderPodDeletedMidRelease(t *testing.T) {
 	})
 }
 
-// TestHelmUpgradeMidRelease: `helm upgrade` of Sluice to a new image tag in
+// storyHelmUpgradeMidRelease (in TestManagerDisruptions): `helm upgrade` of Sluice to a new image tag in
 // the middle of a release rolls the managers (maxUnavailable 0, leader
 // election hands over); the release finishes once, with no failed request.
-func TestHelmUpgradeMidRelease(t *testing.T) {
+func storyHelmUpgradeMidRelease(t *testing.T) {
 	s := NewStory(t, "node-upgrade")
 	var changed time.Time
 	c := s.Cluster()

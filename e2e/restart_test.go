@@ -15,11 +15,11 @@ import (
 	"github.com/sluice-dev/sluice/e2e/cluster"
 )
 
-// TestOperatorKilledMidRelease: the manager is killed (SIGKILL) in the
+// storyOperatorKilledMidRelease (in TestManagerDisruptions): the manager is killed (SIGKILL) in the
 // middle of a release; traffic stays where it was while it is down, and
 // after a restart the release completes without repeating or skipping a
 // step.
-func TestOperatorKilledMidRelease(t *testing.T) {
+func storyOperatorKilledMidRelease(t *testing.T) {
 	s := NewStory(t, "operator-restart")
 	var changed, killed, restarted time.Time
 	var routeWeights func() []string

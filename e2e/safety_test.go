@@ -111,6 +111,7 @@ func TestDeletingRolloutsUnderLoad(t *testing.T) {
 		midRun bool
 	}{{"succeeded", false}, {"mid-run", true}} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			s := NewStory(t, "safety-delete-"+tc.name)
 			var start time.Time
 			want := "v2"
@@ -132,7 +133,7 @@ func TestDeletingRolloutsUnderLoad(t *testing.T) {
 						return st.Phase == sluicev1.PhaseProgressing && st.CanaryWeight == 30 && st.StepStartedAt != nil, string(st.Phase)
 					})
 				} else {
-					s.WaitPhase(sluicev1.PhaseSucceeded, 60*time.Second)
+					s.WaitPhase(sluicev1.PhaseSucceeded, 120*time.Second)
 					s.WaitServing("v2")
 				}
 			}).When("the Rollout is deleted", func() {

@@ -78,8 +78,12 @@ type Cluster struct {
 	TraefikMetricsURL string
 	// PrometheusURL is the Prometheus that scrapes Traefik and Sluice.
 	PrometheusURL string
-	// LoadtesterURL is the loadtester's base URL.
+	// LoadtesterURL is the loadtester's base URL, as the host reaches it.
 	LoadtesterURL string
+	// LoadtesterHookURL is the loadtester's base URL for Rollout webhooks,
+	// as Sluice reaches it: on the real node its Service's DNS name
+	// (resolved by the cluster's CoreDNS), else LoadtesterURL.
+	LoadtesterHookURL string
 	// ManagerMetricsURL is Sluice's /metrics.
 	ManagerMetricsURL string
 
@@ -361,6 +365,12 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 const traefikBuckets = "0.005,0.01,0.025,0.05,0.075,0.1,0.15,0.2,0.25,0.3,0.4,0.5,0.75,1,2.5,5"
 
 func (c *Cluster) startTraefik(ctx context.Context) error {
+	if c.node != nil {
+		if err := c.startTraefikPod(ctx); err != nil {
+			return err
+		}
+		return c.createGateway(ctx, c.GatewayPort, nil)
+	}
 	port, err := freePort()
 	if err != nil {
 		return err
@@ -395,8 +405,14 @@ func (c *Cluster) startTraefik(ctx context.Context) error {
 	); err != nil {
 		return err
 	}
+	return c.createGateway(ctx, port, c.procs["traefik"])
+}
+
+// createGateway creates the GatewayClass and the Gateway (listener on
+// port) and waits until Traefik has programmed it; proc, when set, is the
+// Traefik process to watch.
+func (c *Cluster) createGateway(ctx context.Context, port int, proc *Proc) error {
 	objs := []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: GatewayNamespace}},
 		&gwv1.GatewayClass{
 			ObjectMeta: metav1.ObjectMeta{Name: GatewayClass},
 			Spec:       gwv1.GatewayClassSpec{ControllerName: "traefik.io/gateway-controller"},
@@ -412,14 +428,17 @@ func (c *Cluster) startTraefik(ctx context.Context) error {
 			},
 		},
 	}
+	if proc != nil {
+		objs = append([]client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: GatewayNamespace}}}, objs...)
+	}
 	for _, o := range objs {
 		if err := c.Client.Create(ctx, o); err != nil {
 			return fmt.Errorf("creating %T %s: %w", o, o.GetName(), err)
 		}
 	}
 	return c.waitFor(ctx, 60*time.Second, "Traefik to program the Gateway", func() (bool, error) {
-		if p := c.procs["traefik"]; p.Exited() {
-			return false, fmt.Errorf("traefik exited:\n%s", p.Tail(4000))
+		if proc != nil && proc.Exited() {
+			return false, fmt.Errorf("traefik exited:\n%s", proc.Tail(4000))
 		}
 		gw := &gwv1.Gateway{}
 		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: GatewayNamespace, Name: GatewayName}, gw); err != nil {
@@ -440,6 +459,7 @@ func (c *Cluster) startLoadtester(ctx context.Context) error {
 		return err
 	}
 	c.LoadtesterURL = "http://" + addr
+	c.LoadtesterHookURL = c.LoadtesterURL
 	if _, err := c.start("loadtester", nil, c.bins.loadtester,
 		"--listen="+addr, "--state-file="+filepath.Join(c.Dir, "gates.json")); err != nil {
 		return err

@@ -54,6 +54,13 @@ const (
 //go:embed node-addons.yaml
 var nodeAddons string
 
+//go:embed traefik-pod.yaml
+var traefikPod string
+
+// gatewayPortOnNode is the Traefik pod's web entry point, which is also the
+// Gateway listener's port.
+const gatewayPortOnNode = 8000
+
 // realNode is what the real-node mode runs beside the control plane.
 type realNode struct {
 	dir        string // <run dir>/node
@@ -393,7 +400,9 @@ func (c *Cluster) startKubelet(ctx context.Context, n *realNode) error {
 	kcfg := filepath.Join(n.dir, "kubelet.yaml")
 	if err := writeRendered(kcfg, kubeletConfig, map[string]string{
 		"IP": BridgeIP, "CA": p("ca.crt"), "Socket": n.containerd, "DNS": ClusterDNSIP, "ResolvConf": resolv,
-		"LogsDir": filepath.Join(n.dir, "pod-logs"),
+		// Outside the node's directory, which teardown removes: the pods'
+		// logs stay with the components' when a test fails.
+		"LogsDir": filepath.Join(c.Dir, "pod-logs"),
 	}); err != nil {
 		return err
 	}
@@ -460,9 +469,29 @@ func (c *Cluster) applyAddons(ctx context.Context) error {
 		}
 		// The aggregated API answers once metrics-server has scraped the
 		// kubelet once.
-		_, err := c.Kube.Discovery().RESTClient().Get().AbsPath("/apis/metrics.k8s.io/v1beta1/nodes").DoRaw(ctx)
-		return err == nil, nil
+		if _, err := c.Kube.Discovery().RESTClient().Get().AbsPath("/apis/metrics.k8s.io/v1beta1/nodes").DoRaw(ctx); err != nil {
+			return false, nil
+		}
+		// Cluster DNS resolves a Service by name (asked at the kube-dns
+		// Service address, through kube-proxy, as a pod asks).
+		return resolveInCluster(ctx, "kubernetes.default.svc.cluster.local") == kubernetesSvcIP, nil
 	})
+}
+
+// resolveInCluster looks name up at the cluster's DNS Service ("" when
+// it does not resolve).
+func resolveInCluster(ctx context.Context, name string) string {
+	r := &net.Resolver{PreferGo: true, Dial: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, net.JoinHostPort(ClusterDNSIP, "53"))
+	}}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	addrs, err := r.LookupHost(ctx, name)
+	if err != nil || len(addrs) == 0 {
+		return ""
+	}
+	return addrs[0]
 }
 
 // ApplyYAML creates or updates every object of a multi-document YAML with
@@ -593,6 +622,7 @@ func (c *Cluster) InstallSluice(ctx context.Context, managerImage string) error 
 		return fmt.Errorf("the chart's loadtester Service: %w", err)
 	}
 	c.LoadtesterURL = fmt.Sprintf("http://%s:%d", svc.Spec.ClusterIP, svc.Spec.Ports[0].Port)
+	c.LoadtesterHookURL = fmt.Sprintf("http://%s.%s.svc.cluster.local:%d", svc.Name, svc.Namespace, svc.Spec.Ports[0].Port)
 	return c.waitFor(ctx, 60*time.Second, "a Sluice leader", func() (bool, error) {
 		return c.ManagerLeaseHolder(ctx) != "", nil
 	})
@@ -608,7 +638,7 @@ func (c *Cluster) ManagerPods(ctx context.Context) ([]corev1.Pod, error) {
 // nodeManagerLog returns the end of the manager pods' container logs,
 // read from the kubelet's log directory.
 func (c *Cluster) nodeManagerLog(n int) string {
-	files, _ := filepath.Glob(filepath.Join(c.node.dir, "pod-logs", SluiceNamespace+"_sluice-manager-*", "manager", "*.log"))
+	files, _ := filepath.Glob(filepath.Join(c.Dir, "pod-logs", SluiceNamespace+"_sluice-manager-*", "manager", "*.log"))
 	var b strings.Builder
 	for _, f := range files {
 		fmt.Fprintf(&b, "----- %s -----\n%s\n", filepath.Base(filepath.Dir(filepath.Dir(f))), tailFile(f, n))
@@ -781,4 +811,43 @@ func (c *Cluster) LeaderMetricsURL(ctx context.Context) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no running pod for the leader %q", leader)
+}
+
+// startTraefikPod runs Traefik as a pod (the image of make images-node)
+// behind a Service; the host and the pods reach it at the Service's
+// address, through kube-proxy.
+func (c *Cluster) startTraefikPod(ctx context.Context) error {
+	if c.images["traefik"] == "" {
+		return fmt.Errorf("image traefik missing in %s: run `make images-node`", c.imagesDir)
+	}
+	y, err := render(traefikPod, map[string]any{
+		"Namespace": GatewayNamespace, "Image": c.images["traefik"], "Port": gatewayPortOnNode, "Buckets": traefikBuckets,
+	})
+	if err != nil {
+		return err
+	}
+	if err := c.ApplyYAML(ctx, y); err != nil {
+		return err
+	}
+	c.GatewayPort = gatewayPortOnNode
+	// The stories' clients go to the pod's address, as a load balancer in
+	// front of a gateway would, not through kube-proxy's Service rules.
+	return c.waitFor(ctx, 90*time.Second, "the Traefik pod", func() (bool, error) {
+		pods := &corev1.PodList{}
+		if err := c.Client.List(ctx, pods, client.InNamespace(GatewayNamespace), client.MatchingLabels{"app": "traefik"}); err != nil {
+			return false, err
+		}
+		for _, p := range pods.Items {
+			ready := false
+			for _, cond := range p.Status.Conditions {
+				ready = ready || (cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue)
+			}
+			if ready && p.Status.PodIP != "" {
+				c.GatewayURL = fmt.Sprintf("http://%s:%d", p.Status.PodIP, gatewayPortOnNode)
+				c.TraefikMetricsURL = fmt.Sprintf("http://%s:9100/metrics", p.Status.PodIP)
+				return httpOK(c.TraefikMetricsURL), nil
+			}
+		}
+		return false, nil
+	})
 }

@@ -83,7 +83,7 @@ func run() error {
 			{Name: sluicev1.MetricRequestDuration, ThresholdRange: sluicev1.ThresholdRange{Max: ptr.To(500.0)}, Interval: &metav1.Duration{Duration: 10 * time.Second}, OnNoData: sluicev1.NoDataHold},
 		},
 		Webhooks: []sluicev1.Webhook{{
-			Name: "load", Type: sluicev1.HookRollout, URL: c.LoadtesterURL + "/",
+			Name: "load", Type: sluicev1.HookRollout, URL: c.LoadtesterHookURL + "/",
 			Metadata: map[string]string{"url": c.GatewayURL + "/", "header-Host": host, "rate": "10", "duration": "5s"},
 		}},
 	})
