@@ -762,10 +762,12 @@ type RolloutStatus struct {
 	// +optional
 	PromotionStartedAt *metav1.Time `json:"promotionStartedAt,omitempty"`
 
-	// CanaryDrainingSince is when, after a promotion or a rollback, the
-	// router was first seen sending the canary no traffic: the canary's pods
-	// are kept until spec.scaleDownDelaySeconds later, while the data plane
-	// drains. Cleared when a run starts or a promotion ends.
+	// CanaryDrainingSince is when, after a promotion or a rollback (or the
+	// handover to the primary at installation), the router was first seen
+	// sending the target no traffic: its pods are kept until
+	// spec.scaleDownDelaySeconds later, while the data plane drains. It
+	// stays until the next run's canary serves, so that a restarted manager
+	// neither cuts a drain short nor starts it again.
 	// +optional
 	CanaryDrainingSince *metav1.Time `json:"canaryDrainingSince,omitempty"`
 
