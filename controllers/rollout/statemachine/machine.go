@@ -166,6 +166,9 @@ func Decide(in Input) Decision {
 	// a percentage from here on (routedWeight does the same for a route
 	// edited by hand, whose weight only confirms what it equals).
 	m.st.CanaryWeight = percent(m.st.CanaryWeight)
+	// Nor is a step index: a negative one would index the plan (found by
+	// FuzzDecide: a panic in progressing).
+	m.st.CurrentStepIndex = max(m.st.CurrentStepIndex, 0)
 	for k, v := range in.Obs.Gates {
 		m.gates[k] = v
 	}
