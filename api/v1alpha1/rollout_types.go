@@ -76,6 +76,23 @@ type RolloutSpec struct {
 	// +optional
 	ProgressDeadlineSeconds *int32 `json:"progressDeadlineSeconds,omitempty"`
 
+	// ScaleDownDelaySeconds is how long the canary's pods are kept after the
+	// router stopped sending them traffic, at the end of a promotion or a
+	// rollback, before the canary is scaled to zero. Gateways, meshes and
+	// kube-proxy apply a route or endpoint change some time after the API
+	// object says it (a fraction of a second normally, several seconds on a
+	// loaded node): requests they still send to the canary must find its
+	// pods running, not terminating. The default, 10 seconds, covers a
+	// data plane that lags by several seconds, with a margin, while adding
+	// little to a release. Raise it for slow data planes (many proxies,
+	// long config pushes, long-lived connections); 0 scales the canary down
+	// as soon as the route says it takes no traffic.
+	// +kubebuilder:default=10
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=3600
+	// +optional
+	ScaleDownDelaySeconds *int32 `json:"scaleDownDelaySeconds,omitempty"`
+
 	// Suspend holds the Rollout where it is: no step is taken and no check runs
 	// until it is set back to false.
 	// +optional
@@ -744,6 +761,15 @@ type RolloutStatus struct {
 	// progress deadline of the promotion counts from here.
 	// +optional
 	PromotionStartedAt *metav1.Time `json:"promotionStartedAt,omitempty"`
+
+	// CanaryDrainingSince is when, after a promotion or a rollback (or the
+	// handover to the primary at installation), the router was first seen
+	// sending the target no traffic: its pods are kept until
+	// spec.scaleDownDelaySeconds later, while the data plane drains. It
+	// stays until the next run's canary serves, so that a restarted manager
+	// neither cuts a drain short nor starts it again.
+	// +optional
+	CanaryDrainingSince *metav1.Time `json:"canaryDrainingSince,omitempty"`
 
 	// TargetScaledDown is true once the target was seen at zero replicas
 	// outside a run: a replica count set on it afterwards is its owner's

@@ -112,6 +112,31 @@ strategy: {blueGreen: {iterations: 3}}
 	}
 }
 
+// TestTheScaleDownDelayDefaultsToTenSecondsAndZeroIsKept: a Rollout that
+// does not say gets the drain; one that asks for none keeps its 0.
+func TestTheScaleDownDelayDefaultsToTenSecondsAndZeroIsKept(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		set  any
+		want int64
+	}{
+		{"unset", nil, 10},
+		{"zero", 0, 0},
+		{"an hour", 3600, 3600},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ro := rollout(t, "delay-"+strings.ReplaceAll(tt.name, " ", "-"), validSpec, set("scaleDownDelaySeconds", tt.set))
+			if err := k8sClient.Create(context.Background(), ro, client.DryRunAll); err != nil {
+				t.Fatalf("rejected: %v", err)
+			}
+			got, found, err := unstructured.NestedInt64(ro.Object, "spec", "scaleDownDelaySeconds")
+			if err != nil || !found || got != tt.want {
+				t.Errorf("spec.scaleDownDelaySeconds = %d (found %v, %v), want %d", got, found, err, tt.want)
+			}
+		})
+	}
+}
+
 func TestTheAPIServerRejectsInvalidRolloutsWithAClearMessage(t *testing.T) {
 	tests := []struct {
 		name string
@@ -148,6 +173,10 @@ func TestTheAPIServerRejectsInvalidRolloutsWithAClearMessage(t *testing.T) {
 			"must be a duration such as 30s, 5m or 1h30m"},
 		{"a malformed webhook timeout", set("analysis.webhooks", []any{map[string]any{"name": "x", "type": "rollout", "url": "http://a/", "timeout": "soon"}}),
 			"must be a duration such as 30s, 5m or 1h30m"},
+		{"a negative scaleDownDelaySeconds", set("scaleDownDelaySeconds", -1),
+			"should be greater than or equal to 0"},
+		{"a scaleDownDelaySeconds above an hour", set("scaleDownDelaySeconds", 3601),
+			"should be less than or equal to 3600"},
 		{"no strategy", set("strategy", map[string]any{}),
 			"set exactly one strategy: canary, blueGreen or abTesting"},
 		{"two strategies", set("strategy.blueGreen", map[string]any{"iterations": 2}),

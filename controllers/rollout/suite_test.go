@@ -165,6 +165,10 @@ func progressDeadline(sec int32) rolloutOpt {
 	return func(ro *sluicev1.Rollout) { ro.Spec.ProgressDeadlineSeconds = &sec }
 }
 
+func scaleDownDelay(seconds int32) rolloutOpt {
+	return func(ro *sluicev1.Rollout) { ro.Spec.ScaleDownDelaySeconds = &seconds }
+}
+
 func webhook(name string, t sluicev1.HookType, url string) rolloutOpt {
 	return func(ro *sluicev1.Rollout) {
 		ro.Spec.Analysis.Webhooks = append(ro.Spec.Analysis.Webhooks, sluicev1.Webhook{Name: name, Type: t, URL: url})
@@ -180,6 +184,8 @@ func (s *story) rollout(name string, opts ...rolloutOpt) {
 			Service:   sluicev1.ServiceSpec{Port: 9898},
 			Strategy:  sluicev1.Strategy{BlueGreen: &sluicev1.BlueGreenStrategy{Iterations: 2}},
 			Analysis:  &sluicev1.Analysis{Interval: &metav1.Duration{Duration: time.Second}, Threshold: 2},
+			// Every story drains, for a second rather than the default 10s.
+			ScaleDownDelaySeconds: ptr.To[int32](1),
 		},
 	}
 	for _, o := range opts {

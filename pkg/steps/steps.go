@@ -19,6 +19,9 @@ const DefaultThreshold = 5
 // DefaultProgressDeadline is used when spec.progressDeadlineSeconds is unset.
 const DefaultProgressDeadline = 600 * time.Second
 
+// DefaultScaleDownDelay is used when spec.scaleDownDelaySeconds is unset.
+const DefaultScaleDownDelay = 10 * time.Second
+
 // Step is one step of a run, expanded from the strategy.
 type Step struct {
 	// Weight is the canary weight held during the step.
@@ -114,4 +117,13 @@ func ProgressDeadline(spec *sluicev1.RolloutSpec) time.Duration {
 		return time.Duration(*spec.ProgressDeadlineSeconds) * time.Second
 	}
 	return DefaultProgressDeadline
+}
+
+// ScaleDownDelay is how long pods that the route no longer sends traffic to
+// are kept while the data plane drains (0: none).
+func ScaleDownDelay(spec *sluicev1.RolloutSpec) time.Duration {
+	if spec.ScaleDownDelaySeconds == nil {
+		return DefaultScaleDownDelay
+	}
+	return time.Duration(max(*spec.ScaleDownDelaySeconds, 0)) * time.Second
 }

@@ -56,6 +56,23 @@ func TestPlanExpandsEachWayOfListingWeights(t *testing.T) {
 	}
 }
 
+func TestScaleDownDelayDefaultsToTenSecondsAndZeroMeansNone(t *testing.T) {
+	for _, tt := range []struct {
+		set  *int32
+		want time.Duration
+	}{
+		{nil, 10 * time.Second},
+		{ptr.To[int32](0), 0},
+		{ptr.To[int32](45), 45 * time.Second},
+		{ptr.To[int32](-3), 0}, // the API server rejects it; code-built specs get no drain
+	} {
+		s := spec(func(s *sluicev1.RolloutSpec) { s.ScaleDownDelaySeconds = tt.set })
+		if got := ScaleDownDelay(s); got != tt.want {
+			t.Errorf("ScaleDownDelay(%v) = %s, want %s", tt.set, got, tt.want)
+		}
+	}
+}
+
 // --- builders ---------------------------------------------------------------
 
 type specOpt func(*sluicev1.RolloutSpec)

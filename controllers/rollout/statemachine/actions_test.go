@@ -71,7 +71,7 @@ func TestRuntimeActions(t *testing.T) {
 			name: "abort rolls a run back now",
 			spec: spec(), st: status(sluicev1.PhaseProgressing, stepStarted(time.Second)),
 			obs:  observe("rev2", action(sluicev1.ActionAbort)),
-			want: want{phase: sluicev1.PhaseFailed, event: "Aborted", stalled: metav1.ConditionTrue, message: "aborted by alice"},
+			want: want{phase: sluicev1.PhaseFailed, event: "Aborted", stalled: metav1.ConditionTrue, message: "aborted by alice", requeue: 10 * time.Second},
 		},
 		{
 			name: "abort with no run under way is ignored, with a reason",

@@ -47,6 +47,10 @@ func fuzzSpec(kind, w1, w2, w3 uint8, pause int64, threshold int32, flags uint16
 		}
 	}
 	s.Suspend, s.SkipAnalysis = flags&512 != 0, flags&1024 != 0
+	if pause != 0 {
+		// 0..3600, as the CRD admits; unset (the default) otherwise.
+		s.ScaleDownDelaySeconds = ptr.To(int32(uint64(pause) % 3601))
+	}
 	return s
 }
 
@@ -100,6 +104,7 @@ func FuzzDecide(f *testing.F) {
 		st.PromotionStartedAt, st.RunStartedAt = ago(checkAge/3), ago(stepAge*2)
 		st.Paused, st.PreRolloutPassed, st.PostRolloutPending, st.FullPromotion = flags&1 != 0, flags&2 != 0, flags&4 != 0, flags&2048 != 0
 		st.TargetScaledDown = flags&4096 != 0
+		st.CanaryDrainingSince = ago(checkAge / 5)
 		obs := observe(revision, primaryAt("rev1", primaryReady), canaryAvailable(canaryAvail), primaryReplicas(primaryAvail, primaryAvail),
 			targetReplicas(canaryAvail), autoscalerMin(int32(w3)), routed(routedWeight), action(sluicev1.Action(act)))
 		obs.CanaryReady, obs.TargetFound, obs.PrimaryRestorable = canaryReady, flags&8192 != 0 || revision != "", flags&16384 != 0

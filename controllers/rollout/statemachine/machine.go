@@ -166,6 +166,9 @@ func Decide(in Input) Decision {
 	// a percentage from here on (routedWeight does the same for a route
 	// edited by hand, whose weight only confirms what it equals).
 	m.st.CanaryWeight = percent(m.st.CanaryWeight)
+	// Nor is a step index: a negative one would index the plan (found by
+	// FuzzDecide: a panic in progressing).
+	m.st.CurrentStepIndex = max(m.st.CurrentStepIndex, 0)
 	for k, v := range in.Obs.Gates {
 		m.gates[k] = v
 	}
@@ -288,6 +291,12 @@ func (m *machine) initializing() bool {
 		m.st.Message = "moving traffic to the primary"
 		return false
 	}
+	// The target served all traffic until now: its pods outlive the
+	// route change by the drain, as a canary's do after a promotion.
+	if m.draining("the target's") {
+		m.st.Message = m.drainMessage("the target's")
+		return false
+	}
 	m.st.Phase = sluicev1.PhaseInitialized
 	m.st.StableRevision = m.obs.Revision
 	m.st.Message = "primary serves revision " + m.obs.Revision
@@ -405,6 +414,11 @@ func (m *machine) revisionChanged() bool {
 		m.st.CurrentStepIndex = 0
 		m.st.Message = "target is back at the stable revision " + rev + ": release cancelled"
 		m.event(corev1.EventTypeNormal, "RevertedToStable", m.st.Message)
+		// The canary's pods, which may have taken traffic, are drained;
+		// the drain counts from here (the route moves in this reconcile).
+		if m.obs.TargetReplicas > 0 && m.st.CanaryDrainingSince == nil {
+			m.draining("the canary's")
+		}
 		return true
 	}
 	m.event(corev1.EventTypeNormal, "RevisionChanged",
@@ -461,6 +475,10 @@ func (m *machine) canaryReady() (ready, moved bool) {
 }
 
 func (m *machine) progressing() bool {
+	// The canary serves this run from here: the drain of the last run's
+	// pods, which goes on while a confirm-rollout gate holds this one, is
+	// over; this run's end starts its own.
+	m.st.CanaryDrainingSince = nil
 	if ready, moved := m.canaryReady(); !ready {
 		return moved
 	}
@@ -738,6 +756,17 @@ func (m *machine) finalising() bool {
 		m.st.Message = "moving all traffic back to the primary"
 		return false
 	}
+	// Gateways and meshes apply the route some time after its object says
+	// it: the canary's pods outlive it by the drain, so that requests still
+	// sent to them are served. A new revision during the drain starts its
+	// run at once (revisionChanged): the target rolls its pods over to the
+	// new template, as any update of a Deployment does, and the new pods
+	// take no traffic before the run's first step. Deleting the Rollout
+	// during the drain hands traffic to the target, whose pods are up.
+	if m.draining("the canary's") {
+		m.st.Message = m.drainMessage("the canary's")
+		return false
+	}
 	rev := m.st.CanaryRevision
 	m.st.Phase = sluicev1.PhaseSucceeded
 	m.st.StableRevision = rev
@@ -913,16 +942,20 @@ func (m *machine) desired() Desired {
 			d.PrimaryRevision = m.st.CanaryRevision
 		}
 	case sluicev1.PhaseFailed:
-		// The canary keeps its replicas until the router confirms it takes
-		// no traffic; after an abort during a promotion the primary is given
-		// its stable revision back first.
-		d.CanaryUp = !m.routed(0) || m.st.CanaryWeight > 0
+		// After an abort during a promotion the canary serves while the
+		// primary is given its stable revision back.
+		d.CanaryUp = m.st.CanaryWeight > 0
 		if m.st.CanaryWeight > 0 && m.obs.PrimaryRevision != m.st.StableRevision && m.obs.PrimaryRestorable {
 			d.PrimaryRevision = m.st.StableRevision
 		}
 	default:
 		// Idle or waiting at confirm-rollout: no traffic, no canary.
 		d.CanaryWeight = 0
+	}
+	if !d.CanaryUp && m.drainsCanary() {
+		// No traffic is meant for the canary, but the data plane may
+		// still send some: its pods go only after the drain.
+		d.CanaryUp = true
 	}
 	if d.CanaryUp {
 		// The target's autoscaler would raise a smaller canary anyway.

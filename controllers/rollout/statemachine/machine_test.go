@@ -192,8 +192,8 @@ func TestDecide(t *testing.T) {
 			want: want{phase: sluicev1.PhaseInitializing, weight: ptr.To[int32](0), canaryUp: ptr.To(true), primaryRev: "rev1", reconciling: metav1.ConditionTrue},
 		},
 		{
-			name: "with traffic on the primary the Rollout is Initialized and the target scaled to zero",
-			spec: spec(), st: &sluicev1.RolloutStatus{Phase: sluicev1.PhaseInitializing},
+			name: "with traffic on the primary and the target's pods drained the Rollout is Initialized and the target scaled to zero",
+			spec: spec(), st: &sluicev1.RolloutStatus{Phase: sluicev1.PhaseInitializing, CanaryDrainingSince: &metav1.Time{Time: t0.Add(-10 * time.Second)}},
 			obs: observe("rev1", routed(0)),
 			want: want{phase: sluicev1.PhaseInitialized, weight: ptr.To[int32](0), canaryUp: ptr.To(false), stable: "rev1",
 				event: "Initialized", ready: metav1.ConditionTrue},
@@ -214,7 +214,7 @@ func TestDecide(t *testing.T) {
 		},
 		{
 			name: "a failed revision is not released again",
-			spec: spec(), st: status(sluicev1.PhaseFailed, failedRevision("rev2")),
+			spec: spec(), st: status(sluicev1.PhaseFailed, failedRevision("rev2"), drainingSince(time.Hour)),
 			obs:  observe("rev2"),
 			want: want{phase: sluicev1.PhaseFailed, canaryUp: ptr.To(false), noEvents: true, stalled: metav1.ConditionTrue, ready: metav1.ConditionFalse},
 		},
@@ -275,11 +275,11 @@ func TestDecide(t *testing.T) {
 			want: want{phase: sluicev1.PhaseProgressing, canaryUp: ptr.To(true), requeue: 9 * time.Minute, message: "0/3 replicas available"},
 		},
 		{
-			name: "the progress deadline passing rolls back and fails the run",
+			name: "the progress deadline passing rolls back and fails the run; the canary's pods drain first",
 			spec: spec(), st: status(sluicev1.PhaseProgressing, waitingSince(11*time.Minute)),
 			obs: observe("rev2", canaryNotReady),
-			want: want{phase: sluicev1.PhaseFailed, weight: ptr.To[int32](0), canaryUp: ptr.To(false), event: "ProgressDeadlineExceeded",
-				stalled: metav1.ConditionTrue, ready: metav1.ConditionFalse, canaryRev: ptr.To("")},
+			want: want{phase: sluicev1.PhaseFailed, weight: ptr.To[int32](0), canaryUp: ptr.To(true), event: "ProgressDeadlineExceeded",
+				stalled: metav1.ConditionTrue, ready: metav1.ConditionFalse, canaryRev: ptr.To(""), requeue: 10 * time.Second},
 		},
 		{
 			name: "the canary becoming ready starts the first step's hold",
@@ -332,8 +332,8 @@ func TestDecide(t *testing.T) {
 				stalled: metav1.ConditionTrue, message: "rolled back"},
 		},
 		{
-			name: "after a rollback the canary is scaled down once the router holds no canary traffic",
-			spec: spec(), st: status(sluicev1.PhaseFailed, failedRevision("rev2")),
+			name: "after a rollback the canary is scaled down once the router holds no canary traffic and its pods drained",
+			spec: spec(), st: status(sluicev1.PhaseFailed, failedRevision("rev2"), drainingSince(10*time.Second)),
 			obs:  observe("rev2", routed(0)),
 			want: want{phase: sluicev1.PhaseFailed, weight: ptr.To[int32](0), canaryUp: ptr.To(false), stalled: metav1.ConditionTrue},
 		},
@@ -347,7 +347,7 @@ func TestDecide(t *testing.T) {
 			name: "an open rollback hook rolls back at once",
 			spec: spec(withHook(sluicev1.HookRollback)), st: status(sluicev1.PhaseProgressing, stepStarted(time.Minute)),
 			obs:  observe("rev2", rollbackHookOpen),
-			want: want{phase: sluicev1.PhaseFailed, event: "RollbackRequested", failed: ptr.To[int32](0), stalled: metav1.ConditionTrue},
+			want: want{phase: sluicev1.PhaseFailed, event: "RollbackRequested", failed: ptr.To[int32](0), stalled: metav1.ConditionTrue, requeue: 10 * time.Second},
 		},
 		{
 			name: "a pre-rollout failure counts as a failed check",
@@ -396,8 +396,8 @@ func TestDecide(t *testing.T) {
 			want: want{phase: sluicev1.PhaseFinalising, weight: ptr.To[int32](0), canaryUp: ptr.To(true)},
 		},
 		{
-			name: "with traffic on the new primary the run succeeds and the canary is scaled to zero",
-			spec: spec(), st: status(sluicev1.PhaseFinalising),
+			name: "with traffic on the new primary and the canary's pods drained the run succeeds and the canary is scaled to zero",
+			spec: spec(), st: status(sluicev1.PhaseFinalising, drainingSince(10*time.Second)),
 			obs:  observe("rev2", routed(0), primaryAt("rev2", true)),
 			want: want{phase: sluicev1.PhaseSucceeded, stable: "rev2", canaryRev: ptr.To(""), canaryUp: ptr.To(false), event: "Promoted", ready: metav1.ConditionTrue},
 		},
@@ -470,7 +470,7 @@ func TestDecide(t *testing.T) {
 			name: "the stable revision coming back mid-run cancels the run",
 			spec: spec(withCanaryWeights(10, 50)), st: status(sluicev1.PhaseProgressing, atStep(1, 50)),
 			obs:  observe("rev1", routed(50)),
-			want: want{phase: sluicev1.PhaseInitialized, weight: ptr.To[int32](0), canaryRev: ptr.To(""), event: "RevertedToStable"},
+			want: want{phase: sluicev1.PhaseInitialized, weight: ptr.To[int32](0), canaryRev: ptr.To(""), event: "RevertedToStable", requeue: 10 * time.Second},
 		},
 		{
 			name: "the target deleted mid-run rolls back to the primary",

@@ -102,8 +102,8 @@ func TestDecideNeverCausesAnOutage(t *testing.T) {
 			want: want{phase: sluicev1.PhaseFailed, weight: ptr.To[int32](0), canaryUp: ptr.To(true), event: "PrimaryRestored", stalled: metav1.ConditionTrue},
 		},
 		{
-			name: "with traffic back on the restored primary the canary is scaled down",
-			spec: spec(), st: status(sluicev1.PhaseFailed, atStep(0, 0), failedRevision("rev2")),
+			name: "with traffic back on the restored primary the canary is scaled down once its pods drained",
+			spec: spec(), st: status(sluicev1.PhaseFailed, atStep(0, 0), failedRevision("rev2"), drainingSince(10*time.Second)),
 			obs:  observe("rev2", routed(0), restorable),
 			want: want{phase: sluicev1.PhaseFailed, weight: ptr.To[int32](0), canaryUp: ptr.To(false), noEvents: true, stalled: metav1.ConditionTrue},
 		},
