@@ -106,6 +106,9 @@ type Cluster struct {
 	pods      *podRunner
 	node      *realNode
 	gates     *readyGates
+	// bg lives from the node's start to Stop: the harness's own watchers.
+	bg             context.Context
+	stopBackground context.CancelFunc
 	// images maps a short name (manager, loadtester, testapp, coredns,
 	// metrics-server) to the image reference the real node runs.
 	images    map[string]string
@@ -513,7 +516,7 @@ scrape_configs:
 `, traefikTarget, c.managerTargetsFile())
 		// Debian's Prometheus has no Kubernetes discovery: the harness
 		// writes the manager pods' addresses into a file instead.
-		go c.writeManagerTargets(ctx)
+		go c.writeManagerTargets(c.bg)
 	} else {
 		c.ManagerMetricsURL = "http://" + mgrAddr + "/metrics"
 		cfg = fmt.Sprintf(`global:
@@ -746,6 +749,9 @@ func (c *Cluster) Stop() {
 	procs := c.procs
 	c.mu.Unlock()
 	c.logf("tearing down")
+	if c.stopBackground != nil {
+		c.stopBackground()
+	}
 	for _, name := range []string{"sluice-manager", "loadtester", "prometheus", "traefik", "kwok", "kube-proxy", "kubelet", "kube-scheduler", "kube-controller-manager"} {
 		if p := procs[name]; p != nil {
 			p.Stop(5 * time.Second)

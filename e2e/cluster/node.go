@@ -531,7 +531,13 @@ func (c *Cluster) startOnRealNode(ctx context.Context) error {
 	if err := c.startRealNode(ctx); err != nil {
 		return err
 	}
-	c.startReadyGates(ctx)
+	// The harness's own watchers live until Stop, not just through Start,
+	// and never outlive the API server (a retry to the bridge address
+	// after teardown would leave the machine).
+	bg, cancel := context.WithCancel(context.Background())
+	c.stopBackground = cancel
+	c.startReadyGates(bg)
+	c.bg = bg
 	t0 := time.Now()
 	if err := c.startTraefik(ctx); err != nil {
 		return err
