@@ -47,11 +47,11 @@ func TestConfigOnlyChangeReleased(t *testing.T) {
 		s.ExpectEvents("NewRevision", "Promoted")
 	}).And("at each step the share of answers with the new message matched the weight", func() {
 		for _, w := range s.WeightWindows(changed) {
-			from := w.From.Add(settle)
-			if !w.To.After(from) {
+			from, to := w.Measured()
+			if !to.After(from) {
 				continue
 			}
-			sp := s.Load.SplitBy(from, w.To, byMessage)
+			sp := s.Load.SplitBy(from, to, byMessage)
 			s.Figure("config split at weight "+strconv.Itoa(int(w.Weight))+"%", sp.String())
 			if d := sp.Share("bonjour") - float64(w.Weight); sp.Total < 20 || d > splitTolerance || d < -splitTolerance {
 				s.Fatalf("weight %d: %s", w.Weight, sp)

@@ -87,9 +87,6 @@ func run() error {
 			Metadata: map[string]string{"url": c.GatewayURL + "/", "header-Host": host, "rate": "10", "duration": "5s"},
 		}},
 	})
-	// Traefik here applies a route change in well under a second: a short
-	// drain keeps the demo brisk (the default is 10s).
-	ro.Spec.ScaleDownDelaySeconds = ptr.To[int32](3)
 	if err := c.Client.Create(ctx, ro); err != nil {
 		return err
 	}
