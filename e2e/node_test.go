@@ -29,6 +29,23 @@ func analysis4s() *sluicev1.Analysis {
 	}
 }
 
+// givenCanaryUnderLoad deploys app v1 (2 pods) behind a canary Rollout
+// (20, 40, 60) on the Gateway and sends it 40 requests/s.
+func givenCanaryUnderLoad(s *Story) {
+	s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
+	s.CreateRollout(s.App.GatewayRollout(s.Host, CanarySteps(20, 40, 60), analysis4s()))
+	s.WaitPhase(sluicev1.PhaseInitialized, 90*time.Second)
+	s.StartLoad(40)
+	s.WaitServing("v1")
+}
+
+// releaseV2AtWeight20 changes the app to v2 and waits for weight 20.
+func releaseV2AtWeight20(s *Story) time.Time {
+	changed := s.UpdateApp(cluster.App{Name: "podinfo", Version: "v2", Replicas: 2})
+	waitCanaryWeight(s, 20, 90*time.Second)
+	return changed
+}
+
 // waitCanaryWeight waits until the Rollout is Progressing at weight w or more.
 func waitCanaryWeight(s *Story, w int32, timeout time.Duration) {
 	s.Eventually(timeout, fmt.Sprintf("canary weight >= %d", w), func() (bool, string) {
@@ -74,14 +91,9 @@ func TestCanaryEvictedMidStep(t *testing.T) {
 	s := NewStory(t, "node-evict")
 	var changed time.Time
 	s.Given("app v1 (2 pods) behind a canary Rollout (20, 40, 60), under load", func() {
-		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
-		s.CreateRollout(s.App.GatewayRollout(s.Host, CanarySteps(20, 40, 60), analysis4s()))
-		s.WaitPhase(sluicev1.PhaseInitialized, 90*time.Second)
-		s.StartLoad(40)
-		s.WaitServing("v1")
+		givenCanaryUnderLoad(s)
 	}).When("v2 is released and, at weight 20, one canary pod is evicted", func() {
-		changed = s.UpdateApp(cluster.App{Name: "podinfo", Version: "v2", Replicas: 2})
-		waitCanaryWeight(s, 20, 90*time.Second)
+		changed = releaseV2AtWeight20(s)
 		pods := &corev1.PodList{}
 		s.Must(s.Cluster().Client.List(s.Ctx(), pods, client.InNamespace(s.NS)), "listing pods")
 		var victim string
@@ -114,14 +126,9 @@ func storyLeaderPodDeletedMidRelease(t *testing.T) {
 	c := s.Cluster()
 	s.Given("app v1 behind a canary Rollout (20, 40, 60), under load, two managers", func() {
 		s.Must(c.EnsureManager(s.Ctx()), "managers ready")
-		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
-		s.CreateRollout(s.App.GatewayRollout(s.Host, CanarySteps(20, 40, 60), analysis4s()))
-		s.WaitPhase(sluicev1.PhaseInitialized, 90*time.Second)
-		s.StartLoad(40)
-		s.WaitServing("v1")
+		givenCanaryUnderLoad(s)
 	}).When("v2 is released and, at weight 20, the leader's pod is deleted with grace 0", func() {
-		changed = s.UpdateApp(cluster.App{Name: "podinfo", Version: "v2", Replicas: 2})
-		waitCanaryWeight(s, 20, 90*time.Second)
+		changed = releaseV2AtWeight20(s)
 		old := c.LeaderPod(s.Ctx())
 		deleted := time.Now()
 		c.KillManager()
@@ -151,14 +158,9 @@ func storyHelmUpgradeMidRelease(t *testing.T) {
 	c := s.Cluster()
 	s.Given("app v1 behind a canary Rollout (20, 40, 60), under load", func() {
 		s.Must(c.EnsureManager(s.Ctx()), "managers ready")
-		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
-		s.CreateRollout(s.App.GatewayRollout(s.Host, CanarySteps(20, 40, 60), analysis4s()))
-		s.WaitPhase(sluicev1.PhaseInitialized, 90*time.Second)
-		s.StartLoad(40)
-		s.WaitServing("v1")
+		givenCanaryUnderLoad(s)
 	}).When("v2 is released and, at weight 20, Sluice is upgraded with helm to a new image tag", func() {
-		changed = s.UpdateApp(cluster.App{Name: "podinfo", Version: "v2", Replicas: 2})
-		waitCanaryWeight(s, 20, 90*time.Second)
+		changed = releaseV2AtWeight20(s)
 		next, err := c.TagImage(c.Image("manager"), "upgrade")
 		s.Must(err, "tagging the new manager image")
 		t0 := time.Now()

@@ -494,32 +494,23 @@ func (c *Cluster) startPrometheus(ctx context.Context) error {
 		return err
 	}
 	traefikTarget := strings.TrimSuffix(strings.TrimPrefix(c.TraefikMetricsURL, "http://"), "/metrics")
-	var cfg string
+	// Traefik and Sluice every second; Sluice's target is its process on
+	// kwok, and on the real node the manager pods, which reach Prometheus
+	// on the bridge: Debian's Prometheus has no Kubernetes discovery, so
+	// the harness writes their addresses into a file it reads.
+	sluice := fmt.Sprintf("static_configs: [{targets: [%q]}]", mgrAddr)
 	if c.node != nil {
-		// The managers run as pods and reach Prometheus on the bridge.
 		port, err := freePort()
 		if err != nil {
 			return err
 		}
 		addr = fmt.Sprintf("%s:%d", BridgeIP, port)
-		cfg = fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: traefik
-    static_configs: [{targets: [%q]}]
-  - job_name: sluice
-    file_sd_configs:
-      - files: [%q]
-        refresh_interval: 1s
-`, traefikTarget, c.managerTargetsFile())
-		// Debian's Prometheus has no Kubernetes discovery: the harness
-		// writes the manager pods' addresses into a file instead.
+		sluice = fmt.Sprintf("file_sd_configs: [{files: [%q], refresh_interval: 1s}]", c.managerTargetsFile())
 		go c.writeManagerTargets(c.bg)
 	} else {
 		c.ManagerMetricsURL = "http://" + mgrAddr + "/metrics"
-		cfg = fmt.Sprintf(`global:
+	}
+	cfg := fmt.Sprintf(`global:
   scrape_interval: 1s
   scrape_timeout: 1s
   evaluation_interval: 1s
@@ -527,9 +518,8 @@ scrape_configs:
   - job_name: traefik
     static_configs: [{targets: [%q]}]
   - job_name: sluice
-    static_configs: [{targets: [%q]}]
-`, traefikTarget, mgrAddr)
-	}
+    %s
+`, traefikTarget, sluice)
 	cfgPath := filepath.Join(c.Dir, "prometheus.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return err
