@@ -79,6 +79,10 @@ func TestCanaryPromotedThroughGateway(t *testing.T) {
 		// answer of v1 is when all traffic is on v2's pods.
 		promoting := s.FirstSeen(func(p sluicev1.Phase, _, _ int32) bool { return p == sluicev1.PhasePromoting })
 		s.Figure("promotion starts -> last answer of the old version", s.Load.LastOf("v1").Sub(promoting).Round(time.Millisecond))
+		// Finalising begins once the route sends everything to the primary,
+		// which then runs v2.
+		finalising := s.FirstSeen(func(p sluicev1.Phase, _, _ int32) bool { return p == sluicev1.PhaseFinalising })
+		s.Figure("promotion starts -> all traffic on the new primary", finalising.Sub(promoting).Round(time.Millisecond))
 		s.ExpectNoFailedRequests(changed)
 	}).And("the HTTPRoute's weights only went forward: 100/0, 90/10, 70/30, 50/50, (0/100 while promoting), 100/0", func() {
 		s.ExpectForwardWeights(routeWeights(), "100/0 90/10 70/30 50/50 100/0")
