@@ -930,7 +930,10 @@ func (m *machine) desired() Desired {
 		d.PrimaryRevision = m.obs.Revision
 	case sluicev1.PhaseProgressing, sluicev1.PhaseWaitingPromotion:
 		d.CanaryUp = true
-		d.Experiment = hasExperiment(m.spec) && !m.spec.SkipAnalysis
+		// A request rule sends all of its requests to the canary: never
+		// while the canary is not ready (its cohort would get errors); the
+		// weights wait for readiness the same way.
+		d.Experiment = hasExperiment(m.spec) && !m.spec.SkipAnalysis && m.obs.CanaryReady
 	case sluicev1.PhaseFinalising:
 		d.CanaryUp = true
 		d.CanaryMinReplicas = m.primaryServing()

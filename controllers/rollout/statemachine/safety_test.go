@@ -217,3 +217,28 @@ func TestAStalledPromotionIsToldOnce(t *testing.T) {
 		t.Errorf("second decision repeated the event: %v", d.Events)
 	}
 }
+
+// TestRequestRulesWaitForAReadyCanary: an A/B rule sends its cohort (all of
+// it) to the canary, so it must not be in place while the canary has no
+// ready pods: the cohort would get 503s (seen in e2e: insiders answered 503
+// for 30s while the canary's pods started on a loaded node).
+func TestRequestRulesWaitForAReadyCanary(t *testing.T) {
+	ab := func(s *sluicev1.RolloutSpec) {
+		s.Strategy = sluicev1.Strategy{ABTesting: &sluicev1.ABTestingStrategy{Iterations: 2}}
+	}
+	for _, tt := range []struct {
+		name string
+		obs  Observation
+		want bool
+	}{
+		{"the canary is not ready yet: no rule", observe("rev2", canaryNotReady), false},
+		{"the canary is ready: the rule is in place", observe("rev2"), true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			d := Decide(Input{Spec: spec(ab), Generation: 3, Status: status(sluicev1.PhaseProgressing, atStep(0, 0)), Obs: tt.obs, Now: t0})
+			if d.Desired.Experiment != tt.want {
+				t.Errorf("request rules in place = %v, want %v (phase %s: %s)", d.Desired.Experiment, tt.want, d.Status.Phase, d.Status.Message)
+			}
+		})
+	}
+}
