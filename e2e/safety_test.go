@@ -166,13 +166,14 @@ func TestAPromotionWhosePrimaryCannotBecomeReady(t *testing.T) {
 	s := NewStory(t, "safety-stuck-promotion")
 	var changed time.Time
 	t.Cleanup(func() { s.c.HoldReady(nil) })
-	s.Given("app v1 behind a blue/green Rollout (1 iteration of 2s, progress deadline 20s), under load, and v2 unable to become ready on the primary", func() {
+	s.Given("app v1 behind a blue/green Rollout (1 iteration of 2s, progress deadline 45s), under load, and v2 unable to become ready on the primary", func() {
 		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
 		ro := s.App.GatewayRollout(s.Host, sluicev1.Strategy{BlueGreen: &sluicev1.BlueGreenStrategy{Iterations: 1}},
 			&sluicev1.Analysis{Interval: &metav1.Duration{Duration: 2 * time.Second}, Threshold: 2})
-		// Long enough for real containers to start on a busy node; the
-		// primary's pods never become ready however long it is.
-		ro.Spec.ProgressDeadlineSeconds = ptr.To[int32](20)
+		// Long enough for real containers to start on a busy node (20s
+		// was not, with three other stories running); the primary's pods
+		// never become ready however long it is.
+		ro.Spec.ProgressDeadlineSeconds = ptr.To[int32](45)
 		s.CreateRollout(ro)
 		s.WaitPhase(sluicev1.PhaseInitialized, 60*time.Second)
 		s.c.HoldReady(func(p *corev1.Pod) bool {
@@ -183,7 +184,7 @@ func TestAPromotionWhosePrimaryCannotBecomeReady(t *testing.T) {
 	}).When("v2 is released", func() {
 		changed = s.UpdateApp(cluster.App{Name: "podinfo", Version: "v2", Replicas: 2})
 	}).Then("the promotion stalls with all traffic on the canary's ready pods", func() {
-		st := s.waitStalled("PromotionStalled", 90*time.Second)
+		st := s.waitStalled("PromotionStalled", 180*time.Second)
 		if st.Phase != sluicev1.PhasePromoting {
 			s.Fatalf("phase %s, want Promoting", st.Phase)
 		}
