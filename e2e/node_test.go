@@ -46,6 +46,16 @@ func releaseV2AtWeight20(s *Story) time.Time {
 	return changed
 }
 
+// expectPromotedOnceWithoutFailures fails the story when a request failed
+// since changed or the promotion was recorded more than once (a step done
+// twice across a change of manager).
+func expectPromotedOnceWithoutFailures(s *Story, changed time.Time) {
+	s.ExpectNoFailedRequests(changed)
+	if n := s.EventCount("Promoted"); n != 1 {
+		s.Fatalf("Promoted recorded %d times, want 1", n)
+	}
+}
+
 // waitCanaryWeight waits until the Rollout is Progressing at weight w or more.
 func waitCanaryWeight(s *Story, w int32, timeout time.Duration) {
 	s.Eventually(timeout, fmt.Sprintf("canary weight >= %d", w), func() (bool, string) {
@@ -141,10 +151,7 @@ func storyLeaderPodDeletedMidRelease(t *testing.T) {
 	}).Then("the release is promoted", func() {
 		s.WaitPhase(sluicev1.PhaseSucceeded, 180*time.Second)
 	}).And("no request failed and each step was taken once", func() {
-		s.ExpectNoFailedRequests(changed)
-		if n := s.EventCount("Promoted"); n != 1 {
-			s.Fatalf("Promoted recorded %d times, want 1", n)
-		}
+		expectPromotedOnceWithoutFailures(s, changed)
 		s.Must(c.EnsureManager(s.Ctx()), "the Deployment replaced the pod")
 	})
 }
@@ -174,10 +181,7 @@ func storyHelmUpgradeMidRelease(t *testing.T) {
 	}).Then("the release is promoted", func() {
 		s.WaitPhase(sluicev1.PhaseSucceeded, 180*time.Second)
 	}).And("no request failed and each step was taken once", func() {
-		s.ExpectNoFailedRequests(changed)
-		if n := s.EventCount("Promoted"); n != 1 {
-			s.Fatalf("Promoted recorded %d times, want 1", n)
-		}
+		expectPromotedOnceWithoutFailures(s, changed)
 		// The upgraded managers (the same build under the new tag) stay
 		// for the stories that follow.
 	})
