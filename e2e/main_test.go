@@ -20,9 +20,10 @@ var env *cluster.Cluster
 
 // The stories that stop, kill or upgrade a manager run one after the other
 // (TestManagerDisruptions, not parallel, so first); the others call
-// t.Parallel and then run side by side, three at a time (make e2e passes
-// -parallel 3: four loaded two cores to a load average of 20 and pods took
-// over 20s to start; six made requests time out), each in
+// t.Parallel and then run side by side, two at a time (make e2e passes
+// -parallel 2: three loaded two cores to a load average of 13 and a
+// gateway lagged its endpoints by seconds in one CI run; four reached 20
+// and pods took over 20s to start; six made requests time out), each in
 // its own namespace with its own host on the shared Gateway. Running the
 // disruptions beside the others was tried once: a config story measured
 // 75 % for the canary at weight 60 and a blue/green story failed while

@@ -81,7 +81,12 @@ func (a App) Apply(t *corev1.PodTemplateSpec) {
 			corev1.EnvVar{Name: "CPU_PER_REQUEST", Value: a.CPUPerRequest.String()})
 		c.ReadinessProbe = &corev1.Probe{
 			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http")}},
-			PeriodSeconds: 1, FailureThreshold: 1, SuccessThreshold: 1,
+			// Every second, as a fast-failing app would, but with the
+			// kubelet's default failure threshold and a 2s timeout: with
+			// one missed probe of 1s enough, a node loaded by the stories
+			// beside it made both primary pods not ready for a moment and
+			// the gateway answered 503 for the primary's share (seen in CI).
+			PeriodSeconds: 1, TimeoutSeconds: 2, FailureThreshold: 3, SuccessThreshold: 1,
 		}
 		c.Resources = corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("20m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
