@@ -51,6 +51,8 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	fs.StringVar(&opts.GatewayFlavor, "gateway-flavor", "envoy", "Gateway API implementation whose metrics the built-in checks read: envoy or traefik")
 	fs.StringVar(&opts.NotifySecret, "notify-secret", "", "NAMESPACE/NAME of a Secret with notification URLs (slack-url, teams-url, webhook-url, event-url)")
 	fs.StringVar(&opts.EventWebhookURL, "event-webhook-url", "", "URL that receives every Rollout event as a webhook payload")
+	fs.StringVar(&opts.Shard, "shard", "", "label selector of the Rollouts this manager serves, e.g. sluice.dev/shard=team-a, or !sluice.dev/shard for the Rollouts of no shard; each shard elects its own leader (empty: all Rollouts)")
+	fs.StringVar(&opts.ProfilingAddr, "profiling-address", "", "address of Go's pprof endpoints (/debug/pprof/), e.g. 127.0.0.1:6060; empty: off")
 	fs.StringVar(&opts.LeaderElectionNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace; required outside a cluster)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -80,7 +82,7 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("setting up the manager: %w", err)
 	}
-	logger.WithName("setup").Info("starting", "leaderElection", opts.LeaderElection, "leaseNamespace", opts.LeaderElectionNS, "metrics", opts.MetricsAddr)
+	logger.WithName("setup").Info("starting", "leaderElection", opts.LeaderElection, "leaseNamespace", opts.LeaderElectionNS, "metrics", opts.MetricsAddr, "shard", opts.Shard)
 	if err := mgr.Start(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}

@@ -5,6 +5,8 @@ package manager
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -73,6 +75,42 @@ type Options struct {
 	// AllowRestart lets one process build several managers in turn (tests
 	// that stop and start Sluice); controller names are otherwise unique.
 	AllowRestart bool
+	// Shard is a label selector (as kubectl -l takes it) that limits the
+	// manager to the Rollouts whose labels match; empty: every Rollout.
+	// Each shard elects its own leader (see LeaseName).
+	Shard string
+	// ProfilingAddr serves Go's pprof endpoints; empty or "0": off.
+	ProfilingAddr string
+}
+
+// ShardLabel is the label that the chart's shards select Rollouts by.
+const ShardLabel = "sluice.dev/shard"
+
+// LeaseName is the name of the leader election Lease of the managers that
+// serve shard (a label selector; "" for all Rollouts): each shard elects
+// its own leader, so that one manager per shard reconciles. Selectors that
+// parse to the same requirements share a Lease.
+func LeaseName(shard labels.Selector) string {
+	if shard == nil || shard.Empty() {
+		return LeaderElectionID
+	}
+	sum := sha256.Sum256([]byte(shard.String()))
+	return "sluice-manager-" + hex.EncodeToString(sum[:])[:10] + ".sluice.dev"
+}
+
+// parseShard parses the --shard selector; nil when empty.
+func parseShard(s string) (labels.Selector, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	sel, err := labels.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("--shard %q is not a label selector: %w", s, err)
+	}
+	if sel.Empty() {
+		return nil, nil
+	}
+	return sel, nil
 }
 
 // Scheme returns the scheme with the Kubernetes types and Sluice's.
@@ -98,12 +136,35 @@ func Scheme() *runtime.Scheme {
 // New returns a manager with the Rollout controller set up.
 func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	managed := labels.SelectorFromSet(labels.Set{traffic.ManagedByLabel: traffic.ManagedByValue})
+	shard, err := parseShard(opts.Shard)
+	if err != nil {
+		return nil, err
+	}
+	byObject := map[client.Object]cache.ByObject{
+		// Only the Services Sluice creates.
+		&corev1.Service{}: {Label: managed},
+		// ConfigMaps and Secrets are cached as checksums, never as data.
+		&corev1.ConfigMap{}:  {Transform: rollout.StripConfigData},
+		&corev1.Secret{}:     {Transform: rollout.StripConfigData},
+		&appsv1.Deployment{}: {},
+	}
+	if shard != nil {
+		// A shard sees only its Rollouts: every other object is reached
+		// from a Rollout (owner references, the target index), so the
+		// objects of other shards' Rollouts are never acted on.
+		byObject[&sluicev1.Rollout{}] = cache.ByObject{Label: shard}
+	}
+	profiling := opts.ProfilingAddr
+	if profiling == "" {
+		profiling = "0"
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  Scheme(),
 		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress:  opts.HealthProbeAddr,
 		LeaderElection:          opts.LeaderElection,
-		LeaderElectionID:        LeaderElectionID,
+		LeaderElectionID:        LeaseName(shard),
+		PprofBindAddress:        profiling,
 		LeaderElectionNamespace: opts.LeaderElectionNS,
 		// A stopping leader (a rolling update, a scale-down) hands the Lease
 		// over at once instead of making the other replica wait out its
@@ -113,14 +174,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Controller:                    config.Controller{SkipNameValidation: ptr.To(opts.AllowRestart)},
 		Cache: cache.Options{
 			DefaultTransform: cache.TransformStripManagedFields(),
-			ByObject: map[client.Object]cache.ByObject{
-				// Only the Services Sluice creates.
-				&corev1.Service{}: {Label: managed},
-				// ConfigMaps and Secrets are cached as checksums, never as data.
-				&corev1.ConfigMap{}:  {Transform: rollout.StripConfigData},
-				&corev1.Secret{}:     {Transform: rollout.StripConfigData},
-				&appsv1.Deployment{}: {},
-			},
+			ByObject:         byObject,
 		},
 	})
 	if err != nil {

@@ -17,6 +17,7 @@ func TestEveryRenderedObjectIsAcceptedByTheAPIServer(t *testing.T) {
 		{"defaults", ""},
 		{"everything on", `
 replicas: 3
+shards: [team-a, team-b]
 routers: {gatewayAPI: {enabled: true}, istio: {enabled: true}}
 prometheus: {address: "http://prometheus.monitoring:9090"}
 notifications: {secret: ops/notify, eventWebhookURL: "https://events.example.com/hook"}
