@@ -154,7 +154,8 @@ func parse(s string) (rule, error) {
 		}
 		return r, nil
 	}
-	if ip, err := netip.ParseAddr(s); err == nil {
+	// An IPv6 address may come bracketed, as in a URL.
+	if ip, err := netip.ParseAddr(strings.TrimSuffix(strings.TrimPrefix(s, "["), "]")); err == nil {
 		ip = normal(ip)
 		r.prefix = netip.PrefixFrom(ip, ip.BitLen())
 		return r, nil

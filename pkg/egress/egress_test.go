@@ -217,7 +217,7 @@ func TestThroughAProxyTheRequestsOwnAddressIsChecked(t *testing.T) {
 }
 
 func TestEntriesAreParsedOrRejectedClearly(t *testing.T) {
-	p := mustNew(t, []string{" 10.0.0.0/8 ", "", "192.0.2.1", "[2001:db8::1]:8443", "Prom.Example.com.", "hooks.local:9000", "::ffff:127.0.0.0/104"}, nil, nil)
+	p := mustNew(t, []string{" 10.0.0.0/8 ", "", "192.0.2.1", "[2001:db8::1]:8443", "Prom.Example.com.", "hooks.local:9000", "::ffff:127.0.0.0/104", "[2001:db8::2]"}, nil, nil)
 	for _, tt := range []struct {
 		host string
 		ip   string
@@ -228,6 +228,7 @@ func TestEntriesAreParsedOrRejectedClearly(t *testing.T) {
 		{"", "2001:db8::1", 8443},
 		{"prom.example.com", "", 80},
 		{"hooks.local", "", 9000},
+		{"", "2001:db8::2", 3},
 	} {
 		var ip netip.Addr
 		if tt.ip != "" {
