@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/sluice-dev/sluice/internal/manager"
+	"github.com/sluice-dev/sluice/pkg/egress"
 )
 
 func main() {
@@ -54,12 +55,21 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	fs.StringVar(&opts.Shard, "shard", "", "label selector of the Rollouts this manager serves, e.g. sluice.dev/shard=team-a, or !sluice.dev/shard for the Rollouts of no shard; each shard elects its own leader (empty: all Rollouts)")
 	fs.StringVar(&opts.ProfilingAddr, "profiling-address", "", "address of Go's pprof endpoints (/debug/pprof/), e.g. 127.0.0.1:6060; empty: off")
 	fs.StringVar(&opts.LeaderElectionNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace; required outside a cluster)")
+	fs.Func("webhook-egress-allow", "comma-separated CIDRs, addresses, address:port, host names or host:port that Rollout webhooks and MetricTemplate addresses may reach although denied by default (link-local, loopback, unspecified, cloud metadata, the API server), e.g. 127.0.0.1/32; repeatable",
+		appendList(&opts.WebhookEgressAllow))
+	fs.Func("webhook-egress-deny", "comma-separated CIDRs, addresses, address:port, host names or host:port that Rollout webhooks and MetricTemplate addresses may never reach; wins over --webhook-egress-allow; repeatable",
+		appendList(&opts.WebhookEgressDeny))
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	level, err := zapcore.ParseLevel(*logLevel)
 	if err != nil {
 		return fmt.Errorf("--log-level: %w", err)
+	}
+	// Checked here too, so that a mistyped entry fails before the manager
+	// connects anywhere.
+	if _, err := egress.New(opts.WebhookEgressAllow, opts.WebhookEgressDeny, nil); err != nil {
+		return err
 	}
 	if opts.LeaderElection {
 		if opts.LeaderElectionNS, err = leaseNamespace(opts.LeaderElectionNS); err != nil {
@@ -87,6 +97,19 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// appendList returns a flag.Func that appends the comma-separated entries
+// of each use of the flag to list.
+func appendList(list *[]string) func(string) error {
+	return func(v string) error {
+		for _, e := range strings.Split(v, ",") {
+			if e = strings.TrimSpace(e); e != "" {
+				*list = append(*list, e)
+			}
+		}
+		return nil
+	}
 }
 
 // podNamespaceFile holds the pod's namespace when running in a cluster.

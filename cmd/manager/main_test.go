@@ -3,12 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -233,6 +235,24 @@ func TestTheManagerRejectsBadFlagsClearly(t *testing.T) {
 	err = run(context.Background(), []string{"--leader-elect=false", "--kubeconfig", "/nonexistent/kubeconfig"}, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "/nonexistent/kubeconfig") {
 		t.Errorf("run with a missing kubeconfig = %v, want an error naming the file", err)
+	}
+	err = run(context.Background(), []string{"--leader-elect=false", "--webhook-egress-allow", "127.0.0.1/32, https://hooks.example.com"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `--webhook-egress-allow entry "https://hooks.example.com": a URL`) {
+		t.Errorf("run with a URL in --webhook-egress-allow = %v, want an error naming the flag and the entry", err)
+	}
+	err = run(context.Background(), []string{"--leader-elect=false", "--webhook-egress-deny", "10.0.0.0/40"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), `--webhook-egress-deny entry "10.0.0.0/40"`) {
+		t.Errorf("run with a bad CIDR in --webhook-egress-deny = %v, want an error naming the flag and the entry", err)
+	}
+}
+
+func TestEgressFlagsTakeCommaSeparatedEntriesAndRepeat(t *testing.T) {
+	var list []string
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.Func("allow", "", appendList(&list))
+	must(t, fs.Parse([]string{"--allow", "127.0.0.1/32, hooks.local:8080,", "--allow=10.0.0.1"}))
+	if want := []string{"127.0.0.1/32", "hooks.local:8080", "10.0.0.1"}; !slices.Equal(list, want) {
+		t.Errorf("entries = %q, want %q", list, want)
 	}
 }
 

@@ -75,12 +75,19 @@ type story struct {
 func newStory(t *testing.T) *story { return newStoryWith(t, manager.Options{}) }
 
 // newStoryWith starts a story whose manager has the given options; the
-// addresses are always disabled and restarts allowed.
+// addresses are always disabled and restarts allowed. The stories' hooks
+// are served on loopback, which the egress policy denies by default: unless
+// the options give allow entries of their own (an empty, non-nil list for
+// the defaults), 127.0.0.1/32 is allowed, as an operator running hooks next
+// to the manager would.
 func newStoryWith(t *testing.T, opts manager.Options) *story {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	opts.MetricsAddr, opts.HealthProbeAddr, opts.AllowRestart = "0", "0", true
+	if opts.WebhookEgressAllow == nil {
+		opts.WebhookEgressAllow = []string{"127.0.0.1/32"}
+	}
 	s := &story{t: t, ctx: ctx, ns: fmt.Sprintf("story-%d", nsCounter.Add(1)), opts: opts}
 	s.must(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: s.ns}}))
 	testenv.RunFakeKubelet(ctx, k8sClient, s.ns, func(d *appsv1.Deployment) bool {

@@ -5,14 +5,17 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -21,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/internal/manager"
 	"github.com/sluice-dev/sluice/pkg/webhooks"
 )
 
@@ -275,6 +279,42 @@ func TestAFailingPreRolloutHookCountsAsAFailedCheck(t *testing.T) {
 		return nil
 	})
 	s.expectKStatus("podinfo", status.FailedStatus)
+}
+
+// TestHooksAimedAtTheManagersSurroundingsAreRefusedByDefault runs the
+// manager with the default egress policy: hooks pointing at loopback, at the
+// cloud metadata server and at the API server's Service fail as checks,
+// each naming what was refused and why, and none is called.
+func TestHooksAimedAtTheManagersSurroundingsAreRefusedByDefault(t *testing.T) {
+	s := newStoryWith(t, manager.Options{WebhookEgressAllow: []string{}})
+	local, localURL := s.recorder()
+	kubernetes := &corev1.Service{}
+	s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: "default", Name: "kubernetes"}, kubernetes))
+	apiServer := net.JoinHostPort(kubernetes.Spec.ClusterIP, strconv.Itoa(int(kubernetes.Spec.Ports[0].Port)))
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo",
+		webhook("local", sluicev1.HookPreRollout, localURL),
+		webhook("metadata", sluicev1.HookPreRollout, "http://169.254.169.254/latest/meta-data/"),
+		webhook("kube", sluicev1.HookPreRollout, "https://"+apiServer+"/api/v1/secrets"))
+
+	s.setImage("podinfo", "podinfo:2.0")
+
+	s.waitEvent("podinfo", "CheckFailed")
+	s.waitPhase("podinfo", sluicev1.PhaseFailed, storyTimeout)
+	for _, note := range s.eventNotes("podinfo", "CheckFailed") {
+		for _, want := range []string{
+			"local: egress to " + strings.TrimPrefix(localURL, "http://") + " refused: loopback addresses are denied (--webhook-egress-allow to permit)",
+			"metadata: egress to 169.254.169.254:80 refused: link-local addresses are denied",
+			"kube: egress to " + apiServer + " refused: it is the Kubernetes API server",
+		} {
+			if !strings.Contains(note, want) {
+				t.Errorf("CheckFailed event %q lacks %q", note, want)
+			}
+		}
+	}
+	if n := local.count(); n != 0 {
+		t.Errorf("the loopback hook was called %d times, want none", n)
+	}
 }
 
 // TestAHookCallWhoseResultWasNotRecordedIsRepeatedWithTheSameKey loses the

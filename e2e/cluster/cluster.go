@@ -576,6 +576,11 @@ func (c *Cluster) StartManager(ctx context.Context) error {
 			// Lease to expire (about 15s) before it reconciles.
 			"--leader-election-namespace=" + ManagerLeaseNamespace,
 			"--prometheus-address=" + c.PrometheusURL,
+			// The loadtester and the stories' hook receivers run on
+			// loopback next to this manager, which the egress policy
+			// denies by default. (On the real node they are pods and
+			// the host's bridge address: nothing to allow.)
+			"--webhook-egress-allow=127.0.0.1/32",
 			"--gateway-flavor=traefik",
 			"--metrics-bind-address=" + strings.TrimSuffix(strings.TrimPrefix(c.ManagerMetricsURL, "http://"), "/metrics"),
 			"--health-probe-bind-address=" + health,

@@ -39,6 +39,7 @@ import (
 	"github.com/sluice-dev/sluice/pkg/autoscaling"
 	"github.com/sluice-dev/sluice/pkg/autoscaling/hpa"
 	"github.com/sluice-dev/sluice/pkg/autoscaling/keda"
+	"github.com/sluice-dev/sluice/pkg/egress"
 	"github.com/sluice-dev/sluice/pkg/notify"
 	"github.com/sluice-dev/sluice/pkg/traffic"
 	"github.com/sluice-dev/sluice/pkg/traffic/routers"
@@ -58,8 +59,17 @@ type Options struct {
 	Clock clock.PassiveClock
 	// Metrics answers metric queries (analysis.NoProvider when nil).
 	Metrics analysis.Querier
-	// WebhookClient calls gates (a plain HTTP client when nil).
+	// WebhookClient calls a Rollout's webhooks, event webhooks included.
+	// When nil, a client whose connections pass the egress policy below;
+	// a client given here is used as it is.
 	WebhookClient *http.Client
+	// WebhookEgressAllow and WebhookEgressDeny are the entries of the
+	// egress policy (pkg/egress) of the destinations Rollout and
+	// MetricTemplate authors choose: their webhooks and provider.address.
+	// With neither, the policy denies link-local, loopback, unspecified and
+	// cloud metadata addresses and the API server's own addresses.
+	WebhookEgressAllow []string
+	WebhookEgressDeny  []string
 	// PrometheusAddress is the Prometheus of built-in metrics and of
 	// MetricTemplates without an address; PrometheusTimeout bounds a query;
 	// GatewayFlavor names the Gateway API implementation whose metrics the
@@ -194,29 +204,34 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
+	policy, err := egress.New(opts.WebhookEgressAllow, opts.WebhookEgressDeny, apiServerAddrs(cfg))
+	if err != nil {
+		return nil, err
+	}
 	metrics := opts.Metrics
 	if metrics == nil {
 		// The API reader: the cache keeps no Secret data, and MetricTemplates
 		// are read only when a check uses them.
 		p, err := analysis.NewPrometheus(mgr.GetAPIReader(), analysis.PrometheusOptions{
 			Address: opts.PrometheusAddress, Timeout: opts.PrometheusTimeout,
-			Gateway: analysis.GatewayFlavor(opts.GatewayFlavor),
+			Gateway: analysis.GatewayFlavor(opts.GatewayFlavor), Egress: policy,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("metrics provider: %w", err)
 		}
 		metrics = p
 	}
-	dispatcher, err := notifier(cfg, opts)
+	hc := opts.WebhookClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 2 * time.Minute, Transport: policy.Transport(nil)}
+	}
+	hooks := &webhooks.Client{HTTP: hc}
+	dispatcher, err := notifier(cfg, opts, hooks)
 	if err != nil {
 		return nil, err
 	}
 	if err := mgr.Add(manager.RunnableFunc(dispatcher.Run)); err != nil {
 		return nil, err
-	}
-	hc := opts.WebhookClient
-	if hc == nil {
-		hc = &http.Client{Timeout: 2 * time.Minute}
 	}
 	r := &rollout.Reconciler{
 		Client:    mgr.GetClient(),
@@ -225,7 +240,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Clock:     clk,
 		Routers:   routers.New(mgr.GetClient(), mgr.GetRESTMapper()).For,
 		Metrics:   metrics,
-		Webhooks:  &webhooks.Client{HTTP: hc},
+		Webhooks:  hooks,
 		Notifier:  dispatcher,
 		// Autoscalers are read from the cache itself: the client would read
 		// unstructured kinds (KEDA's ScaledObjects) live on every reconcile.
@@ -267,8 +282,9 @@ func (c *cacheSynced) check(*http.Request) error {
 }
 
 // notifier builds the notification dispatcher from the Secret and the event
-// webhook URL. It always exists: Rollouts' own event webhooks go through it.
-func notifier(cfg *rest.Config, opts Options) (*notify.Dispatcher, error) {
+// webhook URL. It always exists: Rollouts' own event webhooks go through it,
+// called by hooks; the operator's targets are trusted and called directly.
+func notifier(cfg *rest.Config, opts Options, hooks *webhooks.Client) (*notify.Dispatcher, error) {
 	var senders []notify.Sender
 	if opts.NotifySecret != "" {
 		ns, name, ok := strings.Cut(opts.NotifySecret, "/")
@@ -298,7 +314,7 @@ func notifier(cfg *rest.Config, opts Options) (*notify.Dispatcher, error) {
 		}
 		senders = append(senders, s)
 	}
-	return notify.NewDispatcher(senders, notifyQueueSize, ctrl.Log.WithName("notify")), nil
+	return notify.NewDispatcher(senders, hooks, notifyQueueSize, ctrl.Log.WithName("notify")), nil
 }
 
 // notifyQueueSize bounds the notifications waiting per sender.

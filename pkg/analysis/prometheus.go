@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/pkg/egress"
 )
 
 // DefaultQueryTimeout bounds one Prometheus query when no timeout is given.
@@ -38,6 +39,11 @@ type PrometheusOptions struct {
 	// Transport is the base transport (a clone of http.DefaultTransport
 	// when nil); TLS settings of a template are applied to a clone of it.
 	Transport *http.Transport
+	// Egress checks the connections to the addresses MetricTemplates choose
+	// themselves (a provider.address other than Address): whoever writes a
+	// template chooses where the manager sends its queries. Nil checks
+	// nothing. Address is the operator's and is never checked.
+	Egress *egress.Policy
 }
 
 // queryAPI is the part of the Prometheus HTTP API that Sluice uses.
@@ -47,9 +53,12 @@ type queryAPI interface {
 
 // Prometheus answers metric checks with instant Prometheus queries.
 type Prometheus struct {
-	reader  client.Reader
-	opts    PrometheusOptions
-	base    *http.Transport
+	reader client.Reader
+	opts   PrometheusOptions
+	base   *http.Transport
+	// tenant is base for the addresses templates choose: checked by the
+	// egress policy when there is one.
+	tenant  *http.Transport
 	defAPI  queryAPI // for the default address; nil without one
 	newAPI  func(address string, rt http.RoundTripper) (queryAPI, error)
 	timeout time.Duration
@@ -73,6 +82,10 @@ func NewPrometheus(reader client.Reader, opts PrometheusOptions) (*Prometheus, e
 	p.base = opts.Transport
 	if p.base == nil {
 		p.base = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	p.tenant = p.base
+	if opts.Egress != nil {
+		p.tenant = opts.Egress.Transport(p.base)
 	}
 	if opts.Address != "" {
 		api, err := p.newAPI(opts.Address, p.base)
@@ -104,6 +117,12 @@ func (p *Prometheus) Query(ctx context.Context, ro *sluicev1.Rollout, check slui
 	defer cancel()
 	// A zero time lets Prometheus evaluate at its own "now".
 	val, _, err := api.Query(ctx, query, time.Time{}, promv1.WithTimeout(p.timeout))
+	var refused *egress.RefusedError
+	if errors.As(err, &refused) && check.TemplateRef != nil {
+		// Fails the check, saying only what was refused and why (not the
+		// HTTP client's wrappers around it).
+		return 0, fmt.Errorf("MetricTemplate %s: provider.address: %w", check.TemplateRef.Name, refused)
+	}
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			return 0, fmt.Errorf("query timed out after %s: %w", p.timeout, err)
@@ -158,13 +177,14 @@ func (p *Prometheus) resolve(ctx context.Context, ro *sluicev1.Rollout, check sl
 func (p *Prometheus) apiFor(ctx context.Context, mt *sluicev1.MetricTemplate) (queryAPI, func(), error) {
 	prov := mt.Spec.Provider
 	addr := prov.Address
-	if addr == "" {
-		addr = p.opts.Address
+	base := p.tenant
+	if addr == "" || addr == p.opts.Address {
+		addr, base = p.opts.Address, p.base
 	}
 	if addr == "" {
 		return nil, nil, errors.New("no provider.address and the manager has no default (--prometheus-address)")
 	}
-	tr := p.base.Clone()
+	tr := base.Clone()
 	var auth authHeader
 	if prov.SecretRef != nil {
 		sec := &corev1.Secret{}

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/pkg/egress"
 )
 
 func exampleRollout(routing *sluicev1.Routing) *sluicev1.Rollout {
@@ -229,6 +230,84 @@ func TestATemplatesProviderSendsItsHeadersAndBasicAuthAndTrustsItsCA(t *testing.
 	}
 	if _, err := q("half"); err == nil || !strings.Contains(err.Error(), "needs both username and password") {
 		t.Errorf("username without password: err = %v", err)
+	}
+}
+
+func TestATemplatesOwnAddressIsCheckedByTheEgressPolicyButTheOperatorsIsNot(t *testing.T) {
+	var queries atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		queries.Add(1)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(promAnswer))
+	}))
+	t.Cleanup(srv.Close)
+	hostPort := strings.TrimPrefix(srv.URL, "http://")
+	// The operator's --prometheus-address runs on loopback here, like the
+	// template "sidecar" that points at the same server by its own address.
+	operator := "http://localhost:" + srv.URL[strings.LastIndex(srv.URL, ":")+1:]
+	mt := func(name, address string, secret bool) client.Object {
+		prov := sluicev1.MetricProvider{Address: address}
+		if secret {
+			prov.SecretRef = &sluicev1.LocalObjectReference{Name: "creds"}
+		}
+		return &sluicev1.MetricTemplate{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop"},
+			Spec: sluicev1.MetricTemplateSpec{Query: "vector(42)", Provider: prov}}
+	}
+	r := newReader(t,
+		&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "creds", Namespace: "shop", Labels: optedIn},
+			Data: map[string][]byte{"token": []byte("t")}},
+		mt("metadata", "http://169.254.169.254/latest", false),
+		mt("metadata-with-token", "http://169.254.169.254", true),
+		mt("sidecar", srv.URL, false),
+		mt("api-server", "https://10.96.0.1:443", false),
+		mt("operators", operator, false),
+		mt("operators-with-token", "", true),
+	)
+	policy := func(allow ...string) *egress.Policy {
+		p, err := egress.New(allow, nil, []string{"10.96.0.1:443"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	run := func(p *Prometheus, template string) sluicev1.MetricStatus {
+		ro := exampleRollout(nil)
+		ro.Spec.Analysis = &sluicev1.Analysis{Metrics: []sluicev1.MetricCheck{{Name: "m", TemplateRef: &sluicev1.LocalObjectReference{Name: template}}}}
+		return Run(context.Background(), p, ro, time.Now()).Metrics[0]
+	}
+
+	p, err := NewPrometheus(r, PrometheusOptions{Address: operator, Egress: policy()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ template, says string }{
+		{"metadata", "m: MetricTemplate metadata: provider.address: egress to 169.254.169.254:80 refused: link-local addresses are denied"},
+		{"metadata-with-token", "m: MetricTemplate metadata-with-token: provider.address: egress to 169.254.169.254:80 refused: link-local addresses are denied"},
+		{"sidecar", "m: MetricTemplate sidecar: provider.address: egress to " + hostPort + " refused: loopback addresses are denied (--webhook-egress-allow to permit)"},
+		{"api-server", "m: MetricTemplate api-server: provider.address: egress to 10.96.0.1:443 refused: it is the Kubernetes API server"},
+	} {
+		t.Run("a template pointing at "+tt.template+" fails closed", func(t *testing.T) {
+			before := queries.Load()
+			ms := run(p, tt.template)
+			if ms.Verdict != VerdictError || !strings.HasPrefix(ms.Message, tt.says) {
+				t.Errorf("metric status %+v\nwant an Error starting %s", ms, tt.says)
+			}
+			if n := queries.Load() - before; n != 0 {
+				t.Errorf("%d queries were sent", n)
+			}
+		})
+	}
+	for _, template := range []string{"operators", "operators-with-token"} {
+		if ms := run(p, template); ms.Verdict != VerdictPass {
+			t.Errorf("%s: the operator's --prometheus-address on loopback: %+v, want Pass", template, ms)
+		}
+	}
+	allowed, err := NewPrometheus(r, PrometheusOptions{Egress: policy("127.0.0.1/32")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ms := run(allowed, "sidecar"); ms.Verdict != VerdictPass {
+		t.Errorf("with 127.0.0.1/32 allowed: %+v, want Pass", ms)
 	}
 }
 

@@ -54,14 +54,19 @@ type lane struct {
 
 // NewDispatcher returns a dispatcher for the senders, each with a queue of
 // queueSize messages (at least 1). It always has a lane for the event
-// webhooks a Rollout declares itself (Message.Hooks).
-func NewDispatcher(senders []Sender, queueSize int, log logr.Logger) *Dispatcher {
+// webhooks a Rollout declares itself (Message.Hooks), which hooks calls (a
+// plain client when nil): give it the client of the Rollouts' other
+// webhooks, whose URLs come from the same author and pass the same checks.
+func NewDispatcher(senders []Sender, hooks *webhooks.Client, queueSize int, log logr.Logger) *Dispatcher {
 	queueSize = max(queueSize, 1)
 	d := &Dispatcher{log: log}
 	for _, s := range senders {
 		d.lanes = append(d.lanes, &lane{sender: s, queue: make(chan Message, queueSize)})
 	}
-	d.lanes = append(d.lanes, &lane{sender: &rolloutEvents{client: &webhooks.Client{}}, queue: make(chan Message, queueSize), hooksOnly: true})
+	if hooks == nil {
+		hooks = &webhooks.Client{}
+	}
+	d.lanes = append(d.lanes, &lane{sender: &rolloutEvents{client: hooks}, queue: make(chan Message, queueSize), hooksOnly: true})
 	for _, l := range d.lanes {
 		// Make the series visible at zero.
 		name := l.sender.Name()

@@ -13,10 +13,12 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/pkg/egress"
 	"github.com/sluice-dev/sluice/pkg/webhooks"
 )
 
@@ -247,7 +249,7 @@ func TestTheDispatcherDeliversAndCountsPerSender(t *testing.T) {
 	failedBefore := counter(t, failedTotal, "webhook-bad")
 	hookBefore := counter(t, sentTotal, "rollout-event")
 
-	d := NewDispatcher([]Sender{good, bad}, 10, logr.Discard())
+	d := NewDispatcher([]Sender{good, bad}, nil, 10, logr.Discard())
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = d.Run(ctx); close(done) }()
@@ -274,6 +276,51 @@ func TestTheDispatcherDeliversAndCountsPerSender(t *testing.T) {
 	}
 }
 
+func TestARolloutsEventHookGoesThroughTheHooksClientAndTheOperatorsTargetsDoNot(t *testing.T) {
+	ops, opsURL := newReceiver(t, http.StatusOK)
+	hook, hookURL := newReceiver(t, http.StatusOK)
+	policy, err := egress.New(nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var logged []string
+	log := funcr.New(func(prefix, args string) {
+		mu.Lock()
+		defer mu.Unlock()
+		logged = append(logged, args)
+	}, funcr.Options{})
+	sentBefore := counter(t, sentTotal, "webhook")
+	failedBefore := counter(t, failedTotal, "rollout-event")
+
+	// The default policy: loopback is denied, and both receivers are on it.
+	d := NewDispatcher([]Sender{&Webhook{URL: opsURL}}, &webhooks.Client{HTTP: &http.Client{Transport: policy.Transport(nil)}}, 10, log)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	m := rolledBack
+	m.Hooks = []sluicev1.Webhook{{Name: "audit", Type: sluicev1.HookEvent, URL: hookURL}}
+	d.Dispatch(m)
+	waitFor(t, func() bool {
+		return counter(t, sentTotal, "webhook") == sentBefore+1 && counter(t, failedTotal, "rollout-event") == failedBefore+1
+	})
+	cancel()
+	<-done
+	if _, raw := ops.last(t); !strings.Contains(raw, "ThresholdReached") {
+		t.Errorf("the operator's receiver got %s", raw)
+	}
+	hook.mu.Lock()
+	if n := len(hook.raw); n != 0 {
+		t.Errorf("the Rollout's hook on loopback got %d calls, want none", n)
+	}
+	hook.mu.Unlock()
+	mu.Lock()
+	defer mu.Unlock()
+	if all := strings.Join(logged, "\n"); !strings.Contains(all, "audit: egress to "+strings.TrimPrefix(hookURL, "http://")+" refused: loopback addresses are denied") {
+		t.Errorf("logs lack the refusal:\n%s", all)
+	}
+}
+
 func TestDispatchNeverBlocksWhenReceiversHang(t *testing.T) {
 	hang := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
@@ -289,7 +336,7 @@ func TestDispatchNeverBlocksWhenReceiversHang(t *testing.T) {
 	droppedBefore := counter(t, droppedTotal, "slack-hanging")
 
 	const queue, sent = 4, 100
-	d := NewDispatcher([]Sender{slack, teams}, queue, logr.Discard())
+	d := NewDispatcher([]Sender{slack, teams}, nil, queue, logr.Discard())
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() { _ = d.Run(ctx) }()

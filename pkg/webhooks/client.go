@@ -7,6 +7,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/pkg/egress"
 )
 
 // Payload is the JSON body POSTed to every webhook.
@@ -97,8 +99,12 @@ const DefaultTimeout = 10 * time.Second
 // the status and the event (see cleanBody).
 const maxBody = 256
 
-// Client calls webhooks over HTTP.
+// Client calls webhooks over HTTP. It never follows a redirect: a webhook
+// answering 3xx has failed, like any answer but 2xx.
 type Client struct {
+	// HTTP makes the calls (http.DefaultClient when nil). The manager's
+	// checks every connection against its egress policy: whoever writes a
+	// Rollout chooses its webhooks' URLs.
 	HTTP *http.Client
 	// Header is added to every call (for example an Authorization header
 	// for a loadtester that requires its token on every endpoint).
@@ -107,7 +113,8 @@ type Client struct {
 
 // Call POSTs the payload to the webhook, retrying up to hook.Retries times
 // with the same idempotency key; a 2xx answer is nil, anything else an error
-// that carries the trimmed body.
+// that carries the trimmed body. A call the egress policy refuses is not
+// retried: it would be refused again.
 func (c *Client) Call(ctx context.Context, hook sluicev1.Webhook, p Payload) error {
 	p.Metadata = hook.Metadata
 	body, err := json.Marshal(p)
@@ -120,6 +127,12 @@ func (c *Client) Call(ctx context.Context, hook sluicev1.Webhook, p Payload) err
 	}
 	for attempt := int32(0); ; attempt++ {
 		err = c.once(ctx, hook.URL, body, p.IdempotencyKey, timeout)
+		var refused *egress.RefusedError
+		if errors.As(err, &refused) {
+			// Only the refusal: the URL's POST and dial wrappers add
+			// nothing to what it names.
+			return refused
+		}
 		if err == nil || attempt >= hook.Retries || ctx.Err() != nil {
 			return err
 		}
@@ -140,11 +153,16 @@ func (c *Client) once(ctx context.Context, url string, body []byte, key string, 
 	if key != "" {
 		req.Header.Set(IdempotencyHeader, key)
 	}
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
+	hc := http.DefaultClient
+	if c.HTTP != nil {
+		hc = c.HTTP
 	}
-	resp, err := hc.Do(req)
+	// A copy that stops at the first answer: a redirect would send the
+	// payload somewhere the Rollout does not name (a 307 re-POSTs it), and
+	// 301-303 would turn a gate's POST into a GET.
+	noFollow := *hc
+	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := noFollow.Do(req)
 	if err != nil {
 		return err
 	}
@@ -152,6 +170,13 @@ func (c *Client) once(ctx context.Context, url string, body []byte, key string, 
 	msg, _ := io.ReadAll(io.LimitReader(resp.Body, maxRead+1))
 	if resp.StatusCode/100 == 2 {
 		return nil
+	}
+	if resp.StatusCode/100 == 3 {
+		where := "no Location"
+		if loc := resp.Header.Get("Location"); loc != "" {
+			where = fmt.Sprintf("Location %q", loc)
+		}
+		return fmt.Errorf("%s: redirects are not followed (%s); point the webhook at the final URL", resp.Status, where)
 	}
 	text := cleanBody(msg[:min(len(msg), maxRead)], len(msg) > maxRead)
 	if text == "" {

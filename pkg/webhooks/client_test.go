@@ -3,6 +3,7 @@ package webhooks
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/pkg/egress"
 )
 
 func TestCallSendsThePayloadAndPassesOn2xx(t *testing.T) {
@@ -193,5 +195,73 @@ func TestTheIdempotencyKeyTravelsInTheHeaderAndThePayloadAndSurvivesRetries(t *t
 		if c.header != c.payload || c.payload != want[c.hook] {
 			t.Errorf("call %d to %s: header %q, payload %q; want both %q", i, c.hook, c.header, c.payload, want[c.hook])
 		}
+	}
+}
+
+// checked is an HTTP client whose connections pass the egress policy of
+// the allow entries, as the manager builds it.
+func checked(t *testing.T, allow ...string) *http.Client {
+	t.Helper()
+	p, err := egress.New(allow, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{Transport: p.Transport(nil)}
+}
+
+func TestAHookOnLoopbackIsRefusedByTheDefaultPolicyAndPassesOnceAllowed(t *testing.T) {
+	var calls atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { calls.Add(1) }))
+	defer srv.Close()
+	hostPort := strings.TrimPrefix(srv.URL, "http://")
+	ro := &sluicev1.Rollout{Spec: sluicev1.RolloutSpec{Analysis: &sluicev1.Analysis{Webhooks: []sluicev1.Webhook{
+		{Name: "gate", Type: sluicev1.HookConfirmRollout, URL: srv.URL + "/gate/check", Retries: 3},
+	}}}}
+
+	res := (&Client{HTTP: checked(t)}).CallAll(context.Background(), ro, sluicev1.HookConfirmRollout, "rev")
+	want := "gate: egress to " + hostPort + " refused: loopback addresses are denied (--webhook-egress-allow to permit)"
+	if res.AllPassed || res.Message != want {
+		t.Errorf("default policy: %+v\nwant the message %s", res, want)
+	}
+	if n := calls.Load(); n != 0 {
+		t.Errorf("the refused hook was called %d times", n)
+	}
+
+	res = (&Client{HTTP: checked(t, "127.0.0.1/32")}).CallAll(context.Background(), ro, sluicev1.HookConfirmRollout, "rev")
+	if !res.AllPassed || calls.Load() != 1 {
+		t.Errorf("with 127.0.0.1/32 allowed: %+v after %d calls, want passed after 1", res, calls.Load())
+	}
+}
+
+func TestARedirectIsAFailureAndIsNotFollowed(t *testing.T) {
+	var followed atomic.Int32
+	mux := http.NewServeMux()
+	mux.HandleFunc("/moved", func(w http.ResponseWriter, r *http.Request) { followed.Add(1) })
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	for _, code := range []int{http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		mux.HandleFunc(fmt.Sprintf("/hook-%d", code), func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, srv.URL+"/moved", code)
+		})
+		// The metadata server too: not followed, so not even dialled.
+		mux.HandleFunc(fmt.Sprintf("/metadata-%d", code), func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "http://169.254.169.254/latest/meta-data/", code)
+		})
+	}
+	for _, code := range []int{http.StatusFound, http.StatusTemporaryRedirect, http.StatusPermanentRedirect} {
+		for _, c := range []*Client{{}, {HTTP: checked(t, "127.0.0.1/32")}} {
+			err := c.Call(context.Background(), sluicev1.Webhook{Name: "gate", URL: fmt.Sprintf("%s/hook-%d", srv.URL, code)}, Payload{})
+			want := fmt.Sprintf("%d %s: redirects are not followed (Location %q)", code, http.StatusText(code), srv.URL+"/moved")
+			if err == nil || !strings.HasPrefix(err.Error(), want) {
+				t.Errorf("a %d answer: %v, want a failure starting %s", code, err, want)
+			}
+			err = c.Call(context.Background(), sluicev1.Webhook{Name: "gate", URL: fmt.Sprintf("%s/metadata-%d", srv.URL, code)}, Payload{})
+			if err == nil || !strings.Contains(err.Error(), "redirects are not followed") {
+				t.Errorf("a %d answer to the metadata server: %v, want a failure", code, err)
+			}
+		}
+	}
+	if n := followed.Load(); n != 0 {
+		t.Errorf("a redirect was followed %d times", n)
 	}
 }

@@ -66,7 +66,8 @@ func TestDefaultValuesRenderAHardenedManagerAndNothingOptional(t *testing.T) {
 	}
 	expectArgs(t, c.Args, "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081", "--log-level=info", "--gateway-flavor=envoy")
 	for _, a := range c.Args {
-		if strings.HasPrefix(a, "--notify-secret") || strings.HasPrefix(a, "--event-webhook-url") || strings.HasPrefix(a, "--prometheus-address") {
+		if strings.HasPrefix(a, "--notify-secret") || strings.HasPrefix(a, "--event-webhook-url") || strings.HasPrefix(a, "--prometheus-address") ||
+			strings.HasPrefix(a, "--webhook-egress-") {
 			t.Errorf("default args have %s", a)
 		}
 	}
@@ -204,6 +205,7 @@ logDev: true
 prometheus: {address: "http://prometheus.monitoring:9090", timeout: 20s}
 gatewayFlavor: traefik
 notifications: {secret: sluice-notify, eventWebhookURL: "https://events.example.com/hook"}
+webhookEgress: {allow: [127.0.0.1/32, "hooks.internal:8080"], deny: [10.0.0.0/8]}
 extraArgs: ["--some-future-flag=1"]
 metrics: {port: 9090}
 healthPort: 9091
@@ -215,6 +217,7 @@ healthPort: 9091
 	expectArgs(t, c.Args, "--log-level=debug", "--log-dev", "--prometheus-address=http://prometheus.monitoring:9090",
 		"--prometheus-timeout=20s", "--gateway-flavor=traefik", "--notify-secret="+releaseNS+"/sluice-notify",
 		"--event-webhook-url=https://events.example.com/hook", "--some-future-flag=1",
+		"--webhook-egress-allow=127.0.0.1/32,hooks.internal:8080", "--webhook-egress-deny=10.0.0.0/8",
 		"--metrics-bind-address=:9090", "--health-probe-bind-address=:9091")
 
 	other := render(t, "notifications: {secret: ops/notify}")
