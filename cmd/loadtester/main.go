@@ -89,6 +89,7 @@ func newHandler(ctx context.Context, c config, log logr.Logger) (http.Handler, *
 		Token:             c.token,
 		TokenForHooks:     c.tokenForHooks,
 		AllowedNamespaces: splitList(c.namespaces),
+		Log:               log.WithName("gates"),
 		Load: func(ctx context.Context, p webhooks.Payload) (int, any) {
 			return launcher.Start(ctx, p.Namespace+"/"+p.Name, p.Metadata)
 		},
