@@ -46,9 +46,9 @@ func parseFlags(args []string) (config, error) {
 	fs := flag.NewFlagSet("loadtester", flag.ContinueOnError)
 	fs.StringVar(&c.listen, "listen", ":8080", "address to serve on")
 	fs.StringVar(&c.stateFile, "state-file", "/var/lib/loadtester/gates.json", "file that keeps the gates across restarts (empty: memory only)")
-	fs.StringVar(&c.token, "token", "", "bearer token required by /gate/open|close and /rollback/open|close (prefer -token-file or $LOADTESTER_TOKEN)")
-	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the bearer token")
-	fs.BoolVar(&c.tokenForHooks, "token-for-hooks", false, "also require the token on the endpoints the controller calls")
+	fs.StringVar(&c.token, "token", "", "bearer token required by /gate/open|close, /rollback/open|close and load runs (prefer -token-file or $LOADTESTER_TOKEN)")
+	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the bearer token (read again when it changes)")
+	fs.BoolVar(&c.tokenForHooks, "token-for-hooks", false, "also require the token on the gate checks, approve and halt")
 	fs.StringVar(&c.namespaces, "allowed-namespaces", "", "comma-separated namespaces served (empty: all)")
 	fs.IntVar(&c.maxRuns, "max-runs", loadtest.DefaultMaxRuns, "load runs at once")
 	if err := fs.Parse(args); err != nil {
@@ -58,11 +58,13 @@ func parseFlags(args []string) (config, error) {
 		c.token = os.Getenv("LOADTESTER_TOKEN")
 	}
 	if c.tokenFile != "" {
-		raw, err := os.ReadFile(c.tokenFile)
+		// Read now so that a wrong path fails at start; the server reads
+		// it again when it changes.
+		token, err := (&webhooks.TokenFile{Path: c.tokenFile}).Token()
 		if err != nil {
-			return c, fmt.Errorf("reading the token file: %w", err)
+			return c, fmt.Errorf("-token-file: %w", err)
 		}
-		c.token = strings.TrimSpace(string(raw))
+		c.token = token
 	}
 	if c.tokenForHooks && c.token == "" {
 		return c, errors.New("-token-for-hooks needs a token")
@@ -84,9 +86,14 @@ func splitList(s string) []string {
 func newHandler(ctx context.Context, c config, log logr.Logger) (http.Handler, *loadtest.Launcher, error) {
 	launcher := loadtest.NewLauncher(ctx, nil, log.WithName("load"))
 	launcher.MaxRuns = c.maxRuns
+	var tokenFile *webhooks.TokenFile
+	if c.tokenFile != "" {
+		tokenFile = &webhooks.TokenFile{Path: c.tokenFile}
+	}
 	srv, err := webhooks.NewGateServer(webhooks.ServerOptions{
 		StateFile:         c.stateFile,
 		Token:             c.token,
+		TokenFile:         tokenFile,
 		TokenForHooks:     c.tokenForHooks,
 		AllowedNamespaces: splitList(c.namespaces),
 		Log:               log.WithName("gates"),

@@ -31,11 +31,13 @@ type ServerOptions struct {
 	// StateFile keeps the gates across restarts; empty keeps them in memory.
 	StateFile string
 	// Token, when set, is the bearer token required by the control
-	// endpoints (/gate/open|close, /rollback/open|close).
-	Token string
+	// endpoints (/gate/open|close, /rollback/open|close) and the load
+	// endpoint. TokenFile, when set, is read instead (again when it changes).
+	Token     string
+	TokenFile *TokenFile
 	// TokenForHooks also requires the token on the endpoints the
-	// controller calls (checks, approve, halt and the load endpoint); the
-	// controller must then send it (webhooks.Client.Header).
+	// controller calls to read gates (checks, approve and halt); the
+	// controller must then send it (webhooks.TokenTransport).
 	TokenForHooks bool
 	// AllowedNamespaces, when not empty, are the only namespaces served;
 	// requests for others are refused with 403.
@@ -320,7 +322,8 @@ func (s *GateServer) load0(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	p, ok := s.admit(w, r, s.opts.TokenForHooks)
+	// A load run is an action, not a read: it always needs the token.
+	p, ok := s.admit(w, r, true)
 	if !ok {
 		return
 	}
@@ -339,10 +342,18 @@ func (s *GateServer) admit(w http.ResponseWriter, r *http.Request, needToken boo
 		writeText(w, http.StatusMethodNotAllowed, "use POST with a JSON payload")
 		return p, false
 	}
-	if needToken && s.opts.Token != "" && !s.tokenOK(r) {
-		w.Header().Set("WWW-Authenticate", "Bearer")
-		writeText(w, http.StatusUnauthorized, "missing or wrong bearer token")
-		return p, false
+	if needToken {
+		want, err := s.token()
+		if err != nil {
+			// Fail closed: a token that cannot be read lets no one in.
+			writeText(w, http.StatusServiceUnavailable, "reading the token: "+err.Error())
+			return p, false
+		}
+		if want != "" && !tokenOK(r, want) {
+			w.Header().Set("WWW-Authenticate", "Bearer")
+			writeText(w, http.StatusUnauthorized, "missing or wrong bearer token")
+			return p, false
+		}
 	}
 	if err := json.NewDecoder(io.LimitReader(r.Body, maxRequestBody)).Decode(&p); err != nil {
 		writeText(w, http.StatusBadRequest, "decoding payload: "+err.Error())
@@ -364,9 +375,17 @@ func (s *GateServer) admit(w http.ResponseWriter, r *http.Request, needToken boo
 	return p, true
 }
 
-func (s *GateServer) tokenOK(r *http.Request) bool {
+// token is the token the guarded endpoints need; "" when none.
+func (s *GateServer) token() (string, error) {
+	if s.opts.TokenFile != nil {
+		return s.opts.TokenFile.Token()
+	}
+	return s.opts.Token, nil
+}
+
+func tokenOK(r *http.Request, want string) bool {
 	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(s.opts.Token)) == 1
+	return ok && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }
 
 // load reads the state file; a missing file is an empty state. A version 1

@@ -281,6 +281,27 @@ func TestTheTokenGuardsTheControlEndpoints(t *testing.T) {
 	}
 }
 
+func TestTheTokenGuardsLoadRunsWithoutTokenForHooks(t *testing.T) {
+	// A load run sends up to thousands of requests a second for minutes
+	// to a URL of the caller's choosing: an action, never a mere read.
+	started := 0
+	_, c := serve(t, ServerOptions{Token: "s3cret", Load: func(context.Context, Payload) (int, any) {
+		started++
+		return http.StatusAccepted, map[string]string{"status": "started"}
+	}})
+	anon := c
+	anon.token = ""
+	if code, _ := anon.post("/", "shop", "web"); code != http.StatusUnauthorized {
+		t.Errorf("/ without a token = %d, want 401", code)
+	}
+	if started != 0 {
+		t.Fatalf("a load run started without the token")
+	}
+	if code, _ := c.post("/", "shop", "web"); code != http.StatusAccepted || started != 1 {
+		t.Errorf("/ with the token = %d (%d runs), want 202 and one run", code, started)
+	}
+}
+
 func TestTokenForHooksGuardsEveryEndpointAndTheClientCanSendIt(t *testing.T) {
 	_, c := serve(t, ServerOptions{Token: "s3cret", TokenForHooks: true})
 	anon := c
