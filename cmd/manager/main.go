@@ -40,6 +40,7 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 		logLevel   = fs.String("log-level", "info", "log level: debug, info or error")
 		devLogs    = fs.Bool("log-dev", false, "human-readable logs instead of JSON")
 		limits     apiLimits
+		tokenHosts string
 	)
 	fs.Float64Var(&limits.qps, "kube-api-qps", -1, "client-side limit of API requests per second; -1 (the default) turns it off and leaves fairness to the API server's priority and fairness")
 	fs.IntVar(&limits.burst, "kube-api-burst", 0, "client-side burst of API requests, with --kube-api-qps >= 0 (0: client-go's default of 10)")
@@ -51,10 +52,13 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	fs.StringVar(&opts.GatewayFlavor, "gateway-flavor", "envoy", "Gateway API implementation whose metrics the built-in checks read: envoy or traefik")
 	fs.StringVar(&opts.NotifySecret, "notify-secret", "", "NAMESPACE/NAME of a Secret with notification URLs (slack-url, teams-url, webhook-url, event-url)")
 	fs.StringVar(&opts.EventWebhookURL, "event-webhook-url", "", "URL that receives every Rollout event as a webhook payload")
+	fs.StringVar(&opts.WebhookTokenFile, "webhook-token-file", "", "file whose content is sent as 'Authorization: Bearer <token>' with the webhook calls to --webhook-token-hosts, e.g. the loadtester's token (read again when it changes)")
+	fs.StringVar(&tokenHosts, "webhook-token-hosts", "", "comma-separated host names (ports ignored) of the webhooks that get --webhook-token-file's token; no other webhook gets it")
 	fs.StringVar(&opts.LeaderElectionNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace; required outside a cluster)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	opts.WebhookTokenHosts = splitList(tokenHosts)
 	level, err := zapcore.ParseLevel(*logLevel)
 	if err != nil {
 		return fmt.Errorf("--log-level: %w", err)
@@ -85,6 +89,17 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 		return err
 	}
 	return nil
+}
+
+// splitList splits a comma-separated flag, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // podNamespaceFile holds the pod's namespace when running in a cluster.
