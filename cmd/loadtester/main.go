@@ -39,6 +39,8 @@ type config struct {
 	tokenForHooks bool
 	namespaces    string
 	maxRuns       int
+	maxRate       float64
+	maxDuration   time.Duration
 }
 
 func parseFlags(args []string) (config, error) {
@@ -51,8 +53,16 @@ func parseFlags(args []string) (config, error) {
 	fs.BoolVar(&c.tokenForHooks, "token-for-hooks", false, "also require the token on the gate checks, approve and halt")
 	fs.StringVar(&c.namespaces, "allowed-namespaces", "", "comma-separated namespaces served (empty: all)")
 	fs.IntVar(&c.maxRuns, "max-runs", loadtest.DefaultMaxRuns, "load runs at once")
+	fs.Float64Var(&c.maxRate, "max-rate", loadtest.MaxRate, "highest rate (requests per second) a load run may ask for; more is refused with 400")
+	fs.DurationVar(&c.maxDuration, "max-duration", loadtest.MaxDuration, "longest duration a load run may ask for; more is refused with 400")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if !(c.maxRate > 0) || c.maxRate > loadtest.MaxRate {
+		return c, fmt.Errorf("-max-rate %v must be in (0, %d]", c.maxRate, loadtest.MaxRate)
+	}
+	if c.maxDuration <= 0 || c.maxDuration > loadtest.MaxDuration {
+		return c, fmt.Errorf("-max-duration %s must be in (0, %s]", c.maxDuration, loadtest.MaxDuration)
 	}
 	if c.token == "" {
 		c.token = os.Getenv("LOADTESTER_TOKEN")
@@ -86,6 +96,7 @@ func splitList(s string) []string {
 func newHandler(ctx context.Context, c config, log logr.Logger) (http.Handler, *loadtest.Launcher, error) {
 	launcher := loadtest.NewLauncher(ctx, nil, log.WithName("load"))
 	launcher.MaxRuns = c.maxRuns
+	launcher.MaxRate, launcher.MaxDuration = c.maxRate, c.maxDuration
 	var tokenFile *webhooks.TokenFile
 	if c.tokenFile != "" {
 		tokenFile = &webhooks.TokenFile{Path: c.tokenFile}
@@ -146,7 +157,8 @@ func run(args []string) error {
 	server := &http.Server{Addr: c.listen, Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- server.ListenAndServe() }()
-	log.Info("serving", "listen", c.listen, "stateFile", c.stateFile, "allowedNamespaces", c.namespaces, "token", c.token != "")
+	log.Info("serving", "listen", c.listen, "stateFile", c.stateFile, "allowedNamespaces", c.namespaces, "token", c.token != "",
+		"tokenForHooks", c.tokenForHooks, "maxRuns", c.maxRuns, "maxRate", c.maxRate, "maxDuration", c.maxDuration.String())
 	select {
 	case err := <-errc:
 		return err

@@ -90,3 +90,39 @@ func TestBadTokenFlagsAreRefusedAtStart(t *testing.T) {
 		t.Errorf("-token-for-hooks without a token gave no error")
 	}
 }
+
+func TestLoadRunsAboveTheCapsAreRefusedWithA400SayingWhy(t *testing.T) {
+	srv := serveFlags(t, "-token=s3cret", "-max-rate=20", "-max-duration=10s")
+	for _, tc := range []struct{ md, want string }{
+		{`{"url":"http://127.0.0.1:1/","rate":"21","duration":"5s"}`, "rate 21 is above this loadtester's cap of 20 requests per second (--max-rate)"},
+		{`{"url":"http://127.0.0.1:1/","rate":"5","duration":"11s"}`, "duration 11s is above this loadtester's cap of 10s (--max-duration)"},
+	} {
+		code, msg := post(t, srv.URL+"/", "s3cret", `{"name":"web","namespace":"shop","metadata":`+tc.md+`}`)
+		if code != http.StatusBadRequest || !strings.Contains(msg, tc.want) {
+			t.Errorf("load run %s = %d %s, want 400 saying %q", tc.md, code, msg, tc.want)
+		}
+	}
+}
+
+func TestTheCapsCannotBeRaisedAboveTheBuiltInLimits(t *testing.T) {
+	for _, args := range [][]string{{"-max-rate=5001"}, {"-max-rate=0"}, {"-max-duration=31m"}, {"-max-duration=0s"}} {
+		if _, err := parseFlags(args); err == nil {
+			t.Errorf("%v accepted", args)
+		}
+	}
+}
+
+func TestTheNamespaceAllowListHoldsOnEveryEndpoint(t *testing.T) {
+	srv := serveFlags(t, "-token=s3cret", "-allowed-namespaces=shop, payments")
+	const other = `{"name":"web","namespace":"elsewhere","checksum":"r1","metadata":{"url":"http://127.0.0.1:1/","rate":"1","duration":"1s"}}`
+	for _, path := range []string{"/", "/gate/approve", "/gate/halt", "/gate/check", "/gate/open", "/gate/close",
+		"/rollback/check", "/rollback/open", "/rollback/close"} {
+		code, msg := post(t, srv.URL+path, "s3cret", other)
+		if code != http.StatusForbidden || !strings.Contains(msg, `namespace "elsewhere" is not allowed`) {
+			t.Errorf("%s for another namespace = %d %q, want 403 saying why", path, code, msg)
+		}
+	}
+	if code, _ := post(t, srv.URL+"/gate/approve", "", `{"name":"web","namespace":"payments"}`); code != http.StatusOK {
+		t.Errorf("/gate/approve for an allowed namespace = %d, want 200", code)
+	}
+}
