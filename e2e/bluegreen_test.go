@@ -15,14 +15,18 @@ import (
 )
 
 // gate posts to one of the loadtester's gate endpoints for the story's
-// Rollout and returns the status code.
+// Rollout, with the loadtester's token, and returns the status code. It
+// names no release: the loadtester applies it to the release of the
+// Rollout's latest check, the one waiting at the gate.
 func (s *Story) gate(path string) int {
 	s.t.Helper()
 	body := `{"name":"` + s.Rollout.Name + `","namespace":"` + s.NS + `"}`
-	resp, err := http.Post(s.c.LoadtesterURL+path, "application/json", strings.NewReader(body))
+	code, msg, err := s.c.PostLoadtester(s.Ctx(), path, body)
 	s.Must(err, "POST "+path)
-	_ = resp.Body.Close()
-	return resp.StatusCode
+	if code != http.StatusOK {
+		s.Logf("POST %s: %d %s", path, code, msg)
+	}
+	return code
 }
 
 // TestBlueGreenWithPromotionGate: blue/green keeps every request on the

@@ -39,6 +39,8 @@ type config struct {
 	tokenForHooks bool
 	namespaces    string
 	maxRuns       int
+	maxRate       float64
+	maxDuration   time.Duration
 }
 
 func parseFlags(args []string) (config, error) {
@@ -46,23 +48,33 @@ func parseFlags(args []string) (config, error) {
 	fs := flag.NewFlagSet("loadtester", flag.ContinueOnError)
 	fs.StringVar(&c.listen, "listen", ":8080", "address to serve on")
 	fs.StringVar(&c.stateFile, "state-file", "/var/lib/loadtester/gates.json", "file that keeps the gates across restarts (empty: memory only)")
-	fs.StringVar(&c.token, "token", "", "bearer token required by /gate/open|close and /rollback/open|close (prefer -token-file or $LOADTESTER_TOKEN)")
-	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the bearer token")
-	fs.BoolVar(&c.tokenForHooks, "token-for-hooks", false, "also require the token on the endpoints the controller calls")
+	fs.StringVar(&c.token, "token", "", "bearer token required by /gate/open|close, /rollback/open|close and load runs (prefer -token-file or $LOADTESTER_TOKEN)")
+	fs.StringVar(&c.tokenFile, "token-file", "", "file holding the bearer token (read again when it changes)")
+	fs.BoolVar(&c.tokenForHooks, "token-for-hooks", false, "also require the token on the gate checks, approve and halt")
 	fs.StringVar(&c.namespaces, "allowed-namespaces", "", "comma-separated namespaces served (empty: all)")
 	fs.IntVar(&c.maxRuns, "max-runs", loadtest.DefaultMaxRuns, "load runs at once")
+	fs.Float64Var(&c.maxRate, "max-rate", loadtest.MaxRate, "highest rate (requests per second) a load run may ask for; more is refused with 400")
+	fs.DurationVar(&c.maxDuration, "max-duration", loadtest.MaxDuration, "longest duration a load run may ask for; more is refused with 400")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	if !(c.maxRate > 0) || c.maxRate > loadtest.MaxRate {
+		return c, fmt.Errorf("-max-rate %v must be in (0, %d]", c.maxRate, loadtest.MaxRate)
+	}
+	if c.maxDuration <= 0 || c.maxDuration > loadtest.MaxDuration {
+		return c, fmt.Errorf("-max-duration %s must be in (0, %s]", c.maxDuration, loadtest.MaxDuration)
 	}
 	if c.token == "" {
 		c.token = os.Getenv("LOADTESTER_TOKEN")
 	}
 	if c.tokenFile != "" {
-		raw, err := os.ReadFile(c.tokenFile)
+		// Read now so that a wrong path fails at start; the server reads
+		// it again when it changes.
+		token, err := (&webhooks.TokenFile{Path: c.tokenFile}).Token()
 		if err != nil {
-			return c, fmt.Errorf("reading the token file: %w", err)
+			return c, fmt.Errorf("-token-file: %w", err)
 		}
-		c.token = strings.TrimSpace(string(raw))
+		c.token = token
 	}
 	if c.tokenForHooks && c.token == "" {
 		return c, errors.New("-token-for-hooks needs a token")
@@ -84,11 +96,18 @@ func splitList(s string) []string {
 func newHandler(ctx context.Context, c config, log logr.Logger) (http.Handler, *loadtest.Launcher, error) {
 	launcher := loadtest.NewLauncher(ctx, nil, log.WithName("load"))
 	launcher.MaxRuns = c.maxRuns
+	launcher.MaxRate, launcher.MaxDuration = c.maxRate, c.maxDuration
+	var tokenFile *webhooks.TokenFile
+	if c.tokenFile != "" {
+		tokenFile = &webhooks.TokenFile{Path: c.tokenFile}
+	}
 	srv, err := webhooks.NewGateServer(webhooks.ServerOptions{
 		StateFile:         c.stateFile,
 		Token:             c.token,
+		TokenFile:         tokenFile,
 		TokenForHooks:     c.tokenForHooks,
 		AllowedNamespaces: splitList(c.namespaces),
+		Log:               log.WithName("gates"),
 		Load: func(ctx context.Context, p webhooks.Payload) (int, any) {
 			return launcher.Start(ctx, p.Namespace+"/"+p.Name, p.Metadata)
 		},
@@ -138,7 +157,8 @@ func run(args []string) error {
 	server := &http.Server{Addr: c.listen, Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- server.ListenAndServe() }()
-	log.Info("serving", "listen", c.listen, "stateFile", c.stateFile, "allowedNamespaces", c.namespaces, "token", c.token != "")
+	log.Info("serving", "listen", c.listen, "stateFile", c.stateFile, "allowedNamespaces", c.namespaces, "token", c.token != "",
+		"tokenForHooks", c.tokenForHooks, "maxRuns", c.maxRuns, "maxRate", c.maxRate, "maxDuration", c.maxDuration.String())
 	select {
 	case err := <-errc:
 		return err

@@ -41,6 +41,7 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 		logLevel   = fs.String("log-level", "info", "log level: debug, info or error")
 		devLogs    = fs.Bool("log-dev", false, "human-readable logs instead of JSON")
 		limits     apiLimits
+		tokenHosts string
 	)
 	fs.Float64Var(&limits.qps, "kube-api-qps", -1, "client-side limit of API requests per second; -1 (the default) turns it off and leaves fairness to the API server's priority and fairness")
 	fs.IntVar(&limits.burst, "kube-api-burst", 0, "client-side burst of API requests, with --kube-api-qps >= 0 (0: client-go's default of 10)")
@@ -54,6 +55,8 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	fs.StringVar(&opts.EventWebhookURL, "event-webhook-url", "", "URL that receives every Rollout event as a webhook payload")
 	fs.StringVar(&opts.Shard, "shard", "", "label selector of the Rollouts this manager serves, e.g. sluice.dev/shard=team-a, or !sluice.dev/shard for the Rollouts of no shard; each shard elects its own leader (empty: all Rollouts)")
 	fs.StringVar(&opts.ProfilingAddr, "profiling-address", "", "address of Go's pprof endpoints (/debug/pprof/), e.g. 127.0.0.1:6060; empty: off")
+	fs.StringVar(&opts.WebhookTokenFile, "webhook-token-file", "", "file whose content is sent as 'Authorization: Bearer <token>' with the webhook calls to --webhook-token-hosts, e.g. the loadtester's token (read again when it changes)")
+	fs.StringVar(&tokenHosts, "webhook-token-hosts", "", "comma-separated host names (ports ignored) of the webhooks that get --webhook-token-file's token; no other webhook gets it")
 	fs.StringVar(&opts.LeaderElectionNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace; required outside a cluster)")
 	fs.Func("webhook-egress-allow", "comma-separated CIDRs, addresses, address:port, host names or host:port that Rollout webhooks and MetricTemplate addresses may reach although denied by default (link-local, loopback, unspecified, cloud metadata, the API server), e.g. 127.0.0.1/32; repeatable",
 		appendList(&opts.WebhookEgressAllow))
@@ -62,6 +65,7 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	opts.WebhookTokenHosts = splitList(tokenHosts)
 	level, err := zapcore.ParseLevel(*logLevel)
 	if err != nil {
 		return fmt.Errorf("--log-level: %w", err)
@@ -110,6 +114,17 @@ func appendList(list *[]string) func(string) error {
 		}
 		return nil
 	}
+}
+
+// splitList splits a comma-separated flag, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 // podNamespaceFile holds the pod's namespace when running in a cluster.

@@ -256,6 +256,37 @@ func TestEgressFlagsTakeCommaSeparatedEntriesAndRepeat(t *testing.T) {
 	}
 }
 
+func TestTheWebhookTokenFlagsAreCheckedBeforeTheManagerStarts(t *testing.T) {
+	dir := t.TempDir()
+	kc := filepath.Join(dir, "kubeconfig")
+	must(t, os.WriteFile(kc, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`), 0o600))
+	token := filepath.Join(dir, "token")
+	must(t, os.WriteFile(token, []byte("s3cret\n"), 0o600))
+	base := []string{"--leader-elect=false", "--kubeconfig", kc}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"a missing token file", []string{"--webhook-token-file=" + filepath.Join(dir, "missing"), "--webhook-token-hosts=lt.sluice"}, filepath.Join(dir, "missing")},
+		{"a token without hosts", []string{"--webhook-token-file=" + token}, "--webhook-token-hosts"},
+		{"hosts without a token", []string{"--webhook-token-hosts=lt.sluice"}, "--webhook-token-file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := run(context.Background(), append(base, tc.args...), io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("run = %v, want an error naming %s", err, tc.want)
+			}
+		})
+	}
+}
+
 func TestOutsideAClusterLeaderElectionNeedsALeaseNamespace(t *testing.T) {
 	outsideACluster(t)
 	err := run(context.Background(), []string{"--kubeconfig", "/nonexistent/kubeconfig"}, io.Discard)

@@ -84,6 +84,10 @@ type Cluster struct {
 	// as Sluice reaches it: on the real node its Service's DNS name
 	// (resolved by the cluster's CoreDNS), else LoadtesterURL.
 	LoadtesterHookURL string
+	// LoadtesterToken is the loadtester's bearer token, needed to open
+	// and close gates and start load runs: on the real node the one the
+	// chart generated, else empty (the loadtester process has none).
+	LoadtesterToken string
 	// ManagerMetricsURL is Sluice's /metrics.
 	ManagerMetricsURL string
 
@@ -804,6 +808,27 @@ func (c *Cluster) waitFor(ctx context.Context, timeout time.Duration, what strin
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// PostLoadtester POSTs a JSON body to one of the loadtester's endpoints,
+// as an approver would, with the token when there is one, and returns the
+// status code and the answer's text.
+func (c *Cluster) PostLoadtester(ctx context.Context, path, body string) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.LoadtesterURL+path, strings.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if c.LoadtesterToken != "" {
+		req.Header.Set("Authorization", "Bearer "+c.LoadtesterToken)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return resp.StatusCode, strings.TrimSpace(string(msg)), nil
 }
 
 func httpOK(url string) bool {

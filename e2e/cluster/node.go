@@ -629,6 +629,14 @@ func (c *Cluster) InstallSluice(ctx context.Context, managerImage string) error 
 	}
 	c.LoadtesterURL = fmt.Sprintf("http://%s:%d", svc.Spec.ClusterIP, svc.Spec.Ports[0].Port)
 	c.LoadtesterHookURL = fmt.Sprintf("http://%s.%s.svc.cluster.local:%d", svc.Name, svc.Namespace, svc.Spec.Ports[0].Port)
+	// The chart generated the loadtester's token: read it as an approver would.
+	token := &corev1.Secret{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: SluiceNamespace, Name: "sluice-loadtester-token"}, token); err != nil {
+		return fmt.Errorf("the chart's loadtester token Secret: %w", err)
+	}
+	if c.LoadtesterToken = string(token.Data["token"]); c.LoadtesterToken == "" {
+		return fmt.Errorf("the chart's loadtester token Secret %s/%s has no token", SluiceNamespace, token.Name)
+	}
 	return c.waitFor(ctx, 60*time.Second, "a Sluice leader", func() (bool, error) {
 		return c.ManagerLeaseHolder(ctx) != "", nil
 	})

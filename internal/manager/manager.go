@@ -70,6 +70,12 @@ type Options struct {
 	// cloud metadata addresses and the API server's own addresses.
 	WebhookEgressAllow []string
 	WebhookEgressDeny  []string
+	// WebhookTokenFile holds a bearer token (the loadtester's) sent as
+	// "Authorization: Bearer <token>" with the webhook calls to
+	// WebhookTokenHosts, and to no other host: webhook URLs are written
+	// by Rollout authors. The file is read again when it changes.
+	WebhookTokenFile  string
+	WebhookTokenHosts []string
 	// PrometheusAddress is the Prometheus of built-in metrics and of
 	// MetricTemplates without an address; PrometheusTimeout bounds a query;
 	// GatewayFlavor names the Gateway API implementation whose metrics the
@@ -145,6 +151,11 @@ func Scheme() *runtime.Scheme {
 
 // New returns a manager with the Rollout controller set up.
 func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
+	// First, so that a wrong token flag fails before anything starts.
+	hc, err := webhookClient(opts)
+	if err != nil {
+		return nil, err
+	}
 	managed := labels.SelectorFromSet(labels.Set{traffic.ManagedByLabel: traffic.ManagedByValue})
 	shard, err := parseShard(opts.Shard)
 	if err != nil {
@@ -250,6 +261,30 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	return mgr, nil
+}
+
+// webhookClient is the HTTP client of the webhook calls: the given one (a
+// client with a 2 minute timeout when nil), sending the token of
+// WebhookTokenFile to WebhookTokenHosts when set.
+func webhookClient(opts Options) (*http.Client, error) {
+	hc := opts.WebhookClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 2 * time.Minute}
+	}
+	if opts.WebhookTokenFile == "" {
+		if len(opts.WebhookTokenHosts) > 0 {
+			return nil, errors.New("--webhook-token-hosts needs --webhook-token-file")
+		}
+		return hc, nil
+	}
+	if len(opts.WebhookTokenHosts) == 0 {
+		return nil, errors.New("--webhook-token-file needs --webhook-token-hosts: the webhook hosts the token is sent to (never every webhook: Rollout authors choose their URLs)")
+	}
+	hc, err := webhooks.WithToken(hc, opts.WebhookTokenFile, opts.WebhookTokenHosts)
+	if err != nil {
+		return nil, fmt.Errorf("--webhook-token-file: %w", err)
+	}
+	return hc, nil
 }
 
 // cacheSynced is the readiness of a manager: ready once its informer cache

@@ -3,8 +3,10 @@ package loadtest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/go-logr/logr"
 )
@@ -19,6 +21,12 @@ type Launcher struct {
 	HTTP *http.Client
 	// MaxRuns bounds the runs at once (DefaultMaxRuns when 0).
 	MaxRuns int
+	// MaxRate and MaxDuration cap the rate and the duration a run may ask
+	// for, below the package's limits (MaxRate and MaxDuration when 0):
+	// whoever writes a Rollout chooses them, the operator of the
+	// loadtester bounds them.
+	MaxRate     float64
+	MaxDuration time.Duration
 	// Log receives the result of each run.
 	Log logr.Logger
 
@@ -46,6 +54,9 @@ type Answer struct {
 // the rollout in the logs.
 func (l *Launcher) Start(ctx context.Context, key string, md map[string]string) (int, Answer) {
 	spec, err := SpecFromMetadata(md)
+	if err == nil {
+		err = l.withinCaps(spec)
+	}
 	if err != nil {
 		return http.StatusBadRequest, Answer{Status: "refused", Error: err.Error()}
 	}
@@ -75,6 +86,18 @@ func (l *Launcher) Start(ctx context.Context, key string, md map[string]string) 
 	}()
 	log.Info("load run started")
 	return http.StatusAccepted, Answer{Status: "started"}
+}
+
+// withinCaps checks a valid spec against the launcher's caps; the error
+// names the flag that sets the cap, for the author of the Rollout to read.
+func (l *Launcher) withinCaps(s Spec) error {
+	if l.MaxRate > 0 && s.Rate > l.MaxRate {
+		return fmt.Errorf("%w: rate %v is above this loadtester's cap of %v requests per second (--max-rate)", ErrBadSpec, s.Rate, l.MaxRate)
+	}
+	if l.MaxDuration > 0 && s.Duration > l.MaxDuration {
+		return fmt.Errorf("%w: duration %s is above this loadtester's cap of %s (--max-duration)", ErrBadSpec, s.Duration, l.MaxDuration)
+	}
+	return nil
 }
 
 // Wait blocks until the background runs have ended.

@@ -200,6 +200,29 @@ func TestTheLauncherRefusesRunsBeyondItsLimit(t *testing.T) {
 	}
 }
 
+func TestTheLauncherRefusesRunsAboveItsCapsSayingWhich(t *testing.T) {
+	// The caps are below the package's limits: an operator lowers them
+	// for their cluster (--max-rate, --max-duration).
+	l := &Launcher{MaxRate: 50, MaxDuration: time.Minute, Log: logr.Discard()}
+	for name, tc := range map[string]struct {
+		md   map[string]string
+		want string
+	}{
+		"rate":     {map[string]string{"url": "http://x", "rate": "51", "duration": "1s"}, "rate 51 is above this loadtester's cap of 50 requests per second (--max-rate)"},
+		"duration": {map[string]string{"url": "http://x", "rate": "1", "duration": "61s"}, "duration 1m1s is above this loadtester's cap of 1m0s (--max-duration)"},
+		// The default duration (1m) is within a cap of 1m.
+		"rate, default duration": {map[string]string{"url": "http://x", "rate": "100"}, "--max-rate"},
+	} {
+		code, ans := l.Start(context.Background(), "shop/web", tc.md)
+		if code != http.StatusBadRequest || ans.Status != "refused" || !strings.Contains(ans.Error, tc.want) {
+			t.Errorf("%s: %d %+v, want 400 refused saying %q", name, code, ans, tc.want)
+		}
+	}
+	if l.runs != 0 {
+		t.Errorf("%d runs held after refusals", l.runs)
+	}
+}
+
 // BenchmarkRateAccuracy measures the achieved rate of a 200 req/s run on
 // loopback; the target is within 10% of the requested rate. It reports the
 // achieved rate and its ratio to the requested one.

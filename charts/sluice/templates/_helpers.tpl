@@ -54,3 +54,16 @@ app.kubernetes.io/component: loadtester
 {{- $s := .Values.notifications.secret }}
 {{- if contains "/" $s }}{{ $s }}{{ else }}{{ printf "%s/%s" .Release.Namespace $s }}{{ end }}
 {{- end }}
+
+{{/* The Secret of the loadtester's token: the given one, else the generated one. */}}
+{{- define "sluice.loadtester.tokenSecret" -}}
+{{- default (printf "%s-loadtester-token" (include "sluice.fullname" .)) .Values.loadtester.tokenSecret }}
+{{- end }}
+
+{{/* The host names of the loadtester's Service: the only webhook hosts the
+manager sends the token to (Rollout authors choose webhook URLs). */}}
+{{- define "sluice.loadtester.tokenHosts" -}}
+{{- $svc := printf "%s-loadtester" (include "sluice.fullname" .) }}
+{{- $ns := .Release.Namespace }}
+{{- join "," (list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.%s" $svc $ns .Values.clusterDomain)) }}
+{{- end }}

@@ -28,6 +28,9 @@ serviceAccount: {annotations: {example.com/role: sluice}}
 podAnnotations: {example.com/a: b}
 tolerations: [{key: dedicated, operator: Exists}]
 `},
+		{"loadtester with a generated token", `
+loadtester: {enabled: true, tokenForHooks: true, allowedNamespaces: [shop], maxRate: 100, maxDuration: 2m}
+`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, o := range render(t, tc.values).objects {

@@ -14,6 +14,8 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 )
 
@@ -44,6 +46,37 @@ func render(t *testing.T, values string) *rendered {
 
 // tryRender renders the chart and returns the error Helm reports.
 func tryRender(values string) (*rendered, error) {
+	install := action.NewInstall(&action.Configuration{})
+	install.ClientOnly, install.DryRun = true, true
+	// The Kubernetes version of the test API server (TestMain reads it).
+	install.KubeVersion = kubeVersion
+	return runInstall(install, values)
+}
+
+// renderOnServer renders the chart as `helm install --dry-run=server`
+// would against the test API server: templates' lookup calls see its
+// objects, as on an install or upgrade.
+func renderOnServer(t *testing.T, values string) *rendered {
+	t.Helper()
+	getter := genericclioptions.NewConfigFlags(false)
+	getter.KubeConfig, getter.Namespace = ptr.To(kubeconfig), ptr.To(releaseNS)
+	cfg := &action.Configuration{}
+	if err := cfg.Init(getter, releaseNS, "memory", t.Logf); err != nil {
+		t.Fatal(err)
+	}
+	install := action.NewInstall(cfg)
+	install.DryRun, install.DryRunOption = true, "server"
+	r, err := runInstall(install, values)
+	if err != nil {
+		t.Fatalf("rendering the chart on the server with values %q: %v", values, err)
+	}
+	r.t = t
+	return r
+}
+
+// runInstall runs a dry-run install of the chart as release "sluice" in
+// releaseNS and reads the objects of its manifest.
+func runInstall(install *action.Install, values string) (*rendered, error) {
 	ch, err := loader.Load(chartDir)
 	if err != nil {
 		return nil, err
@@ -52,11 +85,7 @@ func tryRender(values string) (*rendered, error) {
 	if err := yaml.Unmarshal([]byte(values), &vals); err != nil {
 		return nil, err
 	}
-	install := action.NewInstall(&action.Configuration{})
-	install.ClientOnly, install.DryRun = true, true
 	install.ReleaseName, install.Namespace = "sluice", releaseNS
-	// The Kubernetes version of the test API server (TestMain reads it).
-	install.KubeVersion = kubeVersion
 	rel, err := install.Run(ch, vals)
 	if err != nil {
 		return nil, err

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -260,6 +261,8 @@ loadtester:
   tokenSecret: loadtester-token
   allowedNamespaces: [shop, payments]
   maxRuns: 4
+  maxRate: 200
+  maxDuration: 5m
 `)
 	d := &appsv1.Deployment{}
 	r.into("Deployment", "-loadtester", d)
@@ -268,7 +271,8 @@ loadtester:
 		t.Errorf("loadtester image = %s, want %s", c.Image, want)
 	}
 	expectHardenedContainer(t, c)
-	expectArgs(t, c.Args, "--listen=:8080", "--token-file=/etc/loadtester/token", "--allowed-namespaces=shop,payments", "--max-runs=4")
+	expectArgs(t, c.Args, "--listen=:8080", "--token-file=/etc/loadtester/token", "--allowed-namespaces=shop,payments", "--max-runs=4",
+		"--max-rate=200", "--max-duration=5m")
 	if d.Spec.Template.Spec.AutomountServiceAccountToken == nil || *d.Spec.Template.Spec.AutomountServiceAccountToken {
 		t.Errorf("loadtester mounts a ServiceAccount token; it needs no API access")
 	}
@@ -280,6 +284,126 @@ loadtester:
 	if svc.Spec.Ports[0].Port != 80 || svc.Spec.Selector["app.kubernetes.io/component"] != "loadtester" {
 		t.Errorf("loadtester Service = %+v", svc.Spec)
 	}
+}
+
+// ltTokenHosts are the host names of the loadtester's Service in the
+// release namespace: the only webhook hosts the manager sends its token to.
+const ltTokenHosts = "sluice-loadtester,sluice-loadtester." + releaseNS + ",sluice-loadtester." + releaseNS + ".svc," +
+	"sluice-loadtester." + releaseNS + ".svc.cluster.local"
+
+// secretVolume returns the name of the Secret a pod's volume mounted at
+// path comes from ("" when none) and whether the mount is read-only.
+func secretVolume(pod corev1.PodSpec, path string) (secret string, readOnly bool) {
+	for _, m := range pod.Containers[0].VolumeMounts {
+		if m.MountPath != path {
+			continue
+		}
+		for _, v := range pod.Volumes {
+			if v.Name == m.Name && v.Secret != nil {
+				return v.Secret.SecretName, m.ReadOnly
+			}
+		}
+	}
+	return "", false
+}
+
+func TestTheLoadtesterIsSecureByDefaultWithAGeneratedTokenTheManagerSends(t *testing.T) {
+	r := render(t, "loadtester: {enabled: true}")
+	sec := &corev1.Secret{}
+	r.into("Secret", "-loadtester-token", sec)
+	token := sec.Data["token"]
+	if len(token) != 32 || strings.Trim(string(token), "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789") != "" {
+		t.Errorf("generated token %q, want 32 letters and digits", token)
+	}
+	if sec.Namespace != releaseNS {
+		t.Errorf("token Secret in %q, want the release namespace", sec.Namespace)
+	}
+
+	lt := &appsv1.Deployment{}
+	r.into("Deployment", "-loadtester", lt)
+	expectArgs(t, container(lt).Args, "--token-file=/etc/loadtester/token")
+	if name, ro := secretVolume(lt.Spec.Template.Spec, "/etc/loadtester"); name != sec.Name || !ro {
+		t.Errorf("loadtester mounts Secret %q (read-only %v) at /etc/loadtester, want %s read-only", name, ro, sec.Name)
+	}
+	for _, a := range container(lt).Args {
+		if a == "--token-for-hooks" {
+			t.Errorf("--token-for-hooks without loadtester.tokenForHooks")
+		}
+	}
+
+	// Load runs need the token: the manager always sends it, to the
+	// loadtester's Service only.
+	m := r.manager()
+	expectArgs(t, container(m).Args, "--webhook-token-file=/etc/sluice/loadtester-token/token", "--webhook-token-hosts="+ltTokenHosts)
+	if name, ro := secretVolume(m.Spec.Template.Spec, "/etc/sluice/loadtester-token"); name != sec.Name || !ro {
+		t.Errorf("manager mounts Secret %q (read-only %v), want %s read-only", name, ro, sec.Name)
+	}
+
+	hooks := render(t, "loadtester: {enabled: true, tokenForHooks: true}")
+	hooks.into("Deployment", "-loadtester", lt)
+	expectArgs(t, container(lt).Args, "--token-file=/etc/loadtester/token", "--token-for-hooks")
+	expectArgs(t, container(hooks.manager()).Args, "--webhook-token-file=/etc/sluice/loadtester-token/token")
+}
+
+func TestTheGeneratedTokenIsKeptAcrossUpgrades(t *testing.T) {
+	ensureNamespace(t, releaseNS)
+	ctx := context.Background()
+	first := &corev1.Secret{}
+	renderOnServer(t, "loadtester: {enabled: true}").into("Secret", "-loadtester-token", first)
+	if len(first.Data["token"]) != 32 {
+		t.Fatalf("first install's token %q, want 32 characters", first.Data["token"])
+	}
+	// Installed; a later upgrade renders the chart again.
+	installed := first.DeepCopy()
+	installed.Data = map[string][]byte{"token": []byte("kept-from-the-first-install")}
+	// Owned by the release, as Helm leaves it.
+	installed.Annotations = map[string]string{"meta.helm.sh/release-name": "sluice", "meta.helm.sh/release-namespace": releaseNS}
+	if err := admin.Create(ctx, installed); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.Delete(context.Background(), installed) })
+	again := &corev1.Secret{}
+	renderOnServer(t, "loadtester: {enabled: true, tokenForHooks: true}").into("Secret", "-loadtester-token", again)
+	if got := string(again.Data["token"]); got != "kept-from-the-first-install" {
+		t.Errorf("an upgrade renders token %q, want the installed one: a new token would lock out everyone who has it", got)
+	}
+}
+
+func TestAGivenTokenSecretIsUsedAndNoneIsGenerated(t *testing.T) {
+	r := render(t, "loadtester: {enabled: true, tokenSecret: my-token, tokenForHooks: true}")
+	if s := r.find("Secret", ""); s != nil {
+		t.Errorf("a Secret %s was generated though loadtester.tokenSecret is set", s.GetName())
+	}
+	lt := &appsv1.Deployment{}
+	r.into("Deployment", "-loadtester", lt)
+	if name, _ := secretVolume(lt.Spec.Template.Spec, "/etc/loadtester"); name != "my-token" {
+		t.Errorf("loadtester mounts Secret %q, want my-token", name)
+	}
+	if name, _ := secretVolume(r.manager().Spec.Template.Spec, "/etc/sluice/loadtester-token"); name != "my-token" {
+		t.Errorf("manager mounts Secret %q, want my-token", name)
+	}
+}
+
+func TestWithoutTheLoadtesterTheManagerHasNoToken(t *testing.T) {
+	r := render(t, "")
+	if s := r.find("Secret", ""); s != nil {
+		t.Errorf("Secret %s rendered without the loadtester", s.GetName())
+	}
+	m := r.manager()
+	for _, a := range container(m).Args {
+		if strings.HasPrefix(a, "--webhook-token") {
+			t.Errorf("manager args have %s without the loadtester", a)
+		}
+	}
+	if len(m.Spec.Template.Spec.Volumes) != 0 {
+		t.Errorf("manager volumes %v without the loadtester", m.Spec.Template.Spec.Volumes)
+	}
+}
+
+func TestTheTokenHostsFollowTheClusterDomainAndTheFullName(t *testing.T) {
+	r := render(t, "fullnameOverride: sl\nclusterDomain: corp.internal\nloadtester: {enabled: true}")
+	expectArgs(t, container(r.manager()).Args, "--webhook-token-hosts=sl-loadtester,sl-loadtester."+releaseNS+
+		",sl-loadtester."+releaseNS+".svc,sl-loadtester."+releaseNS+".svc.corp.internal")
 }
 
 func TestGrafanaDashboardConfigMapCarriesTheShippedDashboard(t *testing.T) {
