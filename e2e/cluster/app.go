@@ -80,7 +80,7 @@ func (a App) Apply(t *corev1.PodTemplateSpec) {
 			corev1.EnvVar{Name: "NOT_READY", Value: fmt.Sprint(a.NotReady)},
 			corev1.EnvVar{Name: "CPU_PER_REQUEST", Value: a.CPUPerRequest.String()})
 		c.ReadinessProbe = &corev1.Probe{
-			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http")}},
+			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http")}},
 			// Every second, as a fast-failing app would, but with the
 			// kubelet's default failure threshold and a 2s timeout: with
 			// one missed probe of 1s enough, a node loaded by the stories
