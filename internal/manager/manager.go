@@ -151,8 +151,13 @@ func Scheme() *runtime.Scheme {
 
 // New returns a manager with the Rollout controller set up.
 func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
-	// First, so that a wrong token flag fails before anything starts.
-	hc, err := webhookClient(opts)
+	// First, so that a wrong egress or token flag fails before anything
+	// starts.
+	policy, err := egress.New(opts.WebhookEgressAllow, opts.WebhookEgressDeny, apiServerAddrs(cfg))
+	if err != nil {
+		return nil, err
+	}
+	hc, err := webhookClient(opts, policy)
 	if err != nil {
 		return nil, err
 	}
@@ -215,10 +220,6 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if clk == nil {
 		clk = clock.RealClock{}
 	}
-	policy, err := egress.New(opts.WebhookEgressAllow, opts.WebhookEgressDeny, apiServerAddrs(cfg))
-	if err != nil {
-		return nil, err
-	}
 	metrics := opts.Metrics
 	if metrics == nil {
 		// The API reader: the cache keeps no Secret data, and MetricTemplates
@@ -231,10 +232,6 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 			return nil, fmt.Errorf("metrics provider: %w", err)
 		}
 		metrics = p
-	}
-	hc := opts.WebhookClient
-	if hc == nil {
-		hc = &http.Client{Timeout: 2 * time.Minute, Transport: policy.Transport(nil)}
 	}
 	hooks := &webhooks.Client{HTTP: hc}
 	dispatcher, err := notifier(cfg, opts, hooks)
@@ -263,13 +260,14 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	return mgr, nil
 }
 
-// webhookClient is the HTTP client of the webhook calls: the given one (a
-// client with a 2 minute timeout when nil), sending the token of
-// WebhookTokenFile to WebhookTokenHosts when set.
-func webhookClient(opts Options) (*http.Client, error) {
+// webhookClient is the HTTP client of the webhook calls: the given one (when
+// nil, a client with a 2 minute timeout whose connections pass the egress
+// policy), sending the token of WebhookTokenFile to WebhookTokenHosts when
+// set.
+func webhookClient(opts Options, policy *egress.Policy) (*http.Client, error) {
 	hc := opts.WebhookClient
 	if hc == nil {
-		hc = &http.Client{Timeout: 2 * time.Minute}
+		hc = &http.Client{Timeout: 2 * time.Minute, Transport: policy.Transport(nil)}
 	}
 	if opts.WebhookTokenFile == "" {
 		if len(opts.WebhookTokenHosts) > 0 {

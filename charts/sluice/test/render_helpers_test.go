@@ -50,23 +50,23 @@ func tryRender(values string) (*rendered, error) {
 	install.ClientOnly, install.DryRun = true, true
 	// The Kubernetes version of the test API server (TestMain reads it).
 	install.KubeVersion = kubeVersion
-	return runInstall(install, values)
+	return runInstall(install, releaseNS, values)
 }
 
 // renderOnServer renders the chart as `helm install --dry-run=server`
 // would against the test API server: templates' lookup calls see its
 // objects, as on an install or upgrade.
-func renderOnServer(t *testing.T, values string) *rendered {
+func renderOnServer(t *testing.T, ns, values string) *rendered {
 	t.Helper()
 	getter := genericclioptions.NewConfigFlags(false)
-	getter.KubeConfig, getter.Namespace = ptr.To(kubeconfig), ptr.To(releaseNS)
+	getter.KubeConfig, getter.Namespace = ptr.To(kubeconfig), ptr.To(ns)
 	cfg := &action.Configuration{}
-	if err := cfg.Init(getter, releaseNS, "memory", t.Logf); err != nil {
+	if err := cfg.Init(getter, ns, "memory", t.Logf); err != nil {
 		t.Fatal(err)
 	}
 	install := action.NewInstall(cfg)
 	install.DryRun, install.DryRunOption = true, "server"
-	r, err := runInstall(install, values)
+	r, err := runInstall(install, ns, values)
 	if err != nil {
 		t.Fatalf("rendering the chart on the server with values %q: %v", values, err)
 	}
@@ -74,9 +74,9 @@ func renderOnServer(t *testing.T, values string) *rendered {
 	return r
 }
 
-// runInstall runs a dry-run install of the chart as release "sluice" in
-// releaseNS and reads the objects of its manifest.
-func runInstall(install *action.Install, values string) (*rendered, error) {
+// runInstall runs a dry-run install of the chart as release "sluice" in ns
+// and reads the objects of its manifest.
+func runInstall(install *action.Install, ns, values string) (*rendered, error) {
 	ch, err := loader.Load(chartDir)
 	if err != nil {
 		return nil, err
@@ -85,7 +85,7 @@ func runInstall(install *action.Install, values string) (*rendered, error) {
 	if err := yaml.Unmarshal([]byte(values), &vals); err != nil {
 		return nil, err
 	}
-	install.ReleaseName, install.Namespace = "sluice", releaseNS
+	install.ReleaseName, install.Namespace = "sluice", ns
 	rel, err := install.Run(ch, vals)
 	if err != nil {
 		return nil, err

@@ -346,10 +346,14 @@ func TestTheLoadtesterIsSecureByDefaultWithAGeneratedTokenTheManagerSends(t *tes
 }
 
 func TestTheGeneratedTokenIsKeptAcrossUpgrades(t *testing.T) {
-	ensureNamespace(t, releaseNS)
+	// A namespace of its own and no ClusterRole: other tests install the
+	// chart's objects without Helm's ownership annotations, which Helm
+	// refuses to take over.
+	ns := "token-upgrade"
+	ensureNamespace(t, ns)
 	ctx := context.Background()
 	first := &corev1.Secret{}
-	renderOnServer(t, "loadtester: {enabled: true}").into("Secret", "-loadtester-token", first)
+	renderOnServer(t, ns, "{rbac: {create: false}, loadtester: {enabled: true}}").into("Secret", "-loadtester-token", first)
 	if len(first.Data["token"]) != 32 {
 		t.Fatalf("first install's token %q, want 32 characters", first.Data["token"])
 	}
@@ -357,13 +361,13 @@ func TestTheGeneratedTokenIsKeptAcrossUpgrades(t *testing.T) {
 	installed := first.DeepCopy()
 	installed.Data = map[string][]byte{"token": []byte("kept-from-the-first-install")}
 	// Owned by the release, as Helm leaves it.
-	installed.Annotations = map[string]string{"meta.helm.sh/release-name": "sluice", "meta.helm.sh/release-namespace": releaseNS}
+	installed.Annotations = map[string]string{"meta.helm.sh/release-name": "sluice", "meta.helm.sh/release-namespace": ns}
 	if err := admin.Create(ctx, installed); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = admin.Delete(context.Background(), installed) })
 	again := &corev1.Secret{}
-	renderOnServer(t, "loadtester: {enabled: true, tokenForHooks: true}").into("Secret", "-loadtester-token", again)
+	renderOnServer(t, ns, "{rbac: {create: false}, loadtester: {enabled: true, tokenForHooks: true}}").into("Secret", "-loadtester-token", again)
 	if got := string(again.Data["token"]); got != "kept-from-the-first-install" {
 		t.Errorf("an upgrade renders token %q, want the installed one: a new token would lock out everyone who has it", got)
 	}
