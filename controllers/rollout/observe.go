@@ -9,6 +9,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -104,11 +105,73 @@ func (r *Reconciler) observe(ctx context.Context, ro *sluicev1.Rollout) (*scope,
 	sc.obs.CanaryReady, sc.obs.CanaryMessage = deploymentReady(target)
 	sc.obs.CanaryAvailable = target.Status.AvailableReplicas
 	sc.obs.TargetReplicas = replicasOf(target)
+	if err := r.observeEndpoints(ctx, sc); err != nil {
+		return nil, err
+	}
 	if sc.obs.Blocked != "" {
 		// Nothing is written while blocked, Services and routes included.
 		return sc, nil
 	}
 	return sc, r.observeRoutes(ctx, sc)
+}
+
+// observeEndpoints holds the canary and the primary not ready until their
+// Services' EndpointSlices list as many ready endpoints as their
+// Deployments count available pods. The EndpointSlice controller lists a
+// pod some time after the Deployment controller counts it (seconds on a
+// loaded cluster), and a gateway or mesh routes by the EndpointSlices: a
+// share moved to a Service before they list its pods goes to no pod, or
+// to pods still draining (seen in e2e). The slices come from the cache,
+// which holds those of Sluice's Services only. A Rollout whose Services
+// have no EndpointSlice at all (a cluster without the controller, or
+// Services just created) is not held.
+func (r *Reconciler) observeEndpoints(ctx context.Context, sc *scope) error {
+	var list discoveryv1.EndpointSliceList
+	if err := r.List(ctx, &list, client.InNamespace(sc.ro.Namespace), client.MatchingLabels{RolloutLabel: sc.ro.Name}); err != nil {
+		return fmt.Errorf("reading the EndpointSlices of the Services of Rollout %s: %w", sc.ro.Name, err)
+	}
+	if len(list.Items) == 0 {
+		return nil
+	}
+	ready := readyEndpoints(list.Items)
+	if n := ready[sc.route.Canary]; sc.obs.CanaryReady && n < sc.obs.CanaryAvailable {
+		sc.obs.CanaryReady = false
+		sc.obs.CanaryMessage = endpointsMessage(sc.route.Canary, n, sc.obs.CanaryAvailable)
+	}
+	if n := ready[sc.route.Primary]; sc.obs.PrimaryReady && n < sc.obs.PrimaryAvailable {
+		sc.obs.PrimaryReady = false
+		sc.obs.PrimaryMessage = endpointsMessage(sc.route.Primary, n, sc.obs.PrimaryAvailable)
+	}
+	return nil
+}
+
+// readyEndpoints counts the ready endpoints of each Service in slices: per
+// address family (a dual-stack Service has slices of both), the larger.
+func readyEndpoints(slices []discoveryv1.EndpointSlice) map[string]int32 {
+	type key struct {
+		svc    string
+		family discoveryv1.AddressType
+	}
+	counts := map[key]int32{}
+	for _, sl := range slices {
+		k := key{sl.Labels[discoveryv1.LabelServiceName], sl.AddressType}
+		for _, ep := range sl.Endpoints {
+			// No condition means ready, as the API defines it.
+			if ep.Conditions.Ready == nil || *ep.Conditions.Ready {
+				counts[k]++
+			}
+		}
+	}
+	out := map[string]int32{}
+	for k, n := range counts {
+		out[k.svc] = max(out[k.svc], n)
+	}
+	return out
+}
+
+func endpointsMessage(svc string, ready, available int32) string {
+	return fmt.Sprintf("Service %s lists %d ready endpoints for %d available pods: waiting for the EndpointSlice controller, so that no share of traffic goes to pods the data plane cannot reach yet",
+		svc, ready, available)
 }
 
 func (sc *scope) block(reason, msg string) {

@@ -13,6 +13,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -99,7 +100,7 @@ func (r *Reconciler) isCurrent(ctx context.Context, ro *sluicev1.Rollout) (bool,
 // +kubebuilder:rbac:groups=sluice.dev,resources=metrictemplates,verbs=get;list;watch
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups="",resources=services;configmaps;secrets,verbs=get;list;watch;create;update;patch
-// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=sluice.dev,resources=rollouts/finalizers,verbs=update
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -401,6 +402,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&appsv1.Deployment{}, r.enqueueByIndex(targetIndex, func(o client.Object) []string { return []string{o.GetName()} })).
 		Watches(&corev1.ConfigMap{}, r.enqueueByIndex(configIndex, configIndexKeys(kindConfigMap))).
 		Watches(&corev1.Secret{}, r.enqueueByIndex(configIndex, configIndexKeys(kindSecret))).
+		// The EndpointSlices of Sluice's Services (the cache holds no
+		// others) carry the Services' labels, the Rollout's name among
+		// them: a pod listed wakes the Rollout waiting for it.
+		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(rolloutOfLabel)).
 		// A router or autoscaler CRD installed later wakes the Rollouts
 		// stalled on it (metadata only: the cache holds no CRD schemas).
 		Watches(crdMetadata(), r.enqueueStalledOnCRD(), builder.WithPredicates(r.isWatchedCRD())).
@@ -418,6 +423,15 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return c.Watch(source.Kind(mgr.GetCache(), obj, h, p...))
 	}
 	return nil
+}
+
+// rolloutOfLabel maps an object labelled with its Rollout's name to it.
+func rolloutOfLabel(_ context.Context, o client.Object) []reconcile.Request {
+	name := o.GetLabels()[RolloutLabel]
+	if name == "" {
+		return nil
+	}
+	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
 }
 
 // deleting passes the update that marks a Rollout for deletion.

@@ -16,6 +16,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -167,8 +168,10 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		return nil, err
 	}
 	byObject := map[client.Object]cache.ByObject{
-		// Only the Services Sluice creates.
-		&corev1.Service{}: {Label: managed},
+		// Only the Services Sluice creates, and their EndpointSlices (which
+		// carry the Services' labels).
+		&corev1.Service{}:            {Label: managed},
+		&discoveryv1.EndpointSlice{}: {Label: managed},
 		// ConfigMaps and Secrets are cached as checksums, never as data.
 		&corev1.ConfigMap{}:  {Transform: rollout.StripConfigData},
 		&corev1.Secret{}:     {Transform: rollout.StripConfigData},
