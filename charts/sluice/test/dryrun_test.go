@@ -24,6 +24,7 @@ notifications: {secret: ops/notify, eventWebhookURL: "https://events.example.com
 metrics: {serviceMonitor: {enabled: true}}
 loadtester: {enabled: true, tokenSecret: loadtester-token, persistence: {existingClaim: gates}}
 grafanaDashboard: {enabled: true}
+networkPolicy: {enabled: true, metricsFrom: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: monitoring}}}], loadtesterFrom: [{namespaceSelector: {matchLabels: {team: release}}}]}
 serviceAccount: {annotations: {example.com/role: sluice}}
 podAnnotations: {example.com/a: b}
 tolerations: [{key: dedicated, operator: Exists}]
