@@ -53,14 +53,19 @@ func BenchmarkManagerHeapWithSecrets(b *testing.B) {
 }
 
 // TestTheHeapBenchmarkRuns runs the benchmark's measure with 200 Secrets, so
-// that `make test` keeps it working.
+// that `make test` keeps it working, and checks that the manager does not
+// download their data: it watches them as metadata only.
 func TestTheHeapBenchmarkRuns(t *testing.T) {
+	const n = 200
 	env, c := startEnv(t)
-	createSecrets(t, c, 200)
+	createSecrets(t, c, n)
 	m := measureManagerHeap(t, env)
-	t.Logf("with 200 Secrets of 10 KiB: %+v", m)
+	t.Logf("with %d Secrets of 10 KiB: %+v", n, m)
 	if m.recvMiB <= 0 || m.heapInuseMiB <= 0 {
 		t.Errorf("nothing measured: %+v", m)
+	}
+	if data := mib(n * secretSize); m.recvMiB > data/4 {
+		t.Errorf("the manager read %.2f MiB from the API server, the Secrets hold %.2f MiB of data: want it to read far less", m.recvMiB, data)
 	}
 }
 
