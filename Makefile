@@ -134,9 +134,10 @@ demo: $(CLUSTER_DEPS) ## Watch Sluice release a good and a bad version through r
 	SLUICE_CACHE="$(SLUICE_CACHE)" KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./e2e/demo
 
 .PHONY: bench
-bench: envtest ## Benchmarks: a decision, N Rollouts on a real API server, the load generator's rate.
+bench: envtest ## Benchmarks: a decision, N Rollouts on a real API server, the manager's heap with 2,000 Secrets, the load generator's rate.
 	go test -run '^$$' -bench . -count 5 ./controllers/rollout/statemachine/
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -run '^$$' -bench 'RolloutsAtScale/rollouts=(10|100|1000)$$' -benchtime 1x -count 3 -timeout 60m ./controllers/rollout/
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -run '^$$' -bench 'ManagerHeapWithSecrets/secrets=2000$$' -benchtime 1x -count 3 -timeout 30m ./internal/manager/
 	go test -run '^$$' -bench . -benchtime 3x -count 3 ./pkg/loadtest/
 
 .PHONY: envtest

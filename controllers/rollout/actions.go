@@ -94,7 +94,10 @@ func (r *Reconciler) restorePrimary(ctx context.Context, sc *scope, rev string) 
 }
 
 // copyConfigs writes a -primary copy of every ConfigMap and Secret the target
-// uses and returns the keys it copied. The data is read uncached.
+// uses and returns the keys it copied. A copy that already holds the content
+// of the revision's checksum is left alone, without reading its source; the
+// others are written from what this reconcile read of them, else read
+// uncached.
 func (r *Reconciler) copyConfigs(ctx context.Context, sc *scope) (map[string]bool, error) {
 	copied := map[string]bool{}
 	for _, ref := range configRefs(&sc.target.Spec.Template.Spec) {
@@ -102,21 +105,50 @@ func (r *Reconciler) copyConfigs(ctx context.Context, sc *scope) (map[string]boo
 		if !ok || sum == missingChecksum {
 			continue
 		}
-		src := newConfigObject(ref.Kind)
-		if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: sc.ro.Namespace, Name: ref.Name}, src); err != nil {
-			return nil, fmt.Errorf("reading %s: %w", ref.key(), err)
-		}
-		if err := r.writeCopy(ctx, sc, src); err != nil {
+		existing, current, err := r.copyHolds(ctx, ref.Kind, client.ObjectKey{Namespace: sc.ro.Namespace, Name: primaryName(ref.Name)}, sum)
+		if err != nil {
 			return nil, err
+		}
+		if !current {
+			src := sc.read[ref.key()]
+			if src == nil {
+				src = newConfigObject(ref.Kind)
+				if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: sc.ro.Namespace, Name: ref.Name}, src); err != nil {
+					return nil, fmt.Errorf("reading %s: %w", ref.key(), err)
+				}
+			}
+			if err := r.writeCopy(ctx, sc, src, existing); err != nil {
+				return nil, err
+			}
 		}
 		copied[ref.key()] = true
 	}
 	return copied, nil
 }
 
-// writeCopy creates or updates the -primary copy of a ConfigMap or Secret,
-// skipping the write when the copy already holds the same data.
-func (r *Reconciler) writeCopy(ctx context.Context, sc *scope, src client.Object) error {
+// copyHolds reports whether the copy named key holds content of checksum sum,
+// and returns its cached metadata (nil when there is no copy yet). The
+// checksum is known from our last write of the copy, else read once: a copy
+// changed by someone else has another resourceVersion and is read again.
+func (r *Reconciler) copyHolds(ctx context.Context, kind configKind, key client.ObjectKey, sum string) (*metav1.PartialObjectMetadata, bool, error) {
+	existing := configMetadata(kind)
+	err := r.Get(ctx, key, existing)
+	if apierrors.IsNotFound(err) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("reading %s: %w", key.Name, err)
+	}
+	have, _, err := r.configChecksum(ctx, kind, existing)
+	if err != nil {
+		return nil, false, fmt.Errorf("reading %s: %w", key.Name, err)
+	}
+	return existing, have == sum, nil
+}
+
+// writeCopy creates (existing is nil) or updates the -primary copy of a
+// ConfigMap or Secret, and remembers the checksum of what it wrote.
+func (r *Reconciler) writeCopy(ctx context.Context, sc *scope, src client.Object, existing *metav1.PartialObjectMetadata) error {
 	name := primaryName(src.GetName())
 	meta := metav1.ObjectMeta{
 		Name: name, Namespace: src.GetNamespace(),
@@ -132,25 +164,17 @@ func (r *Reconciler) writeCopy(ctx context.Context, sc *scope, src client.Object
 	if err := controllerutil.SetControllerReference(sc.ro, dst, r.Scheme()); err != nil {
 		return err
 	}
-	existing := newConfigObject(kindOf(src))
-	err := r.Get(ctx, client.ObjectKeyFromObject(dst), existing)
-	switch {
-	case apierrors.IsNotFound(err):
+	if existing == nil {
 		if err := r.Create(ctx, dst); err != nil {
 			return fmt.Errorf("creating %s: %w", name, err)
 		}
-		return nil
-	case err != nil:
-		return fmt.Errorf("reading %s: %w", name, err)
+	} else {
+		dst.SetResourceVersion(existing.GetResourceVersion())
+		if err := r.Update(ctx, dst); err != nil {
+			return fmt.Errorf("updating %s: %w", name, err)
+		}
 	}
-	// The cache transform put the checksum of the copy's data on it.
-	if existing.GetAnnotations()[ChecksumAnnotation] == dataChecksum(src) {
-		return nil
-	}
-	dst.SetResourceVersion(existing.GetResourceVersion())
-	if err := r.Update(ctx, dst); err != nil {
-		return fmt.Errorf("updating %s: %w", name, err)
-	}
+	r.sums.put(checksumKey(kindOf(src), client.ObjectKeyFromObject(dst)), dst.GetResourceVersion(), dataChecksum(src))
 	return nil
 }
 

@@ -31,7 +31,12 @@ type scope struct {
 	primary *appsv1.Deployment // nil when not created yet
 	// configs maps configRef keys to checksums (missingChecksum when a
 	// required one is absent); optional absent ones are left out.
-	configs  map[string]string
+	configs map[string]string
+	// read holds, by configRef key, the ConfigMaps and Secrets whose content
+	// this reconcile read for their checksum, so that a promotion in the same
+	// reconcile (the first one) copies them without reading them again.
+	// It lives as long as the reconcile.
+	read     map[string]client.Object
 	revision string
 	route    traffic.Target
 	router   traffic.Router // nil when unavailable
@@ -203,13 +208,25 @@ func (r *Reconciler) observePrimary(ctx context.Context, sc *scope) error {
 	return nil
 }
 
-// observeConfigs reads the checksums of the ConfigMaps and Secrets the
-// target uses, from the cache (which holds checksums, not data).
+// observeConfigs finds the checksums of the ConfigMaps and Secrets the
+// target uses: their metadata from the cache (which holds no data), their
+// content read uncached only for a resourceVersion not seen yet.
 func (r *Reconciler) observeConfigs(ctx context.Context, sc *scope) error {
 	sc.configs = map[string]string{}
 	for _, ref := range configRefs(&sc.target.Spec.Template.Spec) {
-		obj := newConfigObject(ref.Kind)
-		err := r.Get(ctx, client.ObjectKey{Namespace: sc.ro.Namespace, Name: ref.Name}, obj)
+		meta := configMetadata(ref.Kind)
+		err := r.Get(ctx, client.ObjectKey{Namespace: sc.ro.Namespace, Name: ref.Name}, meta)
+		var sum string
+		var obj client.Object
+		if err == nil {
+			sum, obj, err = r.configChecksum(ctx, ref.Kind, meta)
+		}
+		if obj != nil {
+			if sc.read == nil {
+				sc.read = map[string]client.Object{}
+			}
+			sc.read[ref.key()] = obj
+		}
 		switch {
 		case apierrors.IsNotFound(err):
 			if !ref.Optional {
@@ -218,12 +235,13 @@ func (r *Reconciler) observeConfigs(ctx context.Context, sc *scope) error {
 		case err != nil:
 			return fmt.Errorf("reading %s: %w", ref.key(), err)
 		default:
-			sc.configs[ref.key()] = obj.GetAnnotations()[ChecksumAnnotation]
+			sc.configs[ref.key()] = sum
 		}
 	}
 	return nil
 }
 
+// newConfigObject is a full ConfigMap or Secret, for the API reader only.
 func newConfigObject(kind configKind) client.Object {
 	if kind == kindSecret {
 		return &corev1.Secret{}

@@ -11,11 +11,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// ChecksumAnnotation is set by the manager's cache transform on every cached
-// ConfigMap and Secret: the checksum of its data, which is then dropped so the
-// cache does not hold the cluster's configuration in memory.
-const ChecksumAnnotation = "sluice.dev/checksum"
-
 // RevisionAnnotation on the primary Deployment records the revision it runs.
 const RevisionAnnotation = "sluice.dev/revision"
 
@@ -166,18 +161,19 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
-// StripConfigData is the cache transform for ConfigMaps and Secrets: it keeps
-// the name, labels and owners and the checksum of the data (as the only
-// annotation), and drops the data itself. Other annotations go too: kubectl's
-// last-applied-configuration, for one, holds the whole object, data included,
-// and nothing in Sluice reads annotations of ConfigMaps and Secrets but the
-// checksum.
-func StripConfigData(obj any) (any, error) {
+// StripConfigMetadata is the cache transform for ConfigMaps and Secrets,
+// which the manager watches as metadata only: it keeps the name, namespace,
+// UID, resourceVersion, labels and owners, and drops the annotations and
+// managed fields. A metadata-only watch still carries the annotations, and
+// kubectl's last-applied-configuration holds the whole object, data included;
+// nothing in Sluice reads a ConfigMap's or Secret's annotations. Should a
+// full object ever reach the cache, its data goes too.
+func StripConfigMetadata(obj any) (any, error) {
 	o, ok := obj.(client.Object)
 	if !ok {
 		return obj, nil
 	}
-	o.SetAnnotations(map[string]string{ChecksumAnnotation: dataChecksum(o)})
+	o.SetAnnotations(nil)
 	o.SetManagedFields(nil)
 	switch c := o.(type) {
 	case *corev1.ConfigMap:

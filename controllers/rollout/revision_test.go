@@ -2,11 +2,13 @@ package rollout
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
@@ -29,57 +31,118 @@ func appliedMeta(content string) metav1.ObjectMeta {
 	}
 }
 
-func TestTheConfigCacheTransformKeepsNoDataOnlyTheChecksumAndTheLabels(t *testing.T) {
+func TestTheConfigCacheTransformKeepsNoAnnotationsNorData(t *testing.T) {
 	for _, tt := range []struct {
 		name string
-		// object returns the object as the API server gives it, holding
-		// content in its data and in its last-applied-configuration.
+		// object returns the object as the watch gives it, holding content
+		// in its last-applied-configuration (and in its data, if any).
 		object func(content string) client.Object
 	}{
-		{"a Secret's data", func(c string) client.Object {
-			return &corev1.Secret{ObjectMeta: appliedMeta(c), Data: map[string][]byte{"password": []byte(c)}}
+		{"a Secret's metadata", func(c string) client.Object {
+			m := configMetadata(kindSecret)
+			m.ObjectMeta = appliedMeta(c)
+			return m
 		}},
-		{"a Secret's stringData", func(c string) client.Object {
-			return &corev1.Secret{ObjectMeta: appliedMeta(c), StringData: map[string]string{"password": c}}
+		{"a ConfigMap's metadata", func(c string) client.Object {
+			m := configMetadata(kindConfigMap)
+			m.ObjectMeta = appliedMeta(c)
+			return m
 		}},
-		{"a ConfigMap's data", func(c string) client.Object {
-			return &corev1.ConfigMap{ObjectMeta: appliedMeta(c), Data: map[string]string{"password": c}}
+		// The manager watches metadata only; should a full object reach the
+		// cache anyway, it keeps nothing of the data either.
+		{"a whole Secret", func(c string) client.Object {
+			return &corev1.Secret{ObjectMeta: appliedMeta(c), Data: map[string][]byte{"password": []byte(c)}, StringData: map[string]string{"password": c}}
 		}},
-		{"a ConfigMap's binaryData", func(c string) client.Object {
-			return &corev1.ConfigMap{ObjectMeta: appliedMeta(c), BinaryData: map[string][]byte{"password": []byte(c)}}
+		{"a whole ConfigMap", func(c string) client.Object {
+			return &corev1.ConfigMap{ObjectMeta: appliedMeta(c), Data: map[string]string{"password": c}, BinaryData: map[string][]byte{"password": []byte(c)}}
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			strip := func(content string) client.Object {
-				t.Helper()
-				out, err := StripConfigData(tt.object(content))
-				if err != nil {
-					t.Fatal(err)
-				}
-				return out.(client.Object)
+			out, err := StripConfigMetadata(tt.object("hunter2"))
+			if err != nil {
+				t.Fatal(err)
 			}
-			one, other := strip("hunter2-one"), strip("hunter2-other")
-
-			raw, err := json.Marshal(one)
+			o := out.(client.Object)
+			raw, err := json.Marshal(o)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if strings.Contains(string(raw), "hunter2") {
 				t.Errorf("the cached object still holds the content: %s", raw)
 			}
-			sum := one.GetAnnotations()[ChecksumAnnotation]
-			if want := map[string]string{ChecksumAnnotation: sum}; sum == "" || !maps.Equal(one.GetAnnotations(), want) {
-				t.Errorf("annotations = %v, want only the checksum annotation", one.GetAnnotations())
+			if o.GetAnnotations() != nil {
+				t.Errorf("annotations = %v, want none", o.GetAnnotations())
 			}
-			if sum == other.GetAnnotations()[ChecksumAnnotation] {
-				t.Errorf("the checksum %q does not change when the data does", sum)
-			}
-			if got := one.GetLabels(); !maps.Equal(got, map[string]string{"app": "web"}) {
+			if got := o.GetLabels(); !maps.Equal(got, map[string]string{"app": "web"}) {
 				t.Errorf("labels = %v, want them kept", got)
 			}
-			if one.GetManagedFields() != nil {
-				t.Errorf("managed fields kept: %v", one.GetManagedFields())
+			if o.GetName() != "config" || o.GetNamespace() != "shop" {
+				t.Errorf("the name is %s/%s, want it kept", o.GetNamespace(), o.GetName())
+			}
+			if o.GetManagedFields() != nil {
+				t.Errorf("managed fields kept: %v", o.GetManagedFields())
+			}
+			// client-go may transform an object twice: a streaming list
+			// (WatchList) transforms into its temporary store and again
+			// into the informer's queue.
+			again, err := StripConfigMetadata(o.DeepCopyObject())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !equality.Semantic.DeepEqual(again, o) {
+				t.Errorf("transformed twice: %+v, once: %+v", again, o)
 			}
 		})
+	}
+}
+
+func TestTheDataChecksumChangesWithEveryPartOfTheContent(t *testing.T) {
+	// Each content of a kind has its own checksum. (A ConfigMap and a Secret
+	// of the same content share one: the kind is in the key a checksum is
+	// recorded under, configRef.key.)
+	sums := map[string]string{}
+	for name, o := range map[string]client.Object{
+		"empty Secret":          &corev1.Secret{},
+		"Secret data":           &corev1.Secret{Data: map[string][]byte{"a": []byte("1")}},
+		"Secret data, other":    &corev1.Secret{Data: map[string][]byte{"a": []byte("2")}},
+		"Secret data, key":      &corev1.Secret{Data: map[string][]byte{"b": []byte("1")}},
+		"ConfigMap data":        &corev1.ConfigMap{Data: map[string]string{"c": "1"}},
+		"ConfigMap binary data": &corev1.ConfigMap{BinaryData: map[string][]byte{"a": []byte("1")}},
+		"ConfigMap split":       &corev1.ConfigMap{Data: map[string]string{"a": "1", "b": ""}},
+		"ConfigMap joined":      &corev1.ConfigMap{Data: map[string]string{"a": "1b"}},
+	} {
+		sum := dataChecksum(o)
+		if other, ok := sums[sum]; ok {
+			t.Errorf("%s and %s have the same checksum %s", name, other, sum)
+		}
+		sums[sum] = name
+	}
+	// Annotations and labels are no content.
+	a := &corev1.Secret{Data: map[string][]byte{"a": []byte("1")}}
+	b := a.DeepCopy()
+	b.Annotations, b.Labels = map[string]string{"x": "y"}, map[string]string{"x": "y"}
+	if dataChecksum(a) != dataChecksum(b) {
+		t.Errorf("the checksum changes with the metadata")
+	}
+}
+
+func TestTheChecksumsRememberOneVersionPerObjectAndStayBounded(t *testing.T) {
+	var c checksums
+	c.put("secret/ns/a", "1", "sum-1")
+	if sum, ok := c.get("secret/ns/a", "1"); !ok || sum != "sum-1" {
+		t.Errorf("get = %q %v, want sum-1", sum, ok)
+	}
+	c.put("secret/ns/a", "2", "sum-2")
+	if _, ok := c.get("secret/ns/a", "1"); ok {
+		t.Errorf("an older resourceVersion is still known")
+	}
+	if _, ok := c.get("secret/ns/a", ""); ok {
+		t.Errorf("an empty resourceVersion matched")
+	}
+	for i := range maxChecksums + 10 {
+		c.put(fmt.Sprintf("configmap/ns/%d", i), "1", "sum")
+	}
+	if n := len(c.entries); n != maxChecksums {
+		t.Errorf("%d checksums remembered, want at most %d", n, maxChecksums)
 	}
 }

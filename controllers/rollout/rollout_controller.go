@@ -52,7 +52,7 @@ type RouterFor func(ro *sluicev1.Rollout) (traffic.Router, error)
 type Reconciler struct {
 	client.Client
 	// APIReader reads ConfigMaps and Secrets uncached: the cache keeps only
-	// their checksums.
+	// their metadata, without annotations.
 	APIReader client.Reader
 	Recorder  events.EventRecorder
 	Clock     clock.PassiveClock
@@ -69,6 +69,9 @@ type Reconciler struct {
 	watch   func(obj client.Object, h handler.EventHandler, p ...predicate.Predicate) error
 	watchMu sync.Mutex
 	watched map[string]bool
+	// sums are the content checksums of the ConfigMaps and Secrets the
+	// targets use, by resourceVersion (configsum.go).
+	sums checksums
 }
 
 // maxDecisions bounds the decide/act rounds of one reconcile.
@@ -400,8 +403,10 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&appsv1.Deployment{}).
 		Owns(&corev1.Service{}).
 		Watches(&appsv1.Deployment{}, r.enqueueByIndex(targetIndex, func(o client.Object) []string { return []string{o.GetName()} })).
-		Watches(&corev1.ConfigMap{}, r.enqueueByIndex(configIndex, configIndexKeys(kindConfigMap))).
-		Watches(&corev1.Secret{}, r.enqueueByIndex(configIndex, configIndexKeys(kindSecret))).
+		// Metadata only: their data never reaches the manager over the watch
+		// (configsum.go); a change shows as a new resourceVersion.
+		WatchesMetadata(&corev1.ConfigMap{}, r.enqueueByIndex(configIndex, configIndexKeys(kindConfigMap))).
+		WatchesMetadata(&corev1.Secret{}, r.enqueueByIndex(configIndex, configIndexKeys(kindSecret))).
 		// The EndpointSlices of Sluice's Services (the cache holds no
 		// others) carry the Services' labels, the Rollout's name among
 		// them: a pod listed wakes the Rollout waiting for it.

@@ -172,9 +172,12 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		// carry the Services' labels).
 		&corev1.Service{}:            {Label: managed},
 		&discoveryv1.EndpointSlice{}: {Label: managed},
-		// ConfigMaps and Secrets are cached as checksums, never as data.
-		&corev1.ConfigMap{}:  {Transform: rollout.StripConfigData},
-		&corev1.Secret{}:     {Transform: rollout.StripConfigData},
+		// ConfigMaps and Secrets are watched as metadata only, and cached
+		// without their annotations (kubectl's last-applied-configuration
+		// holds the data); the controller reads the content of the ones a
+		// target uses, uncached.
+		&corev1.ConfigMap{}:  {Transform: rollout.StripConfigMetadata},
+		&corev1.Secret{}:     {Transform: rollout.StripConfigMetadata},
 		&appsv1.Deployment{}: {},
 	}
 	if shard != nil {
