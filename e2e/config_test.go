@@ -51,8 +51,11 @@ func TestConfigOnlyChangeReleased(t *testing.T) {
 			if !to.After(from) {
 				continue
 			}
-			sp := s.Load.SplitBy(from, to, byMessage)
+			sp, late := s.settledSplit(w, "bonjour", byMessage, splitTolerance)
 			s.Figure("config split at weight "+strconv.Itoa(int(w.Weight))+"%", sp.String())
+			if late > 0 {
+				s.Figure("config weight "+strconv.Itoa(int(w.Weight))+"% applied by the gateway later than the settle time by", late)
+			}
 			if d := sp.Share("bonjour") - float64(w.Weight); sp.Total < 20 || d > splitTolerance || d < -splitTolerance {
 				s.Fatalf("weight %d: %s", w.Weight, sp)
 			}
