@@ -57,6 +57,8 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	fs.StringVar(&opts.ProfilingAddr, "profiling-address", "", "address of Go's pprof endpoints (/debug/pprof/), e.g. 127.0.0.1:6060; empty: off")
 	fs.StringVar(&opts.WebhookTokenFile, "webhook-token-file", "", "file whose content is sent as 'Authorization: Bearer <token>' with the webhook calls to --webhook-token-hosts, e.g. the loadtester's token (read again when it changes)")
 	fs.StringVar(&tokenHosts, "webhook-token-hosts", "", "comma-separated host names (ports ignored) of the webhooks that get --webhook-token-file's token; no other webhook gets it")
+	fs.Func("watch-namespaces", "comma-separated namespaces whose Rollouts (and every other namespaced object) this manager serves, watching nothing elsewhere, so that a Role per namespace is enough RBAC; repeatable (empty: all namespaces)",
+		namespaceList(&opts.WatchNamespaces))
 	fs.StringVar(&opts.LeaderElectionNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace; required outside a cluster)")
 	fs.Func("webhook-egress-allow", "comma-separated CIDRs, addresses, address:port, host names or host:port that Rollout webhooks and MetricTemplate addresses may reach although denied by default (link-local, loopback, unspecified, cloud metadata, the API server), e.g. 127.0.0.1/32; repeatable",
 		appendList(&opts.WebhookEgressAllow))
@@ -96,7 +98,7 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("setting up the manager: %w", err)
 	}
-	logger.WithName("setup").Info("starting", "leaderElection", opts.LeaderElection, "leaseNamespace", opts.LeaderElectionNS, "metrics", opts.MetricsAddr, "shard", opts.Shard)
+	logger.WithName("setup").Info("starting", "leaderElection", opts.LeaderElection, "leaseNamespace", opts.LeaderElectionNS, "metrics", opts.MetricsAddr, "shard", opts.Shard, "watchNamespaces", opts.WatchNamespaces)
 	if err := mgr.Start(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
@@ -113,6 +115,21 @@ func appendList(list *[]string) func(string) error {
 			}
 		}
 		return nil
+	}
+}
+
+// namespaceList is appendList for namespace names: an entry that cannot be
+// a namespace's name fails the flag, before the manager starts, instead of
+// making a manager that watches a namespace that never exists.
+func namespaceList(list *[]string) func(string) error {
+	add := appendList(list)
+	return func(v string) error {
+		for _, e := range splitList(v) {
+			if err := manager.CheckNamespaceName(e); err != nil {
+				return err
+			}
+		}
+		return add(v)
 	}
 }
 

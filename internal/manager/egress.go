@@ -24,7 +24,10 @@ const apiServerLookupTimeout = 5 * time.Second
 // in `default`, when it can be read. In a cluster both are usually the same
 // ClusterIP:443. Address:port pairs, not whole addresses: another service
 // may listen on the API server's address (a Prometheus on its node). What
-// cannot be found is logged and left out: the deny entries cover it.
+// cannot be found is logged and left out: the deny entries cover it. A
+// manager limited to some namespaces (--watch-namespaces) usually may not
+// read `default`: that is logged too, never fatal; in a cluster its config's
+// host is the same ClusterIP anyway.
 func apiServerAddrs(cfg *rest.Config) []string {
 	log := ctrl.Log.WithName("egress")
 	ctx, cancel := context.WithTimeout(context.Background(), apiServerLookupTimeout)

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -98,20 +99,40 @@ type Options struct {
 	Shard string
 	// ProfilingAddr serves Go's pprof endpoints; empty or "0": off.
 	ProfilingAddr string
+	// WatchNamespaces limits the manager to the Rollouts, and every other
+	// namespaced object, of these namespaces: its cache lists and watches
+	// them only, so that namespaced RBAC (a Role per namespace) is enough,
+	// as when each tenant runs its own Sluice. Empty: every namespace.
+	// The leader election Lease stays in LeaderElectionNS, and the CRD
+	// metadata watch stays cluster-wide (see docs/operations.md, RBAC).
+	WatchNamespaces []string
 }
 
 // ShardLabel is the label that the chart's shards select Rollouts by.
 const ShardLabel = "sluice.dev/shard"
 
 // LeaseName is the name of the leader election Lease of the managers that
-// serve shard (a label selector; "" for all Rollouts): each shard elects
-// its own leader, so that one manager per shard reconciles. Selectors that
-// parse to the same requirements share a Lease.
-func LeaseName(shard labels.Selector) string {
-	if shard == nil || shard.Empty() {
+// serve shard (a label selector; nil for all Rollouts) in namespaces (none
+// for every namespace): each shard, and each set of watched namespaces,
+// elects its own leader, so that one manager of each reconciles. Two
+// tenants' Sluices installed in one namespace would otherwise share a Lease
+// and one of them would never lead. Selectors that parse to the same
+// requirements, and the same namespaces in any order, share a Lease.
+func LeaseName(shard labels.Selector, namespaces ...string) string {
+	key := ""
+	if shard != nil && !shard.Empty() {
+		key = shard.String()
+	}
+	if len(namespaces) > 0 {
+		ns := slices.Clone(namespaces)
+		slices.Sort(ns)
+		// Not a selector's character: no selector hashes like a namespace set.
+		key += "\x00namespaces=" + strings.Join(slices.Compact(ns), ",")
+	}
+	if key == "" {
 		return LeaderElectionID
 	}
-	sum := sha256.Sum256([]byte(shard.String()))
+	sum := sha256.Sum256([]byte(key))
 	return "sluice-manager-" + hex.EncodeToString(sum[:])[:10] + ".sluice.dev"
 }
 
@@ -152,8 +173,12 @@ func Scheme() *runtime.Scheme {
 
 // New returns a manager with the Rollout controller set up.
 func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
-	// First, so that a wrong egress or token flag fails before anything
-	// starts.
+	// First, so that a wrong namespace, egress or token flag fails before
+	// anything starts.
+	watched, err := watchNamespaces(opts.WatchNamespaces)
+	if err != nil {
+		return nil, err
+	}
 	policy, err := egress.New(opts.WebhookEgressAllow, opts.WebhookEgressDeny, apiServerAddrs(cfg))
 	if err != nil {
 		return nil, err
@@ -195,7 +220,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddr},
 		HealthProbeBindAddress:  opts.HealthProbeAddr,
 		LeaderElection:          opts.LeaderElection,
-		LeaderElectionID:        LeaseName(shard),
+		LeaderElectionID:        LeaseName(shard, watched...),
 		PprofBindAddress:        profiling,
 		LeaderElectionNamespace: opts.LeaderElectionNS,
 		// A stopping leader (a rolling update, a scale-down) hands the Lease
@@ -205,8 +230,9 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		LeaderElectionReleaseOnCancel: true,
 		Controller:                    config.Controller{SkipNameValidation: ptr.To(opts.AllowRestart)},
 		Cache: cache.Options{
-			DefaultTransform: cache.TransformStripManagedFields(),
-			ByObject:         byObject,
+			DefaultTransform:  cache.TransformStripManagedFields(),
+			ByObject:          byObject,
+			DefaultNamespaces: cacheNamespaces(watched),
 		},
 	})
 	if err != nil {

@@ -67,3 +67,19 @@ manager sends the token to (Rollout authors choose webhook URLs). */}}
 {{- $ns := .Release.Namespace }}
 {{- join "," (list $svc (printf "%s.%s" $svc $ns) (printf "%s.%s.svc" $svc $ns) (printf "%s.%s.svc.%s" $svc $ns .Values.clusterDomain)) }}
 {{- end }}
+
+{{/* The watched namespaces (watchNamespaces), comma-separated, without
+duplicates; empty for every namespace. A name that cannot be a namespace
+fails the render: the manager would refuse it at start. */}}
+{{- define "sluice.watchNamespaces" -}}
+{{- $watch := .Values.watchNamespaces | default list | uniq }}
+{{- range $watch }}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$" (toString .)) }}
+{{- fail (printf "watchNamespaces: %q is not a namespace name" (toString .)) }}
+{{- end }}
+{{- if gt (len (toString .)) 63 }}
+{{- fail (printf "watchNamespaces: %q is longer than 63 characters" (toString .)) }}
+{{- end }}
+{{- end }}
+{{- join "," $watch }}
+{{- end }}

@@ -12,7 +12,10 @@ import (
 
 func TestEveryRenderedObjectIsAcceptedByTheAPIServer(t *testing.T) {
 	ctx := context.Background()
-	ensureNamespace(t, releaseNS)
+	// The release's and those the values name.
+	for _, ns := range []string{releaseNS, "team-a", "team-b", "ops"} {
+		ensureNamespace(t, ns)
+	}
 	for _, tc := range []struct{ name, values string }{
 		{"defaults", ""},
 		{"everything on", `
@@ -28,6 +31,11 @@ networkPolicy: {enabled: true, metricsFrom: [{namespaceSelector: {matchLabels: {
 serviceAccount: {annotations: {example.com/role: sluice}}
 podAnnotations: {example.com/a: b}
 tolerations: [{key: dedicated, operator: Exists}]
+`},
+		{"one Sluice per tenant", `
+watchNamespaces: [team-a, team-b]
+routers: {gatewayAPI: {enabled: true}, istio: {enabled: true}}
+notifications: {secret: ops/notify}
 `},
 		{"loadtester with a generated token", `
 loadtester: {enabled: true, tokenForHooks: true, allowedNamespaces: [shop], maxRate: 100, maxDuration: 2m}
