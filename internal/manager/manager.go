@@ -267,13 +267,14 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 }
 
 // webhookClient is the HTTP client of the webhook calls: the given one (when
-// nil, a client with a 2 minute timeout whose connections pass the egress
-// policy), sending the token of WebhookTokenFile to WebhookTokenHosts when
-// set.
+// nil, a client whose connections pass the egress policy), sending the
+// token of WebhookTokenFile to WebhookTokenHosts when set. It has no timeout
+// of its own: each attempt has its webhook's timeout (pkg/webhooks), which a
+// shorter one would cut silently.
 func webhookClient(opts Options, policy *egress.Policy) (*http.Client, error) {
 	hc := opts.WebhookClient
 	if hc == nil {
-		hc = &http.Client{Timeout: 2 * time.Minute, Transport: policy.Transport(nil)}
+		hc = &http.Client{Transport: policy.Transport(nil)}
 	}
 	if opts.WebhookTokenFile == "" {
 		if len(opts.WebhookTokenHosts) > 0 {
