@@ -98,6 +98,9 @@ type Options struct {
 	Shard string
 	// ProfilingAddr serves Go's pprof endpoints; empty or "0": off.
 	ProfilingAddr string
+	// MaxConcurrentReconciles is how many Rollouts are reconciled at once
+	// (rollout.DefaultMaxConcurrentReconciles when 0).
+	MaxConcurrentReconciles int
 }
 
 // ShardLabel is the label that the chart's shards select Rollouts by.
@@ -152,6 +155,9 @@ func Scheme() *runtime.Scheme {
 
 // New returns a manager with the Rollout controller set up.
 func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
+	if opts.MaxConcurrentReconciles < 0 {
+		return nil, fmt.Errorf("--max-concurrent-reconciles %d: want at least 1", opts.MaxConcurrentReconciles)
+	}
 	// First, so that a wrong egress or token flag fails before anything
 	// starts.
 	policy, err := egress.New(opts.WebhookEgressAllow, opts.WebhookEgressDeny, apiServerAddrs(cfg))
@@ -259,6 +265,8 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		// Autoscalers are read from the cache itself: the client would read
 		// unstructured kinds (KEDA's ScaledObjects) live on every reconcile.
 		Autoscalers: autoscaling.New(mgr.GetClient(), mgr.GetCache(), mgr.GetRESTMapper(), hpa.Kind{}, keda.Kind{}),
+
+		MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, err
