@@ -228,12 +228,22 @@ func (c *hookCalls) ended(name types.NamespacedName) uint64 {
 	return 0
 }
 
-// decided notes that the answers of n ended rounds were decided with.
-func (c *hookCalls) decided(name types.NamespacedName, n uint64) {
+// decided notes that a decision was recorded with the answers of n ended
+// rounds, leaving the Rollout in the state named key: a round or answers of
+// another state are of no use any more (an abort while a hook hangs).
+func (c *hookCalls) decided(name types.NamespacedName, n uint64, key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if rc := c.byRollout[name]; rc != nil && n > rc.decided {
-		rc.decided = n
+	rc := c.byRollout[name]
+	if rc == nil {
+		return
+	}
+	rc.decided = max(rc.decided, n)
+	if rc.key != key {
+		if rc.running != nil {
+			rc.running.cancel()
+		}
+		rc.key, rc.got = key, answers{}
 	}
 }
 

@@ -142,6 +142,36 @@ func TestARoundOfAStateLeftBehindIsCancelledBeforeTheNextStarts(t *testing.T) {
 	}
 }
 
+func TestARecordedDecisionCancelsTheRoundOfTheStateItLeft(t *testing.T) {
+	f := &fakeCalls{release: make(chan struct{})}
+	c := newHookCalls(f.call)
+	defer c.drain(0)
+	ro := &sluicev1.Rollout{ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop", UID: "u1", Generation: 1}}
+	name := client.ObjectKeyFromObject(ro)
+	c.get(ro, "rev1", statemachine.Need{Checks: true})
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if rounds, _, _ := f.count(); rounds == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the checks never ran")
+		}
+	}
+	// A decision recorded in the same state keeps the round.
+	c.decided(name, 0, callsKey(ro, "rev1"))
+	if _, _, cancelled := f.count(); cancelled != 0 {
+		t.Fatal("a decision that left the state as it was cancelled its round")
+	}
+	// Aborted while the checks run: the Rollout left the state they were
+	// asked from.
+	ro.Status.Phase = sluicev1.PhaseFailed
+	c.decided(name, 0, callsKey(ro, "rev1"))
+	waitWake(t, c)
+	if _, _, cancelled := f.count(); cancelled != 1 {
+		t.Errorf("%d rounds cancelled, want the one of the state left", cancelled)
+	}
+}
+
 func TestADrainWaitsUntilTheAnswersAreDecidedWith(t *testing.T) {
 	f := &fakeCalls{release: make(chan struct{})}
 	c := newHookCalls(f.call)
@@ -167,7 +197,7 @@ func TestADrainWaitsUntilTheAnswersAreDecidedWith(t *testing.T) {
 	if _, ok := c.get(other, "rev1", statemachine.Need{Checks: true}); ok {
 		t.Fatal("answers for a Rollout never asked")
 	}
-	c.decided(name, c.ended(name))
+	c.decided(name, c.ended(name), callsKey(ro, "rev1"))
 	select {
 	case <-drained:
 	case <-time.After(5 * time.Second):

@@ -145,7 +145,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	actionTaken := false
 	// The answers of the hooks and checks ended so far; a decision made
 	// with them and recorded tells a draining manager they are recorded.
-	answered, decided := r.calls.ended(req.NamespacedName), false
+	answered, decided, rev := r.calls.ended(req.NamespacedName), false, ""
 	// One status patch per reconcile, whatever happened.
 	defer func() {
 		if retErr == nil {
@@ -153,7 +153,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		}
 		if equality.Semantic.DeepEqual(base.Status, ro.Status) {
 			if decided {
-				r.calls.decided(req.NamespacedName, answered)
+				r.calls.decided(req.NamespacedName, answered, callsKey(ro, rev))
 			}
 			return
 		}
@@ -172,7 +172,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 			retErr = errors.Join(retErr, fmt.Errorf("patching status: %w", err))
 		default:
 			if decided {
-				r.calls.decided(req.NamespacedName, answered)
+				r.calls.decided(req.NamespacedName, answered, callsKey(ro, rev))
 			}
 			if actionTaken {
 				// The action is recorded in the status: clear the request.
@@ -189,7 +189,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	}
 	d, err := r.decideAndAct(ctx, sc)
 	actionTaken = sc.actionTaken
-	decided = !errors.Is(err, errStale)
+	decided, rev = !errors.Is(err, errStale), sc.revision
 	if errors.Is(err, errStale) {
 		// What was decided before the hooks is patched (and refused by the
 		// optimistic lock if this copy is stale); look again shortly.
