@@ -18,6 +18,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
+	"github.com/sluice-dev/sluice/controllers/rollout"
 	"github.com/sluice-dev/sluice/internal/manager"
 	"github.com/sluice-dev/sluice/pkg/egress"
 )
@@ -54,6 +55,7 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	fs.StringVar(&opts.NotifySecret, "notify-secret", "", "NAMESPACE/NAME of a Secret with notification URLs (slack-url, teams-url, webhook-url, event-url)")
 	fs.StringVar(&opts.EventWebhookURL, "event-webhook-url", "", "URL that receives every Rollout event as a webhook payload")
 	fs.StringVar(&opts.Shard, "shard", "", "label selector of the Rollouts this manager serves, e.g. sluice.dev/shard=team-a, or !sluice.dev/shard for the Rollouts of no shard; each shard elects its own leader (empty: all Rollouts)")
+	fs.IntVar(&opts.MaxConcurrentReconciles, "max-concurrent-reconciles", rollout.DefaultMaxConcurrentReconciles, "how many Rollouts are reconciled at once; hooks and checks run beside them and hold none")
 	fs.StringVar(&opts.ProfilingAddr, "profiling-address", "", "address of Go's pprof endpoints (/debug/pprof/), e.g. 127.0.0.1:6060; empty: off")
 	fs.StringVar(&opts.WebhookTokenFile, "webhook-token-file", "", "file whose content is sent as 'Authorization: Bearer <token>' with the webhook calls to --webhook-token-hosts, e.g. the loadtester's token (read again when it changes)")
 	fs.StringVar(&tokenHosts, "webhook-token-hosts", "", "comma-separated host names (ports ignored) of the webhooks that get --webhook-token-file's token; no other webhook gets it")
@@ -68,6 +70,9 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 		return err
 	}
 	opts.WebhookTokenHosts = splitList(tokenHosts)
+	if opts.MaxConcurrentReconciles < 1 {
+		return fmt.Errorf("--max-concurrent-reconciles %d: want at least 1", opts.MaxConcurrentReconciles)
+	}
 	level, err := zapcore.ParseLevel(*logLevel)
 	if err != nil {
 		return fmt.Errorf("--log-level: %w", err)

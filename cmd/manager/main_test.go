@@ -240,6 +240,10 @@ func TestTheManagerRejectsBadFlagsClearly(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `--webhook-egress-allow entry "https://hooks.example.com": a URL`) {
 		t.Errorf("run with a URL in --webhook-egress-allow = %v, want an error naming the flag and the entry", err)
 	}
+	err = run(context.Background(), []string{"--leader-elect=false", "--max-concurrent-reconciles=0"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--max-concurrent-reconciles 0: want at least 1") {
+		t.Errorf("run with --max-concurrent-reconciles=0 = %v, want an error naming the flag", err)
+	}
 	err = run(context.Background(), []string{"--leader-elect=false", "--webhook-egress-deny", "10.0.0.0/40"}, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), `--webhook-egress-deny entry "10.0.0.0/40"`) {
 		t.Errorf("run with a bad CIDR in --webhook-egress-deny = %v, want an error naming the flag and the entry", err)

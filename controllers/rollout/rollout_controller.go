@@ -63,6 +63,12 @@ type Reconciler struct {
 	Notifier *notify.Dispatcher
 	// Autoscalers handles the targets' autoscalers (spec.autoscalerRef).
 	Autoscalers *autoscaling.Set
+	// MaxConcurrentReconciles is how many Rollouts are reconciled at once
+	// (DefaultMaxConcurrentReconciles when 0).
+	MaxConcurrentReconciles int
+
+	// calls runs the hooks and checks off the workers (calls.go).
+	calls *hookCalls
 
 	// watch starts a watch on a kind; watched records the kinds already
 	// watched, so that only the route and autoscaler kinds in use are.
@@ -120,10 +126,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	if err := r.Get(ctx, req.NamespacedName, ro); err != nil {
 		if apierrors.IsNotFound(err) {
 			forgetMetrics(req.Namespace, req.Name)
+			r.calls.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !ro.DeletionTimestamp.IsZero() {
+		r.calls.forget(req.NamespacedName)
 		return r.finalize(ctx, ro)
 	}
 	if !controllerutil.ContainsFinalizer(ro, finalizer) {
@@ -135,12 +143,18 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	}
 	base := ro.DeepCopy()
 	actionTaken := false
+	// The answers of the hooks and checks ended so far; a decision made
+	// with them and recorded tells a draining manager they are recorded.
+	answered, decided, rev := r.calls.ended(req.NamespacedName), false, ""
 	// One status patch per reconcile, whatever happened.
 	defer func() {
 		if retErr == nil {
 			ro.Status.ObservedGeneration = ro.Generation
 		}
 		if equality.Semantic.DeepEqual(base.Status, ro.Status) {
+			if decided {
+				r.calls.decided(req.NamespacedName, answered, callsKey(ro, rev))
+			}
 			return
 		}
 		// The work this reconcile did (a hook called, a weight set) must be
@@ -156,9 +170,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 			res, retErr = ctrl.Result{RequeueAfter: staleRetry}, nil
 		case err != nil:
 			retErr = errors.Join(retErr, fmt.Errorf("patching status: %w", err))
-		case actionTaken:
-			// The action is recorded in the status: clear the request.
-			retErr = errors.Join(retErr, r.clearAction(pctx, ro))
+		default:
+			if decided {
+				r.calls.decided(req.NamespacedName, answered, callsKey(ro, rev))
+			}
+			if actionTaken {
+				// The action is recorded in the status: clear the request.
+				retErr = errors.Join(retErr, r.clearAction(pctx, ro))
+			}
 		}
 	}()
 
@@ -170,6 +189,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	}
 	d, err := r.decideAndAct(ctx, sc)
 	actionTaken = sc.actionTaken
+	decided, rev = !errors.Is(err, errStale), sc.revision
 	if errors.Is(err, errStale) {
 		// What was decided before the hooks is patched (and refused by the
 		// optimistic lock if this copy is stale); look again shortly.
@@ -209,17 +229,25 @@ var crdReasons = []string{"RouterUnavailable", autoscaling.ReasonUnavailable}
 
 // decideAndAct asks the state machine what to do and does it, deciding again
 // while acting changed what it observes (a weight confirmed by the router) or
-// it asked for checks or gates; so a step costs one reconcile.
+// it was given the checks or gates it asked for; so a step costs one
+// reconcile, and one more for each round of hooks and checks.
 func (r *Reconciler) decideAndAct(ctx context.Context, sc *scope) (statemachine.Decision, error) {
 	now := r.Clock.Now()
 	status := sc.ro.Status
 	var d statemachine.Decision
-	gathered := map[string]bool{}
+	given := map[string]bool{}
 	for range maxDecisions {
 		d = statemachine.Decide(statemachine.Input{
 			Spec: &sc.ro.Spec, Generation: sc.ro.Generation, Status: &status, Obs: sc.obs, Now: now,
 		})
 		if d.Need != nil {
+			need := *d.Need
+			if !equality.Semantic.DeepEqual(status, sc.ro.Status) {
+				// Calls are made from a recorded status, which their keys
+				// derive from: record what was decided, then call.
+				d.Status, d.Need, d.RequeueAfter = status, nil, staleRetry
+				return d, nil
+			}
 			// Hooks and checks act on the world: only from a current copy,
 			// or a copy missing our last status patch would call them again.
 			if !sc.fresh {
@@ -230,15 +258,16 @@ func (r *Reconciler) decideAndAct(ctx context.Context, sc *scope) (statemachine.
 				}
 				sc.fresh = true
 			}
-			if need := *d.Need; !r.gather(ctx, sc, &need, gathered) {
-				// Nothing new could be gathered: keep what was decided so far.
+			got, ok := r.calls.get(sc.ro, sc.revision, need)
+			if !ok {
+				// Asked in the background: their end wakes the Rollout.
+				d.Status, d.Need, d.RequeueAfter = status, nil, pendingRecheck
+				return d, nil
+			}
+			if !give(sc, need, got, given) {
+				// Nothing new could be given: keep what was decided so far.
 				d.Status, d.Need = status, nil
 				return d, fmt.Errorf("the state machine asked twice for %+v", need)
-			}
-			if err := ctx.Err(); err != nil {
-				// Answers cut short by a shutdown are no verdict.
-				d.Status, d.Need = status, nil
-				return d, err
 			}
 			continue
 		}
@@ -262,27 +291,41 @@ func (r *Reconciler) decideAndAct(ctx context.Context, sc *scope) (statemachine.
 	return d, nil
 }
 
-// gather runs the checks and gates the state machine asked for; it returns
-// false when it had already gathered them in this reconcile.
-func (r *Reconciler) gather(ctx context.Context, sc *scope, need *statemachine.Need, done map[string]bool) bool {
+// give hands the state machine the answers to what it asked for; it returns
+// false when it had already given them all in this reconcile.
+func give(sc *scope, need statemachine.Need, got answers, done map[string]bool) bool {
 	progress := false
-	ro := sc.ro.DeepCopy()
 	if need.Checks && !done["checks"] {
 		done["checks"], progress = true, true
-		sc.obs.Checks = r.runChecks(ctx, ro, sc.revision)
+		sc.obs.Checks = got.checks
 	}
 	for _, t := range need.Gates {
 		if done[string(t)] {
 			continue
 		}
 		done[string(t)], progress = true, true
-		res := r.Webhooks.CallAll(ctx, ro, t, sc.revision)
 		if sc.obs.Gates == nil {
 			sc.obs.Gates = map[sluicev1.HookType]statemachine.GateResult{}
 		}
-		sc.obs.Gates[t] = statemachine.GateResult{Open: res.AllPassed, Message: res.Message}
+		sc.obs.Gates[t] = got.gates[t]
 	}
 	return progress
+}
+
+// call makes the calls of need from ro, as recorded: the checks, and the
+// webhooks of each gate type. It runs in the background (calls.go).
+func (r *Reconciler) call(ctx context.Context, ro *sluicev1.Rollout, rev string, need statemachine.Need) answers {
+	var got answers
+	if need.Checks {
+		got.checks = r.runChecks(ctx, ro, rev)
+	}
+	for _, t := range need.Gates {
+		res := r.Webhooks.CallAll(ctx, ro, t, rev)
+		got.add(answers{gates: map[sluicev1.HookType]statemachine.GateResult{
+			t: {Open: res.AllPassed, Message: res.Message},
+		}})
+	}
+	return got
 }
 
 // runChecks runs the rollback hooks, the rollout hooks and the metrics of a step.
@@ -396,7 +439,12 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := indexRollouts(context.Background(), mgr); err != nil {
 		return err
 	}
-	c, err := ctrl.NewControllerManagedBy(mgr).
+	r.calls = newHookCalls(r.call)
+	workers := r.MaxConcurrentReconciles
+	if workers <= 0 {
+		workers = DefaultMaxConcurrentReconciles
+	}
+	c, err := ctrl.NewControllerManagedBy(drainFirst{Manager: mgr, calls: r.calls}).
 		// Status patches are Sluice's own: only spec and annotation changes
 		// of a Rollout need a reconcile.
 		For(&sluicev1.Rollout{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deleting))).
@@ -414,7 +462,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// A router or autoscaler CRD installed later wakes the Rollouts
 		// stalled on it (metadata only: the cache holds no CRD schemas).
 		Watches(crdMetadata(), r.enqueueStalledOnCRD(), builder.WithPredicates(r.isWatchedCRD())).
-		WithOptions(controller.Options{MaxConcurrentReconciles: maxConcurrentReconciles}).
+		// The end of a Rollout's hook calls or checks (calls.go).
+		WatchesRawSource(source.Channel(r.calls.wake, &handler.EnqueueRequestForObject{})).
+		WithOptions(controller.Options{MaxConcurrentReconciles: workers}).
 		Named("rollout").
 		Build(r)
 	if err != nil {
@@ -442,8 +492,10 @@ func rolloutOfLabel(_ context.Context, o client.Object) []reconcile.Request {
 // deleting passes the update that marks a Rollout for deletion.
 var deleting = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool { return !e.ObjectNew.GetDeletionTimestamp().IsZero() }}
 
-// maxConcurrentReconciles lets a slow check of one Rollout not hold up others.
-const maxConcurrentReconciles = 4
+// DefaultMaxConcurrentReconciles is how many Rollouts are reconciled at
+// once by default. Hooks and checks do not hold a worker (calls.go): a
+// reconcile waits on API requests and the router only.
+const DefaultMaxConcurrentReconciles = 16
 
 // ensureRouteWatch starts watching a router's kinds the first time a Rollout
 // uses it.

@@ -319,14 +319,15 @@ func TestHooksAimedAtTheManagersSurroundingsAreRefusedByDefault(t *testing.T) {
 
 // TestAHookCallWhoseResultWasNotRecordedIsRepeatedWithTheSameKey loses the
 // result of a call as a manager killed before its status patch would: the
-// Rollout is changed while the call is in flight, so the patch recording the
-// call is refused by its optimistic lock. The next reconcile calls again
-// from the same status, with the same idempotency key; later calls have
-// keys of their own.
+// Rollout's spec is changed while the call is in flight, so its answer,
+// given for the old spec, is dropped unrecorded. The call is made again from
+// the same status, with the same idempotency key; later calls have keys of
+// their own. A change of the Rollout's metadata alone keeps the answer.
 func TestAHookCallWhoseResultWasNotRecordedIsRepeatedWithTheSameKey(t *testing.T) {
 	s := newStory(t)
 	var mu sync.Mutex
 	var keys []string
+	var passes []string
 	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		var p webhooks.Payload
 		_ = json.NewDecoder(r.Body).Decode(&p)
@@ -335,19 +336,28 @@ func TestAHookCallWhoseResultWasNotRecordedIsRepeatedWithTheSameKey(t *testing.T
 		}
 		mu.Lock()
 		keys = append(keys, p.IdempotencyKey)
-		first := len(keys) == 1
+		passes = append(passes, p.Metadata["pass"])
+		n := len(keys)
 		mu.Unlock()
-		if first {
-			ro := &sluicev1.Rollout{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace}}
-			touch := client.RawPatch(types.MergePatchType, []byte(`{"metadata":{"annotations":{"example.com/touched":"during-the-call"}}}`))
-			if err := k8sClient.Patch(context.Background(), ro, touch); err != nil {
+		ro := &sluicev1.Rollout{ObjectMeta: metav1.ObjectMeta{Name: p.Name, Namespace: p.Namespace}}
+		change := ""
+		switch n {
+		case 1:
+			change = `{"spec":{"analysis":{"webhooks":[{"name":"load","type":"rollout","url":"http://` + r.Host + `","metadata":{"pass":"2"}}]}}}`
+		case 2:
+			change = `{"metadata":{"annotations":{"example.com/touched":"during-the-call"}}}`
+		}
+		if change != "" {
+			if err := k8sClient.Patch(context.Background(), ro, client.RawPatch(types.MergePatchType, []byte(change))); err != nil {
 				t.Errorf("changing the Rollout during the call: %v", err)
 			}
 		}
 	}))
 	t.Cleanup(srv.Close)
 	s.deploy("podinfo", "podinfo:1.0")
-	s.initialized("podinfo", iterations(2), webhook("load", sluicev1.HookRollout, srv.URL))
+	s.initialized("podinfo", iterations(2), func(ro *sluicev1.Rollout) {
+		ro.Spec.Analysis.Webhooks = []sluicev1.Webhook{{Name: "load", Type: sluicev1.HookRollout, URL: srv.URL, Metadata: map[string]string{"pass": "1"}}}
+	})
 
 	s.setImage("podinfo", "podinfo:2.0")
 	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
@@ -356,6 +366,9 @@ func TestAHookCallWhoseResultWasNotRecordedIsRepeatedWithTheSameKey(t *testing.T
 	defer mu.Unlock()
 	if len(keys) != 3 {
 		t.Fatalf("%d rollout hook calls (keys %v), want 3: one per iteration and the unrecorded first one again", len(keys), keys)
+	}
+	if !slices.Equal(passes, []string{"1", "2", "2"}) {
+		t.Errorf("calls sent the metadata %v, want the changed spec's from the repeated call on", passes)
 	}
 	if keys[1] != keys[0] {
 		t.Errorf("the repeated call has key %s, the call it repeats %s: want the same", keys[1], keys[0])

@@ -106,6 +106,9 @@ type Options struct {
 	// The leader election Lease stays in LeaderElectionNS, and the CRD
 	// metadata watch stays cluster-wide (see docs/operations.md, RBAC).
 	WatchNamespaces []string
+	// MaxConcurrentReconciles is how many Rollouts are reconciled at once
+	// (rollout.DefaultMaxConcurrentReconciles when 0).
+	MaxConcurrentReconciles int
 }
 
 // ShardLabel is the label that the chart's shards select Rollouts by.
@@ -173,6 +176,9 @@ func Scheme() *runtime.Scheme {
 
 // New returns a manager with the Rollout controller set up.
 func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
+	if opts.MaxConcurrentReconciles < 0 {
+		return nil, fmt.Errorf("--max-concurrent-reconciles %d: want at least 1", opts.MaxConcurrentReconciles)
+	}
 	// First, so that a wrong namespace, egress or token flag fails before
 	// anything starts.
 	watched, err := watchNamespaces(opts.WatchNamespaces)
@@ -285,6 +291,8 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		// Autoscalers are read from the cache itself: the client would read
 		// unstructured kinds (KEDA's ScaledObjects) live on every reconcile.
 		Autoscalers: autoscaling.New(mgr.GetClient(), mgr.GetCache(), mgr.GetRESTMapper(), hpa.Kind{}, keda.Kind{}),
+
+		MaxConcurrentReconciles: opts.MaxConcurrentReconciles,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, err
@@ -293,13 +301,14 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 }
 
 // webhookClient is the HTTP client of the webhook calls: the given one (when
-// nil, a client with a 2 minute timeout whose connections pass the egress
-// policy), sending the token of WebhookTokenFile to WebhookTokenHosts when
-// set.
+// nil, a client whose connections pass the egress policy), sending the
+// token of WebhookTokenFile to WebhookTokenHosts when set. It has no timeout
+// of its own: each attempt has its webhook's timeout (pkg/webhooks), which a
+// shorter one would cut silently.
 func webhookClient(opts Options, policy *egress.Policy) (*http.Client, error) {
 	hc := opts.WebhookClient
 	if hc == nil {
-		hc = &http.Client{Timeout: 2 * time.Minute, Transport: policy.Transport(nil)}
+		hc = &http.Client{Transport: policy.Transport(nil)}
 	}
 	if opts.WebhookTokenFile == "" {
 		if len(opts.WebhookTokenHosts) > 0 {

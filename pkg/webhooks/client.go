@@ -112,8 +112,9 @@ type Client struct {
 }
 
 // Call POSTs the payload to the webhook, retrying up to hook.Retries times
-// with the same idempotency key; a 2xx answer is nil, anything else an error
-// that carries the trimmed body. A call the egress policy refuses is not
+// with the same idempotency key after a short pause (retryPause); a 2xx
+// answer is nil, anything else an error that carries the trimmed body. Each
+// attempt has the webhook's timeout. A call the egress policy refuses is not
 // retried: it would be refused again.
 func (c *Client) Call(ctx context.Context, hook sluicev1.Webhook, p Payload) error {
 	p.Metadata = hook.Metadata
@@ -136,7 +137,21 @@ func (c *Client) Call(ctx context.Context, hook sluicev1.Webhook, p Payload) err
 		if err == nil || attempt >= hook.Retries || ctx.Err() != nil {
 			return err
 		}
+		pause := time.NewTimer(retryPause(attempt))
+		select {
+		case <-pause.C:
+		case <-ctx.Done():
+			pause.Stop()
+			return err
+		}
 	}
+}
+
+// retryPause is the pause after failed attempt n (from 0): 500ms, doubling
+// up to 5s. A webhook that just failed, often for being overloaded or
+// restarting, is given a moment rather than called again at once.
+func retryPause(n int32) time.Duration {
+	return min(500*time.Millisecond<<min(n, 4), 5*time.Second)
 }
 
 func (c *Client) once(ctx context.Context, url string, body []byte, key string, timeout time.Duration) error {

@@ -69,6 +69,43 @@ func TestCallTimesOut(t *testing.T) {
 	}
 }
 
+func TestRetriesPauseAndEndWithTheirContext(t *testing.T) {
+	var mu sync.Mutex
+	var at []time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		at = append(at, time.Now())
+		mu.Unlock()
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	c := &Client{}
+	err := c.Call(context.Background(), sluicev1.Webhook{Name: "busy", URL: srv.URL, Retries: 2}, Payload{})
+	if err == nil || !strings.HasPrefix(err.Error(), "503") {
+		t.Fatalf("Call = %v, want the last attempt's 503", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(at) != 3 {
+		t.Fatalf("%d attempts, want 3", len(at))
+	}
+	if gap := at[2].Sub(at[1]); gap < retryPause(1) {
+		t.Errorf("the second retry came %s after the first, want a pause of at least %s", gap, retryPause(1))
+	}
+	if retryPause(0) != 500*time.Millisecond || retryPause(1) != time.Second || retryPause(9) != 5*time.Second {
+		t.Errorf("pauses %s, %s, %s: want 500ms doubling up to 5s", retryPause(0), retryPause(1), retryPause(9))
+	}
+
+	// A call whose context ends during a pause ends at once.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_ = c.Call(ctx, sluicev1.Webhook{Name: "busy", URL: srv.URL, Retries: 10}, Payload{})
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("a cancelled call took %s, want it to end with its context", d)
+	}
+}
+
 func TestCallAllCombinesTheHooksOfOneType(t *testing.T) {
 	ok := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
 	defer ok.Close()

@@ -65,7 +65,8 @@ func TestDefaultValuesRenderAHardenedManagerAndNothingOptional(t *testing.T) {
 	if c.Resources.Requests.Cpu().IsZero() || c.Resources.Limits.Memory().IsZero() {
 		t.Errorf("resources = %+v, want requests and a memory limit", c.Resources)
 	}
-	expectArgs(t, c.Args, "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081", "--log-level=info", "--gateway-flavor=envoy")
+	expectArgs(t, c.Args, "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081", "--log-level=info", "--gateway-flavor=envoy",
+		"--max-concurrent-reconciles=16")
 	for _, a := range c.Args {
 		if strings.HasPrefix(a, "--notify-secret") || strings.HasPrefix(a, "--event-webhook-url") || strings.HasPrefix(a, "--prometheus-address") ||
 			strings.HasPrefix(a, "--webhook-egress-") {
@@ -205,6 +206,7 @@ logLevel: debug
 logDev: true
 prometheus: {address: "http://prometheus.monitoring:9090", timeout: 20s}
 gatewayFlavor: traefik
+maxConcurrentReconciles: 32
 notifications: {secret: sluice-notify, eventWebhookURL: "https://events.example.com/hook"}
 webhookEgress: {allow: [127.0.0.1/32, "hooks.internal:8080"], deny: [10.0.0.0/8]}
 extraArgs: ["--some-future-flag=1"]
@@ -216,7 +218,7 @@ healthPort: 9091
 		t.Errorf("image = %s, want the tag from values", c.Image)
 	}
 	expectArgs(t, c.Args, "--log-level=debug", "--log-dev", "--prometheus-address=http://prometheus.monitoring:9090",
-		"--prometheus-timeout=20s", "--gateway-flavor=traefik", "--notify-secret="+releaseNS+"/sluice-notify",
+		"--prometheus-timeout=20s", "--gateway-flavor=traefik", "--max-concurrent-reconciles=32", "--notify-secret="+releaseNS+"/sluice-notify",
 		"--event-webhook-url=https://events.example.com/hook", "--some-future-flag=1",
 		"--webhook-egress-allow=127.0.0.1/32,hooks.internal:8080", "--webhook-egress-deny=10.0.0.0/8",
 		"--metrics-bind-address=:9090", "--health-probe-bind-address=:9091")
