@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -19,6 +18,7 @@ import (
 	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
 
+	"github.com/sluice-dev/sluice/internal/cliflag"
 	"github.com/sluice-dev/sluice/pkg/loadtest"
 	"github.com/sluice-dev/sluice/pkg/webhooks"
 )
@@ -82,16 +82,6 @@ func parseFlags(args []string) (config, error) {
 	return c, nil
 }
 
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
-}
-
 // newHandler builds the loadtester's HTTP handler.
 func newHandler(ctx context.Context, c config, log logr.Logger) (http.Handler, *loadtest.Launcher, error) {
 	launcher := loadtest.NewLauncher(ctx, nil, log.WithName("load"))
@@ -106,7 +96,7 @@ func newHandler(ctx context.Context, c config, log logr.Logger) (http.Handler, *
 		Token:             c.token,
 		TokenFile:         tokenFile,
 		TokenForHooks:     c.tokenForHooks,
-		AllowedNamespaces: splitList(c.namespaces),
+		AllowedNamespaces: cliflag.SplitList(c.namespaces),
 		Log:               log.WithName("gates"),
 		Load: func(ctx context.Context, p webhooks.Payload) (int, any) {
 			return launcher.Start(ctx, p.Namespace+"/"+p.Name, p.Metadata)

@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/sluice-dev/sluice/controllers/rollout"
+	"github.com/sluice-dev/sluice/internal/cliflag"
 	"github.com/sluice-dev/sluice/internal/manager"
 	"github.com/sluice-dev/sluice/pkg/egress"
 )
@@ -69,7 +70,7 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	opts.WebhookTokenHosts = splitList(tokenHosts)
+	opts.WebhookTokenHosts = cliflag.SplitList(tokenHosts)
 	if opts.MaxConcurrentReconciles < 1 {
 		return fmt.Errorf("--max-concurrent-reconciles %d: want at least 1", opts.MaxConcurrentReconciles)
 	}
@@ -114,11 +115,7 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 // of each use of the flag to list.
 func appendList(list *[]string) func(string) error {
 	return func(v string) error {
-		for _, e := range strings.Split(v, ",") {
-			if e = strings.TrimSpace(e); e != "" {
-				*list = append(*list, e)
-			}
-		}
+		*list = append(*list, cliflag.SplitList(v)...)
 		return nil
 	}
 }
@@ -129,24 +126,13 @@ func appendList(list *[]string) func(string) error {
 func namespaceList(list *[]string) func(string) error {
 	add := appendList(list)
 	return func(v string) error {
-		for _, e := range splitList(v) {
+		for _, e := range cliflag.SplitList(v) {
 			if err := manager.CheckNamespaceName(e); err != nil {
 				return err
 			}
 		}
 		return add(v)
 	}
-}
-
-// splitList splits a comma-separated flag, dropping empty items.
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
 }
 
 // podNamespaceFile holds the pod's namespace when running in a cluster.

@@ -262,14 +262,7 @@ func TestEgressFlagsTakeCommaSeparatedEntriesAndRepeat(t *testing.T) {
 
 func TestTheWebhookTokenFlagsAreCheckedBeforeTheManagerStarts(t *testing.T) {
 	dir := t.TempDir()
-	kc := filepath.Join(dir, "kubeconfig")
-	must(t, os.WriteFile(kc, []byte(`apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:1"}}]
-users: [{name: u, user: {token: t}}]
-contexts: [{name: x, context: {cluster: c, user: u}}]
-current-context: x
-`), 0o600))
+	kc := unreachableKubeconfig(t, "https://127.0.0.1:1")
 	token := filepath.Join(dir, "token")
 	must(t, os.WriteFile(token, []byte("s3cret\n"), 0o600))
 	base := []string{"--leader-elect=false", "--kubeconfig", kc}
@@ -385,16 +378,7 @@ func blueGreen(name string) *sluicev1.Rollout {
 // with --kubeconfig used to keep client-go's 5 requests/s while an in-cluster
 // one had no client-side limit; both now take the flags, off by default.
 func TestTheClientIsNotThrottledWhicheverWayItIsConfigured(t *testing.T) {
-	kc := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := os.WriteFile(kc, []byte(`apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
-users: [{name: u, user: {token: t}}]
-contexts: [{name: x, context: {cluster: c, user: u}}]
-current-context: x
-`), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	kc := unreachableKubeconfig(t, "https://127.0.0.1:6443")
 	for _, tc := range []struct {
 		name       string
 		kubeconfig string
@@ -417,4 +401,20 @@ current-context: x
 			}
 		})
 	}
+}
+
+// unreachableKubeconfig writes a kubeconfig for an API server at server with a
+// made-up token: enough for the manager to parse its flags and build its
+// client, for tests that stop before it connects.
+func unreachableKubeconfig(t *testing.T, server string) string {
+	t.Helper()
+	kc := filepath.Join(t.TempDir(), "kubeconfig")
+	must(t, os.WriteFile(kc, []byte(`apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "`+server+`"}}]
+users: [{name: u, user: {token: t}}]
+contexts: [{name: x, context: {cluster: c, user: u}}]
+current-context: x
+`), 0o600))
+	return kc
 }

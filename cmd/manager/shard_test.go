@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -91,14 +89,7 @@ func TestEachShardDrivesOnlyItsRollouts(t *testing.T) {
 }
 
 func TestABadShardSelectorIsRejectedClearly(t *testing.T) {
-	kc := filepath.Join(t.TempDir(), "kubeconfig")
-	must(t, os.WriteFile(kc, []byte(`apiVersion: v1
-kind: Config
-clusters: [{name: c, cluster: {server: "https://127.0.0.1:6443"}}]
-users: [{name: u, user: {token: t}}]
-contexts: [{name: x, context: {cluster: c, user: u}}]
-current-context: x
-`), 0o600))
+	kc := unreachableKubeconfig(t, "https://127.0.0.1:6443")
 	err := run(context.Background(), []string{"--leader-elect=false", "--kubeconfig", kc, "--shard", "a in (b"}, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "--shard") {
 		t.Fatalf("run with a bad --shard returned %v; want an error naming --shard", err)
