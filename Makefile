@@ -109,6 +109,8 @@ FUZZTIME ?= 10s
 fuzz: ## Run each fuzz target for FUZZTIME (not part of test or CI; a crasher lands in its testdata/fuzz as a seed).
 	go test -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME) ./pkg/analysis/
 	go test -run '^$$' -fuzz '^FuzzCleanBody$$' -fuzztime $(FUZZTIME) ./pkg/webhooks/
+	go test -run '^$$' -fuzz '^FuzzPayload$$' -fuzztime $(FUZZTIME) ./pkg/webhooks/
+	go test -run '^$$' -fuzz '^FuzzBuildRules$$' -fuzztime $(FUZZTIME) ./pkg/traffic/gatewayapi/
 	go test -run '^$$' -fuzz '^FuzzDecide$$' -fuzztime $(FUZZTIME) ./controllers/rollout/statemachine/
 
 ##@ Local cluster
