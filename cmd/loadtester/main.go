@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -19,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sluice-dev/sluice/internal/cliflag"
+	"github.com/sluice-dev/sluice/pkg/egress"
 	"github.com/sluice-dev/sluice/pkg/loadtest"
 	"github.com/sluice-dev/sluice/pkg/webhooks"
 )
@@ -41,6 +43,8 @@ type config struct {
 	maxRuns       int
 	maxRate       float64
 	maxDuration   time.Duration
+	egressAllow   string
+	egressDeny    string
 }
 
 func parseFlags(args []string) (config, error) {
@@ -55,6 +59,8 @@ func parseFlags(args []string) (config, error) {
 	fs.IntVar(&c.maxRuns, "max-runs", loadtest.DefaultMaxRuns, "load runs at once")
 	fs.Float64Var(&c.maxRate, "max-rate", loadtest.MaxRate, "highest rate (requests per second) a load run may ask for; more is refused with 400")
 	fs.DurationVar(&c.maxDuration, "max-duration", loadtest.MaxDuration, "longest duration a load run may ask for; more is refused with 400")
+	fs.StringVar(&c.egressAllow, "egress-allow", "", "comma-separated CIDRs, addresses, address:port, host names or host:port that load runs may reach although denied by default (link-local, loopback, unspecified, cloud metadata, the API server)")
+	fs.StringVar(&c.egressDeny, "egress-deny", "", "comma-separated destinations load runs may never reach (same forms; wins over -egress-allow)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -84,7 +90,15 @@ func parseFlags(args []string) (config, error) {
 
 // newHandler builds the loadtester's HTTP handler.
 func newHandler(ctx context.Context, c config, log logr.Logger) (http.Handler, *loadtest.Launcher, error) {
-	launcher := loadtest.NewLauncher(ctx, nil, log.WithName("load"))
+	// Load targets are chosen by whoever writes a Rollout: they pass the
+	// same egress policy as the manager's webhook calls.
+	policy, err := egress.New(cliflag.SplitList(c.egressAllow), cliflag.SplitList(c.egressDeny), apiServerAddrs())
+	if err != nil {
+		return nil, nil, fmt.Errorf("-egress-allow/-egress-deny: %w", err)
+	}
+	policy.WithFlags("-egress-allow", "-egress-deny")
+	load := &http.Client{Transport: policy.Transport(&http.Transport{MaxIdleConnsPerHost: 64, Proxy: http.ProxyFromEnvironment})}
+	launcher := loadtest.NewLauncher(ctx, load, log.WithName("load"))
 	launcher.MaxRuns = c.maxRuns
 	launcher.MaxRate, launcher.MaxDuration = c.maxRate, c.maxDuration
 	var tokenFile *webhooks.TokenFile
@@ -106,6 +120,16 @@ func newHandler(ctx context.Context, c config, log logr.Logger) (http.Handler, *
 		return nil, nil, err
 	}
 	return logRequests(srv, log), launcher, nil
+}
+
+// apiServerAddrs is the API server's in-cluster address, from the
+// variables the kubelet gives every pod; none outside a cluster.
+func apiServerAddrs() []string {
+	host, port := os.Getenv("KUBERNETES_SERVICE_HOST"), os.Getenv("KUBERNETES_SERVICE_PORT")
+	if host == "" || port == "" {
+		return nil
+	}
+	return []string{net.JoinHostPort(host, port)}
 }
 
 func logRequests(next http.Handler, log logr.Logger) http.Handler {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -124,5 +125,29 @@ func TestTheNamespaceAllowListHoldsOnEveryEndpoint(t *testing.T) {
 	}
 	if code, _ := post(t, srv.URL+"/gate/approve", "", `{"name":"web","namespace":"payments"}`); code != http.StatusOK {
 		t.Errorf("/gate/approve for an allowed namespace = %d, want 200", code)
+	}
+}
+
+// TestLoadRunsPassTheEgressPolicy: a load run's URL is chosen by whoever
+// writes a Rollout; aimed at a loopback service (here the test's own), the
+// loadtester sends it nothing by default, and reaches it once the operator
+// allows it with -egress-allow.
+func TestLoadRunsPassTheEgressPolicy(t *testing.T) {
+	var hits atomic.Int64
+	target := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { hits.Add(1) }))
+	t.Cleanup(target.Close)
+	run := `{"name":"web","namespace":"shop","metadata":{"url":"` + target.URL + `/","rate":"20","duration":"200ms","blocking":"true"}}`
+
+	code, msg := post(t, serveFlags(t, "-token=s3cret").URL+"/", "s3cret", run)
+	if hits.Load() != 0 {
+		t.Fatalf("a load run reached a loopback target %d times with the default policy (answer %d %s)", hits.Load(), code, msg)
+	}
+	if !strings.Contains(msg, "refused") && !strings.Contains(msg, `"errors"`) {
+		t.Errorf("the refused run answered %d %s: want the errors counted", code, msg)
+	}
+
+	code, msg = post(t, serveFlags(t, "-token=s3cret", "-egress-allow=127.0.0.1/32").URL+"/", "s3cret", run)
+	if code != http.StatusOK || hits.Load() == 0 {
+		t.Errorf("with -egress-allow=127.0.0.1/32 the run answered %d %s and the target got %d requests", code, msg, hits.Load())
 	}
 }

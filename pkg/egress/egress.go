@@ -93,13 +93,24 @@ type Policy struct {
 	// denied by default. Pairs, not whole addresses: another service may
 	// listen on the same address (a Prometheus on the API server's node).
 	apiServer []rule
+	// allowFlag and denyFlag name the flags that set allow and deny, in
+	// errors (the manager's unless WithFlags says otherwise).
+	allowFlag, denyFlag string
+}
+
+// WithFlags names the flags that set the policy's allow and deny entries,
+// for a binary other than the manager: refusals tell the reader which flag
+// re-opens a destination. It returns p.
+func (p *Policy) WithFlags(allow, deny string) *Policy {
+	p.allowFlag, p.denyFlag = allow, deny
+	return p
 }
 
 // New returns the policy of the allow and deny entries (each a CIDR, an
 // address, address:port, a host name or host:port) that also denies, by
 // default, the API server's own host:port pairs.
 func New(allow, deny, apiServer []string) (*Policy, error) {
-	p := &Policy{}
+	p := &Policy{allowFlag: AllowFlag, denyFlag: DenyFlag}
 	var err error
 	if p.allow, err = parseAll(AllowFlag, allow); err != nil {
 		return nil, err
@@ -221,6 +232,9 @@ type RefusedError struct {
 	// Default is true when a default denial refused it (an allow entry
 	// may re-open it).
 	Default bool
+	// AllowFlag is the flag whose entries re-open a default denial
+	// (AllowFlag, the manager's, when empty).
+	AllowFlag string
 }
 
 func (e *RefusedError) Error() string {
@@ -235,7 +249,11 @@ func (e *RefusedError) Error() string {
 	}
 	msg := fmt.Sprintf("egress to %s refused: %s", dest, e.Reason)
 	if e.Default {
-		msg += " (" + AllowFlag + " to permit)"
+		flag := e.AllowFlag
+		if flag == "" {
+			flag = AllowFlag
+		}
+		msg += " (" + flag + " to permit)"
 	}
 	return msg
 }
@@ -249,7 +267,7 @@ func (p *Policy) Check(host string, ip netip.Addr, port uint16) error {
 	}
 	host = hostName(host)
 	refuse := func(reason string, byDefault bool) error {
-		e := &RefusedError{Host: host, Port: port, Reason: reason, Default: byDefault}
+		e := &RefusedError{Host: host, Port: port, Reason: reason, Default: byDefault, AllowFlag: p.allowFlag}
 		if ip.IsValid() {
 			e.Addr = netip.AddrPortFrom(ip, port)
 		}
@@ -257,7 +275,7 @@ func (p *Policy) Check(host string, ip netip.Addr, port uint16) error {
 	}
 	for _, r := range p.deny {
 		if r.matches(host, ip, port) {
-			return refuse("denied by "+DenyFlag+" entry "+r.text, false)
+			return refuse("denied by "+p.denyFlag+" entry "+r.text, false)
 		}
 	}
 	for _, r := range p.allow {

@@ -68,3 +68,10 @@ func selects(t *testing.T, sel *metav1.LabelSelector, podLabels map[string]strin
 	}
 	return s.Matches(labels.Set(podLabels))
 }
+
+func TestTheLoadtestersEgressValuesReachItsFlags(t *testing.T) {
+	r := render(t, "loadtester: {enabled: true, egress: {allow: [127.0.0.1/32, hooks.local], deny: [10.0.0.0/8]}}")
+	lt := &appsv1.Deployment{}
+	r.into("Deployment", "-loadtester", lt)
+	expectArgs(t, container(lt).Args, "--egress-allow=127.0.0.1/32,hooks.local", "--egress-deny=10.0.0.0/8")
+}
