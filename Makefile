@@ -101,17 +101,21 @@ test: envtest prometheus vet ## Run every unit and envtest test against a real k
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
 	cd charts/sluice/test && go vet ./... && KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
 	cd hack/tools/images && go vet ./... && go test $(GO_TEST_FLAGS) ./...
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
 
-# FUZZTIME is how long `make fuzz` runs each fuzz target.
+# FUZZTIME is how long `make fuzz` runs each fuzz target; `make test` runs
+# each for TEST_FUZZTIME (their seed corpora run with the tests too).
 FUZZTIME ?= 10s
+TEST_FUZZTIME ?= 2s
+FUZZ_TARGETS := FuzzRender:./pkg/analysis/ FuzzCleanBody:./pkg/webhooks/ FuzzPayload:./pkg/webhooks/ \
+	FuzzBuildRules:./pkg/traffic/gatewayapi/ FuzzBuildHTTP:./pkg/traffic/istio/ FuzzDecide:./controllers/rollout/statemachine/
 
 .PHONY: fuzz
-fuzz: ## Run each fuzz target for FUZZTIME (not part of test or CI; a crasher lands in its testdata/fuzz as a seed).
-	go test -run '^$$' -fuzz '^FuzzRender$$' -fuzztime $(FUZZTIME) ./pkg/analysis/
-	go test -run '^$$' -fuzz '^FuzzCleanBody$$' -fuzztime $(FUZZTIME) ./pkg/webhooks/
-	go test -run '^$$' -fuzz '^FuzzPayload$$' -fuzztime $(FUZZTIME) ./pkg/webhooks/
-	go test -run '^$$' -fuzz '^FuzzBuildRules$$' -fuzztime $(FUZZTIME) ./pkg/traffic/gatewayapi/
-	go test -run '^$$' -fuzz '^FuzzDecide$$' -fuzztime $(FUZZTIME) ./controllers/rollout/statemachine/
+fuzz: ## Run each fuzz target for FUZZTIME (a crasher lands in its testdata/fuzz as a seed and fails the run).
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "go test -run '^$$' -fuzz '^$${t%%:*}$$' -fuzztime $(FUZZTIME) $${t#*:}"; \
+		go test -run '^$$' -fuzz "^$${t%%:*}\$$" -fuzztime $(FUZZTIME) $${t#*:}; \
+	done
 
 ##@ Local cluster
 
