@@ -43,6 +43,7 @@ type MetricTemplateSpec struct {
 	// Query is a Go template that renders to the provider's query language.
 	// It sees .namespace, .name, .target, .service, .interval and .variables.
 	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=16384
 	Query string `json:"query"`
 }
 
@@ -57,6 +58,7 @@ type MetricProvider struct {
 	// Address of the provider, e.g. http://prometheus.monitoring:9090.
 	// Defaults to the manager's --prometheus-address.
 	// +optional
+	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:XValidation:rule="isURL(self) && (self.startsWith('http://') || self.startsWith('https://'))",message="address must be an absolute http or https URL"
 	Address string `json:"address,omitempty"`
 
@@ -72,8 +74,12 @@ type MetricProvider struct {
 	// +optional
 	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
 
-	// Headers are sent with every query.
+	// Headers are sent with every query: at most 8, names HTTP tokens of
+	// at most 128 characters, values at most 4096 characters without line
+	// breaks.
 	// +optional
+	// +kubebuilder:validation:MaxProperties=8
+	// +kubebuilder:validation:XValidation:rule="self.all(k, size(k) <= 128 && k.matches('^[!#$%&*+.^_|~0-9A-Za-z-]+$') && size(self[k]) <= 4096 && !self[k].contains('\\n') && !self[k].contains('\\r'))",message="header names must be HTTP tokens and values at most 4096 characters without line breaks"
 	Headers map[string]string `json:"headers,omitempty"`
 }
 
