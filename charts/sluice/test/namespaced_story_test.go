@@ -37,31 +37,7 @@ func TestATenantsSluiceReleasesInItsNamespaceAndIsForbiddenElsewhere(t *testing.
 	other := blueGreenRollout(teamB)
 	must(t, admin.Create(ctx, other))
 
-	mgr, err := manager.New(as(user), manager.Options{MetricsAddr: "0", HealthProbeAddr: "0", AllowRestart: true,
-		LeaderElection: true, LeaderElectionNS: releaseNS, WatchNamespaces: []string{teamA}})
-	if err != nil {
-		t.Fatalf("the manager under a tenant's RBAC: %v", err)
-	}
-	mgrCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := mgr.Start(mgrCtx); err != nil {
-			t.Errorf("manager under a tenant's RBAC: %v", err)
-		}
-	}()
-	t.Cleanup(func() {
-		stop()
-		// Bounded: a manager whose cache never synced (the regression this
-		// story is about: a cluster-wide watch under Roles) does not return
-		// from Start when its context ends, and would hold the suite until
-		// go test's timeout.
-		select {
-		case <-done:
-		case <-time.After(time.Minute):
-			t.Error("the manager did not stop within a minute of its context's end")
-		}
-	})
+	startManager(t, ctx, as(user), "a tenant's RBAC", manager.Options{LeaderElection: true, LeaderElectionNS: releaseNS, WatchNamespaces: []string{teamA}})
 
 	testenv.RunFakeKubelet(ctx, admin, teamA, nil)
 	deployPodinfo(t, teamA, "podinfo:1.0")

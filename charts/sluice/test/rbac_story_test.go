@@ -61,20 +61,7 @@ func TestTheChartsRBACIsEnoughToInstallAndReleaseARollout(t *testing.T) {
 	user := installChartRBAC(t, render(t, ""))
 	sa := as(user)
 
-	mgr, err := manager.New(sa, manager.Options{MetricsAddr: "0", HealthProbeAddr: "0", AllowRestart: true,
-		LeaderElection: true, LeaderElectionNS: releaseNS})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mgrCtx, stop := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		if err := mgr.Start(mgrCtx); err != nil {
-			t.Errorf("manager under the chart's RBAC: %v", err)
-		}
-	}()
-	t.Cleanup(func() { stop(); <-done })
+	startManager(t, ctx, sa, "the chart's RBAC", manager.Options{LeaderElection: true, LeaderElectionNS: releaseNS})
 
 	ns := "rbac-story"
 	ensureNamespace(t, ns)
@@ -210,4 +197,34 @@ func waitPhase(t *testing.T, ns, name string, phase sluicev1.Phase) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// startManager runs Sluice's manager with cfg's identity (the chart's RBAC,
+// impersonated) until the test ends. The stop is bounded: a manager whose
+// cache never synced (a cluster-wide watch under Roles, say) does not return
+// from Start when its context ends, and would hold the suite until go test's
+// timeout.
+func startManager(t *testing.T, ctx context.Context, cfg *rest.Config, under string, opts manager.Options) {
+	t.Helper()
+	opts.MetricsAddr, opts.HealthProbeAddr, opts.AllowRestart = "0", "0", true
+	mgr, err := manager.New(cfg, opts)
+	if err != nil {
+		t.Fatalf("the manager under %s: %v", under, err)
+	}
+	mgrCtx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := mgr.Start(mgrCtx); err != nil {
+			t.Errorf("the manager under %s: %v", under, err)
+		}
+	}()
+	t.Cleanup(func() {
+		stop()
+		select {
+		case <-done:
+		case <-time.After(time.Minute):
+			t.Errorf("the manager under %s did not stop within a minute of its context's end", under)
+		}
+	})
 }
