@@ -29,17 +29,32 @@ func (s *story) ask(name string, a sluicev1.Action, by string) {
 }
 
 // eventNote returns the note of the last event with a reason ("" if none).
-func (s *story) eventNote(name, reason string) string {
+// eventNote returns the note of an event of that reason about the named
+// object that contains want (any such event when want is ""), waiting up to
+// 5s for it, else the latest note of that reason ("" when none): the manager
+// records events in the background, after the status that a story waited
+// for (reading at once made a drain story fail now and then).
+func (s *story) eventNote(name, reason, want string) string {
 	s.t.Helper()
-	var list eventsv1.EventList
-	s.must(k8sClient.List(s.ctx, &list, client.InNamespace(s.ns)))
-	note := ""
-	for _, e := range list.Items {
-		if e.Regarding.Name == name && e.Reason == reason {
-			note = e.Note
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var list eventsv1.EventList
+		s.must(k8sClient.List(s.ctx, &list, client.InNamespace(s.ns)))
+		latest := ""
+		for _, e := range list.Items {
+			if e.Regarding.Name != name || e.Reason != reason {
+				continue
+			}
+			if strings.Contains(e.Note, want) {
+				return e.Note
+			}
+			latest = e.Note
 		}
+		if time.Now().After(deadline) {
+			return latest
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	return note
 }
 
 func (s *story) expectActionCleared(name string) {
@@ -79,7 +94,7 @@ func TestPromoteEndsAManualPauseWithoutTouchingTheSpec(t *testing.T) {
 	if ro.Generation != generation {
 		t.Errorf("the spec changed (generation %d -> %d): a GitOps tool would revert it", generation, ro.Generation)
 	}
-	if note := s.eventNote("podinfo", "ActionPromote"); !strings.Contains(note, "alice") {
+	if note := s.eventNote("podinfo", "ActionPromote", "alice"); !strings.Contains(note, "alice") {
 		t.Errorf("the promote event %q does not name who asked", note)
 	}
 	s.expectActionCleared("podinfo")
@@ -125,7 +140,7 @@ func TestPauseResumeAbortAndRetryAreCarriedOutAndNamed(t *testing.T) {
 
 	s.ask("podinfo", sluicev1.ActionRetry, "dave")
 	s.waitPhase("podinfo", sluicev1.PhaseProgressing, 10*time.Second)
-	if note := s.eventNote("podinfo", "ActionRetry"); !strings.Contains(note, "dave") {
+	if note := s.eventNote("podinfo", "ActionRetry", "dave"); !strings.Contains(note, "dave") {
 		t.Errorf("the retry event %q does not name who asked", note)
 	}
 }

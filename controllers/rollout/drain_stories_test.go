@@ -66,7 +66,7 @@ func TestAfterAPromotionTheCanaryKeepsItsPodsWhileTheDataPlaneDrainsThenGoes(t *
 	if want := "traffic moved to the primary; keeping the canary's pods for 3s while the data plane drains"; ro.Status.Message != want {
 		t.Errorf("message %q, want %q", ro.Status.Message, want)
 	}
-	if note := s.eventNote("podinfo", "Draining"); !strings.Contains(note, "keeping the canary's pods for 3s") {
+	if note := s.eventNote("podinfo", "Draining", "keeping the canary's pods for 3s"); !strings.Contains(note, "keeping the canary's pods for 3s") {
 		t.Errorf("Draining event %q", note)
 	}
 	s.expectKStatus("podinfo", status.InProgressStatus)
@@ -100,7 +100,7 @@ func TestARolledBackCanaryKeepsItsPodsWhileTheDataPlaneDrainsThenGoes(t *testing
 	if !strings.Contains(ro.Status.Message, "aborted by sre") {
 		t.Errorf("message %q: the drain must not hide why the run was rolled back", ro.Status.Message)
 	}
-	if note := s.eventNote("podinfo", "Draining"); !strings.Contains(note, "keeping the canary's pods for 3s") {
+	if note := s.eventNote("podinfo", "Draining", "keeping the canary's pods for 3s"); !strings.Contains(note, "keeping the canary's pods for 3s") {
 		t.Errorf("Draining event %q", note)
 	}
 	s.expectCanaryKeptUntil("podinfo", sluicev1.PhaseFailed, 2, end)

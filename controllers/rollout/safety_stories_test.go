@@ -140,7 +140,7 @@ func TestARunNeverShrinksThePrimaryAndTheCanaryTakesAllTrafficOnlyAtThePrimarysS
 	if n := replicas(s.getDeployment("podinfo-primary")); n != 4 {
 		t.Errorf("primary replicas after promotion = %d, want 4 (never fewer than served before)", n)
 	}
-	if s.eventNote("podinfo", "PrimaryUpdated") == "" {
+	if s.eventNote("podinfo", "PrimaryUpdated", "") == "" {
 		t.Errorf("no PrimaryUpdated event")
 	}
 
