@@ -151,6 +151,12 @@ func drain(ctx context.Context, w watch.Interface, rv string, fn func(*unstructu
 			}
 			switch ev.Type {
 			case watch.Error:
+				// Ending the watch (Ctrl-C, the caller's context) makes the
+				// client report its own cancel as an error event; both
+				// channels are then ready, and either may be read first.
+				if ctx.Err() != nil {
+					return rv, true, ctx.Err()
+				}
 				err := apierrors.FromObject(ev.Object)
 				if apierrors.IsGone(err) || apierrors.IsResourceExpired(err) {
 					return rv, true, errWatchExpired
