@@ -146,6 +146,14 @@ bench: envtest ## Benchmarks: a decision, N Rollouts on a real API server, the m
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -run '^$$' -bench 'ManagerHeapWithSecrets/secrets=2000$$' -benchtime 1x -count 3 -timeout 30m ./internal/manager/
 	go test -run '^$$' -bench . -benchtime 3x -count 3 ./pkg/loadtest/
 
+# BENCH_SCALE_FLAGS: see `go run ./e2e/bench -h` (fleet sizes, runs,
+# strategies, the idle fleet).
+BENCH_SCALE_FLAGS ?= -n 1,100,1000 -runs 3 -idle 10000
+
+.PHONY: bench-scale
+bench-scale: envtest e2e-tools build ## The shipped bin/manager at fleet scale on the kwok control plane: N = 1, 100, 1,000 releases at once and 10,000 idle Rollouts; prints one table (about an hour).
+	SLUICE_CACHE="$(SLUICE_CACHE)" KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./e2e/bench -manager "$(CURDIR)/bin/manager" $(BENCH_SCALE_FLAGS)
+
 .PHONY: envtest
 envtest: ## Build kube-apiserver and etcd from source into the cache (skipped when present).
 ifeq ($(origin KUBEBUILDER_ASSETS),environment)

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
@@ -34,7 +36,23 @@ var (
 	reconcileErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "sluice_reconcile_errors_total", Help: "Reconciles of Rollouts that ended in an error.",
 	})
+	eventsTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_events_total", Help: "Events Sluice recorded, by type and reason: compare with the Events the API server stored.",
+	}, []string{"type", "reason"})
 )
+
+// CountEvents returns a recorder that counts each event in
+// sluice_events_total before rec records it, so that an operator (and the
+// fleet benchmark) can check that no event is lost between the decision and
+// the API server.
+func CountEvents(rec events.EventRecorder) events.EventRecorder { return countingRecorder{rec} }
+
+type countingRecorder struct{ events.EventRecorder }
+
+func (c countingRecorder) Eventf(regarding, related runtime.Object, eventtype, reason, action, note string, args ...any) {
+	eventsTotal.WithLabelValues(eventtype, reason).Inc()
+	c.EventRecorder.Eventf(regarding, related, eventtype, reason, action, note, args...)
+}
 
 var allPhases = []sluicev1.Phase{
 	sluicev1.PhaseInitializing, sluicev1.PhaseInitialized, sluicev1.PhaseWaiting, sluicev1.PhaseProgressing,
@@ -44,7 +62,7 @@ var allPhases = []sluicev1.Phase{
 
 func init() {
 	metrics.Registry.MustRegister(phaseGauge, weightGauge, failedChecksGauge, metricValueGauge,
-		releaseDuration, releasesTotal, reconcileErrors)
+		releaseDuration, releasesTotal, reconcileErrors, eventsTotal)
 }
 
 // recordMetrics exports a Rollout's state after a reconcile; before is the

@@ -6,6 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 )
@@ -43,5 +44,22 @@ func TestMetricsCountEndedReleasesAndTheirDuration(t *testing.T) {
 	forgetMetrics("shop", "metrics-test")
 	if n := testutil.CollectAndCount(phaseGauge, "sluice_rollout_phase"); n != 0 {
 		t.Errorf("%d phase series left after the Rollout was deleted", n)
+	}
+}
+
+func TestEveryRecordedEventIsCountedAndPassedOn(t *testing.T) {
+	fake := events.NewFakeRecorder(4)
+	rec := CountEvents(fake)
+	before := testutil.ToFloat64(eventsTotal.WithLabelValues("Normal", "CountTest"))
+	ro := &sluicev1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "events-test"}}
+	rec.Eventf(ro, nil, "Normal", "CountTest", "Test", "step %d", 1)
+	rec.Eventf(ro, nil, "Normal", "CountTest", "Test", "step %d", 2)
+	if got := testutil.ToFloat64(eventsTotal.WithLabelValues("Normal", "CountTest")) - before; got != 2 {
+		t.Errorf("sluice_events_total grew by %v, want 2", got)
+	}
+	for _, want := range []string{"Normal CountTest step 1", "Normal CountTest step 2"} {
+		if got := <-fake.Events; got != want {
+			t.Errorf("recorded %q, want %q", got, want)
+		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -230,7 +231,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	c.measure("etcd + kube-apiserver (with Sluice, Gateway API and Istio CRDs)", t0)
 
 	t0 = time.Now()
-	if err := c.startControlPlane(ctx); err != nil {
+	if err := c.startControlPlane(ctx, e2eNode); err != nil {
 		return c, err
 	}
 	c.measure("kube-controller-manager + kube-scheduler + kwok (node Ready)", t0)
@@ -289,8 +290,22 @@ func (c *Cluster) start(name string, env []string, bin string, args ...string) (
 	return p, nil
 }
 
-func (c *Cluster) startControlPlane(ctx context.Context) error {
-	if _, err := c.start("kube-controller-manager", nil, c.bins.kcm,
+// fakeNode shapes the control plane's kwok node: its kwok configuration and
+// stages, where pod IPs come from, how many pods it holds, and extra flags
+// for the controllers and the scheduler.
+type fakeNode struct {
+	stages   []byte
+	cidr     string
+	pods     string
+	ctrlArgs []string
+}
+
+// e2eNode is the e2e cluster's node: pods Ready only when their backend
+// answers, in the bridge's range.
+var e2eNode = fakeNode{stages: kwokStages, cidr: PodCIDR, pods: "5000"}
+
+func (c *Cluster) startControlPlane(ctx context.Context, fn fakeNode) error {
+	if _, err := c.start("kube-controller-manager", nil, c.bins.kcm, append([]string{
 		"--kubeconfig="+c.KubeConfig,
 		"--controllers=deployment,replicaset,endpointslice,endpoint,garbagecollector,serviceaccount,namespace,nodelifecycle",
 		"--leader-elect=false",
@@ -299,16 +314,16 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 		"--concurrent-deployment-syncs=10",
 		"--concurrent-replicaset-syncs=10",
 		"--v=1",
-	); err != nil {
+	}, fn.ctrlArgs...)...); err != nil {
 		return err
 	}
-	if _, err := c.start("kube-scheduler", nil, c.bins.scheduler,
+	if _, err := c.start("kube-scheduler", nil, c.bins.scheduler, append([]string{
 		"--kubeconfig="+c.KubeConfig,
 		"--leader-elect=false",
 		"--secure-port=0",
 		"--bind-address=127.0.0.1",
 		"--v=1",
-	); err != nil {
+	}, fn.ctrlArgs...)...); err != nil {
 		return err
 	}
 	kwokAddr, err := freeAddr()
@@ -316,7 +331,7 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 		return err
 	}
 	stages := filepath.Join(c.Dir, "kwok-stages.yaml")
-	if err := os.WriteFile(stages, kwokStages, 0o644); err != nil {
+	if err := os.WriteFile(stages, fn.stages, 0o644); err != nil {
 		return err
 	}
 	if _, err := c.start("kwok", nil, c.bins.kwok,
@@ -326,7 +341,7 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 		"--manage-nodes-with-label-selector=",
 		"--disregard-status-with-annotation-selector=kwok.x-k8s.io/status=custom",
 		"--disregard-status-with-label-selector=",
-		"--cidr="+PodCIDR,
+		"--cidr="+fn.cidr,
 		"--node-ip="+NodeIP,
 		"--node-lease-duration-seconds=40",
 		"--server-address="+kwokAddr,
@@ -340,10 +355,10 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 			Annotations: map[string]string{"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
 			Labels:      map[string]string{"type": "kwok", "kubernetes.io/hostname": NodeName, "kubernetes.io/os": "linux"},
 		},
-		Spec: corev1.NodeSpec{PodCIDR: PodCIDR, PodCIDRs: []string{PodCIDR}},
+		Spec: corev1.NodeSpec{PodCIDR: fn.cidr, PodCIDRs: []string{fn.cidr}},
 		Status: corev1.NodeStatus{
-			Allocatable: corev1.ResourceList{"cpu": resource.MustParse("64"), "memory": resource.MustParse("256Gi"), "pods": resource.MustParse("5000")},
-			Capacity:    corev1.ResourceList{"cpu": resource.MustParse("64"), "memory": resource.MustParse("256Gi"), "pods": resource.MustParse("5000")},
+			Allocatable: corev1.ResourceList{"cpu": resource.MustParse("64"), "memory": resource.MustParse("256Gi"), "pods": resource.MustParse(fn.pods)},
+			Capacity:    corev1.ResourceList{"cpu": resource.MustParse("64"), "memory": resource.MustParse("256Gi"), "pods": resource.MustParse(fn.pods)},
 		},
 	}
 	if err := c.Client.Create(ctx, node); err != nil {
@@ -751,7 +766,14 @@ func (c *Cluster) Stop() {
 	if c.stopBackground != nil {
 		c.stopBackground()
 	}
-	for _, name := range []string{"sluice-manager", "loadtester", "prometheus", "traefik", "kwok", "kube-proxy", "kubelet", "kube-scheduler", "kube-controller-manager"} {
+	ordered := []string{"sluice-manager", "loadtester", "prometheus", "traefik", "kwok", "kube-proxy", "kubelet", "kube-scheduler", "kube-controller-manager"}
+	for name, p := range procs {
+		// What a caller started itself (StartProcess) goes first.
+		if !slices.Contains(ordered, name) && name != "containerd" && name != "kube-apiserver" && name != "etcd" {
+			p.Stop(5 * time.Second)
+		}
+	}
+	for _, name := range ordered {
 		if p := procs[name]; p != nil {
 			p.Stop(5 * time.Second)
 		}

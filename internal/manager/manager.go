@@ -282,7 +282,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	r := &rollout.Reconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
-		Recorder:  mgr.GetEventRecorder("sluice"),
+		Recorder:  rollout.CountEvents(mgr.GetEventRecorder("sluice")),
 		Clock:     clk,
 		Routers:   routers.New(mgr.GetClient(), mgr.GetRESTMapper()).For,
 		Metrics:   metrics,

@@ -29,6 +29,12 @@ func RepoRoot() string {
 // Start runs kube-apiserver and etcd with Sluice's CRDs (and any extra CRD
 // directories) installed.
 func Start(extraCRDDirs ...string) (*Env, error) {
+	return StartWith(nil, extraCRDDirs...)
+}
+
+// StartWith is Start with more kube-apiserver flags (name without the
+// dashes to value), e.g. an audit log for a benchmark that counts requests.
+func StartWith(apiServerFlags map[string]string, extraCRDDirs ...string) (*Env, error) {
 	assets, err := AssetsDir()
 	if err != nil {
 		return nil, err
@@ -40,6 +46,9 @@ func Start(extraCRDDirs ...string) (*Env, error) {
 	}
 	// Room for thousands of Services (three per Rollout) in scale runs.
 	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.0.0.0/16")
+	for k, v := range apiServerFlags {
+		env.ControlPlane.GetAPIServer().Configure().Set(k, v)
+	}
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, fmt.Errorf("starting envtest from %s: %w", assets, err)

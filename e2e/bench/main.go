@@ -1,0 +1,891 @@
+// Command bench measures the shipped manager binary at fleet scale
+// (`make bench-scale`). It starts the benchmark control plane (a real
+// kube-apiserver with an audit log, etcd, kube-controller-manager,
+// kube-scheduler and kwok; see e2e/cluster/bench.go), runs the manager as its
+// own process with --kubeconfig and its default flags, and drives N Rollouts
+// at once through create → Initialized and an image change → Succeeded,
+// several runs per N. It prints one table.
+//
+// Requests are counted from the API server's audit log, where the manager is
+// its own user; CPU and peak RSS come from /proc. Each (strategy, N) gets a
+// fresh control plane and manager, so that one row's objects do not weigh on
+// the next.
+//
+//	go run ./e2e/bench -n 1,100,1000 -runs 3
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/e2e/cluster"
+)
+
+// managerUser is the manager's user in the audit log.
+const managerUser = "sluice-bench-manager"
+
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived", "ResponseStarted"]
+rules:
+- level: Metadata
+  users: ["` + managerUser + `"]
+- level: None
+`
+
+func main() {
+	var (
+		ns         = flag.String("n", "1,100,1000", "comma-separated fleet sizes")
+		runs       = flag.Int("runs", 3, "runs per fleet size (the table gives median, min and max)")
+		strategies = flag.String("strategies", "bluegreen,canary", "comma-separated: bluegreen (3 iterations) and canary (3 steps)")
+		interval   = flag.Duration("interval", 10*time.Second, "analysis interval of each iteration or step")
+		managerBin = flag.String("manager", "", "manager binary (default: the harness builds ./cmd/manager)")
+		idleWindow = flag.Duration("idle-window", 60*time.Second, "how long the fleet is watched idle after its last run, for requests per idle Rollout")
+		idle       = flag.Int("idle", 0, "also measure N idle Rollouts (RSS and requests), then the RSS added by N unrelated Deployments, ConfigMaps and 4 KiB Secrets (0: skip)")
+		keep       = flag.Bool("keep", false, "keep the run directories (logs, audit logs)")
+	)
+	flag.Parse()
+	ctrllog.SetLogger(logr.Discard())
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	var sizes []int
+	for _, s := range strings.Split(*ns, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 {
+			fail(fmt.Errorf("bad -n %q", s))
+		}
+		sizes = append(sizes, n)
+	}
+	b := &bench{runs: *runs, interval: *interval, managerBin: *managerBin, idleWindow: *idleWindow, keep: *keep}
+	var rows []row
+	for _, strat := range strings.Split(*strategies, ",") {
+		for _, n := range sizes {
+			r, err := b.row(ctx, strings.TrimSpace(strat), n)
+			if err != nil {
+				fail(err)
+			}
+			rows = append(rows, r)
+			printTable(os.Stderr, rows) // progress: the table so far
+		}
+	}
+	var idleRes *idleResult
+	if *idle > 0 {
+		res, err := b.idleFleet(ctx, *idle)
+		if err != nil {
+			fail(err)
+		}
+		idleRes = &res
+	}
+	fmt.Println()
+	printTable(os.Stdout, rows)
+	if idleRes != nil {
+		idleRes.print(os.Stdout)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "bench:", err)
+	os.Exit(1)
+}
+
+type bench struct {
+	runs       int
+	interval   time.Duration
+	managerBin string
+	idleWindow time.Duration
+	keep       bool
+}
+
+// env is one control plane with one manager.
+type env struct {
+	c        *cluster.Cluster
+	mgr      *cluster.Proc
+	audit    string
+	metrics  string
+	apiPid   int
+	stopOnce sync.Once
+}
+
+func (b *bench) start(ctx context.Context) (*env, error) {
+	dir, err := os.MkdirTemp("", "sluice-bench-")
+	if err != nil {
+		return nil, err
+	}
+	e := &env{audit: filepath.Join(dir, "audit.log")}
+	policy := filepath.Join(dir, "audit-policy.yaml")
+	if err := os.WriteFile(policy, []byte(auditPolicy), 0o644); err != nil {
+		return nil, err
+	}
+	e.c, err = cluster.StartControlPlane(ctx, cluster.ControlPlaneOptions{Dir: dir, APIServerFlags: map[string]string{
+		"audit-policy-file": policy,
+		"audit-log-path":    e.audit,
+		"audit-log-format":  "json",
+		"audit-log-maxsize": "0",
+	}})
+	if err != nil {
+		return nil, err
+	}
+	e.apiPid = childPid("kube-apiserver")
+	kc, err := e.c.UserKubeConfig(managerUser, "system:masters")
+	if err != nil {
+		e.stop(b.keep)
+		return nil, err
+	}
+	metricsAddr, healthAddr := freeAddr(), freeAddr()
+	e.metrics = "http://" + metricsAddr + "/metrics"
+	bin := b.managerBin
+	if bin == "" {
+		bin = e.c.ManagerBinary()
+	}
+	// The manager as it ships, with the flags an out-of-cluster user must
+	// give: no client-side limit, leader election on, info logs.
+	e.mgr, err = e.c.StartProcess("sluice-manager", bin,
+		"--kubeconfig="+kc,
+		"--leader-election-namespace=kube-system",
+		"--metrics-bind-address="+metricsAddr,
+		"--health-probe-bind-address="+healthAddr,
+	)
+	if err != nil {
+		e.stop(b.keep)
+		return nil, err
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for !httpOK("http://" + healthAddr + "/readyz") {
+		if e.mgr.Exited() || time.Now().After(deadline) {
+			e.stop(b.keep)
+			return nil, fmt.Errorf("the manager did not become ready:\n%s", e.mgr.Tail(3000))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Ready is not leading: wait for the Lease, so that the first run does
+	// not measure the election.
+	for {
+		out, _ := os.ReadFile(e.mgr.Log)
+		if strings.Contains(strings.ToLower(string(out)), "successfully acquired lease") {
+			break
+		}
+		if time.Now().After(deadline.Add(30 * time.Second)) {
+			e.stop(b.keep)
+			return nil, fmt.Errorf("the manager did not take the Lease:\n%s", e.mgr.Tail(3000))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return e, nil
+}
+
+func (e *env) stop(keep bool) {
+	e.stopOnce.Do(func() {
+		e.c.Stop()
+		if !keep {
+			_ = os.RemoveAll(e.c.Dir)
+		} else {
+			fmt.Fprintln(os.Stderr, "kept", e.c.Dir)
+		}
+	})
+}
+
+// run is one measured release of n Rollouts.
+type run struct {
+	initialized, progressing, firstShift, succeeded time.Duration
+	// firstShiftOne is the median over Rollouts of their own change →
+	// first traffic shift.
+	reads, writes     float64 // per release
+	eventsWritten     int
+	eventsRecorded    int
+	managerCPU        time.Duration
+	apiServerCPU      time.Duration
+	peakRSS           int64 // bytes
+	requestsIdleRoMin float64
+}
+
+type row struct {
+	strategy string
+	n        int
+	runs     []run
+}
+
+func (b *bench) row(ctx context.Context, strategy string, n int) (row, error) {
+	r := row{strategy: strategy, n: n}
+	e, err := b.start(ctx)
+	if err != nil {
+		return r, err
+	}
+	defer e.stop(b.keep)
+	for i := range b.runs {
+		fmt.Fprintf(os.Stderr, "%s N=%d run %d/%d\n", strategy, n, i+1, b.runs)
+		res, err := b.release(ctx, e, strategy, n, i, i == b.runs-1)
+		if err != nil {
+			return r, fmt.Errorf("%s N=%d run %d: %w", strategy, n, i+1, err)
+		}
+		r.runs = append(r.runs, res)
+	}
+	return r, nil
+}
+
+func (b *bench) objects(strategy, ns string, i int) (*appsv1.Deployment, *sluicev1.Rollout) {
+	name := fmt.Sprintf("app-%d", i)
+	labels := map[string]string{"app": name}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](1), Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "app:1",
+					Ports: []corev1.ContainerPort{{ContainerPort: 8080}}}}}},
+		},
+	}
+	ro := &sluicev1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+		Spec: sluicev1.RolloutSpec{
+			TargetRef: sluicev1.TargetRef{Kind: "Deployment", Name: name},
+			Service:   sluicev1.ServiceSpec{Port: 80, TargetPort: ptr.To(intstr.FromInt32(8080))},
+			Analysis:  &sluicev1.Analysis{Interval: &metav1.Duration{Duration: b.interval}, Threshold: 1},
+		},
+	}
+	if strategy == "canary" {
+		ro.Spec.Routing = &sluicev1.Routing{GatewayAPI: &sluicev1.GatewayAPIRouting{
+			ParentRefs: []sluicev1.ParentReference{{Name: "public", Namespace: ns}}}}
+		ro.Spec.Strategy.Canary = &sluicev1.CanaryStrategy{Steps: []sluicev1.CanaryStep{
+			{SetWeight: ptr.To[int32](10)}, {SetWeight: ptr.To[int32](30)}, {SetWeight: ptr.To[int32](60)}}}
+	} else {
+		ro.Spec.Strategy.BlueGreen = &sluicev1.BlueGreenStrategy{Iterations: 3}
+	}
+	return d, ro
+}
+
+// release creates n Rollouts in a namespace of their own, waits until all
+// are Initialized, changes every target's image and waits until all are
+// Succeeded. With idle set, it then watches the whole fleet idle.
+func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx int, idle bool) (run, error) {
+	var res run
+	c := e.c.Client
+	ns := fmt.Sprintf("bench-%d", runIdx)
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		return res, err
+	}
+	w := newWatcher(ctx, e, ns)
+	defer w.stop()
+	rss := sampleRSS(e.mgr.Pid())
+	defer rss.stop()
+
+	t0 := time.Now()
+	if err := parallel(n, func(i int) error {
+		d, ro := b.objects(strategy, ns, i)
+		if err := c.Create(ctx, d); err != nil {
+			return err
+		}
+		return c.Create(ctx, ro)
+	}); err != nil {
+		return res, err
+	}
+	if err := w.waitAll(ctx, n, sluicev1.PhaseInitialized, 10*time.Minute); err != nil {
+		return res, err
+	}
+	res.initialized = time.Since(t0)
+	// Settle: pods of the initialisation may still be going away.
+	time.Sleep(2 * time.Second)
+
+	cpu0, api0 := procCPU(e.mgr.Pid()), procCPU(e.apiPid)
+	rec0 := scrapeSum(e.metrics, "sluice_events_total")
+	tChange := time.Now()
+	if err := parallel(n, func(i int) error {
+		patch := []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"app:2"}]}}}}`)
+		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("app-%d", i), Namespace: ns}}
+		return c.Patch(ctx, d, client.RawPatch(types.StrategicMergePatchType, patch))
+	}); err != nil {
+		return res, err
+	}
+	if err := w.waitAll(ctx, n, sluicev1.PhaseSucceeded, 15*time.Minute); err != nil {
+		return res, err
+	}
+	tDone := time.Now()
+	res.succeeded = tDone.Sub(tChange)
+	res.progressing = w.lastSince(tChange, func(s seen) time.Time { return s.progressing })
+	res.firstShift = w.lastSince(tChange, func(s seen) time.Time { return s.shifted })
+	res.managerCPU = procCPU(e.mgr.Pid()) - cpu0
+	res.apiServerCPU = procCPU(e.apiPid) - api0
+	// Requests of the release: from the first change until every Rollout
+	// is Succeeded, plus a second for what was in flight.
+	time.Sleep(time.Second)
+	counts, err := countAudit(e.audit, tChange, tDone.Add(time.Second))
+	if err != nil {
+		return res, err
+	}
+	// The Lease renewals (one every 2 s, whatever the fleet) are the
+	// manager's, not a release's.
+	res.reads = float64(counts.reads-counts.leaseReads) / float64(n)
+	res.writes = float64(counts.writes-(counts.lease-counts.leaseReads)) / float64(n)
+	res.eventsWritten = counts.events
+	res.eventsRecorded = int(scrapeSum(e.metrics, "sluice_events_total") - rec0)
+	res.peakRSS = rss.stop()
+
+	if idle && b.idleWindow > 0 {
+		// Every Rollout of every run is idle now.
+		time.Sleep(2 * time.Second)
+		t := time.Now()
+		time.Sleep(b.idleWindow)
+		idleCounts, err := countAudit(e.audit, t, time.Now())
+		if err != nil {
+			return res, err
+		}
+		total := n * (runIdx + 1)
+		// The Lease renewals are the manager's, not a Rollout's.
+		res.requestsIdleRoMin = float64(idleCounts.reads+idleCounts.writes-idleCounts.lease) / float64(total) / b.idleWindow.Minutes()
+		fmt.Fprintf(os.Stderr, "idle: %d Rollouts, %d requests in %s (%d of them the Lease)\n",
+			total, idleCounts.reads+idleCounts.writes, b.idleWindow, idleCounts.lease)
+	}
+	return res, nil
+}
+
+// seen records when the watcher first saw each Rollout in a state.
+type seen struct {
+	progressing, shifted, initialized, succeeded time.Time
+}
+
+type watcher struct {
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	byName map[string]*seen
+	last   map[string]*sluicev1.Rollout
+	cond   chan struct{}
+}
+
+// newWatcher follows the namespace's Rollouts with one watch (no polling).
+func newWatcher(ctx context.Context, e *env, ns string) *watcher {
+	ctx, cancel := context.WithCancel(ctx)
+	w := &watcher{cancel: cancel, byName: map[string]*seen{}, last: map[string]*sluicev1.Rollout{}, cond: make(chan struct{}, 1)}
+	wc, err := clientWithWatch(e)
+	if err != nil {
+		fail(err)
+	}
+	go func() {
+		for ctx.Err() == nil {
+			wi, err := wc.Watch(ctx, &sluicev1.RolloutList{}, client.InNamespace(ns))
+			if err != nil {
+				time.Sleep(200 * time.Millisecond)
+				continue
+			}
+			for ev := range wi.ResultChan() {
+				ro, ok := ev.Object.(*sluicev1.Rollout)
+				if !ok {
+					continue
+				}
+				w.observe(ro)
+			}
+		}
+	}()
+	return w
+}
+
+func (w *watcher) observe(ro *sluicev1.Rollout) {
+	now := time.Now()
+	w.mu.Lock()
+	w.last[ro.Name] = ro
+	s := w.byName[ro.Name]
+	if s == nil {
+		s = &seen{}
+		w.byName[ro.Name] = s
+	}
+	switch ro.Status.Phase {
+	case sluicev1.PhaseInitialized:
+		s.initialized = now
+	case sluicev1.PhaseProgressing:
+		if s.progressing.IsZero() {
+			s.progressing = now
+		}
+		// The first traffic shift: the canary takes a weight (canary), or
+		// the blue/green run starts on a ready canary.
+		if s.shifted.IsZero() && (ro.Status.CanaryWeight > 0 || ro.Spec.Strategy.BlueGreen != nil) {
+			s.shifted = now
+		}
+	case sluicev1.PhaseSucceeded:
+		s.succeeded = now
+	}
+	w.mu.Unlock()
+	select {
+	case w.cond <- struct{}{}:
+	default:
+	}
+}
+
+func (w *watcher) count(phase sluicev1.Phase, since time.Time) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := 0
+	for _, s := range w.byName {
+		var t time.Time
+		switch phase {
+		case sluicev1.PhaseInitialized:
+			t = s.initialized
+		case sluicev1.PhaseSucceeded:
+			t = s.succeeded
+		}
+		if !t.IsZero() && t.After(since) {
+			n++
+		}
+	}
+	return n
+}
+
+func (w *watcher) waitAll(ctx context.Context, n int, phase sluicev1.Phase, timeout time.Duration) error {
+	since := time.Now().Add(-time.Hour)
+	if phase == sluicev1.PhaseSucceeded {
+		since = time.Now()
+	}
+	deadline := time.After(timeout)
+	tick := time.NewTicker(10 * time.Second)
+	defer tick.Stop()
+	for {
+		if got := w.count(phase, since); got >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-deadline:
+			return fmt.Errorf("%d of %d Rollouts reached %s in %s; one that did not: %s", w.count(phase, since), n, phase, timeout, w.lagging(phase, since))
+		case <-tick.C:
+			fmt.Fprintf(os.Stderr, "  %d/%d %s\n", w.count(phase, since), n, phase)
+		case <-w.cond:
+		}
+	}
+}
+
+// lagging describes a Rollout that has not reached phase: its phase and
+// the message of its Ready condition.
+func (w *watcher) lagging(phase sluicev1.Phase, since time.Time) string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for name, ro := range w.last {
+		s := w.byName[name]
+		t := s.initialized
+		if phase == sluicev1.PhaseSucceeded {
+			t = s.succeeded
+		}
+		if t.IsZero() || !t.After(since) {
+			msg := ""
+			for _, c := range ro.Status.Conditions {
+				msg += fmt.Sprintf(" %s=%s (%s)", c.Type, c.Status, c.Message)
+			}
+			return fmt.Sprintf("%s in %s:%s", name, ro.Status.Phase, msg)
+		}
+	}
+	return "none seen"
+}
+
+// lastSince is the latest of the times pick returns, counted from t0.
+func (w *watcher) lastSince(t0 time.Time, pick func(seen) time.Time) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var last time.Time
+	for _, s := range w.byName {
+		if t := pick(*s); t.After(last) {
+			last = t
+		}
+	}
+	if last.Before(t0) {
+		return 0
+	}
+	return last.Sub(t0)
+}
+
+func (w *watcher) stop() { w.cancel() }
+
+func clientWithWatch(e *env) (client.WithWatch, error) {
+	return client.NewWithWatch(e.c.Config, client.Options{Scheme: e.c.Client.Scheme()})
+}
+
+// parallel runs f for 0..n-1 on 32 workers and returns the first error.
+func parallel(n int, f func(int) error) error {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	next := make(chan int)
+	for range min(32, n) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				if err := f(i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return first
+}
+
+type auditCounts struct {
+	reads, writes, events int
+	// lease counts the Lease requests (leaseReads of them reads).
+	lease, leaseReads int
+}
+
+// countAudit counts the manager's requests received in [from, to).
+func countAudit(path string, from, to time.Time) (auditCounts, error) {
+	var c auditCounts
+	f, err := os.Open(path)
+	if err != nil {
+		return c, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var ev struct {
+			Verb string `json:"verb"`
+			User struct {
+				Username string `json:"username"`
+			} `json:"user"`
+			ObjectRef struct {
+				Resource string `json:"resource"`
+			} `json:"objectRef"`
+			Received time.Time `json:"requestReceivedTimestamp"`
+		}
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			continue
+		}
+		if ev.User.Username != managerUser || ev.Received.Before(from) || !ev.Received.Before(to) {
+			continue
+		}
+		switch ev.Verb {
+		case "get", "list", "watch":
+			c.reads++
+		default:
+			c.writes++
+		}
+		if ev.ObjectRef.Resource == "events" && ev.Verb != "get" && ev.Verb != "list" && ev.Verb != "watch" {
+			c.events++
+		}
+		if ev.ObjectRef.Resource == "leases" {
+			c.lease++
+			if ev.Verb == "get" {
+				c.leaseReads++
+			}
+		}
+	}
+	return c, sc.Err()
+}
+
+// procCPU is a process's user and system CPU time.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name (which may hold spaces), 1-based from
+	// the state: utime is field 14, stime 15 of the whole line.
+	s := string(b)
+	rest := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	if len(rest) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(rest[11], 10, 64)
+	st, _ := strconv.ParseInt(rest[12], 10, 64)
+	const hz = 100 // USER_HZ on Linux
+	return time.Duration(ut+st) * time.Second / hz
+}
+
+// rssSampler keeps the highest resident set size seen.
+type rssSampler struct {
+	done chan struct{}
+	peak chan int64
+}
+
+func sampleRSS(pid int) *rssSampler {
+	s := &rssSampler{done: make(chan struct{}), peak: make(chan int64, 1)}
+	go func() {
+		var peak int64
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if v := rss(pid); v > peak {
+				peak = v
+			}
+			select {
+			case <-s.done:
+				s.peak <- peak
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+// stop returns the peak (once; later calls return 0).
+func (s *rssSampler) stop() int64 {
+	select {
+	case <-s.done:
+		return 0
+	default:
+	}
+	close(s.done)
+	return <-s.peak
+}
+
+func rss(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// childPid finds this process's child running the named binary (envtest
+// starts kube-apiserver and etcd as children).
+func childPid(name string) int {
+	entries, _ := os.ReadDir("/proc")
+	me := os.Getpid()
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+		if err != nil || filepath.Base(exe) != name {
+			continue
+		}
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		s := string(stat)
+		rest := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		if ppid, _ := strconv.Atoi(rest[1]); ppid == me {
+			return pid
+		}
+	}
+	return 0
+}
+
+// scrapeSum adds up a counter's series in a Prometheus text exposition.
+func scrapeSum(url, name string) float64 {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var sum float64
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		f := strings.Fields(line)
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		sum += v
+	}
+	return sum
+}
+
+func httpOK(url string) bool {
+	resp, err := http.Get(url)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fail(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// stats gives median, min and max.
+func stats(vs []float64) (med, lo, hi float64) {
+	s := slices.Clone(vs)
+	sort.Float64s(s)
+	if len(s) == 0 {
+		return 0, 0, 0
+	}
+	med = s[len(s)/2]
+	if len(s)%2 == 0 {
+		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return med, s[0], s[len(s)-1]
+}
+
+func col(runs []run, f func(run) float64, format string) string {
+	vs := make([]float64, len(runs))
+	for i, r := range runs {
+		vs[i] = f(r)
+	}
+	med, lo, hi := stats(vs)
+	if len(runs) == 1 {
+		return fmt.Sprintf(format, med)
+	}
+	return fmt.Sprintf(format+" ("+format+"–"+format+")", med, lo, hi)
+}
+
+func printTable(w io.Writer, rows []row) {
+	fmt.Fprintln(w, "| strategy | N | create → all Initialized (s) | change → all Progressing (s) | change → last first shift (s) | change → all Succeeded (s) | reads/release | writes/release | events written / recorded | manager CPU ms/release | manager peak RSS (MiB) | kube-apiserver CPU s | idle requests/Rollout/min |")
+	fmt.Fprintln(w, "|---|---:|---|---|---|---|---|---|---|---|---|---|---|")
+	for _, r := range rows {
+		sec := func(d func(run) time.Duration) func(run) float64 {
+			return func(x run) float64 { return d(x).Seconds() }
+		}
+		var ew, er int
+		for _, x := range r.runs {
+			ew += x.eventsWritten
+			er += x.eventsRecorded
+		}
+		idle := "–"
+		if last := r.runs[len(r.runs)-1]; len(r.runs) > 0 {
+			idle = fmt.Sprintf("%.3f", last.requestsIdleRoMin)
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %s | %d / %d | %s | %s | %s | %s |\n",
+			r.strategy, r.n,
+			col(r.runs, sec(func(x run) time.Duration { return x.initialized }), "%.1f"),
+			col(r.runs, sec(func(x run) time.Duration { return x.progressing }), "%.2f"),
+			col(r.runs, sec(func(x run) time.Duration { return x.firstShift }), "%.2f"),
+			col(r.runs, sec(func(x run) time.Duration { return x.succeeded }), "%.1f"),
+			col(r.runs, func(x run) float64 { return x.reads }, "%.1f"),
+			col(r.runs, func(x run) float64 { return x.writes }, "%.1f"),
+			ew, er,
+			col(r.runs, func(x run) float64 { return float64(x.managerCPU.Milliseconds()) / float64(r.n) }, "%.1f"),
+			col(r.runs, func(x run) float64 { return float64(x.peakRSS) / (1 << 20) }, "%.0f"),
+			col(r.runs, sec(func(x run) time.Duration { return x.apiServerCPU }), "%.1f"),
+			idle)
+	}
+}
+
+// idleResult is the idle fleet's figures.
+type idleResult struct {
+	n                     int
+	initialized           time.Duration
+	rss, rssWithUnrelated int64
+	requests, lease       int
+	window                time.Duration
+}
+
+func (r idleResult) print(w io.Writer) {
+	fmt.Fprintf(w, "\n%d idle Rollouts (blue/green, Initialized in %.0f s): manager RSS %.0f MiB; %d requests in %s, %d of them the Lease (%.4f per idle Rollout per minute without it)\n",
+		r.n, r.initialized.Seconds(), float64(r.rss)/(1<<20), r.requests, r.window, r.lease,
+		float64(r.requests-r.lease)/float64(r.n)/r.window.Minutes())
+	fmt.Fprintf(w, "with %d unrelated Deployments, ConfigMaps and 4 KiB Secrets added: RSS %.0f MiB (+%.1f MiB)\n",
+		r.n, float64(r.rssWithUnrelated)/(1<<20), float64(r.rssWithUnrelated-r.rss)/(1<<20))
+}
+
+// idleFleet initializes n Rollouts, watches them idle, then adds n
+// unrelated Deployments (no replicas), ConfigMaps and Secrets of 4 KiB in
+// another namespace and measures what they add to the manager's memory.
+func (b *bench) idleFleet(ctx context.Context, n int) (idleResult, error) {
+	res := idleResult{n: n, window: b.idleWindow}
+	e, err := b.start(ctx)
+	if err != nil {
+		return res, err
+	}
+	defer e.stop(b.keep)
+	c := e.c.Client
+	for _, ns := range []string{"idle", "unrelated"} {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+			return res, err
+		}
+	}
+	w := newWatcher(ctx, e, "idle")
+	defer w.stop()
+	fmt.Fprintf(os.Stderr, "idle: creating %d Rollouts\n", n)
+	t0 := time.Now()
+	if err := parallel(n, func(i int) error {
+		d, ro := b.objects("bluegreen", "idle", i)
+		if err := c.Create(ctx, d); err != nil {
+			return err
+		}
+		return c.Create(ctx, ro)
+	}); err != nil {
+		return res, err
+	}
+	if err := w.waitAll(ctx, n, sluicev1.PhaseInitialized, 60*time.Minute); err != nil {
+		return res, err
+	}
+	res.initialized = time.Since(t0)
+	time.Sleep(10 * time.Second)
+	t := time.Now()
+	time.Sleep(b.idleWindow)
+	counts, err := countAudit(e.audit, t, time.Now())
+	if err != nil {
+		return res, err
+	}
+	res.requests, res.lease = counts.reads+counts.writes, counts.lease
+	res.rss = rss(e.mgr.Pid())
+
+	fmt.Fprintf(os.Stderr, "idle: adding %d unrelated Deployments, ConfigMaps and Secrets\n", n)
+	payload := strings.Repeat("x", 4096)
+	if err := parallel(n, func(i int) error {
+		name := fmt.Sprintf("other-%d", i)
+		labels := map[string]string{"app": name}
+		if err := c.Create(ctx, &appsv1.Deployment{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "unrelated"},
+			Spec: appsv1.DeploymentSpec{
+				Replicas: ptr.To[int32](0), Selector: &metav1.LabelSelector{MatchLabels: labels},
+				Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
+					Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "other:1"}}}},
+			},
+		}); err != nil {
+			return err
+		}
+		if err := c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "unrelated"},
+			Data: map[string]string{"data": payload}}); err != nil {
+			return err
+		}
+		return c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "unrelated"},
+			Data: map[string][]byte{"data": []byte(payload)}})
+	}); err != nil {
+		return res, err
+	}
+	// Let the watch events arrive and a garbage collection run.
+	time.Sleep(30 * time.Second)
+	res.rssWithUnrelated = rss(e.mgr.Pid())
+	return res, nil
+}
