@@ -69,6 +69,9 @@ type Reconciler struct {
 
 	// calls runs the hooks and checks off the workers (calls.go).
 	calls *hookCalls
+	// writes keeps reconciles off cached copies that our own writes left
+	// behind (ownwrites.go).
+	writes *ownWrites
 
 	// watch starts a watch on a kind; watched records the kinds already
 	// watched, so that only the route and autoscaler kinds in use are.
@@ -127,19 +130,27 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		if apierrors.IsNotFound(err) {
 			forgetMetrics(req.Namespace, req.Name)
 			r.calls.forget(req.NamespacedName)
+			r.writes.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if r.writes.isBehind(req.NamespacedName, ro.ResourceVersion) {
+		// The cache has not caught up with our last write yet (its watch
+		// event wakes nothing: status writes are filtered), so look again
+		// in a moment rather than decide from the state before it.
+		return ctrl.Result{RequeueAfter: staleRetry}, nil
 	}
 	if !ro.DeletionTimestamp.IsZero() {
 		r.calls.forget(req.NamespacedName)
 		return r.finalize(ctx, ro)
 	}
 	if !controllerutil.ContainsFinalizer(ro, finalizer) {
-		patch := client.MergeFrom(ro.DeepCopy())
+		patch, from := client.MergeFrom(ro.DeepCopy()), ro.ResourceVersion
 		controllerutil.AddFinalizer(ro, finalizer)
 		if err := r.Patch(ctx, ro, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("adding the finalizer: %w", err)
 		}
+		r.writes.wrote(req.NamespacedName, from, ro.ResourceVersion)
 	}
 	base := ro.DeepCopy()
 	actionTaken := false
@@ -164,7 +175,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		defer cancel()
 		// Optimistic lock: a reconcile that started from a stale copy must
 		// not overwrite a newer status.
+		from := ro.ResourceVersion
 		err := r.Status().Patch(pctx, ro, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+		if err == nil {
+			r.writes.wrote(req.NamespacedName, from, ro.ResourceVersion)
+		}
 		switch {
 		case apierrors.IsConflict(err):
 			res, retErr = ctrl.Result{RequeueAfter: staleRetry}, nil
@@ -182,6 +197,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	}()
 
 	sc, err := r.observe(ctx, ro)
+	if sc != nil {
+		// A copy our last write returned needs no uncached read before
+		// hooks, checks, routes or scales.
+		sc.fresh = r.writes.hasAll(req.NamespacedName, ro.ResourceVersion)
+	}
 	if err != nil {
 		reconcileErrors.Inc()
 		r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, "ReconcileError", "Reconcile", "%v", err)
@@ -426,8 +446,15 @@ func (r *Reconciler) act(ctx context.Context, sc *scope, want statemachine.Desir
 		if err := r.pauseTargetAutoscaler(ctx, sc, !want.CanaryUp); err != nil {
 			return changed, err
 		}
+		before := sc.obs.TargetReplicas
 		if err := r.scaleTarget(ctx, sc, want); err != nil {
 			return changed, err
+		}
+		if before != 0 && replicasOf(sc.target) == 0 {
+			// Parked: decide again, so that the status records it in this
+			// reconcile's patch rather than the next one's.
+			sc.obs.TargetReplicas = 0
+			changed = true
 		}
 	}
 	return changed, nil
@@ -440,6 +467,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		return err
 	}
 	r.calls = newHookCalls(r.call)
+	r.writes = newOwnWrites()
 	workers := r.MaxConcurrentReconciles
 	if workers <= 0 {
 		workers = DefaultMaxConcurrentReconciles
@@ -541,9 +569,11 @@ func trackedKeys(ro *sluicev1.Rollout) []string {
 // clearAction removes the action annotations once the action is recorded.
 func (r *Reconciler) clearAction(ctx context.Context, ro *sluicev1.Rollout) error {
 	patch := []byte(`{"metadata":{"annotations":{"` + sluicev1.ActionAnnotation + `":null,"` + sluicev1.ActionByAnnotation + `":null}}}`)
+	from := ro.ResourceVersion
 	if err := r.Patch(ctx, ro, client.RawPatch(types.MergePatchType, patch)); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("clearing the action annotation: %w", err)
 	}
+	r.writes.wrote(client.ObjectKeyFromObject(ro), from, ro.ResourceVersion)
 	return nil
 }
 

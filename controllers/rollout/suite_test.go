@@ -3,6 +3,7 @@ package rollout_test
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -69,6 +71,8 @@ type story struct {
 	hold atomic.Pointer[func(*appsv1.Deployment) bool]
 	// opts are the manager's options (metrics, webhook client, clock).
 	opts manager.Options
+	// wrap, when set, wraps the manager's transport to the API server.
+	wrap func(http.RoundTripper) http.RoundTripper
 }
 
 // newStory starts a story with a manager of default options.
@@ -82,13 +86,20 @@ func newStory(t *testing.T) *story { return newStoryWith(t, manager.Options{}) }
 // to the manager would.
 func newStoryWith(t *testing.T, opts manager.Options) *story {
 	t.Helper()
+	return newStoryWrapped(t, opts, nil)
+}
+
+// newStoryWrapped is newStoryWith whose manager talks to the API server
+// through wrap (nil: directly), e.g. to count its requests.
+func newStoryWrapped(t *testing.T, opts manager.Options, wrap func(http.RoundTripper) http.RoundTripper) *story {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	opts.MetricsAddr, opts.HealthProbeAddr, opts.AllowRestart = "0", "0", true
 	if opts.WebhookEgressAllow == nil {
 		opts.WebhookEgressAllow = []string{"127.0.0.1/32"}
 	}
-	s := &story{t: t, ctx: ctx, ns: fmt.Sprintf("story-%d", nsCounter.Add(1)), opts: opts}
+	s := &story{t: t, ctx: ctx, ns: fmt.Sprintf("story-%d", nsCounter.Add(1)), opts: opts, wrap: wrap}
 	s.must(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: s.ns}}))
 	testenv.RunFakeKubelet(ctx, k8sClient, s.ns, func(d *appsv1.Deployment) bool {
 		h := s.hold.Load()
@@ -101,7 +112,12 @@ func newStoryWith(t *testing.T, opts manager.Options) *story {
 
 func (s *story) startManager() {
 	s.t.Helper()
-	mgr, err := manager.New(env.Config, s.opts)
+	cfg := env.Config
+	if s.wrap != nil {
+		cfg = rest.CopyConfig(env.Config)
+		cfg.WrapTransport = s.wrap
+	}
+	mgr, err := manager.New(cfg, s.opts)
 	s.must(err)
 	ctx, cancel := context.WithCancel(s.ctx)
 	done := make(chan struct{})

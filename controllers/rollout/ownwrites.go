@@ -1,0 +1,79 @@
+package rollout
+
+import (
+	"slices"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// ownWrites remembers, per Rollout, the resourceVersions that this
+// manager's own writes have left behind. The cache learns of a write a
+// moment after the API server answers it; a reconcile woken in between (by
+// a Deployment or EndpointSlice event, say) would decide again from the
+// state before the write: repeat its events and actions, and have its
+// status patch refused by the optimistic lock. Such a reconcile looks again
+// a moment later instead.
+//
+// It also remembers the resourceVersion of the last write: a cached copy at
+// that version has all of this manager's writes, so acting on it needs no
+// uncached read to make sure (isCurrent).
+type ownWrites struct {
+	mu     sync.Mutex
+	behind map[types.NamespacedName][]string
+	last   map[types.NamespacedName]string
+}
+
+func newOwnWrites() *ownWrites {
+	return &ownWrites{behind: map[types.NamespacedName][]string{}, last: map[types.NamespacedName]string{}}
+}
+
+// wrote records a write that moved the Rollout from resourceVersion from
+// to to (a write that changed nothing keeps its resourceVersion).
+func (o *ownWrites) wrote(key types.NamespacedName, from, to string) {
+	if from == "" || from == to {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.last[key] = to
+	if !slices.Contains(o.behind[key], from) {
+		// A few at most: the versions one reconcile writes past.
+		o.behind[key] = append(o.behind[key], from)
+	}
+}
+
+// isBehind reports whether a cached copy at resourceVersion rv predates a
+// write of ours. A copy that does not is the cache caught up (or someone
+// else's newer write, which the optimistic lock guards): forget the old
+// versions then.
+func (o *ownWrites) isBehind(key types.NamespacedName, rv string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	old, ok := o.behind[key]
+	if !ok {
+		return false
+	}
+	if slices.Contains(old, rv) {
+		return true
+	}
+	delete(o.behind, key)
+	return false
+}
+
+// hasAll reports whether a cached copy at resourceVersion rv is the one our
+// last write returned: it holds every write of this manager. After a
+// restart nothing is known, and the caller reads the Rollout uncached.
+func (o *ownWrites) hasAll(key types.NamespacedName, rv string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	last, ok := o.last[key]
+	return ok && last == rv
+}
+
+func (o *ownWrites) forget(key types.NamespacedName) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.behind, key)
+	delete(o.last, key)
+}
