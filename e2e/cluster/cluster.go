@@ -306,7 +306,7 @@ var e2eNode = fakeNode{stages: kwokStages, cidr: PodCIDR, pods: "5000"}
 
 func (c *Cluster) startControlPlane(ctx context.Context, fn fakeNode) error {
 	if _, err := c.start("kube-controller-manager", nil, c.bins.kcm, append([]string{
-		"--kubeconfig="+c.KubeConfig,
+		"--kubeconfig=" + c.KubeConfig,
 		"--controllers=deployment,replicaset,endpointslice,endpoint,garbagecollector,serviceaccount,namespace,nodelifecycle",
 		"--leader-elect=false",
 		"--secure-port=0",
@@ -318,7 +318,7 @@ func (c *Cluster) startControlPlane(ctx context.Context, fn fakeNode) error {
 		return err
 	}
 	if _, err := c.start("kube-scheduler", nil, c.bins.scheduler, append([]string{
-		"--kubeconfig="+c.KubeConfig,
+		"--kubeconfig=" + c.KubeConfig,
 		"--leader-elect=false",
 		"--secure-port=0",
 		"--bind-address=127.0.0.1",
