@@ -146,7 +146,7 @@ func (v *view) steps(w io.Writer, s style) {
 	}
 	for i, p := range plan {
 		mark := stepMark(st, i)
-		text := truncate(describeStep(spec, p, i), s.width-12)
+		text := truncate(steps.Describe(spec, p, i), s.width-12)
 		color := ""
 		switch mark {
 		case "[>]":
@@ -159,33 +159,6 @@ func (v *view) steps(w io.Writer, s style) {
 		}
 		fmt.Fprintf(w, "  %s %s\n", s.paint(color, fmt.Sprintf("%s %2d", mark, i+1)), s.paint(color, text))
 	}
-}
-
-// describeStep says in words what a planned step does.
-func describeStep(spec *sluicev1.RolloutSpec, p steps.Step, i int) string {
-	switch {
-	case p.ManualPause:
-		return fmt.Sprintf("pause at %d%% until promoted", p.Weight)
-	case p.Pause != nil:
-		return fmt.Sprintf("pause at %d%% for %s", p.Weight, shortDuration(*p.Pause))
-	case spec.Strategy.BlueGreen != nil:
-		return fmt.Sprintf("iteration %d: canary checked, primary serves all", i+1)
-	case spec.Strategy.ABTesting != nil:
-		return fmt.Sprintf("iteration %d: matching requests to canary, checked", i+1)
-	}
-	return fmt.Sprintf("set weight %d%%, hold %s, check", p.Weight, shortDuration(steps.Interval(spec)))
-}
-
-// shortDuration prints 1m rather than 1m0s.
-func shortDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
 }
 
 func strategyName(spec *sluicev1.RolloutSpec) string {

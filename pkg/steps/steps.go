@@ -4,6 +4,8 @@
 package steps
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
@@ -126,4 +128,31 @@ func ScaleDownDelay(spec *sluicev1.RolloutSpec) time.Duration {
 		return DefaultScaleDownDelay
 	}
 	return time.Duration(max(*spec.ScaleDownDelaySeconds, 0)) * time.Second
+}
+
+// Describe says in words what the planned step p (index i) of spec does.
+func Describe(spec *sluicev1.RolloutSpec, p Step, i int) string {
+	switch {
+	case p.ManualPause:
+		return fmt.Sprintf("pause at %d%% until promoted", p.Weight)
+	case p.Pause != nil:
+		return fmt.Sprintf("pause at %d%% for %s", p.Weight, shortDuration(*p.Pause))
+	case spec.Strategy.BlueGreen != nil:
+		return fmt.Sprintf("iteration %d: canary checked, primary serves all", i+1)
+	case spec.Strategy.ABTesting != nil:
+		return fmt.Sprintf("iteration %d: matching requests to canary, checked", i+1)
+	}
+	return fmt.Sprintf("set weight %d%%, hold %s, check", p.Weight, shortDuration(Interval(spec)))
+}
+
+// shortDuration prints 1m rather than 1m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
