@@ -110,27 +110,16 @@ func bar(pct int32, n int, s style, color string) string {
 }
 
 // running reports whether a phase is a release under way.
-func running(p sluicev1.Phase) bool {
-	switch p {
-	case sluicev1.PhaseWaiting, sluicev1.PhaseProgressing, sluicev1.PhaseWaitingPromotion,
-		sluicev1.PhasePromoting, sluicev1.PhaseFinalising:
-		return true
-	}
-	return false
-}
+func running(p sluicev1.Phase) bool { return steps.Running(p) }
 
 // stepMark is the marker of step i: done, current, or still to come.
 func stepMark(st *sluicev1.RolloutStatus, i int) string {
-	switch {
-	case st.Phase == sluicev1.PhaseSucceeded, st.Phase == sluicev1.PhasePromoting, st.Phase == sluicev1.PhaseFinalising:
+	switch steps.StateOf(st, i) {
+	case steps.StateDone:
 		return "[x]"
-	case st.Phase == sluicev1.PhaseFailed && i == int(st.CurrentStepIndex):
+	case steps.StateFailed:
 		return "[!]"
-	case !running(st.Phase):
-		return "[ ]"
-	case i < int(st.CurrentStepIndex):
-		return "[x]"
-	case i == int(st.CurrentStepIndex) && st.Phase != sluicev1.PhaseWaiting:
+	case steps.StateCurrent:
 		return "[>]"
 	}
 	return "[ ]"

@@ -156,3 +156,42 @@ func shortDuration(d time.Duration) string {
 	}
 	return s
 }
+
+// Running reports whether a phase is a release under way.
+func Running(p sluicev1.Phase) bool {
+	switch p {
+	case sluicev1.PhaseWaiting, sluicev1.PhaseProgressing, sluicev1.PhaseWaitingPromotion,
+		sluicev1.PhasePromoting, sluicev1.PhaseFinalising:
+		return true
+	}
+	return false
+}
+
+// State is where a planned step stands in the current run.
+type State string
+
+// The states of a planned step.
+const (
+	StateDone    State = "done"
+	StateCurrent State = "current"
+	StatePending State = "pending"
+	// StateFailed is the step where a failed run stopped.
+	StateFailed State = "failed"
+)
+
+// StateOf is the state of planned step i, given the Rollout's status.
+func StateOf(st *sluicev1.RolloutStatus, i int) State {
+	switch {
+	case st.Phase == sluicev1.PhaseSucceeded, st.Phase == sluicev1.PhasePromoting, st.Phase == sluicev1.PhaseFinalising:
+		return StateDone
+	case st.Phase == sluicev1.PhaseFailed && i == int(st.CurrentStepIndex):
+		return StateFailed
+	case !Running(st.Phase):
+		return StatePending
+	case i < int(st.CurrentStepIndex):
+		return StateDone
+	case i == int(st.CurrentStepIndex) && st.Phase != sluicev1.PhaseWaiting:
+		return StateCurrent
+	}
+	return StatePending
+}
