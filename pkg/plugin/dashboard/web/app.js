@@ -27,7 +27,7 @@
       else if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
       else el.setAttribute(k, v === true ? "" : v);
     }
-    for (const c of children.flat()) {
+    for (const c of children.flat(Infinity)) {
       if (c === null || c === undefined || c === false) continue;
       el.append(c instanceof Node ? c : document.createTextNode(String(c)));
     }
@@ -41,7 +41,7 @@
       if (k === "text") el.textContent = v;
       else el.setAttribute(k, v);
     }
-    children.flat().forEach((c) => el.append(c));
+    children.flat(Infinity).forEach((c) => el.append(c));
     return el;
   }
 
@@ -86,8 +86,7 @@
   }
 
   function stepText(r) {
-    if (r.stepProgress) return r.stepProgress;
-    return r.plan.length ? `-/${r.plan.length}` : "-";
+    return r.stepProgress || "-";
   }
 
   function rangeText(m) {
