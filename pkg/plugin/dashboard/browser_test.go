@@ -176,7 +176,7 @@ func failed(st *sluicev1.RolloutStatus) {
 
 func TestDashboardInABrowser(t *testing.T) {
 	c := testCluster(t)
-	shop, web := c.newNamespace(t), c.newNamespace(t)
+	shop, web := c.newNamespace(t, "shop"), c.newNamespace(t, "web")
 	podinfo := c.createRollout(t, shop, "podinfo", canary(10, 20, 0, 50),
 		withAnalysis(sluicev1.MetricRequestSuccessRate, 99, "approve"))
 	c.setStatus(t, podinfo, progressing)
@@ -274,6 +274,9 @@ func TestDashboardInABrowser(t *testing.T) {
 		time.Sleep(time.Second)
 		c.setStatus(t, podinfo, func(st *sluicev1.RolloutStatus) { st.CanaryWeight = 30 })
 		waitFor(t, tab, "the traffic history grown", `document.querySelectorAll('svg.history rect.canary').length >= 2`)
+		if os.Getenv(screenshotsEnv) != "" {
+			time.Sleep(2 * time.Second) // for a picture where the new split shows
+		}
 		screenshot(t, tab, "dashboard-rollout")
 	})
 

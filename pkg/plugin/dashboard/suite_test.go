@@ -123,10 +123,10 @@ func (c *cluster) grantViewer() error {
 	})
 }
 
-// newNamespace creates a namespace of the test's own.
-func (c *cluster) newNamespace(t *testing.T) string {
+// newNamespace creates a namespace of the test's own, named prefix-N.
+func (c *cluster) newNamespace(t *testing.T, prefix string) string {
 	t.Helper()
-	ns := fmt.Sprintf("dashboard-%d", nsSerial.Add(1))
+	ns := fmt.Sprintf("%s-%d", prefix, nsSerial.Add(1))
 	if err := c.k8s.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
 		t.Fatal(err)
 	}

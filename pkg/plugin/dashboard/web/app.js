@@ -251,7 +251,7 @@
         h("li", { class: "state-" + p.state, "aria-current": p.state === "current" ? "step" : null },
           h("span", { class: "mark", text: `${i + 1}. ${stepLabel(p.state)}` }), p.text)))
         : h("p", { class: "muted", text: "None: skipAnalysis promotes as soon as the canary is ready." })),
-      section("Traffic over time", history(r)),
+      section("Traffic over time", h("div", { id: "history" }, history(r))),
       section("Metrics", r.metrics.length ? table(["Metric", "Last values", "Range", "Verdict", "Checked", "Message"], r.metrics.map((m) => [
         m.name, h("span", { class: "num", text: (m.recent && m.recent.length ? m.recent.join(", ") : m.value) || "-" }), rangeText(m),
         h("span", { class: "verdict-" + (m.verdict || ""), text: m.verdict || "not checked yet" }),
@@ -287,7 +287,7 @@
   // from the bottom, primary above it.
   function history(r) {
     const pts = r.history;
-    if (!pts.length) return h("p", { class: "muted", text: "No changes seen yet." });
+    if (!pts.length) return [h("p", { class: "muted", text: "No changes seen yet." })];
     const W = 720, H = 140, top = 10, bottom = 20, left = 34;
     const t0 = Date.parse(pts[0].t), t1 = Math.max(Date.now(), t0 + 1000);
     const x = (t) => left + ((t - t0) / (t1 - t0)) * (W - left - 4);
@@ -350,8 +350,17 @@
     es.addEventListener("synced", () => { synced = true; route(); });
   }
 
+  // redrawHistory moves the traffic chart's "now" on: time passes between
+  // changes too.
+  function redrawHistory() {
+    const box = document.getElementById("history");
+    const r = drawnDetail && rollouts.get(drawnDetail);
+    if (box && r) box.replaceChildren(...history(r));
+  }
+
   window.addEventListener("hashchange", route);
   setInterval(refreshAges, 1000);
+  setInterval(redrawHistory, 2000);
   route();
   connect();
 })();
