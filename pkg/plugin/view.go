@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/pkg/plugin/describe"
 	"github.com/sluice-dev/sluice/pkg/steps"
 )
 
@@ -50,7 +51,7 @@ func (v *view) header(w io.Writer, s style) {
 	ro, st := v.ro, v.ro.Status
 	field(w, s, "Rollout", ro.Namespace+"/"+ro.Name, bold)
 	field(w, s, "Target", ro.Spec.TargetRef.Kind+"/"+ro.Spec.TargetRef.Name, "")
-	field(w, s, "Strategy", strategyName(&ro.Spec), "")
+	field(w, s, "Strategy", describe.StrategyName(&ro.Spec), "")
 	phase := string(st.Phase)
 	if phase == "" {
 		phase = "(not reconciled yet)"
@@ -150,20 +151,6 @@ func (v *view) steps(w io.Writer, s style) {
 	}
 }
 
-func strategyName(spec *sluicev1.RolloutSpec) string {
-	switch {
-	case spec.Strategy.Canary != nil:
-		return "canary"
-	case spec.Strategy.BlueGreen != nil && spec.Strategy.BlueGreen.Mirror:
-		return "blue/green with mirroring"
-	case spec.Strategy.BlueGreen != nil:
-		return "blue/green"
-	case spec.Strategy.ABTesting != nil:
-		return "A/B testing"
-	}
-	return "-"
-}
-
 func (v *view) metrics(w io.Writer, s style) {
 	var checks []sluicev1.MetricCheck
 	if v.ro.Spec.Analysis != nil {
@@ -218,15 +205,6 @@ func formatRange(r sluicev1.ThresholdRange) string {
 	return "-"
 }
 
-// isGate reports whether a webhook type can hold a release.
-func isGate(t sluicev1.HookType) bool {
-	switch t {
-	case sluicev1.HookConfirmRollout, sluicev1.HookConfirmTrafficIncrease, sluicev1.HookConfirmPromotion:
-		return true
-	}
-	return false
-}
-
 func (v *view) webhooks(w io.Writer, s style) {
 	var hooks []sluicev1.Webhook
 	if v.ro.Spec.Analysis != nil {
@@ -241,7 +219,7 @@ func (v *view) webhooks(w io.Writer, s style) {
 	if len(hooks) > 0 {
 		t := &table{indent: "  ", header: []string{"NAME", "TYPE", "URL"}}
 		for _, h := range hooks {
-			if isGate(h.Type) {
+			if describe.IsGate(h.Type) {
 				gates++
 			}
 			t.add(plain(h.Name, string(h.Type), h.URL)...)
@@ -294,7 +272,7 @@ func (v *view) recentEvents(w io.Writer, s style) {
 		if e.Type == "Warning" {
 			color = yellow
 		}
-		t.add(cell{text: age(metav1.NewTime(eventTime(e)), v.now)}, cell{text: e.Type, color: color},
+		t.add(cell{text: age(metav1.NewTime(describe.EventTime(e)), v.now)}, cell{text: e.Type, color: color},
 			cell{text: e.Reason}, cell{text: e.Note})
 	}
 	t.write(w, s)

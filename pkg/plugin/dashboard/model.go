@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/pkg/plugin/describe"
 	"github.com/sluice-dev/sluice/pkg/steps"
 )
 
@@ -97,7 +98,7 @@ func buildView(ro *sluicev1.Rollout, evs []*eventsv1.Event, history []trafficPoi
 	v := rolloutView{
 		Namespace: ro.Namespace, Name: ro.Name,
 		Target:   ro.Spec.TargetRef.Kind + "/" + ro.Spec.TargetRef.Name,
-		Strategy: strategyName(&ro.Spec),
+		Strategy: describe.StrategyName(&ro.Spec),
 		Phase:    string(st.Phase), Message: st.Message, StepProgress: st.StepProgress,
 		CanaryWeight: st.CanaryWeight, FailedChecks: st.FailedChecks, Threshold: steps.Threshold(&ro.Spec),
 		CreatedAt: ro.CreationTimestamp.Time, Attention: attention(ro, plan),
@@ -120,7 +121,7 @@ func buildView(ro *sluicev1.Rollout, evs []*eventsv1.Event, history []trafficPoi
 	v.Metrics = metrics(ro, recent)
 	if a := ro.Spec.Analysis; a != nil {
 		for _, h := range a.Webhooks {
-			v.Webhooks = append(v.Webhooks, hookView{Name: h.Name, Type: string(h.Type), URL: h.URL, Gate: isGate(h.Type)})
+			v.Webhooks = append(v.Webhooks, hookView{Name: h.Name, Type: string(h.Type), URL: h.URL, Gate: describe.IsGate(h.Type)})
 		}
 	}
 	if g := meta.FindStatusCondition(st.Conditions, sluicev1.ConditionGate); g != nil && g.Status == metav1.ConditionTrue {
@@ -208,7 +209,7 @@ func currentRelease(ro *sluicev1.Rollout, evs []*eventsv1.Event) []eventView {
 		if e.Regarding.UID != "" && e.Regarding.UID != ro.UID {
 			continue
 		}
-		t := eventTime(e)
+		t := describe.EventTime(e)
 		if t.Before(since) {
 			continue
 		}
@@ -223,39 +224,3 @@ func currentRelease(ro *sluicev1.Rollout, evs []*eventsv1.Event) []eventView {
 
 // maxEvents is how many of a release's last events the page shows.
 const maxEvents = 50
-
-// eventTime is when an event last happened (the plugin's `get` orders
-// events the same way).
-func eventTime(e *eventsv1.Event) time.Time {
-	switch {
-	case e.Series != nil && !e.Series.LastObservedTime.IsZero():
-		return e.Series.LastObservedTime.Time
-	case !e.EventTime.IsZero():
-		return e.EventTime.Time
-	case !e.DeprecatedLastTimestamp.IsZero():
-		return e.DeprecatedLastTimestamp.Time
-	}
-	return e.CreationTimestamp.Time
-}
-
-func isGate(t sluicev1.HookType) bool {
-	switch t {
-	case sluicev1.HookConfirmRollout, sluicev1.HookConfirmTrafficIncrease, sluicev1.HookConfirmPromotion:
-		return true
-	}
-	return false
-}
-
-func strategyName(spec *sluicev1.RolloutSpec) string {
-	switch {
-	case spec.Strategy.Canary != nil:
-		return "canary"
-	case spec.Strategy.BlueGreen != nil && spec.Strategy.BlueGreen.Mirror:
-		return "blue/green with mirroring"
-	case spec.Strategy.BlueGreen != nil:
-		return "blue/green"
-	case spec.Strategy.ABTesting != nil:
-		return "A/B testing"
-	}
-	return "-"
-}
