@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/emulation"
 	cdpruntime "github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -70,9 +71,15 @@ func browser(t *testing.T) context.Context {
 	if _, err := os.Stat(chromiumPath); err != nil {
 		t.Fatalf("%s is missing: run `make chromium` (it installs Debian's chromium)", chromiumPath)
 	}
+	// Not t.TempDir: chromium's helper processes may still write to the
+	// profile for a moment after the browser exits.
+	profile, err := os.MkdirTemp("", "sluice-dashboard-chromium")
+	if err != nil {
+		t.Fatal(err)
+	}
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumPath),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun, chromedp.NoDefaultBrowserCheck,
 		chromedp.Flag("disable-quic", true),
 		chromedp.Flag("disable-background-networking", true),
@@ -84,7 +91,14 @@ func browser(t *testing.T) context.Context {
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelTab := chromedp.NewContext(allocCtx)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
-	t.Cleanup(func() { cancelTimeout(); cancelTab(); cancelAlloc() })
+	t.Cleanup(func() {
+		cancelTimeout()
+		cancelTab()
+		cancelAlloc()
+		for i := 0; i < 20 && os.RemoveAll(profile) != nil; i++ {
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 	// The page's script errors are the test's.
 	chromedp.ListenTarget(ctx, func(ev any) {
 		if e, ok := ev.(*cdpruntime.EventExceptionThrown); ok {
@@ -278,6 +292,34 @@ func TestDashboardInABrowser(t *testing.T) {
 			time.Sleep(2 * time.Second) // for a picture where the new split shows
 		}
 		screenshot(t, tab, "dashboard-rollout")
+	})
+
+	t.Run("the buttons work from the keyboard", func(t *testing.T) {
+		if err := chromedp.Run(tab, chromedp.Focus(`button[data-action="resume"]`, chromedp.ByQuery), chromedp.KeyEvent("\r")); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, tab, "the action confirmed", `document.querySelector('#action-result').textContent.includes("asked to resume")`)
+		if a := c.get(t, podinfo).Annotations[sluicev1.ActionAnnotation]; a != "resume" {
+			t.Errorf("%s = %q, want resume", sluicev1.ActionAnnotation, a)
+		}
+	})
+
+	t.Run("a dark system theme gives a dark page", func(t *testing.T) {
+		dark := emulation.SetEmulatedMedia().WithFeatures([]*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}})
+		var bg string
+		if err := chromedp.Run(tab, dark, chromedp.Evaluate(`getComputedStyle(document.body).backgroundColor`, &bg)); err != nil {
+			t.Fatal(err)
+		}
+		if bg != "rgb(13, 17, 23)" {
+			t.Errorf("background %s in the dark theme", bg)
+		}
+		light := emulation.SetEmulatedMedia().WithFeatures([]*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "light"}})
+		if err := chromedp.Run(tab, light, chromedp.Evaluate(`getComputedStyle(document.body).backgroundColor`, &bg)); err != nil {
+			t.Fatal(err)
+		}
+		if bg != "rgb(255, 255, 255)" {
+			t.Errorf("background %s in the light theme", bg)
+		}
 	})
 
 	t.Run("a user who may not patch Rollouts sees the API server's refusal", func(t *testing.T) {
