@@ -338,4 +338,16 @@ func TestDashboardInABrowser(t *testing.T) {
 			t.Errorf("the Rollout changed: %v", got.Annotations)
 		}
 	})
+
+	t.Run("a user who may not list Rollouts sees why the page is empty", func(t *testing.T) {
+		strangerURL := startDashboard(t, c.strangerKubeconfig)
+		if err := chromedp.Run(tab, chromedp.Navigate(strangerURL)); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, tab, "the refusal shown", `!document.querySelector('#problems').hidden`)
+		want := fmt.Sprintf(`User "%s" cannot list resource "rollouts" in API group "sluice.dev" at the cluster scope`, testStranger)
+		if got := text(t, tab, "#problems"); !strings.Contains(got, want) {
+			t.Errorf("the banner says %q, want %q in it", got, want)
+		}
+	})
 }

@@ -33,17 +33,19 @@ var (
 )
 
 // cluster is the test API server as the stories use it: an admin client,
-// and kubeconfig files for the admin and for a viewer who may read
-// Rollouts and events but not patch them.
+// and kubeconfig files for the admin, for a viewer who may read Rollouts
+// and events but not patch them, and for a stranger RBAC grants nothing.
 type cluster struct {
-	k8s              client.Client
-	adminKubeconfig  string
-	viewerKubeconfig string
+	k8s                client.Client
+	adminKubeconfig    string
+	viewerKubeconfig   string
+	strangerKubeconfig string
 }
 
 const (
-	testAdmin  = "sluice-test-admin"
-	testViewer = "sluice-test-viewer"
+	testAdmin    = "sluice-test-admin"
+	testViewer   = "sluice-test-viewer"
+	testStranger = "sluice-test-stranger"
 )
 
 func TestMain(m *testing.M) {
@@ -92,12 +94,15 @@ func startCluster() (*cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c.adminKubeconfig, c.viewerKubeconfig = filepath.Join(dir, "admin"), filepath.Join(dir, "viewer")
-	if err := os.WriteFile(c.adminKubeconfig, admin, 0o600); err != nil {
+	stranger, err := env.UserKubeConfig(testStranger)
+	if err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(c.viewerKubeconfig, viewer, 0o600); err != nil {
-		return nil, err
+	c.adminKubeconfig, c.viewerKubeconfig, c.strangerKubeconfig = filepath.Join(dir, "admin"), filepath.Join(dir, "viewer"), filepath.Join(dir, "stranger")
+	for path, cfg := range map[string][]byte{c.adminKubeconfig: admin, c.viewerKubeconfig: viewer, c.strangerKubeconfig: stranger} {
+		if err := os.WriteFile(path, cfg, 0o600); err != nil {
+			return nil, err
+		}
 	}
 	return c, c.grantViewer()
 }

@@ -67,10 +67,10 @@ func (s *Server) watch(ctx context.Context) error {
 }
 
 // problemHandler reports a failing list or watch (Forbidden, a lost
-// connection) to the tabs; the informer retries on its own.
+// connection) to the tabs instead of logging it to the terminal; the
+// informer retries on its own.
 func (s *Server) problemHandler(source string) cache.WatchErrorHandlerWithContext {
-	return func(ctx context.Context, r *cache.Reflector, err error) {
-		cache.DefaultWatchErrorHandler(ctx, r, err)
+	return func(ctx context.Context, _ *cache.Reflector, err error) {
 		if ctx.Err() == nil {
 			s.store.setProblem(source, err.Error())
 		}
