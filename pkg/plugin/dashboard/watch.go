@@ -3,6 +3,7 @@ package dashboard
 import (
 	"context"
 	"fmt"
+	"time"
 
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -16,6 +17,8 @@ import (
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 )
 
+var rolloutsResource = sluicev1.GroupVersion.WithResource("rollouts")
+
 // Sources of watch problems, as the page names them.
 const (
 	sourceRollouts = "rollouts"
@@ -27,7 +30,7 @@ const (
 // ends. They run with the user's credentials: what RBAC hides, the page
 // reports as a problem instead of showing.
 func (s *Server) watch(ctx context.Context) error {
-	rollouts := dynamicinformer.NewFilteredDynamicInformer(s.opts.Dynamic, sluicev1.GroupVersion.WithResource("rollouts"),
+	rollouts := dynamicinformer.NewFilteredDynamicInformer(s.opts.Dynamic, rolloutsResource,
 		s.opts.Namespace, 0, cache.Indexers{}, nil).Informer()
 	if err := rollouts.SetWatchErrorHandlerWithContext(s.problemHandler(sourceRollouts)); err != nil {
 		return err
@@ -57,13 +60,32 @@ func (s *Server) watch(ctx context.Context) error {
 
 	go rollouts.RunWithContext(ctx)
 	go events.RunWithContext(ctx)
-	go func() {
-		if cache.WaitForCacheSync(ctx.Done(), rollouts.HasSynced) {
-			s.store.setProblem(sourceRollouts, "")
-			s.store.setSynced()
-		}
-	}()
+	go s.awaitSync(ctx, rollouts.HasSynced)
 	return nil
+}
+
+// slowSync is how long the first list of Rollouts may take before the page
+// says why it has none yet.
+const slowSync = 5 * time.Second
+
+// awaitSync marks the store synced once the Rollouts are listed. The
+// informer retries an unreachable API server quietly, so when the list is
+// slow to come, one direct list finds out why and the page shows it.
+func (s *Server) awaitSync(ctx context.Context, synced cache.InformerSynced) {
+	sctx, cancel := context.WithTimeout(ctx, slowSync)
+	ok := cache.WaitForCacheSync(sctx.Done(), synced)
+	cancel()
+	if !ok && ctx.Err() == nil {
+		_, err := s.opts.Dynamic.Resource(rolloutsResource).Namespace(s.opts.Namespace).List(ctx, metav1.ListOptions{Limit: 1})
+		if err != nil && !synced() {
+			s.store.setProblem(sourceRollouts, err.Error())
+		}
+		ok = cache.WaitForCacheSync(ctx.Done(), synced)
+	}
+	if ok {
+		s.store.setProblem(sourceRollouts, "")
+		s.store.setSynced()
+	}
 }
 
 // problemHandler reports a failing list or watch (Forbidden, a lost
