@@ -97,7 +97,7 @@ docker-build: ## Build the container images (needs a container engine; none runs
 ##@ Tests
 
 .PHONY: test
-test: envtest prometheus vet ## Run every unit and envtest test against a real kube-apiserver, etcd and Prometheus.
+test: envtest prometheus chromium vet ## Run every unit and envtest test against a real kube-apiserver, etcd, Prometheus and chromium.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
 	cd charts/sluice/test && go vet ./... && KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
 	cd hack/tools/images && go vet ./... && go test $(GO_TEST_FLAGS) ./...
@@ -170,6 +170,10 @@ endif
 .PHONY: prometheus
 prometheus: ## Install Debian's prometheus for the analysis tests (skipped when present).
 	hack/prometheus/install.sh
+
+.PHONY: chromium
+chromium: ## Install Debian's chromium for the dashboard's browser tests (skipped when present).
+	hack/apt-install.sh chromium chromium
 
 .PHONY: envtest-path
 envtest-path: ## Print the envtest binary directory (for KUBEBUILDER_ASSETS).

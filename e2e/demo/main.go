@@ -128,7 +128,9 @@ func run() error {
 	printEvents(ctx, c)
 
 	if keep {
-		say("DEMO_KEEP is set: the cluster stays up. Explore it with:\n\n  export KUBECONFIG=%s\n  kubectl get rollouts,deploy,pods,httproutes -A\n  kubectl top pods -A\n  curl -H 'Host: %s' %s/\n  Prometheus: %s\n\nPress Ctrl-C to tear it down.", c.KubeConfig, host, c.GatewayURL, c.PrometheusURL)
+		say("DEMO_KEEP is set: the cluster stays up. Explore it with:\n\n  export KUBECONFIG=%s\n  kubectl get rollouts,deploy,pods,httproutes -A\n  kubectl top pods -A\n  curl -H 'Host: %s' %s/\n  Prometheus: %s\n\n"+
+			"Watch and steer the Rollouts in a browser with the plugin's dashboard:\n\n  go run ./cmd/kubectl-sluice dashboard --kubeconfig %s -n %s\n  then open http://%s/ (add -A for every namespace)\n\n"+
+			"Press Ctrl-C to tear it down.", c.KubeConfig, host, c.GatewayURL, c.PrometheusURL, c.KubeConfig, ns, dashboardAddress)
 		<-ctx.Done()
 	}
 	load.Stop()
@@ -138,6 +140,9 @@ func run() error {
 	say("Torn down.")
 	return nil
 }
+
+// dashboardAddress is where `kubectl sluice dashboard` listens by default.
+const dashboardAddress = "127.0.0.1:3100"
 
 // metricTemplates read the canary's success rate and p99 from Traefik's
 // metrics.

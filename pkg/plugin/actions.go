@@ -62,31 +62,53 @@ func newActionCommand(o *options, a actionCommand) *cobra.Command {
 	return cmd
 }
 
-// ask sets the action annotations on a Rollout with a merge patch, which
-// touches nothing else of the object.
+// ask asks for action on the Rollout name in the flags' namespace and says
+// what the controller will do.
 func (o *options) ask(ctx context.Context, name string, action sluicev1.Action, effect string) error {
 	c, err := o.clients()
 	if err != nil {
 		return err
 	}
-	_, ro, err := c.getRollout(ctx, name)
+	asked, err := c.requestAction(ctx, c.namespace, name, action)
 	if err != nil {
 		return err
 	}
-	if prev := ro.Annotations[sluicev1.ActionAnnotation]; prev != "" {
+	if asked.Replaced != "" {
 		fmt.Fprintf(o.streams.ErrOut, "warning: replacing the pending action %q (asked by %s) that the controller has not carried out yet\n",
-			prev, orDash(ro.Annotations[sluicev1.ActionByAnnotation]))
+			asked.Replaced, orDash(asked.ReplacedBy))
 	}
-	by := c.whoAmI(ctx)
-	patch, err := actionPatch(action, by)
-	if err != nil {
-		return err
-	}
-	if _, err := c.rollouts(c.namespace).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
-		return describeErr(err, c.namespace, name)
-	}
-	fmt.Fprintf(o.streams.Out, "rollout %s/%s: asked to %s (as %s): %s\n", c.namespace, name, action, by, effect)
+	fmt.Fprintf(o.streams.Out, "rollout %s/%s: asked to %s (as %s): %s\n", c.namespace, name, action, asked.By, effect)
 	return nil
+}
+
+// actionAsked is what came of asking for an action: who asked (the user the API
+// server authenticates), and the pending action it replaced, if any.
+type actionAsked struct {
+	By         string
+	Replaced   string
+	ReplacedBy string
+}
+
+// requestAction sets the action annotations on the Rollout ns/name with a
+// merge patch, which touches nothing else of the object. Both the commands
+// and the dashboard ask through it, with the user's own credentials, so
+// RBAC decides; an API error is returned wrapped, its message intact.
+func (c *clients) requestAction(ctx context.Context, ns, name string, action sluicev1.Action) (actionAsked, error) {
+	u, err := c.rollouts(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return actionAsked{}, describeErr(err, ns, name)
+	}
+	anns := u.GetAnnotations()
+	asked := actionAsked{Replaced: anns[sluicev1.ActionAnnotation], ReplacedBy: anns[sluicev1.ActionByAnnotation]}
+	asked.By = c.whoAmI(ctx)
+	patch, err := actionPatch(action, asked.By)
+	if err != nil {
+		return actionAsked{}, err
+	}
+	if _, err := c.rollouts(ns).Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
+		return actionAsked{}, fmt.Errorf("asking rollout %s/%s to %s: %w", ns, name, action, err)
+	}
+	return asked, nil
 }
 
 // actionPatch is the merge patch that asks for action on behalf of by.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"time"
 
 	authnv1 "k8s.io/api/authentication/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -19,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/pkg/plugin/describe"
 )
 
 // rolloutsResource is the Rollout resource; Rollouts are read as unstructured
@@ -198,21 +198,8 @@ func (c *clients) events(ctx context.Context, ro *sluicev1.Rollout) ([]eventsv1.
 		}
 		out = append(out, e)
 	}
-	sort.SliceStable(out, func(i, j int) bool { return eventTime(&out[i]).Before(eventTime(&out[j])) })
+	sort.SliceStable(out, func(i, j int) bool { return describe.EventTime(&out[i]).Before(describe.EventTime(&out[j])) })
 	return out, nil
-}
-
-// eventTime is when an event last happened.
-func eventTime(e *eventsv1.Event) time.Time {
-	switch {
-	case e.Series != nil && !e.Series.LastObservedTime.IsZero():
-		return e.Series.LastObservedTime.Time
-	case !e.EventTime.IsZero():
-		return e.EventTime.Time
-	case !e.DeprecatedLastTimestamp.IsZero():
-		return e.DeprecatedLastTimestamp.Time
-	}
-	return e.CreationTimestamp.Time
 }
 
 // whoAmI is the user the API server authenticates us as (a

@@ -90,6 +90,7 @@ func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		newListCommand(o),
 		newGetCommand(o),
 		newStatusCommand(o),
+		newDashboardCommand(o),
 		newVersionCommand(o),
 	)
 	for _, a := range actionCommands {

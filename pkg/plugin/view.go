@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/pkg/plugin/describe"
 	"github.com/sluice-dev/sluice/pkg/steps"
 )
 
@@ -50,7 +51,7 @@ func (v *view) header(w io.Writer, s style) {
 	ro, st := v.ro, v.ro.Status
 	field(w, s, "Rollout", ro.Namespace+"/"+ro.Name, bold)
 	field(w, s, "Target", ro.Spec.TargetRef.Kind+"/"+ro.Spec.TargetRef.Name, "")
-	field(w, s, "Strategy", strategyName(&ro.Spec), "")
+	field(w, s, "Strategy", describe.StrategyName(&ro.Spec), "")
 	phase := string(st.Phase)
 	if phase == "" {
 		phase = "(not reconciled yet)"
@@ -110,27 +111,16 @@ func bar(pct int32, n int, s style, color string) string {
 }
 
 // running reports whether a phase is a release under way.
-func running(p sluicev1.Phase) bool {
-	switch p {
-	case sluicev1.PhaseWaiting, sluicev1.PhaseProgressing, sluicev1.PhaseWaitingPromotion,
-		sluicev1.PhasePromoting, sluicev1.PhaseFinalising:
-		return true
-	}
-	return false
-}
+func running(p sluicev1.Phase) bool { return steps.Running(p) }
 
 // stepMark is the marker of step i: done, current, or still to come.
 func stepMark(st *sluicev1.RolloutStatus, i int) string {
-	switch {
-	case st.Phase == sluicev1.PhaseSucceeded, st.Phase == sluicev1.PhasePromoting, st.Phase == sluicev1.PhaseFinalising:
+	switch steps.StateOf(st, i) {
+	case steps.StateDone:
 		return "[x]"
-	case st.Phase == sluicev1.PhaseFailed && i == int(st.CurrentStepIndex):
+	case steps.StateFailed:
 		return "[!]"
-	case !running(st.Phase):
-		return "[ ]"
-	case i < int(st.CurrentStepIndex):
-		return "[x]"
-	case i == int(st.CurrentStepIndex) && st.Phase != sluicev1.PhaseWaiting:
+	case steps.StateCurrent:
 		return "[>]"
 	}
 	return "[ ]"
@@ -146,7 +136,7 @@ func (v *view) steps(w io.Writer, s style) {
 	}
 	for i, p := range plan {
 		mark := stepMark(st, i)
-		text := truncate(describeStep(spec, p, i), s.width-12)
+		text := truncate(steps.Describe(spec, p, i), s.width-12)
 		color := ""
 		switch mark {
 		case "[>]":
@@ -159,47 +149,6 @@ func (v *view) steps(w io.Writer, s style) {
 		}
 		fmt.Fprintf(w, "  %s %s\n", s.paint(color, fmt.Sprintf("%s %2d", mark, i+1)), s.paint(color, text))
 	}
-}
-
-// describeStep says in words what a planned step does.
-func describeStep(spec *sluicev1.RolloutSpec, p steps.Step, i int) string {
-	switch {
-	case p.ManualPause:
-		return fmt.Sprintf("pause at %d%% until promoted", p.Weight)
-	case p.Pause != nil:
-		return fmt.Sprintf("pause at %d%% for %s", p.Weight, shortDuration(*p.Pause))
-	case spec.Strategy.BlueGreen != nil:
-		return fmt.Sprintf("iteration %d: canary checked, primary serves all", i+1)
-	case spec.Strategy.ABTesting != nil:
-		return fmt.Sprintf("iteration %d: matching requests to canary, checked", i+1)
-	}
-	return fmt.Sprintf("set weight %d%%, hold %s, check", p.Weight, shortDuration(steps.Interval(spec)))
-}
-
-// shortDuration prints 1m rather than 1m0s.
-func shortDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = strings.TrimSuffix(s, "0s")
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = strings.TrimSuffix(s, "0m")
-	}
-	return s
-}
-
-func strategyName(spec *sluicev1.RolloutSpec) string {
-	switch {
-	case spec.Strategy.Canary != nil:
-		return "canary"
-	case spec.Strategy.BlueGreen != nil && spec.Strategy.BlueGreen.Mirror:
-		return "blue/green with mirroring"
-	case spec.Strategy.BlueGreen != nil:
-		return "blue/green"
-	case spec.Strategy.ABTesting != nil:
-		return "A/B testing"
-	}
-	return "-"
 }
 
 func (v *view) metrics(w io.Writer, s style) {
@@ -256,15 +205,6 @@ func formatRange(r sluicev1.ThresholdRange) string {
 	return "-"
 }
 
-// isGate reports whether a webhook type can hold a release.
-func isGate(t sluicev1.HookType) bool {
-	switch t {
-	case sluicev1.HookConfirmRollout, sluicev1.HookConfirmTrafficIncrease, sluicev1.HookConfirmPromotion:
-		return true
-	}
-	return false
-}
-
 func (v *view) webhooks(w io.Writer, s style) {
 	var hooks []sluicev1.Webhook
 	if v.ro.Spec.Analysis != nil {
@@ -279,7 +219,7 @@ func (v *view) webhooks(w io.Writer, s style) {
 	if len(hooks) > 0 {
 		t := &table{indent: "  ", header: []string{"NAME", "TYPE", "URL"}}
 		for _, h := range hooks {
-			if isGate(h.Type) {
+			if describe.IsGate(h.Type) {
 				gates++
 			}
 			t.add(plain(h.Name, string(h.Type), h.URL)...)
@@ -332,7 +272,7 @@ func (v *view) recentEvents(w io.Writer, s style) {
 		if e.Type == "Warning" {
 			color = yellow
 		}
-		t.add(cell{text: age(metav1.NewTime(eventTime(e)), v.now)}, cell{text: e.Type, color: color},
+		t.add(cell{text: age(metav1.NewTime(describe.EventTime(e)), v.now)}, cell{text: e.Type, color: color},
 			cell{text: e.Reason}, cell{text: e.Note})
 	}
 	t.write(w, s)

@@ -4,6 +4,8 @@
 package steps
 
 import (
+	"fmt"
+	"strings"
 	"time"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
@@ -126,4 +128,70 @@ func ScaleDownDelay(spec *sluicev1.RolloutSpec) time.Duration {
 		return DefaultScaleDownDelay
 	}
 	return time.Duration(max(*spec.ScaleDownDelaySeconds, 0)) * time.Second
+}
+
+// Describe says in words what the planned step p (index i) of spec does.
+func Describe(spec *sluicev1.RolloutSpec, p Step, i int) string {
+	switch {
+	case p.ManualPause:
+		return fmt.Sprintf("pause at %d%% until promoted", p.Weight)
+	case p.Pause != nil:
+		return fmt.Sprintf("pause at %d%% for %s", p.Weight, shortDuration(*p.Pause))
+	case spec.Strategy.BlueGreen != nil:
+		return fmt.Sprintf("iteration %d: canary checked, primary serves all", i+1)
+	case spec.Strategy.ABTesting != nil:
+		return fmt.Sprintf("iteration %d: matching requests to canary, checked", i+1)
+	}
+	return fmt.Sprintf("set weight %d%%, hold %s, check", p.Weight, shortDuration(Interval(spec)))
+}
+
+// shortDuration prints 1m rather than 1m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// Running reports whether a phase is a release under way.
+func Running(p sluicev1.Phase) bool {
+	switch p {
+	case sluicev1.PhaseWaiting, sluicev1.PhaseProgressing, sluicev1.PhaseWaitingPromotion,
+		sluicev1.PhasePromoting, sluicev1.PhaseFinalising:
+		return true
+	}
+	return false
+}
+
+// State is where a planned step stands in the current run.
+type State string
+
+// The states of a planned step.
+const (
+	StateDone    State = "done"
+	StateCurrent State = "current"
+	StatePending State = "pending"
+	// StateFailed is the step where a failed run stopped.
+	StateFailed State = "failed"
+)
+
+// StateOf is the state of planned step i, given the Rollout's status.
+func StateOf(st *sluicev1.RolloutStatus, i int) State {
+	switch {
+	case st.Phase == sluicev1.PhaseSucceeded, st.Phase == sluicev1.PhasePromoting, st.Phase == sluicev1.PhaseFinalising:
+		return StateDone
+	case st.Phase == sluicev1.PhaseFailed && i == int(st.CurrentStepIndex):
+		return StateFailed
+	case !Running(st.Phase):
+		return StatePending
+	case i < int(st.CurrentStepIndex):
+		return StateDone
+	case i == int(st.CurrentStepIndex) && st.Phase != sluicev1.PhaseWaiting:
+		return StateCurrent
+	}
+	return StatePending
 }

@@ -1,0 +1,49 @@
+// Package describe holds what the plugin's views (the terminal's `get` and
+// the dashboard) say alike about a Rollout: its strategy's name, which
+// webhooks are gates, and when an event happened.
+package describe
+
+import (
+	"time"
+
+	eventsv1 "k8s.io/api/events/v1"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+// StrategyName names a Rollout's strategy in words.
+func StrategyName(spec *sluicev1.RolloutSpec) string {
+	switch {
+	case spec.Strategy.Canary != nil:
+		return "canary"
+	case spec.Strategy.BlueGreen != nil && spec.Strategy.BlueGreen.Mirror:
+		return "blue/green with mirroring"
+	case spec.Strategy.BlueGreen != nil:
+		return "blue/green"
+	case spec.Strategy.ABTesting != nil:
+		return "A/B testing"
+	}
+	return "-"
+}
+
+// IsGate reports whether a webhook type can hold a release.
+func IsGate(t sluicev1.HookType) bool {
+	switch t {
+	case sluicev1.HookConfirmRollout, sluicev1.HookConfirmTrafficIncrease, sluicev1.HookConfirmPromotion:
+		return true
+	}
+	return false
+}
+
+// EventTime is when an event last happened.
+func EventTime(e *eventsv1.Event) time.Time {
+	switch {
+	case e.Series != nil && !e.Series.LastObservedTime.IsZero():
+		return e.Series.LastObservedTime.Time
+	case !e.EventTime.IsZero():
+		return e.EventTime.Time
+	case !e.DeprecatedLastTimestamp.IsZero():
+		return e.DeprecatedLastTimestamp.Time
+	}
+	return e.CreationTimestamp.Time
+}
