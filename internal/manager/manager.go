@@ -84,7 +84,11 @@ type Options struct {
 	// built-in checks read (envoy or traefik). Used when Metrics is nil.
 	PrometheusAddress string
 	PrometheusTimeout time.Duration
-	GatewayFlavor     string
+	// ClusterTemplateSecretNamespace is where the credentials Secrets of
+	// ClusterMetricTemplates are read (the manager's namespace); empty: a
+	// ClusterMetricTemplate cannot name a Secret.
+	ClusterTemplateSecretNamespace string
+	GatewayFlavor                  string
 	// NotifySecret ("namespace/name") holds notification URLs (slack-url,
 	// teams-url, webhook-url, event-url); EventWebhookURL is an event
 	// webhook for every Rollout.
@@ -265,6 +269,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		p, err := analysis.NewPrometheus(mgr.GetAPIReader(), analysis.PrometheusOptions{
 			Address: opts.PrometheusAddress, Timeout: opts.PrometheusTimeout,
 			Gateway: analysis.GatewayFlavor(opts.GatewayFlavor), Egress: policy,
+			ClusterSecretNamespace: opts.ClusterTemplateSecretNamespace,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("metrics provider: %w", err)
