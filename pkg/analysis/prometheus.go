@@ -217,7 +217,7 @@ func (p *Prometheus) apiFor(ctx context.Context, tpl *metricTemplate) (queryAPI,
 	if err != nil {
 		return nil, nil, err
 	}
-	rt := &headerRoundTripper{next: tr, headers: prov.Headers, auth: auth}
+	rt := &headerRoundTripper{next: tr, headers: prov.Headers, auth: auth, refuseRedirects: true}
 	api, err := p.newAPI(addr, rt)
 	if err != nil {
 		return nil, nil, fmt.Errorf("address %q: %w", addr, err)
@@ -319,11 +319,14 @@ func authFromSecret(sec *corev1.Secret) (authHeader, error) {
 	}
 }
 
-// headerRoundTripper adds a template's headers and credentials.
+// headerRoundTripper adds a template's headers and credentials, and may
+// turn a redirect into an error.
 type headerRoundTripper struct {
 	next    http.RoundTripper
 	headers map[string]string
 	auth    authHeader
+	// refuseRedirects turns a 3xx answer into an error.
+	refuseRedirects bool
 }
 
 func (h *headerRoundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -334,7 +337,16 @@ func (h *headerRoundTripper) RoundTrip(r *http.Request) (*http.Response, error) 
 	if h.auth != "" {
 		r.Header.Set("Authorization", string(h.auth))
 	}
-	return h.next.RoundTrip(r)
+	resp, err := h.next.RoundTrip(r)
+	if !h.refuseRedirects || err != nil || resp.StatusCode < 300 || resp.StatusCode >= 400 || resp.StatusCode == http.StatusNotModified {
+		return resp, err
+	}
+	// A redirect is an answer, not a second request: Prometheus' HTTP
+	// client would follow it, with the template's headers, to wherever the
+	// server says. (The other providers' client follows none itself.)
+	_ = resp.Body.Close()
+	return nil, fmt.Errorf("the provider answered %s to %s: redirects are not followed; point the address at the final URL",
+		resp.Status, resp.Header.Get("Location"))
 }
 
 // single returns the one number of a query result: an instant vector with

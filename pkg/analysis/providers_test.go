@@ -277,3 +277,17 @@ func TestThePrometheusProviderWorksAgainstVictoriaMetrics(t *testing.T) {
 		t.Errorf("no series: %+v, want NoData", ms)
 	}
 }
+
+func TestAPrometheusTemplateDoesNotFollowARedirect(t *testing.T) {
+	target := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("the redirect was followed to %s", r.URL)
+	}))
+	t.Cleanup(target.Close)
+	redirecting := httptest.NewServer(http.RedirectHandler(target.URL+"/api/v1/query", http.StatusTemporaryRedirect))
+	t.Cleanup(redirecting.Close)
+	r := reader(t, template("shop", "moved", "up", func(mt *sluicev1.MetricTemplate) { mt.Spec.Provider.Address = redirecting.URL }))
+	ms := runOne(t, r, analysis.PrometheusOptions{Egress: loopbackAllowed(t)}, rolloutIn("shop", nil), sluicev1.MetricTemplateReference{Name: "moved"})
+	if ms.Verdict != analysis.VerdictError || !strings.Contains(ms.Message, "307 Temporary Redirect to "+target.URL+"/api/v1/query: redirects are not followed") {
+		t.Errorf("got %+v", ms)
+	}
+}
