@@ -3,6 +3,7 @@ package graphite
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +61,21 @@ func TestGraphiteAnswersAgainstARealServer(t *testing.T) {
 			}
 		})
 	}
+	t.Run("a series over a window, raw and summarized", func(t *testing.T) {
+		sp := p.(provider.SeriesProvider)
+		start, end := time.Unix(now-30, 0), time.Unix(now+1, 0)
+		raw, err := sp.Series(t.Context(), "shop.web-1.errors", start, end, 0)
+		if err != nil || !slices.Equal(raw, []float64{1, 2}) {
+			t.Errorf("raw series %v, %v; want [1 2]", raw, err)
+		}
+		avg, err := sp.Series(t.Context(), "shop.web-1.errors", start, end, time.Minute)
+		if err != nil || !slices.Equal(avg, []float64{1.5}) {
+			t.Errorf("summarized series %v, %v; want [1.5]", avg, err)
+		}
+		if _, err := sp.Series(t.Context(), "shop.nope.errors", start, end, 0); !errors.Is(err, provider.ErrNoData) {
+			t.Errorf("a target matching nothing: %v, want no data", err)
+		}
+	})
 }
 
 func TestGraphiteErrorShapes(t *testing.T) {
