@@ -291,3 +291,25 @@ func TestAPrometheusTemplateDoesNotFollowARedirect(t *testing.T) {
 		t.Errorf("got %+v", ms)
 	}
 }
+
+func TestASlowProviderTimesOutAndFailsTheCheck(t *testing.T) {
+	release := make(chan struct{})
+	slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(slow.Close)
+	t.Cleanup(func() { close(release) })
+	r := reader(t, webTemplate("shop", "slow", slow.URL))
+	start := time.Now()
+	ms := runOne(t, r, analysis.PrometheusOptions{Egress: loopbackAllowed(t), Timeout: 300 * time.Millisecond},
+		rolloutIn("shop", nil), sluicev1.MetricTemplateReference{Name: "slow"})
+	if ms.Verdict != analysis.VerdictError || !strings.Contains(ms.Message, "m: MetricTemplate slow: the web provider query timed out after 300ms") {
+		t.Errorf("got %+v, want an Error saying the query timed out", ms)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the check took %s", d)
+	}
+}
