@@ -48,7 +48,7 @@ func (p *Prometheus) queryProvider(ctx context.Context, ro *sluicev1.Rollout, ch
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", tpl.name, err)
 	}
-	cfg := provider.Config{Template: tpl.name, Spec: prov, Timeout: p.timeout, Window: window(check)}
+	cfg := provider.Config{Spec: prov, Timeout: p.timeout, Window: window(check)}
 	if prov.Body != "" {
 		if cfg.Body, err = Render(prov.Body, ro, check); err != nil {
 			return 0, fmt.Errorf("%s: provider.body: %w", tpl.name, err)

@@ -35,11 +35,9 @@ type SeriesProvider interface {
 	Series(ctx context.Context, query string, start, end time.Time, step time.Duration) ([]float64, error)
 }
 
-// Config is what a provider is built from, for one check.
+// Config is what a provider is built from, for one check. A provider's
+// errors do not name the template: the caller prefixes them with it.
 type Config struct {
-	// Template names the template, e.g. "MetricTemplate shop/errors" (the
-	// caller prefixes a provider's errors with it).
-	Template string
 	// Spec is the template's provider section.
 	Spec sluicev1.MetricProvider
 	// Credentials is the data of the template's credentials Secret, already
@@ -135,8 +133,7 @@ func isTimeout(err error) bool {
 	return errors.As(err, &t) && t.Timeout()
 }
 
-// Secret returns a credential key, trimmed, or an error naming it. Errors
-// of a provider do not name the template: the caller does.
+// Secret returns a credential key, trimmed, or an error naming it.
 func (c Config) Secret(key string) (string, error) {
 	v := strings.TrimSpace(string(c.Credentials[key]))
 	if v == "" {

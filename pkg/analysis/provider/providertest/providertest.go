@@ -14,12 +14,12 @@ import (
 	"github.com/sluice-dev/sluice/pkg/analysis/provider"
 )
 
-// Config is a provider configuration for the template "MetricTemplate
-// shop/t" with a client like the manager's: no redirects followed, a 2s
-// timeout; a 5m window.
+// Config is a provider configuration with a client like the manager's: no
+// redirects followed, a 2s timeout; a 5m window. With creds, the template
+// names the Secret "creds" holding them.
 func Config(spec sluicev1.MetricProvider, creds map[string]string) provider.Config {
 	cfg := provider.Config{
-		Template: "MetricTemplate shop/t", Spec: spec, Timeout: 2 * time.Second, Window: 5 * time.Minute,
+		Spec: spec, Timeout: 2 * time.Second, Window: 5 * time.Minute,
 		HTTP: &http.Client{Timeout: 2 * time.Second,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 	}
