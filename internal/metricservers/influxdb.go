@@ -47,23 +47,35 @@ bind-address = %q
 	s := &InfluxDB{URL: "http://" + httpAddr}
 	p.waitHTTP(t, s.URL+"/ping", 204, 20*time.Second)
 	if auth {
-		s.Username, s.Password = "admin", "s3cret"
 		// The first user may be created without credentials.
-		s.exec(t, fmt.Sprintf("CREATE USER %s WITH PASSWORD '%s' WITH ALL PRIVILEGES", s.Username, s.Password))
+		if err := s.exec(fmt.Sprintf("CREATE USER %s WITH PASSWORD '%s' WITH ALL PRIVILEGES", "admin", "s3cret")); err != nil {
+			t.Fatal(err)
+		}
+		s.Username, s.Password = "admin", "s3cret"
 	}
-	s.exec(t, "CREATE DATABASE "+db)
-	return s
+	// influxd takes a moment to see its first user: until then it lets a
+	// request in unauthenticated and refuses it "no user provided".
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := s.exec("CREATE DATABASE " + db)
+		if err == nil {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // exec runs a statement that changes the server.
-func (s *InfluxDB) exec(t testing.TB, q string) {
-	t.Helper()
+func (s *InfluxDB) exec(q string) error {
 	v := url.Values{"q": {q}}
 	if s.Username != "" {
 		v.Set("u", s.Username)
 		v.Set("p", s.Password)
 	}
-	post(t, s.URL+"/query?"+v.Encode(), "application/x-www-form-urlencoded", nil)
+	return postErr(s.URL+"/query?"+v.Encode(), "application/x-www-form-urlencoded", nil)
 }
 
 // Write writes points in line protocol to db.

@@ -7,6 +7,7 @@ package metricservers
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -121,16 +122,24 @@ func freeAddr(t testing.TB) string { return promtest.FreeAddr(t) }
 // post sends a body and fails the test on anything but a 2xx.
 func post(t testing.TB, url, contentType string, body []byte) {
 	t.Helper()
+	if err := postErr(url, contentType, body); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// postErr sends a body; anything but a 2xx is an error.
+func postErr(url, contentType string, body []byte) error {
 	resp, err := http.Post(url, contentType, bytes.NewReader(body))
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	defer func() { _ = resp.Body.Close() }()
 	if resp.StatusCode/100 != 2 {
 		var b bytes.Buffer
 		_, _ = b.ReadFrom(resp.Body)
-		t.Fatalf("POST %s: %s: %s", url, resp.Status, b.String())
+		return fmt.Errorf("POST %s: %s: %s", url, resp.Status, b.String())
 	}
+	return nil
 }
 
 // logBuffer keeps the last 64 KiB of a process's output.
