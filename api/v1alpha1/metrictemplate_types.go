@@ -57,6 +57,7 @@ const (
 	ProviderCloudWatch = "cloudwatch"
 	ProviderInfluxDB   = "influxdb"
 	ProviderGraphite   = "graphite"
+	ProviderKubernetes = "kubernetes"
 )
 
 // MetricProvider is a metrics backend. Each type reads its own fields and
@@ -71,9 +72,10 @@ const (
 // +kubebuilder:validation:XValidation:rule="has(self.accountID) == (has(self.type) && self.type == 'newrelic')",message="provider.accountID is required by, and only allowed for, type newrelic"
 // +kubebuilder:validation:XValidation:rule="has(self.database) == (has(self.type) && self.type == 'influxdb')",message="provider.database is required by, and only allowed for, type influxdb"
 // +kubebuilder:validation:XValidation:rule="!has(self.type) || !(self.type in ['datadog', 'newrelic', 'dynatrace', 'cloudwatch']) || has(self.secretRef)",message="provider types datadog, newrelic, dynatrace and cloudwatch need provider.secretRef (their API keys)"
+// +kubebuilder:validation:XValidation:rule="!has(self.type) || self.type != 'kubernetes' || (!has(self.address) && !has(self.secretRef) && !has(self.headers))",message="provider type kubernetes reads the cluster's external metrics API: it takes no address, secretRef or headers"
 type MetricProvider struct {
 	// Type of the provider.
-	// +kubebuilder:validation:Enum=prometheus;web;datadog;newrelic;dynatrace;cloudwatch;influxdb;graphite
+	// +kubebuilder:validation:Enum=prometheus;web;datadog;newrelic;dynatrace;cloudwatch;influxdb;graphite;kubernetes
 	// +kubebuilder:default=prometheus
 	// +optional
 	Type string `json:"type,omitempty"`

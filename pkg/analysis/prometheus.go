@@ -16,6 +16,7 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
@@ -53,6 +54,10 @@ type PrometheusOptions struct {
 	// ClusterMetricTemplates are read (the manager's namespace); without it
 	// a ClusterMetricTemplate cannot name a Secret.
 	ClusterSecretNamespace string
+	// Kube is a client for the external metrics API, with the manager's
+	// identity (provider type kubernetes; kubernetes.NewRESTClient). Nil:
+	// that type fails its checks saying so.
+	Kube rest.Interface
 }
 
 // queryAPI is the part of the Prometheus HTTP API that Sluice uses.

@@ -13,6 +13,7 @@ import (
 	"github.com/sluice-dev/sluice/pkg/analysis/dynatrace"
 	"github.com/sluice-dev/sluice/pkg/analysis/graphite"
 	"github.com/sluice-dev/sluice/pkg/analysis/influxdb"
+	"github.com/sluice-dev/sluice/pkg/analysis/kubernetes"
 	"github.com/sluice-dev/sluice/pkg/analysis/newrelic"
 	"github.com/sluice-dev/sluice/pkg/analysis/provider"
 	"github.com/sluice-dev/sluice/pkg/analysis/web"
@@ -30,6 +31,7 @@ func DefaultProviders() map[string]provider.Factory {
 		sluicev1.ProviderCloudWatch: cloudwatch.New,
 		sluicev1.ProviderInfluxDB:   influxdb.New,
 		sluicev1.ProviderGraphite:   graphite.New,
+		sluicev1.ProviderKubernetes: kubernetes.New,
 	}
 }
 
@@ -48,7 +50,11 @@ func (p *Prometheus) queryProvider(ctx context.Context, ro *sluicev1.Rollout, ch
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", tpl.name, err)
 	}
-	cfg := provider.Config{Spec: prov, Timeout: p.timeout, Window: window(check)}
+	cfg := provider.Config{Spec: prov, Timeout: p.timeout, Window: window(check), Kube: p.opts.Kube, Namespace: tpl.namespace}
+	if cfg.Namespace == "" {
+		// A ClusterMetricTemplate reads the Rollout's namespace.
+		cfg.Namespace = ro.Namespace
+	}
 	if prov.Body != "" {
 		if cfg.Body, err = Render(prov.Body, ro, check); err != nil {
 			return 0, fmt.Errorf("%s: provider.body: %w", tpl.name, err)

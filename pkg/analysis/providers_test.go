@@ -13,11 +13,13 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/internal/metricservers"
 	"github.com/sluice-dev/sluice/pkg/analysis"
+	"github.com/sluice-dev/sluice/pkg/analysis/kubernetes"
 	"github.com/sluice-dev/sluice/pkg/egress"
 )
 
@@ -152,7 +154,7 @@ func TestAMissingOrMisconfiguredProviderIsAnErrorVerdictNamingTheTemplate(t *tes
 			Spec: sluicev1.MetricTemplateSpec{Query: "sum:errors{*}", Provider: sluicev1.MetricProvider{Type: sluicev1.ProviderDatadog,
 				Address: srv.URL, SecretRef: &sluicev1.LocalObjectReference{Name: "dd"}}}},
 		&sluicev1.MetricTemplate{ObjectMeta: metav1.ObjectMeta{Name: "future", Namespace: "shop"},
-			Spec: sluicev1.MetricTemplateSpec{Query: "x", Provider: sluicev1.MetricProvider{Type: "kubernetes"}}},
+			Spec: sluicev1.MetricTemplateSpec{Query: "x", Provider: sluicev1.MetricProvider{Type: "zabbix"}}},
 		webTemplate("shop", "metadata", "http://169.254.169.254"),
 		secret("shop", "app-token", false, map[string]string{"token": "t"}),
 		secret("shop", "dd", true, map[string]string{"api-key": "k"}),
@@ -164,7 +166,7 @@ func TestAMissingOrMisconfiguredProviderIsAnErrorVerdictNamingTheTemplate(t *tes
 		{"moved", "m: MetricTemplate moved: the web provider answered 302 Found to /stats: redirects are not followed"},
 		{"dd-without-keys", `m: MetricTemplate dd-without-keys: provider type datadog needs provider.secretRef with the key "api-key"`},
 		{"dd-half-keys", `m: MetricTemplate dd-half-keys: Secret dd has no key "app-key" (provider type datadog)`},
-		{"future", `m: MetricTemplate future: provider type "kubernetes" is not supported by this manager`},
+		{"future", `m: MetricTemplate future: provider type "zabbix" is not supported by this manager`},
 		{"metadata", "m: MetricTemplate metadata: provider.address: egress to 169.254.169.254:80 refused: link-local addresses are denied"},
 	} {
 		t.Run(tc.template, func(t *testing.T) {
@@ -311,5 +313,46 @@ func TestASlowProviderTimesOutAndFailsTheCheck(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("the check took %s", d)
+	}
+}
+
+func TestExternalMetricsAreReadInTheTemplatesNamespaceOrForAClusterTemplateTheRollouts(t *testing.T) {
+	var mu sync.Mutex
+	var paths []string
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		paths = append(paths, r.URL.Path)
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"kind":"ExternalMetricValueList","apiVersion":"external.metrics.k8s.io/v1beta1","metadata":{},"items":[{"metricName":"queue_depth","value":"7"}]}`))
+	}))
+	t.Cleanup(api.Close)
+	kube, err := kubernetes.NewRESTClient(&rest.Config{Host: api.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := sluicev1.MetricTemplateSpec{Query: "queue_depth{app={{ .target }}}", Provider: sluicev1.MetricProvider{Type: sluicev1.ProviderKubernetes}}
+	shared := &sluicev1.MetricTemplate{ObjectMeta: metav1.ObjectMeta{Name: "queue", Namespace: "platform",
+		Annotations: map[string]string{sluicev1.SharedWithAnnotation: "*"}}, Spec: spec}
+	r := reader(t, shared, &sluicev1.ClusterMetricTemplate{ObjectMeta: metav1.ObjectMeta{Name: "queue"}, Spec: spec})
+	opts := analysis.PrometheusOptions{Kube: kube}
+	for _, tc := range []struct {
+		ref  sluicev1.MetricTemplateReference
+		path string
+	}{
+		{sluicev1.MetricTemplateReference{Name: "queue", Namespace: "platform"}, "/apis/external.metrics.k8s.io/v1beta1/namespaces/platform/queue_depth"},
+		{sluicev1.MetricTemplateReference{Name: "queue", Kind: sluicev1.KindClusterMetricTemplate}, "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/queue_depth"},
+	} {
+		ms := runOne(t, r, opts, rolloutIn("shop", nil), tc.ref)
+		mu.Lock()
+		last := paths[len(paths)-1]
+		mu.Unlock()
+		if ms.Verdict != analysis.VerdictPass || ms.Value != "7" || last != tc.path {
+			t.Errorf("%+v: %+v from %s, want Pass with 7 from %s", tc.ref, ms, last, tc.path)
+		}
+	}
+	ms := runOne(t, r, analysis.PrometheusOptions{}, rolloutIn("shop", nil), sluicev1.MetricTemplateReference{Name: "queue", Namespace: "platform"})
+	if ms.Verdict != analysis.VerdictError || !strings.Contains(ms.Message, "the manager has no client for the external metrics API") {
+		t.Errorf("without a client: %+v", ms)
 	}
 }

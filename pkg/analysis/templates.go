@@ -22,7 +22,9 @@ type metricTemplate struct {
 	// template's own namespace, or the manager's for a
 	// ClusterMetricTemplate (empty when the manager has none).
 	secretNamespace string
-	spec            sluicev1.MetricTemplateSpec
+	// namespace is the template's own, empty for a ClusterMetricTemplate.
+	namespace string
+	spec      sluicev1.MetricTemplateSpec
 }
 
 // lookupTemplate reads the template a check refers to and decides whether
@@ -60,7 +62,7 @@ func (p *Prometheus) lookupTemplate(ctx context.Context, ro *sluicev1.Rollout, r
 		return nil, fmt.Errorf("%s is not shared with namespace %s: its owner may list it in the annotation %s",
 			name, ro.Namespace, sluicev1.SharedWithAnnotation)
 	}
-	return &metricTemplate{name: name, secretNamespace: mt.Namespace, spec: mt.Spec}, nil
+	return &metricTemplate{name: name, secretNamespace: mt.Namespace, namespace: mt.Namespace, spec: mt.Spec}, nil
 }
 
 // readError says plainly that a template is missing.

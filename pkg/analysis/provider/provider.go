@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/client-go/rest"
+
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 )
 
@@ -54,6 +56,11 @@ type Config struct {
 	Window time.Duration
 	// Body is the rendered request body (web with POST), if any.
 	Body string
+	// Kube is a client for the external metrics API with the manager's
+	// identity (type kubernetes), and Namespace the one it may read: the
+	// template's, or the Rollout's for a ClusterMetricTemplate.
+	Kube      rest.Interface
+	Namespace string
 }
 
 // Factory builds a provider for one check.
