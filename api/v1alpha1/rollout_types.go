@@ -548,9 +548,10 @@ type MetricCheck struct {
 	// +kubebuilder:validation:MaxLength=63
 	Name string `json:"name"`
 
-	// TemplateRef names a MetricTemplate in the Rollout's namespace.
+	// TemplateRef names the MetricTemplate (or ClusterMetricTemplate) whose
+	// query the check runs.
 	// +optional
-	TemplateRef *LocalObjectReference `json:"templateRef,omitempty"`
+	TemplateRef *MetricTemplateReference `json:"templateRef,omitempty"`
 
 	// ThresholdRange is the range the value must be in for the check to pass.
 	ThresholdRange ThresholdRange `json:"thresholdRange"`
@@ -572,6 +573,36 @@ type MetricCheck struct {
 	// +kubebuilder:default=fail
 	// +optional
 	OnNoData NoDataPolicy `json:"onNoData,omitempty"`
+}
+
+// Kinds a metric check's templateRef may name.
+const (
+	KindMetricTemplate        = "MetricTemplate"
+	KindClusterMetricTemplate = "ClusterMetricTemplate"
+)
+
+// MetricTemplateReference names a MetricTemplate, in the Rollout's namespace
+// unless namespace says otherwise (the template must then share itself with
+// the Rollout's namespace, see SharedWithAnnotation), or a
+// ClusterMetricTemplate.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.namespace) || !has(self.kind) || self.kind == 'MetricTemplate'",message="a ClusterMetricTemplate has no namespace"
+type MetricTemplateReference struct {
+	// Name of the template.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// Namespace of a MetricTemplate; the Rollout's when empty.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Namespace string `json:"namespace,omitempty"`
+
+	// Kind is MetricTemplate (the default) or ClusterMetricTemplate.
+	// +optional
+	// +kubebuilder:validation:Enum=MetricTemplate;ClusterMetricTemplate
+	Kind string `json:"kind,omitempty"`
 }
 
 // NoDataPolicy says what a metric query without a result means.

@@ -187,6 +187,12 @@ func TestTheAPIServerRejectsInvalidRolloutsWithAClearMessage(t *testing.T) {
 			"set at most one router"},
 		{"a metric that is neither built in nor templated", set("analysis.metrics", []any{map[string]any{"name": "p95", "thresholdRange": map[string]any{"max": 500}}}),
 			"a metric without templateRef must be a built-in one"},
+		{"a ClusterMetricTemplate reference with a namespace", set("analysis.metrics", []any{map[string]any{"name": "errors",
+			"templateRef": map[string]any{"name": "errors", "kind": "ClusterMetricTemplate", "namespace": "platform"}, "thresholdRange": map[string]any{"max": 1}}}),
+			"a ClusterMetricTemplate has no namespace"},
+		{"a templateRef of another kind", set("analysis.metrics", []any{map[string]any{"name": "errors",
+			"templateRef": map[string]any{"name": "errors", "kind": "AnalysisTemplate"}, "thresholdRange": map[string]any{"max": 1}}}),
+			"supported values: \"MetricTemplate\", \"ClusterMetricTemplate\""},
 		{"a threshold range with min above max", set("analysis.metrics", []any{map[string]any{"name": "request-duration", "thresholdRange": map[string]any{"min": 10, "max": 1}}}),
 			"thresholdRange.min must not be above thresholdRange.max"},
 		{"A/B testing without a weighted router", func(spec map[string]any) {

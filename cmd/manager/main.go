@@ -62,6 +62,7 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	fs.StringVar(&tokenHosts, "webhook-token-hosts", "", "comma-separated host names (ports ignored) of the webhooks that get --webhook-token-file's token; no other webhook gets it")
 	fs.Func("watch-namespaces", "comma-separated namespaces whose Rollouts (and every other namespaced object) this manager serves, watching nothing elsewhere, so that a Role per namespace is enough RBAC; repeatable (empty: all namespaces)",
 		namespaceList(&opts.WatchNamespaces))
+	fs.StringVar(&opts.ClusterTemplateSecretNamespace, "cluster-template-secret-namespace", "", "namespace whose opted-in Secrets ClusterMetricTemplates may name as credentials (default: the pod's namespace; outside a cluster, none)")
 	fs.StringVar(&opts.LeaderElectionNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace; required outside a cluster)")
 	fs.Func("webhook-egress-allow", "comma-separated CIDRs, addresses, address:port, host names or host:port that Rollout webhooks and MetricTemplate addresses may reach although denied by default (link-local, loopback, unspecified, cloud metadata, the API server), e.g. 127.0.0.1/32; repeatable",
 		appendList(&opts.WebhookEgressAllow))
@@ -86,6 +87,13 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	if opts.LeaderElection {
 		if opts.LeaderElectionNS, err = leaseNamespace(opts.LeaderElectionNS); err != nil {
 			return err
+		}
+	}
+	if opts.ClusterTemplateSecretNamespace == "" {
+		// Outside a cluster there is none: ClusterMetricTemplates then
+		// cannot name a Secret, which their checks say.
+		if b, err := os.ReadFile(podNamespaceFile); err == nil {
+			opts.ClusterTemplateSecretNamespace = strings.TrimSpace(string(b))
 		}
 	}
 	opts.AllowRestart = allowRestart

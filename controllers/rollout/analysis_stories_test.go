@@ -249,7 +249,7 @@ func TestAMetricTemplateReachesAPrometheusBehindATokenCheckingProxy(t *testing.T
 		}))
 	}
 	rps := func(template string) sluicev1.MetricCheck {
-		return sluicev1.MetricCheck{Name: "rps", TemplateRef: &sluicev1.LocalObjectReference{Name: template},
+		return sluicev1.MetricCheck{Name: "rps", TemplateRef: &sluicev1.MetricTemplateReference{Name: template},
 			Interval: metricsWindow, ThresholdRange: sluicev1.ThresholdRange{Min: ptrTo(1.0)}}
 	}
 	s.deploy("good", "app:1.0")
@@ -313,7 +313,7 @@ func TestAMetricTemplateWithAnUnknownVariableIsReportedAndNeverPromotes(t *testi
 	}))
 	s.deploy("podinfo", "podinfo:1.0")
 	s.initialized("podinfo", iterations(2), metric(sluicev1.MetricCheck{Name: "by-region",
-		TemplateRef: &sluicev1.LocalObjectReference{Name: "by-region"}, ThresholdRange: sluicev1.ThresholdRange{Min: ptrTo(1.0)}}))
+		TemplateRef: &sluicev1.MetricTemplateReference{Name: "by-region"}, ThresholdRange: sluicev1.ThresholdRange{Min: ptrTo(1.0)}}))
 
 	s.setImage("podinfo", "podinfo:2.0")
 

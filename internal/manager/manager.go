@@ -38,6 +38,7 @@ import (
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/controllers/rollout"
 	"github.com/sluice-dev/sluice/pkg/analysis"
+	"github.com/sluice-dev/sluice/pkg/analysis/kubernetes"
 	"github.com/sluice-dev/sluice/pkg/autoscaling"
 	"github.com/sluice-dev/sluice/pkg/autoscaling/hpa"
 	"github.com/sluice-dev/sluice/pkg/autoscaling/keda"
@@ -84,7 +85,11 @@ type Options struct {
 	// built-in checks read (envoy or traefik). Used when Metrics is nil.
 	PrometheusAddress string
 	PrometheusTimeout time.Duration
-	GatewayFlavor     string
+	// ClusterTemplateSecretNamespace is where the credentials Secrets of
+	// ClusterMetricTemplates are read (the manager's namespace); empty: a
+	// ClusterMetricTemplate cannot name a Secret.
+	ClusterTemplateSecretNamespace string
+	GatewayFlavor                  string
 	// NotifySecret ("namespace/name") holds notification URLs (slack-url,
 	// teams-url, webhook-url, event-url); EventWebhookURL is an event
 	// webhook for every Rollout.
@@ -262,9 +267,15 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if metrics == nil {
 		// The API reader: the cache keeps no Secret data, and MetricTemplates
 		// are read only when a check uses them.
+		external, err := kubernetes.NewRESTClient(mgr.GetConfig())
+		if err != nil {
+			return nil, fmt.Errorf("external metrics client: %w", err)
+		}
 		p, err := analysis.NewPrometheus(mgr.GetAPIReader(), analysis.PrometheusOptions{
 			Address: opts.PrometheusAddress, Timeout: opts.PrometheusTimeout,
 			Gateway: analysis.GatewayFlavor(opts.GatewayFlavor), Egress: policy,
+			ClusterSecretNamespace: opts.ClusterTemplateSecretNamespace,
+			Kube:                   external,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("metrics provider: %w", err)

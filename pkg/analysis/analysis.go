@@ -15,10 +15,12 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/pkg/analysis/provider"
 )
 
-// ErrNoData is returned (wrapped) by a provider whose query has no result.
-var ErrNoData = errors.New("no data")
+// ErrNoData is returned (wrapped) by a provider whose query has no result;
+// it is provider.ErrNoData, which the provider packages return.
+var ErrNoData = provider.ErrNoData
 
 // Verdicts recorded per metric on the Rollout's status.
 const (

@@ -16,9 +16,11 @@ import (
 	promv1 "github.com/prometheus/client_golang/api/prometheus/v1"
 	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/pkg/analysis/provider"
 	"github.com/sluice-dev/sluice/pkg/egress"
 )
 
@@ -42,8 +44,20 @@ type PrometheusOptions struct {
 	// Egress checks the connections to the addresses MetricTemplates choose
 	// themselves (a provider.address other than Address): whoever writes a
 	// template chooses where the manager sends its queries. Nil checks
-	// nothing. Address is the operator's and is never checked.
+	// nothing. Address is the operator's and is never checked; every
+	// provider type other than prometheus is checked whatever its address.
 	Egress *egress.Policy
+	// Providers builds the providers of template types other than
+	// prometheus (DefaultProviders when nil).
+	Providers map[string]provider.Factory
+	// ClusterSecretNamespace is where the credentials Secrets of
+	// ClusterMetricTemplates are read (the manager's namespace); without it
+	// a ClusterMetricTemplate cannot name a Secret.
+	ClusterSecretNamespace string
+	// Kube is a client for the external metrics API, with the manager's
+	// identity (provider type kubernetes; kubernetes.NewRESTClient). Nil:
+	// that type fails its checks saying so.
+	Kube rest.Interface
 }
 
 // queryAPI is the part of the Prometheus HTTP API that Sluice uses.
@@ -62,6 +76,8 @@ type Prometheus struct {
 	defAPI  queryAPI // for the default address; nil without one
 	newAPI  func(address string, rt http.RoundTripper) (queryAPI, error)
 	timeout time.Duration
+	// providers build the template providers other than Prometheus.
+	providers map[string]provider.Factory
 }
 
 var _ Querier = (*Prometheus)(nil)
@@ -78,6 +94,10 @@ func NewPrometheus(reader client.Reader, opts PrometheusOptions) (*Prometheus, e
 	p := &Prometheus{reader: reader, opts: opts, timeout: opts.Timeout, newAPI: newHTTPAPI}
 	if p.timeout <= 0 {
 		p.timeout = DefaultQueryTimeout
+	}
+	p.providers = opts.Providers
+	if p.providers == nil {
+		p.providers = DefaultProviders()
 	}
 	p.base = opts.Transport
 	if p.base == nil {
@@ -106,9 +126,20 @@ func newHTTPAPI(address string, rt http.RoundTripper) (queryAPI, error) {
 }
 
 // Query implements Querier: it resolves the check to a query and a
-// Prometheus, runs the query and returns its single number.
+// provider, runs the query and returns its single number. A template whose
+// provider is not Prometheus goes to that provider (queryProvider).
 func (p *Prometheus) Query(ctx context.Context, ro *sluicev1.Rollout, check sluicev1.MetricCheck) (float64, error) {
-	query, api, done, err := p.resolve(ctx, ro, check)
+	var tpl *metricTemplate
+	if check.TemplateRef != nil {
+		var err error
+		if tpl, err = p.lookupTemplate(ctx, ro, check.TemplateRef); err != nil {
+			return 0, err
+		}
+		if t := tpl.spec.Provider.Type; t != "" && t != sluicev1.ProviderPrometheus {
+			return p.queryProvider(ctx, ro, check, tpl)
+		}
+	}
+	query, api, done, err := p.resolve(ctx, ro, check, tpl)
 	if err != nil {
 		return 0, err
 	}
@@ -118,10 +149,10 @@ func (p *Prometheus) Query(ctx context.Context, ro *sluicev1.Rollout, check slui
 	// A zero time lets Prometheus evaluate at its own "now".
 	val, _, err := api.Query(ctx, query, time.Time{}, promv1.WithTimeout(p.timeout))
 	var refused *egress.RefusedError
-	if errors.As(err, &refused) && check.TemplateRef != nil {
+	if errors.As(err, &refused) && tpl != nil {
 		// Fails the check, saying only what was refused and why (not the
 		// HTTP client's wrappers around it).
-		return 0, fmt.Errorf("MetricTemplate %s: provider.address: %w", check.TemplateRef.Name, refused)
+		return 0, fmt.Errorf("%s: provider.address: %w", tpl.name, refused)
 	}
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -132,11 +163,12 @@ func (p *Prometheus) Query(ctx context.Context, ro *sluicev1.Rollout, check slui
 	return single(val)
 }
 
-// resolve returns the query of a check and the API to run it against, with
-// a function releasing that API's connections.
-func (p *Prometheus) resolve(ctx context.Context, ro *sluicev1.Rollout, check sluicev1.MetricCheck) (string, queryAPI, func(), error) {
+// resolve returns the query of a check (of template tpl, or built in when
+// tpl is nil) and the API to run it against, with a function releasing
+// that API's connections.
+func (p *Prometheus) resolve(ctx context.Context, ro *sluicev1.Rollout, check sluicev1.MetricCheck, tpl *metricTemplate) (string, queryAPI, func(), error) {
 	noop := func() {}
-	if check.TemplateRef == nil {
+	if tpl == nil {
 		q, err := BuiltinQuery(ro, check, p.opts.Gateway)
 		if err != nil {
 			return "", nil, noop, err
@@ -146,36 +178,28 @@ func (p *Prometheus) resolve(ctx context.Context, ro *sluicev1.Rollout, check sl
 		}
 		return q, p.defAPI, noop, nil
 	}
-	mt := &sluicev1.MetricTemplate{}
-	key := client.ObjectKey{Namespace: ro.Namespace, Name: check.TemplateRef.Name}
-	if err := p.reader.Get(ctx, key, mt); err != nil {
-		return "", nil, noop, fmt.Errorf("reading MetricTemplate %s: %w", key.Name, err)
-	}
-	if t := mt.Spec.Provider.Type; t != "" && t != "prometheus" {
-		return "", nil, noop, fmt.Errorf("MetricTemplate %s: unsupported provider type %q", mt.Name, t)
-	}
-	q, err := Render(mt.Spec.Query, ro, check)
+	q, err := Render(tpl.spec.Query, ro, check)
 	if err != nil {
-		return "", nil, noop, fmt.Errorf("MetricTemplate %s: %w", mt.Name, err)
+		return "", nil, noop, fmt.Errorf("%s: %w", tpl.name, err)
 	}
-	prov := mt.Spec.Provider
+	prov := tpl.spec.Provider
 	if prov.SecretRef == nil && len(prov.Headers) == 0 && !prov.InsecureSkipVerify &&
 		(prov.Address == "" || prov.Address == p.opts.Address) {
 		if p.defAPI == nil {
-			return "", nil, noop, fmt.Errorf("MetricTemplate %s has no provider.address and the manager has no default (--prometheus-address)", mt.Name)
+			return "", nil, noop, fmt.Errorf("%s has no provider.address and the manager has no default (--prometheus-address)", tpl.name)
 		}
 		return q, p.defAPI, noop, nil
 	}
-	api, done, err := p.apiFor(ctx, mt)
+	api, done, err := p.apiFor(ctx, tpl)
 	if err != nil {
-		return "", nil, noop, fmt.Errorf("MetricTemplate %s: %w", mt.Name, err)
+		return "", nil, noop, fmt.Errorf("%s: %w", tpl.name, err)
 	}
 	return q, api, done, nil
 }
 
 // apiFor builds a client for a template's own provider settings.
-func (p *Prometheus) apiFor(ctx context.Context, mt *sluicev1.MetricTemplate) (queryAPI, func(), error) {
-	prov := mt.Spec.Provider
+func (p *Prometheus) apiFor(ctx context.Context, tpl *metricTemplate) (queryAPI, func(), error) {
+	prov := tpl.spec.Provider
 	addr := prov.Address
 	base := p.tenant
 	if addr == "" || addr == p.opts.Address {
@@ -184,27 +208,61 @@ func (p *Prometheus) apiFor(ctx context.Context, mt *sluicev1.MetricTemplate) (q
 	if addr == "" {
 		return nil, nil, errors.New("no provider.address and the manager has no default (--prometheus-address)")
 	}
-	tr := base.Clone()
+	creds, err := p.credentials(ctx, tpl)
+	if err != nil {
+		return nil, nil, err
+	}
 	var auth authHeader
-	if prov.SecretRef != nil {
-		sec := &corev1.Secret{}
-		if err := p.reader.Get(ctx, client.ObjectKey{Namespace: mt.Namespace, Name: prov.SecretRef.Name}, sec); err != nil {
-			return nil, nil, fmt.Errorf("reading Secret %s: %w", prov.SecretRef.Name, err)
-		}
-		if err := mayCarryCredentials(sec); err != nil {
+	if creds != nil {
+		if auth, err = authFromSecret(creds); err != nil {
 			return nil, nil, err
 		}
-		var err error
-		if auth, err = authFromSecret(sec); err != nil {
-			return nil, nil, err
-		}
+	}
+	tr, err := templateTransport(base, prov, creds)
+	if err != nil {
+		return nil, nil, err
+	}
+	rt := &headerRoundTripper{next: tr, headers: prov.Headers, auth: auth, refuseRedirects: true}
+	api, err := p.newAPI(addr, rt)
+	if err != nil {
+		return nil, nil, fmt.Errorf("address %q: %w", addr, err)
+	}
+	return api, tr.CloseIdleConnections, nil
+}
+
+// credentials reads the Secret a template names, from the template's
+// namespace (the manager's for a ClusterMetricTemplate), and returns it
+// when it may be sent to the provider; nil without a secretRef.
+func (p *Prometheus) credentials(ctx context.Context, tpl *metricTemplate) (*corev1.Secret, error) {
+	ref := tpl.spec.Provider.SecretRef
+	if ref == nil {
+		return nil, nil
+	}
+	if tpl.secretNamespace == "" {
+		return nil, fmt.Errorf("provider.secretRef %s: the manager has no namespace to read a ClusterMetricTemplate's Secret from (--cluster-template-secret-namespace)", ref.Name)
+	}
+	sec := &corev1.Secret{}
+	if err := p.reader.Get(ctx, client.ObjectKey{Namespace: tpl.secretNamespace, Name: ref.Name}, sec); err != nil {
+		return nil, fmt.Errorf("reading Secret %s: %w", ref.Name, err)
+	}
+	if err := mayCarryCredentials(sec); err != nil {
+		return nil, err
+	}
+	return sec, nil
+}
+
+// templateTransport is a clone of base with a template's TLS settings: the
+// Secret's ca.crt trusted and provider.insecureSkipVerify.
+func templateTransport(base *http.Transport, prov sluicev1.MetricProvider, sec *corev1.Secret) (*http.Transport, error) {
+	tr := base.Clone()
+	if sec != nil {
 		if ca := sec.Data["ca.crt"]; len(ca) > 0 {
 			pool, err := x509.SystemCertPool()
 			if err != nil || pool == nil {
 				pool = x509.NewCertPool()
 			}
 			if !pool.AppendCertsFromPEM(ca) {
-				return nil, nil, fmt.Errorf("Secret %s: ca.crt holds no PEM certificate", sec.Name)
+				return nil, fmt.Errorf("Secret %s: ca.crt holds no PEM certificate", sec.Name)
 			}
 			tr.TLSClientConfig = tlsConfig(tr.TLSClientConfig)
 			tr.TLSClientConfig.RootCAs = pool
@@ -214,12 +272,7 @@ func (p *Prometheus) apiFor(ctx context.Context, mt *sluicev1.MetricTemplate) (q
 		tr.TLSClientConfig = tlsConfig(tr.TLSClientConfig)
 		tr.TLSClientConfig.InsecureSkipVerify = true //nolint:gosec // asked for by the MetricTemplate
 	}
-	rt := &headerRoundTripper{next: tr, headers: prov.Headers, auth: auth}
-	api, err := p.newAPI(addr, rt)
-	if err != nil {
-		return nil, nil, fmt.Errorf("address %q: %w", addr, err)
-	}
-	return api, tr.CloseIdleConnections, nil
+	return tr, nil
 }
 
 func tlsConfig(c *tls.Config) *tls.Config {
@@ -271,11 +324,14 @@ func authFromSecret(sec *corev1.Secret) (authHeader, error) {
 	}
 }
 
-// headerRoundTripper adds a template's headers and credentials.
+// headerRoundTripper adds a template's headers and credentials, and may
+// turn a redirect into an error.
 type headerRoundTripper struct {
 	next    http.RoundTripper
 	headers map[string]string
 	auth    authHeader
+	// refuseRedirects turns a 3xx answer into an error.
+	refuseRedirects bool
 }
 
 func (h *headerRoundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -286,7 +342,16 @@ func (h *headerRoundTripper) RoundTrip(r *http.Request) (*http.Response, error) 
 	if h.auth != "" {
 		r.Header.Set("Authorization", string(h.auth))
 	}
-	return h.next.RoundTrip(r)
+	resp, err := h.next.RoundTrip(r)
+	if !h.refuseRedirects || err != nil || resp.StatusCode < 300 || resp.StatusCode >= 400 || resp.StatusCode == http.StatusNotModified {
+		return resp, err
+	}
+	// A redirect is an answer, not a second request: Prometheus' HTTP
+	// client would follow it, with the template's headers, to wherever the
+	// server says. (The other providers' client follows none itself.)
+	_ = resp.Body.Close()
+	return nil, fmt.Errorf("the provider answered %s to %s: redirects are not followed; point the address at the final URL",
+		resp.Status, resp.Header.Get("Location"))
 }
 
 // single returns the one number of a query result: an instant vector with

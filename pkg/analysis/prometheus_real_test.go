@@ -70,7 +70,7 @@ func check(name string) sluicev1.MetricCheck {
 
 func templated(name, template string) sluicev1.MetricCheck {
 	c := check(name)
-	c.TemplateRef = &sluicev1.LocalObjectReference{Name: template}
+	c.TemplateRef = &sluicev1.MetricTemplateReference{Name: template}
 	return c
 }
 

@@ -144,7 +144,7 @@ func TestAMetricTemplateUsesOnlySecretsThatOptInAndNeverAServiceAccountToken(t *
 	}
 	run := func(template string) sluicev1.MetricStatus {
 		ro := exampleRollout(nil)
-		ro.Spec.Analysis = &sluicev1.Analysis{Metrics: []sluicev1.MetricCheck{{Name: "m", TemplateRef: &sluicev1.LocalObjectReference{Name: template}}}}
+		ro.Spec.Analysis = &sluicev1.Analysis{Metrics: []sluicev1.MetricCheck{{Name: "m", TemplateRef: &sluicev1.MetricTemplateReference{Name: template}}}}
 		return Run(context.Background(), p, ro, time.Now()).Metrics[0]
 	}
 
@@ -208,7 +208,7 @@ func TestATemplatesProviderSendsItsHeadersAndBasicAuthAndTrustsItsCA(t *testing.
 	}
 	ro := exampleRollout(nil)
 	q := func(tpl string) (float64, error) {
-		return p.Query(context.Background(), ro, sluicev1.MetricCheck{Name: "m", TemplateRef: &sluicev1.LocalObjectReference{Name: tpl}})
+		return p.Query(context.Background(), ro, sluicev1.MetricCheck{Name: "m", TemplateRef: &sluicev1.MetricTemplateReference{Name: tpl}})
 	}
 
 	if v, err := q("basic"); err != nil || v != 42 {
@@ -272,7 +272,7 @@ func TestATemplatesOwnAddressIsCheckedByTheEgressPolicyButTheOperatorsIsNot(t *t
 	}
 	run := func(p *Prometheus, template string) sluicev1.MetricStatus {
 		ro := exampleRollout(nil)
-		ro.Spec.Analysis = &sluicev1.Analysis{Metrics: []sluicev1.MetricCheck{{Name: "m", TemplateRef: &sluicev1.LocalObjectReference{Name: template}}}}
+		ro.Spec.Analysis = &sluicev1.Analysis{Metrics: []sluicev1.MetricCheck{{Name: "m", TemplateRef: &sluicev1.MetricTemplateReference{Name: template}}}}
 		return Run(context.Background(), p, ro, time.Now()).Metrics[0]
 	}
 

@@ -11,16 +11,23 @@ import (
 )
 
 // crdGrants are the only cluster-wide grants of a manager that serves some
-// namespaces: the metadata-only watch of CRDs.
+// namespaces: reads of cluster-scoped kinds, the metadata-only watch of
+// CRDs and the ClusterMetricTemplates.
 var crdGrants = []grant{
 	{"apiextensions.k8s.io", "customresourcedefinitions", "get"},
 	{"apiextensions.k8s.io", "customresourcedefinitions", "list"},
 	{"apiextensions.k8s.io", "customresourcedefinitions", "watch"},
+	{"sluice.dev", "clustermetrictemplates", "get"},
+	{"sluice.dev", "clustermetrictemplates", "list"},
+	{"sluice.dev", "clustermetrictemplates", "watch"},
 }
 
-// withoutCRDs drops the CRD grants: what a Role can grant of a ClusterRole.
+// withoutCRDs drops the grants on cluster-scoped kinds: what a Role can
+// grant of a ClusterRole.
 func withoutCRDs(gs []grant) []grant {
-	return slices.DeleteFunc(slices.Clone(gs), func(g grant) bool { return g.group == "apiextensions.k8s.io" })
+	return slices.DeleteFunc(slices.Clone(gs), func(g grant) bool {
+		return g.group == "apiextensions.k8s.io" || g.resource == "clustermetrictemplates"
+	})
 }
 
 // typed converts every rendered object of kind to T.
@@ -60,7 +67,7 @@ func TestWatchNamespacesRenderARolePerNamespaceAndNothingClusterWideButCRDReads(
 			clusterRoles := map[string]bool{}
 			for _, cr := range typed[rbacv1.ClusterRole](t, r, "ClusterRole") {
 				if gs := grants(cr.Rules); !slices.Equal(gs, crdGrants) {
-					t.Errorf("ClusterRole %s grants %v; with watchNamespaces a ClusterRole may only read CRDs %v", cr.Name, gs, crdGrants)
+					t.Errorf("ClusterRole %s grants %v; with watchNamespaces a ClusterRole may only read CRDs and ClusterMetricTemplates %v", cr.Name, gs, crdGrants)
 				}
 				clusterRoles[cr.Name] = true
 			}

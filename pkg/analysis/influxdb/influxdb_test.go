@@ -1,0 +1,81 @@
+package influxdb
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/internal/metricservers"
+	"github.com/sluice-dev/sluice/pkg/analysis/provider"
+	"github.com/sluice-dev/sluice/pkg/analysis/provider/providertest"
+)
+
+// TestInfluxDBAnswersAgainstARealServer runs InfluxQL queries against
+// Debian's influxd 1.6 with HTTP auth on.
+func TestInfluxDBAnswersAgainstARealServer(t *testing.T) {
+	srv := metricservers.StartInfluxDB(t, "shop", true)
+	now := time.Now().Unix()
+	srv.Write(t, "shop", fmt.Sprintf("errors,service=shop value=0.5 %d\nerrors,service=shop value=1.5 %d\nerrors,service=cart value=9 %d\n",
+		(now-20)*1e9, (now-10)*1e9, (now-10)*1e9))
+	creds := map[string]string{"username": srv.Username, "password": srv.Password}
+	build := func(db string, creds map[string]string) provider.Provider {
+		p, err := New(providertest.Config(sluicev1.MetricProvider{Type: "influxdb", Address: srv.URL, Database: db}, creds))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	for _, tc := range []struct {
+		name, query string
+		creds       map[string]string
+		want        float64
+		err         string
+		noData      bool
+	}{
+		{name: "a mean over the window", query: `SELECT mean("value") FROM "errors" WHERE "service" = 'shop' AND time > now() - 5m`, creds: creds, want: 1},
+		{name: "the last point of a series", query: `SELECT "value" FROM "errors" WHERE "service" = 'shop'`, creds: creds, want: 1.5},
+		{name: "a measurement without points is no data", query: `SELECT mean("value") FROM "latency" WHERE time > now() - 5m`, creds: creds,
+			err: "no series", noData: true},
+		{name: "one series per tag is an error", query: `SELECT mean("value") FROM "errors" GROUP BY "service"`, creds: creds,
+			err: "2 series, want one"},
+		{name: "a syntax error is an error", query: `SELEC "value" FROM "errors"`, creds: creds,
+			err: "influxdb answered 400 Bad Request: {\"error\":\"error parsing query: found SELEC"},
+		{name: "a wrong password is refused credentials", query: `SELECT "value" FROM "errors"`,
+			creds: map[string]string{"username": srv.Username, "password": "wrong"},
+			err:   "influxdb refused the credentials (401 Unauthorized): check the template's secretRef: {\"error\":\"authorization failed\"}"},
+		{name: "no credentials are refused", query: `SELECT "value" FROM "errors"`,
+			err: "influxdb refused the credentials (401 Unauthorized)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := build("shop", tc.creds).Query(t.Context(), tc.query)
+			switch {
+			case tc.err == "" && (err != nil || v != tc.want):
+				t.Fatalf("got %v, %v; want %v", v, err, tc.want)
+			case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+				t.Fatalf("got %v, %v; want an error containing %q", v, err, tc.err)
+			case tc.noData != (err != nil && strings.Contains(err.Error(), provider.ErrNoData.Error())):
+				t.Fatalf("got %v, want no data %v", err, tc.noData)
+			}
+		})
+	}
+	t.Run("a missing database is an error", func(t *testing.T) {
+		_, err := build("nope", creds).Query(t.Context(), `SELECT "value" FROM "errors"`)
+		if err == nil || !strings.Contains(err.Error(), "database not found: nope") {
+			t.Errorf("got %v", err)
+		}
+	})
+}
+
+func TestInfluxDBErrorShapes(t *testing.T) {
+	providertest.Run(t, []providertest.Case{
+		{Name: "a statement error in a 200 is an error", Answer: providertest.Answer{Body: `{"results":[{"statement_id":0,"error":"database not found: shop"}]}`},
+			Err: "influxdb: database not found: shop"},
+		{Name: "a 429 is the rate limit, never a pass", Answer: providertest.RateLimited, Err: "influxdb rate limit reached (429 Too Many Requests); it asks to retry after 30"},
+		{Name: "only nulls are no data", Answer: providertest.Answer{Body: `{"results":[{"statement_id":0,"series":[{"name":"e","columns":["time","mean"],"values":[[1,null]]}]}]}`},
+			Err: "null", NoData: true},
+	}, `SELECT mean("value") FROM "e"`, func(url string) (provider.Provider, error) {
+		return New(providertest.Config(sluicev1.MetricProvider{Type: "influxdb", Address: url, Database: "shop"}, nil))
+	})
+}

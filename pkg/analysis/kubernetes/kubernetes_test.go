@@ -1,0 +1,80 @@
+package kubernetes
+
+import (
+	"net/http"
+	"strconv"
+	"testing"
+
+	"k8s.io/client-go/rest"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/pkg/analysis/provider"
+	"github.com/sluice-dev/sluice/pkg/analysis/provider/providertest"
+)
+
+// An ExternalMetricValueList as the external metrics API serves it.
+const documented = `{"kind":"ExternalMetricValueList","apiVersion":"external.metrics.k8s.io/v1beta1","metadata":{},
+"items":[{"metricName":"queue_messages_ready","metricLabels":{"queue":"orders"},"timestamp":"2026-12-02T09:00:00Z","value":"1500m"}]}`
+
+// status is a metav1.Status error answer of the API server.
+func status(code int, reason, msg string) providertest.Answer {
+	return providertest.Answer{Status: code, Body: `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"` + msg +
+		`","reason":"` + reason + `","code":` + strconv.Itoa(code) + `}`}
+}
+
+func build(t *testing.T, url string) (provider.Provider, error) {
+	kube, err := NewRESTClient(&rest.Config{Host: url})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := providertest.Config(sluicev1.MetricProvider{Type: "kubernetes"}, nil)
+	cfg.Kube, cfg.Namespace = kube, "shop"
+	return New(cfg)
+}
+
+func TestKubernetesReadsTheOneExternalMetricValue(t *testing.T) {
+	providertest.Run(t, []providertest.Case{
+		{Name: "a quantity in milli-units", Answer: providertest.Answer{Body: documented}, Want: 1.5},
+		{Name: "no items is no data", Answer: providertest.Answer{Body: `{"kind":"ExternalMetricValueList","apiVersion":"external.metrics.k8s.io/v1beta1","metadata":{},"items":[]}`},
+			Err: "has no value in namespace shop", NoData: true},
+		{Name: "two items are an error", Answer: providertest.Answer{Body: `{"items":[{"metricName":"q","value":"1"},{"metricName":"q","value":"2"}]}`},
+			Err: "has 2 values in namespace shop, want one"},
+		{Name: "an unknown metric is an error naming the adapter", Answer: status(404, "NotFound", "the server could not find the metric queue_messages_ready"),
+			Err: "external metric queue_messages_ready not found in namespace shop (is an external metrics adapter serving it?)"},
+		{Name: "a forbidden read names RBAC", Answer: status(403, "Forbidden", "cannot list resource"),
+			Err: "the manager may not read external metrics in namespace shop (RBAC on external.metrics.k8s.io)"},
+		{Name: "a 429 is the rate limit, never a pass", Answer: func() providertest.Answer {
+			a := status(429, "TooManyRequests", "too many requests")
+			a.Body = `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too many requests","reason":"TooManyRequests","details":{"retryAfterSeconds":3},"code":429}`
+			a.Headers = map[string]string{"Retry-After": "3"}
+			return a
+		}(), Err: "the external metrics API rate limit reached (429 Too Many Requests); it asks to retry after 3"},
+	}, "queue_messages_ready{queue=orders}", func(url string) (provider.Provider, error) { return build(t, url) })
+}
+
+func TestKubernetesAsksForTheMetricInItsNamespaceWithTheSelector(t *testing.T) {
+	var got *http.Request
+	srv := providertest.Server(t, &providertest.Answer{Body: documented}, func(r *http.Request) { got = r })
+	p, err := build(t, srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Query(t.Context(), "queue_messages_ready{queue=orders,env in (prod)}"); err != nil {
+		t.Fatal(err)
+	}
+	if got.URL.Path != "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/queue_messages_ready" ||
+		got.URL.Query().Get("labelSelector") != "env in (prod),queue=orders" {
+		t.Errorf("request %s", got.URL)
+	}
+	for _, bad := range []string{"", "a b", "q{=x}", "q{x", "q/../../secrets"} {
+		if _, err := p.Query(t.Context(), bad); err == nil {
+			t.Errorf("query %q was accepted", bad)
+		}
+	}
+}
+
+func TestKubernetesNeedsTheManagersClient(t *testing.T) {
+	if _, err := New(providertest.Config(sluicev1.MetricProvider{Type: "kubernetes"}, nil)); err == nil {
+		t.Error("a provider without a client was built")
+	}
+}
