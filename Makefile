@@ -97,11 +97,7 @@ docker-build: ## Build the container images (needs a container engine; none runs
 ##@ Tests
 
 .PHONY: test
-<<<<<<< HEAD
-test: envtest prometheus chromium vet ## Run every unit and envtest test against a real kube-apiserver, etcd, Prometheus and chromium.
-=======
-test: envtest prometheus metric-servers vet ## Run every unit and envtest test against a real kube-apiserver, etcd, Prometheus and the other metrics servers.
->>>>>>> prov
+test: envtest prometheus metric-servers chromium vet ## Run every unit and envtest test against a real kube-apiserver, etcd, Prometheus, the other metrics servers and chromium.
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
 	cd charts/sluice/test && go vet ./... && KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
 	cd hack/tools/images && go vet ./... && go test $(GO_TEST_FLAGS) ./...
@@ -175,18 +171,16 @@ endif
 prometheus: ## Install Debian's prometheus for the analysis tests (skipped when present).
 	hack/prometheus/install.sh
 
-<<<<<<< HEAD
 .PHONY: chromium
 chromium: ## Install Debian's chromium for the dashboard's browser tests (skipped when present).
 	hack/apt-install.sh chromium chromium
-=======
+
 .PHONY: metric-servers
 metric-servers: ## Install Debian's influxdb, graphite-carbon, graphite-web and victoria-metrics for the provider tests (each skipped when present).
 	hack/apt-install.sh influxd influxdb
 	hack/apt-install.sh carbon-cache graphite-carbon
 	hack/apt-install.sh graphite-manage graphite-web
 	hack/apt-install.sh victoria-metrics victoria-metrics
->>>>>>> prov
 
 .PHONY: envtest-path
 envtest-path: ## Print the envtest binary directory (for KUBEBUILDER_ASSETS).
