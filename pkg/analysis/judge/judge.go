@@ -232,6 +232,9 @@ func Judge(canary, baseline []float64, spec Spec) Verdict {
 		v.HasRelativeShift = true
 	}
 
+	// With a one-sided test a significant p already implies a shift the
+	// same way; the direction is checked on the shift anyway so the rule
+	// reads as stated: worse, significant and beyond the tolerance.
 	var worse bool
 	switch spec.Direction {
 	case Increase:

@@ -230,6 +230,13 @@ func TestJudgeAllEqual(t *testing.T) {
 	if v := Judge(six, five, Spec{Direction: Increase, Tolerance: 0.25}); v.Outcome != Pass {
 		t.Errorf("six against five, tolerance 25%%: %s, want Pass", v.Message)
 	}
+	// The shift must exceed both tolerances.
+	if v := Judge(six, five, Spec{Direction: Increase, Tolerance: 0.1, AbsTolerance: 1}); v.Outcome != Pass {
+		t.Errorf("six against five, absolute tolerance 1: %s, want Pass", v.Message)
+	}
+	if v := Judge(six, five, Spec{Direction: Increase, Tolerance: 0.1, AbsTolerance: 0.9}); v.Outcome != Fail {
+		t.Errorf("six against five, absolute tolerance 0.9: %s, want Fail", v.Message)
+	}
 }
 
 // TestJudgeBaselineMedianZero: an error rate of 0 on the primary has no
@@ -353,5 +360,9 @@ func TestJudgeAlpha(t *testing.T) {
 	}
 	if v := Judge(x, y, Spec{Direction: Increase, Alpha: 0.01}); v.Outcome != Pass {
 		t.Errorf("alpha 0.01: %s, want Pass", v.Message)
+	}
+	// Significant means p < alpha, not p <= alpha.
+	if v := Judge(x, y, Spec{Direction: Increase, Alpha: 7.0 / 252}); v.Outcome != Pass {
+		t.Errorf("alpha = p: %s, want Pass", v.Message)
 	}
 }

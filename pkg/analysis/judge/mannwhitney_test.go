@@ -224,6 +224,18 @@ func TestMannWhitneyTextbook(t *testing.T) {
 	if got.Exact || got.U != 0 || math.Abs(got.P-1.4156562248495634e-09)/1.4156562248495634e-09 > 1e-9 {
 		t.Errorf("25 vs 25 separated: %+v, want normal approximation with P=1.41566e-09", got)
 	}
+	// One-sided, half of it. The other way, 1 - Phi(-(312.5 + 0.5)/sd):
+	// with the continuity correction the two one-sided p-values add up to
+	// a little more than 1.
+	if got := MannWhitney(x, y, Less); math.Abs(got.P-1.4156562248495634e-09/2)/(1.4156562248495634e-09/2) > 1e-9 {
+		t.Errorf("25 vs 25 separated, less: P=%v, want 7.078e-10", got.P)
+	}
+	if got := MannWhitney(x, y, Greater); math.Abs(got.P-0.9999999993726476) > 1e-15 {
+		t.Errorf("25 vs 25 separated, greater: P=%v, want 0.9999999993726476", got.P)
+	}
+	if got := MannWhitney(y, x, Greater); math.Abs(got.P-1.4156562248495634e-09/2)/(1.4156562248495634e-09/2) > 1e-9 {
+		t.Errorf("25 vs 25 separated, swapped, greater: P=%v, want 7.078e-10", got.P)
+	}
 
 	// Each side constant, 10 sixes against 10 fives: exact, and only one of
 	// the C(20,10) = 184756 splits has every six in the first sample.
