@@ -260,6 +260,17 @@ func TestMannWhitneyTextbook(t *testing.T) {
 		t.Errorf("25 sixes against 25 fives: %+v, want normal approximation with ties, U=625, P=1.386e-12", got)
 	}
 
+	// A published example of the normal approximation with continuity
+	// correction (ClickHouse's mannWhitneyUTest documentation): 10, 11, 12
+	// against 1, 2, 3, greater, gives U = 9 and p = 0.04042779918503192.
+	// MannWhitney itself is exact at this size (1/20), so ask normalP.
+	if p := normalP(3, 3, 9, 0, Greater); math.Abs(p-0.04042779918503192) > 1e-12 {
+		t.Errorf("normal approximation, 3 against 3 separated: %v, want 0.04042779918503192", p)
+	}
+	if got := MannWhitney([]float64{10, 11, 12}, []float64{1, 2, 3}, Greater); got.U != 9 || got.P != 1.0/20 {
+		t.Errorf("3 against 3 separated: %+v, want U=9 and exact P=1/20", got)
+	}
+
 	// Everything equal: no evidence either way.
 	for _, alt := range []Alternative{TwoSided, Greater, Less} {
 		if got := MannWhitney([]float64{3, 3, 3}, []float64{3, 3}, alt); got.P != 1 || got.U != 3 {
