@@ -108,7 +108,8 @@ test: envtest prometheus metric-servers chromium vet ## Run every unit and envte
 FUZZTIME ?= 10s
 TEST_FUZZTIME ?= 2s
 FUZZ_TARGETS := FuzzRender:./pkg/analysis/ FuzzCleanBody:./pkg/webhooks/ FuzzPayload:./pkg/webhooks/ \
-	FuzzBuildRules:./pkg/traffic/gatewayapi/ FuzzBuildHTTP:./pkg/traffic/istio/ FuzzDecide:./controllers/rollout/statemachine/
+	FuzzBuildRules:./pkg/traffic/gatewayapi/ FuzzBuildHTTP:./pkg/traffic/istio/ FuzzDecide:./controllers/rollout/statemachine/ \
+	FuzzJudge:./pkg/analysis/judge/
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (a crasher lands in its testdata/fuzz as a seed and fails the run).
