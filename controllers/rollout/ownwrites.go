@@ -1,10 +1,15 @@
 package rollout
 
 import (
+	"math"
 	"slices"
 	"sync"
+	"time"
 
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 )
 
 // ownWrites remembers, per Rollout, the resourceVersions that this
@@ -22,10 +27,31 @@ type ownWrites struct {
 	mu     sync.Mutex
 	behind map[types.NamespacedName][]string
 	last   map[types.NamespacedName]string
+	// status is when the status was last written.
+	status map[types.NamespacedName]time.Time
+}
+
+// messageHold is how long a status change of messages only waits for the
+// next status write: a wait's message is at most this stale.
+const messageHold = 2 * time.Second
+
+// onlyMessages reports whether two statuses differ in their messages only:
+// the Rollout's and its conditions' (same types, statuses and reasons).
+func onlyMessages(a, b *sluicev1.RolloutStatus) bool {
+	if len(a.Conditions) != len(b.Conditions) {
+		return false
+	}
+	ac, bc := a.DeepCopy(), b.DeepCopy()
+	ac.Message, bc.Message = "", ""
+	for i := range ac.Conditions {
+		ac.Conditions[i].Message, bc.Conditions[i].Message = "", ""
+	}
+	return equality.Semantic.DeepEqual(ac, bc)
 }
 
 func newOwnWrites() *ownWrites {
-	return &ownWrites{behind: map[types.NamespacedName][]string{}, last: map[types.NamespacedName]string{}}
+	return &ownWrites{behind: map[types.NamespacedName][]string{}, last: map[types.NamespacedName]string{},
+		status: map[types.NamespacedName]time.Time{}}
 }
 
 // wrote records a write that moved the Rollout from resourceVersion from
@@ -71,9 +97,29 @@ func (o *ownWrites) hasAll(key types.NamespacedName, rv string) bool {
 	return ok && last == rv
 }
 
+// statusWritten records a status write at now.
+func (o *ownWrites) statusWritten(key types.NamespacedName, now time.Time) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.status[key] = now
+}
+
+// sinceLast is how long ago the status was last written; after a restart,
+// forever.
+func (o *ownWrites) sinceLast(key types.NamespacedName, now time.Time) time.Duration {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	t, ok := o.status[key]
+	if !ok {
+		return time.Duration(math.MaxInt64)
+	}
+	return now.Sub(t)
+}
+
 func (o *ownWrites) forget(key types.NamespacedName) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	delete(o.behind, key)
 	delete(o.last, key)
+	delete(o.status, key)
 }

@@ -2,8 +2,12 @@ package rollout
 
 import (
 	"testing"
+	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 )
 
 func TestACachedCopyOlderThanOurOwnWriteIsBehindUntilTheCacheCatchesUp(t *testing.T) {
@@ -43,5 +47,46 @@ func TestACachedCopyOlderThanOurOwnWriteIsBehindUntilTheCacheCatchesUp(t *testin
 	o.forget(other)
 	if o.isBehind(other, "5") || o.hasAll(other, "6") {
 		t.Error("a forgotten Rollout is still known")
+	}
+}
+
+func TestOnlyMessagesTellsAWaitsNewWordsFromAStateChange(t *testing.T) {
+	waiting := func(msg string) *sluicev1.RolloutStatus {
+		return &sluicev1.RolloutStatus{Phase: sluicev1.PhaseProgressing, Message: msg, Conditions: []metav1.Condition{
+			{Type: "Ready", Status: metav1.ConditionFalse, Reason: "Progressing", Message: msg},
+		}}
+	}
+	a := waiting("waiting for the canary to be ready: scaled to zero")
+	b := waiting("waiting for the canary to be ready: 1/1 replicas updated, 0 available")
+	if !onlyMessages(a, b) {
+		t.Error("two waits that differ in words only are a state change")
+	}
+	c := b.DeepCopy()
+	c.CurrentStepIndex = 1
+	if onlyMessages(a, c) {
+		t.Error("a new step is taken for words only")
+	}
+	d := b.DeepCopy()
+	d.Conditions[0].Reason = "Stalled"
+	if onlyMessages(a, d) {
+		t.Error("a new condition reason is taken for words only")
+	}
+	e := b.DeepCopy()
+	e.Conditions = append(e.Conditions, metav1.Condition{Type: "Stalled", Status: metav1.ConditionTrue, Reason: "X"})
+	if onlyMessages(a, e) {
+		t.Error("a new condition is taken for words only")
+	}
+}
+
+func TestAStatusWrittenAMomentAgoHoldsBackTheNextWordsOnlyChange(t *testing.T) {
+	o := newOwnWrites()
+	key := types.NamespacedName{Namespace: "shop", Name: "podinfo"}
+	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	if o.sinceLast(key, now) < messageHold {
+		t.Fatal("a Rollout whose status this manager never wrote holds its messages back")
+	}
+	o.statusWritten(key, now)
+	if got := o.sinceLast(key, now.Add(500*time.Millisecond)); got != 500*time.Millisecond {
+		t.Errorf("sinceLast = %s, want 500ms", got)
 	}
 }

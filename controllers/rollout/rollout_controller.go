@@ -169,6 +169,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 			}
 			return
 		}
+		if !actionTaken && onlyMessages(&base.Status, &ro.Status) {
+			// A wait's message moves with each step of the Deployment
+			// controller; written each time, it is most of a release's
+			// writes under load. Written at most every messageHold.
+			if wait := messageHold - r.writes.sinceLast(req.NamespacedName, r.Clock.Now()); wait > 0 {
+				if decided {
+					r.calls.decided(req.NamespacedName, answered, callsKey(ro, rev))
+				}
+				if res.RequeueAfter == 0 || res.RequeueAfter > wait {
+					res.RequeueAfter = wait
+				}
+				return
+			}
+		}
 		// The work this reconcile did (a hook called, a weight set) must be
 		// recorded even when the manager is shutting down, or a restarted
 		// manager would do it again.
@@ -180,6 +194,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		err := r.Status().Patch(pctx, ro, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
 		if err == nil {
 			r.writes.wrote(req.NamespacedName, from, ro.ResourceVersion)
+			r.writes.statusWritten(req.NamespacedName, r.Clock.Now())
 		}
 		switch {
 		case apierrors.IsConflict(err):
@@ -523,8 +538,12 @@ var deleting = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool { retu
 
 // DefaultMaxConcurrentReconciles is how many Rollouts are reconciled at
 // once by default. Hooks and checks do not hold a worker (calls.go): a
-// reconcile waits on API requests and the router only.
-const DefaultMaxConcurrentReconciles = 16
+// reconcile waits on API requests and the router only, and a loaded API
+// server makes those slow (200 ms a reconcile with 300 releases at once on
+// two cores): with 16 workers a Rollout then waited 1.6 s in the queue on
+// average, with 64 0.3 s, and the fleet released 26 % sooner
+// (docs/performance.md).
+const DefaultMaxConcurrentReconciles = 64
 
 // ensureRouteWatch starts watching a router's kinds the first time a Rollout
 // uses it.

@@ -70,6 +70,7 @@ func main() {
 		idleWindow = flag.Duration("idle-window", 60*time.Second, "how long the fleet is watched idle after its last run, for requests per idle Rollout")
 		idle       = flag.Int("idle", 0, "also measure N idle Rollouts (RSS and requests), then the RSS added by N unrelated Deployments, ConfigMaps and 4 KiB Secrets (0: skip)")
 		keep       = flag.Bool("keep", false, "keep the run directories (logs, audit logs)")
+		extra      = flag.String("manager-args", "", "more manager flags, space-separated (the table is of the defaults only without them)")
 	)
 	flag.Parse()
 	ctrllog.SetLogger(logr.Discard())
@@ -84,7 +85,7 @@ func main() {
 		}
 		sizes = append(sizes, n)
 	}
-	b := &bench{runs: *runs, interval: *interval, managerBin: *managerBin, idleWindow: *idleWindow, keep: *keep}
+	b := &bench{runs: *runs, interval: *interval, managerBin: *managerBin, idleWindow: *idleWindow, keep: *keep, extraArgs: strings.Fields(*extra)}
 	var rows []row
 	for _, strat := range strings.Split(*strategies, ",") {
 		for _, n := range sizes {
@@ -122,6 +123,7 @@ type bench struct {
 	managerBin string
 	idleWindow time.Duration
 	keep       bool
+	extraArgs  []string
 }
 
 // env is one control plane with one manager.
@@ -167,12 +169,12 @@ func (b *bench) start(ctx context.Context) (*env, error) {
 	}
 	// The manager as it ships, with the flags an out-of-cluster user must
 	// give: no client-side limit, leader election on, info logs.
-	e.mgr, err = e.c.StartProcess("sluice-manager", bin,
-		"--kubeconfig="+kc,
+	e.mgr, err = e.c.StartProcess("sluice-manager", bin, append([]string{
+		"--kubeconfig=" + kc,
 		"--leader-election-namespace=kube-system",
-		"--metrics-bind-address="+metricsAddr,
-		"--health-probe-bind-address="+healthAddr,
-	)
+		"--metrics-bind-address=" + metricsAddr,
+		"--health-probe-bind-address=" + healthAddr,
+	}, b.extraArgs...)...)
 	if err != nil {
 		e.stop(b.keep)
 		return nil, err
@@ -315,6 +317,8 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 
 	cpu0, api0 := procCPU(e.mgr.Pid()), procCPU(e.apiPid)
 	rec0 := scrapeSum(e.metrics, "sluice_events_total")
+	q0 := scrapeMean(e.metrics, "workqueue_queue_duration_seconds", `name="rollout"`)
+	r0 := scrapeMean(e.metrics, "controller_runtime_reconcile_time_seconds", `controller="rollout"`)
 	tChange := time.Now()
 	if err := parallel(n, func(i int) error {
 		patch := []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"app:2"}]}}}}`)
@@ -346,6 +350,10 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 	res.eventsWritten = counts.events
 	res.eventsRecorded = int(scrapeSum(e.metrics, "sluice_events_total") - rec0)
 	res.peakRSS = rss.stop()
+	q1 := scrapeMean(e.metrics, "workqueue_queue_duration_seconds", `name="rollout"`)
+	r1 := scrapeMean(e.metrics, "controller_runtime_reconcile_time_seconds", `controller="rollout"`)
+	fmt.Fprintf(os.Stderr, "  release: %d reconciles, %.0f ms mean wait in the work queue, %.0f ms mean reconcile\n",
+		int(r1.count-r0.count), q1.meanSince(q0)*1000, r1.meanSince(r0)*1000)
 
 	if idle && b.idleWindow > 0 {
 		// Every Rollout of every run is idle now.
@@ -722,6 +730,45 @@ func scrapeSum(url, name string) float64 {
 		sum += v
 	}
 	return sum
+}
+
+// sumCount is a histogram's _sum and _count.
+type sumCount struct{ sum, count float64 }
+
+func (s sumCount) meanSince(before sumCount) float64 {
+	if s.count == before.count {
+		return 0
+	}
+	return (s.sum - before.sum) / (s.count - before.count)
+}
+
+// scrapeMean reads a histogram's _sum and _count for the series whose
+// labels contain match.
+func scrapeMean(url, name, match string) sumCount {
+	resp, err := http.Get(url)
+	if err != nil {
+		return sumCount{}
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var sc sumCount
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.Contains(line, match) {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+		switch {
+		case strings.HasPrefix(line, name+"_sum{"):
+			sc.sum += v
+		case strings.HasPrefix(line, name+"_count{"):
+			sc.count += v
+		}
+	}
+	return sc
 }
 
 func httpOK(url string) bool {
