@@ -12,7 +12,6 @@ package convert
 import (
 	"encoding/json"
 	"fmt"
-	"sort"
 	"strings"
 )
 
@@ -167,14 +166,4 @@ func toMap(obj any) (map[string]any, error) {
 		delete(meta, "creationTimestamp")
 	}
 	return m, nil
-}
-
-// sortedKeys returns a map's keys in order, for stable output.
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

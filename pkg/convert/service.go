@@ -2,6 +2,7 @@ package convert
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"time"
@@ -175,7 +176,7 @@ func (c *canaryConv) matches(r *reader, key string) []sluicev1.RequestMatch {
 			}
 		}
 		if h := m.obj("headers"); h != nil {
-			for _, name := range sortedKeys(h.m) {
+			for _, name := range slices.Sorted(maps.Keys(h.m)) {
 				hr := h.obj(name)
 				if hr == nil {
 					continue
@@ -188,7 +189,7 @@ func (c *canaryConv) matches(r *reader, key string) []sluicev1.RequestMatch {
 				}
 			}
 		}
-		for _, k := range sortedKeys(m.m) {
+		for _, k := range slices.Sorted(maps.Keys(m.m)) {
 			if k != "uri" && k != "method" && k != "headers" {
 				m.note(k, NotCarried, "Sluice matches requests by uri, method, headers and cookies only")
 			}
