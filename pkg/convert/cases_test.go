@@ -6,16 +6,20 @@ import (
 	"testing"
 )
 
-// canary is a minimal Istio Canary with analysis lines added (YAML, two
-// spaces deeper than analysis:) and extra spec lines.
+// canary is a minimal Canary with extra spec lines (a service: line among
+// them replaces the default one) and analysis lines (YAML, two spaces
+// deeper than analysis:).
 func canary(spec, analysis string) string {
+	service := "  service: {port: 80}\n"
+	if strings.Contains(spec, "  service:") {
+		service = ""
+	}
 	return `apiVersion: flagger.app/v1beta1
 kind: Canary
 metadata: {name: app, namespace: ns}
 spec:
   targetRef: {apiVersion: apps/v1, kind: Deployment, name: app}
-  service: {port: 80}
-` + spec + `
+` + service + spec + `
   analysis:
     interval: 1m
 ` + analysis
@@ -118,6 +122,19 @@ func TestConversionCases(t *testing.T) {
 				"  analysis:", "  canaryAnalysis:", 1),
 			wantSpec:  []string{`"interval":"1m0s"`, `"stepWeight":10`},
 			wantNotes: []string{"spec.canaryAnalysis: changed"},
+		},
+		{
+			name: "Service labels Sluice sets itself are reported, the others kept",
+			manifest: canary("  provider: istio\n  service: {port: 80, apex: {labels: {app.kubernetes.io/managed-by: flux, tier: web}, annotations: {sluice.dev/route: x}}}",
+				"    stepWeight: 10\n"),
+			wantSpec:  []string{`"apex":{"labels":{"tier":"web"}}`},
+			wantNotes: []string{"spec.service.apex.labels.app.kubernetes.io/managed-by: not carried over", "spec.service.apex.annotations.sluice.dev/route: not carried over"},
+		},
+		{
+			name:      "a Service name the CRD would refuse is reported",
+			manifest:  canary("  provider: istio\n  service: {port: 80, name: App_Svc}", "    stepWeight: 10\n"),
+			wantSpec:  []string{`"service":{"port":80}`},
+			wantNotes: []string{"spec.service.name: not carried over"},
 		},
 		{
 			name:      "an interval under a second is raised to 1s",

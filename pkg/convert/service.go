@@ -5,6 +5,7 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -52,16 +53,57 @@ func (c *canaryConv) service() error {
 	return nil
 }
 
-// serviceMeta reports the Service name and metadata fields.
+// dns1035 is the form of service.name the Sluice CRD accepts.
+var dns1035 = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
+
+// serviceMeta maps the apex Service's name and the Services' labels and
+// annotations.
 func (c *canaryConv) serviceMeta(s *reader) {
-	if name, ok := s.str("name"); ok && name != c.ro.Spec.TargetRef.Name {
-		s.note("name", NotCarried, "Sluice names the apex Service after targetRef.name (%s), with -primary and -canary: rename what calls %s, or the Deployment", c.ro.Spec.TargetRef.Name, name)
-	}
-	for _, k := range []string{"apex", "primary", "canary"} {
-		if s.has(k) {
-			s.note(k, NotCarried, "Sluice sets its own labels on the %s Service and no user labels or annotations", k)
+	svc, target := &c.ro.Spec.Service, c.ro.Spec.TargetRef.Name
+	if name, ok := s.str("name"); ok && name != target {
+		switch {
+		case len(name) > 63 || !dns1035.MatchString(name):
+			s.note("name", NotCarried, "%q is not a DNS-1035 label, which Sluice needs for service.name", name)
+		case name == target+"-primary" || name == target+"-canary":
+			s.note("name", NotCarried, "%s is the name of Sluice's -primary or -canary Service", name)
+		default:
+			svc.Name = name
+			s.note("name", Differs, "the apex Service is %s as in Flagger, but the -primary and -canary Services are named after the target: %s-primary and %s-canary (Flagger: %s-primary, %s-canary)", name, target, target, name, name)
 		}
 	}
+	svc.Apex, svc.Primary, svc.Canary = serviceMetadata(s, "apex"), serviceMetadata(s, "primary"), serviceMetadata(s, "canary")
+}
+
+// serviceMetadata maps the labels and annotations of one Service, without
+// the keys Sluice sets itself.
+func serviceMetadata(s *reader, key string) *sluicev1.ServiceMetadata {
+	r := s.obj(key)
+	if r == nil {
+		return nil
+	}
+	md := &sluicev1.ServiceMetadata{Labels: r.strMap("labels"), Annotations: r.strMap("annotations")}
+	for _, k := range slices.Sorted(maps.Keys(md.Labels)) {
+		if k == "app.kubernetes.io/managed-by" || strings.HasPrefix(k, "sluice.dev/") {
+			r.note("labels."+k, NotCarried, "Sluice sets this label itself")
+			delete(md.Labels, k)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(md.Annotations)) {
+		if strings.HasPrefix(k, "sluice.dev/") {
+			r.note("annotations."+k, NotCarried, "Sluice sets annotations under sluice.dev/ itself")
+			delete(md.Annotations, k)
+		}
+	}
+	if len(md.Labels) == 0 {
+		md.Labels = nil
+	}
+	if len(md.Annotations) == 0 {
+		md.Annotations = nil
+	}
+	if md.Labels == nil && md.Annotations == nil {
+		return nil
+	}
+	return md
 }
 
 // serviceUnsupported reports the Service fields Sluice has no equivalent for.
