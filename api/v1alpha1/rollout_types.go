@@ -55,7 +55,7 @@ type RolloutSpec struct {
 	AutoscalerRef *AutoscalerRef `json:"autoscalerRef,omitempty"`
 
 	// Service describes the Services Sluice creates for the target: the apex
-	// `<name>`, `<name>-primary` and `<name>-canary`.
+	// `<name>` (or service.name), `<name>-primary` and `<name>-canary`.
 	Service ServiceSpec `json:"service"`
 
 	// Routing chooses the router that shifts traffic. Leave it empty for the
