@@ -53,11 +53,11 @@ func (o *options) convert(files []string, output string) error {
 	failed := 0
 	for _, p := range paths {
 		if len(paths) > 1 {
-			fmt.Fprintf(o.streams.ErrOut, "# %s\n", p)
+			fmt.Fprintf(o.streams.ErrOut, "# %s\n", displayName(p))
 		}
 		docs, err := o.decodeFile(p)
 		if err != nil {
-			fmt.Fprintf(o.streams.ErrOut, "# %s: NOT READ: %v\n", p, err)
+			fmt.Fprintf(o.streams.ErrOut, "# %s: NOT READ: %v\n", displayName(p), err)
 			failed++
 		}
 		for _, d := range docs {
@@ -126,4 +126,12 @@ func expandFiles(files []string) ([]string, error) {
 		out = append(out, names...)
 	}
 	return out, nil
+}
+
+// displayName names a file for the report; "-" is stdin.
+func displayName(path string) string {
+	if path == "-" {
+		return "(stdin)"
+	}
+	return path
 }
