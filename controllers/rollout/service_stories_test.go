@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -78,4 +79,18 @@ func TestTheServicesTakeTheApexNameAndTheLabelsAndAnnotationsTheRolloutGives(t *
 		t.Errorf("apex Service selects %v after the promotion, want the primary", sel)
 	}
 	s.expectKStatus("podinfo", status.CurrentStatus)
+
+	// Deleting the Rollout hands the renamed apex Service back to the target.
+	s.must(k8sClient.Delete(s.ctx, s.getRollout("podinfo")))
+	s.eventually(storyTimeout, "the Rollout to be gone", func() error {
+		err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, &sluicev1.Rollout{})
+		if err == nil {
+			return fmt.Errorf("still there")
+		}
+		return client.IgnoreNotFound(err)
+	})
+	apex = s.getService("podinfo-web")
+	if apex.Spec.Selector["app"] != "podinfo" || metav1.GetControllerOf(apex) != nil {
+		t.Errorf("apex Service podinfo-web selects %v, controller %v; want the target's pods and no owner", apex.Spec.Selector, metav1.GetControllerOf(apex))
+	}
 }
