@@ -40,6 +40,7 @@ type RolloutList struct {
 //
 // +kubebuilder:validation:XValidation:rule="!has(self.strategy.canary) || (has(self.routing) && (has(self.routing.gatewayAPI) || has(self.routing.istio)))",message="strategy.canary shifts traffic by weight and needs routing.gatewayAPI or routing.istio; with the plain kubernetes router use strategy.blueGreen"
 // +kubebuilder:validation:XValidation:rule="!has(self.strategy.abTesting) || (has(self.routing) && (has(self.routing.gatewayAPI) || has(self.routing.istio)))",message="strategy.abTesting routes by request and needs routing.gatewayAPI or routing.istio"
+// +kubebuilder:validation:XValidation:rule="!has(self.service.name) || (self.service.name != self.targetRef.name + '-primary' && self.service.name != self.targetRef.name + '-canary')",message="service.name may not be the name of the -primary or -canary Service"
 // +kubebuilder:validation:XValidation:rule="!has(self.strategy.blueGreen) || !has(self.strategy.blueGreen.mirror) || !self.strategy.blueGreen.mirror || (has(self.routing) && (has(self.routing.gatewayAPI) || has(self.routing.istio)))",message="strategy.blueGreen.mirror copies traffic and needs routing.gatewayAPI or routing.istio"
 type RolloutSpec struct {
 	// TargetRef names the Deployment that Sluice releases. Sluice scales it to
@@ -54,7 +55,7 @@ type RolloutSpec struct {
 	AutoscalerRef *AutoscalerRef `json:"autoscalerRef,omitempty"`
 
 	// Service describes the Services Sluice creates for the target: the apex
-	// `<name>`, `<name>-primary` and `<name>-canary`.
+	// `<name>` (or service.name), `<name>-primary` and `<name>-canary`.
 	Service ServiceSpec `json:"service"`
 
 	// Routing chooses the router that shifts traffic. Leave it empty for the
@@ -108,6 +109,15 @@ type RolloutSpec struct {
 	// traffic to it before Sluice's objects are removed.
 	// +optional
 	RevertOnDeletion bool `json:"revertOnDeletion,omitempty"`
+}
+
+// ApexServiceName is the name of the apex Service: service.name, else the
+// target's name.
+func (s *RolloutSpec) ApexServiceName() string {
+	if s.Service.Name != "" {
+		return s.Service.Name
+	}
+	return s.TargetRef.Name
 }
 
 // TargetRef names the workload that a Rollout releases.
@@ -177,8 +187,19 @@ type ScalerReplicas struct {
 	MaxReplicas *int32 `json:"maxReplicas,omitempty"`
 }
 
-// ServiceSpec is the port of the Services that Sluice generates.
+// ServiceSpec is the name, port and metadata of the Services that Sluice
+// generates.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.name) == has(oldSelf.name) && (!has(self.name) || self.name == oldSelf.name)",message="service.name cannot change: Sluice would leave the old apex Service behind; delete the Rollout and create it again to rename the Service"
 type ServiceSpec struct {
+	// Name of the apex Service, when it is not the target's name (the
+	// default). The `-primary` and `-canary` Services keep the target's
+	// name, like the primary Deployment.
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",message="service.name must be a DNS-1035 label: lower-case letters, digits and '-', starting with a letter and ending with a letter or digit"
+	// +optional
+	Name string `json:"name,omitempty"`
+
 	// Port the Services listen on.
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65535
@@ -193,6 +214,35 @@ type ServiceSpec struct {
 	// +kubebuilder:default=http
 	// +optional
 	PortName string `json:"portName,omitempty"`
+
+	// Apex holds labels and annotations for the apex Service.
+	// +optional
+	Apex *ServiceMetadata `json:"apex,omitempty"`
+
+	// Primary holds labels and annotations for the `-primary` Service.
+	// +optional
+	Primary *ServiceMetadata `json:"primary,omitempty"`
+
+	// Canary holds labels and annotations for the `-canary` Service.
+	// +optional
+	Canary *ServiceMetadata `json:"canary,omitempty"`
+}
+
+// ServiceMetadata is what Sluice adds to the metadata of a Service it
+// generates. Keys that Sluice sets itself (`app.kubernetes.io/managed-by`
+// and any under `sluice.dev/`) are refused.
+type ServiceMetadata struct {
+	// Labels added to the Service.
+	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, k != 'app.kubernetes.io/managed-by' && !k.startsWith('sluice.dev/'))",message="labels may not set app.kubernetes.io/managed-by or keys under sluice.dev/: Sluice sets them"
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+
+	// Annotations added to the Service.
+	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="self.all(k, !k.startsWith('sluice.dev/'))",message="annotations may not set keys under sluice.dev/: Sluice sets them"
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
 // Routing holds one field per router; at most one may be set. None set means

@@ -98,6 +98,15 @@ strategy: {blueGreen: {iterations: 3}}
 	if err := k8sClient.Create(context.Background(), bg, client.DryRunAll); err != nil {
 		t.Fatalf("blue/green Rollout on the kubernetes router rejected: %v", err)
 	}
+	named := rollout(t, "valid-service-name", validSpec, set("service", map[string]any{
+		"port": 9898, "name": "podinfo-web",
+		"apex":    map[string]any{"labels": map[string]any{"tier": "web"}, "annotations": map[string]any{"example.com/owner": "shop"}},
+		"primary": map[string]any{"labels": map[string]any{"track": "stable"}},
+		"canary":  map[string]any{"annotations": map[string]any{"example.com/track": "canary"}},
+	}))
+	if err := k8sClient.Create(context.Background(), named, client.DryRunAll); err != nil {
+		t.Errorf("Rollout with service.name and Service metadata rejected: %v", err)
+	}
 	for _, ref := range []map[string]any{
 		{"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "podinfo",
 			"primaryScalerReplicas": map[string]any{"minReplicas": 2, "maxReplicas": 20}},
@@ -212,6 +221,16 @@ func TestTheAPIServerRejectsInvalidRolloutsWithAClearMessage(t *testing.T) {
 			"supported values"},
 		{"a webhook URL that is not http", set("analysis.webhooks", []any{map[string]any{"name": "x", "type": "rollout", "url": "ftp://a/"}}),
 			"url must be an absolute http or https URL"},
+		{"a service name that is not a DNS-1035 label", set("service.name", "Podinfo_web"),
+			"service.name must be a DNS-1035 label"},
+		{"a service name starting with a digit", set("service.name", "1podinfo"),
+			"service.name must be a DNS-1035 label"},
+		{"a service name that is the primary Service's", set("service.name", "podinfo-primary"),
+			"service.name may not be the name of the -primary or -canary Service"},
+		{"a Service label Sluice sets itself", set("service.apex", map[string]any{"labels": map[string]any{"app.kubernetes.io/managed-by": "me"}}),
+			"labels may not set app.kubernetes.io/managed-by or keys under sluice.dev/"},
+		{"a Service annotation under sluice.dev/", set("service.canary", map[string]any{"annotations": map[string]any{"sluice.dev/route": "x"}}),
+			"annotations may not set keys under sluice.dev/"},
 		{"an autoscaler of another kind", set("autoscalerRef", map[string]any{"apiVersion": "apps/v1", "kind": "Deployment", "name": "x"}),
 			"autoscalerRef must be a HorizontalPodAutoscaler with apiVersion autoscaling/v2 or a ScaledObject with apiVersion keda.sh/v1alpha1"},
 		{"an HPA of an older apiVersion", set("autoscalerRef", map[string]any{"apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler", "name": "x"}),
@@ -239,5 +258,30 @@ func TestTheAPIServerRejectsInvalidRolloutsWithAClearMessage(t *testing.T) {
 				t.Errorf("rejected with\n  %v\nwant the message to say %q", err, tt.want)
 			}
 		})
+	}
+}
+
+// TestTheServiceNameCannotChange: a renamed apex Service would leave the old
+// one behind, so the API server refuses the change, and adding or removing
+// a name alike.
+func TestTheServiceNameCannotChange(t *testing.T) {
+	ctx := context.Background()
+	ro := rollout(t, "service-name-fixed", validSpec, set("service.name", "podinfo-web"))
+	if err := k8sClient.Create(ctx, ro); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = k8sClient.Delete(ctx, ro) }()
+	for _, name := range []any{"podinfo-www", nil} {
+		edited := ro.DeepCopy()
+		set("service.name", name)(edited.Object["spec"].(map[string]any))
+		err := k8sClient.Update(ctx, edited, client.DryRunAll)
+		if err == nil || !strings.Contains(err.Error(), "service.name cannot change") {
+			t.Errorf("service.name podinfo-web -> %v: got %v, want a refusal saying service.name cannot change", name, err)
+		}
+	}
+	edited := ro.DeepCopy()
+	set("service.apex", map[string]any{"labels": map[string]any{"tier": "web"}})(edited.Object["spec"].(map[string]any))
+	if err := k8sClient.Update(ctx, edited, client.DryRunAll); err != nil {
+		t.Errorf("changing the apex Service's labels was refused: %v", err)
 	}
 }

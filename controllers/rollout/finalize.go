@@ -140,7 +140,7 @@ func (r *Reconciler) apexServesTarget(ctx context.Context, ro *sluicev1.Rollout,
 // finalizeTarget reads what finalization needs without creating anything.
 func (r *Reconciler) finalizeTarget(ctx context.Context, ro *sluicev1.Rollout) (traffic.Target, *appsv1.Deployment, *appsv1.Deployment, error) {
 	name := ro.Spec.TargetRef.Name
-	t := traffic.Target{Rollout: ro, Apex: name, Primary: primaryName(name), Canary: name + "-canary"}
+	t := routeTarget(ro)
 	var target, primary *appsv1.Deployment
 	for _, p := range []struct {
 		name string

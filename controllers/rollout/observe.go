@@ -61,7 +61,7 @@ func (r *Reconciler) observe(ctx context.Context, ro *sluicev1.Rollout) (*scope,
 	sc.obs.Action = sluicev1.Action(ro.Annotations[sluicev1.ActionAnnotation])
 	sc.obs.ActionBy = ro.Annotations[sluicev1.ActionByAnnotation]
 	name := ro.Spec.TargetRef.Name
-	sc.route = traffic.Target{Rollout: ro, Apex: name, Primary: primaryName(name), Canary: name + "-canary"}
+	sc.route = routeTarget(ro)
 
 	if err := r.observePrimary(ctx, sc); err != nil {
 		return nil, err

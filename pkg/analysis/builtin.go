@@ -45,7 +45,7 @@ func varsFor(ro *sluicev1.Rollout, check sluicev1.MetricCheck) queryVars {
 		Namespace: ro.Namespace,
 		Name:      ro.Name,
 		Target:    ro.Spec.TargetRef.Name,
-		Service:   ro.Spec.TargetRef.Name, // Sluice names the apex Service after the target
+		Service:   ro.Spec.ApexServiceName(),
 		Interval:  model.Duration(d).String(),
 		Port:      ro.Spec.Service.Port,
 	}
@@ -74,8 +74,9 @@ func sourceFor(ro *sluicev1.Rollout, v queryVars, gw GatewayFlavor) (requestSour
 	case r != nil && r.GatewayAPI != nil && gw == GatewayTraefik:
 		// Traefik's Kubernetes Gateway provider names an HTTPRoute backend
 		// <namespace>-<service>-http-<port>, and metrics carry the provider
-		// suffix (as a real Traefik v3.6 exports it in the e2e tests).
-		svc := fmt.Sprintf("%s-%s-canary-http-%d@kubernetesgateway", v.Namespace, v.Service, v.Port)
+		// suffix (as a real Traefik v3.6 exports it in the e2e tests). The
+		// canary Service is named after the target, whatever the apex's name.
+		svc := fmt.Sprintf("%s-%s-canary-http-%d@kubernetesgateway", v.Namespace, v.Target, v.Port)
 		return requestSource{
 			requests: "traefik_service_requests_total", codeLabel: "code",
 			buckets: "traefik_service_request_duration_seconds_bucket", toMillis: " * 1000",
@@ -83,8 +84,8 @@ func sourceFor(ro *sluicev1.Rollout, v queryVars, gw GatewayFlavor) (requestSour
 		}, nil
 	case r != nil && r.GatewayAPI != nil && (gw == GatewayEnvoy || gw == ""):
 		// Envoy names clusters after the backend; the canary Service's
-		// clusters are <namespace>_<service>-canary_<port>[_<suffix>].
-		cluster := fmt.Sprintf("%s_%s-canary_%d(_.+)?", regexp.QuoteMeta(v.Namespace), regexp.QuoteMeta(v.Service), v.Port)
+		// clusters are <namespace>_<target>-canary_<port>[_<suffix>].
+		cluster := fmt.Sprintf("%s_%s-canary_%d(_.+)?", regexp.QuoteMeta(v.Namespace), regexp.QuoteMeta(v.Target), v.Port)
 		return requestSource{
 			requests: "envoy_cluster_upstream_rq", codeLabel: "envoy_response_code",
 			buckets:  "envoy_cluster_upstream_rq_time_bucket",

@@ -91,6 +91,7 @@ func NewCommand(streams genericiooptions.IOStreams) *cobra.Command {
 		newGetCommand(o),
 		newStatusCommand(o),
 		newDashboardCommand(o),
+		newConvertCommand(o),
 		newVersionCommand(o),
 	)
 	for _, a := range actionCommands {

@@ -55,8 +55,10 @@ func servicePorts(t Target) []corev1.ServicePort {
 	return []corev1.ServicePort{{Name: name, Port: s.Port, TargetPort: target, Protocol: corev1.ProtocolTCP}}
 }
 
-// EnsureService creates the named Service or updates its ports; the selector
-// is set on creation and, when updateSelector is true, kept equal to selector.
+// EnsureService creates the named Service or updates its ports and the
+// user's labels and annotations for it (service.apex, .primary, .canary);
+// the selector is set on creation and, when updateSelector is true, kept
+// equal to selector.
 func EnsureService(ctx context.Context, c client.Client, t Target, name string, selector map[string]string, updateSelector bool) error {
 	ro := t.Rollout
 	svc := &corev1.Service{}
@@ -69,6 +71,7 @@ func EnsureService(ctx context.Context, c client.Client, t Target, name string, 
 			},
 			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Selector: selector, Ports: servicePorts(t)},
 		}
+		syncMetadata(svc, serviceMetadata(t, name))
 		if err := controllerutil.SetControllerReference(ro, svc, c.Scheme()); err != nil {
 			return err
 		}
@@ -89,10 +92,11 @@ func EnsureService(ctx context.Context, c client.Client, t Target, name string, 
 	portsSame := len(svc.Spec.Ports) == 1 && svc.Spec.Ports[0].Name == want[0].Name &&
 		svc.Spec.Ports[0].Port == want[0].Port && svc.Spec.Ports[0].TargetPort == want[0].TargetPort
 	selectorSame := !updateSelector || maps.Equal(svc.Spec.Selector, selector)
-	if portsSame && selectorSame {
+	patch := client.MergeFrom(svc.DeepCopy())
+	metadataChanged := syncMetadata(svc, serviceMetadata(t, name))
+	if portsSame && selectorSame && !metadataChanged {
 		return nil
 	}
-	patch := client.MergeFrom(svc.DeepCopy())
 	svc.Spec.Ports = want
 	if updateSelector {
 		svc.Spec.Selector = selector

@@ -1,0 +1,96 @@
+package rollout_test
+
+import (
+	"fmt"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+// serviceName names the apex Service.
+func serviceName(name string) rolloutOpt {
+	return func(ro *sluicev1.Rollout) { ro.Spec.Service.Name = name }
+}
+
+// serviceMeta gives the apex, primary and canary Services labels and annotations.
+func serviceMeta(apex, primary, canary *sluicev1.ServiceMetadata) rolloutOpt {
+	return func(ro *sluicev1.Rollout) {
+		ro.Spec.Service.Apex, ro.Spec.Service.Primary, ro.Spec.Service.Canary = apex, primary, canary
+	}
+}
+
+func TestTheServicesTakeTheApexNameAndTheLabelsAndAnnotationsTheRolloutGives(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", serviceName("podinfo-web"), serviceMeta(
+		&sluicev1.ServiceMetadata{Labels: map[string]string{"tier": "web"}, Annotations: map[string]string{"example.com/owner": "shop"}},
+		&sluicev1.ServiceMetadata{Labels: map[string]string{"track": "stable"}},
+		&sluicev1.ServiceMetadata{Annotations: map[string]string{"example.com/track": "canary"}},
+	))
+
+	apex := s.getService("podinfo-web")
+	if apex.Spec.Selector["app"] != "podinfo-primary" {
+		t.Errorf("apex Service podinfo-web selects %v, want the primary", apex.Spec.Selector)
+	}
+	if apex.Labels["tier"] != "web" || apex.Annotations["example.com/owner"] != "shop" {
+		t.Errorf("apex Service metadata: labels %v annotations %v", apex.Labels, apex.Annotations)
+	}
+	if err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, &corev1.Service{}); !apierrors.IsNotFound(err) {
+		t.Errorf("a Service named after the target: %v, want none with service.name set", err)
+	}
+	if l := s.getService("podinfo-primary").Labels["track"]; l != "stable" {
+		t.Errorf("primary Service label track = %q, want stable", l)
+	}
+	if a := s.getService("podinfo-canary").Annotations["example.com/track"]; a != "canary" {
+		t.Errorf("canary Service annotation example.com/track = %q, want canary", a)
+	}
+
+	// Someone else labels the apex Service; the Rollout's labels change.
+	patch := client.MergeFrom(apex.DeepCopy())
+	apex.Labels["team"] = "storefront"
+	s.must(k8sClient.Patch(s.ctx, apex, patch))
+	ro := s.getRollout("podinfo")
+	rpatch := client.MergeFrom(ro.DeepCopy())
+	ro.Spec.Service.Apex = &sluicev1.ServiceMetadata{Labels: map[string]string{"tier": "frontend"}}
+	s.must(k8sClient.Patch(s.ctx, ro, rpatch))
+	s.eventually(storyTimeout, "the apex Service's metadata follows the spec", func() error {
+		svc := s.getService("podinfo-web")
+		if svc.Labels["tier"] != "frontend" {
+			return fmt.Errorf("label tier = %q", svc.Labels["tier"])
+		}
+		if _, ok := svc.Annotations["example.com/owner"]; ok {
+			return fmt.Errorf("the annotation removed from the spec is still there")
+		}
+		if svc.Labels["team"] != "storefront" {
+			return fmt.Errorf("the label someone else set is gone: %v", svc.Labels)
+		}
+		return nil
+	})
+
+	s.setImage("podinfo", "podinfo:2.0")
+	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+	if sel := s.getService("podinfo-web").Spec.Selector; sel["app"] != "podinfo-primary" {
+		t.Errorf("apex Service selects %v after the promotion, want the primary", sel)
+	}
+	s.expectKStatus("podinfo", status.CurrentStatus)
+
+	// Deleting the Rollout hands the renamed apex Service back to the target.
+	s.must(k8sClient.Delete(s.ctx, s.getRollout("podinfo")))
+	s.eventually(storyTimeout, "the Rollout to be gone", func() error {
+		err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, &sluicev1.Rollout{})
+		if err == nil {
+			return fmt.Errorf("still there")
+		}
+		return client.IgnoreNotFound(err)
+	})
+	apex = s.getService("podinfo-web")
+	if apex.Spec.Selector["app"] != "podinfo" || metav1.GetControllerOf(apex) != nil {
+		t.Errorf("apex Service podinfo-web selects %v, controller %v; want the target's pods and no owner", apex.Spec.Selector, metav1.GetControllerOf(apex))
+	}
+}

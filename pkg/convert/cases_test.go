@@ -1,0 +1,173 @@
+package convert
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// canary is a minimal Canary with extra spec lines (a service: line among
+// them replaces the default one) and analysis lines (YAML, two spaces
+// deeper than analysis:).
+func canary(spec, analysis string) string {
+	service := "  service: {port: 80}\n"
+	if strings.Contains(spec, "  service:") {
+		service = ""
+	}
+	return `apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: app, namespace: ns}
+spec:
+  targetRef: {apiVersion: apps/v1, kind: Deployment, name: app}
+` + service + spec + `
+  analysis:
+    interval: 1m
+` + analysis
+}
+
+func convertOne(t *testing.T, manifest string) Result {
+	t.Helper()
+	docs, err := Decode(strings.NewReader(manifest))
+	if err != nil || len(docs) != 1 {
+		t.Fatalf("decode: %v (%d documents)", err, len(docs))
+	}
+	return Convert(docs[0])
+}
+
+// specJSON is the converted Rollout's spec as JSON, for substring checks.
+func specJSON(t *testing.T, res Result) string {
+	t.Helper()
+	if res.Err != nil || len(res.Objects) == 0 {
+		t.Fatalf("not converted: %v", res.Err)
+	}
+	b, _ := json.Marshal(res.Objects[0]["spec"])
+	return string(b)
+}
+
+func TestConversionCases(t *testing.T) {
+	cases := []struct {
+		name      string
+		manifest  string
+		wantSpec  []string // substrings of the Rollout's spec as JSON
+		wantNotes []string // "field: kind" of notes that must be there
+	}{
+		{
+			name:      "a field the converter does not know is reported, not dropped",
+			manifest:  canary("  provider: istio", "    stepWeight: 10\n    futureKnob: 3\n"),
+			wantNotes: []string{"spec.analysis.futureKnob: not carried over"},
+		},
+		{
+			name:      "without provider the Canary is read as Flagger's default, istio, and the report says so",
+			manifest:  canary("", "    stepWeight: 10\n"),
+			wantSpec:  []string{`"routing":{"istio":{}}`, `"canary":{"stepWeight":10}`},
+			wantNotes: []string{"spec.provider: differs"},
+		},
+		{
+			name:     "without provider, gatewayRefs mean the Gateway API",
+			manifest: canary("  service: {port: 80, gatewayRefs: [{name: gw}]}", "    stepWeight: 10\n"),
+			wantSpec: []string{`"gatewayAPI":{"parentRefs":[{"name":"gw"}]}`},
+		},
+		{
+			name:      "stepWeights that do not increase are sorted and deduplicated",
+			manifest:  canary("  provider: istio", "    stepWeights: [30, 10, 10]\n"),
+			wantSpec:  []string{`"stepWeights":[10,30]`},
+			wantNotes: []string{"spec.analysis.stepWeights: changed"},
+		},
+		{
+			name:      "iterations win over weights, as in Flagger: blue/green",
+			manifest:  canary("  provider: istio", "    iterations: 4\n    stepWeight: 10\n    maxWeight: 50\n"),
+			wantSpec:  []string{`"blueGreen":{"iterations":4}`},
+			wantNotes: []string{"spec.analysis.iterations: differs", "spec.analysis.stepWeight: not carried over", "spec.analysis.maxWeight: not carried over"},
+		},
+		{
+			name:      "the kubernetes router turns weights into blue/green iterations",
+			manifest:  canary("  provider: kubernetes", "    stepWeight: 25\n    maxWeight: 75\n"),
+			wantSpec:  []string{`"blueGreen":{"iterations":3}`},
+			wantNotes: []string{"spec.analysis.stepWeight: changed"},
+		},
+		{
+			name:      "A/B matches need a weighted router",
+			manifest:  canary("  provider: kubernetes", "    iterations: 2\n    match: [{headers: {x-a: {exact: b}}}]\n"),
+			wantSpec:  []string{`"blueGreen":{"iterations":2}`},
+			wantNotes: []string{"spec.analysis.match: not carried over"},
+		},
+		{
+			name:      "mirroring goes with blue/green only",
+			manifest:  canary("  provider: istio", "    stepWeight: 10\n    mirror: true\n"),
+			wantSpec:  []string{`"canary":{"stepWeight":10}`},
+			wantNotes: []string{"spec.analysis.mirror: not carried over"},
+		},
+		{
+			name: "a webhook without type is a rollout hook; one without an http URL is left out",
+			manifest: canary("  provider: istio", "    stepWeight: 10\n    webhooks:\n"+
+				"      - {name: a, url: 'http://x/'}\n      - {name: b, type: pre-rollout, url: 'tcp://x:1'}\n"),
+			wantSpec:  []string{`"webhooks":[{"name":"a","type":"rollout","url":"http://x/"}]`},
+			wantNotes: []string{"spec.analysis.webhooks[1]: not carried over"},
+		},
+		{
+			name: "a deprecated metric threshold becomes the range's bound",
+			manifest: canary("  provider: istio", "    stepWeight: 10\n    metrics:\n"+
+				"      - {name: request-success-rate, threshold: 99}\n      - {name: request-duration, threshold: 500}\n"),
+			wantSpec:  []string{`"thresholdRange":{"min":99}`, `"thresholdRange":{"max":500}`},
+			wantNotes: []string{"spec.analysis.metrics[0].threshold: changed"},
+		},
+		{
+			name:      "a metric that is no built-in and names no template is left out",
+			manifest:  canary("  provider: istio", "    stepWeight: 10\n    metrics: [{name: made-up, thresholdRange: {max: 1}}]\n"),
+			wantNotes: []string{"spec.analysis.metrics[0]: not carried over"},
+		},
+		{
+			name: "the deprecated canaryAnalysis is read as analysis",
+			manifest: strings.Replace(canary("  provider: istio", "    stepWeight: 10\n"),
+				"  analysis:", "  canaryAnalysis:", 1),
+			wantSpec:  []string{`"interval":"1m0s"`, `"stepWeight":10`},
+			wantNotes: []string{"spec.canaryAnalysis: changed"},
+		},
+		{
+			name: "Service labels Sluice sets itself are reported, the others kept",
+			manifest: canary("  provider: istio\n  service: {port: 80, apex: {labels: {app.kubernetes.io/managed-by: flux, tier: web}, annotations: {sluice.dev/route: x}}}",
+				"    stepWeight: 10\n"),
+			wantSpec:  []string{`"apex":{"labels":{"tier":"web"}}`},
+			wantNotes: []string{"spec.service.apex.labels.app.kubernetes.io/managed-by: not carried over", "spec.service.apex.annotations.sluice.dev/route: not carried over"},
+		},
+		{
+			name:      "a Service name the CRD would refuse is reported",
+			manifest:  canary("  provider: istio\n  service: {port: 80, name: App_Svc}", "    stepWeight: 10\n"),
+			wantSpec:  []string{`"service":{"port":80}`},
+			wantNotes: []string{"spec.service.name: not carried over"},
+		},
+		{
+			name:      "an interval under a second is raised to 1s",
+			manifest:  strings.Replace(canary("  provider: istio", "    stepWeight: 10\n"), "interval: 1m", "interval: 500ms", 1),
+			wantSpec:  []string{`"interval":"1s"`},
+			wantNotes: []string{"spec.analysis.interval: changed"},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res := convertOne(t, tc.manifest)
+			spec := specJSON(t, res)
+			for _, want := range tc.wantSpec {
+				if !strings.Contains(spec, want) {
+					t.Errorf("spec lacks %s:\n%s", want, spec)
+				}
+			}
+			var notes []string
+			for _, n := range res.Notes {
+				notes = append(notes, n.Field+": "+string(n.Kind))
+			}
+			for _, want := range tc.wantNotes {
+				if !strings.Contains(strings.Join(notes, "\n")+"\n", want+"\n") {
+					t.Errorf("no note %q among:\n%s", want, strings.Join(notes, "\n"))
+				}
+			}
+		})
+	}
+}
+
+func TestAnInputThatCannotBeConvertedSaysWhy(t *testing.T) {
+	res := convertOne(t, strings.Replace(canary("", ""), "kind: Deployment", "kind: DaemonSet", 1))
+	if res.Err == nil || !strings.Contains(res.Err.Error(), "Deployments only") || len(res.Objects) != 0 {
+		t.Fatalf("want an error about Deployments, got %v and %d objects", res.Err, len(res.Objects))
+	}
+}

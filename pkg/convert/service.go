@@ -1,0 +1,289 @@
+package convert
+
+import (
+	"fmt"
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+// service maps spec.service: the ports of the generated Services, and the
+// router's settings that Flagger keeps there.
+func (c *canaryConv) service() error {
+	s := c.spec.obj("service")
+	if s == nil {
+		return fmt.Errorf("spec.service is missing")
+	}
+	port, ok := s.int("port")
+	if !ok || port < 1 || port > 65535 {
+		return fmt.Errorf("spec.service.port must be a port number (1-65535)")
+	}
+	svc := &c.ro.Spec.Service
+	svc.Port = int32(port)
+	if v, ok := s.get("targetPort"); ok {
+		switch tp := v.(type) {
+		case string:
+			svc.TargetPort = ptr.To(intstr.FromString(tp))
+		default:
+			if n, ok := s.int("targetPort"); ok {
+				svc.TargetPort = ptr.To(intstr.FromInt32(int32(n)))
+			}
+		}
+	}
+	if name, ok := s.str("portName"); ok {
+		svc.PortName = name
+	}
+	c.serviceMeta(s)
+	c.serviceUnsupported(s)
+	switch c.router {
+	case routerIstio:
+		c.istio(s)
+	case routerGatewayAPI:
+		c.gatewayAPI(s)
+	}
+	c.routerFieldsElsewhere(s)
+	return nil
+}
+
+// dns1035 is the form of service.name the Sluice CRD accepts.
+var dns1035 = regexp.MustCompile(`^[a-z]([-a-z0-9]*[a-z0-9])?$`)
+
+// serviceMeta maps the apex Service's name and the Services' labels and
+// annotations.
+func (c *canaryConv) serviceMeta(s *reader) {
+	svc, target := &c.ro.Spec.Service, c.ro.Spec.TargetRef.Name
+	if name, ok := s.str("name"); ok && name != target {
+		switch {
+		case len(name) > 63 || !dns1035.MatchString(name):
+			s.note("name", NotCarried, "%q is not a DNS-1035 label, which Sluice needs for service.name", name)
+		case name == target+"-primary" || name == target+"-canary":
+			s.note("name", NotCarried, "%s is the name of Sluice's -primary or -canary Service", name)
+		default:
+			svc.Name = name
+			s.note("name", Differs, "the apex Service is %s as in Flagger, but the -primary and -canary Services are named after the target: %s-primary and %s-canary (Flagger: %s-primary, %s-canary)", name, target, target, name, name)
+		}
+	}
+	svc.Apex, svc.Primary, svc.Canary = serviceMetadata(s, "apex"), serviceMetadata(s, "primary"), serviceMetadata(s, "canary")
+}
+
+// serviceMetadata maps the labels and annotations of one Service, without
+// the keys Sluice sets itself.
+func serviceMetadata(s *reader, key string) *sluicev1.ServiceMetadata {
+	r := s.obj(key)
+	if r == nil {
+		return nil
+	}
+	md := &sluicev1.ServiceMetadata{Labels: r.strMap("labels"), Annotations: r.strMap("annotations")}
+	for _, k := range slices.Sorted(maps.Keys(md.Labels)) {
+		if k == "app.kubernetes.io/managed-by" || strings.HasPrefix(k, "sluice.dev/") {
+			r.note("labels."+k, NotCarried, "Sluice sets this label itself")
+			delete(md.Labels, k)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(md.Annotations)) {
+		if strings.HasPrefix(k, "sluice.dev/") {
+			r.note("annotations."+k, NotCarried, "Sluice sets annotations under sluice.dev/ itself")
+			delete(md.Annotations, k)
+		}
+	}
+	if len(md.Labels) == 0 {
+		md.Labels = nil
+	}
+	if len(md.Annotations) == 0 {
+		md.Annotations = nil
+	}
+	if md.Labels == nil && md.Annotations == nil {
+		return nil
+	}
+	return md
+}
+
+// serviceUnsupported reports the Service fields Sluice has no equivalent for.
+func (c *canaryConv) serviceUnsupported(s *reader) {
+	for _, f := range []struct{ key, why string }{
+		{"portDiscovery", "Sluice's Services expose service.port only; other container ports are not added"},
+		{"appProtocol", "Sluice sets no appProtocol on its Service ports; name the port (portName) after the protocol, e.g. http or grpc, for meshes that read it"},
+		{"trafficPolicy", "Sluice's Istio router creates its DestinationRules without a traffic policy; set TLS and load balancing in a DestinationRule of your own for the -primary and -canary hosts"},
+		{"corsPolicy", "Sluice's routes set no CORS policy: let the application or the gateway answer CORS"},
+		{"delegation", "Sluice generates a VirtualService that is not a delegate; adopt a delegate with routing.istio.virtualServiceRef instead"},
+	} {
+		if s.has(f.key) {
+			s.note(f.key, NotCarried, "%s", f.why)
+		}
+	}
+}
+
+// istio maps the Istio fields of spec.service to routing.istio.
+func (c *canaryConv) istio(s *reader) {
+	is := c.ro.Spec.Routing.Istio
+	is.Hosts = s.strList("hosts")
+	is.Gateways = s.strList("gateways")
+	if s.has("match") {
+		is.Match = c.matches(s, "match")
+	}
+	if rt := s.obj("retries"); rt != nil {
+		is.Retries = &sluicev1.IstioRetries{}
+		if n, ok := rt.int("attempts"); ok {
+			is.Retries.Attempts = int32(max(n, 0))
+		}
+		is.Retries.PerTryTimeout = duration(rt, "perTryTimeout")
+		is.Retries.RetryOn, _ = rt.str("retryOn")
+	}
+	is.Timeout = duration(s, "timeout")
+	if h := s.obj("headers"); h != nil {
+		is.Headers = &sluicev1.IstioHeaders{Request: headerOps(h, "request"), Response: headerOps(h, "response")}
+	}
+	if rw := s.obj("rewrite"); rw != nil {
+		is.Rewrite = &sluicev1.IstioRewrite{}
+		is.Rewrite.URI, _ = rw.str("uri")
+		is.Rewrite.Authority, _ = rw.str("authority")
+	}
+}
+
+// headerOps maps one side of Istio header operations.
+func headerOps(h *reader, key string) *sluicev1.HeaderOperations {
+	o := h.obj(key)
+	if o == nil {
+		return nil
+	}
+	return &sluicev1.HeaderOperations{Set: o.strMap("set"), Add: o.strMap("add"), Remove: o.strList("remove")}
+}
+
+// gatewayAPI maps gatewayRefs and hosts to routing.gatewayAPI.
+func (c *canaryConv) gatewayAPI(s *reader) {
+	g := c.ro.Spec.Routing.GatewayAPI
+	g.Hostnames = s.strList("hosts")
+	for _, ref := range s.items("gatewayRefs") {
+		p := sluicev1.ParentReference{}
+		p.Name, _ = ref.str("name")
+		p.Namespace, _ = ref.str("namespace")
+		p.SectionName, _ = ref.str("sectionName")
+		for _, k := range []string{"group", "kind", "port"} {
+			if ref.has(k) {
+				ref.note(k, NotCarried, "Sluice's parentRefs name Gateways by name, namespace and sectionName")
+			}
+		}
+		if p.Name != "" {
+			g.ParentRefs = append(g.ParentRefs, p)
+		}
+	}
+}
+
+// routedBy lists the routing fields of spec.service each router takes.
+var routedBy = map[router][]string{
+	routerIstio:      {"hosts", "gateways", "match", "retries", "timeout", "headers", "rewrite"},
+	routerGatewayAPI: {"hosts", "gatewayRefs"},
+}
+
+// routerFieldsElsewhere reports the routing fields of spec.service that the
+// chosen router has no place for.
+func (c *canaryConv) routerFieldsElsewhere(s *reader) {
+	for _, k := range []string{"hosts", "gateways", "gatewayRefs", "match", "retries", "timeout", "headers", "rewrite"} {
+		if !s.has(k) || slices.Contains(routedBy[c.router], k) {
+			continue
+		}
+		switch c.router {
+		case routerKubernetes:
+			s.note(k, NotCarried, "the kubernetes router switches the apex Service's selector and has no routes")
+		case routerIstio:
+			s.note(k, NotCarried, "goes with the Gateway API; the Istio router attaches through service.gateways")
+		case routerGatewayAPI:
+			s.note(k, NotCarried, "Sluice's Gateway API router generates an HTTPRoute with parentRefs and hostnames only; adopt an HTTPRoute of your own (routing.gatewayAPI.httpRouteRef) to keep matches, filters and timeouts")
+		}
+	}
+}
+
+// matches maps a list of Istio HTTPMatchRequests (Flagger's match format for
+// every provider) to Sluice request matches.
+func (c *canaryConv) matches(r *reader, key string) []sluicev1.RequestMatch {
+	var out []sluicev1.RequestMatch
+	for _, m := range r.items(key) {
+		var rm sluicev1.RequestMatch
+		if u := m.obj("uri"); u != nil {
+			rm.URI = stringMatch(u)
+		}
+		if meth := m.obj("method"); meth != nil {
+			if sm := stringMatch(meth); sm != nil && sm.Exact != nil {
+				rm.Method = *sm.Exact
+			} else if sm != nil {
+				meth.note("", NotCarried, "Sluice matches a method by its exact name only")
+			}
+		}
+		if h := m.obj("headers"); h != nil {
+			for _, name := range slices.Sorted(maps.Keys(h.m)) {
+				hr := h.obj(name)
+				if hr == nil {
+					continue
+				}
+				if sm := stringMatch(hr); sm != nil {
+					if rm.Headers == nil {
+						rm.Headers = map[string]sluicev1.StringMatch{}
+					}
+					rm.Headers[name] = *sm
+				}
+			}
+		}
+		for _, k := range slices.Sorted(maps.Keys(m.m)) {
+			if k != "uri" && k != "method" && k != "headers" {
+				m.note(k, NotCarried, "Sluice matches requests by uri, method, headers and cookies only")
+			}
+		}
+		if rm.URI == nil && rm.Method == "" && len(rm.Headers) == 0 {
+			m.note("", NotCarried, "nothing of this match is left: it is dropped rather than made to match every request")
+			continue
+		}
+		out = append(out, rm)
+	}
+	return out
+}
+
+// stringMatch maps an Istio StringMatch: exactly one of exact, prefix, regex.
+func stringMatch(r *reader) *sluicev1.StringMatch {
+	var sm sluicev1.StringMatch
+	n := 0
+	if v, ok := r.str("exact"); ok {
+		sm.Exact, n = &v, n+1
+	}
+	if v, ok := r.str("prefix"); ok && n == 0 {
+		sm.Prefix, n = &v, n+1
+	}
+	if v, ok := r.str("regex"); ok && n == 0 {
+		sm.Regex, n = &v, n+1
+	}
+	if n == 0 {
+		r.note("", NotCarried, "needs one of exact, prefix or regex")
+		return nil
+	}
+	return &sm
+}
+
+// durationForm is the form of a duration the Sluice CRD accepts.
+var durationForm = regexp.MustCompile(`^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$`)
+
+// validDuration says whether the Sluice CRD accepts s as a duration.
+func validDuration(s string) bool {
+	d, err := time.ParseDuration(s)
+	return err == nil && d >= 0 && durationForm.MatchString(s)
+}
+
+// duration reads a duration field; a malformed one is reported.
+func duration(r *reader, key string) *metav1.Duration {
+	s, ok := r.str(key)
+	if !ok {
+		return nil
+	}
+	if !validDuration(s) {
+		r.note(key, NotCarried, "%q is not a duration such as 30s, 5m or 1h30m", s)
+		return nil
+	}
+	d, _ := time.ParseDuration(s)
+	return &metav1.Duration{Duration: d}
+}

@@ -1,0 +1,97 @@
+package plugin
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+
+	"github.com/sluice-dev/sluice/pkg/convert"
+)
+
+// fixtures are the Flagger manifests of the converter's golden tests.
+func fixtures(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob("../convert/testdata/*.yaml")
+	if err != nil || len(files) < 9 {
+		t.Fatalf("want at least nine Flagger fixtures, found %d (%v)", len(files), err)
+	}
+	return files
+}
+
+// TestEveryConvertedObjectIsAcceptedByTheAPIServer converts each fixture
+// with `kubectl sluice convert` and creates what it prints on a real API
+// server, so that the CRDs' schema and CEL rules judge the output.
+func TestEveryConvertedObjectIsAcceptedByTheAPIServer(t *testing.T) {
+	rollouts := 0
+	for _, file := range fixtures(t) {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			res := plugin(t, "convert", "-f", file)
+			wantCode := ExitOK
+			if strings.Contains(res.stderr, "NOT CONVERTED") {
+				wantCode = ExitFailed
+			}
+			if res.code != wantCode {
+				t.Fatalf("exit code %d, want %d; stderr:\n%s", res.code, wantCode, res.stderr)
+			}
+			objs, err := convert.Decode(strings.NewReader(res.stdout))
+			if err != nil || len(objs) == 0 {
+				t.Fatalf("stdout is not Sluice objects (%v):\n%s", err, res.stdout)
+			}
+			ns := newNamespace(t)
+			for _, o := range objs {
+				u := &unstructured.Unstructured{Object: o}
+				u.SetNamespace(ns)
+				if err := k8s.Create(context.Background(), u); err != nil {
+					t.Errorf("%s %s: the API server refuses it: %v", u.GetKind(), u.GetName(), err)
+				}
+				if u.GetKind() == "Rollout" {
+					rollouts++
+				}
+			}
+		})
+	}
+	if rollouts < 9 {
+		t.Errorf("%d Rollouts created, want one per Canary fixture", rollouts)
+	}
+}
+
+// TestConvertReadsStdinAndWritesJSON pipes a Canary in and asks for JSON:
+// the objects go to stdout, the report to stderr only.
+func TestConvertReadsStdinAndWritesJSON(t *testing.T) {
+	in, err := os.ReadFile("../convert/testdata/service-metadata.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	code := Run(context.Background(), []string{"convert", "-f", "-", "-o", "json"},
+		genericiooptions.IOStreams{In: bytes.NewReader(in), Out: &out, ErrOut: &errOut})
+	if code != ExitOK {
+		t.Fatalf("exit code %d; stderr:\n%s", code, errOut.String())
+	}
+	if !strings.HasPrefix(out.String(), "{") || !strings.Contains(out.String(), `"kind": "Rollout"`) {
+		t.Errorf("stdout is not a JSON List with the Rollout:\n%s", out.String())
+	}
+	if !strings.Contains(errOut.String(), "spec.service.corsPolicy: not carried over") || strings.Contains(out.String(), "corsPolicy") {
+		t.Errorf("the report belongs on stderr only; stderr:\n%s", errOut.String())
+	}
+}
+
+// TestConvertWithoutAFileSaysHowToGiveOne checks the usage errors.
+func TestConvertWithoutAFileSaysHowToGiveOne(t *testing.T) {
+	if res := plugin(t, "convert"); res.code != ExitFailed || !strings.Contains(res.stderr, "-f FILE") {
+		t.Errorf("got %d %q", res.code, res.stderr)
+	}
+	if res := plugin(t, "convert", "-f", "../convert/testdata", "-o", "wide"); res.code != ExitFailed || !strings.Contains(res.stderr, "yaml or json") {
+		t.Errorf("got %d %q", res.code, res.stderr)
+	}
+	res := plugin(t, "convert", "-f", "../convert/testdata")
+	if res.code != ExitFailed || !strings.Contains(res.stderr, "# ../convert/testdata/istio-ab.yaml") {
+		t.Errorf("a directory should convert every manifest in it, naming each; got %d:\n%s", res.code, res.stderr)
+	}
+}

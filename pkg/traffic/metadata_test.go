@@ -1,0 +1,45 @@
+package traffic
+
+import (
+	"maps"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+func TestServiceMetadataFollowsTheSpecAndLeavesOthersKeysAlone(t *testing.T) {
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{
+		Labels:      map[string]string{ManagedByLabel: ManagedByValue, "team": "set-by-someone"},
+		Annotations: map[string]string{"cloud.example/lb": "internal"},
+	}}
+	steps := []struct {
+		name            string
+		want            *sluicev1.ServiceMetadata
+		changed         bool
+		labels, annotes map[string]string
+	}{
+		{"the spec's keys are added", &sluicev1.ServiceMetadata{Labels: map[string]string{"tier": "web"}, Annotations: map[string]string{"a": "1"}}, true,
+			map[string]string{ManagedByLabel: ManagedByValue, "team": "set-by-someone", "tier": "web"},
+			map[string]string{"cloud.example/lb": "internal", "a": "1", AppliedMetadataAnnotation: `{"labels":["tier"],"annotations":["a"]}`}},
+		{"the same spec changes nothing", &sluicev1.ServiceMetadata{Labels: map[string]string{"tier": "web"}, Annotations: map[string]string{"a": "1"}}, false,
+			map[string]string{ManagedByLabel: ManagedByValue, "team": "set-by-someone", "tier": "web"},
+			map[string]string{"cloud.example/lb": "internal", "a": "1", AppliedMetadataAnnotation: `{"labels":["tier"],"annotations":["a"]}`}},
+		{"a key removed from the spec goes, others' stay", &sluicev1.ServiceMetadata{Annotations: map[string]string{"a": "2"}}, true,
+			map[string]string{ManagedByLabel: ManagedByValue, "team": "set-by-someone"},
+			map[string]string{"cloud.example/lb": "internal", "a": "2", AppliedMetadataAnnotation: `{"annotations":["a"]}`}},
+		{"no metadata removes the rest and the record", nil, true,
+			map[string]string{ManagedByLabel: ManagedByValue, "team": "set-by-someone"},
+			map[string]string{"cloud.example/lb": "internal"}},
+	}
+	for _, st := range steps {
+		if got := syncMetadata(svc, st.want); got != st.changed {
+			t.Errorf("%s: changed = %v, want %v", st.name, got, st.changed)
+		}
+		if !maps.Equal(svc.Labels, st.labels) || !maps.Equal(svc.Annotations, st.annotes) {
+			t.Errorf("%s: labels %v annotations %v, want %v and %v", st.name, svc.Labels, svc.Annotations, st.labels, st.annotes)
+		}
+	}
+}
