@@ -47,10 +47,11 @@ func (c *canaryConv) metric(m *reader) (sluicev1.MetricCheck, bool) {
 	case m.has("templateRef"):
 		ref := m.obj("templateRef")
 		tname, _ := ref.str("name")
+		mc.TemplateRef = &sluicev1.MetricTemplateReference{Name: tname}
 		if ns, ok := ref.str("namespace"); ok && ns != c.meta.Namespace {
-			ref.note("namespace", NotCarried, "Sluice reads MetricTemplates from the Rollout's namespace: convert %s/%s into it", ns, tname)
+			mc.TemplateRef.Namespace = ns
+			ref.note("namespace", Changed, "a MetricTemplate in another namespace is used only if it lists this Rollout's namespace in its sluice.dev/shared-with annotation: add %q to %s/%s's", c.meta.Namespace, ns, tname)
 		}
-		mc.TemplateRef = &sluicev1.LocalObjectReference{Name: tname}
 		if m.has("query") {
 			m.note("query", NotCarried, "templateRef is used")
 		}
@@ -58,7 +59,7 @@ func (c *canaryConv) metric(m *reader) (sluicev1.MetricCheck, bool) {
 		query, _ := m.str("query")
 		tmpl := c.inlineTemplate(name, query)
 		m.note("query", Changed, "moved to MetricTemplate %s (printed after the Rollout), which the metric names in templateRef", tmpl)
-		mc.TemplateRef = &sluicev1.LocalObjectReference{Name: tmpl}
+		mc.TemplateRef = &sluicev1.MetricTemplateReference{Name: tmpl}
 	case name == sluicev1.MetricRequestSuccessRate, name == sluicev1.MetricRequestDuration:
 		// Built-ins with the same meaning and unit: the percentage of
 		// non-5xx answers, and the p99 latency in milliseconds.
