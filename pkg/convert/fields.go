@@ -72,7 +72,7 @@ var Fields = []Field{
 	{"Canary", "analysis.canaryReadyThreshold", Unsupported},
 	{"Canary", "analysis.sessionAffinity", MapsInPart},
 	{"Canary", "analysis.metrics[].name", Maps},
-	{"Canary", "analysis.metrics[].templateRef", MapsInPart},
+	{"Canary", "analysis.metrics[].templateRef", Maps},
 	{"Canary", "analysis.metrics[].thresholdRange", Maps},
 	{"Canary", "analysis.metrics[].threshold", Maps},
 	{"Canary", "analysis.metrics[].interval", Maps},
