@@ -71,6 +71,7 @@ func main() {
 		idle       = flag.Int("idle", 0, "also measure N idle Rollouts (RSS and requests), then the RSS added by N unrelated Deployments, ConfigMaps and 4 KiB Secrets (0: skip)")
 		keep       = flag.Bool("keep", false, "keep the run directories (logs, audit logs)")
 		extra      = flag.String("manager-args", "", "more manager flags, space-separated (the table is of the defaults only without them)")
+		profile    = flag.String("profile", "", "directory for the manager's CPU profile of each row's last release and its allocations (pprof files; --profiling-address is turned on)")
 	)
 	flag.Parse()
 	ctrllog.SetLogger(logr.Discard())
@@ -85,7 +86,7 @@ func main() {
 		}
 		sizes = append(sizes, n)
 	}
-	b := &bench{runs: *runs, interval: *interval, managerBin: *managerBin, idleWindow: *idleWindow, keep: *keep, extraArgs: strings.Fields(*extra)}
+	b := &bench{runs: *runs, interval: *interval, managerBin: *managerBin, idleWindow: *idleWindow, keep: *keep, extraArgs: strings.Fields(*extra), profileDir: *profile}
 	var rows []row
 	for _, strat := range strings.Split(*strategies, ",") {
 		for _, n := range sizes {
@@ -124,10 +125,12 @@ type bench struct {
 	idleWindow time.Duration
 	keep       bool
 	extraArgs  []string
+	profileDir string
 }
 
 // env is one control plane with one manager.
 type env struct {
+	pprof    string // the manager's pprof address, with -profile
 	c        *cluster.Cluster
 	mgr      *cluster.Proc
 	audit    string
@@ -167,6 +170,11 @@ func (b *bench) start(ctx context.Context) (*env, error) {
 	if bin == "" {
 		bin = e.c.ManagerBinary()
 	}
+	args := b.extraArgs
+	if b.profileDir != "" {
+		e.pprof = freeAddr()
+		args = append(slices.Clone(args), "--profiling-address="+e.pprof)
+	}
 	// The manager as it ships, with the flags an out-of-cluster user must
 	// give: no client-side limit, leader election on, info logs.
 	e.mgr, err = e.c.StartProcess("sluice-manager", bin, append([]string{
@@ -174,7 +182,7 @@ func (b *bench) start(ctx context.Context) (*env, error) {
 		"--leader-election-namespace=kube-system",
 		"--metrics-bind-address=" + metricsAddr,
 		"--health-probe-bind-address=" + healthAddr,
-	}, b.extraArgs...)...)
+	}, args...)...)
 	if err != nil {
 		e.stop(b.keep)
 		return nil, err
@@ -295,6 +303,7 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 	}
 	w := newWatcher(ctx, e, ns)
 	defer w.stop()
+	profiling := b.profileDir != "" && idle // the row's last run
 	rss := sampleRSS(e.mgr.Pid())
 	defer rss.stop()
 
@@ -320,6 +329,14 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 	q0 := scrapeMean(e.metrics, "workqueue_queue_duration_seconds", `name="rollout"`)
 	r0 := scrapeMean(e.metrics, "controller_runtime_reconcile_time_seconds", `controller="rollout"`)
 	tChange := time.Now()
+	var profDone chan error
+	if profiling {
+		profDone = make(chan error, 1)
+		go func() {
+			profDone <- fetch(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=30", e.pprof),
+				filepath.Join(b.profileDir, fmt.Sprintf("cpu-%s-%d.pprof", strategy, n)))
+		}()
+	}
 	if err := parallel(n, func(i int) error {
 		patch := []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"app:2"}]}}}}`)
 		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("app-%d", i), Namespace: ns}}
@@ -332,6 +349,15 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 	}
 	tDone := time.Now()
 	res.succeeded = tDone.Sub(tChange)
+	if profiling {
+		if err := <-profDone; err != nil {
+			return res, err
+		}
+		if err := fetch(fmt.Sprintf("http://%s/debug/pprof/allocs", e.pprof),
+			filepath.Join(b.profileDir, fmt.Sprintf("allocs-%s-%d.pprof", strategy, n))); err != nil {
+			return res, err
+		}
+	}
 	res.progressing = w.lastSince(tChange, func(s seen) time.Time { return s.progressing })
 	res.firstShift = w.lastSince(tChange, func(s seen) time.Time { return s.shifted })
 	res.managerCPU = procCPU(e.mgr.Pid()) - cpu0
@@ -769,6 +795,30 @@ func scrapeMean(url, name, match string) sumCount {
 		}
 	}
 	return sc
+}
+
+// fetch saves what url answers to path.
+func fetch(url, path string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func httpOK(url string) bool {

@@ -66,7 +66,7 @@ func TestDefaultValuesRenderAHardenedManagerAndNothingOptional(t *testing.T) {
 		t.Errorf("resources = %+v, want requests and a memory limit", c.Resources)
 	}
 	expectArgs(t, c.Args, "--metrics-bind-address=:8080", "--health-probe-bind-address=:8081", "--log-level=info", "--gateway-flavor=envoy",
-		"--max-concurrent-reconciles=16")
+		"--max-concurrent-reconciles=64")
 	for _, a := range c.Args {
 		if strings.HasPrefix(a, "--notify-secret") || strings.HasPrefix(a, "--event-webhook-url") || strings.HasPrefix(a, "--prometheus-address") ||
 			strings.HasPrefix(a, "--webhook-egress-") {
