@@ -133,6 +133,9 @@ func Judge(check sluicev1.MetricCheck, v float64, err error) sluicev1.MetricStat
 		// Six significant digits: what a person reads, not float noise.
 		ms.Value = strconv.FormatFloat(v, 'g', 6, 64)
 		r := check.ThresholdRange
+		if r == nil {
+			r = &sluicev1.ThresholdRange{}
+		}
 		var out []string
 		if r.Min != nil && v < *r.Min {
 			out = append(out, fmt.Sprintf("below the minimum %v", *r.Min))

@@ -399,7 +399,7 @@ func TestRunQueriesTheChecksOfAStepConcurrentlyWithinItsBound(t *testing.T) {
 	ro := exampleRollout(nil)
 	ro.Spec.Analysis = &sluicev1.Analysis{}
 	for _, n := range []string{"a", "b", "c", "d", "e", "f", "g"} {
-		ro.Spec.Analysis.Metrics = append(ro.Spec.Analysis.Metrics, sluicev1.MetricCheck{Name: n, ThresholdRange: sluicev1.ThresholdRange{Min: ptr.To(99.0)}})
+		ro.Spec.Analysis.Metrics = append(ro.Spec.Analysis.Metrics, sluicev1.MetricCheck{Name: n, ThresholdRange: &sluicev1.ThresholdRange{Min: ptr.To(99.0)}})
 	}
 	q := &barrierQuerier{want: 3, all: make(chan struct{})}
 	// If the checks ran one after the other, none would reach the barrier

@@ -107,7 +107,7 @@ func runOne(t *testing.T, r client.Reader, opts analysis.PrometheusOptions, ro *
 	}
 	c := check("m")
 	c.TemplateRef = &ref
-	c.ThresholdRange = sluicev1.ThresholdRange{Max: ptr(50.0)}
+	c.ThresholdRange = &sluicev1.ThresholdRange{Max: ptr(50.0)}
 	ro.Spec.Analysis = &sluicev1.Analysis{Metrics: []sluicev1.MetricCheck{c}}
 	return analysis.Run(context.Background(), p, ro, time.Now()).Metrics[0]
 }

@@ -75,12 +75,12 @@ func TestStepMark(t *testing.T) {
 
 func TestFormatRange(t *testing.T) {
 	for _, tc := range []struct {
-		r    sluicev1.ThresholdRange
+		r    *sluicev1.ThresholdRange
 		want string
 	}{
-		{sluicev1.ThresholdRange{Min: ptr.To(99.0)}, ">= 99"},
-		{sluicev1.ThresholdRange{Max: ptr.To(500.0)}, "<= 500"},
-		{sluicev1.ThresholdRange{Min: ptr.To(0.5), Max: ptr.To(1.5)}, "0.5..1.5"},
+		{&sluicev1.ThresholdRange{Min: ptr.To(99.0)}, ">= 99"},
+		{&sluicev1.ThresholdRange{Max: ptr.To(500.0)}, "<= 500"},
+		{&sluicev1.ThresholdRange{Min: ptr.To(0.5), Max: ptr.To(1.5)}, "0.5..1.5"},
 	} {
 		if got := formatRange(tc.r); got != tc.want {
 			t.Errorf("formatRange = %q, want %q", got, tc.want)

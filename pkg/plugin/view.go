@@ -192,9 +192,11 @@ func (v *view) metrics(w io.Writer, s style) {
 }
 
 // formatRange shows a threshold range: "99..100", ">= 99", "<= 500".
-func formatRange(r sluicev1.ThresholdRange) string {
+func formatRange(r *sluicev1.ThresholdRange) string {
 	f := func(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
 	switch {
+	case r == nil:
+		return "-"
 	case r.Min != nil && r.Max != nil:
 		return f(*r.Min) + ".." + f(*r.Max)
 	case r.Min != nil:

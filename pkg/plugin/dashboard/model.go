@@ -170,9 +170,12 @@ func metrics(ro *sluicev1.Rollout, recent map[string][]string) []metricView {
 	}
 	out := []metricView{}
 	seen := map[string]bool{}
-	add := func(name string, r sluicev1.ThresholdRange) {
+	add := func(name string, r *sluicev1.ThresholdRange) {
 		seen[name] = true
-		m := metricView{Name: name, Min: r.Min, Max: r.Max, Recent: recent[name]}
+		m := metricView{Name: name, Recent: recent[name]}
+		if r != nil {
+			m.Min, m.Max = r.Min, r.Max
+		}
 		if res, ok := results[name]; ok {
 			m.Value, m.Verdict, m.Message = res.Value, res.Verdict, res.Message
 			if res.CheckedAt != nil {
@@ -189,7 +192,7 @@ func metrics(ro *sluicev1.Rollout, recent map[string][]string) []metricView {
 	}
 	for _, m := range ro.Status.Metrics {
 		if !seen[m.Name] {
-			add(m.Name, sluicev1.ThresholdRange{})
+			add(m.Name, nil)
 		}
 	}
 	return out

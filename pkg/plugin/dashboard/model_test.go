@@ -113,7 +113,7 @@ func TestTheViewShowsPlanMetricsAndGate(t *testing.T) {
 		Metrics:    []sluicev1.MetricStatus{{Name: "latency", Value: "731", Verdict: "Fail", CheckedAt: &now}, {Name: "extra", Value: "1"}}},
 		10, 20, 0)
 	ro.Spec.Analysis = &sluicev1.Analysis{
-		Metrics:  []sluicev1.MetricCheck{{Name: "latency", ThresholdRange: sluicev1.ThresholdRange{Max: ptr.To(500.0)}}, {Name: "errors"}},
+		Metrics:  []sluicev1.MetricCheck{{Name: "latency", ThresholdRange: &sluicev1.ThresholdRange{Max: ptr.To(500.0)}}, {Name: "errors"}},
 		Webhooks: []sluicev1.Webhook{{Name: "approve", Type: sluicev1.HookConfirmPromotion}, {Name: "load", Type: sluicev1.HookRollout}},
 	}
 	v := buildView(ro, nil, nil, map[string][]string{"latency": {"420", "731"}})
