@@ -335,6 +335,10 @@ func TestASlowPrometheusQueryTimesOut(t *testing.T) {
 // does not produce on demand.
 type fakeAPI struct{ err error }
 
+func (f fakeAPI) QueryRange(context.Context, string, promv1.Range, ...promv1.Option) (model.Value, promv1.Warnings, error) {
+	return nil, nil, f.err
+}
+
 func (f fakeAPI) Query(context.Context, string, time.Time, ...promv1.Option) (model.Value, promv1.Warnings, error) {
 	return nil, nil, f.err
 }

@@ -356,3 +356,24 @@ func TestExternalMetricsAreReadInTheTemplatesNamespaceOrForAClusterTemplateTheRo
 		t.Errorf("without a client: %+v", ms)
 	}
 }
+
+func TestACompareCheckOnAProviderWithoutSeriesIsAnError(t *testing.T) {
+	srv := newWebServer(t)
+	r := reader(t, webTemplate("shop", "web", srv.URL))
+	p, err := analysis.NewPrometheus(r, analysis.PrometheusOptions{Egress: loopbackAllowed(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := check("m")
+	c.TemplateRef = &sluicev1.MetricTemplateReference{Name: "web"}
+	c.Compare = &sluicev1.Compare{Direction: sluicev1.CompareIncrease}
+	ro := rolloutIn("shop", nil)
+	ro.Spec.Analysis = &sluicev1.Analysis{Metrics: []sluicev1.MetricCheck{c}}
+	ms := analysis.Run(context.Background(), p, ro, time.Now()).Metrics[0]
+	if ms.Verdict != analysis.VerdictError || !strings.Contains(ms.Message, "MetricTemplate web: provider web cannot return a series; compare needs one") {
+		t.Errorf("%+v, want an Error saying the web provider cannot return a series", ms)
+	}
+	if n := srv.count(); n != 0 {
+		t.Errorf("the provider was queried %d times, want none", n)
+	}
+}
