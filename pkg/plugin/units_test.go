@@ -88,6 +88,33 @@ func TestFormatRange(t *testing.T) {
 	}
 }
 
+func TestACompareMetricShowsTheCanaryAgainstThePrimary(t *testing.T) {
+	ro := &sluicev1.Rollout{}
+	ro.Spec.Analysis = &sluicev1.Analysis{Metrics: []sluicev1.MetricCheck{
+		{Name: "latency", TemplateRef: &sluicev1.MetricTemplateReference{Name: "latency"},
+			ThresholdRange: &sluicev1.ThresholdRange{Max: ptr.To(500.0)},
+			Compare:        &sluicev1.Compare{Direction: sluicev1.CompareIncrease, Tolerance: "10%"}},
+		{Name: "success", TemplateRef: &sluicev1.MetricTemplateReference{Name: "success"},
+			Compare: &sluicev1.Compare{Direction: sluicev1.CompareDecrease, Tolerance: "1%"}},
+	}}
+	ro.Status.Metrics = []sluicev1.MetricStatus{
+		{Name: "latency", Value: "240.8", PrimaryValue: "192.1", Estimate: "+22.1%", PValue: "1.45e-11", Verdict: "Fail",
+			Message: "latency: canary +22.1% vs primary (p<0.001, tolerance 10%)"},
+	}
+	var b bytes.Buffer
+	(&view{ro: ro}).metrics(&b, style{width: 200})
+	for _, want := range []string{
+		"240.8 vs primary 192.1 (+22.1%, p=1.45e-11)",
+		"<= 500, <= +10% vs primary",
+		">= -1% vs primary",
+		"latency: canary +22.1% vs primary (p<0.001, tolerance 10%)",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("metrics lack %q:\n%s", want, b.String())
+		}
+	}
+}
+
 func TestDescribeStepSaysWhatEachStepDoes(t *testing.T) {
 	ro := &sluicev1.Rollout{}
 	canarySteps(10, 0, 40)(ro)

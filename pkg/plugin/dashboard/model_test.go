@@ -133,6 +133,17 @@ func TestTheViewShowsPlanMetricsAndGate(t *testing.T) {
 	}
 }
 
+func TestACompareMetricCarriesThePrimaryEstimateAndP(t *testing.T) {
+	ro := rollout(sluicev1.RolloutStatus{Phase: sluicev1.PhaseProgressing, Metrics: []sluicev1.MetricStatus{{Name: "latency",
+		Value: "240.8", PrimaryValue: "192.1", Estimate: "+22.1%", PValue: "1.45e-11", Verdict: "Fail"}}}, 10, 20, 0)
+	ro.Spec.Analysis = &sluicev1.Analysis{Metrics: []sluicev1.MetricCheck{{Name: "latency",
+		Compare: &sluicev1.Compare{Direction: sluicev1.CompareIncrease, Tolerance: "10%"}}}}
+	m := buildView(ro, nil, nil, nil).Metrics[0]
+	if m.Compare != "<= +10% vs primary" || m.Value != "240.8" || m.PrimaryValue != "192.1" || m.Estimate != "+22.1%" || m.PValue != "1.45e-11" {
+		t.Errorf("metric %+v, want the canary against the primary with the rule, estimate and p", m)
+	}
+}
+
 func TestASlowTabIsDroppedAndOthersStillHear(t *testing.T) {
 	s := newStore(time.Now)
 	_, slow := s.subscribe()
