@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -258,5 +259,29 @@ func TestACompareQueryIsRenderedOncePerSide(t *testing.T) {
 				t.Errorf("rendered %q, %v; want %q", got, err, tt.want)
 			}
 		})
+	}
+}
+
+// TestTheWorkedExampleOfTheDocsHolds keeps docs/metrics.md's example of a
+// compare check honest.
+func TestTheWorkedExampleOfTheDocsHolds(t *testing.T) {
+	primary := []float64{205, 198, 212, 201, 196, 209, 203, 207, 199, 214, 202}
+	canary := []float64{251, 238, 262, 244, 249, 271, 240, 256, 247, 259, 243}
+	same := []float64{214, 201, 208, 199, 222, 205, 197, 211, 203, 206, 200}
+	check := latencyCheck(func(c *sluicev1.MetricCheck) { c.ThresholdRange = &sluicev1.ThresholdRange{Max: ptr.To(500.0)} })
+	doc, err := os.ReadFile("../../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	slower := JudgeCompare(check, Sides{Canary: canary, Primary: primary})
+	want := fmt.Sprintf(`{name: latency, verdict: %s, value: %q, primaryValue: %q,
+                 estimate: %q, pValue: %q,
+                 message: %q}`, slower.Verdict, slower.Value, slower.PrimaryValue, slower.Estimate, slower.PValue, slower.Message)
+	if slower.Verdict != VerdictFail || !strings.Contains(string(doc), want) {
+		t.Errorf("docs/metrics.md does not show the status of its example:\n%s", want)
+	}
+	passes := JudgeCompare(check, Sides{Canary: same, Primary: primary})
+	if passes.Verdict != VerdictPass || !strings.Contains(string(doc), "gives "+passes.Estimate+" with p = "+passes.PValue[:4]) {
+		t.Errorf("docs/metrics.md does not show the passing example: %+v", passes)
 	}
 }
