@@ -622,7 +622,7 @@ func CanarySteps(weights ...int32) sluicev1.Strategy {
 func SuccessRate(min float64) sluicev1.MetricCheck {
 	return sluicev1.MetricCheck{
 		Name:           sluicev1.MetricRequestSuccessRate,
-		ThresholdRange: sluicev1.ThresholdRange{Min: ptr.To(min)},
+		ThresholdRange: &sluicev1.ThresholdRange{Min: ptr.To(min)},
 		Interval:       &metav1.Duration{Duration: 10 * time.Second},
 		// The first check may come before Traefik has sent the canary a
 		// request: hold instead of counting a failure.

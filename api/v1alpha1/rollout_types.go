@@ -589,9 +589,12 @@ const (
 	MetricRequestDuration    = "request-duration"
 )
 
-// MetricCheck is one metric checked against a range after each step.
+// MetricCheck is one metric checked after each step: against a range, against
+// the primary (compare), or both.
 //
 // +kubebuilder:validation:XValidation:rule="has(self.templateRef) || self.name in ['request-success-rate', 'request-duration']",message="a metric without templateRef must be a built-in one: request-success-rate or request-duration"
+// +kubebuilder:validation:XValidation:rule="has(self.thresholdRange) || has(self.compare)",message="a metric needs thresholdRange, compare or both"
+// +kubebuilder:validation:XValidation:rule="!has(self.compare) || has(self.templateRef)",message="compare needs a templateRef: the template's query is run once for the canary and once for the primary"
 type MetricCheck struct {
 	// Name of the check; a built-in metric name when TemplateRef is empty.
 	// +kubebuilder:validation:MinLength=1
@@ -603,8 +606,17 @@ type MetricCheck struct {
 	// +optional
 	TemplateRef *MetricTemplateReference `json:"templateRef,omitempty"`
 
-	// ThresholdRange is the range the value must be in for the check to pass.
-	ThresholdRange ThresholdRange `json:"thresholdRange"`
+	// ThresholdRange is the range the value must be in for the check to
+	// pass. With compare, the value is the canary's median over the window.
+	// +optional
+	ThresholdRange *ThresholdRange `json:"thresholdRange,omitempty"`
+
+	// Compare judges the canary against the primary: the template's query
+	// is run over the window for each side and the two series are compared
+	// (Mann-Whitney U test and Hodges-Lehmann shift). With thresholdRange
+	// too, both must pass.
+	// +optional
+	Compare *Compare `json:"compare,omitempty"`
 
 	// Interval is the query window, e.g. 1m.
 	// +optional
@@ -623,6 +635,80 @@ type MetricCheck struct {
 	// +kubebuilder:default=fail
 	// +optional
 	OnNoData NoDataPolicy `json:"onNoData,omitempty"`
+}
+
+// Compare baselines. The primary is the only one today.
+const (
+	BaselinePrimary = "primary"
+)
+
+// CompareDirection says which way a compared metric gets worse.
+// +kubebuilder:validation:Enum=increase;decrease;either
+type CompareDirection string
+
+// Compare directions.
+const (
+	// CompareIncrease: higher is worse (latency, error rate).
+	CompareIncrease CompareDirection = "increase"
+	// CompareDecrease: lower is worse (success rate, throughput).
+	CompareDecrease CompareDirection = "decrease"
+	// CompareEither: any significant difference beyond the tolerance is worse.
+	CompareEither CompareDirection = "either"
+)
+
+// Compare judges a metric of the canary against the same metric of the
+// baseline (the primary) over the same window.
+type Compare struct {
+	// Baseline is what the canary is compared with: primary (the only one).
+	// +kubebuilder:validation:Enum=primary
+	// +kubebuilder:default=primary
+	// +optional
+	Baseline string `json:"baseline,omitempty"`
+
+	// Direction is the way the metric gets worse: increase (latency, error
+	// rate), decrease (success rate) or either. Required: a wrong default
+	// would let a canary through that is worse the other way.
+	Direction CompareDirection `json:"direction"`
+
+	// Tolerance is how much worse than the primary's median the canary may
+	// be, as a percentage from 0% to 1000%: "10%" lets a latency be up to
+	// 10% higher. 0% fails on any significant worsening.
+	// +kubebuilder:default="10%"
+	// +kubebuilder:validation:MaxLength=16
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[0-9]+([.][0-9]+)?%$')",message="tolerance must be a percentage such as 10% or 2.5%"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^[0-9]+([.][0-9]+)?%$') || double(self.replace('%', '')) <= 1000.0",message="tolerance must be at most 1000%"
+	// +optional
+	Tolerance string `json:"tolerance,omitempty"`
+
+	// MinSamples is the fewest samples each side needs to be judged; with
+	// fewer, onNoData decides.
+	// +kubebuilder:default=5
+	// +kubebuilder:validation:XValidation:rule="self >= 3 && self <= 10000",message="minSamples must be between 3 and 10000"
+	// +optional
+	MinSamples int32 `json:"minSamples,omitempty"`
+
+	// Alpha is the significance level: the canary fails only when the
+	// test's p-value is below it.
+	// +kubebuilder:default=0.05
+	// +kubebuilder:validation:XValidation:rule="self > 0.0 && self <= 0.5",message="alpha must be above 0 and at most 0.5 (0.05 is usual)"
+	// +optional
+	Alpha *float64 `json:"alpha,omitempty"`
+
+	// OnNoData says what a side without samples (or with fewer than
+	// minSamples) means; the check's onNoData when empty.
+	// +kubebuilder:validation:Enum=fail;hold;pass
+	// +optional
+	OnNoData NoDataPolicy `json:"onNoData,omitempty"`
+
+	// Step is the spacing of the samples within the window. Each sample is
+	// the query evaluated at one step, with .interval set to the step.
+	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$')",message="must be a duration such as 30s, 5m or 1h30m"
+	// +kubebuilder:validation:XValidation:rule="!self.matches('^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$') || duration(self) >= duration('1s')",message="compare.step must be at least 1s"
+	// +optional
+	Step *metav1.Duration `json:"step,omitempty"`
 }
 
 // Kinds a metric check's templateRef may name.
@@ -898,6 +984,19 @@ type MetricStatus struct {
 	// Message explains a failure or error.
 	// +optional
 	Message string `json:"message,omitempty"`
+	// PrimaryValue is, for a compare check, the primary's median over the
+	// window, as text; Value is then the canary's.
+	// +optional
+	PrimaryValue string `json:"primaryValue,omitempty"`
+	// Estimate is, for a compare check, how much the canary differs from
+	// the primary (Hodges-Lehmann shift): "+21.3%" relative to the
+	// primary's median, or in the metric's unit ("+0.002") when that
+	// median is 0.
+	// +optional
+	Estimate string `json:"estimate,omitempty"`
+	// PValue is, for a compare check, the test's p-value, as text.
+	// +optional
+	PValue string `json:"pValue,omitempty"`
 	// CheckedAt is when the check ran.
 	// +optional
 	CheckedAt *metav1.Time `json:"checkedAt,omitempty"`

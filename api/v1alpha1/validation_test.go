@@ -121,6 +121,27 @@ strategy: {blueGreen: {iterations: 3}}
 	}
 }
 
+// TestACompareCheckIsAcceptedAndDefaulted: a compare check needs only its
+// direction; the API server fills in the rest.
+func TestACompareCheckIsAcceptedAndDefaulted(t *testing.T) {
+	ro := rollout(t, "valid-compare", validSpec, set("analysis.metrics", []any{map[string]any{"name": "latency",
+		"templateRef": map[string]any{"name": "latency"}, "thresholdRange": map[string]any{"max": 500},
+		"compare": map[string]any{"direction": "increase"}}}))
+	if err := k8sClient.Create(context.Background(), ro, client.DryRunAll); err != nil {
+		t.Fatalf("compare check rejected: %v", err)
+	}
+	metrics, _, _ := unstructured.NestedSlice(ro.Object, "spec", "analysis", "metrics")
+	if len(metrics) != 1 {
+		t.Fatalf("metrics = %v", metrics)
+	}
+	got, _, _ := unstructured.NestedMap(metrics[0].(map[string]any), "compare")
+	want := map[string]any{"baseline": "primary", "direction": "increase", "tolerance": "10%",
+		"minSamples": int64(5), "alpha": 0.05, "step": "30s"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("compare = %v, want %v", got, want)
+	}
+}
+
 // TestTheScaleDownDelayDefaultsToTenSecondsAndZeroIsKept: a Rollout that
 // does not say gets the drain; one that asks for none keeps its 0.
 func TestTheScaleDownDelayDefaultsToTenSecondsAndZeroIsKept(t *testing.T) {
@@ -204,6 +225,25 @@ func TestTheAPIServerRejectsInvalidRolloutsWithAClearMessage(t *testing.T) {
 			"supported values: \"MetricTemplate\", \"ClusterMetricTemplate\""},
 		{"a threshold range with min above max", set("analysis.metrics", []any{map[string]any{"name": "request-duration", "thresholdRange": map[string]any{"min": 10, "max": 1}}}),
 			"thresholdRange.min must not be above thresholdRange.max"},
+		{"a metric with neither thresholdRange nor compare", set("analysis.metrics", []any{map[string]any{"name": "request-duration"}}),
+			"a metric needs thresholdRange, compare or both"},
+		{"a compare check without a templateRef", set("analysis.metrics", []any{map[string]any{"name": "request-duration",
+			"compare": map[string]any{"direction": "increase"}}}),
+			"compare needs a templateRef"},
+		{"a compare check without a direction", set("analysis.metrics", []any{map[string]any{"name": "latency", "templateRef": map[string]any{"name": "latency"}, "compare": map[string]any{"tolerance": "10%"}}}),
+			"spec.analysis.metrics[0].compare.direction: Required value"},
+		{"a compare tolerance that is not a percentage", set("analysis.metrics", []any{map[string]any{"name": "latency", "templateRef": map[string]any{"name": "latency"}, "compare": map[string]any{"direction": "increase", "tolerance": "0.1"}}}),
+			"tolerance must be a percentage such as 10% or 2.5%"},
+		{"a compare tolerance above 1000%", set("analysis.metrics", []any{map[string]any{"name": "latency", "templateRef": map[string]any{"name": "latency"}, "compare": map[string]any{"direction": "increase", "tolerance": "1000.5%"}}}),
+			"tolerance must be at most 1000%"},
+		{"a compare minSamples under 3", set("analysis.metrics", []any{map[string]any{"name": "latency", "templateRef": map[string]any{"name": "latency"}, "compare": map[string]any{"direction": "increase", "minSamples": 2}}}),
+			"minSamples must be between 3 and 10000"},
+		{"a compare alpha of 1", set("analysis.metrics", []any{map[string]any{"name": "latency", "templateRef": map[string]any{"name": "latency"}, "compare": map[string]any{"direction": "increase", "alpha": 1}}}),
+			"alpha must be above 0 and at most 0.5"},
+		{"a compare step under a second", set("analysis.metrics", []any{map[string]any{"name": "latency", "templateRef": map[string]any{"name": "latency"}, "compare": map[string]any{"direction": "increase", "step": "500ms"}}}),
+			"compare.step must be at least 1s"},
+		{"a compare against another baseline", set("analysis.metrics", []any{map[string]any{"name": "latency", "templateRef": map[string]any{"name": "latency"}, "compare": map[string]any{"direction": "increase", "baseline": "previous"}}}),
+			"supported values: \"primary\""},
 		{"A/B testing without a weighted router", func(spec map[string]any) {
 			set("routing", nil)(spec)
 			set("strategy", map[string]any{"abTesting": map[string]any{"match": []any{map[string]any{"headers": map[string]any{"x-canary": map[string]any{"exact": "1"}}}}}})(spec)

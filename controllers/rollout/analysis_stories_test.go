@@ -59,12 +59,12 @@ func metric(c sluicev1.MetricCheck) rolloutOpt {
 
 func successRateAtLeast(min float64, onNoData sluicev1.NoDataPolicy) sluicev1.MetricCheck {
 	return sluicev1.MetricCheck{Name: sluicev1.MetricRequestSuccessRate, Interval: metricsWindow,
-		ThresholdRange: sluicev1.ThresholdRange{Min: &min}, OnNoData: onNoData}
+		ThresholdRange: &sluicev1.ThresholdRange{Min: &min}, OnNoData: onNoData}
 }
 
 func p99AtMost(ms float64) sluicev1.MetricCheck {
 	return sluicev1.MetricCheck{Name: sluicev1.MetricRequestDuration, Interval: metricsWindow,
-		ThresholdRange: sluicev1.ThresholdRange{Max: &ms}}
+		ThresholdRange: &sluicev1.ThresholdRange{Max: &ms}}
 }
 
 func metricStatus(ro *sluicev1.Rollout, name string) (sluicev1.MetricStatus, bool) {
@@ -250,7 +250,7 @@ func TestAMetricTemplateReachesAPrometheusBehindATokenCheckingProxy(t *testing.T
 	}
 	rps := func(template string) sluicev1.MetricCheck {
 		return sluicev1.MetricCheck{Name: "rps", TemplateRef: &sluicev1.MetricTemplateReference{Name: template},
-			Interval: metricsWindow, ThresholdRange: sluicev1.ThresholdRange{Min: ptrTo(1.0)}}
+			Interval: metricsWindow, ThresholdRange: &sluicev1.ThresholdRange{Min: ptrTo(1.0)}}
 	}
 	s.deploy("good", "app:1.0")
 	s.deploy("bad", "app:1.0")
@@ -313,7 +313,7 @@ func TestAMetricTemplateWithAnUnknownVariableIsReportedAndNeverPromotes(t *testi
 	}))
 	s.deploy("podinfo", "podinfo:1.0")
 	s.initialized("podinfo", iterations(2), metric(sluicev1.MetricCheck{Name: "by-region",
-		TemplateRef: &sluicev1.MetricTemplateReference{Name: "by-region"}, ThresholdRange: sluicev1.ThresholdRange{Min: ptrTo(1.0)}}))
+		TemplateRef: &sluicev1.MetricTemplateReference{Name: "by-region"}, ThresholdRange: &sluicev1.ThresholdRange{Min: ptrTo(1.0)}}))
 
 	s.setImage("podinfo", "podinfo:2.0")
 

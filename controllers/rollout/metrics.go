@@ -24,7 +24,10 @@ var (
 		Name: "sluice_rollout_failed_checks", Help: "Failed checks in the current run.",
 	}, []string{"namespace", "name"})
 	metricValueGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "sluice_rollout_metric_value", Help: "Last value of each analysis metric of a Rollout.",
+		Name: "sluice_rollout_metric_value", Help: "Last value of each analysis metric of a Rollout (the canary's median for a compare check).",
+	}, []string{"namespace", "name", "metric"})
+	metricPrimaryGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "sluice_rollout_metric_primary_value", Help: "Last median of the primary for each compare check of a Rollout.",
 	}, []string{"namespace", "name", "metric"})
 	releaseDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "sluice_release_duration_seconds", Help: "Time from a new revision to its promotion or rollback.",
@@ -61,7 +64,7 @@ var allPhases = []sluicev1.Phase{
 }
 
 func init() {
-	metrics.Registry.MustRegister(phaseGauge, weightGauge, failedChecksGauge, metricValueGauge,
+	metrics.Registry.MustRegister(phaseGauge, weightGauge, failedChecksGauge, metricValueGauge, metricPrimaryGauge,
 		releaseDuration, releasesTotal, reconcileErrors, eventsTotal)
 }
 
@@ -81,6 +84,13 @@ func recordMetrics(ro *sluicev1.Rollout, before *sluicev1.RolloutStatus, now tim
 	for _, m := range st.Metrics {
 		if v, err := strconv.ParseFloat(m.Value, 64); err == nil {
 			metricValueGauge.WithLabelValues(ns, name, m.Name).Set(v)
+		}
+		if v, err := strconv.ParseFloat(m.PrimaryValue, 64); err == nil {
+			metricPrimaryGauge.WithLabelValues(ns, name, m.Name).Set(v)
+		} else {
+			// No primary median this time (no data, or no longer a
+			// compare check): an old one must not stand for it.
+			metricPrimaryGauge.DeleteLabelValues(ns, name, m.Name)
 		}
 	}
 	if before.Phase == st.Phase || st.RunStartedAt == nil {
@@ -105,7 +115,7 @@ func recordMetrics(ro *sluicev1.Rollout, before *sluicev1.RolloutStatus, now tim
 // forgetMetrics drops a deleted Rollout's series.
 func forgetMetrics(namespace, name string) {
 	labels := prometheus.Labels{"namespace": namespace, "name": name}
-	for _, v := range []*prometheus.GaugeVec{phaseGauge, weightGauge, failedChecksGauge, metricValueGauge} {
+	for _, v := range []*prometheus.GaugeVec{phaseGauge, weightGauge, failedChecksGauge, metricValueGauge, metricPrimaryGauge} {
 		v.DeletePartialMatch(labels)
 	}
 	releaseDuration.DeletePartialMatch(labels)

@@ -47,6 +47,25 @@ func TestMetricsCountEndedReleasesAndTheirDuration(t *testing.T) {
 	}
 }
 
+func TestACompareCheckExportsThePrimarysMedianBesideTheCanarys(t *testing.T) {
+	ro := &sluicev1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "compare-test"}}
+	ro.Status.Metrics = []sluicev1.MetricStatus{{Name: "latency", Value: "240", PrimaryValue: "200", Estimate: "+20.0%", PValue: "0.0001"}}
+	recordMetrics(ro, &ro.Status, time.Now())
+	if got := testutil.ToFloat64(metricPrimaryGauge.WithLabelValues("shop", "compare-test", "latency")); got != 200 {
+		t.Errorf("primary value = %v, want 200", got)
+	}
+	if got := testutil.ToFloat64(metricValueGauge.WithLabelValues("shop", "compare-test", "latency")); got != 240 {
+		t.Errorf("canary value = %v, want 240", got)
+	}
+	// The next check has no primary data: its old median goes.
+	ro.Status.Metrics[0].PrimaryValue = ""
+	recordMetrics(ro, &ro.Status, time.Now())
+	if n := testutil.CollectAndCount(metricPrimaryGauge, "sluice_rollout_metric_primary_value"); n != 0 {
+		t.Errorf("%d primary series left without primary data", n)
+	}
+	forgetMetrics("shop", "compare-test")
+}
+
 func TestEveryRecordedEventIsCountedAndPassedOn(t *testing.T) {
 	fake := events.NewFakeRecorder(4)
 	rec := CountEvents(fake)

@@ -70,7 +70,7 @@ func (s *sharedStory) webSpec() sluicev1.MetricTemplateSpec {
 }
 
 func errorsAtMost(name string, ref sluicev1.MetricTemplateReference) rolloutOpt {
-	return metric(sluicev1.MetricCheck{Name: name, TemplateRef: &ref, ThresholdRange: sluicev1.ThresholdRange{Max: ptrTo(0.0)}})
+	return metric(sluicev1.MetricCheck{Name: name, TemplateRef: &ref, ThresholdRange: &sluicev1.ThresholdRange{Max: ptrTo(0.0)}})
 }
 
 func TestARolloutUsesAClusterMetricTemplateAndATemplateSharedWithItsNamespace(t *testing.T) {

@@ -79,8 +79,8 @@ func run() error {
 		// The built-in checks, read from Traefik's own metrics
 		// (--gateway-flavor traefik); hold while the canary has no traffic yet.
 		Metrics: []sluicev1.MetricCheck{
-			{Name: sluicev1.MetricRequestSuccessRate, ThresholdRange: sluicev1.ThresholdRange{Min: ptr.To(99.0)}, Interval: &metav1.Duration{Duration: 10 * time.Second}, OnNoData: sluicev1.NoDataHold},
-			{Name: sluicev1.MetricRequestDuration, ThresholdRange: sluicev1.ThresholdRange{Max: ptr.To(500.0)}, Interval: &metav1.Duration{Duration: 10 * time.Second}, OnNoData: sluicev1.NoDataHold},
+			{Name: sluicev1.MetricRequestSuccessRate, ThresholdRange: &sluicev1.ThresholdRange{Min: ptr.To(99.0)}, Interval: &metav1.Duration{Duration: 10 * time.Second}, OnNoData: sluicev1.NoDataHold},
+			{Name: sluicev1.MetricRequestDuration, ThresholdRange: &sluicev1.ThresholdRange{Max: ptr.To(500.0)}, Interval: &metav1.Duration{Duration: 10 * time.Second}, OnNoData: sluicev1.NoDataHold},
 		},
 		Webhooks: []sluicev1.Webhook{{
 			Name: "load", Type: sluicev1.HookRollout, URL: c.LoadtesterHookURL + "/",

@@ -74,7 +74,15 @@ type Exporter struct {
 
 	mu      sync.Mutex
 	sources map[string]*state
+	gauges  map[string]gauge
 	srv     *httptest.Server
+}
+
+// gauge is a gauge series whose value is read at each scrape.
+type gauge struct {
+	name   string
+	labels map[string]string
+	value  func() float64
 }
 
 type state struct {
@@ -90,7 +98,7 @@ type state struct {
 // NewExporter starts an exporter on loopback, closed in the test's cleanup.
 func NewExporter(t testing.TB) *Exporter {
 	t.Helper()
-	e := &Exporter{sources: map[string]*state{}}
+	e := &Exporter{sources: map[string]*state{}, gauges: map[string]gauge{}}
 	e.srv = httptest.NewServer(http.HandlerFunc(e.serve))
 	t.Cleanup(e.srv.Close)
 	e.Addr = strings.TrimPrefix(e.srv.URL, "http://")
@@ -119,6 +127,15 @@ func (e *Exporter) Set(src Source, tr Traffic) {
 	}
 	st.advance(now)
 	st.traffic = tr
+}
+
+// SetGauge exports a gauge series whose value is asked of value at each
+// scrape, e.g. a latency with noise. It replaces the series of the same
+// name and labels.
+func (e *Exporter) SetGauge(name string, labels map[string]string, value func() float64) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.gauges[key(Source{Requests: name, Labels: labels})] = gauge{name: name, labels: labels, value: value}
 }
 
 // Remove stops exporting a source: its series go stale in Prometheus.
@@ -173,6 +190,10 @@ func (e *Exporter) serve(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintf(w, "%s_bucket%s %g\n", src.Duration, labels(src.Labels, "le", "+Inf"), st.count)
 		fmt.Fprintf(w, "%s_sum%s %g\n", src.Duration, labels(src.Labels), st.sum)
 		fmt.Fprintf(w, "%s_count%s %g\n", src.Duration, labels(src.Labels), st.count)
+	}
+	for _, k := range slices.Sorted(maps.Keys(e.gauges)) {
+		g := e.gauges[k]
+		fmt.Fprintf(w, "%s%s %g\n", g.name, labels(g.labels), g.value())
 	}
 }
 

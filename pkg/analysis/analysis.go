@@ -1,5 +1,7 @@
 // Package analysis runs a Rollout's metric checks: it asks a provider for one
-// number per metric and judges it against the metric's threshold range.
+// number per metric and judges it against the metric's threshold range, or,
+// for a compare check, for the series of the canary and of the primary and
+// lets the judge (pkg/analysis/judge) compare them.
 package analysis
 
 import (
@@ -7,8 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -80,7 +80,7 @@ func RunWith(ctx context.Context, q Querier, ro *sluicev1.Rollout, now time.Time
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			statuses[i] = evaluate(ctx, q, ro, check, timeout)
+			statuses[i] = evaluate(ctx, q, ro, check, now, timeout)
 		}()
 	}
 	wg.Wait()
@@ -91,9 +91,9 @@ func RunWith(ctx context.Context, q Querier, ro *sluicev1.Rollout, now time.Time
 		switch {
 		case ms.Verdict == VerdictFail || ms.Verdict == VerdictError:
 			res.Failed = append(res.Failed, ms.Message)
-		case ms.Verdict == VerdictNoData && check.OnNoData == sluicev1.NoDataHold:
+		case ms.Verdict == VerdictNoData && policy(check) == sluicev1.NoDataHold:
 			res.Held = append(res.Held, ms.Message)
-		case ms.Verdict == VerdictNoData && check.OnNoData != sluicev1.NoDataPass:
+		case ms.Verdict == VerdictNoData && policy(check) != sluicev1.NoDataPass:
 			res.Failed = append(res.Failed, ms.Message)
 		}
 	}
@@ -101,7 +101,7 @@ func RunWith(ctx context.Context, q Querier, ro *sluicev1.Rollout, now time.Time
 }
 
 // evaluate runs one check; a panicking Querier is an error, not a crash.
-func evaluate(ctx context.Context, q Querier, ro *sluicev1.Rollout, check sluicev1.MetricCheck, timeout time.Duration) (ms sluicev1.MetricStatus) {
+func evaluate(ctx context.Context, q Querier, ro *sluicev1.Rollout, check sluicev1.MetricCheck, now time.Time, timeout time.Duration) (ms sluicev1.MetricStatus) {
 	defer func() {
 		if r := recover(); r != nil {
 			ms = Judge(check, 0, fmt.Errorf("the metrics provider panicked: %v", r))
@@ -111,6 +111,9 @@ func evaluate(ctx context.Context, q Querier, ro *sluicev1.Rollout, check sluice
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
+	}
+	if check.Compare != nil {
+		return compare(ctx, q, ro, check, now)
 	}
 	v, err := q.Query(ctx, ro, check)
 	return Judge(check, v, err)
@@ -130,27 +133,24 @@ func Judge(check sluicev1.MetricCheck, v float64, err error) sluicev1.MetricStat
 		ms.Verdict = VerdictError
 		ms.Message = fmt.Sprintf("%s: the query returned %v", check.Name, v)
 	default:
-		// Six significant digits: what a person reads, not float noise.
-		ms.Value = strconv.FormatFloat(v, 'g', 6, 64)
-		r := check.ThresholdRange
-		var out []string
-		if r.Min != nil && v < *r.Min {
-			out = append(out, fmt.Sprintf("below the minimum %v", *r.Min))
-		}
-		if r.Max != nil && v > *r.Max {
-			out = append(out, fmt.Sprintf("above the maximum %v", *r.Max))
-		}
-		if len(out) == 0 {
+		ms.Value = formatValue(v)
+		out := outOfRange(check.ThresholdRange, v)
+		if out == "" {
 			ms.Verdict = VerdictPass
 			return ms
 		}
 		ms.Verdict = VerdictFail
-		ms.Message = fmt.Sprintf("%s = %s is %s", check.Name, ms.Value, strings.Join(out, " and "))
+		ms.Message = fmt.Sprintf("%s = %s is %s", check.Name, ms.Value, out)
 	}
 	return ms
 }
 
+// policy is what no data means for a check: compare.onNoData for a compare
+// check that sets it, else the check's onNoData (fail when unset).
 func policy(check sluicev1.MetricCheck) sluicev1.NoDataPolicy {
+	if c := check.Compare; c != nil && c.OnNoData != "" {
+		return c.OnNoData
+	}
 	if check.OnNoData == "" {
 		return sluicev1.NoDataFail
 	}

@@ -14,7 +14,7 @@ import (
 )
 
 func TestJudgeComparesTheValueWithTheRange(t *testing.T) {
-	check := sluicev1.MetricCheck{Name: "request-success-rate", ThresholdRange: sluicev1.ThresholdRange{Min: ptr.To(99.0), Max: ptr.To(100.0)}}
+	check := sluicev1.MetricCheck{Name: "request-success-rate", ThresholdRange: &sluicev1.ThresholdRange{Min: ptr.To(99.0), Max: ptr.To(100.0)}}
 	tests := []struct {
 		name    string
 		v       float64
@@ -54,7 +54,7 @@ func (a answers) Query(_ context.Context, _ *sluicev1.Rollout, c sluicev1.Metric
 
 func TestRunAppliesTheNoDataPolicyAndFailsClosedOnErrors(t *testing.T) {
 	metric := func(name string, policy sluicev1.NoDataPolicy) sluicev1.MetricCheck {
-		return sluicev1.MetricCheck{Name: name, OnNoData: policy, ThresholdRange: sluicev1.ThresholdRange{Min: ptr.To(1.0)}}
+		return sluicev1.MetricCheck{Name: name, OnNoData: policy, ThresholdRange: &sluicev1.ThresholdRange{Min: ptr.To(1.0)}}
 	}
 	ro := &sluicev1.Rollout{Spec: sluicev1.RolloutSpec{Analysis: &sluicev1.Analysis{Metrics: []sluicev1.MetricCheck{
 		metric("ok", ""), metric("quiet-fail", ""), metric("quiet-hold", sluicev1.NoDataHold),

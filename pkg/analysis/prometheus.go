@@ -63,9 +63,11 @@ type PrometheusOptions struct {
 // queryAPI is the part of the Prometheus HTTP API that Sluice uses.
 type queryAPI interface {
 	Query(ctx context.Context, query string, ts time.Time, opts ...promv1.Option) (model.Value, promv1.Warnings, error)
+	QueryRange(ctx context.Context, query string, r promv1.Range, opts ...promv1.Option) (model.Value, promv1.Warnings, error)
 }
 
-// Prometheus answers metric checks with instant Prometheus queries.
+// Prometheus answers metric checks with instant Prometheus queries, and
+// compare checks with range queries (query_range).
 type Prometheus struct {
 	reader client.Reader
 	opts   PrometheusOptions
@@ -80,7 +82,7 @@ type Prometheus struct {
 	providers map[string]provider.Factory
 }
 
-var _ Querier = (*Prometheus)(nil)
+var _ SeriesQuerier = (*Prometheus)(nil)
 
 // NewPrometheus returns the Prometheus provider. reader reads MetricTemplates
 // and their Secrets; it must read Secrets with their data (in a manager, the
@@ -139,7 +141,7 @@ func (p *Prometheus) Query(ctx context.Context, ro *sluicev1.Rollout, check slui
 			return p.queryProvider(ctx, ro, check, tpl)
 		}
 	}
-	query, api, done, err := p.resolve(ctx, ro, check, tpl)
+	query, api, done, err := p.resolve(ctx, ro, check, tpl, renderFor{})
 	if err != nil {
 		return 0, err
 	}
@@ -148,25 +150,60 @@ func (p *Prometheus) Query(ctx context.Context, ro *sluicev1.Rollout, check slui
 	defer cancel()
 	// A zero time lets Prometheus evaluate at its own "now".
 	val, _, err := api.Query(ctx, query, time.Time{}, promv1.WithTimeout(p.timeout))
-	var refused *egress.RefusedError
-	if errors.As(err, &refused) && tpl != nil {
-		// Fails the check, saying only what was refused and why (not the
-		// HTTP client's wrappers around it).
-		return 0, fmt.Errorf("%s: provider.address: %w", tpl.name, refused)
-	}
 	if err != nil {
-		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-			return 0, fmt.Errorf("query timed out after %s: %w", p.timeout, err)
-		}
-		return 0, fmt.Errorf("querying prometheus: %w", err)
+		return 0, p.queryError(ctx, tpl, err)
 	}
 	return single(val)
 }
 
-// resolve returns the query of a check (of template tpl, or built in when
-// tpl is nil) and the API to run it against, with a function releasing
-// that API's connections.
-func (p *Prometheus) resolve(ctx context.Context, ro *sluicev1.Rollout, check sluicev1.MetricCheck, tpl *metricTemplate) (string, queryAPI, func(), error) {
+// Series implements SeriesQuerier: it renders the check's template for one
+// side, sampled every w.Step, and runs it over the window, as a range
+// query for Prometheus or through the provider's Series for the others.
+// A provider that cannot return a series is an error.
+func (p *Prometheus) Series(ctx context.Context, ro *sluicev1.Rollout, check sluicev1.MetricCheck, side Side, w Window) ([]float64, error) {
+	if check.TemplateRef == nil {
+		return nil, errors.New("compare needs a templateRef: built-in metrics are not compared")
+	}
+	tpl, err := p.lookupTemplate(ctx, ro, check.TemplateRef)
+	if err != nil {
+		return nil, err
+	}
+	f := renderFor{side: side, step: w.Step}
+	if t := tpl.spec.Provider.Type; t != "" && t != sluicev1.ProviderPrometheus {
+		return p.seriesProvider(ctx, ro, check, tpl, f, w)
+	}
+	query, api, done, err := p.resolve(ctx, ro, check, tpl, f)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	val, _, err := api.QueryRange(ctx, query, promv1.Range{Start: w.Start, End: w.End, Step: w.Step}, promv1.WithTimeout(p.timeout))
+	if err != nil {
+		return nil, p.queryError(ctx, tpl, err)
+	}
+	return series(val)
+}
+
+// queryError is the error of a failed Prometheus query.
+func (p *Prometheus) queryError(ctx context.Context, tpl *metricTemplate, err error) error {
+	var refused *egress.RefusedError
+	if errors.As(err, &refused) && tpl != nil {
+		// Fails the check, saying only what was refused and why (not the
+		// HTTP client's wrappers around it).
+		return fmt.Errorf("%s: provider.address: %w", tpl.name, refused)
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("query timed out after %s: %w", p.timeout, err)
+	}
+	return fmt.Errorf("querying prometheus: %w", err)
+}
+
+// resolve returns the query of a check (of template tpl rendered for f, or
+// built in when tpl is nil) and the API to run it against, with a function
+// releasing that API's connections.
+func (p *Prometheus) resolve(ctx context.Context, ro *sluicev1.Rollout, check sluicev1.MetricCheck, tpl *metricTemplate, f renderFor) (string, queryAPI, func(), error) {
 	noop := func() {}
 	if tpl == nil {
 		q, err := BuiltinQuery(ro, check, p.opts.Gateway)
@@ -178,7 +215,7 @@ func (p *Prometheus) resolve(ctx context.Context, ro *sluicev1.Rollout, check sl
 		}
 		return q, p.defAPI, noop, nil
 	}
-	q, err := Render(tpl.spec.Query, ro, check)
+	q, err := render(tpl.spec.Query, ro, check, f)
 	if err != nil {
 		return "", nil, noop, fmt.Errorf("%s: %w", tpl.name, err)
 	}
@@ -364,21 +401,12 @@ func single(val model.Value) (float64, error) {
 	case !ok:
 		return 0, fmt.Errorf("the query returned a %s, want an instant vector with one sample", val.Type())
 	}
-	switch len(vec) {
-	case 0:
-		return 0, fmt.Errorf("the query returned no series: %w", ErrNoData)
-	case 1:
-	default:
-		names := make([]string, 0, len(vec))
-		for _, s := range vec {
-			names = append(names, s.Metric.String())
-		}
-		sort.Strings(names)
-		if len(names) > 3 {
-			names = append(names[:3], "...")
-		}
-		return 0, fmt.Errorf("the query returned %d series, want exactly one (aggregate it, e.g. with sum()): %s",
-			len(vec), strings.Join(names, ", "))
+	metrics := make([]model.Metric, 0, len(vec))
+	for _, s := range vec {
+		metrics = append(metrics, s.Metric)
+	}
+	if err := one(metrics); err != nil {
+		return 0, err
 	}
 	v := float64(vec[0].Value)
 	switch {
@@ -388,4 +416,50 @@ func single(val model.Value) (float64, error) {
 		return 0, fmt.Errorf("the query returned %v (a division by zero?)", v)
 	}
 	return v, nil
+}
+
+// series returns the values of a range query's result: a matrix with
+// exactly one series, oldest first. NaN and infinite values are kept: the
+// judge drops and counts them.
+func series(val model.Value) ([]float64, error) {
+	m, ok := val.(model.Matrix)
+	switch {
+	case val == nil:
+		return nil, errors.New("the query returned nothing, want a range vector with one series")
+	case !ok:
+		return nil, fmt.Errorf("the query returned a %s, want a range vector with one series", val.Type())
+	}
+	metrics := make([]model.Metric, 0, len(m))
+	for _, s := range m {
+		metrics = append(metrics, s.Metric)
+	}
+	if err := one(metrics); err != nil {
+		return nil, err
+	}
+	out := make([]float64, 0, len(m[0].Values))
+	for _, p := range m[0].Values {
+		out = append(out, float64(p.Value))
+	}
+	return out, nil
+}
+
+// one checks that a result has exactly one series: none is no data, more
+// is an error naming a few of them.
+func one(metrics []model.Metric) error {
+	switch len(metrics) {
+	case 0:
+		return fmt.Errorf("the query returned no series: %w", ErrNoData)
+	case 1:
+		return nil
+	}
+	names := make([]string, 0, len(metrics))
+	for _, m := range metrics {
+		names = append(names, m.String())
+	}
+	sort.Strings(names)
+	if len(names) > 3 {
+		names = append(names[:3], "...")
+	}
+	return fmt.Errorf("the query returned %d series, want exactly one (aggregate it, e.g. with sum()): %s",
+		len(metrics), strings.Join(names, ", "))
 }

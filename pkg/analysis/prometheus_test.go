@@ -335,6 +335,10 @@ func TestASlowPrometheusQueryTimesOut(t *testing.T) {
 // does not produce on demand.
 type fakeAPI struct{ err error }
 
+func (f fakeAPI) QueryRange(context.Context, string, promv1.Range, ...promv1.Option) (model.Value, promv1.Warnings, error) {
+	return nil, nil, f.err
+}
+
 func (f fakeAPI) Query(context.Context, string, time.Time, ...promv1.Option) (model.Value, promv1.Warnings, error) {
 	return nil, nil, f.err
 }
@@ -399,7 +403,7 @@ func TestRunQueriesTheChecksOfAStepConcurrentlyWithinItsBound(t *testing.T) {
 	ro := exampleRollout(nil)
 	ro.Spec.Analysis = &sluicev1.Analysis{}
 	for _, n := range []string{"a", "b", "c", "d", "e", "f", "g"} {
-		ro.Spec.Analysis.Metrics = append(ro.Spec.Analysis.Metrics, sluicev1.MetricCheck{Name: n, ThresholdRange: sluicev1.ThresholdRange{Min: ptr.To(99.0)}})
+		ro.Spec.Analysis.Metrics = append(ro.Spec.Analysis.Metrics, sluicev1.MetricCheck{Name: n, ThresholdRange: &sluicev1.ThresholdRange{Min: ptr.To(99.0)}})
 	}
 	q := &barrierQuerier{want: 3, all: make(chan struct{})}
 	// If the checks ran one after the other, none would reach the barrier

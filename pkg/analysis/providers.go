@@ -41,37 +41,82 @@ func DefaultProviders() map[string]provider.Factory {
 // followed and the per-query timeout; its credentials come only from an
 // opted-in Secret of the template's namespace.
 func (p *Prometheus) queryProvider(ctx context.Context, ro *sluicev1.Rollout, check sluicev1.MetricCheck, tpl *metricTemplate) (float64, error) {
+	pr, query, done, err := p.buildProvider(ctx, ro, check, tpl, renderFor{}, window(check))
+	if err != nil {
+		return 0, err
+	}
+	defer done()
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	v, err := pr.Query(ctx, query)
+	return v, providerError(tpl, err)
+}
+
+// seriesProvider runs one side of a compare check whose template names a
+// provider other than Prometheus, through its Series; a provider without
+// one cannot be compared.
+func (p *Prometheus) seriesProvider(ctx context.Context, ro *sluicev1.Rollout, check sluicev1.MetricCheck, tpl *metricTemplate, f renderFor, w Window) ([]float64, error) {
+	pr, query, done, err := p.buildProvider(ctx, ro, check, tpl, f, w.Step)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	sp, ok := pr.(provider.SeriesProvider)
+	if !ok {
+		return nil, fmt.Errorf("%s: provider %s cannot return a series; compare needs one", tpl.name, tpl.spec.Provider.Type)
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	v, err := sp.Series(ctx, query, w.Start, w.End, w.Step)
+	return v, providerError(tpl, err)
+}
+
+// providerError names the template in a provider's error, except no data.
+func providerError(tpl *metricTemplate, err error) error {
+	var refused *egress.RefusedError
+	switch {
+	case errors.As(err, &refused):
+		return fmt.Errorf("%s: provider.address: %w", tpl.name, refused)
+	case err != nil && !errors.Is(err, ErrNoData):
+		return fmt.Errorf("%s: %w", tpl.name, err)
+	}
+	return err
+}
+
+// buildProvider renders a check's query (and body) for f and builds its
+// template's provider, with a function releasing its connections.
+// windowLen is what the provider sees as its window.
+func (p *Prometheus) buildProvider(ctx context.Context, ro *sluicev1.Rollout, check sluicev1.MetricCheck, tpl *metricTemplate, f renderFor, windowLen time.Duration) (provider.Provider, string, func(), error) {
 	prov := tpl.spec.Provider
 	factory, ok := p.providers[prov.Type]
 	if !ok {
-		return 0, fmt.Errorf("%s: provider type %q is not supported by this manager", tpl.name, prov.Type)
+		return nil, "", nil, fmt.Errorf("%s: provider type %q is not supported by this manager", tpl.name, prov.Type)
 	}
-	query, err := Render(tpl.spec.Query, ro, check)
+	query, err := render(tpl.spec.Query, ro, check, f)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", tpl.name, err)
+		return nil, "", nil, fmt.Errorf("%s: %w", tpl.name, err)
 	}
-	cfg := provider.Config{Spec: prov, Timeout: p.timeout, Window: window(check), Kube: p.opts.Kube, Namespace: tpl.namespace}
+	cfg := provider.Config{Spec: prov, Timeout: p.timeout, Window: windowLen, Kube: p.opts.Kube, Namespace: tpl.namespace}
 	if cfg.Namespace == "" {
 		// A ClusterMetricTemplate reads the Rollout's namespace.
 		cfg.Namespace = ro.Namespace
 	}
 	if prov.Body != "" {
-		if cfg.Body, err = Render(prov.Body, ro, check); err != nil {
-			return 0, fmt.Errorf("%s: provider.body: %w", tpl.name, err)
+		if cfg.Body, err = render(prov.Body, ro, check, f); err != nil {
+			return nil, "", nil, fmt.Errorf("%s: provider.body: %w", tpl.name, err)
 		}
 	}
 	sec, err := p.credentials(ctx, tpl)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", tpl.name, err)
+		return nil, "", nil, fmt.Errorf("%s: %w", tpl.name, err)
 	}
 	if sec != nil {
 		cfg.Credentials = sec.Data
 	}
 	tr, err := templateTransport(p.tenant, prov, sec)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", tpl.name, err)
+		return nil, "", nil, fmt.Errorf("%s: %w", tpl.name, err)
 	}
-	defer tr.CloseIdleConnections()
 	cfg.HTTP = &http.Client{
 		Transport:     &headerRoundTripper{next: tr, headers: prov.Headers},
 		Timeout:       p.timeout,
@@ -79,19 +124,10 @@ func (p *Prometheus) queryProvider(ctx context.Context, ro *sluicev1.Rollout, ch
 	}
 	pr, err := factory(cfg)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", tpl.name, err)
+		tr.CloseIdleConnections()
+		return nil, "", nil, fmt.Errorf("%s: %w", tpl.name, err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.timeout)
-	defer cancel()
-	v, err := pr.Query(ctx, query)
-	var refused *egress.RefusedError
-	if errors.As(err, &refused) {
-		return 0, fmt.Errorf("%s: provider.address: %w", tpl.name, refused)
-	}
-	if err != nil && !errors.Is(err, ErrNoData) {
-		return 0, fmt.Errorf("%s: %w", tpl.name, err)
-	}
-	return v, err
+	return pr, query, tr.CloseIdleConnections, nil
 }
 
 // window is a check's query window: its interval, DefaultMetricInterval

@@ -3,6 +3,7 @@ package analysis_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -107,7 +108,7 @@ func runOne(t *testing.T, r client.Reader, opts analysis.PrometheusOptions, ro *
 	}
 	c := check("m")
 	c.TemplateRef = &ref
-	c.ThresholdRange = sluicev1.ThresholdRange{Max: ptr(50.0)}
+	c.ThresholdRange = &sluicev1.ThresholdRange{Max: ptr(50.0)}
 	ro.Spec.Analysis = &sluicev1.Analysis{Metrics: []sluicev1.MetricCheck{c}}
 	return analysis.Run(context.Background(), p, ro, time.Now()).Metrics[0]
 }
@@ -354,5 +355,66 @@ func TestExternalMetricsAreReadInTheTemplatesNamespaceOrForAClusterTemplateTheRo
 	ms := runOne(t, r, analysis.PrometheusOptions{}, rolloutIn("shop", nil), sluicev1.MetricTemplateReference{Name: "queue", Namespace: "platform"})
 	if ms.Verdict != analysis.VerdictError || !strings.Contains(ms.Message, "the manager has no client for the external metrics API") {
 		t.Errorf("without a client: %+v", ms)
+	}
+}
+
+func TestACompareCheckOnAProviderWithoutSeriesIsAnError(t *testing.T) {
+	srv := newWebServer(t)
+	r := reader(t, webTemplate("shop", "web", srv.URL))
+	p, err := analysis.NewPrometheus(r, analysis.PrometheusOptions{Egress: loopbackAllowed(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := check("m")
+	c.TemplateRef = &sluicev1.MetricTemplateReference{Name: "web"}
+	c.Compare = &sluicev1.Compare{Direction: sluicev1.CompareIncrease}
+	ro := rolloutIn("shop", nil)
+	ro.Spec.Analysis = &sluicev1.Analysis{Metrics: []sluicev1.MetricCheck{c}}
+	ms := analysis.Run(context.Background(), p, ro, time.Now()).Metrics[0]
+	if ms.Verdict != analysis.VerdictError || !strings.Contains(ms.Message, "MetricTemplate web: provider web cannot return a series; compare needs one") {
+		t.Errorf("%+v, want an Error saying the web provider cannot return a series", ms)
+	}
+	if n := srv.count(); n != 0 {
+		t.Errorf("the provider was queried %d times, want none", n)
+	}
+}
+
+// TestACompareCheckReadsBothSidesFromGraphite: a provider with Series
+// (graphite) answers compare checks, the template rendered once per side.
+func TestACompareCheckReadsBothSidesFromGraphite(t *testing.T) {
+	srv := metricservers.StartGraphite(t)
+	now := time.Now().Unix()
+	var lines []string
+	for i := int64(1); i <= 20; i++ {
+		jitter := float64(i%5) - 2 // -2..+2
+		lines = append(lines,
+			fmt.Sprintf("shop.podinfo.latency %g %d", 240+jitter, now-i),
+			fmt.Sprintf("shop.podinfo-primary.latency %g %d", 200+jitter, now-i))
+	}
+	srv.Send(t, lines...)
+	mt := &sluicev1.MetricTemplate{ObjectMeta: metav1.ObjectMeta{Name: "latency", Namespace: "shop"},
+		Spec: sluicev1.MetricTemplateSpec{Query: "shop.{{ .target }}.latency",
+			Provider: sluicev1.MetricProvider{Type: sluicev1.ProviderGraphite, Address: srv.URL}}}
+	p, err := analysis.NewPrometheus(reader(t, mt), analysis.PrometheusOptions{Egress: loopbackAllowed(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := sluicev1.MetricCheck{Name: "latency", TemplateRef: &sluicev1.MetricTemplateReference{Name: "latency"},
+		Interval: &metav1.Duration{Duration: 25 * time.Second},
+		Compare:  &sluicev1.Compare{Direction: sluicev1.CompareIncrease, Step: &metav1.Duration{Duration: time.Second}}}
+	ro := rolloutIn("shop", nil)
+	ro.Spec.Analysis = &sluicev1.Analysis{Metrics: []sluicev1.MetricCheck{c}}
+	// carbon-cache writes its whisper files asynchronously.
+	var ms sluicev1.MetricStatus
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ms = analysis.Run(context.Background(), p, ro, time.Now()).Metrics[0]
+		if ms.Verdict == analysis.VerdictFail || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	if ms.Verdict != analysis.VerdictFail || ms.Value != "240" || ms.PrimaryValue != "200" || ms.Estimate != "+20.0%" {
+		t.Errorf("%+v, want Fail with the canary at 240 against the primary at 200 (+20.0%%)", ms)
 	}
 }

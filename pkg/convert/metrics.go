@@ -39,8 +39,9 @@ func (c *canaryConv) metric(m *reader) (sluicev1.MetricCheck, bool) {
 	mc := sluicev1.MetricCheck{Name: shorten(m, "name", name)}
 	mc.Interval = duration(m, "interval")
 	mc.Variables = m.strMap("templateVariables")
-	if !thresholdRange(m, &mc.ThresholdRange) {
-		m.note("", NotCarried, "no thresholdRange: Sluice checks every metric against a range")
+	mc.ThresholdRange = &sluicev1.ThresholdRange{}
+	if !thresholdRange(m, mc.ThresholdRange) {
+		m.note("", NotCarried, "no thresholdRange: a Flagger metric has nothing else to judge it by (Sluice's compare against the primary has no Flagger equivalent)")
 		return mc, false
 	}
 	switch {

@@ -137,7 +137,7 @@ func canarySteps(weights ...int32) rolloutOption {
 func metric(name string, min, max *float64) rolloutOption {
 	return func(ro *sluicev1.Rollout) {
 		analysis(ro).Metrics = append(analysis(ro).Metrics, sluicev1.MetricCheck{
-			Name: name, ThresholdRange: sluicev1.ThresholdRange{Min: min, Max: max},
+			Name: name, ThresholdRange: &sluicev1.ThresholdRange{Min: min, Max: max},
 		})
 	}
 }

@@ -75,15 +75,42 @@ func TestStepMark(t *testing.T) {
 
 func TestFormatRange(t *testing.T) {
 	for _, tc := range []struct {
-		r    sluicev1.ThresholdRange
+		r    *sluicev1.ThresholdRange
 		want string
 	}{
-		{sluicev1.ThresholdRange{Min: ptr.To(99.0)}, ">= 99"},
-		{sluicev1.ThresholdRange{Max: ptr.To(500.0)}, "<= 500"},
-		{sluicev1.ThresholdRange{Min: ptr.To(0.5), Max: ptr.To(1.5)}, "0.5..1.5"},
+		{&sluicev1.ThresholdRange{Min: ptr.To(99.0)}, ">= 99"},
+		{&sluicev1.ThresholdRange{Max: ptr.To(500.0)}, "<= 500"},
+		{&sluicev1.ThresholdRange{Min: ptr.To(0.5), Max: ptr.To(1.5)}, "0.5..1.5"},
 	} {
 		if got := formatRange(tc.r); got != tc.want {
 			t.Errorf("formatRange = %q, want %q", got, tc.want)
+		}
+	}
+}
+
+func TestACompareMetricShowsTheCanaryAgainstThePrimary(t *testing.T) {
+	ro := &sluicev1.Rollout{}
+	ro.Spec.Analysis = &sluicev1.Analysis{Metrics: []sluicev1.MetricCheck{
+		{Name: "latency", TemplateRef: &sluicev1.MetricTemplateReference{Name: "latency"},
+			ThresholdRange: &sluicev1.ThresholdRange{Max: ptr.To(500.0)},
+			Compare:        &sluicev1.Compare{Direction: sluicev1.CompareIncrease, Tolerance: "10%"}},
+		{Name: "success", TemplateRef: &sluicev1.MetricTemplateReference{Name: "success"},
+			Compare: &sluicev1.Compare{Direction: sluicev1.CompareDecrease, Tolerance: "1%"}},
+	}}
+	ro.Status.Metrics = []sluicev1.MetricStatus{
+		{Name: "latency", Value: "240.8", PrimaryValue: "192.1", Estimate: "+22.1%", PValue: "1.45e-11", Verdict: "Fail",
+			Message: "latency: canary +22.1% vs primary (p<0.001, tolerance 10%)"},
+	}
+	var b bytes.Buffer
+	(&view{ro: ro}).metrics(&b, style{width: 200})
+	for _, want := range []string{
+		"240.8 vs primary 192.1 (+22.1%, p=1.45e-11)",
+		"<= 500, <= +10% vs primary",
+		">= -1% vs primary",
+		"latency: canary +22.1% vs primary (p<0.001, tolerance 10%)",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("metrics lack %q:\n%s", want, b.String())
 		}
 	}
 }

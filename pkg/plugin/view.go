@@ -177,11 +177,11 @@ func (v *view) metrics(w io.Writer, s style) {
 		if r.CheckedAt != nil {
 			checked = age(*r.CheckedAt, v.now) + " ago"
 		}
-		t.add(cell{text: name}, cell{text: orDash(r.Value)}, cell{text: rng},
+		t.add(cell{text: name}, cell{text: formatValue(r)}, cell{text: rng},
 			cell{text: orDash(r.Verdict), color: verdictColor(r.Verdict)}, cell{text: checked}, cell{text: r.Message})
 	}
 	for _, c := range checks {
-		row(c.Name, formatRange(c.ThresholdRange))
+		row(c.Name, formatCheck(c))
 	}
 	for _, m := range v.ro.Status.Metrics {
 		if !seen[m.Name] {
@@ -191,10 +191,40 @@ func (v *view) metrics(w io.Writer, s style) {
 	t.write(w, s)
 }
 
+// formatValue shows a check's last value; for a compare check the canary
+// against the primary with the estimate and p: "240 vs primary 200
+// (+20.0%, p=0.0001)".
+func formatValue(r sluicev1.MetricStatus) string {
+	if r.PrimaryValue == "" && r.Estimate == "" {
+		return orDash(r.Value)
+	}
+	out := orDash(r.Value) + " vs primary " + orDash(r.PrimaryValue)
+	if r.Estimate != "" {
+		out += " (" + r.Estimate + ", p=" + orDash(r.PValue) + ")"
+	}
+	return out
+}
+
+// formatCheck shows what a check passes: its threshold range and, for a
+// compare check, how much worse than the primary the canary may be:
+// "<= 500, <= +10% vs primary".
+func formatCheck(c sluicev1.MetricCheck) string {
+	rel := describe.CompareRule(c.Compare)
+	switch {
+	case rel == "":
+		return formatRange(c.ThresholdRange)
+	case c.ThresholdRange == nil:
+		return rel
+	}
+	return formatRange(c.ThresholdRange) + ", " + rel
+}
+
 // formatRange shows a threshold range: "99..100", ">= 99", "<= 500".
-func formatRange(r sluicev1.ThresholdRange) string {
+func formatRange(r *sluicev1.ThresholdRange) string {
 	f := func(x float64) string { return strconv.FormatFloat(x, 'g', -1, 64) }
 	switch {
+	case r == nil:
+		return "-"
 	case r.Min != nil && r.Max != nil:
 		return f(*r.Min) + ".." + f(*r.Max)
 	case r.Min != nil:

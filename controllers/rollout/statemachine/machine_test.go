@@ -55,7 +55,7 @@ func withHook(t sluicev1.HookType) specOpt {
 func withMetric() specOpt {
 	return func(s *sluicev1.RolloutSpec) {
 		s.Analysis.Metrics = append(s.Analysis.Metrics, sluicev1.MetricCheck{
-			Name: sluicev1.MetricRequestSuccessRate, ThresholdRange: sluicev1.ThresholdRange{Min: ptr.To(99.0)},
+			Name: sluicev1.MetricRequestSuccessRate, ThresholdRange: &sluicev1.ThresholdRange{Min: ptr.To(99.0)},
 		})
 	}
 }

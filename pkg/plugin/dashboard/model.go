@@ -59,6 +59,12 @@ type metricView struct {
 	Min       *float64   `json:"min,omitempty"`
 	Max       *float64   `json:"max,omitempty"`
 	CheckedAt *time.Time `json:"checkedAt,omitempty"`
+	// Compare is the rule of a compare check ("<= +10% vs primary"), and
+	// PrimaryValue, Estimate and PValue its last result.
+	Compare      string `json:"compare,omitempty"`
+	PrimaryValue string `json:"primaryValue,omitempty"`
+	Estimate     string `json:"estimate,omitempty"`
+	PValue       string `json:"pValue,omitempty"`
 }
 
 type hookView struct {
@@ -170,11 +176,15 @@ func metrics(ro *sluicev1.Rollout, recent map[string][]string) []metricView {
 	}
 	out := []metricView{}
 	seen := map[string]bool{}
-	add := func(name string, r sluicev1.ThresholdRange) {
+	add := func(name string, r *sluicev1.ThresholdRange, cmp *sluicev1.Compare) {
 		seen[name] = true
-		m := metricView{Name: name, Min: r.Min, Max: r.Max, Recent: recent[name]}
+		m := metricView{Name: name, Recent: recent[name], Compare: describe.CompareRule(cmp)}
+		if r != nil {
+			m.Min, m.Max = r.Min, r.Max
+		}
 		if res, ok := results[name]; ok {
 			m.Value, m.Verdict, m.Message = res.Value, res.Verdict, res.Message
+			m.PrimaryValue, m.Estimate, m.PValue = res.PrimaryValue, res.Estimate, res.PValue
 			if res.CheckedAt != nil {
 				t := res.CheckedAt.Time
 				m.CheckedAt = &t
@@ -184,12 +194,12 @@ func metrics(ro *sluicev1.Rollout, recent map[string][]string) []metricView {
 	}
 	if a := ro.Spec.Analysis; a != nil {
 		for _, c := range a.Metrics {
-			add(c.Name, c.ThresholdRange)
+			add(c.Name, c.ThresholdRange, c.Compare)
 		}
 	}
 	for _, m := range ro.Status.Metrics {
 		if !seen[m.Name] {
-			add(m.Name, sluicev1.ThresholdRange{})
+			add(m.Name, nil, nil)
 		}
 	}
 	return out

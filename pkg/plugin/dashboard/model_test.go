@@ -113,7 +113,7 @@ func TestTheViewShowsPlanMetricsAndGate(t *testing.T) {
 		Metrics:    []sluicev1.MetricStatus{{Name: "latency", Value: "731", Verdict: "Fail", CheckedAt: &now}, {Name: "extra", Value: "1"}}},
 		10, 20, 0)
 	ro.Spec.Analysis = &sluicev1.Analysis{
-		Metrics:  []sluicev1.MetricCheck{{Name: "latency", ThresholdRange: sluicev1.ThresholdRange{Max: ptr.To(500.0)}}, {Name: "errors"}},
+		Metrics:  []sluicev1.MetricCheck{{Name: "latency", ThresholdRange: &sluicev1.ThresholdRange{Max: ptr.To(500.0)}}, {Name: "errors"}},
 		Webhooks: []sluicev1.Webhook{{Name: "approve", Type: sluicev1.HookConfirmPromotion}, {Name: "load", Type: sluicev1.HookRollout}},
 	}
 	v := buildView(ro, nil, nil, map[string][]string{"latency": {"420", "731"}})
@@ -130,6 +130,17 @@ func TestTheViewShowsPlanMetricsAndGate(t *testing.T) {
 	}
 	if !v.Webhooks[0].Gate || v.Webhooks[1].Gate || v.GateClosed != "approve answered closed" {
 		t.Errorf("webhooks %+v, gate %q", v.Webhooks, v.GateClosed)
+	}
+}
+
+func TestACompareMetricCarriesThePrimaryEstimateAndP(t *testing.T) {
+	ro := rollout(sluicev1.RolloutStatus{Phase: sluicev1.PhaseProgressing, Metrics: []sluicev1.MetricStatus{{Name: "latency",
+		Value: "240.8", PrimaryValue: "192.1", Estimate: "+22.1%", PValue: "1.45e-11", Verdict: "Fail"}}}, 10, 20, 0)
+	ro.Spec.Analysis = &sluicev1.Analysis{Metrics: []sluicev1.MetricCheck{{Name: "latency",
+		Compare: &sluicev1.Compare{Direction: sluicev1.CompareIncrease, Tolerance: "10%"}}}}
+	m := buildView(ro, nil, nil, nil).Metrics[0]
+	if m.Compare != "<= +10% vs primary" || m.Value != "240.8" || m.PrimaryValue != "192.1" || m.Estimate != "+22.1%" || m.PValue != "1.45e-11" {
+		t.Errorf("metric %+v, want the canary against the primary with the rule, estimate and p", m)
 	}
 }
 

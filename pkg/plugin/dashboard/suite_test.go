@@ -162,7 +162,7 @@ func canary(weights ...int32) rolloutOption {
 func withAnalysis(metric string, min float64, gate string) rolloutOption {
 	return func(ro *sluicev1.Rollout) {
 		ro.Spec.Analysis = &sluicev1.Analysis{
-			Metrics:  []sluicev1.MetricCheck{{Name: metric, ThresholdRange: sluicev1.ThresholdRange{Min: ptr.To(min)}}},
+			Metrics:  []sluicev1.MetricCheck{{Name: metric, ThresholdRange: &sluicev1.ThresholdRange{Min: ptr.To(min)}}},
 			Webhooks: []sluicev1.Webhook{{Name: gate, Type: sluicev1.HookConfirmPromotion, URL: "http://loadtester.test/gate/" + gate}},
 		}
 	}

@@ -47,3 +47,24 @@ func EventTime(e *eventsv1.Event) time.Time {
 	}
 	return e.CreationTimestamp.Time
 }
+
+// CompareRule says how much worse than the primary a compare check lets the
+// canary be: "<= +10% vs primary" (higher is worse), ">= -1% vs primary"
+// (lower is worse) or "within ±5% of primary"; empty without compare.
+func CompareRule(c *sluicev1.Compare) string {
+	if c == nil {
+		return ""
+	}
+	tol := c.Tolerance
+	if tol == "" {
+		tol = "10%"
+	}
+	switch c.Direction {
+	case sluicev1.CompareIncrease:
+		return "<= +" + tol + " vs primary"
+	case sluicev1.CompareDecrease:
+		return ">= -" + tol + " vs primary"
+	default:
+		return "within ±" + tol + " of primary"
+	}
+}

@@ -91,10 +91,22 @@
 
   function rangeText(m) {
     const has = (x) => x !== undefined && x !== null;
-    if (has(m.min) && has(m.max)) return `${m.min}..${m.max}`;
-    if (has(m.min)) return `>= ${m.min}`;
-    if (has(m.max)) return `<= ${m.max}`;
-    return "-";
+    let r = "";
+    if (has(m.min) && has(m.max)) r = `${m.min}..${m.max}`;
+    else if (has(m.min)) r = `>= ${m.min}`;
+    else if (has(m.max)) r = `<= ${m.max}`;
+    if (m.compare) r = r ? `${r}, ${m.compare}` : m.compare;
+    return r || "-";
+  }
+
+  // valuesText is the last values of a metric; for a compare check, the
+  // canary's median against the primary's, with the estimate and p.
+  function valuesText(m) {
+    const values = (m.recent && m.recent.length ? m.recent.join(", ") : m.value) || "-";
+    if (!m.primaryValue && !m.estimate) return values;
+    let s = `${m.value || "-"} vs primary ${m.primaryValue || "-"}`;
+    if (m.estimate) s += ` (${m.estimate}, p=${m.pValue || "-"})`;
+    return s;
   }
 
   function link(r) {
@@ -253,7 +265,7 @@
         : h("p", { class: "muted", text: "None: skipAnalysis promotes as soon as the canary is ready." })),
       section("Traffic over time", h("div", { id: "history" }, history(r))),
       section("Metrics", r.metrics.length ? table(["Metric", "Last values", "Range", "Verdict", "Checked", "Message"], r.metrics.map((m) => [
-        m.name, h("span", { class: "num", text: (m.recent && m.recent.length ? m.recent.join(", ") : m.value) || "-" }), rangeText(m),
+        m.name, h("span", { class: "num", text: valuesText(m) }), rangeText(m),
         h("span", { class: "verdict-" + (m.verdict || ""), text: m.verdict || "not checked yet" }),
         m.checkedAt ? since(m.checkedAt, " ago") : "-", m.message || ""]))
         : h("p", { class: "muted", text: "No metric checks." })),
