@@ -102,6 +102,13 @@ test: envtest prometheus metric-servers chromium vet ## Run every unit and envte
 	cd charts/sluice/test && go vet ./... && KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test $(GO_TEST_FLAGS) ./...
 	cd hack/tools/images && go vet ./... && go test $(GO_TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
+	$(MAKE) --no-print-directory bench-smoke
+
+.PHONY: bench-smoke
+bench-smoke: envtest ## Each benchmark once at its smallest size, so that none rots (part of make test; figures from it mean nothing).
+	go test -run '^$$' -bench . -benchtime 1x ./controllers/rollout/statemachine/ ./pkg/analysis/judge/ ./pkg/loadtest/
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -run '^$$' -bench 'RolloutsAtScale/rollouts=10$$' -benchtime 1x ./controllers/rollout/
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -run '^$$' -bench 'ManagerHeapWithSecrets/secrets=200$$' -benchtime 1x ./internal/manager/
 
 # FUZZTIME is how long `make fuzz` runs each fuzz target; `make test` runs
 # each for TEST_FUZZTIME (their seed corpora run with the tests too).

@@ -256,6 +256,9 @@ func (b *bench) row(ctx context.Context, strategy string, n int) (row, error) {
 			return r, fmt.Errorf("%s N=%d run %d: %w", strategy, n, i+1, err)
 		}
 		r.runs = append(r.runs, res)
+		fmt.Fprintf(os.Stderr, "  run %d: initialized %.1fs, progressing %.2fs, succeeded %.1fs, %.1f reads and %.1f writes a release, %.1f ms CPU a release, peak RSS %.0f MiB\n",
+			i+1, res.initialized.Seconds(), res.progressing.Seconds(), res.succeeded.Seconds(), res.reads, res.writes,
+			float64(res.managerCPU.Milliseconds())/float64(n), float64(res.peakRSS)/(1<<20))
 	}
 	return r, nil
 }
@@ -363,9 +366,14 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 	res.managerCPU = procCPU(e.mgr.Pid()) - cpu0
 	res.apiServerCPU = procCPU(e.apiPid) - api0
 	// Requests of the release: from the first change until every Rollout
-	// is Succeeded, plus a second for what was in flight.
-	time.Sleep(time.Second)
+	// is Succeeded, plus a second for what was in flight. Events are sent
+	// in the background: they are counted for 5 s more.
+	time.Sleep(5 * time.Second)
 	counts, err := countAudit(e.audit, tChange, tDone.Add(time.Second))
+	if err != nil {
+		return res, err
+	}
+	late, err := countAudit(e.audit, tChange, tDone.Add(5*time.Second))
 	if err != nil {
 		return res, err
 	}
@@ -373,7 +381,7 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 	// manager's, not a release's.
 	res.reads = float64(counts.reads-counts.leaseReads) / float64(n)
 	res.writes = float64(counts.writes-(counts.lease-counts.leaseReads)) / float64(n)
-	res.eventsWritten = counts.events
+	res.eventsWritten = late.events
 	res.eventsRecorded = int(scrapeSum(e.metrics, "sluice_events_total") - rec0)
 	res.peakRSS = rss.stop()
 	q1 := scrapeMean(e.metrics, "workqueue_queue_duration_seconds", `name="rollout"`)
