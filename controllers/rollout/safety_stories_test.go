@@ -209,6 +209,15 @@ func TestDeletingARolloutMidRunKeepsThePrimaryServingUntilTheTargetIsReady(t *te
 		}
 		return nil
 	})
+	// And the manager has seen it (its cache may lag the API server under
+	// load): it waits for the canary, or has rolled it back.
+	s.eventually(storyTimeout, "the manager to see the target unavailable", func() error {
+		ro := s.getRollout("podinfo")
+		if ro.Status.WaitingSince == nil && ro.Status.Phase != sluicev1.PhaseFailed {
+			return fmt.Errorf("phase %s: %s", ro.Status.Phase, ro.Status.Message)
+		}
+		return nil
+	})
 
 	s.must(k8sClient.Delete(s.ctx, s.getRollout("podinfo")))
 
