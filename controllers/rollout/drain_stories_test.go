@@ -2,6 +2,7 @@ package rollout_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -107,4 +108,65 @@ func TestARolledBackCanaryKeepsItsPodsWhileTheDataPlaneDrainsThenGoes(t *testing
 
 	s.waitReplicas("podinfo", 0, "the canary scaled to zero after the drain")
 	s.expectKStatus("podinfo", status.FailedStatus)
+}
+
+// TestANewRevisionDuringTheDrainEndsThePromotedReleaseFirst: the target
+// changed again while the canary's pods drain after a promotion. The
+// promoted release ends as any does: a Promoted event, and its post-rollout
+// hook called once with its own revision, before the new revision's run
+// starts. Before, the new run started at once: no Promoted event, and the
+// promoted release's post-rollout hook was never called.
+func TestANewRevisionDuringTheDrainEndsThePromotedReleaseFirst(t *testing.T) {
+	s := newStory(t)
+	post, postURL := s.recorder()
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", scaleDownDelay(10), webhook("notify-done", sluicev1.HookPostRollout, postURL))
+
+	s.setImage("podinfo", "podinfo:2.0")
+	ro, _ := s.waitDraining("podinfo", sluicev1.PhaseFinalising, 10*time.Second)
+	promoted := ro.Status.CanaryRevision
+	s.setImage("podinfo", "podinfo:3.0")
+
+	s.eventually(storyTimeout, "the promoted release's post-rollout hook called", func() error {
+		if n := post.count(); n < 1 {
+			return fmt.Errorf("%d post-rollout calls", n)
+		}
+		return nil
+	})
+	post.mu.Lock()
+	first := post.calls[0]
+	post.mu.Unlock()
+	if first.Checksum != promoted {
+		for _, r := range []string{"Promoted", "NewRevision", "RevisionChanged", "PostRolloutHooks", "PostRolloutHooksSkipped"} {
+			t.Logf("%s: %q", r, s.eventNotes("podinfo", r))
+		}
+		t.Errorf("the first post-rollout call tells of revision %s, want the promoted %s", first.Checksum, promoted)
+	}
+	s.eventually(storyTimeout, "the promoted release told", func() error {
+		if notes := s.eventNotes("podinfo", "Promoted"); len(notes) != 1 || !strings.Contains(notes[0], promoted) {
+			return fmt.Errorf("Promoted events %q, want one for revision %s", notes, promoted)
+		}
+		return nil
+	})
+
+	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+	ro = s.getRollout("podinfo")
+	if ro.Status.StableRevision == promoted {
+		t.Fatalf("stable revision %s: the third version was not released", promoted)
+	}
+	if img := s.getDeployment("podinfo-primary").Spec.Template.Spec.Containers[0].Image; img != "podinfo:3.0" {
+		t.Errorf("primary image = %s, want podinfo:3.0", img)
+	}
+	s.eventually(storyTimeout, "one post-rollout call per release", func() error {
+		post.mu.Lock()
+		defer post.mu.Unlock()
+		var got []string
+		for _, c := range post.calls {
+			got = append(got, c.Checksum)
+		}
+		if want := []string{promoted, ro.Status.StableRevision}; !slices.Equal(got, want) {
+			return fmt.Errorf("post-rollout calls for revisions %v, want %v", got, want)
+		}
+		return nil
+	})
 }

@@ -38,9 +38,12 @@ type scope struct {
 	// It lives as long as the reconcile.
 	read     map[string]client.Object
 	revision string
-	route    traffic.Target
-	router   traffic.Router // nil when unavailable
-	routed   *traffic.Route // what the router holds; nil when unknown
+	// callRevision is the revision the calls of this reconcile tell of
+	// (see callRevision); the target's unless they tell of an ended release.
+	callRevision string
+	route        traffic.Target
+	router       traffic.Router // nil when unavailable
+	routed       *traffic.Route // what the router holds; nil when unknown
 	// scaler and scaled are the target's autoscaler and what was read of
 	// it; nil without autoscalerRef or while blocked.
 	scaler *autoscaling.Autoscaler
@@ -107,6 +110,7 @@ func (r *Reconciler) observe(ctx context.Context, ro *sluicev1.Rollout) (*scope,
 		return nil, err
 	}
 	sc.obs.Revision = sc.revision
+	sc.callRevision = sc.revision
 	sc.obs.CanaryReady, sc.obs.CanaryMessage = deploymentReady(target)
 	sc.obs.CanaryAvailable = target.Status.AvailableReplicas
 	sc.obs.TargetReplicas = replicasOf(target)

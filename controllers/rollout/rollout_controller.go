@@ -225,7 +225,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	}
 	d, err := r.decideAndAct(ctx, sc)
 	actionTaken = sc.actionTaken
-	decided, rev = !errors.Is(err, errStale), sc.revision
+	decided, rev = !errors.Is(err, errStale), sc.callRevision
 	if errors.Is(err, errStale) {
 		// What was decided before the hooks is patched (and refused by the
 		// optimistic lock if this copy is stale); look again shortly.
@@ -294,7 +294,8 @@ func (r *Reconciler) decideAndAct(ctx context.Context, sc *scope) (statemachine.
 				}
 				sc.fresh = true
 			}
-			got, ok := r.calls.get(sc.ro, sc.revision, need)
+			sc.callRevision = callRevision(&sc.ro.Status, sc.revision, need)
+			got, ok := r.calls.get(sc.ro, sc.callRevision, need)
 			if !ok {
 				// Asked in the background: their end wakes the Rollout.
 				d.Status, d.Need, d.RequeueAfter = status, nil, pendingRecheck
@@ -346,6 +347,30 @@ func give(sc *scope, need statemachine.Need, got answers, done map[string]bool) 
 		sc.obs.Gates[t] = got.gates[t]
 	}
 	return progress
+}
+
+// callRevision is the revision that calls of need, made from the recorded
+// status st, tell of: the target's, except for the post-rollout hooks, which
+// tell of the release that ended. The target may have moved on already: a
+// new revision during the canary's drain ends the promoted release, whose
+// hooks are then called from the recorded Finalising.
+func callRevision(st *sluicev1.RolloutStatus, target string, need statemachine.Need) string {
+	if need.Checks || !slices.Equal(need.Gates, []sluicev1.HookType{sluicev1.HookPostRollout}) {
+		return target
+	}
+	var ended string
+	switch st.Phase {
+	case sluicev1.PhasePromoting, sluicev1.PhaseFinalising:
+		ended = st.CanaryRevision
+	case sluicev1.PhaseSucceeded:
+		ended = st.StableRevision
+	case sluicev1.PhaseFailed:
+		ended = st.FailedRevision
+	}
+	if ended == "" {
+		return target
+	}
+	return ended
 }
 
 // call makes the calls of need from ro, as recorded: the checks, and the

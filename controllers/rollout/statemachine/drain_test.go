@@ -101,7 +101,7 @@ func TestTheCanaryKeepsItsPodsWhileTheDataPlaneDrains(t *testing.T) {
 			spec: spec(), st: status(sluicev1.PhaseFinalising, drainingSince(4*time.Second)),
 			obs: observe("rev3", routed(0), primaryAt("rev2", true), canaryNotReady),
 			want: want{phase: sluicev1.PhaseProgressing, stable: "rev2", canaryRev: ptr.To("rev3"), canaryUp: ptr.To(true),
-				event: "RevisionChanged", requeue: 10 * time.Minute},
+				event: "Promoted", requeue: 10 * time.Minute},
 			drain: noDrainStart,
 		},
 		{

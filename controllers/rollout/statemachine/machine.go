@@ -402,10 +402,11 @@ func (m *machine) startRun(rev string) {
 
 func (m *machine) revisionChanged() bool {
 	old, rev := m.st.CanaryRevision, m.obs.Revision
-	// A revision the primary already took is promoted: finish that first.
+	// A revision the primary already took is promoted: that release ends as
+	// any promotion does, told and followed by its post-rollout hooks.
 	if m.st.Phase == sluicev1.PhaseFinalising ||
 		(m.st.Phase == sluicev1.PhasePromoting && m.obs.PrimaryRevision == old) {
-		m.st.StableRevision = old
+		return m.promotedUnderANewRevision(old, rev)
 	}
 	if rev == m.st.StableRevision {
 		m.st.Phase = sluicev1.PhaseInitialized
@@ -768,6 +769,14 @@ func (m *machine) finalising() bool {
 		return false
 	}
 	rev := m.st.CanaryRevision
+	m.promoted(rev)
+	m.event(corev1.EventTypeNormal, "Promoted", fmt.Sprintf("revision %s promoted to primary; canary scaled to zero", rev))
+	return true
+}
+
+// promoted records the end of the release of rev, promoted: it is the
+// stable revision, and the post-rollout hooks are due.
+func (m *machine) promoted(rev string) {
 	m.st.Phase = sluicev1.PhaseSucceeded
 	m.st.StableRevision = rev
 	m.st.CanaryRevision = ""
@@ -777,7 +786,32 @@ func (m *machine) finalising() bool {
 	m.st.PromotionStartedAt = nil
 	m.st.PostRolloutPending = hasHook(m.spec, sluicev1.HookPostRollout)
 	m.st.Message = "revision " + rev + " promoted"
-	m.event(corev1.EventTypeNormal, "Promoted", fmt.Sprintf("revision %s promoted to primary; canary scaled to zero", rev))
+}
+
+// promotedUnderANewRevision ends the release of old, which the primary runs
+// already, when the target moved on to rev during its promotion. Once the
+// route sends the canary nothing (Finalising's drain), the release ends as
+// any promotion does and the post-rollout hooks run before rev's run
+// starts: the target's new pods take no traffic meanwhile. While the canary
+// still takes traffic its pods are turning into rev's, untested: rev's run
+// starts at once, and its first decision moves traffic back to the primary;
+// old's post-rollout hooks are not called then, and an event says so.
+func (m *machine) promotedUnderANewRevision(old, rev string) bool {
+	routedAway := m.routed(0)
+	m.promoted(old)
+	if routedAway {
+		m.event(corev1.EventTypeNormal, "Promoted", fmt.Sprintf(
+			"revision %s promoted to primary; the target moved on to revision %s, released next", old, rev))
+		return true
+	}
+	m.st.PostRolloutPending = false
+	m.event(corev1.EventTypeNormal, "Promoted", fmt.Sprintf(
+		"revision %s promoted to primary; the target moved on to revision %s while the canary took traffic: its run starts now and moves traffic back to the primary", old, rev))
+	if hasHook(m.spec, sluicev1.HookPostRollout) {
+		m.event(corev1.EventTypeWarning, "PostRolloutHooksSkipped", fmt.Sprintf(
+			"post-rollout hooks of revision %s not called: revision %s arrived while the canary took traffic, and moving it back could not wait for them", old, rev))
+	}
+	m.startRun(rev)
 	return true
 }
 
