@@ -62,9 +62,9 @@ func parse(query string) (string, labels.Selector, error) {
 // reads).
 type valueList struct {
 	Items []struct {
-		MetricName   string            `json:"metricName"`
-		MetricLabels map[string]string `json:"metricLabels"`
-		Value        resource.Quantity `json:"value"`
+		MetricName   string             `json:"metricName"`
+		MetricLabels map[string]string  `json:"metricLabels"`
+		Value        *resource.Quantity `json:"value"`
 	} `json:"items"`
 }
 
@@ -80,10 +80,13 @@ func (k *Kubernetes) Query(ctx context.Context, query string) (float64, error) {
 	if !sel.Empty() {
 		req = req.Param("labelSelector", sel.String())
 	}
-	raw, err := req.Do(ctx).Raw()
-	if err != nil {
+	// Error, unlike Raw, decodes the Status of an error answer: the API
+	// server's or the adapter's own words reach the check's message.
+	res := req.Do(ctx)
+	if err := res.Error(); err != nil {
 		return 0, k.explain(ctx, name, err)
 	}
+	raw, _ := res.Raw() // its error is the one Error returned
 	var list valueList
 	if err := json.Unmarshal(raw, &list); err != nil {
 		return 0, fmt.Errorf("the external metrics answer is not an ExternalMetricValueList: %w", err)
@@ -92,6 +95,10 @@ func (k *Kubernetes) Query(ctx context.Context, query string) (float64, error) {
 	case 0:
 		return 0, fmt.Errorf("external metric %s has no value in namespace %s: %w", name, k.cfg.Namespace, provider.ErrNoData)
 	case 1:
+		// A missing value is not 0: a check must not pass on it.
+		if list.Items[0].Value == nil {
+			return 0, fmt.Errorf("the external metrics answer for %s has an item without a value", name)
+		}
 		return list.Items[0].Value.AsApproximateFloat64(), nil
 	default:
 		return 0, fmt.Errorf("external metric %s has %d values in namespace %s, want one (narrow the label selector)",

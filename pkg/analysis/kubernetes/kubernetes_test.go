@@ -42,7 +42,9 @@ func TestKubernetesReadsTheOneExternalMetricValue(t *testing.T) {
 		{Name: "an unknown metric is an error naming the adapter", Answer: status(404, "NotFound", "the server could not find the metric queue_messages_ready"),
 			Err: "external metric queue_messages_ready not found in namespace shop (is an external metrics adapter serving it?)"},
 		{Name: "a forbidden read names RBAC", Answer: status(403, "Forbidden", "cannot list resource"),
-			Err: "the manager may not read external metrics in namespace shop (RBAC on external.metrics.k8s.io)"},
+			Err: "the manager may not read external metrics in namespace shop (RBAC on external.metrics.k8s.io): cannot list resource"},
+		{Name: "an item without a value is an error, not 0", Answer: providertest.Answer{Body: `{"items":[{"metricName":"queue_messages_ready","metricLabels":{}}]}`},
+			Err: "the external metrics answer for queue_messages_ready has an item without a value"},
 		{Name: "a 429 is the rate limit, never a pass", Answer: func() providertest.Answer {
 			a := status(429, "TooManyRequests", "too many requests")
 			a.Body = `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too many requests","reason":"TooManyRequests","details":{"retryAfterSeconds":3},"code":429}`
