@@ -2,12 +2,14 @@
 // (external.metrics.k8s.io/v1beta1, served by an adapter such as KEDA's or
 // prometheus-adapter): the rendered query is a metric name with an optional
 // label selector in braces, e.g. queue_messages_ready{queue=orders}; the
-// value is the one item the API returns.
+// value is the one item the API returns (none is no data, several an error
+// asking for a narrower selector).
 //
 // It reads with the manager's own identity, so the namespace is never the
 // template author's choice: a MetricTemplate reads its own namespace's
 // external metrics, a ClusterMetricTemplate the Rollout's. It takes no
-// address, credentials or headers.
+// address, credentials or headers. Reading a metric is a list in RBAC's
+// terms (a collection path, the metric being the resource).
 package kubernetes
 
 import (
