@@ -2,12 +2,14 @@
 // (external.metrics.k8s.io/v1beta1, served by an adapter such as KEDA's or
 // prometheus-adapter): the rendered query is a metric name with an optional
 // label selector in braces, e.g. queue_messages_ready{queue=orders}; the
-// value is the one item the API returns.
+// value is the one item the API returns (none is no data, several an error
+// asking for a narrower selector).
 //
 // It reads with the manager's own identity, so the namespace is never the
 // template author's choice: a MetricTemplate reads its own namespace's
 // external metrics, a ClusterMetricTemplate the Rollout's. It takes no
-// address, credentials or headers.
+// address, credentials or headers. Reading a metric is a list in RBAC's
+// terms (a collection path, the metric being the resource).
 package kubernetes
 
 import (
@@ -62,9 +64,9 @@ func parse(query string) (string, labels.Selector, error) {
 // reads).
 type valueList struct {
 	Items []struct {
-		MetricName   string            `json:"metricName"`
-		MetricLabels map[string]string `json:"metricLabels"`
-		Value        resource.Quantity `json:"value"`
+		MetricName   string             `json:"metricName"`
+		MetricLabels map[string]string  `json:"metricLabels"`
+		Value        *resource.Quantity `json:"value"`
 	} `json:"items"`
 }
 
@@ -80,10 +82,13 @@ func (k *Kubernetes) Query(ctx context.Context, query string) (float64, error) {
 	if !sel.Empty() {
 		req = req.Param("labelSelector", sel.String())
 	}
-	raw, err := req.Do(ctx).Raw()
-	if err != nil {
+	// Error, unlike Raw, decodes the Status of an error answer: the API
+	// server's or the adapter's own words reach the check's message.
+	res := req.Do(ctx)
+	if err := res.Error(); err != nil {
 		return 0, k.explain(ctx, name, err)
 	}
+	raw, _ := res.Raw() // its error is the one Error returned
 	var list valueList
 	if err := json.Unmarshal(raw, &list); err != nil {
 		return 0, fmt.Errorf("the external metrics answer is not an ExternalMetricValueList: %w", err)
@@ -92,6 +97,10 @@ func (k *Kubernetes) Query(ctx context.Context, query string) (float64, error) {
 	case 0:
 		return 0, fmt.Errorf("external metric %s has no value in namespace %s: %w", name, k.cfg.Namespace, provider.ErrNoData)
 	case 1:
+		// A missing value is not 0: a check must not pass on it.
+		if list.Items[0].Value == nil {
+			return 0, fmt.Errorf("the external metrics answer for %s has an item without a value", name)
+		}
 		return list.Items[0].Value.AsApproximateFloat64(), nil
 	default:
 		return 0, fmt.Errorf("external metric %s has %d values in namespace %s, want one (narrow the label selector)",

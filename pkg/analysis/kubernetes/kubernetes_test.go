@@ -32,23 +32,19 @@ func build(t *testing.T, url string) (provider.Provider, error) {
 	return New(cfg)
 }
 
-func TestKubernetesReadsTheOneExternalMetricValue(t *testing.T) {
+// The answers of an adapter and the API server's errors are tested through
+// a real API server (apiserver_test.go); these are the answers the test
+// adapter does not give.
+func TestKubernetesNeverPassesOnARateLimitOrAMissingValue(t *testing.T) {
 	providertest.Run(t, []providertest.Case{
-		{Name: "a quantity in milli-units", Answer: providertest.Answer{Body: documented}, Want: 1.5},
-		{Name: "no items is no data", Answer: providertest.Answer{Body: `{"kind":"ExternalMetricValueList","apiVersion":"external.metrics.k8s.io/v1beta1","metadata":{},"items":[]}`},
-			Err: "has no value in namespace shop", NoData: true},
-		{Name: "two items are an error", Answer: providertest.Answer{Body: `{"items":[{"metricName":"q","value":"1"},{"metricName":"q","value":"2"}]}`},
-			Err: "has 2 values in namespace shop, want one"},
-		{Name: "an unknown metric is an error naming the adapter", Answer: status(404, "NotFound", "the server could not find the metric queue_messages_ready"),
-			Err: "external metric queue_messages_ready not found in namespace shop (is an external metrics adapter serving it?)"},
-		{Name: "a forbidden read names RBAC", Answer: status(403, "Forbidden", "cannot list resource"),
-			Err: "the manager may not read external metrics in namespace shop (RBAC on external.metrics.k8s.io)"},
 		{Name: "a 429 is the rate limit, never a pass", Answer: func() providertest.Answer {
 			a := status(429, "TooManyRequests", "too many requests")
 			a.Body = `{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"too many requests","reason":"TooManyRequests","details":{"retryAfterSeconds":3},"code":429}`
 			a.Headers = map[string]string{"Retry-After": "3"}
 			return a
 		}(), Err: "the external metrics API rate limit reached (429 Too Many Requests); it asks to retry after 3"},
+		{Name: "an item without a value is an error, not 0", Answer: providertest.Answer{Body: `{"items":[{"metricName":"queue_messages_ready","metricLabels":{}}]}`},
+			Err: "the external metrics answer for queue_messages_ready has an item without a value"},
 	}, "queue_messages_ready{queue=orders}", func(url string) (provider.Provider, error) { return build(t, url) })
 }
 
