@@ -3,6 +3,8 @@ package rollout
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -26,7 +28,18 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 		// The target moved on; the state machine restarts the run.
 		return nil
 	}
-	copied, err := r.copyConfigs(ctx, sc)
+	// A promotion from the stable revision keeps the stable content of the
+	// copies it overwrites, for an abort (restorePrimary).
+	var beforeWrites func([]pendingCopy) error
+	var kept []string
+	fromStable := sc.primary != nil && sc.primary.Annotations[RevisionAnnotation] == sc.ro.Status.StableRevision
+	if fromStable {
+		beforeWrites = func(pending []pendingCopy) (err error) {
+			kept, err = r.keepStableConfigs(ctx, sc, pending)
+			return err
+		}
+	}
+	copied, err := r.copyConfigs(ctx, sc, beforeWrites)
 	if err != nil {
 		return err
 	}
@@ -48,6 +61,9 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 		p := sc.primary.DeepCopy()
 		if err := keepStableTemplate(p, sc.ro.Status.StableRevision); err != nil {
 			return err
+		}
+		if fromStable {
+			setStableConfigs(p, kept)
 		}
 		p.Spec = want.Spec
 		p.Labels = want.Labels
@@ -80,6 +96,11 @@ func (r *Reconciler) restorePrimary(ctx context.Context, sc *scope, rev string) 
 		// Observe reported it as not restorable; the state machine stalls.
 		return err
 	}
+	// The stable pods read the stable configuration again: the copies
+	// first, so that pods the template change starts find it.
+	if err := r.restoreConfigs(ctx, sc, p); err != nil {
+		return err
+	}
 	p.Spec.Template = *tmpl
 	p.Annotations[RevisionAnnotation] = rev
 	if err := r.Update(ctx, p); err != nil {
@@ -93,37 +114,135 @@ func (r *Reconciler) restorePrimary(ctx context.Context, sc *scope, rev string) 
 	return r.restoreAutoscaler(ctx, sc, rev)
 }
 
+// pendingCopy is a -primary copy that does not hold its source's content.
+type pendingCopy struct {
+	ref      configRef
+	key      client.ObjectKey
+	existing *metav1.PartialObjectMetadata // nil when there is no copy yet
+}
+
 // copyConfigs writes a -primary copy of every ConfigMap and Secret the target
 // uses and returns the keys it copied. A copy that already holds the content
 // of the revision's checksum is left alone, without reading its source; the
 // others are written from what this reconcile read of them, else read
-// uncached.
-func (r *Reconciler) copyConfigs(ctx context.Context, sc *scope) (map[string]bool, error) {
+// uncached, after beforeWrites (when set) was given the list of them.
+func (r *Reconciler) copyConfigs(ctx context.Context, sc *scope, beforeWrites func([]pendingCopy) error) (map[string]bool, error) {
 	copied := map[string]bool{}
+	var pending []pendingCopy
 	for _, ref := range configRefs(&sc.target.Spec.Template.Spec) {
 		sum, ok := sc.configs[ref.key()]
 		if !ok || sum == missingChecksum {
 			continue
 		}
-		existing, current, err := r.copyHolds(ctx, ref.Kind, client.ObjectKey{Namespace: sc.ro.Namespace, Name: primaryName(ref.Name)}, sum)
+		key := client.ObjectKey{Namespace: sc.ro.Namespace, Name: primaryName(ref.Name)}
+		existing, current, err := r.copyHolds(ctx, ref.Kind, key, sum)
 		if err != nil {
 			return nil, err
 		}
 		if !current {
-			src := sc.read[ref.key()]
-			if src == nil {
-				src = newConfigObject(ref.Kind)
-				if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: sc.ro.Namespace, Name: ref.Name}, src); err != nil {
-					return nil, fmt.Errorf("reading %s: %w", ref.key(), err)
-				}
-			}
-			if err := r.writeCopy(ctx, sc, src, existing); err != nil {
-				return nil, err
-			}
+			pending = append(pending, pendingCopy{ref: ref, key: key, existing: existing})
 		}
 		copied[ref.key()] = true
 	}
+	if beforeWrites != nil {
+		if err := beforeWrites(pending); err != nil {
+			return nil, err
+		}
+	}
+	for _, pc := range pending {
+		src := sc.read[pc.ref.key()]
+		if src == nil {
+			src = newConfigObject(pc.ref.Kind)
+			if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: sc.ro.Namespace, Name: pc.ref.Name}, src); err != nil {
+				return nil, fmt.Errorf("reading %s: %w", pc.ref.key(), err)
+			}
+		}
+		if err := r.writeConfig(ctx, sc, src, pc.key.Name, pc.existing); err != nil {
+			return nil, err
+		}
+	}
 	return copied, nil
+}
+
+// keepStableConfigs snapshots, before a promotion from the stable revision
+// overwrites them, the copies of pending that hold the stable content, as
+// <copy>-stable, and lists them on the primary with its stable template
+// before any copy is overwritten: a promotion cut short and tried again
+// finds its copies overwritten already, and the list still names their
+// snapshots. It returns the list (configRef keys of the copies).
+func (r *Reconciler) keepStableConfigs(ctx context.Context, sc *scope, pending []pendingCopy) ([]string, error) {
+	stable := sc.ro.Status.StableRevision
+	kept := map[string]bool{}
+	if sc.primary.Annotations[StableRevisionAnnotation] == stable {
+		// Listed by an earlier try of this promotion.
+		for _, ref := range stableConfigs(sc.primary) {
+			kept[ref.key()] = true
+		}
+	}
+	added := false
+	for _, pc := range pending {
+		k := configRef{Kind: pc.ref.Kind, Name: pc.key.Name}.key()
+		if pc.existing == nil || kept[k] {
+			continue
+		}
+		if err := r.snapshotCopy(ctx, sc, pc.ref.Kind, pc.key); err != nil {
+			return nil, err
+		}
+		kept[k], added = true, true
+	}
+	list := slices.Sorted(maps.Keys(kept))
+	if !added {
+		return list, nil
+	}
+	p := sc.primary.DeepCopy()
+	if err := keepStableTemplate(p, stable); err != nil {
+		return nil, err
+	}
+	setStableConfigs(p, list)
+	if err := r.Update(ctx, p); err != nil {
+		return nil, fmt.Errorf("recording the stable configuration on primary Deployment %s: %w", p.Name, err)
+	}
+	sc.primary = p
+	return list, nil
+}
+
+// snapshotCopy keeps the content of the copy named key as its -stable
+// snapshot, read uncached (the cache holds no data).
+func (r *Reconciler) snapshotCopy(ctx context.Context, sc *scope, kind configKind, key client.ObjectKey) error {
+	cur := newConfigObject(kind)
+	if err := r.APIReader.Get(ctx, key, cur); err != nil {
+		return fmt.Errorf("reading %s to keep it for an abort: %w", key.Name, err)
+	}
+	snapKey := client.ObjectKey{Namespace: key.Namespace, Name: stableCopyName(key.Name)}
+	existing, current, err := r.copyHolds(ctx, kind, snapKey, dataChecksum(cur))
+	if err != nil || current {
+		return err
+	}
+	return r.writeConfig(ctx, sc, cur, snapKey.Name, existing)
+}
+
+// restoreConfigs writes the -stable snapshots that the primary p lists back
+// into their copies.
+func (r *Reconciler) restoreConfigs(ctx context.Context, sc *scope, p *appsv1.Deployment) error {
+	for _, ref := range stableConfigs(p) {
+		snap := newConfigObject(ref.Kind)
+		snapKey := client.ObjectKey{Namespace: p.Namespace, Name: stableCopyName(ref.Name)}
+		if err := r.APIReader.Get(ctx, snapKey, snap); err != nil {
+			return fmt.Errorf("reading %s to restore %s: %w", snapKey.Name, ref.Name, err)
+		}
+		copyKey := client.ObjectKey{Namespace: p.Namespace, Name: ref.Name}
+		existing, current, err := r.copyHolds(ctx, ref.Kind, copyKey, dataChecksum(snap))
+		if err != nil {
+			return err
+		}
+		if current {
+			continue
+		}
+		if err := r.writeConfig(ctx, sc, snap, ref.Name, existing); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // copyHolds reports whether the copy named key holds content of checksum sum,
@@ -146,10 +265,10 @@ func (r *Reconciler) copyHolds(ctx context.Context, kind configKind, key client.
 	return existing, have == sum, nil
 }
 
-// writeCopy creates (existing is nil) or updates the -primary copy of a
-// ConfigMap or Secret, and remembers the checksum of what it wrote.
-func (r *Reconciler) writeCopy(ctx context.Context, sc *scope, src client.Object, existing *metav1.PartialObjectMetadata) error {
-	name := primaryName(src.GetName())
+// writeConfig creates (existing is nil) or updates the ConfigMap or Secret
+// name, owned by the Rollout, with the content of src (a -primary copy or a
+// -stable snapshot), and remembers the checksum of what it wrote.
+func (r *Reconciler) writeConfig(ctx context.Context, sc *scope, src client.Object, name string, existing *metav1.PartialObjectMetadata) error {
 	meta := metav1.ObjectMeta{
 		Name: name, Namespace: src.GetNamespace(),
 		Labels: map[string]string{RolloutLabel: sc.ro.Name, traffic.ManagedByLabel: traffic.ManagedByValue},

@@ -305,3 +305,47 @@ func TestAConfigChangeMidRunRestartsTheCanaryPodsBeforeAnyCheckCounts(t *testing
 		t.Errorf("the stamp changed the revision again: %s -> %s", ro.Status.CanaryRevision, again)
 	}
 }
+
+// TestAnAbortedConfigChangeGivesThePrimaryItsStableConfigurationBack: a
+// configuration-only release whose primary cannot roll out is aborted. The
+// primary gets back its stable template and also the stable content of its
+// ConfigMap copy: a stable pod that restarts reads the stable configuration,
+// not the one that was aborted. Before, the copy kept the aborted content.
+func TestAnAbortedConfigChangeGivesThePrimaryItsStableConfigurationBack(t *testing.T) {
+	s := newStory(t)
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "podinfo-config", Namespace: s.ns}, Data: map[string]string{"color": "blue"}}
+	s.must(k8sClient.Create(s.ctx, cm))
+	s.deploy("podinfo", "podinfo:1.0", withConfigMapEnv("podinfo-config", "color"))
+	s.initialized("podinfo", iterations(1), progressDeadline(2))
+	stableRev := s.getRollout("podinfo").Status.StableRevision
+	stableTemplate := s.getDeployment("podinfo-primary").Spec.Template.Annotations[rollout.RevisionAnnotation]
+	// The new configuration never starts on the primary.
+	s.holdWhen(func(d *appsv1.Deployment) bool {
+		return d.Name == "podinfo-primary" && d.Spec.Template.Annotations[rollout.RevisionAnnotation] != stableTemplate
+	})
+
+	cm.Data["color"] = "green"
+	s.must(k8sClient.Update(s.ctx, cm))
+	s.waitStalled("podinfo", "PromotionStalled")
+	copyOf := func() string {
+		c := &corev1.ConfigMap{}
+		s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo-config-primary"}, c))
+		return c.Data["color"]
+	}
+	if got := copyOf(); got != "green" {
+		t.Fatalf("while promoting, the primary's copy has color=%q, want the new green", got)
+	}
+
+	s.ask("podinfo", sluicev1.ActionAbort, "sre")
+
+	s.waitEvent("podinfo", "PrimaryRestored")
+	if got := copyOf(); got != "blue" {
+		t.Errorf("after the abort the primary's copy has color=%q, want the stable blue: a restarted stable pod would read the aborted configuration", got)
+	}
+	if got := s.getDeployment("podinfo-primary").Spec.Template.Annotations[rollout.RevisionAnnotation]; got != stableTemplate {
+		t.Errorf("the primary's template is at %q, want the stable %q", got, stableTemplate)
+	}
+	if ro := s.getRollout("podinfo"); ro.Status.Phase != sluicev1.PhaseFailed || ro.Status.StableRevision != stableRev {
+		t.Errorf("phase %s, stable %s; want Failed at the stable %s", ro.Status.Phase, ro.Status.StableRevision, stableRev)
+	}
+}

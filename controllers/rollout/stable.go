@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -18,6 +19,37 @@ const (
 	StableTemplateAnnotation = "sluice.dev/stable-template"
 	StableRevisionAnnotation = "sluice.dev/stable-revision"
 )
+
+// StableConfigsAnnotation on the primary lists, with the stable template,
+// the -primary ConfigMap and Secret copies whose stable content the
+// promotion overwrote; each is kept beside it as <copy>-stable, so that an
+// abort gives the stable pods their configuration back too.
+const StableConfigsAnnotation = "sluice.dev/stable-configs"
+
+// stableCopyName names the snapshot of a -primary copy's stable content.
+func stableCopyName(copyName string) string { return copyName + "-stable" }
+
+// setStableConfigs records the copies kept (configRef keys) on p.
+func setStableConfigs(p *appsv1.Deployment, kept []string) {
+	if len(kept) == 0 {
+		delete(p.Annotations, StableConfigsAnnotation)
+		return
+	}
+	p.Annotations[StableConfigsAnnotation] = strings.Join(kept, ",")
+}
+
+// stableConfigs returns the copies p lists as kept.
+func stableConfigs(p *appsv1.Deployment) []configRef {
+	var out []configRef
+	for _, k := range strings.Split(p.Annotations[StableConfigsAnnotation], ",") {
+		kind, name, ok := strings.Cut(k, "/")
+		if !ok || name == "" || (configKind(kind) != kindConfigMap && configKind(kind) != kindSecret) {
+			continue
+		}
+		out = append(out, configRef{Kind: configKind(kind), Name: name})
+	}
+	return out
+}
 
 // ConfigStampAnnotation on the target's pod template is the checksum of the
 // ConfigMaps and Secrets its pods were started with. Sluice sets it when it
