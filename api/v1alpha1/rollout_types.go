@@ -893,6 +893,12 @@ type RolloutStatus struct {
 	// +optional
 	TrackedConfigs map[string]string `json:"trackedConfigs,omitempty"`
 
+	// Autoscaler is the autoscaler whose copy Sluice runs for the primary.
+	// When spec.autoscalerRef no longer names it, Sluice deletes the copy
+	// and lifts its pause from the autoscaler, then clears this.
+	// +optional
+	Autoscaler *AutoscalerRef `json:"autoscaler,omitempty"`
+
 	// RunStartedAt is when the current run started.
 	// +optional
 	RunStartedAt *metav1.Time `json:"runStartedAt,omitempty"`

@@ -822,6 +822,11 @@ func (in *RolloutStatus) DeepCopyInto(out *RolloutStatus) {
 			(*out)[key] = val
 		}
 	}
+	if in.Autoscaler != nil {
+		in, out := &in.Autoscaler, &out.Autoscaler
+		*out = new(AutoscalerRef)
+		(*in).DeepCopyInto(*out)
+	}
 	if in.RunStartedAt != nil {
 		in, out := &in.RunStartedAt, &out.RunStartedAt
 		*out = (*in).DeepCopy()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
@@ -72,7 +73,12 @@ func (r *Reconciler) syncAutoscaler(ctx context.Context, sc *scope, rel autoscal
 	if sc.scaler == nil || sc.primary == nil {
 		return nil
 	}
-	return sc.scaler.Sync(ctx, autoscalerTarget(sc.ro), sc.scaled, rel)
+	if err := sc.scaler.Sync(ctx, autoscalerTarget(sc.ro), sc.scaled, rel); err != nil {
+		return err
+	}
+	// Recorded, so that removing autoscalerRef later releases it.
+	sc.autoscaler, sc.autoscalerSet = autoscalerIdentity(sc.ro.Spec.AutoscalerRef), true
+	return nil
 }
 
 // restoreAutoscaler gives the copy back the spec of revision rev.
@@ -90,6 +96,60 @@ func (r *Reconciler) pauseTargetAutoscaler(ctx context.Context, sc *scope, parke
 		return nil
 	}
 	return sc.scaler.Pause(ctx, sc.scaled, parked)
+}
+
+// releaseAutoscaler undoes what Sluice did for an autoscaler the Rollout no
+// longer names (autoscalerRef removed, or naming another one): the primary's
+// copy is deleted, so that it stops scaling the primary, and Sluice's pause
+// is lifted from it. It runs before the copy of a newly named autoscaler is
+// made, so that two never scale the primary at once. The primary keeps the
+// replicas it has.
+func (r *Reconciler) releaseAutoscaler(ctx context.Context, sc *scope) error {
+	old := sc.ro.Status.Autoscaler
+	if old == nil || r.Autoscalers == nil {
+		return nil
+	}
+	if sameAutoscaler(sc.ro.Spec.AutoscalerRef, old) {
+		return nil
+	}
+	a, err := r.Autoscalers.For(old)
+	var stalled *autoscaling.StalledError
+	switch {
+	case errors.As(err, &stalled):
+		// Its kind is no longer served: nothing of it is left to undo.
+	case err != nil:
+		return err
+	default:
+		ro := sc.ro.DeepCopy()
+		ro.Spec.AutoscalerRef = old
+		undone, err := a.Release(ctx, autoscalerTarget(ro))
+		if err != nil {
+			return err
+		}
+		if undone {
+			r.Recorder.Eventf(sc.ro, nil, corev1.EventTypeNormal, "AutoscalerReleased", "Autoscale",
+				"%s %s is no longer the Rollout's autoscaler: the primary's copy %s deleted and Sluice's pause lifted; the primary keeps its %d replicas",
+				old.Kind, old.Name, autoscaling.CopyName(old.Name), replicasOf(sc.primary))
+		}
+	}
+	sc.autoscaler, sc.autoscalerSet = autoscalerIdentity(sc.ro.Spec.AutoscalerRef), true
+	return nil
+}
+
+// autoscalerIdentity is what names an autoscaler in ref (nil for nil).
+func autoscalerIdentity(ref *sluicev1.AutoscalerRef) *sluicev1.AutoscalerRef {
+	if ref == nil {
+		return nil
+	}
+	return &sluicev1.AutoscalerRef{APIVersion: ref.APIVersion, Kind: ref.Kind, Name: ref.Name}
+}
+
+// sameAutoscaler reports whether a and b name the same autoscaler.
+func sameAutoscaler(a, b *sluicev1.AutoscalerRef) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.APIVersion == b.APIVersion && a.Kind == b.Kind && a.Name == b.Name
 }
 
 // resumeTargetAutoscaler lifts Sluice's pause from the user's autoscaler

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -265,4 +266,55 @@ triggers:
 		}
 		return s.gone("podinfo")
 	})
+}
+
+// TestRemovingAutoscalerRefHandsTheAutoscalerBack: once a Rollout no longer
+// names its autoscaler, Sluice undoes what it did for it: the primary's copy
+// goes (else it would scale the primary for good, owned by nobody's spec),
+// and Sluice's pause is lifted from the user's autoscaler (else it would
+// stay paused for good). Before, both stayed.
+func TestRemovingAutoscalerRefHandsTheAutoscalerBack(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	s.createScaledObject("podinfo", `
+scaleTargetRef: {name: podinfo}
+minReplicaCount: 1
+maxReplicaCount: 8
+triggers:
+- type: cpu
+  metadata: {value: "60"}
+`)
+	s.initialized("podinfo", autoscalerRef("ScaledObject", "podinfo"))
+	s.eventually(storyTimeout, "the primary's ScaledObject and the user's paused", func() error {
+		if _, err := s.getScaledObject("podinfo-primary"); err != nil {
+			return err
+		}
+		if p := s.pausedReplicas("podinfo"); p != "0" {
+			return fmt.Errorf("the user's ScaledObject has paused-replicas %q", p)
+		}
+		return nil
+	})
+
+	s.eventually(storyTimeout, "autoscalerRef removed", func() error {
+		ro := s.getRollout("podinfo")
+		ro.Spec.AutoscalerRef = nil
+		return k8sClient.Update(s.ctx, ro)
+	})
+
+	s.eventually(storyTimeout, "the primary's copy gone and the user's ScaledObject resumed", func() error {
+		if _, err := s.getScaledObject("podinfo-primary"); !apierrors.IsNotFound(err) {
+			return fmt.Errorf("the primary's ScaledObject is still there (%v)", err)
+		}
+		if p := s.pausedReplicas("podinfo"); p != "" {
+			return fmt.Errorf("the user's ScaledObject still has paused-replicas %q", p)
+		}
+		return nil
+	})
+	s.waitEvent("podinfo", "AutoscalerReleased")
+	if ro := s.getRollout("podinfo"); ro.Status.Phase != sluicev1.PhaseInitialized {
+		t.Errorf("phase %s (%s), want Initialized: releasing the autoscaler is no release", ro.Status.Phase, ro.Status.Message)
+	}
+	if n := replicas(s.getDeployment("podinfo-primary")); n < 1 {
+		t.Errorf("primary replicas = %d, want it kept serving", n)
+	}
 }

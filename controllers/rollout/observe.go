@@ -41,9 +41,12 @@ type scope struct {
 	// callRevision is the revision the calls of this reconcile tell of
 	// (see callRevision); the target's unless they tell of an ended release.
 	callRevision string
-	route        traffic.Target
-	router       traffic.Router // nil when unavailable
-	routed       *traffic.Route // what the router holds; nil when unknown
+	// autoscaler is what status.autoscaler becomes, when autoscalerSet.
+	autoscaler    *sluicev1.AutoscalerRef
+	autoscalerSet bool
+	route         traffic.Target
+	router        traffic.Router // nil when unavailable
+	routed        *traffic.Route // what the router holds; nil when unknown
 	// scaler and scaled are the target's autoscaler and what was read of
 	// it; nil without autoscalerRef or while blocked.
 	scaler *autoscaling.Autoscaler

@@ -239,6 +239,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	if sc.configs != nil {
 		ro.Status.TrackedConfigs = sc.configs
 	}
+	if sc.autoscalerSet {
+		ro.Status.Autoscaler = sc.autoscaler
+	}
 	if sc.target != nil && err == nil {
 		ro.Status.ObservedTargetGeneration = sc.target.Generation
 	}
@@ -456,6 +459,9 @@ func (r *Reconciler) act(ctx context.Context, sc *scope, want statemachine.Desir
 		sc.fresh = true
 	}
 	changed := false
+	if err := r.releaseAutoscaler(ctx, sc); err != nil {
+		return false, err
+	}
 	if sc.target != nil && want.PrimaryRevision != "" && want.PrimaryRevision != sc.obs.PrimaryRevision {
 		if err := r.promotePrimary(ctx, sc, want.PrimaryRevision); err != nil {
 			return false, err

@@ -304,6 +304,47 @@ func (a *Autoscaler) Pause(ctx context.Context, s *State, paused bool) error {
 	return nil
 }
 
+// Release undoes what Sluice did for the autoscaler of t (named by
+// t.Rollout.Spec.AutoscalerRef) once the Rollout no longer uses it: Sluice's
+// pause is lifted from it, and the primary's copy deleted. It reports
+// whether there was anything to undo; a missing autoscaler, copy or kind is
+// not an error.
+func (a *Autoscaler) Release(ctx context.Context, t Target) (bool, error) {
+	key, val := a.PauseAnnotation()
+	undone := false
+	if key != "" {
+		user, err := a.readUser(ctx, t)
+		var stalled *StalledError
+		switch {
+		case errors.As(err, &stalled):
+		case err != nil:
+			return false, err
+		case user.GetAnnotations()[key] == val:
+			if err := a.Pause(ctx, &State{User: user, Paused: true}, false); err != nil {
+				return false, err
+			}
+			undone = true
+		}
+	}
+	cp := a.New()
+	err := a.reader.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: CopyName(t.Rollout.Spec.AutoscalerRef.Name)}, cp)
+	switch {
+	case apierrors.IsNotFound(err), meta.IsNoMatchError(err):
+		return undone, nil
+	case err != nil:
+		return false, fmt.Errorf("reading %s %s: %w", a.Kind.Kind(), CopyName(t.Rollout.Spec.AutoscalerRef.Name), err)
+	case !metav1.IsControlledBy(cp, t.Rollout):
+		// Not Sluice's: someone else's object of that name stays.
+		return undone, nil
+	}
+	if err := a.client.Delete(ctx, cp, client.Preconditions{UID: ptrTo(cp.GetUID())}); client.IgnoreNotFound(err) != nil {
+		return false, fmt.Errorf("deleting the primary's %s %s: %w", a.Kind.Kind(), cp.GetName(), err)
+	}
+	return true, nil
+}
+
+func ptrTo[T any](v T) *T { return &v }
+
 // Resume removes Sluice's pause from the user's autoscaler, when there is
 // one to remove; a missing autoscaler or kind is not an error.
 func (a *Autoscaler) Resume(ctx context.Context, t Target) error {
