@@ -110,6 +110,7 @@ func (r *Reconciler) isCurrent(ctx context.Context, ro *sluicev1.Rollout) (bool,
 // +kubebuilder:rbac:groups=sluice.dev,resources=rollouts,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=sluice.dev,resources=rollouts/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=sluice.dev,resources=metrictemplates;clustermetrictemplates,verbs=get;list;watch
+// +kubebuilder:rbac:groups=sluice.dev,resources=alertproviders,verbs=get
 // +kubebuilder:rbac:groups=external.metrics.k8s.io,resources=*,verbs=get;list
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups="",resources=services;configmaps;secrets,verbs=get;list;watch;create;update;patch
