@@ -16,8 +16,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/internal/manager"
 )
 
 // chatReceivers stands in for Discord, Google Chat and a generic webhook
@@ -194,4 +196,50 @@ func TestAnAlertWhoseSecretHasNotOptedInIsReportedAndTheReleaseCompletes(t *test
 	if c := s.alertsCondition("podinfo"); c == nil || c.Reason != "AlertProviderNotFound" || strings.Contains(c.Message, "team-chat") {
 		t.Errorf("condition %s = %+v, want only the missing provider", sluicev1.ConditionAlerts, c)
 	}
+}
+
+// alertsFailed reads sluice_alerts_failed_total for a provider type from
+// the registry the manager exports.
+func alertsFailed(t *testing.T, typ string) float64 {
+	t.Helper()
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != "sluice_alerts_failed_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "type" && l.GetValue() == typ {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return 0
+}
+
+func TestAlertsPassTheEgressPolicyOfRolloutWebhooks(t *testing.T) {
+	// The default policy: loopback, where the receiver listens, is denied.
+	s := newStoryWith(t, manager.Options{WebhookEgressAllow: []string{}})
+	rc := s.chatReceivers()
+	s.alertProvider("team-chat", sluicev1.AlertGoogleChat, rc.url+"/chat", true)
+	before := alertsFailed(t, "googlechat")
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", alert("team", sluicev1.SeverityInfo, "team-chat"))
+
+	s.setImage("podinfo", "podinfo:2.0")
+	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+	s.eventually(storyTimeout, "the alerts refused and counted as failed", func() error {
+		if n := alertsFailed(t, "googlechat") - before; n < 4 {
+			return fmt.Errorf("%v failed alerts", n)
+		}
+		return nil
+	})
+	if got := rc.got("/chat"); len(got) != 0 {
+		t.Errorf("a receiver on a denied address got %v", got)
+	}
+	s.expectKStatus("podinfo", status.CurrentStatus)
 }
