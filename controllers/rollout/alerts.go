@@ -144,7 +144,8 @@ func (r *Reconciler) setAlertsCondition(ro *sluicev1.Rollout, before *sluicev1.R
 		return
 	}
 	c := metav1.Condition{Type: sluicev1.ConditionAlerts, Status: metav1.ConditionTrue, Reason: ReasonAlertsReady,
-		Message: fmt.Sprintf("%d alerts can be sent", len(seen.targets)), ObservedGeneration: ro.Generation}
+		Message: fmt.Sprintf("%d alerts can be sent", len(seen.targets)), ObservedGeneration: ro.Generation,
+		LastTransitionTime: metav1.NewTime(r.Clock.Now())}
 	if len(seen.problems) > 0 {
 		msgs := make([]string, 0, len(seen.problems))
 		for _, p := range seen.problems {
