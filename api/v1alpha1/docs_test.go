@@ -22,7 +22,7 @@ func TestTheFieldReferenceNamesEveryField(t *testing.T) {
 		t.Fatal(err)
 	}
 	var missing []string
-	for _, crd := range []string{"sluice.dev_rollouts.yaml", "sluice.dev_metrictemplates.yaml", "sluice.dev_clustermetrictemplates.yaml"} {
+	for _, crd := range []string{"sluice.dev_rollouts.yaml", "sluice.dev_metrictemplates.yaml", "sluice.dev_clustermetrictemplates.yaml", "sluice.dev_alertproviders.yaml"} {
 		raw, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "crd", "bases", crd))
 		if err != nil {
 			t.Fatal(err)

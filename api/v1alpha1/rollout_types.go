@@ -581,6 +581,62 @@ type Analysis struct {
 	// +listType=map
 	// +listMapKey=name
 	Webhooks []Webhook `json:"webhooks,omitempty"`
+
+	// Alerts send the release's events, at or above a severity, to
+	// AlertProviders of the Rollout's namespace. Delivery is in the
+	// background and never holds the release.
+	// +optional
+	// +kubebuilder:validation:MaxItems=10
+	// +listType=map
+	// +listMapKey=name
+	Alerts []Alert `json:"alerts,omitempty"`
+}
+
+// AlertSeverity is how serious an event is: info (every event), warn (a
+// failed check, a hold, an ignored action) or error (a rollback, a stalled
+// release). docs/operations.md lists which event has which.
+//
+// +kubebuilder:validation:Enum=info;warn;error
+type AlertSeverity string
+
+// Alert severities, from the least to the most serious.
+const (
+	SeverityInfo  AlertSeverity = "info"
+	SeverityWarn  AlertSeverity = "warn"
+	SeverityError AlertSeverity = "error"
+)
+
+// Rank orders severities: info < warn < error; an unknown one ranks as info.
+func (s AlertSeverity) Rank() int {
+	switch s {
+	case SeverityWarn:
+		return 1
+	case SeverityError:
+		return 2
+	}
+	return 0
+}
+
+// Admits reports whether an alert of severity s is sent an event of
+// severity ev: the event is at least as serious.
+func (s AlertSeverity) Admits(ev AlertSeverity) bool { return ev.Rank() >= s.Rank() }
+
+// Alert sends the events of a Rollout at or above Severity to an
+// AlertProvider of its namespace.
+type Alert struct {
+	// Name of the alert, unique in the Rollout.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name"`
+
+	// Severity is the least serious event sent: info sends every event,
+	// warn the warnings and errors, error only the errors.
+	// +kubebuilder:default=info
+	// +optional
+	Severity AlertSeverity `json:"severity,omitempty"`
+
+	// ProviderRef names the AlertProvider, in the Rollout's namespace.
+	ProviderRef LocalObjectReference `json:"providerRef"`
 }
 
 // Built-in metric names, usable without a templateRef.
@@ -840,6 +896,11 @@ const (
 	ConditionSuspended = "Suspended"
 	// ConditionGate is True while a webhook gate holds the release.
 	ConditionGate = "GateClosed"
+	// ConditionAlerts is False while an alert of spec.analysis.alerts
+	// cannot be sent (its AlertProvider or Secret is missing or unusable);
+	// set when events are sent, absent without alerts. It never holds the
+	// release, and kstatus does not read it.
+	ConditionAlerts = "AlertsReady"
 )
 
 // RolloutStatus is everything Sluice needs to resume a release after a

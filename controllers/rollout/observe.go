@@ -57,7 +57,9 @@ type scope struct {
 	fresh bool
 	// emitted counts the events emitted in this reconcile by reason.
 	emitted map[string]int
-	obs     statemachine.Observation
+	// alerts is what this reconcile found of the Rollout's alerts (alerts.go).
+	alerts alertsSeen
+	obs    statemachine.Observation
 }
 
 // observe gathers what the state machine needs. It returns an error only for

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -59,8 +60,12 @@ type Reconciler struct {
 	Routers   RouterFor
 	Metrics   analysis.Querier
 	Webhooks  *webhooks.Client
-	// Notifier sends each event to the notification targets, never blocking.
+	// Notifier sends each event to the notification targets, and to the
+	// Rollout's alerts, never blocking.
 	Notifier *notify.Dispatcher
+	// AlertHTTP posts alerts: its connections must pass the egress policy
+	// and it must not follow redirects (alert URLs are tenants' choice).
+	AlertHTTP *http.Client
 	// Autoscalers handles the targets' autoscalers (spec.autoscalerRef).
 	Autoscalers *autoscaling.Set
 	// MaxConcurrentReconciles is how many Rollouts are reconciled at once
@@ -110,6 +115,7 @@ func (r *Reconciler) isCurrent(ctx context.Context, ro *sluicev1.Rollout) (bool,
 // +kubebuilder:rbac:groups=sluice.dev,resources=rollouts,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=sluice.dev,resources=rollouts/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=sluice.dev,resources=metrictemplates;clustermetrictemplates,verbs=get;list;watch
+// +kubebuilder:rbac:groups=sluice.dev,resources=alertproviders,verbs=get
 // +kubebuilder:rbac:groups=external.metrics.k8s.io,resources=*,verbs=get;list
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups="",resources=services;configmaps;secrets,verbs=get;list;watch;create;update;patch
@@ -236,6 +242,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, sc.obs.BlockedReason, "Reconcile", "%s", sc.obs.Blocked)
 	}
 	ro.Status = d.Status
+	r.setAlertsCondition(ro, &base.Status, sc.alerts)
 	if sc.configs != nil {
 		ro.Status.TrackedConfigs = sc.configs
 	}
@@ -323,7 +330,7 @@ func (r *Reconciler) decideAndAct(ctx context.Context, sc *scope) (statemachine.
 			d.Status = sc.ro.Status
 			return d, err
 		}
-		r.emit(sc, &status, d.Events)
+		r.emit(ctx, sc, &status, d.Events)
 		if err != nil || !changed {
 			return d, err
 		}
@@ -414,7 +421,7 @@ func (r *Reconciler) runChecks(ctx context.Context, ro *sluicev1.Rollout, rev st
 // emit records the events and hands them to the notifier with the status
 // they belong to. Event webhooks get keys from the status this reconcile
 // started from (sc.ro's, as recorded) and each event's reason and ordinal.
-func (r *Reconciler) emit(sc *scope, st *sluicev1.RolloutStatus, evs []statemachine.Event) {
+func (r *Reconciler) emit(ctx context.Context, sc *scope, st *sluicev1.RolloutStatus, evs []statemachine.Event) {
 	if len(evs) == 0 {
 		return
 	}
@@ -431,6 +438,7 @@ func (r *Reconciler) emit(sc *scope, st *sluicev1.RolloutStatus, evs []statemach
 			m := notify.MessageFor(now, e.Type, e.Reason, e.Message)
 			m.Origin, m.Ordinal = origin, sc.emitted[e.Reason]
 			r.Notifier.Dispatch(m)
+			r.sendAlerts(ctx, sc, m)
 		}
 		sc.emitted[e.Reason]++
 	}

@@ -299,6 +299,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Metrics:   metrics,
 		Webhooks:  hooks,
 		Notifier:  dispatcher,
+		AlertHTTP: alertClient(policy),
 		// Autoscalers are read from the cache itself: the client would read
 		// unstructured kinds (KEDA's ScaledObjects) live on every reconcile.
 		Autoscalers: autoscaling.New(mgr.GetClient(), mgr.GetCache(), mgr.GetRESTMapper(), hpa.Kind{}, keda.Kind{}),
@@ -335,6 +336,16 @@ func webhookClient(opts Options, policy *egress.Policy) (*http.Client, error) {
 		return nil, fmt.Errorf("--webhook-token-file: %w", err)
 	}
 	return hc, nil
+}
+
+// alertClient is the HTTP client of the alerts: AlertProviders' URLs are
+// their authors' choice, so every connection passes the egress policy, no
+// redirect is followed (a 3xx is a failed delivery), and no token is sent.
+func alertClient(policy *egress.Policy) *http.Client {
+	return &http.Client{
+		Transport:     policy.Transport(nil),
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 }
 
 // cacheSynced is the readiness of a manager: ready once its informer cache

@@ -44,9 +44,7 @@ func (c *canaryConv) analysis() {
 	}
 	an.Metrics = c.metrics(a)
 	an.Webhooks = c.webhooks(a)
-	for _, al := range a.items("alerts") {
-		al.note("", NotCarried, "Sluice sends notifications for every Rollout from the manager's --notify-secret (Slack, Teams, a generic webhook; docs/webhooks.md#notifications): configure the AlertProvider's address there")
-	}
+	an.Alerts = c.alerts(a)
 	c.ro.Spec.Analysis = an
 }
 

@@ -1,7 +1,7 @@
-// Package convert turns Flagger objects (flagger.app/v1beta1 Canary and
-// MetricTemplate) into their Sluice counterparts (sluice.dev/v1alpha1
-// Rollout and MetricTemplate), and says, field by field, what it could not
-// carry over or what behaves differently.
+// Package convert turns Flagger objects (flagger.app/v1beta1 Canary,
+// MetricTemplate and AlertProvider) into their Sluice counterparts
+// (sluice.dev/v1alpha1 Rollout, MetricTemplate and AlertProvider), and says,
+// field by field, what it could not carry over or what behaves differently.
 //
 // It is pure: it reads the Flagger objects as unstructured maps (no Flagger
 // Go types, no API server) and returns the Sluice objects as maps ready to
@@ -58,7 +58,8 @@ type Result struct {
 	read map[string]bool
 }
 
-// Convert converts one decoded object (a Flagger Canary or MetricTemplate).
+// Convert converts one decoded object (a Flagger Canary, MetricTemplate or
+// AlertProvider).
 // Other objects are skipped, with the reason in Result.Skipped.
 func Convert(obj map[string]any) Result {
 	r := newReader(obj)
@@ -66,8 +67,8 @@ func Convert(obj map[string]any) Result {
 	kind, _ := r.str("kind")
 	res := Result{Source: source(kind, obj)}
 	group, version, _ := strings.Cut(apiVersion, "/")
-	if group != FlaggerGroup || (kind != "Canary" && kind != "MetricTemplate") {
-		res.Skipped = fmt.Sprintf("%s %s is not a Flagger Canary or MetricTemplate", apiVersion, kind)
+	if group != FlaggerGroup || (kind != "Canary" && kind != "MetricTemplate" && kind != "AlertProvider") {
+		res.Skipped = fmt.Sprintf("%s %s is not a Flagger Canary, MetricTemplate or AlertProvider", apiVersion, kind)
 		return res
 	}
 	if version != "v1beta1" {
@@ -76,9 +77,12 @@ func Convert(obj map[string]any) Result {
 	meta := convertMeta(r)
 	var objs []map[string]any
 	var err error
-	if kind == "Canary" {
+	switch kind {
+	case "Canary":
 		objs, err = convertCanary(r, meta)
-	} else {
+	case "AlertProvider":
+		objs, err = convertAlertProvider(r, meta)
+	default:
 		objs, err = convertMetricTemplate(r, meta)
 	}
 	if err != nil {

@@ -14,7 +14,7 @@ const (
 // flagger.md lists it. Path is relative to spec, with [] for list items; a
 // field stands for everything under it too.
 type Field struct {
-	Kind    string // Canary or MetricTemplate
+	Kind    string // Canary, MetricTemplate or AlertProvider
 	Path    string
 	Support Support
 }
@@ -85,11 +85,19 @@ var Fields = []Field{
 	{"Canary", "analysis.webhooks[].retries", Maps},
 	{"Canary", "analysis.webhooks[].metadata", MapsInPart},
 	{"Canary", "analysis.webhooks[].muteAlert", Unsupported},
-	{"Canary", "analysis.alerts", Unsupported},
+	{"Canary", "analysis.alerts[].name", Maps},
+	{"Canary", "analysis.alerts[].severity", Maps},
+	{"Canary", "analysis.alerts[].providerRef", MapsInPart},
 	{"MetricTemplate", "provider.type", MapsInPart},
 	{"MetricTemplate", "provider.address", Maps},
 	{"MetricTemplate", "provider.secretRef", MapsInPart},
 	{"MetricTemplate", "provider.insecureSkipVerify", Maps},
 	{"MetricTemplate", "provider.region", Unsupported},
 	{"MetricTemplate", "query", MapsInPart},
+	{"AlertProvider", "type", MapsInPart},
+	{"AlertProvider", "secretRef", MapsInPart},
+	{"AlertProvider", "address", Unsupported},
+	{"AlertProvider", "channel", MapsInPart},
+	{"AlertProvider", "username", MapsInPart},
+	{"AlertProvider", "proxy", Unsupported},
 }

@@ -43,6 +43,14 @@ type Dispatcher struct {
 	log   logr.Logger
 	// Timeout bounds one delivery (SendTimeout when 0).
 	Timeout time.Duration
+
+	queueSize int
+	// mu guards the AlertProviders' lanes (alert.go), made on their first
+	// alert, and runCtx, set once Run has started.
+	mu     sync.Mutex
+	alerts map[string]*alertLane
+	runCtx context.Context
+	wg     sync.WaitGroup
 }
 
 type lane struct {
@@ -59,7 +67,7 @@ type lane struct {
 // webhooks, whose URLs come from the same author and pass the same checks.
 func NewDispatcher(senders []Sender, hooks *webhooks.Client, queueSize int, log logr.Logger) *Dispatcher {
 	queueSize = max(queueSize, 1)
-	d := &Dispatcher{log: log}
+	d := &Dispatcher{log: log, queueSize: queueSize}
 	for _, s := range senders {
 		d.lanes = append(d.lanes, &lane{sender: s, queue: make(chan Message, queueSize)})
 	}
@@ -100,24 +108,34 @@ func (d *Dispatcher) Dispatch(m Message) int {
 // Run delivers queued messages until ctx ends. It fits manager.Add as a
 // Runnable (through manager.RunnableFunc).
 func (d *Dispatcher) Run(ctx context.Context) error {
-	var wg sync.WaitGroup
+	d.mu.Lock()
+	d.runCtx = ctx
+	for _, l := range d.alerts {
+		d.startAlertLane(l)
+	}
 	for _, l := range d.lanes {
-		wg.Add(1)
+		d.wg.Add(1)
 		go func() {
-			defer wg.Done()
+			defer d.wg.Done()
 			d.drain(ctx, l)
 		}()
 	}
-	wg.Wait()
+	d.mu.Unlock()
+	d.wg.Wait()
 	return nil
+}
+
+// timeout bounds one delivery.
+func (d *Dispatcher) timeout() time.Duration {
+	if d.Timeout <= 0 {
+		return SendTimeout
+	}
+	return d.Timeout
 }
 
 func (d *Dispatcher) drain(ctx context.Context, l *lane) {
 	name := l.sender.Name()
-	timeout := d.Timeout
-	if timeout <= 0 {
-		timeout = SendTimeout
-	}
+	timeout := d.timeout()
 	for {
 		select {
 		case <-ctx.Done():

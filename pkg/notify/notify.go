@@ -1,6 +1,6 @@
 // Package notify sends notifications about releases to Slack, Microsoft
-// Teams, generic JSON webhooks and event webhooks, through a dispatcher that
-// never blocks the controller.
+// Teams, Discord, Google Chat, generic JSON webhooks and event webhooks,
+// through a dispatcher that never blocks the controller.
 package notify
 
 import (
@@ -109,6 +109,10 @@ func postJSON(ctx context.Context, hc *http.Client, url string, v any) error {
 type Slack struct {
 	URL  string
 	HTTP *http.Client
+	// Channel and Username, when set, override the webhook's own (only
+	// legacy Slack webhooks honour them; the others ignore them).
+	Channel  string
+	Username string
 }
 
 // Name implements Sender.
@@ -133,6 +137,12 @@ func (s *Slack) Send(ctx context.Context, m Message) error {
 				short("Reason", m.Reason),
 			},
 		}},
+	}
+	if s.Channel != "" {
+		body["channel"] = s.Channel
+	}
+	if s.Username != "" {
+		body["username"] = s.Username
 	}
 	return postJSON(ctx, s.HTTP, s.URL, body)
 }

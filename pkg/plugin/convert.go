@@ -18,9 +18,10 @@ func newConvertCommand(o *options) *cobra.Command {
 	var output string
 	cmd := &cobra.Command{
 		Use:   "convert -f FILE [-f FILE...]",
-		Short: "Turn Flagger Canaries and MetricTemplates into Sluice Rollouts and MetricTemplates",
-		Long: "convert reads flagger.app/v1beta1 Canary and MetricTemplate objects and prints\n" +
-			"sluice.dev/v1alpha1 Rollouts and MetricTemplates on stdout. For each input it\n" +
+		Short: "Turn Flagger Canaries, MetricTemplates and AlertProviders into their Sluice counterparts",
+		Long: "convert reads flagger.app/v1beta1 Canary, MetricTemplate and AlertProvider objects\n" +
+			"and prints sluice.dev/v1alpha1 Rollouts, MetricTemplates and AlertProviders on\n" +
+			"stdout. For each input it\n" +
 			"reports on stderr, as YAML comments, every field it could not carry over or\n" +
 			"that behaves differently in Sluice, and why (docs/migrating-from-flagger.md).\n" +
 			"It needs no cluster. It exits with 1 when an input could not be converted.",

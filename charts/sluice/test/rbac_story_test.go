@@ -119,6 +119,7 @@ func TestTheChartGrantsNothingSluiceDoesNotUse(t *testing.T) {
 		{"delete Secrets", authzv1.ResourceAttributes{Verb: "delete", Resource: "secrets", Namespace: "shop"}},
 		{"write CRDs", authzv1.ResourceAttributes{Verb: "create", Group: "apiextensions.k8s.io", Resource: "customresourcedefinitions"}},
 		{"create Rollouts", authzv1.ResourceAttributes{Verb: "create", Group: "sluice.dev", Resource: "rollouts", Namespace: "shop"}},
+		{"list AlertProviders (each is read by name when a Rollout alerts)", authzv1.ResourceAttributes{Verb: "list", Group: "sluice.dev", Resource: "alertproviders", Namespace: "shop"}},
 		{"take Leases outside its namespace", authzv1.ResourceAttributes{Verb: "update", Group: "coordination.k8s.io", Resource: "leases", Namespace: "kube-system"}},
 		{"touch HTTPRoutes when Gateway API is off", authzv1.ResourceAttributes{Verb: "update", Group: "gateway.networking.k8s.io", Resource: "httproutes", Namespace: "shop"}},
 		{"touch VirtualServices when Istio is off", authzv1.ResourceAttributes{Verb: "update", Group: "networking.istio.io", Resource: "virtualservices", Namespace: "shop"}},
