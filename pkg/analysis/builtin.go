@@ -111,7 +111,9 @@ func sourceFor(ro *sluicev1.Rollout, v queryVars, gw GatewayFlavor) (requestSour
 // request-success-rate is 100 minus the percentage of 5xx answers; it is
 // written so that a canary answering only 5xx gives 0 (not "no data"), and a
 // canary without any request gives no data (not NaN), so that onNoData
-// applies to quiet services. request-duration is the p99 in milliseconds,
+// applies to quiet services. Only requests that carry the status-code label
+// count: an app that names it otherwise (podinfo's `status`) gives no data,
+// not a success rate of 100 % read from a 5xx selector that matches nothing. request-duration is the p99 in milliseconds,
 // with NaN (no request in the window) filtered out to no data as well.
 func BuiltinQuery(ro *sluicev1.Rollout, check sluicev1.MetricCheck, gw GatewayFlavor) (string, error) {
 	v := varsFor(ro, check)
@@ -122,7 +124,7 @@ func BuiltinQuery(ro *sluicev1.Rollout, check sluicev1.MetricCheck, gw GatewayFl
 	switch check.Name {
 	case sluicev1.MetricRequestSuccessRate:
 		return fmt.Sprintf(
-			`100 * (1 - ((sum(rate(%[1]s{%[2]s,%[3]s=~"5.."}[%[4]s])) or on() vector(0)) / (sum(rate(%[1]s{%[2]s}[%[4]s])) > 0)))`,
+			`100 * (1 - ((sum(rate(%[1]s{%[2]s,%[3]s=~"5.."}[%[4]s])) or on() vector(0)) / (sum(rate(%[1]s{%[2]s,%[3]s!=""}[%[4]s])) > 0)))`,
 			src.requests, src.selector, src.codeLabel, v.Interval), nil
 	case sluicev1.MetricRequestDuration:
 		return fmt.Sprintf(`(histogram_quantile(0.99, sum by (le) (rate(%s{%s}[%s])))%s) >= 0`,

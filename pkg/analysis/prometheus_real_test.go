@@ -153,6 +153,26 @@ func TestTheSuccessRateOfACanaryAnsweringOnly5xxIsZeroNotNoData(t *testing.T) {
 	}
 }
 
+// TestTheSuccessRateOfAnAppWithoutACodeLabelIsNoDataNot100: an app whose
+// request counter names the status code otherwise (podinfo's `status`)
+// has no 5xx series under the expected label; the built-in must not read
+// that as "no errors, 100 %" but as no data, which onNoData then decides.
+func TestTheSuccessRateOfAnAppWithoutACodeLabelIsNoDataNot100(t *testing.T) {
+	env := startReal(t)
+	app := promtest.HTTPApp("shop", "podinfo-7d9f8b6c5-x2x4z")
+	app.CodeLabel = "status"
+	env.exp.Set(app, promtest.Traffic{RPS: 50, ErrorRatio: 0.5, Latency: time.Millisecond})
+	env.prom.WaitFor(t, `rate(http_requests_total{status=~"5.."}[10s]) > 0`, 30*time.Second)
+	p, err := analysis.NewPrometheus(reader(t), analysis.PrometheusOptions{Address: env.prom.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := p.Query(context.Background(), rolloutIn("shop", nil), check(sluicev1.MetricRequestSuccessRate))
+	if !errors.Is(err, analysis.ErrNoData) {
+		t.Errorf("request-success-rate = %v, %v; want no data: half of the app's answers are 5xx under a label the query does not read", v, err)
+	}
+}
+
 func TestAQueryMustReturnExactlyOneNumber(t *testing.T) {
 	env := startReal(t)
 	env.exp.Set(promtest.HTTPApp("shop", "podinfo-7d9f8b6c5-aaaaa"), promtest.Traffic{RPS: 10, Latency: time.Millisecond})
