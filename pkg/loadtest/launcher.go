@@ -33,7 +33,10 @@ type Launcher struct {
 	base context.Context
 	mu   sync.Mutex
 	runs int
-	wg   sync.WaitGroup
+	// active counts the runs under way by Rollout and URL (see
+	// KeyWhileRunning).
+	active map[string]int
+	wg     sync.WaitGroup
 }
 
 // NewLauncher returns a launcher whose background runs stop when ctx ends.
@@ -57,15 +60,23 @@ func (l *Launcher) Start(ctx context.Context, key string, md map[string]string) 
 	if err == nil {
 		err = l.withinCaps(spec)
 	}
+	var mode string
+	if err == nil {
+		mode, err = whileRunning(md)
+	}
 	if err != nil {
 		return http.StatusBadRequest, Answer{Status: "refused", Error: err.Error()}
 	}
-	if !l.acquire() {
+	runKey := key + " " + spec.URL
+	switch l.acquire(runKey, mode == WhileRunningSkip) {
+	case errTooMany:
 		return http.StatusTooManyRequests, Answer{Status: "refused", Error: "too many load runs at once"}
+	case errRunning:
+		return http.StatusOK, Answer{Status: "running", Error: "a run for this Rollout and URL is still under way (whileRunning: skip)"}
 	}
 	log := l.Log.WithValues("rollout", key, "url", spec.URL, "rate", spec.Rate, "duration", spec.Duration.String())
 	if Blocking(md) {
-		defer l.release()
+		defer l.release(runKey)
 		res, err := Run(ctx, l.HTTP, spec)
 		l.logResult(log, res, err)
 		if err != nil {
@@ -80,7 +91,7 @@ func (l *Launcher) Start(ctx context.Context, key string, md map[string]string) 
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		defer l.release()
+		defer l.release(runKey)
 		res, err := Run(base, l.HTTP, spec)
 		l.logResult(log, res, err)
 	}()
@@ -103,23 +114,40 @@ func (l *Launcher) withinCaps(s Spec) error {
 // Wait blocks until the background runs have ended.
 func (l *Launcher) Wait() { l.wg.Wait() }
 
-func (l *Launcher) acquire() bool {
+var (
+	errTooMany = errors.New("too many runs")
+	errRunning = errors.New("running")
+)
+
+// acquire takes a place for a run of runKey; with skip, none while a run of
+// runKey is under way.
+func (l *Launcher) acquire(runKey string, skip bool) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if skip && l.active[runKey] > 0 {
+		return errRunning
+	}
 	limit := l.MaxRuns
 	if limit <= 0 {
 		limit = DefaultMaxRuns
 	}
 	if l.runs >= limit {
-		return false
+		return errTooMany
 	}
 	l.runs++
-	return true
+	if l.active == nil {
+		l.active = map[string]int{}
+	}
+	l.active[runKey]++
+	return nil
 }
 
-func (l *Launcher) release() {
+func (l *Launcher) release(runKey string) {
 	l.mu.Lock()
 	l.runs--
+	if l.active[runKey]--; l.active[runKey] <= 0 {
+		delete(l.active, runKey)
+	}
 	l.mu.Unlock()
 }
 

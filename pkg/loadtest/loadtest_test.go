@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"sync"
 	"testing"
 	"time"
@@ -246,4 +247,37 @@ func BenchmarkRateAccuracy(b *testing.B) {
 	b.ReportMetric(achieved/rate, "achieved/requested")
 	b.ReportMetric(float64(sent)/float64(b.N), "requests/run")
 	b.ReportMetric(float64(errs), "errors+dropped")
+}
+
+// TestWhileRunningSkipAnswersWithoutASecondRun: Flagger's loadtester skips
+// a command still running from an earlier call; Sluice's starts a new run per
+// call unless the webhook asks for `whileRunning: skip`.
+func TestWhileRunningSkipAnswersWithoutASecondRun(t *testing.T) {
+	release := make(chan struct{})
+	var calls atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { calls.Add(1); <-release }))
+	defer srv.Close()
+	l := &Launcher{Log: logr.Discard()}
+	md := map[string]string{"url": srv.URL, "rate": "1", "duration": "2s", "whileRunning": "skip"}
+	if code, ans := l.Start(context.Background(), "shop/web", md); code != http.StatusAccepted || ans.Status != "started" {
+		t.Fatalf("first call = %d %+v, want 202 started", code, ans)
+	}
+	if code, ans := l.Start(context.Background(), "shop/web", md); code != http.StatusOK || ans.Status != "running" {
+		t.Errorf("second call while the first runs = %d %+v, want 200 running (skipped)", code, ans)
+	}
+	if code, ans := l.Start(context.Background(), "shop/other", md); code != http.StatusAccepted {
+		t.Errorf("another Rollout's call = %d %+v, want its own run", code, ans)
+	}
+	delete(md, "whileRunning")
+	if code, ans := l.Start(context.Background(), "shop/web", md); code != http.StatusAccepted {
+		t.Errorf("a call without whileRunning = %d %+v, want a new run (the default)", code, ans)
+	}
+	if code, ans := l.Start(context.Background(), "shop/web", map[string]string{"url": srv.URL, "whileRunning": "wait"}); code != http.StatusBadRequest || !strings.Contains(ans.Error, "whileRunning") {
+		t.Errorf("an unknown whileRunning = %d %+v, want 400 naming it", code, ans)
+	}
+	close(release)
+	l.Wait()
+	if code, ans := l.Start(context.Background(), "shop/web", map[string]string{"url": srv.URL, "rate": "1", "duration": "1s", "whileRunning": "skip", "blocking": "true"}); code != http.StatusOK || ans.Status != "done" {
+		t.Errorf("a call once the run ended = %d %+v, want a new run", code, ans)
+	}
 }

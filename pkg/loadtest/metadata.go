@@ -25,7 +25,30 @@ const (
 	// KeyBlocking, when "true", makes the loadtester answer only after the
 	// run, with its result.
 	KeyBlocking = "blocking"
+	// KeyWhileRunning says what a call does while a run started by an
+	// earlier call for the same Rollout and URL still runs: "start" (the
+	// default) starts another, "skip" answers 200 "running" without one
+	// (Flagger's loadtester skips a command that is still running).
+	KeyWhileRunning = "whileRunning"
 )
+
+// Values of KeyWhileRunning.
+const (
+	WhileRunningStart = "start"
+	WhileRunningSkip  = "skip"
+)
+
+// whileRunning reads KeyWhileRunning.
+func whileRunning(md map[string]string) (string, error) {
+	switch v := md[KeyWhileRunning]; v {
+	case "", WhileRunningStart:
+		return WhileRunningStart, nil
+	case WhileRunningSkip:
+		return v, nil
+	default:
+		return "", fmt.Errorf("%w: metadata.%s is %q, want %q or %q", ErrBadSpec, KeyWhileRunning, v, WhileRunningStart, WhileRunningSkip)
+	}
+}
 
 // SpecFromMetadata reads a load spec from a webhook's metadata. Headers come
 // from a JSON object under "headers" and from keys "header-<Name>"; the
