@@ -36,6 +36,12 @@ func (c *canaryConv) analysis() {
 		if n < 1 {
 			a.note("threshold", Changed, "raised to 1: it is the number of failed checks that rolls back")
 		}
+	} else if len(a.m) > 0 {
+		// Flagger rolls back at the first failed check when no threshold
+		// is set; Sluice's default is 5. Written out, so the release
+		// behaves as it did.
+		an.Threshold = 1
+		a.note("threshold", Changed, "not set: Flagger's default of 1 failed check written out (Sluice's default is 5)")
 	}
 	for _, k := range []string{"primaryReadyThreshold", "canaryReadyThreshold"} {
 		if n, ok := a.int(k); ok && n != 100 {

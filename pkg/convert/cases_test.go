@@ -52,6 +52,17 @@ func TestConversionCases(t *testing.T) {
 		wantNotes []string // "field: kind" of notes that must be there
 	}{
 		{
+			name:      "without a threshold, Flagger's default of one failed check is written out: Sluice's default is 5",
+			manifest:  canary("  provider: istio", "    stepWeight: 10\n"),
+			wantSpec:  []string{`"threshold":1`},
+			wantNotes: []string{"spec.analysis.threshold: changed"},
+		},
+		{
+			name:     "an explicit threshold is carried over as it is",
+			manifest: canary("  provider: istio", "    stepWeight: 10\n    threshold: 3\n"),
+			wantSpec: []string{`"threshold":3`},
+		},
+		{
 			name:      "a field the converter does not know is reported, not dropped",
 			manifest:  canary("  provider: istio", "    stepWeight: 10\n    futureKnob: 3\n"),
 			wantNotes: []string{"spec.analysis.futureKnob: not carried over"},
