@@ -1,7 +1,9 @@
 package metricservers
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -75,7 +77,31 @@ func (s *InfluxDB) exec(q string) error {
 		v.Set("u", s.Username)
 		v.Set("p", s.Password)
 	}
-	return postErr(s.URL+"/query?"+v.Encode(), "application/x-www-form-urlencoded", nil)
+	resp, err := http.Post(s.URL+"/query?"+v.Encode(), "application/x-www-form-urlencoded", nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	// /query answers 200 also when the statement failed: the error is in
+	// the body's results.
+	var body struct {
+		Error   string `json:"error"`
+		Results []struct {
+			Error string `json:"error"`
+		} `json:"results"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil && resp.StatusCode/100 == 2 {
+		return fmt.Errorf("%s: reading the answer: %w", q, err)
+	}
+	if resp.StatusCode/100 != 2 || body.Error != "" {
+		return fmt.Errorf("%s: %s %s", q, resp.Status, body.Error)
+	}
+	for _, r := range body.Results {
+		if r.Error != "" {
+			return fmt.Errorf("%s: %s", q, r.Error)
+		}
+	}
+	return nil
 }
 
 // Write writes points in line protocol to db.

@@ -1,6 +1,7 @@
 package influxdb
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -78,4 +79,46 @@ func TestInfluxDBErrorShapes(t *testing.T) {
 	}, `SELECT mean("value") FROM "e"`, func(url string) (provider.Provider, error) {
 		return New(providertest.Config(sluicev1.MetricProvider{Type: "influxdb", Address: url, Database: "shop"}, nil))
 	})
+}
+
+// TestInfluxDBSeriesReadsTheRowsOfTheWindow: for a compare check the query
+// returns one series of rows (its own GROUP BY time() sets the step); the
+// values of the rows inside the window come back oldest first, nulls
+// skipped.
+func TestInfluxDBSeriesReadsTheRowsOfTheWindow(t *testing.T) {
+	srv := metricservers.StartInfluxDB(t, "shop", false)
+	// On a 10s boundary, so that GROUP BY time(10s) buckets start at the points.
+	now := time.Now().Truncate(10 * time.Second)
+	var lines strings.Builder
+	for i, v := range []float64{7, 1, 2, 3, 4} {
+		// 7 is older than the window; the others one per 10s.
+		at := now.Add(-time.Duration(50-10*i) * time.Second)
+		fmt.Fprintf(&lines, "latency,service=shop value=%v %d\n", v, at.UnixNano())
+	}
+	srv.Write(t, "shop", lines.String())
+	p, err := New(providertest.Config(sluicev1.MetricProvider{Type: "influxdb", Address: srv.URL, Database: "shop"}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, ok := p.(provider.SeriesProvider)
+	if !ok {
+		t.Fatal("the influxdb provider cannot return a series")
+	}
+	start, end := now.Add(-45*time.Second), now
+	got, err := sp.Series(t.Context(), `SELECT "value" FROM "latency" WHERE "service" = 'shop' AND time > now() - 5m`, start, end, 10*time.Second)
+	if err != nil || fmt.Sprint(got) != "[1 2 3 4]" {
+		t.Errorf("series = %v, %v; want [1 2 3 4] (the point before the window left out)", got, err)
+	}
+	got, err = sp.Series(t.Context(), `SELECT mean("value") FROM "latency" WHERE time > now() - 5m GROUP BY time(10s) fill(null)`, start, end, 0)
+	if err != nil || fmt.Sprint(got) != "[1 2 3 4]" {
+		t.Errorf("a GROUP BY time() query = %v, %v; want its buckets inside the window [1 2 3 4], empty ones skipped", got, err)
+	}
+	_, err = sp.Series(t.Context(), `SELECT "value" FROM "nothing"`, start, end, 0)
+	if !errors.Is(err, provider.ErrNoData) {
+		t.Errorf("an empty measurement = %v, want no data", err)
+	}
+	_, err = sp.Series(t.Context(), `SELECT mean("value") FROM "latency" GROUP BY "service", time(10s)`, start, end, 0)
+	if err != nil {
+		t.Errorf("one service, grouped by tag: %v, want its one series", err)
+	}
 }
