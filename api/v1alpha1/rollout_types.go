@@ -191,6 +191,9 @@ type ScalerReplicas struct {
 // generates.
 //
 // +kubebuilder:validation:XValidation:rule="has(self.name) == has(oldSelf.name) && (!has(self.name) || self.name == oldSelf.name)",message="service.name cannot change: Sluice would leave the old apex Service behind; delete the Rollout and create it again to rename the Service"
+// +kubebuilder:validation:XValidation:rule="!has(self.ports) || self.ports.all(p, p.port != self.port)",message="service.ports may not repeat service.port: it is the main port already"
+// +kubebuilder:validation:XValidation:rule="!has(self.ports) || self.ports.all(p, p.name != (has(self.portName) ? self.portName : 'http'))",message="service.ports may not repeat the name of the main port (service.portName, default http)"
+// +kubebuilder:validation:XValidation:rule="!has(self.ports) || self.ports.all(p, self.ports.exists_one(q, q.port == p.port && q.protocol == p.protocol))",message="service.ports may not list a port twice"
 type ServiceSpec struct {
 	// Name of the apex Service, when it is not the target's name (the
 	// default). The `-primary` and `-canary` Services keep the target's
@@ -215,6 +218,24 @@ type ServiceSpec struct {
 	// +optional
 	PortName string `json:"portName,omitempty"`
 
+	// AppProtocol of the main port (the Service port's appProtocol), for
+	// gateways and meshes that choose a protocol by it: e.g. http, h2c,
+	// kubernetes.io/h2c, kubernetes.io/ws, grpc.
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$')",message="appProtocol must be a name such as http, h2c or kubernetes.io/h2c"
+	// +optional
+	AppProtocol string `json:"appProtocol,omitempty"`
+
+	// Ports are more ports that the apex, primary and canary Services carry
+	// besides the main one: metrics, gRPC beside HTTP, a TCP port. Each
+	// follows its Service's selector; only the main port's traffic is split
+	// by the router's weights.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Ports []ServicePort `json:"ports,omitempty"`
+
 	// Apex holds labels and annotations for the apex Service.
 	// +optional
 	Apex *ServiceMetadata `json:"apex,omitempty"`
@@ -226,6 +247,35 @@ type ServiceSpec struct {
 	// Canary holds labels and annotations for the `-canary` Service.
 	// +optional
 	Canary *ServiceMetadata `json:"canary,omitempty"`
+}
+
+// ServicePort is one more port of the Services Sluice generates.
+type ServicePort struct {
+	// Name of the port, unique among the Service's ports.
+	// +kubebuilder:validation:MaxLength=15
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="a port name must be lower-case letters, digits and '-' (an IANA service name)"
+	Name string `json:"name"`
+
+	// Port the Services listen on.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	Port int32 `json:"port"`
+
+	// TargetPort is the container port (number or name). Defaults to Port.
+	// +optional
+	TargetPort *intstr.IntOrString `json:"targetPort,omitempty"`
+
+	// Protocol of the port.
+	// +kubebuilder:validation:Enum=TCP;UDP;SCTP
+	// +kubebuilder:default=TCP
+	// +optional
+	Protocol string `json:"protocol,omitempty"`
+
+	// AppProtocol of the port (see ServiceSpec.appProtocol).
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$')",message="appProtocol must be a name such as http, h2c or kubernetes.io/h2c"
+	// +optional
+	AppProtocol string `json:"appProtocol,omitempty"`
 }
 
 // ServiceMetadata is what Sluice adds to the metadata of a Service it

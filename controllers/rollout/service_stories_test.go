@@ -7,6 +7,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -93,4 +95,49 @@ func TestTheServicesTakeTheApexNameAndTheLabelsAndAnnotationsTheRolloutGives(t *
 	if apex.Spec.Selector["app"] != "podinfo" || metav1.GetControllerOf(apex) != nil {
 		t.Errorf("apex Service podinfo-web selects %v, controller %v; want the target's pods and no owner", apex.Spec.Selector, metav1.GetControllerOf(apex))
 	}
+}
+
+// TestTheServicesCarryTheExtraPortsAndAppProtocolsTheRolloutGives: several
+// ports per Service and appProtocol (issue 15). Every generated Service
+// carries them; an edit of the Rollout's ports is applied to all three.
+func TestTheServicesCarryTheExtraPortsAndAppProtocolsTheRolloutGives(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	grpc := intstr.FromString("grpc")
+	s.initialized("podinfo", func(ro *sluicev1.Rollout) {
+		ro.Spec.Service.AppProtocol = "kubernetes.io/h2c"
+		ro.Spec.Service.Ports = []sluicev1.ServicePort{
+			{Name: "grpc", Port: 9999, TargetPort: &grpc, AppProtocol: "grpc"},
+			{Name: "metrics", Port: 9797},
+		}
+	})
+	want := func(svc *corev1.Service, names ...string) error {
+		var got []string
+		for _, p := range svc.Spec.Ports {
+			got = append(got, fmt.Sprintf("%s:%d->%s/%s", p.Name, p.Port, p.TargetPort.String(), ptr.Deref(p.AppProtocol, "")))
+		}
+		if fmt.Sprint(got) != fmt.Sprint(names) {
+			return fmt.Errorf("Service %s ports %v, want %v", svc.Name, got, names)
+		}
+		return nil
+	}
+	for _, name := range []string{"podinfo", "podinfo-primary", "podinfo-canary"} {
+		if err := want(s.getService(name), "http:9898->9898/kubernetes.io/h2c", "grpc:9999->grpc/grpc", "metrics:9797->9797/"); err != nil {
+			t.Error(err)
+		}
+	}
+
+	ro := s.getRollout("podinfo")
+	patch := client.MergeFrom(ro.DeepCopy())
+	ro.Spec.Service.Ports = ro.Spec.Service.Ports[:1]
+	s.must(k8sClient.Patch(s.ctx, ro, patch))
+	s.eventually(storyTimeout, "the metrics port gone from every Service", func() error {
+		for _, name := range []string{"podinfo", "podinfo-primary", "podinfo-canary"} {
+			if err := want(s.getService(name), "http:9898->9898/kubernetes.io/h2c", "grpc:9999->grpc/grpc"); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	s.expectKStatus("podinfo", status.CurrentStatus)
 }

@@ -9,6 +9,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 )
@@ -41,7 +42,8 @@ func EnsureServices(ctx context.Context, c client.Client, t Target) error {
 	return EnsureService(ctx, c, t, t.Apex, t.PrimarySelector, false)
 }
 
-// servicePorts returns the ports of the Rollout's Services.
+// servicePorts returns the ports of the Rollout's Services: the main port
+// (the one routers split), then service.ports in their order.
 func servicePorts(t Target) []corev1.ServicePort {
 	s := t.Rollout.Spec.Service
 	target := intstr.FromInt32(s.Port)
@@ -52,7 +54,42 @@ func servicePorts(t Target) []corev1.ServicePort {
 	if name == "" {
 		name = "http"
 	}
-	return []corev1.ServicePort{{Name: name, Port: s.Port, TargetPort: target, Protocol: corev1.ProtocolTCP}}
+	out := []corev1.ServicePort{{Name: name, Port: s.Port, TargetPort: target, Protocol: corev1.ProtocolTCP, AppProtocol: appProtocol(s.AppProtocol)}}
+	for _, p := range s.Ports {
+		target := intstr.FromInt32(p.Port)
+		if p.TargetPort != nil {
+			target = *p.TargetPort
+		}
+		protocol := corev1.Protocol(p.Protocol)
+		if protocol == "" {
+			protocol = corev1.ProtocolTCP
+		}
+		out = append(out, corev1.ServicePort{Name: p.Name, Port: p.Port, TargetPort: target, Protocol: protocol, AppProtocol: appProtocol(p.AppProtocol)})
+	}
+	return out
+}
+
+func appProtocol(p string) *string {
+	if p == "" {
+		return nil
+	}
+	return &p
+}
+
+// samePorts reports whether a Service's ports are the ones Sluice wants, on
+// the fields Sluice sets (the API server fills in others, e.g. nodePort).
+func samePorts(have, want []corev1.ServicePort) bool {
+	if len(have) != len(want) {
+		return false
+	}
+	for i := range want {
+		h, w := have[i], want[i]
+		if h.Name != w.Name || h.Port != w.Port || h.TargetPort != w.TargetPort || h.Protocol != w.Protocol ||
+			ptr.Deref(h.AppProtocol, "") != ptr.Deref(w.AppProtocol, "") {
+			return false
+		}
+	}
+	return true
 }
 
 // EnsureService creates the named Service or updates its ports and the
@@ -89,8 +126,7 @@ func EnsureService(ctx context.Context, c client.Client, t Target, name string, 
 		return &ServiceConflictError{Name: name}
 	}
 	want := servicePorts(t)
-	portsSame := len(svc.Spec.Ports) == 1 && svc.Spec.Ports[0].Name == want[0].Name &&
-		svc.Spec.Ports[0].Port == want[0].Port && svc.Spec.Ports[0].TargetPort == want[0].TargetPort
+	portsSame := samePorts(svc.Spec.Ports, want)
 	selectorSame := !updateSelector || maps.Equal(svc.Spec.Selector, selector)
 	patch := client.MergeFrom(svc.DeepCopy())
 	metadataChanged := syncMetadata(svc, serviceMetadata(t, name))
