@@ -246,9 +246,10 @@ func observed(http []*networking.HTTPRoute, h hosts) (traffic.Route, bool) {
 }
 
 // generatedHTTP is the single HTTP route of a generated VirtualService, with
-// the pass-through fields of routing.istio.
-func generatedHTTP(h hosts, cfg *sluicev1.IstioRouting) *networking.HTTPRoute {
+// the pass-through fields of routing.istio and its corsPolicy.
+func generatedHTTP(h hosts, cfg *sluicev1.IstioRouting, p policies) *networking.HTTPRoute {
 	route := &networking.HTTPRoute{Route: []*networking.HTTPRouteDestination{h.dest(h.primary, 100, nil), h.dest(h.canary, 0, nil)}}
+	route.CorsPolicy = p.cors
 	for _, m := range cfg.Match {
 		nm := &networking.HTTPMatchRequest{}
 		mergeMatch(nm, m)
