@@ -54,6 +54,7 @@ type routeView struct {
 	inserted        []string // names of the rules Sluice inserted
 	canaryCookie    string   // Set-Cookie on the canary backend
 	abHeader        string   // the header an A/B rule matches, "name=value"
+	shifting        bool     // the route carries sluice.dev/shifting=true
 }
 
 func (s *story) route(kind, name string) routeView {
@@ -69,6 +70,9 @@ func (s *story) route(kind, name string) routeView {
 // viewOf reads a route object (an HTTPRoute or a VirtualService).
 func viewOf(kind, name string, obj runtime.Object) routeView {
 	var v routeView
+	if o, ok := obj.(client.Object); ok {
+		v.shifting = o.GetLabels()["sluice.dev/shifting"] == "true"
+	}
 	switch kind {
 	case "gatewayAPI":
 		r := obj.(*gwv1.HTTPRoute)
@@ -178,7 +182,8 @@ func (s *story) watchRoute(kind, name string, until sluicev1.Phase) []routeView 
 
 func routeViewsEqual(a, b routeView) bool {
 	return a.primary == b.primary && a.canary == b.canary && a.mirrorPercent == b.mirrorPercent &&
-		slices.Equal(a.inserted, b.inserted) && a.canaryCookie == b.canaryCookie && a.abHeader == b.abHeader
+		slices.Equal(a.inserted, b.inserted) && a.canaryCookie == b.canaryCookie && a.abHeader == b.abHeader &&
+		a.shifting == b.shifting
 }
 
 func canaryWeights(views []routeView) []int32 {
@@ -213,6 +218,68 @@ func TestACanaryShiftsWeightStepByStepThroughEachRouter(t *testing.T) {
 				}
 			}
 			s.expectKStatus("podinfo", status.CurrentStatus)
+		})
+	}
+}
+
+// TestARouteIsLabelledWhileARunShiftsItAndNotAfterPromotion: GitOps tools
+// and people can tell a route Sluice holds away from its resting state by
+// the label sluice.dev/shifting=true.
+func TestARouteIsLabelledWhileARunShiftsItAndNotAfterPromotion(t *testing.T) {
+	for _, kind := range routerKinds {
+		t.Run(kind, func(t *testing.T) {
+			s := newStory(t)
+			s.deploy("podinfo", "podinfo:1.0")
+			s.initialized("podinfo", withRouter(kind), withCanaryWeights(20, 60))
+			if v := s.route(kind, "podinfo"); v.shifting {
+				t.Fatalf("the route is labelled before any run: %+v", v)
+			}
+			s.setImage("podinfo", "podinfo:2.0")
+			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded)
+			labelled := false
+			for _, v := range views {
+				if v.canary != 0 && !v.shifting {
+					t.Errorf("the route sends %d%% to the canary without the label", v.canary)
+				}
+				labelled = labelled || v.shifting
+			}
+			if !labelled {
+				t.Errorf("the label never appeared during the run: %+v", views)
+			}
+			if last := views[len(views)-1]; last.shifting || last.canary != 0 {
+				t.Errorf("after promotion the route is %+v, want all to the primary and no label", last)
+			}
+		})
+	}
+}
+
+// TestTheShiftingLabelIsRemovedAtRollback: an aborted run takes the label
+// off with the weight.
+func TestTheShiftingLabelIsRemovedAtRollback(t *testing.T) {
+	for _, kind := range routerKinds {
+		t.Run(kind, func(t *testing.T) {
+			s := newStory(t)
+			s.deploy("podinfo", "podinfo:1.0")
+			s.initialized("podinfo", withRouter(kind), func(ro *sluicev1.Rollout) {
+				ro.Spec.Strategy = sluicev1.Strategy{Canary: &sluicev1.CanaryStrategy{Steps: []sluicev1.CanaryStep{
+					{SetWeight: ptr.To[int32](30)}, {Pause: &sluicev1.PauseStep{}}, {SetWeight: ptr.To[int32](60)},
+				}}}
+			})
+			s.setImage("podinfo", "podinfo:2.0")
+			s.eventually(storyTimeout, "the route at 30% with the label", func() error {
+				if v := s.route(kind, "podinfo"); v.canary != 30 || !v.shifting {
+					return fmt.Errorf("route %+v", v)
+				}
+				return nil
+			})
+			s.ask("podinfo", sluicev1.ActionAbort, "alice")
+			s.waitPhase("podinfo", sluicev1.PhaseFailed, storyTimeout)
+			s.eventually(10*time.Second, "the route back on the primary without the label", func() error {
+				if v := s.route(kind, "podinfo"); v.canary != 0 || v.shifting {
+					return fmt.Errorf("route %+v", v)
+				}
+				return nil
+			})
 		})
 	}
 }

@@ -176,9 +176,10 @@ func (r *Router) Apply(ctx context.Context, t traffic.Target, want traffic.Route
 		out.Drifted = !sameHTTP(buildHTTP(vs.Spec.Http, h, spec, last), vs.Spec.Http)
 	}
 	http := buildHTTP(vs.Spec.Http, h, spec, want)
-	if !sameHTTP(http, vs.Spec.Http) || vs.Annotations[traffic.RouteAnnotation] != want.String() {
+	labels, relabel := traffic.SyncShiftingLabel(vs.Labels, want)
+	if relabel || !sameHTTP(http, vs.Spec.Http) || vs.Annotations[traffic.RouteAnnotation] != want.String() {
 		patch := client.MergeFrom(vs.DeepCopy())
-		vs.Spec.Http = http
+		vs.Spec.Http, vs.Labels = http, labels
 		if vs.Annotations == nil {
 			vs.Annotations = map[string]string{}
 		}
@@ -246,6 +247,7 @@ func (r *Router) Finalize(ctx context.Context, t traffic.Target, revert bool) er
 		route.Route = append([]*networking.HTTPRouteDestination{h.dest(h.apex, 100, nil)}, dests...)
 	}
 	vs.Spec.Http = http
+	vs.Labels, _ = traffic.SyncShiftingLabel(vs.Labels, traffic.Route{})
 	delete(vs.Annotations, traffic.RouteAnnotation)
 	if !adopted {
 		var owners []metav1.OwnerReference
