@@ -47,6 +47,14 @@ func policiesOf(cfg *sluicev1.IstioRouting) (policies, error) {
 	return p, nil
 }
 
+// CheckPolicies reports, as the Istio router would, whether routing.istio's
+// trafficPolicy and corsPolicy are objects Istio accepts; kubectl sluice
+// convert uses it before it carries a Flagger Canary's policies over.
+func CheckPolicies(cfg *sluicev1.IstioRouting) error {
+	_, err := policiesOf(cfg)
+	return err
+}
+
 // unmarshalPolicy reads an object of Istio's API (camelCase or proto field
 // names, enums by name, durations as "10s"), refusing unknown fields.
 func unmarshalPolicy(in *runtime.RawExtension, out proto.Message) error {
