@@ -254,34 +254,81 @@ func TestARouteIsLabelledWhileARunShiftsItAndNotAfterPromotion(t *testing.T) {
 }
 
 // TestTheShiftingLabelIsRemovedAtRollback: an aborted run takes the label
-// off with the weight.
+// off with the weight, on a generated route and on an adopted one.
 func TestTheShiftingLabelIsRemovedAtRollback(t *testing.T) {
 	for _, kind := range routerKinds {
-		t.Run(kind, func(t *testing.T) {
-			s := newStory(t)
-			s.deploy("podinfo", "podinfo:1.0")
-			s.initialized("podinfo", withRouter(kind), func(ro *sluicev1.Rollout) {
-				ro.Spec.Strategy = sluicev1.Strategy{Canary: &sluicev1.CanaryStrategy{Steps: []sluicev1.CanaryStep{
-					{SetWeight: ptr.To[int32](30)}, {Pause: &sluicev1.PauseStep{}}, {SetWeight: ptr.To[int32](60)},
-				}}}
-			})
-			s.setImage("podinfo", "podinfo:2.0")
-			s.eventually(storyTimeout, "the route at 30% with the label", func() error {
-				if v := s.route(kind, "podinfo"); v.canary != 30 || !v.shifting {
-					return fmt.Errorf("route %+v", v)
+		for _, adopted := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/adopted=%v", kind, adopted), func(t *testing.T) {
+				s := newStory(t)
+				s.deploy("podinfo", "podinfo:1.0")
+				routeName, opts := "podinfo", []rolloutOpt{withRouter(kind)}
+				if adopted {
+					routeName = "shop"
+					opts = []rolloutOpt{s.adoptedRoute(kind, routeName)}
 				}
-				return nil
+				opts = append(opts, func(ro *sluicev1.Rollout) {
+					ro.Spec.Strategy = sluicev1.Strategy{Canary: &sluicev1.CanaryStrategy{Steps: []sluicev1.CanaryStep{
+						{SetWeight: ptr.To[int32](30)}, {Pause: &sluicev1.PauseStep{}}, {SetWeight: ptr.To[int32](60)},
+					}}}
+				})
+				s.initialized("podinfo", opts...)
+				s.setImage("podinfo", "podinfo:2.0")
+				s.eventually(storyTimeout, "the route at 30% with the label", func() error {
+					if v := s.routeNamed(kind, routeName, "podinfo"); v.canary != 30 || !v.shifting {
+						return fmt.Errorf("route %+v", v)
+					}
+					return nil
+				})
+				s.ask("podinfo", sluicev1.ActionAbort, "alice")
+				s.waitPhase("podinfo", sluicev1.PhaseFailed, storyTimeout)
+				s.eventually(10*time.Second, "the route back on the primary without the label", func() error {
+					if v := s.routeNamed(kind, routeName, "podinfo"); v.canary != 0 || v.shifting {
+						return fmt.Errorf("route %+v", v)
+					}
+					return nil
+				})
 			})
-			s.ask("podinfo", sluicev1.ActionAbort, "alice")
-			s.waitPhase("podinfo", sluicev1.PhaseFailed, storyTimeout)
-			s.eventually(10*time.Second, "the route back on the primary without the label", func() error {
-				if v := s.route(kind, "podinfo"); v.canary != 0 || v.shifting {
-					return fmt.Errorf("route %+v", v)
-				}
-				return nil
-			})
-		})
+		}
 	}
+}
+
+// adoptedRoute creates a route of the user's named name, sending everything
+// to the apex Service podinfo, and has the Rollout adopt it.
+func (s *story) adoptedRoute(kind, name string) rolloutOpt {
+	s.t.Helper()
+	switch kind {
+	case "gatewayAPI":
+		s.must(k8sClient.Create(s.ctx, &gwv1.HTTPRoute{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.ns},
+			Spec: gwv1.HTTPRouteSpec{
+				CommonRouteSpec: gwv1.CommonRouteSpec{ParentRefs: []gwv1.ParentReference{{Name: "public"}}},
+				Rules: []gwv1.HTTPRouteRule{{BackendRefs: []gwv1.HTTPBackendRef{{BackendRef: gwv1.BackendRef{
+					BackendObjectReference: gwv1.BackendObjectReference{Name: "podinfo", Port: ptr.To(gwv1.PortNumber(9898))}}}}}},
+			},
+		}))
+		return func(ro *sluicev1.Rollout) {
+			ro.Spec.Routing = &sluicev1.Routing{GatewayAPI: &sluicev1.GatewayAPIRouting{HTTPRouteRef: &sluicev1.LocalObjectReference{Name: name}}}
+		}
+	default:
+		vs := &istiov1.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.ns}}
+		vs.Spec.Hosts = []string{"shop.example.com"}
+		vs.Spec.Http = []*networking.HTTPRoute{{Name: "main", Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "podinfo"}}}}}
+		s.must(k8sClient.Create(s.ctx, vs))
+		return func(ro *sluicev1.Rollout) {
+			ro.Spec.Routing = &sluicev1.Routing{Istio: &sluicev1.IstioRouting{VirtualServiceRef: &sluicev1.LocalObjectReference{Name: name}}}
+		}
+	}
+}
+
+// routeNamed reads the route object name, routing to the Services of target.
+func (s *story) routeNamed(kind, name, target string) routeView {
+	s.t.Helper()
+	var obj client.Object = &gwv1.HTTPRoute{}
+	if kind == "istio" {
+		obj = &istiov1.VirtualService{}
+	}
+	s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: name}, obj))
+	return viewOf(kind, target, obj)
 }
 
 func TestBlueGreenWithMirroringCopiesTrafficToTheCanaryAtWeightZero(t *testing.T) {
@@ -370,6 +417,40 @@ func TestSessionAffinityPinsUsersWhileTheCanaryGrowsAndIsDroppedAfter(t *testing
 			}
 			if last := views[len(views)-1]; len(last.inserted) > 0 || last.canaryCookie != "" {
 				t.Errorf("after promotion the affinity rules remain: %+v", last)
+			}
+		})
+	}
+}
+
+func TestSessionAffinityPinningTheCanaryOnlyInsertsOneRuleAndSetsTheCookieAttributes(t *testing.T) {
+	for _, kind := range routerKinds {
+		t.Run(kind, func(t *testing.T) {
+			s := newStory(t)
+			s.deploy("podinfo", "podinfo:1.0")
+			s.initialized("podinfo", withRouter(kind), withCanaryWeights(30, 60), func(ro *sluicev1.Rollout) {
+				ro.Spec.Strategy.Canary.SessionAffinity = &sluicev1.SessionAffinity{
+					CookieName: "aff", MaxAge: 600, Pin: sluicev1.PinCanaryOnly, Secure: true, SameSite: "Strict", Path: "/shop"}
+			})
+			s.setImage("podinfo", "podinfo:2.0")
+			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded)
+			pinned := false
+			for _, v := range views {
+				if v.canary != 30 || len(v.inserted) == 0 {
+					continue
+				}
+				pinned = true
+				if !slices.Equal(v.inserted, []string{"sluice-affinity-canary-0"}) {
+					t.Errorf("inserted rules %v, want only sluice-affinity-canary-0", v.inserted)
+				}
+				if !strings.HasSuffix(v.canaryCookie, "-canary; Max-Age=600; Path=/shop; Secure; SameSite=Strict") {
+					t.Errorf("the canary backend sets cookie %q", v.canaryCookie)
+				}
+			}
+			if !pinned {
+				t.Errorf("no affinity rule at weight 30: %+v", views)
+			}
+			if last := views[len(views)-1]; len(last.inserted) > 0 || last.canaryCookie != "" {
+				t.Errorf("after promotion the affinity rule remains: %+v", last)
 			}
 		})
 	}
