@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -136,11 +138,11 @@ func viewOf(kind, name string, obj runtime.Object) routeView {
 }
 
 // watchRoute follows the route with a watch (every write is seen, however
-// short-lived) until the Rollout reaches phase, and returns every distinct
-// view, in order.
-func (s *story) watchRoute(kind, name string, until sluicev1.Phase) []routeView {
+// short-lived) from before start (which starts the release) until the
+// Rollout reaches phase, and returns every distinct view, in order.
+func (s *story) watchRoute(kind, name string, until sluicev1.Phase, start func()) []routeView {
 	s.t.Helper()
-	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: k8sClient.Scheme()})
+	wc, err := watchClient()
 	s.must(err)
 	var list client.ObjectList = &gwv1.HTTPRouteList{}
 	if kind == "istio" {
@@ -152,12 +154,31 @@ func (s *story) watchRoute(kind, name string, until sluicev1.Phase) []routeView 
 	s.must(err)
 	defer w.Stop()
 	var seen []routeView
-	add := func(v routeView) {
+	var lastRV uint64
+	// add records a view of obj unless it is older than one seen already:
+	// the watch's first event can come from the API server's watch cache,
+	// behind the GET that read the route first.
+	add := func(obj client.Object) {
+		rv, _ := strconv.ParseUint(obj.GetResourceVersion(), 10, 64)
+		if rv < lastRV {
+			return
+		}
+		lastRV = rv
+		v := viewOf(kind, name, obj)
 		if len(seen) == 0 || !routeViewsEqual(seen[len(seen)-1], v) {
 			seen = append(seen, v)
 		}
 	}
-	add(s.route(kind, name))
+	get := func() client.Object {
+		var obj client.Object = &gwv1.HTTPRoute{}
+		if kind == "istio" {
+			obj = &istiov1.VirtualService{}
+		}
+		s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: name}, obj))
+		return obj
+	}
+	add(get())
+	start()
 	done := time.NewTicker(50 * time.Millisecond)
 	defer done.Stop()
 	for {
@@ -167,17 +188,33 @@ func (s *story) watchRoute(kind, name string, until sluicev1.Phase) []routeView 
 				s.t.Fatalf("the route watch ended before %s reached %s; views %+v", name, until, seen)
 			}
 			if obj, isObj := ev.Object.(client.Object); isObj && obj.GetName() == name {
-				add(viewOf(kind, name, ev.Object))
+				add(obj)
 			}
 		case <-done.C:
 			if s.getRollout(name).Status.Phase == until {
-				add(s.route(kind, name))
+				add(get())
 				return seen
 			}
 		case <-ctx.Done():
 			s.t.Fatalf("Rollout %s did not reach %s; route views %+v", name, until, seen)
 		}
 	}
+}
+
+var (
+	watchClientOnce sync.Once
+	watchC          client.WithWatch
+	watchErr        error
+)
+
+// watchClient is one client for every story's route watch: made once, so
+// that a story's watch starts at once rather than after the discovery a new
+// client does, while the release it watches is already moving.
+func watchClient() (client.WithWatch, error) {
+	watchClientOnce.Do(func() {
+		watchC, watchErr = client.NewWithWatch(env.Config, client.Options{Scheme: k8sClient.Scheme()})
+	})
+	return watchC, watchErr
 }
 
 func routeViewsEqual(a, b routeView) bool {
@@ -205,8 +242,7 @@ func TestACanaryShiftsWeightStepByStepThroughEachRouter(t *testing.T) {
 			if v := s.route(kind, "podinfo"); v.primary != 100 || v.canary != 0 {
 				t.Fatalf("after initialization the route holds %d/%d, want 100/0", v.primary, v.canary)
 			}
-			s.setImage("podinfo", "podinfo:2.0")
-			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded)
+			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded, func() { s.setImage("podinfo", "podinfo:2.0") })
 			got := canaryWeights(views)
 			// 20 and 60 are the steps, 100 the promotion, 0 the primary taking over again.
 			if !slices.Equal(got, []int32{0, 20, 60, 100, 0}) {
@@ -234,8 +270,7 @@ func TestARouteIsLabelledWhileARunShiftsItAndNotAfterPromotion(t *testing.T) {
 			if v := s.route(kind, "podinfo"); v.shifting {
 				t.Fatalf("the route is labelled before any run: %+v", v)
 			}
-			s.setImage("podinfo", "podinfo:2.0")
-			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded)
+			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded, func() { s.setImage("podinfo", "podinfo:2.0") })
 			labelled := false
 			for _, v := range views {
 				if v.canary != 0 && !v.shifting {
@@ -340,8 +375,7 @@ func TestBlueGreenWithMirroringCopiesTrafficToTheCanaryAtWeightZero(t *testing.T
 				ro.Spec.Strategy.BlueGreen.Mirror = true
 				ro.Spec.Strategy.BlueGreen.MirrorPercent = ptr.To[int32](50)
 			})
-			s.setImage("podinfo", "podinfo:2.0")
-			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded)
+			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded, func() { s.setImage("podinfo", "podinfo:2.0") })
 			mirrored := false
 			for _, v := range views {
 				if v.mirrorPercent != 0 {
@@ -372,8 +406,7 @@ func TestABTestingSendsMatchingRequestsToTheCanary(t *testing.T) {
 					Match:      []sluicev1.RequestMatch{{Headers: map[string]sluicev1.StringMatch{"x-canary": {Exact: ptr.To("insider")}}}},
 				}}
 			})
-			s.setImage("podinfo", "podinfo:2.0")
-			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded)
+			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded, func() { s.setImage("podinfo", "podinfo:2.0") })
 			sawAB := false
 			for _, v := range views {
 				if len(v.inserted) > 0 {
@@ -401,8 +434,7 @@ func TestSessionAffinityPinsUsersWhileTheCanaryGrowsAndIsDroppedAfter(t *testing
 			s.initialized("podinfo", withRouter(kind), withCanaryWeights(30, 60), func(ro *sluicev1.Rollout) {
 				ro.Spec.Strategy.Canary.SessionAffinity = &sluicev1.SessionAffinity{CookieName: "aff", MaxAge: 600}
 			})
-			s.setImage("podinfo", "podinfo:2.0")
-			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded)
+			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded, func() { s.setImage("podinfo", "podinfo:2.0") })
 			pinned := false
 			for _, v := range views {
 				if v.canary == 30 && len(v.inserted) == 2 {
@@ -431,8 +463,7 @@ func TestSessionAffinityPinningTheCanaryOnlyInsertsOneRuleAndSetsTheCookieAttrib
 				ro.Spec.Strategy.Canary.SessionAffinity = &sluicev1.SessionAffinity{
 					CookieName: "aff", MaxAge: 600, Pin: sluicev1.PinCanaryOnly, Secure: true, SameSite: "Strict", Path: "/shop"}
 			})
-			s.setImage("podinfo", "podinfo:2.0")
-			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded)
+			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded, func() { s.setImage("podinfo", "podinfo:2.0") })
 			pinned := false
 			for _, v := range views {
 				if v.canary != 30 || len(v.inserted) == 0 {
