@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
@@ -370,6 +371,25 @@ type IstioRouting struct {
 	// Rewrite rewrites the URI or authority of requests on the generated route.
 	// +optional
 	Rewrite *IstioRewrite `json:"rewrite,omitempty"`
+	// TrafficPolicy is an Istio DestinationRule trafficPolicy, in Istio's own
+	// shape (loadBalancer, connectionPool, outlierDetection, tls, ...), set
+	// on the -primary and -canary DestinationRules Sluice generates. The API
+	// server keeps it as written; Sluice checks it against Istio's schema
+	// when it reconciles and stalls the Rollout (reason
+	// InvalidTrafficPolicy) when it does not parse.
+	// +optional
+	// +kubebuilder:validation:Type=object
+	// +kubebuilder:pruning:PreserveUnknownFields
+	TrafficPolicy *runtime.RawExtension `json:"trafficPolicy,omitempty"`
+	// CorsPolicy is an Istio HTTPRoute corsPolicy, in Istio's own shape
+	// (allowOrigins, allowMethods, allowHeaders, exposeHeaders, maxAge,
+	// allowCredentials), set on the generated VirtualService's route. Not
+	// used with virtualServiceRef: put it in your VirtualService. Checked
+	// like trafficPolicy (reason InvalidCorsPolicy).
+	// +optional
+	// +kubebuilder:validation:Type=object
+	// +kubebuilder:pruning:PreserveUnknownFields
+	CorsPolicy *runtime.RawExtension `json:"corsPolicy,omitempty"`
 	// VirtualServiceRef adopts an existing VirtualService: Sluice edits only
 	// the destinations of its routes that point at the apex Service.
 	// +optional
@@ -491,7 +511,24 @@ type ABTestingStrategy struct {
 	Match []RequestMatch `json:"match"`
 }
 
+// AffinityPin says which versions' users session affinity keeps where they
+// are.
+// +kubebuilder:validation:Enum=Both;CanaryOnly
+type AffinityPin string
+
+const (
+	// PinBoth keeps every user on the version it first reached: users of
+	// the primary stay there too, and the weights apply to new users only.
+	PinBoth AffinityPin = "Both"
+	// PinCanaryOnly keeps users who reached the canary there; users of the
+	// primary carry no cookie and are weighted anew on each request, so
+	// more of them reach the canary as its weight grows (Flagger's way).
+	PinCanaryOnly AffinityPin = "CanaryOnly"
+)
+
 // SessionAffinity keeps a user on the version it first reached.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.sameSite) || self.sameSite != 'None' || (has(self.secure) && self.secure)",message="sameSite: None needs secure: true (browsers drop a SameSite=None cookie that is not Secure)"
 type SessionAffinity struct {
 	// CookieName of the affinity cookie.
 	// +kubebuilder:default=sluice-affinity
@@ -504,6 +541,32 @@ type SessionAffinity struct {
 	// +kubebuilder:validation:Minimum=1
 	// +optional
 	MaxAge int32 `json:"maxAge,omitempty"`
+	// Secure adds the cookie's Secure attribute: browsers send it over
+	// HTTPS only.
+	// +optional
+	Secure bool `json:"secure,omitempty"`
+	// SameSite is the cookie's SameSite attribute; None needs secure.
+	// +kubebuilder:validation:Enum=Strict;Lax;None
+	// +optional
+	SameSite string `json:"sameSite,omitempty"`
+	// Domain is the cookie's Domain attribute; empty means the host that
+	// answered.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^\.?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$`
+	// +optional
+	Domain string `json:"domain,omitempty"`
+	// Path is the cookie's Path attribute.
+	// +kubebuilder:default="/"
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^/[!-:<-~]*$`
+	// +optional
+	Path string `json:"path,omitempty"`
+	// Pin is whose users stay where they are: Both (the default: no user
+	// ever switches version during a run) or CanaryOnly (only users who
+	// reached the canary stay there, as in Flagger).
+	// +kubebuilder:default=Both
+	// +optional
+	Pin AffinityPin `json:"pin,omitempty"`
 }
 
 // CanaryStrategy lists the weights a canary goes through, in one of three

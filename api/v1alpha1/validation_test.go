@@ -121,6 +121,51 @@ strategy: {blueGreen: {iterations: 3}}
 	}
 }
 
+// TestSessionAffinityCookieAttributesAreAcceptedAndDefaulted: the cookie's
+// attributes are optional; the API server pins both versions and sets the
+// cookie for the whole site unless told otherwise.
+func TestSessionAffinityCookieAttributesAreAcceptedAndDefaulted(t *testing.T) {
+	ro := rollout(t, "valid-affinity", validSpec, set("strategy.canary", map[string]any{"stepWeights": []any{10, 50},
+		"sessionAffinity": map[string]any{"secure": true, "sameSite": "None", "domain": ".example.com", "path": "/shop"}}))
+	if err := k8sClient.Create(context.Background(), ro, client.DryRunAll); err != nil {
+		t.Fatalf("session affinity with cookie attributes rejected: %v", err)
+	}
+	aff, _, _ := unstructured.NestedMap(ro.Object, "spec", "strategy", "canary", "sessionAffinity")
+	if aff["pin"] != "Both" || aff["cookieName"] != "sluice-affinity" || aff["path"] != "/shop" {
+		t.Errorf("sessionAffinity after defaulting = %v, want pin Both, the default cookie name and the path kept", aff)
+	}
+	bare := rollout(t, "valid-affinity-bare", validSpec, set("strategy.canary", map[string]any{"stepWeights": []any{10},
+		"sessionAffinity": map[string]any{"pin": "CanaryOnly"}}))
+	if err := k8sClient.Create(context.Background(), bare, client.DryRunAll); err != nil {
+		t.Fatalf("session affinity pinning the canary only rejected: %v", err)
+	}
+	aff, _, _ = unstructured.NestedMap(bare.Object, "spec", "strategy", "canary", "sessionAffinity")
+	if aff["path"] != "/" || aff["pin"] != "CanaryOnly" {
+		t.Errorf("sessionAffinity after defaulting = %v, want path / and pin CanaryOnly", aff)
+	}
+}
+
+// TestIstioPoliciesAreAcceptedAsIstioWritesThem: routing.istio.trafficPolicy
+// and corsPolicy hold Istio's own shapes, kept field for field.
+func TestIstioPoliciesAreAcceptedAsIstioWritesThem(t *testing.T) {
+	policy := map[string]any{
+		"loadBalancer":     map[string]any{"consistentHash": map[string]any{"httpCookie": map[string]any{"name": "user", "ttl": "0s"}}},
+		"connectionPool":   map[string]any{"http": map[string]any{"http2MaxRequests": 100}},
+		"outlierDetection": map[string]any{"consecutive5xxErrors": 5, "interval": "10s"},
+		"tls":              map[string]any{"mode": "ISTIO_MUTUAL"},
+	}
+	cors := map[string]any{"allowOrigins": []any{map[string]any{"exact": "https://example.com"}}, "allowMethods": []any{"GET"}, "maxAge": "24h"}
+	ro := rollout(t, "valid-istio-policies", validSpec, set("routing", map[string]any{"istio": map[string]any{
+		"hosts": []any{"app.example.com"}, "trafficPolicy": policy, "corsPolicy": cors}}))
+	if err := k8sClient.Create(context.Background(), ro, client.DryRunAll); err != nil {
+		t.Fatalf("Istio policies rejected: %v", err)
+	}
+	got, _, _ := unstructured.NestedMap(ro.Object, "spec", "routing", "istio", "trafficPolicy")
+	if fmt.Sprint(got) != fmt.Sprint(policy) {
+		t.Errorf("trafficPolicy stored as %v, want %v", got, policy)
+	}
+}
+
 // TestACompareCheckIsAcceptedAndDefaulted: a compare check needs only its
 // direction; the API server fills in the rest.
 func TestACompareCheckIsAcceptedAndDefaulted(t *testing.T) {
@@ -296,6 +341,24 @@ func TestTheAPIServerRejectsInvalidRolloutsWithAClearMessage(t *testing.T) {
 		{"a primary scaler minimum above its maximum", set("autoscalerRef", map[string]any{"apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "name": "x",
 			"primaryScalerReplicas": map[string]any{"minReplicas": 5, "maxReplicas": 2}}),
 			"primaryScalerReplicas.minReplicas must not be above maxReplicas"},
+		{"a SameSite=None affinity cookie that is not Secure", set("strategy.canary", map[string]any{"stepWeights": []any{10},
+			"sessionAffinity": map[string]any{"sameSite": "None"}}),
+			"sameSite: None needs secure: true"},
+		{"an unknown SameSite", set("strategy.canary", map[string]any{"stepWeights": []any{10},
+			"sessionAffinity": map[string]any{"sameSite": "Loose"}}),
+			`supported values: "Strict", "Lax", "None"`},
+		{"an unknown pin", set("strategy.canary", map[string]any{"stepWeights": []any{10},
+			"sessionAffinity": map[string]any{"pin": "PrimaryOnly"}}),
+			`supported values: "Both", "CanaryOnly"`},
+		{"a cookie path that does not start with a slash", set("strategy.canary", map[string]any{"stepWeights": []any{10},
+			"sessionAffinity": map[string]any{"path": "shop"}}),
+			"sessionAffinity.path"},
+		{"a cookie domain with a semicolon", set("strategy.canary", map[string]any{"stepWeights": []any{10},
+			"sessionAffinity": map[string]any{"domain": "example.com; Secure"}}),
+			"sessionAffinity.domain"},
+		{"an Istio traffic policy that is not an object", set("routing", map[string]any{"istio": map[string]any{
+			"hosts": []any{"app.example.com"}, "trafficPolicy": "ROUND_ROBIN"}}),
+			"routing.istio.trafficPolicy"},
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

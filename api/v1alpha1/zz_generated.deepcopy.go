@@ -6,7 +6,7 @@ package v1alpha1
 
 import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1"
-	runtime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
@@ -521,6 +521,16 @@ func (in *IstioRouting) DeepCopyInto(out *IstioRouting) {
 		in, out := &in.Rewrite, &out.Rewrite
 		*out = new(IstioRewrite)
 		**out = **in
+	}
+	if in.TrafficPolicy != nil {
+		in, out := &in.TrafficPolicy, &out.TrafficPolicy
+		*out = new(runtime.RawExtension)
+		(*in).DeepCopyInto(*out)
+	}
+	if in.CorsPolicy != nil {
+		in, out := &in.CorsPolicy, &out.CorsPolicy
+		*out = new(runtime.RawExtension)
+		(*in).DeepCopyInto(*out)
 	}
 	if in.VirtualServiceRef != nil {
 		in, out := &in.VirtualServiceRef, &out.VirtualServiceRef

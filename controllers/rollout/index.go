@@ -88,8 +88,11 @@ func adoptedRouteKeys(ro *sluicev1.Rollout) []string {
 func (r *Reconciler) enqueueForRoute() handler.EventHandler {
 	return r.enqueueOwnerOrIndex(routeIndex, func(o client.Object) []string {
 		kind := "HTTPRoute"
-		if _, ok := o.(*istiov1.VirtualService); ok {
+		switch o.(type) {
+		case *istiov1.VirtualService:
 			kind = "VirtualService"
+		case *istiov1.DestinationRule:
+			return nil // only generated ones, found by their owner
 		}
 		return []string{kind + "/" + o.GetName()}
 	})

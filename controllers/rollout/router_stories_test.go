@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -54,6 +56,7 @@ type routeView struct {
 	inserted        []string // names of the rules Sluice inserted
 	canaryCookie    string   // Set-Cookie on the canary backend
 	abHeader        string   // the header an A/B rule matches, "name=value"
+	shifting        bool     // the route carries sluice.dev/shifting=true
 }
 
 func (s *story) route(kind, name string) routeView {
@@ -69,6 +72,9 @@ func (s *story) route(kind, name string) routeView {
 // viewOf reads a route object (an HTTPRoute or a VirtualService).
 func viewOf(kind, name string, obj runtime.Object) routeView {
 	var v routeView
+	if o, ok := obj.(client.Object); ok {
+		v.shifting = o.GetLabels()["sluice.dev/shifting"] == "true"
+	}
 	switch kind {
 	case "gatewayAPI":
 		r := obj.(*gwv1.HTTPRoute)
@@ -132,11 +138,11 @@ func viewOf(kind, name string, obj runtime.Object) routeView {
 }
 
 // watchRoute follows the route with a watch (every write is seen, however
-// short-lived) until the Rollout reaches phase, and returns every distinct
-// view, in order.
-func (s *story) watchRoute(kind, name string, until sluicev1.Phase) []routeView {
+// short-lived) from before start (which starts the release) until the
+// Rollout reaches phase, and returns every distinct view, in order.
+func (s *story) watchRoute(kind, name string, until sluicev1.Phase, start func()) []routeView {
 	s.t.Helper()
-	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: k8sClient.Scheme()})
+	wc, err := watchClient()
 	s.must(err)
 	var list client.ObjectList = &gwv1.HTTPRouteList{}
 	if kind == "istio" {
@@ -148,12 +154,31 @@ func (s *story) watchRoute(kind, name string, until sluicev1.Phase) []routeView 
 	s.must(err)
 	defer w.Stop()
 	var seen []routeView
-	add := func(v routeView) {
+	var lastRV uint64
+	// add records a view of obj unless it is older than one seen already:
+	// the watch's first event can come from the API server's watch cache,
+	// behind the GET that read the route first.
+	add := func(obj client.Object) {
+		rv, _ := strconv.ParseUint(obj.GetResourceVersion(), 10, 64)
+		if rv < lastRV {
+			return
+		}
+		lastRV = rv
+		v := viewOf(kind, name, obj)
 		if len(seen) == 0 || !routeViewsEqual(seen[len(seen)-1], v) {
 			seen = append(seen, v)
 		}
 	}
-	add(s.route(kind, name))
+	get := func() client.Object {
+		var obj client.Object = &gwv1.HTTPRoute{}
+		if kind == "istio" {
+			obj = &istiov1.VirtualService{}
+		}
+		s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: name}, obj))
+		return obj
+	}
+	add(get())
+	start()
 	done := time.NewTicker(50 * time.Millisecond)
 	defer done.Stop()
 	for {
@@ -163,11 +188,11 @@ func (s *story) watchRoute(kind, name string, until sluicev1.Phase) []routeView 
 				s.t.Fatalf("the route watch ended before %s reached %s; views %+v", name, until, seen)
 			}
 			if obj, isObj := ev.Object.(client.Object); isObj && obj.GetName() == name {
-				add(viewOf(kind, name, ev.Object))
+				add(obj)
 			}
 		case <-done.C:
 			if s.getRollout(name).Status.Phase == until {
-				add(s.route(kind, name))
+				add(get())
 				return seen
 			}
 		case <-ctx.Done():
@@ -176,9 +201,26 @@ func (s *story) watchRoute(kind, name string, until sluicev1.Phase) []routeView 
 	}
 }
 
+var (
+	watchClientOnce sync.Once
+	watchC          client.WithWatch
+	watchErr        error
+)
+
+// watchClient is one client for every story's route watch: made once, so
+// that a story's watch starts at once rather than after the discovery a new
+// client does, while the release it watches is already moving.
+func watchClient() (client.WithWatch, error) {
+	watchClientOnce.Do(func() {
+		watchC, watchErr = client.NewWithWatch(env.Config, client.Options{Scheme: k8sClient.Scheme()})
+	})
+	return watchC, watchErr
+}
+
 func routeViewsEqual(a, b routeView) bool {
 	return a.primary == b.primary && a.canary == b.canary && a.mirrorPercent == b.mirrorPercent &&
-		slices.Equal(a.inserted, b.inserted) && a.canaryCookie == b.canaryCookie && a.abHeader == b.abHeader
+		slices.Equal(a.inserted, b.inserted) && a.canaryCookie == b.canaryCookie && a.abHeader == b.abHeader &&
+		a.shifting == b.shifting
 }
 
 func canaryWeights(views []routeView) []int32 {
@@ -200,8 +242,7 @@ func TestACanaryShiftsWeightStepByStepThroughEachRouter(t *testing.T) {
 			if v := s.route(kind, "podinfo"); v.primary != 100 || v.canary != 0 {
 				t.Fatalf("after initialization the route holds %d/%d, want 100/0", v.primary, v.canary)
 			}
-			s.setImage("podinfo", "podinfo:2.0")
-			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded)
+			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded, func() { s.setImage("podinfo", "podinfo:2.0") })
 			got := canaryWeights(views)
 			// 20 and 60 are the steps, 100 the promotion, 0 the primary taking over again.
 			if !slices.Equal(got, []int32{0, 20, 60, 100, 0}) {
@@ -217,6 +258,114 @@ func TestACanaryShiftsWeightStepByStepThroughEachRouter(t *testing.T) {
 	}
 }
 
+// TestARouteIsLabelledWhileARunShiftsItAndNotAfterPromotion: GitOps tools
+// and people can tell a route Sluice holds away from its resting state by
+// the label sluice.dev/shifting=true.
+func TestARouteIsLabelledWhileARunShiftsItAndNotAfterPromotion(t *testing.T) {
+	for _, kind := range routerKinds {
+		t.Run(kind, func(t *testing.T) {
+			s := newStory(t)
+			s.deploy("podinfo", "podinfo:1.0")
+			s.initialized("podinfo", withRouter(kind), withCanaryWeights(20, 60))
+			if v := s.route(kind, "podinfo"); v.shifting {
+				t.Fatalf("the route is labelled before any run: %+v", v)
+			}
+			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded, func() { s.setImage("podinfo", "podinfo:2.0") })
+			labelled := false
+			for _, v := range views {
+				if v.canary != 0 && !v.shifting {
+					t.Errorf("the route sends %d%% to the canary without the label", v.canary)
+				}
+				labelled = labelled || v.shifting
+			}
+			if !labelled {
+				t.Errorf("the label never appeared during the run: %+v", views)
+			}
+			if last := views[len(views)-1]; last.shifting || last.canary != 0 {
+				t.Errorf("after promotion the route is %+v, want all to the primary and no label", last)
+			}
+		})
+	}
+}
+
+// TestTheShiftingLabelIsRemovedAtRollback: an aborted run takes the label
+// off with the weight, on a generated route and on an adopted one.
+func TestTheShiftingLabelIsRemovedAtRollback(t *testing.T) {
+	for _, kind := range routerKinds {
+		for _, adopted := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/adopted=%v", kind, adopted), func(t *testing.T) {
+				s := newStory(t)
+				s.deploy("podinfo", "podinfo:1.0")
+				routeName, opts := "podinfo", []rolloutOpt{withRouter(kind)}
+				if adopted {
+					routeName = "shop"
+					opts = []rolloutOpt{s.adoptedRoute(kind, routeName)}
+				}
+				opts = append(opts, func(ro *sluicev1.Rollout) {
+					ro.Spec.Strategy = sluicev1.Strategy{Canary: &sluicev1.CanaryStrategy{Steps: []sluicev1.CanaryStep{
+						{SetWeight: ptr.To[int32](30)}, {Pause: &sluicev1.PauseStep{}}, {SetWeight: ptr.To[int32](60)},
+					}}}
+				})
+				s.initialized("podinfo", opts...)
+				s.setImage("podinfo", "podinfo:2.0")
+				s.eventually(storyTimeout, "the route at 30% with the label", func() error {
+					if v := s.routeNamed(kind, routeName, "podinfo"); v.canary != 30 || !v.shifting {
+						return fmt.Errorf("route %+v", v)
+					}
+					return nil
+				})
+				s.ask("podinfo", sluicev1.ActionAbort, "alice")
+				s.waitPhase("podinfo", sluicev1.PhaseFailed, storyTimeout)
+				s.eventually(10*time.Second, "the route back on the primary without the label", func() error {
+					if v := s.routeNamed(kind, routeName, "podinfo"); v.canary != 0 || v.shifting {
+						return fmt.Errorf("route %+v", v)
+					}
+					return nil
+				})
+			})
+		}
+	}
+}
+
+// adoptedRoute creates a route of the user's named name, sending everything
+// to the apex Service podinfo, and has the Rollout adopt it.
+func (s *story) adoptedRoute(kind, name string) rolloutOpt {
+	s.t.Helper()
+	switch kind {
+	case "gatewayAPI":
+		s.must(k8sClient.Create(s.ctx, &gwv1.HTTPRoute{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.ns},
+			Spec: gwv1.HTTPRouteSpec{
+				CommonRouteSpec: gwv1.CommonRouteSpec{ParentRefs: []gwv1.ParentReference{{Name: "public"}}},
+				Rules: []gwv1.HTTPRouteRule{{BackendRefs: []gwv1.HTTPBackendRef{{BackendRef: gwv1.BackendRef{
+					BackendObjectReference: gwv1.BackendObjectReference{Name: "podinfo", Port: ptr.To(gwv1.PortNumber(9898))}}}}}},
+			},
+		}))
+		return func(ro *sluicev1.Rollout) {
+			ro.Spec.Routing = &sluicev1.Routing{GatewayAPI: &sluicev1.GatewayAPIRouting{HTTPRouteRef: &sluicev1.LocalObjectReference{Name: name}}}
+		}
+	default:
+		vs := &istiov1.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.ns}}
+		vs.Spec.Hosts = []string{"shop.example.com"}
+		vs.Spec.Http = []*networking.HTTPRoute{{Name: "main", Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "podinfo"}}}}}
+		s.must(k8sClient.Create(s.ctx, vs))
+		return func(ro *sluicev1.Rollout) {
+			ro.Spec.Routing = &sluicev1.Routing{Istio: &sluicev1.IstioRouting{VirtualServiceRef: &sluicev1.LocalObjectReference{Name: name}}}
+		}
+	}
+}
+
+// routeNamed reads the route object name, routing to the Services of target.
+func (s *story) routeNamed(kind, name, target string) routeView {
+	s.t.Helper()
+	var obj client.Object = &gwv1.HTTPRoute{}
+	if kind == "istio" {
+		obj = &istiov1.VirtualService{}
+	}
+	s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: name}, obj))
+	return viewOf(kind, target, obj)
+}
+
 func TestBlueGreenWithMirroringCopiesTrafficToTheCanaryAtWeightZero(t *testing.T) {
 	for _, kind := range routerKinds {
 		t.Run(kind, func(t *testing.T) {
@@ -226,8 +375,7 @@ func TestBlueGreenWithMirroringCopiesTrafficToTheCanaryAtWeightZero(t *testing.T
 				ro.Spec.Strategy.BlueGreen.Mirror = true
 				ro.Spec.Strategy.BlueGreen.MirrorPercent = ptr.To[int32](50)
 			})
-			s.setImage("podinfo", "podinfo:2.0")
-			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded)
+			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded, func() { s.setImage("podinfo", "podinfo:2.0") })
 			mirrored := false
 			for _, v := range views {
 				if v.mirrorPercent != 0 {
@@ -258,8 +406,7 @@ func TestABTestingSendsMatchingRequestsToTheCanary(t *testing.T) {
 					Match:      []sluicev1.RequestMatch{{Headers: map[string]sluicev1.StringMatch{"x-canary": {Exact: ptr.To("insider")}}}},
 				}}
 			})
-			s.setImage("podinfo", "podinfo:2.0")
-			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded)
+			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded, func() { s.setImage("podinfo", "podinfo:2.0") })
 			sawAB := false
 			for _, v := range views {
 				if len(v.inserted) > 0 {
@@ -287,8 +434,7 @@ func TestSessionAffinityPinsUsersWhileTheCanaryGrowsAndIsDroppedAfter(t *testing
 			s.initialized("podinfo", withRouter(kind), withCanaryWeights(30, 60), func(ro *sluicev1.Rollout) {
 				ro.Spec.Strategy.Canary.SessionAffinity = &sluicev1.SessionAffinity{CookieName: "aff", MaxAge: 600}
 			})
-			s.setImage("podinfo", "podinfo:2.0")
-			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded)
+			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded, func() { s.setImage("podinfo", "podinfo:2.0") })
 			pinned := false
 			for _, v := range views {
 				if v.canary == 30 && len(v.inserted) == 2 {
@@ -303,6 +449,39 @@ func TestSessionAffinityPinsUsersWhileTheCanaryGrowsAndIsDroppedAfter(t *testing
 			}
 			if last := views[len(views)-1]; len(last.inserted) > 0 || last.canaryCookie != "" {
 				t.Errorf("after promotion the affinity rules remain: %+v", last)
+			}
+		})
+	}
+}
+
+func TestSessionAffinityPinningTheCanaryOnlyInsertsOneRuleAndSetsTheCookieAttributes(t *testing.T) {
+	for _, kind := range routerKinds {
+		t.Run(kind, func(t *testing.T) {
+			s := newStory(t)
+			s.deploy("podinfo", "podinfo:1.0")
+			s.initialized("podinfo", withRouter(kind), withCanaryWeights(30, 60), func(ro *sluicev1.Rollout) {
+				ro.Spec.Strategy.Canary.SessionAffinity = &sluicev1.SessionAffinity{
+					CookieName: "aff", MaxAge: 600, Pin: sluicev1.PinCanaryOnly, Secure: true, SameSite: "Strict", Path: "/shop"}
+			})
+			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded, func() { s.setImage("podinfo", "podinfo:2.0") })
+			pinned := false
+			for _, v := range views {
+				if v.canary != 30 || len(v.inserted) == 0 {
+					continue
+				}
+				pinned = true
+				if !slices.Equal(v.inserted, []string{"sluice-affinity-canary-0"}) {
+					t.Errorf("inserted rules %v, want only sluice-affinity-canary-0", v.inserted)
+				}
+				if !strings.HasSuffix(v.canaryCookie, "-canary; Max-Age=600; Path=/shop; Secure; SameSite=Strict") {
+					t.Errorf("the canary backend sets cookie %q", v.canaryCookie)
+				}
+			}
+			if !pinned {
+				t.Errorf("no affinity rule at weight 30: %+v", views)
+			}
+			if last := views[len(views)-1]; len(last.inserted) > 0 || last.canaryCookie != "" {
+				t.Errorf("after promotion the affinity rule remains: %+v", last)
 			}
 		})
 	}

@@ -140,8 +140,12 @@ func (c *canaryConv) canary(a *reader) *sluicev1.CanaryStrategy {
 		if n, ok := sa.int("maxAge"); ok {
 			cs.SessionAffinity.MaxAge = int32(max(n, 1))
 		}
+		// Flagger pins the canary's users only, unless primaryCookieName
+		// asks it to pin the primary's too: keep that behaviour.
+		cs.SessionAffinity.Pin = sluicev1.PinCanaryOnly
 		if sa.has("primaryCookieName") {
-			sa.note("primaryCookieName", NotCarried, "Sluice keeps one cookie: users without it, or with it but not on the canary, are weighted anew")
+			cs.SessionAffinity.Pin = sluicev1.PinBoth
+			sa.note("primaryCookieName", Differs, "pin: Both keeps the primary's users on the primary as Flagger does, but with one cookie for both versions (cookieName, valued <revision>-primary or -canary) rather than a second cookie")
 		}
 	}
 	return cs

@@ -123,6 +123,37 @@ func TestConversionCases(t *testing.T) {
 			wantNotes: []string{"spec.analysis.metrics[0].threshold: changed"},
 		},
 		{
+			name:     "Flagger's session affinity pins only the canary's users, and so does the converted one",
+			manifest: canary("  provider: istio", "    stepWeight: 10\n    sessionAffinity: {cookieName: v, maxAge: 60}\n"),
+			wantSpec: []string{`"sessionAffinity":{"cookieName":"v","maxAge":60,"pin":"CanaryOnly"}`},
+		},
+		{
+			name:      "with primaryCookieName both versions' users are pinned, with one cookie",
+			manifest:  canary("  provider: istio", "    stepWeight: 10\n    sessionAffinity: {cookieName: v, primaryCookieName: p}\n"),
+			wantSpec:  []string{`"sessionAffinity":{"cookieName":"v","pin":"Both"}`},
+			wantNotes: []string{"spec.analysis.sessionAffinity.primaryCookieName: differs"},
+		},
+		{
+			name: "an Istio trafficPolicy and corsPolicy are carried over as they are",
+			manifest: canary("  provider: istio\n  service:\n    port: 80\n"+
+				"    trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user}}, outlierDetection: {interval: 1m}}\n"+
+				"    corsPolicy: {allowOrigins: [{exact: 'https://a.example'}], maxAge: 24h}\n", "    stepWeight: 10\n"),
+			wantSpec: []string{`"trafficPolicy":{"loadBalancer":{"consistentHash":{"httpHeaderName":"x-user"}},"outlierDetection":{"interval":"1m"}}`,
+				`"corsPolicy":{"allowOrigins":[{"exact":"https://a.example"}],"maxAge":"24h"}`},
+		},
+		{
+			name: "a trafficPolicy Istio would refuse is left out, with the reason",
+			manifest: canary("  provider: istio\n  service:\n    port: 80\n"+
+				"    trafficPolicy: {loadBalancer: {simpel: ROUND_ROBIN}}\n", "    stepWeight: 10\n"),
+			wantNotes: []string{"spec.service.trafficPolicy: not carried over"},
+		},
+		{
+			name: "a trafficPolicy has no place on the Gateway API router",
+			manifest: canary("  provider: gatewayapi:v1\n  service:\n    port: 80\n    gatewayRefs: [{name: gw}]\n"+
+				"    trafficPolicy: {tls: {mode: ISTIO_MUTUAL}}\n", "    stepWeight: 10\n"),
+			wantNotes: []string{"spec.service.trafficPolicy: not carried over"},
+		},
+		{
 			name:      "a metric that is no built-in and names no template is left out",
 			manifest:  canary("  provider: istio", "    stepWeight: 10\n    metrics: [{name: made-up, thresholdRange: {max: 1}}]\n"),
 			wantNotes: []string{"spec.analysis.metrics[0]: not carried over"},

@@ -10,7 +10,7 @@ import (
 // objects made, then one line per note.
 //
 //	# Canary shop/podinfo -> Rollout shop/podinfo: 2 notes
-//	#   spec.service.corsPolicy: not carried over: Sluice's routes set no CORS policy ...
+//	#   spec.service.portDiscovery: not carried over: Sluice's Services expose service.port only ...
 func WriteReport(w io.Writer, res Result) error {
 	var b strings.Builder
 	switch {

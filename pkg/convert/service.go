@@ -1,6 +1,7 @@
 package convert
 
 import (
+	"encoding/json"
 	"fmt"
 	"maps"
 	"regexp"
@@ -9,10 +10,12 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/pkg/traffic/istio"
 )
 
 // service maps spec.service: the ports of the generated Services, and the
@@ -111,8 +114,6 @@ func (c *canaryConv) serviceUnsupported(s *reader) {
 	for _, f := range []struct{ key, why string }{
 		{"portDiscovery", "Sluice's Services expose service.port only; other container ports are not added"},
 		{"appProtocol", "Sluice sets no appProtocol on its Service ports; name the port (portName) after the protocol, e.g. http or grpc, for meshes that read it"},
-		{"trafficPolicy", "Sluice's Istio router creates its DestinationRules without a traffic policy; set TLS and load balancing in a DestinationRule of your own for the -primary and -canary hosts"},
-		{"corsPolicy", "Sluice's routes set no CORS policy: let the application or the gateway answer CORS"},
 		{"delegation", "Sluice generates a VirtualService that is not a delegate; adopt a delegate with routing.istio.virtualServiceRef instead"},
 	} {
 		if s.has(f.key) {
@@ -146,6 +147,34 @@ func (c *canaryConv) istio(s *reader) {
 		is.Rewrite.URI, _ = rw.str("uri")
 		is.Rewrite.Authority, _ = rw.str("authority")
 	}
+	is.TrafficPolicy = istioPolicy(s, "trafficPolicy")
+	is.CorsPolicy = istioPolicy(s, "corsPolicy")
+}
+
+// istioPolicy carries an Istio policy of spec.service (trafficPolicy or
+// corsPolicy) over as it is, both sides using Istio's own shape, after the
+// check the Istio router makes: a policy it would refuse is left out, with
+// the reason.
+func istioPolicy(s *reader, key string) *runtime.RawExtension {
+	v, ok := s.get(key)
+	if !ok {
+		return nil
+	}
+	raw, err := json.Marshal(v)
+	if err != nil {
+		s.invalid(key, v, "an object")
+		return nil
+	}
+	ext := &runtime.RawExtension{Raw: raw}
+	probe := &sluicev1.IstioRouting{TrafficPolicy: ext}
+	if key == "corsPolicy" {
+		probe = &sluicev1.IstioRouting{CorsPolicy: ext}
+	}
+	if err := istio.CheckPolicies(probe); err != nil {
+		s.note(key, NotCarried, "Istio would refuse it, and Sluice would stall the Rollout: %v", err)
+		return nil
+	}
+	return ext
 }
 
 // headerOps maps one side of Istio header operations.
@@ -179,14 +208,14 @@ func (c *canaryConv) gatewayAPI(s *reader) {
 
 // routedBy lists the routing fields of spec.service each router takes.
 var routedBy = map[router][]string{
-	routerIstio:      {"hosts", "gateways", "match", "retries", "timeout", "headers", "rewrite"},
+	routerIstio:      {"hosts", "gateways", "match", "retries", "timeout", "headers", "rewrite", "trafficPolicy", "corsPolicy"},
 	routerGatewayAPI: {"hosts", "gatewayRefs"},
 }
 
 // routerFieldsElsewhere reports the routing fields of spec.service that the
 // chosen router has no place for.
 func (c *canaryConv) routerFieldsElsewhere(s *reader) {
-	for _, k := range []string{"hosts", "gateways", "gatewayRefs", "match", "retries", "timeout", "headers", "rewrite"} {
+	for _, k := range []string{"hosts", "gateways", "gatewayRefs", "match", "retries", "timeout", "headers", "rewrite", "trafficPolicy", "corsPolicy"} {
 		if !s.has(k) || slices.Contains(routedBy[c.router], k) {
 			continue
 		}

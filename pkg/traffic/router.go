@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
@@ -106,3 +107,33 @@ type StalledError struct {
 }
 
 func (e *StalledError) Error() string { return e.Message }
+
+// ShiftingLabel is set, to "true", on a route object (HTTPRoute,
+// VirtualService, generated or adopted) while Sluice holds it away from its
+// resting state: some weight on the canary, or experiment rules in place.
+// It is removed when the route is back to all traffic on the primary, at
+// promotion and at rollback. GitOps tooling and people can select routes
+// mid-run with it (docs/gitops.md).
+const ShiftingLabel = "sluice.dev/shifting"
+
+// Shifting reports whether a Route is one only a run holds.
+func (r Route) Shifting() bool { return r.Weights.Canary != 0 || r.Experiment }
+
+// SyncShiftingLabel returns labels with ShiftingLabel set for r, or removed,
+// and whether that changed them; labels itself is not modified.
+func SyncShiftingLabel(labels map[string]string, r Route) (map[string]string, bool) {
+	_, has := labels[ShiftingLabel]
+	if r.Shifting() == has && (!has || labels[ShiftingLabel] == "true") {
+		return labels, false
+	}
+	out := maps.Clone(labels)
+	if r.Shifting() {
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[ShiftingLabel] = "true"
+	} else {
+		delete(out, ShiftingLabel)
+	}
+	return out, true
+}

@@ -154,11 +154,12 @@ func (r *Router) Apply(ctx context.Context, t traffic.Target, want traffic.Route
 		out.Drifted = !sameRules(buildRules(route.Spec.Rules, b, spec, last), route.Spec.Rules)
 	}
 	rules := buildRules(route.Spec.Rules, b, spec, want)
-	if !sameRules(rules, route.Spec.Rules) || route.Annotations[traffic.RouteAnnotation] != want.String() {
+	labels, relabel := traffic.SyncShiftingLabel(route.Labels, want)
+	if relabel || !sameRules(rules, route.Spec.Rules) || route.Annotations[traffic.RouteAnnotation] != want.String() {
 		// A patch, not an update: the gateway writes the route's status
 		// concurrently, and the rules are Sluice's to set either way.
 		patch := client.MergeFrom(route.DeepCopy())
-		route.Spec.Rules = rules
+		route.Spec.Rules, route.Labels = rules, labels
 		if route.Annotations == nil {
 			route.Annotations = map[string]string{}
 		}
@@ -225,6 +226,7 @@ func (r *Router) Finalize(ctx context.Context, t traffic.Target, revert bool) er
 		rules = append(rules, rule)
 	}
 	route.Spec.Rules = rules
+	route.Labels, _ = traffic.SyncShiftingLabel(route.Labels, traffic.Route{})
 	delete(route.Annotations, traffic.RouteAnnotation)
 	if !adopted {
 		var owners []metav1.OwnerReference

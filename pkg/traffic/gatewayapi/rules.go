@@ -101,8 +101,10 @@ func weighted(rule gwv1.HTTPRouteRule, b backends, spec *sluicev1.RolloutSpec, r
 	}
 	var primaryFilters, canaryFilters []gwv1.HTTPRouteFilter
 	if aff := traffic.Affinity(spec, r); aff != nil {
-		primaryFilters = []gwv1.HTTPRouteFilter{setCookie(aff, r.Revision, "primary")}
 		canaryFilters = []gwv1.HTTPRouteFilter{setCookie(aff, r.Revision, "canary")}
+		if traffic.PinsPrimary(aff) {
+			primaryFilters = []gwv1.HTTPRouteFilter{setCookie(aff, r.Revision, "primary")}
+		}
 	}
 	rule.BackendRefs = append([]gwv1.HTTPBackendRef{
 		b.ref(b.primary, r.Weights.Primary, primaryFilters...),
@@ -150,10 +152,11 @@ func experimentRules(rule gwv1.HTTPRouteRule, b backends, spec *sluicev1.Rollout
 		cookie := func(version string) []sluicev1.RequestMatch {
 			return []sluicev1.RequestMatch{{Cookies: map[string]string{aff.CookieName: traffic.AffinityValue(r.Revision, version)}}}
 		}
-		return []gwv1.HTTPRouteRule{
-			only("affinity-canary", b.canary, combine(rule.Matches, cookie("canary"))),
-			only("affinity-primary", b.primary, combine(rule.Matches, cookie("primary"))),
+		out := []gwv1.HTTPRouteRule{only("affinity-canary", b.canary, combine(rule.Matches, cookie("canary")))}
+		if traffic.PinsPrimary(aff) {
+			out = append(out, only("affinity-primary", b.primary, combine(rule.Matches, cookie("primary"))))
 		}
+		return out
 	}
 	return nil
 }

@@ -119,6 +119,29 @@ func TestBuildRulesMirrorsAndPinsSessions(t *testing.T) {
 	}
 }
 
+func TestAffinityPinningTheCanaryOnlyLeavesThePrimarysUsersUnpinned(t *testing.T) {
+	aff := canarySpec(func(s *sluicev1.RolloutSpec) {
+		s.Strategy.Canary.SessionAffinity = &sluicev1.SessionAffinity{CookieName: "c", Pin: sluicev1.PinCanaryOnly, Secure: true, SameSite: "Strict"}
+	})
+	out := buildRules(userRules(), b, aff, traffic.Route{Weights: traffic.ForCanary(10), Experiment: true, Revision: "r2"})
+	if len(out) != 3 || *out[0].Name != "sluice-affinity-canary-0" {
+		t.Fatalf("rules = %s, want only the canary's affinity rule before the shifted one", mustJSON(out))
+	}
+	shifted := out[1]
+	if len(shifted.BackendRefs[0].Filters) != 0 {
+		t.Errorf("the primary backend sets a cookie: %s", mustJSON(shifted.BackendRefs[0].Filters))
+	}
+	if v := shifted.BackendRefs[1].Filters[0].ResponseHeaderModifier.Add[0].Value; v != "c=r2-canary; Max-Age=86400; Path=/; Secure; SameSite=Strict" {
+		t.Errorf("canary Set-Cookie = %q", v)
+	}
+	if r, _ := observed(out, b); !r.Experiment || r.Weights.Canary != 10 {
+		t.Errorf("observed %+v, want an experiment at weight 10", r)
+	}
+	if back := buildRules(out, b, aff, traffic.Route{Weights: traffic.ForCanary(0)}); len(back) != 2 || len(back[0].BackendRefs[1].Filters) != 0 {
+		t.Errorf("after the run the rules are %s, want the user's two rules without cookies", mustJSON(back))
+	}
+}
+
 func TestNormalizeTreatsServerDefaultsAsEqual(t *testing.T) {
 	written := buildRules(userRules(), b, canarySpec(), traffic.Route{Weights: traffic.ForCanary(10)})
 	defaulted := make([]gwv1.HTTPRouteRule, len(written))

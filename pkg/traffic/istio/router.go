@@ -43,15 +43,19 @@ func vsName(t traffic.Target) (string, bool) {
 // EnsureRoutes creates the DestinationRules and the generated VirtualService
 // (or checks the adopted one), keeping the weights it holds.
 func (r *Router) EnsureRoutes(ctx context.Context, t traffic.Target) error {
+	p, err := policiesOf(config(t))
+	if err != nil {
+		return err
+	}
 	for _, host := range []string{t.Primary, t.Canary} {
-		if err := r.ensureDestinationRule(ctx, t, host); err != nil {
+		if err := r.ensureDestinationRule(ctx, t, host, p); err != nil {
 			return err
 		}
 	}
 	name, adopted := vsName(t)
 	h := hostsOf(t)
 	vs := &istiov1.VirtualService{}
-	err := r.Client.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: name}, vs)
+	err = r.Client.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: name}, vs)
 	switch {
 	case apierrors.IsNotFound(err) && adopted:
 		return &traffic.StalledError{Reason: "RouteNotFound", Message: fmt.Sprintf("routing.istio.virtualServiceRef: VirtualService %s not found", name)}
@@ -62,7 +66,7 @@ func (r *Router) EnsureRoutes(ctx context.Context, t traffic.Target) error {
 			Annotations: map[string]string{traffic.RouteAnnotation: traffic.Route{Weights: traffic.ForCanary(0)}.String()},
 		}}
 		vs.Spec.Hosts, vs.Spec.Gateways = r.hosts(t), config(t).Gateways
-		vs.Spec.Http = []*networking.HTTPRoute{generatedHTTP(h, config(t))}
+		vs.Spec.Http = []*networking.HTTPRoute{generatedHTTP(h, config(t), p)}
 		if err := controllerutil.SetControllerReference(t.Rollout, vs, r.Client.Scheme()); err != nil {
 			return err
 		}
@@ -92,7 +96,7 @@ func (r *Router) EnsureRoutes(ctx context.Context, t traffic.Target) error {
 	}
 	want := vs.Spec.DeepCopy()
 	want.Hosts, want.Gateways = r.hosts(t), config(t).Gateways
-	want.Http = buildHTTP([]*networking.HTTPRoute{generatedHTTP(h, config(t))}, h, &t.Rollout.Spec, current)
+	want.Http = buildHTTP([]*networking.HTTPRoute{generatedHTTP(h, config(t), p)}, h, &t.Rollout.Spec, current)
 	if proto.Equal(want, &vs.Spec) {
 		return nil
 	}
@@ -114,12 +118,26 @@ func (r *Router) hosts(t traffic.Target) []string {
 	return out
 }
 
-func (r *Router) ensureDestinationRule(ctx context.Context, t traffic.Target, host string) error {
+// ensureDestinationRule creates the DestinationRule of host, or puts the
+// one it created back to the spec: the host and routing.istio.trafficPolicy,
+// nothing else. A change of the policy in the Rollout, or an edit of the
+// DestinationRule by someone else, is undone here.
+func (r *Router) ensureDestinationRule(ctx context.Context, t traffic.Target, host string, p policies) error {
+	want := destinationRuleSpec(host, p)
 	dr := &istiov1.DestinationRule{}
 	err := r.Client.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: host}, dr)
 	if err == nil {
 		if !metav1.IsControlledBy(dr, t.Rollout) {
 			return &traffic.StalledError{Reason: "RouteConflict", Message: fmt.Sprintf("DestinationRule %s exists and is not managed by this Rollout", host)}
+		}
+		if proto.Equal(&dr.Spec, want) {
+			return nil
+		}
+		patch := client.MergeFrom(dr.DeepCopy())
+		dr.Spec.Reset()
+		proto.Merge(&dr.Spec, want)
+		if err := r.Client.Patch(ctx, dr, patch); err != nil {
+			return fmt.Errorf("updating DestinationRule %s: %w", host, err)
 		}
 		return nil
 	}
@@ -130,7 +148,7 @@ func (r *Router) ensureDestinationRule(ctx context.Context, t traffic.Target, ho
 		Name: host, Namespace: t.Rollout.Namespace,
 		Labels: map[string]string{traffic.ManagedByLabel: traffic.ManagedByValue},
 	}}
-	dr.Spec.Host = host
+	proto.Merge(&dr.Spec, want)
 	if err := controllerutil.SetControllerReference(t.Rollout, dr, r.Client.Scheme()); err != nil {
 		return err
 	}
@@ -158,9 +176,10 @@ func (r *Router) Apply(ctx context.Context, t traffic.Target, want traffic.Route
 		out.Drifted = !sameHTTP(buildHTTP(vs.Spec.Http, h, spec, last), vs.Spec.Http)
 	}
 	http := buildHTTP(vs.Spec.Http, h, spec, want)
-	if !sameHTTP(http, vs.Spec.Http) || vs.Annotations[traffic.RouteAnnotation] != want.String() {
+	labels, relabel := traffic.SyncShiftingLabel(vs.Labels, want)
+	if relabel || !sameHTTP(http, vs.Spec.Http) || vs.Annotations[traffic.RouteAnnotation] != want.String() {
 		patch := client.MergeFrom(vs.DeepCopy())
-		vs.Spec.Http = http
+		vs.Spec.Http, vs.Labels = http, labels
 		if vs.Annotations == nil {
 			vs.Annotations = map[string]string{}
 		}
@@ -228,6 +247,7 @@ func (r *Router) Finalize(ctx context.Context, t traffic.Target, revert bool) er
 		route.Route = append([]*networking.HTTPRouteDestination{h.dest(h.apex, 100, nil)}, dests...)
 	}
 	vs.Spec.Http = http
+	vs.Labels, _ = traffic.SyncShiftingLabel(vs.Labels, traffic.Route{})
 	delete(vs.Annotations, traffic.RouteAnnotation)
 	if !adopted {
 		var owners []metav1.OwnerReference

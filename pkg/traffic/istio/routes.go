@@ -95,7 +95,10 @@ func weighted(route *networking.HTTPRoute, h hosts, spec *sluicev1.RolloutSpec, 
 	}
 	var primaryHeaders, canaryHeaders *networking.Headers
 	if aff := traffic.Affinity(spec, r); aff != nil {
-		primaryHeaders, canaryHeaders = setCookie(aff, r.Revision, "primary"), setCookie(aff, r.Revision, "canary")
+		canaryHeaders = setCookie(aff, r.Revision, "canary")
+		if traffic.PinsPrimary(aff) {
+			primaryHeaders = setCookie(aff, r.Revision, "primary")
+		}
 	}
 	route.Route = append([]*networking.HTTPRouteDestination{
 		h.dest(h.primary, r.Weights.Primary, primaryHeaders),
@@ -130,10 +133,11 @@ func experimentRoutes(route *networking.HTTPRoute, h hosts, spec *sluicev1.Rollo
 		cookie := func(version string) []sluicev1.RequestMatch {
 			return []sluicev1.RequestMatch{{Cookies: map[string]string{aff.CookieName: traffic.AffinityValue(r.Revision, version)}}}
 		}
-		return []*networking.HTTPRoute{
-			only("affinity-canary", h.canary, combine(route.Match, cookie("canary"))),
-			only("affinity-primary", h.primary, combine(route.Match, cookie("primary"))),
+		out := []*networking.HTTPRoute{only("affinity-canary", h.canary, combine(route.Match, cookie("canary")))}
+		if traffic.PinsPrimary(aff) {
+			out = append(out, only("affinity-primary", h.primary, combine(route.Match, cookie("primary"))))
 		}
+		return out
 	}
 	return nil
 }
@@ -242,9 +246,10 @@ func observed(http []*networking.HTTPRoute, h hosts) (traffic.Route, bool) {
 }
 
 // generatedHTTP is the single HTTP route of a generated VirtualService, with
-// the pass-through fields of routing.istio.
-func generatedHTTP(h hosts, cfg *sluicev1.IstioRouting) *networking.HTTPRoute {
+// the pass-through fields of routing.istio and its corsPolicy.
+func generatedHTTP(h hosts, cfg *sluicev1.IstioRouting, p policies) *networking.HTTPRoute {
 	route := &networking.HTTPRoute{Route: []*networking.HTTPRouteDestination{h.dest(h.primary, 100, nil), h.dest(h.canary, 0, nil)}}
+	route.CorsPolicy = p.cors
 	for _, m := range cfg.Match {
 		nm := &networking.HTTPMatchRequest{}
 		mergeMatch(nm, m)

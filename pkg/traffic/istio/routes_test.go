@@ -70,3 +70,33 @@ func TestBuildHTTPExperimentRoutes(t *testing.T) {
 		t.Error("the mirror stayed after the experiment")
 	}
 }
+
+func TestAffinityRoutesFollowThePinAndTheCookieAttributes(t *testing.T) {
+	spec := func(pin sluicev1.AffinityPin) *sluicev1.RolloutSpec {
+		return &sluicev1.RolloutSpec{Strategy: sluicev1.Strategy{Canary: &sluicev1.CanaryStrategy{StepWeights: []int32{10},
+			SessionAffinity: &sluicev1.SessionAffinity{CookieName: "c", Pin: pin, Domain: "example.com", Path: "/api", Secure: true, SameSite: "Lax"}}}}
+	}
+	run := traffic.Route{Weights: traffic.ForCanary(10), Experiment: true, Revision: "r2"}
+
+	both := buildHTTP(userHTTP(), h, spec(sluicev1.PinBoth), run)
+	if len(both) != 4 || both[0].Name != "sluice-affinity-canary-0" || both[1].Name != "sluice-affinity-primary-0" {
+		t.Fatalf("routes with pin Both = %v", both)
+	}
+	if got := both[2].Route[0].Headers.GetResponse().GetAdd()["Set-Cookie"]; got != "c=r2-primary; Max-Age=86400; Path=/api; Domain=example.com; Secure; SameSite=Lax" {
+		t.Errorf("primary Set-Cookie = %q", got)
+	}
+
+	canaryOnly := buildHTTP(userHTTP(), h, spec(sluicev1.PinCanaryOnly), run)
+	if len(canaryOnly) != 3 || canaryOnly[0].Name != "sluice-affinity-canary-0" {
+		t.Fatalf("routes with pin CanaryOnly = %v, want only the canary's affinity route inserted", canaryOnly)
+	}
+	if hd := canaryOnly[1].Route[0].Headers; hd != nil {
+		t.Errorf("the primary destination sets headers %v, want none", hd)
+	}
+	if got := canaryOnly[1].Route[1].Headers.GetResponse().GetAdd()["Set-Cookie"]; !strings.HasPrefix(got, "c=r2-canary;") {
+		t.Errorf("canary Set-Cookie = %q", got)
+	}
+	if r, ok := observed(canaryOnly, h); !ok || !r.Experiment || r.Weights.Canary != 10 {
+		t.Errorf("observed %+v %v, want an experiment at weight 10", r, ok)
+	}
+}

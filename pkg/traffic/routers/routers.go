@@ -83,7 +83,8 @@ func Watched(routerName string) []client.Object {
 	case "gatewayAPI":
 		return []client.Object{&gwv1.HTTPRoute{}}
 	case "istio":
-		return []client.Object{&istiov1.VirtualService{}}
+		// DestinationRules too: Sluice generates them and puts back an edit.
+		return []client.Object{&istiov1.VirtualService{}, &istiov1.DestinationRule{}}
 	}
 	return nil
 }
