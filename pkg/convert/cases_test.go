@@ -52,6 +52,12 @@ func TestConversionCases(t *testing.T) {
 		wantNotes []string // "field: kind" of notes that must be there
 	}{
 		{
+			name:      "appProtocol is carried over; portDiscovery is reported with what to write instead",
+			manifest:  canary("  provider: istio\n  service: {port: 80, appProtocol: http, portDiscovery: true}", "    stepWeight: 10\n"),
+			wantSpec:  []string{`"appProtocol":"http"`},
+			wantNotes: []string{"spec.service.portDiscovery: not carried over"},
+		},
+		{
 			name:      "without a threshold, Flagger's default of one failed check is written out: Sluice's default is 5",
 			manifest:  canary("  provider: istio", "    stepWeight: 10\n"),
 			wantSpec:  []string{`"threshold":1`},

@@ -51,7 +51,7 @@ var Fields = []Field{
 	{"Canary", "service.trafficPolicy", Maps},
 	{"Canary", "service.corsPolicy", Maps},
 	{"Canary", "service.portDiscovery", Unsupported},
-	{"Canary", "service.appProtocol", Unsupported},
+	{"Canary", "service.appProtocol", Maps},
 	{"Canary", "service.delegation", Unsupported},
 	{"Canary", "service.apex", Maps},
 	{"Canary", "service.primary", Maps},

@@ -44,6 +44,9 @@ func (c *canaryConv) service() error {
 	if name, ok := s.str("portName"); ok {
 		svc.PortName = name
 	}
+	if p, ok := s.str("appProtocol"); ok {
+		svc.AppProtocol = p
+	}
 	c.serviceMeta(s)
 	c.serviceUnsupported(s)
 	switch c.router {
@@ -112,8 +115,7 @@ func serviceMetadata(s *reader, key string) *sluicev1.ServiceMetadata {
 // serviceUnsupported reports the Service fields Sluice has no equivalent for.
 func (c *canaryConv) serviceUnsupported(s *reader) {
 	for _, f := range []struct{ key, why string }{
-		{"portDiscovery", "Sluice's Services expose service.port only; other container ports are not added"},
-		{"appProtocol", "Sluice sets no appProtocol on its Service ports; name the port (portName) after the protocol, e.g. http or grpc, for meshes that read it"},
+		{"portDiscovery", "Sluice does not read the pod template's ports: list the other container ports in service.ports (name, port, targetPort, appProtocol)"},
 		{"delegation", "Sluice generates a VirtualService that is not a delegate; adopt a delegate with routing.istio.virtualServiceRef instead"},
 	} {
 		if s.has(f.key) {

@@ -80,7 +80,7 @@ func TestConvertReadsStdinAndWritesJSON(t *testing.T) {
 	if !strings.HasPrefix(out.String(), "{") || !strings.Contains(out.String(), `"kind": "Rollout"`) {
 		t.Errorf("stdout is not a JSON List with the Rollout:\n%s", out.String())
 	}
-	if !strings.Contains(errOut.String(), "spec.service.corsPolicy: not carried over") || strings.Contains(out.String(), "corsPolicy") {
+	if !strings.Contains(errOut.String(), "spec.service.name: differs") || strings.Contains(out.String(), "differs") {
 		t.Errorf("the report belongs on stderr only; stderr:\n%s", errOut.String())
 	}
 }
