@@ -611,6 +611,15 @@ type CanaryStrategy struct {
 	// +kubebuilder:validation:items:Maximum=100
 	// +kubebuilder:validation:XValidation:rule="self.isSorted() && self.all(w, self.exists_one(v, v == w))",message="stepWeights must increase from one step to the next, e.g. [5, 25, 50]"
 	StepWeights []int32 `json:"stepWeights,omitempty"`
+
+	// StepWeightPromotion moves traffic back to the primary in steps of this
+	// many percent, each held one analysis interval, once the primary runs
+	// the new revision and is ready; without it, all traffic moves back at
+	// once. No checks run during these steps: the canary's were done.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	StepWeightPromotion *int32 `json:"stepWeightPromotion,omitempty"`
 }
 
 // CanaryStep is one step of a canary: a weight, or a pause.

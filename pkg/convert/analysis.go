@@ -92,8 +92,16 @@ func (c *canaryConv) strategy(a *reader) {
 		}
 	}
 	c.mirror(a)
-	if a.has("stepWeightPromotion") {
-		a.note("stepWeightPromotion", NotCarried, "Sluice promotes by switching all traffic at once to the primary once it runs the new version and is ready; there is no gradual promotion")
+	if n, ok := a.int("stepWeightPromotion"); ok {
+		switch {
+		case s.Canary == nil:
+			a.note("stepWeightPromotion", NotCarried, "goes with a weighted canary; this Canary converts to %s", strategyName(s))
+		case n < 1 || n > 100:
+			a.note("stepWeightPromotion", NotCarried, "%d is not a percentage from 1 to 100", n)
+		default:
+			s.Canary.StepWeightPromotion = ptr.To(int32(n))
+			a.note("stepWeightPromotion", Differs, "Sluice first moves all traffic to the canary, then gives the primary the new version; once it is ready, traffic moves back to it in these steps, one per interval")
+		}
 	}
 }
 

@@ -64,7 +64,7 @@ var Fields = []Field{
 	{"Canary", "analysis.stepWeight", Maps},
 	{"Canary", "analysis.maxWeight", Maps},
 	{"Canary", "analysis.stepWeights", Maps},
-	{"Canary", "analysis.stepWeightPromotion", Unsupported},
+	{"Canary", "analysis.stepWeightPromotion", Maps},
 	{"Canary", "analysis.mirror", MapsInPart},
 	{"Canary", "analysis.mirrorWeight", MapsInPart},
 	{"Canary", "analysis.match", MapsInPart},

@@ -752,6 +752,9 @@ func (m *machine) finalising() bool {
 		}
 		return false
 	}
+	if !m.routed(0) && m.stepBack() {
+		return false
+	}
 	m.st.CanaryWeight = 0
 	if !m.routed(0) {
 		m.st.Message = "moving all traffic back to the primary"
@@ -771,6 +774,42 @@ func (m *machine) finalising() bool {
 	rev := m.st.CanaryRevision
 	m.promoted(rev)
 	m.event(corev1.EventTypeNormal, "Promoted", fmt.Sprintf("revision %s promoted to primary; canary scaled to zero", rev))
+	return true
+}
+
+// stepBack moves traffic back to the primary in steps of
+// strategy.canary.stepWeightPromotion, each held one interval, the first at
+// once; it reports whether it holds the current step (false: the last step,
+// to 0, is for the caller). The hold counts from stepStartedAt, set when the
+// router holds the step's weight.
+func (m *machine) stepBack() bool {
+	c := m.spec.Strategy.Canary
+	if c == nil || c.StepWeightPromotion == nil || *c.StepWeightPromotion <= 0 {
+		return false
+	}
+	step := *c.StepWeightPromotion
+	cur := m.routedWeight()
+	if m.st.CanaryWeight < cur {
+		// A step back the router does not hold yet: its hold starts then.
+		m.st.StepStartedAt = m.timeNow()
+		m.st.Message = fmt.Sprintf("moving traffic back to the primary in steps of %d%%: %d%% on the canary", step, m.st.CanaryWeight)
+		return true
+	}
+	if m.st.StepStartedAt != nil && cur < 100 {
+		if due := m.st.StepStartedAt.Add(steps.Interval(m.spec)); m.now.Before(due) {
+			m.st.Message = fmt.Sprintf("moving traffic back to the primary in steps of %d%%: %d%% on the canary", step, cur)
+			m.wakeAt(due)
+			return true
+		}
+	}
+	next := max(cur-step, 0)
+	if next == 0 {
+		return false
+	}
+	m.st.CanaryWeight = next
+	m.st.StepStartedAt = m.timeNow()
+	m.st.Message = fmt.Sprintf("moving traffic back to the primary in steps of %d%%: %d%% on the canary", step, next)
+	m.wakeAt(m.now.Add(steps.Interval(m.spec)))
 	return true
 }
 
