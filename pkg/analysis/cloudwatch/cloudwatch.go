@@ -4,7 +4,8 @@
 // LoadBalancer = 'app/shop/123') run with GetMetricData over the check's
 // window (one period covering it, at least 60s) in provider.region, through
 // the AWS SDK for Go v2 and its SigV4 signing; the value is the newest
-// point of the one result.
+// point of the one result. It also gives a query's points over a window
+// (provider.SeriesProvider), for compare checks.
 //
 // The credentials Secret holds `aws-access-key-id`, `aws-secret-access-key`
 // and optionally `aws-session-token`. They are required: the manager's own

@@ -2,7 +2,8 @@
 // an NRQL query (e.g. SELECT percentage(count(*), WHERE error IS true) FROM
 // Transaction WHERE appName = 'shop' SINCE 5 minutes ago) run through
 // NerdGraph, New Relic's GraphQL API, in provider.accountID; the answer must
-// be one row with one number.
+// be one row with one number. For compare checks the NRQL is a TIMESERIES
+// query over the window (provider.SeriesProvider).
 //
 // The credentials Secret holds `api-key` (a user key, sent as API-Key).
 // provider.address is https://api.newrelic.com by default
