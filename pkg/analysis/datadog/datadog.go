@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -114,13 +115,41 @@ func (d *Datadog) Series(ctx context.Context, query string, start, end time.Time
 	return out, nil
 }
 
-// withRollup appends .rollup(avg, <step s>) to a query without a rollup
-// of its own, for a positive step (at least one second).
+// withRollup appends .rollup(avg, <step s>) to a plain metric query
+// (aggregator:metric{scope}..., see plain) without a rollup of its own,
+// for a positive step (at least one second). Other queries are left as
+// written: on a / b the rollup would apply to b only, and a function's
+// result may not take one.
 func withRollup(query string, step time.Duration) string {
-	if step <= 0 || strings.Contains(strings.ToLower(query), ".rollup(") {
+	if step <= 0 || strings.Contains(strings.ToLower(query), ".rollup(") || !plain(query) {
 		return query
 	}
 	return fmt.Sprintf("%s.rollup(avg, %d)", strings.TrimSpace(query), max(1, int(step.Seconds())))
+}
+
+// metricQuery is the start of a plain metric query: aggregator:metric{.
+var metricQuery = regexp.MustCompile(`^\s*[a-z]+:[A-Za-z0-9_.]+\{`)
+
+// plain says whether a query is one metric query: it starts as one and
+// has no operator outside braces (tags) and parentheses.
+func plain(query string) bool {
+	if !metricQuery.MatchString(query) {
+		return false
+	}
+	depth := 0
+	for _, r := range query {
+		switch r {
+		case '{', '(':
+			depth++
+		case '}', ')':
+			depth--
+		case '+', '-', '*', '/':
+			if depth == 0 {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // fetch runs a query between from and to and returns its one series.

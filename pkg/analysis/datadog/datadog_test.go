@@ -130,6 +130,12 @@ func TestDatadogSeriesAsksForTheWindowRolledUpToTheStep(t *testing.T) {
 		{name: "a query with its own rollup is sent as written", query: "sum:errors{service:shop}.as_count().rollup(sum, 60)", step: 30 * time.Second,
 			want: "sum:errors{service:shop}.as_count().rollup(sum, 60)"},
 		{name: "without a step the query is sent as written", query: "avg:latency{*}", want: "avg:latency{*}"},
+		{name: "an arithmetic query is sent as written", query: "sum:errors{service:shop-api}.as_count() / sum:hits{service:shop-api}.as_count() * 100", step: 30 * time.Second,
+			want: "sum:errors{service:shop-api}.as_count() / sum:hits{service:shop-api}.as_count() * 100"},
+		{name: "a function of a query is sent as written", query: "abs(timeshift(avg:latency{env:prod-eu}, -3600))", step: time.Minute,
+			want: "abs(timeshift(avg:latency{env:prod-eu}, -3600))"},
+		{name: "tags with dashes and a by clause are one metric query", query: "sum:trace.http.request.hits{service:shop-api} by {service}.as_count()", step: time.Minute,
+			want: "sum:trace.http.request.hits{service:shop-api} by {service}.as_count().rollup(avg, 60)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := sp.Series(t.Context(), tc.query, window.Start, window.End, tc.step); err != nil {
