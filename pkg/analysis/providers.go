@@ -63,7 +63,11 @@ func (p *Prometheus) seriesProvider(ctx context.Context, ro *sluicev1.Rollout, c
 	defer done()
 	sp, ok := pr.(provider.SeriesProvider)
 	if !ok {
-		return nil, fmt.Errorf("%s: provider %s cannot return a series; compare needs one", tpl.name, tpl.spec.Provider.Type)
+		why := ""
+		if n, ok := pr.(provider.NoSeries); ok {
+			why = " (" + n.NoSeries() + ")"
+		}
+		return nil, fmt.Errorf("%s: provider %s cannot return a series%s; compare needs one", tpl.name, tpl.spec.Provider.Type, why)
 	}
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -358,24 +359,45 @@ func TestExternalMetricsAreReadInTheTemplatesNamespaceOrForAClusterTemplateTheRo
 	}
 }
 
-func TestACompareCheckOnAProviderWithoutSeriesIsAnError(t *testing.T) {
-	srv := newWebServer(t)
-	r := reader(t, webTemplate("shop", "web", srv.URL))
-	p, err := analysis.NewPrometheus(r, analysis.PrometheusOptions{Egress: loopbackAllowed(t)})
+// TestACompareCheckOnTheExternalMetricsAPISaysItHasNoHistory: the
+// kubernetes provider has no series; a compare check on it is an Error
+// saying why, and the API is never asked.
+func TestACompareCheckOnTheExternalMetricsAPISaysItHasNoHistory(t *testing.T) {
+	var mu sync.Mutex
+	asked := 0
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		asked++
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"kind":"ExternalMetricValueList","apiVersion":"external.metrics.k8s.io/v1beta1","metadata":{},"items":[{"metricName":"queue_depth","value":"7"}]}`))
+	}))
+	t.Cleanup(api.Close)
+	kube, err := kubernetes.NewRESTClient(&rest.Config{Host: api.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mt := &sluicev1.MetricTemplate{ObjectMeta: metav1.ObjectMeta{Name: "queue", Namespace: "shop"},
+		Spec: sluicev1.MetricTemplateSpec{Query: "queue_depth{app={{ .target }}}", Provider: sluicev1.MetricProvider{Type: sluicev1.ProviderKubernetes}}}
+	p, err := analysis.NewPrometheus(reader(t, mt), analysis.PrometheusOptions{Kube: kube})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := check("m")
-	c.TemplateRef = &sluicev1.MetricTemplateReference{Name: "web"}
+	c.TemplateRef = &sluicev1.MetricTemplateReference{Name: "queue"}
 	c.Compare = &sluicev1.Compare{Direction: sluicev1.CompareIncrease}
 	ro := rolloutIn("shop", nil)
 	ro.Spec.Analysis = &sluicev1.Analysis{Metrics: []sluicev1.MetricCheck{c}}
 	ms := analysis.Run(context.Background(), p, ro, time.Now()).Metrics[0]
-	if ms.Verdict != analysis.VerdictError || !strings.Contains(ms.Message, "MetricTemplate web: provider web cannot return a series; compare needs one") {
-		t.Errorf("%+v, want an Error saying the web provider cannot return a series", ms)
+	if ms.Verdict != analysis.VerdictError || !strings.Contains(ms.Message,
+		"MetricTemplate queue: provider kubernetes cannot return a series (the external metrics API serves only the current value, no history") ||
+		!strings.Contains(ms.Message, "compare needs one") {
+		t.Errorf("%+v, want an Error saying the external metrics API has no history", ms)
 	}
-	if n := srv.count(); n != 0 {
-		t.Errorf("the provider was queried %d times, want none", n)
+	mu.Lock()
+	defer mu.Unlock()
+	if asked != 0 {
+		t.Errorf("the external metrics API was asked %d times, want none", asked)
 	}
 }
 
@@ -416,5 +438,46 @@ func TestACompareCheckReadsBothSidesFromGraphite(t *testing.T) {
 	}
 	if ms.Verdict != analysis.VerdictFail || ms.Value != "240" || ms.PrimaryValue != "200" || ms.Estimate != "+20.0%" {
 		t.Errorf("%+v, want Fail with the canary at 240 against the primary at 200 (+20.0%%)", ms)
+	}
+}
+
+// TestACompareCheckReadsBothSidesFromAWebEndpoint: a web template whose
+// JSONPath selects an array answers compare checks, one request per side,
+// the step rendered as .interval.
+func TestACompareCheckReadsBothSidesFromAWebEndpoint(t *testing.T) {
+	var mu sync.Mutex
+	var queries []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		queries = append(queries, r.URL.RawQuery)
+		mu.Unlock()
+		values := []float64{201, 199, 200, 202, 198, 200}
+		if r.URL.Query().Get("app") == "podinfo" {
+			values = []float64{241, 239, 240, 242, 238, 240}
+		}
+		_ = json.NewEncoder(w).Encode(map[string]any{"data": map[string]any{"values": values}})
+	}))
+	t.Cleanup(srv.Close)
+	mt := webTemplate("shop", "latency", srv.URL, func(s *sluicev1.MetricTemplateSpec) {
+		s.Query = "/series?app={{ .target }}&step={{ .interval }}"
+		s.Provider.JSONPath = "{.data.values}"
+	})
+	p, err := analysis.NewPrometheus(reader(t, mt), analysis.PrometheusOptions{Egress: loopbackAllowed(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := sluicev1.MetricCheck{Name: "latency", TemplateRef: &sluicev1.MetricTemplateReference{Name: "latency"},
+		Compare: &sluicev1.Compare{Direction: sluicev1.CompareIncrease}}
+	ro := rolloutIn("shop", nil)
+	ro.Spec.Analysis = &sluicev1.Analysis{Metrics: []sluicev1.MetricCheck{c}}
+	ms := analysis.Run(context.Background(), p, ro, time.Now()).Metrics[0]
+	if ms.Verdict != analysis.VerdictFail || ms.Value != "240" || ms.PrimaryValue != "200" || ms.Estimate != "+20.0%" {
+		t.Errorf("%+v, want Fail with the canary at 240 against the primary at 200 (+20.0%%)", ms)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	slices.Sort(queries)
+	if want := []string{"app=podinfo&step=30s", "app=podinfo-primary&step=30s"}; !slices.Equal(queries, want) {
+		t.Errorf("queries %q, want %q", queries, want)
 	}
 }

@@ -4,7 +4,8 @@
 // LoadBalancer = 'app/shop/123') run with GetMetricData over the check's
 // window (one period covering it, at least 60s) in provider.region, through
 // the AWS SDK for Go v2 and its SigV4 signing; the value is the newest
-// point of the one result.
+// point of the one result. It also gives a query's points over a window
+// (provider.SeriesProvider), for compare checks.
 //
 // The credentials Secret holds `aws-access-key-id`, `aws-secret-access-key`
 // and optionally `aws-session-token`. They are required: the manager's own
@@ -144,4 +145,84 @@ func statusText(status int) string {
 		return ""
 	}
 	return fmt.Sprintf("%d %s", status, http.StatusText(status))
+}
+
+var _ provider.SeriesProvider = (*CloudWatch)(nil)
+
+// maxPages bounds the GetMetricData pages one series may take: a compare
+// window holds far fewer points than one page (100,800).
+const maxPages = 10
+
+// Series implements provider.SeriesProvider for compare checks: the
+// query's one result from start to end, one point per period (the step in
+// whole minutes, rounded up, at least 60s: standard resolution),
+// TimestampAscending so that the values come oldest first, following
+// NextToken while the result is PartialData.
+func (c *CloudWatch) Series(ctx context.Context, query string, start, end time.Time, step time.Duration) ([]float64, error) {
+	if !end.After(start) {
+		return nil, fmt.Errorf("the series window ends (%s) before it starts (%s)", end, start)
+	}
+	in := &cloudwatch.GetMetricDataInput{
+		StartTime: aws.Time(start),
+		EndTime:   aws.Time(end),
+		ScanBy:    types.ScanByTimestampAscending,
+		MetricDataQueries: []types.MetricDataQuery{{
+			Id: aws.String("sluice"), Expression: aws.String(query), Period: aws.Int32(period(step)), ReturnData: aws.Bool(true),
+		}},
+	}
+	var out []float64
+	for page := 1; ; page++ {
+		r, err := c.page(ctx, in)
+		if err != nil {
+			return nil, err
+		}
+		if r != nil {
+			out = append(out, r.Values...)
+		}
+		switch {
+		case r != nil && r.StatusCode == types.StatusCodePartialData && in.NextToken == nil:
+			return nil, errors.New("cloudwatch result status PartialData without a NextToken to read the rest")
+		case in.NextToken == nil:
+			if len(out) == 0 {
+				return nil, fmt.Errorf("cloudwatch returned no datapoints between %s and %s: %w",
+					start.UTC().Format(time.RFC3339), end.UTC().Format(time.RFC3339), provider.ErrNoData)
+			}
+			return out, nil
+		case page == maxPages:
+			return nil, fmt.Errorf("cloudwatch still had a NextToken after %d pages; narrow the query", maxPages)
+		}
+	}
+}
+
+// page asks for one page of in, sets in.NextToken to the answer's, and
+// returns its one result (nil on a page without any).
+func (c *CloudWatch) page(ctx context.Context, in *cloudwatch.GetMetricDataInput) (*types.MetricDataResult, error) {
+	out, err := c.client.GetMetricData(ctx, in)
+	if err != nil {
+		return nil, c.explain(ctx, err)
+	}
+	in.NextToken = out.NextToken
+	for _, m := range out.Messages {
+		return nil, fmt.Errorf("cloudwatch: %s: %s", aws.ToString(m.Code), aws.ToString(m.Value))
+	}
+	switch len(out.MetricDataResults) {
+	case 0:
+		return nil, nil
+	case 1:
+	default:
+		return nil, fmt.Errorf("cloudwatch returned %d results, want one (drop GROUP BY or aggregate the expression)", len(out.MetricDataResults))
+	}
+	r := &out.MetricDataResults[0]
+	for _, m := range r.Messages {
+		return nil, fmt.Errorf("cloudwatch: %s: %s", aws.ToString(m.Code), aws.ToString(m.Value))
+	}
+	switch r.StatusCode {
+	case types.StatusCodeComplete, types.StatusCodePartialData, "":
+	default:
+		return nil, fmt.Errorf("cloudwatch result status %s, want Complete", r.StatusCode)
+	}
+	if len(r.Timestamps) != len(r.Values) {
+		return nil, fmt.Errorf("cloudwatch result has %d timestamps for %d values", len(r.Timestamps), len(r.Values))
+	}
+	return r, nil
 }

@@ -10,6 +10,9 @@
 // external metrics, a ClusterMetricTemplate the Rollout's. It takes no
 // address, credentials or headers. Reading a metric is a list in RBAC's
 // terms (a collection path, the metric being the resource).
+//
+// It cannot answer compare checks: the API serves only the current value,
+// so there is no series over a window to read (NoSeries says so).
 package kubernetes
 
 import (
@@ -106,6 +109,15 @@ func (k *Kubernetes) Query(ctx context.Context, query string) (float64, error) {
 		return 0, fmt.Errorf("external metric %s has %d values in namespace %s, want one (narrow the label selector)",
 			name, len(list.Items), k.cfg.Namespace)
 	}
+}
+
+var _ provider.NoSeries = (*Kubernetes)(nil)
+
+// NoSeries implements provider.NoSeries: the provider has no Series, since
+// the external metrics API has no time range to ask for.
+func (k *Kubernetes) NoSeries() string {
+	return "the external metrics API serves only the current value, no history: use a threshold check, " +
+		"or compare with a template of the adapter's own source, e.g. prometheus"
 }
 
 // explain words an API error.

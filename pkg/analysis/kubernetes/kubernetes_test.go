@@ -3,6 +3,7 @@ package kubernetes
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 
 	"k8s.io/client-go/rest"
@@ -72,5 +73,19 @@ func TestKubernetesAsksForTheMetricInItsNamespaceWithTheSelector(t *testing.T) {
 func TestKubernetesNeedsTheManagersClient(t *testing.T) {
 	if _, err := New(providertest.Config(sluicev1.MetricProvider{Type: "kubernetes"}, nil)); err == nil {
 		t.Error("a provider without a client was built")
+	}
+}
+
+func TestKubernetesSaysWhyItHasNoSeries(t *testing.T) {
+	p, err := build(t, "http://127.0.0.1:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := p.(provider.SeriesProvider); ok {
+		t.Fatal("the kubernetes provider claims to return a series; the external metrics API has no history")
+	}
+	n, ok := p.(provider.NoSeries)
+	if !ok || !strings.Contains(n.NoSeries(), "serves only the current value, no history") {
+		t.Errorf("the kubernetes provider does not say why it has no series")
 	}
 }

@@ -37,6 +37,13 @@ type SeriesProvider interface {
 	Series(ctx context.Context, query string, start, end time.Time, step time.Duration) ([]float64, error)
 }
 
+// NoSeries is implemented by a provider that cannot return a series by its
+// nature, to say why in a compare check's message (e.g. "the external
+// metrics API serves only the current value, no history").
+type NoSeries interface {
+	NoSeries() string
+}
+
 // Config is what a provider is built from, for one check. A provider's
 // errors do not name the template: the caller prefixes them with it.
 type Config struct {

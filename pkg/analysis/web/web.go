@@ -6,6 +6,9 @@
 // (as application/json unless provider.headers set a Content-Type). The
 // Secret's `token` is sent as a bearer token, `username` and `password` as
 // basic auth.
+//
+// For a compare check (provider.SeriesProvider) the JSONPath selects the
+// series instead: an array of numbers, or several numbers, oldest first.
 package web
 
 import (
@@ -19,6 +22,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"k8s.io/client-go/util/jsonpath"
 
@@ -67,9 +71,18 @@ func New(cfg provider.Config) (provider.Provider, error) {
 
 // Query implements provider.Provider.
 func (w *Web) Query(ctx context.Context, query string) (float64, error) {
-	target, err := w.target(query)
+	doc, err := w.fetch(ctx, query)
 	if err != nil {
 		return 0, err
+	}
+	return w.value(doc)
+}
+
+// fetch sends the request of a rendered query and returns the JSON answer.
+func (w *Web) fetch(ctx context.Context, query string) (any, error) {
+	target, err := w.target(query)
+	if err != nil {
+		return nil, err
 	}
 	var body io.Reader
 	if w.method == http.MethodPost {
@@ -77,7 +90,7 @@ func (w *Web) Query(ctx context.Context, query string) (float64, error) {
 	}
 	req, err := http.NewRequestWithContext(ctx, w.method, target, body)
 	if err != nil {
-		return 0, fmt.Errorf("building the request: %w", err)
+		return nil, fmt.Errorf("building the request: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
 	if w.method == http.MethodPost {
@@ -88,13 +101,13 @@ func (w *Web) Query(ctx context.Context, query string) (float64, error) {
 	}
 	raw, err := w.cfg.Do(req, "the web provider")
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	var doc any
 	if err := json.Unmarshal(raw, &doc); err != nil {
-		return 0, fmt.Errorf("the answer is not JSON: %w", err)
+		return nil, fmt.Errorf("the answer is not JSON: %w", err)
 	}
-	return w.value(doc)
+	return doc, nil
 }
 
 // target resolves the rendered query against the address; it may not leave
@@ -111,11 +124,11 @@ func (w *Web) target(query string) (string, error) {
 	return u.String(), nil
 }
 
-// value is the one number the JSONPath selects.
-func (w *Web) value(doc any) (float64, error) {
+// selected are the values the JSONPath selects in doc.
+func (w *Web) selected(doc any) ([]any, error) {
 	results, err := w.path.FindResults(doc)
 	if err != nil {
-		return 0, fmt.Errorf("provider.jsonPath %s: %w", w.cfg.Spec.JSONPath, err)
+		return nil, fmt.Errorf("provider.jsonPath %s: %w", w.cfg.Spec.JSONPath, err)
 	}
 	var found []any
 	for _, rs := range results {
@@ -125,6 +138,15 @@ func (w *Web) value(doc any) (float64, error) {
 			}
 		}
 	}
+	return found, nil
+}
+
+// value is the one number the JSONPath selects.
+func (w *Web) value(doc any) (float64, error) {
+	found, err := w.selected(doc)
+	if err != nil {
+		return 0, err
+	}
 	switch len(found) {
 	case 0:
 		return 0, fmt.Errorf("provider.jsonPath %s selects nothing in the answer: %w", w.cfg.Spec.JSONPath, provider.ErrNoData)
@@ -132,9 +154,15 @@ func (w *Web) value(doc any) (float64, error) {
 	default:
 		return 0, fmt.Errorf("provider.jsonPath %s selects %d values, want exactly one", w.cfg.Spec.JSONPath, len(found))
 	}
-	switch v := found[0].(type) {
-	case nil:
+	if found[0] == nil {
 		return 0, fmt.Errorf("provider.jsonPath %s selects null: %w", w.cfg.Spec.JSONPath, provider.ErrNoData)
+	}
+	return w.number(found[0])
+}
+
+// number reads a selected value: a number or a string holding one.
+func (w *Web) number(v any) (float64, error) {
+	switch v := v.(type) {
 	case float64:
 		return v, nil
 	case string:
@@ -146,4 +174,50 @@ func (w *Web) value(doc any) (float64, error) {
 	default:
 		return 0, fmt.Errorf("provider.jsonPath %s selects a %T, want a number", w.cfg.Spec.JSONPath, v)
 	}
+}
+
+var _ provider.SeriesProvider = (*Web)(nil)
+
+// Series implements provider.SeriesProvider for compare checks: the
+// numbers the JSONPath selects, one array of them ({.data.values}) or
+// several ({.points[*].value}), in the answer's order, which must be
+// oldest first; nulls are skipped. The endpoint chooses the window: start,
+// end and step are not sent (the query's {{ .interval }} is the step), so
+// the path must ask for the same span on both sides.
+func (w *Web) Series(ctx context.Context, query string, _, _ time.Time, _ time.Duration) ([]float64, error) {
+	doc, err := w.fetch(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	found, err := w.selected(doc)
+	if err != nil {
+		return nil, err
+	}
+	if len(found) == 1 {
+		if list, ok := found[0].([]any); ok {
+			found = list
+		}
+	}
+	var out []float64
+	for _, v := range found {
+		switch v.(type) {
+		case nil:
+			continue
+		case []any:
+			return nil, fmt.Errorf("provider.jsonPath %s selects arrays, not numbers; select the numbers themselves, e.g. {.values[*][1]} of [time, value] pairs",
+				w.cfg.Spec.JSONPath)
+		case map[string]any:
+			return nil, fmt.Errorf("provider.jsonPath %s selects objects, not numbers; select their number field, e.g. {.points[*].value}",
+				w.cfg.Spec.JSONPath)
+		}
+		f, err := w.number(v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, f)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("provider.jsonPath %s selects no number in the answer: %w", w.cfg.Spec.JSONPath, provider.ErrNoData)
+	}
+	return out, nil
 }

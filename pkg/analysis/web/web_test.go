@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/pkg/analysis/provider"
@@ -82,5 +83,46 @@ func contains(s, sub string) bool { return strings.Contains(s, sub) }
 func TestWebRefusesABadJSONPath(t *testing.T) {
 	if _, err := New(providertest.Config(sluicev1.MetricProvider{Type: "web", Address: "http://m", JSONPath: "{.a[}"}, nil)); err == nil {
 		t.Error("a broken JSONPath was accepted")
+	}
+}
+
+// window is what a compare check asks for; the web provider does not
+// send it (the endpoint chooses its window).
+var window = providertest.Window{Start: time.Unix(1700000000, 0), End: time.Unix(1700000300, 0), Step: 30 * time.Second}
+
+func TestWebSeriesIsTheNumbersItsJSONPathSelects(t *testing.T) {
+	for _, tc := range []struct {
+		name, jsonPath string
+		cases          []providertest.SeriesCase
+	}{
+		{name: "an array of numbers", jsonPath: "{.data.values}", cases: []providertest.SeriesCase{
+			{Name: "its numbers in the answer's order, nulls skipped", Answer: providertest.Answer{Body: `{"data":{"values":[0.2,null,"0.25",0.3]}}`},
+				Want: []float64{0.2, 0.25, 0.3}},
+			{Name: "one number is a series of one", Answer: providertest.Answer{Body: `{"data":{"values":0.2}}`}, Want: []float64{0.2}},
+			{Name: "an empty array is no data", Answer: providertest.Answer{Body: `{"data":{"values":[]}}`}, Err: "selects no number", NoData: true},
+			{Name: "only nulls are no data", Answer: providertest.Answer{Body: `{"data":{"values":[null,null]}}`}, Err: "selects no number", NoData: true},
+			{Name: "a missing key is no data", Answer: providertest.Answer{Body: `{"data":{}}`}, Err: "selects no number", NoData: true},
+			{Name: "pairs are an error naming the fix", Answer: providertest.Answer{Body: `{"data":{"values":[[1700000000,0.2]]}}`},
+				Err: "selects arrays, not numbers; select the numbers themselves, e.g. {.values[*][1]}"},
+			{Name: "objects are an error naming the fix", Answer: providertest.Answer{Body: `{"data":{"values":[{"v":1}]}}`},
+				Err: "selects objects, not numbers"},
+			{Name: "a word is an error", Answer: providertest.Answer{Body: `{"data":{"values":[1,"high"]}}`}, Err: `the string "high", not a number`},
+			{Name: "a 429 is the rate limit, never a pass", Answer: providertest.RateLimited, Err: "rate limit reached (429 Too Many Requests); it asks to retry after 30"},
+			{Name: "a 401 says the credentials were refused", Answer: providertest.Answer{Status: 401}, Err: "refused the credentials (401 Unauthorized)"},
+		}},
+		{name: "a field of each point", jsonPath: "{.points[*].value}", cases: []providertest.SeriesCase{
+			{Name: "the fields in the answer's order", Answer: providertest.Answer{Body: `{"points":[{"t":1,"value":3},{"t":2,"value":null},{"t":3,"value":4}]}`},
+				Want: []float64{3, 4}},
+		}},
+		{name: "the values of [time, value] pairs", jsonPath: "{.values[*][1]}", cases: []providertest.SeriesCase{
+			{Name: "the second of each pair", Answer: providertest.Answer{Body: `{"values":[[1700000000,"0.5"],[1700000030,"0.75"]]}`},
+				Want: []float64{0.5, 0.75}},
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			providertest.RunSeries(t, tc.cases, "/series?service=shop&step=30s", window, func(url string) (provider.Provider, error) {
+				return New(providertest.Config(sluicev1.MetricProvider{Type: "web", Address: url, JSONPath: tc.jsonPath}, map[string]string{"token": "t"}))
+			})
+		})
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -102,6 +103,54 @@ func Run(t *testing.T, cases []Case, query string, build func(url string) (provi
 				t.Fatalf("got %v, want %v", v, c.Want)
 			case c.Err != "" && (err == nil || !contains(err.Error(), c.Err)):
 				t.Fatalf("got %v, %v; want an error containing %q", v, err, c.Err)
+			case c.NoData != errors.Is(err, provider.ErrNoData):
+				t.Fatalf("got %v: no data is %v, want %v", err, errors.Is(err, provider.ErrNoData), c.NoData)
+			}
+		})
+	}
+}
+
+// SeriesCase is one answer of a provider's server and what its Series
+// makes of it: Want (oldest first), or an error containing Err (wrapping
+// ErrNoData when NoData).
+type SeriesCase struct {
+	Name   string
+	Answer Answer
+	Want   []float64
+	Err    string
+	NoData bool
+}
+
+// Window is the window RunSeries asks for.
+type Window struct {
+	Start, End time.Time
+	Step       time.Duration
+}
+
+// RunSeries asks a provider built by build for the series of query over w,
+// against a server giving each case's answer.
+func RunSeries(t *testing.T, cases []SeriesCase, query string, w Window, build func(url string) (provider.Provider, error)) {
+	t.Helper()
+	for _, c := range cases {
+		t.Run(c.Name, func(t *testing.T) {
+			answer := c.Answer
+			srv := Server(t, &answer, nil)
+			p, err := build(srv.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sp, ok := p.(provider.SeriesProvider)
+			if !ok {
+				t.Fatalf("%T cannot return a series", p)
+			}
+			got, err := sp.Series(t.Context(), query, w.Start, w.End, w.Step)
+			switch {
+			case c.Err == "" && err != nil:
+				t.Fatalf("got error %v, want %v", err, c.Want)
+			case c.Err == "" && !slices.Equal(got, c.Want):
+				t.Fatalf("got %v, want %v", got, c.Want)
+			case c.Err != "" && (err == nil || !contains(err.Error(), c.Err)):
+				t.Fatalf("got %v, %v; want an error containing %q", got, err, c.Err)
 			case c.NoData != errors.Is(err, provider.ErrNoData):
 				t.Fatalf("got %v: no data is %v, want %v", err, errors.Is(err, provider.ErrNoData), c.NoData)
 			}
