@@ -312,7 +312,8 @@ type Routing struct {
 
 // GatewayAPIRouting configures the Gateway API router.
 type GatewayAPIRouting struct {
-	// ParentRefs are the Gateways the generated HTTPRoute attaches to.
+	// ParentRefs are the Gateways the generated HTTPRoute attaches to, or
+	// Services for mesh (GAMMA) routing.
 	// +optional
 	// +kubebuilder:validation:MaxItems=16
 	ParentRefs []ParentReference `json:"parentRefs,omitempty"`
@@ -328,17 +329,32 @@ type GatewayAPIRouting struct {
 	HTTPRouteRef *LocalObjectReference `json:"httpRouteRef,omitempty"`
 }
 
-// ParentReference names a Gateway.
+// ParentReference names a Gateway, or a Service for mesh (GAMMA) routing:
+// an HTTPRoute whose parent is a Service routes the east-west traffic sent
+// to that Service, in meshes that implement the Gateway API's GAMMA
+// initiative (Linkerd, Istio ambient, Cilium and others).
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.port) || (has(self.kind) && self.kind == 'Service')",message="port goes with kind: Service (the Service port a mesh route applies to)"
 type ParentReference struct {
-	// Name of the Gateway.
+	// Kind of the parent: Gateway (the default) or Service (mesh routing).
+	// +kubebuilder:validation:Enum=Gateway;Service
+	// +kubebuilder:default=Gateway
+	// +optional
+	Kind string `json:"kind,omitempty"`
+	// Name of the Gateway or Service.
 	// +kubebuilder:validation:MinLength=1
 	Name string `json:"name"`
-	// Namespace of the Gateway; defaults to the Rollout's.
+	// Namespace of the parent; defaults to the Rollout's.
 	// +optional
 	Namespace string `json:"namespace,omitempty"`
-	// SectionName is the listener to attach to.
+	// SectionName is the Gateway listener (or Service port name) to attach to.
 	// +optional
 	SectionName string `json:"sectionName,omitempty"`
+	// Port of a Service parent the route applies to; all its ports when unset.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	Port *int32 `json:"port,omitempty"`
 }
 
 // IstioRouting configures the Istio router.

@@ -686,3 +686,32 @@ func TestDeletingARolloutHandsAnAdoptedRouteBackAndKeepsOnlyTheApexService(t *te
 		}
 	}
 }
+
+// TestAMeshRouteWhoseParentIsAServiceShiftsTheServicesTraffic: GAMMA mesh
+// routing. The generated HTTPRoute's parent is the apex Service (core group,
+// kind Service, a port), which meshes that implement GAMMA read as "route
+// the traffic sent to this Service". The weights shift on it as on a
+// Gateway's route. Tested at the API level: the e2e data plane (Traefik)
+// does not implement GAMMA.
+func TestAMeshRouteWhoseParentIsAServiceShiftsTheServicesTraffic(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", withCanaryWeights(50), func(ro *sluicev1.Rollout) {
+		ro.Spec.Routing = &sluicev1.Routing{GatewayAPI: &sluicev1.GatewayAPIRouting{
+			ParentRefs: []sluicev1.ParentReference{{Kind: "Service", Name: "podinfo", Port: ptr.To[int32](9898)}},
+		}}
+	})
+	route := &gwv1.HTTPRoute{}
+	s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, route))
+	if len(route.Spec.ParentRefs) != 1 {
+		t.Fatalf("parentRefs %+v, want the apex Service", route.Spec.ParentRefs)
+	}
+	p := route.Spec.ParentRefs[0]
+	if ptr.Deref(p.Group, "x") != "" || ptr.Deref(p.Kind, "") != "Service" || p.Name != "podinfo" || ptr.Deref(p.Port, 0) != 9898 {
+		t.Errorf("parentRef %s/%s %s port %d, want the core Service podinfo port 9898", ptr.Deref(p.Group, "nil"), ptr.Deref(p.Kind, "nil"), p.Name, ptr.Deref(p.Port, 0))
+	}
+	views := s.watchRoute("gatewayAPI", "podinfo", sluicev1.PhaseSucceeded, func() { s.setImage("podinfo", "podinfo:2.0") })
+	if got := canaryWeights(views); !slices.Equal(got, []int32{0, 50, 100, 0}) {
+		t.Errorf("canary weights over the release = %v, want [0 50 100 0]", got)
+	}
+}

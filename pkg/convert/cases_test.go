@@ -52,6 +52,11 @@ func TestConversionCases(t *testing.T) {
 		wantNotes []string // "field: kind" of notes that must be there
 	}{
 		{
+			name:     "a gatewayRef to a Service (GAMMA mesh routing) is carried over with its port",
+			manifest: canary("  provider: gatewayapi:v1\n  service: {port: 80, gatewayRefs: [{group: core, kind: Service, name: app, port: 80}]}", "    stepWeight: 10\n"),
+			wantSpec: []string{`"parentRefs":[{"kind":"Service","name":"app","port":80}]`},
+		},
+		{
 			name:      "appProtocol is carried over; portDiscovery is reported with what to write instead",
 			manifest:  canary("  provider: istio\n  service: {port: 80, appProtocol: http, portDiscovery: true}", "    stepWeight: 10\n"),
 			wantSpec:  []string{`"appProtocol":"http"`},

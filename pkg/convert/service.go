@@ -197,10 +197,25 @@ func (c *canaryConv) gatewayAPI(s *reader) {
 		p.Name, _ = ref.str("name")
 		p.Namespace, _ = ref.str("namespace")
 		p.SectionName, _ = ref.str("sectionName")
-		for _, k := range []string{"group", "kind", "port"} {
-			if ref.has(k) {
-				ref.note(k, NotCarried, "Sluice's parentRefs name Gateways by name, namespace and sectionName")
+		kind, hasKind := ref.str("kind")
+		group, hasGroup := ref.str("group")
+		switch {
+		case !hasKind || kind == "Gateway":
+			if hasGroup && group != "gateway.networking.k8s.io" {
+				ref.note("group", NotCarried, "a Gateway of group %s: Sluice's parentRefs name Gateways of gateway.networking.k8s.io", group)
 			}
+			if ref.has("port") {
+				ref.note("port", NotCarried, "Sluice attaches to a Gateway's listener by sectionName only")
+			}
+		case kind == "Service" && (!hasGroup || group == "" || group == "core"):
+			// GAMMA: a mesh route of the Service's traffic.
+			p.Kind = "Service"
+			if n, ok := ref.int("port"); ok && n >= 1 && n <= 65535 {
+				p.Port = ptr.To(int32(n))
+			}
+		default:
+			ref.note("kind", NotCarried, "a parent of kind %s: Sluice's parentRefs are Gateways, or Services for mesh (GAMMA) routing", kind)
+			p.Name = ""
 		}
 		if p.Name != "" {
 			g.ParentRefs = append(g.ParentRefs, p)

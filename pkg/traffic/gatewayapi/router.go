@@ -113,6 +113,13 @@ func parentRefs(t traffic.Target) []gwv1.ParentReference {
 			Group: ptr.To(gwv1.Group(gwv1.GroupName)), Kind: ptr.To(gwv1.Kind("Gateway")),
 			Name: gwv1.ObjectName(p.Name),
 		}
+		if p.Kind == "Service" {
+			// GAMMA: a mesh route of the core Service's traffic.
+			ref.Group, ref.Kind = ptr.To(gwv1.Group("")), ptr.To(gwv1.Kind("Service"))
+			if p.Port != nil {
+				ref.Port = ptr.To(gwv1.PortNumber(*p.Port))
+			}
+		}
 		if p.Namespace != "" {
 			ref.Namespace = ptr.To(gwv1.Namespace(p.Namespace))
 		}
