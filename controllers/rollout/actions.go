@@ -16,6 +16,8 @@ import (
 	"github.com/sluice-dev/sluice/controllers/rollout/statemachine"
 	"github.com/sluice-dev/sluice/pkg/autoscaling"
 	"github.com/sluice-dev/sluice/pkg/traffic"
+	"github.com/sluice-dev/sluice/pkg/workload"
+	"github.com/sluice-dev/sluice/pkg/workload/deployment"
 )
 
 // promotePrimary gives the primary the target's template and configuration
@@ -44,12 +46,12 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 		return err
 	}
 	// Never fewer replicas than serve now, on either side.
-	replicas := replicasOf(sc.target)
+	replicas := deployment.Replicas(sc.target)
 	if sc.primary != nil {
-		replicas = max(replicas, replicasOf(sc.primary))
+		replicas = max(replicas, deployment.Replicas(sc.primary))
 	}
 	replicas = max(replicas, 1)
-	want := buildPrimary(sc.target, sc.route.PrimarySelector, copied, rev, replicas)
+	want := deployment.BuildPrimary(sc.target, workload.Primary{Selector: sc.route.PrimarySelector, Copied: copied, Revision: rev, Replicas: replicas})
 	if err := controllerutil.SetControllerReference(sc.ro, want, r.Scheme()); err != nil {
 		return err
 	}
@@ -63,7 +65,7 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 			return err
 		}
 		if fromStable {
-			setStableConfigs(p, kept)
+			workload.SetStableConfigs(p.Annotations, kept)
 		}
 		p.Spec = want.Spec
 		p.Labels = want.Labels
@@ -79,7 +81,7 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 	}
 	sc.primary = want
 	sc.obs.PrimaryRevision = rev
-	sc.obs.PrimaryReady, _ = deploymentReady(want)
+	sc.obs.PrimaryReady, _ = deployment.Ready(want)
 	r.Recorder.Eventf(sc.ro, nil, corev1.EventTypeNormal, "PrimaryUpdated", "Promote",
 		"primary Deployment %s set to revision %s", want.Name, rev)
 	// A change of the user's autoscaler is released with the revision.
@@ -108,7 +110,7 @@ func (r *Reconciler) restorePrimary(ctx context.Context, sc *scope, rev string) 
 	}
 	sc.primary = p
 	sc.obs.PrimaryRevision = rev
-	sc.obs.PrimaryReady, sc.obs.PrimaryMessage = deploymentReady(p)
+	sc.obs.PrimaryReady, sc.obs.PrimaryMessage = deployment.Ready(p)
 	r.Recorder.Eventf(sc.ro, nil, corev1.EventTypeNormal, "PrimaryRestoring", "Rollback",
 		"primary Deployment %s given back the template of revision %s", p.Name, rev)
 	return r.restoreAutoscaler(ctx, sc, rev)
@@ -116,7 +118,7 @@ func (r *Reconciler) restorePrimary(ctx context.Context, sc *scope, rev string) 
 
 // pendingCopy is a -primary copy that does not hold its source's content.
 type pendingCopy struct {
-	ref      configRef
+	ref      workload.ConfigRef
 	key      client.ObjectKey
 	existing *metav1.PartialObjectMetadata // nil when there is no copy yet
 }
@@ -129,12 +131,12 @@ type pendingCopy struct {
 func (r *Reconciler) copyConfigs(ctx context.Context, sc *scope, beforeWrites func([]pendingCopy) error) (map[string]bool, error) {
 	copied := map[string]bool{}
 	var pending []pendingCopy
-	for _, ref := range configRefs(&sc.target.Spec.Template.Spec) {
-		sum, ok := sc.configs[ref.key()]
+	for _, ref := range workload.ConfigRefs(&sc.target.Spec.Template.Spec) {
+		sum, ok := sc.configs[ref.Key()]
 		if !ok || sum == missingChecksum {
 			continue
 		}
-		key := client.ObjectKey{Namespace: sc.ro.Namespace, Name: primaryName(ref.Name)}
+		key := client.ObjectKey{Namespace: sc.ro.Namespace, Name: workload.PrimaryName(ref.Name)}
 		existing, current, err := r.copyHolds(ctx, ref.Kind, key, sum)
 		if err != nil {
 			return nil, err
@@ -142,7 +144,7 @@ func (r *Reconciler) copyConfigs(ctx context.Context, sc *scope, beforeWrites fu
 		if !current {
 			pending = append(pending, pendingCopy{ref: ref, key: key, existing: existing})
 		}
-		copied[ref.key()] = true
+		copied[ref.Key()] = true
 	}
 	if beforeWrites != nil {
 		if err := beforeWrites(pending); err != nil {
@@ -150,11 +152,11 @@ func (r *Reconciler) copyConfigs(ctx context.Context, sc *scope, beforeWrites fu
 		}
 	}
 	for _, pc := range pending {
-		src := sc.read[pc.ref.key()]
+		src := sc.read[pc.ref.Key()]
 		if src == nil {
 			src = newConfigObject(pc.ref.Kind)
 			if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: sc.ro.Namespace, Name: pc.ref.Name}, src); err != nil {
-				return nil, fmt.Errorf("reading %s: %w", pc.ref.key(), err)
+				return nil, fmt.Errorf("reading %s: %w", pc.ref.Key(), err)
 			}
 		}
 		if err := r.writeConfig(ctx, sc, src, pc.key.Name, pc.existing); err != nil {
@@ -169,19 +171,19 @@ func (r *Reconciler) copyConfigs(ctx context.Context, sc *scope, beforeWrites fu
 // <copy>-stable, and lists them on the primary with its stable template
 // before any copy is overwritten: a promotion cut short and tried again
 // finds its copies overwritten already, and the list still names their
-// snapshots. It returns the list (configRef keys of the copies).
+// snapshots. It returns the list (workload.ConfigRef keys of the copies).
 func (r *Reconciler) keepStableConfigs(ctx context.Context, sc *scope, pending []pendingCopy) ([]string, error) {
 	stable := sc.ro.Status.StableRevision
 	kept := map[string]bool{}
 	if sc.primary.Annotations[StableRevisionAnnotation] == stable {
 		// Listed by an earlier try of this promotion.
-		for _, ref := range stableConfigs(sc.primary) {
-			kept[ref.key()] = true
+		for _, ref := range workload.StableConfigs(sc.primary.Annotations) {
+			kept[ref.Key()] = true
 		}
 	}
 	added := false
 	for _, pc := range pending {
-		k := configRef{Kind: pc.ref.Kind, Name: pc.key.Name}.key()
+		k := workload.ConfigRef{Kind: pc.ref.Kind, Name: pc.key.Name}.Key()
 		if pc.existing == nil || kept[k] {
 			continue
 		}
@@ -198,7 +200,7 @@ func (r *Reconciler) keepStableConfigs(ctx context.Context, sc *scope, pending [
 	if err := keepStableTemplate(p, stable); err != nil {
 		return nil, err
 	}
-	setStableConfigs(p, list)
+	workload.SetStableConfigs(p.Annotations, list)
 	if err := r.Update(ctx, p); err != nil {
 		return nil, fmt.Errorf("recording the stable configuration on primary Deployment %s: %w", p.Name, err)
 	}
@@ -208,13 +210,13 @@ func (r *Reconciler) keepStableConfigs(ctx context.Context, sc *scope, pending [
 
 // snapshotCopy keeps the content of the copy named key as its -stable
 // snapshot, read uncached (the cache holds no data).
-func (r *Reconciler) snapshotCopy(ctx context.Context, sc *scope, kind configKind, key client.ObjectKey) error {
+func (r *Reconciler) snapshotCopy(ctx context.Context, sc *scope, kind workload.ConfigKind, key client.ObjectKey) error {
 	cur := newConfigObject(kind)
 	if err := r.APIReader.Get(ctx, key, cur); err != nil {
 		return fmt.Errorf("reading %s to keep it for an abort: %w", key.Name, err)
 	}
-	snapKey := client.ObjectKey{Namespace: key.Namespace, Name: stableCopyName(key.Name)}
-	existing, current, err := r.copyHolds(ctx, kind, snapKey, dataChecksum(cur))
+	snapKey := client.ObjectKey{Namespace: key.Namespace, Name: workload.StableCopyName(key.Name)}
+	existing, current, err := r.copyHolds(ctx, kind, snapKey, workload.DataChecksum(cur))
 	if err != nil || current {
 		return err
 	}
@@ -224,14 +226,14 @@ func (r *Reconciler) snapshotCopy(ctx context.Context, sc *scope, kind configKin
 // restoreConfigs writes the -stable snapshots that the primary p lists back
 // into their copies.
 func (r *Reconciler) restoreConfigs(ctx context.Context, sc *scope, p *appsv1.Deployment) error {
-	for _, ref := range stableConfigs(p) {
+	for _, ref := range workload.StableConfigs(p.Annotations) {
 		snap := newConfigObject(ref.Kind)
-		snapKey := client.ObjectKey{Namespace: p.Namespace, Name: stableCopyName(ref.Name)}
+		snapKey := client.ObjectKey{Namespace: p.Namespace, Name: workload.StableCopyName(ref.Name)}
 		if err := r.APIReader.Get(ctx, snapKey, snap); err != nil {
 			return fmt.Errorf("reading %s to restore %s: %w", snapKey.Name, ref.Name, err)
 		}
 		copyKey := client.ObjectKey{Namespace: p.Namespace, Name: ref.Name}
-		existing, current, err := r.copyHolds(ctx, ref.Kind, copyKey, dataChecksum(snap))
+		existing, current, err := r.copyHolds(ctx, ref.Kind, copyKey, workload.DataChecksum(snap))
 		if err != nil {
 			return err
 		}
@@ -249,7 +251,7 @@ func (r *Reconciler) restoreConfigs(ctx context.Context, sc *scope, p *appsv1.De
 // and returns its cached metadata (nil when there is no copy yet). The
 // checksum is known from our last write of the copy, else read once: a copy
 // changed by someone else has another resourceVersion and is read again.
-func (r *Reconciler) copyHolds(ctx context.Context, kind configKind, key client.ObjectKey, sum string) (*metav1.PartialObjectMetadata, bool, error) {
+func (r *Reconciler) copyHolds(ctx context.Context, kind workload.ConfigKind, key client.ObjectKey, sum string) (*metav1.PartialObjectMetadata, bool, error) {
 	existing := configMetadata(kind)
 	err := r.Get(ctx, key, existing)
 	if apierrors.IsNotFound(err) {
@@ -293,15 +295,15 @@ func (r *Reconciler) writeConfig(ctx context.Context, sc *scope, src client.Obje
 			return fmt.Errorf("updating %s: %w", name, err)
 		}
 	}
-	r.sums.put(checksumKey(kindOf(src), client.ObjectKeyFromObject(dst)), dst.GetResourceVersion(), dataChecksum(src))
+	r.sums.put(checksumKey(kindOf(src), client.ObjectKeyFromObject(dst)), dst.GetResourceVersion(), workload.DataChecksum(src))
 	return nil
 }
 
-func kindOf(o client.Object) configKind {
+func kindOf(o client.Object) workload.ConfigKind {
 	if _, ok := o.(*corev1.Secret); ok {
-		return kindSecret
+		return workload.KindSecret
 	}
-	return kindConfigMap
+	return workload.KindConfigMap
 }
 
 // scaleTarget runs the target (the canary) or scales it to zero.
@@ -316,17 +318,17 @@ func kindOf(o client.Object) configKind {
 // ever raises the primary, never lowers it. A primary with its own
 // autoscaler (autoscalerRef) is left to it.
 func (r *Reconciler) scaleTarget(ctx context.Context, sc *scope, want statemachine.Desired) error {
-	cur := replicasOf(sc.target)
+	cur := deployment.Replicas(sc.target)
 	if !want.CanaryUp {
 		if cur == 0 {
 			return nil
 		}
 		if sc.primary != nil && sc.ro.Spec.AutoscalerRef == nil {
-			n := max(replicasOf(sc.primary), cur)
+			n := max(deployment.Replicas(sc.primary), cur)
 			if want.PassOwnerReplicas {
 				n = cur
 			}
-			if n != replicasOf(sc.primary) {
+			if n != deployment.Replicas(sc.primary) {
 				if err := r.setReplicas(ctx, sc.primary, n); err != nil {
 					return err
 				}
@@ -338,16 +340,16 @@ func (r *Reconciler) scaleTarget(ctx context.Context, sc *scope, want statemachi
 	if cur == 0 {
 		n = max(n, 1)
 		if sc.primary != nil {
-			n = max(n, replicasOf(sc.primary))
+			n = max(n, deployment.Replicas(sc.primary))
 		}
 	}
-	restart := needsConfigRestart(sc.target, sc.configs)
+	restart := workload.NeedsConfigRestart(&sc.target.Spec.Template, sc.configs)
 	if n == cur && !restart {
 		return nil
 	}
 	patch := client.MergeFrom(sc.target.DeepCopy())
 	sc.target.Spec.Replicas = &n
-	if stamp := configStamp(sc.configs); restart || cur == 0 {
+	if stamp := workload.ConfigStamp(sc.configs); restart || cur == 0 {
 		if sc.target.Spec.Template.Annotations == nil {
 			sc.target.Spec.Template.Annotations = map[string]string{}
 		}
@@ -357,7 +359,7 @@ func (r *Reconciler) scaleTarget(ctx context.Context, sc *scope, want statemachi
 		return fmt.Errorf("scaling Deployment %s to %d: %w", sc.target.Name, n, err)
 	}
 	// New pods must be ready before any check counts.
-	sc.obs.CanaryReady, sc.obs.CanaryMessage = deploymentReady(sc.target)
+	sc.obs.CanaryReady, sc.obs.CanaryMessage = deployment.Ready(sc.target)
 	return nil
 }
 
@@ -368,11 +370,4 @@ func (r *Reconciler) setReplicas(ctx context.Context, d *appsv1.Deployment, n in
 		return fmt.Errorf("scaling Deployment %s to %d: %w", d.Name, n, err)
 	}
 	return nil
-}
-
-func replicasOf(d *appsv1.Deployment) int32 {
-	if d.Spec.Replicas == nil {
-		return 1
-	}
-	return *d.Spec.Replicas
 }

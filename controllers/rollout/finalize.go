@@ -20,6 +20,7 @@ import (
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/pkg/steps"
 	"github.com/sluice-dev/sluice/pkg/traffic"
+	"github.com/sluice-dev/sluice/pkg/workload/deployment"
 )
 
 // finalizer makes Sluice put traffic in a sane state before a Rollout's
@@ -158,7 +159,7 @@ func (r *Reconciler) finalizeTarget(ctx context.Context, ro *sluicev1.Rollout) (
 	}
 	switch {
 	case target != nil:
-		t.CanarySelector, t.PrimarySelector, _ = selectors(target)
+		t.CanarySelector, t.PrimarySelector, _ = deployment.Selectors(target)
 	case primary != nil && primary.Spec.Selector != nil:
 		t.PrimarySelector = primary.Spec.Selector.MatchLabels
 		t.CanarySelector = canarySelectorFromPrimary(t.PrimarySelector)
@@ -171,18 +172,18 @@ func (r *Reconciler) finalizeTarget(ctx context.Context, ro *sluicev1.Rollout) (
 // progress deadline it keeps waiting, Stalled with an event: handing
 // traffic to a target that cannot serve would be an outage.
 func (r *Reconciler) revertTarget(ctx context.Context, ro *sluicev1.Rollout, target, primary *appsv1.Deployment) (time.Duration, error) {
-	want := max(replicasOf(target), 1)
+	want := max(deployment.Replicas(target), 1)
 	if primary != nil {
-		want = max(want, replicasOf(primary))
+		want = max(want, deployment.Replicas(primary))
 	}
-	if replicasOf(target) < want {
+	if deployment.Replicas(target) < want {
 		if err := r.setReplicas(ctx, target, want); err != nil {
 			return 0, err
 		}
 		r.Recorder.Eventf(ro, nil, corev1.EventTypeNormal, "Reverting", "Finalize",
 			"Rollout deleted: scaling Deployment %s back to %d before traffic is handed back to it", target.Name, want)
 	}
-	ready, why := deploymentReady(target)
+	ready, why := deployment.Ready(target)
 	if ready {
 		return 0, nil
 	}

@@ -18,6 +18,8 @@ import (
 	"github.com/sluice-dev/sluice/controllers/rollout/statemachine"
 	"github.com/sluice-dev/sluice/pkg/autoscaling"
 	"github.com/sluice-dev/sluice/pkg/traffic"
+	"github.com/sluice-dev/sluice/pkg/workload"
+	"github.com/sluice-dev/sluice/pkg/workload/deployment"
 )
 
 // missingChecksum stands for a required ConfigMap or Secret that does not
@@ -29,10 +31,10 @@ type scope struct {
 	ro      *sluicev1.Rollout
 	target  *appsv1.Deployment // nil when not found
 	primary *appsv1.Deployment // nil when not created yet
-	// configs maps configRef keys to checksums (missingChecksum when a
+	// configs maps workload.ConfigRef keys to checksums (missingChecksum when a
 	// required one is absent); optional absent ones are left out.
 	configs map[string]string
-	// read holds, by configRef key, the ConfigMaps and Secrets whose content
+	// read holds, by workload.ConfigRef key, the ConfigMaps and Secrets whose content
 	// this reconcile read for their checksum, so that a promotion in the same
 	// reconcile (the first one) copies them without reading them again.
 	// It lives as long as the reconcile.
@@ -91,7 +93,7 @@ func (r *Reconciler) observe(ctx context.Context, ro *sluicev1.Rollout) (*scope,
 	sc.target = target
 	sc.obs.TargetFound = true
 
-	canarySel, primarySel, err := selectors(target)
+	canarySel, primarySel, err := deployment.Selectors(target)
 	if err != nil {
 		sc.block("InvalidTarget", err.Error())
 		return sc, nil
@@ -111,14 +113,14 @@ func (r *Reconciler) observe(ctx context.Context, ro *sluicev1.Rollout) (*scope,
 	if err := r.observeAutoscaler(ctx, sc); err != nil {
 		return nil, err
 	}
-	if sc.revision, err = revision(&target.Spec.Template, sc.configs); err != nil {
+	if sc.revision, err = workload.Revision(&target.Spec.Template, sc.configs); err != nil {
 		return nil, err
 	}
 	sc.obs.Revision = sc.revision
 	sc.callRevision = sc.revision
-	sc.obs.CanaryReady, sc.obs.CanaryMessage = deploymentReady(target)
+	sc.obs.CanaryReady, sc.obs.CanaryMessage = deployment.Ready(target)
 	sc.obs.CanaryAvailable = target.Status.AvailableReplicas
-	sc.obs.TargetReplicas = replicasOf(target)
+	sc.obs.TargetReplicas = deployment.Replicas(target)
 	if err := r.observeEndpoints(ctx, sc); err != nil {
 		return nil, err
 	}
@@ -209,9 +211,9 @@ func (r *Reconciler) observePrimary(ctx context.Context, sc *scope) error {
 	}
 	sc.primary = primary
 	sc.obs.PrimaryRevision = primary.Annotations[RevisionAnnotation]
-	sc.obs.PrimaryReady, sc.obs.PrimaryMessage = deploymentReady(primary)
+	sc.obs.PrimaryReady, sc.obs.PrimaryMessage = deployment.Ready(primary)
 	sc.obs.PrimaryAvailable = primary.Status.AvailableReplicas
-	sc.obs.PrimaryReplicas = replicasOf(primary)
+	sc.obs.PrimaryReplicas = deployment.Replicas(primary)
 	sc.obs.PrimaryRestorable = primary.Annotations[StableTemplateAnnotation] != "" &&
 		primary.Annotations[StableRevisionAnnotation] == sc.ro.Status.StableRevision
 	return nil
@@ -222,7 +224,7 @@ func (r *Reconciler) observePrimary(ctx context.Context, sc *scope) error {
 // content read uncached only for a resourceVersion not seen yet.
 func (r *Reconciler) observeConfigs(ctx context.Context, sc *scope) error {
 	sc.configs = map[string]string{}
-	for _, ref := range configRefs(&sc.target.Spec.Template.Spec) {
+	for _, ref := range workload.ConfigRefs(&sc.target.Spec.Template.Spec) {
 		meta := configMetadata(ref.Kind)
 		err := r.Get(ctx, client.ObjectKey{Namespace: sc.ro.Namespace, Name: ref.Name}, meta)
 		var sum string
@@ -234,25 +236,25 @@ func (r *Reconciler) observeConfigs(ctx context.Context, sc *scope) error {
 			if sc.read == nil {
 				sc.read = map[string]client.Object{}
 			}
-			sc.read[ref.key()] = obj
+			sc.read[ref.Key()] = obj
 		}
 		switch {
 		case apierrors.IsNotFound(err):
 			if !ref.Optional {
-				sc.configs[ref.key()] = missingChecksum
+				sc.configs[ref.Key()] = missingChecksum
 			}
 		case err != nil:
-			return fmt.Errorf("reading %s: %w", ref.key(), err)
+			return fmt.Errorf("reading %s: %w", ref.Key(), err)
 		default:
-			sc.configs[ref.key()] = sum
+			sc.configs[ref.Key()] = sum
 		}
 	}
 	return nil
 }
 
 // newConfigObject is a full ConfigMap or Secret, for the API reader only.
-func newConfigObject(kind configKind) client.Object {
-	if kind == kindSecret {
+func newConfigObject(kind workload.ConfigKind) client.Object {
+	if kind == workload.KindSecret {
 		return &corev1.Secret{}
 	}
 	return &corev1.ConfigMap{}
@@ -302,7 +304,7 @@ func (r *Reconciler) observeRoutes(ctx context.Context, sc *scope) error {
 func canarySelectorFromPrimary(primary map[string]string) map[string]string {
 	out := make(map[string]string, len(primary))
 	for k, v := range primary {
-		out[k] = strings.TrimSuffix(v, primarySuffix)
+		out[k] = strings.TrimSuffix(v, workload.PrimarySuffix)
 	}
 	return out
 }

@@ -43,6 +43,8 @@ import (
 	"github.com/sluice-dev/sluice/pkg/traffic"
 	"github.com/sluice-dev/sluice/pkg/traffic/routers"
 	"github.com/sluice-dev/sluice/pkg/webhooks"
+	"github.com/sluice-dev/sluice/pkg/workload"
+	"github.com/sluice-dev/sluice/pkg/workload/deployment"
 )
 
 // RouterFor returns the router a Rollout asks for, or an error saying why it
@@ -505,7 +507,7 @@ func (r *Reconciler) act(ctx context.Context, sc *scope, want statemachine.Desir
 		if err := r.scaleTarget(ctx, sc, want); err != nil {
 			return changed, err
 		}
-		if before != 0 && replicasOf(sc.target) == 0 {
+		if before != 0 && deployment.Replicas(sc.target) == 0 {
 			// Parked: decide again, so that the status records it in this
 			// reconcile's patch rather than the next one's.
 			sc.obs.TargetReplicas = 0
@@ -536,8 +538,8 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&appsv1.Deployment{}, r.enqueueByIndex(targetIndex, func(o client.Object) []string { return []string{o.GetName()} })).
 		// Metadata only: their data never reaches the manager over the watch
 		// (configsum.go); a change shows as a new resourceVersion.
-		WatchesMetadata(&corev1.ConfigMap{}, r.enqueueByIndex(configIndex, configIndexKeys(kindConfigMap))).
-		WatchesMetadata(&corev1.Secret{}, r.enqueueByIndex(configIndex, configIndexKeys(kindSecret))).
+		WatchesMetadata(&corev1.ConfigMap{}, r.enqueueByIndex(configIndex, configIndexKeys(workload.KindConfigMap))).
+		WatchesMetadata(&corev1.Secret{}, r.enqueueByIndex(configIndex, configIndexKeys(workload.KindSecret))).
 		// The EndpointSlices of Sluice's Services (the cache holds no
 		// others) carry the Services' labels, the Rollout's name among
 		// them: a pod listed wakes the Rollout waiting for it.
@@ -682,9 +684,9 @@ func (r *Reconciler) wouldWrite(sc *scope, want statemachine.Desired, route traf
 	if sc.scaler != nil && sc.scaler.NeedsPause(sc.scaled, !want.CanaryUp) {
 		return true
 	}
-	cur := replicasOf(sc.target)
+	cur := deployment.Replicas(sc.target)
 	if !want.CanaryUp {
 		return cur > 0
 	}
-	return cur == 0 || cur < want.CanaryMinReplicas || needsConfigRestart(sc.target, sc.configs)
+	return cur == 0 || cur < want.CanaryMinReplicas || workload.NeedsConfigRestart(&sc.target.Spec.Template, sc.configs)
 }
