@@ -61,7 +61,7 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 		}
 	} else {
 		p := sc.primary.DeepCopy()
-		if err := keepStableTemplate(p, sc.ro.Status.StableRevision); err != nil {
+		if err := workload.KeepStableTemplate(deployment.Of(p), sc.ro.Status.StableRevision); err != nil {
 			return err
 		}
 		if fromStable {
@@ -93,7 +93,7 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 // promotion). The replicas stay as they are.
 func (r *Reconciler) restorePrimary(ctx context.Context, sc *scope, rev string) error {
 	p := sc.primary.DeepCopy()
-	tmpl, err := stableTemplate(p, rev)
+	tmpl, err := workload.StableTemplate(deployment.Of(p), rev)
 	if err != nil || tmpl == nil {
 		// Observe reported it as not restorable; the state machine stalls.
 		return err
@@ -197,7 +197,7 @@ func (r *Reconciler) keepStableConfigs(ctx context.Context, sc *scope, pending [
 		return list, nil
 	}
 	p := sc.primary.DeepCopy()
-	if err := keepStableTemplate(p, stable); err != nil {
+	if err := workload.KeepStableTemplate(deployment.Of(p), stable); err != nil {
 		return nil, err
 	}
 	workload.SetStableConfigs(p.Annotations, list)

@@ -15,4 +15,8 @@ const (
 	// StableConfigsAnnotation on the primary lists the config copies kept
 	// for an abort during a promotion.
 	StableConfigsAnnotation = workload.StableConfigsAnnotation
+	// StableTemplateAnnotation and StableRevisionAnnotation on the primary
+	// keep the stable revision's template for an abort during a promotion.
+	StableTemplateAnnotation = workload.StableTemplateAnnotation
+	StableRevisionAnnotation = workload.StableRevisionAnnotation
 )

@@ -214,8 +214,7 @@ func (r *Reconciler) observePrimary(ctx context.Context, sc *scope) error {
 	sc.obs.PrimaryReady, sc.obs.PrimaryMessage = deployment.Ready(primary)
 	sc.obs.PrimaryAvailable = primary.Status.AvailableReplicas
 	sc.obs.PrimaryReplicas = deployment.Replicas(primary)
-	sc.obs.PrimaryRestorable = primary.Annotations[StableTemplateAnnotation] != "" &&
-		primary.Annotations[StableRevisionAnnotation] == sc.ro.Status.StableRevision
+	sc.obs.PrimaryRestorable = workload.Restorable(deployment.Of(primary), sc.ro.Status.StableRevision)
 	return nil
 }
 
