@@ -6,7 +6,6 @@ import (
 	"maps"
 	"slices"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -17,7 +16,6 @@ import (
 	"github.com/sluice-dev/sluice/pkg/autoscaling"
 	"github.com/sluice-dev/sluice/pkg/traffic"
 	"github.com/sluice-dev/sluice/pkg/workload"
-	"github.com/sluice-dev/sluice/pkg/workload/deployment"
 )
 
 // promotePrimary gives the primary the target's template and configuration
@@ -34,7 +32,7 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 	// copies it overwrites, for an abort (restorePrimary).
 	var beforeWrites func([]pendingCopy) error
 	var kept []string
-	fromStable := sc.primary != nil && sc.primary.Annotations[RevisionAnnotation] == sc.ro.Status.StableRevision
+	fromStable := sc.primary != nil && workload.RevisionOf(sc.primary) == sc.ro.Status.StableRevision
 	if fromStable {
 		beforeWrites = func(pending []pendingCopy) (err error) {
 			kept, err = r.keepStableConfigs(ctx, sc, pending)
@@ -46,32 +44,31 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 		return err
 	}
 	// Never fewer replicas than serve now, on either side.
-	replicas := deployment.Replicas(sc.target)
+	replicas := sc.target.Replicas()
 	if sc.primary != nil {
-		replicas = max(replicas, deployment.Replicas(sc.primary))
+		replicas = max(replicas, sc.primary.Replicas())
 	}
 	replicas = max(replicas, 1)
-	want := deployment.BuildPrimary(sc.target, workload.Primary{Selector: sc.route.PrimarySelector, Copied: copied, Revision: rev, Replicas: replicas})
-	if err := controllerutil.SetControllerReference(sc.ro, want, r.Scheme()); err != nil {
+	want := sc.kind.BuildPrimary(sc.target, workload.Primary{Selector: sc.route.PrimarySelector, Copied: copied, Revision: rev, Replicas: replicas})
+	if err := controllerutil.SetControllerReference(sc.ro, want.Object(), r.Scheme()); err != nil {
 		return err
 	}
 	if sc.primary == nil {
-		if err := r.Create(ctx, want); err != nil {
-			return fmt.Errorf("creating primary Deployment %s: %w", want.Name, err)
+		if err := r.Create(ctx, want.Object()); err != nil {
+			return fmt.Errorf("creating primary %s %s: %w", sc.kind.Kind(), want.Object().GetName(), err)
 		}
 	} else {
 		p := sc.primary.DeepCopy()
-		if err := workload.KeepStableTemplate(deployment.Of(p), sc.ro.Status.StableRevision); err != nil {
+		if err := workload.KeepStableTemplate(p, sc.ro.Status.StableRevision); err != nil {
 			return err
 		}
 		if fromStable {
-			workload.SetStableConfigs(p.Annotations, kept)
+			workload.SetStableConfigs(p.Object(), kept)
 		}
-		p.Spec = want.Spec
-		p.Labels = want.Labels
-		p.Annotations[RevisionAnnotation] = rev
-		if err := r.Update(ctx, p); err != nil {
-			return fmt.Errorf("updating primary Deployment %s: %w", p.Name, err)
+		p.TakeSpec(want)
+		workload.SetAnnotation(p, RevisionAnnotation, rev)
+		if err := r.Update(ctx, p.Object()); err != nil {
+			return fmt.Errorf("updating primary %s %s: %w", sc.kind.Kind(), p.Object().GetName(), err)
 		}
 		want = p
 	}
@@ -81,9 +78,9 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 	}
 	sc.primary = want
 	sc.obs.PrimaryRevision = rev
-	sc.obs.PrimaryReady, _ = deployment.Ready(want)
+	sc.obs.PrimaryReady, _ = want.Ready()
 	r.Recorder.Eventf(sc.ro, nil, corev1.EventTypeNormal, "PrimaryUpdated", "Promote",
-		"primary Deployment %s set to revision %s", want.Name, rev)
+		"primary %s %s set to revision %s", sc.kind.Kind(), want.Object().GetName(), rev)
 	// A change of the user's autoscaler is released with the revision.
 	return r.syncAutoscaler(ctx, sc, autoscaling.Release{Revision: rev, Stable: sc.ro.Status.StableRevision})
 }
@@ -93,7 +90,7 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 // promotion). The replicas stay as they are.
 func (r *Reconciler) restorePrimary(ctx context.Context, sc *scope, rev string) error {
 	p := sc.primary.DeepCopy()
-	tmpl, err := workload.StableTemplate(deployment.Of(p), rev)
+	tmpl, err := workload.StableTemplate(p, rev)
 	if err != nil || tmpl == nil {
 		// Observe reported it as not restorable; the state machine stalls.
 		return err
@@ -103,16 +100,16 @@ func (r *Reconciler) restorePrimary(ctx context.Context, sc *scope, rev string) 
 	if err := r.restoreConfigs(ctx, sc, p); err != nil {
 		return err
 	}
-	p.Spec.Template = *tmpl
-	p.Annotations[RevisionAnnotation] = rev
-	if err := r.Update(ctx, p); err != nil {
-		return fmt.Errorf("restoring primary Deployment %s to revision %s: %w", p.Name, rev, err)
+	*p.Template() = *tmpl
+	workload.SetAnnotation(p, RevisionAnnotation, rev)
+	if err := r.Update(ctx, p.Object()); err != nil {
+		return fmt.Errorf("restoring primary %s %s to revision %s: %w", sc.kind.Kind(), p.Object().GetName(), rev, err)
 	}
 	sc.primary = p
 	sc.obs.PrimaryRevision = rev
-	sc.obs.PrimaryReady, sc.obs.PrimaryMessage = deployment.Ready(p)
+	sc.obs.PrimaryReady, sc.obs.PrimaryMessage = p.Ready()
 	r.Recorder.Eventf(sc.ro, nil, corev1.EventTypeNormal, "PrimaryRestoring", "Rollback",
-		"primary Deployment %s given back the template of revision %s", p.Name, rev)
+		"primary %s %s given back the template of revision %s", sc.kind.Kind(), p.Object().GetName(), rev)
 	return r.restoreAutoscaler(ctx, sc, rev)
 }
 
@@ -131,7 +128,7 @@ type pendingCopy struct {
 func (r *Reconciler) copyConfigs(ctx context.Context, sc *scope, beforeWrites func([]pendingCopy) error) (map[string]bool, error) {
 	copied := map[string]bool{}
 	var pending []pendingCopy
-	for _, ref := range workload.ConfigRefs(&sc.target.Spec.Template.Spec) {
+	for _, ref := range workload.ConfigRefs(&sc.target.Template().Spec) {
 		sum, ok := sc.configs[ref.Key()]
 		if !ok || sum == missingChecksum {
 			continue
@@ -175,9 +172,9 @@ func (r *Reconciler) copyConfigs(ctx context.Context, sc *scope, beforeWrites fu
 func (r *Reconciler) keepStableConfigs(ctx context.Context, sc *scope, pending []pendingCopy) ([]string, error) {
 	stable := sc.ro.Status.StableRevision
 	kept := map[string]bool{}
-	if sc.primary.Annotations[StableRevisionAnnotation] == stable {
+	if sc.primary.Object().GetAnnotations()[StableRevisionAnnotation] == stable {
 		// Listed by an earlier try of this promotion.
-		for _, ref := range workload.StableConfigs(sc.primary.Annotations) {
+		for _, ref := range workload.StableConfigs(sc.primary.Object()) {
 			kept[ref.Key()] = true
 		}
 	}
@@ -197,12 +194,12 @@ func (r *Reconciler) keepStableConfigs(ctx context.Context, sc *scope, pending [
 		return list, nil
 	}
 	p := sc.primary.DeepCopy()
-	if err := workload.KeepStableTemplate(deployment.Of(p), stable); err != nil {
+	if err := workload.KeepStableTemplate(p, stable); err != nil {
 		return nil, err
 	}
-	workload.SetStableConfigs(p.Annotations, list)
-	if err := r.Update(ctx, p); err != nil {
-		return nil, fmt.Errorf("recording the stable configuration on primary Deployment %s: %w", p.Name, err)
+	workload.SetStableConfigs(p.Object(), list)
+	if err := r.Update(ctx, p.Object()); err != nil {
+		return nil, fmt.Errorf("recording the stable configuration on primary %s %s: %w", sc.kind.Kind(), p.Object().GetName(), err)
 	}
 	sc.primary = p
 	return list, nil
@@ -225,14 +222,15 @@ func (r *Reconciler) snapshotCopy(ctx context.Context, sc *scope, kind workload.
 
 // restoreConfigs writes the -stable snapshots that the primary p lists back
 // into their copies.
-func (r *Reconciler) restoreConfigs(ctx context.Context, sc *scope, p *appsv1.Deployment) error {
-	for _, ref := range workload.StableConfigs(p.Annotations) {
+func (r *Reconciler) restoreConfigs(ctx context.Context, sc *scope, p workload.Workload) error {
+	ns := p.Object().GetNamespace()
+	for _, ref := range workload.StableConfigs(p.Object()) {
 		snap := newConfigObject(ref.Kind)
-		snapKey := client.ObjectKey{Namespace: p.Namespace, Name: workload.StableCopyName(ref.Name)}
+		snapKey := client.ObjectKey{Namespace: ns, Name: workload.StableCopyName(ref.Name)}
 		if err := r.APIReader.Get(ctx, snapKey, snap); err != nil {
 			return fmt.Errorf("reading %s to restore %s: %w", snapKey.Name, ref.Name, err)
 		}
-		copyKey := client.ObjectKey{Namespace: p.Namespace, Name: ref.Name}
+		copyKey := client.ObjectKey{Namespace: ns, Name: ref.Name}
 		existing, current, err := r.copyHolds(ctx, ref.Kind, copyKey, workload.DataChecksum(snap))
 		if err != nil {
 			return err
@@ -318,56 +316,58 @@ func kindOf(o client.Object) workload.ConfigKind {
 // ever raises the primary, never lowers it. A primary with its own
 // autoscaler (autoscalerRef) is left to it.
 func (r *Reconciler) scaleTarget(ctx context.Context, sc *scope, want statemachine.Desired) error {
-	cur := deployment.Replicas(sc.target)
+	cur := sc.target.Replicas()
 	if !want.CanaryUp {
 		if cur == 0 {
 			return nil
 		}
 		if sc.primary != nil && sc.ro.Spec.AutoscalerRef == nil {
-			n := max(deployment.Replicas(sc.primary), cur)
+			n := max(sc.primary.Replicas(), cur)
 			if want.PassOwnerReplicas {
 				n = cur
 			}
-			if n != deployment.Replicas(sc.primary) {
-				if err := r.setReplicas(ctx, sc.primary, n); err != nil {
+			if n != sc.primary.Replicas() {
+				if err := r.setReplicas(ctx, sc.kind, sc.primary, n); err != nil {
 					return err
 				}
 			}
 		}
-		return r.setReplicas(ctx, sc.target, 0)
+		return r.setReplicas(ctx, sc.kind, sc.target, 0)
 	}
 	n := max(cur, want.CanaryMinReplicas)
 	if cur == 0 {
 		n = max(n, 1)
 		if sc.primary != nil {
-			n = max(n, deployment.Replicas(sc.primary))
+			n = max(n, sc.primary.Replicas())
 		}
 	}
-	restart := workload.NeedsConfigRestart(&sc.target.Spec.Template, sc.configs)
+	tmpl := sc.target.Template()
+	restart := workload.NeedsConfigRestart(tmpl, sc.configs)
 	if n == cur && !restart {
 		return nil
 	}
-	patch := client.MergeFrom(sc.target.DeepCopy())
-	sc.target.Spec.Replicas = &n
+	patch := client.MergeFrom(sc.target.DeepCopy().Object())
+	sc.target.SetReplicas(n)
 	if stamp := workload.ConfigStamp(sc.configs); restart || cur == 0 {
-		if sc.target.Spec.Template.Annotations == nil {
-			sc.target.Spec.Template.Annotations = map[string]string{}
+		if tmpl.Annotations == nil {
+			tmpl.Annotations = map[string]string{}
 		}
-		sc.target.Spec.Template.Annotations[ConfigStampAnnotation] = stamp
+		tmpl.Annotations[ConfigStampAnnotation] = stamp
 	}
-	if err := r.Patch(ctx, sc.target, patch); err != nil {
-		return fmt.Errorf("scaling Deployment %s to %d: %w", sc.target.Name, n, err)
+	if err := r.Patch(ctx, sc.target.Object(), patch); err != nil {
+		return fmt.Errorf("scaling %s %s to %d: %w", sc.kind.Kind(), sc.target.Object().GetName(), n, err)
 	}
 	// New pods must be ready before any check counts.
-	sc.obs.CanaryReady, sc.obs.CanaryMessage = deployment.Ready(sc.target)
+	sc.obs.CanaryReady, sc.obs.CanaryMessage = sc.target.Ready()
 	return nil
 }
 
-func (r *Reconciler) setReplicas(ctx context.Context, d *appsv1.Deployment, n int32) error {
-	patch := client.MergeFrom(d.DeepCopy())
-	d.Spec.Replicas = &n
-	if err := r.Patch(ctx, d, patch); err != nil {
-		return fmt.Errorf("scaling Deployment %s to %d: %w", d.Name, n, err)
+// setReplicas scales w, of kind k, to n pods.
+func (r *Reconciler) setReplicas(ctx context.Context, k workload.Kind, w workload.Workload, n int32) error {
+	patch := client.MergeFrom(w.DeepCopy().Object())
+	w.SetReplicas(n)
+	if err := r.Patch(ctx, w.Object(), patch); err != nil {
+		return fmt.Errorf("scaling %s %s to %d: %w", k.Kind(), w.Object().GetName(), n, err)
 	}
 	return nil
 }

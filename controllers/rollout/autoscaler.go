@@ -12,7 +12,6 @@ import (
 	"github.com/sluice-dev/sluice/pkg/autoscaling"
 	"github.com/sluice-dev/sluice/pkg/traffic"
 	"github.com/sluice-dev/sluice/pkg/workload"
-	"github.com/sluice-dev/sluice/pkg/workload/deployment"
 )
 
 // The target's autoscaler (spec.autoscalerRef): the primary gets its own
@@ -131,7 +130,7 @@ func (r *Reconciler) releaseAutoscaler(ctx context.Context, sc *scope) error {
 		if undone {
 			r.Recorder.Eventf(sc.ro, nil, corev1.EventTypeNormal, "AutoscalerReleased", "Autoscale",
 				"%s %s is no longer the Rollout's autoscaler: the primary's copy %s deleted and Sluice's pause lifted; the primary keeps its %d replicas",
-				old.Kind, old.Name, autoscaling.CopyName(old.Name), deployment.Replicas(sc.primary))
+				old.Kind, old.Name, autoscaling.CopyName(old.Name), sc.primary.Replicas())
 		}
 	}
 	sc.autoscaler, sc.autoscalerSet = autoscalerIdentity(sc.ro.Spec.AutoscalerRef), true

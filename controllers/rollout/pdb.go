@@ -6,7 +6,6 @@ import (
 	"maps"
 	"slices"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -23,7 +22,6 @@ import (
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/pkg/traffic"
 	"github.com/sluice-dev/sluice/pkg/workload"
-	"github.com/sluice-dev/sluice/pkg/workload/deployment"
 )
 
 // A PodDisruptionBudget written for the target covers the target's pods
@@ -36,7 +34,7 @@ import (
 // updates the copies, and deletes the copies whose original is gone or no
 // longer about the target's pods. It reads through the cache.
 func (r *Reconciler) syncPrimaryPDBs(ctx context.Context, sc *scope) error {
-	canary, primary, err := deployment.Selectors(sc.target)
+	canary, primary, err := sc.target.Selectors()
 	if err != nil {
 		return err
 	}
@@ -50,7 +48,7 @@ func (r *Reconciler) syncPrimaryPDBs(ctx context.Context, sc *scope) error {
 	for i := range list.Items {
 		p := &list.Items[i]
 		have[p.Name] = p
-		if c := workload.PrimaryPDB(p, sc.target.Spec.Template.Labels, m, sc.ro.Name); c != nil {
+		if c := workload.PrimaryPDB(p, sc.target.Template().Labels, m, sc.ro.Name); c != nil {
 			want[c.Name] = c
 		}
 	}
@@ -138,17 +136,19 @@ func (r *Reconciler) reconcilePDBs(ctx context.Context, req reconcile.Request) (
 	if err := r.Get(ctx, req.NamespacedName, ro); err != nil || !ro.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
-	sc := &scope{ro: ro, target: &appsv1.Deployment{}, primary: &appsv1.Deployment{}}
+	kind := workloadKind(ro)
+	target, primary := kind.New(), kind.New()
 	name := ro.Spec.TargetRef.Name
-	for n, d := range map[string]*appsv1.Deployment{name: sc.target, workload.PrimaryName(name): sc.primary} {
-		if err := r.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: n}, d); err != nil {
+	for n, o := range map[string]client.Object{name: target, workload.PrimaryName(name): primary} {
+		if err := r.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: n}, o); err != nil {
 			return reconcile.Result{}, client.IgnoreNotFound(err)
 		}
 	}
-	if !metav1.IsControlledBy(sc.primary, ro) {
+	if !metav1.IsControlledBy(primary, ro) {
 		return reconcile.Result{}, nil
 	}
-	if _, _, err := deployment.Selectors(sc.target); err != nil {
+	sc := &scope{ro: ro, kind: kind, target: kind.Wrap(target), primary: kind.Wrap(primary)}
+	if _, _, err := sc.target.Selectors(); err != nil {
 		// The Rollout's own reconcile reports the invalid target.
 		return reconcile.Result{}, nil
 	}

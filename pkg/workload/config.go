@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -221,20 +222,25 @@ const StableConfigsAnnotation = "sluice.dev/stable-configs"
 // StableCopyName names the snapshot of a -primary copy's stable content.
 func StableCopyName(copyName string) string { return copyName + "-stable" }
 
-// SetStableConfigs records the copies kept (ConfigRef keys) in the
-// primary's annotations.
-func SetStableConfigs(annotations map[string]string, kept []string) {
+// SetStableConfigs records the copies kept (ConfigRef keys) on the primary.
+func SetStableConfigs(p metav1.Object, kept []string) {
+	ann := p.GetAnnotations()
 	if len(kept) == 0 {
-		delete(annotations, StableConfigsAnnotation)
+		delete(ann, StableConfigsAnnotation)
+		p.SetAnnotations(ann)
 		return
 	}
-	annotations[StableConfigsAnnotation] = strings.Join(kept, ",")
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	ann[StableConfigsAnnotation] = strings.Join(kept, ",")
+	p.SetAnnotations(ann)
 }
 
-// StableConfigs returns the copies the primary's annotations list as kept.
-func StableConfigs(annotations map[string]string) []ConfigRef {
+// StableConfigs returns the copies the primary lists as kept.
+func StableConfigs(p metav1.Object) []ConfigRef {
 	var out []ConfigRef
-	for _, k := range strings.Split(annotations[StableConfigsAnnotation], ",") {
+	for _, k := range strings.Split(p.GetAnnotations()[StableConfigsAnnotation], ",") {
 		kind, name, ok := strings.Cut(k, "/")
 		if !ok || name == "" || (ConfigKind(kind) != KindConfigMap && ConfigKind(kind) != KindSecret) {
 			continue
