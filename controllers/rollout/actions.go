@@ -3,19 +3,14 @@ package rollout
 import (
 	"context"
 	"fmt"
-	"maps"
-	"slices"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/sluice-dev/sluice/controllers/rollout/statemachine"
 	"github.com/sluice-dev/sluice/pkg/autoscaling"
-	"github.com/sluice-dev/sluice/pkg/traffic"
+	"github.com/sluice-dev/sluice/pkg/workload"
 )
 
 // promotePrimary gives the primary the target's template and configuration
@@ -32,7 +27,7 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 	// copies it overwrites, for an abort (restorePrimary).
 	var beforeWrites func([]pendingCopy) error
 	var kept []string
-	fromStable := sc.primary != nil && sc.primary.Annotations[RevisionAnnotation] == sc.ro.Status.StableRevision
+	fromStable := sc.primary != nil && workload.RevisionOf(sc.primary) == sc.ro.Status.StableRevision
 	if fromStable {
 		beforeWrites = func(pending []pendingCopy) (err error) {
 			kept, err = r.keepStableConfigs(ctx, sc, pending)
@@ -44,32 +39,31 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 		return err
 	}
 	// Never fewer replicas than serve now, on either side.
-	replicas := replicasOf(sc.target)
+	replicas := sc.target.Replicas()
 	if sc.primary != nil {
-		replicas = max(replicas, replicasOf(sc.primary))
+		replicas = max(replicas, sc.primary.Replicas())
 	}
 	replicas = max(replicas, 1)
-	want := buildPrimary(sc.target, sc.route.PrimarySelector, copied, rev, replicas)
-	if err := controllerutil.SetControllerReference(sc.ro, want, r.Scheme()); err != nil {
+	want := sc.kind.BuildPrimary(sc.target, workload.Primary{Selector: sc.route.PrimarySelector, Copied: copied, Revision: rev, Replicas: replicas})
+	if err := controllerutil.SetControllerReference(sc.ro, want.Object(), r.Scheme()); err != nil {
 		return err
 	}
 	if sc.primary == nil {
-		if err := r.Create(ctx, want); err != nil {
-			return fmt.Errorf("creating primary Deployment %s: %w", want.Name, err)
+		if err := r.Create(ctx, want.Object()); err != nil {
+			return fmt.Errorf("creating primary %s %s: %w", sc.kind.Kind(), want.Object().GetName(), err)
 		}
 	} else {
 		p := sc.primary.DeepCopy()
-		if err := keepStableTemplate(p, sc.ro.Status.StableRevision); err != nil {
+		if err := workload.KeepStableTemplate(p, sc.ro.Status.StableRevision); err != nil {
 			return err
 		}
 		if fromStable {
-			setStableConfigs(p, kept)
+			workload.SetStableConfigs(p.Object(), kept)
 		}
-		p.Spec = want.Spec
-		p.Labels = want.Labels
-		p.Annotations[RevisionAnnotation] = rev
-		if err := r.Update(ctx, p); err != nil {
-			return fmt.Errorf("updating primary Deployment %s: %w", p.Name, err)
+		p.TakeSpec(want)
+		workload.SetAnnotation(p, RevisionAnnotation, rev)
+		if err := r.Update(ctx, p.Object()); err != nil {
+			return fmt.Errorf("updating primary %s %s: %w", sc.kind.Kind(), p.Object().GetName(), err)
 		}
 		want = p
 	}
@@ -79,9 +73,9 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 	}
 	sc.primary = want
 	sc.obs.PrimaryRevision = rev
-	sc.obs.PrimaryReady, _ = deploymentReady(want)
+	sc.obs.PrimaryReady, _ = want.Ready()
 	r.Recorder.Eventf(sc.ro, nil, corev1.EventTypeNormal, "PrimaryUpdated", "Promote",
-		"primary Deployment %s set to revision %s", want.Name, rev)
+		"primary %s %s set to revision %s", sc.kind.Kind(), want.Object().GetName(), rev)
 	// A change of the user's autoscaler is released with the revision.
 	return r.syncAutoscaler(ctx, sc, autoscaling.Release{Revision: rev, Stable: sc.ro.Status.StableRevision})
 }
@@ -91,7 +85,7 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 // promotion). The replicas stay as they are.
 func (r *Reconciler) restorePrimary(ctx context.Context, sc *scope, rev string) error {
 	p := sc.primary.DeepCopy()
-	tmpl, err := stableTemplate(p, rev)
+	tmpl, err := workload.StableTemplate(p, rev)
 	if err != nil || tmpl == nil {
 		// Observe reported it as not restorable; the state machine stalls.
 		return err
@@ -101,207 +95,17 @@ func (r *Reconciler) restorePrimary(ctx context.Context, sc *scope, rev string) 
 	if err := r.restoreConfigs(ctx, sc, p); err != nil {
 		return err
 	}
-	p.Spec.Template = *tmpl
-	p.Annotations[RevisionAnnotation] = rev
-	if err := r.Update(ctx, p); err != nil {
-		return fmt.Errorf("restoring primary Deployment %s to revision %s: %w", p.Name, rev, err)
+	*p.Template() = *tmpl
+	workload.SetAnnotation(p, RevisionAnnotation, rev)
+	if err := r.Update(ctx, p.Object()); err != nil {
+		return fmt.Errorf("restoring primary %s %s to revision %s: %w", sc.kind.Kind(), p.Object().GetName(), rev, err)
 	}
 	sc.primary = p
 	sc.obs.PrimaryRevision = rev
-	sc.obs.PrimaryReady, sc.obs.PrimaryMessage = deploymentReady(p)
+	sc.obs.PrimaryReady, sc.obs.PrimaryMessage = p.Ready()
 	r.Recorder.Eventf(sc.ro, nil, corev1.EventTypeNormal, "PrimaryRestoring", "Rollback",
-		"primary Deployment %s given back the template of revision %s", p.Name, rev)
+		"primary %s %s given back the template of revision %s", sc.kind.Kind(), p.Object().GetName(), rev)
 	return r.restoreAutoscaler(ctx, sc, rev)
-}
-
-// pendingCopy is a -primary copy that does not hold its source's content.
-type pendingCopy struct {
-	ref      configRef
-	key      client.ObjectKey
-	existing *metav1.PartialObjectMetadata // nil when there is no copy yet
-}
-
-// copyConfigs writes a -primary copy of every ConfigMap and Secret the target
-// uses and returns the keys it copied. A copy that already holds the content
-// of the revision's checksum is left alone, without reading its source; the
-// others are written from what this reconcile read of them, else read
-// uncached, after beforeWrites (when set) was given the list of them.
-func (r *Reconciler) copyConfigs(ctx context.Context, sc *scope, beforeWrites func([]pendingCopy) error) (map[string]bool, error) {
-	copied := map[string]bool{}
-	var pending []pendingCopy
-	for _, ref := range configRefs(&sc.target.Spec.Template.Spec) {
-		sum, ok := sc.configs[ref.key()]
-		if !ok || sum == missingChecksum {
-			continue
-		}
-		key := client.ObjectKey{Namespace: sc.ro.Namespace, Name: primaryName(ref.Name)}
-		existing, current, err := r.copyHolds(ctx, ref.Kind, key, sum)
-		if err != nil {
-			return nil, err
-		}
-		if !current {
-			pending = append(pending, pendingCopy{ref: ref, key: key, existing: existing})
-		}
-		copied[ref.key()] = true
-	}
-	if beforeWrites != nil {
-		if err := beforeWrites(pending); err != nil {
-			return nil, err
-		}
-	}
-	for _, pc := range pending {
-		src := sc.read[pc.ref.key()]
-		if src == nil {
-			src = newConfigObject(pc.ref.Kind)
-			if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: sc.ro.Namespace, Name: pc.ref.Name}, src); err != nil {
-				return nil, fmt.Errorf("reading %s: %w", pc.ref.key(), err)
-			}
-		}
-		if err := r.writeConfig(ctx, sc, src, pc.key.Name, pc.existing); err != nil {
-			return nil, err
-		}
-	}
-	return copied, nil
-}
-
-// keepStableConfigs snapshots, before a promotion from the stable revision
-// overwrites them, the copies of pending that hold the stable content, as
-// <copy>-stable, and lists them on the primary with its stable template
-// before any copy is overwritten: a promotion cut short and tried again
-// finds its copies overwritten already, and the list still names their
-// snapshots. It returns the list (configRef keys of the copies).
-func (r *Reconciler) keepStableConfigs(ctx context.Context, sc *scope, pending []pendingCopy) ([]string, error) {
-	stable := sc.ro.Status.StableRevision
-	kept := map[string]bool{}
-	if sc.primary.Annotations[StableRevisionAnnotation] == stable {
-		// Listed by an earlier try of this promotion.
-		for _, ref := range stableConfigs(sc.primary) {
-			kept[ref.key()] = true
-		}
-	}
-	added := false
-	for _, pc := range pending {
-		k := configRef{Kind: pc.ref.Kind, Name: pc.key.Name}.key()
-		if pc.existing == nil || kept[k] {
-			continue
-		}
-		if err := r.snapshotCopy(ctx, sc, pc.ref.Kind, pc.key); err != nil {
-			return nil, err
-		}
-		kept[k], added = true, true
-	}
-	list := slices.Sorted(maps.Keys(kept))
-	if !added {
-		return list, nil
-	}
-	p := sc.primary.DeepCopy()
-	if err := keepStableTemplate(p, stable); err != nil {
-		return nil, err
-	}
-	setStableConfigs(p, list)
-	if err := r.Update(ctx, p); err != nil {
-		return nil, fmt.Errorf("recording the stable configuration on primary Deployment %s: %w", p.Name, err)
-	}
-	sc.primary = p
-	return list, nil
-}
-
-// snapshotCopy keeps the content of the copy named key as its -stable
-// snapshot, read uncached (the cache holds no data).
-func (r *Reconciler) snapshotCopy(ctx context.Context, sc *scope, kind configKind, key client.ObjectKey) error {
-	cur := newConfigObject(kind)
-	if err := r.APIReader.Get(ctx, key, cur); err != nil {
-		return fmt.Errorf("reading %s to keep it for an abort: %w", key.Name, err)
-	}
-	snapKey := client.ObjectKey{Namespace: key.Namespace, Name: stableCopyName(key.Name)}
-	existing, current, err := r.copyHolds(ctx, kind, snapKey, dataChecksum(cur))
-	if err != nil || current {
-		return err
-	}
-	return r.writeConfig(ctx, sc, cur, snapKey.Name, existing)
-}
-
-// restoreConfigs writes the -stable snapshots that the primary p lists back
-// into their copies.
-func (r *Reconciler) restoreConfigs(ctx context.Context, sc *scope, p *appsv1.Deployment) error {
-	for _, ref := range stableConfigs(p) {
-		snap := newConfigObject(ref.Kind)
-		snapKey := client.ObjectKey{Namespace: p.Namespace, Name: stableCopyName(ref.Name)}
-		if err := r.APIReader.Get(ctx, snapKey, snap); err != nil {
-			return fmt.Errorf("reading %s to restore %s: %w", snapKey.Name, ref.Name, err)
-		}
-		copyKey := client.ObjectKey{Namespace: p.Namespace, Name: ref.Name}
-		existing, current, err := r.copyHolds(ctx, ref.Kind, copyKey, dataChecksum(snap))
-		if err != nil {
-			return err
-		}
-		if current {
-			continue
-		}
-		if err := r.writeConfig(ctx, sc, snap, ref.Name, existing); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// copyHolds reports whether the copy named key holds content of checksum sum,
-// and returns its cached metadata (nil when there is no copy yet). The
-// checksum is known from our last write of the copy, else read once: a copy
-// changed by someone else has another resourceVersion and is read again.
-func (r *Reconciler) copyHolds(ctx context.Context, kind configKind, key client.ObjectKey, sum string) (*metav1.PartialObjectMetadata, bool, error) {
-	existing := configMetadata(kind)
-	err := r.Get(ctx, key, existing)
-	if apierrors.IsNotFound(err) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("reading %s: %w", key.Name, err)
-	}
-	have, _, err := r.configChecksum(ctx, kind, existing)
-	if err != nil {
-		return nil, false, fmt.Errorf("reading %s: %w", key.Name, err)
-	}
-	return existing, have == sum, nil
-}
-
-// writeConfig creates (existing is nil) or updates the ConfigMap or Secret
-// name, owned by the Rollout, with the content of src (a -primary copy or a
-// -stable snapshot), and remembers the checksum of what it wrote.
-func (r *Reconciler) writeConfig(ctx context.Context, sc *scope, src client.Object, name string, existing *metav1.PartialObjectMetadata) error {
-	meta := metav1.ObjectMeta{
-		Name: name, Namespace: src.GetNamespace(),
-		Labels: map[string]string{RolloutLabel: sc.ro.Name, traffic.ManagedByLabel: traffic.ManagedByValue},
-	}
-	var dst client.Object
-	switch s := src.(type) {
-	case *corev1.ConfigMap:
-		dst = &corev1.ConfigMap{ObjectMeta: meta, Data: s.Data, BinaryData: s.BinaryData}
-	case *corev1.Secret:
-		dst = &corev1.Secret{ObjectMeta: meta, Data: s.Data, Type: s.Type}
-	}
-	if err := controllerutil.SetControllerReference(sc.ro, dst, r.Scheme()); err != nil {
-		return err
-	}
-	if existing == nil {
-		if err := r.Create(ctx, dst); err != nil {
-			return fmt.Errorf("creating %s: %w", name, err)
-		}
-	} else {
-		dst.SetResourceVersion(existing.GetResourceVersion())
-		if err := r.Update(ctx, dst); err != nil {
-			return fmt.Errorf("updating %s: %w", name, err)
-		}
-	}
-	r.sums.put(checksumKey(kindOf(src), client.ObjectKeyFromObject(dst)), dst.GetResourceVersion(), dataChecksum(src))
-	return nil
-}
-
-func kindOf(o client.Object) configKind {
-	if _, ok := o.(*corev1.Secret); ok {
-		return kindSecret
-	}
-	return kindConfigMap
 }
 
 // scaleTarget runs the target (the canary) or scales it to zero.
@@ -316,63 +120,58 @@ func kindOf(o client.Object) configKind {
 // ever raises the primary, never lowers it. A primary with its own
 // autoscaler (autoscalerRef) is left to it.
 func (r *Reconciler) scaleTarget(ctx context.Context, sc *scope, want statemachine.Desired) error {
-	cur := replicasOf(sc.target)
+	cur := sc.target.Replicas()
 	if !want.CanaryUp {
 		if cur == 0 {
 			return nil
 		}
 		if sc.primary != nil && sc.ro.Spec.AutoscalerRef == nil {
-			n := max(replicasOf(sc.primary), cur)
+			n := max(sc.primary.Replicas(), cur)
 			if want.PassOwnerReplicas {
 				n = cur
 			}
-			if n != replicasOf(sc.primary) {
-				if err := r.setReplicas(ctx, sc.primary, n); err != nil {
+			if n != sc.primary.Replicas() {
+				if err := r.setReplicas(ctx, sc.kind, sc.primary, n); err != nil {
 					return err
 				}
 			}
 		}
-		return r.setReplicas(ctx, sc.target, 0)
+		return r.setReplicas(ctx, sc.kind, sc.target, 0)
 	}
 	n := max(cur, want.CanaryMinReplicas)
 	if cur == 0 {
 		n = max(n, 1)
 		if sc.primary != nil {
-			n = max(n, replicasOf(sc.primary))
+			n = max(n, sc.primary.Replicas())
 		}
 	}
-	restart := needsConfigRestart(sc.target, sc.configs)
+	tmpl := sc.target.Template()
+	restart := workload.NeedsConfigRestart(tmpl, sc.configs)
 	if n == cur && !restart {
 		return nil
 	}
-	patch := client.MergeFrom(sc.target.DeepCopy())
-	sc.target.Spec.Replicas = &n
-	if stamp := configStamp(sc.configs); restart || cur == 0 {
-		if sc.target.Spec.Template.Annotations == nil {
-			sc.target.Spec.Template.Annotations = map[string]string{}
+	patch := client.MergeFrom(sc.target.DeepCopy().Object())
+	sc.target.SetReplicas(n)
+	if stamp := workload.ConfigStamp(sc.configs); restart || cur == 0 {
+		if tmpl.Annotations == nil {
+			tmpl.Annotations = map[string]string{}
 		}
-		sc.target.Spec.Template.Annotations[ConfigStampAnnotation] = stamp
+		tmpl.Annotations[ConfigStampAnnotation] = stamp
 	}
-	if err := r.Patch(ctx, sc.target, patch); err != nil {
-		return fmt.Errorf("scaling Deployment %s to %d: %w", sc.target.Name, n, err)
+	if err := r.Patch(ctx, sc.target.Object(), patch); err != nil {
+		return fmt.Errorf("scaling %s %s to %d: %w", sc.kind.Kind(), sc.target.Object().GetName(), n, err)
 	}
 	// New pods must be ready before any check counts.
-	sc.obs.CanaryReady, sc.obs.CanaryMessage = deploymentReady(sc.target)
+	sc.obs.CanaryReady, sc.obs.CanaryMessage = sc.target.Ready()
 	return nil
 }
 
-func (r *Reconciler) setReplicas(ctx context.Context, d *appsv1.Deployment, n int32) error {
-	patch := client.MergeFrom(d.DeepCopy())
-	d.Spec.Replicas = &n
-	if err := r.Patch(ctx, d, patch); err != nil {
-		return fmt.Errorf("scaling Deployment %s to %d: %w", d.Name, n, err)
+// setReplicas scales w, of kind k, to n pods.
+func (r *Reconciler) setReplicas(ctx context.Context, k workload.Kind, w workload.Workload, n int32) error {
+	patch := client.MergeFrom(w.DeepCopy().Object())
+	w.SetReplicas(n)
+	if err := r.Patch(ctx, w.Object(), patch); err != nil {
+		return fmt.Errorf("scaling %s %s to %d: %w", k.Kind(), w.Object().GetName(), n, err)
 	}
 	return nil
-}
-
-func replicasOf(d *appsv1.Deployment) int32 {
-	if d.Spec.Replicas == nil {
-		return 1
-	}
-	return *d.Spec.Replicas
 }

@@ -11,6 +11,7 @@ import (
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/pkg/autoscaling"
 	"github.com/sluice-dev/sluice/pkg/traffic"
+	"github.com/sluice-dev/sluice/pkg/workload"
 )
 
 // The target's autoscaler (spec.autoscalerRef): the primary gets its own
@@ -23,7 +24,7 @@ import (
 func autoscalerTarget(ro *sluicev1.Rollout) autoscaling.Target {
 	name := ro.Spec.TargetRef.Name
 	return autoscaling.Target{
-		Rollout: ro, Deployment: name, Primary: primaryName(name),
+		Rollout: ro, Deployment: name, Primary: workload.PrimaryName(name),
 		Labels: map[string]string{RolloutLabel: ro.Name, traffic.ManagedByLabel: traffic.ManagedByValue},
 	}
 }
@@ -129,7 +130,7 @@ func (r *Reconciler) releaseAutoscaler(ctx context.Context, sc *scope) error {
 		if undone {
 			r.Recorder.Eventf(sc.ro, nil, corev1.EventTypeNormal, "AutoscalerReleased", "Autoscale",
 				"%s %s is no longer the Rollout's autoscaler: the primary's copy %s deleted and Sluice's pause lifted; the primary keeps its %d replicas",
-				old.Kind, old.Name, autoscaling.CopyName(old.Name), replicasOf(sc.primary))
+				old.Kind, old.Name, autoscaling.CopyName(old.Name), sc.primary.Replicas())
 		}
 	}
 	sc.autoscaler, sc.autoscalerSet = autoscalerIdentity(sc.ro.Spec.AutoscalerRef), true

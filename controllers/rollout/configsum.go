@@ -7,6 +7,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/sluice-dev/sluice/pkg/workload"
 )
 
 // The manager watches ConfigMaps and Secrets as metadata only, so that their
@@ -33,7 +35,7 @@ type checksums struct {
 type checksumEntry struct{ resourceVersion, sum string }
 
 // checksumKey names an object in checksums.
-func checksumKey(kind configKind, key client.ObjectKey) string {
+func checksumKey(kind workload.ConfigKind, key client.ObjectKey) string {
 	return string(kind) + "/" + key.Namespace + "/" + key.Name
 }
 
@@ -71,9 +73,9 @@ func (c *checksums) put(key, rv, sum string) {
 // configMetadata is the metadata-only object that the cache holds for a
 // ConfigMap or Secret. Reading the typed object through the cached client
 // would start a second, full informer of every ConfigMap or Secret.
-func configMetadata(kind configKind) *metav1.PartialObjectMetadata {
+func configMetadata(kind workload.ConfigKind) *metav1.PartialObjectMetadata {
 	m := &metav1.PartialObjectMetadata{}
-	if kind == kindSecret {
+	if kind == workload.KindSecret {
 		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
 	} else {
 		m.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
@@ -85,7 +87,7 @@ func configMetadata(kind configKind) *metav1.PartialObjectMetadata {
 // cached metadata is meta: remembered for its resourceVersion, else read
 // through the API reader (a NotFound error when it was deleted meanwhile);
 // then it returns the object read too, nil otherwise.
-func (r *Reconciler) configChecksum(ctx context.Context, kind configKind, meta *metav1.PartialObjectMetadata) (string, client.Object, error) {
+func (r *Reconciler) configChecksum(ctx context.Context, kind workload.ConfigKind, meta *metav1.PartialObjectMetadata) (string, client.Object, error) {
 	key := client.ObjectKeyFromObject(meta)
 	if sum, ok := r.sums.get(checksumKey(kind, key), meta.ResourceVersion); ok {
 		return sum, nil, nil
@@ -94,7 +96,30 @@ func (r *Reconciler) configChecksum(ctx context.Context, kind configKind, meta *
 	if err := r.APIReader.Get(ctx, key, obj); err != nil {
 		return "", nil, err
 	}
-	sum := dataChecksum(obj)
+	sum := workload.DataChecksum(obj)
 	r.sums.put(checksumKey(kind, key), obj.GetResourceVersion(), sum)
 	return sum, obj, nil
+}
+
+// StripConfigMetadata is the cache transform for ConfigMaps and Secrets,
+// which the manager watches as metadata only: it keeps the name, namespace,
+// UID, resourceVersion, labels and owners, and drops the annotations and
+// managed fields. A metadata-only watch still carries the annotations, and
+// kubectl's last-applied-configuration holds the whole object, data included;
+// nothing in Sluice reads a ConfigMap's or Secret's annotations. Should a
+// full object ever reach the cache, its data goes too.
+func StripConfigMetadata(obj any) (any, error) {
+	o, ok := obj.(client.Object)
+	if !ok {
+		return obj, nil
+	}
+	o.SetAnnotations(nil)
+	o.SetManagedFields(nil)
+	switch c := o.(type) {
+	case *corev1.ConfigMap:
+		c.Data, c.BinaryData = nil, nil
+	case *corev1.Secret:
+		c.Data, c.StringData = nil, nil
+	}
+	return o, nil
 }

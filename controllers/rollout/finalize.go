@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -20,6 +19,7 @@ import (
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/pkg/steps"
 	"github.com/sluice-dev/sluice/pkg/traffic"
+	"github.com/sluice-dev/sluice/pkg/workload"
 )
 
 // finalizer makes Sluice put traffic in a sane state before a Rollout's
@@ -73,7 +73,7 @@ func (r *Reconciler) finalize(ctx context.Context, ro *sluicev1.Rollout) (ctrl.R
 				}
 			}
 			r.Recorder.Eventf(ro, nil, corev1.EventTypeNormal, "Reverted", "Finalize",
-				"traffic handed back to Deployment %s; Sluice's objects are removed in %s", target.Name, handoverDrain)
+				"traffic handed back to %s %s; Sluice's objects are removed in %s", workloadKind(ro).Kind(), target.Object().GetName(), handoverDrain)
 			now := metav1.NewTime(time.Now())
 			if err := r.setTerminating(ctx, ro, "traffic handed back to the target: draining before Sluice's objects are removed", func(st *sluicev1.RolloutStatus) {
 				st.HandedBackAt = &now
@@ -138,29 +138,31 @@ func (r *Reconciler) apexServesTarget(ctx context.Context, ro *sluicev1.Rollout,
 }
 
 // finalizeTarget reads what finalization needs without creating anything.
-func (r *Reconciler) finalizeTarget(ctx context.Context, ro *sluicev1.Rollout) (traffic.Target, *appsv1.Deployment, *appsv1.Deployment, error) {
+// The target and the primary are nil when not found.
+func (r *Reconciler) finalizeTarget(ctx context.Context, ro *sluicev1.Rollout) (traffic.Target, workload.Workload, workload.Workload, error) {
 	name := ro.Spec.TargetRef.Name
 	t := routeTarget(ro)
-	var target, primary *appsv1.Deployment
+	kind := workloadKind(ro)
+	var target, primary workload.Workload
 	for _, p := range []struct {
 		name string
-		into **appsv1.Deployment
+		into *workload.Workload
 	}{{name, &target}, {t.Primary, &primary}} {
-		d := &appsv1.Deployment{}
-		err := r.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: p.name}, d)
+		obj := kind.New()
+		err := r.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: p.name}, obj)
 		if apierrors.IsNotFound(err) {
 			continue
 		}
 		if err != nil {
 			return t, nil, nil, err
 		}
-		*p.into = d
+		*p.into = kind.Wrap(obj)
 	}
 	switch {
 	case target != nil:
-		t.CanarySelector, t.PrimarySelector, _ = selectors(target)
-	case primary != nil && primary.Spec.Selector != nil:
-		t.PrimarySelector = primary.Spec.Selector.MatchLabels
+		t.CanarySelector, t.PrimarySelector, _ = target.Selectors()
+	case primary != nil && primary.MatchLabels() != nil:
+		t.PrimarySelector = primary.MatchLabels()
 		t.CanarySelector = canarySelectorFromPrimary(t.PrimarySelector)
 	}
 	return t, target, primary, nil
@@ -170,29 +172,31 @@ func (r *Reconciler) finalizeTarget(ctx context.Context, ro *sluicev1.Rollout) (
 // reports how long to wait for it to be ready (0 once it is). Past the
 // progress deadline it keeps waiting, Stalled with an event: handing
 // traffic to a target that cannot serve would be an outage.
-func (r *Reconciler) revertTarget(ctx context.Context, ro *sluicev1.Rollout, target, primary *appsv1.Deployment) (time.Duration, error) {
-	want := max(replicasOf(target), 1)
+func (r *Reconciler) revertTarget(ctx context.Context, ro *sluicev1.Rollout, target, primary workload.Workload) (time.Duration, error) {
+	kind := workloadKind(ro)
+	name := target.Object().GetName()
+	want := max(target.Replicas(), 1)
 	if primary != nil {
-		want = max(want, replicasOf(primary))
+		want = max(want, primary.Replicas())
 	}
-	if replicasOf(target) < want {
-		if err := r.setReplicas(ctx, target, want); err != nil {
+	if target.Replicas() < want {
+		if err := r.setReplicas(ctx, kind, target, want); err != nil {
 			return 0, err
 		}
 		r.Recorder.Eventf(ro, nil, corev1.EventTypeNormal, "Reverting", "Finalize",
-			"Rollout deleted: scaling Deployment %s back to %d before traffic is handed back to it", target.Name, want)
+			"Rollout deleted: scaling %s %s back to %d before traffic is handed back to it", kind.Kind(), name, want)
 	}
-	ready, why := deploymentReady(target)
+	ready, why := target.Ready()
 	if ready {
 		return 0, nil
 	}
 	deadline := steps.ProgressDeadline(&ro.Spec)
 	left := time.Until(ro.DeletionTimestamp.Add(deadline))
-	msg := fmt.Sprintf("waiting for Deployment %s to be ready before traffic is handed back to it: %s", target.Name, why)
+	msg := fmt.Sprintf("waiting for %s %s to be ready before traffic is handed back to it: %s", kind.Kind(), name, why)
 	stalled := left <= 0
 	if stalled {
-		msg = fmt.Sprintf("Deployment %s is not ready %s after the Rollout was deleted (%s): the primary keeps serving and the deletion waits; fix the Deployment, or remove the finalizer %s by hand to delete anyway",
-			target.Name, deadline, why, finalizer)
+		msg = fmt.Sprintf("%s %s is not ready %s after the Rollout was deleted (%s): the primary keeps serving and the deletion waits; fix the %s, or remove the finalizer %s by hand to delete anyway",
+			kind.Kind(), name, deadline, why, kind.Kind(), finalizer)
 	}
 	if ro.Status.Phase != sluicev1.PhaseTerminating || ro.Status.Message != msg {
 		if stalled && !stalledFor(&ro.Status, "HandoverBlocked") {

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/pkg/workload"
 )
 
 // Cache indexes that map a changed object to the Rollouts it concerns.
@@ -128,8 +129,10 @@ func (r *Reconciler) enqueueOwnerOrIndex(index string, keys func(client.Object) 
 	}
 }
 
-func configIndexKeys(kind configKind) func(client.Object) []string {
-	return func(o client.Object) []string { return []string{configRef{Kind: kind, Name: o.GetName()}.key()} }
+func configIndexKeys(kind workload.ConfigKind) func(client.Object) []string {
+	return func(o client.Object) []string {
+		return []string{workload.ConfigRef{Kind: kind, Name: o.GetName()}.Key()}
+	}
 }
 
 // enqueueByIndex maps an object to the Rollouts in its namespace whose index

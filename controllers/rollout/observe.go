@@ -7,7 +7,6 @@ import (
 	"maps"
 	"strings"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -18,6 +17,7 @@ import (
 	"github.com/sluice-dev/sluice/controllers/rollout/statemachine"
 	"github.com/sluice-dev/sluice/pkg/autoscaling"
 	"github.com/sluice-dev/sluice/pkg/traffic"
+	"github.com/sluice-dev/sluice/pkg/workload"
 )
 
 // missingChecksum stands for a required ConfigMap or Secret that does not
@@ -26,13 +26,16 @@ const missingChecksum = "missing"
 
 // scope is what one reconcile observed of a Rollout and its objects.
 type scope struct {
-	ro      *sluicev1.Rollout
-	target  *appsv1.Deployment // nil when not found
-	primary *appsv1.Deployment // nil when not created yet
-	// configs maps configRef keys to checksums (missingChecksum when a
+	ro *sluicev1.Rollout
+	// kind is the kind of the target; target and primary are read through
+	// it (pkg/workload).
+	kind    workload.Kind
+	target  workload.Workload // nil when not found
+	primary workload.Workload // nil when not created yet
+	// configs maps workload.ConfigRef keys to checksums (missingChecksum when a
 	// required one is absent); optional absent ones are left out.
 	configs map[string]string
-	// read holds, by configRef key, the ConfigMaps and Secrets whose content
+	// read holds, by workload.ConfigRef key, the ConfigMaps and Secrets whose content
 	// this reconcile read for their checksum, so that a promotion in the same
 	// reconcile (the first one) copies them without reading them again.
 	// It lives as long as the reconcile.
@@ -65,7 +68,7 @@ type scope struct {
 // observe gathers what the state machine needs. It returns an error only for
 // transient failures; what needs a user's fix is recorded as obs.Blocked.
 func (r *Reconciler) observe(ctx context.Context, ro *sluicev1.Rollout) (*scope, error) {
-	sc := &scope{ro: ro}
+	sc := &scope{ro: ro, kind: workloadKind(ro)}
 	sc.obs.Action = sluicev1.Action(ro.Annotations[sluicev1.ActionAnnotation])
 	sc.obs.ActionBy = ro.Annotations[sluicev1.ActionByAnnotation]
 	name := ro.Spec.TargetRef.Name
@@ -74,35 +77,37 @@ func (r *Reconciler) observe(ctx context.Context, ro *sluicev1.Rollout) (*scope,
 	if err := r.observePrimary(ctx, sc); err != nil {
 		return nil, err
 	}
-	target := &appsv1.Deployment{}
-	err := r.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: name}, target)
+	obj := sc.kind.New()
+	err := r.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: name}, obj)
 	switch {
 	case apierrors.IsNotFound(err):
 		// Route what can still be routed: all traffic to the primary.
 		if sc.primary != nil {
-			sc.route.PrimarySelector = sc.primary.Spec.Selector.MatchLabels
+			sc.route.PrimarySelector = sc.primary.MatchLabels()
 			sc.route.CanarySelector = canarySelectorFromPrimary(sc.route.PrimarySelector)
 			return sc, r.observeRoutes(ctx, sc)
 		}
 		return sc, nil
 	case err != nil:
-		return nil, fmt.Errorf("reading target Deployment %s: %w", name, err)
+		return nil, fmt.Errorf("reading target %s %s: %w", sc.kind.Kind(), name, err)
 	}
+	target := sc.kind.Wrap(obj)
 	sc.target = target
 	sc.obs.TargetFound = true
 
-	canarySel, primarySel, err := selectors(target)
+	canarySel, primarySel, err := target.Selectors()
 	if err != nil {
 		sc.block("InvalidTarget", err.Error())
 		return sc, nil
 	}
 	sc.route.CanarySelector, sc.route.PrimarySelector = canarySel, primarySel
-	if sc.primary != nil && !maps.Equal(sc.primary.Spec.Selector.MatchLabels, primarySel) {
+	if sc.primary != nil && !maps.Equal(sc.primary.MatchLabels(), primarySel) {
 		// A selector is immutable: the primary's pods keep their labels, and
 		// re-pointing the Services at the new ones would select no pod.
-		sc.block("SelectorChanged", fmt.Sprintf("Deployment %s now selects %v but the running primary %s selects %v, and a Deployment's selector cannot change: "+
+		kind := sc.kind.Kind()
+		sc.block("SelectorChanged", fmt.Sprintf("%s %s now selects %v but the running primary %s selects %v, and a %s's selector cannot change: "+
 			"nothing is moved; restore the target's selector, or delete the Rollout (traffic is handed back to the target once it is ready) and create it again",
-			name, canarySel, sc.primary.Name, sc.primary.Spec.Selector.MatchLabels))
+			kind, name, canarySel, sc.primary.Object().GetName(), sc.primary.MatchLabels(), kind))
 	}
 
 	if err := r.observeConfigs(ctx, sc); err != nil {
@@ -111,14 +116,14 @@ func (r *Reconciler) observe(ctx context.Context, ro *sluicev1.Rollout) (*scope,
 	if err := r.observeAutoscaler(ctx, sc); err != nil {
 		return nil, err
 	}
-	if sc.revision, err = revision(&target.Spec.Template, sc.configs); err != nil {
+	if sc.revision, err = workload.Revision(target.Template(), sc.configs); err != nil {
 		return nil, err
 	}
 	sc.obs.Revision = sc.revision
 	sc.callRevision = sc.revision
-	sc.obs.CanaryReady, sc.obs.CanaryMessage = deploymentReady(target)
-	sc.obs.CanaryAvailable = target.Status.AvailableReplicas
-	sc.obs.TargetReplicas = replicasOf(target)
+	sc.obs.CanaryReady, sc.obs.CanaryMessage = target.Ready()
+	sc.obs.CanaryAvailable = target.Available()
+	sc.obs.TargetReplicas = target.Replicas()
 	if err := r.observeEndpoints(ctx, sc); err != nil {
 		return nil, err
 	}
@@ -194,26 +199,27 @@ func (sc *scope) block(reason, msg string) {
 	}
 }
 
+// observePrimary reads the primary, when there is one of this Rollout's.
 func (r *Reconciler) observePrimary(ctx context.Context, sc *scope) error {
-	primary := &appsv1.Deployment{}
-	err := r.Get(ctx, client.ObjectKey{Namespace: sc.ro.Namespace, Name: sc.route.Primary}, primary)
+	obj := sc.kind.New()
+	err := r.Get(ctx, client.ObjectKey{Namespace: sc.ro.Namespace, Name: sc.route.Primary}, obj)
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("reading primary Deployment %s: %w", sc.route.Primary, err)
+		return fmt.Errorf("reading primary %s %s: %w", sc.kind.Kind(), sc.route.Primary, err)
 	}
-	if !metav1.IsControlledBy(primary, sc.ro) {
-		sc.block("PrimaryConflict", fmt.Sprintf("Deployment %s exists and is not managed by this Rollout: remove or rename it", primary.Name))
+	if !metav1.IsControlledBy(obj, sc.ro) {
+		sc.block("PrimaryConflict", fmt.Sprintf("%s %s exists and is not managed by this Rollout: remove or rename it", sc.kind.Kind(), obj.GetName()))
 		return nil
 	}
+	primary := sc.kind.Wrap(obj)
 	sc.primary = primary
-	sc.obs.PrimaryRevision = primary.Annotations[RevisionAnnotation]
-	sc.obs.PrimaryReady, sc.obs.PrimaryMessage = deploymentReady(primary)
-	sc.obs.PrimaryAvailable = primary.Status.AvailableReplicas
-	sc.obs.PrimaryReplicas = replicasOf(primary)
-	sc.obs.PrimaryRestorable = primary.Annotations[StableTemplateAnnotation] != "" &&
-		primary.Annotations[StableRevisionAnnotation] == sc.ro.Status.StableRevision
+	sc.obs.PrimaryRevision = workload.RevisionOf(primary)
+	sc.obs.PrimaryReady, sc.obs.PrimaryMessage = primary.Ready()
+	sc.obs.PrimaryAvailable = primary.Available()
+	sc.obs.PrimaryReplicas = primary.Replicas()
+	sc.obs.PrimaryRestorable = workload.Restorable(primary, sc.ro.Status.StableRevision)
 	return nil
 }
 
@@ -222,7 +228,7 @@ func (r *Reconciler) observePrimary(ctx context.Context, sc *scope) error {
 // content read uncached only for a resourceVersion not seen yet.
 func (r *Reconciler) observeConfigs(ctx context.Context, sc *scope) error {
 	sc.configs = map[string]string{}
-	for _, ref := range configRefs(&sc.target.Spec.Template.Spec) {
+	for _, ref := range workload.ConfigRefs(&sc.target.Template().Spec) {
 		meta := configMetadata(ref.Kind)
 		err := r.Get(ctx, client.ObjectKey{Namespace: sc.ro.Namespace, Name: ref.Name}, meta)
 		var sum string
@@ -234,25 +240,25 @@ func (r *Reconciler) observeConfigs(ctx context.Context, sc *scope) error {
 			if sc.read == nil {
 				sc.read = map[string]client.Object{}
 			}
-			sc.read[ref.key()] = obj
+			sc.read[ref.Key()] = obj
 		}
 		switch {
 		case apierrors.IsNotFound(err):
 			if !ref.Optional {
-				sc.configs[ref.key()] = missingChecksum
+				sc.configs[ref.Key()] = missingChecksum
 			}
 		case err != nil:
-			return fmt.Errorf("reading %s: %w", ref.key(), err)
+			return fmt.Errorf("reading %s: %w", ref.Key(), err)
 		default:
-			sc.configs[ref.key()] = sum
+			sc.configs[ref.Key()] = sum
 		}
 	}
 	return nil
 }
 
 // newConfigObject is a full ConfigMap or Secret, for the API reader only.
-func newConfigObject(kind configKind) client.Object {
-	if kind == kindSecret {
+func newConfigObject(kind workload.ConfigKind) client.Object {
+	if kind == workload.KindSecret {
 		return &corev1.Secret{}
 	}
 	return &corev1.ConfigMap{}
@@ -302,7 +308,7 @@ func (r *Reconciler) observeRoutes(ctx context.Context, sc *scope) error {
 func canarySelectorFromPrimary(primary map[string]string) map[string]string {
 	out := make(map[string]string, len(primary))
 	for k, v := range primary {
-		out[k] = strings.TrimSuffix(v, primarySuffix)
+		out[k] = strings.TrimSuffix(v, workload.PrimarySuffix)
 	}
 	return out
 }

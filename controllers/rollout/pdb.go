@@ -6,13 +6,11 @@ import (
 	"maps"
 	"slices"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -23,70 +21,24 @@ import (
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/pkg/traffic"
+	"github.com/sluice-dev/sluice/pkg/workload"
 )
 
 // A PodDisruptionBudget written for the target covers the target's pods
 // only; the primary's pods, which serve, carry other label values. Sluice
-// gives each such budget a "-primary" copy over the primary's pods.
-
-// primaryPDB returns the copy for the primary of a PodDisruptionBudget, or
-// nil when src is not about the target's pods. src is about them when
-//   - its selector matches the labels of the target's pod template, and
-//   - it pins a key of the target's selector to the target's value, in
-//     matchLabels or in an In expression with that one value.
-//
-// The pin keeps the copy and src apart: the copy requires the primary's
-// value on that key, src the target's, so no pod falls under both (the
-// eviction API refuses pods under two budgets). A budget over many apps
-// (tier=web, say) is not copied: it covers the primary's pods already.
-// Sluice's own copies are never copied again.
-func primaryPDB(src *policyv1.PodDisruptionBudget, target *appsv1.Deployment, m relabel, rollout string) *policyv1.PodDisruptionBudget {
-	sel := src.Spec.Selector
-	if sel == nil || src.Labels[traffic.ManagedByLabel] == traffic.ManagedByValue || !src.DeletionTimestamp.IsZero() {
-		return nil
-	}
-	s, err := metav1.LabelSelectorAsSelector(sel)
-	if err != nil || !s.Matches(labels.Set(target.Spec.Template.Labels)) || !m.pins(sel) {
-		return nil
-	}
-	// The same budget (minAvailable or maxUnavailable, and the unhealthy
-	// pod eviction policy) over the primary's pods.
-	spec := src.Spec.DeepCopy()
-	spec.Selector = m.selector(sel)
-	return &policyv1.PodDisruptionBudget{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: primaryName(src.Name), Namespace: src.Namespace,
-			Labels: map[string]string{RolloutLabel: rollout, traffic.ManagedByLabel: traffic.ManagedByValue},
-		},
-		Spec: *spec,
-	}
-}
-
-// pins reports whether sel requires one of the target's selector labels.
-func (m relabel) pins(sel *metav1.LabelSelector) bool {
-	for k, v := range m.target {
-		if got, ok := sel.MatchLabels[k]; ok && got == v {
-			return true
-		}
-		for _, e := range sel.MatchExpressions {
-			if e.Key == k && e.Operator == metav1.LabelSelectorOpIn && slices.Equal(e.Values, []string{v}) {
-				return true
-			}
-		}
-	}
-	return false
-}
+// gives each such budget a "-primary" copy over the primary's pods
+// (workload.PrimaryPDB builds it); this file keeps the copies in sync.
 
 // syncPrimaryPDBs makes the primary's PodDisruptionBudget copies match the
 // budgets of the target's pods in the Rollout's namespace: it creates and
 // updates the copies, and deletes the copies whose original is gone or no
 // longer about the target's pods. It reads through the cache.
 func (r *Reconciler) syncPrimaryPDBs(ctx context.Context, sc *scope) error {
-	canary, primary, err := selectors(sc.target)
+	canary, primary, err := sc.target.Selectors()
 	if err != nil {
 		return err
 	}
-	m := relabel{target: canary, primary: primary}
+	m := workload.Relabel{Target: canary, Primary: primary}
 	var list policyv1.PodDisruptionBudgetList
 	if err := r.List(ctx, &list, client.InNamespace(sc.ro.Namespace)); err != nil {
 		return fmt.Errorf("listing PodDisruptionBudgets: %w", err)
@@ -96,7 +48,7 @@ func (r *Reconciler) syncPrimaryPDBs(ctx context.Context, sc *scope) error {
 	for i := range list.Items {
 		p := &list.Items[i]
 		have[p.Name] = p
-		if c := primaryPDB(p, sc.target, m, sc.ro.Name); c != nil {
+		if c := workload.PrimaryPDB(p, sc.target.Template().Labels, m, sc.ro.Name); c != nil {
 			want[c.Name] = c
 		}
 	}
@@ -184,17 +136,19 @@ func (r *Reconciler) reconcilePDBs(ctx context.Context, req reconcile.Request) (
 	if err := r.Get(ctx, req.NamespacedName, ro); err != nil || !ro.DeletionTimestamp.IsZero() {
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
-	sc := &scope{ro: ro, target: &appsv1.Deployment{}, primary: &appsv1.Deployment{}}
+	kind := workloadKind(ro)
+	target, primary := kind.New(), kind.New()
 	name := ro.Spec.TargetRef.Name
-	for n, d := range map[string]*appsv1.Deployment{name: sc.target, primaryName(name): sc.primary} {
-		if err := r.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: n}, d); err != nil {
+	for n, o := range map[string]client.Object{name: target, workload.PrimaryName(name): primary} {
+		if err := r.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: n}, o); err != nil {
 			return reconcile.Result{}, client.IgnoreNotFound(err)
 		}
 	}
-	if !metav1.IsControlledBy(sc.primary, ro) {
+	if !metav1.IsControlledBy(primary, ro) {
 		return reconcile.Result{}, nil
 	}
-	if _, _, err := selectors(sc.target); err != nil {
+	sc := &scope{ro: ro, kind: kind, target: kind.Wrap(target), primary: kind.Wrap(primary)}
+	if _, _, err := sc.target.Selectors(); err != nil {
 		// The Rollout's own reconcile reports the invalid target.
 		return reconcile.Result{}, nil
 	}

@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
@@ -43,6 +42,7 @@ import (
 	"github.com/sluice-dev/sluice/pkg/traffic"
 	"github.com/sluice-dev/sluice/pkg/traffic/routers"
 	"github.com/sluice-dev/sluice/pkg/webhooks"
+	"github.com/sluice-dev/sluice/pkg/workload"
 )
 
 // RouterFor returns the router a Rollout asks for, or an error saying why it
@@ -250,7 +250,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		ro.Status.Autoscaler = sc.autoscaler
 	}
 	if sc.target != nil && err == nil {
-		ro.Status.ObservedTargetGeneration = sc.target.Generation
+		ro.Status.ObservedTargetGeneration = sc.target.Object().GetGeneration()
 	}
 	recordMetrics(ro, &base.Status, r.Clock.Now())
 	if err != nil {
@@ -505,7 +505,7 @@ func (r *Reconciler) act(ctx context.Context, sc *scope, want statemachine.Desir
 		if err := r.scaleTarget(ctx, sc, want); err != nil {
 			return changed, err
 		}
-		if before != 0 && replicasOf(sc.target) == 0 {
+		if before != 0 && sc.target.Replicas() == 0 {
 			// Parked: decide again, so that the status records it in this
 			// reconcile's patch rather than the next one's.
 			sc.obs.TargetReplicas = 0
@@ -527,17 +527,21 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if workers <= 0 {
 		workers = DefaultMaxConcurrentReconciles
 	}
-	c, err := ctrl.NewControllerManagedBy(drainFirst{Manager: mgr, calls: r.calls}).
+	b := ctrl.NewControllerManagedBy(drainFirst{Manager: mgr, calls: r.calls}).
 		// Status patches are Sluice's own: only spec and annotation changes
 		// of a Rollout need a reconcile.
-		For(&sluicev1.Rollout{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deleting))).
-		Owns(&appsv1.Deployment{}).
+		For(&sluicev1.Rollout{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deleting)))
+	for _, k := range workloadKinds {
+		// The primaries, and the targets by name.
+		b = b.Owns(k.New()).
+			Watches(k.New(), r.enqueueByIndex(targetIndex, func(o client.Object) []string { return []string{o.GetName()} }))
+	}
+	c, err := b.
 		Owns(&corev1.Service{}).
-		Watches(&appsv1.Deployment{}, r.enqueueByIndex(targetIndex, func(o client.Object) []string { return []string{o.GetName()} })).
 		// Metadata only: their data never reaches the manager over the watch
 		// (configsum.go); a change shows as a new resourceVersion.
-		WatchesMetadata(&corev1.ConfigMap{}, r.enqueueByIndex(configIndex, configIndexKeys(kindConfigMap))).
-		WatchesMetadata(&corev1.Secret{}, r.enqueueByIndex(configIndex, configIndexKeys(kindSecret))).
+		WatchesMetadata(&corev1.ConfigMap{}, r.enqueueByIndex(configIndex, configIndexKeys(workload.KindConfigMap))).
+		WatchesMetadata(&corev1.Secret{}, r.enqueueByIndex(configIndex, configIndexKeys(workload.KindSecret))).
 		// The EndpointSlices of Sluice's Services (the cache holds no
 		// others) carry the Services' labels, the Rollout's name among
 		// them: a pod listed wakes the Rollout waiting for it.
@@ -682,9 +686,9 @@ func (r *Reconciler) wouldWrite(sc *scope, want statemachine.Desired, route traf
 	if sc.scaler != nil && sc.scaler.NeedsPause(sc.scaled, !want.CanaryUp) {
 		return true
 	}
-	cur := replicasOf(sc.target)
+	cur := sc.target.Replicas()
 	if !want.CanaryUp {
 		return cur > 0
 	}
-	return cur == 0 || cur < want.CanaryMinReplicas || needsConfigRestart(sc.target, sc.configs)
+	return cur == 0 || cur < want.CanaryMinReplicas || workload.NeedsConfigRestart(sc.target.Template(), sc.configs)
 }

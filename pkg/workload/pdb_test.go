@@ -1,4 +1,4 @@
-package rollout
+package workload_test
 
 import (
 	"testing"
@@ -10,6 +10,8 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/sluice-dev/sluice/pkg/traffic"
+	"github.com/sluice-dev/sluice/pkg/workload"
+	"github.com/sluice-dev/sluice/pkg/workload/workloadtest"
 )
 
 // pdbOpt changes a test PodDisruptionBudget.
@@ -42,8 +44,8 @@ func appIn(values ...string) *metav1.LabelSelector {
 }
 
 func TestPrimaryPDBCopiesTheBudgetsOfTheTargetsPodsOnly(t *testing.T) {
-	d := target() // pods app=web, tier=front; selector app=web
-	m := relabel{target: map[string]string{"app": "web"}, primary: map[string]string{"app": "web-primary"}}
+	d := workloadtest.Target() // pods app=web, tier=front; selector app=web
+	m := workload.Relabel{Target: map[string]string{"app": "web"}, Primary: map[string]string{"app": "web-primary"}}
 	quarterUnavailableAlwaysAllow := func(p *policyv1.PodDisruptionBudget) {
 		p.Spec.MinAvailable, p.Spec.MaxUnavailable = nil, ptr.To(intstr.FromString("25%"))
 		p.Spec.UnhealthyPodEvictionPolicy = ptr.To(policyv1.AlwaysAllow)
@@ -72,7 +74,7 @@ func TestPrimaryPDBCopiesTheBudgetsOfTheTargetsPodsOnly(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := tc.src.DeepCopy()
-			got := primaryPDB(tc.src, d, m, "web")
+			got := workload.PrimaryPDB(tc.src, d.Spec.Template.Labels, m, "web")
 			if !equality.Semantic.DeepEqual(tc.src, before) {
 				t.Errorf("the original was changed: %+v", tc.src)
 			}
@@ -91,7 +93,7 @@ func TestPrimaryPDBCopiesTheBudgetsOfTheTargetsPodsOnly(t *testing.T) {
 			if got.Name != "b-primary" || got.Namespace != "ns" {
 				t.Errorf("the copy is %s/%s, want ns/b-primary", got.Namespace, got.Name)
 			}
-			if got.Labels[RolloutLabel] != "web" || got.Labels[traffic.ManagedByLabel] != traffic.ManagedByValue {
+			if got.Labels[workload.RolloutLabel] != "web" || got.Labels[traffic.ManagedByLabel] != traffic.ManagedByValue {
 				t.Errorf("the copy's labels = %v", got.Labels)
 			}
 			budgetOf := func(s policyv1.PodDisruptionBudgetSpec) policyv1.PodDisruptionBudgetSpec {

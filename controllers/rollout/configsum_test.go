@@ -11,6 +11,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/sluice-dev/sluice/pkg/workload"
 )
 
 // lastApplied is the annotation kubectl apply writes: the whole object as
@@ -39,12 +41,12 @@ func TestTheConfigCacheTransformKeepsNoAnnotationsNorData(t *testing.T) {
 		object func(content string) client.Object
 	}{
 		{"a Secret's metadata", func(c string) client.Object {
-			m := configMetadata(kindSecret)
+			m := configMetadata(workload.KindSecret)
 			m.ObjectMeta = appliedMeta(c)
 			return m
 		}},
 		{"a ConfigMap's metadata", func(c string) client.Object {
-			m := configMetadata(kindConfigMap)
+			m := configMetadata(workload.KindConfigMap)
 			m.ObjectMeta = appliedMeta(c)
 			return m
 		}},
@@ -93,36 +95,6 @@ func TestTheConfigCacheTransformKeepsNoAnnotationsNorData(t *testing.T) {
 				t.Errorf("transformed twice: %+v, once: %+v", again, o)
 			}
 		})
-	}
-}
-
-func TestTheDataChecksumChangesWithEveryPartOfTheContent(t *testing.T) {
-	// Each content of a kind has its own checksum. (A ConfigMap and a Secret
-	// of the same content share one: the kind is in the key a checksum is
-	// recorded under, configRef.key.)
-	sums := map[string]string{}
-	for name, o := range map[string]client.Object{
-		"empty Secret":          &corev1.Secret{},
-		"Secret data":           &corev1.Secret{Data: map[string][]byte{"a": []byte("1")}},
-		"Secret data, other":    &corev1.Secret{Data: map[string][]byte{"a": []byte("2")}},
-		"Secret data, key":      &corev1.Secret{Data: map[string][]byte{"b": []byte("1")}},
-		"ConfigMap data":        &corev1.ConfigMap{Data: map[string]string{"c": "1"}},
-		"ConfigMap binary data": &corev1.ConfigMap{BinaryData: map[string][]byte{"a": []byte("1")}},
-		"ConfigMap split":       &corev1.ConfigMap{Data: map[string]string{"a": "1", "b": ""}},
-		"ConfigMap joined":      &corev1.ConfigMap{Data: map[string]string{"a": "1b"}},
-	} {
-		sum := dataChecksum(o)
-		if other, ok := sums[sum]; ok {
-			t.Errorf("%s and %s have the same checksum %s", name, other, sum)
-		}
-		sums[sum] = name
-	}
-	// Annotations and labels are no content.
-	a := &corev1.Secret{Data: map[string][]byte{"a": []byte("1")}}
-	b := a.DeepCopy()
-	b.Annotations, b.Labels = map[string]string{"x": "y"}, map[string]string{"x": "y"}
-	if dataChecksum(a) != dataChecksum(b) {
-		t.Errorf("the checksum changes with the metadata")
 	}
 }
 

@@ -1,0 +1,96 @@
+package deployment
+
+import (
+	"fmt"
+	"maps"
+
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/sluice-dev/sluice/pkg/workload"
+)
+
+// Selectors returns the label selectors of the canary (the target's own) and
+// of the primary (the same keys, values suffixed with -primary), so that the
+// two sets of pods never match each other's Service.
+func Selectors(target *appsv1.Deployment) (canary, primary map[string]string, err error) {
+	sel := target.Spec.Selector
+	if sel == nil || len(sel.MatchLabels) == 0 {
+		return nil, nil, fmt.Errorf("deployment %s has no spec.selector.matchLabels: Sluice needs them to tell primary and canary pods apart", target.Name)
+	}
+	if len(sel.MatchExpressions) > 0 {
+		return nil, nil, fmt.Errorf("deployment %s selects pods with matchExpressions: Sluice supports matchLabels only", target.Name)
+	}
+	canary = maps.Clone(sel.MatchLabels)
+	primary = make(map[string]string, len(canary))
+	for k, v := range canary {
+		primary[k] = workload.PrimaryName(v)
+	}
+	return canary, primary, nil
+}
+
+// BuildPrimary returns the primary Deployment for a target: the target's
+// spec with primary selector labels, the pod selectors of its spread
+// constraints and pod (anti-)affinity turned to the primary's pods, config
+// references renamed to the primary's own copies, and the revision it runs.
+func BuildPrimary(target *appsv1.Deployment, p workload.Primary) *appsv1.Deployment {
+	spec := target.Spec.DeepCopy()
+	replicas := p.Replicas
+	spec.Replicas = &replicas
+	spec.Selector = &metav1.LabelSelector{MatchLabels: maps.Clone(p.Selector)}
+	if spec.Template.Labels == nil {
+		spec.Template.Labels = map[string]string{}
+	}
+	// The revision on the pod template too: a release of configuration only
+	// leaves the template otherwise unchanged, and the primary's pods must
+	// restart to read their new -primary copies.
+	if spec.Template.Annotations == nil {
+		spec.Template.Annotations = map[string]string{}
+	}
+	spec.Template.Annotations[workload.RevisionAnnotation] = p.Revision
+	maps.Copy(spec.Template.Labels, p.Selector)
+	workload.RenameConfigRefs(&spec.Template.Spec, p.Copied)
+	if target.Spec.Selector != nil {
+		workload.Relabel{Target: target.Spec.Selector.MatchLabels, Primary: p.Selector}.PodSelectors(&spec.Template.Spec, target.Namespace)
+	}
+
+	labels := maps.Clone(target.Labels)
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[workload.RolloutLabel] = target.Name
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{
+			Name:        workload.PrimaryName(target.Name),
+			Namespace:   target.Namespace,
+			Labels:      labels,
+			Annotations: map[string]string{workload.RevisionAnnotation: p.Revision},
+		},
+		Spec: *spec,
+	}
+}
+
+// Ready reports whether a Deployment runs all its replicas at its current
+// template, with a message for when it does not.
+func Ready(d *appsv1.Deployment) (bool, string) {
+	want := Replicas(d)
+	s := d.Status
+	switch {
+	case want == 0:
+		return false, "scaled to zero"
+	case s.ObservedGeneration < d.Generation:
+		return false, "the Deployment controller has not observed the latest spec yet"
+	case s.UpdatedReplicas < want || s.AvailableReplicas < want || s.Replicas > s.UpdatedReplicas:
+		return false, fmt.Sprintf("%d/%d replicas updated, %d available", s.UpdatedReplicas, want, s.AvailableReplicas)
+	}
+	return true, ""
+}
+
+// Replicas is how many pods a Deployment asks for (1 when unset, as the
+// API server defaults it).
+func Replicas(d *appsv1.Deployment) int32 {
+	if d.Spec.Replicas == nil {
+		return 1
+	}
+	return *d.Spec.Replicas
+}

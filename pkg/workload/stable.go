@@ -1,0 +1,59 @@
+package workload
+
+import (
+	"encoding/json"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// StableTemplateAnnotation on the primary holds, from the start of a
+// promotion until the next one, the pod template of the stable revision it
+// ran before (JSON), so that an abort during the promotion can put it back;
+// StableRevisionAnnotation names that revision.
+const (
+	StableTemplateAnnotation = "sluice.dev/stable-template"
+	StableRevisionAnnotation = "sluice.dev/stable-revision"
+)
+
+// KeepStableTemplate records the primary's current template as the stable
+// one before a promotion replaces it; a primary already promoting (its
+// revision is not the stable one) keeps what it recorded.
+func KeepStableTemplate(p Workload, stable string) error {
+	o := p.Object()
+	if o.GetAnnotations() == nil {
+		o.SetAnnotations(map[string]string{})
+	}
+	if o.GetAnnotations()[RevisionAnnotation] != stable {
+		return nil
+	}
+	raw, err := json.Marshal(p.Template())
+	if err != nil {
+		return fmt.Errorf("keeping the stable template of %s: %w", o.GetName(), err)
+	}
+	SetAnnotation(p, StableTemplateAnnotation, string(raw))
+	SetAnnotation(p, StableRevisionAnnotation, stable)
+	return nil
+}
+
+// StableTemplate returns the template kept for revision rev, or nil when the
+// primary holds none for it.
+func StableTemplate(p Workload, rev string) (*corev1.PodTemplateSpec, error) {
+	ann := p.Object().GetAnnotations()
+	raw := ann[StableTemplateAnnotation]
+	if raw == "" || ann[StableRevisionAnnotation] != rev {
+		return nil, nil
+	}
+	tmpl := &corev1.PodTemplateSpec{}
+	if err := json.Unmarshal([]byte(raw), tmpl); err != nil {
+		return nil, fmt.Errorf("reading the stable template kept on %s: %w", p.Object().GetName(), err)
+	}
+	return tmpl, nil
+}
+
+// Restorable reports whether the primary keeps the template of the stable
+// revision, which an abort during a promotion puts back.
+func Restorable(p Workload, stable string) bool {
+	ann := p.Object().GetAnnotations()
+	return ann[StableTemplateAnnotation] != "" && ann[StableRevisionAnnotation] == stable
+}
