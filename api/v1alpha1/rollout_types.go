@@ -311,6 +311,7 @@ type Routing struct {
 }
 
 // GatewayAPIRouting configures the Gateway API router.
+// +kubebuilder:validation:XValidation:rule="!has(self.httpRouteRef) || (!has(self.filters) && !has(self.timeouts))",message="filters and timeouts go on a generated HTTPRoute; an adopted one (httpRouteRef) keeps its own"
 type GatewayAPIRouting struct {
 	// ParentRefs are the Gateways the generated HTTPRoute attaches to, or
 	// Services for mesh (GAMMA) routing.
@@ -327,6 +328,65 @@ type GatewayAPIRouting struct {
 	// backendRefs of its rules that point at the apex Service.
 	// +optional
 	HTTPRouteRef *LocalObjectReference `json:"httpRouteRef,omitempty"`
+
+	// Timeouts of the generated HTTPRoute's rules (the Gateway API's
+	// HTTPRouteTimeouts), for gateways that implement them.
+	// +optional
+	Timeouts *GatewayAPITimeouts `json:"timeouts,omitempty"`
+
+	// Filters of the generated HTTPRoute's rules, for both versions: header
+	// changes, or an ExtensionRef to a filter of the gateway's own.
+	// +optional
+	// +kubebuilder:validation:MaxItems=8
+	Filters []GatewayAPIFilter `json:"filters,omitempty"`
+}
+
+// GatewayAPITimeouts are the timeouts of a generated HTTPRoute's rules, in
+// the Gateway API's duration format (e.g. 10s, 1m30s, 500ms).
+type GatewayAPITimeouts struct {
+	// Request is the timeout of the whole request, from the gateway's view.
+	// +kubebuilder:validation:Pattern=`^([0-9]{1,5}(h|m|s|ms)){1,4}$`
+	// +optional
+	Request string `json:"request,omitempty"`
+	// BackendRequest is the timeout of one request to a backend (a retry
+	// is another).
+	// +kubebuilder:validation:Pattern=`^([0-9]{1,5}(h|m|s|ms)){1,4}$`
+	// +optional
+	BackendRequest string `json:"backendRequest,omitempty"`
+}
+
+// GatewayAPIFilter is one filter of a generated HTTPRoute's rules.
+//
+// +kubebuilder:validation:XValidation:rule="(self.type == 'RequestHeaderModifier') == has(self.requestHeaderModifier) && (self.type == 'ResponseHeaderModifier') == has(self.responseHeaderModifier) && (self.type == 'ExtensionRef') == has(self.extensionRef)",message="a filter sets exactly the field of its type"
+type GatewayAPIFilter struct {
+	// Type of the filter.
+	// +kubebuilder:validation:Enum=RequestHeaderModifier;ResponseHeaderModifier;ExtensionRef
+	Type string `json:"type"`
+	// RequestHeaderModifier changes the request's headers.
+	// +optional
+	RequestHeaderModifier *HeaderOperations `json:"requestHeaderModifier,omitempty"`
+	// ResponseHeaderModifier changes the response's headers.
+	// +optional
+	ResponseHeaderModifier *HeaderOperations `json:"responseHeaderModifier,omitempty"`
+	// ExtensionRef names a filter object of the gateway's own.
+	// +optional
+	ExtensionRef *GatewayAPIExtensionRef `json:"extensionRef,omitempty"`
+}
+
+// GatewayAPIExtensionRef names an implementation-specific filter object in
+// the Rollout's namespace.
+type GatewayAPIExtensionRef struct {
+	// Group of the filter object's kind ("" for the core group).
+	// +kubebuilder:validation:MaxLength=253
+	Group string `json:"group"`
+	// Kind of the filter object.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Kind string `json:"kind"`
+	// Name of the filter object.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
 }
 
 // ParentReference names a Gateway, or a Service for mesh (GAMMA) routing:

@@ -715,3 +715,73 @@ func TestAMeshRouteWhoseParentIsAServiceShiftsTheServicesTraffic(t *testing.T) {
 		t.Errorf("canary weights over the release = %v, want [0 50 100 0]", got)
 	}
 }
+
+// TestTheGeneratedHTTPRouteCarriesTheFiltersAndTimeoutsOfTheSpec: filters
+// (headers, an ExtensionRef) and timeouts on the generated route's rule, on
+// the rules a run inserts, and kept in step with the spec (issue 15).
+func TestTheGeneratedHTTPRouteCarriesTheFiltersAndTimeoutsOfTheSpec(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", withRouter("gatewayAPI"), func(ro *sluicev1.Rollout) {
+		g := ro.Spec.Routing.GatewayAPI
+		g.Timeouts = &sluicev1.GatewayAPITimeouts{Request: "10s", BackendRequest: "2s"}
+		g.Filters = []sluicev1.GatewayAPIFilter{
+			{Type: "RequestHeaderModifier", RequestHeaderModifier: &sluicev1.HeaderOperations{Set: map[string]string{"X-Env": "prod"}, Remove: []string{"X-Debug"}}},
+			{Type: "ExtensionRef", ExtensionRef: &sluicev1.GatewayAPIExtensionRef{Group: "traefik.io", Kind: "Middleware", Name: "ratelimit"}},
+		}
+		ro.Spec.Strategy = sluicev1.Strategy{ABTesting: &sluicev1.ABTestingStrategy{Iterations: 100,
+			Match: []sluicev1.RequestMatch{{Headers: map[string]sluicev1.StringMatch{"x-canary": {Exact: ptr.To("1")}}}}}}
+	})
+	rules := func() []gwv1.HTTPRouteRule {
+		route := &gwv1.HTTPRoute{}
+		s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, route))
+		return route.Spec.Rules
+	}
+	describe := func(r gwv1.HTTPRouteRule) string {
+		var parts []string
+		for _, f := range r.Filters {
+			switch {
+			case f.RequestHeaderModifier != nil:
+				parts = append(parts, fmt.Sprintf("req(set %v remove %v)", f.RequestHeaderModifier.Set, f.RequestHeaderModifier.Remove))
+			case f.ExtensionRef != nil:
+				parts = append(parts, fmt.Sprintf("ext(%s/%s %s)", f.ExtensionRef.Group, f.ExtensionRef.Kind, f.ExtensionRef.Name))
+			}
+		}
+		if r.Timeouts != nil {
+			parts = append(parts, fmt.Sprintf("timeouts(%s %s)", ptr.Deref(r.Timeouts.Request, ""), ptr.Deref(r.Timeouts.BackendRequest, "")))
+		}
+		return strings.Join(parts, " ")
+	}
+	const want = "req(set [{X-Env prod}] remove [X-Debug]) ext(traefik.io/Middleware ratelimit) timeouts(10s 2s)"
+	if got := rules(); len(got) != 1 || describe(got[0]) != want {
+		t.Fatalf("the generated rule: %d rules, %q; want %q", len(got), describe(got[0]), want)
+	}
+
+	s.setImage("podinfo", "podinfo:2.0")
+	s.eventually(storyTimeout, "the A/B rule inserted with the same filters and timeouts", func() error {
+		got := rules()
+		if len(got) != 2 {
+			return fmt.Errorf("%d rules", len(got))
+		}
+		for _, r := range got {
+			if d := describe(r); d != want {
+				return fmt.Errorf("rule %s: %q", ptr.Deref(r.Name, ""), d)
+			}
+		}
+		return nil
+	})
+
+	ro := s.getRollout("podinfo")
+	patch := client.MergeFrom(ro.DeepCopy())
+	ro.Spec.Routing.GatewayAPI.Filters = ro.Spec.Routing.GatewayAPI.Filters[1:]
+	ro.Spec.Routing.GatewayAPI.Timeouts = nil
+	s.must(k8sClient.Patch(s.ctx, ro, patch))
+	s.eventually(storyTimeout, "the spec's edit on every rule", func() error {
+		for _, r := range rules() {
+			if d := describe(r); d != "ext(traefik.io/Middleware ratelimit)" {
+				return fmt.Errorf("rule %s: %q", ptr.Deref(r.Name, ""), d)
+			}
+		}
+		return nil
+	})
+}

@@ -52,6 +52,12 @@ func TestConversionCases(t *testing.T) {
 		wantNotes []string // "field: kind" of notes that must be there
 	}{
 		{
+			name:     "on the Gateway API, timeout and headers become the generated route's timeouts and filters",
+			manifest: canary("  provider: gatewayapi:v1\n  service: {port: 80, timeout: 90s, headers: {request: {set: {X-Env: prod}}, response: {remove: [Server]}}}", "    stepWeight: 10\n"),
+			wantSpec: []string{`"timeouts":{"request":"1m30s"}`, `{"requestHeaderModifier":{"set":{"X-Env":"prod"}},"type":"RequestHeaderModifier"}`,
+				`{"responseHeaderModifier":{"remove":["Server"]},"type":"ResponseHeaderModifier"}`},
+		},
+		{
 			name:     "a gatewayRef to a Service (GAMMA mesh routing) is carried over with its port",
 			manifest: canary("  provider: gatewayapi:v1\n  service: {port: 80, gatewayRefs: [{group: core, kind: Service, name: app, port: 80}]}", "    stepWeight: 10\n"),
 			wantSpec: []string{`"parentRefs":[{"kind":"Service","name":"app","port":80}]`},

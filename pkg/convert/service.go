@@ -6,6 +6,7 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -188,10 +189,22 @@ func headerOps(h *reader, key string) *sluicev1.HeaderOperations {
 	return &sluicev1.HeaderOperations{Set: o.strMap("set"), Add: o.strMap("add"), Remove: o.strList("remove")}
 }
 
-// gatewayAPI maps gatewayRefs and hosts to routing.gatewayAPI.
+// gatewayAPI maps gatewayRefs, hosts, timeout and headers to
+// routing.gatewayAPI.
 func (c *canaryConv) gatewayAPI(s *reader) {
 	g := c.ro.Spec.Routing.GatewayAPI
 	g.Hostnames = s.strList("hosts")
+	if d := duration(s, "timeout"); d != nil {
+		g.Timeouts = &sluicev1.GatewayAPITimeouts{Request: gatewayDuration(d.Duration)}
+	}
+	if h := s.obj("headers"); h != nil {
+		if o := headerOps(h, "request"); o != nil {
+			g.Filters = append(g.Filters, sluicev1.GatewayAPIFilter{Type: "RequestHeaderModifier", RequestHeaderModifier: o})
+		}
+		if o := headerOps(h, "response"); o != nil {
+			g.Filters = append(g.Filters, sluicev1.GatewayAPIFilter{Type: "ResponseHeaderModifier", ResponseHeaderModifier: o})
+		}
+	}
 	for _, ref := range s.items("gatewayRefs") {
 		p := sluicev1.ParentReference{}
 		p.Name, _ = ref.str("name")
@@ -226,7 +239,7 @@ func (c *canaryConv) gatewayAPI(s *reader) {
 // routedBy lists the routing fields of spec.service each router takes.
 var routedBy = map[router][]string{
 	routerIstio:      {"hosts", "gateways", "match", "retries", "timeout", "headers", "rewrite", "trafficPolicy", "corsPolicy"},
-	routerGatewayAPI: {"hosts", "gatewayRefs"},
+	routerGatewayAPI: {"hosts", "gatewayRefs", "timeout", "headers"},
 }
 
 // routerFieldsElsewhere reports the routing fields of spec.service that the
@@ -242,7 +255,7 @@ func (c *canaryConv) routerFieldsElsewhere(s *reader) {
 		case routerIstio:
 			s.note(k, NotCarried, "goes with the Gateway API; the Istio router attaches through service.gateways")
 		case routerGatewayAPI:
-			s.note(k, NotCarried, "Sluice's Gateway API router generates an HTTPRoute with parentRefs and hostnames only; adopt an HTTPRoute of your own (routing.gatewayAPI.httpRouteRef) to keep matches, filters and timeouts")
+			s.note(k, NotCarried, "Sluice's Gateway API router generates an HTTPRoute with parentRefs, hostnames, header filters and timeouts only; adopt an HTTPRoute of your own (routing.gatewayAPI.httpRouteRef) to keep matches, retries and rewrites")
 		}
 	}
 }
@@ -332,4 +345,23 @@ func duration(r *reader, key string) *metav1.Duration {
 	}
 	d, _ := time.ParseDuration(s)
 	return &metav1.Duration{Duration: d}
+}
+
+// gatewayDuration writes d in the Gateway API's duration format (hours,
+// minutes, seconds and milliseconds, e.g. 1m30s or 500ms).
+func gatewayDuration(d time.Duration) string {
+	if d <= 0 {
+		return "0s"
+	}
+	out := ""
+	for _, u := range []struct {
+		unit time.Duration
+		name string
+	}{{time.Hour, "h"}, {time.Minute, "m"}, {time.Second, "s"}, {time.Millisecond, "ms"}} {
+		if n := d / u.unit; n > 0 {
+			out += strconv.FormatInt(int64(n), 10) + u.name
+			d -= n * u.unit
+		}
+	}
+	return out
 }

@@ -68,10 +68,11 @@ func (r *Router) EnsureRoutes(ctx context.Context, t traffic.Target) error {
 			"HTTPRoute %s exists and is not managed by this Rollout: adopt it with routing.gatewayAPI.httpRouteRef or remove it", name)}
 	}
 	parents, hosts := parentRefs(t), hostnames(t)
-	if equality.Semantic.DeepEqual(route.Spec.ParentRefs, parents) && equality.Semantic.DeepEqual(route.Spec.Hostnames, hosts) {
+	patch := client.MergeFrom(route.DeepCopy())
+	options := syncRuleOptions(route.Spec.Rules, backendsOf(t), routing(t))
+	if !options && equality.Semantic.DeepEqual(route.Spec.ParentRefs, parents) && equality.Semantic.DeepEqual(route.Spec.Hostnames, hosts) {
 		return nil
 	}
-	patch := client.MergeFrom(route.DeepCopy())
 	route.Spec.ParentRefs, route.Spec.Hostnames = parents, hosts
 	if err := r.Client.Patch(ctx, route, patch); err != nil {
 		return fmt.Errorf("updating HTTPRoute %s: %w", name, err)
@@ -93,6 +94,8 @@ func (r *Router) create(ctx context.Context, t traffic.Target) error {
 			Hostnames:       hostnames(t),
 			Rules: []gwv1.HTTPRouteRule{{
 				Matches:     []gwv1.HTTPRouteMatch{{Path: &gwv1.HTTPPathMatch{Type: ptr.To(gwv1.PathMatchPathPrefix), Value: ptr.To("/")}}},
+				Filters:     ruleFilters(routing(t)),
+				Timeouts:    ruleTimeouts(routing(t)),
 				BackendRefs: []gwv1.HTTPBackendRef{b.ref(b.primary, 100), b.ref(b.canary, 0)},
 			}},
 		},
