@@ -78,6 +78,22 @@ type RolloutSpec struct {
 	// +optional
 	ProgressDeadlineSeconds *int32 `json:"progressDeadlineSeconds,omitempty"`
 
+	// CanaryReadyThreshold is the percent of the canary's replicas that
+	// must be available before it takes traffic or a step counts (all of
+	// them must run the new version); 100, all, by default.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	CanaryReadyThreshold *int32 `json:"canaryReadyThreshold,omitempty"`
+
+	// PrimaryReadyThreshold is the same for the primary, at installation
+	// and promotion. Traffic still moves back to the primary only once it
+	// has as many available replicas as the canary serves with.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	PrimaryReadyThreshold *int32 `json:"primaryReadyThreshold,omitempty"`
+
 	// ScaleDownDelaySeconds is how long the canary's pods are kept after the
 	// router stopped sending them traffic, at the end of a promotion or a
 	// rollback, before the canary is scaled to zero. Gateways, meshes and

@@ -984,6 +984,16 @@ func (in *RolloutSpec) DeepCopyInto(out *RolloutSpec) {
 		*out = new(int32)
 		**out = **in
 	}
+	if in.CanaryReadyThreshold != nil {
+		in, out := &in.CanaryReadyThreshold, &out.CanaryReadyThreshold
+		*out = new(int32)
+		**out = **in
+	}
+	if in.PrimaryReadyThreshold != nil {
+		in, out := &in.PrimaryReadyThreshold, &out.PrimaryReadyThreshold
+		*out = new(int32)
+		**out = **in
+	}
 	if in.ScaleDownDelaySeconds != nil {
 		in, out := &in.ScaleDownDelaySeconds, &out.ScaleDownDelaySeconds
 		*out = new(int32)

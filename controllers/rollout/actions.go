@@ -73,7 +73,7 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 	}
 	sc.primary = want
 	sc.obs.PrimaryRevision = rev
-	sc.obs.PrimaryReady, _ = want.Ready()
+	sc.obs.PrimaryReady, _ = want.Ready(primaryThreshold(sc.ro))
 	r.Recorder.Eventf(sc.ro, nil, corev1.EventTypeNormal, "PrimaryUpdated", "Promote",
 		"primary %s %s set to revision %s", sc.kind.Kind(), want.Object().GetName(), rev)
 	// A change of the user's autoscaler is released with the revision.
@@ -102,7 +102,7 @@ func (r *Reconciler) restorePrimary(ctx context.Context, sc *scope, rev string) 
 	}
 	sc.primary = p
 	sc.obs.PrimaryRevision = rev
-	sc.obs.PrimaryReady, sc.obs.PrimaryMessage = p.Ready()
+	sc.obs.PrimaryReady, sc.obs.PrimaryMessage = p.Ready(primaryThreshold(sc.ro))
 	r.Recorder.Eventf(sc.ro, nil, corev1.EventTypeNormal, "PrimaryRestoring", "Rollback",
 		"primary %s %s given back the template of revision %s", sc.kind.Kind(), p.Object().GetName(), rev)
 	return r.restoreAutoscaler(ctx, sc, rev)
@@ -162,7 +162,7 @@ func (r *Reconciler) scaleTarget(ctx context.Context, sc *scope, want statemachi
 		return fmt.Errorf("scaling %s %s to %d: %w", sc.kind.Kind(), sc.target.Object().GetName(), n, err)
 	}
 	// New pods must be ready before any check counts.
-	sc.obs.CanaryReady, sc.obs.CanaryMessage = sc.target.Ready()
+	sc.obs.CanaryReady, sc.obs.CanaryMessage = sc.target.Ready(canaryThreshold(sc.ro))
 	return nil
 }
 

@@ -186,7 +186,7 @@ func (r *Reconciler) revertTarget(ctx context.Context, ro *sluicev1.Rollout, tar
 		r.Recorder.Eventf(ro, nil, corev1.EventTypeNormal, "Reverting", "Finalize",
 			"Rollout deleted: scaling %s %s back to %d before traffic is handed back to it", kind.Kind(), name, want)
 	}
-	ready, why := target.Ready()
+	ready, why := target.Ready(100)
 	if ready {
 		return 0, nil
 	}

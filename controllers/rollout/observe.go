@@ -121,7 +121,7 @@ func (r *Reconciler) observe(ctx context.Context, ro *sluicev1.Rollout) (*scope,
 	}
 	sc.obs.Revision = sc.revision
 	sc.callRevision = sc.revision
-	sc.obs.CanaryReady, sc.obs.CanaryMessage = target.Ready()
+	sc.obs.CanaryReady, sc.obs.CanaryMessage = target.Ready(canaryThreshold(sc.ro))
 	sc.obs.CanaryAvailable = target.Available()
 	sc.obs.TargetReplicas = target.Replicas()
 	if err := r.observeEndpoints(ctx, sc); err != nil {
@@ -216,7 +216,7 @@ func (r *Reconciler) observePrimary(ctx context.Context, sc *scope) error {
 	primary := sc.kind.Wrap(obj)
 	sc.primary = primary
 	sc.obs.PrimaryRevision = workload.RevisionOf(primary)
-	sc.obs.PrimaryReady, sc.obs.PrimaryMessage = primary.Ready()
+	sc.obs.PrimaryReady, sc.obs.PrimaryMessage = primary.Ready(primaryThreshold(sc.ro))
 	sc.obs.PrimaryAvailable = primary.Available()
 	sc.obs.PrimaryReplicas = primary.Replicas()
 	sc.obs.PrimaryRestorable = workload.Restorable(primary, sc.ro.Status.StableRevision)

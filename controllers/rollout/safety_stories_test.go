@@ -3,6 +3,7 @@ package rollout_test
 import (
 	"fmt"
 	"maps"
+	"strings"
 	"testing"
 	"time"
 
@@ -10,10 +11,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/controllers/rollout"
+	"github.com/sluice-dev/sluice/internal/testenv"
 )
 
 // Stories of issue 10: ordinary production situations in which Sluice must
@@ -348,4 +351,35 @@ func TestAnAbortedConfigChangeGivesThePrimaryItsStableConfigurationBack(t *testi
 	if ro := s.getRollout("podinfo"); ro.Status.Phase != sluicev1.PhaseFailed || ro.Status.StableRevision != stableRev {
 		t.Errorf("phase %s, stable %s; want Failed at the stable %s", ro.Status.Phase, ro.Status.StableRevision, stableRev)
 	}
+}
+
+// TestACanaryReadyThresholdLetsAPartlyAvailableCanaryTakeItsSteps: with
+// canaryReadyThreshold 50, a canary whose replicas all run the new version
+// but only half are available takes traffic; without it, it would wait for
+// all. It still takes all traffic at promotion only with as many available
+// replicas as the primary serves with.
+func TestACanaryReadyThresholdLetsAPartlyAvailableCanaryTakeItsSteps(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0", withReplicas(4))
+	s.initialized("podinfo", iterations(2), progressDeadline(3), func(ro *sluicev1.Rollout) { ro.Spec.CanaryReadyThreshold = ptr.To[int32](50) })
+	d := s.getDeployment("podinfo")
+	patch := client.MergeFrom(d.DeepCopy())
+	metav1.SetMetaDataAnnotation(&d.ObjectMeta, testenv.AvailableAnnotation, "2")
+	s.must(k8sClient.Patch(s.ctx, d, patch))
+
+	s.setImage("podinfo", "podinfo:2.0")
+	s.waitStalled("podinfo", "PromotionStalled")
+	ro := s.getRollout("podinfo")
+	if ro.Status.Phase != sluicev1.PhasePromoting || !strings.Contains(ro.Status.Message, "2 available") {
+		t.Errorf("phase %s (%s): want the steps done and the promotion waiting for the canary's 4 replicas", ro.Status.Phase, ro.Status.Message)
+	}
+	if err := s.apexSelects("podinfo", primaryPods); err != nil {
+		t.Errorf("a half-available canary must not take all traffic: %v", err)
+	}
+
+	d = s.getDeployment("podinfo")
+	patch = client.MergeFrom(d.DeepCopy())
+	delete(d.Annotations, testenv.AvailableAnnotation)
+	s.must(k8sClient.Patch(s.ctx, d, patch))
+	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
 }

@@ -1,6 +1,8 @@
 package rollout
 
 import (
+	"k8s.io/utils/ptr"
+
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/pkg/workload"
 	"github.com/sluice-dev/sluice/pkg/workload/deployment"
@@ -18,4 +20,14 @@ func workloadKind(ro *sluicev1.Rollout) workload.Kind {
 		}
 	}
 	return workloadKinds[0]
+}
+
+// canaryThreshold and primaryThreshold are the percent of each side's
+// replicas that must be available for it to count as ready (100: all).
+func canaryThreshold(ro *sluicev1.Rollout) int32 {
+	return ptr.Deref(ro.Spec.CanaryReadyThreshold, 100)
+}
+
+func primaryThreshold(ro *sluicev1.Rollout) int32 {
+	return ptr.Deref(ro.Spec.PrimaryReadyThreshold, 100)
 }

@@ -2,11 +2,17 @@ package testenv
 
 import (
 	"context"
+	"strconv"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
+
+// AvailableAnnotation on a Deployment caps the replicas the fake kubelet
+// reports available (the others updated but not ready), for stories of
+// partly ready workloads.
+const AvailableAnnotation = "testenv.sluice.dev/available"
 
 // RunFakeKubelet stands in for the Deployment controller and kubelet, which
 // envtest does not run: until ctx ends it reports every Deployment in ns as
@@ -35,6 +41,9 @@ func RunFakeKubelet(ctx context.Context, c client.Client, ns string, hold func(*
 				want := appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
 				if hold != nil && hold(d) {
 					want.ReadyReplicas, want.AvailableReplicas = 0, 0
+				}
+				if v, err := strconv.Atoi(d.Annotations[AvailableAnnotation]); err == nil && int32(v) < want.AvailableReplicas {
+					want.ReadyReplicas, want.AvailableReplicas = int32(v), int32(v)
 				}
 				s := d.Status
 				if s.ObservedGeneration == want.ObservedGeneration && s.Replicas == want.Replicas &&

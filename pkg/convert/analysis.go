@@ -43,9 +43,19 @@ func (c *canaryConv) analysis() {
 		an.Threshold = 1
 		a.note("threshold", Changed, "not set: Flagger's default of 1 failed check written out (Sluice's default is 5)")
 	}
-	for _, k := range []string{"primaryReadyThreshold", "canaryReadyThreshold"} {
-		if n, ok := a.int(k); ok && n != 100 {
-			a.note(k, Differs, "Sluice waits until every replica is ready (100%%) before it sends traffic or promotes; %d%% is not carried over", n)
+	for _, f := range []struct {
+		key string
+		dst **int32
+	}{{"primaryReadyThreshold", &c.ro.Spec.PrimaryReadyThreshold}, {"canaryReadyThreshold", &c.ro.Spec.CanaryReadyThreshold}} {
+		k, dst := f.key, f.dst
+		n, ok := a.int(k)
+		switch {
+		case !ok || n == 100:
+		case n < 1 || n > 100:
+			a.note(k, NotCarried, "%d is not a percentage from 1 to 100", n)
+		default:
+			*dst = ptr.To(int32(n))
+			a.note(k, Differs, "moved to spec.%s; as in Flagger, every replica must run the new version and %d%% must be available, but a side takes all traffic only with as many available replicas as the other serves with", k, n)
 		}
 	}
 	an.Metrics = c.metrics(a)

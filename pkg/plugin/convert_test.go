@@ -106,14 +106,14 @@ func TestConvertExitsNonZeroWhenAFieldIsLostUnlessAllowed(t *testing.T) {
 	if res := plugin(t, "convert", "-f", "../convert/testdata/istio-bluegreen.yaml"); res.code != ExitOK {
 		t.Errorf("a conversion without loss: exit %d, want 0; stderr:\n%s", res.code, res.stderr)
 	}
-	res := plugin(t, "convert", "-f", "../convert/testdata/hpa.yaml")
+	res := plugin(t, "convert", "-f", "../convert/testdata/custom-metrics.yaml")
 	if res.code != ExitFailed || !strings.Contains(res.stderr, "not carried over") || !strings.Contains(res.stderr, "--allow-loss") {
 		t.Errorf("a lossy conversion: exit %d, want 1 with the lost fields and how to accept them; stderr:\n%s", res.code, res.stderr)
 	}
 	if !strings.Contains(res.stdout, "kind: Rollout") {
 		t.Errorf("a lossy conversion still prints what it converted; stdout:\n%s", res.stdout)
 	}
-	if res := plugin(t, "convert", "-f", "../convert/testdata/hpa.yaml", "--allow-loss"); res.code != ExitOK {
+	if res := plugin(t, "convert", "-f", "../convert/testdata/custom-metrics.yaml", "--allow-loss"); res.code != ExitOK {
 		t.Errorf("a lossy conversion with --allow-loss: exit %d, want 0; stderr:\n%s", res.code, res.stderr)
 	}
 }

@@ -47,8 +47,9 @@ type Workload interface {
 	// SetReplicas asks for n pods.
 	SetReplicas(n int32)
 	// Ready reports whether it runs all its pods at its current spec, with
-	// a message saying why not.
-	Ready() (bool, string)
+	// at least percent of them available (100: all), with a message saying
+	// why not.
+	Ready(percent int32) (bool, string)
 	// Available counts its available pods.
 	Available() int32
 	// TakeSpec gives it the spec and labels of a primary that BuildPrimary

@@ -74,7 +74,7 @@ func (w *Workload) Replicas() int32 { return Replicas(w.D) }
 func (w *Workload) SetReplicas(n int32) { w.D.Spec.Replicas = &n }
 
 // Ready implements workload.Workload.
-func (w *Workload) Ready() (bool, string) { return Ready(w.D) }
+func (w *Workload) Ready(percent int32) (bool, string) { return Ready(w.D, percent) }
 
 // Available implements workload.Workload.
 func (w *Workload) Available() int32 { return w.D.Status.AvailableReplicas }

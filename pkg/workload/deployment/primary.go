@@ -71,17 +71,27 @@ func BuildPrimary(target *appsv1.Deployment, p workload.Primary) *appsv1.Deploym
 }
 
 // Ready reports whether a Deployment runs all its replicas at its current
-// template, with a message for when it does not.
-func Ready(d *appsv1.Deployment) (bool, string) {
+// template with at least percent of them available (100: all), with a
+// message for when it does not.
+func Ready(d *appsv1.Deployment, percent int32) (bool, string) {
 	want := Replicas(d)
 	s := d.Status
+	// A threshold relaxes how many updated replicas must be available, never
+	// that all run the new template and no old one is left (as Flagger's
+	// ready thresholds); at least one must be available.
+	need := want
+	if percent > 0 && percent < 100 {
+		need = max((want*percent+99)/100, 1)
+	}
 	switch {
 	case want == 0:
 		return false, "scaled to zero"
 	case s.ObservedGeneration < d.Generation:
 		return false, "the Deployment controller has not observed the latest spec yet"
-	case s.UpdatedReplicas < want || s.AvailableReplicas < want || s.Replicas > s.UpdatedReplicas:
+	case s.UpdatedReplicas < want || s.Replicas > s.UpdatedReplicas || (need == want && s.AvailableReplicas < want):
 		return false, fmt.Sprintf("%d/%d replicas updated, %d available", s.UpdatedReplicas, want, s.AvailableReplicas)
+	case s.AvailableReplicas < need:
+		return false, fmt.Sprintf("%d/%d replicas updated, %d available (%d needed: readiness threshold %d%%)", s.UpdatedReplicas, want, s.AvailableReplicas, need, percent)
 	}
 	return true, ""
 }

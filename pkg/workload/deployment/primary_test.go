@@ -70,20 +70,45 @@ func TestDeploymentReadyNeedsEveryReplicaUpdatedAndAvailable(t *testing.T) {
 	d := workloadtest.Target()
 	d.Generation = 2
 	d.Status = appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 3, UpdatedReplicas: 3, AvailableReplicas: 3}
-	if ok, msg := deployment.Ready(d); !ok {
+	if ok, msg := deployment.Ready(d, 100); !ok {
 		t.Errorf("a rolled-out Deployment is not ready: %s", msg)
 	}
 	d.Status.AvailableReplicas = 2
-	if ok, msg := deployment.Ready(d); ok || msg != "3/3 replicas updated, 2 available" {
+	if ok, msg := deployment.Ready(d, 100); ok || msg != "3/3 replicas updated, 2 available" {
 		t.Errorf("ready=%v msg=%q with 2 of 3 available", ok, msg)
 	}
 	d.Status.AvailableReplicas, d.Status.ObservedGeneration = 3, 1
-	if ok, _ := deployment.Ready(d); ok {
+	if ok, _ := deployment.Ready(d, 100); ok {
 		t.Error("ready before the Deployment controller observed the spec")
 	}
 	d.Spec.Replicas = ptr.To[int32](0)
-	if ok, _ := deployment.Ready(d); ok {
+	if ok, _ := deployment.Ready(d, 100); ok {
 		t.Error("a Deployment scaled to zero counts as ready")
+	}
+}
+
+// TestDeploymentReadyAtAThresholdNeedsEveryReplicaUpdatedAndThatShareAvailable:
+// a ready threshold (Flagger's primaryReadyThreshold/canaryReadyThreshold)
+// relaxes only how many updated replicas must be available; every replica
+// must still run the new template, and no old one may be left.
+func TestDeploymentReadyAtAThresholdNeedsEveryReplicaUpdatedAndThatShareAvailable(t *testing.T) {
+	d := workloadtest.Target()
+	d.Spec.Replicas = ptr.To[int32](10)
+	d.Generation = 2
+	d.Status = appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 10, UpdatedReplicas: 10, AvailableReplicas: 8}
+	if ok, msg := deployment.Ready(d, 80); !ok {
+		t.Errorf("8 of 10 available at a threshold of 80%%: not ready (%s)", msg)
+	}
+	if ok, msg := deployment.Ready(d, 81); ok || msg != "10/10 replicas updated, 8 available (9 needed: readiness threshold 81%)" {
+		t.Errorf("8 of 10 available at 81%%: ready=%v %q", ok, msg)
+	}
+	d.Status.UpdatedReplicas, d.Status.Replicas = 9, 11
+	if ok, _ := deployment.Ready(d, 50); ok {
+		t.Error("ready at 50% with a replica not updated and an old one left")
+	}
+	d.Status = appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 10, UpdatedReplicas: 10, AvailableReplicas: 0}
+	if ok, _ := deployment.Ready(d, 1); ok {
+		t.Error("ready at 1% with no replica available: at least one must be")
 	}
 }
 
