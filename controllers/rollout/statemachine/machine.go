@@ -752,6 +752,18 @@ func (m *machine) finalising() bool {
 		}
 		return false
 	}
+	// A primaryReadyThreshold below 100 counts a primary with missing
+	// replicas as ready; Promoting saw it as large as the canary, but it may
+	// have lost pods since. The first move back goes only to as many
+	// available replicas as the canary serves with, as at the end of
+	// Promoting. Later steps back (stepWeightPromotion) hold the primary to
+	// its threshold only: it carries traffic by then, and an autoscaler of
+	// the primary may size it for its share.
+	if serving := min(m.obs.CanaryAvailable, m.obs.TargetReplicas); m.routed(100) && m.obs.PrimaryAvailable < serving {
+		m.st.Message = fmt.Sprintf("waiting for the primary to run %d available replicas again, as many as the canary serves with (%d available), before traffic moves back to it",
+			serving, m.obs.PrimaryAvailable)
+		return false
+	}
 	if !m.routed(0) && m.stepBack() {
 		return false
 	}

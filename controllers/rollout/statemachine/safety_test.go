@@ -81,6 +81,21 @@ func TestDecideNeverCausesAnOutage(t *testing.T) {
 			obs:  observe("rev2", routed(100), primaryAt("rev2", false)),
 			want: want{phase: sluicev1.PhaseFinalising, weight: ptr.To[int32](100), canaryUp: ptr.To(true), message: "ready again"},
 		},
+		{
+			// primaryReadyThreshold below 100 lets a primary count as ready
+			// with some replicas missing; the traffic still goes back only
+			// to as many available replicas as the canary serves with.
+			name: "a primary ready by its threshold but with fewer available replicas than the canary keeps traffic on the canary in Finalising",
+			spec: spec(), st: status(sluicev1.PhaseFinalising, atStep(2, 100)),
+			obs:  observe("rev2", routed(100), primaryAt("rev2", true), canaryAvailable(4), targetReplicas(4), primaryReplicas(4, 3)),
+			want: want{phase: sluicev1.PhaseFinalising, weight: ptr.To[int32](100), canaryUp: ptr.To(true), message: "as many as the canary"},
+		},
+		{
+			name: "a primary back to as many available replicas as the canary takes the traffic back",
+			spec: spec(), st: status(sluicev1.PhaseFinalising, atStep(2, 100)),
+			obs:  observe("rev2", routed(100), primaryAt("rev2", true), canaryAvailable(4), targetReplicas(4), primaryReplicas(4, 4)),
+			want: want{phase: sluicev1.PhaseFinalising, weight: ptr.To[int32](0), canaryUp: ptr.To(true)},
+		},
 		// Abort during a promotion.
 		{
 			name: "abort during a promotion gives the primary its stable revision back while the canary serves",
