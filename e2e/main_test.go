@@ -34,9 +34,6 @@ var env *cluster.Cluster
 func TestManagerDisruptions(t *testing.T) {
 	t.Run("TwoManagersDuringARollingUpgrade", storyTwoManagersDuringARollingUpgrade)
 	t.Run("ManagerKilledFiveTimesDuringARelease", storyManagerKilledFiveTimesDuringARelease)
-	t.Run("LeaderPodDeletedMidRelease", storyLeaderPodDeletedMidRelease)
-	t.Run("HelmUpgradeMidRelease", storyHelmUpgradeMidRelease)
-	t.Run("OperatorKilledMidRelease", storyOperatorKilledMidRelease)
 }
 
 // NewStory starts a story on the package's cluster.

@@ -127,66 +127,6 @@ func TestCanaryEvictedMidStep(t *testing.T) {
 	})
 }
 
-// storyLeaderPodDeletedMidRelease (in TestManagerDisruptions): the leader manager pod is deleted at once
-// (grace 0) in the middle of a release; the other replica takes the Lease
-// and finishes the release from the status; no step is done twice.
-func storyLeaderPodDeletedMidRelease(t *testing.T) {
-	s := NewStory(t, "node-leader")
-	var changed time.Time
-	c := s.Cluster()
-	s.Given("app v1 behind a canary Rollout (20, 40, 60), under load, two managers", func() {
-		s.Must(c.EnsureManager(s.Ctx()), "managers ready")
-		givenCanaryUnderLoad(s)
-	}).When("v2 is released and, at weight 20, the leader's pod is deleted with grace 0", func() {
-		changed = releaseV2AtWeight20(s)
-		old := c.LeaderPod(s.Ctx())
-		deleted := time.Now()
-		c.KillManager()
-		s.Logf("deleted leader pod %s", old)
-		s.Eventually(60*time.Second, "a new leader", func() (bool, string) {
-			now := c.LeaderPod(s.Ctx())
-			return now != "" && now != old, "holder " + now
-		})
-		s.Figure("real node: leader pod deleted -> the other replica leads", time.Since(deleted).Round(time.Millisecond))
-	}).Then("the release is promoted", func() {
-		s.WaitPhase(sluicev1.PhaseSucceeded, 180*time.Second)
-	}).And("no request failed and each step was taken once", func() {
-		expectPromotedOnceWithoutFailures(s, changed)
-		s.Must(c.EnsureManager(s.Ctx()), "the Deployment replaced the pod")
-	})
-}
-
-// storyHelmUpgradeMidRelease (in TestManagerDisruptions): `helm upgrade` of Sluice to a new image tag in
-// the middle of a release rolls the managers (maxUnavailable 0, leader
-// election hands over); the release finishes once, with no failed request.
-func storyHelmUpgradeMidRelease(t *testing.T) {
-	s := NewStory(t, "node-upgrade")
-	var changed time.Time
-	c := s.Cluster()
-	s.Given("app v1 behind a canary Rollout (20, 40, 60), under load", func() {
-		s.Must(c.EnsureManager(s.Ctx()), "managers ready")
-		givenCanaryUnderLoad(s)
-	}).When("v2 is released and, at weight 20, Sluice is upgraded with helm to a new image tag", func() {
-		changed = releaseV2AtWeight20(s)
-		next, err := c.TagImage(c.Image("manager"), "upgrade")
-		s.Must(err, "tagging the new manager image")
-		t0 := time.Now()
-		s.Must(c.InstallSluice(s.Ctx(), next), "helm upgrade")
-		s.Figure("real node: helm upgrade --wait", time.Since(t0).Round(time.Millisecond))
-		d := &appsv1.Deployment{}
-		s.Must(c.Client.Get(s.Ctx(), client.ObjectKey{Namespace: cluster.SluiceNamespace, Name: "sluice-manager"}, d), "reading the manager Deployment")
-		if img := d.Spec.Template.Spec.Containers[0].Image; img != next {
-			s.Fatalf("manager image %s after the upgrade, want %s", img, next)
-		}
-	}).Then("the release is promoted", func() {
-		s.WaitPhase(sluicev1.PhaseSucceeded, 180*time.Second)
-	}).And("no request failed and each step was taken once", func() {
-		expectPromotedOnceWithoutFailures(s, changed)
-		// The upgraded managers (the same build under the new tag) stay
-		// for the stories that follow.
-	})
-}
-
 // TestHPAOnRealCPUDuringRelease: the target has an HPA on CPU; Sluice gives
 // the primary its own copy. Real CPU load (metrics-server, the HPA
 // controller) scales the primary up during the release; the parked target
