@@ -42,6 +42,8 @@ type RolloutList struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.strategy.canary) || (has(self.routing) && (has(self.routing.gatewayAPI) || has(self.routing.istio)))",message="strategy.canary shifts traffic by weight and needs routing.gatewayAPI or routing.istio; with the plain kubernetes router use strategy.blueGreen"
 // +kubebuilder:validation:XValidation:rule="!has(self.strategy.abTesting) || (has(self.routing) && (has(self.routing.gatewayAPI) || has(self.routing.istio)))",message="strategy.abTesting routes by request and needs routing.gatewayAPI or routing.istio"
 // +kubebuilder:validation:XValidation:rule="!has(self.service.name) || (self.service.name != self.targetRef.name + '-primary' && self.service.name != self.targetRef.name + '-canary')",message="service.name may not be the name of the -primary or -canary Service"
+// +kubebuilder:validation:XValidation:rule="!(has(self.routing) && has(self.routing.istio) && (has(self.service.appProtocol) ? self.service.appProtocol.matches('^(?i)(tcp|mongo|mysql|redis)$') : (has(self.service.portName) && self.service.portName.matches('^(tcp|mongo|mysql|redis)(-.*)?$')))) || !(has(self.routing.istio.match) || has(self.routing.istio.retries) || has(self.routing.istio.timeout) || has(self.routing.istio.headers) || has(self.routing.istio.rewrite) || has(self.routing.istio.corsPolicy))",message="routing.istio: the main port is TCP (service.appProtocol tcp, mongo, mysql or redis, or a portName such as tcp or tcp-db), so Sluice writes tcp routes: match, retries, timeout, headers, rewrite and corsPolicy act on HTTP requests and cannot be set"
+// +kubebuilder:validation:XValidation:rule="!(has(self.routing) && has(self.routing.istio) && (has(self.service.appProtocol) ? self.service.appProtocol.matches('^(?i)(tcp|mongo|mysql|redis)$') : (has(self.service.portName) && self.service.portName.matches('^(tcp|mongo|mysql|redis)(-.*)?$')))) || !(has(self.strategy.abTesting) || (has(self.strategy.blueGreen) && has(self.strategy.blueGreen.mirror) && self.strategy.blueGreen.mirror) || (has(self.strategy.canary) && has(self.strategy.canary.sessionAffinity)))",message="routing.istio: the main port is TCP (service.appProtocol tcp, mongo, mysql or redis, or a portName such as tcp or tcp-db), so Sluice writes tcp routes: strategy.abTesting, blueGreen.mirror and canary.sessionAffinity act on HTTP requests; use strategy.canary weights or blueGreen"
 // +kubebuilder:validation:XValidation:rule="!has(self.strategy.blueGreen) || !has(self.strategy.blueGreen.mirror) || !self.strategy.blueGreen.mirror || (has(self.routing) && (has(self.routing.gatewayAPI) || has(self.routing.istio)))",message="strategy.blueGreen.mirror copies traffic and needs routing.gatewayAPI or routing.istio"
 type RolloutSpec struct {
 	// TargetRef names the Deployment that Sluice releases. Sluice scales it to
@@ -434,6 +436,7 @@ type ParentReference struct {
 }
 
 // IstioRouting configures the Istio router.
+// +kubebuilder:validation:XValidation:rule="!has(self.destinationRuleRefs) || !has(self.trafficPolicy)",message="trafficPolicy goes on the DestinationRules Sluice generates; adopted ones (destinationRuleRefs) keep their own: write it there"
 type IstioRouting struct {
 	// Hosts of the generated VirtualService (the apex Service's name is
 	// always added, for traffic inside the mesh).
@@ -486,6 +489,22 @@ type IstioRouting struct {
 	// the destinations of its routes that point at the apex Service.
 	// +optional
 	VirtualServiceRef *LocalObjectReference `json:"virtualServiceRef,omitempty"`
+	// DestinationRuleRefs adopts the user's DestinationRules of the -primary
+	// and -canary hosts instead of generating them: Sluice checks that each
+	// names its host and never writes them, so their trafficPolicy, subsets,
+	// exportTo and the rest stay the user's.
+	// +optional
+	DestinationRuleRefs *IstioDestinationRuleRefs `json:"destinationRuleRefs,omitempty"`
+}
+
+// IstioDestinationRuleRefs names the user's DestinationRules of the -primary
+// and -canary Services.
+// +kubebuilder:validation:XValidation:rule="self.primary.name != self.canary.name",message="destinationRuleRefs.primary and .canary must be two DestinationRules: each is for one host"
+type IstioDestinationRuleRefs struct {
+	// Primary names the DestinationRule whose host is the -primary Service.
+	Primary LocalObjectReference `json:"primary"`
+	// Canary names the DestinationRule whose host is the -canary Service.
+	Canary LocalObjectReference `json:"canary"`
 }
 
 // IstioRetries is an Istio retry policy.

@@ -65,6 +65,29 @@ func rollout(t *testing.T, name, specYAML string, edit func(spec map[string]any)
 	return u
 }
 
+// both applies two edits.
+func both(a, b func(map[string]any)) func(map[string]any) {
+	return func(spec map[string]any) { a(spec); b(spec) }
+}
+
+// TestIstioTCPAndAdoptedDestinationRulesAreAccepted: a TCP main port takes
+// Istio weights (and the HTTP fields on the Gateway API router, which this
+// rule is not about); adopted DestinationRules take no trafficPolicy.
+func TestIstioTCPAndAdoptedDestinationRulesAreAccepted(t *testing.T) {
+	for i, edit := range []func(map[string]any){
+		both(set("service.appProtocol", "tcp"), set("routing", map[string]any{"istio": map[string]any{"hosts": []any{"db.example.com"}}})),
+		both(set("service.appProtocol", "http"), both(set("service.portName", "tcp"), set("routing", map[string]any{"istio": map[string]any{"timeout": "10s"}}))),
+		both(set("service.appProtocol", "tcp"), set("routing", map[string]any{"gatewayAPI": map[string]any{"timeouts": map[string]any{"request": "10s"}}})),
+		set("routing", map[string]any{"istio": map[string]any{"corsPolicy": map[string]any{},
+			"destinationRuleRefs": map[string]any{"primary": map[string]any{"name": "podinfo-primary"}, "canary": map[string]any{"name": "podinfo-canary"}}}}),
+	} {
+		ro := rollout(t, fmt.Sprintf("valid-tcp-%d", i), validSpec, edit)
+		if err := k8sClient.Create(context.Background(), ro, client.DryRunAll); err != nil {
+			t.Errorf("case %d rejected: %v", i, err)
+		}
+	}
+}
+
 func set(path string, v any) func(map[string]any) {
 	return func(spec map[string]any) {
 		keys := strings.Split(path, ".")
@@ -367,6 +390,25 @@ func TestTheAPIServerRejectsInvalidRolloutsWithAClearMessage(t *testing.T) {
 		{"a cookie domain with a semicolon", set("strategy.canary", map[string]any{"stepWeights": []any{10},
 			"sessionAffinity": map[string]any{"domain": "example.com; Secure"}}),
 			"sessionAffinity.domain"},
+		{"an HTTP timeout on an Istio TCP port", both(set("service.appProtocol", "tcp"), set("routing", map[string]any{"istio": map[string]any{"timeout": "10s"}})),
+			"the main port is TCP"},
+		{"a CORS policy on an Istio port named tcp-db", both(set("service.portName", "tcp-db"), set("routing", map[string]any{"istio": map[string]any{"corsPolicy": map[string]any{}}})),
+			"match, retries, timeout, headers, rewrite and corsPolicy act on HTTP requests"},
+		{"A/B testing on an Istio TCP port", both(set("service.appProtocol", "TCP"), both(set("routing", map[string]any{"istio": map[string]any{}}),
+			set("strategy", map[string]any{"abTesting": map[string]any{"match": []any{map[string]any{"headers": map[string]any{"x": map[string]any{"exact": "1"}}}}}}))),
+			"strategy.abTesting, blueGreen.mirror and canary.sessionAffinity act on HTTP requests"},
+		{"session affinity on an Istio mysql port", both(set("service.appProtocol", "mysql"), both(set("routing", map[string]any{"istio": map[string]any{}}),
+			set("strategy.canary", map[string]any{"stepWeights": []any{10}, "sessionAffinity": map[string]any{}}))),
+			"strategy.abTesting, blueGreen.mirror and canary.sessionAffinity act on HTTP requests"},
+		{"a trafficPolicy beside adopted DestinationRules", set("routing", map[string]any{"istio": map[string]any{
+			"trafficPolicy": map[string]any{}, "destinationRuleRefs": map[string]any{"primary": map[string]any{"name": "a"}, "canary": map[string]any{"name": "b"}}}}),
+			"adopted ones (destinationRuleRefs) keep their own"},
+		{"one DestinationRule adopted for both versions", set("routing", map[string]any{"istio": map[string]any{
+			"destinationRuleRefs": map[string]any{"primary": map[string]any{"name": "a"}, "canary": map[string]any{"name": "a"}}}}),
+			"destinationRuleRefs.primary and .canary must be two DestinationRules"},
+		{"adopting only the primary's DestinationRule", set("routing", map[string]any{"istio": map[string]any{
+			"destinationRuleRefs": map[string]any{"primary": map[string]any{"name": "a"}}}}),
+			"canary: Required value"},
 		{"an Istio traffic policy that is not an object", set("routing", map[string]any{"istio": map[string]any{
 			"hosts": []any{"app.example.com"}, "trafficPolicy": "ROUND_ROBIN"}}),
 			"routing.istio.trafficPolicy"},

@@ -27,7 +27,7 @@ const (
 	// "secret/NAME" keys of the configuration their target uses.
 	configIndex = "status.trackedConfigs"
 	// routeIndex indexes Rollouts by the route they adopt:
-	// "HTTPRoute/NAME" or "VirtualService/NAME".
+	// "HTTPRoute/NAME", "VirtualService/NAME" or "DestinationRule/NAME".
 	routeIndex = "spec.routing.routeRef"
 	// autoscalerIndex indexes Rollouts by their target's autoscaler:
 	// "HorizontalPodAutoscaler/NAME" or "ScaledObject/NAME".
@@ -79,8 +79,15 @@ func adoptedRouteKeys(ro *sluicev1.Rollout) []string {
 		return nil
 	case r.GatewayAPI != nil && r.GatewayAPI.HTTPRouteRef != nil:
 		return []string{"HTTPRoute/" + r.GatewayAPI.HTTPRouteRef.Name}
-	case r.Istio != nil && r.Istio.VirtualServiceRef != nil:
-		return []string{"VirtualService/" + r.Istio.VirtualServiceRef.Name}
+	case r.Istio != nil:
+		var keys []string
+		if ref := r.Istio.VirtualServiceRef; ref != nil {
+			keys = append(keys, "VirtualService/"+ref.Name)
+		}
+		if refs := r.Istio.DestinationRuleRefs; refs != nil {
+			keys = append(keys, "DestinationRule/"+refs.Primary.Name, "DestinationRule/"+refs.Canary.Name)
+		}
+		return keys
 	}
 	return nil
 }
@@ -93,7 +100,7 @@ func (r *Reconciler) enqueueForRoute() handler.EventHandler {
 		case *istiov1.VirtualService:
 			kind = "VirtualService"
 		case *istiov1.DestinationRule:
-			return nil // only generated ones, found by their owner
+			kind = "DestinationRule" // adopted ones; generated ones by their owner
 		}
 		return []string{kind + "/" + o.GetName()}
 	})

@@ -133,6 +133,16 @@ func viewOf(kind, name string, obj runtime.Object) routeView {
 				v.mirrorPercent = int32(h.MirrorPercentage.GetValue())
 			}
 		}
+		for _, t := range vs.Spec.Tcp {
+			for _, d := range t.Route {
+				switch d.Destination.Host {
+				case name + "-primary":
+					v.primary = d.Weight
+				case name + "-canary":
+					v.canary = d.Weight
+				}
+			}
+		}
 	}
 	return v
 }

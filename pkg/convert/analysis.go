@@ -70,8 +70,15 @@ func (c *canaryConv) strategy(a *reader) {
 	s := &c.ro.Spec.Strategy
 	iterations, hasIterations := a.int("iterations")
 	hasWeights := a.has("stepWeight") || a.has("stepWeights")
+	if c.tcp {
+		for _, k := range []string{"match", "sessionAffinity", "mirror", "mirrorWeight"} {
+			if a.has(k) {
+				a.note(k, NotCarried, "acts on HTTP requests, and the port is TCP: Flagger ignores it for a TCP service, and the Rollout refuses it")
+			}
+		}
+	}
 	switch {
-	case a.has("match") && c.router.weighted():
+	case a.has("match") && c.router.weighted() && !c.tcp:
 		s.ABTesting = &sluicev1.ABTestingStrategy{Iterations: iterationCount(a, iterations, hasIterations), Match: c.matches(a, "match")}
 		if len(s.ABTesting.Match) == 0 {
 			a.note("match", Changed, "no request match is left: converted as blue/green")
@@ -152,7 +159,7 @@ func (c *canaryConv) canary(a *reader) *sluicev1.CanaryStrategy {
 			}
 		}
 	}
-	if sa := a.obj("sessionAffinity"); sa != nil {
+	if sa := a.obj("sessionAffinity"); sa != nil && !c.tcp {
 		cs.SessionAffinity = &sluicev1.SessionAffinity{}
 		cs.SessionAffinity.CookieName, _ = sa.str("cookieName")
 		if n, ok := sa.int("maxAge"); ok {
@@ -208,6 +215,7 @@ func (c *canaryConv) mirror(a *reader) {
 	weight, hasWeight := a.int("mirrorWeight")
 	bg := c.ro.Spec.Strategy.BlueGreen
 	switch {
+	case c.tcp:
 	case !on && hasWeight:
 		a.note("mirrorWeight", NotCarried, "goes with mirror: true")
 	case !on:

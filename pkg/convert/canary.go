@@ -44,6 +44,9 @@ type canaryConv struct {
 	// metricsServer is the Canary's Prometheus address, for the templates
 	// made of inline queries.
 	metricsServer string
+	// tcp is true when the Istio router routes the main port as TCP
+	// (istio.TCP): the HTTP-only fields have no Sluice field then.
+	tcp bool
 }
 
 // convertCanary converts a Canary into a Rollout (and MetricTemplates for

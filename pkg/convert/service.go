@@ -52,6 +52,7 @@ func (c *canaryConv) service() error {
 	c.serviceUnsupported(s)
 	switch c.router {
 	case routerIstio:
+		c.tcp = istio.TCP(svc)
 		c.istio(s)
 	case routerGatewayAPI:
 		c.gatewayAPI(s)
@@ -130,6 +131,11 @@ func (c *canaryConv) istio(s *reader) {
 	is := c.ro.Spec.Routing.Istio
 	is.Hosts = s.strList("hosts")
 	is.Gateways = s.strList("gateways")
+	is.TrafficPolicy = istioPolicy(s, "trafficPolicy")
+	if c.tcp {
+		c.istioTCP(s)
+		return
+	}
 	if s.has("match") {
 		is.Match = c.matches(s, "match")
 	}
@@ -150,8 +156,23 @@ func (c *canaryConv) istio(s *reader) {
 		is.Rewrite.URI, _ = rw.str("uri")
 		is.Rewrite.Authority, _ = rw.str("authority")
 	}
-	is.TrafficPolicy = istioPolicy(s, "trafficPolicy")
 	is.CorsPolicy = istioPolicy(s, "corsPolicy")
+}
+
+// istioTCP reports the HTTP fields of a TCP service's Canary: Flagger
+// leaves them out of its tcp route, and the Rollout's API refuses them.
+func (c *canaryConv) istioTCP(s *reader) {
+	if _, ok := s.str("appProtocol"); !ok {
+		s.note("portName", Differs, "the port name makes Istio treat the port as TCP, so Sluice writes a tcp route for it; Flagger writes tcp routes only for appProtocol: tcp")
+	}
+	if s.has("match") {
+		s.note("match", NotCarried, "a TCP service has no requests to match; Sluice's tcp route matches the main port, service.port (Flagger's matches the match's ports, or every port)")
+	}
+	for _, k := range []string{"retries", "timeout", "headers", "rewrite", "corsPolicy"} {
+		if s.has(k) {
+			s.note(k, NotCarried, "acts on HTTP requests, and the port is TCP: Flagger leaves it out of its tcp route, and the Rollout refuses it")
+		}
+	}
 }
 
 // istioPolicy carries an Istio policy of spec.service (trafficPolicy or

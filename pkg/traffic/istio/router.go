@@ -40,20 +40,26 @@ func vsName(t traffic.Target) (string, bool) {
 	return t.Apex, false
 }
 
-// EnsureRoutes creates the DestinationRules and the generated VirtualService
-// (or checks the adopted one), keeping the weights it holds.
+// EnsureRoutes creates the DestinationRules (or checks the adopted ones) and
+// the generated VirtualService (or checks the adopted one), keeping the
+// weights it holds.
 func (r *Router) EnsureRoutes(ctx context.Context, t traffic.Target) error {
 	p, err := policiesOf(config(t))
 	if err != nil {
 		return err
 	}
 	for _, host := range []string{t.Primary, t.Canary} {
-		if err := r.ensureDestinationRule(ctx, t, host, p); err != nil {
+		if name, ok := adoptedDR(t, host); ok {
+			err = r.adoptDestinationRule(ctx, t, host, name)
+		} else {
+			err = r.ensureDestinationRule(ctx, t, host, p)
+		}
+		if err != nil {
 			return err
 		}
 	}
 	name, adopted := vsName(t)
-	h := hostsOf(t)
+	s := shiftedOf(t)
 	vs := &istiov1.VirtualService{}
 	err = r.Client.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: name}, vs)
 	switch {
@@ -66,7 +72,11 @@ func (r *Router) EnsureRoutes(ctx context.Context, t traffic.Target) error {
 			Annotations: map[string]string{traffic.RouteAnnotation: traffic.Route{Weights: traffic.ForCanary(0)}.String()},
 		}}
 		vs.Spec.Hosts, vs.Spec.Gateways = r.hosts(t), config(t).Gateways
-		vs.Spec.Http = []*networking.HTTPRoute{generatedHTTP(h, config(t), p)}
+		if s.tcp {
+			vs.Spec.Tcp = []*networking.TCPRoute{generatedTCP(s.h)}
+		} else {
+			vs.Spec.Http = []*networking.HTTPRoute{generatedHTTP(s.h, config(t), p)}
+		}
 		if err := controllerutil.SetControllerReference(t.Rollout, vs, r.Client.Scheme()); err != nil {
 			return err
 		}
@@ -78,9 +88,9 @@ func (r *Router) EnsureRoutes(ctx context.Context, t traffic.Target) error {
 		return fmt.Errorf("reading VirtualService %s: %w", name, err)
 	}
 	if adopted {
-		if _, ok := observed(vs.Spec.Http, h); !ok {
+		if _, ok := s.observe(vs); !ok {
 			return &traffic.StalledError{Reason: "NoRuleForService", Message: fmt.Sprintf(
-				"VirtualService %s has no HTTP route to host %s: point the routes Sluice should shift at it", name, t.Apex)}
+				"VirtualService %s has no %s route to host %s: point the routes Sluice should shift at it", name, s.kind(), t.Apex)}
 		}
 		return nil
 	}
@@ -90,13 +100,20 @@ func (r *Router) EnsureRoutes(ctx context.Context, t traffic.Target) error {
 	}
 	// Refresh the generated route's pass-through fields from the spec, with
 	// the route it holds now (a change by someone else is Apply's to report).
-	current, _ := observed(vs.Spec.Http, h)
-	if ann, ok := traffic.ParseRoute(vs.Annotations[traffic.RouteAnnotation]); ok && current.Experiment {
-		current.Revision = ann.Revision
+	// A route of the other protocol (service.appProtocol changed) gives way
+	// to the new one with all traffic on the primary, which always has
+	// ready pods; Apply then sets the weight the run asks for.
+	current, ok := s.observe(vs)
+	if !ok {
+		current = traffic.Route{Weights: traffic.ForCanary(0)}
 	}
 	want := vs.Spec.DeepCopy()
 	want.Hosts, want.Gateways = r.hosts(t), config(t).Gateways
-	want.Http = buildHTTP([]*networking.HTTPRoute{generatedHTTP(h, config(t), p)}, h, &t.Rollout.Spec, current)
+	if s.tcp {
+		want.Http, want.Tcp = nil, buildTCP([]*networking.TCPRoute{generatedTCP(s.h)}, s.h, current)
+	} else {
+		want.Tcp, want.Http = nil, buildHTTP([]*networking.HTTPRoute{generatedHTTP(s.h, config(t), p)}, s.h, s.spec, current)
+	}
 	if proto.Equal(want, &vs.Spec) {
 		return nil
 	}
@@ -118,68 +135,29 @@ func (r *Router) hosts(t traffic.Target) []string {
 	return out
 }
 
-// ensureDestinationRule creates the DestinationRule of host, or puts the
-// one it created back to the spec: the host and routing.istio.trafficPolicy,
-// nothing else. A change of the policy in the Rollout, or an edit of the
-// DestinationRule by someone else, is undone here.
-func (r *Router) ensureDestinationRule(ctx context.Context, t traffic.Target, host string, p policies) error {
-	want := destinationRuleSpec(host, p)
-	dr := &istiov1.DestinationRule{}
-	err := r.Client.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: host}, dr)
-	if err == nil {
-		if !metav1.IsControlledBy(dr, t.Rollout) {
-			return &traffic.StalledError{Reason: "RouteConflict", Message: fmt.Sprintf("DestinationRule %s exists and is not managed by this Rollout", host)}
-		}
-		if proto.Equal(&dr.Spec, want) {
-			return nil
-		}
-		patch := client.MergeFrom(dr.DeepCopy())
-		dr.Spec.Reset()
-		proto.Merge(&dr.Spec, want)
-		if err := r.Client.Patch(ctx, dr, patch); err != nil {
-			return fmt.Errorf("updating DestinationRule %s: %w", host, err)
-		}
-		return nil
-	}
-	if !apierrors.IsNotFound(err) {
-		return fmt.Errorf("reading DestinationRule %s: %w", host, err)
-	}
-	dr = &istiov1.DestinationRule{ObjectMeta: metav1.ObjectMeta{
-		Name: host, Namespace: t.Rollout.Namespace,
-		Labels: map[string]string{traffic.ManagedByLabel: traffic.ManagedByValue},
-	}}
-	proto.Merge(&dr.Spec, want)
-	if err := controllerutil.SetControllerReference(t.Rollout, dr, r.Client.Scheme()); err != nil {
-		return err
-	}
-	if err := r.Client.Create(ctx, dr); err != nil {
-		return fmt.Errorf("creating DestinationRule %s: %w", host, err)
-	}
-	return nil
-}
-
 func (r *Router) get(ctx context.Context, t traffic.Target) (*istiov1.VirtualService, error) {
 	name, _ := vsName(t)
 	vs := &istiov1.VirtualService{}
 	return vs, r.Client.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: name}, vs)
 }
 
-// Apply rewrites the managed HTTP routes for want and reads the result back.
+// Apply rewrites the managed routes for want and reads the result back.
 func (r *Router) Apply(ctx context.Context, t traffic.Target, want traffic.Route) (traffic.Applied, error) {
 	vs, err := r.get(ctx, t)
 	if err != nil {
 		return traffic.Applied{}, fmt.Errorf("reading VirtualService: %w", err)
 	}
-	h, spec := hostsOf(t), &t.Rollout.Spec
+	s := shiftedOf(t)
 	var out traffic.Applied
 	if last, ok := traffic.ParseRoute(vs.Annotations[traffic.RouteAnnotation]); ok {
-		out.Drifted = !sameHTTP(buildHTTP(vs.Spec.Http, h, spec, last), vs.Spec.Http)
+		out.Drifted = !proto.Equal(s.build(&vs.Spec, last), &vs.Spec)
 	}
-	http := buildHTTP(vs.Spec.Http, h, spec, want)
+	spec := s.build(&vs.Spec, want)
 	labels, relabel := traffic.SyncShiftingLabel(vs.Labels, want)
-	if relabel || !sameHTTP(http, vs.Spec.Http) || vs.Annotations[traffic.RouteAnnotation] != want.String() {
+	if relabel || !proto.Equal(spec, &vs.Spec) || vs.Annotations[traffic.RouteAnnotation] != want.String() {
 		patch := client.MergeFrom(vs.DeepCopy())
-		vs.Spec.Http, vs.Labels = http, labels
+		spec.DeepCopyInto(&vs.Spec)
+		vs.Labels = labels
 		if vs.Annotations == nil {
 			vs.Annotations = map[string]string{}
 		}
@@ -188,7 +166,7 @@ func (r *Router) Apply(ctx context.Context, t traffic.Target, want traffic.Route
 			return traffic.Applied{}, fmt.Errorf("updating VirtualService %s: %w", vs.Name, err)
 		}
 	}
-	out.Route, _ = routeOf(vs, h)
+	out.Route, _ = s.observe(vs)
 	return out, nil
 }
 
@@ -201,20 +179,51 @@ func (r *Router) Observe(ctx context.Context, t traffic.Target) (traffic.Route, 
 	if err != nil {
 		return traffic.Route{}, false, err
 	}
-	got, ok := routeOf(vs, hostsOf(t))
+	got, ok := shiftedOf(t).observe(vs)
 	return got, ok, nil
 }
 
-func routeOf(vs *istiov1.VirtualService, h hosts) (traffic.Route, bool) {
-	got, ok := observed(vs.Spec.Http, h)
+// shifted is what Sluice shifts in a VirtualService for a Rollout: its
+// http routes, or its tcp routes when the main port is TCP (TCP).
+type shifted struct {
+	tcp  bool
+	h    hosts
+	spec *sluicev1.RolloutSpec
+}
+
+func shiftedOf(t traffic.Target) shifted {
+	return shifted{tcp: TCP(&t.Rollout.Spec.Service), h: hostsOf(t), spec: &t.Rollout.Spec}
+}
+
+func (s shifted) kind() string {
+	if s.tcp {
+		return "tcp"
+	}
+	return "HTTP"
+}
+
+// build returns a copy of vs with the shifted routes rebuilt for r; the
+// routes of the other protocol are left as they are.
+func (s shifted) build(vs *networking.VirtualService, r traffic.Route) *networking.VirtualService {
+	out := vs.DeepCopy()
+	if s.tcp {
+		out.Tcp = buildTCP(vs.Tcp, s.h, r)
+	} else {
+		out.Http = buildHTTP(vs.Http, s.h, s.spec, r)
+	}
+	return out
+}
+
+// observe reads the Route a VirtualService holds.
+func (s shifted) observe(vs *istiov1.VirtualService) (traffic.Route, bool) {
+	if s.tcp {
+		return observedTCP(vs.Spec.Tcp, s.h)
+	}
+	got, ok := observed(vs.Spec.Http, s.h)
 	if ann, annOK := traffic.ParseRoute(vs.Annotations[traffic.RouteAnnotation]); annOK && got.Experiment {
 		got.Revision = ann.Revision
 	}
 	return got, ok
-}
-
-func sameHTTP(a, b []*networking.HTTPRoute) bool {
-	return slices.EqualFunc(a, b, func(x, y *networking.HTTPRoute) bool { return proto.Equal(x, y) })
 }
 
 // Finalize hands the VirtualService back pointing at the apex host, or
@@ -231,9 +240,28 @@ func (r *Router) Finalize(ctx context.Context, t traffic.Target, revert bool) er
 	if !adopted && !revert {
 		return nil
 	}
-	h := hostsOf(t)
+	s := shiftedOf(t)
 	patch := client.MergeFrom(vs.DeepCopy())
-	http := buildHTTP(vs.Spec.Http, h, &t.Rollout.Spec, traffic.Route{Weights: traffic.ForCanary(0)})
+	if s.tcp {
+		handBackTCP(vs.Spec.Tcp, s.h)
+	} else {
+		vs.Spec.Http = handBackHTTP(vs.Spec.Http, s.h, s.spec)
+	}
+	vs.Labels, _ = traffic.SyncShiftingLabel(vs.Labels, traffic.Route{})
+	delete(vs.Annotations, traffic.RouteAnnotation)
+	if !adopted {
+		release(vs, t)
+	}
+	if err := r.Client.Patch(ctx, vs, patch); err != nil {
+		return fmt.Errorf("handing VirtualService %s back: %w", vs.Name, err)
+	}
+	return nil
+}
+
+// handBackHTTP removes the experiment routes and points the managed HTTP
+// routes at the apex Service again.
+func handBackHTTP(current []*networking.HTTPRoute, h hosts, spec *sluicev1.RolloutSpec) []*networking.HTTPRoute {
+	http := buildHTTP(current, h, spec, traffic.Route{Weights: traffic.ForCanary(0)})
 	for _, route := range http {
 		if !h.managed(route) {
 			continue
@@ -246,21 +274,5 @@ func (r *Router) Finalize(ctx context.Context, t traffic.Target, revert bool) er
 		}
 		route.Route = append([]*networking.HTTPRouteDestination{h.dest(h.apex, 100, nil)}, dests...)
 	}
-	vs.Spec.Http = http
-	vs.Labels, _ = traffic.SyncShiftingLabel(vs.Labels, traffic.Route{})
-	delete(vs.Annotations, traffic.RouteAnnotation)
-	if !adopted {
-		var owners []metav1.OwnerReference
-		for _, o := range vs.OwnerReferences {
-			if o.UID != t.Rollout.UID {
-				owners = append(owners, o)
-			}
-		}
-		vs.OwnerReferences = owners
-		delete(vs.Labels, traffic.ManagedByLabel)
-	}
-	if err := r.Client.Patch(ctx, vs, patch); err != nil {
-		return fmt.Errorf("handing VirtualService %s back: %w", vs.Name, err)
-	}
-	return nil
+	return http
 }
