@@ -43,9 +43,11 @@ type RolloutList struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.strategy.abTesting) || (has(self.routing) && (has(self.routing.gatewayAPI) || has(self.routing.istio)))",message="strategy.abTesting routes by request and needs routing.gatewayAPI or routing.istio"
 // +kubebuilder:validation:XValidation:rule="!has(self.service.name) || (self.service.name != self.targetRef.name + '-primary' && self.service.name != self.targetRef.name + '-canary')",message="service.name may not be the name of the -primary or -canary Service"
 // +kubebuilder:validation:XValidation:rule="!has(self.strategy.blueGreen) || !has(self.strategy.blueGreen.mirror) || !self.strategy.blueGreen.mirror || (has(self.routing) && (has(self.routing.gatewayAPI) || has(self.routing.istio)))",message="strategy.blueGreen.mirror copies traffic and needs routing.gatewayAPI or routing.istio"
+// +kubebuilder:validation:XValidation:rule="self.targetRef.kind != 'DaemonSet' || !has(self.autoscalerRef)",message="autoscalerRef cannot go with a DaemonSet target: a DaemonSet runs one pod on each node it selects and has no replica count to scale"
 type RolloutSpec struct {
-	// TargetRef names the Deployment that Sluice releases. Sluice scales it to
-	// zero between releases and runs it as the canary during a release.
+	// TargetRef names the Deployment or DaemonSet that Sluice releases.
+	// Sluice parks it between releases (a Deployment at zero replicas, a
+	// DaemonSet on no node) and runs it as the canary during a release.
 	TargetRef TargetRef `json:"targetRef"`
 
 	// AutoscalerRef names the autoscaler of the target: Sluice gives the
@@ -138,6 +140,8 @@ func (s *RolloutSpec) ApexServiceName() string {
 }
 
 // TargetRef names the workload that a Rollout releases.
+//
+// +kubebuilder:validation:XValidation:rule="self.kind == oldSelf.kind",message="targetRef.kind cannot change: the primary is of the old kind; delete the Rollout (traffic is handed back to the target) and create it again"
 type TargetRef struct {
 	// APIVersion of the target.
 	// +kubebuilder:default="apps/v1"
@@ -145,8 +149,8 @@ type TargetRef struct {
 	// +optional
 	APIVersion string `json:"apiVersion,omitempty"`
 
-	// Kind of the target. Only Deployment is supported.
-	// +kubebuilder:validation:XValidation:rule="self == 'Deployment'",message="targetRef.kind must be Deployment: Sluice releases Deployments only"
+	// Kind of the target: Deployment or DaemonSet.
+	// +kubebuilder:validation:XValidation:rule="self == 'Deployment' || self == 'DaemonSet'",message="targetRef.kind must be Deployment or DaemonSet: Sluice releases those kinds only"
 	Kind string `json:"kind"`
 
 	// Name of the target in the Rollout's namespace.
