@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -217,5 +218,51 @@ func TestDeletingARolloutUnparksTheDaemonSetAndHandsTrafficBackOnceItIsReady(t *
 	target := s.getDaemonSet("podinfo")
 	if !maps.Equal(target.Spec.Template.Spec.NodeSelector, userNodes) {
 		t.Errorf("the target requires nodes %v after the Rollout, want exactly the user's %v", target.Spec.Template.Spec.NodeSelector, userNodes)
+	}
+}
+
+// TestATargetUnparkedBehindSluicesBackIsParkedAgainWithoutARelease: a
+// GitOps tool that owns the nodeSelector (Flux's server-side apply) removes
+// the parking; the same revision is not a release, and the primary is left
+// as it is.
+func TestATargetUnparkedBehindSluicesBackIsParkedAgainWithoutARelease(t *testing.T) {
+	s := newStory(t)
+	s.daemonSet("podinfo", "podinfo:1.0")
+	ro := s.initialized("podinfo", asDaemonSet())
+	s.waitParked("podinfo", true, "the target parked")
+	primaryGen := s.getDaemonSet("podinfo-primary").Generation
+
+	s.editDaemonSet("podinfo", func(d *appsv1.DaemonSet) { d.Spec.Template.Spec.NodeSelector = maps.Clone(userNodes) })
+
+	s.waitParked("podinfo", true, "the target parked again")
+	after := s.getRollout("podinfo")
+	if after.Status.Phase != sluicev1.PhaseInitialized || after.Status.StableRevision != ro.Status.StableRevision || after.Status.CanaryRevision != "" {
+		t.Errorf("phase %s, stable %s (was %s), canary %q: unparking started a release", after.Status.Phase, after.Status.StableRevision, ro.Status.StableRevision, after.Status.CanaryRevision)
+	}
+	if gen := s.getDaemonSet("podinfo-primary").Generation; gen != primaryGen {
+		t.Errorf("the primary was changed (generation %d -> %d)", primaryGen, gen)
+	}
+}
+
+// TestADaemonSetOnTheHostNetworkIsRefusedWithoutMovingAnything: its primary
+// and canary pods could not share a node.
+func TestADaemonSetOnTheHostNetworkIsRefusedWithoutMovingAnything(t *testing.T) {
+	s := newStory(t)
+	s.daemonSet("agent", "agent:1.0")
+	s.editDaemonSet("agent", func(d *appsv1.DaemonSet) { d.Spec.Template.Spec.HostNetwork = true })
+	s.rollout("agent", asDaemonSet())
+
+	ro := s.waitStalled("agent", "InvalidTarget")
+	if c := ro.Status.Conditions; !slices.ContainsFunc(c, func(c metav1.Condition) bool {
+		return c.Type == sluicev1.ConditionStalled && strings.Contains(c.Message, "hostNetwork: true")
+	}) {
+		t.Errorf("the Stalled condition does not say why: %+v", c)
+	}
+	err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "agent-primary"}, &appsv1.DaemonSet{})
+	if client.IgnoreNotFound(err) != nil || err == nil {
+		t.Errorf("a primary was created for a DaemonSet Sluice refuses (%v)", err)
+	}
+	if parked(s.getDaemonSet("agent")) {
+		t.Error("the refused DaemonSet was parked")
 	}
 }
