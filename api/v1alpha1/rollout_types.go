@@ -45,9 +45,11 @@ type RolloutList struct {
 // +kubebuilder:validation:XValidation:rule="!(has(self.routing) && has(self.routing.istio) && (has(self.service.appProtocol) ? self.service.appProtocol.matches('^(?i)(tcp|mongo|mysql|redis)$') : (has(self.service.portName) && self.service.portName.matches('^(tcp|mongo|mysql|redis)(-.*)?$')))) || !(has(self.routing.istio.match) || has(self.routing.istio.retries) || has(self.routing.istio.timeout) || has(self.routing.istio.headers) || has(self.routing.istio.rewrite) || has(self.routing.istio.corsPolicy))",message="routing.istio: the main port is TCP (service.appProtocol tcp, mongo, mysql or redis, or a portName such as tcp or tcp-db), so Sluice writes tcp routes: match, retries, timeout, headers, rewrite and corsPolicy act on HTTP requests and cannot be set"
 // +kubebuilder:validation:XValidation:rule="!(has(self.routing) && has(self.routing.istio) && (has(self.service.appProtocol) ? self.service.appProtocol.matches('^(?i)(tcp|mongo|mysql|redis)$') : (has(self.service.portName) && self.service.portName.matches('^(tcp|mongo|mysql|redis)(-.*)?$')))) || !(has(self.strategy.abTesting) || (has(self.strategy.blueGreen) && has(self.strategy.blueGreen.mirror) && self.strategy.blueGreen.mirror) || (has(self.strategy.canary) && has(self.strategy.canary.sessionAffinity)))",message="routing.istio: the main port is TCP (service.appProtocol tcp, mongo, mysql or redis, or a portName such as tcp or tcp-db), so Sluice writes tcp routes: strategy.abTesting, blueGreen.mirror and canary.sessionAffinity act on HTTP requests; use strategy.canary weights or blueGreen"
 // +kubebuilder:validation:XValidation:rule="!has(self.strategy.blueGreen) || !has(self.strategy.blueGreen.mirror) || !self.strategy.blueGreen.mirror || (has(self.routing) && (has(self.routing.gatewayAPI) || has(self.routing.istio)))",message="strategy.blueGreen.mirror copies traffic and needs routing.gatewayAPI or routing.istio"
+// +kubebuilder:validation:XValidation:rule="self.targetRef.kind != 'DaemonSet' || !has(self.autoscalerRef)",message="autoscalerRef cannot go with a DaemonSet target: a DaemonSet runs one pod on each node it selects and has no replica count to scale"
 type RolloutSpec struct {
-	// TargetRef names the Deployment that Sluice releases. Sluice scales it to
-	// zero between releases and runs it as the canary during a release.
+	// TargetRef names the Deployment or DaemonSet that Sluice releases.
+	// Sluice parks it between releases (a Deployment at zero replicas, a
+	// DaemonSet on no node) and runs it as the canary during a release.
 	TargetRef TargetRef `json:"targetRef"`
 
 	// AutoscalerRef names the autoscaler of the target: Sluice gives the
@@ -140,6 +142,8 @@ func (s *RolloutSpec) ApexServiceName() string {
 }
 
 // TargetRef names the workload that a Rollout releases.
+//
+// +kubebuilder:validation:XValidation:rule="self.kind == oldSelf.kind",message="targetRef.kind cannot change: the primary is of the old kind; delete the Rollout (traffic is handed back to the target) and create it again"
 type TargetRef struct {
 	// APIVersion of the target.
 	// +kubebuilder:default="apps/v1"
@@ -147,8 +151,8 @@ type TargetRef struct {
 	// +optional
 	APIVersion string `json:"apiVersion,omitempty"`
 
-	// Kind of the target. Only Deployment is supported.
-	// +kubebuilder:validation:XValidation:rule="self == 'Deployment'",message="targetRef.kind must be Deployment: Sluice releases Deployments only"
+	// Kind of the target: Deployment or DaemonSet.
+	// +kubebuilder:validation:XValidation:rule="self == 'Deployment' || self == 'DaemonSet'",message="targetRef.kind must be Deployment or DaemonSet: Sluice releases those kinds only"
 	Kind string `json:"kind"`
 
 	// Name of the target in the Rollout's namespace.

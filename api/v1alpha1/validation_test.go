@@ -121,6 +121,18 @@ strategy: {blueGreen: {iterations: 3}}
 	if err := k8sClient.Create(context.Background(), bg, client.DryRunAll); err != nil {
 		t.Fatalf("blue/green Rollout on the kubernetes router rejected: %v", err)
 	}
+	for name, edit := range map[string]func(map[string]any){
+		"canary": set("targetRef.kind", "DaemonSet"),
+		"bluegreen": func(spec map[string]any) {
+			set("targetRef.kind", "DaemonSet")(spec)
+			set("routing", nil)(spec)
+			set("strategy", map[string]any{"blueGreen": map[string]any{"iterations": 2}})(spec)
+		},
+	} {
+		if err := k8sClient.Create(context.Background(), rollout(t, "valid-daemonset-"+name, validSpec, edit), client.DryRunAll); err != nil {
+			t.Errorf("%s Rollout of a DaemonSet rejected: %v", name, err)
+		}
+	}
 	named := rollout(t, "valid-service-name", validSpec, set("service", map[string]any{
 		"port": 9898, "name": "podinfo-web",
 		"apex":    map[string]any{"labels": map[string]any{"tier": "web"}, "annotations": map[string]any{"example.com/owner": "shop"}},
@@ -241,8 +253,12 @@ func TestTheAPIServerRejectsInvalidRolloutsWithAClearMessage(t *testing.T) {
 		edit func(map[string]any)
 		want string
 	}{
-		{"a target that is not a Deployment", set("targetRef.kind", "StatefulSet"),
-			"targetRef.kind must be Deployment"},
+		{"a target that is neither a Deployment nor a DaemonSet", set("targetRef.kind", "StatefulSet"),
+			"targetRef.kind must be Deployment or DaemonSet"},
+		{"an autoscaler for a DaemonSet", func(spec map[string]any) {
+			set("targetRef.kind", "DaemonSet")(spec)
+			set("autoscalerRef", map[string]any{"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "x"})(spec)
+		}, "autoscalerRef cannot go with a DaemonSet target"},
 		{"a weight above 100", set("strategy.canary.steps", []any{map[string]any{"setWeight": 150}}),
 			"should be less than or equal to 100"},
 		{"a negative weight", set("strategy.canary.steps", []any{map[string]any{"setWeight": -5}}),
@@ -449,5 +465,26 @@ func TestTheServiceNameCannotChange(t *testing.T) {
 	set("service.apex", map[string]any{"labels": map[string]any{"tier": "web"}})(edited.Object["spec"].(map[string]any))
 	if err := k8sClient.Update(ctx, edited, client.DryRunAll); err != nil {
 		t.Errorf("changing the apex Service's labels was refused: %v", err)
+	}
+}
+
+// TestTheTargetKindCannotChange: the primary is of the target's kind, so a
+// Rollout cannot move from a Deployment to a DaemonSet; its name may change.
+func TestTheTargetKindCannotChange(t *testing.T) {
+	ctx := context.Background()
+	ro := rollout(t, "target-kind-fixed", validSpec, nil)
+	if err := k8sClient.Create(ctx, ro); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = k8sClient.Delete(ctx, ro) }()
+	edited := ro.DeepCopy()
+	set("targetRef.kind", "DaemonSet")(edited.Object["spec"].(map[string]any))
+	if err := k8sClient.Update(ctx, edited, client.DryRunAll); err == nil || !strings.Contains(err.Error(), "targetRef.kind cannot change") {
+		t.Errorf("targetRef.kind Deployment -> DaemonSet: got %v, want a refusal saying targetRef.kind cannot change", err)
+	}
+	edited = ro.DeepCopy()
+	set("targetRef.name", "podinfo2")(edited.Object["spec"].(map[string]any))
+	if err := k8sClient.Update(ctx, edited, client.DryRunAll); err != nil {
+		t.Errorf("renaming the target was refused: %v", err)
 	}
 }

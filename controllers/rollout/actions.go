@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -131,33 +132,20 @@ func (r *Reconciler) scaleTarget(ctx context.Context, sc *scope, want statemachi
 				n = cur
 			}
 			if n != sc.primary.Replicas() {
-				if err := r.setReplicas(ctx, sc.kind, sc.primary, n); err != nil {
+				if _, err := r.setReplicas(ctx, sc.kind, sc.primary, n); err != nil {
 					return err
 				}
 			}
 		}
-		return r.setReplicas(ctx, sc.kind, sc.target, 0)
+		_, err := r.setReplicas(ctx, sc.kind, sc.target, 0)
+		return err
 	}
-	n := max(cur, want.CanaryMinReplicas)
-	if cur == 0 {
-		n = max(n, 1)
-		if sc.primary != nil {
-			n = max(n, sc.primary.Replicas())
-		}
-	}
-	tmpl := sc.target.Template()
-	restart := workload.NeedsConfigRestart(tmpl, sc.configs)
-	if n == cur && !restart {
+	up, n := scaledUp(sc, want)
+	if up == nil {
 		return nil
 	}
 	patch := client.MergeFrom(sc.target.DeepCopy().Object())
-	sc.target.SetReplicas(n)
-	if stamp := workload.ConfigStamp(sc.configs); restart || cur == 0 {
-		if tmpl.Annotations == nil {
-			tmpl.Annotations = map[string]string{}
-		}
-		tmpl.Annotations[ConfigStampAnnotation] = stamp
-	}
+	sc.target = up
 	if err := r.Patch(ctx, sc.target.Object(), patch); err != nil {
 		return fmt.Errorf("scaling %s %s to %d: %w", sc.kind.Kind(), sc.target.Object().GetName(), n, err)
 	}
@@ -166,12 +154,48 @@ func (r *Reconciler) scaleTarget(ctx context.Context, sc *scope, want statemachi
 	return nil
 }
 
-// setReplicas scales w, of kind k, to n pods.
-func (r *Reconciler) setReplicas(ctx context.Context, k workload.Kind, w workload.Workload, n int32) error {
-	patch := client.MergeFrom(w.DeepCopy().Object())
-	w.SetReplicas(n)
-	if err := r.Patch(ctx, w.Object(), patch); err != nil {
-		return fmt.Errorf("scaling %s %s to %d: %w", k.Kind(), w.Object().GetName(), n, err)
+// scaledUp returns the target as scaleTarget runs it up, and the count it
+// asks for; nil when that changes nothing. A kind without a replica count
+// (a DaemonSet) runs on every node it selects once asked for any count, so
+// asking it for more than it runs changes nothing.
+func scaledUp(sc *scope, want statemachine.Desired) (workload.Workload, int32) {
+	cur := sc.target.Replicas()
+	n := max(cur, want.CanaryMinReplicas)
+	if cur == 0 {
+		n = max(n, 1)
+		if sc.primary != nil {
+			n = max(n, sc.primary.Replicas())
+		}
 	}
-	return nil
+	restart := workload.NeedsConfigRestart(sc.target.Template(), sc.configs)
+	if n == cur && !restart {
+		return nil, n
+	}
+	up := sc.target.DeepCopy()
+	up.SetReplicas(n)
+	if stamp := workload.ConfigStamp(sc.configs); restart || cur == 0 {
+		tmpl := up.Template()
+		if tmpl.Annotations == nil {
+			tmpl.Annotations = map[string]string{}
+		}
+		tmpl.Annotations[ConfigStampAnnotation] = stamp
+	}
+	if equality.Semantic.DeepEqual(up.Object(), sc.target.Object()) {
+		return nil, n
+	}
+	return up, n
+}
+
+// setReplicas scales w, of kind k, to n pods, and reports whether that
+// changed it (asking a DaemonSet that runs for another count does not).
+func (r *Reconciler) setReplicas(ctx context.Context, k workload.Kind, w workload.Workload, n int32) (bool, error) {
+	before := w.DeepCopy().Object()
+	w.SetReplicas(n)
+	if equality.Semantic.DeepEqual(before, w.Object()) {
+		return false, nil
+	}
+	if err := r.Patch(ctx, w.Object(), client.MergeFrom(before)); err != nil {
+		return false, fmt.Errorf("scaling %s %s to %d: %w", k.Kind(), w.Object().GetName(), n, err)
+	}
+	return true, nil
 }

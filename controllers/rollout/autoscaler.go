@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -34,6 +35,13 @@ func autoscalerTarget(ro *sluicev1.Rollout) autoscaling.Target {
 func (r *Reconciler) observeAutoscaler(ctx context.Context, sc *scope) error {
 	ref := sc.ro.Spec.AutoscalerRef
 	if ref == nil || r.Autoscalers == nil {
+		return nil
+	}
+	if !scalable(sc.kind) {
+		// The API server refuses this (CEL); a CRD from before that rule
+		// does not.
+		sc.block("InvalidTarget", fmt.Sprintf("autoscalerRef names %s %s, but a %s has no replica count to scale: remove autoscalerRef",
+			ref.Kind, ref.Name, sc.kind.Kind()))
 		return nil
 	}
 	a, err := r.Autoscalers.For(ref)

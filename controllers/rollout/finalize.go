@@ -180,11 +180,14 @@ func (r *Reconciler) revertTarget(ctx context.Context, ro *sluicev1.Rollout, tar
 		want = max(want, primary.Replicas())
 	}
 	if target.Replicas() < want {
-		if err := r.setReplicas(ctx, kind, target, want); err != nil {
+		changed, err := r.setReplicas(ctx, kind, target, want)
+		if err != nil {
 			return 0, err
 		}
-		r.Recorder.Eventf(ro, nil, corev1.EventTypeNormal, "Reverting", "Finalize",
-			"Rollout deleted: scaling %s %s back to %d before traffic is handed back to it", kind.Kind(), name, want)
+		if changed {
+			r.Recorder.Eventf(ro, nil, corev1.EventTypeNormal, "Reverting", "Finalize",
+				"Rollout deleted: scaling %s %s back to %d before traffic is handed back to it", kind.Kind(), name, want)
+		}
 	}
 	ready, why := target.Ready(100)
 	if ready {

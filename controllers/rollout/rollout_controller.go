@@ -117,7 +117,7 @@ func (r *Reconciler) isCurrent(ctx context.Context, ro *sluicev1.Rollout) (bool,
 // +kubebuilder:rbac:groups=sluice.dev,resources=metrictemplates;clustermetrictemplates,verbs=get;list;watch
 // +kubebuilder:rbac:groups=sluice.dev,resources=alertproviders,verbs=get
 // +kubebuilder:rbac:groups=external.metrics.k8s.io,resources=*,verbs=get;list
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments;daemonsets,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups="",resources=services;configmaps;secrets,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
@@ -689,9 +689,9 @@ func (r *Reconciler) wouldWrite(sc *scope, want statemachine.Desired, route traf
 	if sc.scaler != nil && sc.scaler.NeedsPause(sc.scaled, !want.CanaryUp) {
 		return true
 	}
-	cur := sc.target.Replicas()
 	if !want.CanaryUp {
-		return cur > 0
+		return sc.target.Replicas() > 0
 	}
-	return cur == 0 || cur < want.CanaryMinReplicas || workload.NeedsConfigRestart(sc.target.Template(), sc.configs)
+	up, _ := scaledUp(sc, want)
+	return up != nil
 }

@@ -215,6 +215,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		&corev1.ConfigMap{}:  {Transform: rollout.StripConfigMetadata},
 		&corev1.Secret{}:     {Transform: rollout.StripConfigMetadata},
 		&appsv1.Deployment{}: {},
+		&appsv1.DaemonSet{}:  {},
 	}
 	if shard != nil {
 		// A shard sees only its Rollouts: every other object is reached

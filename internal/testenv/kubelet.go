@@ -6,7 +6,10 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/sluice-dev/sluice/pkg/workload"
 )
 
 // AvailableAnnotation on a Deployment caps the replicas the fake kubelet
@@ -17,7 +20,8 @@ const AvailableAnnotation = "testenv.sluice.dev/available"
 // RunFakeKubelet stands in for the Deployment controller and kubelet, which
 // envtest does not run: until ctx ends it reports every Deployment in ns as
 // fully rolled out, except those hold returns true for, which stay
-// unavailable. It polls, as test scaffolding, every 50ms.
+// unavailable, and every DaemonSet in ns as rolled out on FakeNodes nodes
+// (none while parked). It polls, as test scaffolding, every 50ms.
 func RunFakeKubelet(ctx context.Context, c client.Client, ns string, hold func(*appsv1.Deployment) bool) {
 	go func() {
 		t := time.NewTicker(50 * time.Millisecond)
@@ -53,6 +57,39 @@ func RunFakeKubelet(ctx context.Context, c client.Client, ns string, hold func(*
 				d.Status = want
 				_ = c.Status().Update(ctx, d)
 			}
+			reportDaemonSets(ctx, c, ns)
 		}
 	}()
+}
+
+// FakeNodes is the number of nodes every DaemonSet the fake kubelet sees
+// runs on, unless parked.
+const FakeNodes = 3
+
+// reportDaemonSets stands in for the DaemonSet controller: every DaemonSet
+// in ns runs its current spec on FakeNodes nodes, or on none while parked
+// (it requires workload.ParkedNodeLabel, which no node carries), with
+// AvailableAnnotation capping the nodes where its pod is available.
+func reportDaemonSets(ctx context.Context, c client.Client, ns string) {
+	var list appsv1.DaemonSetList
+	if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		return
+	}
+	for i := range list.Items {
+		d := &list.Items[i]
+		n := int32(FakeNodes)
+		if workload.IsParked(&d.Spec.Template.Spec) {
+			n = 0
+		}
+		want := appsv1.DaemonSetStatus{ObservedGeneration: d.Generation, DesiredNumberScheduled: n, CurrentNumberScheduled: n,
+			UpdatedNumberScheduled: n, NumberReady: n, NumberAvailable: n}
+		if v, err := strconv.Atoi(d.Annotations[AvailableAnnotation]); err == nil && int32(v) < n {
+			want.NumberReady, want.NumberAvailable, want.NumberUnavailable = int32(v), int32(v), n-int32(v)
+		}
+		if equality.Semantic.DeepEqual(d.Status, want) {
+			continue
+		}
+		d.Status = want
+		_ = c.Status().Update(ctx, d)
+	}
 }

@@ -98,6 +98,11 @@ func sourceFor(ro *sluicev1.Rollout, v queryVars, gw GatewayFlavor) (requestSour
 		// metrics, from the canary's pods (<target>-<replicaset hash>-<pod id>;
 		// the primary's pods are <target>-primary-<hash>-<id> and do not match).
 		pods := regexp.QuoteMeta(v.Target) + "-[a-z0-9]+-[a-z0-9]+"
+		if ro.Spec.TargetRef.Kind == "DaemonSet" {
+			// A DaemonSet's pods are <target>-<5 characters>: the Deployment
+			// pattern would match the primary's, <target>-primary-<5>.
+			pods = regexp.QuoteMeta(v.Target) + "-[a-z0-9]{5}"
+		}
 		return requestSource{
 			requests: "http_requests_total", codeLabel: "code",
 			buckets: "http_request_duration_seconds_bucket", toMillis: " * 1000",

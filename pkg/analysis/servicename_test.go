@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 
@@ -25,6 +26,27 @@ func TestWithServiceNameTheTemplateSeesTheApexAndBuiltinsTheTargetsCanary(t *tes
 		q, err := BuiltinQuery(ro, sluicev1.MetricCheck{Name: sluicev1.MetricRequestSuccessRate}, flavor)
 		if err != nil || !strings.Contains(q, want) || strings.Contains(q, "podinfo-web") {
 			t.Errorf("%s: query %q (%v), want the canary Service %s", flavor, q, err, want)
+		}
+	}
+}
+
+// TestTheBuiltinMetricsOfADaemonSetReadItsCanaryPodsOnly: on the kubernetes
+// router the built-ins select the canary's pods by name. A DaemonSet's pods
+// are <target>-<5 characters>; the primary's, <target>-primary-<5>, must not
+// match (the Deployment pattern, <target>-<hash>-<id>, would take them).
+func TestTheBuiltinMetricsOfADaemonSetReadItsCanaryPodsOnly(t *testing.T) {
+	ro := exampleRollout(nil)
+	ro.Spec.TargetRef.Kind = "DaemonSet"
+	q, err := BuiltinQuery(ro, sluicev1.MetricCheck{Name: sluicev1.MetricRequestSuccessRate}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, _ := strings.Cut(q, `pod=~"`)
+	pattern, _, _ := strings.Cut(rest, `"`)
+	re := regexp.MustCompile("^(?:" + strings.ReplaceAll(pattern, `\\`, `\`) + ")$")
+	for pod, want := range map[string]bool{"podinfo-x7k2p": true, "podinfo-primary-x7k2p": false, "podinfo-5d9c7b-x7k2p": false} {
+		if got := re.MatchString(pod); got != want {
+			t.Errorf("pattern %s matches pod %s: %v, want %v", pattern, pod, got, want)
 		}
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/pkg/workload"
 )
 
 // router is the Sluice router a Canary's provider maps to.
@@ -83,7 +84,7 @@ func convertCanary(r *reader, meta objectMeta) ([]map[string]any, error) {
 	return objs, nil
 }
 
-// target maps targetRef; Sluice releases Deployments only.
+// target maps targetRef; Sluice releases Deployments and DaemonSets.
 func (c *canaryConv) target() error {
 	t := c.spec.obj("targetRef")
 	if t == nil {
@@ -92,8 +93,14 @@ func (c *canaryConv) target() error {
 	kind, _ := t.str("kind")
 	name, _ := t.str("name")
 	apiVersion, _ := t.str("apiVersion")
-	if kind != "Deployment" {
-		return fmt.Errorf("spec.targetRef.kind %s: Sluice releases Deployments only", kind)
+	switch kind {
+	case "Deployment":
+	case "DaemonSet":
+		t.note("kind", Differs, "Sluice parks the DaemonSet between releases with the node label %s=%s in its nodeSelector (no node may carry it; Flagger uses a label of its own), "+
+			"and refuses a DaemonSet on the host's network, on host ports or with updateStrategy OnDelete: its primary and canary pods share each node during a run",
+			workload.ParkedNodeLabel, workload.ParkedNodeValue)
+	default:
+		return fmt.Errorf("spec.targetRef.kind %s: Sluice releases Deployments and DaemonSets only", kind)
 	}
 	if name == "" {
 		return fmt.Errorf("spec.targetRef.name is missing")
@@ -110,6 +117,10 @@ func (c *canaryConv) target() error {
 func (c *canaryConv) autoscaler() {
 	a := c.spec.obj("autoscalerRef")
 	if a == nil {
+		return
+	}
+	if c.ro.Spec.TargetRef.Kind == "DaemonSet" {
+		a.note("", NotCarried, "a DaemonSet runs one pod on each node it selects and has no replica count to scale; Sluice refuses autoscalerRef with it")
 		return
 	}
 	kind, _ := a.str("kind")

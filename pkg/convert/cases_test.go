@@ -225,8 +225,30 @@ func TestConversionCases(t *testing.T) {
 }
 
 func TestAnInputThatCannotBeConvertedSaysWhy(t *testing.T) {
-	res := convertOne(t, strings.Replace(canary("", ""), "kind: Deployment", "kind: DaemonSet", 1))
-	if res.Err == nil || !strings.Contains(res.Err.Error(), "Deployments only") || len(res.Objects) != 0 {
-		t.Fatalf("want an error about Deployments, got %v and %d objects", res.Err, len(res.Objects))
+	res := convertOne(t, strings.Replace(canary("", ""), "kind: Deployment", "kind: StatefulSet", 1))
+	if res.Err == nil || !strings.Contains(res.Err.Error(), "Deployments and DaemonSets only") || len(res.Objects) != 0 {
+		t.Fatalf("want an error about the kinds Sluice releases, got %v and %d objects", res.Err, len(res.Objects))
+	}
+}
+
+// TestADaemonSetCanaryIsConvertedWithoutItsAutoscaler: the kind is carried
+// over, with how Sluice parks it; an autoscalerRef cannot go with it.
+func TestADaemonSetCanaryIsConvertedWithoutItsAutoscaler(t *testing.T) {
+	in := strings.Replace(canary("  autoscalerRef: {apiVersion: autoscaling/v2, kind: HorizontalPodAutoscaler, name: app}\n", ""),
+		"kind: Deployment", "kind: DaemonSet", 1)
+	res := convertOne(t, in)
+	spec := specJSON(t, res)
+	if !strings.Contains(spec, `"kind":"DaemonSet"`) || strings.Contains(spec, "autoscalerRef") {
+		t.Errorf("spec %s: want targetRef.kind DaemonSet and no autoscalerRef (the API server refuses it with a DaemonSet)", spec)
+	}
+	var notes []string
+	for _, n := range res.Notes {
+		notes = append(notes, n.Field+": "+string(n.Kind)+": "+n.Reason)
+	}
+	report := strings.Join(notes, "\n")
+	for _, want := range []string{"spec.targetRef.kind: differs", "sluice.dev/parked=true", "spec.autoscalerRef: not carried over", "no replica count"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("the report does not say %q:\n%s", want, report)
+		}
 	}
 }

@@ -10,16 +10,20 @@ import (
 )
 
 // Revision identifies what a release would ship: the pod template and the
-// checksums of the configuration it uses (by ConfigRef key).
+// checksums of the configuration it uses (by ConfigRef key). What Sluice
+// itself adds to a target's template is not part of it: the configuration
+// stamp, and the parking of a kind without replicas (a parked target and the
+// same target running are one revision).
 func Revision(template *corev1.PodTemplateSpec, configs map[string]string) (string, error) {
 	h := sha256.New()
-	if _, stamped := template.Annotations[ConfigStampAnnotation]; stamped {
-		// Sluice's own stamp is not part of what the user ships.
+	_, stamped := template.Annotations[ConfigStampAnnotation]
+	if stamped || IsParked(&template.Spec) {
 		template = template.DeepCopy()
 		delete(template.Annotations, ConfigStampAnnotation)
 		if len(template.Annotations) == 0 {
 			template.Annotations = nil
 		}
+		Unpark(&template.Spec)
 	}
 	if err := json.NewEncoder(h).Encode(template); err != nil {
 		return "", fmt.Errorf("hashing the pod template: %w", err)

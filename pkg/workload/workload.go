@@ -1,7 +1,8 @@
 // Package workload is the seam between the Rollout reconciler and the
 // workloads it releases, as pkg/traffic is for routers and pkg/autoscaling
 // for autoscalers. One small interface, Kind, with one package per kind:
-// deployment (apps/v1 Deployment); a DaemonSet kind would be another.
+// deployment (apps/v1 Deployment) and daemonset (apps/v1 DaemonSet, parked
+// on no node between releases: parked.go).
 //
 // What does not depend on the kind lives here, as pure functions over pod
 // specs and object metadata: the names and annotations of the primary, the

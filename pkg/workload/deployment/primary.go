@@ -14,19 +14,7 @@ import (
 // of the primary (the same keys, values suffixed with -primary), so that the
 // two sets of pods never match each other's Service.
 func Selectors(target *appsv1.Deployment) (canary, primary map[string]string, err error) {
-	sel := target.Spec.Selector
-	if sel == nil || len(sel.MatchLabels) == 0 {
-		return nil, nil, fmt.Errorf("deployment %s has no spec.selector.matchLabels: Sluice needs them to tell primary and canary pods apart", target.Name)
-	}
-	if len(sel.MatchExpressions) > 0 {
-		return nil, nil, fmt.Errorf("deployment %s selects pods with matchExpressions: Sluice supports matchLabels only", target.Name)
-	}
-	canary = maps.Clone(sel.MatchLabels)
-	primary = make(map[string]string, len(canary))
-	for k, v := range canary {
-		primary[k] = workload.PrimaryName(v)
-	}
-	return canary, primary, nil
+	return workload.SplitSelector("deployment", target.Name, target.Spec.Selector)
 }
 
 // BuildPrimary returns the primary Deployment for a target: the target's
@@ -38,36 +26,12 @@ func BuildPrimary(target *appsv1.Deployment, p workload.Primary) *appsv1.Deploym
 	replicas := p.Replicas
 	spec.Replicas = &replicas
 	spec.Selector = &metav1.LabelSelector{MatchLabels: maps.Clone(p.Selector)}
-	if spec.Template.Labels == nil {
-		spec.Template.Labels = map[string]string{}
-	}
-	// The revision on the pod template too: a release of configuration only
-	// leaves the template otherwise unchanged, and the primary's pods must
-	// restart to read their new -primary copies.
-	if spec.Template.Annotations == nil {
-		spec.Template.Annotations = map[string]string{}
-	}
-	spec.Template.Annotations[workload.RevisionAnnotation] = p.Revision
-	maps.Copy(spec.Template.Labels, p.Selector)
-	workload.RenameConfigRefs(&spec.Template.Spec, p.Copied)
+	var targetSel map[string]string
 	if target.Spec.Selector != nil {
-		workload.Relabel{Target: target.Spec.Selector.MatchLabels, Primary: p.Selector}.PodSelectors(&spec.Template.Spec, target.Namespace)
+		targetSel = target.Spec.Selector.MatchLabels
 	}
-
-	labels := maps.Clone(target.Labels)
-	if labels == nil {
-		labels = map[string]string{}
-	}
-	labels[workload.RolloutLabel] = target.Name
-	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{
-			Name:        workload.PrimaryName(target.Name),
-			Namespace:   target.Namespace,
-			Labels:      labels,
-			Annotations: map[string]string{workload.RevisionAnnotation: p.Revision},
-		},
-		Spec: *spec,
-	}
+	workload.PrimaryTemplate(&spec.Template, targetSel, target.Namespace, p)
+	return &appsv1.Deployment{ObjectMeta: workload.PrimaryMeta(&target.ObjectMeta, p.Revision), Spec: *spec}
 }
 
 // Ready reports whether a Deployment runs all its replicas at its current

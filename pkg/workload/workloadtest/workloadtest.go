@@ -39,3 +39,25 @@ func Target() *appsv1.Deployment {
 		},
 	}
 }
+
+// DaemonSet builds a DaemonSet web in namespace ns with the pod template and
+// selector of Target, that runs on Linux nodes of a pool (its own
+// nodeSelector) and on nodes of zone a or b (its own node affinity).
+func DaemonSet() *appsv1.DaemonSet {
+	d := Target()
+	tmpl := *d.Spec.Template.DeepCopy()
+	tmpl.Spec.NodeSelector = map[string]string{"kubernetes.io/os": "linux", "pool": "edge"}
+	tmpl.Spec.Affinity = &corev1.Affinity{NodeAffinity: &corev1.NodeAffinity{
+		RequiredDuringSchedulingIgnoredDuringExecution: &corev1.NodeSelector{NodeSelectorTerms: []corev1.NodeSelectorTerm{{
+			MatchExpressions: []corev1.NodeSelectorRequirement{{Key: "zone", Operator: corev1.NodeSelectorOpIn, Values: []string{"a", "b"}}},
+		}}},
+	}}
+	return &appsv1.DaemonSet{
+		ObjectMeta: *d.ObjectMeta.DeepCopy(),
+		Spec: appsv1.DaemonSetSpec{
+			Selector:       d.Spec.Selector.DeepCopy(),
+			Template:       tmpl,
+			UpdateStrategy: appsv1.DaemonSetUpdateStrategy{Type: appsv1.RollingUpdateDaemonSetStrategyType},
+		},
+	}
+}
