@@ -43,6 +43,8 @@ type RolloutList struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.strategy.abTesting) || (has(self.routing) && (has(self.routing.gatewayAPI) || has(self.routing.istio)))",message="strategy.abTesting routes by request and needs routing.gatewayAPI or routing.istio"
 // +kubebuilder:validation:XValidation:rule="!has(self.service.name) || (self.service.name != self.targetRef.name + '-primary' && self.service.name != self.targetRef.name + '-canary')",message="service.name may not be the name of the -primary or -canary Service"
 // +kubebuilder:validation:XValidation:rule="!has(self.strategy.blueGreen) || !has(self.strategy.blueGreen.mirror) || !self.strategy.blueGreen.mirror || (has(self.routing) && (has(self.routing.gatewayAPI) || has(self.routing.istio)))",message="strategy.blueGreen.mirror copies traffic and needs routing.gatewayAPI or routing.istio"
+// +kubebuilder:validation:XValidation:rule="!(has(self.routing) && has(self.routing.gatewayAPI) && has(self.routing.gatewayAPI.routeKind) && self.routing.gatewayAPI.routeKind == 'GRPCRoute') || !has(self.strategy.canary) || !has(self.strategy.canary.sessionAffinity)",message="strategy.canary.sessionAffinity pins users with a cookie, which gRPC clients do not keep: it cannot work with routing.gatewayAPI.routeKind: GRPCRoute"
+// +kubebuilder:validation:XValidation:rule="!(has(self.routing) && has(self.routing.gatewayAPI) && has(self.routing.gatewayAPI.routeKind) && self.routing.gatewayAPI.routeKind == 'GRPCRoute') || !has(self.strategy.abTesting) || self.strategy.abTesting.match.all(m, !has(m.uri) && !has(m.method) && !has(m.cookies))",message="with routing.gatewayAPI.routeKind: GRPCRoute, strategy.abTesting.match may match headers only: a GRPCRoute matches gRPC methods and headers, not URIs, HTTP methods or cookies"
 type RolloutSpec struct {
 	// TargetRef names the Deployment that Sluice releases. Sluice scales it to
 	// zero between releases and runs it as the canary during a release.
@@ -317,7 +319,7 @@ type ServiceMetadata struct {
 //
 // +kubebuilder:validation:XValidation:rule="!(has(self.gatewayAPI) && has(self.istio))",message="set at most one router in routing: gatewayAPI or istio"
 type Routing struct {
-	// GatewayAPI routes through a Gateway API HTTPRoute.
+	// GatewayAPI routes through a Gateway API HTTPRoute or GRPCRoute.
 	// +optional
 	GatewayAPI *GatewayAPIRouting `json:"gatewayAPI,omitempty"`
 
@@ -328,14 +330,28 @@ type Routing struct {
 
 // GatewayAPIRouting configures the Gateway API router.
 // +kubebuilder:validation:XValidation:rule="!has(self.httpRouteRef) || (!has(self.filters) && !has(self.timeouts))",message="filters and timeouts go on a generated HTTPRoute; an adopted one (httpRouteRef) keeps its own"
+// +kubebuilder:validation:XValidation:rule="!has(self.grpcRouteRef) || !has(self.filters)",message="filters go on a generated GRPCRoute; an adopted one (grpcRouteRef) keeps its own"
+// +kubebuilder:validation:XValidation:rule="!has(self.grpcRouteRef) || (has(self.routeKind) && self.routeKind == 'GRPCRoute')",message="grpcRouteRef adopts a GRPCRoute: set routeKind: GRPCRoute with it"
+// +kubebuilder:validation:XValidation:rule="!has(self.httpRouteRef) || !has(self.routeKind) || self.routeKind == 'HTTPRoute'",message="httpRouteRef adopts an HTTPRoute: with routeKind: GRPCRoute adopt a GRPCRoute with grpcRouteRef"
+// +kubebuilder:validation:XValidation:rule="!has(self.timeouts) || !has(self.routeKind) || self.routeKind == 'HTTPRoute'",message="timeouts are HTTPRoute timeouts: the Gateway API's GRPCRoute has none"
 type GatewayAPIRouting struct {
-	// ParentRefs are the Gateways the generated HTTPRoute attaches to, or
+	// RouteKind is the kind of route Sluice generates or adopts: HTTPRoute
+	// (the default) or GRPCRoute, for gateways and meshes that route gRPC
+	// by service and method. It is chosen here rather than inferred from
+	// the Service's appProtocol: h2c and grpc backends are routed through
+	// HTTPRoutes by many gateways too, and a route of the other kind would
+	// appear, or be replaced, when only a port's protocol changed.
+	// +kubebuilder:validation:Enum=HTTPRoute;GRPCRoute
+	// +optional
+	RouteKind string `json:"routeKind,omitempty"`
+
+	// ParentRefs are the Gateways the generated route attaches to, or
 	// Services for mesh (GAMMA) routing.
 	// +optional
 	// +kubebuilder:validation:MaxItems=16
 	ParentRefs []ParentReference `json:"parentRefs,omitempty"`
 
-	// Hostnames of the generated HTTPRoute.
+	// Hostnames of the generated route.
 	// +optional
 	// +kubebuilder:validation:MaxItems=16
 	Hostnames []string `json:"hostnames,omitempty"`
@@ -345,13 +361,20 @@ type GatewayAPIRouting struct {
 	// +optional
 	HTTPRouteRef *LocalObjectReference `json:"httpRouteRef,omitempty"`
 
+	// GRPCRouteRef adopts an existing GRPCRoute (with routeKind:
+	// GRPCRoute): Sluice edits only the backendRefs of its rules that point
+	// at the apex Service.
+	// +optional
+	GRPCRouteRef *LocalObjectReference `json:"grpcRouteRef,omitempty"`
+
 	// Timeouts of the generated HTTPRoute's rules (the Gateway API's
 	// HTTPRouteTimeouts), for gateways that implement them.
 	// +optional
 	Timeouts *GatewayAPITimeouts `json:"timeouts,omitempty"`
 
-	// Filters of the generated HTTPRoute's rules, for both versions: header
-	// changes, or an ExtensionRef to a filter of the gateway's own.
+	// Filters of the generated route's rules (HTTPRoute or GRPCRoute), for
+	// both versions: header changes, or an ExtensionRef to a filter of the
+	// gateway's own.
 	// +optional
 	// +kubebuilder:validation:MaxItems=8
 	Filters []GatewayAPIFilter `json:"filters,omitempty"`

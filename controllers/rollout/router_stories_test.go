@@ -25,6 +25,22 @@ import (
 
 var routerKinds = []string{"gatewayAPI", "istio"}
 
+// routerKindsAndGRPC are the router kinds plus "grpcRoute": the Gateway API
+// router with routeKind: GRPCRoute, for the stories whose strategy has a
+// gRPC form (session affinity has none and is refused with it).
+var routerKindsAndGRPC = []string{"gatewayAPI", "grpcRoute", "istio"}
+
+// routeObject is an empty route object of a story's router kind.
+func routeObject(kind string) client.Object {
+	switch kind {
+	case "istio":
+		return &istiov1.VirtualService{}
+	case "grpcRoute":
+		return &gwv1.GRPCRoute{}
+	}
+	return &gwv1.HTTPRoute{}
+}
+
 func withRouter(kind string) rolloutOpt {
 	return func(ro *sluicev1.Rollout) {
 		switch kind {
@@ -32,6 +48,12 @@ func withRouter(kind string) rolloutOpt {
 			ro.Spec.Routing = &sluicev1.Routing{GatewayAPI: &sluicev1.GatewayAPIRouting{
 				ParentRefs: []sluicev1.ParentReference{{Name: "public", Namespace: "infra"}},
 				Hostnames:  []string{"app.example.com"},
+			}}
+		case "grpcRoute":
+			ro.Spec.Routing = &sluicev1.Routing{GatewayAPI: &sluicev1.GatewayAPIRouting{
+				RouteKind:  "GRPCRoute",
+				ParentRefs: []sluicev1.ParentReference{{Name: "public", Namespace: "infra"}},
+				Hostnames:  []string{"grpc.example.com"},
 			}}
 		case "istio":
 			ro.Spec.Routing = &sluicev1.Routing{Istio: &sluicev1.IstioRouting{
@@ -61,15 +83,12 @@ type routeView struct {
 
 func (s *story) route(kind, name string) routeView {
 	s.t.Helper()
-	var obj client.Object = &gwv1.HTTPRoute{}
-	if kind == "istio" {
-		obj = &istiov1.VirtualService{}
-	}
+	obj := routeObject(kind)
 	s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: name}, obj))
 	return viewOf(kind, name, obj)
 }
 
-// viewOf reads a route object (an HTTPRoute or a VirtualService).
+// viewOf reads a route object (an HTTPRoute, a GRPCRoute or a VirtualService).
 func viewOf(kind, name string, obj runtime.Object) routeView {
 	var v routeView
 	if o, ok := obj.(client.Object); ok {
@@ -98,6 +117,31 @@ func viewOf(kind, name string, obj runtime.Object) routeView {
 							v.canaryCookie = f.ResponseHeaderModifier.Add[0].Value
 						}
 					}
+				}
+			}
+			for _, f := range rule.Filters {
+				if f.RequestMirror != nil && string(f.RequestMirror.BackendRef.Name) == name+"-canary" {
+					v.mirrorPercent = *f.RequestMirror.Percent
+				}
+			}
+		}
+	case "grpcRoute":
+		r := obj.(*gwv1.GRPCRoute)
+		for _, rule := range r.Spec.Rules {
+			if rule.Name != nil && strings.HasPrefix(string(*rule.Name), "sluice-") {
+				v.inserted = append(v.inserted, string(*rule.Name))
+				if strings.HasPrefix(string(*rule.Name), "sluice-ab") {
+					h := rule.Matches[0].Headers[0]
+					v.abHeader = string(h.Name) + "=" + h.Value
+				}
+				continue
+			}
+			for _, ref := range rule.BackendRefs {
+				switch string(ref.Name) {
+				case name + "-primary":
+					v.primary = *ref.Weight
+				case name + "-canary":
+					v.canary = *ref.Weight
 				}
 			}
 			for _, f := range rule.Filters {
@@ -145,8 +189,11 @@ func (s *story) watchRoute(kind, name string, until sluicev1.Phase, start func()
 	wc, err := watchClient()
 	s.must(err)
 	var list client.ObjectList = &gwv1.HTTPRouteList{}
-	if kind == "istio" {
+	switch kind {
+	case "istio":
 		list = &istiov1.VirtualServiceList{}
+	case "grpcRoute":
+		list = &gwv1.GRPCRouteList{}
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, storyTimeout)
 	defer cancel()
@@ -170,10 +217,7 @@ func (s *story) watchRoute(kind, name string, until sluicev1.Phase, start func()
 		}
 	}
 	get := func() client.Object {
-		var obj client.Object = &gwv1.HTTPRoute{}
-		if kind == "istio" {
-			obj = &istiov1.VirtualService{}
-		}
+		obj := routeObject(kind)
 		s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: name}, obj))
 		return obj
 	}
@@ -234,7 +278,7 @@ func canaryWeights(views []routeView) []int32 {
 }
 
 func TestACanaryShiftsWeightStepByStepThroughEachRouter(t *testing.T) {
-	for _, kind := range routerKinds {
+	for _, kind := range routerKindsAndGRPC {
 		t.Run(kind, func(t *testing.T) {
 			s := newStory(t)
 			s.deploy("podinfo", "podinfo:1.0")
@@ -291,7 +335,7 @@ func TestARouteIsLabelledWhileARunShiftsItAndNotAfterPromotion(t *testing.T) {
 // TestTheShiftingLabelIsRemovedAtRollback: an aborted run takes the label
 // off with the weight, on a generated route and on an adopted one.
 func TestTheShiftingLabelIsRemovedAtRollback(t *testing.T) {
-	for _, kind := range routerKinds {
+	for _, kind := range routerKindsAndGRPC {
 		for _, adopted := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/adopted=%v", kind, adopted), func(t *testing.T) {
 				s := newStory(t)
@@ -344,6 +388,21 @@ func (s *story) adoptedRoute(kind, name string) rolloutOpt {
 		return func(ro *sluicev1.Rollout) {
 			ro.Spec.Routing = &sluicev1.Routing{GatewayAPI: &sluicev1.GatewayAPIRouting{HTTPRouteRef: &sluicev1.LocalObjectReference{Name: name}}}
 		}
+	case "grpcRoute":
+		s.must(k8sClient.Create(s.ctx, &gwv1.GRPCRoute{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.ns},
+			Spec: gwv1.GRPCRouteSpec{
+				CommonRouteSpec: gwv1.CommonRouteSpec{ParentRefs: []gwv1.ParentReference{{Name: "public"}}},
+				Rules: []gwv1.GRPCRouteRule{{
+					Matches: []gwv1.GRPCRouteMatch{{Method: &gwv1.GRPCMethodMatch{Service: ptr.To("shop.Orders")}}},
+					BackendRefs: []gwv1.GRPCBackendRef{{BackendRef: gwv1.BackendRef{
+						BackendObjectReference: gwv1.BackendObjectReference{Name: "podinfo", Port: ptr.To(gwv1.PortNumber(9898))}}}},
+				}},
+			},
+		}))
+		return func(ro *sluicev1.Rollout) {
+			ro.Spec.Routing = &sluicev1.Routing{GatewayAPI: &sluicev1.GatewayAPIRouting{RouteKind: "GRPCRoute", GRPCRouteRef: &sluicev1.LocalObjectReference{Name: name}}}
+		}
 	default:
 		vs := &istiov1.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.ns}}
 		vs.Spec.Hosts = []string{"shop.example.com"}
@@ -358,16 +417,13 @@ func (s *story) adoptedRoute(kind, name string) rolloutOpt {
 // routeNamed reads the route object name, routing to the Services of target.
 func (s *story) routeNamed(kind, name, target string) routeView {
 	s.t.Helper()
-	var obj client.Object = &gwv1.HTTPRoute{}
-	if kind == "istio" {
-		obj = &istiov1.VirtualService{}
-	}
+	obj := routeObject(kind)
 	s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: name}, obj))
 	return viewOf(kind, target, obj)
 }
 
 func TestBlueGreenWithMirroringCopiesTrafficToTheCanaryAtWeightZero(t *testing.T) {
-	for _, kind := range routerKinds {
+	for _, kind := range routerKindsAndGRPC {
 		t.Run(kind, func(t *testing.T) {
 			s := newStory(t)
 			s.deploy("podinfo", "podinfo:1.0")
@@ -396,7 +452,7 @@ func TestBlueGreenWithMirroringCopiesTrafficToTheCanaryAtWeightZero(t *testing.T
 }
 
 func TestABTestingSendsMatchingRequestsToTheCanary(t *testing.T) {
-	for _, kind := range routerKinds {
+	for _, kind := range routerKindsAndGRPC {
 		t.Run(kind, func(t *testing.T) {
 			s := newStory(t)
 			s.deploy("podinfo", "podinfo:1.0")
