@@ -255,6 +255,18 @@ type ServiceSpec struct {
 	// +optional
 	Ports []ServicePort `json:"ports,omitempty"`
 
+	// PortDiscovery adds to the Services, besides the main port and ports,
+	// every containerPort declared in the pod template of the pods each
+	// Service selects (the apex Service: of both versions). A discovered
+	// port keeps the container port's name (or is named after its
+	// protocol and number, e.g. tcp-9090), its number and protocol. The main
+	// port and ports come first and win: a container port one of them has
+	// (same number and protocol) or targets is not added again. A port a new
+	// release declares is added; one it drops is removed from the apex and
+	// primary Services once the primary's pods no longer declare it.
+	// +optional
+	PortDiscovery bool `json:"portDiscovery,omitempty"`
+
 	// Apex holds labels and annotations for the apex Service.
 	// +optional
 	Apex *ServiceMetadata `json:"apex,omitempty"`

@@ -121,6 +121,13 @@ strategy: {blueGreen: {iterations: 3}}
 	if err := k8sClient.Create(context.Background(), grpcAB, client.DryRunAll); err != nil {
 		t.Errorf("Rollout adopting a GRPCRoute for A/B header matches rejected: %v", err)
 	}
+	discovery := rollout(t, "valid-port-discovery", validSpec, func(spec map[string]any) {
+		set("service.portDiscovery", true)(spec)
+		set("service.ports", []any{map[string]any{"name": "metrics", "port": 9797}})(spec)
+	})
+	if err := k8sClient.Create(context.Background(), discovery, client.DryRunAll); err != nil {
+		t.Errorf("Rollout with portDiscovery and ports rejected: %v", err)
+	}
 	for _, ref := range []map[string]any{
 		{"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "podinfo",
 			"primaryScalerReplicas": map[string]any{"minReplicas": 2, "maxReplicas": 20}},
