@@ -623,7 +623,7 @@ func jsonOf(t *testing.T, v any) string {
 }
 
 func TestARouteChangedBehindSluicesBackIsPutBack(t *testing.T) {
-	for _, kind := range routerKinds {
+	for _, kind := range routerKindsAndGRPC {
 		t.Run(kind, func(t *testing.T) {
 			s := newStory(t)
 			s.deploy("podinfo", "podinfo:1.0")
@@ -639,6 +639,12 @@ func TestARouteChangedBehindSluicesBackIsPutBack(t *testing.T) {
 			switch kind {
 			case "gatewayAPI":
 				r := &gwv1.HTTPRoute{}
+				s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, r))
+				r.Spec.Rules[0].BackendRefs[0].Weight = ptr.To[int32](50)
+				r.Spec.Rules[0].BackendRefs[1].Weight = ptr.To[int32](50)
+				s.must(k8sClient.Update(s.ctx, r))
+			case "grpcRoute":
+				r := &gwv1.GRPCRoute{}
 				s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, r))
 				r.Spec.Rules[0].BackendRefs[0].Weight = ptr.To[int32](50)
 				r.Spec.Rules[0].BackendRefs[1].Weight = ptr.To[int32](50)
@@ -740,6 +746,85 @@ func TestDeletingARolloutHandsAnAdoptedRouteBackAndKeepsOnlyTheApexService(t *te
 		if metav1.GetControllerOf(s.getService(name)) == nil {
 			t.Errorf("Service %s has no owner: the garbage collector would leave it", name)
 		}
+	}
+}
+
+// TestAnAdoptedGRPCRouteKeepsEverythingButTheBackendsAndIsHandedBack: a
+// user's GRPCRoute (routeKind: GRPCRoute, grpcRouteRef). Sluice weights the
+// rule that points at the apex Service; its method match and filters, and
+// the other rules, stay as the user wrote them; deleting the Rollout points
+// the rule at the apex Service again.
+func TestAnAdoptedGRPCRouteKeepsEverythingButTheBackendsAndIsHandedBack(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	route := &gwv1.GRPCRoute{
+		ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: s.ns},
+		Spec: gwv1.GRPCRouteSpec{
+			CommonRouteSpec: gwv1.CommonRouteSpec{ParentRefs: []gwv1.ParentReference{{Name: "public"}}},
+			Hostnames:       []gwv1.Hostname{"grpc.example.com"},
+			Rules: []gwv1.GRPCRouteRule{
+				{
+					Name:    ptr.To(gwv1.SectionName("orders")),
+					Matches: []gwv1.GRPCRouteMatch{{Method: &gwv1.GRPCMethodMatch{Service: ptr.To("shop.Orders")}}},
+					Filters: []gwv1.GRPCRouteFilter{{Type: gwv1.GRPCRouteFilterRequestHeaderModifier,
+						RequestHeaderModifier: &gwv1.HTTPHeaderFilter{Set: []gwv1.HTTPHeader{{Name: "x-team", Value: "orders"}}}}},
+					BackendRefs: []gwv1.GRPCBackendRef{{BackendRef: gwv1.BackendRef{BackendObjectReference: gwv1.BackendObjectReference{Name: "podinfo", Port: ptr.To(gwv1.PortNumber(9898))}}}},
+				},
+				{
+					Name:        ptr.To(gwv1.SectionName("catalog")),
+					Matches:     []gwv1.GRPCRouteMatch{{Method: &gwv1.GRPCMethodMatch{Service: ptr.To("shop.Catalog")}}},
+					BackendRefs: []gwv1.GRPCBackendRef{{BackendRef: gwv1.BackendRef{BackendObjectReference: gwv1.BackendObjectReference{Name: "catalog", Port: ptr.To(gwv1.PortNumber(9000))}}}},
+				},
+			},
+		},
+	}
+	s.must(k8sClient.Create(s.ctx, route))
+	s.must(k8sClient.Get(s.ctx, client.ObjectKeyFromObject(route), route))
+	userMatches, userFilters, otherRule := jsonOf(t, route.Spec.Rules[0].Matches), jsonOf(t, route.Spec.Rules[0].Filters), jsonOf(t, route.Spec.Rules[1])
+
+	ro := s.initialized("podinfo", func(ro *sluicev1.Rollout) {
+		ro.Spec.Routing = &sluicev1.Routing{GatewayAPI: &sluicev1.GatewayAPIRouting{RouteKind: "GRPCRoute", GRPCRouteRef: &sluicev1.LocalObjectReference{Name: "shop"}}}
+		// Held at 40% until the Rollout is deleted mid-run.
+		ro.Spec.Strategy = sluicev1.Strategy{Canary: &sluicev1.CanaryStrategy{Steps: []sluicev1.CanaryStep{{SetWeight: ptr.To[int32](40)}, {Pause: &sluicev1.PauseStep{}}}}}
+	})
+	s.setImage("podinfo", "podinfo:2.0")
+	s.eventually(storyTimeout, "the adopted GRPCRoute at 60/40", func() error {
+		if v := s.routeNamed("grpcRoute", "shop", "podinfo"); v.primary != 60 || v.canary != 40 {
+			return fmt.Errorf("route %+v", v)
+		}
+		return nil
+	})
+	s.must(k8sClient.Get(s.ctx, client.ObjectKeyFromObject(route), route))
+	if got := jsonOf(t, route.Spec.Rules[0].Matches); got != userMatches {
+		t.Errorf("the rule's matches changed: %s, want %s", got, userMatches)
+	}
+	if got := jsonOf(t, route.Spec.Rules[0].Filters); got != userFilters {
+		t.Errorf("the rule's filters changed: %s, want %s", got, userFilters)
+	}
+	if got := jsonOf(t, route.Spec.Rules[1]); got != otherRule {
+		t.Errorf("the other rule changed: %s, want %s", got, otherRule)
+	}
+	if metav1.GetControllerOf(route) != nil {
+		t.Errorf("the adopted route got an owner: %v", metav1.GetControllerOf(route))
+	}
+
+	s.must(k8sClient.Delete(s.ctx, ro))
+	s.eventually(storyTimeout, "the Rollout to be gone", func() error {
+		err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, &sluicev1.Rollout{})
+		if err == nil {
+			return fmt.Errorf("still there")
+		}
+		return client.IgnoreNotFound(err)
+	})
+	s.must(k8sClient.Get(s.ctx, client.ObjectKeyFromObject(route), route))
+	if refs := route.Spec.Rules[0].BackendRefs; len(refs) != 1 || refs[0].Name != "podinfo" {
+		t.Errorf("the rule after deletion points at %+v, want the apex Service only", refs)
+	}
+	if got := jsonOf(t, route.Spec.Rules[0].Matches) + jsonOf(t, route.Spec.Rules[1]); got != userMatches+otherRule {
+		t.Errorf("handed back with other matches or rules: %s", got)
+	}
+	if _, ok := route.Annotations["sluice.dev/route"]; ok || route.Labels["sluice.dev/shifting"] != "" {
+		t.Errorf("Sluice's annotation or label left on the route: %v %v", route.Annotations, route.Labels)
 	}
 }
 
