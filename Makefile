@@ -115,7 +115,7 @@ bench-smoke: envtest ## Each benchmark once at its smallest size, so that none r
 FUZZTIME ?= 10s
 TEST_FUZZTIME ?= 2s
 FUZZ_TARGETS := FuzzRender:./pkg/analysis/ FuzzCleanBody:./pkg/webhooks/ FuzzPayload:./pkg/webhooks/ \
-	FuzzBuildRules:./pkg/traffic/gatewayapi/ FuzzBuildHTTP:./pkg/traffic/istio/ FuzzDecide:./controllers/rollout/statemachine/ \
+	FuzzBuildRules:./pkg/traffic/gatewayapi/ FuzzBuildGRPCRules:./pkg/traffic/gatewayapi/ FuzzBuildHTTP:./pkg/traffic/istio/ FuzzDecide:./controllers/rollout/statemachine/ \
 	FuzzJudge:./pkg/analysis/judge/
 
 .PHONY: fuzz

@@ -46,6 +46,8 @@ type RolloutList struct {
 // +kubebuilder:validation:XValidation:rule="!(has(self.routing) && has(self.routing.istio) && (has(self.service.appProtocol) ? self.service.appProtocol.matches('^(?i)(tcp|mongo|mysql|redis)$') : (has(self.service.portName) && self.service.portName.matches('^(tcp|mongo|mysql|redis)(-.*)?$')))) || !(has(self.strategy.abTesting) || (has(self.strategy.blueGreen) && has(self.strategy.blueGreen.mirror) && self.strategy.blueGreen.mirror) || (has(self.strategy.canary) && has(self.strategy.canary.sessionAffinity)))",message="routing.istio: the main port is TCP (service.appProtocol tcp, mongo, mysql or redis, or a portName such as tcp or tcp-db), so Sluice writes tcp routes: strategy.abTesting, blueGreen.mirror and canary.sessionAffinity act on HTTP requests; use strategy.canary weights or blueGreen"
 // +kubebuilder:validation:XValidation:rule="!has(self.strategy.blueGreen) || !has(self.strategy.blueGreen.mirror) || !self.strategy.blueGreen.mirror || (has(self.routing) && (has(self.routing.gatewayAPI) || has(self.routing.istio)))",message="strategy.blueGreen.mirror copies traffic and needs routing.gatewayAPI or routing.istio"
 // +kubebuilder:validation:XValidation:rule="self.targetRef.kind != 'DaemonSet' || !has(self.autoscalerRef)",message="autoscalerRef cannot go with a DaemonSet target: a DaemonSet runs one pod on each node it selects and has no replica count to scale"
+// +kubebuilder:validation:XValidation:rule="!(has(self.routing) && has(self.routing.gatewayAPI) && has(self.routing.gatewayAPI.routeKind) && self.routing.gatewayAPI.routeKind == 'GRPCRoute') || !has(self.strategy.canary) || !has(self.strategy.canary.sessionAffinity)",message="strategy.canary.sessionAffinity pins users with a cookie, which gRPC clients do not keep: it cannot work with routing.gatewayAPI.routeKind: GRPCRoute"
+// +kubebuilder:validation:XValidation:rule="!(has(self.routing) && has(self.routing.gatewayAPI) && has(self.routing.gatewayAPI.routeKind) && self.routing.gatewayAPI.routeKind == 'GRPCRoute') || !has(self.strategy.abTesting) || self.strategy.abTesting.match.all(m, !has(m.uri) && !has(m.method) && !has(m.cookies))",message="with routing.gatewayAPI.routeKind: GRPCRoute, strategy.abTesting.match may match headers only: a GRPCRoute matches gRPC methods and headers, not URIs, HTTP methods or cookies"
 type RolloutSpec struct {
 	// TargetRef names the Deployment or DaemonSet that Sluice releases.
 	// Sluice parks it between releases (a Deployment at zero replicas, a
@@ -259,6 +261,18 @@ type ServiceSpec struct {
 	// +optional
 	Ports []ServicePort `json:"ports,omitempty"`
 
+	// PortDiscovery adds to the Services, besides the main port and ports,
+	// every containerPort declared in the pod template of the pods each
+	// Service selects (the apex Service: of both versions). A discovered
+	// port keeps the container port's name (or is named after its
+	// protocol and number, e.g. tcp-9090), its number and protocol. The main
+	// port and ports come first and win: a container port one of them has
+	// (same number and protocol) or targets is not added again. A port a new
+	// release declares is added; one it drops is removed from the apex and
+	// primary Services once the primary's pods no longer declare it.
+	// +optional
+	PortDiscovery bool `json:"portDiscovery,omitempty"`
+
 	// Apex holds labels and annotations for the apex Service.
 	// +optional
 	Apex *ServiceMetadata `json:"apex,omitempty"`
@@ -323,7 +337,7 @@ type ServiceMetadata struct {
 //
 // +kubebuilder:validation:XValidation:rule="!(has(self.gatewayAPI) && has(self.istio))",message="set at most one router in routing: gatewayAPI or istio"
 type Routing struct {
-	// GatewayAPI routes through a Gateway API HTTPRoute.
+	// GatewayAPI routes through a Gateway API HTTPRoute or GRPCRoute.
 	// +optional
 	GatewayAPI *GatewayAPIRouting `json:"gatewayAPI,omitempty"`
 
@@ -334,14 +348,28 @@ type Routing struct {
 
 // GatewayAPIRouting configures the Gateway API router.
 // +kubebuilder:validation:XValidation:rule="!has(self.httpRouteRef) || (!has(self.filters) && !has(self.timeouts))",message="filters and timeouts go on a generated HTTPRoute; an adopted one (httpRouteRef) keeps its own"
+// +kubebuilder:validation:XValidation:rule="!has(self.grpcRouteRef) || !has(self.filters)",message="filters go on a generated GRPCRoute; an adopted one (grpcRouteRef) keeps its own"
+// +kubebuilder:validation:XValidation:rule="!has(self.grpcRouteRef) || (has(self.routeKind) && self.routeKind == 'GRPCRoute')",message="grpcRouteRef adopts a GRPCRoute: set routeKind: GRPCRoute with it"
+// +kubebuilder:validation:XValidation:rule="!has(self.httpRouteRef) || !has(self.routeKind) || self.routeKind == 'HTTPRoute'",message="httpRouteRef adopts an HTTPRoute: with routeKind: GRPCRoute adopt a GRPCRoute with grpcRouteRef"
+// +kubebuilder:validation:XValidation:rule="!has(self.timeouts) || !has(self.routeKind) || self.routeKind == 'HTTPRoute'",message="timeouts are HTTPRoute timeouts: the Gateway API's GRPCRoute has none"
 type GatewayAPIRouting struct {
-	// ParentRefs are the Gateways the generated HTTPRoute attaches to, or
+	// RouteKind is the kind of route Sluice generates or adopts: HTTPRoute
+	// (the default) or GRPCRoute, for gateways and meshes that route gRPC
+	// by service and method. It is chosen here rather than inferred from
+	// the Service's appProtocol: h2c and grpc backends are routed through
+	// HTTPRoutes by many gateways too, and a route of the other kind would
+	// appear, or be replaced, when only a port's protocol changed.
+	// +kubebuilder:validation:Enum=HTTPRoute;GRPCRoute
+	// +optional
+	RouteKind string `json:"routeKind,omitempty"`
+
+	// ParentRefs are the Gateways the generated route attaches to, or
 	// Services for mesh (GAMMA) routing.
 	// +optional
 	// +kubebuilder:validation:MaxItems=16
 	ParentRefs []ParentReference `json:"parentRefs,omitempty"`
 
-	// Hostnames of the generated HTTPRoute.
+	// Hostnames of the generated route.
 	// +optional
 	// +kubebuilder:validation:MaxItems=16
 	Hostnames []string `json:"hostnames,omitempty"`
@@ -351,13 +379,20 @@ type GatewayAPIRouting struct {
 	// +optional
 	HTTPRouteRef *LocalObjectReference `json:"httpRouteRef,omitempty"`
 
+	// GRPCRouteRef adopts an existing GRPCRoute (with routeKind:
+	// GRPCRoute): Sluice edits only the backendRefs of its rules that point
+	// at the apex Service.
+	// +optional
+	GRPCRouteRef *LocalObjectReference `json:"grpcRouteRef,omitempty"`
+
 	// Timeouts of the generated HTTPRoute's rules (the Gateway API's
 	// HTTPRouteTimeouts), for gateways that implement them.
 	// +optional
 	Timeouts *GatewayAPITimeouts `json:"timeouts,omitempty"`
 
-	// Filters of the generated HTTPRoute's rules, for both versions: header
-	// changes, or an ExtensionRef to a filter of the gateway's own.
+	// Filters of the generated route's rules (HTTPRoute or GRPCRoute), for
+	// both versions: header changes, or an ExtensionRef to a filter of the
+	// gateway's own.
 	// +optional
 	// +kubebuilder:validation:MaxItems=8
 	Filters []GatewayAPIFilter `json:"filters,omitempty"`

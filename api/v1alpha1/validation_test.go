@@ -142,6 +142,27 @@ strategy: {blueGreen: {iterations: 3}}
 	if err := k8sClient.Create(context.Background(), named, client.DryRunAll); err != nil {
 		t.Errorf("Rollout with service.name and Service metadata rejected: %v", err)
 	}
+	grpc := rollout(t, "valid-grpcroute", validSpec, func(spec map[string]any) {
+		set("routing.gatewayAPI.routeKind", "GRPCRoute")(spec)
+		set("routing.gatewayAPI.filters", []any{map[string]any{"type": "RequestHeaderModifier", "requestHeaderModifier": map[string]any{"set": map[string]any{"x-a": "1"}}}})(spec)
+	})
+	if err := k8sClient.Create(context.Background(), grpc, client.DryRunAll); err != nil {
+		t.Errorf("Rollout with a generated GRPCRoute rejected: %v", err)
+	}
+	grpcAB := rollout(t, "valid-grpcroute-ab", validSpec, func(spec map[string]any) {
+		set("routing.gatewayAPI", map[string]any{"routeKind": "GRPCRoute", "grpcRouteRef": map[string]any{"name": "shop"}})(spec)
+		set("strategy", map[string]any{"abTesting": map[string]any{"match": []any{map[string]any{"headers": map[string]any{"x-canary": map[string]any{"prefix": "qa"}}}}}})(spec)
+	})
+	if err := k8sClient.Create(context.Background(), grpcAB, client.DryRunAll); err != nil {
+		t.Errorf("Rollout adopting a GRPCRoute for A/B header matches rejected: %v", err)
+	}
+	discovery := rollout(t, "valid-port-discovery", validSpec, func(spec map[string]any) {
+		set("service.portDiscovery", true)(spec)
+		set("service.ports", []any{map[string]any{"name": "metrics", "port": 9797}})(spec)
+	})
+	if err := k8sClient.Create(context.Background(), discovery, client.DryRunAll); err != nil {
+		t.Errorf("Rollout with portDiscovery and ports rejected: %v", err)
+	}
 	for _, ref := range []map[string]any{
 		{"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "podinfo",
 			"primaryScalerReplicas": map[string]any{"minReplicas": 2, "maxReplicas": 20}},
@@ -356,6 +377,31 @@ func TestTheAPIServerRejectsInvalidRolloutsWithAClearMessage(t *testing.T) {
 			"port goes with kind: Service"},
 		{"a parent of another kind", set("routing", map[string]any{"gatewayAPI": map[string]any{"parentRefs": []any{map[string]any{"kind": "Mesh", "name": "m"}}}}),
 			"supported values"},
+		{"a route kind the router does not know", set("routing.gatewayAPI.routeKind", "TCPRoute"),
+			"supported values"},
+		{"session affinity on a GRPCRoute", func(spec map[string]any) {
+			set("routing.gatewayAPI.routeKind", "GRPCRoute")(spec)
+			set("strategy.canary.sessionAffinity", map[string]any{"cookieName": "c"})(spec)
+		}, "strategy.canary.sessionAffinity pins users with a cookie, which gRPC clients do not keep"},
+		{"an A/B cookie match on a GRPCRoute", func(spec map[string]any) {
+			set("routing.gatewayAPI.routeKind", "GRPCRoute")(spec)
+			set("strategy", map[string]any{"abTesting": map[string]any{"match": []any{
+				map[string]any{"headers": map[string]any{"x-canary": map[string]any{"exact": "1"}}},
+				map[string]any{"cookies": map[string]any{"beta": "yes"}}}}})(spec)
+		}, "with routing.gatewayAPI.routeKind: GRPCRoute, strategy.abTesting.match may match headers only"},
+		{"an A/B URI match on a GRPCRoute", func(spec map[string]any) {
+			set("routing.gatewayAPI.routeKind", "GRPCRoute")(spec)
+			set("strategy", map[string]any{"abTesting": map[string]any{"match": []any{map[string]any{"uri": map[string]any{"prefix": "/shop.Orders/"}}}}})(spec)
+		}, "strategy.abTesting.match may match headers only"},
+		{"timeouts on a GRPCRoute", set("routing.gatewayAPI", map[string]any{"routeKind": "GRPCRoute", "timeouts": map[string]any{"request": "10s"}}),
+			"timeouts are HTTPRoute timeouts: the Gateway API's GRPCRoute has none"},
+		{"adopting a GRPCRoute without routeKind", set("routing.gatewayAPI", map[string]any{"grpcRouteRef": map[string]any{"name": "r"}}),
+			"grpcRouteRef adopts a GRPCRoute: set routeKind: GRPCRoute with it"},
+		{"adopting an HTTPRoute as a GRPCRoute", set("routing.gatewayAPI", map[string]any{"routeKind": "GRPCRoute", "httpRouteRef": map[string]any{"name": "r"}}),
+			"httpRouteRef adopts an HTTPRoute"},
+		{"filters on an adopted GRPCRoute", set("routing.gatewayAPI", map[string]any{"routeKind": "GRPCRoute", "grpcRouteRef": map[string]any{"name": "r"},
+			"filters": []any{map[string]any{"type": "ExtensionRef", "extensionRef": map[string]any{"group": "", "kind": "K", "name": "n"}}}}),
+			"filters go on a generated GRPCRoute"},
 		{"an extra port that repeats the main port", set("service.ports", []any{map[string]any{"name": "grpc", "port": 9898}}),
 			"service.ports may not repeat service.port"},
 		{"an extra port named like the main port", set("service.ports", []any{map[string]any{"name": "http", "port": 9999}}),

@@ -428,6 +428,11 @@ func (in *GatewayAPIRouting) DeepCopyInto(out *GatewayAPIRouting) {
 		*out = new(LocalObjectReference)
 		**out = **in
 	}
+	if in.GRPCRouteRef != nil {
+		in, out := &in.GRPCRouteRef, &out.GRPCRouteRef
+		*out = new(LocalObjectReference)
+		**out = **in
+	}
 	if in.Timeouts != nil {
 		in, out := &in.Timeouts, &out.Timeouts
 		*out = new(GatewayAPITimeouts)

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/pkg/workload"
@@ -27,7 +28,8 @@ const (
 	// "secret/NAME" keys of the configuration their target uses.
 	configIndex = "status.trackedConfigs"
 	// routeIndex indexes Rollouts by the route they adopt:
-	// "HTTPRoute/NAME", "VirtualService/NAME" or "DestinationRule/NAME".
+	// "HTTPRoute/NAME", "GRPCRoute/NAME", "VirtualService/NAME" or
+	// "DestinationRule/NAME".
 	routeIndex = "spec.routing.routeRef"
 	// autoscalerIndex indexes Rollouts by their target's autoscaler:
 	// "HorizontalPodAutoscaler/NAME" or "ScaledObject/NAME".
@@ -79,6 +81,8 @@ func adoptedRouteKeys(ro *sluicev1.Rollout) []string {
 		return nil
 	case r.GatewayAPI != nil && r.GatewayAPI.HTTPRouteRef != nil:
 		return []string{"HTTPRoute/" + r.GatewayAPI.HTTPRouteRef.Name}
+	case r.GatewayAPI != nil && r.GatewayAPI.GRPCRouteRef != nil:
+		return []string{"GRPCRoute/" + r.GatewayAPI.GRPCRouteRef.Name}
 	case r.Istio != nil:
 		var keys []string
 		if ref := r.Istio.VirtualServiceRef; ref != nil {
@@ -99,6 +103,8 @@ func (r *Reconciler) enqueueForRoute() handler.EventHandler {
 		switch o.(type) {
 		case *istiov1.VirtualService:
 			kind = "VirtualService"
+		case *gwv1.GRPCRoute:
+			kind = "GRPCRoute"
 		case *istiov1.DestinationRule:
 			kind = "DestinationRule" // adopted ones; generated ones by their owner
 		}

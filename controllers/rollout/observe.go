@@ -85,6 +85,7 @@ func (r *Reconciler) observe(ctx context.Context, ro *sluicev1.Rollout) (*scope,
 		if sc.primary != nil {
 			sc.route.PrimarySelector = sc.primary.MatchLabels()
 			sc.route.CanarySelector = canarySelectorFromPrimary(sc.route.PrimarySelector)
+			sc.route.CanaryPorts = sc.route.PrimaryPorts
 			return sc, r.observeRoutes(ctx, sc)
 		}
 		return sc, nil
@@ -101,6 +102,11 @@ func (r *Reconciler) observe(ctx context.Context, ro *sluicev1.Rollout) (*scope,
 		return sc, nil
 	}
 	sc.route.CanarySelector, sc.route.PrimarySelector = canarySel, primarySel
+	sc.route.CanaryPorts = traffic.ContainerPorts(target.Template())
+	if sc.primary == nil {
+		// The primary is about to be created from the target's template.
+		sc.route.PrimaryPorts = sc.route.CanaryPorts
+	}
 	if sc.primary != nil && !maps.Equal(sc.primary.MatchLabels(), primarySel) {
 		// A selector is immutable: the primary's pods keep their labels, and
 		// re-pointing the Services at the new ones would select no pod.
@@ -220,6 +226,11 @@ func (r *Reconciler) observePrimary(ctx context.Context, sc *scope) error {
 	sc.obs.PrimaryAvailable = primary.Available()
 	sc.obs.PrimaryReplicas = primary.Replicas()
 	sc.obs.PrimaryRestorable = workload.Restorable(primary, sc.ro.Status.StableRevision)
+	sc.route.PrimaryPorts = traffic.ContainerPorts(primary.Template())
+	// Not all of its pods at its current template (or not all available):
+	// some may still declare the ports of an earlier one.
+	settled, _ := primary.Ready(100)
+	sc.route.PrimaryRolling = !settled
 	return nil
 }
 

@@ -25,6 +25,22 @@ import (
 
 var routerKinds = []string{"gatewayAPI", "istio"}
 
+// routerKindsAndGRPC are the router kinds plus "grpcRoute": the Gateway API
+// router with routeKind: GRPCRoute, for the stories whose strategy has a
+// gRPC form (session affinity has none and is refused with it).
+var routerKindsAndGRPC = []string{"gatewayAPI", "grpcRoute", "istio"}
+
+// routeObject is an empty route object of a story's router kind.
+func routeObject(kind string) client.Object {
+	switch kind {
+	case "istio":
+		return &istiov1.VirtualService{}
+	case "grpcRoute":
+		return &gwv1.GRPCRoute{}
+	}
+	return &gwv1.HTTPRoute{}
+}
+
 func withRouter(kind string) rolloutOpt {
 	return func(ro *sluicev1.Rollout) {
 		switch kind {
@@ -32,6 +48,12 @@ func withRouter(kind string) rolloutOpt {
 			ro.Spec.Routing = &sluicev1.Routing{GatewayAPI: &sluicev1.GatewayAPIRouting{
 				ParentRefs: []sluicev1.ParentReference{{Name: "public", Namespace: "infra"}},
 				Hostnames:  []string{"app.example.com"},
+			}}
+		case "grpcRoute":
+			ro.Spec.Routing = &sluicev1.Routing{GatewayAPI: &sluicev1.GatewayAPIRouting{
+				RouteKind:  "GRPCRoute",
+				ParentRefs: []sluicev1.ParentReference{{Name: "public", Namespace: "infra"}},
+				Hostnames:  []string{"grpc.example.com"},
 			}}
 		case "istio":
 			ro.Spec.Routing = &sluicev1.Routing{Istio: &sluicev1.IstioRouting{
@@ -61,15 +83,12 @@ type routeView struct {
 
 func (s *story) route(kind, name string) routeView {
 	s.t.Helper()
-	var obj client.Object = &gwv1.HTTPRoute{}
-	if kind == "istio" {
-		obj = &istiov1.VirtualService{}
-	}
+	obj := routeObject(kind)
 	s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: name}, obj))
 	return viewOf(kind, name, obj)
 }
 
-// viewOf reads a route object (an HTTPRoute or a VirtualService).
+// viewOf reads a route object (an HTTPRoute, a GRPCRoute or a VirtualService).
 func viewOf(kind, name string, obj runtime.Object) routeView {
 	var v routeView
 	if o, ok := obj.(client.Object); ok {
@@ -98,6 +117,31 @@ func viewOf(kind, name string, obj runtime.Object) routeView {
 							v.canaryCookie = f.ResponseHeaderModifier.Add[0].Value
 						}
 					}
+				}
+			}
+			for _, f := range rule.Filters {
+				if f.RequestMirror != nil && string(f.RequestMirror.BackendRef.Name) == name+"-canary" {
+					v.mirrorPercent = *f.RequestMirror.Percent
+				}
+			}
+		}
+	case "grpcRoute":
+		r := obj.(*gwv1.GRPCRoute)
+		for _, rule := range r.Spec.Rules {
+			if rule.Name != nil && strings.HasPrefix(string(*rule.Name), "sluice-") {
+				v.inserted = append(v.inserted, string(*rule.Name))
+				if strings.HasPrefix(string(*rule.Name), "sluice-ab") {
+					h := rule.Matches[0].Headers[0]
+					v.abHeader = string(h.Name) + "=" + h.Value
+				}
+				continue
+			}
+			for _, ref := range rule.BackendRefs {
+				switch string(ref.Name) {
+				case name + "-primary":
+					v.primary = *ref.Weight
+				case name + "-canary":
+					v.canary = *ref.Weight
 				}
 			}
 			for _, f := range rule.Filters {
@@ -155,8 +199,11 @@ func (s *story) watchRoute(kind, name string, until sluicev1.Phase, start func()
 	wc, err := watchClient()
 	s.must(err)
 	var list client.ObjectList = &gwv1.HTTPRouteList{}
-	if kind == "istio" {
+	switch kind {
+	case "istio":
 		list = &istiov1.VirtualServiceList{}
+	case "grpcRoute":
+		list = &gwv1.GRPCRouteList{}
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, storyTimeout)
 	defer cancel()
@@ -180,10 +227,7 @@ func (s *story) watchRoute(kind, name string, until sluicev1.Phase, start func()
 		}
 	}
 	get := func() client.Object {
-		var obj client.Object = &gwv1.HTTPRoute{}
-		if kind == "istio" {
-			obj = &istiov1.VirtualService{}
-		}
+		obj := routeObject(kind)
 		s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: name}, obj))
 		return obj
 	}
@@ -244,7 +288,7 @@ func canaryWeights(views []routeView) []int32 {
 }
 
 func TestACanaryShiftsWeightStepByStepThroughEachRouter(t *testing.T) {
-	for _, kind := range routerKinds {
+	for _, kind := range routerKindsAndGRPC {
 		t.Run(kind, func(t *testing.T) {
 			s := newStory(t)
 			s.deploy("podinfo", "podinfo:1.0")
@@ -301,7 +345,7 @@ func TestARouteIsLabelledWhileARunShiftsItAndNotAfterPromotion(t *testing.T) {
 // TestTheShiftingLabelIsRemovedAtRollback: an aborted run takes the label
 // off with the weight, on a generated route and on an adopted one.
 func TestTheShiftingLabelIsRemovedAtRollback(t *testing.T) {
-	for _, kind := range routerKinds {
+	for _, kind := range routerKindsAndGRPC {
 		for _, adopted := range []bool{false, true} {
 			t.Run(fmt.Sprintf("%s/adopted=%v", kind, adopted), func(t *testing.T) {
 				s := newStory(t)
@@ -354,6 +398,21 @@ func (s *story) adoptedRoute(kind, name string) rolloutOpt {
 		return func(ro *sluicev1.Rollout) {
 			ro.Spec.Routing = &sluicev1.Routing{GatewayAPI: &sluicev1.GatewayAPIRouting{HTTPRouteRef: &sluicev1.LocalObjectReference{Name: name}}}
 		}
+	case "grpcRoute":
+		s.must(k8sClient.Create(s.ctx, &gwv1.GRPCRoute{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.ns},
+			Spec: gwv1.GRPCRouteSpec{
+				CommonRouteSpec: gwv1.CommonRouteSpec{ParentRefs: []gwv1.ParentReference{{Name: "public"}}},
+				Rules: []gwv1.GRPCRouteRule{{
+					Matches: []gwv1.GRPCRouteMatch{{Method: &gwv1.GRPCMethodMatch{Service: ptr.To("shop.Orders")}}},
+					BackendRefs: []gwv1.GRPCBackendRef{{BackendRef: gwv1.BackendRef{
+						BackendObjectReference: gwv1.BackendObjectReference{Name: "podinfo", Port: ptr.To(gwv1.PortNumber(9898))}}}},
+				}},
+			},
+		}))
+		return func(ro *sluicev1.Rollout) {
+			ro.Spec.Routing = &sluicev1.Routing{GatewayAPI: &sluicev1.GatewayAPIRouting{RouteKind: "GRPCRoute", GRPCRouteRef: &sluicev1.LocalObjectReference{Name: name}}}
+		}
 	default:
 		vs := &istiov1.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.ns}}
 		vs.Spec.Hosts = []string{"shop.example.com"}
@@ -368,16 +427,13 @@ func (s *story) adoptedRoute(kind, name string) rolloutOpt {
 // routeNamed reads the route object name, routing to the Services of target.
 func (s *story) routeNamed(kind, name, target string) routeView {
 	s.t.Helper()
-	var obj client.Object = &gwv1.HTTPRoute{}
-	if kind == "istio" {
-		obj = &istiov1.VirtualService{}
-	}
+	obj := routeObject(kind)
 	s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: name}, obj))
 	return viewOf(kind, target, obj)
 }
 
 func TestBlueGreenWithMirroringCopiesTrafficToTheCanaryAtWeightZero(t *testing.T) {
-	for _, kind := range routerKinds {
+	for _, kind := range routerKindsAndGRPC {
 		t.Run(kind, func(t *testing.T) {
 			s := newStory(t)
 			s.deploy("podinfo", "podinfo:1.0")
@@ -406,7 +462,7 @@ func TestBlueGreenWithMirroringCopiesTrafficToTheCanaryAtWeightZero(t *testing.T
 }
 
 func TestABTestingSendsMatchingRequestsToTheCanary(t *testing.T) {
-	for _, kind := range routerKinds {
+	for _, kind := range routerKindsAndGRPC {
 		t.Run(kind, func(t *testing.T) {
 			s := newStory(t)
 			s.deploy("podinfo", "podinfo:1.0")
@@ -577,7 +633,7 @@ func jsonOf(t *testing.T, v any) string {
 }
 
 func TestARouteChangedBehindSluicesBackIsPutBack(t *testing.T) {
-	for _, kind := range routerKinds {
+	for _, kind := range routerKindsAndGRPC {
 		t.Run(kind, func(t *testing.T) {
 			s := newStory(t)
 			s.deploy("podinfo", "podinfo:1.0")
@@ -593,6 +649,12 @@ func TestARouteChangedBehindSluicesBackIsPutBack(t *testing.T) {
 			switch kind {
 			case "gatewayAPI":
 				r := &gwv1.HTTPRoute{}
+				s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, r))
+				r.Spec.Rules[0].BackendRefs[0].Weight = ptr.To[int32](50)
+				r.Spec.Rules[0].BackendRefs[1].Weight = ptr.To[int32](50)
+				s.must(k8sClient.Update(s.ctx, r))
+			case "grpcRoute":
+				r := &gwv1.GRPCRoute{}
 				s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, r))
 				r.Spec.Rules[0].BackendRefs[0].Weight = ptr.To[int32](50)
 				r.Spec.Rules[0].BackendRefs[1].Weight = ptr.To[int32](50)
@@ -694,6 +756,85 @@ func TestDeletingARolloutHandsAnAdoptedRouteBackAndKeepsOnlyTheApexService(t *te
 		if metav1.GetControllerOf(s.getService(name)) == nil {
 			t.Errorf("Service %s has no owner: the garbage collector would leave it", name)
 		}
+	}
+}
+
+// TestAnAdoptedGRPCRouteKeepsEverythingButTheBackendsAndIsHandedBack: a
+// user's GRPCRoute (routeKind: GRPCRoute, grpcRouteRef). Sluice weights the
+// rule that points at the apex Service; its method match and filters, and
+// the other rules, stay as the user wrote them; deleting the Rollout points
+// the rule at the apex Service again.
+func TestAnAdoptedGRPCRouteKeepsEverythingButTheBackendsAndIsHandedBack(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	route := &gwv1.GRPCRoute{
+		ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: s.ns},
+		Spec: gwv1.GRPCRouteSpec{
+			CommonRouteSpec: gwv1.CommonRouteSpec{ParentRefs: []gwv1.ParentReference{{Name: "public"}}},
+			Hostnames:       []gwv1.Hostname{"grpc.example.com"},
+			Rules: []gwv1.GRPCRouteRule{
+				{
+					Name:    ptr.To(gwv1.SectionName("orders")),
+					Matches: []gwv1.GRPCRouteMatch{{Method: &gwv1.GRPCMethodMatch{Service: ptr.To("shop.Orders")}}},
+					Filters: []gwv1.GRPCRouteFilter{{Type: gwv1.GRPCRouteFilterRequestHeaderModifier,
+						RequestHeaderModifier: &gwv1.HTTPHeaderFilter{Set: []gwv1.HTTPHeader{{Name: "x-team", Value: "orders"}}}}},
+					BackendRefs: []gwv1.GRPCBackendRef{{BackendRef: gwv1.BackendRef{BackendObjectReference: gwv1.BackendObjectReference{Name: "podinfo", Port: ptr.To(gwv1.PortNumber(9898))}}}},
+				},
+				{
+					Name:        ptr.To(gwv1.SectionName("catalog")),
+					Matches:     []gwv1.GRPCRouteMatch{{Method: &gwv1.GRPCMethodMatch{Service: ptr.To("shop.Catalog")}}},
+					BackendRefs: []gwv1.GRPCBackendRef{{BackendRef: gwv1.BackendRef{BackendObjectReference: gwv1.BackendObjectReference{Name: "catalog", Port: ptr.To(gwv1.PortNumber(9000))}}}},
+				},
+			},
+		},
+	}
+	s.must(k8sClient.Create(s.ctx, route))
+	s.must(k8sClient.Get(s.ctx, client.ObjectKeyFromObject(route), route))
+	userMatches, userFilters, otherRule := jsonOf(t, route.Spec.Rules[0].Matches), jsonOf(t, route.Spec.Rules[0].Filters), jsonOf(t, route.Spec.Rules[1])
+
+	ro := s.initialized("podinfo", func(ro *sluicev1.Rollout) {
+		ro.Spec.Routing = &sluicev1.Routing{GatewayAPI: &sluicev1.GatewayAPIRouting{RouteKind: "GRPCRoute", GRPCRouteRef: &sluicev1.LocalObjectReference{Name: "shop"}}}
+		// Held at 40% until the Rollout is deleted mid-run.
+		ro.Spec.Strategy = sluicev1.Strategy{Canary: &sluicev1.CanaryStrategy{Steps: []sluicev1.CanaryStep{{SetWeight: ptr.To[int32](40)}, {Pause: &sluicev1.PauseStep{}}}}}
+	})
+	s.setImage("podinfo", "podinfo:2.0")
+	s.eventually(storyTimeout, "the adopted GRPCRoute at 60/40", func() error {
+		if v := s.routeNamed("grpcRoute", "shop", "podinfo"); v.primary != 60 || v.canary != 40 {
+			return fmt.Errorf("route %+v", v)
+		}
+		return nil
+	})
+	s.must(k8sClient.Get(s.ctx, client.ObjectKeyFromObject(route), route))
+	if got := jsonOf(t, route.Spec.Rules[0].Matches); got != userMatches {
+		t.Errorf("the rule's matches changed: %s, want %s", got, userMatches)
+	}
+	if got := jsonOf(t, route.Spec.Rules[0].Filters); got != userFilters {
+		t.Errorf("the rule's filters changed: %s, want %s", got, userFilters)
+	}
+	if got := jsonOf(t, route.Spec.Rules[1]); got != otherRule {
+		t.Errorf("the other rule changed: %s, want %s", got, otherRule)
+	}
+	if metav1.GetControllerOf(route) != nil {
+		t.Errorf("the adopted route got an owner: %v", metav1.GetControllerOf(route))
+	}
+
+	s.must(k8sClient.Delete(s.ctx, ro))
+	s.eventually(storyTimeout, "the Rollout to be gone", func() error {
+		err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, &sluicev1.Rollout{})
+		if err == nil {
+			return fmt.Errorf("still there")
+		}
+		return client.IgnoreNotFound(err)
+	})
+	s.must(k8sClient.Get(s.ctx, client.ObjectKeyFromObject(route), route))
+	if refs := route.Spec.Rules[0].BackendRefs; len(refs) != 1 || refs[0].Name != "podinfo" {
+		t.Errorf("the rule after deletion points at %+v, want the apex Service only", refs)
+	}
+	if got := jsonOf(t, route.Spec.Rules[0].Matches) + jsonOf(t, route.Spec.Rules[1]); got != userMatches+otherRule {
+		t.Errorf("handed back with other matches or rules: %s", got)
+	}
+	if _, ok := route.Annotations["sluice.dev/route"]; ok || route.Labels["sluice.dev/shifting"] != "" {
+		t.Errorf("Sluice's annotation or label left on the route: %v %v", route.Annotations, route.Labels)
 	}
 }
 

@@ -2,8 +2,11 @@ package rollout_test
 
 import (
 	"fmt"
+	"strings"
 	"testing"
+	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -135,6 +138,96 @@ func TestTheServicesCarryTheExtraPortsAndAppProtocolsTheRolloutGives(t *testing.
 		for _, name := range []string{"podinfo", "podinfo-primary", "podinfo-canary"} {
 			if err := want(s.getService(name), "http:9898->9898/kubernetes.io/h2c", "grpc:9999->grpc/grpc"); err != nil {
 				return err
+			}
+		}
+		return nil
+	})
+	s.expectKStatus("podinfo", status.CurrentStatus)
+}
+
+func withPorts(ports ...corev1.ContainerPort) deployOpt {
+	return func(d *appsv1.Deployment) {
+		d.Spec.Template.Spec.Containers[0].Ports = append(d.Spec.Template.Spec.Containers[0].Ports, ports...)
+	}
+}
+
+// portsOf lists a Service's ports as name:port.
+func (s *story) portsOf(name string) string {
+	var out []string
+	for _, p := range s.getService(name).Spec.Ports {
+		out = append(out, fmt.Sprintf("%s:%d", p.Name, p.Port))
+	}
+	return strings.Join(out, " ")
+}
+
+// TestDiscoveredPortsFollowTheTemplatesAndLeaveOnlyOnceNoPrimaryPodDeclaresThem:
+// service.portDiscovery (issue 15). The Services carry the containerPorts of
+// the pod template besides the spec's ports; a release that adds a port
+// brings it, and a port it drops stays on the apex and -primary Services
+// while the primary's pods still run the template that declares it.
+func TestDiscoveredPortsFollowTheTemplatesAndLeaveOnlyOnceNoPrimaryPodDeclaresThem(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0", withPorts(corev1.ContainerPort{Name: "metrics", ContainerPort: 9797}, corev1.ContainerPort{ContainerPort: 5000}))
+	s.initialized("podinfo", iterations(1), func(ro *sluicev1.Rollout) {
+		ro.Spec.Service.PortDiscovery = true
+		// service.ports wins over the container port it repeats.
+		ro.Spec.Service.Ports = []sluicev1.ServicePort{{Name: "prom", Port: 9797}}
+	})
+	all := []string{"podinfo", "podinfo-primary", "podinfo-canary"}
+	s.eventually(storyTimeout, "the template's ports on every Service", func() error {
+		for _, name := range all {
+			if got := s.portsOf(name); got != "http:9898 prom:9797 tcp-5000:5000" {
+				return fmt.Errorf("Service %s ports %s", name, got)
+			}
+		}
+		return nil
+	})
+
+	// Version 2 declares a gRPC port and no longer port 5000; its primary
+	// pods are held back from becoming available after the promotion.
+	s.holdWhen(func(d *appsv1.Deployment) bool { return d.Name == "podinfo-primary" && image(d) == "podinfo:2.0" })
+	d := s.getDeployment("podinfo")
+	patch := client.MergeFrom(d.DeepCopy())
+	c := &d.Spec.Template.Spec.Containers[0]
+	c.Image = "podinfo:2.0"
+	c.Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: 9898}, {Name: "metrics", ContainerPort: 9797}, {Name: "grpc", ContainerPort: 9090}}
+	s.must(k8sClient.Patch(s.ctx, d, patch))
+
+	s.eventually(storyTimeout, "the canary Service following version 2's ports", func() error {
+		if got := s.portsOf("podinfo-canary"); got != "http:9898 prom:9797 grpc:9090" {
+			return fmt.Errorf("canary Service ports %s", got)
+		}
+		return nil
+	})
+	s.eventually(storyTimeout, "the primary running version 2's template, not yet available", func() error {
+		if img := image(s.getDeployment("podinfo-primary")); img != "podinfo:2.0" {
+			return fmt.Errorf("primary runs %s", img)
+		}
+		return nil
+	})
+	// Its pods may still be version 1's: port 5000 stays, the new port is
+	// there for the new pods.
+	s.eventually(storyTimeout, "the primary and apex Services with the new port and the old one", func() error {
+		for _, name := range []string{"podinfo", "podinfo-primary"} {
+			if got := s.portsOf(name); got != "http:9898 prom:9797 grpc:9090 tcp-5000:5000" {
+				return fmt.Errorf("Service %s ports %s", name, got)
+			}
+		}
+		return nil
+	})
+	time.Sleep(time.Second) // reconciles go on while the primary is held
+	for _, name := range []string{"podinfo", "podinfo-primary"} {
+		if got := s.portsOf(name); !strings.Contains(got, "tcp-5000:5000") {
+			t.Errorf("Service %s lost port 5000 while the primary's pods may still declare it: %s", name, got)
+		}
+	}
+
+	s.holdWhen(func(*appsv1.Deployment) bool { return false })
+	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+	s.eventually(storyTimeout, "port 5000 gone once every primary pod runs version 2", func() error {
+		for _, name := range all {
+			if got := s.portsOf(name); got != "http:9898 prom:9797 grpc:9090" {
+				return fmt.Errorf("Service %s ports %s", name, got)
 			}
 		}
 		return nil

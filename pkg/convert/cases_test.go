@@ -46,10 +46,11 @@ func specJSON(t *testing.T, res Result) string {
 
 func TestConversionCases(t *testing.T) {
 	cases := []struct {
-		name      string
-		manifest  string
-		wantSpec  []string // substrings of the Rollout's spec as JSON
-		wantNotes []string // "field: kind" of notes that must be there
+		name       string
+		manifest   string
+		wantSpec   []string // substrings of the Rollout's spec as JSON
+		wantNotes  []string // "field: kind" of notes that must be there
+		wantNoNote []string // fields that must have no note
 	}{
 		{
 			name:     "on the Gateway API, timeout and headers become the generated route's timeouts and filters",
@@ -63,10 +64,10 @@ func TestConversionCases(t *testing.T) {
 			wantSpec: []string{`"parentRefs":[{"kind":"Service","name":"app","port":80}]`},
 		},
 		{
-			name:      "appProtocol is carried over; portDiscovery is reported with what to write instead",
-			manifest:  canary("  provider: istio\n  service: {port: 80, appProtocol: http, portDiscovery: true}", "    stepWeight: 10\n"),
-			wantSpec:  []string{`"appProtocol":"http"`},
-			wantNotes: []string{"spec.service.portDiscovery: not carried over"},
+			name:       "appProtocol and portDiscovery are carried over",
+			manifest:   canary("  provider: istio\n  service: {port: 80, appProtocol: http, portDiscovery: true}", "    stepWeight: 10\n"),
+			wantSpec:   []string{`"appProtocol":"http"`, `"portDiscovery":true`},
+			wantNoNote: []string{"spec.service.portDiscovery"},
 		},
 		{
 			name:      "without a threshold, Flagger's default of one failed check is written out: Sluice's default is 5",
@@ -214,6 +215,13 @@ func TestConversionCases(t *testing.T) {
 			var notes []string
 			for _, n := range res.Notes {
 				notes = append(notes, n.Field+": "+string(n.Kind))
+			}
+			for _, field := range tc.wantNoNote {
+				for _, n := range res.Notes {
+					if n.Field == field {
+						t.Errorf("a note on %s: %s", field, n.Reason)
+					}
+				}
 			}
 			for _, want := range tc.wantNotes {
 				if !strings.Contains(strings.Join(notes, "\n")+"\n", want+"\n") {

@@ -50,7 +50,7 @@ var Fields = []Field{
 	{"Canary", "service.rewrite", Maps},
 	{"Canary", "service.trafficPolicy", Maps},
 	{"Canary", "service.corsPolicy", Maps},
-	{"Canary", "service.portDiscovery", Unsupported},
+	{"Canary", "service.portDiscovery", Maps},
 	{"Canary", "service.appProtocol", Maps},
 	{"Canary", "service.delegation", Unsupported},
 	{"Canary", "service.apex", Maps},

@@ -10,7 +10,7 @@ import (
 // objects made, then one line per note.
 //
 //	# Canary shop/podinfo -> Rollout shop/podinfo: 2 notes
-//	#   spec.service.portDiscovery: not carried over: Sluice's Services expose service.port only ...
+//	#   spec.service.delegation: not carried over: Sluice generates a VirtualService that is not a delegate ...
 func WriteReport(w io.Writer, res Result) error {
 	var b strings.Builder
 	switch {

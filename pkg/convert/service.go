@@ -48,6 +48,9 @@ func (c *canaryConv) service() error {
 	if p, ok := s.str("appProtocol"); ok {
 		svc.AppProtocol = p
 	}
+	if d, ok := s.bool("portDiscovery"); ok {
+		svc.PortDiscovery = d
+	}
 	c.serviceMeta(s)
 	c.serviceUnsupported(s)
 	switch c.router {
@@ -117,7 +120,6 @@ func serviceMetadata(s *reader, key string) *sluicev1.ServiceMetadata {
 // serviceUnsupported reports the Service fields Sluice has no equivalent for.
 func (c *canaryConv) serviceUnsupported(s *reader) {
 	for _, f := range []struct{ key, why string }{
-		{"portDiscovery", "Sluice does not read the pod template's ports: list the other container ports in service.ports (name, port, targetPort, appProtocol)"},
 		{"delegation", "Sluice generates a VirtualService that is not a delegate; adopt a delegate with routing.istio.virtualServiceRef instead"},
 	} {
 		if s.has(f.key) {

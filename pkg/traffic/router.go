@@ -9,6 +9,8 @@ import (
 	"maps"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
+
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 )
 
@@ -29,6 +31,14 @@ type Target struct {
 	Apex, Primary, Canary string
 	// PrimarySelector and CanarySelector select the pods of each version.
 	PrimarySelector, CanarySelector map[string]string
+	// PrimaryPorts and CanaryPorts are the container ports declared in the
+	// primary's and the target's pod templates, which the Services carry
+	// with service.portDiscovery.
+	PrimaryPorts, CanaryPorts []corev1.ContainerPort
+	// PrimaryRolling is true while the primary may still run pods of an
+	// earlier template: the apex and primary Services then keep the ports
+	// they have, so that no port those pods serve is taken away from them.
+	PrimaryRolling bool
 }
 
 // ErrUnsupported is returned (wrapped) when a router cannot do what a

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"slices"
+	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -32,19 +34,32 @@ func (e *ServiceConflictError) Error() string {
 // EnsureServices creates or updates the apex, primary and canary Services.
 // The apex Service is created selecting the primary; afterwards its selector
 // belongs to the router and is left as it is.
+//
+// With service.portDiscovery, each Service also carries the container ports
+// of the pods it may select: the canary Service the target's, the primary
+// Service the primary's, and the apex Service both (a router may point it
+// at either version). While the primary rolls, the primary and apex
+// Services keep the ports they have: a port is removed only once no pod of
+// the primary declares it.
 func EnsureServices(ctx context.Context, c client.Client, t Target) error {
-	if err := EnsureService(ctx, c, t, t.Primary, t.PrimarySelector, true); err != nil {
+	primary := t.PrimaryPorts
+	// Only discovered ports come and go with the templates; without
+	// portDiscovery the Services' ports are the spec's alone.
+	keep := t.PrimaryRolling && t.Rollout.Spec.Service.PortDiscovery
+	if err := EnsureService(ctx, c, t, t.Primary, t.PrimarySelector, true, servicePorts(t, primary), keep); err != nil {
 		return err
 	}
-	if err := EnsureService(ctx, c, t, t.Canary, t.CanarySelector, true); err != nil {
+	if err := EnsureService(ctx, c, t, t.Canary, t.CanarySelector, true, servicePorts(t, t.CanaryPorts), false); err != nil {
 		return err
 	}
-	return EnsureService(ctx, c, t, t.Apex, t.PrimarySelector, false)
+	apex := append(slices.Clone(primary), t.CanaryPorts...)
+	return EnsureService(ctx, c, t, t.Apex, t.PrimarySelector, false, servicePorts(t, apex), keep)
 }
 
-// servicePorts returns the ports of the Rollout's Services: the main port
-// (the one routers split), then service.ports in their order.
-func servicePorts(t Target) []corev1.ServicePort {
+// servicePorts returns the ports of a Service of the Rollout: the main port
+// (the one routers split), then service.ports in their order, then, with
+// service.portDiscovery, the container ports its pods declare.
+func servicePorts(t Target, containers []corev1.ContainerPort) []corev1.ServicePort {
 	s := t.Rollout.Spec.Service
 	target := intstr.FromInt32(s.Port)
 	if s.TargetPort != nil {
@@ -65,6 +80,77 @@ func servicePorts(t Target) []corev1.ServicePort {
 			protocol = corev1.ProtocolTCP
 		}
 		out = append(out, corev1.ServicePort{Name: p.Name, Port: p.Port, TargetPort: target, Protocol: protocol, AppProtocol: appProtocol(p.AppProtocol)})
+	}
+	if s.PortDiscovery {
+		out = DiscoveredPorts(out, containers)
+	}
+	return out
+}
+
+// DiscoveredPorts appends to listed a Service port for each container port
+// that none of listed serves already. A port is served already when a
+// listed port has its number and protocol, or targets it (by number or by
+// name): the main port and service.ports win over a discovered port. A
+// discovered port keeps the container port's name, or is named after its
+// protocol and number (tcp-9090) when unnamed or when its name is taken; its
+// targetPort is the container port's number.
+func DiscoveredPorts(listed []corev1.ServicePort, containers []corev1.ContainerPort) []corev1.ServicePort {
+	out := slices.Clone(listed)
+	for _, cp := range containers {
+		protocol := cp.Protocol
+		if protocol == "" {
+			protocol = corev1.ProtocolTCP
+		}
+		taken := func(name string) bool {
+			return slices.ContainsFunc(out, func(p corev1.ServicePort) bool { return p.Name == name })
+		}
+		if slices.ContainsFunc(out, func(p corev1.ServicePort) bool {
+			if p.Protocol != protocol {
+				return false
+			}
+			return p.Port == cp.ContainerPort ||
+				(p.TargetPort.Type == intstr.Int && p.TargetPort.IntVal == cp.ContainerPort) ||
+				(p.TargetPort.Type == intstr.String && cp.Name != "" && p.TargetPort.StrVal == cp.Name)
+		}) {
+			continue
+		}
+		name := cp.Name
+		if name == "" || taken(name) {
+			name = fmt.Sprintf("%s-%d", strings.ToLower(string(protocol)), cp.ContainerPort)
+		}
+		if taken(name) {
+			continue
+		}
+		out = append(out, corev1.ServicePort{Name: name, Port: cp.ContainerPort, TargetPort: intstr.FromInt32(cp.ContainerPort), Protocol: protocol})
+	}
+	return out
+}
+
+// KeptPorts appends to want the ports of have that want lacks (by name)
+// and that clash with none of want's (same name, or same number and
+// protocol): the ports a Service keeps while pods that may serve them run.
+func KeptPorts(want, have []corev1.ServicePort) []corev1.ServicePort {
+	out := slices.Clone(want)
+	for _, h := range have {
+		if slices.ContainsFunc(out, func(p corev1.ServicePort) bool {
+			return p.Name == h.Name || (p.Port == h.Port && p.Protocol == h.Protocol)
+		}) {
+			continue
+		}
+		out = append(out, corev1.ServicePort{Name: h.Name, Port: h.Port, TargetPort: h.TargetPort, Protocol: h.Protocol, AppProtocol: h.AppProtocol})
+	}
+	return out
+}
+
+// ContainerPorts lists the ports a pod template's containers declare, in
+// their order (init containers, sidecars included, are left out).
+func ContainerPorts(template *corev1.PodTemplateSpec) []corev1.ContainerPort {
+	if template == nil {
+		return nil
+	}
+	var out []corev1.ContainerPort
+	for _, c := range template.Spec.Containers {
+		out = append(out, c.Ports...)
 	}
 	return out
 }
@@ -96,7 +182,10 @@ func samePorts(have, want []corev1.ServicePort) bool {
 // user's labels and annotations for it (service.apex, .primary, .canary);
 // the selector is set on creation and, when updateSelector is true, kept
 // equal to selector.
-func EnsureService(ctx context.Context, c client.Client, t Target, name string, selector map[string]string, updateSelector bool) error {
+//
+// want is the ports the Service should have; with keep, ports it has beyond
+// them stay (see EnsureServices).
+func EnsureService(ctx context.Context, c client.Client, t Target, name string, selector map[string]string, updateSelector bool, want []corev1.ServicePort, keep bool) error {
 	ro := t.Rollout
 	svc := &corev1.Service{}
 	err := c.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: name}, svc)
@@ -106,7 +195,7 @@ func EnsureService(ctx context.Context, c client.Client, t Target, name string, 
 				Name: name, Namespace: ro.Namespace,
 				Labels: map[string]string{ManagedByLabel: ManagedByValue, "sluice.dev/rollout": ro.Name},
 			},
-			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Selector: selector, Ports: servicePorts(t)},
+			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Selector: selector, Ports: want},
 		}
 		syncMetadata(svc, serviceMetadata(t, name))
 		if err := controllerutil.SetControllerReference(ro, svc, c.Scheme()); err != nil {
@@ -125,7 +214,9 @@ func EnsureService(ctx context.Context, c client.Client, t Target, name string, 
 	if !metav1.IsControlledBy(svc, ro) {
 		return &ServiceConflictError{Name: name}
 	}
-	want := servicePorts(t)
+	if keep {
+		want = KeptPorts(want, svc.Spec.Ports)
+	}
 	portsSame := samePorts(svc.Spec.Ports, want)
 	selectorSame := !updateSelector || maps.Equal(svc.Spec.Selector, selector)
 	patch := client.MergeFrom(svc.DeepCopy())

@@ -1,6 +1,6 @@
 // Package gatewayapi is the Gateway API router: it shifts traffic through an
-// HTTPRoute (gateway.networking.k8s.io/v1) that it generates, or that the
-// user already has and lets Sluice adopt.
+// HTTPRoute or a GRPCRoute (gateway.networking.k8s.io/v1) that it generates,
+// or that the user already has and lets Sluice adopt.
 package gatewayapi
 
 import (
@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"maps"
 
-	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
@@ -20,91 +19,94 @@ import (
 	"github.com/sluice-dev/sluice/pkg/traffic"
 )
 
-// Router shifts traffic through an HTTPRoute.
+// Router shifts traffic through an HTTPRoute, or through a GRPCRoute when
+// GRPC is set. The two are separate routers (set apart by Name) because a
+// router's route kinds are watched once a Rollout uses it, and a cluster
+// may serve HTTPRoutes without GRPCRoutes (Gateway API before v1.1).
 type Router struct {
 	Client client.Client
+	// GRPC makes the router handle GRPCRoutes (routing.gatewayAPI.routeKind:
+	// GRPCRoute).
+	GRPC bool
 }
 
 var _ traffic.Router = (*Router)(nil)
 
 // Name implements traffic.Router.
-func (r *Router) Name() string { return "gatewayAPI" }
+func (r *Router) Name() string {
+	if r.GRPC {
+		return "gatewayAPI/GRPCRoute"
+	}
+	return "gatewayAPI"
+}
+
+func (r *Router) kind() kind {
+	if r.GRPC {
+		return grpcKind{}
+	}
+	return httpKind{}
+}
 
 func routing(t traffic.Target) *sluicev1.GatewayAPIRouting {
 	return t.Rollout.Spec.Routing.GatewayAPI
 }
 
 // routeName is the adopted route's name, or the apex name for a generated one.
-func routeName(t traffic.Target) (name string, adopted bool) {
-	if ref := routing(t).HTTPRouteRef; ref != nil {
+func routeName(t traffic.Target, k kind) (name string, adopted bool) {
+	if ref := k.adoptRef(routing(t)); ref != nil {
 		return ref.Name, true
 	}
 	return t.Apex, false
 }
 
-// EnsureRoutes creates the generated HTTPRoute, or checks that the adopted
-// one exists and routes to the apex Service.
+// EnsureRoutes creates the generated route, or checks that the adopted one
+// exists and routes to the apex Service.
 func (r *Router) EnsureRoutes(ctx context.Context, t traffic.Target) error {
-	name, adopted := routeName(t)
-	route := &gwv1.HTTPRoute{}
+	k := r.kind()
+	name, adopted := routeName(t, k)
+	route := k.empty()
 	err := r.Client.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: name}, route)
 	switch {
 	case apierrors.IsNotFound(err) && adopted:
-		return &traffic.StalledError{Reason: "RouteNotFound", Message: fmt.Sprintf("routing.gatewayAPI.httpRouteRef: HTTPRoute %s not found", name)}
+		return &traffic.StalledError{Reason: "RouteNotFound", Message: fmt.Sprintf("%s: %s %s not found", k.refField(), k.name(), name)}
 	case apierrors.IsNotFound(err):
-		return r.create(ctx, t)
+		return r.create(ctx, t, k)
 	case err != nil:
-		return fmt.Errorf("reading HTTPRoute %s: %w", name, err)
+		return fmt.Errorf("reading %s %s: %w", k.name(), name, err)
 	}
 	if adopted {
-		if _, ok := observed(route.Spec.Rules, backendsOf(t)); !ok {
+		if _, ok := k.observed(route, backendsOf(t)); !ok {
 			return &traffic.StalledError{Reason: "NoRuleForService", Message: fmt.Sprintf(
-				"HTTPRoute %s has no rule with a backendRef to Service %s: point the rules Sluice should shift at it", name, t.Apex)}
+				"%s %s has no rule with a backendRef to Service %s: point the rules Sluice should shift at it", k.name(), name, t.Apex)}
 		}
 		return nil
 	}
 	if !metav1.IsControlledBy(route, t.Rollout) {
 		return &traffic.StalledError{Reason: "RouteConflict", Message: fmt.Sprintf(
-			"HTTPRoute %s exists and is not managed by this Rollout: adopt it with routing.gatewayAPI.httpRouteRef or remove it", name)}
+			"%s %s exists and is not managed by this Rollout: adopt it with %s or remove it", k.name(), name, k.refField())}
 	}
-	parents, hosts := parentRefs(t), hostnames(t)
-	patch := client.MergeFrom(route.DeepCopy())
-	options := syncRuleOptions(route.Spec.Rules, backendsOf(t), routing(t))
-	if !options && equality.Semantic.DeepEqual(route.Spec.ParentRefs, parents) && equality.Semantic.DeepEqual(route.Spec.Hostnames, hosts) {
+	patch := client.MergeFrom(route.DeepCopyObject().(client.Object))
+	if !k.syncGenerated(route, t) {
 		return nil
 	}
-	route.Spec.ParentRefs, route.Spec.Hostnames = parents, hosts
 	if err := r.Client.Patch(ctx, route, patch); err != nil {
-		return fmt.Errorf("updating HTTPRoute %s: %w", name, err)
+		return fmt.Errorf("updating %s %s: %w", k.name(), name, err)
 	}
 	return nil
 }
 
-func (r *Router) create(ctx context.Context, t traffic.Target) error {
-	b := backendsOf(t)
+func (r *Router) create(ctx context.Context, t traffic.Target, k kind) error {
 	initial := traffic.Route{Weights: traffic.ForCanary(0)}
-	route := &gwv1.HTTPRoute{
-		ObjectMeta: metav1.ObjectMeta{
-			Name: t.Apex, Namespace: t.Rollout.Namespace,
-			Labels:      map[string]string{traffic.ManagedByLabel: traffic.ManagedByValue},
-			Annotations: map[string]string{traffic.RouteAnnotation: initial.String()},
-		},
-		Spec: gwv1.HTTPRouteSpec{
-			CommonRouteSpec: gwv1.CommonRouteSpec{ParentRefs: parentRefs(t)},
-			Hostnames:       hostnames(t),
-			Rules: []gwv1.HTTPRouteRule{{
-				Matches:     []gwv1.HTTPRouteMatch{{Path: &gwv1.HTTPPathMatch{Type: ptr.To(gwv1.PathMatchPathPrefix), Value: ptr.To("/")}}},
-				Filters:     ruleFilters(routing(t)),
-				Timeouts:    ruleTimeouts(routing(t)),
-				BackendRefs: []gwv1.HTTPBackendRef{b.ref(b.primary, 100), b.ref(b.canary, 0)},
-			}},
-		},
-	}
+	route := k.generate(t, metav1.ObjectMeta{
+		Name: t.Apex, Namespace: t.Rollout.Namespace,
+		Labels:      map[string]string{traffic.ManagedByLabel: traffic.ManagedByValue},
+		Annotations: map[string]string{traffic.RouteAnnotation: initial.String()},
+	})
 	if err := controllerutil.SetControllerReference(t.Rollout, route, r.Client.Scheme()); err != nil {
 		return err
 	}
 	if err := r.Client.Create(ctx, route); err != nil {
-		return fmt.Errorf("creating HTTPRoute %s: %w", route.Name, err)
+		return fmt.Errorf("creating %s %s: %w", k.name(), route.GetName(), err)
 	}
 	return nil
 }
@@ -142,9 +144,9 @@ func hostnames(t traffic.Target) []gwv1.Hostname {
 	return out
 }
 
-func (r *Router) get(ctx context.Context, t traffic.Target) (*gwv1.HTTPRoute, error) {
-	name, _ := routeName(t)
-	route := &gwv1.HTTPRoute{}
+func (r *Router) get(ctx context.Context, t traffic.Target, k kind) (client.Object, error) {
+	name, _ := routeName(t, k)
+	route := k.empty()
 	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: name}, route); err != nil {
 		return nil, err
 	}
@@ -154,52 +156,57 @@ func (r *Router) get(ctx context.Context, t traffic.Target) (*gwv1.HTTPRoute, er
 // Apply rewrites the route's managed rules for want, reads the result back
 // from the update's response, and reports a change made by someone else.
 func (r *Router) Apply(ctx context.Context, t traffic.Target, want traffic.Route) (traffic.Applied, error) {
-	route, err := r.get(ctx, t)
+	k := r.kind()
+	route, err := r.get(ctx, t, k)
 	if err != nil {
-		return traffic.Applied{}, fmt.Errorf("reading HTTPRoute: %w", err)
+		return traffic.Applied{}, fmt.Errorf("reading %s: %w", k.name(), err)
 	}
-	b, spec := backendsOf(t), &t.Rollout.Spec
-	var out traffic.Applied
-	if last, ok := traffic.ParseRoute(route.Annotations[traffic.RouteAnnotation]); ok {
-		out.Drifted = !sameRules(buildRules(route.Spec.Rules, b, spec, last), route.Spec.Rules)
+	b := backendsOf(t)
+	var last *traffic.Route
+	if l, ok := traffic.ParseRoute(route.GetAnnotations()[traffic.RouteAnnotation]); ok {
+		last = &l
 	}
-	rules := buildRules(route.Spec.Rules, b, spec, want)
-	labels, relabel := traffic.SyncShiftingLabel(route.Labels, want)
-	if relabel || !sameRules(rules, route.Spec.Rules) || route.Annotations[traffic.RouteAnnotation] != want.String() {
-		// A patch, not an update: the gateway writes the route's status
-		// concurrently, and the rules are Sluice's to set either way.
-		patch := client.MergeFrom(route.DeepCopy())
-		route.Spec.Rules, route.Labels = rules, labels
-		if route.Annotations == nil {
-			route.Annotations = map[string]string{}
+	// A patch, not an update: the gateway writes the route's status
+	// concurrently, and the rules are Sluice's to set either way.
+	patch := client.MergeFrom(route.DeepCopyObject().(client.Object))
+	changed, drifted := k.setRules(route, b, &t.Rollout.Spec, want, last)
+	labels, relabel := traffic.SyncShiftingLabel(route.GetLabels(), want)
+	if relabel || changed || route.GetAnnotations()[traffic.RouteAnnotation] != want.String() {
+		route.SetLabels(labels)
+		annotations := maps.Clone(route.GetAnnotations())
+		if annotations == nil {
+			annotations = map[string]string{}
 		}
-		route.Annotations[traffic.RouteAnnotation] = want.String()
+		annotations[traffic.RouteAnnotation] = want.String()
+		route.SetAnnotations(annotations)
 		if err := r.Client.Patch(ctx, route, patch); err != nil {
-			return traffic.Applied{}, fmt.Errorf("updating HTTPRoute %s: %w", route.Name, err)
+			return traffic.Applied{}, fmt.Errorf("updating %s %s: %w", k.name(), route.GetName(), err)
 		}
 	}
-	out.Route, _ = routeOf(route, b)
+	out := traffic.Applied{Drifted: drifted}
+	out.Route, _ = routeOf(route, b, k)
 	return out, nil
 }
 
 // Observe reads the route back.
 func (r *Router) Observe(ctx context.Context, t traffic.Target) (traffic.Route, bool, error) {
-	route, err := r.get(ctx, t)
+	k := r.kind()
+	route, err := r.get(ctx, t, k)
 	if apierrors.IsNotFound(err) {
 		return traffic.Route{}, false, nil
 	}
 	if err != nil {
 		return traffic.Route{}, false, err
 	}
-	got, ok := routeOf(route, backendsOf(t))
+	got, ok := routeOf(route, backendsOf(t), k)
 	return got, ok, nil
 }
 
-// routeOf reads the Route an HTTPRoute holds; the experiment's revision is
-// the one Sluice recorded when it wrote the rules.
-func routeOf(route *gwv1.HTTPRoute, b backends) (traffic.Route, bool) {
-	got, ok := observed(route.Spec.Rules, b)
-	if ann, annOK := traffic.ParseRoute(route.Annotations[traffic.RouteAnnotation]); annOK && got.Experiment {
+// routeOf reads the Route a route object holds; the experiment's revision
+// is the one Sluice recorded when it wrote the rules.
+func routeOf(route client.Object, b backends, k kind) (traffic.Route, bool) {
+	got, ok := k.observed(route, b)
+	if ann, annOK := traffic.ParseRoute(route.GetAnnotations()[traffic.RouteAnnotation]); annOK && got.Experiment {
 		got.Revision = ann.Revision
 	}
 	return got, ok
@@ -209,49 +216,38 @@ func routeOf(route *gwv1.HTTPRoute, b backends) (traffic.Route, bool) {
 // only and Sluice's rules and filters are removed. A generated route is
 // deleted with the Rollout unless revert keeps it (released from the Rollout).
 func (r *Router) Finalize(ctx context.Context, t traffic.Target, revert bool) error {
-	route, err := r.get(ctx, t)
+	k := r.kind()
+	route, err := r.get(ctx, t, k)
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
 	if err != nil {
 		return err
 	}
-	_, adopted := routeName(t)
+	_, adopted := routeName(t, k)
 	if !adopted && !revert {
 		return nil // garbage-collected with the Rollout
 	}
-	b := backendsOf(t)
-	patch := client.MergeFrom(route.DeepCopy())
-	var rules []gwv1.HTTPRouteRule
-	for _, rule := range buildRules(route.Spec.Rules, b, &t.Rollout.Spec, traffic.Route{Weights: traffic.ForCanary(0)}) {
-		if b.managed(rule) {
-			var refs []gwv1.HTTPBackendRef
-			for _, ref := range rule.BackendRefs {
-				if !b.isOurs(ref) {
-					refs = append(refs, ref)
-				}
-			}
-			rule.BackendRefs = append([]gwv1.HTTPBackendRef{b.ref(b.apex, 1)}, refs...)
-		}
-		rules = append(rules, rule)
-	}
-	route.Spec.Rules = rules
-	route.Labels, _ = traffic.SyncShiftingLabel(route.Labels, traffic.Route{})
-	delete(route.Annotations, traffic.RouteAnnotation)
+	patch := client.MergeFrom(route.DeepCopyObject().(client.Object))
+	k.handBack(route, backendsOf(t), &t.Rollout.Spec)
+	labels, _ := traffic.SyncShiftingLabel(route.GetLabels(), traffic.Route{})
+	annotations := maps.Clone(route.GetAnnotations())
+	delete(annotations, traffic.RouteAnnotation)
+	route.SetAnnotations(annotations)
 	if !adopted {
 		var owners []metav1.OwnerReference
-		for _, o := range route.OwnerReferences {
+		for _, o := range route.GetOwnerReferences() {
 			if o.UID != t.Rollout.UID {
 				owners = append(owners, o)
 			}
 		}
-		route.OwnerReferences = owners
-		labels := maps.Clone(route.Labels)
+		route.SetOwnerReferences(owners)
+		labels = maps.Clone(labels)
 		delete(labels, traffic.ManagedByLabel)
-		route.Labels = labels
 	}
+	route.SetLabels(labels)
 	if err := r.Client.Patch(ctx, route, patch); err != nil {
-		return fmt.Errorf("handing HTTPRoute %s back: %w", route.Name, err)
+		return fmt.Errorf("handing %s %s back: %w", k.name(), route.GetName(), err)
 	}
 	return nil
 }

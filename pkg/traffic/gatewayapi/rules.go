@@ -29,6 +29,10 @@ func backendsOf(t traffic.Target) backends {
 // isOurs reports whether a backendRef points at the apex, primary or canary
 // Service of the Rollout.
 func (b backends) isOurs(ref gwv1.HTTPBackendRef) bool {
+	return b.isOursRef(ref.BackendObjectReference)
+}
+
+func (b backends) isOursRef(ref gwv1.BackendObjectReference) bool {
 	if ref.Group != nil && *ref.Group != "" || ref.Kind != nil && *ref.Kind != "Service" {
 		return false
 	}

@@ -65,3 +65,58 @@ func FuzzBuildRules(f *testing.F) {
 		}
 	})
 }
+
+// FuzzBuildGRPCRules: FuzzBuildRules for a GRPCRoute. Whatever A/B header
+// match and weight, building never panics, the managed rule's weights add up
+// to 100 and read back as built, building again changes nothing, and the
+// user's other rule is left exactly as it was.
+func FuzzBuildGRPCRules(f *testing.F) {
+	f.Add(int32(25), "x-canary", "1", false, true)
+	f.Add(int32(0), "", "", true, false)
+	f.Add(int32(100), "x\x00y", "\xff(", true, true)
+	f.Add(int32(-5), "h", "v", false, false)
+	f.Fuzz(func(t *testing.T, weight int32, header, value string, mirror, experiment bool) {
+		w := min(max(weight, 0), 100)
+		spec := canarySpec(func(s *sluicev1.RolloutSpec) {
+			if mirror {
+				s.Strategy = sluicev1.Strategy{BlueGreen: &sluicev1.BlueGreenStrategy{Mirror: true, MirrorPercent: ptr.To(w)}}
+				return
+			}
+			s.Strategy = sluicev1.Strategy{ABTesting: &sluicev1.ABTestingStrategy{Match: []sluicev1.RequestMatch{
+				{Headers: map[string]sluicev1.StringMatch{header: {Exact: ptr.To(value)}}},
+				{Headers: map[string]sluicev1.StringMatch{header: {Prefix: ptr.To(value)}}},
+			}}}
+		})
+		route := traffic.Route{Weights: traffic.ForCanary(w), Experiment: experiment, Revision: "r2"}
+		in := userGRPCRules()
+		out := buildGRPCRules(in, b, spec, route)
+
+		got, found := observedGRPC(out, b)
+		if !found {
+			t.Fatalf("the built rules hold no managed rule: %s", mustJSON(out))
+		}
+		if got.Weights != route.Weights {
+			t.Errorf("the route reads back weights %+v, built with %+v", got.Weights, route.Weights)
+		}
+		for _, rule := range out {
+			if grpcInserted(rule) || !b.grpcManaged(rule) {
+				continue
+			}
+			var sum int32
+			for _, ref := range rule.BackendRefs {
+				if b.isOursRef(ref.BackendObjectReference) {
+					sum += *ref.Weight
+				}
+			}
+			if sum != 100 {
+				t.Errorf("the managed rule's weights add up to %d: %s", sum, grpcRefs(rule))
+			}
+		}
+		if again := buildGRPCRules(out, b, spec, route); !sameGRPCRules(again, out) {
+			t.Errorf("building again changed the rules: %s, was %s", mustJSON(again), mustJSON(out))
+		}
+		if last := out[len(out)-1]; mustJSON(last) != mustJSON(in[1]) {
+			t.Errorf("the user's other rule changed: %s, was %s", mustJSON(last), mustJSON(in[1]))
+		}
+	})
+}

@@ -26,6 +26,7 @@ type requirement struct {
 
 var (
 	httpRoute       = requirement{gwv1.SchemeGroupVersion.WithKind("HTTPRoute"), "httproutes.gateway.networking.k8s.io"}
+	grpcRoute       = requirement{gwv1.SchemeGroupVersion.WithKind("GRPCRoute"), "grpcroutes.gateway.networking.k8s.io"}
 	virtualService  = requirement{istiov1.SchemeGroupVersion.WithKind("VirtualService"), "virtualservices.networking.istio.io"}
 	destinationRule = requirement{istiov1.SchemeGroupVersion.WithKind("DestinationRule"), "destinationrules.networking.istio.io"}
 )
@@ -34,6 +35,7 @@ var (
 type Set struct {
 	kubernetes *kubernetes.Router
 	gatewayAPI *gatewayapi.Router
+	grpcRoute  *gatewayapi.Router
 	istio      *istio.Router
 	mapper     meta.RESTMapper
 }
@@ -44,6 +46,7 @@ func New(c client.Client, mapper meta.RESTMapper) *Set {
 	return &Set{
 		kubernetes: &kubernetes.Router{Client: c},
 		gatewayAPI: &gatewayapi.Router{Client: c},
+		grpcRoute:  &gatewayapi.Router{Client: c, GRPC: true},
 		istio:      &istio.Router{Client: c},
 		mapper:     mapper,
 	}
@@ -56,6 +59,8 @@ func (s *Set) For(ro *sluicev1.Rollout) (traffic.Router, error) {
 	switch {
 	case r == nil || (r.GatewayAPI == nil && r.Istio == nil):
 		return s.kubernetes, nil
+	case r.GatewayAPI != nil && r.GatewayAPI.RouteKind == "GRPCRoute":
+		return s.grpcRoute, s.require("routing.gatewayAPI.routeKind: GRPCRoute", grpcRoute)
 	case r.GatewayAPI != nil:
 		return s.gatewayAPI, s.require("routing.gatewayAPI", httpRoute)
 	default:
@@ -82,6 +87,8 @@ func Watched(routerName string) []client.Object {
 	switch routerName {
 	case "gatewayAPI":
 		return []client.Object{&gwv1.HTTPRoute{}}
+	case "gatewayAPI/GRPCRoute":
+		return []client.Object{&gwv1.GRPCRoute{}}
 	case "istio":
 		// DestinationRules too: Sluice generates them and puts back an edit.
 		return []client.Object{&istiov1.VirtualService{}, &istiov1.DestinationRule{}}
@@ -91,7 +98,7 @@ func Watched(routerName string) []client.Object {
 
 // IsRouterCRD reports whether a CRD name is one a router needs.
 func IsRouterCRD(name string) bool {
-	for _, req := range []requirement{httpRoute, virtualService, destinationRule} {
+	for _, req := range []requirement{httpRoute, grpcRoute, virtualService, destinationRule} {
 		if req.crd == name {
 			return true
 		}

@@ -1,0 +1,93 @@
+package traffic
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+// portList shows ports as name:port->target/protocol, in order.
+func portList(ports []corev1.ServicePort) string {
+	var out []string
+	for _, p := range ports {
+		out = append(out, fmt.Sprintf("%s:%d->%s/%s", p.Name, p.Port, p.TargetPort.String(), p.Protocol))
+	}
+	return strings.Join(out, " ")
+}
+
+func target(svc sluicev1.ServiceSpec) Target {
+	return Target{Rollout: &sluicev1.Rollout{Spec: sluicev1.RolloutSpec{Service: svc}}}
+}
+
+func TestPortDiscoveryAddsTheTemplatesPortsAfterTheSpecsOwn(t *testing.T) {
+	containers := []corev1.ContainerPort{
+		{Name: "http", ContainerPort: 8080},                               // the main port's target: skipped
+		{Name: "metrics", ContainerPort: 9797},                            // listed in service.ports: skipped
+		{Name: "grpc", ContainerPort: 9090},                               // named: keeps its name
+		{ContainerPort: 5353, Protocol: corev1.ProtocolUDP},               // unnamed: named after protocol and number
+		{ContainerPort: 5353, Protocol: corev1.ProtocolTCP},               // same number, other protocol: its own port
+		{Name: "admin", ContainerPort: 9090},                              // a second container declaring 9090: skipped
+		{Name: "grpc", ContainerPort: 7070, Protocol: corev1.ProtocolTCP}, // name taken: named after its number
+	}
+	cases := []struct {
+		name string
+		svc  sluicev1.ServiceSpec
+		want string
+	}{
+		{"off", sluicev1.ServiceSpec{Port: 80, TargetPort: ptr.To(intstr.FromInt32(8080))},
+			"http:80->8080/TCP"},
+		{"on", sluicev1.ServiceSpec{Port: 80, TargetPort: ptr.To(intstr.FromInt32(8080)), PortDiscovery: true,
+			Ports: []sluicev1.ServicePort{{Name: "metrics", Port: 9797}}},
+			"http:80->8080/TCP metrics:9797->9797/TCP grpc:9090->9090/TCP udp-5353:5353->5353/UDP tcp-5353:5353->5353/TCP tcp-7070:7070->7070/TCP"},
+		{"main port targeting a container port by name", sluicev1.ServiceSpec{Port: 80, TargetPort: ptr.To(intstr.FromString("grpc")), PortName: "web", PortDiscovery: true},
+			"web:80->grpc/TCP http:8080->8080/TCP metrics:9797->9797/TCP udp-5353:5353->5353/UDP tcp-5353:5353->5353/TCP admin:9090->9090/TCP"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := portList(servicePorts(target(tc.svc), containers)); got != tc.want {
+				t.Errorf("ports\n got %s\nwant %s", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestKeptPortsStayBesideTheWantedOnes(t *testing.T) {
+	want := []corev1.ServicePort{
+		{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP},
+		{Name: "grpc", Port: 9090, TargetPort: intstr.FromInt32(9090), Protocol: corev1.ProtocolTCP},
+	}
+	have := []corev1.ServicePort{
+		{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), Protocol: corev1.ProtocolTCP, NodePort: 0},
+		{Name: "debug", Port: 6060, TargetPort: intstr.FromInt32(6060), Protocol: corev1.ProtocolTCP}, // dropped by the new template: kept
+		{Name: "rpc", Port: 9090, TargetPort: intstr.FromInt32(9090), Protocol: corev1.ProtocolTCP},   // renamed: the new name wins
+	}
+	if got, w := portList(KeptPorts(want, have)), "http:80->8080/TCP grpc:9090->9090/TCP debug:6060->6060/TCP"; got != w {
+		t.Errorf("kept\n got %s\nwant %s", got, w)
+	}
+}
+
+func TestContainerPortsListsTheContainersPortsInOrder(t *testing.T) {
+	tpl := &corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+		InitContainers: []corev1.Container{{Name: "init", Ports: []corev1.ContainerPort{{ContainerPort: 1}}}},
+		Containers: []corev1.Container{
+			{Name: "app", Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}, {ContainerPort: 9090}}},
+			{Name: "proxy", Ports: []corev1.ContainerPort{{Name: "admin", ContainerPort: 15000}}},
+		},
+	}}
+	var got []int32
+	for _, p := range ContainerPorts(tpl) {
+		got = append(got, p.ContainerPort)
+	}
+	if fmt.Sprint(got) != "[8080 9090 15000]" {
+		t.Errorf("container ports = %v", got)
+	}
+	if ContainerPorts(nil) != nil {
+		t.Error("ports of no template")
+	}
+}
