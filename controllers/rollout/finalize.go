@@ -149,7 +149,15 @@ func (r *Reconciler) finalizeTarget(ctx context.Context, ro *sluicev1.Rollout) (
 		into *workload.Workload
 	}{{name, &target}, {t.Primary, &primary}} {
 		obj := kind.New()
-		err := r.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: p.name}, obj)
+		// Read from the API server, not the cache: traffic is handed to the
+		// target on what this read says, and a cache that lags a target
+		// just gone unready would move it to pods that cannot serve. A
+		// deletion is rare; two reads per pass cost nothing.
+		var reader client.Reader = r.Client
+		if r.APIReader != nil {
+			reader = r.APIReader
+		}
+		err := reader.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: p.name}, obj)
 		if apierrors.IsNotFound(err) {
 			continue
 		}
