@@ -74,23 +74,23 @@ func run() error {
 	ro := app.GatewayRollout(host, sluicev1.Strategy{Canary: &sluicev1.CanaryStrategy{Steps: []sluicev1.CanaryStep{
 		{SetWeight: ptr.To[int32](10)}, {SetWeight: ptr.To[int32](25)}, {SetWeight: ptr.To[int32](50)},
 	}}}, &sluicev1.Analysis{
-		Interval:  &metav1.Duration{Duration: 5 * time.Second},
+		Interval:  &metav1.Duration{Duration: 3 * time.Second},
 		Threshold: 2,
 		// The built-in checks, read from Traefik's own metrics
 		// (--gateway-flavor traefik); hold while the canary has no traffic yet.
 		Metrics: []sluicev1.MetricCheck{
-			{Name: sluicev1.MetricRequestSuccessRate, ThresholdRange: &sluicev1.ThresholdRange{Min: ptr.To(99.0)}, Interval: &metav1.Duration{Duration: 10 * time.Second}, OnNoData: sluicev1.NoDataHold},
-			{Name: sluicev1.MetricRequestDuration, ThresholdRange: &sluicev1.ThresholdRange{Max: ptr.To(500.0)}, Interval: &metav1.Duration{Duration: 10 * time.Second}, OnNoData: sluicev1.NoDataHold},
+			{Name: sluicev1.MetricRequestSuccessRate, ThresholdRange: &sluicev1.ThresholdRange{Min: ptr.To(99.0)}, Interval: &metav1.Duration{Duration: 6 * time.Second}, OnNoData: sluicev1.NoDataHold},
+			{Name: sluicev1.MetricRequestDuration, ThresholdRange: &sluicev1.ThresholdRange{Max: ptr.To(500.0)}, Interval: &metav1.Duration{Duration: 6 * time.Second}, OnNoData: sluicev1.NoDataHold},
 		},
 		Webhooks: []sluicev1.Webhook{{
 			Name: "load", Type: sluicev1.HookRollout, URL: c.LoadtesterHookURL + "/",
-			Metadata: map[string]string{"url": c.GatewayURL + "/", "header-Host": host, "rate": "10", "duration": "5s"},
+			Metadata: map[string]string{"url": c.GatewayURL + "/", "header-Host": host, "rate": "10", "duration": "3s"},
 		}},
 	})
 	if err := c.Client.Create(ctx, ro); err != nil {
 		return err
 	}
-	say("Deployed %s/%s v1 (3 real containers with readiness probes) with a canary Rollout on Gateway %s/%s: steps 10%%, 25%%, 50%%, 5s each, success rate >= 99%%, p99 <= 500ms", ns, name, cluster.GatewayNamespace, cluster.GatewayName)
+	say("Deployed %s/%s v1 (3 real containers with readiness probes) with a canary Rollout on Gateway %s/%s: steps 10%%, 25%%, 50%%, 3s each, success rate >= 99%%, p99 <= 500ms", ns, name, cluster.GatewayNamespace, cluster.GatewayName)
 	if err := waitPhase(ctx, c, sluicev1.PhaseInitialized, 90*time.Second); err != nil {
 		return err
 	}
