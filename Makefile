@@ -131,8 +131,12 @@ fuzz: ## Run each fuzz target for FUZZTIME (a crasher lands in its testdata/fuzz
 ##@ Local cluster
 
 .PHONY: e2e-tools
-e2e-tools: ## Build the cluster's binaries (controller-manager, scheduler, kubelet, kube-proxy, kwok, Traefik, CoreDNS, metrics-server, helm) from source into the cache and install containerd, runc and the CNI plugins from Debian (skipped when present).
-	SLUICE_CACHE="$(SLUICE_CACHE)" hack/e2e-tools.sh
+e2e-tools: ## Build the real-node cluster's binaries (controller-manager, scheduler, kubelet, kube-proxy, Traefik, CoreDNS, metrics-server, helm) from source into the cache and install containerd, runc and the CNI plugins from Debian (skipped when present).
+	SLUICE_CACHE="$(SLUICE_CACHE)" hack/e2e-tools.sh cluster
+
+.PHONY: e2e-tools-kwok
+e2e-tools-kwok: ## Also build kwok, for the kwok control plane of `make bench-scale`.
+	SLUICE_CACHE="$(SLUICE_CACHE)" hack/e2e-tools.sh all
 
 # The real node runs what these build: the cluster's tools first (the node
 # images are made from their binaries), then the images.
@@ -162,7 +166,7 @@ bench: envtest ## Benchmarks: a decision, N Rollouts on a real API server, the m
 BENCH_SCALE_FLAGS ?= -n 1,100,1000 -runs 3 -idle 10000
 
 .PHONY: bench-scale
-bench-scale: envtest e2e-tools build ## The shipped bin/manager at fleet scale on the kwok control plane: N = 1, 100, 1,000 releases at once and 10,000 idle Rollouts; prints one table (about an hour).
+bench-scale: envtest e2e-tools-kwok build ## The shipped bin/manager at fleet scale on the kwok control plane: N = 1, 100, 1,000 releases at once and 10,000 idle Rollouts; prints one table (about an hour).
 	SLUICE_CACHE="$(SLUICE_CACHE)" KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go run ./e2e/bench -manager "$(CURDIR)/bin/manager" $(BENCH_SCALE_FLAGS)
 
 .PHONY: envtest
@@ -192,6 +196,10 @@ metric-servers: ## Install Debian's influxdb, graphite-carbon, graphite-web and 
 	hack/apt-install.sh carbon-cache graphite-carbon
 	hack/apt-install.sh graphite-manage graphite-web
 	hack/apt-install.sh victoria-metrics victoria-metrics
+
+.PHONY: packages
+packages: prometheus metric-servers chromium ## Install every Debian package the tests and the e2e node use, one after another (each skipped when present).
+	hack/e2e-tools.sh packages >/dev/null
 
 .PHONY: envtest-path
 envtest-path: ## Print the envtest binary directory (for KUBEBUILDER_ASSETS).

@@ -12,7 +12,10 @@
 # Idempotent: a binary already present is not rebuilt. Prints, as its last
 # line, the environment the e2e harness reads (SLUICE_E2E_BIN_*).
 #
-# Usage: hack/e2e-tools.sh [all|k8s|kwok|traefik|node]   (default all)
+# Usage: hack/e2e-tools.sh [all|cluster|k8s|kwok|traefik|node|packages]   (default all)
+#   cluster: what the real-node cluster needs (all but kwok, which only the
+#   kwok harness of the scale benchmark runs)
+#   packages: only the node's Debian packages (containerd, runc, CNI plugins)
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -65,28 +68,30 @@ k8s_ldflags() {
 
 what="${1:-all}"
 case "$what" in
-all | k8s)
+all | cluster | k8s)
 	build "$root/hack/tools/k8s" "$k8s_dir/kube-controller-manager" k8s.io/kubernetes/cmd/kube-controller-manager "$(k8s_ldflags)"
 	build "$root/hack/tools/k8s" "$k8s_dir/kube-scheduler" k8s.io/kubernetes/cmd/kube-scheduler "$(k8s_ldflags)"
 	;;&
 all | kwok)
 	build "$root/hack/tools/kwok" "$kwok_dir/kwok" sigs.k8s.io/kwok/cmd/kwok "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${kwok_ver#v}"
 	;;&
-all | traefik)
+all | cluster | traefik)
 	build "$root/hack/tools/traefik" "$traefik_dir/traefik" github.com/traefik/traefik/v3/cmd/traefik "-s -w -X github.com/traefik/traefik/v3/pkg/version.Version=$traefik_ver"
 	;;&
-all | node)
+all | cluster | node)
 	build "$root/hack/tools/k8s" "$k8s_dir/kubelet" k8s.io/kubernetes/cmd/kubelet "$(k8s_ldflags)"
 	build "$root/hack/tools/k8s" "$k8s_dir/kube-proxy" k8s.io/kubernetes/cmd/kube-proxy "$(k8s_ldflags)"
 	build "$root/hack/tools/coredns" "$coredns_dir/coredns" github.com/coredns/coredns "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$coredns_ver"
 	build "$root/hack/tools/metrics-server" "$ms_dir/metrics-server" sigs.k8s.io/metrics-server/cmd/metrics-server "-s -w -X k8s.io/component-base/version.gitVersion=$ms_ver"
 	build "$root/hack/tools/helm" "$helm_dir/helm" helm.sh/helm/v3/cmd/helm "-s -w -X helm.sh/helm/v3/internal/version.version=$helm_ver"
+	;;&
+all | cluster | node | packages)
 	"$root/hack/apt-install.sh" containerd containerd runc containernetworking-plugins iptables conntrack
 	"$root/hack/apt-install.sh" nft nftables
 	;;
-k8s | kwok | traefik | node) ;;
+cluster | k8s | kwok | traefik | node | packages) ;;
 *)
-	echo "usage: $0 [all|k8s|kwok|traefik|node]" >&2
+	echo "usage: $0 [all|cluster|k8s|kwok|traefik|node|packages]" >&2
 	exit 2
 	;;
 esac

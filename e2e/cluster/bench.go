@@ -67,7 +67,7 @@ func StartControlPlane(ctx context.Context, opts ControlPlaneOptions) (c *Cluste
 	if left := sweepProcs(c.stateDir); len(left) > 0 {
 		c.logf("stopped leftovers of a previous run: %v", left)
 	}
-	if c.bins, err = buildBinaries(ctx, c.Dir, nil); err != nil {
+	if c.bins, err = buildBinaries(ctx, c.Dir, false, nil); err != nil {
 		return c, err
 	}
 	crds, err := testenv.RouterCRDPaths()

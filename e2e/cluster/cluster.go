@@ -191,7 +191,7 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	}
 	t0 := time.Now()
 	c.logf("building binaries (cached after the first run; the first Traefik build takes ~10 min)")
-	if c.bins, err = buildBinaries(ctx, c.Dir, c.progress); err != nil {
+	if c.bins, err = buildBinaries(ctx, c.Dir, opts.RealNode, c.progress); err != nil {
 		return c, err
 	}
 	c.measure("binaries", t0)
