@@ -60,14 +60,30 @@ image() {
 	shift 3
 	local repo="${ref%:*}" tag="${ref##*:}"
 	local base="$out/${repo##*/}-$tag"
-	local exe
+	local exe key
 	exe="$(basename "$bin")"
+	# The archive and the SBOM are functions of these inputs alone (the
+	# build is reproducible), so a run that finds them made from the same
+	# inputs keeps them: most images do not change between two runs.
+	local inputs=("$bin" "$builder" "$cdx") a
+	for a in "$@"; do
+		case "$a" in /*:*) inputs+=("${a%%:*}") ;; esac # --file SRC:DST[:MODE]
+	done
+	key="$({ sha256sum "${inputs[@]}" | cut -d' ' -f1
+		printf '%s\n' "$ref" "$version" "$created" "$@"; } | sha256sum | cut -d' ' -f1)"
+	if [ -s "$base.tar" ] && [ -s "$base.tar.digest" ] && [ -s "$base.cdx.json" ] &&
+		[ "$(cat "$base.key" 2>/dev/null)" = "$key" ]; then
+		summary+=("$(printf '%-42s %s %6s MiB (unchanged)' "$ref" "$(cat "$base.tar.digest")" "$(du -m "$base.tar" | cut -f1)")")
+		return
+	fi
+	rm -f "$base.key"
 	"$builder" --name "$ref" --out "$base.tar" \
 		--file "$bin:/$exe" --entrypoint "/$exe" \
 		--label "org.opencontainers.image.created=$created" \
 		--label "org.opencontainers.image.title=${repo##*/}" \
 		"$@" >/dev/null
 	"$cdx" bin -json -noserial -notimestamp -version "$version" -output "$base.cdx.json" "$bin"
+	echo "$key" >"$base.key"
 	summary+=("$(printf '%-42s %s %6s MiB' "$ref" "$(cat "$base.tar.digest")" "$(du -m "$base.tar" | cut -f1)")")
 }
 
