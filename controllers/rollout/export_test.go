@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"fmt"
 
 	ctrl "sigs.k8s.io/controller-runtime"
 
@@ -18,6 +19,14 @@ type Observed struct {
 	Router                 string
 	RoutedWeight           *int32
 	Blocked, BlockedReason string
+}
+
+func (o Observed) String() string {
+	w := "unknown"
+	if o.RoutedWeight != nil {
+		w = fmt.Sprint(*o.RoutedWeight)
+	}
+	return fmt.Sprintf("router %q, routed canary weight %s, blocked %q (%s)", o.Router, w, o.BlockedReason, o.Blocked)
 }
 
 // Observe runs the observe step of a reconcile of ro, and nothing else.

@@ -134,7 +134,7 @@ func TestObservingARolloutOnlyReads(t *testing.T) {
 			obs, err := r.Observe(s.ctx, s.getRollout("podinfo"))
 			s.must(err)
 			if obs.Router != routerNames[kind] || obs.Blocked != "" || obs.RoutedWeight != nil {
-				t.Errorf("observed before any route exists: %+v, want the %s router, not blocked, no routed weight", obs, routerNames[kind])
+				t.Errorf("observed before any route exists: %v, want the %s router, not blocked, no routed weight", obs, routerNames[kind])
 			}
 			for _, name := range []string{"podinfo", "podinfo-primary", "podinfo-canary"} {
 				if err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: name}, &corev1.Service{}); !apierrors.IsNotFound(err) {
@@ -158,7 +158,7 @@ func TestObservingARolloutOnlyReads(t *testing.T) {
 					return err
 				}
 				if obs.Router != routerNames[kind] || obs.Blocked != "" || obs.RoutedWeight == nil || *obs.RoutedWeight != 0 {
-					return fmt.Errorf("observed %+v, want the %s router holding all traffic on the primary", obs, routerNames[kind])
+					return fmt.Errorf("observed %v, want the %s router holding all traffic on the primary", obs, routerNames[kind])
 				}
 				return nil
 			})
