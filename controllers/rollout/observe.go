@@ -2,7 +2,6 @@ package rollout
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"strings"
@@ -24,7 +23,9 @@ import (
 // exist; it becomes part of the revision, so its creation is a new revision.
 const missingChecksum = "missing"
 
-// scope is what one reconcile observed of a Rollout and its objects.
+// scope is what one reconcile observed of a Rollout and its objects, and
+// what it has done about them so far. observe fills it in, reading only;
+// decideAndAct and act write, and keep it up to date with what they wrote.
 type scope struct {
 	ro *sluicev1.Rollout
 	// kind is the kind of the target; target and primary are read through
@@ -50,6 +51,9 @@ type scope struct {
 	route         traffic.Target
 	router        traffic.Router // nil when unavailable
 	routed        *traffic.Route // what the router holds; nil when unknown
+	// ensured is set once the Services and routes were ensured in this
+	// reconcile (ensureRoutes).
+	ensured bool
 	// scaler and scaled are the target's autoscaler and what was read of
 	// it; nil without autoscalerRef or while blocked.
 	scaler *autoscaling.Autoscaler
@@ -65,8 +69,10 @@ type scope struct {
 	obs    statemachine.Observation
 }
 
-// observe gathers what the state machine needs. It returns an error only for
-// transient failures; what needs a user's fix is recorded as obs.Blocked.
+// observe gathers what the state machine needs. It only reads (from the
+// cache, and uncached where it must): every write is act's. It returns an
+// error only for transient failures; what needs a user's fix is recorded as
+// obs.Blocked.
 func (r *Reconciler) observe(ctx context.Context, ro *sluicev1.Rollout) (*scope, error) {
 	sc := &scope{ro: ro, kind: workloadKind(ro)}
 	sc.obs.Action = sluicev1.Action(ro.Annotations[sluicev1.ActionAnnotation])
@@ -134,7 +140,8 @@ func (r *Reconciler) observe(ctx context.Context, ro *sluicev1.Rollout) (*scope,
 		return nil, err
 	}
 	if sc.obs.Blocked != "" {
-		// Nothing is written while blocked, Services and routes included.
+		// No router then: act writes nothing while blocked, Services and
+		// routes included.
 		return sc, nil
 	}
 	return sc, r.observeRoutes(ctx, sc)
@@ -275,32 +282,19 @@ func newConfigObject(kind workload.ConfigKind) client.Object {
 	return &corev1.ConfigMap{}
 }
 
-// observeRoutes makes sure the Services and routes exist and reads back the
-// weights the router holds.
+// observeRoutes resolves the Rollout's router and reads back the route it
+// holds. It only reads: the Services and routes are created, updated or
+// found taken by someone else when acting (ensureRoutes); until they exist
+// the routed weight is unknown.
 func (r *Reconciler) observeRoutes(ctx context.Context, sc *scope) error {
 	router, err := r.Routers(sc.ro)
 	if err != nil {
 		sc.block("RouterUnavailable", err.Error())
 		return nil
 	}
+	// A watch registered with the manager's cache, not a write.
 	if err := r.ensureRouteWatch(router.Name()); err != nil {
 		return err
-	}
-	if err := traffic.EnsureServices(ctx, r.Client, sc.route); err != nil {
-		var conflict *traffic.ServiceConflictError
-		if errors.As(err, &conflict) {
-			sc.block("ServiceConflict", err.Error())
-			return nil
-		}
-		return err
-	}
-	if err := router.EnsureRoutes(ctx, sc.route); err != nil {
-		var stalled *traffic.StalledError
-		if errors.As(err, &stalled) {
-			sc.block(stalled.Reason, stalled.Message)
-			return nil
-		}
-		return fmt.Errorf("ensuring routes with the %s router: %w", router.Name(), err)
 	}
 	route, ok, err := router.Observe(ctx, sc.route)
 	if err != nil {

@@ -297,8 +297,17 @@ func (r *Reconciler) decideAndAct(ctx context.Context, sc *scope) (statemachine.
 				d.Status, d.Need, d.RequeueAfter = status, nil, staleRetry
 				return d, nil
 			}
-			// Hooks and checks act on the world: only from a current copy,
-			// or a copy missing our last status patch would call them again.
+			// Hooks and checks act on the world: not while a Service or
+			// route is taken or missing, which only acting finds out
+			// (ensureRoutes, done once per reconcile)...
+			if err := r.ensureRoutes(ctx, sc); blockedWhileActing(sc, err) {
+				continue
+			} else if err != nil {
+				d.Status, d.Need = status, nil
+				return d, err
+			}
+			// ...and only from a current copy, or a copy missing our last
+			// status patch would call them again.
 			if !sc.fresh {
 				fresh, err := r.isCurrent(ctx, sc.ro)
 				if err != nil || !fresh {
@@ -321,6 +330,7 @@ func (r *Reconciler) decideAndAct(ctx context.Context, sc *scope) (statemachine.
 			}
 			continue
 		}
+		prev, action, taken := status, sc.obs.Action, sc.actionTaken
 		status = d.Status
 		sc.obs.Checks, sc.obs.Gates = nil, nil
 		if sc.obs.Action != "" {
@@ -328,6 +338,13 @@ func (r *Reconciler) decideAndAct(ctx context.Context, sc *scope) (statemachine.
 			sc.obs.Action, sc.actionTaken = "", true
 		}
 		changed, err := r.act(ctx, sc, d.Desired)
+		if blockedWhileActing(sc, err) {
+			// Nothing of this decision was written or told: decide again
+			// from where it started, blocked (the action with it). Routes
+			// are ensured in the first round, so one is left for that.
+			status, sc.obs.Action, sc.actionTaken = prev, action, taken
+			continue
+		}
 		if errors.Is(err, errStale) {
 			// Decided from a stale copy: nothing of it is kept or told.
 			d.Status = sc.ro.Status
@@ -447,11 +464,18 @@ func (r *Reconciler) emit(ctx context.Context, sc *scope, st *sluicev1.RolloutSt
 	}
 }
 
-// act brings the cluster to the desired state. It reports whether it changed
-// something the state machine observes, so that it may decide again at once.
+// act brings the cluster to the desired state: it makes the writes a
+// decision asks for (the finalizer, the status patch and the clearing of an
+// action are Reconcile's), Services and routes first. It reports whether it
+// changed something the state machine observes, so that it may decide again
+// at once. It writes nothing while blocked; a Service or route it finds
+// taken or missing returns a *blockedError, before anything else is written.
 func (r *Reconciler) act(ctx context.Context, sc *scope, want statemachine.Desired) (bool, error) {
 	if sc.obs.Blocked != "" || sc.router == nil {
 		return false, nil
+	}
+	if err := r.ensureRoutes(ctx, sc); err != nil {
+		return false, err
 	}
 	route := traffic.Route{Weights: traffic.ForCanary(want.CanaryWeight), Experiment: want.Experiment}
 	if want.Experiment {
@@ -516,6 +540,51 @@ func (r *Reconciler) act(ctx context.Context, sc *scope, want statemachine.Desir
 		}
 	}
 	return changed, nil
+}
+
+// blockedError says that acting found what only the user can fix: a
+// Service or route taken by someone else, an adopted route missing. The
+// Rollout is Stalled with its reason and message.
+type blockedError struct{ reason, msg string }
+
+func (e *blockedError) Error() string { return e.msg }
+
+// blockedWhileActing reports whether err is a *blockedError, and then
+// blocks sc with it.
+func blockedWhileActing(sc *scope, err error) bool {
+	var b *blockedError
+	if !errors.As(err, &b) {
+		return false
+	}
+	sc.block(b.reason, b.msg)
+	return true
+}
+
+// ensureRoutes creates or updates the Services and the router's objects
+// (routes, DestinationRules), once per reconcile, before anything else is
+// written or called. A route that exists keeps its weights, so a copy of
+// the Rollout that missed our last status patch ensures them as well as a
+// current one.
+func (r *Reconciler) ensureRoutes(ctx context.Context, sc *scope) error {
+	if sc.ensured || sc.obs.Blocked != "" || sc.router == nil {
+		return nil
+	}
+	if err := traffic.EnsureServices(ctx, r.Client, sc.route); err != nil {
+		var conflict *traffic.ServiceConflictError
+		if errors.As(err, &conflict) {
+			return &blockedError{reason: "ServiceConflict", msg: err.Error()}
+		}
+		return err
+	}
+	if err := sc.router.EnsureRoutes(ctx, sc.route); err != nil {
+		var stalled *traffic.StalledError
+		if errors.As(err, &stalled) {
+			return &blockedError{reason: stalled.Reason, msg: stalled.Message}
+		}
+		return fmt.Errorf("ensuring routes with the %s router: %w", sc.router.Name(), err)
+	}
+	sc.ensured = true
+	return nil
 }
 
 // SetupWithManager registers the controller and its watches. Route kinds
