@@ -32,9 +32,18 @@ import (
 
 // The real node's addresses. The API server and the kubelet listen on the
 // bridge's own address (the pods' gateway), so pods reach them and nothing
-// listens on the machine's other interfaces; pods get addresses from the
-// lower half of the bridge's /24 (kwok's range, the upper half, is unused
-// in this mode) and Services from a range routed nowhere but kube-proxy.
+// listens on the machine's other interfaces; pods get addresses from all of
+// the bridge's /24 above the first ten (kwok's range, the upper half, is
+// unused in this mode) and Services from a range routed nowhere but
+// kube-proxy.
+//
+// The pod range is as wide as it can be because host-local hands addresses
+// out in turn and reuses one only after the whole range: a reused address
+// belongs to a new pod with a new MAC while a gateway's netns may still hold
+// the old pod's in its neighbour cache, and sends to it for several seconds
+// (seen in e2e: with 111 addresses a run of 180 pods wrapped around, and
+// Traefik's requests to a target pod that had just started hung until the
+// client gave up). A run of make e2e starts under 200 pods.
 const (
 	RealNodeName     = "sluice-node"
 	APIServerPort    = 16443
@@ -42,7 +51,7 @@ const (
 	kubernetesSvcIP  = "10.214.0.1"
 	ClusterDNSIP     = "10.214.0.10"
 	realPodRangeFrom = "10.213.0.10"
-	realPodRangeTo   = "10.213.0.120"
+	realPodRangeTo   = "10.213.0.254"
 	cniNetworkName   = "sluice-e2e"
 	// forwardChain keeps pods from reaching anything beyond the bridge:
 	// the bridge plugin turns on IP forwarding (Services need it), and
