@@ -56,9 +56,12 @@ func varsFor(ro *sluicev1.Rollout, check sluicev1.MetricCheck) queryVars {
 type requestSource struct {
 	requests  string // counter name
 	codeLabel string // label with the HTTP status code
-	buckets   string // histogram bucket series name
-	toMillis  string // expression suffix turning the quantile into ms
-	selector  string // label matchers for the canary, without braces
+	// noStatus, when set, says why the counter cannot tell a failed
+	// request from a good one (gRPC): the success rate is refused.
+	noStatus string
+	buckets  string // histogram bucket series name
+	toMillis string // expression suffix turning the quantile into ms
+	selector string // label matchers for the canary, without braces
 }
 
 // sourceFor picks the canary's request metrics for the Rollout's router.
@@ -70,6 +73,33 @@ func sourceFor(ro *sluicev1.Rollout, v queryVars, gw GatewayFlavor) (requestSour
 			requests: "istio_requests_total", codeLabel: "response_code",
 			buckets:  "istio_request_duration_milliseconds_bucket",
 			selector: fmt.Sprintf(`reporter="destination",destination_workload_namespace=%q,destination_workload=%q`, v.Namespace, v.Target),
+		}, nil
+	case r != nil && r.GatewayAPI != nil && r.GatewayAPI.RouteKind == "GRPCRoute" && gw == GatewayTraefik:
+		// A GRPCRoute's backend is <namespace>-<service>-<port>-grpc. Its
+		// latency histogram is right; its code label is not usable (see
+		// noStatus).
+		svc := fmt.Sprintf("%s-%s-canary-%d-grpc@kubernetesgateway", v.Namespace, v.Target, v.Port)
+		return requestSource{
+			requests: "traefik_service_requests_total", codeLabel: "code",
+			buckets: "traefik_service_request_duration_seconds_bucket", toMillis: " * 1000",
+			selector: fmt.Sprintf(`service=%q`, svc),
+			// Seen on a real Traefik v3.6.12 (TestGRPCRouteThroughTraefik):
+			// every call through a GRPCRoute, the successful ones too, is
+			// counted with code 2 (Unknown). Traefik takes a gRPC call's
+			// code from a grpc-status header, and a successful call sends
+			// it in the trailers, which its metrics do not see. Code 2 is
+			// also what it records when no backend answered.
+			noStatus: "Traefik counts every gRPC call through a GRPCRoute, the successful ones too, with code 2 (Unknown): it reads grpc-status before the trailers that carry it arrive",
+		}, nil
+	case r != nil && r.GatewayAPI != nil && r.GatewayAPI.RouteKind == "GRPCRoute" && (gw == GatewayEnvoy || gw == ""):
+		cluster := fmt.Sprintf("%s_%s-canary_%d(_.+)?", regexp.QuoteMeta(v.Namespace), regexp.QuoteMeta(v.Target), v.Port)
+		return requestSource{
+			requests: "envoy_cluster_upstream_rq", codeLabel: "envoy_response_code",
+			buckets:  "envoy_cluster_upstream_rq_time_bucket",
+			selector: fmt.Sprintf(`envoy_cluster_name=~%q`, cluster),
+			// A failed gRPC call is an HTTP 200 with grpc-status in its
+			// trailers; Envoy's upstream counter has the HTTP status only.
+			noStatus: "Envoy's upstream request counter has HTTP status codes only, and a failed gRPC call is an HTTP 200",
 		}, nil
 	case r != nil && r.GatewayAPI != nil && gw == GatewayTraefik:
 		// Traefik's Kubernetes Gateway provider names an HTTPRoute backend
@@ -128,6 +158,11 @@ func BuiltinQuery(ro *sluicev1.Rollout, check sluicev1.MetricCheck, gw GatewayFl
 	}
 	switch check.Name {
 	case sluicev1.MetricRequestSuccessRate:
+		if src.noStatus != "" {
+			// Fail closed: a success rate read from it would pass a
+			// canary that fails every call, or fail a good one.
+			return "", fmt.Errorf("no built-in request-success-rate for gRPC on a GRPCRoute: %s; give the check a templateRef that reads the app's gRPC statuses (e.g. grpc_server_handled_total{grpc_code!=\"OK\"})", src.noStatus)
+		}
 		return fmt.Sprintf(
 			`100 * (1 - ((sum(rate(%[1]s{%[2]s,%[3]s=~"5.."}[%[4]s])) or on() vector(0)) / (sum(rate(%[1]s{%[2]s,%[3]s!=""}[%[4]s])) > 0)))`,
 			src.requests, src.selector, src.codeLabel, v.Interval), nil

@@ -50,3 +50,23 @@ func TestTheBuiltinMetricsOfADaemonSetReadItsCanaryPodsOnly(t *testing.T) {
 		}
 	}
 }
+
+// TestTheBuiltinsOfAGRPCRouteReadItsBackendAndRefuseASuccessRate: Traefik
+// names a GRPCRoute's backend <namespace>-<service>-<port>-grpc, and the
+// built-in latency reads that series. No gateway's request counter tells a
+// failed gRPC call from a good one (Traefik counts them all as code 2,
+// Envoy sees HTTP 200): the built-in success rate refuses, saying why,
+// rather than pass a canary that fails every call.
+func TestTheBuiltinsOfAGRPCRouteReadItsBackendAndRefuseASuccessRate(t *testing.T) {
+	ro := exampleRollout(&sluicev1.Routing{GatewayAPI: &sluicev1.GatewayAPIRouting{RouteKind: "GRPCRoute"}})
+	q, err := BuiltinQuery(ro, sluicev1.MetricCheck{Name: sluicev1.MetricRequestDuration}, GatewayTraefik)
+	if err != nil || !strings.Contains(q, `service="shop-podinfo-canary-9898-grpc@kubernetesgateway"`) {
+		t.Errorf("request-duration %q (%v): want the GRPCRoute backend's series", q, err)
+	}
+	for _, gw := range []GatewayFlavor{GatewayTraefik, GatewayEnvoy, ""} {
+		q, err := BuiltinQuery(ro, sluicev1.MetricCheck{Name: sluicev1.MetricRequestSuccessRate}, gw)
+		if err == nil || !strings.Contains(err.Error(), "gRPC") || !strings.Contains(err.Error(), "templateRef") {
+			t.Errorf("%q: request-success-rate %q, error %v: want a refusal that names gRPC and the way out", gw, q, err)
+		}
+	}
+}
