@@ -148,7 +148,7 @@ cluster: $(CLUSTER_DEPS) ## Start the local cluster with a real node and Sluice 
 
 .PHONY: e2e
 e2e: $(CLUSTER_DEPS) ## End-to-end scenarios on the real node with real traffic (needs root).
-	SLUICE_CACHE="$(SLUICE_CACHE)" KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -tags e2e -count=1 -v -parallel 2 -timeout 30m ./e2e/
+	SLUICE_CACHE="$(SLUICE_CACHE)" KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -tags e2e -count=1 -v -parallel 3 -timeout 30m ./e2e/
 
 .PHONY: demo
 demo: $(CLUSTER_DEPS) ## Watch Sluice release a good and a bad version through real traffic on the real node (needs root; DEMO_KEEP=1 leaves it up).

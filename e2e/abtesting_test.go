@@ -17,7 +17,7 @@ import (
 // TestABTestingByHeader: during an A/B release, requests with the header
 // are answered by the new version and all others by the stable one.
 func TestABTestingByHeader(t *testing.T) {
-	t.Parallel() // see main_test.go: stories that stop no manager run side by side
+	t.Parallel() // see main_test.go
 	s := NewStory(t, "abtest")
 	var changed time.Time
 	var insiders *cluster.Load

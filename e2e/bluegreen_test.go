@@ -34,7 +34,7 @@ func (s *Story) gate(path string) int {
 // while the loadtester's gate is closed, and switches all traffic at once
 // when the gate is opened.
 func TestBlueGreenWithPromotionGate(t *testing.T) {
-	t.Parallel() // see main_test.go: stories that stop no manager run side by side
+	t.Parallel() // see main_test.go
 	s := NewStory(t, "bluegreen")
 	var changed, opened time.Time
 	var routeWeights func() []string

@@ -22,7 +22,7 @@ const splitTolerance = 5
 // real traffic through Traefik and is promoted; at each step the share of
 // answers the new version gives matches the weight.
 func TestCanaryPromotedThroughGateway(t *testing.T) {
-	t.Parallel() // see main_test.go: stories that stop no manager run side by side
+	t.Parallel() // see main_test.go
 	s := NewStory(t, "canary-promote")
 	var changed, ready time.Time
 	var routeWeights func() []string

@@ -19,7 +19,7 @@ import (
 // releases it like a new version: the canary answers with the new
 // message at the configured weight, and after promotion everyone gets it.
 func TestConfigOnlyChangeReleased(t *testing.T) {
-	t.Parallel() // see main_test.go: stories that stop no manager run side by side
+	t.Parallel() // see main_test.go
 	s := NewStory(t, "config-change")
 	var changed time.Time
 	byMessage := func(h cluster.Hit) string { return h.Message }

@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -47,45 +46,39 @@ func rolloutReconciles(url string) (int, error) {
 	return total, nil
 }
 
-// storyTwoManagersDuringARollingUpgrade (in TestManagerDisruptions): two
-// managers run at once, as the chart's two replicas do, and as old and new
-// ones do during an upgrade. The one without the Lease reconciles nothing.
-// Mid-release Sluice is upgraded: on the real node by `helm upgrade` to a new
-// image tag (the chart rolls the managers with maxUnavailable 0, so old and
-// new run side by side and the stopping leader hands the Lease over); with
-// host processes the leader is stopped gracefully. The manager that takes
-// the Lease finishes the release from its status: weights only go forward,
-// Promoted is recorded once, no request fails.
-func storyTwoManagersDuringARollingUpgrade(t *testing.T) {
+// TestTwoManagersDuringARollingUpgrade: two managers run at once, as the
+// chart's two replicas do, and as old and new ones do during an upgrade.
+// The one without the Lease reconciles nothing. Mid-release Sluice is
+// upgraded by `helm upgrade` to a new image tag (the chart rolls the
+// managers with maxUnavailable 0, so old and new run side by side and the
+// stopping leader hands the Lease over). The manager that takes the Lease
+// finishes the release from its status: weights only go forward, Promoted
+// is recorded once, no request fails. The story upgrades a Sluice of its
+// own, so the stories beside it keep theirs.
+func TestTwoManagersDuringARollingUpgrade(t *testing.T) {
+	t.Parallel()
 	s := NewStory(t, "two-managers")
 	var changed time.Time
 	var second, leader string
 	var before int
 	var routeWeights func() []string
+	var sl *cluster.Sluice
 	takeover := make(chan sluicev1.Phase, 1)
 	// The steps are long enough that the release is still running when the
-	// upgrade moves the Lease (helm's rolling upgrade takes about 30s here).
-	s.Given("app v1 behind a canary Rollout (steps 10..50, 10s each), under load, and a second manager started beside the first", func() {
+	// upgrade moves the Lease (helm's rolling upgrade takes about 25s here).
+	s.Given("a Sluice of the story's own (two managers), app v1 behind a canary Rollout (steps 10..50, 10s each), under load", func() {
+		sl = s.InstallOwnSluice()
 		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
 		s.CreateRollout(s.App.GatewayRollout(s.Host, CanarySteps(10, 20, 30, 40, 50), &sluicev1.Analysis{
 			Interval: &metav1.Duration{Duration: 10 * time.Second}, Threshold: 2,
 		}))
 		s.WaitPhase(sluicev1.PhaseInitialized, 60*time.Second)
-		s.waitLeader(60 * time.Second)
-		leader = s.c.ManagerLeaseHolder(s.ctx)
-		p, url, err := s.c.StartSecondManager(s.ctx)
-		s.Must(err, "starting the second manager")
+		leader = sl.LeaseHolder(s.ctx)
+		url, err := sl.NonLeaderMetricsURL(s.ctx)
+		s.Must(err, "finding the manager without the Lease")
 		second = url
 		before, err = rolloutReconciles(second)
 		s.Must(err, "reading the second manager's metrics")
-		t.Cleanup(func() {
-			if p != nil {
-				p.Stop(10 * time.Second)
-			}
-			if err := s.c.EnsureManager(context.Background()); err != nil {
-				t.Errorf("restarting the manager for the next stories: %v", err)
-			}
-		})
 		routeWeights = s.RecordRouteWeights()
 		s.StartLoad(50)
 		s.WaitServing("v1")
@@ -101,37 +94,31 @@ func storyTwoManagersDuringARollingUpgrade(t *testing.T) {
 		if n != before {
 			s.Fatalf("the manager without the Lease reconciled %d times", n-before)
 		}
-		if h := s.c.ManagerLeaseHolder(s.ctx); h != leader {
+		if h := sl.LeaseHolder(s.ctx); h != leader {
 			s.Fatalf("the Lease moved from %s to %s without a stop", leader, h)
 		}
-	}).When("Sluice is upgraded: helm upgrade to a new image tag on the real node (the old leader is stopped gracefully otherwise)", func() {
+	}).When("Sluice is upgraded: helm upgrade to a new image tag", func() {
 		// Note the phase when another manager first holds the Lease: the
 		// story is about a takeover mid-release.
 		go func() {
 			for s.ctx.Err() == nil {
-				if h := s.c.ManagerLeaseHolder(s.ctx); h != "" && h != leader {
+				if h := sl.LeaseHolder(s.ctx); h != "" && h != leader {
 					takeover <- s.Status().Phase
 					return
 				}
 				time.Sleep(100 * time.Millisecond)
 			}
 		}()
-		if !s.c.RealNode() {
-			s.c.StopManagerGracefully()
-			return
-		}
 		next, err := s.c.TagImage(s.c.Image("manager"), "upgrade")
 		s.Must(err, "tagging the new manager image")
 		t0 := time.Now()
-		s.Must(s.c.InstallSluice(s.ctx, next), "helm upgrade")
+		s.Must(sl.Install(s.ctx, next), "helm upgrade")
 		s.Figure("real node: helm upgrade --wait", time.Since(t0).Round(time.Millisecond))
 		d := &appsv1.Deployment{}
-		s.Must(s.c.Client.Get(s.ctx, client.ObjectKey{Namespace: cluster.SluiceNamespace, Name: "sluice-manager"}, d), "reading the manager Deployment")
+		s.Must(s.c.Client.Get(s.ctx, client.ObjectKey{Namespace: sl.Namespace, Name: sl.Deployment()}, d), "reading the manager Deployment")
 		if img := d.Spec.Template.Spec.Containers[0].Image; img != next {
 			s.Fatalf("manager image %s after the upgrade, want %s", img, next)
 		}
-		// The upgraded managers (the same build under the new tag) stay
-		// for the stories that follow.
 	}).Then("a new manager takes the Lease and finishes the release", func() {
 		select {
 		case ph := <-takeover:
@@ -143,16 +130,12 @@ func storyTwoManagersDuringARollingUpgrade(t *testing.T) {
 			s.Fatalf("no other manager took the Lease within 60s of the upgrade")
 		}
 		s.WaitPhase(sluicev1.PhaseSucceeded, 120*time.Second)
-		url := second
-		if s.c.RealNode() {
-			// The pod that replaces the stopped one may win the Lease
-			// over the second: read whichever leads.
-			var err error
-			url, err = s.c.LeaderMetricsURL(s.ctx)
-			s.Must(err, "finding the new leader's pod")
-			if url != second {
-				before = 0
-			}
+		// The pod that replaced the stopped one may have won the Lease
+		// over the second: read whichever leads.
+		url, err := sl.LeaderMetricsURL(s.ctx)
+		s.Must(err, "finding the new leader's pod")
+		if url != second {
+			before = 0
 		}
 		s.Eventually(30*time.Second, "the new leader has reconciled", func() (bool, string) {
 			n, err := rolloutReconciles(url)

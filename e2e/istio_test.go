@@ -24,7 +24,7 @@ import (
 // router is checked on the objects: a release writes the VirtualService's
 // weights step by step and puts everything back on the primary at the end.
 func TestIstioRouterAtAPILevel(t *testing.T) {
-	t.Parallel() // see main_test.go: stories that stop no manager run side by side
+	t.Parallel() // see main_test.go
 	s := NewStory(t, "istio-api")
 	var mu sync.Mutex
 	var seen []string // distinct primary/canary weight pairs, in order

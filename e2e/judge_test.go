@@ -31,9 +31,9 @@ const judgeLimitMs = 500.0
 // primary is promoted, and a canary 20 % slower (180 ms) is rolled back,
 // although both stay far under the fixed limit of the same check.
 func TestComparativeJudgeOnRealTraffic(t *testing.T) {
-	// Not parallel: a latency comparison on two cores shared with other
-	// stories measures their load as much as the canary's, so the story
-	// runs alone, before the parallel ones (like the manager disruptions).
+	// Beside the other stories: both sides of the comparison share the
+	// node and its load, and the judge compares them over the same steps.
+	t.Parallel() // see main_test.go
 	s := NewStory(t, "judge")
 	const slow = 150 * time.Millisecond
 	var released time.Time

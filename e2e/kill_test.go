@@ -3,7 +3,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -73,24 +72,17 @@ func distinct(keys []string) int {
 	return len(seen)
 }
 
-// waitLeader waits until some manager holds the Lease.
-func (s *Story) waitLeader(timeout time.Duration) {
-	s.t.Helper()
-	s.Eventually(timeout, "a leader", func() (bool, string) {
-		return s.c.ManagerLeaseHolder(s.ctx) != "", "no holder"
-	})
-}
-
-// storyManagerKilledFiveTimesDuringARelease (in TestManagerDisruptions):
-// the leading manager is killed five times at random points of a release
-// with pre-rollout, rollout and post-rollout hooks (on the real node its pod
-// is deleted with grace 0, as a node crash or a forced delete does; the
-// other replica takes the Lease). The release completes from its status:
+// TestManagerKilledFiveTimesDuringARelease: the leading manager is killed
+// five times at random points of a release with pre-rollout, rollout and
+// post-rollout hooks (its pod is deleted with grace 0, as a node crash or a
+// forced delete does; the other replica takes the Lease). The managers are
+// the story's own Sluice, so the stories beside it keep theirs. The release completes from its status:
 // the route's weights go 10..50 once each, never back, none skipped;
 // Promoted is recorded once; no request fails;
 // and each once-per-release hook is called once, or again only with the
 // same idempotency key (at-least-once, docs/webhooks.md).
-func storyManagerKilledFiveTimesDuringARelease(t *testing.T) {
+func TestManagerKilledFiveTimesDuringARelease(t *testing.T) {
+	t.Parallel()
 	s := NewStory(t, "manager-killed")
 	hooks := startHookCounter(t, s.c)
 	seed := time.Now().UnixNano()
@@ -98,7 +90,9 @@ func storyManagerKilledFiveTimesDuringARelease(t *testing.T) {
 	var changed time.Time
 	var routeWeights func() []string
 	var takeovers []time.Duration
-	s.Given("app v1 behind a canary Rollout (steps 10..50, 2s each) with counted pre-rollout, rollout and post-rollout hooks, under load", func() {
+	var sl *cluster.Sluice
+	s.Given("a Sluice of the story's own (two managers), app v1 behind a canary Rollout (steps 10..50, 2s each) with counted pre-rollout, rollout and post-rollout hooks, under load", func() {
+		sl = s.InstallOwnSluice()
 		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
 		hook := func(name string, t sluicev1.HookType) sluicev1.Webhook {
 			return sluicev1.Webhook{Name: name, Type: t, URL: hooks.url, Metadata: map[string]string{"hook": name}}
@@ -111,35 +105,28 @@ func storyManagerKilledFiveTimesDuringARelease(t *testing.T) {
 		routeWeights = s.RecordRouteWeights()
 		s.StartLoad(50)
 		s.WaitServing("v1")
-		t.Cleanup(func() {
-			if err := s.c.EnsureManager(context.Background()); err != nil {
-				t.Errorf("restarting the manager for the next stories: %v", err)
-			}
-		})
 	}).When(fmt.Sprintf("v2 is released and the manager is killed 5 times at random points (seed %d)", seed), func() {
 		changed = s.UpdateApp(cluster.App{Name: "podinfo", Version: "v2", Replicas: 2})
 		for i := range 5 {
 			// Each kill lands while the manager leads and works: a new
 			// manager first waits for the dead one's Lease to expire.
-			s.waitLeader(60 * time.Second)
+			s.Eventually(60*time.Second, "a leader", func() (bool, string) {
+				return sl.LeaseHolder(s.ctx) != "", "no holder"
+			})
 			time.Sleep(time.Duration(300+rng.IntN(2500)) * time.Millisecond)
 			st := s.Status()
 			s.Logf("kill %d at phase %s weight %d step %d", i+1, st.Phase, st.CanaryWeight, st.CurrentStepIndex)
-			holder := s.c.ManagerLeaseHolder(s.ctx)
+			holder := sl.LeaseHolder(s.ctx)
 			killed := time.Now()
-			s.c.KillManager()
-			if !s.c.RealNode() {
-				// One manager process: the next one must be started to lead.
-				s.Must(s.c.StartManager(s.ctx), "restarting the manager")
-			}
+			sl.KillLeader()
 			s.Eventually(60*time.Second, "a new leader", func() (bool, string) {
-				h := s.c.ManagerLeaseHolder(s.ctx)
+				h := sl.LeaseHolder(s.ctx)
 				return h != "" && h != holder, "holder " + h
 			})
 			takeovers = append(takeovers, time.Since(killed).Round(10*time.Millisecond))
-			// On the real node: the Deployment's replacement pod is ready
-			// before the next kill, so that a manager is always there to lead.
-			s.Must(s.c.StartManager(s.ctx), "waiting for the managers")
+			// The Deployment's replacement pod is ready before the next
+			// kill, so that a manager is always there to lead.
+			s.Must(sl.WaitReady(s.ctx), "waiting for the managers")
 		}
 		s.Figure("leader killed -> another manager leads (each kill)", fmt.Sprint(takeovers))
 	}).Then("the release completes: Succeeded, post-rollout hooks run", func() {

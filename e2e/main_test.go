@@ -18,23 +18,10 @@ import (
 // of its own and a host name of its own on the shared Gateway.
 var env *cluster.Cluster
 
-// The stories that stop, kill or upgrade a manager run one after the other
-// (TestManagerDisruptions, not parallel, so first); the others call
-// t.Parallel and then run side by side, two at a time (make e2e passes
-// -parallel 2: three loaded two cores to a load average of 13 and a
-// gateway lagged its endpoints by seconds in one CI run; four reached 20
-// and pods took over 20s to start; six made requests time out), each in
-// its own namespace with its own host on the shared Gateway. Running the
-// disruptions beside the others was tried once: a config story measured
-// 75 % for the canary at weight 60 and a blue/green story failed while
-// managers were being replaced; until that is understood (see the closing
-// note of issue 11) they stay apart.
-
-// TestManagerDisruptions runs the stories that disrupt the managers, in turn.
-func TestManagerDisruptions(t *testing.T) {
-	t.Run("TwoManagersDuringARollingUpgrade", storyTwoManagersDuringARollingUpgrade)
-	t.Run("ManagerKilledFiveTimesDuringARelease", storyManagerKilledFiveTimesDuringARelease)
-}
+// Every story runs in its own namespace with its own host on the shared
+// Gateway, and the stories that kill, stop or upgrade managers do it to a
+// Sluice of their own (Story.InstallOwnSluice), so the stories run side by
+// side (make e2e passes -parallel; see the Makefile for the number).
 
 // NewStory starts a story on the package's cluster.
 func NewStory(t *testing.T, name string) *Story { t.Helper(); return NewStoryOn(t, env, name) }

@@ -68,7 +68,7 @@ func waitCanaryWeight(s *Story, w int32, timeout time.Duration) {
 // the real kubelet; the canary never becomes ready, the progress deadline
 // passes, and Sluice rolls back. No request reaches v2, none fails.
 func TestReadinessProbeFailingCanaryRollsBack(t *testing.T) {
-	t.Parallel() // see main_test.go: stories that stop no manager run side by side
+	t.Parallel() // see main_test.go
 	s := NewStory(t, "node-notready")
 	var changed time.Time
 	s.Given("app v1 behind a canary Rollout with a 30s progress deadline, under load", func() {
@@ -97,7 +97,7 @@ func TestReadinessProbeFailingCanaryRollsBack(t *testing.T) {
 // drain or node pressure would) while the canary takes traffic; the
 // release waits for its replacement, then goes on and is promoted.
 func TestCanaryEvictedMidStep(t *testing.T) {
-	t.Parallel() // see main_test.go: stories that stop no manager run side by side
+	t.Parallel() // see main_test.go
 	s := NewStory(t, "node-evict")
 	var changed time.Time
 	s.Given("app v1 (2 pods) behind a canary Rollout (20, 40, 60), under load", func() {
@@ -133,7 +133,7 @@ func TestCanaryEvictedMidStep(t *testing.T) {
 // at zero replicas is left alone by the user's HPA; after the promotion
 // the primary is still autoscaled, and no request failed.
 func TestHPAOnRealCPUDuringRelease(t *testing.T) {
-	t.Parallel() // see main_test.go: stories that stop no manager run side by side
+	t.Parallel() // see main_test.go
 	s := NewStory(t, "node-hpa")
 	var changed time.Time
 	c := s.Cluster()

@@ -17,7 +17,7 @@ import (
 // by the built-in success-rate check (read from Traefik's metrics in
 // Prometheus), and the canary stops getting traffic.
 func TestCanaryRolledBackOnErrors(t *testing.T) {
-	t.Parallel() // see main_test.go: stories that stop no manager run side by side
+	t.Parallel() // see main_test.go
 	s := NewStory(t, "canary-rollback")
 	var changed, failedAt time.Time
 	s.Given("app v1 behind a canary Rollout (steps 20, 40, 60; 3s per step; threshold 2; built-in success rate >= 99%), under load", func() {

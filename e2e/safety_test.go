@@ -74,7 +74,7 @@ func (s *Story) waitStalled(reason string, timeout time.Duration) sluicev1.Rollo
 // scaled back up before it takes all traffic, and the primary is never
 // given fewer replicas than it served with.
 func TestPromotingAScaledAppWhileAnAutoscalerShrinksTheCanary(t *testing.T) {
-	t.Parallel() // see main_test.go: stories that stop no manager run side by side
+	t.Parallel() // see main_test.go
 	s := NewStory(t, "safety-scaled")
 	var changed time.Time
 	s.Given("app v1 with 4 replicas behind a canary Rollout (steps 20, 50; 3s each), under load", func() {
@@ -105,7 +105,7 @@ func TestPromotingAScaledAppWhileAnAutoscalerShrinksTheCanary(t *testing.T) {
 // TestDeletingRolloutsUnderLoad: a Succeeded Rollout and one in the middle
 // of a run are deleted; the target takes the traffic back once ready.
 func TestDeletingRolloutsUnderLoad(t *testing.T) {
-	t.Parallel() // see main_test.go: stories that stop no manager run side by side
+	t.Parallel() // see main_test.go
 	for _, tc := range []struct {
 		name   string
 		midRun bool
@@ -162,7 +162,7 @@ func TestDeletingRolloutsUnderLoad(t *testing.T) {
 // ready on the primary; traffic stays on the canary's ready pods, the
 // Rollout is Stalled, and an abort brings v1 back on the primary.
 func TestAPromotionWhosePrimaryCannotBecomeReady(t *testing.T) {
-	t.Parallel() // see main_test.go: stories that stop no manager run side by side
+	t.Parallel() // see main_test.go
 	s := NewStory(t, "safety-stuck-promotion")
 	var changed time.Time
 	t.Cleanup(func() { s.c.HoldReady(nil) })

@@ -5,6 +5,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"strings"
 	"sync"
@@ -42,6 +43,9 @@ type Story struct {
 	Load     *cluster.Load
 
 	rec *statusRecorder
+	// sluice is the story's own Sluice (InstallOwnSluice); nil when the
+	// cluster's main one serves its Rollouts.
+	sluice *cluster.Sluice
 }
 
 // NewStoryOn creates the story's namespace on cluster env; everything in
@@ -62,7 +66,11 @@ func NewStoryOn(t *testing.T, env *cluster.Cluster, name string) *Story {
 		if t.Failed() {
 			t.Logf("rollout status:\n%s", s.statusDump())
 			t.Logf("events:\n%s", strings.Join(s.eventLines(), "\n"))
-			t.Logf("manager log (end):\n%s", env.ManagerLog(6000))
+			if s.sluice != nil {
+				t.Logf("manager log of %s (end):\n%s", s.sluice.Release, s.sluice.Log(6000))
+			} else {
+				t.Logf("manager log (end):\n%s", env.ManagerLog(6000))
+			}
 		}
 		_ = env.Client.Delete(context.Background(), ns)
 	})
@@ -171,9 +179,32 @@ func (s *Story) WaitDeploymentReady(name string) time.Time {
 // CreateRollout creates the Rollout and starts recording its status.
 func (s *Story) CreateRollout(ro *sluicev1.Rollout) {
 	s.t.Helper()
+	if s.sluice != nil {
+		if ro.Labels == nil {
+			ro.Labels = map[string]string{}
+		}
+		maps.Copy(ro.Labels, cluster.ShardLabels(s.NS))
+	}
 	s.Rollout = ro
 	s.Must(s.c.Client.Create(s.ctx, ro), "creating the Rollout")
 	s.rec = recordStatus(s.ctx, s.c.Client, client.ObjectKeyFromObject(ro))
+}
+
+// InstallOwnSluice installs a Sluice for this story alone (release
+// sluice-<namespace>, serving the shard named like the namespace) and has
+// it serve the story's Rollouts; call it before CreateRollout. A story that
+// kills, stops or upgrades managers does it to these, so that the stories
+// beside it keep their managers.
+func (s *Story) InstallOwnSluice() *cluster.Sluice {
+	s.t.Helper()
+	sl, err := s.c.InstallShard(s.ctx, s.NS)
+	s.Must(err, "installing the story's own Sluice")
+	s.sluice = sl
+	s.t.Cleanup(func() {
+		// Its managers go with their namespace.
+		_ = s.c.Client.Delete(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: sl.Namespace}})
+	})
+	return sl
 }
 
 // Status reads the Rollout's status.
@@ -212,6 +243,64 @@ func (s *Story) UpdateApp(app cluster.App) time.Time {
 	})
 	s.Must(err, "updating the Deployment")
 	return time.Now()
+}
+
+// DeployDaemonSet creates the app as a DaemonSet and waits until its pod
+// on each node is ready.
+func (s *Story) DeployDaemonSet(app cluster.App) {
+	s.t.Helper()
+	app.Namespace = s.NS
+	app.Image = s.c.Image("testapp")
+	s.App = app
+	s.Must(s.c.Client.Create(s.ctx, app.DaemonSet()), "creating the DaemonSet")
+	s.WaitDaemonSetReady(app.Name)
+}
+
+// WaitDaemonSetReady waits until the DaemonSet runs its current spec, ready,
+// on every node it selects (at least one).
+func (s *Story) WaitDaemonSetReady(name string) time.Time {
+	s.t.Helper()
+	var at time.Time
+	s.Eventually(60*time.Second, "DaemonSet "+name+" ready", func() (bool, string) {
+		d := &appsv1.DaemonSet{}
+		if err := s.c.Client.Get(s.ctx, client.ObjectKey{Namespace: s.NS, Name: name}, d); err != nil {
+			return false, err.Error()
+		}
+		st := d.Status
+		ok := st.ObservedGeneration == d.Generation && st.DesiredNumberScheduled > 0 &&
+			st.UpdatedNumberScheduled == st.DesiredNumberScheduled && st.NumberReady == st.DesiredNumberScheduled
+		at = time.Now()
+		return ok, fmt.Sprintf("%+v", st)
+	})
+	return at
+}
+
+// UpdateDaemonSet changes the target DaemonSet's pod template to app's.
+func (s *Story) UpdateDaemonSet(app cluster.App) time.Time {
+	s.t.Helper()
+	app.Namespace = s.NS
+	app.Image = s.c.Image("testapp")
+	s.App = app
+	// Sluice parks and unparks the target: retry on a conflict with it.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		d := &appsv1.DaemonSet{}
+		if err := s.c.Client.Get(s.ctx, client.ObjectKey{Namespace: s.NS, Name: app.Name}, d); err != nil {
+			return err
+		}
+		app.Apply(&d.Spec.Template)
+		return s.c.Client.Update(s.ctx, d)
+	})
+	s.Must(err, "updating the DaemonSet")
+	return time.Now()
+}
+
+// StartGRPCLoad calls the app's gRPC method rate times per second through
+// the Gateway, with the story's host as the authority.
+func (s *Story) StartGRPCLoad(rate int) {
+	s.t.Helper()
+	l, err := s.c.StartGRPCLoad(s.Host, rate)
+	s.Must(err, "starting the gRPC load")
+	s.Load = l
 }
 
 // StartLoad sends rate requests per second to the story's host.
@@ -560,7 +649,7 @@ func (s *Story) WaitServing(version string) {
 // brief 0/100 aside.
 func (s *Story) ExpectForwardWeights(got []string, want string) {
 	s.t.Helper()
-	s.Figure("HTTPRoute weights (primary/canary) seen", strings.Join(got, " -> "))
+	s.Figure("route weights (primary/canary) seen", strings.Join(got, " -> "))
 	var forward []string
 	for _, w := range got {
 		if w != "0/100" {
@@ -568,7 +657,7 @@ func (s *Story) ExpectForwardWeights(got []string, want string) {
 		}
 	}
 	if strings.Join(forward, " ") != want {
-		s.Fatalf("HTTPRoute weights %v, want %s", got, want)
+		s.Fatalf("route weights %v, want %s", got, want)
 	}
 }
 
@@ -579,17 +668,14 @@ func (s *Story) RecordRouteWeights() func() []string {
 	var seen []string
 	go func() {
 		for s.ctx.Err() == nil {
-			route := &gwv1.HTTPRoute{}
-			if err := s.c.Client.Get(s.ctx, client.ObjectKeyFromObject(s.Rollout), route); err == nil {
+			if refs, err := s.routeBackends(); err == nil {
 				var p, c int32
-				for _, r := range route.Spec.Rules {
-					for _, b := range r.BackendRefs {
-						switch {
-						case strings.HasSuffix(string(b.Name), "-primary"):
-							p += ptrOr(b.Weight, 1)
-						case strings.HasSuffix(string(b.Name), "-canary"):
-							c += ptrOr(b.Weight, 1)
-						}
+				for _, b := range refs {
+					switch {
+					case strings.HasSuffix(string(b.Name), "-primary"):
+						p += ptrOr(b.Weight, 1)
+					case strings.HasSuffix(string(b.Name), "-canary"):
+						c += ptrOr(b.Weight, 1)
 					}
 				}
 				w := fmt.Sprintf("%d/%d", p, c)
@@ -607,6 +693,35 @@ func (s *Story) RecordRouteWeights() func() []string {
 		defer mu.Unlock()
 		return append([]string(nil), seen...)
 	}
+}
+
+// routeBackends reads the backends of the Rollout's generated route, an
+// HTTPRoute or a GRPCRoute.
+func (s *Story) routeBackends() ([]gwv1.BackendRef, error) {
+	var refs []gwv1.BackendRef
+	key := client.ObjectKeyFromObject(s.Rollout)
+	if r := s.Rollout.Spec.Routing; r != nil && r.GatewayAPI != nil && r.GatewayAPI.RouteKind == "GRPCRoute" {
+		route := &gwv1.GRPCRoute{}
+		if err := s.c.Client.Get(s.ctx, key, route); err != nil {
+			return nil, err
+		}
+		for _, r := range route.Spec.Rules {
+			for _, b := range r.BackendRefs {
+				refs = append(refs, b.BackendRef)
+			}
+		}
+		return refs, nil
+	}
+	route := &gwv1.HTTPRoute{}
+	if err := s.c.Client.Get(s.ctx, key, route); err != nil {
+		return nil, err
+	}
+	for _, r := range route.Spec.Rules {
+		for _, b := range r.BackendRefs {
+			refs = append(refs, b.BackendRef)
+		}
+	}
+	return refs, nil
 }
 
 // CanarySteps is a canary strategy of setWeight steps.

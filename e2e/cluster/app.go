@@ -17,6 +17,9 @@ import (
 // AppPort is the test app's container port (named "http").
 const AppPort = 8080
 
+// AppGRPCPort is the test app's gRPC port (named "grpc", cleartext HTTP/2).
+const AppGRPCPort = 9090
+
 // App describes a Deployment of the test app.
 type App struct {
 	Namespace, Name string
@@ -62,12 +65,21 @@ func (a App) Deployment() *appsv1.Deployment {
 	return d
 }
 
+// DaemonSet returns the app as a DaemonSet (one pod on each node).
+func (a App) DaemonSet() *appsv1.DaemonSet {
+	d := a.Deployment()
+	return &appsv1.DaemonSet{
+		ObjectMeta: d.ObjectMeta,
+		Spec:       appsv1.DaemonSetSpec{Selector: d.Spec.Selector, Template: d.Spec.Template},
+	}
+}
+
 // Apply writes the app's version, error rate and latency into a pod
 // template (what a user changes to release).
 func (a App) Apply(t *corev1.PodTemplateSpec) {
 	c := &t.Spec.Containers[0]
 	c.Image = "sluice.dev/e2e-testapp:" + a.Version
-	c.Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: AppPort}}
+	c.Ports = []corev1.ContainerPort{{Name: "http", ContainerPort: AppPort}, {Name: "grpc", ContainerPort: AppGRPCPort}}
 	c.Env = []corev1.EnvVar{
 		{Name: "VERSION", Value: a.Version},
 		{Name: "ERROR_RATE", Value: fmt.Sprint(a.ErrorRate)},
@@ -130,6 +142,17 @@ func (a App) GatewayRollout(host string, strategy sluicev1.Strategy, analysis *s
 			ScaleDownDelaySeconds: ptr.To[int32](3),
 		},
 	}
+}
+
+// GRPCRollout returns a Rollout of the app's gRPC port through the
+// cluster's Gateway for host, with a generated GRPCRoute: the Services'
+// port 9090 carries appProtocol kubernetes.io/h2c, which Traefik needs to
+// proxy gRPC to a backend in cleartext.
+func (a App) GRPCRollout(host string, strategy sluicev1.Strategy, analysis *sluicev1.Analysis) *sluicev1.Rollout {
+	ro := a.GatewayRollout(host, strategy, analysis)
+	ro.Spec.Service = sluicev1.ServiceSpec{Port: AppGRPCPort, TargetPort: ptr.To(intstr.FromString("grpc")), AppProtocol: "kubernetes.io/h2c"}
+	ro.Spec.Routing.GatewayAPI.RouteKind = "GRPCRoute"
+	return ro
 }
 
 // TraefikService is the service label Traefik's Gateway provider puts on

@@ -110,7 +110,9 @@ type Cluster struct {
 	mgrHealth string
 	pods      *podRunner
 	node      *realNode
-	gates     *readyGates
+	// sluice is the main installation of the chart on the real node.
+	sluice *Sluice
+	gates  *readyGates
 	// bg lives from the node's start to Stop: the harness's own watchers.
 	bg             context.Context
 	stopBackground context.CancelFunc
@@ -578,7 +580,7 @@ func (c *Cluster) HoldReady(hold func(*corev1.Pod) bool) {
 // KillManager) and waits for its health probe.
 func (c *Cluster) StartManager(ctx context.Context) error {
 	if c.node != nil {
-		return c.waitManagersReady(ctx)
+		return c.sluice.WaitReady(ctx)
 	}
 	c.mu.Lock()
 	if c.mgrArgs == nil {
@@ -631,7 +633,7 @@ func (c *Cluster) StartManager(ctx context.Context) error {
 func (c *Cluster) StartSecondManager(ctx context.Context) (*Proc, string, error) {
 	if c.node != nil {
 		// The chart already runs two: the second is the one without the Lease.
-		url, err := c.nonLeaderMetricsURL(ctx)
+		url, err := c.sluice.NonLeaderMetricsURL(ctx)
 		return nil, url, err
 	}
 	c.mu.Lock()
@@ -676,7 +678,7 @@ func (c *Cluster) StartSecondManager(ctx context.Context) (*Proc, string, error)
 // upgrade.
 func (c *Cluster) StopManagerGracefully() {
 	if c.node != nil {
-		c.deleteLeaderPod(nil)
+		c.sluice.StopLeaderGracefully()
 		return
 	}
 	c.mu.Lock()
@@ -691,12 +693,11 @@ func (c *Cluster) StopManagerGracefully() {
 // ManagerLeaseHolder returns the identity that holds the manager's Lease
 // ("" when none does).
 func (c *Cluster) ManagerLeaseHolder(ctx context.Context) string {
-	l := &coordinationv1.Lease{}
-	ns := ManagerLeaseNamespace
 	if c.node != nil {
-		ns = SluiceNamespace // the chart's --leader-election-namespace
+		return c.sluice.LeaseHolder(ctx)
 	}
-	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: manager.LeaderElectionID}, l); err != nil {
+	l := &coordinationv1.Lease{}
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: ManagerLeaseNamespace, Name: manager.LeaderElectionID}, l); err != nil {
 		return ""
 	}
 	return ptr.Deref(l.Spec.HolderIdentity, "")
@@ -705,7 +706,7 @@ func (c *Cluster) ManagerLeaseHolder(ctx context.Context) string {
 // KillManager kills the manager with SIGKILL (a crash: no graceful stop).
 func (c *Cluster) KillManager() {
 	if c.node != nil {
-		c.killLeaderPod()
+		c.sluice.KillLeader()
 		return
 	}
 	c.mu.Lock()
@@ -721,7 +722,7 @@ func (c *Cluster) KillManager() {
 // that killed it failed before restarting it).
 func (c *Cluster) EnsureManager(ctx context.Context) error {
 	if c.node != nil {
-		return c.waitManagersReady(ctx)
+		return c.sluice.WaitReady(ctx)
 	}
 	c.mu.Lock()
 	running := c.manager != nil && !c.manager.Exited()
@@ -735,7 +736,7 @@ func (c *Cluster) EnsureManager(ctx context.Context) error {
 // ManagerLog returns the end of the manager's log.
 func (c *Cluster) ManagerLog(n int) string {
 	if c.node != nil {
-		return c.nodeManagerLog(n)
+		return c.sluice.Log(n)
 	}
 	return tailFile(filepath.Join(c.Dir, "sluice-manager.log"), n)
 }

@@ -9,8 +9,16 @@ import (
 	"net/url"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 // Load sends requests through the Gateway at a fixed rate and records, for
@@ -41,9 +49,54 @@ type Hit struct {
 // StartLoad sends rate requests per second to the Gateway with the given
 // Host header (and extra headers) until Stop.
 func (c *Cluster) StartLoad(host string, rate int, header http.Header) *Load {
-	ctx, cancel := context.WithCancel(context.Background())
-	l := &Load{URL: c.GatewayURL + "/", Host: host, Header: header, cancel: cancel, done: make(chan struct{})}
+	l := &Load{URL: c.GatewayURL + "/", Host: host, Header: header}
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+	l.run(rate, func() Hit { return l.one(hc) })
+	return l
+}
+
+// GRPCVersionMethod is the test app's unary gRPC method that answers its
+// version (e2e/testapp).
+const GRPCVersionMethod = "/sluice.e2e.Version/Get"
+
+// StartGRPCLoad calls the test app's GRPCVersionMethod through the Gateway
+// rate times per second, with host as the authority, until Stop. A call
+// that ends with status OK is recorded with code 200, any other with 500
+// and the status in Err; the version comes from the answer, or from the
+// x-version header of a failed call.
+func (c *Cluster) StartGRPCLoad(host string, rate int) (*Load, error) {
+	conn, err := grpc.NewClient(strings.TrimPrefix(c.GatewayURL, "http://"),
+		grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithAuthority(host))
+	if err != nil {
+		return nil, err
+	}
+	l := &Load{URL: c.GatewayURL + GRPCVersionMethod, Host: host}
+	l.run(rate, func() Hit {
+		// Not cancelled by Stop: a call in flight then is answered, as
+		// an HTTP request in flight is.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var hdr metadata.MD
+		out := &wrapperspb.StringValue{}
+		err := conn.Invoke(ctx, GRPCVersionMethod, &emptypb.Empty{}, out, grpc.Header(&hdr))
+		h := Hit{At: time.Now(), Version: out.GetValue(), Code: http.StatusOK}
+		if err != nil {
+			h.Code, h.Err = http.StatusInternalServerError, status.Convert(err).String()
+			if v := hdr.Get("x-version"); len(v) > 0 {
+				h.Version = v[0]
+			}
+		}
+		return h
+	})
+	go func() { <-l.done; _ = conn.Close() }()
+	return l, nil
+}
+
+// run sends one request (one) rate times per second, at most 64 at once,
+// recording each answer, until Stop.
+func (l *Load) run(rate int, one func() Hit) {
+	ctx, cancel := context.WithCancel(context.Background())
+	l.cancel, l.done = cancel, make(chan struct{})
 	gap := time.Second / time.Duration(rate)
 	go func() {
 		defer close(l.done)
@@ -67,11 +120,10 @@ func (c *Cluster) StartLoad(host string, rate int, header http.Header) *Load {
 			go func() {
 				defer wg.Done()
 				defer func() { <-sem }()
-				l.record(l.one(hc))
+				l.record(one())
 			}()
 		}
 	}()
-	return l
 }
 
 func (l *Load) one(hc *http.Client) Hit {

@@ -22,7 +22,6 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -537,6 +536,9 @@ func (c *Cluster) startOnRealNode(ctx context.Context) error {
 	if err := c.findImages(); err != nil {
 		return err
 	}
+	// The main Sluice serves every Rollout that no story's own Sluice does
+	// (see Sluice); Prometheus scrapes its pods from the start.
+	c.sluice = c.newSluice("sluice", SluiceNamespace, "!"+manager.ShardLabel, true)
 	if err := c.startRealNode(ctx); err != nil {
 		return err
 	}
@@ -558,7 +560,7 @@ func (c *Cluster) startOnRealNode(ctx context.Context) error {
 	}
 	c.measure("prometheus", t0)
 	t0 = time.Now()
-	if err := c.InstallSluice(ctx, c.images["manager"]); err != nil {
+	if err := c.sluice.Install(ctx, c.images["manager"]); err != nil {
 		return err
 	}
 	c.measure("sluice (helm install: 2 managers + loadtester)", t0)
@@ -606,126 +608,6 @@ func (c *Cluster) findImages() error {
 
 // Image returns the image reference of a short name (testapp, manager, ...).
 func (c *Cluster) Image(short string) string { return c.images[short] }
-
-// InstallSluice installs (or upgrades to) the chart with the manager
-// image ref, as a user would: helm, 2 replicas, leader election, the
-// chart's RBAC, the loadtester. It waits until both managers are ready.
-func (c *Cluster) InstallSluice(ctx context.Context, managerImage string) error {
-	repo, tag, _ := strings.Cut(managerImage, ":")
-	ltRepo, ltTag, _ := strings.Cut(c.images["loadtester"], ":")
-	args := []string{"upgrade", "--install", "sluice", filepath.Join(testenv.RepoRoot(), "charts", "sluice"),
-		"--kubeconfig", c.KubeConfig, "--namespace", SluiceNamespace, "--create-namespace",
-		"--wait", "--timeout", "3m",
-		"--set", "image.repository=" + repo, "--set", "image.tag=" + tag, "--set", "image.pullPolicy=Never",
-		"--set", "replicas=2",
-		"--set", "prometheus.address=" + c.PrometheusURL,
-		"--set", "gatewayFlavor=traefik",
-		"--set", "routers.gatewayAPI.enabled=true", "--set", "routers.istio.enabled=true",
-		"--set", "logDev=true",
-		"--set", "loadtester.enabled=true",
-		"--set", "loadtester.image.repository=" + ltRepo, "--set", "loadtester.image.tag=" + ltTag,
-		"--set", "loadtester.image.pullPolicy=Never",
-	}
-	cmd := exec.CommandContext(ctx, c.bins.helm, args...)
-	cmd.Env = append(os.Environ(), "HELM_CACHE_HOME="+filepath.Join(c.Dir, "helm", "cache"),
-		"HELM_CONFIG_HOME="+filepath.Join(c.Dir, "helm", "config"), "HELM_DATA_HOME="+filepath.Join(c.Dir, "helm", "data"))
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("helm upgrade --install sluice: %v\n%s", err, out)
-	}
-	svc := &corev1.Service{}
-	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: SluiceNamespace, Name: "sluice-loadtester"}, svc); err != nil {
-		return fmt.Errorf("the chart's loadtester Service: %w", err)
-	}
-	c.LoadtesterURL = fmt.Sprintf("http://%s:%d", svc.Spec.ClusterIP, svc.Spec.Ports[0].Port)
-	c.LoadtesterHookURL = fmt.Sprintf("http://%s.%s.svc.cluster.local:%d", svc.Name, svc.Namespace, svc.Spec.Ports[0].Port)
-	// The chart generated the loadtester's token: read it as an approver would.
-	token := &corev1.Secret{}
-	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: SluiceNamespace, Name: "sluice-loadtester-token"}, token); err != nil {
-		return fmt.Errorf("the chart's loadtester token Secret: %w", err)
-	}
-	if c.LoadtesterToken = string(token.Data["token"]); c.LoadtesterToken == "" {
-		return fmt.Errorf("the chart's loadtester token Secret %s/%s has no token", SluiceNamespace, token.Name)
-	}
-	return c.waitFor(ctx, 60*time.Second, "a Sluice leader", func() (bool, error) {
-		return c.ManagerLeaseHolder(ctx) != "", nil
-	})
-}
-
-// ManagerPods lists the manager's pods.
-func (c *Cluster) ManagerPods(ctx context.Context) ([]corev1.Pod, error) {
-	l := &corev1.PodList{}
-	err := c.Client.List(ctx, l, client.InNamespace(SluiceNamespace), client.MatchingLabels{"app.kubernetes.io/name": "sluice", "app.kubernetes.io/component": "manager"})
-	return l.Items, err
-}
-
-// nodeManagerLog returns the end of the manager pods' container logs,
-// read from the kubelet's log directory.
-func (c *Cluster) nodeManagerLog(n int) string {
-	files, _ := filepath.Glob(filepath.Join(c.Dir, "pod-logs", SluiceNamespace+"_sluice-manager-*", "manager", "*.log"))
-	var b strings.Builder
-	for _, f := range files {
-		fmt.Fprintf(&b, "----- %s -----\n%s\n", filepath.Base(filepath.Dir(filepath.Dir(f))), tailFile(f, n))
-	}
-	return b.String()
-}
-
-// waitManagersReady waits until the chart's managers are all ready and one
-// holds the Lease.
-func (c *Cluster) waitManagersReady(ctx context.Context) error {
-	return c.waitFor(ctx, 90*time.Second, "the Sluice managers to be ready with a leader", func() (bool, error) {
-		d, err := c.Kube.AppsV1().Deployments(SluiceNamespace).Get(ctx, "sluice-manager", metav1.GetOptions{})
-		if err != nil {
-			return false, err
-		}
-		want := int32(1)
-		if d.Spec.Replicas != nil {
-			want = *d.Spec.Replicas
-		}
-		if d.Status.ReadyReplicas < want || d.Status.UpdatedReplicas < want || d.Status.Replicas != want {
-			return false, nil
-		}
-		return c.ManagerLeaseHolder(ctx) != "", nil
-	})
-}
-
-// LeaderPod is the manager pod that holds the Lease ("" when none does).
-// controller-runtime names the holder <hostname>_<uuid>, and a pod's
-// hostname is its name.
-func (c *Cluster) LeaderPod(ctx context.Context) string {
-	h := c.ManagerLeaseHolder(ctx)
-	name, _, _ := strings.Cut(h, "_")
-	return name
-}
-
-// killLeaderPod deletes the leader's pod at once (grace 0), as a node
-// crash or `kubectl delete pod --force` would.
-func (c *Cluster) killLeaderPod() { c.deleteLeaderPod(ptr.To[int64](0)) }
-
-// deleteLeaderPod deletes the leader's pod with the grace period given
-// (nil: the pod's own).
-func (c *Cluster) deleteLeaderPod(grace *int64) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if name := c.LeaderPod(ctx); name != "" {
-		_ = c.Kube.CoreV1().Pods(SluiceNamespace).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: grace})
-	}
-}
-
-// nonLeaderMetricsURL is the metrics URL of a ready manager pod that does
-// not hold the Lease.
-func (c *Cluster) nonLeaderMetricsURL(ctx context.Context) (string, error) {
-	leader := c.LeaderPod(ctx)
-	pods, err := c.ManagerPods(ctx)
-	if err != nil {
-		return "", err
-	}
-	for _, p := range pods {
-		if p.Name != leader && p.Status.PodIP != "" && p.DeletionTimestamp == nil {
-			return fmt.Sprintf("http://%s:8080/metrics", p.Status.PodIP), nil
-		}
-	}
-	return "", fmt.Errorf("no manager pod besides the leader %s", leader)
-}
 
 // archiveRef reads the image name from an OCI archive's index.json.
 func archiveRef(path string) (string, error) {
@@ -789,7 +671,7 @@ func (c *Cluster) writeManagerTargets(ctx context.Context) {
 			Labels  map[string]string `json:"labels"`
 		}
 		groups := []group{}
-		if pods, err := c.ManagerPods(ctx); err == nil {
+		if pods, err := c.sluice.Pods(ctx); err == nil {
 			for _, p := range pods {
 				if p.Status.PodIP != "" && p.Status.Phase == corev1.PodRunning {
 					groups = append(groups, group{Targets: []string{fmt.Sprintf("%s:8080", p.Status.PodIP)}, Labels: map[string]string{"pod": p.Name}})
@@ -818,22 +700,6 @@ func (c *Cluster) HostAddr() string {
 		return BridgeIP
 	}
 	return "127.0.0.1"
-}
-
-// LeaderMetricsURL is the metrics URL of the manager that holds the Lease
-// on the real node.
-func (c *Cluster) LeaderMetricsURL(ctx context.Context) (string, error) {
-	leader := c.LeaderPod(ctx)
-	pods, err := c.ManagerPods(ctx)
-	if err != nil {
-		return "", err
-	}
-	for _, p := range pods {
-		if p.Name == leader && p.Status.PodIP != "" {
-			return fmt.Sprintf("http://%s:8080/metrics", p.Status.PodIP), nil
-		}
-	}
-	return "", fmt.Errorf("no running pod for the leader %q", leader)
 }
 
 // startTraefikPod runs Traefik as a pod (the image of make images-node)

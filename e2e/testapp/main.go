@@ -10,6 +10,11 @@
 //	NOT_READY    "true": /healthz answers 503 (a readiness probe fails)
 //	CPU_PER_REQUEST  CPU burnt per request, a Go duration (drives an HPA)
 //
+// It also serves gRPC (cleartext HTTP/2) on -grpc-listen: the unary method
+// /sluice.e2e.Version/Get takes a google.protobuf.Empty and answers a
+// google.protobuf.StringValue with the version, with the same errors
+// (status Internal), delay and CPU, for the GRPCRoute stories.
+//
 // On the real node it runs as a container (image localhost/sluice-testapp);
 // on the kwok cluster the harness runs it as a process per pod.
 package main
@@ -20,6 +25,7 @@ import (
 	"fmt"
 	"log"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -27,10 +33,18 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/emptypb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
 func main() {
-	listen := flag.String("listen", ":8080", "address to serve on")
+	listen := flag.String("listen", ":8080", "address to serve HTTP on")
+	grpcListen := flag.String("grpc-listen", ":9090", "address to serve gRPC on (empty: none)")
 	flag.Parse()
 
 	version := envOr("VERSION", "unknown")
@@ -52,6 +66,21 @@ func main() {
 	// Deterministic error spacing: every request whose running share of
 	// errors is below ERROR_RATE fails, so 0.5 fails exactly every other one.
 	var served, failed atomic.Int64
+	// serve does what every request does and says whether it fails.
+	serve := func() (fail bool) {
+		if burn > 0 {
+			spin(burn)
+		}
+		if latency > 0 {
+			time.Sleep(latency + time.Duration(rand.Int64N(int64(latency)/10+1)))
+		}
+		n := served.Add(1)
+		if errorRate > 0 && float64(failed.Load()) < errorRate*float64(n) {
+			failed.Add(1)
+			return true
+		}
+		return false
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if notReady {
@@ -61,17 +90,10 @@ func main() {
 		_, _ = fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
-		if burn > 0 {
-			spin(burn)
-		}
-		if latency > 0 {
-			time.Sleep(latency + time.Duration(rand.Int64N(int64(latency)/10+1)))
-		}
-		n := served.Add(1)
+		fail := serve()
 		w.Header().Set("X-Version", version)
 		w.Header().Set("X-Message", message)
-		if errorRate > 0 && float64(failed.Load()) < errorRate*float64(n) {
-			failed.Add(1)
+		if fail {
 			w.WriteHeader(http.StatusInternalServerError)
 			_, _ = fmt.Fprintf(w, "version=%s error\n", version)
 			return
@@ -87,9 +109,53 @@ func main() {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
+	if *grpcListen != "" {
+		gs := grpc.NewServer()
+		gs.RegisterService(&versionService, versionServer{version: version, serve: serve})
+		ln, err := net.Listen("tcp", *grpcListen)
+		if err != nil {
+			log.Fatal(err)
+		}
+		go func() { _ = gs.Serve(ln) }()
+		go func() { <-ctx.Done(); gs.GracefulStop() }()
+	}
 	if err := srv.ListenAndServe(); err != nil && err != http.ErrServerClosed {
 		log.Fatal(err)
 	}
+}
+
+// versionServer answers VersionMethod; the service is described by hand
+// (no generated code): one unary method on well-known message types.
+type versionServer struct {
+	version string
+	serve   func() bool
+}
+
+// versionAPI is the interface grpc checks the implementation against.
+type versionAPI interface {
+	get(context.Context) (*wrapperspb.StringValue, error)
+}
+
+func (v versionServer) get(ctx context.Context) (*wrapperspb.StringValue, error) {
+	_ = grpc.SetHeader(ctx, metadata.Pairs("x-version", v.version))
+	if v.serve() {
+		return nil, status.Errorf(codes.Internal, "version=%s error", v.version)
+	}
+	return wrapperspb.String(v.version), nil
+}
+
+var versionService = grpc.ServiceDesc{
+	ServiceName: "sluice.e2e.Version",
+	HandlerType: (*versionAPI)(nil),
+	Methods: []grpc.MethodDesc{{
+		MethodName: "Get",
+		Handler: func(srv any, ctx context.Context, dec func(any) error, _ grpc.UnaryServerInterceptor) (any, error) {
+			if err := dec(&emptypb.Empty{}); err != nil {
+				return nil, err
+			}
+			return srv.(versionAPI).get(ctx)
+		},
+	}},
 }
 
 // spin keeps a core busy for d (wall time), so CPU use follows the load.
