@@ -144,6 +144,11 @@ strategy: {blueGreen: {iterations: 3}}
 	}
 	grpc := rollout(t, "valid-grpcroute", validSpec, func(spec map[string]any) {
 		set("routing.gatewayAPI.routeKind", "GRPCRoute")(spec)
+		// The built-in latency, and a success rate from a template.
+		set("analysis.metrics", []any{
+			map[string]any{"name": "request-duration", "thresholdRange": map[string]any{"max": 500}},
+			map[string]any{"name": "request-success-rate", "templateRef": map[string]any{"name": "grpc-success"}, "thresholdRange": map[string]any{"min": 99}},
+		})(spec)
 		set("routing.gatewayAPI.filters", []any{map[string]any{"type": "RequestHeaderModifier", "requestHeaderModifier": map[string]any{"set": map[string]any{"x-a": "1"}}}})(spec)
 	})
 	if err := k8sClient.Create(context.Background(), grpc, client.DryRunAll); err != nil {
@@ -151,6 +156,7 @@ strategy: {blueGreen: {iterations: 3}}
 	}
 	grpcAB := rollout(t, "valid-grpcroute-ab", validSpec, func(spec map[string]any) {
 		set("routing.gatewayAPI", map[string]any{"routeKind": "GRPCRoute", "grpcRouteRef": map[string]any{"name": "shop"}})(spec)
+		set("analysis.metrics", []any{map[string]any{"name": "request-duration", "thresholdRange": map[string]any{"max": 500}}})(spec)
 		set("strategy", map[string]any{"abTesting": map[string]any{"match": []any{map[string]any{"headers": map[string]any{"x-canary": map[string]any{"prefix": "qa"}}}}}})(spec)
 	})
 	if err := k8sClient.Create(context.Background(), grpcAB, client.DryRunAll); err != nil {
@@ -393,6 +399,10 @@ func TestTheAPIServerRejectsInvalidRolloutsWithAClearMessage(t *testing.T) {
 			set("routing.gatewayAPI.routeKind", "GRPCRoute")(spec)
 			set("strategy", map[string]any{"abTesting": map[string]any{"match": []any{map[string]any{"uri": map[string]any{"prefix": "/shop.Orders/"}}}}})(spec)
 		}, "strategy.abTesting.match may match headers only"},
+		{"the built-in success rate on a GRPCRoute", func(spec map[string]any) {
+			set("routing.gatewayAPI.routeKind", "GRPCRoute")(spec)
+			set("analysis", map[string]any{"metrics": []any{map[string]any{"name": "request-success-rate", "thresholdRange": map[string]any{"min": 99}}}})(spec)
+		}, "the built-in request-success-rate cannot judge gRPC"},
 		{"timeouts on a GRPCRoute", set("routing.gatewayAPI", map[string]any{"routeKind": "GRPCRoute", "timeouts": map[string]any{"request": "10s"}}),
 			"timeouts are HTTPRoute timeouts: the Gateway API's GRPCRoute has none"},
 		{"adopting a GRPCRoute without routeKind", set("routing.gatewayAPI", map[string]any{"grpcRouteRef": map[string]any{"name": "r"}}),
