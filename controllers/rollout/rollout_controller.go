@@ -266,8 +266,17 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		// serve the new kind only a moment later: look again now and then.
 		return ctrl.Result{RequeueAfter: routerRecheck}, nil
 	}
+	if sc.obs.BlockedReason == "ServiceConflict" {
+		// The manager caches only its own Services: deleting the one in
+		// the way sends it no event.
+		return ctrl.Result{RequeueAfter: ConflictRecheck}, nil
+	}
 	return ctrl.Result{RequeueAfter: d.RequeueAfter}, nil
 }
+
+// ConflictRecheck is how often a Rollout stalled on a Service someone else
+// has (ServiceConflict) tries again: one create, refused while it is there.
+const ConflictRecheck = 20 * time.Second
 
 // routerRecheck is how often a Rollout stalled on a missing router or
 // autoscaler CRD checks again, besides the wake-up by the CRD watch.

@@ -3,6 +3,7 @@ package rollout_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -14,12 +15,15 @@ import (
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/controllers/rollout"
 )
 
 // TestAServiceSomeoneElseHasStallsTheRollout: a Service with a name Sluice
 // needs, not Sluice's, stalls the Rollout (ServiceConflict, told in a
 // Warning event) before anything else is written: no primary is created
-// and the Service is left as it is.
+// and the Service is left as it is. Once that Service is deleted, the
+// Rollout carries on by itself, although the manager caches only its own
+// Services and so gets no event for it.
 func TestAServiceSomeoneElseHasStallsTheRollout(t *testing.T) {
 	s := newStory(t)
 	s.deploy("podinfo", "podinfo:1.0")
@@ -42,6 +46,13 @@ func TestAServiceSomeoneElseHasStallsTheRollout(t *testing.T) {
 		t.Errorf("their Service was written: resourceVersion %s, was %s", got.ResourceVersion, theirs.ResourceVersion)
 	}
 	s.expectKStatus("podinfo", status.FailedStatus)
+
+	// Long after the stall, as in a cluster where someone deletes the
+	// Service later (deleted at once, it met a reconcile still retrying).
+	time.Sleep(3 * time.Second)
+	s.must(k8sClient.Delete(s.ctx, theirs))
+	s.waitPhase("podinfo", sluicev1.PhaseInitialized, rollout.ConflictRecheck+storyTimeout)
+	s.expectKStatus("podinfo", status.CurrentStatus)
 }
 
 // TestAnAdoptedRouteThatDoesNotExistStallsTheRolloutUntilItDoes: an
