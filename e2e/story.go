@@ -229,19 +229,26 @@ func (s *Story) WaitPhase(phase sluicev1.Phase, timeout time.Duration) sluicev1.
 // UpdateApp changes the target Deployment's pod template to app's.
 func (s *Story) UpdateApp(app cluster.App) time.Time {
 	s.t.Helper()
+	d := &appsv1.Deployment{}
+	return s.updateTemplate(app, "Deployment", d, func() *corev1.PodTemplateSpec { return &d.Spec.Template })
+}
+
+// updateTemplate writes app into the pod template (template) of the target
+// obj, a kind, retrying on a conflict with Sluice, which scales, parks and
+// unparks targets.
+func (s *Story) updateTemplate(app cluster.App, kind string, obj client.Object, template func() *corev1.PodTemplateSpec) time.Time {
+	s.t.Helper()
 	app.Namespace = s.NS
 	app.Image = s.c.Image("testapp")
 	s.App = app
-	// Sluice scales the target: retry on a conflict with it.
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		d := &appsv1.Deployment{}
-		if err := s.c.Client.Get(s.ctx, client.ObjectKey{Namespace: s.NS, Name: app.Name}, d); err != nil {
+		if err := s.c.Client.Get(s.ctx, client.ObjectKey{Namespace: s.NS, Name: app.Name}, obj); err != nil {
 			return err
 		}
-		app.Apply(&d.Spec.Template)
-		return s.c.Client.Update(s.ctx, d)
+		app.Apply(template())
+		return s.c.Client.Update(s.ctx, obj)
 	})
-	s.Must(err, "updating the Deployment")
+	s.Must(err, "updating the "+kind)
 	return time.Now()
 }
 
@@ -278,20 +285,8 @@ func (s *Story) WaitDaemonSetReady(name string) time.Time {
 // UpdateDaemonSet changes the target DaemonSet's pod template to app's.
 func (s *Story) UpdateDaemonSet(app cluster.App) time.Time {
 	s.t.Helper()
-	app.Namespace = s.NS
-	app.Image = s.c.Image("testapp")
-	s.App = app
-	// Sluice parks and unparks the target: retry on a conflict with it.
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		d := &appsv1.DaemonSet{}
-		if err := s.c.Client.Get(s.ctx, client.ObjectKey{Namespace: s.NS, Name: app.Name}, d); err != nil {
-			return err
-		}
-		app.Apply(&d.Spec.Template)
-		return s.c.Client.Update(s.ctx, d)
-	})
-	s.Must(err, "updating the DaemonSet")
-	return time.Now()
+	d := &appsv1.DaemonSet{}
+	return s.updateTemplate(app, "DaemonSet", d, func() *corev1.PodTemplateSpec { return &d.Spec.Template })
 }
 
 // StartGRPCLoad calls the app's gRPC method rate times per second through
