@@ -316,17 +316,17 @@ type ServicePort struct {
 	AppProtocol string `json:"appProtocol,omitempty"`
 }
 
-// ServiceMetadata is what Sluice adds to the metadata of a Service it
-// generates. Keys that Sluice sets itself (`app.kubernetes.io/managed-by`
-// and any under `sluice.dev/`) are refused.
+// ServiceMetadata is what Sluice adds to the metadata of a Service, or a
+// route, it generates. Keys that Sluice sets itself
+// (`app.kubernetes.io/managed-by` and any under `sluice.dev/`) are refused.
 type ServiceMetadata struct {
-	// Labels added to the Service.
+	// Labels added to the Service (or route).
 	// +kubebuilder:validation:MaxProperties=32
 	// +kubebuilder:validation:XValidation:rule="self.all(k, k != 'app.kubernetes.io/managed-by' && !k.startsWith('sluice.dev/'))",message="labels may not set app.kubernetes.io/managed-by or keys under sluice.dev/: Sluice sets them"
 	// +optional
 	Labels map[string]string `json:"labels,omitempty"`
 
-	// Annotations added to the Service.
+	// Annotations added to the Service (or route).
 	// +kubebuilder:validation:MaxProperties=32
 	// +kubebuilder:validation:XValidation:rule="self.all(k, !k.startsWith('sluice.dev/'))",message="annotations may not set keys under sluice.dev/: Sluice sets them"
 	// +optional
@@ -353,7 +353,15 @@ type Routing struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.grpcRouteRef) || (has(self.routeKind) && self.routeKind == 'GRPCRoute')",message="grpcRouteRef adopts a GRPCRoute: set routeKind: GRPCRoute with it"
 // +kubebuilder:validation:XValidation:rule="!has(self.httpRouteRef) || !has(self.routeKind) || self.routeKind == 'HTTPRoute'",message="httpRouteRef adopts an HTTPRoute: with routeKind: GRPCRoute adopt a GRPCRoute with grpcRouteRef"
 // +kubebuilder:validation:XValidation:rule="!has(self.timeouts) || !has(self.routeKind) || self.routeKind == 'HTTPRoute'",message="timeouts are HTTPRoute timeouts: the Gateway API's GRPCRoute has none"
+// +kubebuilder:validation:XValidation:rule="!has(self.metadata) || (!has(self.httpRouteRef) && !has(self.grpcRouteRef))",message="metadata goes on the route Sluice generates; an adopted one (httpRouteRef, grpcRouteRef) keeps its own"
 type GatewayAPIRouting struct {
+	// Metadata holds labels and annotations Sluice keeps on the route
+	// (HTTPRoute or GRPCRoute) it generates (e.g. external-dns's, or a
+	// team label). A key removed here is removed from the route; keys
+	// others set on it are left alone.
+	// +optional
+	Metadata *ServiceMetadata `json:"metadata,omitempty"`
+
 	// RouteKind is the kind of route Sluice generates or adopts: HTTPRoute
 	// (the default) or GRPCRoute, for gateways and meshes that route gRPC
 	// by service and method. It is chosen here rather than inferred from
@@ -477,7 +485,15 @@ type ParentReference struct {
 
 // IstioRouting configures the Istio router.
 // +kubebuilder:validation:XValidation:rule="!has(self.destinationRuleRefs) || !has(self.trafficPolicy)",message="trafficPolicy goes on the DestinationRules Sluice generates; adopted ones (destinationRuleRefs) keep their own: write it there"
+// +kubebuilder:validation:XValidation:rule="!has(self.metadata) || !has(self.virtualServiceRef)",message="metadata goes on the VirtualService Sluice generates; an adopted one (virtualServiceRef) keeps its own"
 type IstioRouting struct {
+	// Metadata holds labels and annotations Sluice keeps on the
+	// VirtualService it generates (e.g. external-dns's, or a team label).
+	// A key removed here is removed from the route; keys others set on
+	// it are left alone.
+	// +optional
+	Metadata *ServiceMetadata `json:"metadata,omitempty"`
+
 	// Hosts of the generated VirtualService (the apex Service's name is
 	// always added, for traffic inside the mesh).
 	// +optional

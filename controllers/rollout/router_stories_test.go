@@ -15,6 +15,7 @@ import (
 	istiov1 "istio.io/client-go/pkg/apis/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -935,4 +936,78 @@ func TestTheGeneratedHTTPRouteCarriesTheFiltersAndTimeoutsOfTheSpec(t *testing.T
 		}
 		return nil
 	})
+}
+
+// withRouteMetadata sets the router's metadata (labels and annotations of
+// the generated route).
+func withRouteMetadata(kind string, md *sluicev1.ServiceMetadata) rolloutOpt {
+	return func(ro *sluicev1.Rollout) {
+		if kind == "istio" {
+			ro.Spec.Routing.Istio.Metadata = md
+		} else {
+			ro.Spec.Routing.GatewayAPI.Metadata = md
+		}
+	}
+}
+
+// TestTheGeneratedRouteCarriesTheLabelsAndAnnotationsOfTheSpec: the route
+// Sluice generates carries the router's metadata (an external-dns
+// annotation, a team label), kept there: a key someone removes is put back,
+// keys others add stay, and a key taken out of the spec leaves the route.
+func TestTheGeneratedRouteCarriesTheLabelsAndAnnotationsOfTheSpec(t *testing.T) {
+	const dns = "external-dns.alpha.kubernetes.io/hostname"
+	for _, kind := range routerKindsAndGRPC {
+		t.Run(kind, func(t *testing.T) {
+			s := newStory(t)
+			s.deploy("podinfo", "podinfo:1.0")
+			s.initialized("podinfo", withRouter(kind), withCanaryWeights(50), withRouteMetadata(kind, &sluicev1.ServiceMetadata{
+				Labels:      map[string]string{"team": "shop", "tier": "web"},
+				Annotations: map[string]string{dns: "app.example.com"},
+			}))
+			meta := func() (map[string]string, map[string]string) {
+				obj := routeObject(kind)
+				s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, obj))
+				return obj.GetLabels(), obj.GetAnnotations()
+			}
+			if l, a := meta(); l["team"] != "shop" || l["tier"] != "web" || a[dns] != "app.example.com" {
+				t.Fatalf("generated route: labels %v, annotations %v; want team, tier and the external-dns hostname", l, a)
+			}
+
+			// Someone removes the team label and adds one of their own.
+			s.must(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				obj := routeObject(kind)
+				if err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, obj); err != nil {
+					return err
+				}
+				l := obj.GetLabels()
+				delete(l, "team")
+				l["owner"] = "alice"
+				obj.SetLabels(l)
+				return k8sClient.Update(s.ctx, obj)
+			}))
+			s.eventually(storyTimeout, "the team label put back, theirs kept", func() error {
+				if l, _ := meta(); l["team"] != "shop" || l["owner"] != "alice" {
+					return fmt.Errorf("labels %v", l)
+				}
+				return nil
+			})
+
+			// The spec drops the tier label and moves the hostname.
+			s.must(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				ro := s.getRollout("podinfo")
+				withRouteMetadata(kind, &sluicev1.ServiceMetadata{
+					Labels:      map[string]string{"team": "shop"},
+					Annotations: map[string]string{dns: "shop.example.com"},
+				})(ro)
+				return k8sClient.Update(s.ctx, ro)
+			}))
+			s.eventually(storyTimeout, "the route follows the spec", func() error {
+				l, a := meta()
+				if _, ok := l["tier"]; ok || l["team"] != "shop" || l["owner"] != "alice" || a[dns] != "shop.example.com" {
+					return fmt.Errorf("labels %v, annotations %v", l, a)
+				}
+				return nil
+			})
+		})
+	}
 }

@@ -5,15 +5,15 @@ import (
 	"maps"
 	"slices"
 
-	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 )
 
-// AppliedMetadataAnnotation lists, on a Service Sluice generates, the
-// label and annotation keys it set from the Rollout's service.apex,
-// .primary or .canary: a key later removed from the spec is removed from
-// the Service, and keys others set are left alone.
+// AppliedMetadataAnnotation lists, on a Service or route Sluice generates,
+// the label and annotation keys it set from the Rollout's service.apex,
+// .primary or .canary, or the router's metadata: a key later removed from
+// the spec is removed from the object, and keys others set are left alone.
 const AppliedMetadataAnnotation = "sluice.dev/applied-metadata"
 
 // appliedKeys is the value of AppliedMetadataAnnotation.
@@ -36,20 +36,20 @@ func serviceMetadata(t Target, name string) *sluicev1.ServiceMetadata {
 	return nil
 }
 
-// syncMetadata puts the user's labels and annotations on svc, removes the
-// ones it put there before that want no longer has, and records what it
-// set. It reports whether svc changed.
-func syncMetadata(svc *corev1.Service, want *sluicev1.ServiceMetadata) bool {
+// SyncMetadata puts the user's labels and annotations on obj (a Service or
+// a route Sluice generates), removes the ones it put there before that want
+// no longer has, and records what it set. It reports whether obj changed.
+func SyncMetadata(obj metav1.Object, want *sluicev1.ServiceMetadata) bool {
 	if want == nil {
 		want = &sluicev1.ServiceMetadata{}
 	}
 	var before appliedKeys
-	if raw, ok := svc.Annotations[AppliedMetadataAnnotation]; ok {
+	if raw, ok := obj.GetAnnotations()[AppliedMetadataAnnotation]; ok {
 		// A value that does not parse is treated as nothing applied.
 		_ = json.Unmarshal([]byte(raw), &before)
 	}
-	labels, lchanged := syncMap(svc.Labels, want.Labels, before.Labels)
-	annotations, achanged := syncMap(svc.Annotations, want.Annotations, before.Annotations)
+	labels, lchanged := syncMap(obj.GetLabels(), want.Labels, before.Labels)
+	annotations, achanged := syncMap(obj.GetAnnotations(), want.Annotations, before.Annotations)
 	now := appliedKeys{Labels: slices.Sorted(maps.Keys(want.Labels)), Annotations: slices.Sorted(maps.Keys(want.Annotations))}
 	if len(now.Labels)+len(now.Annotations) == 0 {
 		if _, ok := annotations[AppliedMetadataAnnotation]; ok {
@@ -69,7 +69,8 @@ func syncMetadata(svc *corev1.Service, want *sluicev1.ServiceMetadata) bool {
 	if len(annotations) == 0 {
 		annotations = nil
 	}
-	svc.Labels, svc.Annotations = labels, annotations
+	obj.SetLabels(labels)
+	obj.SetAnnotations(annotations)
 	return lchanged || achanged
 }
 

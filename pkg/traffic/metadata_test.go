@@ -35,7 +35,7 @@ func TestServiceMetadataFollowsTheSpecAndLeavesOthersKeysAlone(t *testing.T) {
 			map[string]string{"cloud.example/lb": "internal"}},
 	}
 	for _, st := range steps {
-		if got := syncMetadata(svc, st.want); got != st.changed {
+		if got := SyncMetadata(svc, st.want); got != st.changed {
 			t.Errorf("%s: changed = %v, want %v", st.name, got, st.changed)
 		}
 		if !maps.Equal(svc.Labels, st.labels) || !maps.Equal(svc.Annotations, st.annotes) {

@@ -197,7 +197,7 @@ func EnsureService(ctx context.Context, c client.Client, t Target, name string, 
 			},
 			Spec: corev1.ServiceSpec{Type: corev1.ServiceTypeClusterIP, Selector: selector, Ports: want},
 		}
-		syncMetadata(svc, serviceMetadata(t, name))
+		SyncMetadata(svc, serviceMetadata(t, name))
 		if err := controllerutil.SetControllerReference(ro, svc, c.Scheme()); err != nil {
 			return err
 		}
@@ -220,7 +220,7 @@ func EnsureService(ctx context.Context, c client.Client, t Target, name string, 
 	portsSame := samePorts(svc.Spec.Ports, want)
 	selectorSame := !updateSelector || maps.Equal(svc.Spec.Selector, selector)
 	patch := client.MergeFrom(svc.DeepCopy())
-	metadataChanged := syncMetadata(svc, serviceMetadata(t, name))
+	metadataChanged := SyncMetadata(svc, serviceMetadata(t, name))
 	if portsSame && selectorSame && !metadataChanged {
 		return nil
 	}

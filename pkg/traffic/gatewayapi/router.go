@@ -86,7 +86,8 @@ func (r *Router) EnsureRoutes(ctx context.Context, t traffic.Target) error {
 			"%s %s exists and is not managed by this Rollout: adopt it with %s or remove it", k.name(), name, k.refField())}
 	}
 	patch := client.MergeFrom(route.DeepCopyObject().(client.Object))
-	if !k.syncGenerated(route, t) {
+	specChanged := k.syncGenerated(route, t)
+	if metaChanged := traffic.SyncMetadata(route, routing(t).Metadata); !specChanged && !metaChanged {
 		return nil
 	}
 	if err := r.Client.Patch(ctx, route, patch); err != nil {
@@ -102,6 +103,7 @@ func (r *Router) create(ctx context.Context, t traffic.Target, k kind) error {
 		Labels:      map[string]string{traffic.ManagedByLabel: traffic.ManagedByValue},
 		Annotations: map[string]string{traffic.RouteAnnotation: initial.String()},
 	})
+	traffic.SyncMetadata(route, routing(t).Metadata)
 	if err := controllerutil.SetControllerReference(t.Rollout, route, r.Client.Scheme()); err != nil {
 		return err
 	}

@@ -77,6 +77,7 @@ func (r *Router) EnsureRoutes(ctx context.Context, t traffic.Target) error {
 		} else {
 			vs.Spec.Http = []*networking.HTTPRoute{generatedHTTP(s.h, config(t), p)}
 		}
+		traffic.SyncMetadata(vs, config(t).Metadata)
 		if err := controllerutil.SetControllerReference(t.Rollout, vs, r.Client.Scheme()); err != nil {
 			return err
 		}
@@ -114,10 +115,11 @@ func (r *Router) EnsureRoutes(ctx context.Context, t traffic.Target) error {
 	} else {
 		want.Tcp, want.Http = nil, buildHTTP([]*networking.HTTPRoute{generatedHTTP(s.h, config(t), p)}, s.h, s.spec, current)
 	}
-	if proto.Equal(want, &vs.Spec) {
+	patch := client.MergeFrom(vs.DeepCopy())
+	metaChanged := traffic.SyncMetadata(vs, config(t).Metadata)
+	if proto.Equal(want, &vs.Spec) && !metaChanged {
 		return nil
 	}
-	patch := client.MergeFrom(vs.DeepCopy())
 	want.DeepCopyInto(&vs.Spec)
 	if err := r.Client.Patch(ctx, vs, patch); err != nil {
 		return fmt.Errorf("updating VirtualService %s: %w", name, err)
