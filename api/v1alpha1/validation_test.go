@@ -403,6 +403,14 @@ func TestTheAPIServerRejectsInvalidRolloutsWithAClearMessage(t *testing.T) {
 			set("routing.gatewayAPI.routeKind", "GRPCRoute")(spec)
 			set("analysis", map[string]any{"metrics": []any{map[string]any{"name": "request-success-rate", "thresholdRange": map[string]any{"min": 99}}}})(spec)
 		}, "the built-in request-success-rate cannot judge gRPC"},
+		{"metadata on an adopted HTTPRoute", set("routing.gatewayAPI", map[string]any{"httpRouteRef": map[string]any{"name": "r"},
+			"metadata": map[string]any{"labels": map[string]any{"team": "shop"}}}),
+			"metadata goes on the route Sluice generates"},
+		{"metadata on an adopted VirtualService", set("routing", map[string]any{"istio": map[string]any{"virtualServiceRef": map[string]any{"name": "vs"},
+			"metadata": map[string]any{"annotations": map[string]any{"a": "b"}}}}),
+			"metadata goes on the VirtualService Sluice generates"},
+		{"a route label Sluice sets itself", set("routing.gatewayAPI", map[string]any{"metadata": map[string]any{"labels": map[string]any{"sluice.dev/shifting": "true"}}}),
+			"labels may not set app.kubernetes.io/managed-by or keys under sluice.dev/"},
 		{"timeouts on a GRPCRoute", set("routing.gatewayAPI", map[string]any{"routeKind": "GRPCRoute", "timeouts": map[string]any{"request": "10s"}}),
 			"timeouts are HTTPRoute timeouts: the Gateway API's GRPCRoute has none"},
 		{"adopting a GRPCRoute without routeKind", set("routing.gatewayAPI", map[string]any{"grpcRouteRef": map[string]any{"name": "r"}}),
