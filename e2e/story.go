@@ -192,12 +192,13 @@ func (s *Story) CreateRollout(ro *sluicev1.Rollout) {
 
 // InstallOwnSluice installs a Sluice for this story alone (release
 // sluice-<namespace>, serving the shard named like the namespace) and has
-// it serve the story's Rollouts; call it before CreateRollout. A story that
+// it serve the story's Rollouts, with more manager flags if given; call it
+// before CreateRollout. A story that
 // kills, stops or upgrades managers does it to these, so that the stories
 // beside it keep their managers.
-func (s *Story) InstallOwnSluice() *cluster.Sluice {
+func (s *Story) InstallOwnSluice(managerArgs ...string) *cluster.Sluice {
 	s.t.Helper()
-	sl, err := s.c.InstallShard(s.ctx, s.NS)
+	sl, err := s.c.InstallShard(s.ctx, s.NS, managerArgs...)
 	s.Must(err, "installing the story's own Sluice")
 	s.sluice = sl
 	s.t.Cleanup(func() {

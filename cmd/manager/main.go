@@ -64,6 +64,9 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 		namespaceList(&opts.WatchNamespaces))
 	fs.StringVar(&opts.ClusterTemplateSecretNamespace, "cluster-template-secret-namespace", "", "namespace whose opted-in Secrets ClusterMetricTemplates may name as credentials (default: the pod's namespace; outside a cluster, none)")
 	fs.StringVar(&opts.LeaderElectionNS, "leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace; required outside a cluster)")
+	fs.DurationVar(&opts.LeaseDuration, "leader-election-lease-duration", 15*time.Second, "how long the other replicas wait, after the leader's last renewal, before one takes over from a leader that died without handing the Lease over (a graceful stop hands it over at once)")
+	fs.DurationVar(&opts.RenewDeadline, "leader-election-renew-deadline", 10*time.Second, "how long the leader keeps trying to renew the Lease before it stops leading (below --leader-election-lease-duration)")
+	fs.DurationVar(&opts.RetryPeriod, "leader-election-retry-period", 2*time.Second, "how often the replicas try to acquire or renew the Lease (below --leader-election-renew-deadline)")
 	fs.Func("webhook-egress-allow", "comma-separated CIDRs, addresses, address:port, host names or host:port that Rollout webhooks and MetricTemplate addresses may reach although denied by default (link-local, loopback, unspecified, cloud metadata, the API server), e.g. 127.0.0.1/32; repeatable",
 		appendList(&opts.WebhookEgressAllow))
 	fs.Func("webhook-egress-deny", "comma-separated CIDRs, addresses, address:port, host names or host:port that Rollout webhooks and MetricTemplate addresses may never reach; wins over --webhook-egress-allow; repeatable",
@@ -74,6 +77,10 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 	opts.WebhookTokenHosts = cliflag.SplitList(tokenHosts)
 	if opts.MaxConcurrentReconciles < 1 {
 		return fmt.Errorf("--max-concurrent-reconciles %d: want at least 1", opts.MaxConcurrentReconciles)
+	}
+	if opts.RetryPeriod <= 0 || opts.RenewDeadline <= opts.RetryPeriod || opts.LeaseDuration <= opts.RenewDeadline {
+		return fmt.Errorf("leader election: want 0 < --leader-election-retry-period (%s) < --leader-election-renew-deadline (%s) < --leader-election-lease-duration (%s)",
+			opts.RetryPeriod, opts.RenewDeadline, opts.LeaseDuration)
 	}
 	level, err := zapcore.ParseLevel(*logLevel)
 	if err != nil {

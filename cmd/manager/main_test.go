@@ -244,6 +244,10 @@ func TestTheManagerRejectsBadFlagsClearly(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "--max-concurrent-reconciles 0: want at least 1") {
 		t.Errorf("run with --max-concurrent-reconciles=0 = %v, want an error naming the flag", err)
 	}
+	err = run(context.Background(), []string{"--leader-election-lease-duration=5s", "--leader-election-renew-deadline=5s"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "--leader-election-renew-deadline (5s) < --leader-election-lease-duration (5s)") {
+		t.Errorf("run with a renew deadline as long as the lease = %v, want an error naming both flags", err)
+	}
 	err = run(context.Background(), []string{"--leader-elect=false", "--webhook-egress-deny", "10.0.0.0/40"}, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), `--webhook-egress-deny entry "10.0.0.0/40"`) {
 		t.Errorf("run with a bad CIDR in --webhook-egress-deny = %v, want an error naming the flag and the entry", err)

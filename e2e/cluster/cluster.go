@@ -706,7 +706,9 @@ func (c *Cluster) ManagerLeaseHolder(ctx context.Context) string {
 // KillManager kills the manager with SIGKILL (a crash: no graceful stop).
 func (c *Cluster) KillManager() {
 	if c.node != nil {
-		c.sluice.KillLeader()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = c.sluice.CrashLeader(ctx)
 		return
 	}
 	c.mu.Lock()

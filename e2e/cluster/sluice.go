@@ -39,6 +39,8 @@ type Sluice struct {
 	Shard      string
 	lease      string
 	loadtester bool
+	// extraArgs are more manager flags (the chart's extraArgs).
+	extraArgs []string
 }
 
 func (c *Cluster) newSluice(release, namespace, shard string, loadtester bool) *Sluice {
@@ -57,11 +59,12 @@ func (c *Cluster) Sluice() *Sluice { return c.sluice }
 // sluice-<name>, whose two managers serve only the Rollouts labelled
 // sluice.dev/shard=<name> (ShardLabels), and waits until they are ready
 // with a leader. Real node only.
-func (c *Cluster) InstallShard(ctx context.Context, name string) (*Sluice, error) {
+func (c *Cluster) InstallShard(ctx context.Context, name string, managerArgs ...string) (*Sluice, error) {
 	if c.node == nil {
 		return nil, fmt.Errorf("a Sluice of its own needs the real node")
 	}
 	s := c.newSluice("sluice-"+name, "sluice-"+name, manager.ShardLabel+"="+name, false)
+	s.extraArgs = managerArgs
 	return s, s.Install(ctx, c.images["manager"])
 }
 
@@ -86,7 +89,12 @@ func (s *Sluice) Install(ctx context.Context, managerImage string) error {
 	if err := os.MkdirAll(filepath.Dir(values), 0o755); err != nil {
 		return err
 	}
-	if err := os.WriteFile(values, []byte(fmt.Sprintf("extraArgs:\n  - %q\n", "--shard="+s.Shard)), 0o644); err != nil {
+	var b strings.Builder
+	b.WriteString("extraArgs:\n")
+	for _, a := range append([]string{"--shard=" + s.Shard}, s.extraArgs...) {
+		fmt.Fprintf(&b, "  - %q\n", a)
+	}
+	if err := os.WriteFile(values, []byte(b.String()), 0o644); err != nil {
 		return err
 	}
 	args := []string{"upgrade", "--install", s.Release, filepath.Join(testenv.RepoRoot(), "charts", "sluice"),
@@ -196,9 +204,33 @@ func (s *Sluice) LeaderPod(ctx context.Context) string {
 	return name
 }
 
-// KillLeader deletes the leader's pod at once (grace 0), as a node crash or
-// `kubectl delete pod --force` would.
-func (s *Sluice) KillLeader() { s.deleteLeaderPod(ptr.To[int64](0)) }
+// CrashLeader kills the leading manager's process with SIGKILL, through
+// containerd, as an out-of-memory kill or a crash would: nothing runs on
+// its way out, the Lease is not handed over, and the kubelet restarts the
+// container in its pod. (Deleting the pod, even with grace 0, has the
+// kubelet send SIGTERM first, and the manager then hands the Lease over.)
+func (s *Sluice) CrashLeader(ctx context.Context) error {
+	name := s.LeaderPod(ctx)
+	if name == "" {
+		return fmt.Errorf("no leader of %s", s.Release)
+	}
+	pod, err := s.c.Kube.CoreV1().Pods(s.Namespace).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	for _, cs := range pod.Status.ContainerStatuses {
+		id, ok := strings.CutPrefix(cs.ContainerID, "containerd://")
+		if cs.Name != "manager" || !ok {
+			continue
+		}
+		out, err := exec.CommandContext(ctx, "ctr", "--address", s.c.node.containerd, "-n", "k8s.io", "tasks", "kill", "--signal", "SIGKILL", id).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("ctr tasks kill %s (pod %s): %v: %s", id, name, err, out)
+		}
+		return nil
+	}
+	return fmt.Errorf("pod %s has no running manager container", name)
+}
 
 // StopLeaderGracefully deletes the leader's pod with its own grace period,
 // as Kubernetes stops the old pod of a rolling upgrade.

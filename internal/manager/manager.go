@@ -98,6 +98,9 @@ type Options struct {
 	// AllowRestart lets one process build several managers in turn (tests
 	// that stop and start Sluice); controller names are otherwise unique.
 	AllowRestart bool
+	// LeaseDuration, RenewDeadline and RetryPeriod tune leader election
+	// (controller-runtime's defaults, 15s, 10s and 2s, when zero).
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 	// Shard is a label selector (as kubectl -l takes it) that limits the
 	// manager to the Rollouts whose labels match; empty: every Rollout.
 	// Each shard elects its own leader (see LeaseName).
@@ -142,6 +145,14 @@ func LeaseName(shard labels.Selector, namespaces ...string) string {
 	}
 	sum := sha256.Sum256([]byte(key))
 	return "sluice-manager-" + hex.EncodeToString(sum[:])[:10] + ".sluice.dev"
+}
+
+// nonZero is d, or nil for zero (controller-runtime's default).
+func nonZero(d time.Duration) *time.Duration {
+	if d == 0 {
+		return nil
+	}
+	return &d
 }
 
 // parseShard parses the --shard selector; nil when empty.
@@ -235,6 +246,9 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		LeaderElectionID:        LeaseName(shard, watched...),
 		PprofBindAddress:        profiling,
 		LeaderElectionNamespace: opts.LeaderElectionNS,
+		LeaseDuration:           nonZero(opts.LeaseDuration),
+		RenewDeadline:           nonZero(opts.RenewDeadline),
+		RetryPeriod:             nonZero(opts.RetryPeriod),
 		// A stopping leader (a rolling update, a scale-down) hands the Lease
 		// over at once instead of making the other replica wait out its
 		// duration. Safe because the Lease is released only after the
