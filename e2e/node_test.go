@@ -127,24 +127,28 @@ func TestCanaryEvictedMidStep(t *testing.T) {
 	})
 }
 
-// TestHPAOnRealCPUDuringRelease: the target has an HPA on CPU; Sluice gives
-// the primary its own copy. Real CPU load (metrics-server, the HPA
-// controller) scales the primary up during the release; the parked target
-// at zero replicas is left alone by the user's HPA; after the promotion
-// the primary is still autoscaled, and no request failed.
+// TestHPAOnRealCPUDuringRelease: the target runs 4 replicas under an HPA on
+// CPU (4..6); Sluice gives the primary its own copy. Real CPU load at 50
+// requests/s (metrics-server, the HPA controller) scales the primary above
+// 4 during the release; the parked target at zero replicas is left alone by
+// the user's HPA; the promotion of the 4-and-more primary drops nothing and
+// after it the primary is still autoscaled.
 func TestHPAOnRealCPUDuringRelease(t *testing.T) {
 	t.Parallel() // see main_test.go
 	s := NewStory(t, "node-hpa")
 	var changed time.Time
 	c := s.Cluster()
-	app := cluster.App{Name: "podinfo", Version: "v1", Replicas: 2, CPUPerRequest: 15 * time.Millisecond}
-	s.Given("app v1 with an HPA (2..4 replicas, 50% of 20m CPU) and a canary Rollout with autoscalerRef, under load", func() {
+	// 50 requests/s of 3ms CPU each over 4 pods is about 190% of their 20m
+	// requests: the HPA wants more than 4, without loading the node's two
+	// cores much (0.15 of a core) beside the other stories.
+	app := cluster.App{Name: "podinfo", Version: "v1", Replicas: 4, CPUPerRequest: 3 * time.Millisecond}
+	s.Given("app v1 with 4 replicas, an HPA (4..6 replicas, 50% of 20m CPU) and a canary Rollout with autoscalerRef, under load (50 requests/s)", func() {
 		s.DeployApp(app)
 		hpa := &autoscalingv2.HorizontalPodAutoscaler{
 			ObjectMeta: metav1.ObjectMeta{Namespace: s.NS, Name: "podinfo"},
 			Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
 				ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: "podinfo"},
-				MinReplicas:    ptr.To[int32](2), MaxReplicas: 4,
+				MinReplicas:    ptr.To[int32](4), MaxReplicas: 6,
 				Metrics: []autoscalingv2.MetricSpec{{Type: autoscalingv2.ResourceMetricSourceType, Resource: &autoscalingv2.ResourceMetricSource{
 					Name: corev1.ResourceCPU, Target: autoscalingv2.MetricTarget{Type: autoscalingv2.UtilizationMetricType, AverageUtilization: ptr.To[int32](50)},
 				}}},
@@ -156,14 +160,14 @@ func TestHPAOnRealCPUDuringRelease(t *testing.T) {
 		ro.Spec.Analysis.Interval = &metav1.Duration{Duration: 10 * time.Second}
 		s.CreateRollout(ro)
 		s.WaitPhase(sluicev1.PhaseInitialized, 90*time.Second)
-		s.StartLoad(20)
+		s.StartLoad(50)
 		s.WaitServing("v1")
 	}).And("the primary's HPA scales the primary up on real CPU load", func() {
-		s.Eventually(120*time.Second, "podinfo-primary above 2 replicas", func() (bool, string) {
-			return replicas(s, "podinfo-primary") > 2, fmt.Sprintf("primary replicas %d", replicas(s, "podinfo-primary"))
+		s.Eventually(120*time.Second, "podinfo-primary above 4 replicas", func() (bool, string) {
+			return replicas(s, "podinfo-primary") > 4, fmt.Sprintf("primary replicas %d", replicas(s, "podinfo-primary"))
 		})
 	}).When("v2 is released", func() {
-		changed = s.UpdateApp(cluster.App{Name: "podinfo", Version: "v2", Replicas: 2, CPUPerRequest: 15 * time.Millisecond})
+		changed = s.UpdateApp(cluster.App{Name: "podinfo", Version: "v2", Replicas: 4, CPUPerRequest: 3 * time.Millisecond})
 	}).Then("the release is promoted", func() {
 		s.WaitPhase(sluicev1.PhaseSucceeded, 240*time.Second)
 	}).And("the parked target stays at 0 replicas under the user's HPA, which reports scaling disabled", func() {
@@ -181,8 +185,8 @@ func TestHPAOnRealCPUDuringRelease(t *testing.T) {
 			return replicas(s, "podinfo") == 0 && strings.HasPrefix(active, "False"), fmt.Sprintf("target replicas %d, ScalingActive %s", replicas(s, "podinfo"), active)
 		})
 	}).And("the promoted primary is still autoscaled above its minimum, and no request failed", func() {
-		s.Eventually(120*time.Second, "podinfo-primary above 2 replicas", func() (bool, string) {
-			return replicas(s, "podinfo-primary") > 2, fmt.Sprintf("primary replicas %d", replicas(s, "podinfo-primary"))
+		s.Eventually(120*time.Second, "podinfo-primary above 4 replicas", func() (bool, string) {
+			return replicas(s, "podinfo-primary") > 4, fmt.Sprintf("primary replicas %d", replicas(s, "podinfo-primary"))
 		})
 		s.ExpectNoFailedRequests(changed)
 	})

@@ -765,6 +765,14 @@ func (c *Cluster) Stop() {
 	c.stopped = true
 	procs := c.procs
 	c.mu.Unlock()
+	if c.node != nil {
+		// How far into the pod range this run went: host-local hands the
+		// addresses out in turn, and a run that wraps around reuses ones
+		// a gateway may still map to a gone pod (see node.go).
+		if last, err := os.ReadFile(filepath.Join(c.node.dir, "ipam", cniNetworkName, "last_reserved_ip.0")); err == nil {
+			c.logf("last pod address handed out: %s (range %s-%s)", strings.TrimSpace(string(last)), realPodRangeFrom, realPodRangeTo)
+		}
+	}
 	c.logf("tearing down")
 	if c.stopBackground != nil {
 		c.stopBackground()
