@@ -94,14 +94,15 @@ func TestManagerKilledFiveTimesDuringARelease(t *testing.T) {
 	var routeWeights func() []string
 	var takeovers []time.Duration
 	var sl *cluster.Sluice
-	s.Given("a Sluice of the story's own (two managers), app v1 behind a canary Rollout (steps 10..50, 2s each) with counted pre-rollout, rollout and post-rollout hooks, under load", func() {
+	s.Given("a Sluice of the story's own (two managers), app v1 behind a canary Rollout (steps 10..50, 12s each) with counted pre-rollout, rollout and post-rollout hooks, under load", func() {
 		sl = s.InstallOwnSluice("--leader-election-lease-duration=6s", "--leader-election-renew-deadline=4s", "--leader-election-retry-period=1s")
 		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
 		hook := func(name string, t sluicev1.HookType) sluicev1.Webhook {
 			return sluicev1.Webhook{Name: name, Type: t, URL: hooks.url, Metadata: map[string]string{"hook": name}}
 		}
 		s.CreateRollout(s.App.GatewayRollout(s.Host, CanarySteps(10, 20, 30, 40, 50), &sluicev1.Analysis{
-			Interval: &metav1.Duration{Duration: 2 * time.Second}, Threshold: 2,
+			// Long enough for five kills, each waiting out the Lease.
+			Interval: &metav1.Duration{Duration: 12 * time.Second}, Threshold: 2,
 			Webhooks: []sluicev1.Webhook{hook("pre", sluicev1.HookPreRollout), hook("step", sluicev1.HookRollout), hook("post", sluicev1.HookPostRollout)},
 		}))
 		s.WaitPhase(sluicev1.PhaseInitialized, 60*time.Second)
@@ -119,16 +120,23 @@ func TestManagerKilledFiveTimesDuringARelease(t *testing.T) {
 			time.Sleep(time.Duration(300+rng.IntN(2500)) * time.Millisecond)
 			st := s.Status()
 			s.Logf("kill %d at phase %s weight %d step %d", i+1, st.Phase, st.CanaryWeight, st.CurrentStepIndex)
+			if st.Phase == sluicev1.PhaseSucceeded {
+				s.Fatalf("kill %d came after the release ended: the story did not test kills during a release", i+1)
+			}
 			holder := sl.LeaseHolder(s.ctx)
 			killed := time.Now()
-			s.Must(sl.CrashLeader(s.ctx), "killing the leader")
+			pod, err := sl.CrashLeader(s.ctx)
+			s.Must(err, "killing the leader")
 			s.Eventually(60*time.Second, "a new leader", func() (bool, string) {
 				h := sl.LeaseHolder(s.ctx)
 				return h != "" && h != holder, "holder " + h
 			})
 			takeovers = append(takeovers, time.Since(killed).Round(10*time.Millisecond))
-			// The Deployment's replacement pod is ready before the next
-			// kill, so that a manager is always there to lead.
+			// The crashed pod is replaced by a fresh one, ready before the
+			// next kill, so that a manager is always there to lead (the
+			// kubelet restarts a killed container in place only after a
+			// crash back-off that doubles each time).
+			s.Must(sl.DeletePod(s.ctx, pod), "replacing the crashed pod")
 			s.Must(sl.WaitReady(s.ctx), "waiting for the managers")
 		}
 		s.Figure("leader killed -> another manager leads (each kill)", fmt.Sprint(takeovers))

@@ -708,7 +708,7 @@ func (c *Cluster) KillManager() {
 	if c.node != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_ = c.sluice.CrashLeader(ctx)
+		_, _ = c.sluice.CrashLeader(ctx)
 		return
 	}
 	c.mu.Lock()

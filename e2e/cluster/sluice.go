@@ -182,7 +182,18 @@ func (s *Sluice) WaitReady(ctx context.Context) error {
 		if d.Status.ReadyReplicas < want || d.Status.UpdatedReplicas < want || d.Status.Replicas != want {
 			return false, nil
 		}
-		return s.LeaseHolder(ctx) != "", nil
+		// The Deployment's status may not have seen a pod just deleted.
+		pods, err := s.Pods(ctx)
+		if err != nil {
+			return false, err
+		}
+		ready := int32(0)
+		for _, p := range pods {
+			if p.DeletionTimestamp == nil && podReady(&p) {
+				ready++
+			}
+		}
+		return ready == want && s.LeaseHolder(ctx) != "", nil
 	})
 }
 
@@ -209,14 +220,15 @@ func (s *Sluice) LeaderPod(ctx context.Context) string {
 // its way out, the Lease is not handed over, and the kubelet restarts the
 // container in its pod. (Deleting the pod, even with grace 0, has the
 // kubelet send SIGTERM first, and the manager then hands the Lease over.)
-func (s *Sluice) CrashLeader(ctx context.Context) error {
+// It returns the leader's pod.
+func (s *Sluice) CrashLeader(ctx context.Context) (string, error) {
 	name := s.LeaderPod(ctx)
 	if name == "" {
-		return fmt.Errorf("no leader of %s", s.Release)
+		return "", fmt.Errorf("no leader of %s", s.Release)
 	}
 	pod, err := s.c.Kube.CoreV1().Pods(s.Namespace).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return err
+		return name, err
 	}
 	for _, cs := range pod.Status.ContainerStatuses {
 		id, ok := strings.CutPrefix(cs.ContainerID, "containerd://")
@@ -225,11 +237,16 @@ func (s *Sluice) CrashLeader(ctx context.Context) error {
 		}
 		out, err := exec.CommandContext(ctx, "ctr", "--address", s.c.node.containerd, "-n", "k8s.io", "tasks", "kill", "--signal", "SIGKILL", id).CombinedOutput()
 		if err != nil {
-			return fmt.Errorf("ctr tasks kill %s (pod %s): %v: %s", id, name, err, out)
+			return name, fmt.Errorf("ctr tasks kill %s (pod %s): %v: %s", id, name, err, out)
 		}
-		return nil
+		return name, nil
 	}
-	return fmt.Errorf("pod %s has no running manager container", name)
+	return name, fmt.Errorf("pod %s has no running manager container", name)
+}
+
+// DeletePod deletes a manager pod at once (grace 0).
+func (s *Sluice) DeletePod(ctx context.Context, name string) error {
+	return s.c.Kube.CoreV1().Pods(s.Namespace).Delete(ctx, name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To[int64](0)})
 }
 
 // StopLeaderGracefully deletes the leader's pod with its own grace period,
@@ -267,4 +284,14 @@ func (s *Sluice) metricsURL(ctx context.Context, leader bool) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no running manager pod of %s (leader %q, want the leader: %v)", s.Release, name, leader)
+}
+
+// podReady reports whether the pod's Ready condition is True.
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }
