@@ -1011,3 +1011,23 @@ func TestTheGeneratedRouteCarriesTheLabelsAndAnnotationsOfTheSpec(t *testing.T) 
 		})
 	}
 }
+
+// TestStepWeightPromotionMovesTrafficBackToThePrimaryInSteps: with
+// stepWeightPromotion, once the primary runs the new revision the route
+// gives the traffic back to it in steps (100 -> 60 -> 20 -> 0 on the
+// canary for 40), each held one analysis interval, instead of at once.
+func TestStepWeightPromotionMovesTrafficBackToThePrimaryInSteps(t *testing.T) {
+	for _, kind := range routerKinds {
+		t.Run(kind, func(t *testing.T) {
+			s := newStory(t)
+			s.deploy("podinfo", "podinfo:1.0")
+			s.initialized("podinfo", withRouter(kind), withCanaryWeights(50), func(ro *sluicev1.Rollout) {
+				ro.Spec.Strategy.Canary.StepWeightPromotion = ptr.To[int32](40)
+			})
+			views := s.watchRoute(kind, "podinfo", sluicev1.PhaseSucceeded, func() { s.setImage("podinfo", "podinfo:2.0") })
+			if got := canaryWeights(views); !slices.Equal(got, []int32{0, 50, 100, 60, 20, 0}) {
+				t.Errorf("canary weights over the release = %v, want [0 50 100 60 20 0]: back to the primary in steps of 40", got)
+			}
+		})
+	}
+}

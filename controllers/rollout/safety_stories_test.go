@@ -383,3 +383,27 @@ func TestACanaryReadyThresholdLetsAPartlyAvailableCanaryTakeItsSteps(t *testing.
 	s.must(k8sClient.Patch(s.ctx, d, patch))
 	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
 }
+
+// TestAPrimaryReadyThresholdInitializesWithAPartlyAvailablePrimary: with
+// primaryReadyThreshold 50, a primary with 2 of its 4 replicas available
+// counts as ready, and the Rollout is initialized without waiting for the
+// other two (without it, it would wait for all 4).
+func TestAPrimaryReadyThresholdInitializesWithAPartlyAvailablePrimary(t *testing.T) {
+	s := newStory(t)
+	s.holdWhen(func(d *appsv1.Deployment) bool { return d.Name == "podinfo-primary" })
+	s.deploy("podinfo", "podinfo:1.0", withReplicas(4))
+	s.rollout("podinfo", func(ro *sluicev1.Rollout) { ro.Spec.PrimaryReadyThreshold = ptr.To[int32](50) })
+	s.eventually(storyTimeout, "the primary created", func() error {
+		return k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo-primary"}, &appsv1.Deployment{})
+	})
+	d := s.getDeployment("podinfo-primary")
+	patch := client.MergeFrom(d.DeepCopy())
+	metav1.SetMetaDataAnnotation(&d.ObjectMeta, testenv.AvailableAnnotation, "2")
+	s.must(k8sClient.Patch(s.ctx, d, patch))
+	s.holdWhen(func(*appsv1.Deployment) bool { return false })
+
+	s.waitPhase("podinfo", sluicev1.PhaseInitialized, storyTimeout)
+	if d := s.getDeployment("podinfo-primary"); d.Status.AvailableReplicas != 2 || ptr.Deref(d.Spec.Replicas, 0) != 4 {
+		t.Errorf("primary %d of %d available when initialized, want 2 of 4 (the threshold's half)", d.Status.AvailableReplicas, ptr.Deref(d.Spec.Replicas, 0))
+	}
+}

@@ -197,6 +197,16 @@ func TestConversionCases(t *testing.T) {
 			wantNotes: []string{"spec.service.name: not carried over"},
 		},
 		{
+			// Flagger releases a Canary without analysis with no checks;
+			// Sluice writes that out as one blue/green iteration of its
+			// default interval, and says so.
+			name: "a Canary without analysis becomes one blue/green iteration, reported",
+			manifest: strings.Replace(canary("  provider: istio", ""),
+				"  analysis:\n    interval: 1m\n", "", 1),
+			wantSpec:  []string{`"blueGreen":{"iterations":1}`},
+			wantNotes: []string{"spec.analysis: differs"},
+		},
+		{
 			name:      "an interval under a second is raised to 1s",
 			manifest:  strings.Replace(canary("  provider: istio", "    stepWeight: 10\n"), "interval: 1m", "interval: 500ms", 1),
 			wantSpec:  []string{`"interval":"1s"`},

@@ -40,6 +40,14 @@ func withCanaryWeights(ws ...int32) specOpt {
 	}
 }
 
+func withoutAnalysis() specOpt { return func(s *sluicev1.RolloutSpec) { s.Analysis = nil } }
+
+func withIterations(n int32) specOpt {
+	return func(s *sluicev1.RolloutSpec) {
+		s.Strategy = sluicev1.Strategy{BlueGreen: &sluicev1.BlueGreenStrategy{Iterations: n}}
+	}
+}
+
 func withSteps(steps ...sluicev1.CanaryStep) specOpt {
 	return func(s *sluicev1.RolloutSpec) {
 		s.Strategy = sluicev1.Strategy{Canary: &sluicev1.CanaryStrategy{Steps: steps}}
@@ -286,6 +294,20 @@ func TestDecide(t *testing.T) {
 			spec: spec(), st: status(sluicev1.PhaseProgressing, waitingSince(time.Minute)),
 			obs:  observe("rev2"),
 			want: want{phase: sluicev1.PhaseProgressing, step: ptr.To[int32](0), requeue: time.Minute},
+		},
+		// No analysis (Flagger would release without checks; Sluice holds
+		// each step its default interval, 1m, and checks nothing).
+		{
+			name: "without analysis a step is held the default interval",
+			spec: spec(withoutAnalysis(), withIterations(1)), st: status(sluicev1.PhaseProgressing, waitingSince(time.Minute)),
+			obs:  observe("rev2"),
+			want: want{phase: sluicev1.PhaseProgressing, step: ptr.To[int32](0), requeue: time.Minute},
+		},
+		{
+			name: "without analysis the end of the hold promotes, with no checks asked for",
+			spec: spec(withoutAnalysis(), withIterations(1)), st: status(sluicev1.PhaseProgressing, atStep(0, 0), stepStarted(time.Minute)),
+			obs:  observe("rev2"),
+			want: want{phase: sluicev1.PhasePromoting, event: "Promoting"},
 		},
 		// Progressing: canary steps
 		{
