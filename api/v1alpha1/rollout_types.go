@@ -229,6 +229,18 @@ type ServiceSpec struct {
 	// +optional
 	Name string `json:"name,omitempty"`
 
+	// Adopt takes over an apex Service of that name that exists and is not
+	// Sluice's (one a team ran before it used Sluice), instead of stalling
+	// the Rollout with ServiceConflict. Sluice keeps its other fields (type,
+	// load balancer settings, labels, annotations, session affinity) and
+	// every port it has beyond the ones Sluice writes; it keeps selecting
+	// the pods it selects until the primary is ready, then selects the
+	// primary's (with a router; without one, the router moves it as for
+	// any apex Service). Deleting the Rollout hands it back selecting the
+	// target's pods. The -primary and -canary Services must be Sluice's.
+	// +optional
+	Adopt bool `json:"adopt,omitempty"`
+
 	// Port the Services listen on.
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65535

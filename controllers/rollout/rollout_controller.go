@@ -578,7 +578,10 @@ func (r *Reconciler) ensureRoutes(ctx context.Context, sc *scope) error {
 	if sc.ensured || sc.obs.Blocked != "" || sc.router == nil {
 		return nil
 	}
-	if err := traffic.EnsureServices(ctx, r.Client, sc.route); err != nil {
+	// As observed, endpoints included: a router's apex Service moves to
+	// the primary's pods only once they serve.
+	sc.route.PrimaryReady = sc.obs.PrimaryReady
+	if err := traffic.EnsureServices(ctx, r.Client, r.APIReader, sc.route); err != nil {
 		var conflict *traffic.ServiceConflictError
 		if errors.As(err, &conflict) {
 			return &blockedError{reason: "ServiceConflict", msg: err.Error()}

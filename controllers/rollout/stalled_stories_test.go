@@ -1,6 +1,7 @@
 package rollout_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -8,7 +9,9 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -16,6 +19,7 @@ import (
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/controllers/rollout"
+	"github.com/sluice-dev/sluice/pkg/traffic"
 )
 
 // TestAServiceSomeoneElseHasStallsTheRollout: a Service with a name Sluice
@@ -85,4 +89,74 @@ func TestAnAdoptedRouteThatDoesNotExistStallsTheRolloutUntilItDoes(t *testing.T)
 	}))
 	s.waitPhase("podinfo", sluicev1.PhaseInitialized, storyTimeout)
 	s.expectKStatus("podinfo", status.CurrentStatus)
+}
+
+// TestAnApexServiceOfTheTeamsIsAdoptedKeptAndHandedBack: with
+// service.adopt, a Service the team had before Sluice (named like the
+// target, selecting its pods, with a second port, a label, an annotation
+// and session affinity) is taken over rather than refused. It keeps
+// selecting the target's pods until the primary is ready, then selects the
+// primary's; everything else of it stays. Deleting the Rollout hands it
+// back selecting the target's pods, with nothing of Sluice's left on it.
+func TestAnApexServiceOfTheTeamsIsAdoptedKeptAndHandedBack(t *testing.T) {
+	for _, kind := range []string{"gatewayAPI", "kubernetes"} {
+		t.Run(kind, func(t *testing.T) {
+			s := newStory(t)
+			s.holdWhen(func(d *appsv1.Deployment) bool { return d.Name == "podinfo-primary" })
+			s.deploy("podinfo", "podinfo:1.0")
+			theirs := &corev1.Service{
+				ObjectMeta: metav1.ObjectMeta{Name: "podinfo", Namespace: s.ns,
+					Labels: map[string]string{"tier": "web"}, Annotations: map[string]string{"team": "shop"}},
+				Spec: corev1.ServiceSpec{
+					Selector:        map[string]string{"app": "podinfo"},
+					SessionAffinity: corev1.ServiceAffinityClientIP,
+					Ports: []corev1.ServicePort{
+						{Name: "http", Port: 9898, TargetPort: intstr.FromInt32(9898)},
+						{Name: "metrics", Port: 9797, TargetPort: intstr.FromInt32(9797)},
+					},
+				},
+			}
+			s.must(k8sClient.Create(s.ctx, theirs))
+			opts := []rolloutOpt{func(ro *sluicev1.Rollout) { ro.Spec.Service.Adopt = true }}
+			if kind != "kubernetes" {
+				opts = append(opts, withRouter(kind), withCanaryWeights(50))
+			}
+			s.rollout("podinfo", opts...)
+
+			s.eventually(storyTimeout, "the Service adopted, still selecting the target's pods", func() error {
+				svc := s.getService("podinfo")
+				if !metav1.IsControlledBy(svc, s.getRollout("podinfo")) {
+					return fmt.Errorf("not controlled by the Rollout: %v", svc.OwnerReferences)
+				}
+				return s.apexSelects("podinfo", targetPods)
+			})
+			if c := meta.FindStatusCondition(s.getRollout("podinfo").Status.Conditions, sluicev1.ConditionStalled); c != nil && c.Status == metav1.ConditionTrue {
+				t.Fatalf("stalled although service.adopt is set: %s: %s", c.Reason, c.Message)
+			}
+
+			s.holdWhen(func(*appsv1.Deployment) bool { return false })
+			s.waitPhase("podinfo", sluicev1.PhaseInitialized, storyTimeout)
+			s.eventually(storyTimeout, "the adopted Service selecting the primary's pods", func() error { return s.apexSelects("podinfo", primaryPods) })
+			svc := s.getService("podinfo")
+			if svc.Labels["tier"] != "web" || svc.Annotations["team"] != "shop" || svc.Spec.SessionAffinity != corev1.ServiceAffinityClientIP {
+				t.Errorf("the adopted Service lost its own fields: labels %v, annotations %v, affinity %s", svc.Labels, svc.Annotations, svc.Spec.SessionAffinity)
+			}
+			if got := s.portsOf("podinfo"); !strings.Contains(got, "9797") || !strings.Contains(got, "9898") {
+				t.Errorf("the adopted Service's ports: %s, want its metrics port kept beside 9898", got)
+			}
+
+			s.must(k8sClient.Delete(s.ctx, s.getRollout("podinfo")))
+			s.eventually(storyTimeout, "the Rollout gone", func() error { return s.gone("podinfo") })
+			svc = s.getService("podinfo")
+			if err := s.apexSelects("podinfo", targetPods); err != nil {
+				t.Errorf("handed back: %v", err)
+			}
+			if metav1.GetControllerOf(svc) != nil || svc.Annotations[traffic.AdoptedAnnotation] != "" || svc.Labels["app.kubernetes.io/managed-by"] != "" {
+				t.Errorf("handed back with Sluice's marks: owners %v, labels %v, annotations %v", svc.OwnerReferences, svc.Labels, svc.Annotations)
+			}
+			if svc.Annotations["team"] != "shop" || svc.Labels["tier"] != "web" {
+				t.Errorf("handed back without its own labels or annotations: %v %v", svc.Labels, svc.Annotations)
+			}
+		})
+	}
 }

@@ -39,6 +39,10 @@ type Target struct {
 	// earlier template: the apex and primary Services then keep the ports
 	// they have, so that no port those pods serve is taken away from them.
 	PrimaryRolling bool
+	// PrimaryReady is true once the primary's pods are ready: a router's
+	// apex Service then selects them (one Sluice adopted selects what it
+	// selected before until then).
+	PrimaryReady bool
 }
 
 // ErrUnsupported is returned (wrapped) when a router cannot do what a

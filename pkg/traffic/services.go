@@ -28,12 +28,20 @@ const ManagedByValue = "sluice"
 type ServiceConflictError struct{ Name string }
 
 func (e *ServiceConflictError) Error() string {
-	return fmt.Sprintf("Service %s exists and is not managed by Sluice: remove it or let Sluice create it", e.Name)
+	return fmt.Sprintf("Service %s exists and is not managed by Sluice: remove it (an apex Service can be taken over with service.adopt)", e.Name)
 }
 
+// AdoptedAnnotation marks an apex Service that Sluice adopted
+// (service.adopt): it keeps the ports Sluice does not write.
+const AdoptedAnnotation = "sluice.dev/adopted"
+
 // EnsureServices creates or updates the apex, primary and canary Services.
-// The apex Service is created selecting the primary; afterwards its selector
-// belongs to the router and is left as it is.
+// The apex Service is created selecting the primary. Afterwards, with a
+// router, it is kept selecting the primary once the primary is ready;
+// without one (the kubernetes router) its selector belongs to the router.
+// With service.adopt, an apex Service that exists and is nobody's is
+// adopted (see adoptApex) rather than refused; uncached reads it, since
+// the cache holds Sluice's Services only.
 //
 // With service.portDiscovery, each Service also carries the container ports
 // of the pods it may select: the canary Service the target's, the primary
@@ -41,7 +49,7 @@ func (e *ServiceConflictError) Error() string {
 // at either version). While the primary rolls, the primary and apex
 // Services keep the ports they have: a port is removed only once no pod of
 // the primary declares it.
-func EnsureServices(ctx context.Context, c client.Client, t Target) error {
+func EnsureServices(ctx context.Context, c client.Client, uncached client.Reader, t Target) error {
 	primary := t.PrimaryPorts
 	// Only discovered ports come and go with the templates; without
 	// portDiscovery the Services' ports are the spec's alone.
@@ -52,8 +60,48 @@ func EnsureServices(ctx context.Context, c client.Client, t Target) error {
 	if err := EnsureService(ctx, c, t, t.Canary, t.CanarySelector, true, servicePorts(t, t.CanaryPorts), false); err != nil {
 		return err
 	}
+	if t.Rollout.Spec.Service.Adopt {
+		adopted, err := adoptApex(ctx, c, uncached, t)
+		if err != nil || adopted {
+			// Just adopted: the cache learns of it with the next event.
+			return err
+		}
+	}
 	apex := append(slices.Clone(primary), t.CanaryPorts...)
-	return EnsureService(ctx, c, t, t.Apex, t.PrimarySelector, false, servicePorts(t, apex), keep)
+	followPrimary := t.Rollout.Spec.Routing != nil && t.PrimaryReady
+	return EnsureService(ctx, c, t, t.Apex, t.PrimarySelector, followPrimary, servicePorts(t, apex), keep)
+}
+
+// adoptApex takes over the apex Service when it exists, is not in the
+// cache (so not Sluice's) and no other object controls it: it adds
+// Sluice's labels, AdoptedAnnotation and the Rollout as controller, and
+// changes nothing else; its selector and ports stay until EnsureService
+// and the router move them. It reports whether it adopted the Service now.
+func adoptApex(ctx context.Context, c client.Client, uncached client.Reader, t Target) (bool, error) {
+	key := client.ObjectKey{Namespace: t.Rollout.Namespace, Name: t.Apex}
+	if err := c.Get(ctx, key, &corev1.Service{}); err == nil || !apierrors.IsNotFound(err) {
+		return false, client.IgnoreNotFound(err)
+	}
+	svc := &corev1.Service{}
+	if err := uncached.Get(ctx, key, svc); apierrors.IsNotFound(err) {
+		return false, nil // not there: EnsureService creates it
+	} else if err != nil {
+		return false, fmt.Errorf("reading Service %s: %w", t.Apex, err)
+	}
+	if owner := metav1.GetControllerOf(svc); owner != nil && owner.UID != t.Rollout.UID {
+		return false, &ServiceConflictError{Name: t.Apex}
+	}
+	patch := client.MergeFrom(svc.DeepCopy())
+	metav1.SetMetaDataLabel(&svc.ObjectMeta, ManagedByLabel, ManagedByValue)
+	metav1.SetMetaDataLabel(&svc.ObjectMeta, "sluice.dev/rollout", t.Rollout.Name)
+	metav1.SetMetaDataAnnotation(&svc.ObjectMeta, AdoptedAnnotation, "true")
+	if err := controllerutil.SetControllerReference(t.Rollout, svc, c.Scheme()); err != nil {
+		return false, err
+	}
+	if err := c.Patch(ctx, svc, patch); err != nil {
+		return false, fmt.Errorf("adopting Service %s: %w", t.Apex, err)
+	}
+	return true, nil
 }
 
 // servicePorts returns the ports of a Service of the Rollout: the main port
@@ -214,7 +262,8 @@ func EnsureService(ctx context.Context, c client.Client, t Target, name string, 
 	if !metav1.IsControlledBy(svc, ro) {
 		return &ServiceConflictError{Name: name}
 	}
-	if keep {
+	if keep || svc.Annotations[AdoptedAnnotation] == "true" {
+		// An adopted Service keeps the ports it came with, too.
 		want = KeptPorts(want, svc.Spec.Ports)
 	}
 	portsSame := samePorts(svc.Spec.Ports, want)
@@ -256,7 +305,9 @@ func ReleaseApex(ctx context.Context, c client.Client, t Target) error {
 	}
 	svc.OwnerReferences = owners
 	delete(svc.Labels, ManagedByLabel)
+	delete(svc.Labels, "sluice.dev/rollout")
 	delete(svc.Annotations, RouteAnnotation)
+	delete(svc.Annotations, AdoptedAnnotation)
 	if err := c.Patch(ctx, svc, patch); err != nil {
 		return fmt.Errorf("handing apex Service %s back to the target: %w", t.Apex, err)
 	}
