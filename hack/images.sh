@@ -8,7 +8,7 @@
 #
 #   sluice: localhost/sluice-manager:$IMAGE_TAG, localhost/sluice-loadtester:$IMAGE_TAG,
 #           localhost/sluice-testapp:dev, localhost/pause:3.10 (built from this tree)
-#   node:   localhost/coredns:VER, localhost/metrics-server:VER, localhost/traefik:VER,
+#   node:   localhost/prometheus:VER (Debian's), localhost/coredns:VER, localhost/metrics-server:VER, localhost/traefik:VER,
 #           from the binaries hack/e2e-tools.sh cached; a missing one is skipped
 #
 # Reproducible: the binaries are built with -trimpath and no build ID, every
@@ -141,7 +141,29 @@ node_image() {
 		--label "org.opencontainers.image.description=$name $ver built from source by Sluice's hack/e2e-tools.sh for the local e2e node"
 }
 
+# prometheus_image: Debian's prometheus binary (`make prometheus` installs
+# the package) as the e2e node's Prometheus pod, with the files of glibc it
+# links (it is the one dynamically linked binary the node runs). Skipped
+# when the package is not installed.
+prometheus_image() {
+	local bin=/usr/bin/prometheus ver lib
+	if [ ! -x "$bin" ]; then
+		echo "images: skipping localhost/prometheus: $bin is not installed (run 'make prometheus')" >&2
+		return
+	fi
+	ver="$(dpkg-query -W -f='${Version}' prometheus 2>/dev/null | tr '+~:' '---')"
+	local libs=()
+	for lib in $(ldd "$bin" | grep -o '/[^ ]*'); do
+		libs+=(--file "$(readlink -f "$lib"):$lib:0755")
+	done
+	image "localhost/prometheus:${ver:-debian}" "$bin" "${ver:-debian}" "${libs[@]}" \
+		--label "org.opencontainers.image.source=https://packages.debian.org/bookworm/prometheus" \
+		--label "org.opencontainers.image.version=${ver:-debian}" \
+		--label "org.opencontainers.image.description=Debian's prometheus package with the glibc files it links, for the local e2e node"
+}
+
 node_images() {
+	prometheus_image
 	node_image coredns github.com/coredns/coredns coredns https://github.com/coredns/coredns node
 	node_image metrics-server sigs.k8s.io/metrics-server metrics-server https://github.com/kubernetes-sigs/metrics-server node
 	node_image traefik github.com/traefik/traefik/v3 traefik https://github.com/traefik/traefik traefik

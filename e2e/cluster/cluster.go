@@ -499,6 +499,9 @@ func (c *Cluster) startLoadtester(ctx context.Context) error {
 }
 
 func (c *Cluster) startPrometheus(ctx context.Context) error {
+	if c.node != nil {
+		return c.startPrometheusPod(ctx)
+	}
 	bin, err := exec.LookPath("prometheus")
 	if err != nil {
 		bin = "/usr/bin/prometheus"
@@ -515,32 +518,9 @@ func (c *Cluster) startPrometheus(ctx context.Context) error {
 		return err
 	}
 	traefikTarget := strings.TrimSuffix(strings.TrimPrefix(c.TraefikMetricsURL, "http://"), "/metrics")
-	// Traefik and Sluice every second; Sluice's target is its process on
-	// kwok, and on the real node the manager pods, which reach Prometheus
-	// on the bridge: Debian's Prometheus has no Kubernetes discovery, so
-	// the harness writes their addresses into a file it reads.
-	sluice := fmt.Sprintf("static_configs: [{targets: [%q]}]", mgrAddr)
-	if c.node != nil {
-		port, err := freePort()
-		if err != nil {
-			return err
-		}
-		addr = fmt.Sprintf("%s:%d", BridgeIP, port)
-		sluice = fmt.Sprintf("file_sd_configs: [{files: [%q], refresh_interval: 1s}]", c.managerTargetsFile())
-		go c.writeManagerTargets(c.bg)
-	} else {
-		c.ManagerMetricsURL = "http://" + mgrAddr + "/metrics"
-	}
-	cfg := fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: traefik
-    static_configs: [{targets: [%q]}]
-  - job_name: sluice
-    %s
-`, traefikTarget, sluice)
+	// Traefik and Sluice every second; Sluice's target is its process.
+	c.ManagerMetricsURL = "http://" + mgrAddr + "/metrics"
+	cfg := prometheusConfig(traefikTarget, fmt.Sprintf("static_configs: [{targets: [%q]}]", mgrAddr))
 	cfgPath := filepath.Join(c.Dir, "prometheus.yml")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return err
@@ -557,6 +537,21 @@ scrape_configs:
 	return c.waitFor(ctx, 20*time.Second, "prometheus", func() (bool, error) {
 		return httpOK(c.PrometheusURL + "/-/ready"), nil
 	})
+}
+
+// prometheusConfig scrapes Traefik and Sluice (scrapeSluice, a scrape
+// config's targets part) every second.
+func prometheusConfig(traefikTarget, scrapeSluice string) string {
+	return fmt.Sprintf(`global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: traefik
+    static_configs: [{targets: [%q]}]
+  - job_name: sluice
+    %s
+`, traefikTarget, scrapeSluice)
 }
 
 //go:embed kwok-stages.yaml

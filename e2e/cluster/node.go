@@ -598,7 +598,7 @@ func (c *Cluster) findImages() error {
 		short := strings.TrimPrefix(repo[strings.LastIndex(repo, "/")+1:], "sluice-")
 		c.images[short] = ref
 	}
-	for _, want := range []string{"manager", "loadtester", "testapp", "pause", "coredns", "metrics-server"} {
+	for _, want := range []string{"manager", "loadtester", "testapp", "pause", "coredns", "metrics-server", "prometheus"} {
 		if c.images[want] == "" {
 			return fmt.Errorf("image %q missing in %s: run `make images`", want, c.imagesDir)
 		}
@@ -658,7 +658,67 @@ func (c *Cluster) TagImage(ref, suffix string) (string, error) {
 	return next, nil
 }
 
-func (c *Cluster) managerTargetsFile() string { return filepath.Join(c.Dir, "sluice-targets.json") }
+// prometheusConfigDir holds what the Prometheus pod mounts: its
+// configuration and the manager targets the harness writes.
+func (c *Cluster) prometheusConfigDir() string { return filepath.Join(c.Dir, "prometheus") }
+
+func (c *Cluster) managerTargetsFile() string {
+	return filepath.Join(c.prometheusConfigDir(), "sluice-targets.json")
+}
+
+//go:embed prometheus-pod.yaml
+var prometheusPod string
+
+// prometheusUID is the user the images run as (hack/tools/images).
+const prometheusUID = 65532
+
+// startPrometheusPod runs Prometheus as a pod (Debian's build, see
+// prometheus-pod.yaml). It scrapes Traefik's pod and the manager pods by
+// their addresses, which the harness keeps in a file it reads (it has no
+// Kubernetes discovery); the host, Sluice and the stories reach it at its
+// pod's address.
+func (c *Cluster) startPrometheusPod(ctx context.Context) error {
+	if c.images["prometheus"] == "" {
+		return fmt.Errorf("image prometheus missing in %s: run `make prometheus images-node`", c.imagesDir)
+	}
+	cfgDir, dataDir := c.prometheusConfigDir(), filepath.Join(c.Dir, "prometheus-data")
+	for _, d := range []string{cfgDir, dataDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return err
+		}
+	}
+	if err := os.Chown(dataDir, prometheusUID, prometheusUID); err != nil {
+		return err
+	}
+	traefik := strings.TrimSuffix(strings.TrimPrefix(c.TraefikMetricsURL, "http://"), "/metrics")
+	cfg := prometheusConfig(traefik, fmt.Sprintf("file_sd_configs: [{files: [%q], refresh_interval: 1s}]", c.managerTargetsFile()))
+	if err := os.WriteFile(filepath.Join(cfgDir, "prometheus.yml"), []byte(cfg), 0o644); err != nil {
+		return err
+	}
+	go c.writeManagerTargets(c.bg)
+	y, err := render(prometheusPod, map[string]any{
+		"Namespace": "monitoring", "Image": c.images["prometheus"], "ConfigDir": cfgDir, "DataDir": dataDir,
+	})
+	if err != nil {
+		return err
+	}
+	if err := c.ApplyYAML(ctx, y); err != nil {
+		return err
+	}
+	return c.waitFor(ctx, 60*time.Second, "the Prometheus pod", func() (bool, error) {
+		p := &corev1.Pod{}
+		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: "monitoring", Name: "prometheus"}, p); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		for _, cond := range p.Status.Conditions {
+			if cond.Type == corev1.PodReady && cond.Status == corev1.ConditionTrue && p.Status.PodIP != "" {
+				c.PrometheusURL = fmt.Sprintf("http://%s:9090", p.Status.PodIP)
+				return httpOK(c.PrometheusURL + "/-/ready"), nil
+			}
+		}
+		return false, nil
+	})
+}
 
 // writeManagerTargets keeps Prometheus's file of manager targets in step
 // with the manager pods (one target per running pod with an IP, labelled
