@@ -71,7 +71,7 @@ func main() {
 		idle       = flag.Int("idle", 0, "also measure N idle Rollouts (RSS and requests), then the RSS added by N unrelated Deployments, ConfigMaps and 4 KiB Secrets (0: skip)")
 		keep       = flag.Bool("keep", false, "keep the run directories (logs, audit logs)")
 		extra      = flag.String("manager-args", "", "more manager flags, space-separated (the table is of the defaults only without them)")
-		profile    = flag.String("profile", "", "directory for the manager's CPU profile of each row's last release and its allocations (pprof files; --profiling-address is turned on)")
+		profile    = flag.String("profile", "", "directory for the manager's CPU profile of each row's last release and its allocations, and its live heap with the idle fleet (pprof files; --profiling-address is turned on)")
 	)
 	flag.Parse()
 	ctrllog.SetLogger(logr.Discard())
@@ -910,6 +910,7 @@ type idleResult struct {
 	n                     int
 	initialized           time.Duration
 	rss, rssWithUnrelated int64
+	mem, memWithUnrelated string // where the RSS is: see memBreakdown
 	requests, lease       int
 	window                time.Duration
 }
@@ -918,8 +919,30 @@ func (r idleResult) print(w io.Writer) {
 	fmt.Fprintf(w, "\n%d idle Rollouts (blue/green, Initialized in %.0f s): manager RSS %.0f MiB; %d requests in %s, %d of them the Lease (%.4f per idle Rollout per minute without it)\n",
 		r.n, r.initialized.Seconds(), float64(r.rss)/(1<<20), r.requests, r.window, r.lease,
 		float64(r.requests-r.lease)/float64(r.n)/r.window.Minutes())
+	fmt.Fprintf(w, "  %s\n", r.mem)
 	fmt.Fprintf(w, "with %d unrelated Deployments, ConfigMaps and 4 KiB Secrets added: RSS %.0f MiB (+%.1f MiB)\n",
 		r.n, float64(r.rssWithUnrelated)/(1<<20), float64(r.rssWithUnrelated-r.rss)/(1<<20))
+	fmt.Fprintf(w, "  %s\n", r.memWithUnrelated)
+}
+
+// memBreakdown says where a process's RSS is: anonymous memory (the Go heap
+// and stacks) against pages of the binary, and the Go heap's live bytes
+// against what the runtime holds, from the manager's own metrics.
+func memBreakdown(pid int, metricsURL string) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	kib := map[string]float64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.HasSuffix(v, " kB") {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(v, " kB")), 64)
+			kib[k] = f
+		}
+	}
+	mib := func(name string) float64 { return scrapeSum(metricsURL, name) / (1 << 20) }
+	return fmt.Sprintf("RSS %.0f MiB = anon %.0f + binary %.0f; Go heap in use %.0f MiB, held %.0f (idle and not released %.0f), next GC at %.0f, stacks %.0f",
+		kib["VmRSS"]/1024, kib["RssAnon"]/1024, kib["RssFile"]/1024,
+		mib("go_memstats_heap_inuse_bytes"), mib("go_memstats_heap_sys_bytes")-mib("go_memstats_heap_released_bytes"),
+		mib("go_memstats_heap_idle_bytes")-mib("go_memstats_heap_released_bytes"),
+		mib("go_memstats_next_gc_bytes"), mib("go_memstats_stack_inuse_bytes"))
 }
 
 // idleFleet initializes n Rollouts, watches them idle, then adds n
@@ -964,6 +987,10 @@ func (b *bench) idleFleet(ctx context.Context, n int) (idleResult, error) {
 	}
 	res.requests, res.lease = counts.reads+counts.writes, counts.lease
 	res.rss = rss(e.mgr.Pid())
+	res.mem = memBreakdown(e.mgr.Pid(), e.metrics)
+	if err := b.heapProfile(e, "heap-idle-%d.pprof", n); err != nil {
+		return res, err
+	}
 
 	fmt.Fprintf(os.Stderr, "idle: adding %d unrelated Deployments, ConfigMaps and Secrets\n", n)
 	payload := strings.Repeat("x", 4096)
@@ -992,5 +1019,18 @@ func (b *bench) idleFleet(ctx context.Context, n int) (idleResult, error) {
 	// Let the watch events arrive and a garbage collection run.
 	time.Sleep(30 * time.Second)
 	res.rssWithUnrelated = rss(e.mgr.Pid())
+	res.memWithUnrelated = memBreakdown(e.mgr.Pid(), e.metrics)
+	if err := b.heapProfile(e, "heap-idle-unrelated-%d.pprof", n); err != nil {
+		return res, err
+	}
 	return res, nil
+}
+
+// heapProfile saves the manager's live heap (after a garbage collection)
+// with -profile; the name takes the fleet size.
+func (b *bench) heapProfile(e *env, name string, n int) error {
+	if b.profileDir == "" {
+		return nil
+	}
+	return fetch(fmt.Sprintf("http://%s/debug/pprof/heap?gc=1", e.pprof), filepath.Join(b.profileDir, fmt.Sprintf(name, n)))
 }
