@@ -1,34 +1,30 @@
 package rollout
 
 import (
+	"context"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 )
 
 // Operator metrics, served on the manager's metrics endpoint. docs/observability.md lists them.
+//
+// The gauges of each Rollout's state (phase, weight, failed checks, metric
+// values) are read from the cached Rollouts when Prometheus scrapes, by
+// rolloutCollector: kept as metric vectors they held about 5 KiB of heap
+// per Rollout, idle or not, for what the cache holds already. The release
+// counters stay vectors: they count what happened, which status does not
+// keep.
 var (
-	phaseGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "sluice_rollout_phase", Help: "1 for the phase a Rollout is in, 0 for the others.",
-	}, []string{"namespace", "name", "phase"})
-	weightGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "sluice_rollout_canary_weight", Help: "Percentage of traffic the canary should receive.",
-	}, []string{"namespace", "name"})
-	failedChecksGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "sluice_rollout_failed_checks", Help: "Failed checks in the current run.",
-	}, []string{"namespace", "name"})
-	metricValueGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "sluice_rollout_metric_value", Help: "Last value of each analysis metric of a Rollout (the canary's median for a compare check).",
-	}, []string{"namespace", "name", "metric"})
-	metricPrimaryGauge = prometheus.NewGaugeVec(prometheus.GaugeOpts{
-		Name: "sluice_rollout_metric_primary_value", Help: "Last median of the primary for each compare check of a Rollout.",
-	}, []string{"namespace", "name", "metric"})
 	releaseDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "sluice_release_duration_seconds", Help: "Time from a new revision to its promotion or rollback.",
 		Buckets: []float64{30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400},
@@ -64,35 +60,13 @@ var allPhases = []sluicev1.Phase{
 }
 
 func init() {
-	metrics.Registry.MustRegister(phaseGauge, weightGauge, failedChecksGauge, metricValueGauge, metricPrimaryGauge,
-		releaseDuration, releasesTotal, reconcileErrors, eventsTotal)
+	metrics.Registry.MustRegister(rolloutGauges, releaseDuration, releasesTotal, reconcileErrors, eventsTotal)
 }
 
-// recordMetrics exports a Rollout's state after a reconcile; before is the
-// status it started from, to count releases that ended in this reconcile.
+// recordMetrics counts the release that ended in a reconcile, if one did;
+// before is the status the reconcile started from.
 func recordMetrics(ro *sluicev1.Rollout, before *sluicev1.RolloutStatus, now time.Time) {
 	ns, name, st := ro.Namespace, ro.Name, &ro.Status
-	for _, p := range allPhases {
-		v := 0.0
-		if st.Phase == p {
-			v = 1
-		}
-		phaseGauge.WithLabelValues(ns, name, string(p)).Set(v)
-	}
-	weightGauge.WithLabelValues(ns, name).Set(float64(st.CanaryWeight))
-	failedChecksGauge.WithLabelValues(ns, name).Set(float64(st.FailedChecks))
-	for _, m := range st.Metrics {
-		if v, err := strconv.ParseFloat(m.Value, 64); err == nil {
-			metricValueGauge.WithLabelValues(ns, name, m.Name).Set(v)
-		}
-		if v, err := strconv.ParseFloat(m.PrimaryValue, 64); err == nil {
-			metricPrimaryGauge.WithLabelValues(ns, name, m.Name).Set(v)
-		} else {
-			// No primary median this time (no data, or no longer a
-			// compare check): an old one must not stand for it.
-			metricPrimaryGauge.DeleteLabelValues(ns, name, m.Name)
-		}
-	}
 	if before.Phase == st.Phase || st.RunStartedAt == nil {
 		return
 	}
@@ -115,9 +89,109 @@ func recordMetrics(ro *sluicev1.Rollout, before *sluicev1.RolloutStatus, now tim
 // forgetMetrics drops a deleted Rollout's series.
 func forgetMetrics(namespace, name string) {
 	labels := prometheus.Labels{"namespace": namespace, "name": name}
-	for _, v := range []*prometheus.GaugeVec{phaseGauge, weightGauge, failedChecksGauge, metricValueGauge, metricPrimaryGauge} {
-		v.DeletePartialMatch(labels)
-	}
 	releaseDuration.DeletePartialMatch(labels)
 	releasesTotal.DeletePartialMatch(labels)
+}
+
+// rolloutGauges is registered once; the manager that leads gives it the
+// Rollouts to read (SetupWithManager).
+var rolloutGauges = &rolloutCollector{}
+
+var (
+	phaseDesc = prometheus.NewDesc("sluice_rollout_phase",
+		"1 for the phase a Rollout is in, 0 for the others.", []string{"namespace", "name", "phase"}, nil)
+	weightDesc = prometheus.NewDesc("sluice_rollout_canary_weight",
+		"Percentage of traffic the canary should receive.", []string{"namespace", "name"}, nil)
+	failedChecksDesc = prometheus.NewDesc("sluice_rollout_failed_checks",
+		"Failed checks in the current run.", []string{"namespace", "name"}, nil)
+	metricValueDesc = prometheus.NewDesc("sluice_rollout_metric_value",
+		"Last value of each analysis metric of a Rollout (the canary's median for a compare check).", []string{"namespace", "name", "metric"}, nil)
+	metricPrimaryDesc = prometheus.NewDesc("sluice_rollout_metric_primary_value",
+		"Last median of the primary for each compare check of a Rollout.", []string{"namespace", "name", "metric"}, nil)
+)
+
+// rolloutSource is where the collector finds the Rollouts: the manager's
+// cache, and whether this replica leads (a standby replica exports nothing,
+// so that two replicas never show the same Rollout twice).
+type rolloutSource struct {
+	reader  client.Reader
+	leading func() bool
+}
+
+// rolloutCollector exports each Rollout's state, read from the cache when
+// Prometheus scrapes.
+type rolloutCollector struct {
+	source atomic.Pointer[rolloutSource]
+}
+
+// collectTimeout bounds a scrape's wait for the cache (it waits only before
+// the cache has synced).
+const collectTimeout = 5 * time.Second
+
+func (c *rolloutCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{phaseDesc, weightDesc, failedChecksDesc, metricValueDesc, metricPrimaryDesc} {
+		ch <- d
+	}
+}
+
+func (c *rolloutCollector) Collect(ch chan<- prometheus.Metric) {
+	src := c.source.Load()
+	if src == nil || !src.leading() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), collectTimeout)
+	defer cancel()
+	var list sluicev1.RolloutList
+	// Read only: no copy of every Rollout at every scrape.
+	if err := src.reader.List(ctx, &list, client.UnsafeDisableDeepCopy); err != nil {
+		// A scrape before the cache has synced: no series rather than a
+		// failed scrape of every other metric.
+		return
+	}
+	for i := range list.Items {
+		collectRollout(ch, &list.Items[i])
+	}
+}
+
+func collectRollout(ch chan<- prometheus.Metric, ro *sluicev1.Rollout) {
+	ns, name, st := ro.Namespace, ro.Name, &ro.Status
+	for _, p := range allPhases {
+		v := 0.0
+		if st.Phase == p {
+			v = 1
+		}
+		ch <- prometheus.MustNewConstMetric(phaseDesc, prometheus.GaugeValue, v, ns, name, string(p))
+	}
+	ch <- prometheus.MustNewConstMetric(weightDesc, prometheus.GaugeValue, float64(st.CanaryWeight), ns, name)
+	ch <- prometheus.MustNewConstMetric(failedChecksDesc, prometheus.GaugeValue, float64(st.FailedChecks), ns, name)
+	seen := make(map[string]bool, len(st.Metrics))
+	for _, m := range st.Metrics {
+		// Two series with the same labels would fail the whole scrape.
+		if seen[m.Name] {
+			continue
+		}
+		seen[m.Name] = true
+		if v, err := strconv.ParseFloat(m.Value, 64); err == nil {
+			ch <- prometheus.MustNewConstMetric(metricValueDesc, prometheus.GaugeValue, v, ns, name, m.Name)
+		}
+		// No primary median this time (no data, or not a compare check):
+		// no series, rather than an old one standing for it.
+		if v, err := strconv.ParseFloat(m.PrimaryValue, 64); err == nil {
+			ch <- prometheus.MustNewConstMetric(metricPrimaryDesc, prometheus.GaugeValue, v, ns, name, m.Name)
+		}
+	}
+}
+
+// exportRolloutGauges points the collector at a manager's cache, for the
+// time that manager leads.
+func exportRolloutGauges(mgr ctrl.Manager) {
+	elected := mgr.Elected()
+	rolloutGauges.source.Store(&rolloutSource{reader: mgr.GetCache(), leading: func() bool {
+		select {
+		case <-elected:
+			return true
+		default:
+			return false
+		}
+	}})
 }

@@ -1,12 +1,19 @@
 package rollout
 
 import (
+	"context"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 )
@@ -14,22 +21,13 @@ import (
 func TestMetricsCountEndedReleasesAndTheirDuration(t *testing.T) {
 	start := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 	ro := &sluicev1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "metrics-test"}}
-	ro.Status = sluicev1.RolloutStatus{
-		Phase: sluicev1.PhaseSucceeded, RunStartedAt: &metav1.Time{Time: start}, CanaryWeight: 0,
-		Metrics: []sluicev1.MetricStatus{{Name: "request-success-rate", Value: "99.5"}},
-	}
+	ro.Status = sluicev1.RolloutStatus{Phase: sluicev1.PhaseSucceeded, RunStartedAt: &metav1.Time{Time: start}}
 	recordMetrics(ro, &sluicev1.RolloutStatus{Phase: sluicev1.PhaseFinalising}, start.Add(90*time.Second))
 	// Reconciles that do not change the phase count nothing more.
 	recordMetrics(ro, &sluicev1.RolloutStatus{Phase: sluicev1.PhaseSucceeded}, start.Add(95*time.Second))
 
 	if got := testutil.ToFloat64(releasesTotal.WithLabelValues("shop", "metrics-test", "succeeded")); got != 1 {
 		t.Errorf("releases succeeded = %v, want 1", got)
-	}
-	if got := testutil.ToFloat64(phaseGauge.WithLabelValues("shop", "metrics-test", "Succeeded")); got != 1 {
-		t.Errorf("phase gauge for Succeeded = %v, want 1", got)
-	}
-	if got := testutil.ToFloat64(metricValueGauge.WithLabelValues("shop", "metrics-test", "request-success-rate")); got != 99.5 {
-		t.Errorf("metric value = %v, want 99.5", got)
 	}
 	if n := testutil.CollectAndCount(releaseDuration, "sluice_release_duration_seconds"); n != 1 {
 		t.Errorf("%d duration series, want 1", n)
@@ -42,28 +40,110 @@ func TestMetricsCountEndedReleasesAndTheirDuration(t *testing.T) {
 	}
 
 	forgetMetrics("shop", "metrics-test")
-	if n := testutil.CollectAndCount(phaseGauge, "sluice_rollout_phase"); n != 0 {
-		t.Errorf("%d phase series left after the Rollout was deleted", n)
+	if n := testutil.CollectAndCount(releasesTotal, "sluice_releases_total"); n != 0 {
+		t.Errorf("%d release counters left after the Rollout was deleted", n)
 	}
 }
 
-func TestACompareCheckExportsThePrimarysMedianBesideTheCanarys(t *testing.T) {
-	ro := &sluicev1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "compare-test"}}
-	ro.Status.Metrics = []sluicev1.MetricStatus{{Name: "latency", Value: "240", PrimaryValue: "200", Estimate: "+20.0%", PValue: "0.0001"}}
-	recordMetrics(ro, &ro.Status, time.Now())
-	if got := testutil.ToFloat64(metricPrimaryGauge.WithLabelValues("shop", "compare-test", "latency")); got != 200 {
-		t.Errorf("primary value = %v, want 200", got)
+// gauges returns a collector over the given Rollouts, and a switch for
+// whether its replica leads.
+func gauges(t *testing.T, ros ...client.Object) (*rolloutCollector, client.Client, *bool) {
+	t.Helper()
+	s := runtime.NewScheme()
+	if err := sluicev1.AddToScheme(s); err != nil {
+		t.Fatal(err)
 	}
-	if got := testutil.ToFloat64(metricValueGauge.WithLabelValues("shop", "compare-test", "latency")); got != 240 {
-		t.Errorf("canary value = %v, want 240", got)
+	c := fake.NewClientBuilder().WithScheme(s).WithObjects(ros...).Build()
+	leading := true
+	col := &rolloutCollector{}
+	col.source.Store(&rolloutSource{reader: c, leading: func() bool { return leading }})
+	return col, c, &leading
+}
+
+func TestEachRolloutsStateIsExportedFromTheCachedRollout(t *testing.T) {
+	web := &sluicev1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web"}}
+	web.Status = sluicev1.RolloutStatus{Phase: sluicev1.PhaseProgressing, CanaryWeight: 30, FailedChecks: 1,
+		Metrics: []sluicev1.MetricStatus{
+			{Name: "request-success-rate", Value: "99.5"},
+			{Name: "latency", Value: "240", PrimaryValue: "200"},
+			// The same name twice must not fail the scrape.
+			{Name: "latency", Value: "250"},
+			{Name: "no-data-yet"},
+		}}
+	api := &sluicev1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "api"}}
+	api.Status.Phase = sluicev1.PhaseSucceeded
+	col, c, leading := gauges(t, web, api)
+
+	want := `
+# HELP sluice_rollout_canary_weight Percentage of traffic the canary should receive.
+# TYPE sluice_rollout_canary_weight gauge
+sluice_rollout_canary_weight{name="api",namespace="shop"} 0
+sluice_rollout_canary_weight{name="web",namespace="shop"} 30
+# HELP sluice_rollout_failed_checks Failed checks in the current run.
+# TYPE sluice_rollout_failed_checks gauge
+sluice_rollout_failed_checks{name="api",namespace="shop"} 0
+sluice_rollout_failed_checks{name="web",namespace="shop"} 1
+# HELP sluice_rollout_metric_primary_value Last median of the primary for each compare check of a Rollout.
+# TYPE sluice_rollout_metric_primary_value gauge
+sluice_rollout_metric_primary_value{metric="latency",name="web",namespace="shop"} 200
+# HELP sluice_rollout_metric_value Last value of each analysis metric of a Rollout (the canary's median for a compare check).
+# TYPE sluice_rollout_metric_value gauge
+sluice_rollout_metric_value{metric="latency",name="web",namespace="shop"} 240
+sluice_rollout_metric_value{metric="request-success-rate",name="web",namespace="shop"} 99.5
+`
+	if err := testutil.CollectAndCompare(col, strings.NewReader(want),
+		"sluice_rollout_canary_weight", "sluice_rollout_failed_checks", "sluice_rollout_metric_value", "sluice_rollout_metric_primary_value"); err != nil {
+		t.Error(err)
 	}
-	// The next check has no primary data: its old median goes.
-	ro.Status.Metrics[0].PrimaryValue = ""
-	recordMetrics(ro, &ro.Status, time.Now())
-	if n := testutil.CollectAndCount(metricPrimaryGauge, "sluice_rollout_metric_primary_value"); n != 0 {
-		t.Errorf("%d primary series left without primary data", n)
+	for _, tc := range []struct {
+		name, phase string
+		want        float64
+	}{{"web", "Progressing", 1}, {"web", "Succeeded", 0}, {"api", "Succeeded", 1}, {"api", "Failed", 0}} {
+		if got := phaseValue(t, col, tc.name, tc.phase); got != tc.want {
+			t.Errorf("sluice_rollout_phase{name=%q,phase=%q} = %v, want %v", tc.name, tc.phase, got, tc.want)
+		}
 	}
-	forgetMetrics("shop", "compare-test")
+	if n := testutil.CollectAndCount(col, "sluice_rollout_phase"); n != 2*len(allPhases) {
+		t.Errorf("%d phase series, want %d (every phase of 2 Rollouts)", n, 2*len(allPhases))
+	}
+
+	// A deleted Rollout's series go with it.
+	if err := c.Delete(context.Background(), api); err != nil {
+		t.Fatal(err)
+	}
+	if n := testutil.CollectAndCount(col, "sluice_rollout_canary_weight"); n != 1 {
+		t.Errorf("%d weight series after a Rollout was deleted, want 1", n)
+	}
+	// A replica that does not lead exports none: two replicas must not
+	// show the same Rollout twice.
+	*leading = false
+	if n := testutil.CollectAndCount(col); n != 0 {
+		t.Errorf("a standby replica exported %d series, want none", n)
+	}
+}
+
+func phaseValue(t *testing.T, col prometheus.Collector, name, phase string) float64 {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 100)
+	go func() { col.Collect(ch); close(ch) }()
+	for m := range ch {
+		if m.Desc() != phaseDesc {
+			continue
+		}
+		var pb dto.Metric
+		if err := m.Write(&pb); err != nil {
+			t.Fatal(err)
+		}
+		labels := map[string]string{}
+		for _, l := range pb.GetLabel() {
+			labels[l.GetName()] = l.GetValue()
+		}
+		if labels["name"] == name && labels["phase"] == phase {
+			return pb.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no sluice_rollout_phase series for %s %s", name, phase)
+	return 0
 }
 
 func TestEveryRecordedEventIsCountedAndPassedOn(t *testing.T) {

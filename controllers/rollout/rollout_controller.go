@@ -607,6 +607,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	r.calls = newHookCalls(r.call)
 	r.writes = newOwnWrites()
+	exportRolloutGauges(mgr)
 	workers := r.MaxConcurrentReconciles
 	if workers <= 0 {
 		workers = DefaultMaxConcurrentReconciles
