@@ -317,3 +317,22 @@ func canarySelectorFromPrimary(primary map[string]string) map[string]string {
 	}
 	return out
 }
+
+// StripEndpointSlice is the cache transform for EndpointSlices (the cache
+// holds only those of Sluice's Services). Sluice counts the ready endpoints
+// of each Service's slices, per address family, and finds a slice's
+// Rollout by its labels: that is what it keeps. Addresses, target
+// references, node names, zones, hints and ports go: with many replicas
+// they are most of a slice, and the primary's slices of an idle fleet sit
+// in the cache for good.
+func StripEndpointSlice(obj any) (any, error) {
+	sl, ok := obj.(*discoveryv1.EndpointSlice)
+	if !ok {
+		return obj, nil
+	}
+	sl.ManagedFields, sl.Annotations, sl.Ports = nil, nil, nil
+	for i, ep := range sl.Endpoints {
+		sl.Endpoints[i] = discoveryv1.Endpoint{Conditions: ep.Conditions}
+	}
+	return sl, nil
+}

@@ -1,7 +1,10 @@
 package rollout
 
 import (
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/pkg/workload"
@@ -36,4 +39,30 @@ func canaryThreshold(ro *sluicev1.Rollout) int32 {
 
 func primaryThreshold(ro *sluicev1.Rollout) int32 {
 	return ptr.Deref(ro.Spec.PrimaryReadyThreshold, 100)
+}
+
+// StripWorkload is the cache transform for Deployments and DaemonSets,
+// every one of the cluster's (any can become a target). It drops what
+// Sluice never reads, keeping what it copies, compares and writes back:
+// kubectl's last-applied-configuration (a second copy of the whole object,
+// often the largest part of it) and the status conditions. Sluice updates a
+// primary from its cached copy, so nothing it owns may go: an update
+// leaves the status alone, and a primary it built carries no
+// last-applied-configuration.
+func StripWorkload(obj any) (any, error) {
+	o, ok := obj.(client.Object)
+	if !ok {
+		return obj, nil
+	}
+	o.SetManagedFields(nil)
+	if ann := o.GetAnnotations(); ann != nil {
+		delete(ann, corev1.LastAppliedConfigAnnotation)
+	}
+	switch w := o.(type) {
+	case *appsv1.Deployment:
+		w.Status.Conditions = nil
+	case *appsv1.DaemonSet:
+		w.Status.Conditions = nil
+	}
+	return o, nil
 }

@@ -216,17 +216,18 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	}
 	byObject := map[client.Object]cache.ByObject{
 		// Only the Services Sluice creates, and their EndpointSlices (which
-		// carry the Services' labels).
+		// carry the Services' labels), stripped to what Sluice counts.
 		&corev1.Service{}:            {Label: managed},
-		&discoveryv1.EndpointSlice{}: {Label: managed},
+		&discoveryv1.EndpointSlice{}: {Label: managed, Transform: rollout.StripEndpointSlice},
 		// ConfigMaps and Secrets are watched as metadata only, and cached
 		// without their annotations (kubectl's last-applied-configuration
 		// holds the data); the controller reads the content of the ones a
 		// target uses, uncached.
-		&corev1.ConfigMap{}:  {Transform: rollout.StripConfigMetadata},
-		&corev1.Secret{}:     {Transform: rollout.StripConfigMetadata},
-		&appsv1.Deployment{}: {},
-		&appsv1.DaemonSet{}:  {},
+		&corev1.ConfigMap{}: {Transform: rollout.StripConfigMetadata},
+		&corev1.Secret{}:    {Transform: rollout.StripConfigMetadata},
+		// Every workload, trimmed of what Sluice never reads.
+		&appsv1.Deployment{}: {Transform: rollout.StripWorkload},
+		&appsv1.DaemonSet{}:  {Transform: rollout.StripWorkload},
 	}
 	if shard != nil {
 		// A shard sees only its Rollouts: every other object is reached
