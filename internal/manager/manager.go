@@ -217,7 +217,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	byObject := map[client.Object]cache.ByObject{
 		// Only the Services Sluice creates, and their EndpointSlices (which
 		// carry the Services' labels), stripped to what Sluice counts.
-		&corev1.Service{}:            {Label: managed},
+		&corev1.Service{}:            {Label: managed, Transform: traffic.StripService},
 		&discoveryv1.EndpointSlice{}: {Label: managed, Transform: rollout.StripEndpointSlice},
 		// ConfigMaps and Secrets are watched as metadata only, and cached
 		// without their annotations (kubectl's last-applied-configuration

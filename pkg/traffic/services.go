@@ -313,3 +313,22 @@ func ReleaseApex(ctx context.Context, c client.Client, t Target) error {
 	}
 	return nil
 }
+
+// StripService is the cache transform for the Services Sluice manages. It
+// keeps what Sluice reads and patches (labels, annotations, owners,
+// selector, ports, type) and drops the addresses and policies the API
+// server fills in, and the status. Sluice changes a Service with a merge
+// patch from its cached copy, which names the fields it changes only, so
+// the dropped fields are never written back.
+func StripService(obj any) (any, error) {
+	svc, ok := obj.(*corev1.Service)
+	if !ok {
+		return obj, nil
+	}
+	svc.ManagedFields = nil
+	s := &svc.Spec
+	s.ClusterIP, s.ClusterIPs, s.IPFamilies, s.IPFamilyPolicy = "", nil, nil, nil
+	s.InternalTrafficPolicy, s.SessionAffinity, s.SessionAffinityConfig = nil, "", nil
+	svc.Status = corev1.ServiceStatus{}
+	return svc, nil
+}

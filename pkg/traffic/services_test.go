@@ -6,8 +6,11 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 )
@@ -89,5 +92,46 @@ func TestContainerPortsListsTheContainersPortsInOrder(t *testing.T) {
 	}
 	if ContainerPorts(nil) != nil {
 		t.Error("ports of no template")
+	}
+}
+
+func TestTheCachedServiceKeepsWhatSluiceReadsAndPatches(t *testing.T) {
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop",
+			Labels: map[string]string{ManagedByLabel: ManagedByValue}, Annotations: map[string]string{"team": "payments"},
+			OwnerReferences: []metav1.OwnerReference{{Kind: "Rollout", Name: "web", Controller: ptr.To(true)}},
+			ManagedFields:   []metav1.ManagedFieldsEntry{{Manager: "sluice"}}},
+		Spec: corev1.ServiceSpec{
+			Type: corev1.ServiceTypeNodePort, Selector: map[string]string{"app": "web-primary"},
+			Ports:     []corev1.ServicePort{{Name: "http", Port: 80, TargetPort: intstr.FromInt32(8080), NodePort: 30080, Protocol: corev1.ProtocolTCP}},
+			ClusterIP: "10.96.0.12", ClusterIPs: []string{"10.96.0.12"}, IPFamilies: []corev1.IPFamily{corev1.IPv4Protocol},
+			IPFamilyPolicy: ptr.To(corev1.IPFamilyPolicySingleStack), InternalTrafficPolicy: ptr.To(corev1.ServiceInternalTrafficPolicyCluster),
+			SessionAffinity: corev1.ServiceAffinityNone,
+		},
+		Status: corev1.ServiceStatus{LoadBalancer: corev1.LoadBalancerStatus{Ingress: []corev1.LoadBalancerIngress{{IP: "192.0.2.1"}}}},
+	}
+	want := svc.DeepCopy()
+	want.ManagedFields, want.Status = nil, corev1.ServiceStatus{}
+	want.Spec = corev1.ServiceSpec{Type: svc.Spec.Type, Selector: svc.Spec.Selector, Ports: svc.Spec.Ports}
+	out, err := StripService(svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !equality.Semantic.DeepEqual(out, want) {
+		t.Errorf("cached Service:\n got %+v\nwant %+v", out, want)
+	}
+	// A merge patch from the cached copy names only what Sluice changes:
+	// the dropped fields are never written back.
+	before := want.DeepCopy()
+	want.Spec.Selector = map[string]string{"app": "web-canary"}
+	patch, err := client.MergeFrom(before).Data(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := string(patch); got != `{"spec":{"selector":{"app":"web-canary"}}}` {
+		t.Errorf("patch = %s, want the selector only", got)
+	}
+	if o, _ := StripService(&corev1.ConfigMap{}); o == nil {
+		t.Error("a ConfigMap did not pass through")
 	}
 }
