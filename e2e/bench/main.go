@@ -945,6 +945,12 @@ func memBreakdown(pid int, metricsURL string) string {
 		mib("go_memstats_next_gc_bytes"), mib("go_memstats_stack_inuse_bytes"))
 }
 
+// idlePerNamespace is how many Rollouts of the idle fleet share a namespace.
+const idlePerNamespace = 100
+
+// idleNamespace is the namespace of the idle fleet's i-th Rollout.
+func idleNamespace(i int) string { return fmt.Sprintf("idle-%d", i/idlePerNamespace) }
+
 // idleFleet initializes n Rollouts, watches them idle, then adds n
 // unrelated Deployments (no replicas), ConfigMaps and Secrets of 4 KiB in
 // another namespace and measures what they add to the manager's memory.
@@ -956,17 +962,24 @@ func (b *bench) idleFleet(ctx context.Context, n int) (idleResult, error) {
 	}
 	defer e.stop(b.keep)
 	c := e.c.Client
-	for _, ns := range []string{"idle", "unrelated"} {
-		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+	// A fleet spans namespaces: idlePerNamespace Rollouts to each. (All in
+	// one namespace, kube-controller-manager's Deployment, ReplicaSet and
+	// EndpointSlice controllers list the whole namespace on every sync, and
+	// 10,000 took longer than an hour to set up on two cores.)
+	for i := 0; i < (n+idlePerNamespace-1)/idlePerNamespace; i++ {
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: idleNamespace(i * idlePerNamespace)}}); err != nil {
 			return res, err
 		}
 	}
-	w := newWatcher(ctx, e, "idle")
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "unrelated"}}); err != nil {
+		return res, err
+	}
+	w := newWatcher(ctx, e, "") // every namespace: the names are unique across them
 	defer w.stop()
 	fmt.Fprintf(os.Stderr, "idle: creating %d Rollouts\n", n)
 	t0 := time.Now()
 	if err := parallel(n, func(i int) error {
-		d, ro := b.objects("bluegreen", "idle", i)
+		d, ro := b.objects("bluegreen", idleNamespace(i), i)
 		if err := c.Create(ctx, d); err != nil {
 			return err
 		}
