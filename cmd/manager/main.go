@@ -25,7 +25,7 @@ import (
 )
 
 func main() {
-	tuneGC(os.Getenv, cgroupMemoryMax)
+	tuneGC(os.Getenv, cgroupMemoryLimits)
 	if err := run(ctrl.SetupSignalHandler(), os.Args[1:], os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "sluice-manager:", err)
 		os.Exit(1)

@@ -15,34 +15,43 @@ import (
 // (docs/performance.md has both figures).
 const defaultGCPercent = 50
 
-// cgroupMemoryMax is where a container's memory limit shows (cgroup v2).
-const cgroupMemoryMax = "/sys/fs/cgroup/memory.max"
+// cgroupMemoryLimits are where a container sees its memory limit: cgroup
+// v2, then v1 (still the nodes of many clusters, and of this project's
+// e2e node).
+var cgroupMemoryLimits = []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"}
+
+// noLimit is where a cgroup v1 limit means none: the kernel reports
+// "unlimited" as the largest page-aligned int64.
+const noLimit = int64(1) << 62
 
 // tuneGC sets the collector's defaults where the environment sets none:
 // GOGC, and a soft memory limit of 90 % of the container's, so that the
 // collector works harder near the limit instead of the kernel killing the
 // manager mid-release for garbage it could have collected.
-func tuneGC(getenv func(string) string, memoryMax string) {
+func tuneGC(getenv func(string) string, limitFiles []string) {
 	if getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
 	}
 	if getenv("GOMEMLIMIT") == "" {
-		if limit, ok := containerMemoryLimit(memoryMax); ok {
+		if limit, ok := containerMemoryLimit(limitFiles); ok {
 			debug.SetMemoryLimit(limit / 10 * 9)
 		}
 	}
 }
 
-// containerMemoryLimit reads a cgroup v2 memory.max file: a byte count, or
-// "max" (no limit), or nothing outside a container.
-func containerMemoryLimit(path string) (int64, bool) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, false
+// containerMemoryLimit reads the first of the files that exists: a byte
+// count, or "max" (cgroup v2) or a huge number (v1) for no limit.
+func containerMemoryLimit(files []string) (int64, bool) {
+	for _, path := range files {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil || n <= 0 || n >= noLimit {
+			return 0, false
+		}
+		return n, true
 	}
-	n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil || n <= 0 {
-		return 0, false
-	}
-	return n, true
+	return 0, false
 }
