@@ -46,6 +46,33 @@ func rolloutReconciles(url string) (int, error) {
 	return total, nil
 }
 
+// metricValues reads the samples of a metric from a manager's /metrics:
+// each series (its labels as printed) and its value.
+func metricValues(url, name string) (map[string]float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = resp.Body.Close() }()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(body), "\n") {
+		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			return nil, fmt.Errorf("%q: %w", line, err)
+		}
+		out[strings.TrimPrefix(f[0], name)] = v
+	}
+	return out, nil
+}
+
 // TestTwoManagersDuringARollingUpgrade: two managers run at once, as the
 // chart's two replicas do, and as old and new ones do during an upgrade.
 // The one without the Lease reconciles nothing. Mid-release Sluice is
@@ -54,7 +81,10 @@ func rolloutReconciles(url string) (int, error) {
 // stopping leader hands the Lease over). The manager that takes the Lease
 // finishes the release from its status: weights only go forward, Promoted
 // is recorded once, no request fails. The story upgrades a Sluice of its
-// own, so the stories beside it keep theirs.
+// own, so the stories beside it keep theirs. On the way it checks what
+// only a real pod shows: each manager collects garbage at GOGC 50 with a
+// soft limit of 90 % of its container's memory limit, and only the leader
+// exports the Rollout's gauges.
 func TestTwoManagersDuringARollingUpgrade(t *testing.T) {
 	t.Parallel()
 	s := NewStory(t, "two-managers")
@@ -96,6 +126,32 @@ func TestTwoManagersDuringARollingUpgrade(t *testing.T) {
 		}
 		if h := sl.LeaseHolder(s.ctx); h != leader {
 			s.Fatalf("the Lease moved from %s to %s without a stop", leader, h)
+		}
+	}).And("only the leader exports the Rollout's gauges; both collect at GOGC 50 within 90 % of their memory limit", func() {
+		lead, err := sl.LeaderMetricsURL(s.ctx)
+		s.Must(err, "finding the leader's pod")
+		phases, err := metricValues(lead, "sluice_rollout_phase")
+		s.Must(err, "reading the leader's metrics")
+		progressing := fmt.Sprintf(`{name=%q,namespace=%q,phase="Progressing"}`, s.Rollout.Name, s.Rollout.Namespace)
+		if phases[progressing] != 1 {
+			s.Fatalf("the leader exports %v for sluice_rollout_phase, want %s 1", phases, progressing)
+		}
+		standby, err := metricValues(second, "sluice_rollout_phase")
+		s.Must(err, "reading the second manager's metrics")
+		if len(standby) != 0 {
+			s.Fatalf("the manager without the Lease exports %d sluice_rollout_phase series, want none", len(standby))
+		}
+		d := &appsv1.Deployment{}
+		s.Must(s.c.Client.Get(s.ctx, client.ObjectKey{Namespace: sl.Namespace, Name: sl.Deployment()}, d), "reading the manager Deployment")
+		limit := d.Spec.Template.Spec.Containers[0].Resources.Limits.Memory().Value()
+		for _, url := range []string{lead, second} {
+			gogc, err := metricValues(url, "go_gc_gogc_percent")
+			s.Must(err, "reading a manager's metrics")
+			soft, err := metricValues(url, "go_gc_gomemlimit_bytes")
+			s.Must(err, "reading a manager's metrics")
+			if gogc[""] != 50 || soft[""] != float64(limit/10*9) {
+				s.Fatalf("%s: GOGC %v and soft memory limit %v, want 50 and 90 %% of the container's %d bytes", url, gogc, soft, limit)
+			}
 		}
 	}).When("Sluice is upgraded: helm upgrade to a new image tag", func() {
 		// Note the phase when another manager first holds the Lease: the
