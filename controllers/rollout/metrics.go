@@ -93,8 +93,8 @@ func forgetMetrics(namespace, name string) {
 	releasesTotal.DeletePartialMatch(labels)
 }
 
-// rolloutGauges is registered once; the manager that leads gives it the
-// Rollouts to read (SetupWithManager).
+// rolloutGauges is registered once; SetupWithManager points it at the
+// manager's cache, and it exports only while that manager leads.
 var rolloutGauges = &rolloutCollector{}
 
 var (

@@ -42,13 +42,13 @@ func primaryThreshold(ro *sluicev1.Rollout) int32 {
 }
 
 // StripWorkload is the cache transform for Deployments and DaemonSets,
-// every one of the cluster's (any can become a target). It drops what
-// Sluice never reads, keeping what it copies, compares and writes back:
-// kubectl's last-applied-configuration (a second copy of the whole object,
-// often the largest part of it) and the status conditions. Sluice updates a
-// primary from its cached copy, so nothing it owns may go: an update
-// leaves the status alone, and a primary it built carries no
-// last-applied-configuration.
+// every one of the cluster's (any can become a target). It drops two things
+// Sluice never reads: kubectl's last-applied-configuration (a second copy
+// of the whole object, often the largest part of it) and the status
+// conditions. Everything Sluice copies, compares or writes back stays.
+// Sluice updates a primary from its cached copy, and neither loss reaches
+// the API server: an update leaves the status alone, and a primary Sluice
+// built carries no last-applied-configuration.
 func StripWorkload(obj any) (any, error) {
 	o, ok := obj.(client.Object)
 	if !ok {
