@@ -35,6 +35,10 @@ type Story struct {
 	ctx   context.Context
 	begin time.Time
 	step  string
+	// failures are the story's failure messages, said again after the
+	// dumps so that the end of a long log shows why it failed.
+	failures   []string
+	failuresMu sync.Mutex
 
 	// NS is the story's namespace; Host its host name on the Gateway.
 	NS, Host string
@@ -71,6 +75,9 @@ func NewStoryOn(t *testing.T, env *cluster.Cluster, name string) *Story {
 			} else {
 				t.Logf("manager log (end):\n%s", env.ManagerLog(6000))
 			}
+			s.failuresMu.Lock()
+			t.Logf("the story failed:\n%s", strings.Join(s.failures, "\n"))
+			s.failuresMu.Unlock()
 		}
 		_ = env.Client.Delete(context.Background(), ns)
 	})
@@ -94,13 +101,21 @@ func (s *Story) And(what string, fn func()) *Story   { s.t.Helper(); return s.do
 // Fatalf fails the story in its current step.
 func (s *Story) Fatalf(format string, args ...any) {
 	s.t.Helper()
-	s.t.Fatalf("[%s] %s", s.step, fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf("[%s] %s", s.step, fmt.Sprintf(format, args...))
+	s.failuresMu.Lock()
+	s.failures = append(s.failures, msg)
+	s.failuresMu.Unlock()
+	s.t.Fatal(msg)
 }
 
 // Errorf fails the story in its current step and lets it go on.
 func (s *Story) Errorf(format string, args ...any) {
 	s.t.Helper()
-	s.t.Errorf("[%s] %s", s.step, fmt.Sprintf(format, args...))
+	msg := fmt.Sprintf("[%s] %s", s.step, fmt.Sprintf(format, args...))
+	s.failuresMu.Lock()
+	s.failures = append(s.failures, msg)
+	s.failuresMu.Unlock()
+	s.t.Error(msg)
 }
 
 // Logf logs a line of the story.

@@ -170,7 +170,7 @@ func (s *Sluice) Log(n int) string {
 
 // WaitReady waits until the managers are all ready and one holds the Lease.
 func (s *Sluice) WaitReady(ctx context.Context) error {
-	return s.c.waitFor(ctx, 90*time.Second, "the managers of "+s.Release+" to be ready with a leader", func() (bool, error) {
+	return s.c.waitFor(ctx, 90*time.Second, "the managers of "+s.Release+" to be ready, one of them leading", func() (bool, error) {
 		d, err := s.c.Kube.AppsV1().Deployments(s.Namespace).Get(ctx, s.Deployment(), metav1.GetOptions{})
 		if err != nil {
 			return false, err
@@ -187,13 +187,18 @@ func (s *Sluice) WaitReady(ctx context.Context) error {
 		if err != nil {
 			return false, err
 		}
-		ready := int32(0)
+		// The Lease may still name a pod just deleted (a restarted
+		// container can win it back before its pod goes): the leader must
+		// be one of the ready pods.
+		leader := s.LeaderPod(ctx)
+		ready, leads := int32(0), false
 		for _, p := range pods {
 			if p.DeletionTimestamp == nil && podReady(&p) {
 				ready++
+				leads = leads || p.Name == leader
 			}
 		}
-		return ready == want && s.LeaseHolder(ctx) != "", nil
+		return ready == want && leads, nil
 	})
 }
 
