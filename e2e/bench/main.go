@@ -68,6 +68,7 @@ func main() {
 		interval   = flag.Duration("interval", 10*time.Second, "analysis interval of each iteration or step")
 		managerBin = flag.String("manager", "", "manager binary (default: the harness builds ./cmd/manager)")
 		idleWindow = flag.Duration("idle-window", 60*time.Second, "how long the fleet is watched idle after its last run, for requests per idle Rollout")
+		idleWave   = flag.Int("idle-wave", 1000, "the idle fleet is created in waves of this many Rollouts, each initialized before the next (a control plane on two cores falls behind when 10,000 Rollouts, their Deployments and pods all come at once)")
 		idle       = flag.Int("idle", 0, "also measure N idle Rollouts (RSS and requests), then the RSS added by N unrelated Deployments, ConfigMaps and 4 KiB Secrets (0: skip)")
 		keep       = flag.Bool("keep", false, "keep the run directories (logs, audit logs)")
 		extra      = flag.String("manager-args", "", "more manager flags, space-separated (the table is of the defaults only without them)")
@@ -86,7 +87,7 @@ func main() {
 		}
 		sizes = append(sizes, n)
 	}
-	b := &bench{runs: *runs, interval: *interval, managerBin: *managerBin, idleWindow: *idleWindow, keep: *keep, extraArgs: strings.Fields(*extra), profileDir: *profile}
+	b := &bench{runs: *runs, interval: *interval, managerBin: *managerBin, idleWindow: *idleWindow, idleWave: max(*idleWave, 1), keep: *keep, extraArgs: strings.Fields(*extra), profileDir: *profile}
 	var rows []row
 	for _, strat := range strings.Split(*strategies, ",") {
 		for _, n := range sizes {
@@ -123,6 +124,7 @@ type bench struct {
 	interval   time.Duration
 	managerBin string
 	idleWindow time.Duration
+	idleWave   int
 	keep       bool
 	extraArgs  []string
 	profileDir string
@@ -978,17 +980,23 @@ func (b *bench) idleFleet(ctx context.Context, n int) (idleResult, error) {
 	defer w.stop()
 	fmt.Fprintf(os.Stderr, "idle: creating %d Rollouts\n", n)
 	t0 := time.Now()
-	if err := parallel(n, func(i int) error {
-		d, ro := b.objects("bluegreen", idleNamespace(i), i)
-		if err := c.Create(ctx, d); err != nil {
-			return err
+	for lo := 0; lo < n; lo += b.idleWave {
+		hi := min(n, lo+b.idleWave)
+		if err := parallel(hi-lo, func(j int) error {
+			d, ro := b.objects("bluegreen", idleNamespace(lo+j), lo+j)
+			if err := c.Create(ctx, d); err != nil {
+				return err
+			}
+			return c.Create(ctx, ro)
+		}); err != nil {
+			return res, err
 		}
-		return c.Create(ctx, ro)
-	}); err != nil {
-		return res, err
-	}
-	if err := w.waitAll(ctx, n, sluicev1.PhaseInitialized, 60*time.Minute); err != nil {
-		return res, err
+		if err := w.waitAll(ctx, hi, sluicev1.PhaseInitialized, 60*time.Minute); err != nil {
+			return res, err
+		}
+		if hi < n {
+			fmt.Fprintf(os.Stderr, "idle: %d Rollouts initialized in %s; %s\n", hi, time.Since(t0).Round(time.Second), memBreakdown(e.mgr.Pid(), e.metrics))
+		}
 	}
 	res.initialized = time.Since(t0)
 	time.Sleep(10 * time.Second)

@@ -21,6 +21,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	eventsclient "k8s.io/client-go/kubernetes/typed/events/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
@@ -37,6 +38,7 @@ import (
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/controllers/rollout"
+	"github.com/sluice-dev/sluice/internal/recorder"
 	"github.com/sluice-dev/sluice/pkg/analysis"
 	"github.com/sluice-dev/sluice/pkg/analysis/kubernetes"
 	"github.com/sluice-dev/sluice/pkg/autoscaling"
@@ -306,10 +308,20 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if err := mgr.Add(manager.RunnableFunc(dispatcher.Run)); err != nil {
 		return nil, err
 	}
+	// Sluice's own recorder rather than controller-runtime's: client-go's
+	// broadcaster kept a copy of every Event for six minutes or more.
+	eventsAPI, err := eventsclient.NewForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient())
+	if err != nil {
+		return nil, fmt.Errorf("events client: %w", err)
+	}
+	events := recorder.New(eventsAPI, mgr.GetScheme(), "sluice", ctrl.Log.WithName("events"))
+	if err := mgr.Add(events); err != nil {
+		return nil, err
+	}
 	r := &rollout.Reconciler{
 		Client:    mgr.GetClient(),
 		APIReader: mgr.GetAPIReader(),
-		Recorder:  rollout.CountEvents(mgr.GetEventRecorder("sluice")),
+		Recorder:  rollout.CountEvents(events),
 		Clock:     clk,
 		Routers:   routers.New(mgr.GetClient(), mgr.GetRESTMapper()).For,
 		Metrics:   metrics,
