@@ -227,4 +227,3 @@ func TestTheRecorderRemembersABoundedNumberOfEvents(t *testing.T) {
 		t.Errorf("after stopping: %d queued, %d failed; want every event written", rec.pending(), rec.FailedWrites())
 	}
 }
-
