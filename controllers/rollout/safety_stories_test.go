@@ -202,10 +202,11 @@ func TestDeletingARolloutMidRunKeepsThePrimaryServingUntilTheTargetIsReady(t *te
 	s := newStory(t)
 	s.deploy("podinfo", "podinfo:1.0")
 	s.initialized("podinfo", iterations(100), progressDeadline(1))
+	// The target's new pods never get ready (held before the release, so
+	// that no report of the fake kubelet can make them ready first).
+	s.holdWhen(func(d *appsv1.Deployment) bool { return d.Name == "podinfo" })
 	s.setImage("podinfo", "podinfo:2.0")
 	s.waitPhase("podinfo", sluicev1.PhaseProgressing, storyTimeout)
-	// From now on the target's pods are not ready.
-	s.holdWhen(func(d *appsv1.Deployment) bool { return d.Name == "podinfo" })
 	s.eventually(storyTimeout, "the target unavailable", func() error {
 		if n := s.getDeployment("podinfo").Status.AvailableReplicas; n != 0 {
 			return fmt.Errorf("%d available", n)

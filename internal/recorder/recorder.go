@@ -192,7 +192,11 @@ func (r *Recorder) Start(ctx context.Context) error {
 	r.mu.Lock()
 	r.stopped = true // retries at shutdown are not waited for
 	r.mu.Unlock()
-	r.work(drain, nil)
+	for range workers {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.work(drain, nil) }()
+	}
+	wg.Wait()
 	if n := r.pending(); n > 0 {
 		r.log.Info("events not written at shutdown", "count", n)
 	}
