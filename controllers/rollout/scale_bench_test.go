@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -115,10 +116,16 @@ func runAtScale(b *testing.B, n int) {
 	writes0 := counter.writes.Load()
 	start = time.Now()
 	for i := range n {
-		d := &appsv1.Deployment{}
-		must(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: fmt.Sprintf("app-%d", i)}, d))
-		d.Spec.Template.Spec.Containers[0].Image = "app:2"
-		must(k8sClient.Update(ctx, d))
+		// The fake kubelet and the manager write these Deployments too, so
+		// an update races them: read again on a conflict, as kubectl does.
+		must(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			d := &appsv1.Deployment{}
+			if err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: fmt.Sprintf("app-%d", i)}, d); err != nil {
+				return err
+			}
+			d.Spec.Template.Spec.Containers[0].Image = "app:2"
+			return k8sClient.Update(ctx, d)
+		}))
 	}
 	waitAll(b, ctx, ns, n, sluicev1.PhaseSucceeded)
 	b.ReportMetric(time.Since(start).Seconds(), "s-to-release-all")
