@@ -37,8 +37,11 @@ func TestTheCachedEndpointSliceKeepsWhatSluiceCounts(t *testing.T) {
 	yes, no := ptr.To(true), ptr.To(false)
 	sl := &discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{Name: "web-primary-x1", Namespace: "shop",
-			Labels:      map[string]string{discoveryv1.LabelServiceName: "web-primary", RolloutLabel: "web"},
-			Annotations: map[string]string{"endpoints.kubernetes.io/last-change-trigger-time": "2026-12-03T07:00:00Z"}},
+			GenerateName: "web-primary-",
+			Labels: map[string]string{discoveryv1.LabelServiceName: "web-primary", RolloutLabel: "web",
+				"endpointslice.kubernetes.io/managed-by": "endpointslice-controller.k8s.io", "app.kubernetes.io/managed-by": "sluice"},
+			Annotations:     map[string]string{"endpoints.kubernetes.io/last-change-trigger-time": "2026-12-03T07:00:00Z"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "v1", Kind: "Service", Name: "web-primary", UID: "5e1f"}}},
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Ports:       []discoveryv1.EndpointPort{{Port: ptr.To[int32](8080)}},
 		Endpoints: []discoveryv1.Endpoint{
@@ -60,10 +63,19 @@ func TestTheCachedEndpointSliceKeepsWhatSluiceCounts(t *testing.T) {
 	if got.Labels[RolloutLabel] != "web" || got.Labels[discoveryv1.LabelServiceName] != "web-primary" || got.AddressType != discoveryv1.AddressTypeIPv4 {
 		t.Errorf("the transform lost what finds and counts the slice: labels %v, address type %q", got.Labels, got.AddressType)
 	}
-	if len(got.Endpoints) != 2 || got.Endpoints[1].Conditions.Terminating == nil {
-		t.Errorf("endpoints %+v, want both with their conditions", got.Endpoints)
+	if len(got.Endpoints) != 2 || got.Endpoints[0].Conditions.Ready == nil || !*got.Endpoints[0].Conditions.Ready ||
+		got.Endpoints[1].Conditions.Ready == nil || *got.Endpoints[1].Conditions.Ready {
+		t.Errorf("endpoints %+v, want the first ready and the second not", got.Endpoints)
 	}
-	if got.Annotations != nil || got.Ports != nil || got.Endpoints[0].TargetRef != nil || got.Endpoints[0].Addresses != nil || got.Endpoints[0].NodeName != nil {
+	// The shared readiness values are never the ones written through: a
+	// deep copy (what every reader of the cache gets) owns its own.
+	cp := got.DeepCopy()
+	*cp.Endpoints[0].Conditions.Ready = false
+	if !*got.Endpoints[0].Conditions.Ready {
+		t.Error("changing a copy of a cached slice changed the cached slice")
+	}
+	if got.Annotations != nil || got.Ports != nil || got.Endpoints[0].TargetRef != nil || got.Endpoints[0].Addresses != nil || got.Endpoints[0].NodeName != nil ||
+		got.OwnerReferences != nil || got.GenerateName != "" || len(got.Labels) != 2 || got.Endpoints[1].Conditions.Terminating != nil {
 		t.Errorf("the cached slice keeps what Sluice never reads: %+v", got)
 	}
 	// Not a slice: passed through untouched.

@@ -321,18 +321,44 @@ func canarySelectorFromPrimary(primary map[string]string) map[string]string {
 // StripEndpointSlice is the cache transform for EndpointSlices (the cache
 // holds only those of Sluice's Services). Sluice counts the ready endpoints
 // of each Service's slices, per address family, and finds a slice's
-// Rollout by its labels: that is what it keeps. Addresses, target
-// references, node names, zones, hints and ports go: with many replicas
-// they are most of a slice, and the primary's slices of an idle fleet sit
-// in the cache for good.
+// Rollout and Service by two labels: that is what it keeps. Addresses,
+// target references, node names, zones, hints, ports, the other labels and
+// the owner (the Service, which Sluice never reaches through its slices)
+// go: with many replicas they are most of a slice, and the primary's
+// slices of an idle fleet sit in the cache for good. Each endpoint's
+// readiness points at one of two shared values instead of a copy of its
+// own; the cache's objects are read-only, and readers get deep copies.
 func StripEndpointSlice(obj any) (any, error) {
 	sl, ok := obj.(*discoveryv1.EndpointSlice)
 	if !ok {
 		return obj, nil
 	}
 	sl.ManagedFields, sl.Annotations, sl.Ports = nil, nil, nil
+	sl.OwnerReferences, sl.GenerateName = nil, ""
+	kept := map[string]string{}
+	for _, k := range []string{discoveryv1.LabelServiceName, RolloutLabel} {
+		if v, ok := sl.Labels[k]; ok {
+			kept[k] = v
+		}
+	}
+	sl.Labels = kept
 	for i, ep := range sl.Endpoints {
-		sl.Endpoints[i] = discoveryv1.Endpoint{Conditions: ep.Conditions}
+		sl.Endpoints[i] = discoveryv1.Endpoint{Conditions: discoveryv1.EndpointConditions{Ready: sharedBool(ep.Conditions.Ready)}}
 	}
 	return sl, nil
+}
+
+var sharedTrue, sharedFalse = true, false
+
+// sharedBool points at a shared true or false with b's value (nil stays
+// nil: no condition means ready).
+func sharedBool(b *bool) *bool {
+	switch {
+	case b == nil:
+		return nil
+	case *b:
+		return &sharedTrue
+	default:
+		return &sharedFalse
+	}
 }

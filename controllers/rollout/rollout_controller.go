@@ -661,6 +661,22 @@ func rolloutOfLabel(_ context.Context, o client.Object) []reconcile.Request {
 	return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: name}}}
 }
 
+// StripRollout is the cache transform for Rollouts. It drops the managed
+// fields and kubectl's last-applied-configuration: a Rollout applied with
+// kubectl (or by a GitOps tool that applies client-side) carries a second
+// copy of its whole spec there, and Sluice never reads it. Sluice changes
+// a Rollout only by patches computed from its cached copy (the finalizer)
+// and by status writes, so the annotation is never written back without it.
+func StripRollout(obj any) (any, error) {
+	ro, ok := obj.(*sluicev1.Rollout)
+	if !ok {
+		return obj, nil
+	}
+	ro.ManagedFields = nil
+	delete(ro.Annotations, corev1.LastAppliedConfigAnnotation)
+	return ro, nil
+}
+
 // deleting passes the update that marks a Rollout for deletion.
 var deleting = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool { return !e.ObjectNew.GetDeletionTimestamp().IsZero() }}
 

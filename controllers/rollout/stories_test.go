@@ -262,3 +262,25 @@ func countOf(list []string, s string) int {
 	}
 	return n
 }
+
+// The cache drops kubectl's last-applied-configuration from Rollouts
+// (StripRollout); the API server's copy must keep it through a release,
+// or the user's next `kubectl apply` would no longer prune what they
+// removed from the file.
+func TestAKubectlAppliedRolloutKeepsItsLastAppliedConfigurationThroughARelease(t *testing.T) {
+	s := newStory(t)
+	s.deploy("applied", "podinfo:1.0")
+	const applied = `{"apiVersion":"sluice.dev/v1alpha1","kind":"Rollout","metadata":{"name":"applied"},"spec":{"targetRef":{"kind":"Deployment","name":"applied"}}}`
+	s.initialized("applied", func(ro *sluicev1.Rollout) {
+		ro.Annotations = map[string]string{corev1.LastAppliedConfigAnnotation: applied, "team": "payments"}
+	})
+	s.setImage("applied", "podinfo:2.0")
+	ro := s.waitPhase("applied", sluicev1.PhaseSucceeded, storyTimeout)
+	if got := ro.Annotations[corev1.LastAppliedConfigAnnotation]; got != applied || ro.Annotations["team"] != "payments" {
+		t.Errorf("after a release the Rollout's annotations are %v; want kubectl's last-applied-configuration and the user's kept", ro.Annotations)
+	}
+	// The finalizer is the write to the Rollout that could lose it.
+	if !slices.Contains(ro.Finalizers, "sluice.dev/finalizer") {
+		t.Errorf("the Rollout's finalizers are %v; the story expects Sluice's", ro.Finalizers)
+	}
+}

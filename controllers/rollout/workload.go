@@ -3,10 +3,12 @@ package rollout
 import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/internal/intern"
 	"github.com/sluice-dev/sluice/pkg/workload"
 	"github.com/sluice-dev/sluice/pkg/workload/daemonset"
 	"github.com/sluice-dev/sluice/pkg/workload/deployment"
@@ -61,8 +63,21 @@ func StripWorkload(obj any) (any, error) {
 	switch w := o.(type) {
 	case *appsv1.Deployment:
 		w.Status.Conditions = nil
+		shareTemplateStrings(w.Spec.Selector, &w.Spec.Template)
 	case *appsv1.DaemonSet:
 		w.Status.Conditions = nil
+		shareTemplateStrings(w.Spec.Selector, &w.Spec.Template)
 	}
 	return o, nil
+}
+
+// shareTemplateStrings shares the label keys and values a workload repeats
+// in its selector and pod template (and its primary repeats again) with the
+// rest of the cache (internal/intern).
+func shareTemplateStrings(sel *metav1.LabelSelector, tmpl *corev1.PodTemplateSpec) {
+	if sel != nil {
+		sel.MatchLabels = intern.Map(sel.MatchLabels)
+	}
+	tmpl.Labels = intern.Map(tmpl.Labels)
+	tmpl.Annotations = intern.Keys(tmpl.Annotations)
 }

@@ -8,6 +8,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 )
 
 func TestTheCachedWorkloadKeepsWhatSluiceCopiesAndWritesBack(t *testing.T) {
@@ -43,5 +45,32 @@ func TestTheCachedWorkloadKeepsWhatSluiceCopiesAndWritesBack(t *testing.T) {
 	ds := &appsv1.DaemonSet{Status: appsv1.DaemonSetStatus{NumberReady: 2, Conditions: []appsv1.DaemonSetCondition{{Type: "x"}}}}
 	if o, _ := StripWorkload(ds); o.(*appsv1.DaemonSet).Status.Conditions != nil || o.(*appsv1.DaemonSet).Status.NumberReady != 2 {
 		t.Errorf("DaemonSet status after the transform: %+v", o.(*appsv1.DaemonSet).Status)
+	}
+}
+
+func TestTheCachedRolloutDropsOnlyKubectlsCopyAndTheManagedFields(t *testing.T) {
+	ro := &sluicev1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Name: "web", Namespace: "shop",
+			Annotations: map[string]string{
+				corev1.LastAppliedConfigAnnotation: `{"kind":"Rollout","spec":{}}`,
+				sluicev1.ActionAnnotation:          "promote",
+			},
+			Finalizers:    []string{"sluice.dev/finalizer"},
+			ManagedFields: []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}},
+		Spec:   sluicev1.RolloutSpec{TargetRef: sluicev1.TargetRef{Kind: "Deployment", Name: "web"}},
+		Status: sluicev1.RolloutStatus{Phase: sluicev1.PhaseProgressing, CanaryWeight: 20},
+	}
+	want := ro.DeepCopy()
+	out, err := StripRollout(ro)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.ManagedFields = nil
+	delete(want.Annotations, corev1.LastAppliedConfigAnnotation)
+	if got := out.(*sluicev1.Rollout); !equality.Semantic.DeepEqual(got, want) {
+		t.Errorf("the transform changed more than it should:\n got %+v\nwant %+v", got, want)
+	}
+	if o, _ := StripRollout(&appsv1.Deployment{}); o == nil {
+		t.Error("a Deployment did not pass through")
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	"github.com/sluice-dev/sluice/internal/intern"
 )
 
 // ManagedByLabel marks the objects Sluice creates; the manager's cache only
@@ -330,5 +332,7 @@ func StripService(obj any) (any, error) {
 	s.ClusterIP, s.ClusterIPs, s.IPFamilies, s.IPFamilyPolicy = "", nil, nil, nil
 	s.InternalTrafficPolicy, s.SessionAffinity, s.SessionAffinityConfig = nil, "", nil
 	svc.Status = corev1.ServiceStatus{}
+	// The selector repeats the workloads' pod labels (internal/intern).
+	s.Selector = intern.Map(s.Selector)
 	return svc, nil
 }
