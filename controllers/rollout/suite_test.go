@@ -314,16 +314,26 @@ func (s *story) waitEvent(name, reason string) {
 // readiness, kubectl wait) computes from the Rollout.
 func (s *story) expectKStatus(name string, want status.Status) {
 	s.t.Helper()
-	ro := s.getRollout(name)
-	ro.SetGroupVersionKind(sluicev1.GroupVersion.WithKind("Rollout"))
-	raw, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ro)
-	s.must(err)
-	res, err := status.Compute(&unstructured.Unstructured{Object: raw})
-	s.must(err)
-	if res.Status != want {
-		s.t.Errorf("kstatus of Rollout %s = %s (%s), want %s; conditions %+v", name, res.Status, res.Message, want, ro.Status.Conditions)
-	}
-	if ro.Status.ObservedGeneration != ro.Generation {
-		s.t.Errorf("observedGeneration %d != generation %d", ro.Status.ObservedGeneration, ro.Generation)
-	}
+	// Waited for, as kstatus-based tools (Flux, kubectl wait) poll: the
+	// status write that records a spec change comes after the actions it
+	// took, which a story may see first.
+	s.eventually(10*time.Second, fmt.Sprintf("kstatus of Rollout %s is %s at its generation", name, want), func() error {
+		ro := s.getRollout(name)
+		ro.SetGroupVersionKind(sluicev1.GroupVersion.WithKind("Rollout"))
+		raw, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ro)
+		if err != nil {
+			return err
+		}
+		res, err := status.Compute(&unstructured.Unstructured{Object: raw})
+		if err != nil {
+			return err
+		}
+		if res.Status != want {
+			return fmt.Errorf("kstatus %s (%s), want %s; conditions %+v", res.Status, res.Message, want, ro.Status.Conditions)
+		}
+		if ro.Status.ObservedGeneration != ro.Generation {
+			return fmt.Errorf("observedGeneration %d != generation %d", ro.Status.ObservedGeneration, ro.Generation)
+		}
+		return nil
+	})
 }
