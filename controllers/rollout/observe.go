@@ -83,8 +83,7 @@ func (r *Reconciler) observe(ctx context.Context, ro *sluicev1.Rollout) (*scope,
 	if err := r.observePrimary(ctx, sc); err != nil {
 		return nil, err
 	}
-	obj := sc.kind.New()
-	err := r.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: name}, obj)
+	obj, err := r.getWorkload(ctx, sc.kind, client.ObjectKey{Namespace: ro.Namespace, Name: name})
 	switch {
 	case apierrors.IsNotFound(err):
 		// Route what can still be routed: all traffic to the primary.
@@ -214,8 +213,7 @@ func (sc *scope) block(reason, msg string) {
 
 // observePrimary reads the primary, when there is one of this Rollout's.
 func (r *Reconciler) observePrimary(ctx context.Context, sc *scope) error {
-	obj := sc.kind.New()
-	err := r.Get(ctx, client.ObjectKey{Namespace: sc.ro.Namespace, Name: sc.route.Primary}, obj)
+	obj, err := r.getWorkload(ctx, sc.kind, client.ObjectKey{Namespace: sc.ro.Namespace, Name: sc.route.Primary})
 	if apierrors.IsNotFound(err) {
 		return nil
 	}

@@ -137,12 +137,14 @@ func (r *Reconciler) reconcilePDBs(ctx context.Context, req reconcile.Request) (
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	kind := workloadKind(ro)
-	target, primary := kind.New(), kind.New()
 	name := ro.Spec.TargetRef.Name
-	for n, o := range map[string]client.Object{name: target, workload.PrimaryName(name): primary} {
-		if err := r.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: n}, o); err != nil {
-			return reconcile.Result{}, client.IgnoreNotFound(err)
-		}
+	target, err := r.getWorkload(ctx, kind, client.ObjectKey{Namespace: ro.Namespace, Name: name})
+	if err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
+	}
+	primary, err := r.getWorkload(ctx, kind, client.ObjectKey{Namespace: ro.Namespace, Name: workload.PrimaryName(name)})
+	if err != nil {
+		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	if !metav1.IsControlledBy(primary, ro) {
 		return reconcile.Result{}, nil

@@ -70,6 +70,7 @@ func main() {
 		idleWindow = flag.Duration("idle-window", 60*time.Second, "how long the fleet is watched idle after its last run, for requests per idle Rollout")
 		idleWave   = flag.Int("idle-wave", 1000, "the idle fleet is created in waves of this many Rollouts, each initialized before the next (a control plane on two cores falls behind when 10,000 Rollouts, their Deployments and pods all come at once)")
 		idle       = flag.Int("idle", 0, "also measure N idle Rollouts (RSS and requests), then the RSS added by N unrelated Deployments, ConfigMaps and 4 KiB Secrets (0: skip)")
+		unrelated  = flag.Int("unrelated", 0, "how many unrelated Deployments, ConfigMaps and Secrets -idle adds (0: as many as idle Rollouts)")
 		keep       = flag.Bool("keep", false, "keep the run directories (logs, audit logs)")
 		extra      = flag.String("manager-args", "", "more manager flags, space-separated (the table is of the defaults only without them)")
 		profile    = flag.String("profile", "", "directory for the manager's CPU profile of each row's last release and its allocations, and its live heap with the idle fleet (pprof files; --profiling-address is turned on)")
@@ -87,7 +88,7 @@ func main() {
 		}
 		sizes = append(sizes, n)
 	}
-	b := &bench{runs: *runs, interval: *interval, managerBin: *managerBin, idleWindow: *idleWindow, idleWave: max(*idleWave, 1), keep: *keep, extraArgs: strings.Fields(*extra), profileDir: *profile}
+	b := &bench{runs: *runs, interval: *interval, managerBin: *managerBin, idleWindow: *idleWindow, idleWave: max(*idleWave, 1), unrelated: *unrelated, keep: *keep, extraArgs: strings.Fields(*extra), profileDir: *profile}
 	var rows []row
 	for _, strat := range strings.Split(*strategies, ",") {
 		for _, n := range sizes {
@@ -125,6 +126,7 @@ type bench struct {
 	managerBin string
 	idleWindow time.Duration
 	idleWave   int
+	unrelated  int
 	keep       bool
 	extraArgs  []string
 	profileDir string
@@ -912,9 +914,13 @@ type idleResult struct {
 	n                     int
 	initialized           time.Duration
 	rss, rssWithUnrelated int64
-	mem, memWithUnrelated string // where the RSS is: see memBreakdown
-	requests, lease       int
-	window                time.Duration
+	unrelated             int
+	// live and liveWithUnrelated are the Go heap after a forced
+	// collection, with -profile (0 without).
+	live, liveWithUnrelated float64
+	mem, memWithUnrelated   string // where the RSS is: see memBreakdown
+	requests, lease         int
+	window                  time.Duration
 }
 
 func (r idleResult) print(w io.Writer) {
@@ -923,7 +929,10 @@ func (r idleResult) print(w io.Writer) {
 		float64(r.requests-r.lease)/float64(r.n)/r.window.Minutes())
 	fmt.Fprintf(w, "  %s\n", r.mem)
 	fmt.Fprintf(w, "with %d unrelated Deployments, ConfigMaps and 4 KiB Secrets added: RSS %.0f MiB (+%.1f MiB)\n",
-		r.n, float64(r.rssWithUnrelated)/(1<<20), float64(r.rssWithUnrelated-r.rss)/(1<<20))
+		r.unrelated, float64(r.rssWithUnrelated)/(1<<20), float64(r.rssWithUnrelated-r.rss)/(1<<20))
+	if r.live > 0 {
+		fmt.Fprintf(w, "  live heap after a forced collection: %.1f MiB, then %.1f MiB (+%.1f MiB)\n", r.live, r.liveWithUnrelated, r.liveWithUnrelated-r.live)
+	}
 	fmt.Fprintf(w, "  %s\n", r.memWithUnrelated)
 }
 
@@ -1012,10 +1021,15 @@ func (b *bench) idleFleet(ctx context.Context, n int) (idleResult, error) {
 	if err := b.heapProfile(e, "heap-idle-%d.pprof", n); err != nil {
 		return res, err
 	}
+	res.live = b.liveHeap(e)
 
-	fmt.Fprintf(os.Stderr, "idle: adding %d unrelated Deployments, ConfigMaps and Secrets\n", n)
+	res.unrelated = n
+	if b.unrelated > 0 {
+		res.unrelated = b.unrelated
+	}
+	fmt.Fprintf(os.Stderr, "idle: adding %d unrelated Deployments, ConfigMaps and Secrets\n", res.unrelated)
 	payload := strings.Repeat("x", 4096)
-	if err := parallel(n, func(i int) error {
+	if err := parallel(res.unrelated, func(i int) error {
 		name := fmt.Sprintf("other-%d", i)
 		labels := map[string]string{"app": name}
 		if err := c.Create(ctx, &appsv1.Deployment{
@@ -1044,7 +1058,17 @@ func (b *bench) idleFleet(ctx context.Context, n int) (idleResult, error) {
 	if err := b.heapProfile(e, "heap-idle-unrelated-%d.pprof", n); err != nil {
 		return res, err
 	}
+	res.liveWithUnrelated = b.liveHeap(e)
 	return res, nil
+}
+
+// liveHeap is the manager's Go heap in MiB just after heapProfile forced a
+// collection: what is live. Without -profile there was none, and it is 0.
+func (b *bench) liveHeap(e *env) float64 {
+	if b.profileDir == "" {
+		return 0
+	}
+	return scrapeSum(e.metrics, "go_memstats_heap_alloc_bytes") / (1 << 20)
 }
 
 // heapProfile saves the manager's live heap (after a garbage collection)

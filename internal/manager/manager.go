@@ -221,6 +221,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	// (label and annotation keys, namespaces, owner kinds) across the
 	// cache: several percent of the heap of a large fleet (internal/intern).
 	defaultTransform := intern.Transform(cache.TransformStripManagedFields())
+	workloads := &rollout.CachedWorkloads{}
 	byObject := map[client.Object]cache.ByObject{
 		// Only the Services Sluice creates, and their EndpointSlices (which
 		// carry the Services' labels), stripped to what Sluice counts.
@@ -232,9 +233,9 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		// target uses, uncached.
 		&corev1.ConfigMap{}: {Transform: intern.Transform(rollout.StripConfigMetadata)},
 		&corev1.Secret{}:    {Transform: intern.Transform(rollout.StripConfigMetadata)},
-		// Every workload, trimmed of what Sluice never reads.
-		&appsv1.Deployment{}: {Transform: intern.Transform(rollout.StripWorkload)},
-		&appsv1.DaemonSet{}:  {Transform: intern.Transform(rollout.StripWorkload)},
+		// Every workload, whole only when a Rollout targets or owns it.
+		&appsv1.Deployment{}: {Transform: intern.Transform(workloads.Transform)},
+		&appsv1.DaemonSet{}:  {Transform: intern.Transform(workloads.Transform)},
 	}
 	// A shard sees only its Rollouts: every other object is reached from a
 	// Rollout (owner references, the target index), so the objects of other
@@ -274,6 +275,9 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Workloads are cached whole only when a Rollout targets them, which
+	// the cached Rollouts' target index answers (rollout.CachedWorkloads).
+	workloads.Rollouts = mgr.GetCache()
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, err
 	}
