@@ -200,7 +200,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		// Optimistic lock: a reconcile that started from a stale copy must
 		// not overwrite a newer status.
 		from := ro.ResourceVersion
-		err := r.Status().Patch(pctx, ro, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{}))
+		err := r.Status().Patch(pctx, ro, statusPatch{base: &base.Status})
 		if err == nil {
 			r.writes.wrote(req.NamespacedName, from, ro.ResourceVersion)
 			r.writes.statusWritten(req.NamespacedName, r.Clock.Now())

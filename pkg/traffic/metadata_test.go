@@ -35,11 +35,18 @@ func TestServiceMetadataFollowsTheSpecAndLeavesOthersKeysAlone(t *testing.T) {
 			map[string]string{"cloud.example/lb": "internal"}},
 	}
 	for _, st := range steps {
+		// The maps it reads are left as they were: EnsureService syncs a
+		// copy of a cached Service's metadata to see whether it changes.
+		labelsRead, annotationsRead := svc.Labels, svc.Annotations
+		labelsWere, annotationsWere := maps.Clone(labelsRead), maps.Clone(annotationsRead)
 		if got := SyncMetadata(svc, st.want); got != st.changed {
 			t.Errorf("%s: changed = %v, want %v", st.name, got, st.changed)
 		}
 		if !maps.Equal(svc.Labels, st.labels) || !maps.Equal(svc.Annotations, st.annotes) {
 			t.Errorf("%s: labels %v annotations %v, want %v and %v", st.name, svc.Labels, svc.Annotations, st.labels, st.annotes)
+		}
+		if !maps.Equal(labelsRead, labelsWere) || !maps.Equal(annotationsRead, annotationsWere) {
+			t.Errorf("%s: the maps it read were changed: labels %v (were %v), annotations %v (were %v)", st.name, labelsRead, labelsWere, annotationsRead, annotationsWere)
 		}
 	}
 }

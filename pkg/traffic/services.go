@@ -270,11 +270,15 @@ func EnsureService(ctx context.Context, c client.Client, t Target, name string, 
 	}
 	portsSame := samePorts(svc.Spec.Ports, want)
 	selectorSame := !updateSelector || maps.Equal(svc.Spec.Selector, selector)
-	patch := client.MergeFrom(svc.DeepCopy())
-	metadataChanged := SyncMetadata(svc, serviceMetadata(t, name))
-	if portsSame && selectorSame && !metadataChanged {
+	// The metadata is synced on a copy of the ObjectMeta first (SyncMetadata
+	// sets new maps, never changing the ones it reads): most calls change
+	// nothing, and need no deep copy of the Service for a patch.
+	meta := svc.ObjectMeta
+	if portsSame && selectorSame && !SyncMetadata(&meta, serviceMetadata(t, name)) {
 		return nil
 	}
+	patch := client.MergeFrom(svc.DeepCopy())
+	svc.Labels, svc.Annotations = meta.Labels, meta.Annotations
 	svc.Spec.Ports = want
 	if updateSelector {
 		svc.Spec.Selector = selector
