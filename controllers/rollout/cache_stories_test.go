@@ -2,14 +2,12 @@ package rollout_test
 
 import (
 	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
-	"github.com/sluice-dev/sluice/internal/manager"
 )
 
 // The manager caches whole only the workloads Rollouts target or own
@@ -19,12 +17,7 @@ import (
 // template; and a manager restarted with the Rollout in place caches the
 // target whole from the start, so it never reads it from the API server.
 func TestATargetCachedBeforeItHadARolloutIsReadWholeAndARestartCachesItWhole(t *testing.T) {
-	log := &requestLog{}
-	s := newStoryWrapped(t, manager.Options{}, func(rt http.RoundTripper) http.RoundTripper {
-		log.next = rt
-		return log
-	})
-	log.ns = s.ns
+	s, log := newLoggedStory(t)
 	targetGets := func(since int) []string {
 		var gets []string
 		for _, r := range log.since(since) {

@@ -40,6 +40,18 @@ func (l *requestLog) since(i int) []string {
 	return append([]string(nil), l.reqs[i:]...)
 }
 
+// newLoggedStory starts a story whose manager's requests for the story's
+// namespace are logged.
+func newLoggedStory(t *testing.T) (*story, *requestLog) {
+	log := &requestLog{}
+	s := newStoryWrapped(t, manager.Options{}, func(rt http.RoundTripper) http.RoundTripper {
+		log.next = rt
+		return log
+	})
+	log.ns = s.ns
+	return s, log
+}
+
 func (l *requestLog) len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -51,12 +63,7 @@ func (l *requestLog) len() int {
 // The manager does not act on a cached Rollout that it knows its own last
 // status write has left behind.
 func TestAReleaseWritesItsStatusWithoutConflicts(t *testing.T) {
-	log := &requestLog{}
-	s := newStoryWrapped(t, manager.Options{}, func(rt http.RoundTripper) http.RoundTripper {
-		log.next = rt
-		return log
-	})
-	log.ns = s.ns
+	s, log := newLoggedStory(t)
 	s.deploy("podinfo", "podinfo:1.0")
 	s.initialized("podinfo", iterations(3))
 
