@@ -153,8 +153,8 @@ func (r *Reconciler) getWorkload(ctx context.Context, kind workload.Kind, key cl
 	return obj, r.APIReader.Get(ctx, key, obj)
 }
 
-// StripWorkload is the cache transform for Deployments and DaemonSets,
-// every one of the cluster's (any can become a target). It drops two things
+// StripWorkload is what the cache transform (CachedWorkloads) does to a
+// workload it keeps whole: a target or a primary. It drops two things
 // Sluice never reads: kubectl's last-applied-configuration (a second copy
 // of the whole object, often the largest part of it) and the status
 // conditions. Everything Sluice copies, compares or writes back stays.
