@@ -107,7 +107,7 @@ func (r *Reconciler) setupPrimaryPDBs(mgr ctrl.Manager) error {
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("rollout-pdb").
 		For(&sluicev1.Rollout{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Owns(&policyv1.PodDisruptionBudget{}).
+		Watches(&policyv1.PodDisruptionBudget{}, handler.EnqueueRequestsFromMapFunc(rolloutOfController)).
 		Watches(&policyv1.PodDisruptionBudget{}, handler.EnqueueRequestsFromMapFunc(r.rolloutsInNamespace)).
 		Complete(reconcile.Func(r.reconcilePDBs))
 }
