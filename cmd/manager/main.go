@@ -20,6 +20,7 @@ import (
 
 	"github.com/sluice-dev/sluice/controllers/rollout"
 	"github.com/sluice-dev/sluice/internal/cliflag"
+	"github.com/sluice-dev/sluice/internal/lazylog"
 	"github.com/sluice-dev/sluice/internal/manager"
 	"github.com/sluice-dev/sluice/pkg/egress"
 )
@@ -105,7 +106,9 @@ func run(ctx context.Context, args []string, logOut io.Writer) error {
 		}
 	}
 	opts.AllowRestart = allowRestart
-	logger := zap.New(zap.WriteTo(logOut), zap.Level(level), zap.UseDevMode(*devLogs))
+	// Lazy: a reconcile's logger gets its fields for every reconcile, and
+	// nearly every reconcile logs nothing (internal/lazylog).
+	logger := lazylog.New(zap.New(zap.WriteTo(logOut), zap.Level(level), zap.UseDevMode(*devLogs)))
 	// controller-runtime's global logger takes the first logger it is given.
 	ctrl.SetLogger(logger)
 	// client-go logs through klog (leader election among others): into the
