@@ -132,12 +132,15 @@ func (r *Reconciler) scaleTarget(ctx context.Context, sc *scope, want statemachi
 				n = cur
 			}
 			if n != sc.primary.Replicas() {
-				if _, err := r.setReplicas(ctx, sc.kind, sc.primary, n); err != nil {
+				p, _, err := r.setReplicas(ctx, sc.kind, sc.primary, n)
+				if err != nil {
 					return err
 				}
+				sc.primary = p
 			}
 		}
-		_, err := r.setReplicas(ctx, sc.kind, sc.target, 0)
+		t, _, err := r.setReplicas(ctx, sc.kind, sc.target, 0)
+		sc.target = t
 		return err
 	}
 	up, n := scaledUp(sc, want)
@@ -186,16 +189,18 @@ func scaledUp(sc *scope, want statemachine.Desired) (workload.Workload, int32) {
 	return up, n
 }
 
-// setReplicas scales w, of kind k, to n pods, and reports whether that
-// changed it (asking a DaemonSet that runs for another count does not).
-func (r *Reconciler) setReplicas(ctx context.Context, k workload.Kind, w workload.Workload, n int32) (bool, error) {
-	before := w.DeepCopy().Object()
-	w.SetReplicas(n)
-	if equality.Semantic.DeepEqual(before, w.Object()) {
-		return false, nil
+// setReplicas scales w, of kind k, to n pods. It returns w as the API
+// server holds it after, and whether that changed it (asking a DaemonSet
+// that runs for another count does not). w itself is left as it is: it may
+// be the cache's own (getWorkload).
+func (r *Reconciler) setReplicas(ctx context.Context, k workload.Kind, w workload.Workload, n int32) (workload.Workload, bool, error) {
+	upd := w.DeepCopy()
+	upd.SetReplicas(n)
+	if equality.Semantic.DeepEqual(w.Object(), upd.Object()) {
+		return w, false, nil
 	}
-	if err := r.Patch(ctx, w.Object(), client.MergeFrom(before)); err != nil {
-		return false, fmt.Errorf("scaling %s %s to %d: %w", k.Kind(), w.Object().GetName(), n, err)
+	if err := r.Patch(ctx, upd.Object(), client.MergeFrom(w.Object())); err != nil {
+		return w, false, fmt.Errorf("scaling %s %s to %d: %w", k.Kind(), w.Object().GetName(), n, err)
 	}
-	return true, nil
+	return upd, true, nil
 }

@@ -188,10 +188,11 @@ func (r *Reconciler) revertTarget(ctx context.Context, ro *sluicev1.Rollout, tar
 		want = max(want, primary.Replicas())
 	}
 	if target.Replicas() < want {
-		changed, err := r.setReplicas(ctx, kind, target, want)
+		scaled, changed, err := r.setReplicas(ctx, kind, target, want)
 		if err != nil {
 			return 0, err
 		}
+		target = scaled
 		if changed {
 			r.Recorder.Eventf(ro, nil, corev1.EventTypeNormal, "Reverting", "Finalize",
 				"Rollout deleted: scaling %s %s back to %d before traffic is handed back to it", kind.Kind(), name, want)

@@ -158,7 +158,8 @@ func (r *Reconciler) observe(ctx context.Context, ro *sluicev1.Rollout) (*scope,
 // Services just created) is not held.
 func (r *Reconciler) observeEndpoints(ctx context.Context, sc *scope) error {
 	var list discoveryv1.EndpointSliceList
-	if err := r.List(ctx, &list, client.InNamespace(sc.ro.Namespace), client.MatchingFields{endpointsIndex: sc.ro.Name}); err != nil {
+	// The cache's own slices, not deep copies: they are only counted.
+	if err := r.List(ctx, &list, client.InNamespace(sc.ro.Namespace), client.MatchingFields{endpointsIndex: sc.ro.Name}, client.UnsafeDisableDeepCopy); err != nil {
 		return fmt.Errorf("reading the EndpointSlices of the Services of Rollout %s: %w", sc.ro.Name, err)
 	}
 	if len(list.Items) == 0 {

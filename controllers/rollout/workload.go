@@ -141,9 +141,16 @@ func trimmed(obj client.Object) bool {
 // getWorkload reads a workload from the cache, or from the API server when
 // the cache holds it trimmed (CachedWorkloads). Nothing Sluice reads,
 // copies or writes back ever comes from a trimmed copy.
+//
+// What the cache returns shares its maps, slices and pointers with the
+// cache's own object, not a deep copy: a reconcile reads the target and
+// the primary every time and changes them seldom, and the copies were 8 %
+// of the manager's allocations while releasing (docs/performance.md). So
+// a workload read here is never changed in place: every write starts from
+// its DeepCopy (setReplicas, scaledUp, promotePrimary).
 func (r *Reconciler) getWorkload(ctx context.Context, kind workload.Kind, key client.ObjectKey) (client.Object, error) {
 	obj := kind.New()
-	if err := r.Get(ctx, key, obj); err != nil || !trimmed(obj) {
+	if err := r.Get(ctx, key, obj, client.UnsafeDisableDeepCopy); err != nil || !trimmed(obj) {
 		return obj, err
 	}
 	if r.APIReader == nil {

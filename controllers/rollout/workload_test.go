@@ -1,6 +1,7 @@
 package rollout
 
 import (
+	"context"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -15,6 +16,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/pkg/workload"
+	"github.com/sluice-dev/sluice/pkg/workload/daemonset"
+	"github.com/sluice-dev/sluice/pkg/workload/deployment"
 )
 
 func TestTheCachedWorkloadKeepsWhatSluiceCopiesAndWritesBack(t *testing.T) {
@@ -151,5 +155,52 @@ func TestTheCacheTrimsTheWorkloadsNoRolloutTargetsOrOwns(t *testing.T) {
 	broken := &CachedWorkloads{Rollouts: fake.NewClientBuilder().WithScheme(sch).Build()} // no index: every read fails
 	if out, _ := broken.Transform(deploy("other", "web", nil, nil)); !whole(out.(*appsv1.Deployment)) {
 		t.Error("a workload was trimmed though the Rollouts could not be read")
+	}
+}
+
+// The target and the primary a reconcile reads are the cache's own objects
+// (getWorkload): scaling one must leave what it was given as it was, and
+// return what the API server holds.
+func TestScalingAWorkloadLeavesTheCachedObjectAsItWas(t *testing.T) {
+	sch := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(sch); err != nil {
+		t.Fatal(err)
+	}
+	meta := metav1.ObjectMeta{Name: "web", Namespace: "shop"}
+	tmpl := corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+		NodeSelector: map[string]string{"disk": "ssd"},
+		Containers:   []corev1.Container{{Name: "app", Image: "web:1"}}}}
+	deploy := &appsv1.Deployment{ObjectMeta: meta, Spec: appsv1.DeploymentSpec{Replicas: ptr.To[int32](3), Template: tmpl}}
+	// Parking a DaemonSet writes into its pod template's nodeSelector map.
+	ds := &appsv1.DaemonSet{ObjectMeta: meta, Spec: appsv1.DaemonSetSpec{Template: *tmpl.DeepCopy()}}
+	for _, tc := range []struct {
+		kind workload.Kind
+		obj  client.Object
+		want func(client.Object) bool
+	}{
+		{deployment.Kind{}, deploy, func(o client.Object) bool { return *o.(*appsv1.Deployment).Spec.Replicas == 0 }},
+		{daemonset.Kind{}, ds, func(o client.Object) bool { return workload.IsParked(&o.(*appsv1.DaemonSet).Spec.Template.Spec) }},
+	} {
+		c := fake.NewClientBuilder().WithScheme(sch).WithObjects(tc.obj.DeepCopyObject().(client.Object)).Build()
+		r := &Reconciler{Client: c}
+		cached := tc.obj.DeepCopyObject().(client.Object)
+		if err := c.Get(context.Background(), client.ObjectKeyFromObject(cached), cached); err != nil {
+			t.Fatal(err)
+		}
+		before := cached.DeepCopyObject()
+		got, changed, err := r.setReplicas(context.Background(), tc.kind, tc.kind.Wrap(cached), 0)
+		if err != nil || !changed {
+			t.Fatalf("%T: setReplicas = %v, %v", tc.obj, changed, err)
+		}
+		if !equality.Semantic.DeepEqual(before, cached) {
+			t.Errorf("%T: setReplicas changed the object it was given", tc.obj)
+		}
+		held := tc.obj.DeepCopyObject().(client.Object)
+		if err := c.Get(context.Background(), client.ObjectKeyFromObject(held), held); err != nil {
+			t.Fatal(err)
+		}
+		if !tc.want(got.Object()) || !tc.want(held) {
+			t.Errorf("%T: scaled to zero, returned %v and the API server holds %v", tc.obj, got.Object(), held)
+		}
 	}
 }

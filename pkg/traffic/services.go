@@ -81,7 +81,7 @@ func EnsureServices(ctx context.Context, c client.Client, uncached client.Reader
 // and the router move them. It reports whether it adopted the Service now.
 func adoptApex(ctx context.Context, c client.Client, uncached client.Reader, t Target) (bool, error) {
 	key := client.ObjectKey{Namespace: t.Rollout.Namespace, Name: t.Apex}
-	if err := c.Get(ctx, key, &corev1.Service{}); err == nil || !apierrors.IsNotFound(err) {
+	if err := c.Get(ctx, key, &corev1.Service{}, client.UnsafeDisableDeepCopy); err == nil || !apierrors.IsNotFound(err) {
 		return false, client.IgnoreNotFound(err)
 	}
 	svc := &corev1.Service{}
@@ -238,7 +238,10 @@ func samePorts(have, want []corev1.ServicePort) bool {
 func EnsureService(ctx context.Context, c client.Client, t Target, name string, selector map[string]string, updateSelector bool, want []corev1.ServicePort, keep bool) error {
 	ro := t.Rollout
 	svc := &corev1.Service{}
-	err := c.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: name}, svc)
+	// The cache's own copy, not a deep copy: nearly every call finds the
+	// Service as it should be and only reads it. It is never changed here;
+	// a patch goes from a copy (below).
+	err := c.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: name}, svc, client.UnsafeDisableDeepCopy)
 	if apierrors.IsNotFound(err) {
 		svc = &corev1.Service{
 			ObjectMeta: metav1.ObjectMeta{
@@ -277,13 +280,13 @@ func EnsureService(ctx context.Context, c client.Client, t Target, name string, 
 	if portsSame && selectorSame && !SyncMetadata(&meta, serviceMetadata(t, name)) {
 		return nil
 	}
-	patch := client.MergeFrom(svc.DeepCopy())
-	svc.Labels, svc.Annotations = meta.Labels, meta.Annotations
-	svc.Spec.Ports = want
+	upd := svc.DeepCopy()
+	upd.Labels, upd.Annotations = meta.Labels, meta.Annotations
+	upd.Spec.Ports = want
 	if updateSelector {
-		svc.Spec.Selector = selector
+		upd.Spec.Selector = selector
 	}
-	if err := c.Patch(ctx, svc, patch); err != nil {
+	if err := c.Patch(ctx, upd, client.MergeFrom(svc)); err != nil {
 		return fmt.Errorf("updating Service %s: %w", name, err)
 	}
 	return nil

@@ -55,16 +55,17 @@ func (r *Router) Apply(ctx context.Context, t traffic.Target, want traffic.Route
 		out.Drifted = !ok || (traffic.Route{Weights: current}).String() != last
 	}
 	if !maps.Equal(svc.Spec.Selector, selector) || svc.Annotations[traffic.RouteAnnotation] != want.String() {
-		patch := client.MergeFrom(svc.DeepCopy())
-		svc.Spec.Selector = selector
-		if svc.Annotations == nil {
-			svc.Annotations = map[string]string{}
+		upd := svc.DeepCopy()
+		upd.Spec.Selector = selector
+		if upd.Annotations == nil {
+			upd.Annotations = map[string]string{}
 		}
-		svc.Annotations[traffic.RouteAnnotation] = want.String()
+		upd.Annotations[traffic.RouteAnnotation] = want.String()
 		// The patch response is the object as the API server holds it.
-		if err := r.Client.Patch(ctx, svc, patch); err != nil {
+		if err := r.Client.Patch(ctx, upd, client.MergeFrom(svc)); err != nil {
 			return traffic.Applied{}, fmt.Errorf("switching apex Service %s: %w", t.Apex, err)
 		}
+		svc = upd
 	}
 	got, ok := weightsOf(svc, t)
 	if !ok {
@@ -91,9 +92,12 @@ func (r *Router) Observe(ctx context.Context, t traffic.Target) (traffic.Route, 
 // traffic.ReleaseApex hands it back on revert.
 func (r *Router) Finalize(context.Context, traffic.Target, bool) error { return nil }
 
+// apex reads the apex Service: the cache's own object, not a deep copy
+// (it is read on every reconcile and changed seldom), so it is never
+// changed in place; Apply patches a copy.
 func (r *Router) apex(ctx context.Context, t traffic.Target) (*corev1.Service, error) {
 	svc := &corev1.Service{}
-	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: t.Apex}, svc); err != nil {
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: t.Apex}, svc, client.UnsafeDisableDeepCopy); err != nil {
 		if apierrors.IsNotFound(err) {
 			return nil, err
 		}
