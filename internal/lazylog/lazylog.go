@@ -25,7 +25,8 @@ func New(l logr.Logger) logr.Logger {
 
 type sink struct {
 	base logr.LogSink
-	// values are the pairs given since the last name, oldest first.
+	// values are the pairs given so far, oldest first (a name added later
+	// goes to base and leaves them as they are).
 	values []any
 }
 
