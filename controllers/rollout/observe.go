@@ -16,6 +16,7 @@ import (
 	"github.com/sluice-dev/sluice/controllers/rollout/statemachine"
 	"github.com/sluice-dev/sluice/pkg/autoscaling"
 	"github.com/sluice-dev/sluice/pkg/traffic"
+	"github.com/sluice-dev/sluice/pkg/webhooks"
 	"github.com/sluice-dev/sluice/pkg/workload"
 )
 
@@ -62,6 +63,12 @@ type scope struct {
 	actionTaken bool
 	// fresh is set once the cached Rollout was found current in this reconcile.
 	fresh bool
+	// recorded is the status the API server holds: the one read, until
+	// recordFirst records another.
+	recorded *sluicev1.RolloutStatus
+	// origin is the recorded state the reconcile started from, once
+	// recordFirst has recorded over it (emit's keys derive from it).
+	origin *webhooks.CallState
 	// emitted counts the events emitted in this reconcile by reason.
 	emitted map[string]int
 	// alerts is what this reconcile found of the Rollout's alerts (alerts.go).

@@ -163,6 +163,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		r.writes.wrote(req.NamespacedName, from, ro.ResourceVersion)
 	}
 	base := ro.DeepCopy()
+	var sc *scope
 	actionTaken := false
 	// The answers of the hooks and checks ended so far; a decision made
 	// with them and recorded tells a draining manager they are recorded.
@@ -172,13 +173,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		if retErr == nil {
 			ro.Status.ObservedGeneration = ro.Generation
 		}
-		if equality.Semantic.DeepEqual(base.Status, ro.Status) {
+		// What the API server holds: the status read, or the one this
+		// reconcile recorded before moving the route (recordFirst).
+		recorded := &base.Status
+		if sc != nil && sc.recorded != nil {
+			recorded = sc.recorded
+		}
+		if equality.Semantic.DeepEqual(*recorded, ro.Status) {
 			if decided {
 				r.calls.decided(req.NamespacedName, answered, callsKey(ro, rev))
 			}
 			return
 		}
-		if !actionTaken && onlyMessages(&base.Status, &ro.Status) {
+		if !actionTaken && onlyMessages(recorded, &ro.Status) {
 			// A wait's message moves with each step of the Deployment
 			// controller; written each time, it is most of a release's
 			// writes under load. Written at most every messageHold.
@@ -200,7 +207,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		// Optimistic lock: a reconcile that started from a stale copy must
 		// not overwrite a newer status.
 		from := ro.ResourceVersion
-		err := r.Status().Patch(pctx, ro, statusPatch{base: &base.Status})
+		err := r.Status().Patch(pctx, ro, statusPatch{base: recorded})
 		if err == nil {
 			r.writes.wrote(req.NamespacedName, from, ro.ResourceVersion)
 			r.writes.statusWritten(req.NamespacedName, r.Clock.Now())
@@ -226,6 +233,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		// A copy our last write returned needs no uncached read before
 		// hooks, checks, routes or scales.
 		sc.fresh = r.writes.hasAll(req.NamespacedName, ro.ResourceVersion)
+		sc.recorded = &base.Status
 	}
 	if err != nil {
 		reconcileErrors.Inc()
@@ -245,16 +253,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, sc.obs.BlockedReason, "Reconcile", "%s", sc.obs.Blocked)
 	}
 	ro.Status = d.Status
-	r.setAlertsCondition(ro, &base.Status, sc.alerts)
-	if sc.configs != nil {
-		ro.Status.TrackedConfigs = sc.configs
-	}
-	if sc.autoscalerSet {
-		ro.Status.Autoscaler = sc.autoscaler
-	}
-	if sc.target != nil && err == nil {
-		ro.Status.ObservedTargetGeneration = sc.target.Object().GetGeneration()
-	}
+	r.completeStatus(sc, err == nil)
 	recordMetrics(ro, &base.Status, r.Clock.Now())
 	if err != nil {
 		reconcileErrors.Inc()
@@ -345,6 +344,16 @@ func (r *Reconciler) decideAndAct(ctx context.Context, sc *scope) (statemachine.
 		if sc.obs.Action != "" {
 			// An action is carried out once, in the first decision.
 			sc.obs.Action, sc.actionTaken = "", true
+		}
+		err := r.recordFirst(ctx, sc, status, d.Desired, now)
+		if blockedWhileActing(sc, err) {
+			status, sc.obs.Action, sc.actionTaken = prev, action, taken
+			continue
+		}
+		if err != nil {
+			// Nothing of this decision was recorded, moved or told.
+			d.Status = sc.ro.Status
+			return d, err
 		}
 		changed, err := r.act(ctx, sc, d.Desired)
 		if blockedWhileActing(sc, err) {
@@ -458,6 +467,10 @@ func (r *Reconciler) emit(ctx context.Context, sc *scope, st *sluicev1.RolloutSt
 	now := ro.DeepCopy()
 	now.Status = *st
 	origin := webhooks.StateOf(ro, sc.revision)
+	if sc.origin != nil {
+		// The status started from was recorded over before the route moved.
+		origin = *sc.origin
+	}
 	if sc.emitted == nil {
 		sc.emitted = map[string]int{}
 	}
@@ -471,6 +484,107 @@ func (r *Reconciler) emit(ctx context.Context, sc *scope, st *sluicev1.RolloutSt
 		}
 		sc.emitted[e.Reason]++
 	}
+}
+
+// completeStatus adds to the decided status in sc.ro what the reconcile
+// observed besides the decision: the alerts' condition, the configs and
+// autoscaler tracked and, when the target was read, its generation.
+func (r *Reconciler) completeStatus(sc *scope, targetRead bool) {
+	ro := sc.ro
+	r.setAlertsCondition(ro, sc.recorded, sc.alerts)
+	if sc.configs != nil {
+		ro.Status.TrackedConfigs = sc.configs
+	}
+	if sc.autoscalerSet {
+		ro.Status.Autoscaler = sc.autoscaler
+	}
+	if sc.target != nil && targetRead {
+		ro.Status.ObservedTargetGeneration = sc.target.Object().GetGeneration()
+	}
+}
+
+// recordFirst records the decided status before act moves the route for
+// it. Written after, a status write that never lands (the manager dies in
+// between, the connection drops) leaves the route ahead of the recorded
+// status, which the next reconcile would take for a route to put back:
+// traffic would go back a step, then forward again once the step's checks
+// passed a second time, and the step's events be told twice. The patch is
+// locked to the copy's resourceVersion, so it also proves the copy current.
+//
+// What is recorded is the decision the router's answer will bring, when
+// that answer changes nothing a failed route write would leave wrong
+// (onlyRouterAnswers): then a move costs no status write more than when
+// the status came after. Otherwise the decision as it is, and the one after
+// the move is written when the reconcile ends.
+func (r *Reconciler) recordFirst(ctx context.Context, sc *scope, status sluicev1.RolloutStatus, want statemachine.Desired, now time.Time) error {
+	if sc.obs.Blocked != "" || sc.router == nil || sc.actionTaken || sc.recorded == nil {
+		// An action is recorded with its annotation's removal, at the end.
+		return nil
+	}
+	// Only a move of the weights can go back: a route not there yet is
+	// created at the primary's, and the request rules follow the canary's
+	// readiness, not the status.
+	if sc.routed == nil || sc.routed.Weights.Canary == want.CanaryWeight {
+		return nil
+	}
+	// A Service or route taken or missing blocks before anything is recorded.
+	if err := r.ensureRoutes(ctx, sc); err != nil {
+		return err
+	}
+	obs := sc.obs
+	obs.RoutedWeight = &want.CanaryWeight
+	p := statemachine.Decide(statemachine.Input{
+		Spec: &sc.ro.Spec, Generation: sc.ro.Generation, Status: &status, Obs: obs, Now: now,
+	})
+	if p.Need == nil && p.Desired.CanaryWeight == want.CanaryWeight && onlyRouterAnswers(&status, &p.Status) {
+		status = p.Status
+	}
+	ro := sc.ro
+	if equality.Semantic.DeepEqual(status, ro.Status) {
+		return nil
+	}
+	if sc.origin == nil {
+		origin := webhooks.StateOf(ro, sc.revision)
+		sc.origin = &origin
+	}
+	recorded := sc.recorded
+	ro.Status = *status.DeepCopy()
+	r.completeStatus(sc, true)
+	ro.Status.ObservedGeneration = ro.Generation
+	sent := ro.Status.DeepCopy()
+	from := ro.ResourceVersion
+	if err := r.Status().Patch(ctx, ro, statusPatch{base: recorded}); err != nil {
+		ro.Status = *recorded.DeepCopy()
+		ro.ResourceVersion = from
+		if apierrors.IsConflict(err) {
+			return errStale
+		}
+		return fmt.Errorf("recording the decision before moving the route: %w", err)
+	}
+	key := client.ObjectKeyFromObject(ro)
+	r.writes.wrote(key, from, ro.ResourceVersion)
+	r.writes.statusWritten(key, r.Clock.Now())
+	// The answer's times are cut to the second: keep the status as sent,
+	// which the reconcile's later decisions are compared with.
+	ro.Status = *sent
+	sc.recorded, sc.fresh = sent, true
+	return nil
+}
+
+// onlyRouterAnswers reports whether the status decided once the router holds
+// the new weight (predicted) differs from the one decided before (decided)
+// only in what the state machine undoes while the router does not hold it:
+// the messages, and within a run the start of the step's hold (a step is
+// held only while the router holds its weight). A drain's start, say, is
+// not: recorded before the route moved, a drain would count time in which
+// the data plane still sent traffic to the pods it drains.
+func onlyRouterAnswers(decided, predicted *sluicev1.RolloutStatus) bool {
+	if decided.Phase != sluicev1.PhaseProgressing || predicted.Phase != sluicev1.PhaseProgressing {
+		return onlyMessages(decided, predicted)
+	}
+	d, p := *decided, *predicted
+	d.StepStartedAt, p.StepStartedAt = nil, nil
+	return onlyMessages(&d, &p)
 }
 
 // act brings the cluster to the desired state: it makes the writes a

@@ -529,6 +529,10 @@ func (m *machine) progressing() bool {
 		m.event(corev1.EventTypeNormal, "WeightChanged", fmt.Sprintf("step %d/%d: canary weight %d%%", idx+1, len(plan), step.Weight))
 	}
 	if !m.routed(m.st.CanaryWeight) {
+		// A step is held only while the router holds its weight: a status
+		// recorded before the route moved (or a route changed behind
+		// Sluice's back) starts the hold again once it does.
+		m.st.StepStartedAt = nil
 		m.st.Message = fmt.Sprintf("waiting for the router to confirm a canary weight of %d%%", m.st.CanaryWeight)
 		return false
 	}

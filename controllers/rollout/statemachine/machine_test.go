@@ -672,3 +672,28 @@ func phaseStrings(ps []sluicev1.Phase) []string {
 	}
 	return out
 }
+
+// TestAStepIsHeldOnlyWhileTheRouterHoldsItsWeight: the reconciler records a
+// step's start before it moves the route, as the router's answer will have
+// it; when the route does not hold the step's weight after all (the write
+// failed, or someone changed the route), the hold starts again once it does,
+// so a step's checks never count time at another weight.
+func TestAStepIsHeldOnlyWhileTheRouterHoldsItsWeight(t *testing.T) {
+	s := spec(withCanaryWeights(20, 60))
+	st := status(sluicev1.PhaseProgressing, atStep(1, 60), stepStarted(45*time.Second))
+	d := Decide(Input{Spec: s, Status: st, Obs: observe("rev2", routed(20)), Now: t0})
+	if d.Status.StepStartedAt != nil {
+		t.Errorf("router at 20%%, step at 60%%: stepStartedAt = %v, want none until the router holds 60%%", d.Status.StepStartedAt)
+	}
+	if d.Desired.CanaryWeight != 60 || len(d.Events) != 0 {
+		t.Errorf("desired weight %d with events %v, want 60 and no event (the step's weight was told already)", d.Desired.CanaryWeight, d.Events)
+	}
+	later := t0.Add(5 * time.Second)
+	d = Decide(Input{Spec: s, Status: &d.Status, Obs: observe("rev2", routed(60)), Now: later})
+	if d.Status.StepStartedAt == nil || !d.Status.StepStartedAt.Time.Equal(later) {
+		t.Errorf("router at 60%%: stepStartedAt = %v, want %v", d.Status.StepStartedAt, later)
+	}
+	if d.Need != nil || d.RequeueAfter != time.Minute {
+		t.Errorf("router at 60%%: need %+v, requeue %s; want the step held a whole interval (1m)", d.Need, d.RequeueAfter)
+	}
+}
