@@ -64,8 +64,9 @@ func routeName(t traffic.Target, k kind) (name string, adopted bool) {
 func (r *Router) EnsureRoutes(ctx context.Context, t traffic.Target) error {
 	k := r.kind()
 	name, adopted := routeName(t, k)
+	// The cache's own object, read only: the copy below is what changes.
 	route := k.empty()
-	err := r.Client.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: name}, route)
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: name}, route, client.UnsafeDisableDeepCopy)
 	switch {
 	case apierrors.IsNotFound(err) && adopted:
 		return &traffic.StalledError{Reason: "RouteNotFound", Message: fmt.Sprintf("%s: %s %s not found", k.refField(), k.name(), name)}
@@ -85,12 +86,13 @@ func (r *Router) EnsureRoutes(ctx context.Context, t traffic.Target) error {
 		return &traffic.StalledError{Reason: "RouteConflict", Message: fmt.Sprintf(
 			"%s %s exists and is not managed by this Rollout: adopt it with %s or remove it", k.name(), name, k.refField())}
 	}
-	patch := client.MergeFrom(route.DeepCopyObject().(client.Object))
-	specChanged := k.syncGenerated(route, t)
-	if metaChanged := traffic.SyncMetadata(route, routing(t).Metadata); !specChanged && !metaChanged {
+	patch := client.MergeFrom(route)
+	upd := route.DeepCopyObject().(client.Object)
+	specChanged := k.syncGenerated(upd, t)
+	if metaChanged := traffic.SyncMetadata(upd, routing(t).Metadata); !specChanged && !metaChanged {
 		return nil
 	}
-	if err := r.Client.Patch(ctx, route, patch); err != nil {
+	if err := r.Client.Patch(ctx, upd, patch); err != nil {
 		return fmt.Errorf("updating %s %s: %w", k.name(), name, err)
 	}
 	return nil
@@ -146,10 +148,13 @@ func hostnames(t traffic.Target) []gwv1.Hostname {
 	return out
 }
 
+// get reads the route as the cache's own object, which callers must not
+// change: a reconcile reads it every time, and copying it was most of a
+// canary's cost; a write starts from a copy.
 func (r *Router) get(ctx context.Context, t traffic.Target, k kind) (client.Object, error) {
 	name, _ := routeName(t, k)
 	route := k.empty()
-	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: name}, route); err != nil {
+	if err := r.Client.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: name}, route, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, err
 	}
 	return route, nil
@@ -159,10 +164,11 @@ func (r *Router) get(ctx context.Context, t traffic.Target, k kind) (client.Obje
 // from the update's response, and reports a change made by someone else.
 func (r *Router) Apply(ctx context.Context, t traffic.Target, want traffic.Route) (traffic.Applied, error) {
 	k := r.kind()
-	route, err := r.get(ctx, t, k)
+	cached, err := r.get(ctx, t, k)
 	if err != nil {
 		return traffic.Applied{}, fmt.Errorf("reading %s: %w", k.name(), err)
 	}
+	route := cached.DeepCopyObject().(client.Object)
 	b := backendsOf(t)
 	var last *traffic.Route
 	if l, ok := traffic.ParseRoute(route.GetAnnotations()[traffic.RouteAnnotation]); ok {
@@ -170,7 +176,7 @@ func (r *Router) Apply(ctx context.Context, t traffic.Target, want traffic.Route
 	}
 	// A patch, not an update: the gateway writes the route's status
 	// concurrently, and the rules are Sluice's to set either way.
-	patch := client.MergeFrom(route.DeepCopyObject().(client.Object))
+	patch := client.MergeFrom(cached)
 	changed, drifted := k.setRules(route, b, &t.Rollout.Spec, want, last)
 	labels, relabel := traffic.SyncShiftingLabel(route.GetLabels(), want)
 	if relabel || changed || route.GetAnnotations()[traffic.RouteAnnotation] != want.String() {
@@ -219,7 +225,7 @@ func routeOf(route client.Object, b backends, k kind) (traffic.Route, bool) {
 // deleted with the Rollout unless revert keeps it (released from the Rollout).
 func (r *Router) Finalize(ctx context.Context, t traffic.Target, revert bool) error {
 	k := r.kind()
-	route, err := r.get(ctx, t, k)
+	cached, err := r.get(ctx, t, k)
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
@@ -230,7 +236,8 @@ func (r *Router) Finalize(ctx context.Context, t traffic.Target, revert bool) er
 	if !adopted && !revert {
 		return nil // garbage-collected with the Rollout
 	}
-	patch := client.MergeFrom(route.DeepCopyObject().(client.Object))
+	patch := client.MergeFrom(cached)
+	route := cached.DeepCopyObject().(client.Object)
 	k.handBack(route, backendsOf(t), &t.Rollout.Spec)
 	labels, _ := traffic.SyncShiftingLabel(route.GetLabels(), traffic.Route{})
 	annotations := maps.Clone(route.GetAnnotations())
