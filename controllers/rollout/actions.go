@@ -6,6 +6,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -63,7 +64,7 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 		}
 		p.TakeSpec(want)
 		workload.SetAnnotation(p, RevisionAnnotation, rev)
-		if err := r.Update(ctx, p.Object()); err != nil {
+		if err := r.updateWorkload(ctx, sc.kind, p); err != nil {
 			return fmt.Errorf("updating primary %s %s: %w", sc.kind.Kind(), p.Object().GetName(), err)
 		}
 		want = p
@@ -98,7 +99,7 @@ func (r *Reconciler) restorePrimary(ctx context.Context, sc *scope, rev string) 
 	}
 	*p.Template() = *tmpl
 	workload.SetAnnotation(p, RevisionAnnotation, rev)
-	if err := r.Update(ctx, p.Object()); err != nil {
+	if err := r.updateWorkload(ctx, sc.kind, p); err != nil {
 		return fmt.Errorf("restoring primary %s %s to revision %s: %w", sc.kind.Kind(), p.Object().GetName(), rev, err)
 	}
 	sc.primary = p
@@ -147,11 +148,12 @@ func (r *Reconciler) scaleTarget(ctx context.Context, sc *scope, want statemachi
 	if up == nil {
 		return nil
 	}
-	patch := client.MergeFrom(sc.target.DeepCopy().Object())
+	patch, from := client.MergeFrom(sc.target.DeepCopy().Object()), sc.target.Object().GetResourceVersion()
 	sc.target = up
 	if err := r.Patch(ctx, sc.target.Object(), patch); err != nil {
 		return fmt.Errorf("scaling %s %s to %d: %w", sc.kind.Kind(), sc.target.Object().GetName(), n, err)
 	}
+	r.workloadWrites.wrote(workloadKey(sc.kind, up), from, up.Object().GetResourceVersion())
 	// New pods must be ready before any check counts.
 	sc.obs.CanaryReady, sc.obs.CanaryMessage = sc.target.Ready(canaryThreshold(sc.ro))
 	return nil
@@ -202,5 +204,24 @@ func (r *Reconciler) setReplicas(ctx context.Context, k workload.Kind, w workloa
 	if err := r.Patch(ctx, upd.Object(), client.MergeFrom(w.Object())); err != nil {
 		return w, false, fmt.Errorf("scaling %s %s to %d: %w", k.Kind(), w.Object().GetName(), n, err)
 	}
+	r.workloadWrites.wrote(workloadKey(k, w), w.Object().GetResourceVersion(), upd.Object().GetResourceVersion())
 	return upd, true, nil
+}
+
+// updateWorkload writes w, of kind k, whole, locked to its resourceVersion,
+// and remembers the version it moved past: until the cache has the write,
+// a reconcile looks again rather than decide from the copy before it.
+func (r *Reconciler) updateWorkload(ctx context.Context, k workload.Kind, w workload.Workload) error {
+	from := w.Object().GetResourceVersion()
+	if err := r.Update(ctx, w.Object()); err != nil {
+		return err
+	}
+	r.workloadWrites.wrote(workloadKey(k, w), from, w.Object().GetResourceVersion())
+	return nil
+}
+
+// workloadKey names a workload in Reconciler.workloadWrites, its kind with
+// it: a Deployment and a DaemonSet may share a name.
+func workloadKey(k workload.Kind, w workload.Workload) types.NamespacedName {
+	return types.NamespacedName{Namespace: w.Object().GetNamespace(), Name: k.Kind() + "/" + w.Object().GetName()}
 }

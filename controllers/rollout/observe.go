@@ -105,6 +105,9 @@ func (r *Reconciler) observe(ctx context.Context, ro *sluicev1.Rollout) (*scope,
 		return nil, fmt.Errorf("reading target %s %s: %w", sc.kind.Kind(), name, err)
 	}
 	target := sc.kind.Wrap(obj)
+	if r.workloadWrites.isBehind(workloadKey(sc.kind, target), obj.GetResourceVersion()) {
+		return nil, errStale
+	}
 	sc.target = target
 	sc.obs.TargetFound = true
 
@@ -233,6 +236,9 @@ func (r *Reconciler) observePrimary(ctx context.Context, sc *scope) error {
 		return nil
 	}
 	primary := sc.kind.Wrap(obj)
+	if r.workloadWrites.isBehind(workloadKey(sc.kind, primary), obj.GetResourceVersion()) {
+		return errStale
+	}
 	sc.primary = primary
 	sc.obs.PrimaryRevision = workload.RevisionOf(primary)
 	sc.obs.PrimaryReady, sc.obs.PrimaryMessage = primary.Ready(primaryThreshold(sc.ro))

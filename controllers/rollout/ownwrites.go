@@ -24,11 +24,64 @@ import (
 // that version has all of this manager's writes, so acting on it needs no
 // uncached read to make sure (isCurrent).
 type ownWrites struct {
-	mu     sync.Mutex
-	behind map[types.NamespacedName][]string
-	last   map[types.NamespacedName]string
+	behind pastVersions
+
+	mu   sync.Mutex
+	last map[types.NamespacedName]string
 	// status is when the status was last written.
 	status map[types.NamespacedName]time.Time
+}
+
+// pastVersions remembers, per object, the resourceVersions that this
+// manager's own writes moved it past, until the cache shows a copy that is
+// none of them. The Rollouts' are ownWrites'; the workloads' are kept on
+// their own (Reconciler.workloadWrites): a primary's template written and a
+// reconcile woken before the cache has it would promote it again from the
+// old copy, refused with 409 Conflict.
+type pastVersions struct {
+	mu     sync.Mutex
+	behind map[types.NamespacedName][]string
+}
+
+// wrote records a write that moved the object from resourceVersion from to
+// another (a write that changed nothing keeps its resourceVersion).
+func (p *pastVersions) wrote(key types.NamespacedName, from, to string) {
+	if from == "" || from == to {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.behind == nil {
+		p.behind = map[types.NamespacedName][]string{}
+	}
+	if !slices.Contains(p.behind[key], from) {
+		// A few at most: the versions one reconcile writes past.
+		p.behind[key] = append(p.behind[key], from)
+	}
+}
+
+// isBehind reports whether a cached copy at resourceVersion rv predates a
+// write of ours. A copy that does not is the cache caught up (or someone
+// else's newer write, which the optimistic lock guards): forget the old
+// versions then.
+func (p *pastVersions) isBehind(key types.NamespacedName, rv string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old, ok := p.behind[key]
+	if !ok {
+		return false
+	}
+	if slices.Contains(old, rv) {
+		return true
+	}
+	delete(p.behind, key)
+	return false
+}
+
+func (p *pastVersions) forget(key types.NamespacedName) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.behind, key)
 }
 
 // messageHold is how long a status change of messages only waits for the
@@ -50,8 +103,7 @@ func onlyMessages(a, b *sluicev1.RolloutStatus) bool {
 }
 
 func newOwnWrites() *ownWrites {
-	return &ownWrites{behind: map[types.NamespacedName][]string{}, last: map[types.NamespacedName]string{},
-		status: map[types.NamespacedName]time.Time{}}
+	return &ownWrites{last: map[types.NamespacedName]string{}, status: map[types.NamespacedName]time.Time{}}
 }
 
 // wrote records a write that moved the Rollout from resourceVersion from
@@ -60,31 +112,16 @@ func (o *ownWrites) wrote(key types.NamespacedName, from, to string) {
 	if from == "" || from == to {
 		return
 	}
+	o.behind.wrote(key, from, to)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.last[key] = to
-	if !slices.Contains(o.behind[key], from) {
-		// A few at most: the versions one reconcile writes past.
-		o.behind[key] = append(o.behind[key], from)
-	}
 }
 
-// isBehind reports whether a cached copy at resourceVersion rv predates a
-// write of ours. A copy that does not is the cache caught up (or someone
-// else's newer write, which the optimistic lock guards): forget the old
-// versions then.
+// isBehind reports whether a cached copy of the Rollout at resourceVersion
+// rv predates a write of ours (pastVersions.isBehind).
 func (o *ownWrites) isBehind(key types.NamespacedName, rv string) bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	old, ok := o.behind[key]
-	if !ok {
-		return false
-	}
-	if slices.Contains(old, rv) {
-		return true
-	}
-	delete(o.behind, key)
-	return false
+	return o.behind.isBehind(key, rv)
 }
 
 // hasAll reports whether a cached copy at resourceVersion rv is the one our
@@ -117,9 +154,9 @@ func (o *ownWrites) sinceLast(key types.NamespacedName, now time.Time) time.Dura
 }
 
 func (o *ownWrites) forget(key types.NamespacedName) {
+	o.behind.forget(key)
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	delete(o.behind, key)
 	delete(o.last, key)
 	delete(o.status, key)
 }

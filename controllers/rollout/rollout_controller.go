@@ -77,6 +77,9 @@ type Reconciler struct {
 	// writes keeps reconciles off cached copies that our own writes left
 	// behind (ownwrites.go).
 	writes *ownWrites
+	// workloadWrites keeps them off cached primaries and targets that our
+	// own writes left behind.
+	workloadWrites pastVersions
 
 	// watch starts a watch on a kind; watched records the kinds already
 	// watched, so that only the route and autoscaler kinds in use are.
@@ -98,8 +101,9 @@ const statusPatchTimeout = 10 * time.Second
 // the API server (the cache catches up within milliseconds).
 const staleRetry = 200 * time.Millisecond
 
-// errStale says the cached Rollout is behind the API server.
-var errStale = errors.New("the cached Rollout is older than the API server's")
+// errStale says a cached copy (the Rollout, its primary or its target) is
+// behind the API server.
+var errStale = errors.New("a cached copy is older than the API server's")
 
 // isCurrent reports whether the cached copy of a Rollout is the API
 // server's latest; one uncached read, made only before hooks or checks.
@@ -235,6 +239,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		sc.fresh = r.writes.hasAll(req.NamespacedName, ro.ResourceVersion)
 		sc.recorded = &base.Status
 	}
+	if errors.Is(err, errStale) {
+		// A primary or target our own write left behind: look again once
+		// the cache has the write.
+		return ctrl.Result{RequeueAfter: staleRetry}, nil
+	}
 	if err != nil {
 		reconcileErrors.Inc()
 		r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, "ReconcileError", "Reconcile", "%v", err)
@@ -356,6 +365,13 @@ func (r *Reconciler) decideAndAct(ctx context.Context, sc *scope) (statemachine.
 			return d, err
 		}
 		changed, err := r.act(ctx, sc, d.Desired)
+		if apierrors.IsConflict(err) {
+			// Written from a copy older than the API server's (someone
+			// else wrote first, and the cache has not had it yet): the
+			// write changed nothing. Decide again once it has, and tell
+			// no error: nothing went wrong.
+			err = errors.Join(err, errStale)
+		}
 		if blockedWhileActing(sc, err) {
 			// Nothing of this decision was written or told: decide again
 			// from where it started, blocked (the action with it). Routes

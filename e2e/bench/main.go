@@ -392,6 +392,7 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 	r1 := scrapeMean(e.metrics, "controller_runtime_reconcile_time_seconds", `controller="rollout"`)
 	fmt.Fprintf(os.Stderr, "  release: %d reconciles, %.0f ms mean wait in the work queue, %.0f ms mean reconcile\n",
 		int(r1.count-r0.count), q1.meanSince(q0)*1000, r1.meanSince(r0)*1000)
+	fmt.Fprintf(os.Stderr, "  writes a release: %s\n", perRelease(counts.written, n))
 
 	if idle && b.idleWindow > 0 {
 		// Every Rollout of every run is idle now.
@@ -604,11 +605,15 @@ type auditCounts struct {
 	reads, writes, events int
 	// lease counts the Lease requests (leaseReads of them reads).
 	lease, leaseReads int
+	// written counts the writes other than the Lease's by what they were
+	// ("rollouts/status patch", with " 409" when refused), to say where a
+	// release's writes go.
+	written map[string]int
 }
 
 // countAudit counts the manager's requests received in [from, to).
 func countAudit(path string, from, to time.Time) (auditCounts, error) {
-	var c auditCounts
+	c := auditCounts{written: map[string]int{}}
 	f, err := os.Open(path)
 	if err != nil {
 		return c, err
@@ -623,8 +628,12 @@ func countAudit(path string, from, to time.Time) (auditCounts, error) {
 				Username string `json:"username"`
 			} `json:"user"`
 			ObjectRef struct {
-				Resource string `json:"resource"`
+				Resource    string `json:"resource"`
+				Subresource string `json:"subresource"`
 			} `json:"objectRef"`
+			ResponseStatus struct {
+				Code int `json:"code"`
+			} `json:"responseStatus"`
 			Received time.Time `json:"requestReceivedTimestamp"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
@@ -638,6 +647,17 @@ func countAudit(path string, from, to time.Time) (auditCounts, error) {
 			c.reads++
 		default:
 			c.writes++
+			if ev.ObjectRef.Resource != "leases" {
+				what := ev.ObjectRef.Resource
+				if ev.ObjectRef.Subresource != "" {
+					what += "/" + ev.ObjectRef.Subresource
+				}
+				what += " " + ev.Verb
+				if ev.ResponseStatus.Code >= 300 {
+					what += fmt.Sprintf(" %d", ev.ResponseStatus.Code)
+				}
+				c.written[what]++
+			}
 		}
 		if ev.ObjectRef.Resource == "events" && ev.Verb != "get" && ev.Verb != "list" && ev.Verb != "watch" {
 			c.events++
@@ -650,6 +670,26 @@ func countAudit(path string, from, to time.Time) (auditCounts, error) {
 		}
 	}
 	return c, sc.Err()
+}
+
+// perRelease says what a release wrote, most first ("rollouts/status patch
+// 9.0, events create 5.0"), from the counts of n releases.
+func perRelease(written map[string]int, n int) string {
+	kinds := make([]string, 0, len(written))
+	for k := range written {
+		kinds = append(kinds, k)
+	}
+	sort.Slice(kinds, func(i, j int) bool {
+		if written[kinds[i]] != written[kinds[j]] {
+			return written[kinds[i]] > written[kinds[j]]
+		}
+		return kinds[i] < kinds[j]
+	})
+	parts := make([]string, len(kinds))
+	for i, k := range kinds {
+		parts[i] = fmt.Sprintf("%s %.1f", k, float64(written[k])/float64(n))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // procCPU is a process's user and system CPU time.

@@ -1,0 +1,201 @@
+package rollout_test
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/internal/manager"
+)
+
+// deploymentWatchGate holds back, while closed, the events of the manager's
+// Deployment watch: its cache of Deployments falls behind the API server, as
+// it does for a moment after every write and for longer on a loaded one.
+type deploymentWatchGate struct {
+	next http.RoundTripper
+
+	mu     sync.Mutex
+	closed bool
+	opened *sync.Cond
+}
+
+func newDeploymentWatchGate() *deploymentWatchGate {
+	g := &deploymentWatchGate{}
+	g.opened = sync.NewCond(&g.mu)
+	return g
+}
+
+func (g *deploymentWatchGate) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := g.next.RoundTrip(r)
+	if err == nil && r.URL.Query().Get("watch") == "true" && strings.HasSuffix(r.URL.Path, "/deployments") {
+		resp.Body = &gatedBody{ReadCloser: resp.Body, gate: g}
+	}
+	return resp, err
+}
+
+func (g *deploymentWatchGate) close() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = true
+}
+
+func (g *deploymentWatchGate) open() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.closed = false
+	g.opened.Broadcast()
+}
+
+// gatedBody passes on what it read only while the gate is open, so that an
+// event that arrives while it is closed waits.
+type gatedBody struct {
+	io.ReadCloser
+	gate *deploymentWatchGate
+}
+
+func (b *gatedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.gate.mu.Lock()
+	for b.gate.closed {
+		b.gate.opened.Wait()
+	}
+	b.gate.mu.Unlock()
+	return n, err
+}
+
+// newGatedStory starts a story whose manager's Deployment watch goes through
+// a gate, and whose requests for the story's namespace are logged.
+func newGatedStory(t *testing.T) (*story, *deploymentWatchGate, *requestLog) {
+	gate, log := newDeploymentWatchGate(), &requestLog{}
+	s := newStoryWrapped(t, manager.Options{}, func(rt http.RoundTripper) http.RoundTripper {
+		gate.next = rt
+		log.next = gate
+		return log
+	})
+	log.ns = s.ns
+	// A gate left closed would hold the manager's shutdown.
+	t.Cleanup(gate.open)
+	return s, gate, log
+}
+
+// waitAnalysing waits for a blue/green release to run its analysis on a
+// ready canary: the manager's cache has seen the canary ready.
+func (s *story) waitAnalysing(name string) {
+	s.t.Helper()
+	s.eventually(storyTimeout, "the analysis of the canary", func() error {
+		ro := s.getRollout(name)
+		if ro.Status.Phase != sluicev1.PhaseProgressing || ro.Status.StepStartedAt == nil {
+			return fmt.Errorf("phase %s, step started %v", ro.Status.Phase, ro.Status.StepStartedAt)
+		}
+		return nil
+	})
+}
+
+// wake sends the Rollout a change that wakes a reconcile at once.
+func (s *story) wake(name string) {
+	s.t.Helper()
+	ro := s.getRollout(name)
+	patch := client.MergeFrom(ro.DeepCopy())
+	if ro.Annotations == nil {
+		ro.Annotations = map[string]string{}
+	}
+	ro.Annotations["story.sluice.dev/wake"] = time.Now().Format(time.RFC3339Nano)
+	s.must(k8sClient.Patch(s.ctx, ro, patch))
+}
+
+func conflictsOn(reqs []string, resource string) []string {
+	var out []string
+	for _, r := range reqs {
+		if strings.Contains(r, "/"+resource+"/") && strings.HasSuffix(r, " 409") {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// After the manager gives the primary the new template, its cache of the
+// primary still holds the old one for a moment (on a loaded API server, for
+// long). A reconcile woken then must not take the old template for a
+// promotion still to do: written again from the old copy, the primary is
+// refused with 409 Conflict, and the release tells a ReconcileError that
+// never was.
+func TestAReconcileWokenBeforeTheCacheSeesThePromotedPrimaryDoesNotWriteItAgain(t *testing.T) {
+	s, gate, log := newGatedStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", iterations(3))
+	start := log.len()
+	s.setImage("podinfo", "podinfo:2.0")
+	s.waitAnalysing("podinfo")
+
+	gate.close()
+	promoted := "PUT /apis/apps/v1/namespaces/" + s.ns + "/deployments/podinfo-primary 200"
+	s.eventually(storyTimeout, "the primary given the new template", func() error {
+		if !slices.Contains(log.since(start), promoted) {
+			return fmt.Errorf("no %q yet", promoted)
+		}
+		return nil
+	})
+	// Reconciles woken while the cache holds the old primary.
+	for range 3 {
+		s.wake("podinfo")
+		time.Sleep(300 * time.Millisecond)
+	}
+	gate.open()
+	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+
+	if c := conflictsOn(log.since(start), "deployments"); len(c) > 0 {
+		t.Errorf("the primary was written again from a stale copy:\n%s", strings.Join(c, "\n"))
+	}
+	if got := s.eventReasons("podinfo"); slices.Contains(got, "ReconcileError") {
+		t.Errorf("events %v: a ReconcileError told for a cache that was only behind", got)
+	}
+	if img := s.getDeployment("podinfo-primary").Spec.Template.Spec.Containers[0].Image; img != "podinfo:2.0" {
+		t.Errorf("primary image %s, want podinfo:2.0", img)
+	}
+}
+
+// Someone else's write (an admission controller's label, a kubectl
+// annotate) that the cache has not seen yet makes the promotion's write
+// conflict: the manager looks again once its cache has it, and tells no
+// error, for nothing went wrong.
+func TestAPromotionThatConflictsWithAWriteTheCacheHasNotSeenTriesAgainQuietly(t *testing.T) {
+	s, gate, log := newGatedStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", iterations(3))
+	start := log.len()
+	s.setImage("podinfo", "podinfo:2.0")
+	s.waitAnalysing("podinfo")
+
+	gate.close()
+	p := s.getDeployment("podinfo-primary")
+	patch := client.MergeFrom(p.DeepCopy())
+	p.Annotations["team.example.com/owner"] = "payments"
+	s.must(k8sClient.Patch(s.ctx, p, patch))
+	s.eventually(storyTimeout, "the promotion refused", func() error {
+		if len(conflictsOn(log.since(start), "deployments")) == 0 {
+			return fmt.Errorf("no conflict yet")
+		}
+		return nil
+	})
+	gate.open()
+	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+
+	if got := s.eventReasons("podinfo"); slices.Contains(got, "ReconcileError") {
+		t.Errorf("events %v: a ReconcileError told for a write that only had to be made again", got)
+	}
+	p = s.getDeployment("podinfo-primary")
+	if img := p.Spec.Template.Spec.Containers[0].Image; img != "podinfo:2.0" {
+		t.Errorf("primary image %s, want podinfo:2.0", img)
+	}
+	if p.Annotations["team.example.com/owner"] != "payments" {
+		t.Errorf("the other writer's annotation was lost: %v", p.Annotations)
+	}
+}
