@@ -86,17 +86,26 @@ func newGatedStory(t *testing.T) (*story, *deploymentWatchGate, *requestLog) {
 	return s, gate, log
 }
 
-// waitAnalysing waits for a blue/green release to run its analysis on a
-// ready canary: the manager's cache has seen the canary ready.
-func (s *story) waitAnalysing(name string) {
-	s.t.Helper()
+// releaseToTheGate releases podinfo:2.0 blue/green in a gated story and
+// closes the gate once the analysis runs on a ready canary (the manager's
+// cache has seen it ready): the promotion is then made with a cache of
+// Deployments that learns nothing more. start is where the release's
+// requests begin in the log.
+func releaseToTheGate(t *testing.T) (s *story, gate *deploymentWatchGate, log *requestLog, start int) {
+	s, gate, log = newGatedStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", iterations(3))
+	start = log.len()
+	s.setImage("podinfo", "podinfo:2.0")
 	s.eventually(storyTimeout, "the analysis of the canary", func() error {
-		ro := s.getRollout(name)
+		ro := s.getRollout("podinfo")
 		if ro.Status.Phase != sluicev1.PhaseProgressing || ro.Status.StepStartedAt == nil {
 			return fmt.Errorf("phase %s, step started %v", ro.Status.Phase, ro.Status.StepStartedAt)
 		}
 		return nil
 	})
+	gate.close()
+	return s, gate, log, start
 }
 
 // wake sends the Rollout a change that wakes a reconcile at once.
@@ -128,14 +137,7 @@ func conflictsOn(reqs []string, resource string) []string {
 // refused with 409 Conflict, and the release tells a ReconcileError that
 // never was.
 func TestAReconcileWokenBeforeTheCacheSeesThePromotedPrimaryDoesNotWriteItAgain(t *testing.T) {
-	s, gate, log := newGatedStory(t)
-	s.deploy("podinfo", "podinfo:1.0")
-	s.initialized("podinfo", iterations(3))
-	start := log.len()
-	s.setImage("podinfo", "podinfo:2.0")
-	s.waitAnalysing("podinfo")
-
-	gate.close()
+	s, gate, log, start := releaseToTheGate(t)
 	promoted := "PUT /apis/apps/v1/namespaces/" + s.ns + "/deployments/podinfo-primary 200"
 	s.eventually(storyTimeout, "the primary given the new template", func() error {
 		if !slices.Contains(log.since(start), promoted) {
@@ -167,14 +169,7 @@ func TestAReconcileWokenBeforeTheCacheSeesThePromotedPrimaryDoesNotWriteItAgain(
 // conflict: the manager looks again once its cache has it, and tells no
 // error, for nothing went wrong.
 func TestAPromotionThatConflictsWithAWriteTheCacheHasNotSeenTriesAgainQuietly(t *testing.T) {
-	s, gate, log := newGatedStory(t)
-	s.deploy("podinfo", "podinfo:1.0")
-	s.initialized("podinfo", iterations(3))
-	start := log.len()
-	s.setImage("podinfo", "podinfo:2.0")
-	s.waitAnalysing("podinfo")
-
-	gate.close()
+	s, gate, log, start := releaseToTheGate(t)
 	p := s.getDeployment("podinfo-primary")
 	patch := client.MergeFrom(p.DeepCopy())
 	p.Annotations["team.example.com/owner"] = "payments"
