@@ -23,7 +23,7 @@ func TestConfigOnlyChangeReleased(t *testing.T) {
 	s := NewStory(t, "config-change")
 	var changed time.Time
 	byMessage := func(h cluster.Hit) string { return h.Message }
-	s.Given("app v1 reading MESSAGE=hello from ConfigMap podinfo-config, behind a canary Rollout (steps 30, 60; 5s: the measured part of a step is 1.6s shorter), under load", func() {
+	s.Given("app v1 reading MESSAGE=hello from ConfigMap podinfo-config, behind a canary Rollout (steps 30, 60; 5s each), under load", func() {
 		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: s.NS, Name: "podinfo-config"}, Data: map[string]string{"MESSAGE": "hello"}}
 		s.Must(s.c.Client.Create(s.ctx, cm), "creating the ConfigMap")
 		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2, ConfigMap: "podinfo-config"})

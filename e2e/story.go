@@ -202,7 +202,11 @@ func (s *Story) CreateRollout(ro *sluicev1.Rollout) {
 	}
 	s.Rollout = ro
 	s.Must(s.c.Client.Create(s.ctx, ro), "creating the Rollout")
-	s.rec = recordStatus(s.ctx, s.c.Client, client.ObjectKeyFromObject(ro))
+	var route func() (int32, bool)
+	if r := ro.Spec.Routing; r != nil && r.GatewayAPI != nil {
+		route = s.routeCanaryWeight
+	}
+	s.rec = recordStatus(s.ctx, s.c.Client, client.ObjectKeyFromObject(ro), route)
 }
 
 // InstallOwnSluice installs a Sluice for this story alone (release
@@ -440,14 +444,23 @@ type statusPoint struct {
 	Failed int32
 }
 
+// routePoint is the canary's weight in the generated route, as the API
+// server held it at a time.
+type routePoint struct {
+	At     time.Time
+	Canary int32
+}
+
 type statusRecorder struct {
-	mu  sync.Mutex
-	pts []statusPoint
+	mu     sync.Mutex
+	pts    []statusPoint
+	routes []routePoint
 }
 
 // recordStatus polls the Rollout every 50ms and keeps each change of
-// phase, weight, step or failed checks with the time it was seen.
-func recordStatus(ctx context.Context, c client.Client, key client.ObjectKey) *statusRecorder {
+// phase, weight, step or failed checks with the time it was seen; with
+// route, it also keeps each change of the canary's weight in the route.
+func recordStatus(ctx context.Context, c client.Client, key client.ObjectKey, route func() (int32, bool)) *statusRecorder {
 	r := &statusRecorder{}
 	go func() {
 		for {
@@ -459,6 +472,15 @@ func recordStatus(ctx context.Context, c client.Client, key client.ObjectKey) *s
 					r.pts = append(r.pts, p)
 				}
 				r.mu.Unlock()
+			}
+			if route != nil {
+				if w, ok := route(); ok {
+					r.mu.Lock()
+					if n := len(r.routes); n == 0 || r.routes[n-1].Canary != w {
+						r.routes = append(r.routes, routePoint{At: time.Now(), Canary: w})
+					}
+					r.mu.Unlock()
+				}
 			}
 			select {
 			case <-ctx.Done():
@@ -476,14 +498,35 @@ func (r *statusRecorder) points() []statusPoint {
 	return append([]statusPoint(nil), r.pts...)
 }
 
-// weightWindow is a span during which the Rollout reported one weight.
+func (r *statusRecorder) routePoints() []routePoint {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]routePoint(nil), r.routes...)
+}
+
+// weightWindow is a span during which the Rollout reported one weight
+// and, for a Gateway API route, the route held it.
 type weightWindow struct {
 	Weight   int32
 	From, To time.Time
+	// Reported is when the status first said Weight, and for how long;
+	// RouteLag how much later the route was seen holding it (zero without
+	// a route timeline).
+	Reported    time.Time
+	ReportedFor time.Duration
+	RouteLag    time.Duration
+	// NeverRouted: the route was never seen holding Weight while the
+	// status reported it.
+	NeverRouted bool
+	// trail is what Measured cuts from the end.
+	trail time.Duration
 }
 
 // WeightWindows returns the spans of constant non-zero weight while
-// Progressing, since t.
+// Progressing, since t. Where the story records the route (a Gateway API
+// router), each span is cut to the part in which the route held the
+// weight too: Sluice records a decision that moves traffic before it
+// moves the route, so the status leads the route at both ends of a step.
 func (s *Story) WeightWindows(since time.Time) []weightWindow {
 	pts := s.rec.points()
 	var out []weightWindow
@@ -499,25 +542,67 @@ func (s *Story) WeightWindows(since time.Time) []weightWindow {
 			out[n-1].To = end
 			continue
 		}
-		out = append(out, weightWindow{Weight: p.Weight, From: p.At, To: end})
+		out = append(out, weightWindow{Weight: p.Weight, From: p.At, To: end, Reported: p.At, trail: trailReported})
+	}
+	routes := s.rec.routePoints()
+	for i := range out {
+		out[i].ReportedFor = out[i].To.Sub(out[i].From)
+		if len(routes) > 0 {
+			out[i] = routedPart(out[i], routes)
+		}
 	}
 	return out
 }
 
-// settle is cut from the start of each weight window: the router has
-// written the weight when the status says so, and Traefik applies it
-// 0.1-0.35s later.
+// routedPart cuts w to the part of it in which the route held w's weight:
+// from the latest move of the route to that weight before w ends, to the
+// route's next move. A window whose weight the route never held comes
+// back empty (From == To).
+func routedPart(w weightWindow, routes []routePoint) weightWindow {
+	w.trail = trailRouted
+	for j := len(routes) - 1; j >= 0; j-- {
+		r := routes[j]
+		if r.Canary != w.Weight || !r.At.Before(w.To) {
+			continue
+		}
+		left := time.Now()
+		if j+1 < len(routes) {
+			left = routes[j+1].At
+		}
+		if !left.After(w.From) {
+			break
+		}
+		if r.At.After(w.From) {
+			w.RouteLag = r.At.Sub(w.From)
+			w.From = r.At
+		}
+		if left.Before(w.To) {
+			w.To = left
+		}
+		return w
+	}
+	w.To, w.NeverRouted = w.From, true
+	return w
+}
+
+// settle is cut from the start of each weight window: Traefik applies a
+// weight 0.1-0.35s after the route holds it.
 const settle = 600 * time.Millisecond
 
-// trail is cut from the end of each weight window: Sluice writes the
-// route first and then the status that reports it (act, then record), and
-// on a loaded node the status was seen up to ~1s after Traefik applied the
-// next weight (a config story measured 72% at weight 60 before this cut).
-const trail = time.Second
+// trailReported is cut from the end of a window known only from the
+// status: on a loaded node the status was seen up to ~1s after Traefik
+// applied the next weight (a config story measured 72% at weight 60
+// before this cut). trailRouted is cut from a window the route's own
+// moves bound: the gateway keeps the old weight until after the route
+// moves, so only the two polls' jitter is left.
+const (
+	trailReported = time.Second
+	trailRouted   = 200 * time.Millisecond
+)
 
 // Measured returns the part of a weight window the split is measured on.
 func (w weightWindow) Measured() (from, to time.Time) {
-	return w.From.Add(settle), w.To.Add(-trail)
+	return w.From.Add(settle), w.To.Add(-w.trail)
 }
 
 // maxLate is how much later than settle a weight window's measured part may
@@ -562,6 +647,12 @@ func (s *Story) CheckSplit(since time.Time, canary string, tolerance float64) []
 		s.Fatalf("no weight was reported while Progressing:\n%s", s.statusDump())
 	}
 	for _, w := range wins {
+		if w.NeverRouted && w.ReportedFor > time.Second {
+			s.Fatalf("the status reported weight %d from %s, but the route was never seen holding it:\n%s", w.Weight, w.Reported.Format("15:04:05.000"), s.statusDump())
+		}
+		if w.RouteLag > 0 {
+			s.Figure(fmt.Sprintf("weight %d%% held by the route later than reported by", w.Weight), w.RouteLag.Round(time.Millisecond))
+		}
 		from, to := w.Measured()
 		if !to.After(from) {
 			s.Logf("weight %d held %s: too short to measure", w.Weight, w.To.Sub(w.From).Round(time.Millisecond))
@@ -577,10 +668,35 @@ func (s *Story) CheckSplit(since time.Time, canary string, tolerance float64) []
 			s.Fatalf("weight %d: only %d answers measured", w.Weight, split.Total)
 		}
 		if math.Abs(got-float64(w.Weight)) > tolerance {
-			s.Fatalf("weight %d: the canary answered %.1f%% of the requests (%s), more than %.0f points off", w.Weight, got, split, tolerance)
+			s.Fatalf("weight %d: the canary answered %.1f%% of the requests (%s), more than %.0f points off\n%s", w.Weight, got, split, tolerance, s.splitTimeline(w, canary, byVersion))
 		}
 	}
 	return wins
+}
+
+// splitTimeline shows, for a split that did not match its weight, when
+// the status and the route moved around w and the share version got in
+// each half second from w's report to a second after it ended.
+func (s *Story) splitTimeline(w weightWindow, version string, key func(cluster.Hit) string) string {
+	from, to := w.Reported, w.To.Add(time.Second)
+	at := func(t time.Time) string { return "+" + t.Sub(w.Reported).Round(time.Millisecond).String() }
+	var b strings.Builder
+	fmt.Fprintf(&b, "  weight %d reported at %s for %s; measured %s..%s\n", w.Weight, w.Reported.Format("15:04:05.000"), w.ReportedFor.Round(time.Millisecond), at(w.From.Add(settle)), at(w.To.Add(-w.trail)))
+	for _, p := range s.rec.points() {
+		if !p.At.Before(from.Add(-5*time.Second)) && p.At.Before(to) {
+			fmt.Fprintf(&b, "  %9s status %s weight %d\n", at(p.At), p.Phase, p.Weight)
+		}
+	}
+	for _, r := range s.rec.routePoints() {
+		if !r.At.Before(from.Add(-5*time.Second)) && r.At.Before(to) {
+			fmt.Fprintf(&b, "  %9s route canary %d%%\n", at(r.At), r.Canary)
+		}
+	}
+	for t := from; t.Before(to); t = t.Add(500 * time.Millisecond) {
+		sp := s.Load.SplitBy(t, t.Add(500*time.Millisecond), key)
+		fmt.Fprintf(&b, "  %9s %s %.0f%% of %d answers\n", at(t), version, sp.Share(version), sp.Total)
+	}
+	return b.String()
 }
 
 // byVersion keys an answer by the version that gave it.
@@ -679,16 +795,7 @@ func (s *Story) RecordRouteWeights() func() []string {
 	var seen []string
 	go func() {
 		for s.ctx.Err() == nil {
-			if refs, err := s.routeBackends(); err == nil {
-				var p, c int32
-				for _, b := range refs {
-					switch {
-					case strings.HasSuffix(string(b.Name), "-primary"):
-						p += ptrOr(b.Weight, 1)
-					case strings.HasSuffix(string(b.Name), "-canary"):
-						c += ptrOr(b.Weight, 1)
-					}
-				}
+			if p, c, err := s.routeWeights(); err == nil {
 				w := fmt.Sprintf("%d/%d", p, c)
 				mu.Lock()
 				if len(seen) == 0 || seen[len(seen)-1] != w {
@@ -704,6 +811,35 @@ func (s *Story) RecordRouteWeights() func() []string {
 		defer mu.Unlock()
 		return append([]string(nil), seen...)
 	}
+}
+
+// routeWeights sums the weights of the primary's and the canary's
+// backends in the Rollout's generated route.
+func (s *Story) routeWeights() (primary, canary int32, err error) {
+	refs, err := s.routeBackends()
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, b := range refs {
+		switch {
+		case strings.HasSuffix(string(b.Name), "-primary"):
+			primary += ptrOr(b.Weight, 1)
+		case strings.HasSuffix(string(b.Name), "-canary"):
+			canary += ptrOr(b.Weight, 1)
+		}
+	}
+	return primary, canary, nil
+}
+
+// routeCanaryWeight is the canary's share, in percent, of the weights in
+// the Rollout's generated route; false when the route cannot be read or
+// has no weight.
+func (s *Story) routeCanaryWeight() (int32, bool) {
+	p, c, err := s.routeWeights()
+	if err != nil || p+c == 0 {
+		return 0, false
+	}
+	return c * 100 / (p + c), true
 }
 
 // routeBackends reads the backends of the Rollout's generated route, an
