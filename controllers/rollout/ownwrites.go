@@ -85,8 +85,12 @@ func (p *pastVersions) forget(key types.NamespacedName) {
 }
 
 // messageHold is how long a status change of messages only waits for the
-// next status write: a wait's message is at most this stale.
-const messageHold = 2 * time.Second
+// next status write: a wait's message is at most this stale. At 2 s, the
+// waits of 100 releases at once (for the Deployment controller to see a
+// scale, for the primary to roll out) still wrote 2.6 such changes a
+// release: 5 s keeps the words of a short wait out of the API server and
+// still shows a long wait moving.
+const messageHold = 5 * time.Second
 
 // onlyMessages reports whether two statuses differ in their messages only:
 // the Rollout's and its conditions' (same types, statuses and reasons).
