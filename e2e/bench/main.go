@@ -26,6 +26,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -60,6 +61,20 @@ rules:
 - level: None
 `
 
+// auditPolicyStatus is auditPolicy with the bodies of the manager's status
+// writes, for -status-messages.
+const auditPolicyStatus = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived", "ResponseStarted"]
+rules:
+- level: Request
+  users: ["` + managerUser + `"]
+  resources: [{group: "sluice.dev", resources: ["rollouts/status"]}]
+- level: Metadata
+  users: ["` + managerUser + `"]
+- level: None
+`
+
 func main() {
 	var (
 		ns         = flag.String("n", "1,100,1000", "comma-separated fleet sizes")
@@ -73,7 +88,8 @@ func main() {
 		unrelated  = flag.Int("unrelated", 0, "how many unrelated Deployments, ConfigMaps and Secrets -idle adds (0: as many as idle Rollouts)")
 		keep       = flag.Bool("keep", false, "keep the run directories (logs, audit logs)")
 		extra      = flag.String("manager-args", "", "more manager flags, space-separated (the table is of the defaults only without them)")
-		profile    = flag.String("profile", "", "directory for the manager's CPU profile of each row's last release and its allocations, and its live heap with the idle fleet (pprof files; --profiling-address is turned on)")
+		statusMsgs = flag.Bool("status-messages", false, "log the bodies of the manager's status writes in the audit log and print a release's status writes by the message they wrote (the API server does more work: its CPU column is not comparable)")
+		profile    = flag.String("profile", "", "directory for the manager's CPU profile of each row's last release (10 s parts from the change to the last Succeeded: give pprof them all) and its allocations, and its live heap with the idle fleet (pprof files; --profiling-address is turned on)")
 	)
 	flag.Parse()
 	ctrllog.SetLogger(logr.Discard())
@@ -88,7 +104,7 @@ func main() {
 		}
 		sizes = append(sizes, n)
 	}
-	b := &bench{runs: *runs, interval: *interval, managerBin: *managerBin, idleWindow: *idleWindow, idleWave: max(*idleWave, 1), unrelated: *unrelated, keep: *keep, extraArgs: strings.Fields(*extra), profileDir: *profile}
+	b := &bench{runs: *runs, interval: *interval, managerBin: *managerBin, idleWindow: *idleWindow, idleWave: max(*idleWave, 1), unrelated: *unrelated, keep: *keep, extraArgs: strings.Fields(*extra), profileDir: *profile, statusMessages: *statusMsgs}
 	var rows []row
 	for _, strat := range strings.Split(*strategies, ",") {
 		for _, n := range sizes {
@@ -130,6 +146,8 @@ type bench struct {
 	keep       bool
 	extraArgs  []string
 	profileDir string
+	// statusMessages: see -status-messages.
+	statusMessages bool
 }
 
 // env is one control plane with one manager.
@@ -150,7 +168,11 @@ func (b *bench) start(ctx context.Context) (*env, error) {
 	}
 	e := &env{audit: filepath.Join(dir, "audit.log")}
 	policy := filepath.Join(dir, "audit-policy.yaml")
-	if err := os.WriteFile(policy, []byte(auditPolicy), 0o644); err != nil {
+	text := auditPolicy
+	if b.statusMessages {
+		text = auditPolicyStatus
+	}
+	if err := os.WriteFile(policy, []byte(text), 0o644); err != nil {
 		return nil, err
 	}
 	e.c, err = cluster.StartControlPlane(ctx, cluster.ControlPlaneOptions{Dir: dir, APIServerFlags: map[string]string{
@@ -336,12 +358,28 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 	q0 := scrapeMean(e.metrics, "workqueue_queue_duration_seconds", `name="rollout"`)
 	r0 := scrapeMean(e.metrics, "controller_runtime_reconcile_time_seconds", `controller="rollout"`)
 	tChange := time.Now()
+	// The CPU profile covers the whole release, promotion and drain
+	// included: consecutive 10 s profiles until every Rollout is
+	// Succeeded (pprof merges the files it is given).
 	var profDone chan error
+	released := make(chan struct{})
 	if profiling {
 		profDone = make(chan error, 1)
 		go func() {
-			profDone <- fetch(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=30", e.pprof),
-				filepath.Join(b.profileDir, fmt.Sprintf("cpu-%s-%d.pprof", strategy, n)))
+			for part := 1; ; part++ {
+				err := fetch(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=10", e.pprof),
+					filepath.Join(b.profileDir, fmt.Sprintf("cpu-%s-%d-%02d.pprof", strategy, n, part)))
+				select {
+				case <-released:
+					profDone <- err
+					return
+				default:
+				}
+				if err != nil {
+					profDone <- err
+					return
+				}
+			}
 		}()
 	}
 	if err := parallel(n, func(i int) error {
@@ -356,6 +394,7 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 	}
 	tDone := time.Now()
 	res.succeeded = tDone.Sub(tChange)
+	close(released)
 	if profiling {
 		if err := <-profDone; err != nil {
 			return res, err
@@ -393,6 +432,9 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 	fmt.Fprintf(os.Stderr, "  release: %d reconciles, %.0f ms mean wait in the work queue, %.0f ms mean reconcile\n",
 		int(r1.count-r0.count), q1.meanSince(q0)*1000, r1.meanSince(r0)*1000)
 	fmt.Fprintf(os.Stderr, "  writes a release: %s\n", perRelease(counts.written, n))
+	if len(counts.statusSaid) > 0 {
+		fmt.Fprintf(os.Stderr, "  status writes a release, by what they said:\n    %s\n", strings.Join(perReleaseParts(counts.statusSaid, n), "\n    "))
+	}
 
 	if idle && b.idleWindow > 0 {
 		// Every Rollout of every run is idle now.
@@ -609,11 +651,14 @@ type auditCounts struct {
 	// ("rollouts/status patch", with " 409" when refused), to say where a
 	// release's writes go.
 	written map[string]int
+	// statusSaid counts the status writes by what they said (phase and
+	// message, revisions and numbers blanked), with -status-messages.
+	statusSaid map[string]int
 }
 
 // countAudit counts the manager's requests received in [from, to).
 func countAudit(path string, from, to time.Time) (auditCounts, error) {
-	c := auditCounts{written: map[string]int{}}
+	c := auditCounts{written: map[string]int{}, statusSaid: map[string]int{}}
 	f, err := os.Open(path)
 	if err != nil {
 		return c, err
@@ -634,7 +679,13 @@ func countAudit(path string, from, to time.Time) (auditCounts, error) {
 			ResponseStatus struct {
 				Code int `json:"code"`
 			} `json:"responseStatus"`
-			Received time.Time `json:"requestReceivedTimestamp"`
+			Received      time.Time `json:"requestReceivedTimestamp"`
+			RequestObject *struct {
+				Status struct {
+					Phase   string  `json:"phase"`
+					Message *string `json:"message"`
+				} `json:"status"`
+			} `json:"requestObject"`
 		}
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			continue
@@ -658,6 +709,16 @@ func countAudit(path string, from, to time.Time) (auditCounts, error) {
 				}
 				c.written[what]++
 			}
+			if o := ev.RequestObject; o != nil && ev.ObjectRef.Subresource == "status" {
+				said := "(no message)"
+				if o.Status.Message != nil {
+					said = blankFigures.ReplaceAllString(*o.Status.Message, "N")
+				}
+				if o.Status.Phase != "" {
+					said = o.Status.Phase + ": " + said
+				}
+				c.statusSaid[said]++
+			}
 		}
 		if ev.ObjectRef.Resource == "events" && ev.Verb != "get" && ev.Verb != "list" && ev.Verb != "watch" {
 			c.events++
@@ -672,9 +733,18 @@ func countAudit(path string, from, to time.Time) (auditCounts, error) {
 	return c, sc.Err()
 }
 
+// blankFigures matches what differs between releases in a status message:
+// revisions (10 hex digits) and numbers.
+var blankFigures = regexp.MustCompile(`\b[0-9a-f]{10}\b|\d+(\.\d+)?`)
+
 // perRelease says what a release wrote, most first ("rollouts/status patch
 // 9.0, events create 5.0"), from the counts of n releases.
 func perRelease(written map[string]int, n int) string {
+	return strings.Join(perReleaseParts(written, n), ", ")
+}
+
+// perReleaseParts is perRelease's parts, most first.
+func perReleaseParts(written map[string]int, n int) []string {
 	kinds := make([]string, 0, len(written))
 	for k := range written {
 		kinds = append(kinds, k)
@@ -689,7 +759,7 @@ func perRelease(written map[string]int, n int) string {
 	for i, k := range kinds {
 		parts[i] = fmt.Sprintf("%s %.1f", k, float64(written[k])/float64(n))
 	}
-	return strings.Join(parts, ", ")
+	return parts
 }
 
 // procCPU is a process's user and system CPU time.
