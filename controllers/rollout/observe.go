@@ -137,7 +137,7 @@ func (r *Reconciler) observe(ctx context.Context, ro *sluicev1.Rollout) (*scope,
 	if err := r.observeAutoscaler(ctx, sc); err != nil {
 		return nil, err
 	}
-	if sc.revision, err = workload.Revision(target.Template(), sc.configs); err != nil {
+	if sc.revision, err = r.revisions.of(client.ObjectKeyFromObject(sc.ro), target, sc.configs); err != nil {
 		return nil, err
 	}
 	sc.obs.Revision = sc.revision

@@ -80,6 +80,9 @@ type Reconciler struct {
 	// workloadWrites keeps them off cached primaries and targets that our
 	// own writes left behind.
 	workloadWrites pastVersions
+	// revisions spares a reconcile hashing a target's template that has
+	// not changed (revisions.go).
+	revisions revisions
 
 	// watch starts a watch on a kind; watched records the kinds already
 	// watched, so that only the route and autoscaler kinds in use are.
@@ -145,6 +148,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 			forgetMetrics(req.Namespace, req.Name)
 			r.calls.forget(req.NamespacedName)
 			r.writes.forget(req.NamespacedName)
+			r.revisions.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
