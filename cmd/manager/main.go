@@ -26,7 +26,9 @@ import (
 )
 
 func main() {
-	tuneGC(os.Getenv, cgroupMemoryLimits)
+	if tuneGC(os.Getenv, cgroupMemoryLimits) {
+		followCollections(pace)
+	}
 	if err := run(ctrl.SetupSignalHandler(), os.Args[1:], os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "sluice-manager:", err)
 		os.Exit(1)

@@ -2,18 +2,38 @@ package main
 
 import (
 	"os"
+	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
-// defaultGCPercent is the manager's GOGC unless the environment sets one.
-// Its heap is mostly its cache, live for as long as the Rollouts are: Go's
-// default of 100 lets the heap grow to twice that before it collects, and
-// an idle manager holds on to that much. At 50 an idle fleet's heap stays
-// within 1.5 times its cache, for more collections while releasing
-// (docs/performance.md has both figures).
-const defaultGCPercent = 50
+// The collector's pace. Go's GOGC gives the heap room to grow in proportion
+// to what is live: 100 % by default. The manager's heap is mostly its
+// cache, live for as long as the Rollouts are, so a proportional room costs
+// an idle fleet most: at GOGC 100, 10,000 idle Rollouts would hold twice
+// their cache. A small fleet that releases has the opposite problem: its
+// live heap is a few tens of MiB, so a proportional room means a collection
+// every few MiB of garbage, and the garbage is what a release makes (watch
+// events decoded, requests encoded). At GOGC 50 the collector was the
+// largest single cost of 100 releases at once (docs/performance.md).
+//
+// So the room is whichever is larger: half the live heap, or a fixed
+// minHeapRoom. A heap under 64 MiB live gets 32 MiB of room (a smaller
+// heap proportionally more, up to GOGC maxGCPercent); a larger heap gets
+// GOGC 50. The pace is set again after every collection, from the live
+// heap that collection found.
+const (
+	// defaultGCPercent is the GOGC of a heap of 2 × minHeapRoom live or
+	// more, and the least the manager ever sets.
+	defaultGCPercent = 50
+	// minHeapRoom is the least room between collections.
+	minHeapRoom = 32 << 20
+	// maxGCPercent bounds the room of a tiny heap (at start).
+	maxGCPercent = 400
+)
 
 // cgroupMemoryLimits are where a container sees its memory limit: cgroup
 // v2, then v1 (still the nodes of many clusters, and of this project's
@@ -25,18 +45,78 @@ var cgroupMemoryLimits = []string{"/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/m
 const noLimit = int64(1) << 62
 
 // tuneGC sets the collector's defaults where the environment sets none:
-// GOGC, and a soft memory limit of 90 % of the container's, so that the
-// collector works harder near the limit instead of the kernel killing the
-// manager mid-release for garbage it could have collected.
-func tuneGC(getenv func(string) string, limitFiles []string) {
-	if getenv("GOGC") == "" {
-		debug.SetGCPercent(defaultGCPercent)
-	}
+// the pace above (in place of GOGC), and a soft memory limit of 90 % of the
+// container's, so that the collector works harder near the limit instead of
+// the kernel killing the manager mid-release for garbage it could have
+// collected. It reports whether the pace is the manager's, to be kept with
+// followCollections(pace).
+func tuneGC(getenv func(string) string, limitFiles []string) (paced bool) {
 	if getenv("GOMEMLIMIT") == "" {
 		if limit, ok := containerMemoryLimit(limitFiles); ok {
 			debug.SetMemoryLimit(limit / 10 * 9)
 		}
 	}
+	if getenv("GOGC") != "" {
+		return false
+	}
+	pace()
+	return true
+}
+
+// pace sets GOGC for the heap the last collection found live; it is
+// always true, for followCollections.
+func pace() bool {
+	setGCPercent(gcPercentFor(liveHeap()))
+	return true
+}
+
+// gcPercentFor is the GOGC that gives a live heap of live bytes a room of
+// max(live × defaultGCPercent/100, minHeapRoom), within maxGCPercent.
+func gcPercentFor(live uint64) int {
+	if live == 0 {
+		return maxGCPercent
+	}
+	p := uint64(minHeapRoom) * 100 / live
+	return int(min(max(p, defaultGCPercent), maxGCPercent))
+}
+
+// gcPercent is the GOGC last set by setGCPercent (0: none yet).
+var gcPercent atomic.Int32
+
+// setGCPercent sets GOGC when it changed: the runtime takes the heap's
+// lock to apply it.
+func setGCPercent(p int) {
+	if gcPercent.Swap(int32(p)) != int32(p) {
+		debug.SetGCPercent(p)
+	}
+}
+
+// liveHeap is the heap the last collection found live (0 before the first).
+func liveHeap() uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
+}
+
+// followCollections calls after once after every collection, from the
+// runtime's cleanup goroutine, for as long as it returns true: each call
+// arms the next with an object that nothing references, so the next
+// collection frees it and runs its cleanup. The object is 32 bytes, above
+// the tiny allocator's 16, which would batch it with others and keep it
+// alive as long as any of them.
+func followCollections(after func() bool) {
+	var arm func()
+	arm = func() {
+		runtime.AddCleanup(new([32]byte), func(struct{}) {
+			if after() {
+				arm()
+			}
+		}, struct{}{})
+	}
+	arm()
 }
 
 // containerMemoryLimit reads the first of the files that exists: a byte

@@ -357,6 +357,7 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 	rec0 := scrapeSum(e.metrics, "sluice_events_total")
 	q0 := scrapeMean(e.metrics, "workqueue_queue_duration_seconds", `name="rollout"`)
 	r0 := scrapeMean(e.metrics, "controller_runtime_reconcile_time_seconds", `controller="rollout"`)
+	gc0 := scrapeSum(e.metrics, "go_gc_duration_seconds_count")
 	tChange := time.Now()
 	// The CPU profile covers the whole release, promotion and drain
 	// included: consecutive 10 s profiles until every Rollout is
@@ -429,8 +430,9 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 	res.peakRSS = rss.stop()
 	q1 := scrapeMean(e.metrics, "workqueue_queue_duration_seconds", `name="rollout"`)
 	r1 := scrapeMean(e.metrics, "controller_runtime_reconcile_time_seconds", `controller="rollout"`)
-	fmt.Fprintf(os.Stderr, "  release: %d reconciles, %.0f ms mean wait in the work queue, %.0f ms mean reconcile\n",
-		int(r1.count-r0.count), q1.meanSince(q0)*1000, r1.meanSince(r0)*1000)
+	gc1 := scrapeSum(e.metrics, "go_gc_duration_seconds_count")
+	fmt.Fprintf(os.Stderr, "  release: %d reconciles, %.0f ms mean wait in the work queue, %.0f ms mean reconcile, %d collections (next at %.0f MiB)\n",
+		int(r1.count-r0.count), q1.meanSince(q0)*1000, r1.meanSince(r0)*1000, int(gc1-gc0), scrapeSum(e.metrics, "go_memstats_next_gc_bytes")/(1<<20))
 	fmt.Fprintf(os.Stderr, "  writes a release: %s\n", perRelease(counts.written, n))
 	if len(counts.statusSaid) > 0 {
 		fmt.Fprintf(os.Stderr, "  status writes a release, by what they said:\n    %s\n", strings.Join(perReleaseParts(counts.statusSaid, n), "\n    "))
