@@ -350,8 +350,11 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 		return res, err
 	}
 	res.initialized = time.Since(t0)
-	// Settle: pods of the initialisation may still be going away.
+	// Settle: pods of the initialisation may still be going away, and the
+	// events of the initialisation may still be queued: counted after the
+	// change, they would read as a release's.
 	time.Sleep(2 * time.Second)
+	waitEventsWritten(e.metrics)
 
 	cpu0, api0 := procCPU(e.mgr.Pid()), procCPU(e.apiPid)
 	rec0 := scrapeSum(e.metrics, "sluice_events_total")
@@ -411,13 +414,15 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 	res.apiServerCPU = procCPU(e.apiPid) - api0
 	// Requests of the release: from the first change until every Rollout
 	// is Succeeded, plus a second for what was in flight. Events are sent
-	// in the background: they are counted for 5 s more.
+	// in the background: they are counted until the manager's queue of
+	// them is empty, and for 5 s at least.
 	time.Sleep(5 * time.Second)
+	tEvents := waitEventsWritten(e.metrics)
 	counts, err := countAudit(e.audit, tChange, tDone.Add(time.Second))
 	if err != nil {
 		return res, err
 	}
-	late, err := countAudit(e.audit, tChange, tDone.Add(5*time.Second))
+	late, err := countAudit(e.audit, tChange, tEvents.Add(time.Second))
 	if err != nil {
 		return res, err
 	}
@@ -433,6 +438,9 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 	gc1 := scrapeSum(e.metrics, "go_gc_duration_seconds_count")
 	fmt.Fprintf(os.Stderr, "  release: %d reconciles, %.0f ms mean wait in the work queue, %.0f ms mean reconcile, %d collections (next at %.0f MiB)\n",
 		int(r1.count-r0.count), q1.meanSince(q0)*1000, r1.meanSince(r0)*1000, int(gc1-gc0), scrapeSum(e.metrics, "go_memstats_next_gc_bytes")/(1<<20))
+	if failed := scrapeSum(e.metrics, "sluice_events_failed_total"); failed > 0 {
+		fmt.Fprintf(os.Stderr, "  events given up on by the manager (sluice_events_failed_total): %.0f\n", failed)
+	}
 	fmt.Fprintf(os.Stderr, "  writes a release: %s\n", perRelease(counts.written, n))
 	if len(counts.statusSaid) > 0 {
 		fmt.Fprintf(os.Stderr, "  status writes a release, by what they said:\n    %s\n", strings.Join(perReleaseParts(counts.statusSaid, n), "\n    "))
@@ -860,6 +868,16 @@ func childPid(name string) int {
 		}
 	}
 	return 0
+}
+
+// waitEventsWritten waits (up to 5 minutes) until the manager has no event
+// queued to write, and returns when.
+func waitEventsWritten(metricsURL string) time.Time {
+	deadline := time.Now().Add(5 * time.Minute)
+	for scrapeSum(metricsURL, "sluice_events_queued") > 0 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Millisecond)
+	}
+	return time.Now()
 }
 
 // scrapeSum adds up a counter's series in a Prometheus text exposition.

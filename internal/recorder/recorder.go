@@ -22,10 +22,12 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -34,6 +36,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	eventsclient "k8s.io/client-go/kubernetes/typed/events/v1"
 	"k8s.io/client-go/tools/reference"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 )
 
 const (
@@ -180,6 +183,7 @@ func (r *Recorder) NeedLeaderElection() bool { return false }
 // Start writes the queued events until ctx ends, then drains the queue
 // for at most drainTimeout.
 func (r *Recorder) Start(ctx context.Context) error {
+	running.Store(r)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
@@ -201,6 +205,33 @@ func (r *Recorder) Start(ctx context.Context) error {
 		r.log.Info("events not written at shutdown", "count", n)
 	}
 	return nil
+}
+
+// running is the recorder that started last: the one a manager process
+// runs, whose queue and failures its metrics show.
+var running atomic.Pointer[Recorder]
+
+func init() {
+	ctrlmetrics.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sluice_events_queued",
+			Help: "Events recorded and not yet written, retries included: with sluice_events_total, what the API server has yet to store.",
+		}, func() float64 {
+			if r := running.Load(); r != nil {
+				return float64(r.pending())
+			}
+			return 0
+		}),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sluice_events_failed_total",
+			Help: "Events given up on: refused as invalid or forbidden, or not taken for about a minute of retries.",
+		}, func() float64 {
+			if r := running.Load(); r != nil {
+				return float64(r.FailedWrites())
+			}
+			return 0
+		}),
+	)
 }
 
 // pending is the number of queued events.

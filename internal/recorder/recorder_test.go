@@ -19,6 +19,8 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
 	"github.com/sluice-dev/sluice/internal/testenv"
 )
 
@@ -191,6 +193,76 @@ func TestNoEventIsLostWhileTheAPIServerCannotTakeThem(t *testing.T) {
 	}
 	if n := f.rec.FailedWrites(); n != 0 {
 		t.Errorf("%d events given up on, want none", n)
+	}
+}
+
+// metric reads a metric of the recorder as the manager's /metrics shows it.
+func metric(t *testing.T, name string) float64 {
+	t.Helper()
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		m := f.GetMetric()[0]
+		if m.GetGauge() != nil {
+			return m.GetGauge().GetValue()
+		}
+		return m.GetCounter().GetValue()
+	}
+	t.Fatalf("the manager's metrics have no %s", name)
+	return 0
+}
+
+func TestTheEventsWaitingToBeWrittenAndThoseGivenUpOnAreMetrics(t *testing.T) {
+	// Refused for a while (503): queued, then written.
+	wrap, attempts := failingEventWrites(3)
+	f := newFixture(t, wrap)
+	for i := range 3 {
+		f.rec.Eventf(f.obj, nil, corev1.EventTypeNormal, "WeightChanged", "Release", "step %d", i)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for attempts.Load() < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d event writes tried, want 3", attempts.Load())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Each refused write is queued again to be retried seconds later.
+	if got := metric(t, "sluice_events_queued"); got != 3 {
+		t.Errorf("sluice_events_queued = %v while the API server refuses the 3 events, want 3", got)
+	}
+	f.waitNotes("Normal WeightChanged step 0 x1", "Normal WeightChanged step 1 x1", "Normal WeightChanged step 2 x1")
+	if got := metric(t, "sluice_events_queued"); got != 0 {
+		t.Errorf("sluice_events_queued = %v with every event written, want 0", got)
+	}
+	if got := metric(t, "sluice_events_failed_total"); got != 0 {
+		t.Errorf("sluice_events_failed_total grew by %v for events written after retries, want 0", got)
+	}
+
+	// Forbidden: given up on at once, and counted (by the recorder started
+	// last, as a manager runs one).
+	forbidden := func(rt http.RoundTripper) http.RoundTripper {
+		return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+			if req.Method != http.MethodGet && strings.Contains(req.URL.Path, "/events") {
+				return &http.Response{StatusCode: http.StatusForbidden, Header: http.Header{"Content-Type": {"text/plain"}},
+					Body: http.NoBody, Request: req}, nil
+			}
+			return rt.RoundTrip(req)
+		})
+	}
+	g := newFixture(t, forbidden)
+	g.rec.Eventf(g.obj, nil, corev1.EventTypeNormal, "Promoted", "Release", "revision 2 promoted")
+	g.rec.Eventf(g.obj, nil, corev1.EventTypeNormal, "Draining", "Release", "keeping the canary's pods")
+	deadline = time.Now().Add(10 * time.Second)
+	for metric(t, "sluice_events_failed_total") != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("sluice_events_failed_total = %v for 2 events refused as forbidden, want 2", metric(t, "sluice_events_failed_total"))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 

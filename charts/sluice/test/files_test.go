@@ -56,6 +56,7 @@ var knownMetrics = []string{
 	"sluice_rollout_phase", "sluice_rollout_canary_weight", "sluice_rollout_failed_checks",
 	"sluice_rollout_metric_value", "sluice_rollout_metric_primary_value", "sluice_release_duration_seconds", "sluice_releases_total",
 	"sluice_webhook_duration_seconds", "sluice_webhook_failures_total", "sluice_reconcile_errors_total", "sluice_events_total",
+	"sluice_events_queued", "sluice_events_failed_total",
 	"sluice_notifications_sent_total", "sluice_notifications_failed_total", "sluice_notifications_dropped_total",
 	"sluice_alerts_sent_total", "sluice_alerts_failed_total", "sluice_alerts_dropped_total",
 	"controller_runtime_reconcile_total", "controller_runtime_reconcile_errors_total",
