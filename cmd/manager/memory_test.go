@@ -98,7 +98,7 @@ func TestThePaceFollowsTheLiveHeapAfterEveryCollection(t *testing.T) {
 	gcPercent.Store(0)
 	var stop atomic.Bool
 	t.Cleanup(func() { stop.Store(true); debug.SetGCPercent(before) })
-	followCollections(func() bool { pace(); return !stop.Load() })
+	followCollections(func() bool { return !stop.Load() && pace() })
 
 	gogc := func() int {
 		s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
