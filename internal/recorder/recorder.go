@@ -216,22 +216,22 @@ func init() {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "sluice_events_queued",
 			Help: "Events recorded and not yet written, retries included: with sluice_events_total, what the API server has yet to store.",
-		}, func() float64 {
-			if r := running.Load(); r != nil {
-				return float64(r.pending())
-			}
-			return 0
-		}),
+		}, ofRunning((*Recorder).pending)),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "sluice_events_failed_total",
 			Help: "Events given up on: refused as invalid or forbidden, or not taken for about a minute of retries.",
-		}, func() float64 {
-			if r := running.Load(); r != nil {
-				return float64(r.FailedWrites())
-			}
-			return 0
-		}),
+		}, ofRunning((*Recorder).FailedWrites)),
 	)
+}
+
+// ofRunning reads a count of the running recorder (0 before one starts).
+func ofRunning(count func(*Recorder) int) func() float64 {
+	return func() float64 {
+		if r := running.Load(); r != nil {
+			return float64(count(r))
+		}
+		return 0
+	}
 }
 
 // pending is the number of queued events.
