@@ -17,8 +17,9 @@ import (
 // their cache. A small fleet that releases has the opposite problem: its
 // live heap is a few tens of MiB, so a proportional room means a collection
 // every few MiB of garbage, and the garbage is what a release makes (watch
-// events decoded, requests encoded). At GOGC 50 the collector was the
-// largest single cost of 100 releases at once (docs/performance.md).
+// events decoded, requests encoded). At GOGC 50, 100 releases at once were
+// collected 52 times in 50 s, an eighth of the manager's CPU
+// (docs/performance.md).
 //
 // So the room is whichever is larger: half the live heap, or a fixed
 // minHeapRoom. A heap under 64 MiB live gets 32 MiB of room (a smaller
