@@ -1,7 +1,9 @@
 package rollout_test
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -18,10 +20,26 @@ type requestLog struct {
 
 	mu   sync.Mutex
 	reqs []string // "METHOD path code"
+	// statusAnswers are the kinds of object the answers to status writes
+	// carried: "PartialObjectMetadata" or "Rollout".
+	statusAnswers []string
 }
 
 func (l *requestLog) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := l.next.RoundTrip(r)
+	answered := ""
+	if err == nil && r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, "/status") && strings.Contains(r.URL.Path, "/namespaces/"+l.ns+"/") {
+		body, rerr := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if rerr != nil {
+			return nil, rerr
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		answered = "Rollout"
+		if bytes.Contains(body, []byte("PartialObjectMetadata")) {
+			answered = "PartialObjectMetadata"
+		}
+	}
 	if strings.Contains(r.URL.Path, "/namespaces/"+l.ns+"/") {
 		code := 0
 		if resp != nil {
@@ -29,6 +47,9 @@ func (l *requestLog) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		l.mu.Lock()
 		l.reqs = append(l.reqs, fmt.Sprintf("%s %s %d", r.Method, r.URL.Path, code))
+		if answered != "" {
+			l.statusAnswers = append(l.statusAnswers, answered)
+		}
 		l.mu.Unlock()
 	}
 	return resp, err
@@ -61,7 +82,8 @@ func (l *requestLog) len() int {
 // A release is a handful of status writes; each one the API server refuses
 // as written from a stale copy is a request, and a reconcile, for nothing.
 // The manager does not act on a cached Rollout that it knows its own last
-// status write has left behind.
+// status write has left behind, and asks for the Rollout's metadata only in
+// the answer to a status write.
 func TestAReleaseWritesItsStatusWithoutConflicts(t *testing.T) {
 	s, log := newLoggedStory(t)
 	s.deploy("podinfo", "podinfo:1.0")
@@ -80,6 +102,20 @@ func TestAReleaseWritesItsStatusWithoutConflicts(t *testing.T) {
 	}
 	if len(conflicts) > 0 {
 		t.Errorf("%d of the release's %d requests were refused with 409 Conflict:\n%s", len(conflicts), len(reqs), strings.Join(conflicts, "\n"))
+	}
+	// The manager holds the status it sent: an answer with the whole
+	// Rollout would only be decoded to learn its new resourceVersion.
+	log.mu.Lock()
+	answers := append([]string(nil), log.statusAnswers...)
+	log.mu.Unlock()
+	if len(answers) == 0 {
+		t.Error("the release wrote no status")
+	}
+	for _, a := range answers {
+		if a != "PartialObjectMetadata" {
+			t.Errorf("a status write was answered with the whole %s, not its metadata only", a)
+			break
+		}
 	}
 	t.Logf("FIGURE requests of a 3-iteration blue/green release: %d\n%s", len(reqs), strings.Join(reqs, "\n"))
 }

@@ -215,7 +215,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		// Optimistic lock: a reconcile that started from a stale copy must
 		// not overwrite a newer status.
 		from := ro.ResourceVersion
-		err := r.Status().Patch(pctx, ro, statusPatch{base: recorded})
+		err := r.patchStatus(pctx, ro, recorded)
 		if err == nil {
 			r.writes.wrote(req.NamespacedName, from, ro.ResourceVersion)
 			r.writes.statusWritten(req.NamespacedName, r.Clock.Now())
@@ -571,11 +571,9 @@ func (r *Reconciler) recordFirst(ctx context.Context, sc *scope, status sluicev1
 	ro.Status = *status.DeepCopy()
 	r.completeStatus(sc, true)
 	ro.Status.ObservedGeneration = ro.Generation
-	sent := ro.Status.DeepCopy()
 	from := ro.ResourceVersion
-	if err := r.Status().Patch(ctx, ro, statusPatch{base: recorded}); err != nil {
+	if err := r.patchStatus(ctx, ro, recorded); err != nil {
 		ro.Status = *recorded.DeepCopy()
-		ro.ResourceVersion = from
 		if apierrors.IsConflict(err) {
 			return errStale
 		}
@@ -584,10 +582,8 @@ func (r *Reconciler) recordFirst(ctx context.Context, sc *scope, status sluicev1
 	key := client.ObjectKeyFromObject(ro)
 	r.writes.wrote(key, from, ro.ResourceVersion)
 	r.writes.statusWritten(key, r.Clock.Now())
-	// The answer's times are cut to the second: keep the status as sent,
-	// which the reconcile's later decisions are compared with.
-	ro.Status = *sent
-	sc.recorded, sc.fresh = sent, true
+	// The reconcile's later decisions are compared with the status as sent.
+	sc.recorded, sc.fresh = ro.Status.DeepCopy(), true
 	return nil
 }
 

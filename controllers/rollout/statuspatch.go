@@ -1,10 +1,12 @@
 package rollout
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -47,4 +49,25 @@ func (p statusPatch) Data(obj client.Object) ([]byte, error) {
 		Metadata lock            `json:"metadata"`
 		Status   json.RawMessage `json:"status"`
 	}{lock{ro.ResourceVersion}, diff})
+}
+
+// patchStatus writes ro's status as a statusPatch from base and takes the
+// Rollout's new resourceVersion from the answer; ro keeps the status it
+// sent. The answer is asked for as metadata only: decoding the whole
+// Rollout the API server sends back (managed fields and all, as JSON) after
+// every status write was 5 % of the manager's CPU releasing 100 Rollouts
+// at once, and the status in it is the one sent (the lock guarantees it
+// was applied to base), its times cut to the second.
+func (r *Reconciler) patchStatus(ctx context.Context, ro *sluicev1.Rollout, base *sluicev1.RolloutStatus) error {
+	data, err := statusPatch{base: base}.Data(ro)
+	if err != nil {
+		return err
+	}
+	answer := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: ro.Name}}
+	answer.SetGroupVersionKind(sluicev1.GroupVersion.WithKind("Rollout"))
+	if err := r.Status().Patch(ctx, answer, client.RawPatch(types.MergePatchType, data)); err != nil {
+		return err
+	}
+	ro.ResourceVersion = answer.ResourceVersion
+	return nil
 }
