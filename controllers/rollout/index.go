@@ -154,8 +154,11 @@ func (r *Reconciler) enqueueByIndex(index string, keys func(client.Object) []str
 	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 		var reqs []reconcile.Request
 		for _, k := range keys(o) {
+			// Only the names are read, so the cached Rollouts are not
+			// deep-copied: that was a copy of each for every event of a
+			// workload or config object it uses.
 			var list sluicev1.RolloutList
-			if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{index: k}); err != nil {
+			if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{index: k}, client.UnsafeDisableDeepCopy); err != nil {
 				ctrl.LoggerFrom(ctx).Error(err, "listing Rollouts by index", "index", index, "key", k)
 				continue
 			}
