@@ -2,11 +2,10 @@ package rollout
 
 import (
 	"context"
-	discoveryv1 "k8s.io/api/discovery/v1"
+	"slices"
 
 	istiov1 "istio.io/client-go/pkg/apis/networking/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/client-go/util/workqueue"
 
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -115,31 +114,7 @@ func (r *Reconciler) enqueueForRoute() handler.EventHandler {
 // enqueueOwnerOrIndex maps an object to the Rollout that controls it and to
 // the Rollouts whose index holds one of its keys.
 func (r *Reconciler) enqueueOwnerOrIndex(index string, keys func(client.Object) []string) handler.EventHandler {
-	byIndex := r.enqueueByIndex(index, keys)
-	owner := handler.EnqueueRequestsFromMapFunc(func(_ context.Context, o client.Object) []reconcile.Request {
-		if ref := metav1.GetControllerOf(o); ref != nil && ref.Kind == "Rollout" {
-			return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: o.GetNamespace(), Name: ref.Name}}}
-		}
-		return nil
-	})
-	return handler.Funcs{
-		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			byIndex.Create(ctx, e, q)
-			owner.Create(ctx, e, q)
-		},
-		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			byIndex.Update(ctx, e, q)
-			owner.Update(ctx, e, q)
-		},
-		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			byIndex.Delete(ctx, e, q)
-			owner.Delete(ctx, e, q)
-		},
-		GenericFunc: func(ctx context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
-			byIndex.Generic(ctx, e, q)
-			owner.Generic(ctx, e, q)
-		},
-	}
+	return r.enqueueIndexed(index, keys, true)
 }
 
 func configIndexKeys(kind workload.ConfigKind) func(client.Object) []string {
@@ -151,21 +126,64 @@ func configIndexKeys(kind workload.ConfigKind) func(client.Object) []string {
 // enqueueByIndex maps an object to the Rollouts in its namespace whose index
 // holds one of the object's keys.
 func (r *Reconciler) enqueueByIndex(index string, keys func(client.Object) []string) handler.EventHandler {
-	return handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-		var reqs []reconcile.Request
-		for _, k := range keys(o) {
-			// Only the names are read, so the cached Rollouts are not
-			// deep-copied: that was a copy of each for every event of a
-			// workload or config object it uses.
-			var list sluicev1.RolloutList
-			if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{index: k}, client.UnsafeDisableDeepCopy); err != nil {
-				ctrl.LoggerFrom(ctx).Error(err, "listing Rollouts by index", "index", index, "key", k)
-				continue
+	return r.enqueueIndexed(index, keys, false)
+}
+
+// enqueueIndexed maps an event's objects to the Rollouts in their namespace
+// whose index holds one of their keys and, with owner, to the Rollout that
+// controls them. One handler for both, so that each event of a watched
+// kind is handed to one listener, not two; and the keys of an update's old
+// and new copies (nearly always the same: they are made of the name) are
+// looked up once.
+func (r *Reconciler) enqueueIndexed(index string, keys func(client.Object) []string, owner bool) handler.EventHandler {
+	enqueue := func(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request], objs ...client.Object) {
+		var looked []string
+		for _, o := range objs {
+			if owner {
+				for _, req := range rolloutOfController(ctx, o) {
+					q.Add(req)
+				}
 			}
-			for _, ro := range list.Items {
-				reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&ro)})
+			for _, k := range keys(o) {
+				if slices.Contains(looked, k) {
+					continue
+				}
+				looked = append(looked, k)
+				for _, req := range r.rolloutsByIndex(ctx, index, o.GetNamespace(), k) {
+					q.Add(req)
+				}
 			}
 		}
-		return reqs
-	})
+	}
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(ctx, q, e.Object)
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(ctx, q, e.ObjectNew, e.ObjectOld)
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(ctx, q, e.Object)
+		},
+		GenericFunc: func(ctx context.Context, e event.GenericEvent, q workqueue.TypedRateLimitingInterface[reconcile.Request]) {
+			enqueue(ctx, q, e.Object)
+		},
+	}
+}
+
+// rolloutsByIndex is the Rollouts in namespace ns whose index holds key.
+func (r *Reconciler) rolloutsByIndex(ctx context.Context, index, ns, key string) []reconcile.Request {
+	// Only the names are read, so the cached Rollouts are not deep-copied:
+	// that was a copy of each for every event of a workload or config
+	// object it uses.
+	var list sluicev1.RolloutList
+	if err := r.List(ctx, &list, client.InNamespace(ns), client.MatchingFields{index: key}, client.UnsafeDisableDeepCopy); err != nil {
+		ctrl.LoggerFrom(ctx).Error(err, "listing Rollouts by index", "index", index, "key", key)
+		return nil
+	}
+	reqs := make([]reconcile.Request, 0, len(list.Items))
+	for i := range list.Items {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+	}
+	return reqs
 }

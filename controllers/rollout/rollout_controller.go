@@ -748,8 +748,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&sluicev1.Rollout{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deleting)))
 	for _, k := range workloadKinds {
 		// The primaries, and the targets by name.
-		b = b.Watches(k.New(), handler.EnqueueRequestsFromMapFunc(rolloutOfController)).
-			Watches(k.New(), r.enqueueByIndex(targetIndex, func(o client.Object) []string { return []string{o.GetName()} }))
+		b = b.Watches(k.New(), r.enqueueOwnerOrIndex(targetIndex, func(o client.Object) []string { return []string{o.GetName()} }))
 	}
 	c, err := b.
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(rolloutOfController)).
