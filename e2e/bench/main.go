@@ -361,6 +361,9 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 	q0 := scrapeMean(e.metrics, "workqueue_queue_duration_seconds", `name="rollout"`)
 	r0 := scrapeMean(e.metrics, "controller_runtime_reconcile_time_seconds", `controller="rollout"`)
 	gc0 := scrapeSum(e.metrics, "go_gc_duration_seconds_count")
+	// Bytes allocated: the work of a release, far steadier from run to
+	// run on a shared machine than its CPU seconds.
+	alloc0 := scrapeSum(e.metrics, "go_memstats_alloc_bytes_total")
 	tChange := time.Now()
 	// The CPU profile covers the whole release, promotion and drain
 	// included: consecutive 10 s profiles until every Rollout is
@@ -436,8 +439,10 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 	q1 := scrapeMean(e.metrics, "workqueue_queue_duration_seconds", `name="rollout"`)
 	r1 := scrapeMean(e.metrics, "controller_runtime_reconcile_time_seconds", `controller="rollout"`)
 	gc1 := scrapeSum(e.metrics, "go_gc_duration_seconds_count")
-	fmt.Fprintf(os.Stderr, "  release: %d reconciles, %.0f ms mean wait in the work queue, %.0f ms mean reconcile, %d collections (next at %.0f MiB)\n",
-		int(r1.count-r0.count), q1.meanSince(q0)*1000, r1.meanSince(r0)*1000, int(gc1-gc0), scrapeSum(e.metrics, "go_memstats_next_gc_bytes")/(1<<20))
+	alloc1 := scrapeSum(e.metrics, "go_memstats_alloc_bytes_total")
+	fmt.Fprintf(os.Stderr, "  release: %d reconciles, %.0f ms mean wait in the work queue, %.0f ms mean reconcile, %d collections (next at %.0f MiB), %.0f KiB allocated a release\n",
+		int(r1.count-r0.count), q1.meanSince(q0)*1000, r1.meanSince(r0)*1000, int(gc1-gc0), scrapeSum(e.metrics, "go_memstats_next_gc_bytes")/(1<<20),
+		(alloc1-alloc0)/float64(n)/(1<<10))
 	if failed := scrapeSum(e.metrics, "sluice_events_failed_total"); failed > 0 {
 		fmt.Fprintf(os.Stderr, "  events given up on by the manager (sluice_events_failed_total): %.0f\n", failed)
 	}
