@@ -153,7 +153,7 @@ func (r *Reconciler) scaleTarget(ctx context.Context, sc *scope, want statemachi
 	if err := r.Patch(ctx, sc.target.Object(), patch); err != nil {
 		return fmt.Errorf("scaling %s %s to %d: %w", sc.kind.Kind(), sc.target.Object().GetName(), n, err)
 	}
-	r.workloadWrites.wrote(workloadKey(sc.kind, up), from, up.Object().GetResourceVersion())
+	r.workloadWrites.Wrote(workloadKey(sc.kind, up), from, up.Object().GetResourceVersion())
 	// New pods must be ready before any check counts.
 	sc.obs.CanaryReady, sc.obs.CanaryMessage = sc.target.Ready(canaryThreshold(sc.ro))
 	return nil
@@ -204,7 +204,7 @@ func (r *Reconciler) setReplicas(ctx context.Context, k workload.Kind, w workloa
 	if err := r.Patch(ctx, upd.Object(), client.MergeFrom(w.Object())); err != nil {
 		return w, false, fmt.Errorf("scaling %s %s to %d: %w", k.Kind(), w.Object().GetName(), n, err)
 	}
-	r.workloadWrites.wrote(workloadKey(k, w), w.Object().GetResourceVersion(), upd.Object().GetResourceVersion())
+	r.workloadWrites.Wrote(workloadKey(k, w), w.Object().GetResourceVersion(), upd.Object().GetResourceVersion())
 	return upd, true, nil
 }
 
@@ -216,7 +216,7 @@ func (r *Reconciler) updateWorkload(ctx context.Context, k workload.Kind, w work
 	if err := r.Update(ctx, w.Object()); err != nil {
 		return err
 	}
-	r.workloadWrites.wrote(workloadKey(k, w), from, w.Object().GetResourceVersion())
+	r.workloadWrites.Wrote(workloadKey(k, w), from, w.Object().GetResourceVersion())
 	return nil
 }
 

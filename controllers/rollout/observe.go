@@ -105,7 +105,7 @@ func (r *Reconciler) observe(ctx context.Context, ro *sluicev1.Rollout) (*scope,
 		return nil, fmt.Errorf("reading target %s %s: %w", sc.kind.Kind(), name, err)
 	}
 	target := sc.kind.Wrap(obj)
-	if r.workloadWrites.isBehind(workloadKey(sc.kind, target), obj.GetResourceVersion()) {
+	if r.workloadWrites.IsBehind(workloadKey(sc.kind, target), obj.GetResourceVersion()) {
 		return nil, errStale
 	}
 	sc.target = target
@@ -236,7 +236,7 @@ func (r *Reconciler) observePrimary(ctx context.Context, sc *scope) error {
 		return nil
 	}
 	primary := sc.kind.Wrap(obj)
-	if r.workloadWrites.isBehind(workloadKey(sc.kind, primary), obj.GetResourceVersion()) {
+	if r.workloadWrites.IsBehind(workloadKey(sc.kind, primary), obj.GetResourceVersion()) {
 		return errStale
 	}
 	sc.primary = primary

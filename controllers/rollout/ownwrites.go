@@ -2,7 +2,6 @@ package rollout
 
 import (
 	"math"
-	"slices"
 	"sync"
 	"time"
 
@@ -10,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/internal/ownwrites"
 )
 
 // ownWrites remembers, per Rollout, the resourceVersions that this
@@ -24,64 +24,12 @@ import (
 // that version has all of this manager's writes, so acting on it needs no
 // uncached read to make sure (isCurrent).
 type ownWrites struct {
-	behind pastVersions
+	behind ownwrites.Versions[types.NamespacedName]
 
 	mu   sync.Mutex
 	last map[types.NamespacedName]string
 	// status is when the status was last written.
 	status map[types.NamespacedName]time.Time
-}
-
-// pastVersions remembers, per object, the resourceVersions that this
-// manager's own writes moved it past, until the cache shows a copy that is
-// none of them. The Rollouts' are ownWrites'; the workloads' are kept on
-// their own (Reconciler.workloadWrites): a primary's template written and a
-// reconcile woken before the cache has it would promote it again from the
-// old copy, refused with 409 Conflict.
-type pastVersions struct {
-	mu     sync.Mutex
-	behind map[types.NamespacedName][]string
-}
-
-// wrote records a write that moved the object from resourceVersion from to
-// another (a write that changed nothing keeps its resourceVersion).
-func (p *pastVersions) wrote(key types.NamespacedName, from, to string) {
-	if from == "" || from == to {
-		return
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.behind == nil {
-		p.behind = map[types.NamespacedName][]string{}
-	}
-	if !slices.Contains(p.behind[key], from) {
-		// A few at most: the versions one reconcile writes past.
-		p.behind[key] = append(p.behind[key], from)
-	}
-}
-
-// isBehind reports whether a cached copy at resourceVersion rv predates a
-// write of ours. A copy that does not is the cache caught up (or someone
-// else's newer write, which the optimistic lock guards): forget the old
-// versions then.
-func (p *pastVersions) isBehind(key types.NamespacedName, rv string) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	old, ok := p.behind[key]
-	if !ok {
-		return false
-	}
-	if slices.Contains(old, rv) {
-		return true
-	}
-	delete(p.behind, key)
-	return false
-}
-
-func (p *pastVersions) forget(key types.NamespacedName) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	delete(p.behind, key)
 }
 
 // messageHold is how long a status change of messages only waits for the
@@ -116,16 +64,16 @@ func (o *ownWrites) wrote(key types.NamespacedName, from, to string) {
 	if from == "" || from == to {
 		return
 	}
-	o.behind.wrote(key, from, to)
+	o.behind.Wrote(key, from, to)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.last[key] = to
 }
 
 // isBehind reports whether a cached copy of the Rollout at resourceVersion
-// rv predates a write of ours (pastVersions.isBehind).
+// rv predates a write of ours (ownwrites.Versions.IsBehind).
 func (o *ownWrites) isBehind(key types.NamespacedName, rv string) bool {
-	return o.behind.isBehind(key, rv)
+	return o.behind.IsBehind(key, rv)
 }
 
 // hasAll reports whether a cached copy at resourceVersion rv is the one our
@@ -158,7 +106,7 @@ func (o *ownWrites) sinceLast(key types.NamespacedName, now time.Time) time.Dura
 }
 
 func (o *ownWrites) forget(key types.NamespacedName) {
-	o.behind.forget(key)
+	o.behind.Forget(key)
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	delete(o.last, key)

@@ -90,26 +90,3 @@ func TestAStatusWrittenAMomentAgoHoldsBackTheNextWordsOnlyChange(t *testing.T) {
 		t.Errorf("sinceLast = %s, want 500ms", got)
 	}
 }
-
-func TestAWorkloadCopyOlderThanOurOwnWriteIsBehindUntilTheCacheCatchesUp(t *testing.T) {
-	var p pastVersions // as the Reconciler holds it: ready at its zero value
-	primary := types.NamespacedName{Namespace: "shop", Name: "Deployment/podinfo-primary"}
-	if p.isBehind(primary, "7") {
-		t.Fatal("a workload never written is behind")
-	}
-	p.wrote(primary, "7", "9") // the template of the promotion
-	if !p.isBehind(primary, "7") {
-		t.Error("the primary cached before the promotion is not behind")
-	}
-	// The Deployment controller's status write after ours: caught up.
-	if p.isBehind(primary, "10") {
-		t.Error("a copy newer than our write is behind")
-	}
-	if p.isBehind(primary, "7") {
-		t.Error("after the cache caught up, the old version is still behind")
-	}
-	p.wrote(primary, "10", "10")
-	if p.isBehind(primary, "10") {
-		t.Error("a scale that changed nothing put the current copy behind")
-	}
-}

@@ -36,6 +36,7 @@ import (
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/controllers/rollout/statemachine"
+	"github.com/sluice-dev/sluice/internal/ownwrites"
 	"github.com/sluice-dev/sluice/pkg/analysis"
 	"github.com/sluice-dev/sluice/pkg/autoscaling"
 	"github.com/sluice-dev/sluice/pkg/notify"
@@ -58,8 +59,14 @@ type Reconciler struct {
 	Recorder  events.EventRecorder
 	Clock     clock.PassiveClock
 	Routers   RouterFor
-	Metrics   analysis.Querier
-	Webhooks  *webhooks.Client
+	// RouteClient writes the Services and is the routers' client: an
+	// ownwrites.Client, whose reads of a Service or route that our own
+	// write left behind fail with errStale, so that a reconcile woken
+	// before the cache has a switch does not make it again (r.Client when
+	// nil).
+	RouteClient client.Client
+	Metrics     analysis.Querier
+	Webhooks    *webhooks.Client
 	// Notifier sends each event to the notification targets, and to the
 	// Rollout's alerts, never blocking.
 	Notifier *notify.Dispatcher
@@ -79,7 +86,7 @@ type Reconciler struct {
 	writes *ownWrites
 	// workloadWrites keeps them off cached primaries and targets that our
 	// own writes left behind.
-	workloadWrites pastVersions
+	workloadWrites ownwrites.Versions[types.NamespacedName]
 	// revisions spares a reconcile hashing a target's template that has
 	// not changed (revisions.go).
 	revisions revisions
@@ -104,9 +111,9 @@ const statusPatchTimeout = 10 * time.Second
 // the API server (the cache catches up within milliseconds).
 const staleRetry = 200 * time.Millisecond
 
-// errStale says a cached copy (the Rollout, its primary or its target) is
-// behind the API server.
-var errStale = errors.New("a cached copy is older than the API server's")
+// errStale says a cached copy (the Rollout, its primary or its target, a
+// Service or route that RouteClient wrote) is behind the API server.
+var errStale = ownwrites.ErrBehind
 
 // isCurrent reports whether the cached copy of a Rollout is the API
 // server's latest; one uncached read, made only before hooks or checks.
@@ -160,7 +167,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	}
 	if !ro.DeletionTimestamp.IsZero() {
 		r.calls.forget(req.NamespacedName)
-		return r.finalize(ctx, ro)
+		res, err := r.finalize(ctx, ro)
+		if errors.Is(err, errStale) {
+			// A route our own write left behind in the cache: finalize
+			// again once the cache has it (every step is idempotent).
+			return ctrl.Result{RequeueAfter: staleRetry}, nil
+		}
+		return res, err
 	}
 	if !controllerutil.ContainsFinalizer(ro, finalizer) {
 		patch, from := client.MergeFrom(ro.DeepCopy()), ro.ResourceVersion
@@ -699,6 +712,14 @@ func blockedWhileActing(sc *scope, err error) bool {
 	return true
 }
 
+// routeClient is the client of the Services' reads and writes.
+func (r *Reconciler) routeClient() client.Client {
+	if r.RouteClient != nil {
+		return r.RouteClient
+	}
+	return r.Client
+}
+
 // ensureRoutes creates or updates the Services and the router's objects
 // (routes, DestinationRules), once per reconcile, before anything else is
 // written or called. A route that exists keeps its weights, so a copy of
@@ -711,7 +732,7 @@ func (r *Reconciler) ensureRoutes(ctx context.Context, sc *scope) error {
 	// As observed, endpoints included: a router's apex Service moves to
 	// the primary's pods only once they serve.
 	sc.route.PrimaryReady = sc.obs.PrimaryReady
-	if err := traffic.EnsureServices(ctx, r.Client, r.APIReader, sc.route); err != nil {
+	if err := traffic.EnsureServices(ctx, r.routeClient(), r.APIReader, sc.route); err != nil {
 		var conflict *traffic.ServiceConflictError
 		if errors.As(err, &conflict) {
 			return &blockedError{reason: "ServiceConflict", msg: err.Error()}

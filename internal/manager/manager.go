@@ -39,6 +39,7 @@ import (
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/controllers/rollout"
 	"github.com/sluice-dev/sluice/internal/intern"
+	"github.com/sluice-dev/sluice/internal/ownwrites"
 	"github.com/sluice-dev/sluice/internal/recorder"
 	"github.com/sluice-dev/sluice/pkg/analysis"
 	"github.com/sluice-dev/sluice/pkg/analysis/kubernetes"
@@ -329,16 +330,20 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if err := mgr.Add(events); err != nil {
 		return nil, err
 	}
+	// The Services and routes are read and written through one client that
+	// remembers its own writes (internal/ownwrites).
+	routes := ownwrites.NewClient(mgr.GetClient())
 	r := &rollout.Reconciler{
-		Client:    mgr.GetClient(),
-		APIReader: mgr.GetAPIReader(),
-		Recorder:  rollout.CountEvents(events),
-		Clock:     clk,
-		Routers:   routers.New(mgr.GetClient(), mgr.GetRESTMapper()).For,
-		Metrics:   metrics,
-		Webhooks:  hooks,
-		Notifier:  dispatcher,
-		AlertHTTP: alertClient(policy),
+		Client:      mgr.GetClient(),
+		APIReader:   mgr.GetAPIReader(),
+		Recorder:    rollout.CountEvents(events),
+		Clock:       clk,
+		Routers:     routers.New(routes, mgr.GetRESTMapper()).For,
+		RouteClient: routes,
+		Metrics:     metrics,
+		Webhooks:    hooks,
+		Notifier:    dispatcher,
+		AlertHTTP:   alertClient(policy),
 		// Autoscalers are read from the cache itself: the client would read
 		// unstructured kinds (KEDA's ScaledObjects) live on every reconcile.
 		Autoscalers: autoscaling.New(mgr.GetClient(), mgr.GetCache(), mgr.GetRESTMapper(), hpa.Kind{}, keda.Kind{}),

@@ -1,0 +1,139 @@
+// Package ownwrites keeps a controller from acting on cached copies that
+// its own writes have left behind. The cache learns of a write a moment
+// after the API server answers it (on a loaded API server, much later); a
+// reconcile woken in between reads the copy from before the write, takes
+// what it wrote for a change still to make, and makes it again: a request
+// for nothing, or one refused with 409 Conflict. Versions remembers which
+// resourceVersions a write moved past; Client does so for every write it
+// makes and refuses to hand out such a copy, with ErrBehind, so that the
+// caller looks again once the cache has caught up.
+package ownwrites
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// ErrBehind says a cached copy predates a write this manager made: look
+// again in a moment, once the cache has the write.
+var ErrBehind = errors.New("a cached copy is older than the API server's")
+
+// Versions remembers, per object, the resourceVersions that this
+// manager's own writes moved it past, until the cache shows a copy that is
+// none of them. The zero value is ready to use.
+type Versions[K comparable] struct {
+	mu     sync.Mutex
+	behind map[K][]string
+}
+
+// Wrote records a write that moved the object from resourceVersion from to
+// another (a write that changed nothing keeps its resourceVersion).
+func (p *Versions[K]) Wrote(key K, from, to string) {
+	if from == "" || from == to {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.behind == nil {
+		p.behind = map[K][]string{}
+	}
+	if !slices.Contains(p.behind[key], from) {
+		// A few at most: the versions one reconcile writes past.
+		p.behind[key] = append(p.behind[key], from)
+	}
+}
+
+// IsBehind reports whether a cached copy at resourceVersion rv predates a
+// write of ours. A copy that does not is the cache caught up (or someone
+// else's newer write, which the optimistic lock or a merge patch's
+// narrowness guards): the old versions are forgotten then.
+func (p *Versions[K]) IsBehind(key K, rv string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old, ok := p.behind[key]
+	if !ok {
+		return false
+	}
+	if slices.Contains(old, rv) {
+		return true
+	}
+	delete(p.behind, key)
+	return false
+}
+
+// Forget drops what is remembered of an object (it is gone).
+func (p *Versions[K]) Forget(key K) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.behind, key)
+}
+
+// Client is a client.Client that remembers the versions its own updates
+// and patches moved objects past, and whose Get fails with ErrBehind
+// (wrapped) on a copy that predates one of them. Creates, deletes, lists
+// and status subresources pass through as they are: a create leaves no
+// version behind, only an absence, which a Get cannot tell from a delete.
+type Client struct {
+	client.Client
+	versions Versions[objectKey]
+}
+
+// NewClient guards c's reads with c's own writes.
+func NewClient(c client.Client) *Client { return &Client{Client: c} }
+
+// objectKey names an object across kinds: its Go type, and for
+// unstructured objects, which share one type, its kind.
+type objectKey struct {
+	typ  reflect.Type
+	gvk  schema.GroupVersionKind
+	name types.NamespacedName
+}
+
+func keyOf(obj client.Object, name types.NamespacedName) objectKey {
+	k := objectKey{typ: reflect.TypeOf(obj), name: name}
+	if _, ok := obj.(runtime.Unstructured); ok {
+		k.gvk = obj.GetObjectKind().GroupVersionKind()
+	}
+	return k
+}
+
+// Get implements client.Reader.
+func (c *Client) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if err := c.Client.Get(ctx, key, obj, opts...); err != nil {
+		return err
+	}
+	if c.versions.IsBehind(keyOf(obj, key), obj.GetResourceVersion()) {
+		return fmt.Errorf("%s %s: %w", reflect.TypeOf(obj).Elem().Name(), key.Name, ErrBehind)
+	}
+	return nil
+}
+
+// Update implements client.Writer.
+func (c *Client) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
+	from := obj.GetResourceVersion()
+	if err := c.Client.Update(ctx, obj, opts...); err != nil {
+		return err
+	}
+	c.versions.Wrote(keyOf(obj, client.ObjectKeyFromObject(obj)), from, obj.GetResourceVersion())
+	return nil
+}
+
+// Patch implements client.Writer. The version moved past is the one obj
+// carries: that of the copy the patch was made from.
+func (c *Client) Patch(ctx context.Context, obj client.Object, patch client.Patch, opts ...client.PatchOption) error {
+	from := obj.GetResourceVersion()
+	if err := c.Client.Patch(ctx, obj, patch, opts...); err != nil {
+		return err
+	}
+	c.versions.Wrote(keyOf(obj, client.ObjectKeyFromObject(obj)), from, obj.GetResourceVersion())
+	return nil
+}
