@@ -183,7 +183,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		}
 		r.writes.wrote(req.NamespacedName, from, ro.ResourceVersion)
 	}
-	base := ro.DeepCopy()
+	// The status as read: what the API server holds until this reconcile
+	// writes (only the status is kept, not a copy of the whole Rollout).
+	base := ro.Status.DeepCopy()
 	var sc *scope
 	actionTaken := false
 	// The answers of the hooks and checks ended so far; a decision made
@@ -196,7 +198,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		}
 		// What the API server holds: the status read, or the one this
 		// reconcile recorded before moving the route (recordFirst).
-		recorded := &base.Status
+		recorded := base
 		if sc != nil && sc.recorded != nil {
 			recorded = sc.recorded
 		}
@@ -254,7 +256,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		// A copy our last write returned needs no uncached read before
 		// hooks, checks, routes or scales.
 		sc.fresh = r.writes.hasAll(req.NamespacedName, ro.ResourceVersion)
-		sc.recorded = &base.Status
+		sc.recorded = base
 	}
 	if errors.Is(err, errStale) {
 		// A primary or target our own write left behind: look again once
@@ -275,12 +277,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		ro.Status = d.Status
 		return ctrl.Result{RequeueAfter: staleRetry}, nil
 	}
-	if sc.obs.Blocked != "" && !stalledFor(&base.Status, sc.obs.BlockedReason) {
+	if sc.obs.Blocked != "" && !stalledFor(base, sc.obs.BlockedReason) {
 		r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, sc.obs.BlockedReason, "Reconcile", "%s", sc.obs.Blocked)
 	}
 	ro.Status = d.Status
 	r.completeStatus(sc, err == nil)
-	recordMetrics(ro, &base.Status, r.Clock.Now())
+	recordMetrics(ro, base, r.Clock.Now())
 	if err != nil {
 		reconcileErrors.Inc()
 		r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, "ReconcileError", "Reconcile", "%v", err)
