@@ -53,7 +53,8 @@ func other(t traffic.Target, host string) string {
 // stands.
 func (r *Router) adoptDestinationRule(ctx context.Context, t traffic.Target, host, name string) error {
 	dr := &istiov1.DestinationRule{}
-	err := r.Client.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: name}, dr)
+	// The cache's own object (read on every reconcile): never changed here.
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: name}, dr, client.UnsafeDisableDeepCopy)
 	if apierrors.IsNotFound(err) {
 		return &traffic.StalledError{Reason: "DestinationRuleNotFound", Message: fmt.Sprintf(
 			"routing.istio.destinationRuleRefs: DestinationRule %s (for host %s) not found", name, host)}
@@ -67,9 +68,9 @@ func (r *Router) adoptDestinationRule(ctx context.Context, t traffic.Target, hos
 			name, dr.Spec.Host, host, host, host)}
 	}
 	if metav1.IsControlledBy(dr, t.Rollout) {
-		patch := client.MergeFrom(dr.DeepCopy())
-		release(dr, t)
-		if err := r.Client.Patch(ctx, dr, patch); err != nil {
+		upd := dr.DeepCopy()
+		release(upd, t)
+		if err := r.Client.Patch(ctx, upd, client.MergeFrom(dr)); err != nil {
 			return fmt.Errorf("releasing DestinationRule %s: %w", name, err)
 		}
 	}
@@ -113,7 +114,9 @@ func release(o client.Object, t traffic.Target) {
 func (r *Router) ensureDestinationRule(ctx context.Context, t traffic.Target, host string, p policies) error {
 	want := destinationRuleSpec(host, p)
 	dr := &istiov1.DestinationRule{}
-	err := r.Client.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: host}, dr)
+	// The cache's own object: nearly every reconcile finds it as it should
+	// be and only reads it; a patch goes from a copy.
+	err := r.Client.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: host}, dr, client.UnsafeDisableDeepCopy)
 	if err == nil {
 		if !metav1.IsControlledBy(dr, t.Rollout) {
 			return &traffic.StalledError{Reason: "RouteConflict", Message: fmt.Sprintf(
@@ -123,10 +126,10 @@ func (r *Router) ensureDestinationRule(ctx context.Context, t traffic.Target, ho
 		if proto.Equal(&dr.Spec, want) {
 			return nil
 		}
-		patch := client.MergeFrom(dr.DeepCopy())
-		dr.Spec.Reset()
-		proto.Merge(&dr.Spec, want)
-		if err := r.Client.Patch(ctx, dr, patch); err != nil {
+		upd := dr.DeepCopy()
+		upd.Spec.Reset()
+		proto.Merge(&upd.Spec, want)
+		if err := r.Client.Patch(ctx, upd, client.MergeFrom(dr)); err != nil {
 			return fmt.Errorf("updating DestinationRule %s: %w", host, err)
 		}
 		return nil

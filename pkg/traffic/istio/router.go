@@ -60,8 +60,9 @@ func (r *Router) EnsureRoutes(ctx context.Context, t traffic.Target) error {
 	}
 	name, adopted := vsName(t)
 	s := shiftedOf(t)
-	vs := &istiov1.VirtualService{}
-	err = r.Client.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: name}, vs)
+	// The cache's own object: a reconcile that finds it as it should be only
+	// reads it. It is never changed here; a patch goes from a copy.
+	vs, err := r.cached(ctx, t)
 	switch {
 	case apierrors.IsNotFound(err) && adopted:
 		return &traffic.StalledError{Reason: "RouteNotFound", Message: fmt.Sprintf("routing.istio.virtualServiceRef: VirtualService %s not found", name)}
@@ -115,13 +116,17 @@ func (r *Router) EnsureRoutes(ctx context.Context, t traffic.Target) error {
 	} else {
 		want.Tcp, want.Http = nil, buildHTTP([]*networking.HTTPRoute{generatedHTTP(s.h, config(t), p)}, s.h, s.spec, current)
 	}
-	patch := client.MergeFrom(vs.DeepCopy())
-	metaChanged := traffic.SyncMetadata(vs, config(t).Metadata)
+	// Synced on a copy of the ObjectMeta (SyncMetadata sets new maps, never
+	// changing the ones it reads).
+	meta := vs.ObjectMeta
+	metaChanged := traffic.SyncMetadata(&meta, config(t).Metadata)
 	if proto.Equal(want, &vs.Spec) && !metaChanged {
 		return nil
 	}
-	want.DeepCopyInto(&vs.Spec)
-	if err := r.Client.Patch(ctx, vs, patch); err != nil {
+	upd := vs.DeepCopy()
+	upd.Labels, upd.Annotations = meta.Labels, meta.Annotations
+	want.DeepCopyInto(&upd.Spec)
+	if err := r.Client.Patch(ctx, upd, client.MergeFrom(vs)); err != nil {
 		return fmt.Errorf("updating VirtualService %s: %w", name, err)
 	}
 	return nil
@@ -137,15 +142,25 @@ func (r *Router) hosts(t traffic.Target) []string {
 	return out
 }
 
+// get reads the VirtualService as a copy of its own, to change.
 func (r *Router) get(ctx context.Context, t traffic.Target) (*istiov1.VirtualService, error) {
 	name, _ := vsName(t)
 	vs := &istiov1.VirtualService{}
 	return vs, r.Client.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: name}, vs)
 }
 
+// cached reads the VirtualService as the cache's own object, not a deep
+// copy (it is read on every reconcile, and a deep copy of its protobuf
+// spec is costly): the caller only reads it, and writes from a copy.
+func (r *Router) cached(ctx context.Context, t traffic.Target) (*istiov1.VirtualService, error) {
+	name, _ := vsName(t)
+	vs := &istiov1.VirtualService{}
+	return vs, r.Client.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: name}, vs, client.UnsafeDisableDeepCopy)
+}
+
 // Apply rewrites the managed routes for want and reads the result back.
 func (r *Router) Apply(ctx context.Context, t traffic.Target, want traffic.Route) (traffic.Applied, error) {
-	vs, err := r.get(ctx, t)
+	vs, err := r.cached(ctx, t)
 	if err != nil {
 		return traffic.Applied{}, fmt.Errorf("reading VirtualService: %w", err)
 	}
@@ -157,16 +172,21 @@ func (r *Router) Apply(ctx context.Context, t traffic.Target, want traffic.Route
 	spec := s.build(&vs.Spec, want)
 	labels, relabel := traffic.SyncShiftingLabel(vs.Labels, want)
 	if relabel || !proto.Equal(spec, &vs.Spec) || vs.Annotations[traffic.RouteAnnotation] != want.String() {
-		patch := client.MergeFrom(vs.DeepCopy())
-		spec.DeepCopyInto(&vs.Spec)
-		vs.Labels = labels
-		if vs.Annotations == nil {
-			vs.Annotations = map[string]string{}
+		upd := vs.DeepCopy()
+		spec.DeepCopyInto(&upd.Spec)
+		if relabel {
+			// A new map (SyncShiftingLabel); otherwise labels is the
+			// cache's own, which the answer must not be decoded into.
+			upd.Labels = labels
 		}
-		vs.Annotations[traffic.RouteAnnotation] = want.String()
-		if err := r.Client.Patch(ctx, vs, patch); err != nil {
+		if upd.Annotations == nil {
+			upd.Annotations = map[string]string{}
+		}
+		upd.Annotations[traffic.RouteAnnotation] = want.String()
+		if err := r.Client.Patch(ctx, upd, client.MergeFrom(vs)); err != nil {
 			return traffic.Applied{}, fmt.Errorf("updating VirtualService %s: %w", vs.Name, err)
 		}
+		vs = upd
 	}
 	out.Route, _ = s.observe(vs)
 	return out, nil
@@ -174,7 +194,7 @@ func (r *Router) Apply(ctx context.Context, t traffic.Target, want traffic.Route
 
 // Observe reads the VirtualService back.
 func (r *Router) Observe(ctx context.Context, t traffic.Target) (traffic.Route, bool, error) {
-	vs, err := r.get(ctx, t)
+	vs, err := r.cached(ctx, t)
 	if apierrors.IsNotFound(err) {
 		return traffic.Route{}, false, nil
 	}
