@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
@@ -246,4 +247,49 @@ func TestAReconcileWokenBeforeTheCacheSeesTheSwitchedApexDoesNotSwitchItAgain(t 
 		t.Errorf("events %v: a ReconcileError told for a cache that was only behind", got)
 	}
 	s.must(s.apexSelects("podinfo", map[string]string{"app": "podinfo-primary"}))
+}
+
+// The first reconcile of a Rollout creates its three Services; a reconcile
+// woken before the cache has them (by the primary's creation, say) finds
+// none and creates them again. Refused as existing, they must not be taken
+// for someone else's: that told the user, with a Stalled condition and a
+// Warning, to remove Sluice's own Service.
+func TestServicesTheCacheHasNotSeenYetAreNotTakenForSomeoneElses(t *testing.T) {
+	s, gate, log := newGatedStory(t, "services")
+	// Another Rollout first: once it is initialized, the manager's caches
+	// have synced (the initial list comes through the watch).
+	s.deploy("other", "other:1.0")
+	s.initialized("other")
+	s.deploy("podinfo", "podinfo:1.0")
+	gate.close()
+	start := log.len()
+	s.rollout("podinfo")
+	created := "POST /api/v1/namespaces/" + s.ns + "/services 201"
+	s.eventually(storyTimeout, "the Services created", func() error {
+		if n := count(log.since(start), created); n < 3 {
+			return fmt.Errorf("%d of 3 created", n)
+		}
+		return nil
+	})
+	// Reconciles woken while the cache has none of them.
+	for range 3 {
+		s.wake("podinfo")
+		time.Sleep(300 * time.Millisecond)
+	}
+	stalled := s.getRollout("podinfo").Status.Conditions
+	gate.open()
+	s.waitPhase("podinfo", sluicev1.PhaseInitialized, storyTimeout)
+
+	if got := s.eventReasons("podinfo"); slices.Contains(got, "ServiceConflict") || slices.Contains(got, "ReconcileError") {
+		t.Errorf("events %v: the Rollout's own Services were taken for someone else's, or an error told for a cache that was only behind: %q",
+			got, append(s.eventNotes("podinfo", "ServiceConflict"), s.eventNotes("podinfo", "ReconcileError")...))
+	}
+	for _, c := range stalled {
+		if c.Type == sluicev1.ConditionStalled && c.Status == metav1.ConditionTrue {
+			t.Errorf("Stalled while the cache was behind: %s: %s", c.Reason, c.Message)
+		}
+	}
+	if n := count(log.since(start), created); n != 3 {
+		t.Errorf("%d Services created, want 3", n)
+	}
 }

@@ -10,8 +10,10 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/internal/ownwrites"
 )
 
 // Weights is the split of traffic between primary and canary, in percent.
@@ -86,6 +88,19 @@ type Router interface {
 	// without it, generated routes are deleted and adopted ones handed back
 	// pointing at the apex Service.
 	Finalize(ctx context.Context, t Target, revert bool) error
+}
+
+// NotCachedYet is the error of an Apply that did not find its route object
+// (the apex Service, an HTTPRoute, a VirtualService) in the cache. Apply
+// runs only after EnsureRoutes and EnsureServices have made sure it
+// exists, creating it if need be, so a NotFound then is the cache not
+// having caught up with that creation (ownwrites.ErrBehind: look again once
+// it has), not an error to tell. Other errors are returned as they are.
+func NotCachedYet(err error, what string) error {
+	if apierrors.IsNotFound(err) {
+		return fmt.Errorf("%s is not in the cache yet: %w", what, ownwrites.ErrBehind)
+	}
+	return err
 }
 
 // RouteAnnotation on a route object records the Route Sluice last wrote, to

@@ -15,7 +15,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/internal/intern"
+	"github.com/sluice-dev/sluice/internal/ownwrites"
 )
 
 // ManagedByLabel marks the objects Sluice creates; the manager's cache only
@@ -56,10 +58,10 @@ func EnsureServices(ctx context.Context, c client.Client, uncached client.Reader
 	// Only discovered ports come and go with the templates; without
 	// portDiscovery the Services' ports are the spec's alone.
 	keep := t.PrimaryRolling && t.Rollout.Spec.Service.PortDiscovery
-	if err := EnsureService(ctx, c, t, t.Primary, t.PrimarySelector, true, servicePorts(t, primary), keep); err != nil {
+	if err := EnsureService(ctx, c, uncached, t, t.Primary, t.PrimarySelector, true, servicePorts(t, primary), keep); err != nil {
 		return err
 	}
-	if err := EnsureService(ctx, c, t, t.Canary, t.CanarySelector, true, servicePorts(t, t.CanaryPorts), false); err != nil {
+	if err := EnsureService(ctx, c, uncached, t, t.Canary, t.CanarySelector, true, servicePorts(t, t.CanaryPorts), false); err != nil {
 		return err
 	}
 	if t.Rollout.Spec.Service.Adopt {
@@ -71,7 +73,7 @@ func EnsureServices(ctx context.Context, c client.Client, uncached client.Reader
 	}
 	apex := append(slices.Clone(primary), t.CanaryPorts...)
 	followPrimary := t.Rollout.Spec.Routing != nil && t.PrimaryReady
-	return EnsureService(ctx, c, t, t.Apex, t.PrimarySelector, followPrimary, servicePorts(t, apex), keep)
+	return EnsureService(ctx, c, uncached, t, t.Apex, t.PrimarySelector, followPrimary, servicePorts(t, apex), keep)
 }
 
 // adoptApex takes over the apex Service when it exists, is not in the
@@ -234,8 +236,9 @@ func samePorts(have, want []corev1.ServicePort) bool {
 // equal to selector.
 //
 // want is the ports the Service should have; with keep, ports it has beyond
-// them stay (see EnsureServices).
-func EnsureService(ctx context.Context, c client.Client, t Target, name string, selector map[string]string, updateSelector bool, want []corev1.ServicePort, keep bool) error {
+// them stay (see EnsureServices). uncached tells, when a create is refused
+// as existing, whose Service is in the way (see alreadyExists).
+func EnsureService(ctx context.Context, c client.Client, uncached client.Reader, t Target, name string, selector map[string]string, updateSelector bool, want []corev1.ServicePort, keep bool) error {
 	ro := t.Rollout
 	svc := &corev1.Service{}
 	// The cache's own copy, not a deep copy: nearly every call finds the
@@ -255,7 +258,7 @@ func EnsureService(ctx context.Context, c client.Client, t Target, name string, 
 			return err
 		}
 		if err := c.Create(ctx, svc); apierrors.IsAlreadyExists(err) {
-			return &ServiceConflictError{Name: name}
+			return alreadyExists(ctx, uncached, ro, name)
 		} else if err != nil {
 			return fmt.Errorf("creating Service %s: %w", name, err)
 		}
@@ -290,6 +293,28 @@ func EnsureService(ctx context.Context, c client.Client, t Target, name string, 
 		return fmt.Errorf("updating Service %s: %w", name, err)
 	}
 	return nil
+}
+
+// alreadyExists tells what a create of the Service name, refused as
+// existing, ran into: the Rollout's own Service, created by an earlier
+// reconcile that the cache has not caught up with (ownwrites.ErrBehind:
+// look again once it has), or someone else's (a ServiceConflictError). Only
+// the API server can tell: the cache does not have it. Its metadata is
+// enough.
+func alreadyExists(ctx context.Context, uncached client.Reader, ro *sluicev1.Rollout, name string) error {
+	if uncached == nil {
+		return &ServiceConflictError{Name: name}
+	}
+	meta := &metav1.PartialObjectMetadata{}
+	meta.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Service"))
+	if err := uncached.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: name}, meta); err != nil {
+		// Gone again, or the API server did not answer: try again.
+		return fmt.Errorf("reading Service %s, which exists: %w", name, err)
+	}
+	if metav1.IsControlledBy(meta, ro) {
+		return fmt.Errorf("Service %s: %w", name, ownwrites.ErrBehind)
+	}
+	return &ServiceConflictError{Name: name}
 }
 
 // ReleaseApex hands the apex Service back when a Rollout is deleted with

@@ -166,7 +166,7 @@ func (r *Router) Apply(ctx context.Context, t traffic.Target, want traffic.Route
 	k := r.kind()
 	cached, err := r.get(ctx, t, k)
 	if err != nil {
-		return traffic.Applied{}, fmt.Errorf("reading %s: %w", k.name(), err)
+		return traffic.Applied{}, fmt.Errorf("reading %s: %w", k.name(), traffic.NotCachedYet(err, k.name()))
 	}
 	route := cached.DeepCopyObject().(client.Object)
 	b := backendsOf(t)

@@ -162,7 +162,7 @@ func (r *Router) cached(ctx context.Context, t traffic.Target) (*istiov1.Virtual
 func (r *Router) Apply(ctx context.Context, t traffic.Target, want traffic.Route) (traffic.Applied, error) {
 	vs, err := r.cached(ctx, t)
 	if err != nil {
-		return traffic.Applied{}, fmt.Errorf("reading VirtualService: %w", err)
+		return traffic.Applied{}, fmt.Errorf("reading VirtualService: %w", traffic.NotCachedYet(err, "VirtualService"))
 	}
 	s := shiftedOf(t)
 	var out traffic.Applied

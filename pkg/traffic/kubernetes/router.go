@@ -45,7 +45,7 @@ func (r *Router) Apply(ctx context.Context, t traffic.Target, want traffic.Route
 	want = traffic.Route{Weights: want.Weights}
 	svc, err := r.apex(ctx, t)
 	if err != nil {
-		return traffic.Applied{}, err
+		return traffic.Applied{}, traffic.NotCachedYet(err, "apex Service "+t.Apex)
 	}
 	var out traffic.Applied
 	// The annotation says what Sluice last wrote; a selector that says
