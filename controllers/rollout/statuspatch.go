@@ -1,11 +1,11 @@
 package rollout
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 
-	jsonpatch "github.com/evanphx/json-patch/v5"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -38,7 +38,7 @@ func (p statusPatch) Data(obj client.Object) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	diff, err := jsonpatch.CreateMergePatch(from, to)
+	diff, err := mergePatch(from, to)
 	if err != nil {
 		return nil, err
 	}
@@ -71,3 +71,50 @@ func (r *Reconciler) patchStatus(ctx context.Context, ro *sluicev1.Rollout, base
 	ro.ResourceVersion = answer.ResourceVersion
 	return nil
 }
+
+// mergePatch is the JSON merge patch (RFC 7386) that turns the object from
+// into to, both as encoding/json writes one Go type (so that equal values
+// are equal bytes): the members of to that differ, a null for each member
+// that to lacks, and for an object in both, the merge patch of the two.
+// Arrays are replaced whole, as RFC 7386 has it.
+//
+// A general diff (evanphx/json-patch's CreateMergePatch) decodes both
+// documents whole into maps of interfaces: 5 % of the manager's CPU with
+// 1,000 releases at once, for statuses of which a write changes a few
+// fields. Here each level is split into raw members, and only the members
+// that differ are looked into.
+func mergePatch(from, to []byte) (json.RawMessage, error) {
+	var a, b map[string]json.RawMessage
+	if err := json.Unmarshal(from, &a); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(to, &b); err != nil {
+		return nil, err
+	}
+	out := make(map[string]json.RawMessage, len(b))
+	for k, bv := range b {
+		av, ok := a[k]
+		switch {
+		case ok && bytes.Equal(av, bv):
+			continue
+		case ok && isObject(av) && isObject(bv):
+			sub, err := mergePatch(av, bv)
+			if err != nil {
+				return nil, err
+			}
+			out[k] = sub
+		default:
+			out[k] = bv
+		}
+	}
+	for k := range a {
+		if _, ok := b[k]; !ok {
+			out[k] = json.RawMessage("null")
+		}
+	}
+	return json.Marshal(out)
+}
+
+// isObject reports whether a JSON value, as encoding/json writes it, is an
+// object.
+func isObject(v json.RawMessage) bool { return len(v) > 0 && v[0] == '{' }
