@@ -354,16 +354,16 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 	// events of the initialisation may still be queued: counted after the
 	// change, they would read as a release's.
 	time.Sleep(2 * time.Second)
-	waitEventsWritten(e.metrics)
-
+	before, _ := waitEventsWritten(e.metrics)
+	// After the scrape: its work is not the release's.
 	cpu0, api0 := procCPU(e.mgr.Pid()), procCPU(e.apiPid)
-	rec0 := scrapeSum(e.metrics, "sluice_events_total")
-	q0 := scrapeMean(e.metrics, "workqueue_queue_duration_seconds", `name="rollout"`)
-	r0 := scrapeMean(e.metrics, "controller_runtime_reconcile_time_seconds", `controller="rollout"`)
-	gc0 := scrapeSum(e.metrics, "go_gc_duration_seconds_count")
+	rec0 := before.sum("sluice_events_total")
+	q0 := before.mean("workqueue_queue_duration_seconds", `name="rollout"`)
+	r0 := before.mean("controller_runtime_reconcile_time_seconds", `controller="rollout"`)
+	gc0 := before.sum("go_gc_duration_seconds_count")
 	// Bytes allocated: the work of a release, far steadier from run to
 	// run on a shared machine than its CPU seconds.
-	alloc0 := scrapeSum(e.metrics, "go_memstats_alloc_bytes_total")
+	alloc0 := before.sum("go_memstats_alloc_bytes_total")
 	tChange := time.Now()
 	// The CPU profile covers the whole release, promotion and drain
 	// included: consecutive 10 s profiles until every Rollout is
@@ -401,6 +401,9 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 	}
 	tDone := time.Now()
 	res.succeeded = tDone.Sub(tChange)
+	// Before anything else asks the manager for work (a profile, a scrape).
+	res.managerCPU = procCPU(e.mgr.Pid()) - cpu0
+	res.apiServerCPU = procCPU(e.apiPid) - api0
 	close(released)
 	if profiling {
 		if err := <-profDone; err != nil {
@@ -413,14 +416,12 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 	}
 	res.progressing = w.lastSince(tChange, func(s seen) time.Time { return s.progressing })
 	res.firstShift = w.lastSince(tChange, func(s seen) time.Time { return s.shifted })
-	res.managerCPU = procCPU(e.mgr.Pid()) - cpu0
-	res.apiServerCPU = procCPU(e.apiPid) - api0
 	// Requests of the release: from the first change until every Rollout
 	// is Succeeded, plus a second for what was in flight. Events are sent
 	// in the background: they are counted until the manager's queue of
 	// them is empty, and for 5 s at least.
 	time.Sleep(5 * time.Second)
-	tEvents := waitEventsWritten(e.metrics)
+	after, tEvents := waitEventsWritten(e.metrics)
 	counts, err := countAudit(e.audit, tChange, tDone.Add(time.Second))
 	if err != nil {
 		return res, err
@@ -434,16 +435,17 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 	res.reads = float64(counts.reads-counts.leaseReads) / float64(n)
 	res.writes = float64(counts.writes-(counts.lease-counts.leaseReads)) / float64(n)
 	res.eventsWritten = late.events
-	res.eventsRecorded = int(scrapeSum(e.metrics, "sluice_events_total") - rec0)
+	res.eventsRecorded = int(after.sum("sluice_events_total") - rec0)
 	res.peakRSS = rss.stop()
-	q1 := scrapeMean(e.metrics, "workqueue_queue_duration_seconds", `name="rollout"`)
-	r1 := scrapeMean(e.metrics, "controller_runtime_reconcile_time_seconds", `controller="rollout"`)
-	gc1 := scrapeSum(e.metrics, "go_gc_duration_seconds_count")
-	alloc1 := scrapeSum(e.metrics, "go_memstats_alloc_bytes_total")
+	q1 := after.mean("workqueue_queue_duration_seconds", `name="rollout"`)
+	r1 := after.mean("controller_runtime_reconcile_time_seconds", `controller="rollout"`)
+	gc1 := after.sum("go_gc_duration_seconds_count")
+	alloc1 := after.sum("go_memstats_alloc_bytes_total")
 	fmt.Fprintf(os.Stderr, "  release: %d reconciles, %.0f ms mean wait in the work queue, %.0f ms mean reconcile, %d collections (next at %.0f MiB), %.0f KiB allocated a release\n",
-		int(r1.count-r0.count), q1.meanSince(q0)*1000, r1.meanSince(r0)*1000, int(gc1-gc0), scrapeSum(e.metrics, "go_memstats_next_gc_bytes")/(1<<20),
+		int(r1.count-r0.count), q1.meanSince(q0)*1000, r1.meanSince(r0)*1000, int(gc1-gc0), after.sum("go_memstats_next_gc_bytes")/(1<<20),
 		(alloc1-alloc0)/float64(n)/(1<<10))
-	if failed := scrapeSum(e.metrics, "sluice_events_failed_total"); failed > 0 {
+	fmt.Fprintf(os.Stderr, "  a /metrics scrape: %s\n", scrapeCost(e.mgr.Pid(), e.metrics))
+	if failed := after.sum("sluice_events_failed_total"); failed > 0 {
 		fmt.Fprintf(os.Stderr, "  events given up on by the manager (sluice_events_failed_total): %.0f\n", failed)
 	}
 	fmt.Fprintf(os.Stderr, "  writes a release: %s\n", perRelease(counts.written, n))
@@ -876,25 +878,54 @@ func childPid(name string) int {
 }
 
 // waitEventsWritten waits (up to 5 minutes) until the manager has no event
-// queued to write, and returns when.
-func waitEventsWritten(metricsURL string) time.Time {
+// queued to write, and returns the scrape that said so, and when.
+func waitEventsWritten(metricsURL string) (exposition, time.Time) {
 	deadline := time.Now().Add(5 * time.Minute)
-	for scrapeSum(metricsURL, "sluice_events_queued") > 0 && time.Now().Before(deadline) {
+	for {
+		e := scrape(metricsURL)
+		if e.sum("sluice_events_queued") == 0 || !time.Now().Before(deadline) {
+			return e, time.Now()
+		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	return time.Now()
 }
 
-// scrapeSum adds up a counter's series in a Prometheus text exposition.
-func scrapeSum(url, name string) float64 {
+// scrapeCost is the manager's CPU for one scrape of its metrics (a dozen
+// series per Rollout it holds), the median of five.
+func scrapeCost(pid int, metricsURL string) string {
+	var ms []float64
+	for range 5 {
+		c0 := procCPU(pid)
+		scrape(metricsURL)
+		ms = append(ms, float64(procCPU(pid)-c0)/float64(time.Millisecond))
+	}
+	slices.Sort(ms)
+	return fmt.Sprintf("%.0f ms of manager CPU (median of 5; %.0f–%.0f)", ms[2], ms[0], ms[4])
+}
+
+// exposition is what the manager's /metrics answered: Prometheus text.
+type exposition string
+
+// scrape reads the manager's metrics once. Each scrape is work for the
+// manager (it exports a dozen series per Rollout): the release's figures
+// are read from one scrape before it and one after, not one per figure.
+func scrape(url string) exposition {
 	resp, err := http.Get(url)
 	if err != nil {
-		return 0
+		return ""
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
+	return exposition(body)
+}
+
+// scrapeSum adds up a counter's series, in a scrape of its own.
+func scrapeSum(url, name string) float64 { return scrape(url).sum(name) }
+
+// sum adds up a counter's series.
+func (e exposition) sum(name string) float64 {
 	var sum float64
-	for _, line := range strings.Split(string(body), "\n") {
+	for _, line := range strings.Split(string(e), "\n") {
 		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
 			continue
 		}
@@ -915,17 +946,11 @@ func (s sumCount) meanSince(before sumCount) float64 {
 	return (s.sum - before.sum) / (s.count - before.count)
 }
 
-// scrapeMean reads a histogram's _sum and _count for the series whose
-// labels contain match.
-func scrapeMean(url, name, match string) sumCount {
-	resp, err := http.Get(url)
-	if err != nil {
-		return sumCount{}
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
+// mean reads a histogram's _sum and _count for the series whose labels
+// contain match.
+func (e exposition) mean(name, match string) sumCount {
 	var sc sumCount
-	for _, line := range strings.Split(string(body), "\n") {
+	for _, line := range strings.Split(string(e), "\n") {
 		if !strings.Contains(line, match) {
 			continue
 		}
