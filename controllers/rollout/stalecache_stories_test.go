@@ -198,17 +198,6 @@ func TestAPromotionThatConflictsWithAWriteTheCacheHasNotSeenTriesAgainQuietly(t 
 	}
 }
 
-// count is how many of reqs are req.
-func count(reqs []string, req string) int {
-	n := 0
-	for _, r := range reqs {
-		if r == req {
-			n++
-		}
-	}
-	return n
-}
-
 // After the manager points the apex Service at the canary, its cache of the
 // Service holds the old selector for a moment (on a loaded API server, for
 // long). A reconcile woken then must not take the old selector for a switch
@@ -223,7 +212,7 @@ func TestAReconcileWokenBeforeTheCacheSeesTheSwitchedApexDoesNotSwitchItAgain(t 
 	s.setImage("podinfo", "podinfo:2.0")
 	switched := "PATCH /api/v1/namespaces/" + s.ns + "/services/podinfo 200"
 	s.eventually(storyTimeout, "the apex Service switched to the canary", func() error {
-		if count(log.since(start), switched) == 0 {
+		if countOf(log.since(start), switched) == 0 {
 			return fmt.Errorf("no %q yet", switched)
 		}
 		return nil
@@ -233,14 +222,14 @@ func TestAReconcileWokenBeforeTheCacheSeesTheSwitchedApexDoesNotSwitchItAgain(t 
 		s.wake("podinfo")
 		time.Sleep(300 * time.Millisecond)
 	}
-	if n := count(log.since(start), switched); n != 1 {
+	if n := countOf(log.since(start), switched); n != 1 {
 		t.Errorf("the apex Service was patched %d times before the cache had the first switch:\n%s", n, strings.Join(log.since(start), "\n"))
 	}
 	gate.open()
 	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
 
 	// To the canary, and back to the primary once it runs the new version.
-	if n := count(log.since(start), switched); n != 2 {
+	if n := countOf(log.since(start), switched); n != 2 {
 		t.Errorf("the release patched the apex Service %d times, want 2:\n%s", n, strings.Join(log.since(start), "\n"))
 	}
 	if got := s.eventReasons("podinfo"); slices.Contains(got, "ReconcileError") {
@@ -266,7 +255,7 @@ func TestServicesTheCacheHasNotSeenYetAreNotTakenForSomeoneElses(t *testing.T) {
 	s.rollout("podinfo")
 	created := "POST /api/v1/namespaces/" + s.ns + "/services 201"
 	s.eventually(storyTimeout, "the Services created", func() error {
-		if n := count(log.since(start), created); n < 3 {
+		if n := countOf(log.since(start), created); n < 3 {
 			return fmt.Errorf("%d of 3 created", n)
 		}
 		return nil
@@ -289,7 +278,7 @@ func TestServicesTheCacheHasNotSeenYetAreNotTakenForSomeoneElses(t *testing.T) {
 			t.Errorf("Stalled while the cache was behind: %s: %s", c.Reason, c.Message)
 		}
 	}
-	if n := count(log.since(start), created); n != 3 {
+	if n := countOf(log.since(start), created); n != 3 {
 		t.Errorf("%d Services created, want 3", n)
 	}
 }
