@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -65,8 +66,11 @@ type Reconciler struct {
 	// before the cache has a switch does not make it again (r.Client when
 	// nil).
 	RouteClient client.Client
-	Metrics     analysis.Querier
-	Webhooks    *webhooks.Client
+	// RolloutMetadata writes the Rollouts' status and reads back their
+	// metadata only (statuspatch.go); r.Status() when nil.
+	RolloutMetadata metadata.Getter
+	Metrics         analysis.Querier
+	Webhooks        *webhooks.Client
 	// Notifier sends each event to the notification targets, and to the
 	// Rollout's alerts, never blocking.
 	Notifier *notify.Dispatcher

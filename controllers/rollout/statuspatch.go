@@ -58,10 +58,22 @@ func (p statusPatch) Data(obj client.Object) ([]byte, error) {
 // every status write was 5 % of the manager's CPU releasing 100 Rollouts
 // at once, and the status in it is the one sent (the lock guarantees it
 // was applied to base), its times cut to the second.
+//
+// It goes through RolloutMetadata when set: controller-runtime's metadata
+// client looks the Rollout's REST mapping up again for every request (4 %
+// of the manager's allocations with 1,000 releases at once).
 func (r *Reconciler) patchStatus(ctx context.Context, ro *sluicev1.Rollout, base *sluicev1.RolloutStatus) error {
 	data, err := statusPatch{base: base}.Data(ro)
 	if err != nil {
 		return err
+	}
+	if r.RolloutMetadata != nil {
+		answer, err := r.RolloutMetadata.Namespace(ro.Namespace).Patch(ctx, ro.Name, types.MergePatchType, data, metav1.PatchOptions{}, "status")
+		if err != nil {
+			return err
+		}
+		ro.ResourceVersion = answer.ResourceVersion
+		return nil
 	}
 	answer := &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: ro.Namespace, Name: ro.Name}}
 	answer.SetGroupVersionKind(sluicev1.GroupVersion.WithKind("Rollout"))

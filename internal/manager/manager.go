@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	eventsclient "k8s.io/client-go/kubernetes/typed/events/v1"
+	"k8s.io/client-go/metadata"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
@@ -333,6 +334,10 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	// The Services and routes are read and written through one client that
 	// remembers its own writes (internal/ownwrites).
 	routes := ownwrites.NewClient(mgr.GetClient())
+	meta, err := metadata.NewForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient())
+	if err != nil {
+		return nil, fmt.Errorf("metadata client: %w", err)
+	}
 	r := &rollout.Reconciler{
 		Client:      mgr.GetClient(),
 		APIReader:   mgr.GetAPIReader(),
@@ -340,10 +345,12 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		Clock:       clk,
 		Routers:     routers.New(routes, mgr.GetRESTMapper()).For,
 		RouteClient: routes,
-		Metrics:     metrics,
-		Webhooks:    hooks,
-		Notifier:    dispatcher,
-		AlertHTTP:   alertClient(policy),
+		// The status writes, answered with metadata only.
+		RolloutMetadata: meta.Resource(sluicev1.GroupVersion.WithResource("rollouts")),
+		Metrics:         metrics,
+		Webhooks:        hooks,
+		Notifier:        dispatcher,
+		AlertHTTP:       alertClient(policy),
 		// Autoscalers are read from the cache itself: the client would read
 		// unstructured kinds (KEDA's ScaledObjects) live on every reconcile.
 		Autoscalers: autoscaling.New(mgr.GetClient(), mgr.GetCache(), mgr.GetRESTMapper(), hpa.Kind{}, keda.Kind{}),
