@@ -263,7 +263,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		sc.recorded = base
 	}
 	if errors.Is(err, errStale) {
-		// A primary or target our own write left behind: look again once
+		// A primary, target, Service or route our own write left behind
+		// (or a Service just created): look again once
 		// the cache has the write.
 		return ctrl.Result{RequeueAfter: staleRetry}, nil
 	}
