@@ -110,7 +110,7 @@ test: envtest prometheus metric-servers chromium vet ## Run every unit and envte
 .PHONY: bench-smoke
 bench-smoke: envtest ## Each benchmark once at its smallest size, so that none rots (part of make test; figures from it mean nothing).
 	go test -run '^$$' -bench . -benchtime 1x ./controllers/rollout/statemachine/ ./pkg/analysis/judge/ ./pkg/loadtest/
-	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -run '^$$' -bench 'RolloutsAtScale/rollouts=10$$' -benchtime 1x ./controllers/rollout/
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -run '^$$' -bench 'RolloutsAtScale/rollouts=10$$|StatusPatch|ScrapeRolloutState/rollouts=10$$' -benchtime 1x ./controllers/rollout/
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -run '^$$' -bench 'ManagerHeapWithSecrets/secrets=200$$' -benchtime 1x ./internal/manager/
 
 # FUZZTIME is how long `make fuzz` runs each fuzz target; `make test` runs
@@ -162,6 +162,7 @@ demo: $(CLUSTER_DEPS) ## Watch Sluice release a good and a bad version through r
 bench: envtest ## Benchmarks: a decision, N Rollouts on a real API server, the manager's heap with 2,000 Secrets, the load generator's rate.
 	go test -run '^$$' -bench . -count 5 ./controllers/rollout/statemachine/
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -run '^$$' -bench 'RolloutsAtScale/rollouts=(10|100|1000)$$' -benchtime 1x -count 3 -timeout 60m ./controllers/rollout/
+	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -run '^$$' -bench 'StatusPatch|ScrapeRolloutState' -count 5 ./controllers/rollout/
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -run '^$$' -bench 'ManagerHeapWithSecrets/secrets=2000$$' -benchtime 1x -count 3 -timeout 30m ./internal/manager/
 	go test -run '^$$' -bench . -benchtime 3x -count 3 ./pkg/loadtest/
 

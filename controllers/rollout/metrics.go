@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -154,16 +155,27 @@ func (c *rolloutCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 func collectRollout(ch chan<- prometheus.Metric, ro *sluicev1.Rollout) {
-	ns, name, st := ro.Namespace, ro.Name, &ro.Status
-	for _, p := range allPhases {
-		v := 0.0
+	st := &ro.Status
+	// A scrape makes a dozen series per Rollout, ten of them its phase:
+	// each made by NewConstMetric would copy, sort and check its labels.
+	// These share them instead, in the order Prometheus sorts labels
+	// (metric < name < namespace < phase), and share the phases' 0 and 1.
+	name, ns := labelPair("name", ro.Name), labelPair("namespace", ro.Namespace)
+	series := make([]rolloutSeries, len(allPhases)+2, len(allPhases)+2+2*len(st.Metrics))
+	pairs := make([]*dto.LabelPair, 3*len(allPhases)+2)
+	for i, p := range allPhases {
+		labels := pairs[3*i : 3*i+3 : 3*i+3]
+		labels[0], labels[1], labels[2] = name, ns, phasePairs[i]
+		value := zeroGauge
 		if st.Phase == p {
-			v = 1
+			value = oneGauge
 		}
-		ch <- prometheus.MustNewConstMetric(phaseDesc, prometheus.GaugeValue, v, ns, name, string(p))
+		series[i] = rolloutSeries{desc: phaseDesc, labels: labels, gauge: value}
 	}
-	ch <- prometheus.MustNewConstMetric(weightDesc, prometheus.GaugeValue, float64(st.CanaryWeight), ns, name)
-	ch <- prometheus.MustNewConstMetric(failedChecksDesc, prometheus.GaugeValue, float64(st.FailedChecks), ns, name)
+	byRollout := pairs[3*len(allPhases):]
+	byRollout[0], byRollout[1] = name, ns
+	series[len(allPhases)] = rolloutSeries{desc: weightDesc, labels: byRollout, gauge: gaugeOf(float64(st.CanaryWeight))}
+	series[len(allPhases)+1] = rolloutSeries{desc: failedChecksDesc, labels: byRollout, gauge: gaugeOf(float64(st.FailedChecks))}
 	seen := make(map[string]bool, len(st.Metrics))
 	for _, m := range st.Metrics {
 		// Two series with the same labels would fail the whole scrape.
@@ -171,16 +183,52 @@ func collectRollout(ch chan<- prometheus.Metric, ro *sluicev1.Rollout) {
 			continue
 		}
 		seen[m.Name] = true
+		byMetric := []*dto.LabelPair{labelPair("metric", m.Name), name, ns}
 		if v, err := strconv.ParseFloat(m.Value, 64); err == nil {
-			ch <- prometheus.MustNewConstMetric(metricValueDesc, prometheus.GaugeValue, v, ns, name, m.Name)
+			series = append(series, rolloutSeries{desc: metricValueDesc, labels: byMetric, gauge: gaugeOf(v)})
 		}
 		// No primary median this time (no data, or not a compare check):
 		// no series, rather than an old one standing for it.
 		if v, err := strconv.ParseFloat(m.PrimaryValue, 64); err == nil {
-			ch <- prometheus.MustNewConstMetric(metricPrimaryDesc, prometheus.GaugeValue, v, ns, name, m.Name)
+			series = append(series, rolloutSeries{desc: metricPrimaryDesc, labels: byMetric, gauge: gaugeOf(v)})
 		}
 	}
+	for i := range series {
+		ch <- &series[i]
+	}
 }
+
+// rolloutSeries is one series of a Rollout's state. Its labels and value
+// may be shared with other series: nothing writes to them once made.
+type rolloutSeries struct {
+	desc   *prometheus.Desc
+	labels []*dto.LabelPair
+	gauge  *dto.Gauge
+}
+
+func (s *rolloutSeries) Desc() *prometheus.Desc { return s.desc }
+
+func (s *rolloutSeries) Write(m *dto.Metric) error {
+	m.Label, m.Gauge = s.labels, s.gauge
+	return nil
+}
+
+var (
+	zeroGauge, oneGauge = gaugeOf(0), gaugeOf(1)
+	phasePairs          = func() []*dto.LabelPair {
+		pairs := make([]*dto.LabelPair, len(allPhases))
+		for i, p := range allPhases {
+			pairs[i] = labelPair("phase", string(p))
+		}
+		return pairs
+	}()
+)
+
+func labelPair(name, value string) *dto.LabelPair {
+	return &dto.LabelPair{Name: &name, Value: &value}
+}
+
+func gaugeOf(v float64) *dto.Gauge { return &dto.Gauge{Value: &v} }
 
 // exportRolloutGauges points the collector at a manager's cache, for the
 // time that manager leads.
