@@ -109,7 +109,7 @@ test: envtest prometheus metric-servers chromium vet ## Run every unit and envte
 
 .PHONY: bench-smoke
 bench-smoke: envtest ## Each benchmark once at its smallest size, so that none rots (part of make test; figures from it mean nothing).
-	go test -run '^$$' -bench . -benchtime 1x ./controllers/rollout/statemachine/ ./pkg/analysis/judge/ ./pkg/loadtest/
+	go test -run '^$$' -bench . -benchtime 1x ./controllers/rollout/statemachine/ ./pkg/analysis/judge/ ./pkg/loadtest/ ./pkg/traffic/
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -run '^$$' -bench 'RolloutsAtScale/rollouts=10$$|StatusPatch|ScrapeRolloutState/rollouts=10$$' -benchtime 1x ./controllers/rollout/
 	KUBEBUILDER_ASSETS="$(ENVTEST_ASSETS)" go test -run '^$$' -bench 'ManagerHeapWithSecrets/secrets=200$$' -benchtime 1x ./internal/manager/
 

@@ -39,6 +39,9 @@ func TestServiceMetadataFollowsTheSpecAndLeavesOthersKeysAlone(t *testing.T) {
 		// copy of a cached Service's metadata to see whether it changes.
 		labelsRead, annotationsRead := svc.Labels, svc.Annotations
 		labelsWere, annotationsWere := maps.Clone(labelsRead), maps.Clone(annotationsRead)
+		if got := MetadataChanged(svc, st.want); got != st.changed {
+			t.Errorf("%s: MetadataChanged = %v, want %v", st.name, got, st.changed)
+		}
 		if got := SyncMetadata(svc, st.want); got != st.changed {
 			t.Errorf("%s: changed = %v, want %v", st.name, got, st.changed)
 		}
@@ -48,5 +51,28 @@ func TestServiceMetadataFollowsTheSpecAndLeavesOthersKeysAlone(t *testing.T) {
 		if !maps.Equal(labelsRead, labelsWere) || !maps.Equal(annotationsRead, annotationsWere) {
 			t.Errorf("%s: the maps it read were changed: labels %v (were %v), annotations %v (were %v)", st.name, labelsRead, labelsWere, annotationsRead, annotationsWere)
 		}
+	}
+}
+
+// BenchmarkMetadataUnchanged is the question nearly every reconcile asks
+// for each Service it ensures, and finds nothing to change.
+func BenchmarkMetadataUnchanged(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		want *sluicev1.ServiceMetadata
+	}{
+		{"no-metadata", nil},
+		{"with-metadata", &sluicev1.ServiceMetadata{Labels: map[string]string{"tier": "web"}, Annotations: map[string]string{"a": "1"}}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{ManagedByLabel: ManagedByValue, "sluice.dev/rollout": "web"}}}
+			SyncMetadata(svc, bc.want)
+			b.ReportAllocs()
+			for b.Loop() {
+				if MetadataChanged(svc, bc.want) {
+					b.Fatal("changed")
+				}
+			}
+		})
 	}
 }

@@ -276,15 +276,12 @@ func EnsureService(ctx context.Context, c client.Client, uncached client.Reader,
 	}
 	portsSame := samePorts(svc.Spec.Ports, want)
 	selectorSame := !updateSelector || maps.Equal(svc.Spec.Selector, selector)
-	// The metadata is synced on a copy of the ObjectMeta first (SyncMetadata
-	// sets new maps, never changing the ones it reads): most calls change
-	// nothing, and need no deep copy of the Service for a patch.
-	meta := svc.ObjectMeta
-	if portsSame && selectorSame && !SyncMetadata(&meta, serviceMetadata(t, name)) {
+	// Most calls change nothing, and need no copy of the Service.
+	if portsSame && selectorSame && !MetadataChanged(svc, serviceMetadata(t, name)) {
 		return nil
 	}
 	upd := svc.DeepCopy()
-	upd.Labels, upd.Annotations = meta.Labels, meta.Annotations
+	SyncMetadata(upd, serviceMetadata(t, name))
 	upd.Spec.Ports = want
 	if updateSelector {
 		upd.Spec.Selector = selector

@@ -116,15 +116,11 @@ func (r *Router) EnsureRoutes(ctx context.Context, t traffic.Target) error {
 	} else {
 		want.Tcp, want.Http = nil, buildHTTP([]*networking.HTTPRoute{generatedHTTP(s.h, config(t), p)}, s.h, s.spec, current)
 	}
-	// Synced on a copy of the ObjectMeta (SyncMetadata sets new maps, never
-	// changing the ones it reads).
-	meta := vs.ObjectMeta
-	metaChanged := traffic.SyncMetadata(&meta, config(t).Metadata)
-	if proto.Equal(want, &vs.Spec) && !metaChanged {
+	if proto.Equal(want, &vs.Spec) && !traffic.MetadataChanged(vs, config(t).Metadata) {
 		return nil
 	}
 	upd := vs.DeepCopy()
-	upd.Labels, upd.Annotations = meta.Labels, meta.Annotations
+	traffic.SyncMetadata(upd, config(t).Metadata)
 	want.DeepCopyInto(&upd.Spec)
 	if err := r.Client.Patch(ctx, upd, client.MergeFrom(vs)); err != nil {
 		return fmt.Errorf("updating VirtualService %s: %w", name, err)
