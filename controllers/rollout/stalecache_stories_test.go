@@ -282,3 +282,53 @@ func TestServicesTheCacheHasNotSeenYetAreNotTakenForSomeoneElses(t *testing.T) {
 		t.Errorf("%d Services created, want 3", n)
 	}
 }
+
+// The same for the route a router generates: a reconcile woken before the
+// cache has the route an earlier one created tries to create it again, and
+// must not tell the refusal as an error: that was a ReconcileError event,
+// and the Rollout waited out the error's backoff.
+func TestRoutesTheCacheHasNotSeenYetAreNoError(t *testing.T) {
+	for _, kind := range routerKinds {
+		t.Run(kind, func(t *testing.T) {
+			resource := map[string]string{"gatewayAPI": "httproutes", "istio": "virtualservices"}[kind]
+			s, gate, log := newGatedStory(t, resource)
+			// Another Rollout of the same router first: once it is
+			// initialized, the manager watches its routes.
+			s.deploy("other", "other:1.0")
+			s.initialized("other", withRouter(kind), withCanaryWeights(50))
+			s.deploy("podinfo", "podinfo:1.0")
+			gate.close()
+			start := log.len()
+			s.rollout("podinfo", withRouter(kind), withCanaryWeights(50))
+			created := func() int {
+				n := 0
+				for _, r := range log.since(start) {
+					if strings.HasPrefix(r, "POST ") && strings.HasSuffix(r, "/"+resource+" 201") {
+						n++
+					}
+				}
+				return n
+			}
+			s.eventually(storyTimeout, "the route created", func() error {
+				if created() == 0 {
+					return fmt.Errorf("not yet")
+				}
+				return nil
+			})
+			// Reconciles woken while the cache does not have it.
+			for range 3 {
+				s.wake("podinfo")
+				time.Sleep(300 * time.Millisecond)
+			}
+			gate.open()
+			s.waitPhase("podinfo", sluicev1.PhaseInitialized, storyTimeout)
+
+			if got := s.eventReasons("podinfo"); slices.Contains(got, "ReconcileError") {
+				t.Errorf("events %v: an error told for a cache that was only behind: %q", got, s.eventNotes("podinfo", "ReconcileError"))
+			}
+			if n := created(); n != 1 {
+				t.Errorf("%d routes created, want 1", n)
+			}
+		})
+	}
+}

@@ -110,7 +110,7 @@ func (r *Router) create(ctx context.Context, t traffic.Target, k kind) error {
 		return err
 	}
 	if err := r.Client.Create(ctx, route); err != nil {
-		return fmt.Errorf("creating %s %s: %w", k.name(), route.GetName(), err)
+		return fmt.Errorf("creating %s %s: %w", k.name(), route.GetName(), traffic.CreateRefused(err, k.name()))
 	}
 	return nil
 }

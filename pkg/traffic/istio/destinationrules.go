@@ -146,7 +146,7 @@ func (r *Router) ensureDestinationRule(ctx context.Context, t traffic.Target, ho
 		return err
 	}
 	if err := r.Client.Create(ctx, dr); err != nil {
-		return fmt.Errorf("creating DestinationRule %s: %w", host, err)
+		return fmt.Errorf("creating DestinationRule %s: %w", host, traffic.CreateRefused(err, "DestinationRule"))
 	}
 	return nil
 }

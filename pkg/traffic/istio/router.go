@@ -83,7 +83,7 @@ func (r *Router) EnsureRoutes(ctx context.Context, t traffic.Target) error {
 			return err
 		}
 		if err := r.Client.Create(ctx, vs); err != nil {
-			return fmt.Errorf("creating VirtualService %s: %w", name, err)
+			return fmt.Errorf("creating VirtualService %s: %w", name, traffic.CreateRefused(err, "VirtualService"))
 		}
 		return nil
 	case err != nil:
