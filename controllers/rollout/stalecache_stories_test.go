@@ -111,6 +111,28 @@ func releaseToTheGate(t *testing.T) (s *story, gate *watchGate, log *requestLog,
 	return s, gate, log, start
 }
 
+// wakeWhileBehind wakes three reconciles of the Rollout, 300 ms apart:
+// reconciles that run while a closed gate holds the cache back.
+func (s *story) wakeWhileBehind(name string) {
+	s.t.Helper()
+	for range 3 {
+		s.wake(name)
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// requests are those of reqs made with method whose path and answer end
+// with suffix ("/httproutes 409").
+func requests(reqs []string, method, suffix string) []string {
+	var out []string
+	for _, r := range reqs {
+		if strings.HasPrefix(r, method+" ") && strings.HasSuffix(r, suffix) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // wake sends the Rollout a change that wakes a reconcile at once.
 func (s *story) wake(name string) {
 	s.t.Helper()
@@ -149,10 +171,7 @@ func TestAReconcileWokenBeforeTheCacheSeesThePromotedPrimaryDoesNotWriteItAgain(
 		return nil
 	})
 	// Reconciles woken while the cache holds the old primary.
-	for range 3 {
-		s.wake("podinfo")
-		time.Sleep(300 * time.Millisecond)
-	}
+	s.wakeWhileBehind("podinfo")
 	gate.open()
 	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
 
@@ -218,10 +237,7 @@ func TestAReconcileWokenBeforeTheCacheSeesTheSwitchedApexDoesNotSwitchItAgain(t 
 		return nil
 	})
 	// Reconciles woken while the cache holds the apex before the switch.
-	for range 3 {
-		s.wake("podinfo")
-		time.Sleep(300 * time.Millisecond)
-	}
+	s.wakeWhileBehind("podinfo")
 	if n := countOf(log.since(start), switched); n != 1 {
 		t.Errorf("the apex Service was patched %d times before the cache had the first switch:\n%s", n, strings.Join(log.since(start), "\n"))
 	}
@@ -240,8 +256,9 @@ func TestAReconcileWokenBeforeTheCacheSeesTheSwitchedApexDoesNotSwitchItAgain(t 
 
 // The first reconcile of a Rollout creates its three Services; a reconcile
 // woken before the cache has them (by the primary's creation, say) finds
-// none and creates them again. Refused as existing, they must not be taken
-// for someone else's: that told the user, with a Stalled condition and a
+// none. It must not create them again, and a create refused as existing
+// (past the manager's memory of its creates) must not be taken for someone
+// else's Service: that told the user, with a Stalled condition and a
 // Warning, to remove Sluice's own Service.
 func TestServicesTheCacheHasNotSeenYetAreNotTakenForSomeoneElses(t *testing.T) {
 	s, gate, log := newGatedStory(t, "services")
@@ -261,10 +278,7 @@ func TestServicesTheCacheHasNotSeenYetAreNotTakenForSomeoneElses(t *testing.T) {
 		return nil
 	})
 	// Reconciles woken while the cache has none of them.
-	for range 3 {
-		s.wake("podinfo")
-		time.Sleep(300 * time.Millisecond)
-	}
+	s.wakeWhileBehind("podinfo")
 	stalled := s.getRollout("podinfo").Status.Conditions
 	gate.open()
 	s.waitPhase("podinfo", sluicev1.PhaseInitialized, storyTimeout)
@@ -281,12 +295,17 @@ func TestServicesTheCacheHasNotSeenYetAreNotTakenForSomeoneElses(t *testing.T) {
 	if n := countOf(log.since(start), created); n != 3 {
 		t.Errorf("%d Services created, want 3", n)
 	}
+	// The manager remembers what it created: no create of them again,
+	// refused as existing.
+	if n := countOf(log.since(start), "POST /api/v1/namespaces/"+s.ns+"/services 409"); n != 0 {
+		t.Errorf("%d creates of Services the manager had created already", n)
+	}
 }
 
 // The same for the route a router generates: a reconcile woken before the
-// cache has the route an earlier one created tries to create it again, and
-// must not tell the refusal as an error: that was a ReconcileError event,
-// and the Rollout waited out the error's backoff.
+// cache has the route an earlier one created must not create it again, nor
+// tell a refusal as an error: that was a ReconcileError event, and the
+// Rollout waited out the error's backoff.
 func TestRoutesTheCacheHasNotSeenYetAreNoError(t *testing.T) {
 	for _, kind := range routerKinds {
 		t.Run(kind, func(t *testing.T) {
@@ -300,15 +319,7 @@ func TestRoutesTheCacheHasNotSeenYetAreNoError(t *testing.T) {
 			gate.close()
 			start := log.len()
 			s.rollout("podinfo", withRouter(kind), withCanaryWeights(50))
-			created := func() int {
-				n := 0
-				for _, r := range log.since(start) {
-					if strings.HasPrefix(r, "POST ") && strings.HasSuffix(r, "/"+resource+" 201") {
-						n++
-					}
-				}
-				return n
-			}
+			created := func() int { return len(requests(log.since(start), "POST", "/"+resource+" 201")) }
 			s.eventually(storyTimeout, "the route created", func() error {
 				if created() == 0 {
 					return fmt.Errorf("not yet")
@@ -316,10 +327,7 @@ func TestRoutesTheCacheHasNotSeenYetAreNoError(t *testing.T) {
 				return nil
 			})
 			// Reconciles woken while the cache does not have it.
-			for range 3 {
-				s.wake("podinfo")
-				time.Sleep(300 * time.Millisecond)
-			}
+			s.wakeWhileBehind("podinfo")
 			gate.open()
 			s.waitPhase("podinfo", sluicev1.PhaseInitialized, storyTimeout)
 
@@ -328,6 +336,11 @@ func TestRoutesTheCacheHasNotSeenYetAreNoError(t *testing.T) {
 			}
 			if n := created(); n != 1 {
 				t.Errorf("%d routes created, want 1", n)
+			}
+			// The manager remembers what it created: no create of it again,
+			// refused as existing.
+			if refused := requests(log.since(start), "POST", "/"+resource+" 409"); len(refused) > 0 {
+				t.Errorf("creates of a route the manager had created already: %v", refused)
 			}
 		})
 	}

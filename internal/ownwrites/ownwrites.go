@@ -6,7 +6,9 @@
 // for nothing, or one refused with 409 Conflict. Versions remembers which
 // resourceVersions a write moved past; Client does so for every write it
 // makes and refuses to hand out such a copy, with ErrBehind, so that the
-// caller looks again once the cache has caught up.
+// caller looks again once the cache has caught up. It does the same for an
+// object it created that the cache does not have yet: created again, it
+// would be refused as existing.
 package ownwrites
 
 import (
@@ -16,10 +18,13 @@ import (
 	"reflect"
 	"slices"
 	"sync"
+	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
@@ -79,16 +84,30 @@ func (p *Versions[K]) Forget(key K) {
 
 // Client is a client.Client that remembers the versions its own updates
 // and patches moved objects past, and whose Get fails with ErrBehind
-// (wrapped) on a copy that predates one of them. Creates, deletes, lists
-// and status subresources pass through as they are: a create leaves no
-// version behind, only an absence, which a Get cannot tell from a delete.
+// (wrapped) on a copy that predates one of them. It remembers its creates
+// too: a Get that does not find an object it created fails with ErrBehind,
+// until the cache has shown the object or createdGrace has passed. Lists
+// and status subresources pass through as they are.
 type Client struct {
 	client.Client
 	versions Versions[objectKey]
+	clock    clock.PassiveClock
+
+	mu      sync.Mutex
+	created map[objectKey]time.Time
 }
 
+// createdGrace is how long an object this client created may be missing
+// from the cache before the absence is believed. A Get cannot tell a
+// create the cache has not shown yet from a delete by someone else right
+// after it; past the grace, NotFound is NotFound again, and the worst that
+// follows is a create refused as existing, which the callers take as a
+// cache behind too. It is far longer than the cache lags, even on a loaded
+// API server (a second or two with 1,000 releases at once).
+const createdGrace = 10 * time.Second
+
 // NewClient guards c's reads with c's own writes.
-func NewClient(c client.Client) *Client { return &Client{Client: c} }
+func NewClient(c client.Client) *Client { return &Client{Client: c, clock: clock.RealClock{}} }
 
 // objectKey names an object across kinds: its Go type, and for
 // unstructured objects, which share one type, its kind.
@@ -108,13 +127,72 @@ func keyOf(obj client.Object, name types.NamespacedName) objectKey {
 
 // Get implements client.Reader.
 func (c *Client) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
-	if err := c.Client.Get(ctx, key, obj, opts...); err != nil {
+	k := keyOf(obj, key)
+	err := c.Client.Get(ctx, key, obj, opts...)
+	switch {
+	case apierrors.IsNotFound(err):
+		if c.createdRecently(k) {
+			return fmt.Errorf("%s %s, created: %w", reflect.TypeOf(obj).Elem().Name(), key.Name, ErrBehind)
+		}
+		return err
+	case err != nil:
 		return err
 	}
-	if c.versions.IsBehind(keyOf(obj, key), obj.GetResourceVersion()) {
+	c.shown(k)
+	if c.versions.IsBehind(k, obj.GetResourceVersion()) {
 		return fmt.Errorf("%s %s: %w", reflect.TypeOf(obj).Elem().Name(), key.Name, ErrBehind)
 	}
 	return nil
+}
+
+// Create implements client.Writer.
+func (c *Client) Create(ctx context.Context, obj client.Object, opts ...client.CreateOption) error {
+	if err := c.Client.Create(ctx, obj, opts...); err != nil {
+		return err
+	}
+	now := c.clock.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Objects created and never looked up again (their Rollout deleted at
+	// once, say) are forgotten here, past the grace.
+	for k, at := range c.created {
+		if now.Sub(at) >= createdGrace {
+			delete(c.created, k)
+		}
+	}
+	if c.created == nil {
+		c.created = map[objectKey]time.Time{}
+	}
+	c.created[keyOf(obj, client.ObjectKeyFromObject(obj))] = now
+	return nil
+}
+
+// Delete implements client.Writer: an object deleted is not waited for,
+// and what was remembered of it goes.
+func (c *Client) Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error {
+	err := c.Client.Delete(ctx, obj, opts...)
+	if err == nil || apierrors.IsNotFound(err) {
+		k := keyOf(obj, client.ObjectKeyFromObject(obj))
+		c.shown(k)
+		c.versions.Forget(k)
+	}
+	return err
+}
+
+// createdRecently reports whether this client created the object within
+// createdGrace.
+func (c *Client) createdRecently(k objectKey) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	at, ok := c.created[k]
+	return ok && c.clock.Since(at) < createdGrace
+}
+
+// shown forgets a create once the cache has the object (or it is gone).
+func (c *Client) shown(k objectKey) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.created, k)
 }
 
 // Update implements client.Writer.

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 )
@@ -43,7 +46,11 @@ type laggingCache struct {
 }
 
 func (c *laggingCache) Get(_ context.Context, key client.ObjectKey, obj client.Object, _ ...client.GetOption) error {
-	c.copies[key].DeepCopyInto(obj.(*corev1.Service))
+	cached, ok := c.copies[key]
+	if !ok {
+		return apierrors.NewNotFound(corev1.Resource("services"), key.Name)
+	}
+	cached.DeepCopyInto(obj.(*corev1.Service))
 	return nil
 }
 
@@ -91,5 +98,72 @@ func TestTheClientRefusesACachedCopyItsOwnPatchLeftBehind(t *testing.T) {
 	}
 	if got.Spec.Selector["app"] != "podinfo" {
 		t.Errorf("selector %v, want the canary's", got.Spec.Selector)
+	}
+}
+
+func TestAnObjectItCreatedIsBehindUntilTheCacheShowsIt(t *testing.T) {
+	ctx := context.Background()
+	api := fake.NewClientBuilder().Build()
+	cache := &laggingCache{Client: api, copies: map[types.NamespacedName]*corev1.Service{}}
+	c := NewClient(cache)
+	clock := clocktesting.NewFakePassiveClock(time.Date(2026, 12, 4, 23, 0, 0, 0, time.UTC))
+	c.clock = clock
+	apex := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "podinfo"}}
+	key := client.ObjectKeyFromObject(apex)
+
+	if err := c.Get(ctx, key, &corev1.Service{}); !apierrors.IsNotFound(err) {
+		t.Fatalf("before the create: got %v, want NotFound", err)
+	}
+	if err := c.Create(ctx, apex.DeepCopy()); err != nil {
+		t.Fatal(err)
+	}
+	// Created again, it would be refused as existing: look again instead.
+	err := c.Get(ctx, key, &corev1.Service{})
+	if !errors.Is(err, ErrBehind) || apierrors.IsNotFound(err) {
+		t.Fatalf("created, not in the cache yet: got %v, want ErrBehind", err)
+	}
+	// Someone else's Service of the same name elsewhere is not it.
+	if err := c.Get(ctx, types.NamespacedName{Namespace: "web", Name: "podinfo"}, &corev1.Service{}); !apierrors.IsNotFound(err) {
+		t.Errorf("a Service in another namespace: got %v, want NotFound", err)
+	}
+
+	// The cache shows it; deleted by someone else later, it is gone.
+	cache.copies[key] = apex.DeepCopy()
+	if err := c.Get(ctx, key, &corev1.Service{}); err != nil {
+		t.Fatalf("in the cache: %v", err)
+	}
+	delete(cache.copies, key)
+	if err := c.Get(ctx, key, &corev1.Service{}); !apierrors.IsNotFound(err) {
+		t.Errorf("deleted after the cache showed it: got %v, want NotFound", err)
+	}
+
+	// Deleted by someone else before the cache ever showed it: believed
+	// gone once the grace has passed, rather than waited for for ever.
+	canary := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "podinfo-canary"}}
+	if err := c.Create(ctx, canary.DeepCopy()); err != nil {
+		t.Fatal(err)
+	}
+	clock.SetTime(clock.Now().Add(createdGrace - time.Second))
+	if err := c.Get(ctx, client.ObjectKeyFromObject(canary), &corev1.Service{}); !errors.Is(err, ErrBehind) {
+		t.Errorf("within the grace: got %v, want ErrBehind", err)
+	}
+	clock.SetTime(clock.Now().Add(time.Second))
+	if err := c.Get(ctx, client.ObjectKeyFromObject(canary), &corev1.Service{}); !apierrors.IsNotFound(err) {
+		t.Errorf("past the grace: got %v, want NotFound", err)
+	}
+
+	// Deleted by this client: not waited for.
+	primary := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "podinfo-primary"}}
+	if err := c.Create(ctx, primary.DeepCopy()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(ctx, primary.DeepCopy()); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(primary), &corev1.Service{}); !apierrors.IsNotFound(err) {
+		t.Errorf("deleted by this client: got %v, want NotFound", err)
+	}
+	if len(c.created) != 0 {
+		t.Errorf("still remembered: %v", c.created)
 	}
 }

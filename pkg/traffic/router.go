@@ -107,10 +107,10 @@ func NotCachedYet(err error, what string) error {
 // VirtualService, a DestinationRule) that the API server refused as
 // existing: the cache, which holds every object of its kind in the
 // namespace, did not have it when the router looked. So the cache is
-// behind, most often on a create by an earlier reconcile: look again once
-// it has caught up (ownwrites.ErrBehind), and the object is found then,
-// and told apart as the Rollout's own or someone else's. Not an error to
-// tell. Other errors are returned as they are.
+// behind (on a create the client no longer remembers, or someone else's):
+// look again once it has caught up (ownwrites.ErrBehind), and the object
+// is found then, and told apart as the Rollout's own or someone else's.
+// Not an error to tell. Other errors are returned as they are.
 func CreateRefused(err error, what string) error {
 	if apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("%s exists but is not in the cache yet: %w", what, ownwrites.ErrBehind)

@@ -1,18 +1,26 @@
 package traffic
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/internal/ownwrites"
 )
 
 // portList shows ports as name:port->target/protocol, in order.
@@ -133,5 +141,45 @@ func TestTheCachedServiceKeepsWhatSluiceReadsAndPatches(t *testing.T) {
 	}
 	if o, _ := StripService(&corev1.ConfigMap{}); o == nil {
 		t.Error("a ConfigMap did not pass through")
+	}
+}
+
+// emptyCache has none of the objects: a cache behind the API server, with
+// no memory of the creates that put them there.
+type emptyCache struct{ client.Client }
+
+func (emptyCache) Get(_ context.Context, key client.ObjectKey, _ client.Object, _ ...client.GetOption) error {
+	return apierrors.NewNotFound(corev1.Resource("services"), key.Name)
+}
+
+// A create refused as existing asks the API server whose Service it is:
+// the Rollout's own is a cache behind (look again), only someone else's
+// is a conflict to tell.
+func TestACreateRefusedAsExistingAsksWhoseServiceItIs(t *testing.T) {
+	ctx := context.Background()
+	scheme := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	if err := sluicev1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	ro := &sluicev1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "podinfo", UID: "4b0d"}}
+	own := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "podinfo-primary"}}
+	if err := controllerutil.SetControllerReference(ro, own, scheme); err != nil {
+		t.Fatal(err)
+	}
+	someoneElses := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "podinfo-canary"}}
+	api := fake.NewClientBuilder().WithScheme(scheme).WithObjects(own, someoneElses).Build()
+	tg := Target{Rollout: ro, Apex: "podinfo", Primary: "podinfo-primary", Canary: "podinfo-canary"}
+	ports := []corev1.ServicePort{{Name: "http", Port: 80}}
+
+	err := EnsureService(ctx, emptyCache{api}, api, tg, "podinfo-primary", map[string]string{"app": "podinfo-primary"}, true, ports, false)
+	if !errors.Is(err, ownwrites.ErrBehind) {
+		t.Errorf("the Rollout's own Service: got %v, want ErrBehind", err)
+	}
+	err = EnsureService(ctx, emptyCache{api}, api, tg, "podinfo-canary", map[string]string{"app": "podinfo"}, true, ports, false)
+	if conflict := (*ServiceConflictError)(nil); !errors.As(err, &conflict) || conflict.Name != "podinfo-canary" {
+		t.Errorf("someone else's Service: got %v, want a ServiceConflictError", err)
 	}
 }
