@@ -54,6 +54,7 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 		if err := r.Create(ctx, want.Object()); err != nil {
 			return fmt.Errorf("creating primary %s %s: %w", sc.kind.Kind(), want.Object().GetName(), err)
 		}
+		r.workloadWrites.Created(workloadKey(sc.kind, want))
 	} else {
 		p := sc.primary.DeepCopy()
 		if err := workload.KeepStableTemplate(p, sc.ro.Status.StableRevision); err != nil {
@@ -223,5 +224,9 @@ func (r *Reconciler) updateWorkload(ctx context.Context, k workload.Kind, w work
 // workloadKey names a workload in Reconciler.workloadWrites, its kind with
 // it: a Deployment and a DaemonSet may share a name.
 func workloadKey(k workload.Kind, w workload.Workload) types.NamespacedName {
-	return types.NamespacedName{Namespace: w.Object().GetNamespace(), Name: k.Kind() + "/" + w.Object().GetName()}
+	return workloadKeyOf(k, w.Object().GetNamespace(), w.Object().GetName())
+}
+
+func workloadKeyOf(k workload.Kind, namespace, name string) types.NamespacedName {
+	return types.NamespacedName{Namespace: namespace, Name: k.Kind() + "/" + name}
 }

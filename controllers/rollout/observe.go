@@ -226,6 +226,11 @@ func (sc *scope) block(reason, msg string) {
 func (r *Reconciler) observePrimary(ctx context.Context, sc *scope) error {
 	obj, err := r.getWorkload(ctx, sc.kind, client.ObjectKey{Namespace: sc.ro.Namespace, Name: sc.route.Primary})
 	if apierrors.IsNotFound(err) {
+		// One this manager created that the cache has not shown yet:
+		// created again, it would be refused as existing.
+		if r.workloadWrites.IsMissing(workloadKeyOf(sc.kind, sc.ro.Namespace, sc.route.Primary)) {
+			return errStale
+		}
 		return nil
 	}
 	if err != nil {

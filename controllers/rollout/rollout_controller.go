@@ -89,7 +89,8 @@ type Reconciler struct {
 	// behind (ownwrites.go).
 	writes *ownWrites
 	// workloadWrites keeps them off cached primaries and targets that our
-	// own writes left behind.
+	// own writes left behind, and off a cache that has not shown a primary
+	// we created yet.
 	workloadWrites ownwrites.Versions[types.NamespacedName]
 	// revisions spares a reconcile hashing a target's template that has
 	// not changed (revisions.go).

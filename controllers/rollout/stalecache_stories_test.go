@@ -345,3 +345,38 @@ func TestRoutesTheCacheHasNotSeenYetAreNoError(t *testing.T) {
 		})
 	}
 }
+
+// The first reconcile of a Rollout creates its primary; a reconcile woken
+// before the cache has it (by the Rollout's own status write, say) must
+// not create it again, nor tell a refusal as an error.
+func TestAPrimaryTheCacheHasNotSeenYetIsNotCreatedAgain(t *testing.T) {
+	s, gate, log := newGatedStory(t, "deployments")
+	// Another Rollout first: once it is initialized, the manager's caches
+	// have synced.
+	s.deploy("other", "other:1.0")
+	s.initialized("other")
+	s.deploy("podinfo", "podinfo:1.0")
+	gate.close()
+	start := log.len()
+	s.rollout("podinfo")
+	created := func() int { return len(requests(log.since(start), "POST", "/deployments 201")) }
+	s.eventually(storyTimeout, "the primary created", func() error {
+		if created() == 0 {
+			return fmt.Errorf("not yet")
+		}
+		return nil
+	})
+	s.wakeWhileBehind("podinfo")
+	gate.open()
+	s.waitPhase("podinfo", sluicev1.PhaseInitialized, storyTimeout)
+
+	if got := s.eventReasons("podinfo"); slices.Contains(got, "ReconcileError") {
+		t.Errorf("events %v: an error told for a cache that was only behind: %q", got, s.eventNotes("podinfo", "ReconcileError"))
+	}
+	if n := created(); n != 1 {
+		t.Errorf("%d primaries created, want 1", n)
+	}
+	if refused := requests(log.since(start), "POST", "/deployments 409"); len(refused) > 0 {
+		t.Errorf("creates of the primary the manager had created already: %v", refused)
+	}
+}

@@ -34,10 +34,29 @@ var ErrBehind = errors.New("a cached copy is older than the API server's")
 
 // Versions remembers, per object, the resourceVersions that this
 // manager's own writes moved it past, until the cache shows a copy that is
-// none of them. The zero value is ready to use.
+// none of them; and the objects it created, until the cache shows them.
+// The zero value is ready to use.
 type Versions[K comparable] struct {
-	mu     sync.Mutex
-	behind map[K][]string
+	mu      sync.Mutex
+	behind  map[K][]string
+	created map[K]time.Time
+	clock   clock.PassiveClock // nil: the real one
+}
+
+// createdGrace is how long an object this manager created may be missing
+// from the cache before the absence is believed. A miss cannot tell a
+// create the cache has not shown yet from a delete by someone else right
+// after it; past the grace, a miss is a miss again, and the worst that
+// follows is a create refused as existing, which the callers take as a
+// cache behind too. It is far longer than the cache lags, even on a loaded
+// API server (a second or two with 1,000 releases at once).
+const createdGrace = 10 * time.Second
+
+func (p *Versions[K]) now() time.Time {
+	if p.clock == nil {
+		return time.Now()
+	}
+	return p.clock.Now()
 }
 
 // Wrote records a write that moved the object from resourceVersion from to
@@ -57,13 +76,44 @@ func (p *Versions[K]) Wrote(key K, from, to string) {
 	}
 }
 
+// Created records an object this manager created. Objects created and
+// never looked up again (their Rollout deleted at once, say) are forgotten
+// here, once past the grace.
+func (p *Versions[K]) Created(key K) {
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, at := range p.created {
+		if now.Sub(at) >= createdGrace {
+			delete(p.created, k)
+		}
+	}
+	if p.created == nil {
+		p.created = map[K]time.Time{}
+	}
+	p.created[key] = now
+}
+
+// IsMissing reports whether a cache that does not have the object is
+// behind: this manager created it less than createdGrace ago, and the
+// cache has not shown it since.
+func (p *Versions[K]) IsMissing(key K) bool {
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	at, ok := p.created[key]
+	return ok && now.Sub(at) < createdGrace
+}
+
 // IsBehind reports whether a cached copy at resourceVersion rv predates a
 // write of ours. A copy that does not is the cache caught up (or someone
 // else's newer write, which the optimistic lock or a merge patch's
-// narrowness guards): the old versions are forgotten then.
+// narrowness guards): the old versions are forgotten then. Any copy shows
+// a create.
 func (p *Versions[K]) IsBehind(key K, rv string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	delete(p.created, key)
 	old, ok := p.behind[key]
 	if !ok {
 		return false
@@ -80,6 +130,7 @@ func (p *Versions[K]) Forget(key K) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	delete(p.behind, key)
+	delete(p.created, key)
 }
 
 // Client is a client.Client that remembers the versions its own updates
@@ -91,23 +142,10 @@ func (p *Versions[K]) Forget(key K) {
 type Client struct {
 	client.Client
 	versions Versions[objectKey]
-	clock    clock.PassiveClock
-
-	mu      sync.Mutex
-	created map[objectKey]time.Time
 }
 
-// createdGrace is how long an object this client created may be missing
-// from the cache before the absence is believed. A Get cannot tell a
-// create the cache has not shown yet from a delete by someone else right
-// after it; past the grace, NotFound is NotFound again, and the worst that
-// follows is a create refused as existing, which the callers take as a
-// cache behind too. It is far longer than the cache lags, even on a loaded
-// API server (a second or two with 1,000 releases at once).
-const createdGrace = 10 * time.Second
-
 // NewClient guards c's reads with c's own writes.
-func NewClient(c client.Client) *Client { return &Client{Client: c, clock: clock.RealClock{}} }
+func NewClient(c client.Client) *Client { return &Client{Client: c} }
 
 // objectKey names an object across kinds: its Go type, and for
 // unstructured objects, which share one type, its kind.
@@ -131,14 +169,13 @@ func (c *Client) Get(ctx context.Context, key client.ObjectKey, obj client.Objec
 	err := c.Client.Get(ctx, key, obj, opts...)
 	switch {
 	case apierrors.IsNotFound(err):
-		if c.createdRecently(k) {
+		if c.versions.IsMissing(k) {
 			return fmt.Errorf("%s %s, created: %w", reflect.TypeOf(obj).Elem().Name(), key.Name, ErrBehind)
 		}
 		return err
 	case err != nil:
 		return err
 	}
-	c.shown(k)
 	if c.versions.IsBehind(k, obj.GetResourceVersion()) {
 		return fmt.Errorf("%s %s: %w", reflect.TypeOf(obj).Elem().Name(), key.Name, ErrBehind)
 	}
@@ -150,20 +187,7 @@ func (c *Client) Create(ctx context.Context, obj client.Object, opts ...client.C
 	if err := c.Client.Create(ctx, obj, opts...); err != nil {
 		return err
 	}
-	now := c.clock.Now()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	// Objects created and never looked up again (their Rollout deleted at
-	// once, say) are forgotten here, past the grace.
-	for k, at := range c.created {
-		if now.Sub(at) >= createdGrace {
-			delete(c.created, k)
-		}
-	}
-	if c.created == nil {
-		c.created = map[objectKey]time.Time{}
-	}
-	c.created[keyOf(obj, client.ObjectKeyFromObject(obj))] = now
+	c.versions.Created(keyOf(obj, client.ObjectKeyFromObject(obj)))
 	return nil
 }
 
@@ -172,27 +196,9 @@ func (c *Client) Create(ctx context.Context, obj client.Object, opts ...client.C
 func (c *Client) Delete(ctx context.Context, obj client.Object, opts ...client.DeleteOption) error {
 	err := c.Client.Delete(ctx, obj, opts...)
 	if err == nil || apierrors.IsNotFound(err) {
-		k := keyOf(obj, client.ObjectKeyFromObject(obj))
-		c.shown(k)
-		c.versions.Forget(k)
+		c.versions.Forget(keyOf(obj, client.ObjectKeyFromObject(obj)))
 	}
 	return err
-}
-
-// createdRecently reports whether this client created the object within
-// createdGrace.
-func (c *Client) createdRecently(k objectKey) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	at, ok := c.created[k]
-	return ok && c.clock.Since(at) < createdGrace
-}
-
-// shown forgets a create once the cache has the object (or it is gone).
-func (c *Client) shown(k objectKey) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.created, k)
 }
 
 // Update implements client.Writer.

@@ -107,7 +107,7 @@ func TestAnObjectItCreatedIsBehindUntilTheCacheShowsIt(t *testing.T) {
 	cache := &laggingCache{Client: api, copies: map[types.NamespacedName]*corev1.Service{}}
 	c := NewClient(cache)
 	clock := clocktesting.NewFakePassiveClock(time.Date(2026, 12, 4, 23, 0, 0, 0, time.UTC))
-	c.clock = clock
+	c.versions.clock = clock
 	apex := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "podinfo"}}
 	key := client.ObjectKeyFromObject(apex)
 
@@ -163,7 +163,7 @@ func TestAnObjectItCreatedIsBehindUntilTheCacheShowsIt(t *testing.T) {
 	if err := c.Get(ctx, client.ObjectKeyFromObject(primary), &corev1.Service{}); !apierrors.IsNotFound(err) {
 		t.Errorf("deleted by this client: got %v, want NotFound", err)
 	}
-	if len(c.created) != 0 {
-		t.Errorf("still remembered: %v", c.created)
+	if len(c.versions.created) != 0 {
+		t.Errorf("still remembered: %v", c.versions.created)
 	}
 }
