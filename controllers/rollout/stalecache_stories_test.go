@@ -310,38 +310,7 @@ func TestRoutesTheCacheHasNotSeenYetAreNoError(t *testing.T) {
 	for _, kind := range routerKinds {
 		t.Run(kind, func(t *testing.T) {
 			resource := map[string]string{"gatewayAPI": "httproutes", "istio": "virtualservices"}[kind]
-			s, gate, log := newGatedStory(t, resource)
-			// Another Rollout of the same router first: once it is
-			// initialized, the manager watches its routes.
-			s.deploy("other", "other:1.0")
-			s.initialized("other", withRouter(kind), withCanaryWeights(50))
-			s.deploy("podinfo", "podinfo:1.0")
-			gate.close()
-			start := log.len()
-			s.rollout("podinfo", withRouter(kind), withCanaryWeights(50))
-			created := func() int { return len(requests(log.since(start), "POST", "/"+resource+" 201")) }
-			s.eventually(storyTimeout, "the route created", func() error {
-				if created() == 0 {
-					return fmt.Errorf("not yet")
-				}
-				return nil
-			})
-			// Reconciles woken while the cache does not have it.
-			s.wakeWhileBehind("podinfo")
-			gate.open()
-			s.waitPhase("podinfo", sluicev1.PhaseInitialized, storyTimeout)
-
-			if got := s.eventReasons("podinfo"); slices.Contains(got, "ReconcileError") {
-				t.Errorf("events %v: an error told for a cache that was only behind: %q", got, s.eventNotes("podinfo", "ReconcileError"))
-			}
-			if n := created(); n != 1 {
-				t.Errorf("%d routes created, want 1", n)
-			}
-			// The manager remembers what it created: no create of it again,
-			// refused as existing.
-			if refused := requests(log.since(start), "POST", "/"+resource+" 409"); len(refused) > 0 {
-				t.Errorf("creates of a route the manager had created already: %v", refused)
-			}
+			createdOnceWhileBehind(t, resource, withRouter(kind), withCanaryWeights(50))
 		})
 	}
 }
@@ -350,22 +319,32 @@ func TestRoutesTheCacheHasNotSeenYetAreNoError(t *testing.T) {
 // before the cache has it (by the Rollout's own status write, say) must
 // not create it again, nor tell a refusal as an error.
 func TestAPrimaryTheCacheHasNotSeenYetIsNotCreatedAgain(t *testing.T) {
-	s, gate, log := newGatedStory(t, "deployments")
-	// Another Rollout first: once it is initialized, the manager's caches
-	// have synced.
+	createdOnceWhileBehind(t, "deployments")
+}
+
+// createdOnceWhileBehind creates a Rollout while a gate holds back the
+// manager's watch of resource, wakes reconciles once the manager has
+// created its object of that resource, and checks that it created it once
+// and told no error.
+func createdOnceWhileBehind(t *testing.T, resource string, opts ...rolloutOpt) {
+	t.Helper()
+	s, gate, log := newGatedStory(t, resource)
+	// Another Rollout like it first: once it is initialized, the manager
+	// watches the resource and its cache has synced.
 	s.deploy("other", "other:1.0")
-	s.initialized("other")
+	s.initialized("other", opts...)
 	s.deploy("podinfo", "podinfo:1.0")
 	gate.close()
 	start := log.len()
-	s.rollout("podinfo")
-	created := func() int { return len(requests(log.since(start), "POST", "/deployments 201")) }
-	s.eventually(storyTimeout, "the primary created", func() error {
+	s.rollout("podinfo", opts...)
+	created := func() int { return len(requests(log.since(start), "POST", "/"+resource+" 201")) }
+	s.eventually(storyTimeout, "the "+resource+" created", func() error {
 		if created() == 0 {
 			return fmt.Errorf("not yet")
 		}
 		return nil
 	})
+	// Reconciles woken while the cache does not have it.
 	s.wakeWhileBehind("podinfo")
 	gate.open()
 	s.waitPhase("podinfo", sluicev1.PhaseInitialized, storyTimeout)
@@ -374,9 +353,11 @@ func TestAPrimaryTheCacheHasNotSeenYetIsNotCreatedAgain(t *testing.T) {
 		t.Errorf("events %v: an error told for a cache that was only behind: %q", got, s.eventNotes("podinfo", "ReconcileError"))
 	}
 	if n := created(); n != 1 {
-		t.Errorf("%d primaries created, want 1", n)
+		t.Errorf("%d %s created, want 1", n, resource)
 	}
-	if refused := requests(log.since(start), "POST", "/deployments 409"); len(refused) > 0 {
-		t.Errorf("creates of the primary the manager had created already: %v", refused)
+	// The manager remembers what it created: no create of it again,
+	// refused as existing.
+	if refused := requests(log.since(start), "POST", "/"+resource+" 409"); len(refused) > 0 {
+		t.Errorf("creates of what the manager had created already: %v", refused)
 	}
 }
