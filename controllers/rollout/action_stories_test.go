@@ -138,8 +138,10 @@ func TestPauseResumeAbortAndRetryAreCarriedOutAndNamed(t *testing.T) {
 	}
 	s.expectKStatus("podinfo", status.FailedStatus)
 
+	// A new run: the canary scaled up and ready again, as after the image
+	// change above.
 	s.ask("podinfo", sluicev1.ActionRetry, "dave")
-	s.waitPhase("podinfo", sluicev1.PhaseProgressing, 10*time.Second)
+	s.waitPhase("podinfo", sluicev1.PhaseProgressing, storyTimeout)
 	if note := s.eventNote("podinfo", "ActionRetry", "dave"); !strings.Contains(note, "dave") {
 		t.Errorf("the retry event %q does not name who asked", note)
 	}
