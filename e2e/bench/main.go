@@ -18,6 +18,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -41,6 +42,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
@@ -79,7 +81,7 @@ func main() {
 	var (
 		ns         = flag.String("n", "1,100,1000", "comma-separated fleet sizes")
 		runs       = flag.Int("runs", 3, "runs per fleet size (the table gives median, min and max)")
-		strategies = flag.String("strategies", "bluegreen,canary", "comma-separated: bluegreen (3 iterations) and canary (3 steps)")
+		strategies = flag.String("strategies", "bluegreen,canary", "comma-separated: bluegreen (3 iterations), canary (3 steps), and kubernetes: a blue/green release's Deployment and Service writes made by the bench at Sluice's pace with no manager running, the least any controller could take on this control plane")
 		interval   = flag.Duration("interval", 10*time.Second, "analysis interval of each iteration or step")
 		managerBin = flag.String("manager", "", "manager binary (default: the harness builds ./cmd/manager)")
 		idleWindow = flag.Duration("idle-window", 60*time.Second, "how long the fleet is watched idle after its last run, for requests per idle Rollout")
@@ -89,7 +91,7 @@ func main() {
 		keep       = flag.Bool("keep", false, "keep the run directories (logs, audit logs)")
 		extra      = flag.String("manager-args", "", "more manager flags, space-separated (the table is of the defaults only without them)")
 		statusMsgs = flag.Bool("status-messages", false, "log the bodies of the manager's status writes in the audit log and print a release's status writes by the message they wrote (the API server does more work: its CPU column is not comparable)")
-		profile    = flag.String("profile", "", "directory for the manager's CPU profile of each row's last release (10 s parts from the change to the last Succeeded: give pprof them all) and its allocations, and its live heap with the idle fleet (pprof files; --profiling-address is turned on)")
+		profile    = flag.String("profile", "", "directory for the manager's CPU profile of each row's last release (10 s parts from the change to the last Succeeded: give pprof them all) and its allocations, and its live heap with the idle fleet, and the kube-apiserver's CPU profile over the same release (pprof files; --profiling-address is turned on)")
 	)
 	flag.Parse()
 	ctrllog.SetLogger(logr.Discard())
@@ -152,16 +154,19 @@ type bench struct {
 
 // env is one control plane with one manager.
 type env struct {
-	pprof    string // the manager's pprof address, with -profile
-	c        *cluster.Cluster
-	mgr      *cluster.Proc
-	audit    string
-	metrics  string
-	apiPid   int
-	stopOnce sync.Once
+	pprof string // the manager's pprof address, with -profile
+	c     *cluster.Cluster
+	// mgr is nil for floorStrategy, which runs no manager but sends its
+	// requests as the manager's user (managerKubeConfig).
+	mgr               *cluster.Proc
+	managerKubeConfig string
+	audit             string
+	metrics           string
+	apiPid            int
+	stopOnce          sync.Once
 }
 
-func (b *bench) start(ctx context.Context) (*env, error) {
+func (b *bench) start(ctx context.Context, withManager bool) (*env, error) {
 	dir, err := os.MkdirTemp("", "sluice-bench-")
 	if err != nil {
 		return nil, err
@@ -179,7 +184,10 @@ func (b *bench) start(ctx context.Context) (*env, error) {
 		"audit-policy-file": policy,
 		"audit-log-path":    e.audit,
 		"audit-log-format":  "json",
-		"audit-log-maxsize": "0",
+		// In megabytes. 0 is not "never": the API server's log writer
+		// then rotates at 100 MB, which three runs of 1,000 pass, and the
+		// counts of the third run missed most of its requests.
+		"audit-log-maxsize": "1000000",
 	}})
 	if err != nil {
 		return nil, err
@@ -189,6 +197,10 @@ func (b *bench) start(ctx context.Context) (*env, error) {
 	if err != nil {
 		e.stop(b.keep)
 		return nil, err
+	}
+	e.managerKubeConfig = kc
+	if !withManager {
+		return e, nil
 	}
 	metricsAddr, healthAddr := freeAddr(), freeAddr()
 	e.metrics = "http://" + metricsAddr + "/metrics"
@@ -270,18 +282,29 @@ type row struct {
 
 func (b *bench) row(ctx context.Context, strategy string, n int) (row, error) {
 	r := row{strategy: strategy, n: n}
-	e, err := b.start(ctx)
+	floor := strategy == floorStrategy
+	e, err := b.start(ctx, !floor)
 	if err != nil {
 		return r, err
 	}
 	defer e.stop(b.keep)
 	for i := range b.runs {
 		fmt.Fprintf(os.Stderr, "%s N=%d run %d/%d\n", strategy, n, i+1, b.runs)
-		res, err := b.release(ctx, e, strategy, n, i, i == b.runs-1)
+		var res run
+		if floor {
+			res, err = b.floorRelease(ctx, e, n, i, i == b.runs-1)
+		} else {
+			res, err = b.release(ctx, e, strategy, n, i, i == b.runs-1)
+		}
 		if err != nil {
 			return r, fmt.Errorf("%s N=%d run %d: %w", strategy, n, i+1, err)
 		}
 		r.runs = append(r.runs, res)
+		if floor {
+			fmt.Fprintf(os.Stderr, "  run %d: initialized %.1fs, last scaled up %.2fs, last shift %.2fs, done %.1fs, %.1f reads and %.1f writes a release, kube-apiserver %.1f CPU s\n",
+				i+1, res.initialized.Seconds(), res.progressing.Seconds(), res.firstShift.Seconds(), res.succeeded.Seconds(), res.reads, res.writes, res.apiServerCPU.Seconds())
+			continue
+		}
 		fmt.Fprintf(os.Stderr, "  run %d: initialized %.1fs, progressing %.2fs, succeeded %.1fs, %.1f reads and %.1f writes a release, %.1f ms CPU a release, peak RSS %.0f MiB\n",
 			i+1, res.initialized.Seconds(), res.progressing.Seconds(), res.succeeded.Seconds(), res.reads, res.writes,
 			float64(res.managerCPU.Milliseconds())/float64(n), float64(res.peakRSS)/(1<<20))
@@ -365,29 +388,13 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 	// run on a shared machine than its CPU seconds.
 	alloc0 := before.sum("go_memstats_alloc_bytes_total")
 	tChange := time.Now()
-	// The CPU profile covers the whole release, promotion and drain
-	// included: consecutive 10 s profiles until every Rollout is
-	// Succeeded (pprof merges the files it is given).
-	var profDone chan error
-	released := make(chan struct{})
+	// The CPU profiles cover the whole release, promotion and drain
+	// included.
+	stopProfiles := func() error { return nil }
 	if profiling {
-		profDone = make(chan error, 1)
-		go func() {
-			for part := 1; ; part++ {
-				err := fetch(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=10", e.pprof),
-					filepath.Join(b.profileDir, fmt.Sprintf("cpu-%s-%d-%02d.pprof", strategy, n, part)))
-				select {
-				case <-released:
-					profDone <- err
-					return
-				default:
-				}
-				if err != nil {
-					profDone <- err
-					return
-				}
-			}
-		}()
+		stopManager := profileParts(http.DefaultClient, "http://"+e.pprof, b.profileDir, fmt.Sprintf("cpu-%s-%d", strategy, n))
+		stopAPIServer := b.profileAPIServer(e, strategy, n)
+		stopProfiles = func() error { return errors.Join(stopManager(), stopAPIServer()) }
 	}
 	if err := parallel(n, func(i int) error {
 		patch := []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"app:2"}]}}}}`)
@@ -404,12 +411,11 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 	// Before anything else asks the manager for work (a profile, a scrape).
 	res.managerCPU = procCPU(e.mgr.Pid()) - cpu0
 	res.apiServerCPU = procCPU(e.apiPid) - api0
-	close(released)
+	if err := stopProfiles(); err != nil {
+		return res, err
+	}
 	if profiling {
-		if err := <-profDone; err != nil {
-			return res, err
-		}
-		if err := fetch(fmt.Sprintf("http://%s/debug/pprof/allocs", e.pprof),
+		if err := fetch(http.DefaultClient, fmt.Sprintf("http://%s/debug/pprof/allocs", e.pprof),
 			filepath.Join(b.profileDir, fmt.Sprintf("allocs-%s-%d.pprof", strategy, n))); err != nil {
 			return res, err
 		}
@@ -527,9 +533,13 @@ func (w *watcher) observe(ro *sluicev1.Rollout) {
 		if s.progressing.IsZero() {
 			s.progressing = now
 		}
-		// The first traffic shift: the canary takes a weight (canary), or
-		// the blue/green run starts on a ready canary.
-		if s.shifted.IsZero() && (ro.Status.CanaryWeight > 0 || ro.Spec.Strategy.BlueGreen != nil) {
+		// The first traffic shift, the run on a ready canary: a canary
+		// takes its first weight (recorded just before the route is
+		// changed); a blue/green canary, which takes no traffic until the
+		// promotion, starts its first iteration's hold, ready. (Until
+		// 2026-12-05 a blue/green run counted as shifted as soon as it
+		// entered Progressing, before its canary was even scaled up.)
+		if s.shifted.IsZero() && (ro.Status.CanaryWeight > 0 || ro.Status.StepStartedAt != nil) {
 			s.shifted = now
 		}
 	case sluicev1.PhaseSucceeded:
@@ -676,6 +686,11 @@ type auditCounts struct {
 // countAudit counts the manager's requests received in [from, to).
 func countAudit(path string, from, to time.Time) (auditCounts, error) {
 	c := auditCounts{written: map[string]int{}, statusSaid: map[string]int{}}
+	// A rotated log (audit-<time>.log beside it) would be counted in part.
+	ext := filepath.Ext(path)
+	if rotated, _ := filepath.Glob(strings.TrimSuffix(path, ext) + "-*" + ext); len(rotated) > 0 {
+		return c, fmt.Errorf("the audit log was rotated (%s): its counts would miss requests", strings.Join(rotated, ", "))
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return c, err
@@ -974,8 +989,8 @@ func (e exposition) mean(name, match string) sumCount {
 }
 
 // fetch saves what url answers to path.
-func fetch(url, path string) error {
-	resp, err := http.Get(url)
+func fetch(hc *http.Client, url, path string) error {
+	resp, err := hc.Get(url)
 	if err != nil {
 		return err
 	}
@@ -995,6 +1010,44 @@ func fetch(url, path string) error {
 		return err
 	}
 	return f.Close()
+}
+
+// profileParts fetches consecutive 10 s CPU profiles from the pprof
+// handlers under base into dir/prefix-NN.pprof until stop is called (pprof
+// merges the files it is given); stop waits for the part under way and
+// returns the first error.
+func profileParts(hc *http.Client, base, dir, prefix string) (stop func() error) {
+	done := make(chan error, 1)
+	stopped := make(chan struct{})
+	go func() {
+		for part := 1; ; part++ {
+			err := fetch(hc, base+"/debug/pprof/profile?seconds=10", filepath.Join(dir, fmt.Sprintf("%s-%02d.pprof", prefix, part)))
+			select {
+			case <-stopped:
+				done <- err
+				return
+			default:
+			}
+			if err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	return func() error {
+		close(stopped)
+		return <-done
+	}
+}
+
+// profileAPIServer profiles the kube-apiserver (its /debug/pprof, on by
+// default) until the returned stop is called, with -profile.
+func (b *bench) profileAPIServer(e *env, strategy string, n int) (stop func() error) {
+	hc, err := rest.HTTPClientFor(e.c.Config)
+	if err != nil {
+		return func() error { return err }
+	}
+	return profileParts(hc, strings.TrimSuffix(e.c.Config.Host, "/"), b.profileDir, fmt.Sprintf("apiserver-cpu-%s-%d", strategy, n))
 }
 
 func httpOK(url string) bool {
@@ -1057,7 +1110,13 @@ func printTable(w io.Writer, rows []row) {
 		if last := r.runs[len(r.runs)-1]; len(r.runs) > 0 {
 			idle = fmt.Sprintf("%.3f", last.requestsIdleRoMin)
 		}
-		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %s | %d / %d | %s | %s | %s | %s |\n",
+		events := fmt.Sprintf("%d / %d", ew, er)
+		cpu := col(r.runs, func(x run) float64 { return float64(x.managerCPU.Milliseconds()) / float64(r.n) }, "%.1f")
+		peak := col(r.runs, func(x run) float64 { return float64(x.peakRSS) / (1 << 20) }, "%.0f")
+		if r.strategy == floorStrategy { // no manager ran
+			events, cpu, peak, idle = "–", "–", "–", "–"
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			r.strategy, r.n,
 			col(r.runs, sec(func(x run) time.Duration { return x.initialized }), "%.1f"),
 			col(r.runs, sec(func(x run) time.Duration { return x.progressing }), "%.2f"),
@@ -1065,9 +1124,7 @@ func printTable(w io.Writer, rows []row) {
 			col(r.runs, sec(func(x run) time.Duration { return x.succeeded }), "%.1f"),
 			col(r.runs, func(x run) float64 { return x.reads }, "%.1f"),
 			col(r.runs, func(x run) float64 { return x.writes }, "%.1f"),
-			ew, er,
-			col(r.runs, func(x run) float64 { return float64(x.managerCPU.Milliseconds()) / float64(r.n) }, "%.1f"),
-			col(r.runs, func(x run) float64 { return float64(x.peakRSS) / (1 << 20) }, "%.0f"),
+			events, cpu, peak,
 			col(r.runs, sec(func(x run) time.Duration { return x.apiServerCPU }), "%.1f"),
 			idle)
 	}
@@ -1131,7 +1188,7 @@ func idleNamespace(i int) string { return fmt.Sprintf("idle-%d", i/idlePerNamesp
 // another namespace and measures what they add to the manager's memory.
 func (b *bench) idleFleet(ctx context.Context, n int) (idleResult, error) {
 	res := idleResult{n: n, window: b.idleWindow}
-	e, err := b.start(ctx)
+	e, err := b.start(ctx, true)
 	if err != nil {
 		return res, err
 	}
@@ -1241,5 +1298,5 @@ func (b *bench) heapProfile(e *env, name string, n int) error {
 	if b.profileDir == "" {
 		return nil
 	}
-	return fetch(fmt.Sprintf("http://%s/debug/pprof/heap?gc=1", e.pprof), filepath.Join(b.profileDir, fmt.Sprintf(name, n)))
+	return fetch(http.DefaultClient, fmt.Sprintf("http://%s/debug/pprof/heap?gc=1", e.pprof), filepath.Join(b.profileDir, fmt.Sprintf(name, n)))
 }
