@@ -10,6 +10,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/tools/clientcmd"
@@ -254,33 +255,20 @@ type deploymentWatcher struct {
 func newDeploymentWatcher(ctx context.Context, e *env, ns string) *deploymentWatcher {
 	ctx, cancel := context.WithCancel(ctx)
 	w := &deploymentWatcher{cancel: cancel, last: map[string]*appsv1.Deployment{}, wake: map[string]chan struct{}{}}
-	wc, err := clientWithWatch(e)
-	if err != nil {
-		fail(err)
-	}
-	go func() {
-		for ctx.Err() == nil {
-			// Without a resourceVersion a watch begins with every object
-			// as it is: a watch that ended loses nothing.
-			wi, err := wc.Watch(ctx, &appsv1.DeploymentList{}, client.InNamespace(ns))
-			if err != nil {
-				time.Sleep(200 * time.Millisecond)
-				continue
-			}
-			for ev := range wi.ResultChan() {
-				if d, ok := ev.Object.(*appsv1.Deployment); ok {
-					w.mu.Lock()
-					w.last[d.Name] = d
-					ch := w.chanLocked(d.Name)
-					w.mu.Unlock()
-					select {
-					case ch <- struct{}{}:
-					default:
-					}
-				}
-			}
+	watchNamespace(ctx, e, &appsv1.DeploymentList{}, ns, func(o runtime.Object) {
+		d, ok := o.(*appsv1.Deployment)
+		if !ok {
+			return
 		}
-	}()
+		w.mu.Lock()
+		w.last[d.Name] = d
+		ch := w.chanLocked(d.Name)
+		w.mu.Unlock()
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	})
 	return w
 }
 

@@ -40,6 +40,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/rest"
@@ -494,27 +495,35 @@ type watcher struct {
 func newWatcher(ctx context.Context, e *env, ns string) *watcher {
 	ctx, cancel := context.WithCancel(ctx)
 	w := &watcher{cancel: cancel, byName: map[string]*seen{}, last: map[string]*sluicev1.Rollout{}, cond: make(chan struct{}, 1)}
+	watchNamespace(ctx, e, &sluicev1.RolloutList{}, ns, func(o runtime.Object) {
+		if ro, ok := o.(*sluicev1.Rollout); ok {
+			w.observe(ro)
+		}
+	})
+	return w
+}
+
+// watchNamespace calls seen with each object of a kind in ns, as one watch
+// reports them, until ctx ends. Without a resourceVersion a watch begins
+// with every object as it is: one that ended and starts again loses
+// nothing.
+func watchNamespace(ctx context.Context, e *env, list client.ObjectList, ns string, seen func(runtime.Object)) {
 	wc, err := clientWithWatch(e)
 	if err != nil {
 		fail(err)
 	}
 	go func() {
 		for ctx.Err() == nil {
-			wi, err := wc.Watch(ctx, &sluicev1.RolloutList{}, client.InNamespace(ns))
+			wi, err := wc.Watch(ctx, list, client.InNamespace(ns))
 			if err != nil {
 				time.Sleep(200 * time.Millisecond)
 				continue
 			}
 			for ev := range wi.ResultChan() {
-				ro, ok := ev.Object.(*sluicev1.Rollout)
-				if !ok {
-					continue
-				}
-				w.observe(ro)
+				seen(ev.Object)
 			}
 		}
 	}()
-	return w
 }
 
 func (w *watcher) observe(ro *sluicev1.Rollout) {
