@@ -119,7 +119,7 @@ func (b *bench) floorRelease(ctx context.Context, e *env, n, runIdx int, last bo
 	// The user's change, as in the other rows.
 	if err := parallel(n, func(i int) error {
 		return c.Patch(ctx, &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: floorTarget(i), Namespace: ns}},
-			client.RawPatch(types.StrategicMergePatchType, []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"app:2"}]}}}}`)))
+			client.RawPatch(types.StrategicMergePatchType, []byte(imageChange)))
 	}); err != nil {
 		return res, err
 	}
@@ -169,7 +169,7 @@ func (b *bench) drivePair(ctx context.Context, drv client.Client, dw *deployment
 	if err := patch(ctx, drv, &corev1.Service{}, ns, target, fmt.Sprintf(`{"spec":{"selector":{"app":%q}}}`, target)); err != nil {
 		return err
 	}
-	if err := patch(ctx, drv, &appsv1.Deployment{}, ns, primary, `{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"app:2"}]}}}}`); err != nil {
+	if err := patch(ctx, drv, &appsv1.Deployment{}, ns, primary, imageChange); err != nil {
 		return err
 	}
 	if err := dw.waitFor(ctx, primary, rolledOut("app:2"), timeout); err != nil {

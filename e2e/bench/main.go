@@ -52,6 +52,10 @@ import (
 	"github.com/sluice-dev/sluice/e2e/cluster"
 )
 
+// imageChange is the release: a strategic merge patch giving a
+// Deployment's container the new image.
+const imageChange = `{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"app:2"}]}}}}`
+
 // managerUser is the manager's user in the audit log.
 const managerUser = "sluice-bench-manager"
 
@@ -398,7 +402,7 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 		stopProfiles = func() error { return errors.Join(stopManager(), stopAPIServer()) }
 	}
 	if err := parallel(n, func(i int) error {
-		patch := []byte(`{"spec":{"template":{"spec":{"containers":[{"name":"app","image":"app:2"}]}}}}`)
+		patch := []byte(imageChange)
 		d := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("app-%d", i), Namespace: ns}}
 		return c.Patch(ctx, d, client.RawPatch(types.StrategicMergePatchType, patch))
 	}); err != nil {
