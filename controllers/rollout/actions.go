@@ -76,7 +76,7 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 	}
 	sc.primary = want
 	sc.obs.PrimaryRevision = rev
-	sc.obs.PrimaryReady, _ = want.Ready(primaryThreshold(sc.ro))
+	sc.obs.PrimaryReady, sc.obs.PrimaryMessage = want.Ready(primaryThreshold(sc.ro))
 	r.Recorder.Eventf(sc.ro, nil, corev1.EventTypeNormal, "PrimaryUpdated", "Promote",
 		"primary %s %s set to revision %s", sc.kind.Kind(), want.Object().GetName(), rev)
 	// A change of the user's autoscaler is released with the revision.

@@ -577,6 +577,14 @@ func (r *Reconciler) recordFirst(ctx context.Context, sc *scope, status sluicev1
 	p := statemachine.Decide(statemachine.Input{
 		Spec: &sc.ro.Spec, Generation: sc.ro.Generation, Status: &status, Obs: obs, Now: now,
 	})
+	if promoted, ok := promotedView(sc, obs, p); ok {
+		// The route's move starts a promotion (blue/green's): the primary
+		// is given the new template in this reconcile too, and the
+		// promotion's wait is told as it will stand then.
+		p = statemachine.Decide(statemachine.Input{
+			Spec: &sc.ro.Spec, Generation: sc.ro.Generation, Status: &status, Obs: promoted, Now: now,
+		})
+	}
 	if p.Need == nil && p.Desired.CanaryWeight == want.CanaryWeight && onlyRouterAnswers(&status, &p.Status) {
 		status = p.Status
 	}
@@ -606,6 +614,22 @@ func (r *Reconciler) recordFirst(ctx context.Context, sc *scope, status sluicev1
 	// The reconcile's later decisions are compared with the status as sent.
 	sc.recorded, sc.fresh = ro.Status.DeepCopy(), true
 	return nil
+}
+
+// promotedView is obs as act leaves it when the decision p gives the
+// primary the target's revision (promotePrimary): at that revision, and
+// not yet observed by its controller, as a workload whose spec was just
+// written. ok is false when p writes no primary.
+func promotedView(sc *scope, obs statemachine.Observation, p statemachine.Decision) (statemachine.Observation, bool) {
+	rev := p.Desired.PrimaryRevision
+	if p.Need != nil || sc.primary == nil || sc.target == nil || rev == "" || rev != sc.revision || rev == obs.PrimaryRevision {
+		return obs, false
+	}
+	written := sc.primary.DeepCopy()
+	written.Object().SetGeneration(written.Object().GetGeneration() + 1)
+	obs.PrimaryRevision = rev
+	obs.PrimaryReady, obs.PrimaryMessage = written.Ready(primaryThreshold(sc.ro))
+	return obs, true
 }
 
 // onlyRouterAnswers reports whether the status decided once the router holds
@@ -661,6 +685,11 @@ func (r *Reconciler) act(ctx context.Context, sc *scope, want statemachine.Desir
 		if err := r.promotePrimary(ctx, sc, want.PrimaryRevision); err != nil {
 			return false, err
 		}
+		// Decide again from the primary as written, so that the status
+		// says what the promotion now waits for rather than what the
+		// primary was before: told later, the true words are a status
+		// write more.
+		changed = sc.obs.PrimaryRevision == want.PrimaryRevision
 	}
 	if err := r.syncAutoscaler(ctx, sc, autoscaling.Release{}); err != nil {
 		return false, err
@@ -692,10 +721,11 @@ func (r *Reconciler) act(ctx context.Context, sc *scope, want statemachine.Desir
 		if err := r.scaleTarget(ctx, sc, want); err != nil {
 			return changed, err
 		}
-		if before != 0 && sc.target.Replicas() == 0 {
-			// Parked: decide again, so that the status records it in this
-			// reconcile's patch rather than the next one's.
-			sc.obs.TargetReplicas = 0
+		if now := sc.target.Replicas(); now != before {
+			// Parked, or scaled up (its wait is the Deployment controller's
+			// now, not "scaled to zero"): decide again, so that the status
+			// records it in this reconcile's patch rather than the next one's.
+			sc.obs.TargetReplicas = now
 			changed = true
 		}
 	}
