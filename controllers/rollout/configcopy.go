@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -29,20 +30,27 @@ type pendingCopy struct {
 	existing *metav1.PartialObjectMetadata // nil when there is no copy yet
 }
 
-// copyConfigs writes a -primary copy of every ConfigMap and Secret the target
-// uses and returns the keys it copied. A copy that already holds the content
-// of the revision's checksum is left alone, without reading its source; the
-// others are written from what this reconcile read of them, else read
-// uncached, after beforeWrites (when set) was given the list of them.
-func (r *Reconciler) copyConfigs(ctx context.Context, sc *scope, beforeWrites func([]pendingCopy) error) (map[string]bool, error) {
-	copied := map[string]bool{}
+// copyConfigs writes the primary's copy of every ConfigMap and Secret the
+// target uses, named as observe chose (chooseCopyNames), and returns the
+// copies' names by the keys of their sources. A copy that already holds the
+// content of the revision's checksum is left alone, without reading its
+// source; the others are written from what this reconcile read of them,
+// else read uncached, after beforeWrites (when set) was given the list of
+// them.
+func (r *Reconciler) copyConfigs(ctx context.Context, sc *scope, beforeWrites func([]pendingCopy) error) (map[string]string, error) {
+	copied := map[string]string{}
 	var pending []pendingCopy
 	for _, ref := range workload.ConfigRefs(&sc.target.Template().Spec) {
 		sum, ok := sc.configs[ref.Key()]
 		if !ok || sum == missingChecksum {
 			continue
 		}
-		key := client.ObjectKey{Namespace: sc.ro.Namespace, Name: workload.PrimaryName(ref.Name)}
+		name, ok := sc.copies[ref.Key()]
+		if !ok {
+			// observe blocks the Rollout when a copy has no name.
+			return nil, fmt.Errorf("no name for the primary's copy of %s", ref.Key())
+		}
+		key := client.ObjectKey{Namespace: sc.ro.Namespace, Name: name}
 		existing, current, err := r.copyHolds(ctx, ref.Kind, key, sum)
 		if err != nil {
 			return nil, err
@@ -50,7 +58,7 @@ func (r *Reconciler) copyConfigs(ctx context.Context, sc *scope, beforeWrites fu
 		if !current {
 			pending = append(pending, pendingCopy{ref: ref, key: key, existing: existing})
 		}
-		copied[ref.Key()] = true
+		copied[ref.Key()] = name
 	}
 	if beforeWrites != nil {
 		if err := beforeWrites(pending); err != nil {
@@ -192,11 +200,24 @@ func (r *Reconciler) writeConfig(ctx context.Context, sc *scope, src client.Obje
 	if err := controllerutil.SetControllerReference(sc.ro, dst, r.Scheme()); err != nil {
 		return err
 	}
-	if existing == nil {
-		if err := r.Create(ctx, dst); err != nil {
+	switch {
+	case existing == nil:
+		err := r.Create(ctx, dst)
+		if apierrors.IsAlreadyExists(err) {
+			// Created a moment ago, by this manager or someone else, and
+			// not in the cache yet: look again once it is (observe then
+			// names the copy anew if it is not this Rollout's).
+			return errors.Join(fmt.Errorf("creating %s: %w", name, err), errStale)
+		}
+		if err != nil {
 			return fmt.Errorf("creating %s: %w", name, err)
 		}
-	} else {
+	case !metav1.IsControlledBy(existing, sc.ro):
+		// observe names no copy after someone else's object; one that
+		// changed hands since it looked is left as it is, and the next
+		// reconcile names the copy anew (or stalls) before it writes.
+		return errors.Join(fmt.Errorf("%s %s is not this Rollout's copy", configKindName(kindOf(src)), name), errStale)
+	default:
 		dst.SetResourceVersion(existing.GetResourceVersion())
 		if err := r.Update(ctx, dst); err != nil {
 			return fmt.Errorf("updating %s: %w", name, err)

@@ -41,7 +41,10 @@ type scope struct {
 	// this reconcile read for their checksum, so that a promotion in the same
 	// reconcile (the first one) copies them without reading them again.
 	// It lives as long as the reconcile.
-	read     map[string]client.Object
+	read map[string]client.Object
+	// copies maps the keys of configs that have content to the name of the
+	// primary's copy of each (chooseCopyNames).
+	copies   map[string]string
 	revision string
 	// callRevision is the revision the calls of this reconcile tell of
 	// (see callRevision); the target's unless they tell of an ended release.
@@ -288,7 +291,74 @@ func (r *Reconciler) observeConfigs(ctx context.Context, sc *scope) error {
 			sc.configs[ref.Key()] = sum
 		}
 	}
+	return r.chooseCopyNames(ctx, sc)
+}
+
+// chooseCopyNames names the primary's copy of each ConfigMap and Secret the
+// target reads: the first of workload.CopyNames that is free or already
+// this Rollout's copy, with its -stable snapshot's name too. A name that is
+// someone else's is never written: a team's own object of that name, or
+// another Rollout's copy of a source both targets read (their releases,
+// rollbacks and deletions must not change what this primary reads). When
+// no name is left, the Rollout stalls (ConfigConflict) before anything is
+// written. Read from the cache: a copy created a moment ago that it does
+// not hold yet is created again, refused as existing (writeConfig), and
+// named again once the cache has it.
+func (r *Reconciler) chooseCopyNames(ctx context.Context, sc *scope) error {
+	sc.copies = map[string]string{}
+	chosen := map[string]bool{}
+	for _, ref := range workload.ConfigRefs(&sc.target.Template().Spec) {
+		if sum, ok := sc.configs[ref.Key()]; !ok || sum == missingChecksum {
+			continue
+		}
+		names := workload.CopyNames(ref.Name, sc.ro.Name)
+		for _, name := range names {
+			if chosen[name] {
+				continue
+			}
+			free, err := r.copyNameFree(ctx, sc, ref.Kind, name)
+			if err != nil {
+				return err
+			}
+			if free {
+				sc.copies[ref.Key()], chosen[name] = name, true
+				break
+			}
+		}
+		if _, ok := sc.copies[ref.Key()]; !ok {
+			kind := configKindName(ref.Kind)
+			sc.block("ConfigConflict", fmt.Sprintf("%s %s and %s (or their -stable snapshots) exist and are not this Rollout's copies: the primary's copy of %s %s takes one of these names, and Sluice never writes what is not its own; rename or remove one",
+				kind, names[0], names[1], kind, ref.Name))
+			return nil
+		}
+	}
 	return nil
+}
+
+// copyNameFree reports whether the primary's copy may be named name: that
+// and its snapshot's name are each absent or a copy of this Rollout's.
+func (r *Reconciler) copyNameFree(ctx context.Context, sc *scope, kind workload.ConfigKind, name string) (bool, error) {
+	for _, n := range []string{name, workload.StableCopyName(name)} {
+		meta := configMetadata(kind)
+		err := r.Get(ctx, client.ObjectKey{Namespace: sc.ro.Namespace, Name: n}, meta)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("reading %s/%s: %w", kind, n, err)
+		}
+		if !metav1.IsControlledBy(meta, sc.ro) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func configKindName(kind workload.ConfigKind) string {
+	if kind == workload.KindSecret {
+		return "Secret"
+	}
+	return "ConfigMap"
 }
 
 // newConfigObject is a full ConfigMap or Secret, for the API reader only.

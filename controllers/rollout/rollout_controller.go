@@ -299,16 +299,20 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		// serve the new kind only a moment later: look again now and then.
 		return ctrl.Result{RequeueAfter: routerRecheck}, nil
 	}
-	if sc.obs.BlockedReason == "ServiceConflict" {
-		// The manager caches only its own Services: deleting the one in
-		// the way sends it no event.
+	switch sc.obs.BlockedReason {
+	case "ServiceConflict", "ConfigConflict":
+		// The manager caches only its own Services, and its watch of
+		// ConfigMaps and Secrets wakes a Rollout for those its target
+		// reads, not for the copies' names: deleting the one in the way
+		// sends it no event.
 		return ctrl.Result{RequeueAfter: ConflictRecheck}, nil
 	}
 	return ctrl.Result{RequeueAfter: d.RequeueAfter}, nil
 }
 
 // ConflictRecheck is how often a Rollout stalled on a Service someone else
-// has (ServiceConflict) tries again: one create, refused while it is there.
+// has (ServiceConflict: one create, refused while it is there) or on the
+// names of its config copies (ConfigConflict: cache reads) tries again.
 const ConflictRecheck = 20 * time.Second
 
 // routerRecheck is how often a Rollout stalled on a missing router or

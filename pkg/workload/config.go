@@ -92,12 +92,43 @@ func ConfigRefs(spec *corev1.PodSpec) []ConfigRef {
 	return refs
 }
 
+// CopyNames are the names the primary's copy of the ConfigMap or Secret
+// source may take, in the order they are tried: <source>-primary, the name
+// Flagger gives it too, then <source>-<rollout>-primary for when the first
+// is someone else's: the team's own object of that name, or the copy of
+// another Rollout whose target reads the same source. Each Rollout keeps
+// copies of its own, so that no Rollout's promotion changes what another's
+// primary reads, and no Rollout's deletion deletes it. A name longer than
+// the API allows (with room for the -stable snapshot's suffix) ends with a
+// hash instead.
+func CopyNames(source, rollout string) [2]string {
+	return [2]string{
+		fitCopyName(PrimaryName(source), source),
+		fitCopyName(source+"-"+rollout+PrimarySuffix, source+"/"+rollout),
+	}
+}
+
+// maxCopyName is the longest copy name whose snapshot (StableCopyName) is
+// still a valid name: a DNS subdomain, at most 253 characters.
+const maxCopyName = 253 - len(stableSuffix)
+
+func fitCopyName(name, seed string) string {
+	if len(name) <= maxCopyName {
+		return name
+	}
+	sum := sha256.Sum256([]byte(seed))
+	hash := hex.EncodeToString(sum[:])[:10]
+	// A cut name must still end its DNS label with a letter or digit.
+	prefix := strings.TrimRight(name[:maxCopyName-len(hash)-len(PrimarySuffix)-1], ".-")
+	return prefix + "-" + hash + PrimarySuffix
+}
+
 // RenameConfigRefs points every reference to a copied ConfigMap or Secret
-// at its -primary copy; copied holds ConfigRef keys.
-func RenameConfigRefs(spec *corev1.PodSpec, copied map[string]bool) {
+// at the primary's copy; copied maps ConfigRef keys to the copies' names.
+func RenameConfigRefs(spec *corev1.PodSpec, copied map[string]string) {
 	rename := func(kind ConfigKind, name *string) {
-		if copied[ConfigRef{Kind: kind, Name: *name}.Key()] {
-			*name = PrimaryName(*name)
+		if c, ok := copied[ConfigRef{Kind: kind, Name: *name}.Key()]; ok {
+			*name = c
 		}
 	}
 	for i := range spec.Volumes {
@@ -220,7 +251,9 @@ func NeedsConfigRestart(template *corev1.PodTemplateSpec, configs map[string]str
 const StableConfigsAnnotation = "sluice.dev/stable-configs"
 
 // StableCopyName names the snapshot of a -primary copy's stable content.
-func StableCopyName(copyName string) string { return copyName + "-stable" }
+func StableCopyName(copyName string) string { return copyName + stableSuffix }
+
+const stableSuffix = "-stable"
 
 // SetStableConfigs records the copies kept (ConfigRef keys) on the primary.
 func SetStableConfigs(p metav1.Object, kept []string) {

@@ -29,9 +29,9 @@ func PrimaryName(name string) string { return name + PrimarySuffix }
 type Primary struct {
 	// Selector is the primary's pod selector (see the kind's Selectors).
 	Selector map[string]string
-	// Copied holds the ConfigRef keys of the ConfigMaps and Secrets that
-	// have a -primary copy.
-	Copied map[string]bool
+	// Copied maps the ConfigRef keys of the ConfigMaps and Secrets that
+	// have a copy of the primary's to the copy's name (CopyNames).
+	Copied map[string]string
 	// Revision is the revision the primary runs.
 	Revision string
 	// Replicas is how many pods it runs.

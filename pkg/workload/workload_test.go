@@ -2,11 +2,13 @@ package workload_test
 
 import (
 	"maps"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -150,5 +152,28 @@ func TestRelabelLeavesAffinityTermsAboutOtherNamespacesAlone(t *testing.T) {
 				t.Errorf("app=%s, want %s", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestCopyNamesAreValidNamesAndDifferPerRollout(t *testing.T) {
+	if got := workload.CopyNames("db", "web"); got != [2]string{"db-primary", "db-web-primary"} {
+		t.Errorf("CopyNames(db, web) = %v", got)
+	}
+	// A long source (or Rollout) name is cut to leave room for the
+	// snapshot's suffix, and a hash keeps two cut names apart.
+	// (cut where a DNS label ends: a label may not end with its dot).
+	long := strings.Repeat("a", 226) + "." + strings.Repeat("b", 26)
+	a, b := workload.CopyNames(long, "web"), workload.CopyNames(long, "api")
+	if a[1] == b[1] {
+		t.Errorf("two Rollouts' copies of one long source share the name %s", a[1])
+	}
+	for _, names := range [][2]string{a, b, workload.CopyNames(strings.Repeat("c", 253), strings.Repeat("r", 253))} {
+		for _, n := range names {
+			for _, name := range []string{n, workload.StableCopyName(n)} {
+				if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
+					t.Errorf("%s (%d characters) is not a valid name: %v", name, len(name), errs)
+				}
+			}
+		}
 	}
 }

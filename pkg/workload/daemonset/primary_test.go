@@ -23,7 +23,7 @@ func TestBuildPrimaryRunsTheUsersSpecUnparkedWithItsOwnSelectorAndConfigCopies(t
 	if err != nil {
 		t.Fatal(err)
 	}
-	copied := map[string]bool{"configmap/cm-vol": true}
+	copied := map[string]string{"configmap/cm-vol": "cm-vol-primary"}
 	p := daemonset.BuildPrimary(target, workload.Primary{Selector: sel, Copied: copied, Revision: "rev1", Replicas: 3})
 
 	if p.Name != "web-primary" || p.Namespace != "ns" || p.Labels[workload.RolloutLabel] != "web" || p.Labels["team"] != "a" || workload.RevisionOf(daemonset.Of(p)) != "rev1" {

@@ -24,7 +24,8 @@ func TestBuildPrimaryGivesThePrimaryItsOwnSelectorAndConfigCopies(t *testing.T) 
 	if canary["app"] != "web" || primarySel["app"] != "web-primary" {
 		t.Fatalf("selectors = %v / %v", canary, primarySel)
 	}
-	copied := map[string]bool{"configmap/cm-vol": true, "configmap/cm-proj": true, "secret/sec-envfrom": true}
+	// sec-envfrom-primary is someone else's: its copy has the Rollout's name in it.
+	copied := map[string]string{"configmap/cm-vol": "cm-vol-primary", "configmap/cm-proj": "cm-proj-primary", "secret/sec-envfrom": "sec-envfrom-web-primary"}
 	p := deployment.BuildPrimary(d, workload.Primary{Selector: primarySel, Copied: copied, Revision: "rev1", Replicas: 3})
 
 	if p.Name != "web-primary" || p.Annotations[workload.RevisionAnnotation] != "rev1" || *p.Spec.Replicas != 3 {
@@ -43,7 +44,7 @@ func TestBuildPrimaryGivesThePrimaryItsOwnSelectorAndConfigCopies(t *testing.T) 
 	if spec.Volumes[1].Secret.SecretName != "sec-vol" {
 		t.Errorf("an optional, absent (not copied) secret was renamed to %s", spec.Volumes[1].Secret.SecretName)
 	}
-	if spec.InitContainers[0].EnvFrom[0].SecretRef.Name != "sec-envfrom-primary" {
+	if spec.InitContainers[0].EnvFrom[0].SecretRef.Name != "sec-envfrom-web-primary" {
 		t.Errorf("envFrom not renamed")
 	}
 	if spec.Containers[0].Env[0].ValueFrom.ConfigMapKeyRef.Name != "cm-vol-primary" {

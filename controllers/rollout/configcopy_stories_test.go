@@ -1,0 +1,203 @@
+package rollout_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/controllers/rollout"
+)
+
+// Stories of the primary's copies of the ConfigMaps and Secrets its target
+// uses: a copy is the Rollout's own, and Sluice never writes, or makes
+// itself the owner of, an object that is not. (Flagger names its copies
+// <name>-primary whoever holds that name: it overwrites a user's object of
+// that name and, when two Canaries share a ConfigMap, one's promotion
+// changes the other's primary and its deletion deletes the copy the other's
+// pods read: fluxcd/flagger#1046, #1930.)
+
+// primaryConfigRef is the name of the ConfigMap (or Secret) the primary
+// of the Deployment name reads its first env variable from.
+func (s *story) primaryConfigRef(name string) string {
+	s.t.Helper()
+	src := s.getDeployment(name + "-primary").Spec.Template.Spec.Containers[0].Env[0].ValueFrom
+	if src.ConfigMapKeyRef != nil {
+		return src.ConfigMapKeyRef.Name
+	}
+	return src.SecretKeyRef.Name
+}
+
+// configData reads the ConfigMap or Secret name as a map of strings.
+func (s *story) configData(secret bool, name string) (map[string]string, metav1.ObjectMeta) {
+	s.t.Helper()
+	key := client.ObjectKey{Namespace: s.ns, Name: name}
+	if secret {
+		o := &corev1.Secret{}
+		s.must(k8sClient.Get(s.ctx, key, o))
+		out := map[string]string{}
+		for k, v := range o.Data {
+			out[k] = string(v)
+		}
+		return out, o.ObjectMeta
+	}
+	o := &corev1.ConfigMap{}
+	s.must(k8sClient.Get(s.ctx, key, o))
+	return o.Data, o.ObjectMeta
+}
+
+func (s *story) createConfig(secret bool, name string, data map[string]string) {
+	s.t.Helper()
+	meta := metav1.ObjectMeta{Name: name, Namespace: s.ns}
+	if secret {
+		o := &corev1.Secret{ObjectMeta: meta, StringData: data}
+		s.must(k8sClient.Create(s.ctx, o))
+		return
+	}
+	s.must(k8sClient.Create(s.ctx, &corev1.ConfigMap{ObjectMeta: meta, Data: data}))
+}
+
+func (s *story) setConfig(secret bool, name string, data map[string]string) {
+	s.t.Helper()
+	key := client.ObjectKey{Namespace: s.ns, Name: name}
+	if secret {
+		o := &corev1.Secret{}
+		s.must(k8sClient.Get(s.ctx, key, o))
+		o.Data, o.StringData = nil, data
+		s.must(k8sClient.Update(s.ctx, o))
+		return
+	}
+	o := &corev1.ConfigMap{}
+	s.must(k8sClient.Get(s.ctx, key, o))
+	o.Data = data
+	s.must(k8sClient.Update(s.ctx, o))
+}
+
+func withConfigEnv(secret bool, name, key string) deployOpt {
+	if !secret {
+		return withConfigMapEnv(name, key)
+	}
+	return func(d *appsv1.Deployment) {
+		c := &d.Spec.Template.Spec.Containers[0]
+		c.Env = append(c.Env, corev1.EnvVar{Name: "COLOR", ValueFrom: &corev1.EnvVarSource{
+			SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: name}, Key: key},
+		}})
+	}
+}
+
+var configKinds = map[string]bool{"ConfigMap": false, "Secret": true}
+
+// A team keeps its own "db-primary" beside "db" (a primary database's
+// credentials, say). The primary's copy of "db" must not overwrite it, nor
+// take it over: owned by the Rollout, it would be deleted with it.
+func TestAConfigNamedLikeThePrimarysCopyThatIsNotSluicesIsNeverWrittenOrOwned(t *testing.T) {
+	for kind, secret := range configKinds {
+		t.Run(kind, func(t *testing.T) {
+			s := newStory(t)
+			s.createConfig(secret, "db", map[string]string{"color": "blue"})
+			s.createConfig(secret, "db-primary", map[string]string{"host": "pg-0.example"})
+			s.deploy("podinfo", "podinfo:1.0", withConfigEnv(secret, "db", "color"))
+			ro := s.initialized("podinfo")
+
+			theirs, meta := s.configData(secret, "db-primary")
+			if want := map[string]string{"host": "pg-0.example"}; fmt.Sprint(theirs) != fmt.Sprint(want) {
+				t.Errorf("the team's %s db-primary holds %v, want %v as they wrote it", kind, theirs, want)
+			}
+			if len(meta.OwnerReferences) > 0 {
+				t.Errorf("the team's %s db-primary has owners %v: deleting the Rollout would delete it", kind, meta.OwnerReferences)
+			}
+			copyName := s.primaryConfigRef("podinfo")
+			if copyName == "db" || copyName == "db-primary" {
+				t.Fatalf("the primary reads %s %s, want a copy of db of the Rollout's own", kind, copyName)
+			}
+			data, meta := s.configData(secret, copyName)
+			if data["color"] != "blue" {
+				t.Errorf("the primary's copy %s holds %v, want db's color=blue", copyName, data)
+			}
+			if !metav1.IsControlledBy(&metav1.ObjectMeta{OwnerReferences: meta.OwnerReferences}, ro) {
+				t.Errorf("the primary's copy %s has owners %v, want the Rollout as controller", copyName, meta.OwnerReferences)
+			}
+		})
+	}
+}
+
+// Two Deployments read one ConfigMap, each released by its own Rollout.
+// When the ConfigMap changes, each release decides for its own primary
+// alone: b's canary never becomes ready and is rolled back, and b's primary
+// keeps the content it was released with while a's is promoted.
+func TestTwoRolloutsSharingAConfigMapEachReleaseItToTheirOwnPrimaryOnly(t *testing.T) {
+	s := newStory(t)
+	s.createConfig(false, "shared", map[string]string{"color": "blue"})
+	s.deploy("a", "a:1.0", withConfigMapEnv("shared", "color"))
+	s.deploy("b", "b:1.0", withConfigMapEnv("shared", "color"))
+	s.initialized("a")
+	s.initialized("b", progressDeadline(2))
+	copyA, copyB := s.primaryConfigRef("a"), s.primaryConfigRef("b")
+	if copyA == copyB {
+		t.Errorf("both primaries read ConfigMap %s: one Rollout's promotion would change the other's primary", copyA)
+	}
+	for name, c := range map[string]string{"a": copyA, "b": copyB} {
+		_, meta := s.configData(false, c)
+		ro := s.getRollout(name)
+		if !metav1.IsControlledBy(&metav1.ObjectMeta{OwnerReferences: meta.OwnerReferences}, ro) {
+			t.Errorf("%s's copy %s has owners %v, want Rollout %s as controller", name, c, meta.OwnerReferences, name)
+		}
+	}
+
+	// b's canary never becomes ready with the new content.
+	s.holdWhen(func(d *appsv1.Deployment) bool { return d.Name == "b" })
+	s.setConfig(false, "shared", map[string]string{"color": "green"})
+	s.waitPhase("a", sluicev1.PhaseSucceeded, storyTimeout)
+	s.waitPhase("b", sluicev1.PhaseFailed, storyTimeout)
+
+	if got, _ := s.configData(false, s.primaryConfigRef("a")); got["color"] != "green" {
+		t.Errorf("a's primary reads %v after its release, want color=green", got)
+	}
+	if got, _ := s.configData(false, s.primaryConfigRef("b")); got["color"] != "blue" {
+		t.Errorf("b's primary reads %v after b's release was rolled back, want the blue it was released with", got)
+	}
+}
+
+// Both names a copy may take are someone else's: the Rollout stalls
+// (ConfigConflict, in a Warning event) before anything is written, the
+// target keeps serving, and once one name is free it carries on by itself.
+func TestAConfigCopyWithNoFreeNameStallsTheRolloutBeforeAnythingIsWritten(t *testing.T) {
+	s := newStory(t)
+	s.createConfig(false, "db", map[string]string{"color": "blue"})
+	s.createConfig(false, "db-primary", map[string]string{"host": "pg-0.example"})
+	s.createConfig(false, "db-podinfo-primary", map[string]string{"host": "pg-1.example"})
+	s.deploy("podinfo", "podinfo:1.0", withConfigMapEnv("db", "color"))
+	s.rollout("podinfo")
+
+	ro := s.waitStalled("podinfo", "ConfigConflict")
+	if want := "ConfigMap db-primary and db-podinfo-primary (or their -stable snapshots) exist and are not this Rollout's copies"; !strings.Contains(ro.Status.Message, want) {
+		t.Errorf("the Stalled message %q does not say %q", ro.Status.Message, want)
+	}
+	s.waitEvent("podinfo", "ConfigConflict")
+	if err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo-primary"}, &appsv1.Deployment{}); !apierrors.IsNotFound(err) {
+		t.Errorf("primary Deployment while stalled: %v, want not found", err)
+	}
+	if n := replicas(s.getDeployment("podinfo")); n != 2 {
+		t.Errorf("the target runs %d replicas while stalled, want its 2 serving", n)
+	}
+	for name, host := range map[string]string{"db-primary": "pg-0.example", "db-podinfo-primary": "pg-1.example"} {
+		data, meta := s.configData(false, name)
+		if data["host"] != host || len(meta.OwnerReferences) > 0 {
+			t.Errorf("the team's ConfigMap %s was written: %v, owners %v", name, data, meta.OwnerReferences)
+		}
+	}
+
+	time.Sleep(3 * time.Second)
+	s.must(k8sClient.Delete(s.ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "db-podinfo-primary", Namespace: s.ns}}))
+	s.waitPhase("podinfo", sluicev1.PhaseInitialized, rollout.ConflictRecheck+storyTimeout)
+	if got := s.primaryConfigRef("podinfo"); got != "db-podinfo-primary" {
+		t.Errorf("the primary reads ConfigMap %s, want its copy db-podinfo-primary", got)
+	}
+}
