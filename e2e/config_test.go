@@ -3,12 +3,16 @@
 package e2e
 
 import (
+	"fmt"
 	"strconv"
 	"testing"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
@@ -73,5 +77,95 @@ func TestConfigOnlyChangeReleased(t *testing.T) {
 		if cm.Data["MESSAGE"] != "bonjour" {
 			s.Fatalf("podinfo-config-primary MESSAGE=%q", cm.Data["MESSAGE"])
 		}
+	})
+}
+
+// TestDeletingOneOfTwoRolloutsSharingAConfigMapLeavesTheOtherServing: two
+// apps read one ConfigMap, each released by its own Rollout. Deleting one
+// Rollout garbage-collects its objects, its ConfigMap copy with them; the
+// other's primary pods read a copy of their own, so one restarted (as a
+// node drain or a crash would) starts and serves. With one copy shared by
+// both (Flagger's, and Sluice's before), the new pod could not start: its
+// ConfigMap was deleted with the other Rollout (fluxcd/flagger#1046).
+func TestDeletingOneOfTwoRolloutsSharingAConfigMapLeavesTheOtherServing(t *testing.T) {
+	t.Parallel() // see main_test.go
+	s := NewStory(t, "config-shared")
+	other := cluster.App{Namespace: s.NS, Name: "other", Version: "v1", Replicas: 1, ConfigMap: "shared"}
+	otherRo := &sluicev1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.NS, Name: other.Name},
+		Spec: sluicev1.RolloutSpec{
+			TargetRef:             sluicev1.TargetRef{APIVersion: "apps/v1", Kind: "Deployment", Name: other.Name},
+			Service:               sluicev1.ServiceSpec{Port: 80, TargetPort: ptr.To(intstr.FromString("http"))},
+			Strategy:              sluicev1.Strategy{BlueGreen: &sluicev1.BlueGreenStrategy{Iterations: 1}},
+			ScaleDownDelaySeconds: ptr.To[int32](3),
+		},
+	}
+	var deleted time.Time
+	s.Given("apps other and podinfo read ConfigMap shared; other's Rollout is made first, then podinfo's canary Rollout, under load", func() {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: s.NS, Name: "shared"}, Data: map[string]string{"MESSAGE": "hello"}}
+		s.Must(s.c.Client.Create(s.ctx, cm), "creating the ConfigMap")
+		other.Image = s.c.Image("testapp")
+		s.Must(s.c.Client.Create(s.ctx, other.Deployment()), "creating Deployment other")
+		s.WaitDeploymentReady(other.Name)
+		s.Must(s.c.Client.Create(s.ctx, otherRo), "creating Rollout other")
+		s.Eventually(90*time.Second, "Rollout other Initialized", func() (bool, string) {
+			ro := &sluicev1.Rollout{}
+			s.Must(s.c.Client.Get(s.ctx, client.ObjectKeyFromObject(otherRo), ro), "reading Rollout other")
+			return ro.Status.Phase == sluicev1.PhaseInitialized, string(ro.Status.Phase) + ": " + ro.Status.Message
+		})
+		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2, ConfigMap: "shared"})
+		s.CreateRollout(s.App.GatewayRollout(s.Host, CanarySteps(50), &sluicev1.Analysis{
+			Interval: &metav1.Duration{Duration: 5 * time.Second}, Threshold: 2,
+		}))
+		s.WaitPhase(sluicev1.PhaseInitialized, 90*time.Second)
+		s.StartLoad(30)
+		s.WaitServing("v1")
+	}).When("other's Rollout is deleted and the garbage collector has removed what it owned", func() {
+		s.Must(s.c.Client.Get(s.ctx, client.ObjectKeyFromObject(otherRo), otherRo), "reading Rollout other")
+		uid := otherRo.UID
+		s.Must(s.c.Client.Delete(s.ctx, otherRo), "deleting Rollout other")
+		s.Eventually(90*time.Second, "no ConfigMap owned by Rollout other", func() (bool, string) {
+			list := &corev1.ConfigMapList{}
+			s.Must(s.c.Client.List(s.ctx, list, client.InNamespace(s.NS)), "listing ConfigMaps")
+			for _, cm := range list.Items {
+				for _, o := range cm.OwnerReferences {
+					if o.UID == uid {
+						return false, "ConfigMap " + cm.Name + " is still there"
+					}
+				}
+			}
+			return true, ""
+		})
+		deleted = time.Now()
+	}).Then("a restarted pod of podinfo's primary starts and serves, and no request fails", func() {
+		pods := &corev1.PodList{}
+		s.Must(s.c.Client.List(s.ctx, pods, client.InNamespace(s.NS), client.MatchingLabels{"app": "podinfo-primary"}), "listing the primary's pods")
+		if len(pods.Items) == 0 {
+			s.Fatalf("podinfo's primary has no pod")
+		}
+		victim := pods.Items[0].Name
+		s.Must(s.c.Kube.CoreV1().Pods(s.NS).EvictV1(s.ctx, &policyv1.Eviction{
+			ObjectMeta: metav1.ObjectMeta{Namespace: s.NS, Name: victim},
+		}), "evicting "+victim)
+		s.Eventually(90*time.Second, "a new primary pod ready in "+victim+"'s place", func() (bool, string) {
+			s.Must(s.c.Client.List(s.ctx, pods, client.InNamespace(s.NS), client.MatchingLabels{"app": "podinfo-primary"}), "listing the primary's pods")
+			ready, why := 0, ""
+			for _, p := range pods.Items {
+				if p.Name == victim || p.DeletionTimestamp != nil {
+					continue
+				}
+				if cluster.PodReady(&p) {
+					ready++
+					continue
+				}
+				for _, c := range p.Status.ContainerStatuses {
+					if w := c.State.Waiting; w != nil {
+						why = fmt.Sprintf("pod %s waiting: %s: %s", p.Name, w.Reason, w.Message)
+					}
+				}
+			}
+			return ready == 2, fmt.Sprintf("%d of 2 ready; %s", ready, why)
+		})
+		s.ExpectNoFailedRequests(deleted)
 	})
 }

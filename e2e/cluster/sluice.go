@@ -193,7 +193,7 @@ func (s *Sluice) WaitReady(ctx context.Context) error {
 		leader := s.LeaderPod(ctx)
 		ready, leads := int32(0), false
 		for _, p := range pods {
-			if p.DeletionTimestamp == nil && podReady(&p) {
+			if p.DeletionTimestamp == nil && PodReady(&p) {
 				ready++
 				leads = leads || p.Name == leader
 			}
@@ -291,8 +291,8 @@ func (s *Sluice) metricsURL(ctx context.Context, leader bool) (string, error) {
 	return "", fmt.Errorf("no running manager pod of %s (leader %q, want the leader: %v)", s.Release, name, leader)
 }
 
-// podReady reports whether the pod's Ready condition is True.
-func podReady(p *corev1.Pod) bool {
+// PodReady reports whether the pod's Ready condition is True.
+func PodReady(p *corev1.Pod) bool {
 	for _, c := range p.Status.Conditions {
 		if c.Type == corev1.PodReady {
 			return c.Status == corev1.ConditionTrue
