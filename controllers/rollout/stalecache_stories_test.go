@@ -330,10 +330,13 @@ func createdOnceWhileBehind(t *testing.T, resource string, opts ...rolloutOpt) {
 	t.Helper()
 	s, gate, log := newGatedStory(t, resource)
 	// Another Rollout like it first: once it is initialized, the manager
-	// watches the resource and its cache has synced.
+	// watches the resource and its cache has synced. podinfo's target is
+	// created before it, so that its watch event came before those that
+	// initialized the other: a target created just before the gate closed
+	// could be held back with the rest, and the Rollout see no target.
 	s.deploy("other", "other:1.0")
-	s.initialized("other", opts...)
 	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("other", opts...)
 	gate.close()
 	start := log.len()
 	s.rollout("podinfo", opts...)
