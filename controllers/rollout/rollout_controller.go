@@ -191,6 +191,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	// The status as read: what the API server holds until this reconcile
 	// writes (only the status is kept, not a copy of the whole Rollout).
 	base := ro.Status.DeepCopy()
+	if stalledFor(base, ReasonRequestRefused) {
+		// Decided afresh; stalledOnRefusal records it again if the API
+		// server refuses again.
+		meta.RemoveStatusCondition(&ro.Status.Conditions, sluicev1.ConditionStalled)
+	}
 	var sc *scope
 	actionTaken := false
 	// The answers of the hooks and checks ended so far; a decision made
@@ -269,6 +274,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		// the cache has the write.
 		return ctrl.Result{RequeueAfter: staleRetry}, nil
 	}
+	if refused(err) {
+		return r.stalledOnRefusal(ctx, ro, base, err), nil
+	}
 	if err != nil {
 		reconcileErrors.Inc()
 		r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, "ReconcileError", "Reconcile", "%v", err)
@@ -289,6 +297,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	ro.Status = d.Status
 	r.completeStatus(sc, err == nil)
 	recordMetrics(ro, base, r.Clock.Now())
+	if refused(err) {
+		return r.stalledOnRefusal(ctx, ro, base, err), nil
+	}
 	if err != nil {
 		reconcileErrors.Inc()
 		r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, "ReconcileError", "Reconcile", "%v", err)
@@ -308,6 +319,56 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		return ctrl.Result{RequeueAfter: ConflictRecheck}, nil
 	}
 	return ctrl.Result{RequeueAfter: d.RequeueAfter}, nil
+}
+
+// ReasonRequestRefused is the Stalled reason of a request the API server
+// refused (refused).
+const ReasonRequestRefused = "RequestRefused"
+
+// RefusedRecheck is how often a Rollout stalled on a refused request
+// (RequestRefused) tries again: what refused it (an admission policy, a
+// quota, RBAC) sends the manager no event when it changes.
+const RefusedRecheck = 30 * time.Second
+
+// refused reports whether err holds an answer of the API server that trying
+// again will not change by itself: a request forbidden (by RBAC, a quota,
+// an admission policy or webhook, a namespace being deleted) or refused as
+// invalid, malformed or too large. Retried with an error's backoff, it was
+// told only in ReconcileError events further and further apart.
+func refused(err error) bool {
+	return err != nil && (apierrors.IsForbidden(err) || apierrors.IsInvalid(err) ||
+		apierrors.IsBadRequest(err) || apierrors.IsRequestEntityTooLargeError(err))
+}
+
+// stalledOnRefusal stops the Rollout where the API server refused one of its
+// requests, and says so where the user looks: Stalled with reason
+// RequestRefused and the API server's answer in the status (kstatus:
+// Failed), one Warning event when it starts. What was done and decided
+// before the refusal is kept (the status is written as usual); the same
+// decision is tried again in RefusedRecheck. A Rollout stalled for another
+// reason (a rollback's) keeps that reason, and only the event tells.
+func (r *Reconciler) stalledOnRefusal(ctx context.Context, ro *sluicev1.Rollout, base *sluicev1.RolloutStatus, err error) ctrl.Result {
+	reconcileErrors.Inc()
+	msg := fmt.Sprintf("the API server refused a request, and trying again will not change that by itself: %v; Sluice tries again every %s", err, RefusedRecheck)
+	st := &ro.Status
+	if c := meta.FindStatusCondition(st.Conditions, sluicev1.ConditionStalled); c == nil || c.Status != metav1.ConditionTrue {
+		now := metav1.NewTime(r.Clock.Now())
+		since := now
+		if c := meta.FindStatusCondition(base.Conditions, sluicev1.ConditionStalled); c != nil && c.Status == metav1.ConditionTrue && c.Reason == ReasonRequestRefused {
+			since = c.LastTransitionTime
+		}
+		st.Message = msg
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: sluicev1.ConditionStalled, Status: metav1.ConditionTrue,
+			Reason: ReasonRequestRefused, Message: msg, ObservedGeneration: ro.Generation, LastTransitionTime: since})
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: sluicev1.ConditionReady, Status: metav1.ConditionFalse,
+			Reason: ReasonRequestRefused, Message: msg, ObservedGeneration: ro.Generation, LastTransitionTime: now})
+		meta.RemoveStatusCondition(&st.Conditions, sluicev1.ConditionReconciling)
+	}
+	if !stalledFor(base, ReasonRequestRefused) {
+		log.FromContext(ctx).Info("stalled: the API server refused a request", "error", err.Error())
+		r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, ReasonRequestRefused, "Reconcile", "%s", msg)
+	}
+	return ctrl.Result{RequeueAfter: RefusedRecheck}
 }
 
 // ConflictRecheck is how often a Rollout stalled on a Service someone else
