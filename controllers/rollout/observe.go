@@ -66,6 +66,8 @@ type scope struct {
 	actionTaken bool
 	// fresh is set once the cached Rollout was found current in this reconcile.
 	fresh bool
+	// acted is set once act has carried out a decision without error.
+	acted bool
 	// recorded is the status the API server holds: the one read, until
 	// recordFirst records another.
 	recorded *sluicev1.RolloutStatus

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
@@ -99,6 +100,14 @@ func TestAWriteRefusedByAnAdmissionPolicyStallsTheRolloutSayingWhy(t *testing.T)
 	s.expectKStatus("podinfo", status.FailedStatus)
 	if n := replicas(s.getDeployment("podinfo")); n != 2 {
 		t.Errorf("the target runs %d replicas while stalled, want its 2 serving", n)
+	}
+
+	// Tried again while refused, it writes nothing more.
+	rv := s.getRollout("podinfo").ResourceVersion
+
+	time.Sleep(rollout.RefusedRecheck + 3*time.Second)
+	if now := s.getRollout("podinfo"); now.ResourceVersion != rv {
+		t.Errorf("the Rollout was written while the refusal lasted (resourceVersion %s, was %s): %s", now.ResourceVersion, rv, now.Status.Message)
 	}
 
 	s.must(k8sClient.Delete(s.ctx, binding))

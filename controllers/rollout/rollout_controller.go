@@ -191,11 +191,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	// The status as read: what the API server holds until this reconcile
 	// writes (only the status is kept, not a copy of the whole Rollout).
 	base := ro.Status.DeepCopy()
-	if stalledFor(base, ReasonRequestRefused) {
-		// Decided afresh; stalledOnRefusal records it again if the API
-		// server refuses again.
-		meta.RemoveStatusCondition(&ro.Status.Conditions, sluicev1.ConditionStalled)
-	}
 	var sc *scope
 	actionTaken := false
 	// The answers of the hooks and checks ended so far; a decision made
@@ -295,7 +290,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, sc.obs.BlockedReason, "Reconcile", "%s", sc.obs.Blocked)
 	}
 	ro.Status = d.Status
-	r.completeStatus(sc, err == nil)
+	r.completeStatus(sc, err == nil || refused(err))
+	if err == nil && !sc.acted && stalledFor(base, ReasonRequestRefused) {
+		// Nothing was tried again (the reconcile waits on hooks, say):
+		// the refusal stands.
+		ro.Status = carryRefusal(ro.Status, base)
+	}
 	recordMetrics(ro, base, r.Clock.Now())
 	if refused(err) {
 		return r.stalledOnRefusal(ctx, ro, base, err), nil
@@ -371,6 +371,39 @@ func (r *Reconciler) stalledOnRefusal(ctx context.Context, ro *sluicev1.Rollout,
 	return ctrl.Result{RequeueAfter: RefusedRecheck}
 }
 
+// withoutRefusal is st without a RequestRefused stall, for the state
+// machine to decide from: it keeps the reason of a Failed phase's stall.
+func withoutRefusal(st sluicev1.RolloutStatus) sluicev1.RolloutStatus {
+	if !stalledFor(&st, ReasonRequestRefused) {
+		return st
+	}
+	out := *st.DeepCopy()
+	meta.RemoveStatusCondition(&out.Conditions, sluicev1.ConditionStalled)
+	return out
+}
+
+// carryRefusal is the status st, decided while the API server refused this
+// Rollout's requests (from, the status recorded, is stalled on
+// RequestRefused), with the stall as from records it. Recorded before the
+// refused request is tried again (recordFirst), the decision without it
+// would report the Rollout running again for the moment of each try; the
+// stall goes when a reconcile ends with no refusal.
+func carryRefusal(st sluicev1.RolloutStatus, from *sluicev1.RolloutStatus) sluicev1.RolloutStatus {
+	if c := meta.FindStatusCondition(st.Conditions, sluicev1.ConditionStalled); c != nil && c.Status == metav1.ConditionTrue {
+		// Stalled for a reason of the state machine's, which says more.
+		return st
+	}
+	out := *st.DeepCopy()
+	for _, t := range []string{sluicev1.ConditionReady, sluicev1.ConditionStalled} {
+		if c := meta.FindStatusCondition(from.Conditions, t); c != nil {
+			meta.SetStatusCondition(&out.Conditions, *c)
+		}
+	}
+	meta.RemoveStatusCondition(&out.Conditions, sluicev1.ConditionReconciling)
+	out.Message = from.Message
+	return out
+}
+
 // ConflictRecheck is how often a Rollout stalled on a Service someone else
 // has (ServiceConflict: one create, refused while it is there) or on the
 // names of its config copies (ConfigConflict: cache reads) tries again.
@@ -389,7 +422,9 @@ var crdReasons = []string{"RouterUnavailable", autoscaling.ReasonUnavailable}
 // reconcile, and one more for each round of hooks and checks.
 func (r *Reconciler) decideAndAct(ctx context.Context, sc *scope) (statemachine.Decision, error) {
 	now := r.Clock.Now()
-	status := sc.ro.Status
+	// Decided afresh: a refusal is recorded again (stalledOnRefusal) if the
+	// API server refuses again.
+	status := withoutRefusal(sc.ro.Status)
 	var d statemachine.Decision
 	given := map[string]bool{}
 	for range maxDecisions {
@@ -455,6 +490,7 @@ func (r *Reconciler) decideAndAct(ctx context.Context, sc *scope) (statemachine.
 			return d, err
 		}
 		changed, err := r.act(ctx, sc, d.Desired)
+		sc.acted = sc.acted || err == nil
 		if apierrors.IsConflict(err) {
 			// Written from a copy older than the API server's (someone
 			// else wrote first, and the cache has not had it yet): the
@@ -652,6 +688,9 @@ func (r *Reconciler) recordFirst(ctx context.Context, sc *scope, status sluicev1
 	}
 	if p.Need == nil && p.Desired.CanaryWeight == want.CanaryWeight && onlyRouterAnswers(&status, &p.Status) {
 		status = p.Status
+	}
+	if stalledFor(sc.recorded, ReasonRequestRefused) {
+		status = carryRefusal(status, sc.recorded)
 	}
 	ro := sc.ro
 	if equality.Semantic.DeepEqual(status, ro.Status) {
