@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -89,7 +90,24 @@ func TestConfigOnlyChangeReleased(t *testing.T) {
 // ConfigMap was deleted with the other Rollout (fluxcd/flagger#1046).
 func TestDeletingOneOfTwoRolloutsSharingAConfigMapLeavesTheOtherServing(t *testing.T) {
 	t.Parallel() // see main_test.go
-	s := NewStory(t, "config-shared")
+	sharedConfigDeletion(t, "config-shared", false)
+}
+
+// TestDeletingTheRolloutWhoseCopyAnotherPrimaryReadsAfterAnUpgradeLeavesItServing:
+// an older Sluice named every copy <name>-primary, so both primaries were
+// left reading the copy the first Rollout made, and owned, until each is
+// promoted again. Deleting that Rollout hands the copy to the other (its
+// finalizer makes the other Rollout its controller), so the garbage
+// collector keeps it and a restarted pod of the other's primary starts.
+func TestDeletingTheRolloutWhoseCopyAnotherPrimaryReadsAfterAnUpgradeLeavesItServing(t *testing.T) {
+	t.Parallel() // see main_test.go
+	sharedConfigDeletion(t, "config-upgrade", true)
+}
+
+// sharedConfigDeletion is the story of both: with olderSluice, podinfo's
+// primary is first made to read other's copy, as an older Sluice left it.
+func sharedConfigDeletion(t *testing.T, name string, olderSluice bool) {
+	s := NewStory(t, name)
 	other := cluster.App{Namespace: s.NS, Name: "other", Version: "v1", Replicas: 1, ConfigMap: "shared"}
 	otherRo := &sluicev1.Rollout{
 		ObjectMeta: metav1.ObjectMeta{Namespace: s.NS, Name: other.Name},
@@ -118,6 +136,9 @@ func TestDeletingOneOfTwoRolloutsSharingAConfigMapLeavesTheOtherServing(t *testi
 			Interval: &metav1.Duration{Duration: 5 * time.Second}, Threshold: 2,
 		}))
 		s.WaitPhase(sluicev1.PhaseInitialized, 90*time.Second)
+		if olderSluice {
+			s.readOthersCopy("podinfo-primary", "shared-primary")
+		}
 		s.StartLoad(30)
 		s.WaitServing("v1")
 	}).When("other's Rollout is deleted and the garbage collector has removed what it owned", func() {
@@ -168,4 +189,15 @@ func TestDeletingOneOfTwoRolloutsSharingAConfigMapLeavesTheOtherServing(t *testi
 		})
 		s.ExpectNoFailedRequests(deleted)
 	})
+}
+
+// readOthersCopy makes the primary Deployment read ConfigMap name instead of
+// the copy Sluice made it, as an older Sluice left it, and waits for its
+// pods to have rolled.
+func (s *Story) readOthersCopy(primary, name string) {
+	d := &appsv1.Deployment{}
+	s.Must(s.c.Client.Get(s.ctx, client.ObjectKey{Namespace: s.NS, Name: primary}, d), "reading "+primary)
+	d.Spec.Template.Spec.Containers[0].EnvFrom[0].ConfigMapRef.Name = name
+	s.Must(s.c.Client.Update(s.ctx, d), "making "+primary+" read "+name)
+	s.WaitDeploymentReady(primary)
 }

@@ -201,3 +201,55 @@ func TestAConfigCopyWithNoFreeNameStallsTheRolloutBeforeAnythingIsWritten(t *tes
 		t.Errorf("the primary reads ConfigMap %s, want its copy db-podinfo-primary", got)
 	}
 }
+
+// An older Sluice named every copy <name>-primary, so two Rollouts whose
+// targets read one ConfigMap left both primaries reading the copy the first
+// one created, and owned. After an upgrade, b's primary keeps reading a's
+// copy until b's next promotion. Deleting a must not take it away: garbage
+// collected with a, b's primary pods that start later (an eviction, an
+// autoscaler's scale-up) would fail with CreateContainerConfigError.
+// envtest runs no garbage collector, so the story looks at what it would
+// act on: the copy's owners once a is gone.
+func TestDeletingARolloutHandsItsCopyToAnotherPrimaryStillReadingIt(t *testing.T) {
+	for kind, secret := range configKinds {
+		t.Run(kind, func(t *testing.T) {
+			s := newStory(t)
+			s.createConfig(secret, "shared", map[string]string{"color": "blue"})
+			s.deploy("a", "a:1.0", withConfigEnv(secret, "shared", "color"))
+			s.deploy("b", "b:1.0", withConfigEnv(secret, "shared", "color"))
+			s.initialized("a")
+			s.initialized("b")
+			copyA := s.primaryConfigRef("a")
+
+			// What an older Sluice left: b's primary reads a's copy.
+			p := s.getDeployment("b-primary")
+			if src := p.Spec.Template.Spec.Containers[0].Env[0].ValueFrom; secret {
+				src.SecretKeyRef.Name = copyA
+			} else {
+				src.ConfigMapKeyRef.Name = copyA
+			}
+			s.must(k8sClient.Update(s.ctx, p))
+
+			s.must(k8sClient.Delete(s.ctx, s.getRollout("a")))
+			s.eventually(storyTimeout, "Rollout a gone", func() error { return s.gone("a") })
+
+			_, meta := s.configData(secret, copyA)
+			b := s.getRollout("b")
+			if !metav1.IsControlledBy(&metav1.ObjectMeta{OwnerReferences: meta.OwnerReferences}, b) {
+				t.Errorf("%s %s, which b's primary reads, has owners %v once a is deleted, want Rollout b as controller: it would be garbage-collected with a", kind, copyA, meta.OwnerReferences)
+			}
+			for _, o := range meta.OwnerReferences {
+				if o.Name == "a" {
+					t.Errorf("%s %s still names the deleted Rollout a as an owner: %v", kind, copyA, o)
+				}
+			}
+			if got := meta.Labels[rollout.RolloutLabel]; got != "b" {
+				t.Errorf("%s %s is labelled for Rollout %q, want b", kind, copyA, got)
+			}
+			s.waitEventSaying("b", "ConfigCopyHandedOver", copyA)
+			if got := s.primaryConfigRef("b"); got != copyA {
+				t.Errorf("b's primary reads %s, want %s as before: handing a copy over must not roll the primary", got, copyA)
+			}
+		})
+	}
+}

@@ -93,6 +93,9 @@ func (r *Reconciler) finalize(ctx context.Context, ro *sluicev1.Rollout) (ctrl.R
 			return ctrl.Result{}, err
 		}
 	}
+	if err := r.handOverCopies(ctx, ro); err != nil {
+		return ctrl.Result{}, err
+	}
 	patch := client.MergeFrom(ro.DeepCopy())
 	controllerutil.RemoveFinalizer(ro, finalizer)
 	if err := r.Patch(ctx, ro, patch); err != nil && !apierrors.IsNotFound(err) {
@@ -240,5 +243,88 @@ func (r *Reconciler) setTerminating(ctx context.Context, ro *sluicev1.Rollout, m
 	if err := r.Status().Patch(ctx, ro, patch); err != nil && !apierrors.IsNotFound(err) {
 		return fmt.Errorf("patching status: %w", err)
 	}
+	return nil
+}
+
+// handOverCopies makes another Rollout of the namespace the controller of
+// each config copy this one controls and that other's primary reads, before
+// the finalizer goes and the copy would be garbage-collected with this
+// Rollout. Sluice names a copy per Rollout (chooseCopyNames), but an older
+// Sluice named every copy <name>-primary, and so left the primaries of two
+// Rollouts sharing a ConfigMap both reading the first one's copy until each
+// is promoted again: deleted with it, the other primary's pods that start
+// later (an eviction, an autoscaler's scale-up) could not start. Cached
+// reads only, once per deletion; a write only for a copy handed over.
+func (r *Reconciler) handOverCopies(ctx context.Context, ro *sluicev1.Rollout) error {
+	var rollouts sluicev1.RolloutList
+	if err := r.List(ctx, &rollouts, client.InNamespace(ro.Namespace)); err != nil {
+		return fmt.Errorf("listing the Rollouts whose primaries may read this one's config copies: %w", err)
+	}
+	for i := range rollouts.Items {
+		other := &rollouts.Items[i]
+		if other.UID == ro.UID || !other.DeletionTimestamp.IsZero() {
+			continue
+		}
+		kind := workloadKind(other)
+		obj := kind.New()
+		err := r.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: routeTarget(other).Primary}, obj)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("reading the primary of Rollout %s: %w", other.Name, err)
+		}
+		primary := kind.Wrap(obj)
+		if !metav1.IsControlledBy(primary.Object(), other) {
+			continue
+		}
+		for _, ref := range workload.ConfigRefs(&primary.Template().Spec) {
+			if err := r.handOverCopy(ctx, ro, other, ref); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// handOverCopy makes Rollout to the controller of the copy ref when Rollout
+// from is, and says so in an event on to.
+func (r *Reconciler) handOverCopy(ctx context.Context, from, to *sluicev1.Rollout, ref workload.ConfigRef) error {
+	m := configMetadata(ref.Kind)
+	err := r.Get(ctx, client.ObjectKey{Namespace: from.Namespace, Name: ref.Name}, m)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading %s %s: %w", configKindName(ref.Kind), ref.Name, err)
+	}
+	if !metav1.IsControlledBy(m, from) {
+		return nil
+	}
+	before := m.DeepCopy()
+	var owners []metav1.OwnerReference
+	for _, o := range m.GetOwnerReferences() {
+		if o.UID != from.UID {
+			owners = append(owners, o)
+		}
+	}
+	m.SetOwnerReferences(owners)
+	if err := controllerutil.SetControllerReference(to, m, r.Scheme()); err != nil {
+		return err
+	}
+	labels := m.GetLabels()
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[RolloutLabel] = to.Name
+	m.SetLabels(labels)
+	// Optimistic lock: a copy changed meanwhile is looked at again.
+	if err := r.Patch(ctx, m, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("handing %s %s over to Rollout %s: %w", configKindName(ref.Kind), ref.Name, to.Name, err)
+	}
+	log.FromContext(ctx).Info("config copy handed over", "copy", ref.Name, "to", to.Name)
+	r.Recorder.Eventf(to, nil, corev1.EventTypeNormal, "ConfigCopyHandedOver", "Finalize",
+		"%s %s, which this Rollout's primary reads, was the copy of Rollout %s, which is being deleted: it is this Rollout's now rather than deleted with %s",
+		configKindName(ref.Kind), ref.Name, from.Name, from.Name)
 	return nil
 }
