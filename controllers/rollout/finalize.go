@@ -221,6 +221,9 @@ func (r *Reconciler) revertTarget(ctx context.Context, ro *sluicev1.Rollout, tar
 			if stalled {
 				meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: sluicev1.ConditionStalled, Status: metav1.ConditionTrue,
 					Reason: "HandoverBlocked", Message: msg, ObservedGeneration: ro.Generation})
+			} else if stalledFor(st, ReasonRequestRefused) {
+				// The scale-up went through (deletionRefused).
+				meta.RemoveStatusCondition(&st.Conditions, sluicev1.ConditionStalled)
 			}
 		})
 		if err != nil {
@@ -232,6 +235,32 @@ func (r *Reconciler) revertTarget(ctx context.Context, ro *sluicev1.Rollout, tar
 		return 30 * time.Second, nil
 	}
 	return min(left, 5*time.Second), nil
+}
+
+// deletionRefused holds the deletion of ro where the API server refused a
+// request of its finalizer (a quota or a policy refusing the target's
+// scale-up, say): the primary keeps serving, the Rollout is Stalled with
+// reason RequestRefused and the API server's words, with one Warning event
+// when it starts, and the finalizer tries again every RefusedRecheck,
+// without the backoff of an error and without writing while the answer
+// stays the same.
+func (r *Reconciler) deletionRefused(ctx context.Context, ro *sluicev1.Rollout, err error) (ctrl.Result, error) {
+	reconcileErrors.Inc()
+	msg := fmt.Sprintf("the API server refused a request of the deletion, and trying again will not change that by itself: %v; the primary keeps serving, and Sluice tries again every %s", err, RefusedRecheck)
+	if stalledFor(&ro.Status, ReasonRequestRefused) && ro.Status.Message == msg {
+		return ctrl.Result{RequeueAfter: RefusedRecheck}, nil
+	}
+	if !stalledFor(&ro.Status, ReasonRequestRefused) {
+		log.FromContext(ctx).Info("deletion stalled: the API server refused a request", "error", err.Error())
+		r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, ReasonRequestRefused, "Finalize", "%s", msg)
+	}
+	if err := r.setTerminating(ctx, ro, msg, func(st *sluicev1.RolloutStatus) {
+		meta.SetStatusCondition(&st.Conditions, metav1.Condition{Type: sluicev1.ConditionStalled, Status: metav1.ConditionTrue,
+			Reason: ReasonRequestRefused, Message: msg, ObservedGeneration: ro.Generation})
+	}); err != nil {
+		return ctrl.Result{}, err
+	}
+	return ctrl.Result{RequeueAfter: RefusedRecheck}, nil
 }
 
 // setTerminating patches the status of a Rollout being deleted.

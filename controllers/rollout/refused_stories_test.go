@@ -26,18 +26,47 @@ import (
 // whose deletion lifts it. It returns once the API server enforces it.
 func (s *story) denyPrimaries(message string) *admissionv1.ValidatingAdmissionPolicyBinding {
 	s.t.Helper()
-	name := "no-primaries-" + s.ns
+	return s.denyDeployments("no-primaries", admissionv1.Create, "!object.metadata.name.endsWith('-primary')", message, func() error {
+		d := &appsv1.Deployment{}
+		d.Name, d.Namespace = "probe-primary", s.ns
+		d.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "probe"}}
+		d.Spec.Template.Labels = map[string]string{"app": "probe"}
+		d.Spec.Template.Spec.Containers = []corev1.Container{{Name: "app", Image: "probe"}}
+		return k8sClient.Create(s.ctx, d, client.DryRunAll)
+	})
+}
+
+// denyScaleUp installs a policy, as a quota or a platform team's rule
+// would, that refuses any change of the Deployment name to more than zero
+// replicas.
+func (s *story) denyScaleUp(name, message string) *admissionv1.ValidatingAdmissionPolicyBinding {
+	s.t.Helper()
+	return s.denyDeployments("no-scale-up", admissionv1.Update, fmt.Sprintf("object.metadata.name != '%s' || object.spec.replicas == 0", name), message, func() error {
+		d := s.getDeployment(name)
+		d.Spec.Replicas = ptr.To[int32](1)
+		return k8sClient.Update(s.ctx, d, client.DryRunAll)
+	})
+}
+
+// denyDeployments installs an admission policy refusing the operation op on
+// a Deployment of the story's namespace unless the CEL expression holds,
+// with message; it returns the policy's binding, whose deletion lifts it.
+// It returns once probe, a dry run the policy refuses, is refused: the API
+// server enforces a new policy a moment later.
+func (s *story) denyDeployments(name string, op admissionv1.OperationType, expression, message string, probe func() error) *admissionv1.ValidatingAdmissionPolicyBinding {
+	s.t.Helper()
+	name += "-" + s.ns
 	policy := &admissionv1.ValidatingAdmissionPolicy{
 		ObjectMeta: metav1.ObjectMeta{Name: name},
 		Spec: admissionv1.ValidatingAdmissionPolicySpec{
 			FailurePolicy: ptr.To(admissionv1.Fail),
 			MatchConstraints: &admissionv1.MatchResources{ResourceRules: []admissionv1.NamedRuleWithOperations{{
 				RuleWithOperations: admissionv1.RuleWithOperations{
-					Operations: []admissionv1.OperationType{admissionv1.Create},
+					Operations: []admissionv1.OperationType{op},
 					Rule:       admissionv1.Rule{APIGroups: []string{"apps"}, APIVersions: []string{"v1"}, Resources: []string{"deployments"}},
 				},
 			}}},
-			Validations: []admissionv1.Validation{{Expression: "!object.metadata.name.endsWith('-primary')", Message: message}},
+			Validations: []admissionv1.Validation{{Expression: expression, Message: message}},
 		},
 	}
 	binding := &admissionv1.ValidatingAdmissionPolicyBinding{
@@ -56,22 +85,12 @@ func (s *story) denyPrimaries(message string) *admissionv1.ValidatingAdmissionPo
 		_ = k8sClient.Delete(s.ctx, binding)
 		_ = k8sClient.Delete(s.ctx, policy)
 	})
-	// The API server enforces a new policy a moment later.
-	probe := func() *appsv1.Deployment {
-		d := &appsv1.Deployment{}
-		d.Name, d.Namespace = "probe-primary", s.ns
-		d.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"app": "probe"}}
-		d.Spec.Template.Labels = map[string]string{"app": "probe"}
-		d.Spec.Template.Spec.Containers = []corev1.Container{{Name: "app", Image: "probe"}}
-		return d
-	}
-	s.eventually(storyTimeout, "the policy enforced", func() error {
-		d := probe()
-		err := k8sClient.Create(s.ctx, d, client.DryRunAll)
+	s.eventually(storyTimeout, "the policy "+name+" enforced", func() error {
+		err := probe()
 		if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
 			return nil
 		}
-		return fmt.Errorf("a Deployment named probe-primary was not refused: %v", err)
+		return fmt.Errorf("the probe was not refused: %v", err)
 	})
 	return binding
 }
@@ -118,5 +137,53 @@ func TestAWriteRefusedByAnAdmissionPolicyStallsTheRolloutSayingWhy(t *testing.T)
 	}
 	if n := len(s.eventNotes("podinfo", "RequestRefused")); n != 1 {
 		t.Errorf("%d RequestRefused events, want 1: told once, when it first stalls", n)
+	}
+}
+
+// Deleting a Rollout hands traffic back to its target, scaled back up
+// first. When the API server refuses that (a quota, a policy), the
+// deletion waits with the primary serving, and says why: Stalled with
+// reason RequestRefused and the API server's words, one Warning event,
+// tried again every 30s without writing anything while refused. Before, it
+// sat in Terminating saying nothing, retried with an error's backoff.
+func TestAWriteRefusedWhileDeletingHoldsTheDeletionSayingWhy(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo")
+	binding := s.denyScaleUp("podinfo", "team quota: podinfo may not be scaled up")
+	s.must(k8sClient.Delete(s.ctx, s.getRollout("podinfo")))
+
+	ro := s.waitStalled("podinfo", "RequestRefused")
+	if ro.Status.Phase != sluicev1.PhaseTerminating {
+		t.Errorf("phase %s while the deletion waits, want Terminating", ro.Status.Phase)
+	}
+	for _, want := range []string{"scaling Deployment podinfo to 2", "team quota: podinfo may not be scaled up"} {
+		if !strings.Contains(ro.Status.Message, want) {
+			t.Errorf("the Stalled message %q does not say %q", ro.Status.Message, want)
+		}
+	}
+	s.waitEvent("podinfo", "RequestRefused")
+	if err := s.apexSelects("podinfo", primaryPods); err != nil {
+		t.Errorf("while the deletion waits: %v", err)
+	}
+	if n := replicas(s.getDeployment("podinfo-primary")); n != 2 {
+		t.Errorf("the primary runs %d replicas while the deletion waits, want its 2 serving", n)
+	}
+
+	rv := s.getRollout("podinfo").ResourceVersion
+	time.Sleep(rollout.RefusedRecheck + 3*time.Second)
+	if now := s.getRollout("podinfo"); now.ResourceVersion != rv {
+		t.Errorf("the Rollout was written while the refusal lasted (resourceVersion %s, was %s): %s", now.ResourceVersion, rv, now.Status.Message)
+	}
+	if n := len(s.eventNotes("podinfo", "RequestRefused")); n != 1 {
+		t.Errorf("%d RequestRefused events, want 1: told once, when it first stalls", n)
+	}
+
+	s.must(k8sClient.Delete(s.ctx, binding))
+	s.eventually(rollout.RefusedRecheck+storyTimeout, "the Rollout gone once the scale-up is accepted", func() error {
+		return s.gone("podinfo")
+	})
+	if err := s.apexSelects("podinfo", targetPods); err != nil {
+		t.Errorf("after the deletion: %v", err)
 	}
 }

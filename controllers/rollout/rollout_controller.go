@@ -178,6 +178,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 			// again once the cache has it (every step is idempotent).
 			return ctrl.Result{RequeueAfter: staleRetry}, nil
 		}
+		if refused(err) {
+			return r.deletionRefused(ctx, ro, err)
+		}
 		return res, err
 	}
 	if !controllerutil.ContainsFinalizer(ro, finalizer) {
