@@ -73,10 +73,20 @@ func TestConfigOnlyChangeReleased(t *testing.T) {
 			sp := s.Load.SplitBy(time.Now().Add(-2*time.Second), time.Now(), byMessage)
 			return sp.Total > 40 && sp.Share("bonjour") == 100, sp.String()
 		})
-		cm := &corev1.ConfigMap{}
-		s.Must(s.c.Client.Get(s.ctx, client.ObjectKey{Namespace: s.NS, Name: "podinfo-config-primary"}, cm), "reading the primary's ConfigMap")
-		if cm.Data["MESSAGE"] != "bonjour" {
-			s.Fatalf("podinfo-config-primary MESSAGE=%q", cm.Data["MESSAGE"])
+		// The new content is in the primary's other copy: the one its
+		// previous pods read was never written.
+		d := &appsv1.Deployment{}
+		s.Must(s.c.Client.Get(s.ctx, client.ObjectKey{Namespace: s.NS, Name: "podinfo-primary"}, d), "reading the primary")
+		name := d.Spec.Template.Spec.Containers[0].EnvFrom[0].ConfigMapRef.Name
+		for n, want := range map[string]string{name: "bonjour", "podinfo-config-primary": "hello"} {
+			cm := &corev1.ConfigMap{}
+			s.Must(s.c.Client.Get(s.ctx, client.ObjectKey{Namespace: s.NS, Name: n}, cm), "reading ConfigMap "+n)
+			if cm.Data["MESSAGE"] != want {
+				s.Fatalf("ConfigMap %s MESSAGE=%q, want %q (the primary reads %s)", n, cm.Data["MESSAGE"], want, name)
+			}
+		}
+		if name != "podinfo-config-primary-alt" {
+			s.Fatalf("the primary reads ConfigMap %s, want its other copy podinfo-config-primary-alt", name)
 		}
 	})
 }

@@ -25,18 +25,7 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 		// The target moved on; the state machine restarts the run.
 		return nil
 	}
-	// A promotion from the stable revision keeps the stable content of the
-	// copies it overwrites, for an abort (restorePrimary).
-	var beforeWrites func([]pendingCopy) error
-	var kept []string
-	fromStable := sc.primary != nil && workload.RevisionOf(sc.primary) == sc.ro.Status.StableRevision
-	if fromStable {
-		beforeWrites = func(pending []pendingCopy) (err error) {
-			kept, err = r.keepStableConfigs(ctx, sc, pending)
-			return err
-		}
-	}
-	copied, err := r.copyConfigs(ctx, sc, beforeWrites)
+	copied, err := r.copyConfigs(ctx, sc)
 	if err != nil {
 		return err
 	}
@@ -57,11 +46,14 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 		r.workloadWrites.Created(workloadKey(sc.kind, want))
 	} else {
 		p := sc.primary.DeepCopy()
-		if err := workload.KeepStableTemplate(p, sc.ro.Status.StableRevision); err != nil {
-			return err
+		stable := sc.ro.Status.StableRevision
+		if workload.RevisionOf(p) == stable && p.Object().GetAnnotations()[workload.StableRevisionAnnotation] != stable {
+			// Snapshots an older Sluice listed for an earlier stable
+			// revision: an abort must not write them back.
+			workload.SetStableConfigs(p.Object(), nil)
 		}
-		if fromStable {
-			workload.SetStableConfigs(p.Object(), kept)
+		if err := workload.KeepStableTemplate(p, stable); err != nil {
+			return err
 		}
 		p.TakeSpec(want)
 		workload.SetAnnotation(p, RevisionAnnotation, rev)

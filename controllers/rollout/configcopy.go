@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -17,29 +15,33 @@ import (
 	"github.com/sluice-dev/sluice/pkg/workload"
 )
 
-// The primary's copies of the ConfigMaps and Secrets its target uses
-// (<name>-primary), written at a promotion before the primary's pods that
-// read them, and the -stable snapshots of their content kept for an abort
-// during a promotion (promotePrimary, restorePrimary). Their content is read
+// The primary's copies of the ConfigMaps and Secrets its target uses, two
+// per source (the name observe chose, and its workload.AltCopyName): a
+// promotion that changes a source's content writes the copy the primary's
+// running pods do not read, then gives the primary its new template, which
+// reads it. So no running pod's configuration is ever rewritten under it,
+// and an abort needs only the stable template back. Their content is read
 // uncached: the cache holds their metadata only (configsum.go).
 
-// pendingCopy is a -primary copy that does not hold its source's content.
-type pendingCopy struct {
-	ref      workload.ConfigRef
-	key      client.ObjectKey
-	existing *metav1.PartialObjectMetadata // nil when there is no copy yet
-}
-
-// copyConfigs writes the primary's copy of every ConfigMap and Secret the
-// target uses, named as observe chose (chooseCopyNames), and returns the
-// copies' names by the keys of their sources. A copy that already holds the
-// content of the revision's checksum is left alone, without reading its
-// source; the others are written from what this reconcile read of them,
-// else read uncached, after beforeWrites (when set) was given the list of
-// them.
-func (r *Reconciler) copyConfigs(ctx context.Context, sc *scope, beforeWrites func([]pendingCopy) error) (map[string]string, error) {
+// copyConfigs gives the primary a copy of every ConfigMap and Secret the
+// target uses that holds the content of the revision's checksum, and
+// returns the copies' names by the keys of their sources. Of a source's two
+// copies (chooseCopyNames, workload.AltCopyName), the one the primary reads
+// is kept when it holds that content; else the other is, written with it
+// when it does not hold it yet. A copy the primary's pods read is never
+// written: the kubelet refreshes a mounted ConfigMap or Secret in running
+// pods, and the old version's pods, which serve until the rolling update
+// replaces them, would read a configuration they were not released with.
+// A copy is written from what this reconcile read of its source, else read
+// uncached.
+func (r *Reconciler) copyConfigs(ctx context.Context, sc *scope) (map[string]string, error) {
+	reads := map[string]bool{}
+	if sc.primary != nil {
+		for _, ref := range workload.ConfigRefs(&sc.primary.Template().Spec) {
+			reads[ref.Key()] = true
+		}
+	}
 	copied := map[string]string{}
-	var pending []pendingCopy
 	for _, ref := range workload.ConfigRefs(&sc.target.Template().Spec) {
 		sum, ok := sc.configs[ref.Key()]
 		if !ok || sum == missingChecksum {
@@ -50,95 +52,52 @@ func (r *Reconciler) copyConfigs(ctx context.Context, sc *scope, beforeWrites fu
 			// observe blocks the Rollout when a copy has no name.
 			return nil, fmt.Errorf("no name for the primary's copy of %s", ref.Key())
 		}
-		key := client.ObjectKey{Namespace: sc.ro.Namespace, Name: name}
-		existing, current, err := r.copyHolds(ctx, ref.Kind, key, sum)
+		// first is the copy the primary reads, or, when it reads neither,
+		// the name observe chose.
+		first, second := name, workload.AltCopyName(name)
+		if reads[workload.ConfigRef{Kind: ref.Kind, Name: second}.Key()] {
+			first, second = second, first
+		}
+		into, err := r.copyInto(ctx, sc, ref, sum, first, second, reads[workload.ConfigRef{Kind: ref.Kind, Name: first}.Key()])
 		if err != nil {
 			return nil, err
 		}
-		if !current {
-			pending = append(pending, pendingCopy{ref: ref, key: key, existing: existing})
-		}
-		copied[ref.Key()] = name
-	}
-	if beforeWrites != nil {
-		if err := beforeWrites(pending); err != nil {
-			return nil, err
-		}
-	}
-	for _, pc := range pending {
-		src := sc.read[pc.ref.Key()]
-		if src == nil {
-			src = newConfigObject(pc.ref.Kind)
-			if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: sc.ro.Namespace, Name: pc.ref.Name}, src); err != nil {
-				return nil, fmt.Errorf("reading %s: %w", pc.ref.Key(), err)
-			}
-		}
-		if err := r.writeConfig(ctx, sc, src, pc.key.Name, pc.existing); err != nil {
-			return nil, err
-		}
+		copied[ref.Key()] = into
 	}
 	return copied, nil
 }
 
-// keepStableConfigs snapshots, before a promotion from the stable revision
-// overwrites them, the copies of pending that hold the stable content, as
-// <copy>-stable, and lists them on the primary with its stable template
-// before any copy is overwritten: a promotion cut short and tried again
-// finds its copies overwritten already, and the list still names their
-// snapshots. It returns the list (workload.ConfigRef keys of the copies).
-func (r *Reconciler) keepStableConfigs(ctx context.Context, sc *scope, pending []pendingCopy) ([]string, error) {
-	stable := sc.ro.Status.StableRevision
-	kept := map[string]bool{}
-	if sc.primary.Object().GetAnnotations()[StableRevisionAnnotation] == stable {
-		// Listed by an earlier try of this promotion.
-		for _, ref := range workload.StableConfigs(sc.primary.Object()) {
-			kept[ref.Key()] = true
-		}
-	}
-	added := false
-	for _, pc := range pending {
-		k := workload.ConfigRef{Kind: pc.ref.Kind, Name: pc.key.Name}.Key()
-		if pc.existing == nil || kept[k] {
-			continue
-		}
-		if err := r.snapshotCopy(ctx, sc, pc.ref.Kind, pc.key); err != nil {
-			return nil, err
-		}
-		kept[k], added = true, true
-	}
-	list := slices.Sorted(maps.Keys(kept))
-	if !added {
-		return list, nil
-	}
-	p := sc.primary.DeepCopy()
-	if err := workload.KeepStableTemplate(p, stable); err != nil {
-		return nil, err
-	}
-	workload.SetStableConfigs(p.Object(), list)
-	if err := r.Update(ctx, p.Object()); err != nil {
-		return nil, fmt.Errorf("recording the stable configuration on primary %s %s: %w", sc.kind.Kind(), p.Object().GetName(), err)
-	}
-	sc.primary = p
-	return list, nil
-}
-
-// snapshotCopy keeps the content of the copy named key as its -stable
-// snapshot, read uncached (the cache holds no data).
-func (r *Reconciler) snapshotCopy(ctx context.Context, sc *scope, kind workload.ConfigKind, key client.ObjectKey) error {
-	cur := newConfigObject(kind)
-	if err := r.APIReader.Get(ctx, key, cur); err != nil {
-		return fmt.Errorf("reading %s to keep it for an abort: %w", key.Name, err)
-	}
-	snapKey := client.ObjectKey{Namespace: key.Namespace, Name: workload.StableCopyName(key.Name)}
-	existing, current, err := r.copyHolds(ctx, kind, snapKey, workload.DataChecksum(cur))
+// copyInto returns which of the copies first and second of the source ref
+// holds content of checksum sum, writing it into one when neither does:
+// into second when the primary reads first (inUse), else into first.
+func (r *Reconciler) copyInto(ctx context.Context, sc *scope, ref workload.ConfigRef, sum, first, second string, inUse bool) (string, error) {
+	ns := sc.ro.Namespace
+	firstMeta, current, err := r.copyHolds(ctx, ref.Kind, client.ObjectKey{Namespace: ns, Name: first}, sum)
 	if err != nil || current {
-		return err
+		return first, err
 	}
-	return r.writeConfig(ctx, sc, cur, snapKey.Name, existing)
+	secondMeta, current, err := r.copyHolds(ctx, ref.Kind, client.ObjectKey{Namespace: ns, Name: second}, sum)
+	if err != nil || current {
+		return second, err
+	}
+	into, existing := first, firstMeta
+	if inUse {
+		into, existing = second, secondMeta
+	}
+	src := sc.read[ref.Key()]
+	if src == nil {
+		src = newConfigObject(ref.Kind)
+		if err := r.APIReader.Get(ctx, client.ObjectKey{Namespace: ns, Name: ref.Name}, src); err != nil {
+			return "", fmt.Errorf("reading %s: %w", ref.Key(), err)
+		}
+	}
+	return into, r.writeConfig(ctx, sc, src, into, existing)
 }
 
 // restoreConfigs writes the -stable snapshots that the primary p lists back
-// into their copies.
+// into their copies: an abort of a promotion that a Sluice from before the
+// alternate copies started, which wrote the copies the stable pods read
+// (workload.StableConfigsAnnotation). The primary lists none otherwise.
 func (r *Reconciler) restoreConfigs(ctx context.Context, sc *scope, p workload.Workload) error {
 	ns := p.Object().GetNamespace()
 	for _, ref := range workload.StableConfigs(p.Object()) {
@@ -183,8 +142,9 @@ func (r *Reconciler) copyHolds(ctx context.Context, kind workload.ConfigKind, ke
 }
 
 // writeConfig creates (existing is nil) or updates the ConfigMap or Secret
-// name, owned by the Rollout, with the content of src (a -primary copy or a
-// -stable snapshot), and remembers the checksum of what it wrote.
+// name, owned by the Rollout, with the content of src (a source, or a
+// -stable snapshot an older Sluice kept), and remembers the checksum of
+// what it wrote.
 func (r *Reconciler) writeConfig(ctx context.Context, sc *scope, src client.Object, name string, existing *metav1.PartialObjectMetadata) error {
 	meta := metav1.ObjectMeta{
 		Name: name, Namespace: src.GetNamespace(),

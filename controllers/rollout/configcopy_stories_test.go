@@ -11,9 +11,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/controllers/rollout"
+	"github.com/sluice-dev/sluice/pkg/workload"
 )
 
 // Stories of the primary's copies of the ConfigMaps and Secrets its target
@@ -177,7 +179,7 @@ func TestAConfigCopyWithNoFreeNameStallsTheRolloutBeforeAnythingIsWritten(t *tes
 	s.rollout("podinfo")
 
 	ro := s.waitStalled("podinfo", "ConfigConflict")
-	if want := "ConfigMap db-primary and db-podinfo-primary (or their -stable snapshots) exist and are not this Rollout's copies"; !strings.Contains(ro.Status.Message, want) {
+	if want := "ConfigMap db-primary and db-podinfo-primary (or their -alt copies) exist and are not this Rollout's copies"; !strings.Contains(ro.Status.Message, want) {
 		t.Errorf("the Stalled message %q does not say %q", ro.Status.Message, want)
 	}
 	s.waitEvent("podinfo", "ConfigConflict")
@@ -251,5 +253,99 @@ func TestDeletingARolloutHandsItsCopyToAnotherPrimaryStillReadingIt(t *testing.T
 				t.Errorf("b's primary reads %s, want %s as before: handing a copy over must not roll the primary", got, copyA)
 			}
 		})
+	}
+}
+
+// A promotion that changes a ConfigMap writes the new content into a copy
+// that the primary's running pods do not read, and points the primary's
+// template at it. The kubelet refreshes a mounted ConfigMap in running pods
+// within about a minute: an overwritten copy would hand the old version's
+// pods, serving until the rolling update replaces them, a configuration
+// they were never released with. The next change goes back to the first
+// copy, which by then only replaced pods read.
+func TestAPromotionNeverRewritesTheCopyTheRunningPrimaryReads(t *testing.T) {
+	s := newStory(t)
+	s.createConfig(false, "podinfo-config", map[string]string{"color": "blue"})
+	s.deploy("podinfo", "podinfo:1.0", withConfigMapEnv("podinfo-config", "color"))
+	s.initialized("podinfo")
+	first := s.primaryConfigRef("podinfo")
+	_, meta := s.configData(false, first)
+	firstVersion := meta.ResourceVersion
+
+	released := func(color string) {
+		t.Helper()
+		before := s.getRollout("podinfo").Status.StableRevision
+		s.setConfig(false, "podinfo-config", map[string]string{"color": color})
+		s.eventually(storyTimeout, color+" released", func() error {
+			ro := s.getRollout("podinfo")
+			if ro.Status.Phase != sluicev1.PhaseSucceeded || ro.Status.StableRevision == before {
+				return fmt.Errorf("phase %s, stable %s (was %s): %s", ro.Status.Phase, ro.Status.StableRevision, before, ro.Status.Message)
+			}
+			return nil
+		})
+	}
+	released("green")
+	second := s.primaryConfigRef("podinfo")
+	if second == first {
+		t.Fatalf("after the release the primary reads %s, the copy its previous pods read", first)
+	}
+	data, meta := s.configData(false, first)
+	if data["color"] != "blue" || meta.ResourceVersion != firstVersion {
+		t.Errorf("the copy %s, which the previous pods read, was written by the promotion: %v (resourceVersion %s, was %s)", first, data, meta.ResourceVersion, firstVersion)
+	}
+	if data, _ := s.configData(false, second); data["color"] != "green" {
+		t.Errorf("the primary's copy %s holds %v, want color=green", second, data)
+	}
+	_, meta = s.configData(false, second)
+	secondVersion := meta.ResourceVersion
+
+	released("red")
+	if got := s.primaryConfigRef("podinfo"); got != first {
+		t.Errorf("after the next release the primary reads %s, want %s again", got, first)
+	}
+	if data, _ := s.configData(false, first); data["color"] != "red" {
+		t.Errorf("the primary's copy %s holds %v, want color=red", first, data)
+	}
+	if data, meta := s.configData(false, second); data["color"] != "green" || meta.ResourceVersion != secondVersion {
+		t.Errorf("the copy %s, which the previous pods read, was written by the promotion: %v", second, data)
+	}
+}
+
+// A Sluice from before the alternate copies promoted a configuration by
+// writing the copy the stable pods read, keeping its stable content as
+// <copy>-stable and listing it on the primary. Upgraded mid-promotion, an
+// abort still writes that content back: a stable pod that restarts reads
+// the stable configuration.
+func TestAnAbortAfterAnUpgradeRestoresTheCopyAnOlderSluiceOverwrote(t *testing.T) {
+	s := newStory(t)
+	s.createConfig(false, "podinfo-config", map[string]string{"color": "blue"})
+	s.deploy("podinfo", "podinfo:1.0", withConfigMapEnv("podinfo-config", "color"))
+	ro := s.initialized("podinfo", iterations(1), progressDeadline(2))
+	stableTemplate := s.getDeployment("podinfo-primary").Spec.Template.Annotations[rollout.RevisionAnnotation]
+	stableCopy := s.primaryConfigRef("podinfo")
+	s.holdWhen(func(d *appsv1.Deployment) bool {
+		return d.Name == "podinfo-primary" && d.Spec.Template.Annotations[rollout.RevisionAnnotation] != stableTemplate
+	})
+	s.setConfig(false, "podinfo-config", map[string]string{"color": "green"})
+	s.waitStalled("podinfo", "PromotionStalled")
+
+	// What the older Sluice would have left: the new template reads the
+	// stable pods' copy, overwritten, and its snapshot is listed.
+	snapshot := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: stableCopy + "-stable", Namespace: s.ns}, Data: map[string]string{"color": "blue"}}
+	s.must(controllerutil.SetControllerReference(ro, snapshot, k8sClient.Scheme()))
+	s.must(k8sClient.Create(s.ctx, snapshot))
+	s.setConfig(false, stableCopy, map[string]string{"color": "green"})
+	p := s.getDeployment("podinfo-primary")
+	p.Spec.Template.Spec.Containers[0].Env[0].ValueFrom.ConfigMapKeyRef.Name = stableCopy
+	p.Annotations[workload.StableConfigsAnnotation] = "configmap/" + stableCopy
+	s.must(k8sClient.Update(s.ctx, p))
+
+	s.ask("podinfo", sluicev1.ActionAbort, "sre")
+	s.waitEvent("podinfo", "PrimaryRestored")
+	if got := s.primaryConfigRef("podinfo"); got != stableCopy {
+		t.Errorf("after the abort the primary reads %s, want %s", got, stableCopy)
+	}
+	if got, _ := s.configData(false, stableCopy); got["color"] != "blue" {
+		t.Errorf("after the abort %s holds %v, want the stable blue back from its snapshot", stableCopy, got)
 	}
 }

@@ -298,7 +298,7 @@ func (r *Reconciler) observeConfigs(ctx context.Context, sc *scope) error {
 
 // chooseCopyNames names the primary's copy of each ConfigMap and Secret the
 // target reads: the first of workload.CopyNames that is free or already
-// this Rollout's copy, with its -stable snapshot's name too. A name that is
+// this Rollout's copy, with its alternate's name (workload.AltCopyName) too. A name that is
 // someone else's is never written: a team's own object of that name, or
 // another Rollout's copy of a source both targets read (their releases,
 // rollbacks and deletions must not change what this primary reads). When
@@ -329,7 +329,7 @@ func (r *Reconciler) chooseCopyNames(ctx context.Context, sc *scope) error {
 		}
 		if _, ok := sc.copies[ref.Key()]; !ok {
 			kind := configKindName(ref.Kind)
-			sc.block("ConfigConflict", fmt.Sprintf("%s %s and %s (or their -stable snapshots) exist and are not this Rollout's copies: the primary's copy of %s %s takes one of these names, and Sluice never writes what is not its own; rename or remove one",
+			sc.block("ConfigConflict", fmt.Sprintf("%s %s and %s (or their -alt copies) exist and are not this Rollout's copies: the primary's copy of %s %s takes one of these names, and Sluice never writes what is not its own; rename or remove one",
 				kind, names[0], names[1], kind, ref.Name))
 			return nil
 		}
@@ -338,9 +338,9 @@ func (r *Reconciler) chooseCopyNames(ctx context.Context, sc *scope) error {
 }
 
 // copyNameFree reports whether the primary's copy may be named name: that
-// and its snapshot's name are each absent or a copy of this Rollout's.
+// and its alternate's name are each absent or a copy of this Rollout's.
 func (r *Reconciler) copyNameFree(ctx context.Context, sc *scope, kind workload.ConfigKind, name string) (bool, error) {
-	for _, n := range []string{name, workload.StableCopyName(name)} {
+	for _, n := range []string{name, workload.AltCopyName(name)} {
 		meta := configMetadata(kind)
 		err := r.Get(ctx, client.ObjectKey{Namespace: sc.ro.Namespace, Name: n}, meta)
 		if apierrors.IsNotFound(err) {

@@ -312,9 +312,10 @@ func TestAConfigChangeMidRunRestartsTheCanaryPodsBeforeAnyCheckCounts(t *testing
 
 // TestAnAbortedConfigChangeGivesThePrimaryItsStableConfigurationBack: a
 // configuration-only release whose primary cannot roll out is aborted. The
-// primary gets back its stable template and also the stable content of its
-// ConfigMap copy: a stable pod that restarts reads the stable configuration,
-// not the one that was aborted. Before, the copy kept the aborted content.
+// primary gets back its stable template, which reads the copy the stable
+// pods read all along, with its stable content: a stable pod that restarts
+// reads the stable configuration, not the one that was aborted. (Before,
+// the promotion overwrote that copy, and the abort wrote it back.)
 func TestAnAbortedConfigChangeGivesThePrimaryItsStableConfigurationBack(t *testing.T) {
 	s := newStory(t)
 	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "podinfo-config", Namespace: s.ns}, Data: map[string]string{"color": "blue"}}
@@ -328,23 +329,25 @@ func TestAnAbortedConfigChangeGivesThePrimaryItsStableConfigurationBack(t *testi
 		return d.Name == "podinfo-primary" && d.Spec.Template.Annotations[rollout.RevisionAnnotation] != stableTemplate
 	})
 
+	stableCopy := s.primaryConfigRef("podinfo")
 	cm.Data["color"] = "green"
 	s.must(k8sClient.Update(s.ctx, cm))
 	s.waitStalled("podinfo", "PromotionStalled")
-	copyOf := func() string {
-		c := &corev1.ConfigMap{}
-		s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo-config-primary"}, c))
-		return c.Data["color"]
+	if got, _ := s.configData(false, s.primaryConfigRef("podinfo")); got["color"] != "green" {
+		t.Fatalf("while promoting, the primary's template reads %v, want the new green", got)
 	}
-	if got := copyOf(); got != "green" {
-		t.Fatalf("while promoting, the primary's copy has color=%q, want the new green", got)
+	if got, _ := s.configData(false, stableCopy); got["color"] != "blue" {
+		t.Errorf("while promoting, the copy %s the stable pods read holds %v, want the stable blue", stableCopy, got)
 	}
 
 	s.ask("podinfo", sluicev1.ActionAbort, "sre")
 
 	s.waitEvent("podinfo", "PrimaryRestored")
-	if got := copyOf(); got != "blue" {
-		t.Errorf("after the abort the primary's copy has color=%q, want the stable blue: a restarted stable pod would read the aborted configuration", got)
+	if got := s.primaryConfigRef("podinfo"); got != stableCopy {
+		t.Errorf("after the abort the primary reads %s, want the stable pods' copy %s", got, stableCopy)
+	}
+	if got, _ := s.configData(false, stableCopy); got["color"] != "blue" {
+		t.Errorf("after the abort the primary's copy has color=%v, want the stable blue: a restarted stable pod would read the aborted configuration", got)
 	}
 	if got := s.getDeployment("podinfo-primary").Spec.Template.Annotations[rollout.RevisionAnnotation]; got != stableTemplate {
 		t.Errorf("the primary's template is at %q, want the stable %q", got, stableTemplate)

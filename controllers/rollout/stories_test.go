@@ -141,7 +141,7 @@ func TestAConfigMapChangeIsReleasedLikeAnImageChange(t *testing.T) {
 
 	s.waitEvent("podinfo", "NewRevision")
 	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
-	if got := copyOf().Data["color"]; got != "green" {
+	if got, _ := s.configData(false, s.primaryConfigRef("podinfo")); got["color"] != "green" {
 		t.Errorf("after the release the primary's copy has color=%q, want green", got)
 	}
 	// The primary's pods must restart to read the new copy.

@@ -99,8 +99,8 @@ func ConfigRefs(spec *corev1.PodSpec) []ConfigRef {
 // another Rollout whose target reads the same source. Each Rollout keeps
 // copies of its own, so that no Rollout's promotion changes what another's
 // primary reads, and no Rollout's deletion deletes it. A name longer than
-// the API allows (with room for the -stable snapshot's suffix) ends with a
-// hash instead.
+// the API allows (with room for the suffix of AltCopyName, and of the
+// -stable snapshots an older Sluice made) ends with a hash instead.
 func CopyNames(source, rollout string) [2]string {
 	return [2]string{
 		fitCopyName(PrimaryName(source), source),
@@ -108,9 +108,10 @@ func CopyNames(source, rollout string) [2]string {
 	}
 }
 
-// maxCopyName is the longest copy name whose snapshot (StableCopyName) is
-// still a valid name: a DNS subdomain, at most 253 characters.
-const maxCopyName = 253 - len(stableSuffix)
+// maxCopyName is the longest copy name whose alternate (AltCopyName) and
+// snapshot (StableCopyName) are still valid names: DNS subdomains, at most
+// 253 characters. (Names cut before the alternate copies were, stay so.)
+const maxCopyName = 253 - max(len(stableSuffix), len(altSuffix))
 
 func fitCopyName(name, seed string) string {
 	if len(name) <= maxCopyName {
@@ -244,13 +245,26 @@ func NeedsConfigRestart(template *corev1.PodTemplateSpec, configs map[string]str
 	return ok && have != ConfigStamp(configs)
 }
 
+// AltCopyName names the second copy of a source, beside copyName. A
+// promotion that changes a source's content writes it into whichever of the
+// two the primary does not read, and points the primary at it: a copy the
+// running pods read is never written (the kubelet refreshes a mounted one
+// in running pods), and an abort points the primary back at the copy it
+// read, which still holds the stable content.
+func AltCopyName(copyName string) string { return copyName + altSuffix }
+
+const altSuffix = "-alt"
+
 // StableConfigsAnnotation on the primary lists, with the stable template,
 // the -primary ConfigMap and Secret copies whose stable content the
 // promotion overwrote; each is kept beside it as <copy>-stable, so that an
-// abort gives the stable pods their configuration back too.
+// abort gives the stable pods their configuration back too. Only a Sluice
+// from before AltCopyName wrote it: it is read for an abort of a promotion
+// such a Sluice started.
 const StableConfigsAnnotation = "sluice.dev/stable-configs"
 
-// StableCopyName names the snapshot of a -primary copy's stable content.
+// StableCopyName names the snapshot of a -primary copy's stable content
+// (StableConfigsAnnotation).
 func StableCopyName(copyName string) string { return copyName + stableSuffix }
 
 const stableSuffix = "-stable"

@@ -160,7 +160,7 @@ func TestCopyNamesAreValidNamesAndDifferPerRollout(t *testing.T) {
 		t.Errorf("CopyNames(db, web) = %v", got)
 	}
 	// A long source (or Rollout) name is cut to leave room for the
-	// snapshot's suffix, and a hash keeps two cut names apart.
+	// alternate copy's suffix, and a hash keeps two cut names apart.
 	// (cut where a DNS label ends: a label may not end with its dot).
 	long := strings.Repeat("a", 226) + "." + strings.Repeat("b", 26)
 	a, b := workload.CopyNames(long, "web"), workload.CopyNames(long, "api")
@@ -169,7 +169,7 @@ func TestCopyNamesAreValidNamesAndDifferPerRollout(t *testing.T) {
 	}
 	for _, names := range [][2]string{a, b, workload.CopyNames(strings.Repeat("c", 253), strings.Repeat("r", 253))} {
 		for _, n := range names {
-			for _, name := range []string{n, workload.StableCopyName(n)} {
+			for _, name := range []string{n, workload.AltCopyName(n), workload.StableCopyName(n)} {
 				if errs := validation.IsDNS1123Subdomain(name); len(errs) > 0 {
 					t.Errorf("%s (%d characters) is not a valid name: %v", name, len(name), errs)
 				}
