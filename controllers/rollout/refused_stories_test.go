@@ -95,6 +95,17 @@ func (s *story) denyDeployments(name string, op admissionv1.OperationType, expre
 	return binding
 }
 
+// expectNoWriteOverARecheck checks that the Rollout name, stalled on a
+// refusal, is not written while it tries again (RefusedRecheck).
+func (s *story) expectNoWriteOverARecheck(name string) {
+	s.t.Helper()
+	rv := s.getRollout(name).ResourceVersion
+	time.Sleep(rollout.RefusedRecheck + 3*time.Second)
+	if now := s.getRollout(name); now.ResourceVersion != rv {
+		s.t.Errorf("the Rollout was written while the refusal lasted (resourceVersion %s, was %s): %s", now.ResourceVersion, rv, now.Status.Message)
+	}
+}
+
 // A write the API server refuses for a reason that does not pass by itself
 // (an admission policy, a quota, RBAC) stops the Rollout where the user
 // sees why: Stalled with reason RequestRefused and the API server's words
@@ -122,12 +133,7 @@ func TestAWriteRefusedByAnAdmissionPolicyStallsTheRolloutSayingWhy(t *testing.T)
 	}
 
 	// Tried again while refused, it writes nothing more.
-	rv := s.getRollout("podinfo").ResourceVersion
-
-	time.Sleep(rollout.RefusedRecheck + 3*time.Second)
-	if now := s.getRollout("podinfo"); now.ResourceVersion != rv {
-		t.Errorf("the Rollout was written while the refusal lasted (resourceVersion %s, was %s): %s", now.ResourceVersion, rv, now.Status.Message)
-	}
+	s.expectNoWriteOverARecheck("podinfo")
 
 	s.must(k8sClient.Delete(s.ctx, binding))
 	s.waitPhase("podinfo", sluicev1.PhaseInitialized, rollout.RefusedRecheck+storyTimeout)
@@ -170,11 +176,7 @@ func TestAWriteRefusedWhileDeletingHoldsTheDeletionSayingWhy(t *testing.T) {
 		t.Errorf("the primary runs %d replicas while the deletion waits, want its 2 serving", n)
 	}
 
-	rv := s.getRollout("podinfo").ResourceVersion
-	time.Sleep(rollout.RefusedRecheck + 3*time.Second)
-	if now := s.getRollout("podinfo"); now.ResourceVersion != rv {
-		t.Errorf("the Rollout was written while the refusal lasted (resourceVersion %s, was %s): %s", now.ResourceVersion, rv, now.Status.Message)
-	}
+	s.expectNoWriteOverARecheck("podinfo")
 	if n := len(s.eventNotes("podinfo", "RequestRefused")); n != 1 {
 		t.Errorf("%d RequestRefused events, want 1: told once, when it first stalls", n)
 	}
