@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/pkg/traffic"
 	"github.com/sluice-dev/sluice/pkg/workload"
 )
@@ -83,6 +86,20 @@ func (r *Reconciler) copyInto(ctx context.Context, sc *scope, ref workload.Confi
 	into, existing := first, firstMeta
 	if inUse {
 		into, existing = second, secondMeta
+	}
+	if existing != nil {
+		// A primary an older Sluice left reading this Rollout's copy
+		// (handOverCopies) gets it, and observe names this one anew.
+		other, err := r.otherPrimaryReading(ctx, sc.ro, workload.ConfigRef{Kind: ref.Kind, Name: into})
+		if err != nil {
+			return "", err
+		}
+		if other != nil {
+			if err := r.handOverCopy(ctx, sc.ro, other, workload.ConfigRef{Kind: ref.Kind, Name: into}); err != nil {
+				return "", err
+			}
+			return "", errors.Join(fmt.Errorf("%s %s is read by the primary of Rollout %s", configKindName(ref.Kind), into, other.Name), errStale)
+		}
 	}
 	src := sc.read[ref.Key()]
 	if src == nil {
@@ -192,4 +209,116 @@ func kindOf(o client.Object) workload.ConfigKind {
 		return workload.KindSecret
 	}
 	return workload.KindConfigMap
+}
+
+// handOverCopies makes another Rollout of the namespace the controller of
+// each config copy this one controls and that other's primary reads, before
+// the finalizer goes and the copy would be garbage-collected with this
+// Rollout. Sluice names a copy per Rollout (chooseCopyNames), but an older
+// Sluice named every copy <name>-primary, and so left the primaries of two
+// Rollouts sharing a ConfigMap both reading the first one's copy until each
+// is promoted again: deleted with it, the other primary's pods that start
+// later (an eviction, an autoscaler's scale-up) could not start. Cached
+// reads only, once per deletion; a write only for a copy handed over.
+func (r *Reconciler) handOverCopies(ctx context.Context, ro *sluicev1.Rollout) error {
+	return r.forOtherPrimaries(ctx, ro, func(other *sluicev1.Rollout, reads []workload.ConfigRef) (bool, error) {
+		for _, ref := range reads {
+			if err := r.handOverCopy(ctx, ro, other, ref); err != nil {
+				return false, err
+			}
+		}
+		return false, nil
+	})
+}
+
+// otherPrimaryReading returns the Rollout of ro's namespace, other than ro,
+// whose primary reads the copy ref, or nil. Asked before a copy is
+// written: the same older Sluice's leftover, written by this Rollout's
+// promotion, would change what the other's running pods read.
+func (r *Reconciler) otherPrimaryReading(ctx context.Context, ro *sluicev1.Rollout, ref workload.ConfigRef) (*sluicev1.Rollout, error) {
+	var found *sluicev1.Rollout
+	err := r.forOtherPrimaries(ctx, ro, func(other *sluicev1.Rollout, reads []workload.ConfigRef) (bool, error) {
+		if slices.ContainsFunc(reads, func(r workload.ConfigRef) bool { return r.Key() == ref.Key() }) {
+			found = other
+			return true, nil
+		}
+		return false, nil
+	})
+	return found, err
+}
+
+// forOtherPrimaries calls f with each other Rollout of ro's namespace that
+// is not being deleted and the ConfigMaps and Secrets its primary reads,
+// until f says it is done. Cached reads only.
+func (r *Reconciler) forOtherPrimaries(ctx context.Context, ro *sluicev1.Rollout, f func(*sluicev1.Rollout, []workload.ConfigRef) (bool, error)) error {
+	var rollouts sluicev1.RolloutList
+	if err := r.List(ctx, &rollouts, client.InNamespace(ro.Namespace)); err != nil {
+		return fmt.Errorf("listing the Rollouts whose primaries may read this one's config copies: %w", err)
+	}
+	for i := range rollouts.Items {
+		other := &rollouts.Items[i]
+		if other.UID == ro.UID || !other.DeletionTimestamp.IsZero() {
+			continue
+		}
+		kind := workloadKind(other)
+		obj := kind.New()
+		err := r.Get(ctx, client.ObjectKey{Namespace: ro.Namespace, Name: routeTarget(other).Primary}, obj)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("reading the primary of Rollout %s: %w", other.Name, err)
+		}
+		primary := kind.Wrap(obj)
+		if !metav1.IsControlledBy(primary.Object(), other) {
+			continue
+		}
+		done, err := f(other, workload.ConfigRefs(&primary.Template().Spec))
+		if err != nil || done {
+			return err
+		}
+	}
+	return nil
+}
+
+// handOverCopy makes Rollout to the controller of the copy ref when Rollout
+// from is, and says so in an event on to.
+func (r *Reconciler) handOverCopy(ctx context.Context, from, to *sluicev1.Rollout, ref workload.ConfigRef) error {
+	m := configMetadata(ref.Kind)
+	err := r.Get(ctx, client.ObjectKey{Namespace: from.Namespace, Name: ref.Name}, m)
+	if apierrors.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading %s %s: %w", configKindName(ref.Kind), ref.Name, err)
+	}
+	if !metav1.IsControlledBy(m, from) {
+		return nil
+	}
+	before := m.DeepCopy()
+	var owners []metav1.OwnerReference
+	for _, o := range m.GetOwnerReferences() {
+		if o.UID != from.UID {
+			owners = append(owners, o)
+		}
+	}
+	m.SetOwnerReferences(owners)
+	if err := controllerutil.SetControllerReference(to, m, r.Scheme()); err != nil {
+		return err
+	}
+	labels := m.GetLabels()
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[RolloutLabel] = to.Name
+	m.SetLabels(labels)
+	// Optimistic lock: a copy changed meanwhile is looked at again.
+	if err := r.Patch(ctx, m, client.MergeFromWithOptions(before, client.MergeFromWithOptimisticLock{})); err != nil {
+		return fmt.Errorf("handing %s %s over to Rollout %s: %w", configKindName(ref.Kind), ref.Name, to.Name, err)
+	}
+	log.FromContext(ctx).Info("config copy handed over", "copy", ref.Name, "from", from.Name, "to", to.Name)
+	r.Recorder.Eventf(to, nil, corev1.EventTypeNormal, "ConfigCopyHandedOver", "Copy",
+		"%s %s, which this Rollout's primary reads, was the copy of Rollout %s: it is this Rollout's now, so that %s neither writes it nor takes it away when deleted",
+		configKindName(ref.Kind), ref.Name, from.Name, from.Name)
+	return nil
 }

@@ -349,3 +349,48 @@ func TestAnAbortAfterAnUpgradeRestoresTheCopyAnOlderSluiceOverwrote(t *testing.T
 		t.Errorf("after the abort %s holds %v, want the stable blue back from its snapshot", stableCopy, got)
 	}
 }
+
+// The same leftover of an older Sluice, b's primary reading a's copy,
+// while a keeps releasing. a's promotions take turns between its two
+// copies, so the second would write the one b's running pods read. It
+// hands that copy to b instead, and writes one under a name of its own.
+func TestAPromotionNeverWritesACopyAnotherRolloutsPrimaryReads(t *testing.T) {
+	s := newStory(t)
+	s.createConfig(false, "shared", map[string]string{"color": "blue"})
+	s.deploy("a", "a:1.0", withConfigMapEnv("shared", "color"))
+	s.deploy("b", "b:1.0", withConfigMapEnv("shared", "color"))
+	s.initialized("a")
+	s.initialized("b", progressDeadline(2))
+	copyA := s.primaryConfigRef("a")
+	p := s.getDeployment("b-primary")
+	p.Spec.Template.Spec.Containers[0].Env[0].ValueFrom.ConfigMapKeyRef.Name = copyA
+	s.must(k8sClient.Update(s.ctx, p))
+	// b's releases never get a ready canary: its primary stays as it is.
+	s.holdWhen(func(d *appsv1.Deployment) bool { return d.Name == "b" })
+
+	for _, color := range []string{"green", "red"} {
+		before := s.getRollout("a").Status.StableRevision
+		s.setConfig(false, "shared", map[string]string{"color": color})
+		s.eventually(storyTimeout, "a releases "+color, func() error {
+			ro := s.getRollout("a")
+			if ro.Status.Phase != sluicev1.PhaseSucceeded || ro.Status.StableRevision == before {
+				return fmt.Errorf("phase %s: %s", ro.Status.Phase, ro.Status.Message)
+			}
+			return nil
+		})
+		if got, _ := s.configData(false, s.primaryConfigRef("a")); got["color"] != color {
+			t.Errorf("after releasing %s a's primary reads %v", color, got)
+		}
+		if got, _ := s.configData(false, copyA); got["color"] != "blue" {
+			t.Fatalf("after a released %s, %s, which b's running primary reads, holds %v: a's promotion wrote it", color, copyA, got)
+		}
+	}
+	if s.primaryConfigRef("a") == copyA {
+		t.Errorf("a's primary reads %s, which b's primary reads too", copyA)
+	}
+	_, meta := s.configData(false, copyA)
+	if !metav1.IsControlledBy(&metav1.ObjectMeta{OwnerReferences: meta.OwnerReferences}, s.getRollout("b")) {
+		t.Errorf("%s has owners %v, want Rollout b, whose primary reads it, as controller", copyA, meta.OwnerReferences)
+	}
+	s.waitEventSaying("b", "ConfigCopyHandedOver", copyA)
+}
