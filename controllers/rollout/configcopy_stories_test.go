@@ -96,6 +96,46 @@ func withConfigEnv(secret bool, name, key string) deployOpt {
 
 var configKinds = map[string]bool{"ConfigMap": false, "Secret": true}
 
+// twoSharing creates ConfigMap (or Secret) shared, color=blue, and the
+// Deployments a and b reading it, each with its initialized Rollout (b's
+// with opts).
+func (s *story) twoSharing(secret bool, opts ...rolloutOpt) {
+	s.t.Helper()
+	s.createConfig(secret, "shared", map[string]string{"color": "blue"})
+	s.deploy("a", "a:1.0", withConfigEnv(secret, "shared", "color"))
+	s.deploy("b", "b:1.0", withConfigEnv(secret, "shared", "color"))
+	s.initialized("a")
+	s.initialized("b", opts...)
+}
+
+// readCopyOf makes the primary of the Deployment name read the copy
+// instead of its own, as a Sluice from before per-Rollout copies left it.
+func (s *story) readCopyOf(name string, secret bool, copyName string) {
+	s.t.Helper()
+	p := s.getDeployment(name + "-primary")
+	if src := p.Spec.Template.Spec.Containers[0].Env[0].ValueFrom; secret {
+		src.SecretKeyRef.Name = copyName
+	} else {
+		src.ConfigMapKeyRef.Name = copyName
+	}
+	s.must(k8sClient.Update(s.ctx, p))
+}
+
+// releaseConfig sets the ConfigMap source to color and waits for Rollout
+// name to have promoted a new revision.
+func (s *story) releaseConfig(name, source, color string) {
+	s.t.Helper()
+	before := s.getRollout(name).Status.StableRevision
+	s.setConfig(false, source, map[string]string{"color": color})
+	s.eventually(storyTimeout, name+" releases "+color, func() error {
+		ro := s.getRollout(name)
+		if ro.Status.Phase != sluicev1.PhaseSucceeded || ro.Status.StableRevision == before {
+			return fmt.Errorf("phase %s, stable %s (was %s): %s", ro.Status.Phase, ro.Status.StableRevision, before, ro.Status.Message)
+		}
+		return nil
+	})
+}
+
 // A team keeps its own "db-primary" beside "db" (a primary database's
 // credentials, say). The primary's copy of "db" must not overwrite it, nor
 // take it over: owned by the Rollout, it would be deleted with it.
@@ -136,11 +176,7 @@ func TestAConfigNamedLikeThePrimarysCopyThatIsNotSluicesIsNeverWrittenOrOwned(t 
 // keeps the content it was released with while a's is promoted.
 func TestTwoRolloutsSharingAConfigMapEachReleaseItToTheirOwnPrimaryOnly(t *testing.T) {
 	s := newStory(t)
-	s.createConfig(false, "shared", map[string]string{"color": "blue"})
-	s.deploy("a", "a:1.0", withConfigMapEnv("shared", "color"))
-	s.deploy("b", "b:1.0", withConfigMapEnv("shared", "color"))
-	s.initialized("a")
-	s.initialized("b", progressDeadline(2))
+	s.twoSharing(false, progressDeadline(2))
 	copyA, copyB := s.primaryConfigRef("a"), s.primaryConfigRef("b")
 	if copyA == copyB {
 		t.Errorf("both primaries read ConfigMap %s: one Rollout's promotion would change the other's primary", copyA)
@@ -216,21 +252,10 @@ func TestDeletingARolloutHandsItsCopyToAnotherPrimaryStillReadingIt(t *testing.T
 	for kind, secret := range configKinds {
 		t.Run(kind, func(t *testing.T) {
 			s := newStory(t)
-			s.createConfig(secret, "shared", map[string]string{"color": "blue"})
-			s.deploy("a", "a:1.0", withConfigEnv(secret, "shared", "color"))
-			s.deploy("b", "b:1.0", withConfigEnv(secret, "shared", "color"))
-			s.initialized("a")
-			s.initialized("b")
+			s.twoSharing(secret)
 			copyA := s.primaryConfigRef("a")
-
 			// What an older Sluice left: b's primary reads a's copy.
-			p := s.getDeployment("b-primary")
-			if src := p.Spec.Template.Spec.Containers[0].Env[0].ValueFrom; secret {
-				src.SecretKeyRef.Name = copyA
-			} else {
-				src.ConfigMapKeyRef.Name = copyA
-			}
-			s.must(k8sClient.Update(s.ctx, p))
+			s.readCopyOf("b", secret, copyA)
 
 			s.must(k8sClient.Delete(s.ctx, s.getRollout("a")))
 			s.eventually(storyTimeout, "Rollout a gone", func() error { return s.gone("a") })
@@ -272,19 +297,7 @@ func TestAPromotionNeverRewritesTheCopyTheRunningPrimaryReads(t *testing.T) {
 	_, meta := s.configData(false, first)
 	firstVersion := meta.ResourceVersion
 
-	released := func(color string) {
-		t.Helper()
-		before := s.getRollout("podinfo").Status.StableRevision
-		s.setConfig(false, "podinfo-config", map[string]string{"color": color})
-		s.eventually(storyTimeout, color+" released", func() error {
-			ro := s.getRollout("podinfo")
-			if ro.Status.Phase != sluicev1.PhaseSucceeded || ro.Status.StableRevision == before {
-				return fmt.Errorf("phase %s, stable %s (was %s): %s", ro.Status.Phase, ro.Status.StableRevision, before, ro.Status.Message)
-			}
-			return nil
-		})
-	}
-	released("green")
+	s.releaseConfig("podinfo", "podinfo-config", "green")
 	second := s.primaryConfigRef("podinfo")
 	if second == first {
 		t.Fatalf("after the release the primary reads %s, the copy its previous pods read", first)
@@ -299,7 +312,7 @@ func TestAPromotionNeverRewritesTheCopyTheRunningPrimaryReads(t *testing.T) {
 	_, meta = s.configData(false, second)
 	secondVersion := meta.ResourceVersion
 
-	released("red")
+	s.releaseConfig("podinfo", "podinfo-config", "red")
 	if got := s.primaryConfigRef("podinfo"); got != first {
 		t.Errorf("after the next release the primary reads %s, want %s again", got, first)
 	}
@@ -356,28 +369,14 @@ func TestAnAbortAfterAnUpgradeRestoresTheCopyAnOlderSluiceOverwrote(t *testing.T
 // hands that copy to b instead, and writes one under a name of its own.
 func TestAPromotionNeverWritesACopyAnotherRolloutsPrimaryReads(t *testing.T) {
 	s := newStory(t)
-	s.createConfig(false, "shared", map[string]string{"color": "blue"})
-	s.deploy("a", "a:1.0", withConfigMapEnv("shared", "color"))
-	s.deploy("b", "b:1.0", withConfigMapEnv("shared", "color"))
-	s.initialized("a")
-	s.initialized("b", progressDeadline(2))
+	s.twoSharing(false, progressDeadline(2))
 	copyA := s.primaryConfigRef("a")
-	p := s.getDeployment("b-primary")
-	p.Spec.Template.Spec.Containers[0].Env[0].ValueFrom.ConfigMapKeyRef.Name = copyA
-	s.must(k8sClient.Update(s.ctx, p))
+	s.readCopyOf("b", false, copyA)
 	// b's releases never get a ready canary: its primary stays as it is.
 	s.holdWhen(func(d *appsv1.Deployment) bool { return d.Name == "b" })
 
 	for _, color := range []string{"green", "red"} {
-		before := s.getRollout("a").Status.StableRevision
-		s.setConfig(false, "shared", map[string]string{"color": color})
-		s.eventually(storyTimeout, "a releases "+color, func() error {
-			ro := s.getRollout("a")
-			if ro.Status.Phase != sluicev1.PhaseSucceeded || ro.Status.StableRevision == before {
-				return fmt.Errorf("phase %s: %s", ro.Status.Phase, ro.Status.Message)
-			}
-			return nil
-		})
+		s.releaseConfig("a", "shared", color)
 		if got, _ := s.configData(false, s.primaryConfigRef("a")); got["color"] != color {
 			t.Errorf("after releasing %s a's primary reads %v", color, got)
 		}

@@ -298,8 +298,9 @@ func (r *Reconciler) observeConfigs(ctx context.Context, sc *scope) error {
 
 // chooseCopyNames names the primary's copy of each ConfigMap and Secret the
 // target reads: the first of workload.CopyNames that is free or already
-// this Rollout's copy, with its alternate's name (workload.AltCopyName) too. A name that is
-// someone else's is never written: a team's own object of that name, or
+// this Rollout's copy, with its alternate's name (workload.AltCopyName)
+// too. A name that is someone else's is never written: a team's own object
+// of that name, or
 // another Rollout's copy of a source both targets read (their releases,
 // rollbacks and deletions must not change what this primary reads). When
 // no name is left, the Rollout stalls (ConfigConflict) before anything is
