@@ -300,11 +300,10 @@ func (r *Reconciler) observeConfigs(ctx context.Context, sc *scope) error {
 // target reads: the first of workload.CopyNames that is free or already
 // this Rollout's copy, with its alternate's name (workload.AltCopyName)
 // too. A name that is someone else's is never written: a team's own object
-// of that name, or
-// another Rollout's copy of a source both targets read (their releases,
-// rollbacks and deletions must not change what this primary reads). When
-// no name is left, the Rollout stalls (ConfigConflict) before anything is
-// written. Read from the cache: a copy created a moment ago that it does
+// of that name, or another Rollout's copy of a source both targets read
+// (their releases, rollbacks and deletions must not change what this
+// primary reads). When no name is left, the Rollout stalls (ConfigConflict)
+// before anything is written. Read from the cache: a copy created a moment ago that it does
 // not hold yet is created again, refused as existing (writeConfig), and
 // named again once the cache has it.
 func (r *Reconciler) chooseCopyNames(ctx context.Context, sc *scope) error {
