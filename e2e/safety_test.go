@@ -165,7 +165,6 @@ func TestAPromotionWhosePrimaryCannotBecomeReady(t *testing.T) {
 	t.Parallel() // see main_test.go
 	s := NewStory(t, "safety-stuck-promotion")
 	var changed time.Time
-	t.Cleanup(func() { s.c.HoldReady(nil) })
 	s.Given("app v1 behind a blue/green Rollout (1 iteration of 2s, progress deadline 45s), under load, and v2 unable to become ready on the primary", func() {
 		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
 		ro := s.App.GatewayRollout(s.Host, sluicev1.Strategy{BlueGreen: &sluicev1.BlueGreenStrategy{Iterations: 1}},
@@ -176,9 +175,9 @@ func TestAPromotionWhosePrimaryCannotBecomeReady(t *testing.T) {
 		ro.Spec.ProgressDeadlineSeconds = ptr.To[int32](45)
 		s.CreateRollout(ro)
 		s.WaitPhase(sluicev1.PhaseInitialized, 60*time.Second)
-		s.c.HoldReady(func(p *corev1.Pod) bool {
+		t.Cleanup(s.c.HoldReady(func(p *corev1.Pod) bool {
 			return p.Namespace == s.NS && p.Labels["app"] == "podinfo-primary" && cluster.PodVersion(p) == "v2"
-		})
+		}))
 		s.StartLoad(safetyLoad)
 		s.WaitServing("v1")
 	}).When("v2 is released", func() {

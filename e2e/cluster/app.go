@@ -29,6 +29,11 @@ type App struct {
 	Latency         time.Duration // added per request
 	// ConfigMap, when set, is mounted as env (envFrom) into the app.
 	ConfigMap string
+	// MessageConfigMap, when set, is mounted as a volume: the app answers
+	// with its key MESSAGE as the file reads at each request, so a story
+	// sees what the kubelet's refresh of a mounted ConfigMap gives a
+	// running pod (real node).
+	MessageConfigMap string
 	// Image, when set, runs the app as a real container of that image
 	// (the real node): with a readiness probe, resources, a non-root
 	// user. Empty on the kwok cluster, where the harness runs the binary.
@@ -118,6 +123,13 @@ func (a App) Apply(t *corev1.PodTemplateSpec) {
 	c.EnvFrom = nil
 	if a.ConfigMap != "" {
 		c.EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: a.ConfigMap}}}}
+	}
+	c.VolumeMounts, t.Spec.Volumes = nil, nil
+	if a.MessageConfigMap != "" {
+		c.VolumeMounts = []corev1.VolumeMount{{Name: "message", MountPath: "/etc/testapp", ReadOnly: true}}
+		t.Spec.Volumes = []corev1.Volume{{Name: "message", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: a.MessageConfigMap}}}}}
+		c.Env = append(c.Env, corev1.EnvVar{Name: "MESSAGE_FILE", Value: "/etc/testapp/MESSAGE"})
 	}
 }
 

@@ -22,7 +22,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -120,9 +119,12 @@ type Cluster struct {
 	// metrics-server) to the image reference the real node runs.
 	images    map[string]string
 	imagesDir string
-	// holdReady, when set, keeps the pods it returns true for not ready.
-	holdReady atomic.Pointer[func(*corev1.Pod) bool]
-	stopped   bool
+	// holds keep the pods any of them returns true for not ready
+	// (HoldReady); stories side by side each add their own.
+	holdsMu sync.Mutex
+	holds   map[int]func(*corev1.Pod) bool
+	nextID  int
+	stopped bool
 }
 
 // Figure is a measured duration.
@@ -559,16 +561,38 @@ var kwokStages []byte
 
 // HoldReady keeps the pods for which hold returns true not ready (their
 // backend runs, but the pod is not marked Ready), like pods whose readiness
-// probe fails; nil releases them. Pods already ready are not changed.
-func (c *Cluster) HoldReady(hold func(*corev1.Pod) bool) {
-	if hold == nil {
-		c.holdReady.Store(nil)
-	} else {
-		c.holdReady.Store(&hold)
+// probe fails, until the returned release is called. Pods already ready are
+// not changed. Holds add up: stories running side by side each keep their
+// own pods.
+func (c *Cluster) HoldReady(hold func(*corev1.Pod) bool) (release func()) {
+	c.holdsMu.Lock()
+	if c.holds == nil {
+		c.holds = map[int]func(*corev1.Pod) bool{}
 	}
-	if c.gates != nil {
-		c.gates.resync()
+	id := c.nextID
+	c.nextID++
+	c.holds[id] = hold
+	c.holdsMu.Unlock()
+	return func() {
+		c.holdsMu.Lock()
+		delete(c.holds, id)
+		c.holdsMu.Unlock()
+		if c.gates != nil {
+			c.gates.resync()
+		}
 	}
+}
+
+// held reports whether a HoldReady keeps pod not ready.
+func (c *Cluster) held(pod *corev1.Pod) bool {
+	c.holdsMu.Lock()
+	defer c.holdsMu.Unlock()
+	for _, hold := range c.holds {
+		if hold(pod) {
+			return true
+		}
+	}
+	return false
 }
 
 // StartManager starts Sluice's manager binary (again, after StopManager or

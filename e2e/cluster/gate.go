@@ -75,7 +75,7 @@ func (g *readyGates) sync(ctx context.Context, o any) {
 			return // already open: held pods that were ready stay ready
 		}
 	}
-	if hold := g.c.holdReady.Load(); hold != nil && (*hold)(pod) {
+	if g.c.held(pod) {
 		return
 	}
 	patch, _ := json.Marshal(map[string]any{"status": map[string]any{"conditions": []corev1.PodCondition{{

@@ -178,7 +178,7 @@ func (r *podRunner) markReady(ctx context.Context, ns, name, uid, addr string) {
 		if err != nil || string(pod.UID) != uid || pod.DeletionTimestamp != nil {
 			return
 		}
-		if hold := r.c.holdReady.Load(); hold != nil && (*hold)(pod) {
+		if r.c.held(pod) {
 			time.Sleep(200 * time.Millisecond)
 			continue
 		}

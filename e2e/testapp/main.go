@@ -7,6 +7,8 @@
 //	ERROR_RATE   share of requests answered 500, 0..1 (default 0)
 //	LATENCY      added delay per request, a Go duration (default 0)
 //	MESSAGE      optional text echoed back (for config-only changes)
+//	MESSAGE_FILE a file whose content is echoed back instead, read at each
+//	             request (a mounted ConfigMap, which the kubelet refreshes)
 //	NOT_READY    "true": /healthz answers 503 (a readiness probe fails)
 //	CPU_PER_REQUEST  CPU burnt per request, a Go duration (drives an HPA)
 //
@@ -30,6 +32,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -49,6 +52,7 @@ func main() {
 
 	version := envOr("VERSION", "unknown")
 	message := os.Getenv("MESSAGE")
+	messageFile := os.Getenv("MESSAGE_FILE")
 	errorRate, err := strconv.ParseFloat(envOr("ERROR_RATE", "0"), 64)
 	if err != nil || errorRate < 0 || errorRate > 1 {
 		log.Fatalf("ERROR_RATE %q: want a number in [0, 1]", os.Getenv("ERROR_RATE"))
@@ -92,6 +96,15 @@ func main() {
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		fail := serve()
 		w.Header().Set("X-Version", version)
+		message := message
+		if messageFile != "" {
+			b, err := os.ReadFile(messageFile)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
+			message = strings.TrimSpace(string(b))
+		}
 		w.Header().Set("X-Message", message)
 		if fail {
 			w.WriteHeader(http.StatusInternalServerError)
