@@ -4,7 +4,10 @@ package e2e
 
 import (
 	"fmt"
+	"net"
+	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -210,4 +213,100 @@ func (s *Story) readOthersCopy(primary, name string) {
 	d.Spec.Template.Spec.Containers[0].EnvFrom[0].ConfigMapRef.Name = name
 	s.Must(s.c.Client.Update(s.ctx, d), "making "+primary+" read "+name)
 	s.WaitDeploymentReady(primary)
+}
+
+// TestAnAbortedConfigReleaseLeavesTheStablePodsTheirConfiguration: v1 reads
+// its message from a ConfigMap mounted as a volume, which the kubelet
+// refreshes in running pods. v2 comes with a new message, and its pods
+// cannot become ready on the primary, so the promotion stalls with the
+// primary's v1 pods still running. Those pods keep reading the message they
+// were released with however long the promotion waits (the new content went
+// into the primary's other copy), and after an abort traffic comes back to
+// them answering it. When a promotion wrote the copy they read, the kubelet
+// handed them v2's message within its sync period, and the abort sent
+// traffic back to v1 answering it.
+func TestAnAbortedConfigReleaseLeavesTheStablePodsTheirConfiguration(t *testing.T) {
+	t.Parallel() // see main_test.go
+	s := NewStory(t, "config-abort")
+	var changed, aborted time.Time
+	byMessage := func(h cluster.Hit) string { return h.Version + " " + h.Message }
+	s.Given("app v1 reading its message hello from ConfigMap podinfo-config mounted as a volume, behind a blue/green Rollout (1 iteration of 2s, progress deadline 45s), under load, and v2 unable to become ready on the primary", func() {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: s.NS, Name: "podinfo-config"}, Data: map[string]string{"MESSAGE": "hello"}}
+		s.Must(s.c.Client.Create(s.ctx, cm), "creating the ConfigMap")
+		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2, MessageConfigMap: "podinfo-config"})
+		ro := s.App.GatewayRollout(s.Host, sluicev1.Strategy{BlueGreen: &sluicev1.BlueGreenStrategy{Iterations: 1}},
+			&sluicev1.Analysis{Interval: &metav1.Duration{Duration: 2 * time.Second}, Threshold: 2})
+		ro.Spec.ProgressDeadlineSeconds = ptr.To[int32](45)
+		s.CreateRollout(ro)
+		s.WaitPhase(sluicev1.PhaseInitialized, 60*time.Second)
+		t.Cleanup(s.c.HoldReady(func(p *corev1.Pod) bool {
+			return p.Namespace == s.NS && p.Labels["app"] == "podinfo-primary" && cluster.PodVersion(p) == "v2"
+		}))
+		s.StartLoad(30)
+		s.Eventually(30*time.Second, "v1 answering hello", func() (bool, string) {
+			sp := s.Load.SplitBy(time.Now().Add(-time.Second), time.Now(), byMessage)
+			return sp.Total >= 10 && sp.Share("v1 hello") == 100, sp.String()
+		})
+	}).When("v2 is released with the message bonjour", func() {
+		cm := &corev1.ConfigMap{}
+		s.Must(s.c.Client.Get(s.ctx, client.ObjectKey{Namespace: s.NS, Name: "podinfo-config"}, cm), "reading the ConfigMap")
+		cm.Data["MESSAGE"] = "bonjour"
+		s.Must(s.c.Client.Update(s.ctx, cm), "updating the ConfigMap")
+		changed = s.UpdateApp(cluster.App{Name: "podinfo", Version: "v2", Replicas: 2, MessageConfigMap: "podinfo-config"})
+	}).Then("the promotion stalls with all traffic on the canary, v2 answering bonjour", func() {
+		st := s.waitStalled("PromotionStalled", 180*time.Second)
+		if st.Phase != sluicev1.PhasePromoting {
+			s.Fatalf("phase %s, want Promoting", st.Phase)
+		}
+		s.Eventually(30*time.Second, "v2 answering bonjour", func() (bool, string) {
+			sp := s.Load.SplitBy(time.Now().Add(-time.Second), time.Now(), byMessage)
+			return sp.Total >= 10 && sp.Share("v2 bonjour") == 100, sp.String()
+		})
+	}).And("the primary's v1 pods, asked directly over twice the kubelet's sync period, still answer hello", func() {
+		hc := &http.Client{Timeout: 2 * time.Second}
+		asked := map[string]int{}
+		for end := time.Now().Add(20 * time.Second); time.Now().Before(end); time.Sleep(time.Second) {
+			pods := &corev1.PodList{}
+			s.Must(s.c.Client.List(s.ctx, pods, client.InNamespace(s.NS), client.MatchingLabels{"app": "podinfo-primary"}), "listing the primary's pods")
+			for _, p := range pods.Items {
+				if cluster.PodVersion(&p) != "v1" || p.DeletionTimestamp != nil || !cluster.PodReady(&p) {
+					continue
+				}
+				resp, err := hc.Get(fmt.Sprintf("http://%s/", net.JoinHostPort(p.Status.PodIP, strconv.Itoa(cluster.AppPort))))
+				if err != nil {
+					s.Fatalf("asking pod %s: %v", p.Name, err)
+				}
+				_ = resp.Body.Close()
+				if got := resp.Header.Get("X-Message"); got != "hello" {
+					// Not fatal: the abort below shows what clients get.
+					s.Errorf("the primary's v1 pod %s answers %q (status %d) %s after the change, want the hello it was released with", p.Name, got, resp.StatusCode, time.Since(changed).Round(time.Second))
+					return
+				}
+				asked[p.Name]++
+			}
+		}
+		if len(asked) == 0 {
+			s.Fatalf("no ready v1 pod left on the primary to ask")
+		}
+		s.Logf("asked the primary's v1 pods %v", asked)
+	}).And("an abort sends traffic back to v1, answering hello", func() {
+		ro := &sluicev1.Rollout{}
+		s.Must(s.c.Client.Get(s.ctx, client.ObjectKeyFromObject(s.Rollout), ro), "reading the Rollout")
+		patch := client.MergeFrom(ro.DeepCopy())
+		ro.Annotations = map[string]string{sluicev1.ActionAnnotation: string(sluicev1.ActionAbort), sluicev1.ActionByAnnotation: "e2e"}
+		s.Must(s.c.Client.Patch(s.ctx, ro, patch), "asking for an abort")
+		aborted = time.Now()
+		s.WaitPhase(sluicev1.PhaseFailed, 60*time.Second)
+		s.WaitServing("v1")
+		time.Sleep(5 * time.Second)
+		sp := s.Load.SplitBy(aborted, time.Now(), byMessage)
+		s.Figure("answers since the abort", sp.String())
+		for key, n := range sp.ByVersion {
+			if strings.HasPrefix(key, "v1 ") && key != "v1 hello" {
+				s.Fatalf("%d answers of v1 since the abort said %q: %s", n, strings.TrimPrefix(key, "v1 "), sp)
+			}
+		}
+	}).And("no request failed", func() {
+		s.ExpectNoFailedRequests(changed)
+	})
 }
