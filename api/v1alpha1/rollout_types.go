@@ -1251,7 +1251,8 @@ type RolloutStatus struct {
 	FailedRevision string `json:"failedRevision,omitempty"`
 
 	// TrackedConfigs maps "configmap/NAME" and "secret/NAME" used by the
-	// target's pod template to the checksum of their data.
+	// target's pod template to the checksum of their data ("in-place" for
+	// a service account token, which the primary reads uncopied).
 	// +optional
 	TrackedConfigs map[string]string `json:"trackedConfigs,omitempty"`
 

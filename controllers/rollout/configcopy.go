@@ -47,7 +47,7 @@ func (r *Reconciler) copyConfigs(ctx context.Context, sc *scope) (map[string]str
 	copied := map[string]string{}
 	for _, ref := range workload.ConfigRefs(&sc.target.Template().Spec) {
 		sum, ok := sc.configs[ref.Key()]
-		if !ok || sum == missingChecksum {
+		if !ok || sum == missingChecksum || sum == inPlaceChecksum {
 			continue
 		}
 		name, ok := sc.copies[ref.Key()]

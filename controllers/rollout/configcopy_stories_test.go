@@ -393,3 +393,37 @@ func TestAPromotionNeverWritesACopyAnotherRolloutsPrimaryReads(t *testing.T) {
 	}
 	s.waitEventSaying("b", "ConfigCopyHandedOver", copyA)
 }
+
+// A Deployment that mounts a service account's token Secret (the kind the
+// token controller kept before bound tokens, which some apps still read to
+// reach the API as another account) is released like any other. That
+// Secret is no release's configuration: it belongs to the token
+// controller, and the API server refuses a copy that names no service
+// account. The primary reads it where it is, and nothing is copied.
+func TestATargetReadingAServiceAccountTokenIsReleasedWithThePrimaryReadingIt(t *testing.T) {
+	s := newStory(t)
+	s.must(k8sClient.Create(s.ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "reporter", Namespace: s.ns}}))
+	s.must(k8sClient.Create(s.ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: "reporter-token", Namespace: s.ns, Annotations: map[string]string{corev1.ServiceAccountNameKey: "reporter"}},
+		Type:       corev1.SecretTypeServiceAccountToken,
+		Data:       map[string][]byte{corev1.ServiceAccountTokenKey: []byte("a-token")},
+	}))
+	s.deploy("podinfo", "podinfo:1.0", withConfigEnv(true, "reporter-token", corev1.ServiceAccountTokenKey))
+	s.initialized("podinfo")
+	if got := s.primaryConfigRef("podinfo"); got != "reporter-token" {
+		t.Errorf("the primary reads Secret %s, want the token's own reporter-token", got)
+	}
+
+	s.setImage("podinfo", "podinfo:2.0")
+	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+	if got := s.primaryConfigRef("podinfo"); got != "reporter-token" {
+		t.Errorf("after the release the primary reads Secret %s, want reporter-token", got)
+	}
+	secrets := &corev1.SecretList{}
+	s.must(k8sClient.List(s.ctx, secrets, client.InNamespace(s.ns)))
+	for _, sec := range secrets.Items {
+		if sec.Name != "reporter-token" {
+			t.Errorf("Secret %s (type %s) was made: want no copy of the token", sec.Name, sec.Type)
+		}
+	}
+}

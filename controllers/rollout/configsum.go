@@ -84,9 +84,10 @@ func configMetadata(kind workload.ConfigKind) *metav1.PartialObjectMetadata {
 }
 
 // configChecksum returns the content checksum of a ConfigMap or Secret whose
-// cached metadata is meta: remembered for its resourceVersion, else read
-// through the API reader (a NotFound error when it was deleted meanwhile);
-// then it returns the object read too, nil otherwise.
+// cached metadata is meta (inPlaceChecksum for a service account token):
+// remembered for its resourceVersion, else read through the API reader (a
+// NotFound error when it was deleted meanwhile); then it returns the object
+// read too, nil otherwise.
 func (r *Reconciler) configChecksum(ctx context.Context, kind workload.ConfigKind, meta *metav1.PartialObjectMetadata) (string, client.Object, error) {
 	key := client.ObjectKeyFromObject(meta)
 	if sum, ok := r.sums.get(checksumKey(kind, key), meta.ResourceVersion); ok {
@@ -97,6 +98,11 @@ func (r *Reconciler) configChecksum(ctx context.Context, kind workload.ConfigKin
 		return "", nil, err
 	}
 	sum := workload.DataChecksum(obj)
+	if sec, ok := obj.(*corev1.Secret); ok && sec.Type == corev1.SecretTypeServiceAccountToken {
+		// A Secret's type never changes: remembered by resourceVersion
+		// like a checksum.
+		sum = inPlaceChecksum
+	}
 	r.sums.put(checksumKey(kind, key), obj.GetResourceVersion(), sum)
 	return sum, obj, nil
 }

@@ -24,6 +24,15 @@ import (
 // exist; it becomes part of the revision, so its creation is a new revision.
 const missingChecksum = "missing"
 
+// inPlaceChecksum stands for a Secret the primary reads where it is, with
+// no copy: a service account's token (kubernetes.io/service-account-token).
+// The token controller keeps it, so its content is no release's, and the
+// API server refuses a copy that names no service account (one that did
+// would be a second token of that account). Reading it in place, the
+// primary's pods see what the target's do; its content is left out of the
+// revision.
+const inPlaceChecksum = "in-place"
+
 // scope is what one reconcile observed of a Rollout and its objects, and
 // what it has done about them so far. observe fills it in, reading only;
 // decideAndAct and act write, and keep it up to date with what they wrote.
@@ -310,7 +319,7 @@ func (r *Reconciler) chooseCopyNames(ctx context.Context, sc *scope) error {
 	sc.copies = map[string]string{}
 	chosen := map[string]bool{}
 	for _, ref := range workload.ConfigRefs(&sc.target.Template().Spec) {
-		if sum, ok := sc.configs[ref.Key()]; !ok || sum == missingChecksum {
+		if sum, ok := sc.configs[ref.Key()]; !ok || sum == missingChecksum || sum == inPlaceChecksum {
 			continue
 		}
 		names := workload.CopyNames(ref.Name, sc.ro.Name)
