@@ -2,6 +2,7 @@ package rollout_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -425,5 +426,78 @@ func TestATargetReadingAServiceAccountTokenIsReleasedWithThePrimaryReadingIt(t *
 		if sec.Name != "reporter-token" {
 			t.Errorf("Secret %s (type %s) was made: want no copy of the token", sec.Name, sec.Type)
 		}
+	}
+}
+
+// pointAt makes Deployment name read its first env variable from
+// ConfigMap cm instead (as kustomize's configMapGenerator does: a new name
+// for each content) and waits until that revision is promoted.
+func (s *story) pointAt(name, cm string) {
+	s.t.Helper()
+	before := s.getRollout(name).Status.StableRevision
+	d := s.getDeployment(name)
+	d.Spec.Template.Spec.Containers[0].Env[0].ValueFrom.ConfigMapKeyRef.Name = cm
+	s.must(k8sClient.Update(s.ctx, d))
+	s.eventually(storyTimeout, name+" promotes the revision reading "+cm, func() error {
+		ro := s.getRollout(name)
+		if ro.Status.Phase != sluicev1.PhaseSucceeded || ro.Status.StableRevision == before {
+			return fmt.Errorf("phase %s, stable %s (was %s): %s", ro.Status.Phase, ro.Status.StableRevision, before, ro.Status.Message)
+		}
+		return nil
+	})
+}
+
+// copiesOf lists the ConfigMaps Rollout name controls.
+func (s *story) copiesOf(name string) []string {
+	s.t.Helper()
+	ro := s.getRollout(name)
+	list := &corev1.ConfigMapList{}
+	s.must(k8sClient.List(s.ctx, list, client.InNamespace(s.ns)))
+	var out []string
+	for _, cm := range list.Items {
+		if metav1.IsControlledBy(&cm, ro) {
+			out = append(out, cm.Name)
+		}
+	}
+	return out
+}
+
+// A team generates its ConfigMap with kustomize: each content change is a
+// new name, and the Deployment points at it. Each release makes the primary
+// a copy of the new one; the copies no pod of the primary reads any more go
+// once the release has succeeded (kubernetes-sigs/kustomize#1806 is the
+// same leftover for the originals). The previous release's are kept: the
+// primary keeps its template until the next promotion, and a rolling update
+// undone by hand finds them. A copy another Deployment reads is never
+// deleted.
+func TestCopiesNoPodReadsAnyMoreGoAfterTheNextRelease(t *testing.T) {
+	s := newStory(t)
+	for _, v := range []string{"v1", "v2", "v3", "v4"} {
+		s.createConfig(false, "app-config-"+v, map[string]string{"color": v})
+	}
+	s.deploy("podinfo", "podinfo:1.0", withConfigMapEnv("app-config-v1", "color"))
+	s.initialized("podinfo")
+	// Someone else's Deployment reads the first copy (a leftover of a
+	// Sluice before per-Rollout copies, or another shard's primary).
+	s.deploy("reader", "reader:1.0", withConfigMapEnv("app-config-v1-primary", "color"))
+
+	s.pointAt("podinfo", "app-config-v2")
+	s.pointAt("podinfo", "app-config-v3")
+	want := []string{"app-config-v1-primary", "app-config-v2-primary", "app-config-v3-primary"}
+	if got := s.copiesOf("podinfo"); !slices.Equal(got, want) {
+		t.Errorf("after v3, podinfo's copies are %v, want %v: v2's (the stable template kept for an undo) and v1's (read by Deployment reader) stay", got, want)
+	}
+
+	s.pointAt("podinfo", "app-config-v4")
+	want = []string{"app-config-v1-primary", "app-config-v3-primary", "app-config-v4-primary"}
+	s.eventually(storyTimeout, "v2's copy deleted", func() error {
+		if got := s.copiesOf("podinfo"); !slices.Equal(got, want) {
+			return fmt.Errorf("podinfo's copies are %v, want %v", got, want)
+		}
+		return nil
+	})
+	s.waitEventSaying("podinfo", "ConfigCopiesDeleted", "app-config-v2-primary")
+	if got := s.primaryConfigRef("podinfo"); got != "app-config-v4-primary" {
+		t.Errorf("the primary reads %s, want app-config-v4-primary", got)
 	}
 }

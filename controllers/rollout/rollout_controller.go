@@ -95,6 +95,9 @@ type Reconciler struct {
 	// revisions spares a reconcile hashing a target's template that has
 	// not changed (revisions.go).
 	revisions revisions
+	// pruned keeps config copies from being pruned more than once for a
+	// state at rest (copyprune.go).
+	pruned prunedCopies
 
 	// watch starts a watch on a kind; watched records the kinds already
 	// watched, so that only the route and autoscaler kinds in use are.
@@ -138,6 +141,9 @@ func (r *Reconciler) isCurrent(ctx context.Context, ro *sluicev1.Rollout) (bool,
 // +kubebuilder:rbac:groups=external.metrics.k8s.io,resources=*,verbs=get;list
 // +kubebuilder:rbac:groups=apps,resources=deployments;daemonsets,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups="",resources=services;configmaps;secrets,verbs=get;list;watch;create;update;patch
+// ConfigMaps and Secrets also delete: the primary's copies no pod reads any
+// more (copyprune.go), and only those.
+// +kubebuilder:rbac:groups="",resources=configmaps;secrets,verbs=delete
 // +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list;watch
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=sluice.dev,resources=rollouts/finalizers,verbs=update
@@ -161,6 +167,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 			r.calls.forget(req.NamespacedName)
 			r.writes.forget(req.NamespacedName)
 			r.revisions.forget(req.NamespacedName)
+			r.pruned.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -298,6 +305,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		// Nothing was tried again (the reconcile waits on hooks, say):
 		// the refusal stands.
 		ro.Status = carryRefusal(ro.Status, base)
+	}
+	if err == nil {
+		if perr := r.pruneCopies(ctx, sc, &ro.Status); perr != nil {
+			// Only copies are left: nothing of the release waits on it.
+			log.FromContext(ctx).Info("config copies no pod reads kept", "error", perr.Error())
+			r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, "ConfigCopiesKept", "Prune", "%v", perr)
+		}
 	}
 	recordMetrics(ro, base, r.Clock.Now())
 	if refused(err) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // StableTemplateAnnotation on the primary holds, from the start of a
@@ -47,6 +48,21 @@ func StableTemplate(p Workload, rev string) (*corev1.PodTemplateSpec, error) {
 	tmpl := &corev1.PodTemplateSpec{}
 	if err := json.Unmarshal([]byte(raw), tmpl); err != nil {
 		return nil, fmt.Errorf("reading the stable template kept on %s: %w", p.Object().GetName(), err)
+	}
+	return tmpl, nil
+}
+
+// KeptTemplate returns the template a primary keeps of its stable revision
+// before its last promotion (StableTemplateAnnotation), whatever revision
+// that was, or nil when it keeps none.
+func KeptTemplate(o metav1.Object) (*corev1.PodTemplateSpec, error) {
+	raw := o.GetAnnotations()[StableTemplateAnnotation]
+	if raw == "" {
+		return nil, nil
+	}
+	tmpl := &corev1.PodTemplateSpec{}
+	if err := json.Unmarshal([]byte(raw), tmpl); err != nil {
+		return nil, fmt.Errorf("reading the stable template kept on %s: %w", o.GetName(), err)
 	}
 	return tmpl, nil
 }

@@ -33,7 +33,7 @@ func installChartRBAC(t *testing.T, r *rendered) string {
 		switch o.GetKind() {
 		case "ServiceAccount":
 			sa = o.GetName()
-		case "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding":
+		case "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding":
 		default:
 			continue
 		}
@@ -116,7 +116,6 @@ func TestTheChartGrantsNothingSluiceDoesNotUse(t *testing.T) {
 	}{
 		{"delete Deployments", authzv1.ResourceAttributes{Verb: "delete", Group: "apps", Resource: "deployments", Namespace: "shop"}},
 		{"read Pods", authzv1.ResourceAttributes{Verb: "list", Resource: "pods", Namespace: "shop"}},
-		{"delete Secrets", authzv1.ResourceAttributes{Verb: "delete", Resource: "secrets", Namespace: "shop"}},
 		{"write CRDs", authzv1.ResourceAttributes{Verb: "create", Group: "apiextensions.k8s.io", Resource: "customresourcedefinitions"}},
 		{"create Rollouts", authzv1.ResourceAttributes{Verb: "create", Group: "sluice.dev", Resource: "rollouts", Namespace: "shop"}},
 		{"list AlertProviders (each is read by name when a Rollout alerts)", authzv1.ResourceAttributes{Verb: "list", Group: "sluice.dev", Resource: "alertproviders", Namespace: "shop"}},
@@ -147,6 +146,59 @@ func TestTheChartGrantsNothingSluiceDoesNotUse(t *testing.T) {
 	}
 	if err := c.List(context.Background(), &corev1.PodList{}, client.InNamespace(ns)); !apierrors.IsForbidden(err) {
 		t.Errorf("listing Pods as the ServiceAccount: err %v, want Forbidden", err)
+	}
+}
+
+// RBAC lets the manager delete ConfigMaps and Secrets (the config copies no
+// pod reads any more); the chart's admission policy lets it delete only
+// those a Rollout controls, so a manager that asked for another (a bug, or
+// a stolen token) is refused by the API server.
+func TestTheChartLetsSluiceDeleteOnlyItsOwnConfigCopies(t *testing.T) {
+	user := installChartRBAC(t, render(t, ""))
+	ctx := context.Background()
+	ns := "rbac-delete-copies"
+	ensureNamespace(t, ns)
+	c, err := client.New(as(user), client.Options{Scheme: manager.Scheme()})
+	must(t, err)
+
+	// The policy is in force a moment after it is created: until the API
+	// server refuses the delete, the Secret is made again.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		theirs := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: ns}, StringData: map[string]string{"password": "x"}}
+		if err := admin.Create(ctx, theirs); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+		err := c.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db", Namespace: ns}})
+		if apierrors.IsForbidden(err) {
+			t.Logf("deleting someone's Secret as the ServiceAccount: %v", err)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("deleting a Secret no Rollout controls as the ServiceAccount: err %v, want Forbidden by the chart's policy", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := admin.Get(ctx, client.ObjectKey{Namespace: ns, Name: "db"}, &corev1.Secret{}); err != nil {
+		t.Errorf("Secret db after the refused delete: %v", err)
+	}
+
+	ro := &sluicev1.Rollout{ObjectMeta: metav1.ObjectMeta{Name: "podinfo", Namespace: ns}, Spec: sluicev1.RolloutSpec{
+		TargetRef: sluicev1.TargetRef{APIVersion: "apps/v1", Kind: "Deployment", Name: "podinfo"},
+		Service:   sluicev1.ServiceSpec{Port: 80},
+		Strategy:  sluicev1.Strategy{BlueGreen: &sluicev1.BlueGreenStrategy{Iterations: 1}},
+	}}
+	must(t, admin.Create(ctx, ro))
+	for _, kind := range []string{"ConfigMap", "Secret"} {
+		var copied client.Object = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "db-primary", Namespace: ns}}
+		if kind == "Secret" {
+			copied = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "db-primary", Namespace: ns}}
+		}
+		copied.SetOwnerReferences([]metav1.OwnerReference{{APIVersion: "sluice.dev/v1alpha1", Kind: "Rollout", Name: ro.Name, UID: ro.UID, Controller: ptr.To(true)}})
+		must(t, admin.Create(ctx, copied))
+		if err := c.Delete(ctx, copied); err != nil {
+			t.Errorf("deleting the %s copy db-primary a Rollout controls, as the ServiceAccount: %v", kind, err)
+		}
 	}
 }
 

@@ -36,7 +36,8 @@ func TestDefaultValuesRenderAHardenedManagerAndNothingOptional(t *testing.T) {
 
 	want := []string{"ServiceAccount/sluice", "ClusterRole/sluice-manager", "ClusterRoleBinding/sluice-manager",
 		"Role/sluice-leader-election", "RoleBinding/sluice-leader-election",
-		"Service/sluice-metrics", "Deployment/sluice-manager", "PodDisruptionBudget/sluice-manager"}
+		"Service/sluice-metrics", "Deployment/sluice-manager", "PodDisruptionBudget/sluice-manager",
+		"ValidatingAdmissionPolicy/sluice-deletes-only-copies", "ValidatingAdmissionPolicyBinding/sluice-deletes-only-copies"}
 	if got := r.kinds(); !equalSets(got, want) {
 		t.Errorf("objects = %v, want %v", got, want)
 	}

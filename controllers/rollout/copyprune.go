@@ -1,0 +1,228 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/pkg/workload"
+)
+
+// Config copies no pod reads any more are deleted once a release has ended.
+// A target whose ConfigMaps are generated (kustomize's configMapGenerator
+// names each content anew) would otherwise leave a copy behind at every
+// release, for as long as the Rollout lives.
+//
+// A copy goes only when all of this holds, so that no pod that may start
+// ever misses one:
+//   - the Rollout is at rest: Initialized, Succeeded, or Failed with traffic
+//     back on the primary, and not blocked;
+//   - its primary runs the stable revision on all of its pods;
+//   - the copy is this Rollout's (its controller), and neither it nor its
+//     pair (workload.AltCopyName) is read by the template of any Deployment
+//     or DaemonSet of the namespace as the API server holds it (read
+//     uncached, whatever the cache says), nor by the template a primary keeps
+//     of its previous stable revision (for an abort, and for a rolling
+//     update undone by hand), nor listed as a snapshot an older Sluice kept;
+//   - it is still what was listed: the delete is conditional on its UID and
+//     resourceVersion.
+//
+// One pass is made for each state at rest (prunedCopies), so a Rollout at
+// rest makes no request for it until its next release ends.
+
+// prunedCopies remembers, by Rollout, the state at rest whose copies were
+// last pruned, so that a pass is made once for it.
+type prunedCopies struct {
+	mu   sync.Mutex
+	done map[types.NamespacedName]string
+}
+
+func (p *prunedCopies) seen(key types.NamespacedName, state string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.done[key] == state
+}
+
+func (p *prunedCopies) mark(key types.NamespacedName, state string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.done == nil {
+		p.done = map[types.NamespacedName]string{}
+	}
+	p.done[key] = state
+}
+
+func (p *prunedCopies) forget(key types.NamespacedName) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	delete(p.done, key)
+}
+
+// restState names the state at rest st is in, "" when it is not at rest.
+func restState(st *sluicev1.RolloutStatus) string {
+	switch st.Phase {
+	case sluicev1.PhaseInitialized, sluicev1.PhaseSucceeded:
+	case sluicev1.PhaseFailed:
+		if st.CanaryWeight > 0 {
+			// The primary is being given its stable template back.
+			return ""
+		}
+	default:
+		return ""
+	}
+	return string(st.Phase) + "/" + st.StableRevision + "/" + st.FailedRevision
+}
+
+// pruneCopies deletes the config copies of sc's Rollout that no workload
+// reads any more, once for each state at rest st reaches.
+func (r *Reconciler) pruneCopies(ctx context.Context, sc *scope, st *sluicev1.RolloutStatus) error {
+	state := restState(st)
+	key := client.ObjectKeyFromObject(sc.ro)
+	if state == "" || sc.obs.Blocked != "" || sc.primary == nil || r.pruned.seen(key, state) {
+		return nil
+	}
+	if workload.RevisionOf(sc.primary) != st.StableRevision {
+		return nil
+	}
+	if settled, _ := sc.primary.Ready(100); !settled {
+		// Pods of an earlier template may still start or run: look again
+		// once the primary has rolled out (its status wakes the Rollout).
+		return nil
+	}
+	// One pass for this state whatever happens: a refusal (a chart without
+	// the delete verb, say) is told once, not at every reconcile.
+	r.pruned.mark(key, state)
+	type candidate struct {
+		kind workload.ConfigKind
+		meta *metav1.PartialObjectMetadata
+	}
+	// What the cached primary reads is never a candidate: the API server
+	// is asked only about copies that look unread.
+	cached := map[string]bool{}
+	if err := addReads(cached, sc.primary.Object(), sc.primary.Template()); err != nil {
+		return err
+	}
+	var candidates []candidate
+	for _, kind := range []workload.ConfigKind{workload.KindConfigMap, workload.KindSecret} {
+		list := &metav1.PartialObjectMetadataList{}
+		list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind(configKindName(kind) + "List"))
+		if err := r.List(ctx, list, client.InNamespace(sc.ro.Namespace), client.MatchingLabels{RolloutLabel: sc.ro.Name}); err != nil {
+			return fmt.Errorf("listing the config copies: %w", err)
+		}
+		for i := range list.Items {
+			if metav1.IsControlledBy(&list.Items[i], sc.ro) && !pairRead(cached, kind, list.Items[i].Name) {
+				candidates = append(candidates, candidate{kind, &list.Items[i]})
+			}
+		}
+	}
+	if len(candidates) == 0 {
+		return nil
+	}
+	read, err := r.configsReadInNamespace(ctx, sc.ro.Namespace)
+	if err != nil {
+		return err
+	}
+	var deleted []string
+	for _, cand := range candidates {
+		kind, c := cand.kind, cand.meta
+		if pairRead(read, kind, c.Name) {
+			continue
+		}
+		obj := newConfigObject(kind)
+		obj.SetNamespace(c.Namespace)
+		obj.SetName(c.Name)
+		err := r.Delete(ctx, obj, client.Preconditions{UID: &c.UID, ResourceVersion: &c.ResourceVersion})
+		switch {
+		case apierrors.IsNotFound(err):
+		case apierrors.IsConflict(err):
+			// Changed since it was listed (handed over, say): looked at
+			// again at the next state at rest.
+			log.FromContext(ctx).Info("config copy changed since it was listed; kept", "copy", c.Name)
+		case err != nil:
+			return fmt.Errorf("deleting %s %s, which no pod reads any more (kept; tried again when the next release ends): %w", configKindName(kind), c.Name, err)
+		default:
+			deleted = append(deleted, configKindName(kind)+" "+c.Name)
+		}
+	}
+	if len(deleted) > 0 {
+		r.Recorder.Eventf(sc.ro, nil, corev1.EventTypeNormal, "ConfigCopiesDeleted", "Prune",
+			"deleted %s: no pod of the primary reads them any more, nor would an undo of its last release", strings.Join(deleted, ", "))
+	}
+	return nil
+}
+
+// configsReadInNamespace returns the keys (workload.ConfigRef.Key) of the
+// ConfigMaps and Secrets that the templates of the namespace's Deployments
+// and DaemonSets read, those a primary keeps for an abort or lists as
+// snapshots included, as the API server holds them: the cache may not have
+// a primary's latest template yet, and it holds the templates of no
+// workload that another shard's Rollout releases.
+func (r *Reconciler) configsReadInNamespace(ctx context.Context, ns string) (map[string]bool, error) {
+	read := map[string]bool{}
+	add := func(o metav1.Object, tmpl *corev1.PodTemplateSpec) error { return addReads(read, o, tmpl) }
+	var deployments appsv1.DeploymentList
+	if err := r.APIReader.List(ctx, &deployments, client.InNamespace(ns)); err != nil {
+		return nil, fmt.Errorf("listing the Deployments that may read config copies: %w", err)
+	}
+	for i := range deployments.Items {
+		if err := add(&deployments.Items[i], &deployments.Items[i].Spec.Template); err != nil {
+			return nil, err
+		}
+	}
+	var daemonSets appsv1.DaemonSetList
+	if err := r.APIReader.List(ctx, &daemonSets, client.InNamespace(ns)); err != nil {
+		return nil, fmt.Errorf("listing the DaemonSets that may read config copies: %w", err)
+	}
+	for i := range daemonSets.Items {
+		if err := add(&daemonSets.Items[i], &daemonSets.Items[i].Spec.Template); err != nil {
+			return nil, err
+		}
+	}
+	return read, nil
+}
+
+// addReads adds to read the keys of the ConfigMaps and Secrets that the
+// workload o, of pod template tmpl, reads, keeps for an abort, or lists as
+// snapshots.
+func addReads(read map[string]bool, o metav1.Object, tmpl *corev1.PodTemplateSpec) error {
+	for _, ref := range workload.ConfigRefs(&tmpl.Spec) {
+		read[ref.Key()] = true
+	}
+	kept, err := workload.KeptTemplate(o)
+	if err != nil {
+		return err
+	}
+	if kept != nil {
+		for _, ref := range workload.ConfigRefs(&kept.Spec) {
+			read[ref.Key()] = true
+		}
+	}
+	for _, ref := range workload.StableConfigs(o) {
+		read[ref.Key()] = true
+		read[workload.ConfigRef{Kind: ref.Kind, Name: workload.StableCopyName(ref.Name)}.Key()] = true
+	}
+	return nil
+}
+
+// pairRead reports whether the copy name, or the other copy of its pair, is
+// read: the two take turns, and the one not read now is written at the next
+// change of its source's content.
+func pairRead(read map[string]bool, kind workload.ConfigKind, name string) bool {
+	base := strings.TrimSuffix(name, workload.AltCopyName(""))
+	for _, n := range []string{name, base, workload.AltCopyName(base)} {
+		if read[workload.ConfigRef{Kind: kind, Name: n}.Key()] {
+			return true
+		}
+	}
+	return false
+}
