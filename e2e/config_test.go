@@ -310,3 +310,79 @@ func TestAnAbortedConfigReleaseLeavesTheStablePodsTheirConfiguration(t *testing.
 		s.ExpectNoFailedRequests(changed)
 	})
 }
+
+// TestGeneratedConfigMapNamesLeaveNoCopiesBehind: the app's ConfigMap is
+// generated with a new name for each content (kustomize's
+// configMapGenerator), and each version points at its own. Each release
+// gives the primary a copy of the new one; once a release has ended, the
+// copy no pod reads any more is deleted by the manager under the chart's
+// RBAC and admission policy, the previous release's copy is kept (an undo
+// finds it), and no request fails.
+func TestGeneratedConfigMapNamesLeaveNoCopiesBehind(t *testing.T) {
+	t.Parallel() // see main_test.go
+	s := NewStory(t, "config-generated")
+	var changed time.Time
+	app := func(v string) cluster.App {
+		return cluster.App{Name: "podinfo", Version: v, Replicas: 2, ConfigMap: "podinfo-config-" + v}
+	}
+	release := func(v string) {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: s.NS, Name: "podinfo-config-" + v}, Data: map[string]string{"MESSAGE": "hello " + v}}
+		s.Must(s.c.Client.Create(s.ctx, cm), "creating ConfigMap "+cm.Name)
+		at := s.UpdateApp(app(v))
+		if changed.IsZero() {
+			changed = at
+		}
+		s.Eventually(120*time.Second, v+" promoted", func() (bool, string) {
+			st := s.Status()
+			return st.Phase == sluicev1.PhaseSucceeded && st.StableRevision != "" && primaryVersion(s) == v, string(st.Phase) + ": " + st.Message
+		})
+	}
+	s.Given("app v1 reading ConfigMap podinfo-config-v1, behind a blue/green Rollout (1 iteration of 2s), under load", func() {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: s.NS, Name: "podinfo-config-v1"}, Data: map[string]string{"MESSAGE": "hello v1"}}
+		s.Must(s.c.Client.Create(s.ctx, cm), "creating ConfigMap podinfo-config-v1")
+		s.DeployApp(app("v1"))
+		ro := s.App.GatewayRollout(s.Host, sluicev1.Strategy{BlueGreen: &sluicev1.BlueGreenStrategy{Iterations: 1}},
+			&sluicev1.Analysis{Interval: &metav1.Duration{Duration: 2 * time.Second}, Threshold: 2})
+		ro.Spec.ScaleDownDelaySeconds = ptr.To[int32](3)
+		s.CreateRollout(ro)
+		s.WaitPhase(sluicev1.PhaseInitialized, 60*time.Second)
+		s.StartLoad(30)
+		s.WaitServing("v1")
+	}).When("v2 and then v3 are released, each with a ConfigMap of its own name", func() {
+		release("v2")
+		release("v3")
+	}).Then("v1's copy is deleted, v2's (the previous release's) and v3's are kept", func() {
+		want := []string{"podinfo-config-v2-primary", "podinfo-config-v3-primary"}
+		s.Eventually(30*time.Second, "copies "+strings.Join(want, ", "), func() (bool, string) {
+			list := &corev1.ConfigMapList{}
+			s.Must(s.c.Client.List(s.ctx, list, client.InNamespace(s.NS), client.MatchingLabels{"sluice.dev/rollout": "podinfo"}), "listing the copies")
+			var got []string
+			for _, cm := range list.Items {
+				got = append(got, cm.Name)
+			}
+			return strings.Join(got, ",") == strings.Join(want, ","), fmt.Sprint(got)
+		})
+		s.ExpectEvents("ConfigCopiesDeleted")
+		s.WaitServing("v3")
+		sp := s.Load.SplitBy(time.Now().Add(-time.Second), time.Now(), func(h cluster.Hit) string { return h.Message })
+		if sp.Share("hello v3") != 100 {
+			s.Fatalf("answers %s, want all hello v3", sp)
+		}
+	}).And("no request failed", func() {
+		s.ExpectNoFailedRequests(changed)
+	})
+}
+
+// primaryVersion is the VERSION of the primary's pod template.
+func primaryVersion(s *Story) string {
+	d := &appsv1.Deployment{}
+	if err := s.c.Client.Get(s.ctx, client.ObjectKey{Namespace: s.NS, Name: "podinfo-primary"}, d); err != nil {
+		return ""
+	}
+	for _, e := range d.Spec.Template.Spec.Containers[0].Env {
+		if e.Name == "VERSION" {
+			return e.Value
+		}
+	}
+	return ""
+}
