@@ -116,7 +116,7 @@ func (r *Reconciler) pruneCopies(ctx context.Context, sc *scope, st *sluicev1.Ro
 	for _, kind := range []workload.ConfigKind{workload.KindConfigMap, workload.KindSecret} {
 		list := &metav1.PartialObjectMetadataList{}
 		list.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind(configKindName(kind) + "List"))
-		if err := r.List(ctx, list, client.InNamespace(sc.ro.Namespace), client.MatchingLabels{RolloutLabel: sc.ro.Name}); err != nil {
+		if err := r.List(ctx, list, client.InNamespace(sc.ro.Namespace), client.MatchingFields{copiesIndex: sc.ro.Name}); err != nil {
 			return fmt.Errorf("listing the config copies: %w", err)
 		}
 		for i := range list.Items {

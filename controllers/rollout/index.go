@@ -38,6 +38,11 @@ const (
 	// namespace, which was 60 % of the manager's CPU with 1,000 Rollouts in
 	// one namespace (docs/performance.md).
 	endpointsIndex = "metadata.labels." + RolloutLabel
+	// copiesIndex indexes the ConfigMaps and Secrets (metadata) by the
+	// Rollout whose copies they are, for the prune at the end of each
+	// release (copyprune.go), which a label selector would make a scan of
+	// every ConfigMap and Secret of the namespace.
+	copiesIndex = "metadata.labels." + RolloutLabel
 )
 
 func indexRollouts(ctx context.Context, mgr ctrl.Manager) error {
@@ -67,6 +72,17 @@ func indexRollouts(ctx context.Context, mgr ctrl.Manager) error {
 		return nil
 	}); err != nil {
 		return err
+	}
+	byRollout := func(o client.Object) []string {
+		if name := o.GetLabels()[RolloutLabel]; name != "" {
+			return []string{name}
+		}
+		return nil
+	}
+	for _, kind := range []workload.ConfigKind{workload.KindConfigMap, workload.KindSecret} {
+		if err := idx.IndexField(ctx, configMetadata(kind), copiesIndex, byRollout); err != nil {
+			return err
+		}
 	}
 	return idx.IndexField(ctx, &sluicev1.Rollout{}, configIndex, func(o client.Object) []string {
 		return trackedKeys(o.(*sluicev1.Rollout))
