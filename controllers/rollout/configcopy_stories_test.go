@@ -465,11 +465,11 @@ func (s *story) copiesOf(name string) []string {
 // A team generates its ConfigMap with kustomize: each content change is a
 // new name, and the Deployment points at it. Each release makes the primary
 // a copy of the new one; the copies no pod of the primary reads any more go
-// once the release has succeeded (kubernetes-sigs/kustomize#1806 is the
+// once the release after has ended (kubernetes-sigs/kustomize#1806 is the
 // same leftover for the originals). The previous release's are kept: the
 // primary keeps its template until the next promotion, and a rolling update
-// undone by hand finds them. A copy another Deployment reads is never
-// deleted.
+// undone by hand finds them. A copy another Rollout's primary reads (as an
+// older Sluice left it) is handed over to that Rollout, never deleted.
 func TestCopiesNoPodReadsAnyMoreGoAfterTheNextRelease(t *testing.T) {
 	s := newStory(t)
 	for _, v := range []string{"v1", "v2", "v3", "v4"} {
@@ -477,19 +477,27 @@ func TestCopiesNoPodReadsAnyMoreGoAfterTheNextRelease(t *testing.T) {
 	}
 	s.deploy("podinfo", "podinfo:1.0", withConfigMapEnv("app-config-v1", "color"))
 	s.initialized("podinfo")
-	// Someone else's Deployment reads the first copy (a leftover of a
-	// Sluice before per-Rollout copies, or another shard's primary).
-	s.deploy("reader", "reader:1.0", withConfigMapEnv("app-config-v1-primary", "color"))
+	s.createConfig(false, "b-config", map[string]string{"color": "b"})
+	s.deploy("b", "b:1.0", withConfigMapEnv("b-config", "color"))
+	s.initialized("b")
+	s.readCopyOf("b", false, "app-config-v1-primary")
 
 	s.pointAt("podinfo", "app-config-v2")
 	s.pointAt("podinfo", "app-config-v3")
-	want := []string{"app-config-v1-primary", "app-config-v2-primary", "app-config-v3-primary"}
-	if got := s.copiesOf("podinfo"); !slices.Equal(got, want) {
-		t.Errorf("after v3, podinfo's copies are %v, want %v: v2's (the stable template kept for an undo) and v1's (read by Deployment reader) stay", got, want)
+	want := []string{"app-config-v2-primary", "app-config-v3-primary"}
+	s.eventually(storyTimeout, "v1's copy handed over to b", func() error {
+		if got := s.copiesOf("podinfo"); !slices.Equal(got, want) {
+			return fmt.Errorf("after v3, podinfo's copies are %v, want %v: v2's (the stable template kept for an undo) stays, and v1's goes to b, whose primary reads it", got, want)
+		}
+		return nil
+	})
+	if got := s.copiesOf("b"); !slices.Contains(got, "app-config-v1-primary") {
+		t.Errorf("b's copies are %v, want app-config-v1-primary, which its primary reads, among them", got)
 	}
+	s.waitEventSaying("b", "ConfigCopyHandedOver", "app-config-v1-primary")
 
 	s.pointAt("podinfo", "app-config-v4")
-	want = []string{"app-config-v1-primary", "app-config-v3-primary", "app-config-v4-primary"}
+	want = []string{"app-config-v3-primary", "app-config-v4-primary"}
 	s.eventually(storyTimeout, "v2's copy deleted", func() error {
 		if got := s.copiesOf("podinfo"); !slices.Equal(got, want) {
 			return fmt.Errorf("podinfo's copies are %v, want %v", got, want)
@@ -499,5 +507,8 @@ func TestCopiesNoPodReadsAnyMoreGoAfterTheNextRelease(t *testing.T) {
 	s.waitEventSaying("podinfo", "ConfigCopiesDeleted", "app-config-v2-primary")
 	if got := s.primaryConfigRef("podinfo"); got != "app-config-v4-primary" {
 		t.Errorf("the primary reads %s, want app-config-v4-primary", got)
+	}
+	if _, meta := s.configData(false, "app-config-v1-primary"); meta.Name == "" {
+		t.Errorf("app-config-v1-primary, which b's primary reads, is gone")
 	}
 }

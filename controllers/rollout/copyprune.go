@@ -6,7 +6,6 @@ import (
 	"strings"
 	"sync"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -29,16 +28,21 @@ import (
 //     back on the primary, and not blocked;
 //   - its primary runs the stable revision on all of its pods;
 //   - the copy is this Rollout's (its controller), and neither it nor its
-//     pair (workload.AltCopyName) is read by the template of any Deployment
-//     or DaemonSet of the namespace as the API server holds it (read
-//     uncached, whatever the cache says), nor by the template a primary keeps
+//     pair (workload.AltCopyName) is read by the primary's template as the
+//     API server holds it (one uncached read: the cache may not have the
+//     primary's latest template yet), nor by the template the primary keeps
 //     of its previous stable revision (for an abort, and for a rolling
-//     update undone by hand), nor listed as a snapshot an older Sluice kept;
+//     update undone by hand), nor listed as a snapshot an older Sluice
+//     kept;
+//   - no other Rollout's primary reads it (a copy an older Sluice shared):
+//     that Rollout is given it instead (handOverCopy);
 //   - it is still what was listed: the delete is conditional on its UID and
 //     resourceVersion.
 //
-// One pass is made for each state at rest (prunedCopies), so a Rollout at
-// rest makes no request for it until its next release ends.
+// One pass is made for each state at rest (prunedCopies), and the API
+// server is asked only when a copy looks unread in the cache: a Rollout at
+// rest makes no request for it, and a fleet whose releases end together
+// makes one small read each, never a list of the namespace's workloads.
 
 // prunedCopies remembers, by Rollout, the state at rest whose copies were
 // last pruned, so that a pass is made once for it.
@@ -128,7 +132,17 @@ func (r *Reconciler) pruneCopies(ctx context.Context, sc *scope, st *sluicev1.Ro
 	if len(candidates) == 0 {
 		return nil
 	}
-	read, err := r.configsReadInNamespace(ctx, sc.ro.Namespace)
+	read, err := r.primaryReadsLive(ctx, sc)
+	if err != nil {
+		return err
+	}
+	others := map[string]*sluicev1.Rollout{}
+	err = r.forOtherPrimaries(ctx, sc.ro, func(other *sluicev1.Rollout, reads []workload.ConfigRef) (bool, error) {
+		for _, ref := range reads {
+			others[ref.Key()] = other
+		}
+		return false, nil
+	})
 	if err != nil {
 		return err
 	}
@@ -136,6 +150,12 @@ func (r *Reconciler) pruneCopies(ctx context.Context, sc *scope, st *sluicev1.Ro
 	for _, cand := range candidates {
 		kind, c := cand.kind, cand.meta
 		if pairRead(read, kind, c.Name) {
+			continue
+		}
+		if other := others[workload.ConfigRef{Kind: kind, Name: c.Name}.Key()]; other != nil {
+			if err := r.handOverCopy(ctx, sc.ro, other, workload.ConfigRef{Kind: kind, Name: c.Name}); err != nil {
+				return err
+			}
 			continue
 		}
 		obj := newConfigObject(kind)
@@ -161,32 +181,18 @@ func (r *Reconciler) pruneCopies(ctx context.Context, sc *scope, st *sluicev1.Ro
 	return nil
 }
 
-// configsReadInNamespace returns the keys (workload.ConfigRef.Key) of the
-// ConfigMaps and Secrets that the templates of the namespace's Deployments
-// and DaemonSets read, those a primary keeps for an abort or lists as
-// snapshots included, as the API server holds them: the cache may not have
-// a primary's latest template yet, and it holds the templates of no
-// workload that another shard's Rollout releases.
-func (r *Reconciler) configsReadInNamespace(ctx context.Context, ns string) (map[string]bool, error) {
+// primaryReadsLive returns the keys (workload.ConfigRef.Key) of the
+// ConfigMaps and Secrets that sc's primary reads, keeps for an abort, or
+// lists as snapshots, as the API server holds it.
+func (r *Reconciler) primaryReadsLive(ctx context.Context, sc *scope) (map[string]bool, error) {
+	live := sc.kind.New()
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(sc.primary.Object()), live); err != nil {
+		return nil, fmt.Errorf("reading the primary before deleting config copies: %w", err)
+	}
+	p := sc.kind.Wrap(live)
 	read := map[string]bool{}
-	add := func(o metav1.Object, tmpl *corev1.PodTemplateSpec) error { return addReads(read, o, tmpl) }
-	var deployments appsv1.DeploymentList
-	if err := r.APIReader.List(ctx, &deployments, client.InNamespace(ns)); err != nil {
-		return nil, fmt.Errorf("listing the Deployments that may read config copies: %w", err)
-	}
-	for i := range deployments.Items {
-		if err := add(&deployments.Items[i], &deployments.Items[i].Spec.Template); err != nil {
-			return nil, err
-		}
-	}
-	var daemonSets appsv1.DaemonSetList
-	if err := r.APIReader.List(ctx, &daemonSets, client.InNamespace(ns)); err != nil {
-		return nil, fmt.Errorf("listing the DaemonSets that may read config copies: %w", err)
-	}
-	for i := range daemonSets.Items {
-		if err := add(&daemonSets.Items[i], &daemonSets.Items[i].Spec.Template); err != nil {
-			return nil, err
-		}
+	if err := addReads(read, live, p.Template()); err != nil {
+		return nil, err
 	}
 	return read, nil
 }
