@@ -290,11 +290,7 @@ func TestAnAbortedConfigReleaseLeavesTheStablePodsTheirConfiguration(t *testing.
 		}
 		s.Logf("asked the primary's v1 pods %v", asked)
 	}).And("an abort sends traffic back to v1, answering hello", func() {
-		ro := &sluicev1.Rollout{}
-		s.Must(s.c.Client.Get(s.ctx, client.ObjectKeyFromObject(s.Rollout), ro), "reading the Rollout")
-		patch := client.MergeFrom(ro.DeepCopy())
-		ro.Annotations = map[string]string{sluicev1.ActionAnnotation: string(sluicev1.ActionAbort), sluicev1.ActionByAnnotation: "e2e"}
-		s.Must(s.c.Client.Patch(s.ctx, ro, patch), "asking for an abort")
+		s.askAbort()
 		aborted = time.Now()
 		s.WaitPhase(sluicev1.PhaseFailed, 60*time.Second)
 		s.WaitServing("v1")

@@ -58,6 +58,16 @@ func (s *Story) DeleteRollout(timeout time.Duration) time.Time {
 	return time.Now()
 }
 
+// askAbort asks for an abort, as kubectl sluice abort does.
+func (s *Story) askAbort() {
+	s.t.Helper()
+	ro := &sluicev1.Rollout{}
+	s.Must(s.c.Client.Get(s.ctx, client.ObjectKeyFromObject(s.Rollout), ro), "reading the Rollout")
+	patch := client.MergeFrom(ro.DeepCopy())
+	ro.Annotations = map[string]string{sluicev1.ActionAnnotation: string(sluicev1.ActionAbort), sluicev1.ActionByAnnotation: "e2e"}
+	s.Must(s.c.Client.Patch(s.ctx, ro, patch), "asking for an abort")
+}
+
 func (s *Story) waitStalled(reason string, timeout time.Duration) sluicev1.RolloutStatus {
 	s.t.Helper()
 	var st sluicev1.RolloutStatus
@@ -190,11 +200,7 @@ func TestAPromotionWhosePrimaryCannotBecomeReady(t *testing.T) {
 		s.Logf("message: %s", st.Message)
 		s.WaitServing("v2")
 	}).And("an abort puts v1 back on the primary and traffic on it", func() {
-		ro := &sluicev1.Rollout{}
-		s.Must(s.c.Client.Get(s.ctx, client.ObjectKeyFromObject(s.Rollout), ro), "reading the Rollout")
-		patch := client.MergeFrom(ro.DeepCopy())
-		ro.Annotations = map[string]string{sluicev1.ActionAnnotation: string(sluicev1.ActionAbort), sluicev1.ActionByAnnotation: "e2e"}
-		s.Must(s.c.Client.Patch(s.ctx, ro, patch), "asking for an abort")
+		s.askAbort()
 		s.WaitPhase(sluicev1.PhaseFailed, 60*time.Second)
 		s.WaitServing("v1")
 		s.ExpectEvents("PromotionStalled", "Aborted", "PrimaryRestoring", "PrimaryRestored")
