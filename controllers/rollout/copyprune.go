@@ -147,6 +147,13 @@ func (r *Reconciler) pruneCopies(ctx context.Context, sc *scope, st *sluicev1.Ro
 		return err
 	}
 	var deleted []string
+	defer func() {
+		// Told even when a later delete failed.
+		if len(deleted) > 0 {
+			r.Recorder.Eventf(sc.ro, nil, corev1.EventTypeNormal, "ConfigCopiesDeleted", "Prune",
+				"deleted %s: no pod of the primary reads them any more, nor would an undo of its last release", strings.Join(deleted, ", "))
+		}
+	}()
 	for _, cand := range candidates {
 		kind, c := cand.kind, cand.meta
 		if pairRead(read, kind, c.Name) {
@@ -173,10 +180,6 @@ func (r *Reconciler) pruneCopies(ctx context.Context, sc *scope, st *sluicev1.Ro
 		default:
 			deleted = append(deleted, configKindName(kind)+" "+c.Name)
 		}
-	}
-	if len(deleted) > 0 {
-		r.Recorder.Eventf(sc.ro, nil, corev1.EventTypeNormal, "ConfigCopiesDeleted", "Prune",
-			"deleted %s: no pod of the primary reads them any more, nor would an undo of its last release", strings.Join(deleted, ", "))
 	}
 	return nil
 }
