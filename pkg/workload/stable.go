@@ -40,16 +40,10 @@ func KeepStableTemplate(p Workload, stable string) error {
 // StableTemplate returns the template kept for revision rev, or nil when the
 // primary holds none for it.
 func StableTemplate(p Workload, rev string) (*corev1.PodTemplateSpec, error) {
-	ann := p.Object().GetAnnotations()
-	raw := ann[StableTemplateAnnotation]
-	if raw == "" || ann[StableRevisionAnnotation] != rev {
+	if p.Object().GetAnnotations()[StableRevisionAnnotation] != rev {
 		return nil, nil
 	}
-	tmpl := &corev1.PodTemplateSpec{}
-	if err := json.Unmarshal([]byte(raw), tmpl); err != nil {
-		return nil, fmt.Errorf("reading the stable template kept on %s: %w", p.Object().GetName(), err)
-	}
-	return tmpl, nil
+	return KeptTemplate(p.Object())
 }
 
 // KeptTemplate returns the template a primary keeps of its stable revision
