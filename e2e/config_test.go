@@ -16,6 +16,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -208,10 +209,16 @@ func sharedConfigDeletion(t *testing.T, name string, olderSluice bool) {
 // the copy Sluice made it, as an older Sluice left it, and waits for its
 // pods to have rolled.
 func (s *Story) readOthersCopy(primary, name string) {
-	d := &appsv1.Deployment{}
-	s.Must(s.c.Client.Get(s.ctx, client.ObjectKey{Namespace: s.NS, Name: primary}, d), "reading "+primary)
-	d.Spec.Template.Spec.Containers[0].EnvFrom[0].ConfigMapRef.Name = name
-	s.Must(s.c.Client.Update(s.ctx, d), "making "+primary+" read "+name)
+	// The Deployment controller writes the primary's status meanwhile.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		d := &appsv1.Deployment{}
+		if err := s.c.Client.Get(s.ctx, client.ObjectKey{Namespace: s.NS, Name: primary}, d); err != nil {
+			return err
+		}
+		d.Spec.Template.Spec.Containers[0].EnvFrom[0].ConfigMapRef.Name = name
+		return s.c.Client.Update(s.ctx, d)
+	})
+	s.Must(err, "making "+primary+" read "+name)
 	s.WaitDeploymentReady(primary)
 }
 

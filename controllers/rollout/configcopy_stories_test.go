@@ -113,13 +113,13 @@ func (s *story) twoSharing(secret bool, opts ...rolloutOpt) {
 // instead of its own, as a Sluice from before per-Rollout copies left it.
 func (s *story) readCopyOf(name string, secret bool, copyName string) {
 	s.t.Helper()
-	p := s.getDeployment(name + "-primary")
-	if src := p.Spec.Template.Spec.Containers[0].Env[0].ValueFrom; secret {
-		src.SecretKeyRef.Name = copyName
-	} else {
-		src.ConfigMapKeyRef.Name = copyName
-	}
-	s.must(k8sClient.Update(s.ctx, p))
+	s.editDeployment(name+"-primary", func(p *appsv1.Deployment) {
+		if src := p.Spec.Template.Spec.Containers[0].Env[0].ValueFrom; secret {
+			src.SecretKeyRef.Name = copyName
+		} else {
+			src.ConfigMapKeyRef.Name = copyName
+		}
+	})
 }
 
 // releaseConfig sets the ConfigMap source to color and waits for Rollout
@@ -349,10 +349,10 @@ func TestAnAbortAfterAnUpgradeRestoresTheCopyAnOlderSluiceOverwrote(t *testing.T
 	s.must(controllerutil.SetControllerReference(ro, snapshot, k8sClient.Scheme()))
 	s.must(k8sClient.Create(s.ctx, snapshot))
 	s.setConfig(false, stableCopy, map[string]string{"color": "green"})
-	p := s.getDeployment("podinfo-primary")
-	p.Spec.Template.Spec.Containers[0].Env[0].ValueFrom.ConfigMapKeyRef.Name = stableCopy
-	p.Annotations[workload.StableConfigsAnnotation] = "configmap/" + stableCopy
-	s.must(k8sClient.Update(s.ctx, p))
+	s.editDeployment("podinfo-primary", func(p *appsv1.Deployment) {
+		p.Spec.Template.Spec.Containers[0].Env[0].ValueFrom.ConfigMapKeyRef.Name = stableCopy
+		p.Annotations[workload.StableConfigsAnnotation] = "configmap/" + stableCopy
+	})
 
 	s.ask("podinfo", sluicev1.ActionAbort, "sre")
 	s.waitEvent("podinfo", "PrimaryRestored")
@@ -435,9 +435,9 @@ func TestATargetReadingAServiceAccountTokenIsReleasedWithThePrimaryReadingIt(t *
 func (s *story) pointAt(name, cm string) {
 	s.t.Helper()
 	before := s.getRollout(name).Status.StableRevision
-	d := s.getDeployment(name)
-	d.Spec.Template.Spec.Containers[0].Env[0].ValueFrom.ConfigMapKeyRef.Name = cm
-	s.must(k8sClient.Update(s.ctx, d))
+	s.editDeployment(name, func(d *appsv1.Deployment) {
+		d.Spec.Template.Spec.Containers[0].Env[0].ValueFrom.ConfigMapKeyRef.Name = cm
+	})
 	s.eventually(storyTimeout, name+" promotes the revision reading "+cm, func() error {
 		ro := s.getRollout(name)
 		if ro.Status.Phase != sluicev1.PhaseSucceeded || ro.Status.StableRevision == before {

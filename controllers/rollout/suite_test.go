@@ -283,9 +283,18 @@ func (s *story) waitPhase(name string, phase sluicev1.Phase, timeout time.Durati
 
 func (s *story) setImage(name, image string) {
 	s.t.Helper()
+	s.editDeployment(name, func(d *appsv1.Deployment) { d.Spec.Template.Spec.Containers[0].Image = image })
+}
+
+// editDeployment changes Deployment name with a merge patch, as kubectl
+// edit would. Not an update: the stand-in kubelet and the manager write the
+// Deployment too, and an update sent between their write and the read before
+// it is refused with a conflict.
+func (s *story) editDeployment(name string, edit func(*appsv1.Deployment)) {
+	s.t.Helper()
 	d := s.getDeployment(name)
 	patch := client.MergeFrom(d.DeepCopy())
-	d.Spec.Template.Spec.Containers[0].Image = image
+	edit(d)
 	s.must(k8sClient.Patch(s.ctx, d, patch))
 }
 

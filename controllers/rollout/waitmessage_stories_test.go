@@ -9,6 +9,7 @@ import (
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
+	"k8s.io/client-go/util/retry"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/internal/manager"
@@ -57,9 +58,12 @@ func TestALongWaitShowsItsProgressInTheMessageWithoutAWriteForEachStep(t *testin
 	before := writes.n.Load()
 	start := time.Now()
 	for time.Since(start) < wait {
-		d := s.getDeployment("podinfo")
-		d.Status.UpdatedReplicas = 1
-		s.must(k8sClient.Status().Update(s.ctx, d))
+		// The stand-in kubelet may write between this read and the update.
+		s.must(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			d := s.getDeployment("podinfo")
+			d.Status.UpdatedReplicas = 1
+			return k8sClient.Status().Update(s.ctx, d)
+		}))
 		time.Sleep(300 * time.Millisecond)
 	}
 	during := writes.n.Load() - before
