@@ -69,7 +69,7 @@ func (r *Reconciler) promotePrimary(ctx context.Context, sc *scope, rev string) 
 	sc.primary = want
 	sc.obs.PrimaryRevision = rev
 	sc.obs.PrimaryReady, sc.obs.PrimaryMessage = want.Ready(primaryThreshold(sc.ro))
-	r.Recorder.Eventf(sc.ro, nil, corev1.EventTypeNormal, "PrimaryUpdated", "Promote",
+	sc.did(corev1.EventTypeNormal, "PrimaryUpdated", "Promote",
 		"primary %s %s set to revision %s", sc.kind.Kind(), want.Object().GetName(), rev)
 	// A change of the user's autoscaler is released with the revision.
 	return r.syncAutoscaler(ctx, sc, autoscaling.Release{Revision: rev, Stable: sc.ro.Status.StableRevision})
@@ -98,7 +98,7 @@ func (r *Reconciler) restorePrimary(ctx context.Context, sc *scope, rev string) 
 	sc.primary = p
 	sc.obs.PrimaryRevision = rev
 	sc.obs.PrimaryReady, sc.obs.PrimaryMessage = p.Ready(primaryThreshold(sc.ro))
-	r.Recorder.Eventf(sc.ro, nil, corev1.EventTypeNormal, "PrimaryRestoring", "Rollback",
+	sc.did(corev1.EventTypeNormal, "PrimaryRestoring", "Rollback",
 		"primary %s %s given back the template of revision %s", sc.kind.Kind(), p.Object().GetName(), rev)
 	return r.restoreAutoscaler(ctx, sc, rev)
 }

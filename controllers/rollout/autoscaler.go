@@ -136,7 +136,7 @@ func (r *Reconciler) releaseAutoscaler(ctx context.Context, sc *scope) error {
 			return err
 		}
 		if undone {
-			r.Recorder.Eventf(sc.ro, nil, corev1.EventTypeNormal, "AutoscalerReleased", "Autoscale",
+			sc.did(corev1.EventTypeNormal, "AutoscalerReleased", "Autoscale",
 				"%s %s is no longer the Rollout's autoscaler: the primary's copy %s deleted and Sluice's pause lifted; the primary keeps its %d replicas",
 				old.Kind, old.Name, autoscaling.CopyName(old.Name), sc.primary.Replicas())
 		}

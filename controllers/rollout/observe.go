@@ -85,6 +85,9 @@ type scope struct {
 	origin *webhooks.CallState
 	// emitted counts the events emitted in this reconcile by reason.
 	emitted map[string]int
+	// done holds the events of what act did (a primary set to a revision,
+	// a route restored) until the decision's own are told (tellDone).
+	done []doneEvent
 	// alerts is what this reconcile found of the Rollout's alerts (alerts.go).
 	alerts alertsSeen
 	obs    statemachine.Observation

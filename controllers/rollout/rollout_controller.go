@@ -438,6 +438,9 @@ var crdReasons = []string{"RouterUnavailable", autoscaling.ReasonUnavailable}
 // it was given the checks or gates it asked for; so a step costs one
 // reconcile, and one more for each round of hooks and checks.
 func (r *Reconciler) decideAndAct(ctx context.Context, sc *scope) (statemachine.Decision, error) {
+	// What was done is told even when the decision is not (blocked, stale,
+	// an error): it happened.
+	defer r.tellDone(sc)
 	now := r.Clock.Now()
 	// Decided afresh: a refusal is recorded again (stalledOnRefusal) if the
 	// API server refuses again.
@@ -528,6 +531,7 @@ func (r *Reconciler) decideAndAct(ctx context.Context, sc *scope) (statemachine.
 			return d, err
 		}
 		r.emit(ctx, sc, &status, d.Events)
+		r.tellDone(sc)
 		if err != nil || !changed {
 			return d, err
 		}
@@ -613,6 +617,24 @@ func (r *Reconciler) runChecks(ctx context.Context, ro *sluicev1.Rollout, rev st
 		out.Outcome, out.Message = statemachine.CheckHold, strings.Join(res.Held, "; ")
 	}
 	return out
+}
+
+// doneEvent is an event of something act did.
+type doneEvent struct{ typ, reason, action, note string }
+
+// did notes an event of something act did, to be told after the events of
+// the decision that made it do it: `kubectl events` then reads cause first
+// ("Initializing", then "PrimaryUpdated"; "Aborted", then "PrimaryRestoring").
+func (sc *scope) did(typ, reason, action, format string, args ...any) {
+	sc.done = append(sc.done, doneEvent{typ, reason, action, fmt.Sprintf(format, args...)})
+}
+
+// tellDone records the events did noted.
+func (r *Reconciler) tellDone(sc *scope) {
+	for _, e := range sc.done {
+		r.Recorder.Eventf(sc.ro, nil, e.typ, e.reason, e.action, "%s", e.note)
+	}
+	sc.done = nil
 }
 
 // emit records the events and hands them to the notifier with the status
@@ -821,7 +843,7 @@ func (r *Reconciler) act(ctx context.Context, sc *scope, want statemachine.Desir
 			return false, fmt.Errorf("setting the route with the %s router: %w", sc.router.Name(), err)
 		}
 		if applied.Drifted {
-			r.Recorder.Eventf(sc.ro, nil, corev1.EventTypeWarning, "RouteRestored", "Route",
+			sc.did(corev1.EventTypeWarning, "RouteRestored", "Route",
 				"the %s route was changed outside Sluice; restored %s", sc.router.Name(), route)
 		}
 		if sc.obs.RoutedWeight == nil || *sc.obs.RoutedWeight != applied.Route.Weights.Canary {
