@@ -1,0 +1,135 @@
+package rollout_test
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	networking "istio.io/api/networking/v1alpha3"
+	istiov1 "istio.io/client-go/pkg/apis/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+// switchRouter moves Rollout name to router kind ("" for the plain
+// kubernetes router), as an edit of the committed spec would.
+func (s *story) switchRouter(name, kind string) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		ro := s.getRollout(name)
+		ro.Spec.Routing = nil
+		if kind != "" {
+			withRouter(kind)(ro)
+		}
+		return k8sClient.Update(s.ctx, ro)
+	})
+}
+
+// A team moves its app from the Gateway API to the mesh while a release
+// runs. The run's share sits on the HTTPRoute, which the spec no longer
+// names: had the change been taken, nothing would ever shift it back, and
+// once the canary's pods went, the Gateway would send that share to a
+// Service with no pods (it did: 20% of the Gateway's requests had nowhere
+// to go after the release, on 453d6e0). The change is refused at apply
+// while the run holds traffic, and taken at rest.
+func TestARouterChangeIsRefusedWhileAReleaseRunsAndTakenAtRest(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", withRouter("gatewayAPI"), withCanaryWeights(20, 60), func(ro *sluicev1.Rollout) {
+		ro.Spec.Analysis.Interval = &metav1.Duration{Duration: 3 * time.Second}
+	})
+	s.setImage("podinfo", "podinfo:2.0")
+	s.eventually(storyTimeout, "20% on the HTTPRoute", func() error {
+		if v := s.route("gatewayAPI", "podinfo"); v.canary != 20 {
+			return fmt.Errorf("the HTTPRoute holds %d/%d", v.primary, v.canary)
+		}
+		return nil
+	})
+
+	for _, to := range []string{"istio", "", "grpcRoute"} {
+		err := s.switchRouter("podinfo", to)
+		if err == nil || !strings.Contains(err.Error(), "routing cannot move to another router or route while the Rollout is not at rest") {
+			t.Errorf("moving to router %q mid-run: %v, want it refused saying why", to, err)
+		}
+	}
+	// The pass-through fields of the same route may still change.
+	s.must(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		ro := s.getRollout("podinfo")
+		ro.Spec.Routing.GatewayAPI.Hostnames = []string{"app.example.com", "www.example.com"}
+		return k8sClient.Update(s.ctx, ro)
+	}))
+
+	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+	if v := s.route("gatewayAPI", "podinfo"); v.canary != 0 {
+		t.Errorf("after the release the HTTPRoute holds %d/%d, want all on the primary", v.primary, v.canary)
+	}
+	s.must(s.switchRouter("podinfo", "istio"))
+	before := s.getRollout("podinfo").Status.StableRevision
+	s.setImage("podinfo", "podinfo:3.0")
+	s.eventually(storyTimeout, "podinfo:3.0 released through the mesh", func() error {
+		ro := s.getRollout("podinfo")
+		if ro.Status.Phase != sluicev1.PhaseSucceeded || ro.Status.StableRevision == before {
+			return fmt.Errorf("phase %s, stable %s (was %s): %s", ro.Status.Phase, ro.Status.StableRevision, before, ro.Status.Message)
+		}
+		return nil
+	})
+	if v := s.route("istio", "podinfo"); v.canary != 0 || v.primary != 100 {
+		t.Errorf("after the release through the mesh the VirtualService holds %d/%d, want all on the primary", v.primary, v.canary)
+	}
+	if v := s.route("gatewayAPI", "podinfo"); v.canary != 0 {
+		t.Errorf("the HTTPRoute left at rest holds %d/%d, want all on the primary", v.primary, v.canary)
+	}
+}
+
+// A VirtualService the team wrote is adopted: Sluice points its route at
+// the -primary and -canary Services, which go with the Rollout, and hands
+// it back to the apex Service only when the Rollout is deleted. Let go by a
+// spec edit (the ref removed or renamed, even at rest), it would keep
+// pointing at podinfo-primary, and the Rollout's deletion would later take
+// that Service from under it (it did, on 453d6e0). The edit is refused;
+// deleting the Rollout still hands the route back.
+func TestAnAdoptedRouteCannotBeLetGoByASpecEdit(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	vs := &istiov1.VirtualService{ObjectMeta: metav1.ObjectMeta{Name: "shop", Namespace: s.ns}}
+	vs.Spec.Hosts = []string{"shop.example.com"}
+	vs.Spec.Http = []*networking.HTTPRoute{{Name: "main", Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "podinfo"}}}}}
+	s.must(k8sClient.Create(s.ctx, vs))
+	ro := s.initialized("podinfo", withCanaryWeights(50), func(ro *sluicev1.Rollout) {
+		ro.Spec.Routing = &sluicev1.Routing{Istio: &sluicev1.IstioRouting{VirtualServiceRef: &sluicev1.LocalObjectReference{Name: "shop"}}}
+	})
+
+	for what, edit := range map[string]func(*sluicev1.Rollout){
+		"removed": func(ro *sluicev1.Rollout) {
+			ro.Spec.Routing = &sluicev1.Routing{Istio: &sluicev1.IstioRouting{Hosts: []string{"shop.example.com"}}}
+		},
+		"renamed": func(ro *sluicev1.Rollout) {
+			ro.Spec.Routing = &sluicev1.Routing{Istio: &sluicev1.IstioRouting{VirtualServiceRef: &sluicev1.LocalObjectReference{Name: "shop-v2"}}}
+		},
+		"another router": func(ro *sluicev1.Rollout) {
+			ro.Spec.Routing = nil
+			withRouter("gatewayAPI")(ro)
+		},
+	} {
+		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			ro := s.getRollout("podinfo")
+			edit(ro)
+			return k8sClient.Update(s.ctx, ro)
+		})
+		if err == nil || !strings.Contains(err.Error(), "an adopted route (httpRouteRef, grpcRouteRef, virtualServiceRef) cannot be let go") {
+			t.Errorf("virtualServiceRef %s at rest: %v, want it refused saying why", what, err)
+		}
+	}
+
+	s.must(k8sClient.Delete(s.ctx, ro))
+	s.eventually(storyTimeout, "the adopted route handed back to the apex Service", func() error {
+		s.must(k8sClient.Get(s.ctx, client.ObjectKeyFromObject(vs), vs))
+		if r := vs.Spec.Http[0].Route; len(r) != 1 || r[0].Destination.Host != "podinfo" {
+			return fmt.Errorf("the route sends its traffic to %v", r)
+		}
+		return nil
+	})
+}
