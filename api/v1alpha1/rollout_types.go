@@ -153,6 +153,7 @@ func (s *RolloutSpec) ApexServiceName() string {
 // TargetRef names the workload that a Rollout releases.
 //
 // +kubebuilder:validation:XValidation:rule="self.kind == oldSelf.kind",message="targetRef.kind cannot change: the primary is of the old kind; delete the Rollout (traffic is handed back to the target) and create it again"
+// +kubebuilder:validation:XValidation:rule="self.name == oldSelf.name",message="targetRef.name cannot change: the primary, its Services and routes are the old target's, and only they are handed back when the Rollout goes; delete the Rollout (traffic is handed back to the target) and create one for the other target"
 type TargetRef struct {
 	// APIVersion of the target.
 	// +kubebuilder:default="apps/v1"
@@ -164,7 +165,7 @@ type TargetRef struct {
 	// +kubebuilder:validation:XValidation:rule="self == 'Deployment' || self == 'DaemonSet'",message="targetRef.kind must be Deployment or DaemonSet: Sluice releases those kinds only"
 	Kind string `json:"kind"`
 
-	// Name of the target in the Rollout's namespace.
+	// Name of the target in the Rollout's namespace; fixed once set.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=200
 	Name string `json:"name"`

@@ -533,7 +533,9 @@ func TestTheServiceNameCannotChange(t *testing.T) {
 }
 
 // TestTheTargetKindCannotChange: the primary is of the target's kind, so a
-// Rollout cannot move from a Deployment to a DaemonSet; its name may change.
+// Rollout cannot move from a Deployment to a DaemonSet; nor to another
+// Deployment, whose primary, Services and routes would be a second set
+// beside the first (TestTheTargetOfARolloutCannotBeRenamed).
 func TestTheTargetKindCannotChange(t *testing.T) {
 	ctx := context.Background()
 	ro := rollout(t, "target-kind-fixed", validSpec, nil)
@@ -548,7 +550,7 @@ func TestTheTargetKindCannotChange(t *testing.T) {
 	}
 	edited = ro.DeepCopy()
 	set("targetRef.name", "podinfo2")(edited.Object["spec"].(map[string]any))
-	if err := k8sClient.Update(ctx, edited, client.DryRunAll); err != nil {
-		t.Errorf("renaming the target was refused: %v", err)
+	if err := k8sClient.Update(ctx, edited, client.DryRunAll); err == nil || !strings.Contains(err.Error(), "targetRef.name cannot change") {
+		t.Errorf("targetRef.name podinfo -> podinfo2: got %v, want a refusal saying targetRef.name cannot change", err)
 	}
 }

@@ -2,6 +2,7 @@ package rollout_test
 
 import (
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -132,4 +133,37 @@ func TestAnAdoptedRouteCannotBeLetGoByASpecEdit(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A Rollout's primary, its Services and its routes are named after its
+// target, which it parks at zero replicas. Pointed at another Deployment by
+// an edit, the Rollout would build a second set for it and leave the first
+// behind: the old target at zero, its apex Service selecting the old
+// primary's pods, which the Rollout's deletion then removes, with no
+// handover, for only the current target is handed back (on 06d92b3 the old
+// target stayed at zero replicas after the delete, and its Service had no
+// pod to send to). The edit is refused, as a change of kind is.
+func TestTheTargetOfARolloutCannotBeRenamed(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	s.deploy("other", "other:1.0")
+	s.initialized("podinfo", iterations(1))
+
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		ro := s.getRollout("podinfo")
+		ro.Spec.TargetRef.Name = "other"
+		return k8sClient.Update(s.ctx, ro)
+	})
+	if err == nil || !strings.Contains(err.Error(), "targetRef.name cannot change") {
+		t.Errorf("targetRef.name changed: %v, want it refused saying why", err)
+	}
+
+	s.must(k8sClient.Delete(s.ctx, s.getRollout("podinfo")))
+	s.eventually(storyTimeout, "the Rollout gone", func() error { return s.gone("podinfo") })
+	if n := replicas(s.getDeployment("podinfo")); n != 2 {
+		t.Errorf("after the Rollout's deletion the first target has %d replicas, want its 2 back", n)
+	}
+	if apex := s.getService("podinfo"); !maps.Equal(apex.Spec.Selector, targetPods) {
+		t.Errorf("after the Rollout's deletion Service podinfo selects %v, want the target's pods", apex.Spec.Selector)
+	}
 }
