@@ -554,3 +554,73 @@ func TestTheTargetKindCannotChange(t *testing.T) {
 		t.Errorf("targetRef.name podinfo -> podinfo2: got %v, want a refusal saying targetRef.name cannot change", err)
 	}
 }
+
+// TestTheRouterAndAnAdoptedRouteChangeOnlyWhenTheyCanBeLeft: another
+// router, route kind or adopted route is refused while the stored phase is
+// not Initialized or Succeeded, and taken at rest; an adopted route, once
+// set, is never let go by an edit. The rest of routing changes at any time.
+func TestTheRouterAndAnAdoptedRouteChangeOnlyWhenTheyCanBeLeft(t *testing.T) {
+	ctx := context.Background()
+	const moving, adopted = "routing cannot move to another router or route", "an adopted route (httpRouteRef, grpcRouteRef, virtualServiceRef) cannot be let go"
+	withPhase := func(t *testing.T, ro *unstructured.Unstructured, phase string) {
+		t.Helper()
+		if err := unstructured.SetNestedField(ro.Object, phase, "status", "phase"); err != nil {
+			t.Fatal(err)
+		}
+		if err := k8sClient.Status().Update(ctx, ro); err != nil {
+			t.Fatal(err)
+		}
+	}
+	edits := []struct {
+		name   string
+		from   func(map[string]any)
+		edit   func(map[string]any)
+		midRun string // the refusal mid-run ("" accepted)
+		atRest string // the refusal at rest ("" accepted)
+	}{
+		{"generated HTTPRoute to Istio", nil, set("routing", map[string]any{"istio": map[string]any{}}), moving, ""},
+		{"HTTPRoute to GRPCRoute", nil, set("routing.gatewayAPI.routeKind", "GRPCRoute"), moving, ""},
+		{"generated HTTPRoute to an adopted one", nil, set("routing.gatewayAPI", map[string]any{"httpRouteRef": map[string]any{"name": "shop"}}), moving, ""},
+		{"hostnames of the same route", nil, set("routing.gatewayAPI.hostnames", []any{"shop.example.com"}), "", ""},
+		{"httpRouteRef removed", set("routing.gatewayAPI", map[string]any{"httpRouteRef": map[string]any{"name": "shop"}}),
+			set("routing.gatewayAPI", map[string]any{"parentRefs": []any{map[string]any{"name": "gw"}}}), adopted, adopted},
+		{"httpRouteRef renamed", set("routing.gatewayAPI", map[string]any{"httpRouteRef": map[string]any{"name": "shop"}}),
+			set("routing.gatewayAPI.httpRouteRef.name", "shop-v2"), adopted, adopted},
+		{"grpcRouteRef removed", set("routing.gatewayAPI", map[string]any{"routeKind": "GRPCRoute", "grpcRouteRef": map[string]any{"name": "shop"}}),
+			set("routing.gatewayAPI", map[string]any{"routeKind": "GRPCRoute", "parentRefs": []any{map[string]any{"name": "gw"}}}), adopted, adopted},
+	}
+	// No built-in success rate: it cannot judge a GRPCRoute's calls.
+	noMetrics := func(from func(map[string]any)) func(map[string]any) {
+		return func(spec map[string]any) {
+			set("analysis.metrics", nil)(spec)
+			if from != nil {
+				from(spec)
+			}
+		}
+	}
+	for i, e := range edits {
+		for _, phase := range []string{"Progressing", "Failed", "Initialized", "Succeeded"} {
+			t.Run(e.name+"/"+phase, func(t *testing.T) {
+				ro := rollout(t, fmt.Sprintf("router-change-%d-%s", i, strings.ToLower(phase)), validSpec, noMetrics(e.from))
+				if err := k8sClient.Create(ctx, ro); err != nil {
+					t.Fatal(err)
+				}
+				defer func() { _ = k8sClient.Delete(ctx, ro) }()
+				withPhase(t, ro, phase)
+				want := e.midRun
+				if phase == "Initialized" || phase == "Succeeded" {
+					want = e.atRest
+				}
+				edited := ro.DeepCopy()
+				e.edit(edited.Object["spec"].(map[string]any))
+				err := k8sClient.Update(ctx, edited, client.DryRunAll)
+				switch {
+				case want == "" && err != nil:
+					t.Errorf("refused: %v", err)
+				case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+					t.Errorf("got %v, want a refusal saying %q", err, want)
+				}
+			})
+		}
+	}
+}
