@@ -16,16 +16,25 @@ import (
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 )
 
+// editRollout applies edit to Rollout name's spec as a user's update would
+// (the manager writes the Rollout too: a conflict is tried again), and
+// returns what the API server answered.
+func (s *story) editRollout(name string, edit func(*sluicev1.Rollout)) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		ro := s.getRollout(name)
+		edit(ro)
+		return k8sClient.Update(s.ctx, ro)
+	})
+}
+
 // switchRouter moves Rollout name to router kind ("" for the plain
 // kubernetes router), as an edit of the committed spec would.
 func (s *story) switchRouter(name, kind string) error {
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		ro := s.getRollout(name)
+	return s.editRollout(name, func(ro *sluicev1.Rollout) {
 		ro.Spec.Routing = nil
 		if kind != "" {
 			withRouter(kind)(ro)
 		}
-		return k8sClient.Update(s.ctx, ro)
 	})
 }
 
@@ -57,10 +66,8 @@ func TestARouterChangeIsRefusedWhileAReleaseRunsAndTakenAtRest(t *testing.T) {
 		}
 	}
 	// The pass-through fields of the same route may still change.
-	s.must(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		ro := s.getRollout("podinfo")
+	s.must(s.editRollout("podinfo", func(ro *sluicev1.Rollout) {
 		ro.Spec.Routing.GatewayAPI.Hostnames = []string{"app.example.com", "www.example.com"}
-		return k8sClient.Update(s.ctx, ro)
 	}))
 
 	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
@@ -115,11 +122,7 @@ func TestAnAdoptedRouteCannotBeLetGoByASpecEdit(t *testing.T) {
 			withRouter("gatewayAPI")(ro)
 		},
 	} {
-		err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			ro := s.getRollout("podinfo")
-			edit(ro)
-			return k8sClient.Update(s.ctx, ro)
-		})
+		err := s.editRollout("podinfo", edit)
 		if err == nil || !strings.Contains(err.Error(), "an adopted route (httpRouteRef, grpcRouteRef, virtualServiceRef) cannot be let go") {
 			t.Errorf("virtualServiceRef %s at rest: %v, want it refused saying why", what, err)
 		}
@@ -149,11 +152,7 @@ func TestTheTargetOfARolloutCannotBeRenamed(t *testing.T) {
 	s.deploy("other", "other:1.0")
 	s.initialized("podinfo", iterations(1))
 
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		ro := s.getRollout("podinfo")
-		ro.Spec.TargetRef.Name = "other"
-		return k8sClient.Update(s.ctx, ro)
-	})
+	err := s.editRollout("podinfo", func(ro *sluicev1.Rollout) { ro.Spec.TargetRef.Name = "other" })
 	if err == nil || !strings.Contains(err.Error(), "targetRef.name cannot change") {
 		t.Errorf("targetRef.name changed: %v, want it refused saying why", err)
 	}
