@@ -556,20 +556,32 @@ func TestTheTargetKindCannotChange(t *testing.T) {
 }
 
 // TestTheRouterAndAnAdoptedRouteChangeOnlyWhenTheyCanBeLeft: another
-// router, route kind or adopted route is refused while the stored phase is
-// not Initialized or Succeeded, and taken at rest; an adopted route, once
-// set, is never let go by an edit. The rest of routing changes at any time.
+// router, route kind or adopted route is refused unless the stored status
+// is at rest (Succeeded; Initialized with no canary still draining; Failed
+// once its rollback has drained and the target was seen at zero), and
+// taken there; an adopted route, once set, is never let go by an edit. The
+// rest of routing changes at any time.
 func TestTheRouterAndAnAdoptedRouteChangeOnlyWhenTheyCanBeLeft(t *testing.T) {
 	ctx := context.Background()
 	const moving, adopted = "routing cannot move to another router or route", "an adopted route (httpRouteRef, grpcRouteRef, virtualServiceRef) cannot be let go"
-	withPhase := func(t *testing.T, ro *unstructured.Unstructured, phase string) {
-		t.Helper()
-		if err := unstructured.SetNestedField(ro.Object, phase, "status", "phase"); err != nil {
-			t.Fatal(err)
-		}
-		if err := k8sClient.Status().Update(ctx, ro); err != nil {
-			t.Fatal(err)
-		}
+	const since = "2026-12-05T10:00:00Z"
+	stored := []struct {
+		name   string
+		status map[string]any
+		atRest bool
+	}{
+		{"Progressing", map[string]any{"phase": "Progressing", "canaryWeight": int64(20)}, false},
+		// The rollback is recorded before the route moves back.
+		{"Failed", map[string]any{"phase": "Failed", "canaryWeight": int64(0)}, false},
+		{"Failed, draining", map[string]any{"phase": "Failed", "canaryWeight": int64(0), "canaryDrainingSince": since}, false},
+		{"Failed, drained", map[string]any{"phase": "Failed", "canaryWeight": int64(0), "canaryDrainingSince": since, "targetScaledDown": true}, true},
+		// An abort during a promotion: the canary serves while the primary is restored.
+		{"Failed, canary serving", map[string]any{"phase": "Failed", "canaryWeight": int64(100), "canaryDrainingSince": since, "targetScaledDown": true}, false},
+		{"Initialized", map[string]any{"phase": "Initialized", "canaryWeight": int64(0)}, true},
+		// The target set back to the stable revision mid-run: the route moves after the record.
+		{"Initialized, cancelled canary draining", map[string]any{"phase": "Initialized", "canaryWeight": int64(0), "canaryDrainingSince": since}, false},
+		{"Initialized, drained", map[string]any{"phase": "Initialized", "canaryWeight": int64(0), "canaryDrainingSince": since, "targetScaledDown": true}, true},
+		{"Succeeded", map[string]any{"phase": "Succeeded", "canaryWeight": int64(0), "canaryDrainingSince": since}, true},
 	}
 	edits := []struct {
 		name   string
@@ -599,16 +611,19 @@ func TestTheRouterAndAnAdoptedRouteChangeOnlyWhenTheyCanBeLeft(t *testing.T) {
 		}
 	}
 	for i, e := range edits {
-		for _, phase := range []string{"Progressing", "Failed", "Initialized", "Succeeded"} {
-			t.Run(e.name+"/"+phase, func(t *testing.T) {
-				ro := rollout(t, fmt.Sprintf("router-change-%d-%s", i, strings.ToLower(phase)), validSpec, noMetrics(e.from))
+		for j, st := range stored {
+			t.Run(e.name+"/"+st.name, func(t *testing.T) {
+				ro := rollout(t, fmt.Sprintf("router-change-%d-%d", i, j), validSpec, noMetrics(e.from))
 				if err := k8sClient.Create(ctx, ro); err != nil {
 					t.Fatal(err)
 				}
 				defer func() { _ = k8sClient.Delete(ctx, ro) }()
-				withPhase(t, ro, phase)
+				ro.Object["status"] = st.status
+				if err := k8sClient.Status().Update(ctx, ro); err != nil {
+					t.Fatal(err)
+				}
 				want := e.midRun
-				if phase == "Initialized" || phase == "Succeeded" {
+				if st.atRest {
 					want = e.atRest
 				}
 				edited := ro.DeepCopy()

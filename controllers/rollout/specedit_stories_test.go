@@ -92,6 +92,70 @@ func TestARouterChangeIsRefusedWhileAReleaseRunsAndTakenAtRest(t *testing.T) {
 	}
 }
 
+// A release failed, and the team moves the app to the mesh. Once the
+// rollback has drained (the route sends the canary nothing and its pods are
+// gone) the Rollout is as much at rest as after a success, and the change
+// is taken; during the drain it is refused, for the canary's pods still
+// answer what the old route sent them. On cf8db8f a failed Rollout refused
+// it until a next release succeeded, which the team may have meant to
+// release through the new router.
+func TestARouterChangeIsTakenOnceAFailedReleaseHasDrained(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", withRouter("gatewayAPI"), withCanaryWeights(20, 60), scaleDownDelay(3), func(ro *sluicev1.Rollout) {
+		ro.Spec.Analysis.Interval = &metav1.Duration{Duration: time.Hour}
+	})
+	s.setImage("podinfo", "podinfo:2.0")
+	s.eventually(storyTimeout, "20% on the HTTPRoute", func() error {
+		if v := s.route("gatewayAPI", "podinfo"); v.canary != 20 {
+			return fmt.Errorf("the HTTPRoute holds %d/%d", v.primary, v.canary)
+		}
+		return nil
+	})
+	s.ask("podinfo", sluicev1.ActionAbort, "sre")
+
+	s.waitDraining("podinfo", sluicev1.PhaseFailed, 3*time.Second)
+	if err := s.switchRouter("podinfo", "istio"); err == nil || !strings.Contains(err.Error(), "routing cannot move to another router or route while the Rollout is not at rest") {
+		t.Errorf("moving to the mesh while the rollback drains: %v, want it refused saying why", err)
+	}
+	s.waitReplicas("podinfo", 0, "the canary scaled to zero after the drain")
+	s.eventually(storyTimeout, "the move to the mesh taken after the drain", func() error {
+		return s.switchRouter("podinfo", "istio")
+	})
+	s.eventually(storyTimeout, "the mesh sending everything to the primary", func() error {
+		vs := routeObject("istio")
+		if err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, vs); err != nil {
+			return err
+		}
+		if v := viewOf("istio", "podinfo", vs); v.canary != 0 || v.primary != 100 {
+			return fmt.Errorf("the VirtualService holds %d/%d", v.primary, v.canary)
+		}
+		return nil
+	})
+	if ro := s.getRollout("podinfo"); ro.Status.Phase != sluicev1.PhaseFailed {
+		t.Errorf("after the move the phase is %s (%s), want Failed until the next release", ro.Status.Phase, ro.Status.Message)
+	}
+
+	s.must(s.editRollout("podinfo", func(ro *sluicev1.Rollout) {
+		ro.Spec.Analysis.Interval = &metav1.Duration{Duration: time.Second}
+	}))
+	before := s.getRollout("podinfo").Status.StableRevision
+	s.setImage("podinfo", "podinfo:3.0")
+	s.eventually(storyTimeout, "podinfo:3.0 released through the mesh", func() error {
+		ro := s.getRollout("podinfo")
+		if ro.Status.Phase != sluicev1.PhaseSucceeded || ro.Status.StableRevision == before {
+			return fmt.Errorf("phase %s, stable %s (was %s): %s", ro.Status.Phase, ro.Status.StableRevision, before, ro.Status.Message)
+		}
+		return nil
+	})
+	if v := s.route("istio", "podinfo"); v.canary != 0 || v.primary != 100 {
+		t.Errorf("after the release through the mesh the VirtualService holds %d/%d, want all on the primary", v.primary, v.canary)
+	}
+	if v := s.route("gatewayAPI", "podinfo"); v.canary != 0 {
+		t.Errorf("the HTTPRoute left after the rollback holds %d/%d, want all on the primary", v.primary, v.canary)
+	}
+}
+
 // A VirtualService the team wrote is adopted: Sluice points its route at
 // the -primary and -canary Services, which go with the Rollout, and hands
 // it back to the apex Service only when the Rollout is deleted. Let go by a
