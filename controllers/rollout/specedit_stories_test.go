@@ -11,6 +11,7 @@ import (
 	istiov1 "istio.io/client-go/pkg/apis/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
@@ -228,5 +229,67 @@ func TestTheTargetOfARolloutCannotBeRenamed(t *testing.T) {
 	}
 	if apex := s.getService("podinfo"); !maps.Equal(apex.Spec.Selector, targetPods) {
 		t.Errorf("after the Rollout's deletion Service podinfo selects %v, want the target's pods", apex.Spec.Selector)
+	}
+}
+
+// A team changes the strategy while a release runs: from A/B to a weighted
+// canary, from a canary with session affinity to blue/green, from
+// blue/green with a mirror to a canary. From the edit on, the route is the
+// new strategy's: the old one's rules (A/B matches, affinity cookies, the
+// mirror) go, the release ends, and the route sends everything to the
+// primary with nothing of Sluice's left in it.
+func TestAStrategyChangedMidRunLeavesNothingOfTheOldOneInTheRoute(t *testing.T) {
+	abTesting := func(ro *sluicev1.Rollout) {
+		ro.Spec.Strategy = sluicev1.Strategy{ABTesting: &sluicev1.ABTestingStrategy{Iterations: 100,
+			Match: []sluicev1.RequestMatch{{Headers: map[string]sluicev1.StringMatch{"x-canary": {Exact: ptr.To("insider")}}}}}}
+	}
+	affinity := func(ro *sluicev1.Rollout) {
+		withCanaryWeights(20, 60)(ro)
+		ro.Spec.Strategy.Canary.SessionAffinity = &sluicev1.SessionAffinity{CookieName: "aff", MaxAge: 600}
+	}
+	mirror := func(ro *sluicev1.Rollout) {
+		ro.Spec.Strategy = sluicev1.Strategy{BlueGreen: &sluicev1.BlueGreenStrategy{Iterations: 100, Mirror: true}}
+	}
+	blueGreen := func(ro *sluicev1.Rollout) {
+		ro.Spec.Strategy = sluicev1.Strategy{BlueGreen: &sluicev1.BlueGreenStrategy{Iterations: 2}}
+	}
+	for _, c := range []struct {
+		name     string
+		from, to rolloutOpt
+		started  func(routeView) bool // the old strategy's route in place
+	}{
+		{"A/B to canary", abTesting, withCanaryWeights(20, 60), func(v routeView) bool { return v.abHeader != "" }},
+		{"canary with affinity to blue/green", affinity, blueGreen, func(v routeView) bool { return v.canary == 20 && v.canaryCookie != "" }},
+		{"blue/green with a mirror to canary", mirror, withCanaryWeights(50), func(v routeView) bool { return v.mirrorPercent != 0 }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			s := newStory(t)
+			s.deploy("podinfo", "podinfo:1.0")
+			s.initialized("podinfo", withRouter("gatewayAPI"), c.from, func(ro *sluicev1.Rollout) {
+				ro.Spec.Analysis.Interval = &metav1.Duration{Duration: time.Hour}
+			})
+			views := s.watchRoute("gatewayAPI", "podinfo", sluicev1.PhaseSucceeded, func() {
+				s.setImage("podinfo", "podinfo:2.0")
+				s.eventually(storyTimeout, "the old strategy's route", func() error {
+					if v := s.route("gatewayAPI", "podinfo"); !c.started(v) {
+						return fmt.Errorf("the route is %+v", v)
+					}
+					return nil
+				})
+				s.must(s.editRollout("podinfo", func(ro *sluicev1.Rollout) {
+					c.to(ro)
+					ro.Spec.Analysis.Interval = &metav1.Duration{Duration: time.Second}
+				}))
+			})
+			if last := views[len(views)-1]; len(last.inserted) > 0 || last.canaryCookie != "" || last.mirrorPercent != 0 || last.canary != 0 || last.primary != 100 {
+				t.Errorf("after the release the route is %+v, want everything on the primary and nothing of Sluice's", last)
+			}
+			if n := replicas(s.getDeployment("podinfo-primary")); n != 2 {
+				t.Errorf("the primary asks for %d replicas, want 2", n)
+			}
+			if img := s.getDeployment("podinfo-primary").Spec.Template.Spec.Containers[0].Image; img != "podinfo:2.0" {
+				t.Errorf("the primary runs %s, want podinfo:2.0 promoted", img)
+			}
+		})
 	}
 }
