@@ -3,35 +3,12 @@ package rollout_test
 import (
 	"fmt"
 	"slices"
-	"sort"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
-	eventsv1 "k8s.io/api/events/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 )
-
-// eventsInOrder lists the reasons of the events about Rollout name as
-// `kubectl events` shows them: by the time each was recorded.
-func (s *story) eventsInOrder(name string) []string {
-	s.t.Helper()
-	var list eventsv1.EventList
-	s.must(k8sClient.List(s.ctx, &list, client.InNamespace(s.ns)))
-	var mine []eventsv1.Event
-	for _, e := range list.Items {
-		if e.Regarding.Kind == "Rollout" && e.Regarding.Name == name {
-			mine = append(mine, e)
-		}
-	}
-	sort.SliceStable(mine, func(i, j int) bool { return mine[i].EventTime.Before(&mine[j].EventTime) })
-	out := make([]string, len(mine))
-	for i, e := range mine {
-		out[i] = e.Reason
-	}
-	return out
-}
 
 // inOrder checks that each pair's first reason is told before its second,
 // both at their first occurrence from the index given.
@@ -54,14 +31,14 @@ func TestEventsTellWhatSluiceDecidedBeforeWhatItDidAboutIt(t *testing.T) {
 	s.deploy("podinfo", "podinfo:1.0")
 	s.initialized("podinfo", iterations(1), progressDeadline(2))
 	s.waitEvent("podinfo", "Initialized")
-	if err := inOrder(s.eventsInOrder("podinfo"), 0, "Initializing", "PrimaryUpdated"); err != nil {
+	if err := inOrder(s.eventReasons("podinfo"), 0, "Initializing", "PrimaryUpdated"); err != nil {
 		t.Errorf("installation: %v", err)
 	}
 
 	s.setImage("podinfo", "podinfo:2.0")
 	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
 	s.waitEvent("podinfo", "Promoted")
-	events := s.eventsInOrder("podinfo")
+	events := s.eventReasons("podinfo")
 	release := slices.Index(events, "NewRevision")
 	if err := inOrder(events, max(release, 0), "Promoting", "PrimaryUpdated"); err != nil {
 		t.Errorf("promotion: %v", err)
@@ -72,7 +49,7 @@ func TestEventsTellWhatSluiceDecidedBeforeWhatItDidAboutIt(t *testing.T) {
 	s.waitStalled("podinfo", "PromotionStalled")
 	s.ask("podinfo", sluicev1.ActionAbort, "sre")
 	s.waitEvent("podinfo", "PrimaryRestored")
-	events = s.eventsInOrder("podinfo")
+	events = s.eventReasons("podinfo")
 	if err := inOrder(events, max(slices.Index(events, "PromotionStalled"), 0), "Aborted", "PrimaryRestoring"); err != nil {
 		t.Errorf("abort: %v", err)
 	}

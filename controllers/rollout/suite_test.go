@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"sort"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -305,16 +306,23 @@ func replicas(d *appsv1.Deployment) int32 {
 	return *d.Spec.Replicas
 }
 
-// eventReasons lists the reasons of the events about a Rollout, oldest first.
+// eventReasons lists the reasons of the events about a Rollout, oldest
+// first by eventTime, as `kubectl events` shows them (the list itself comes
+// in the order of the events' names).
 func (s *story) eventReasons(name string) []string {
 	s.t.Helper()
 	var list eventsv1.EventList
 	s.must(k8sClient.List(s.ctx, &list, client.InNamespace(s.ns)))
-	var out []string
+	var mine []eventsv1.Event
 	for _, e := range list.Items {
 		if e.Regarding.Kind == "Rollout" && e.Regarding.Name == name {
-			out = append(out, e.Reason)
+			mine = append(mine, e)
 		}
+	}
+	sort.SliceStable(mine, func(i, j int) bool { return mine[i].EventTime.Before(&mine[j].EventTime) })
+	out := make([]string, len(mine))
+	for i, e := range mine {
+		out[i] = e.Reason
 	}
 	return out
 }
