@@ -39,6 +39,29 @@ func (s *story) switchRouter(name, kind string) error {
 	})
 }
 
+// releasedThroughTheMesh releases image on Rollout name, moved from the
+// Gateway API to the mesh, and checks that both routes end with everything
+// on the primary: the VirtualService it released through, and the
+// HTTPRoute it left at rest.
+func (s *story) releasedThroughTheMesh(name, image string) {
+	s.t.Helper()
+	before := s.getRollout(name).Status.StableRevision
+	s.setImage(name, image)
+	s.eventually(storyTimeout, image+" released through the mesh", func() error {
+		ro := s.getRollout(name)
+		if ro.Status.Phase != sluicev1.PhaseSucceeded || ro.Status.StableRevision == before {
+			return fmt.Errorf("phase %s, stable %s (was %s): %s", ro.Status.Phase, ro.Status.StableRevision, before, ro.Status.Message)
+		}
+		return nil
+	})
+	if v := s.route("istio", name); v.canary != 0 || v.primary != 100 {
+		s.t.Errorf("after the release through the mesh the VirtualService holds %d/%d, want all on the primary", v.primary, v.canary)
+	}
+	if v := s.route("gatewayAPI", name); v.canary != 0 {
+		s.t.Errorf("the HTTPRoute left at rest holds %d/%d, want all on the primary", v.primary, v.canary)
+	}
+}
+
 // A team moves its app from the Gateway API to the mesh while a release
 // runs. The run's share sits on the HTTPRoute, which the spec no longer
 // names: had the change been taken, nothing would ever shift it back, and
@@ -76,21 +99,7 @@ func TestARouterChangeIsRefusedWhileAReleaseRunsAndTakenAtRest(t *testing.T) {
 		t.Errorf("after the release the HTTPRoute holds %d/%d, want all on the primary", v.primary, v.canary)
 	}
 	s.must(s.switchRouter("podinfo", "istio"))
-	before := s.getRollout("podinfo").Status.StableRevision
-	s.setImage("podinfo", "podinfo:3.0")
-	s.eventually(storyTimeout, "podinfo:3.0 released through the mesh", func() error {
-		ro := s.getRollout("podinfo")
-		if ro.Status.Phase != sluicev1.PhaseSucceeded || ro.Status.StableRevision == before {
-			return fmt.Errorf("phase %s, stable %s (was %s): %s", ro.Status.Phase, ro.Status.StableRevision, before, ro.Status.Message)
-		}
-		return nil
-	})
-	if v := s.route("istio", "podinfo"); v.canary != 0 || v.primary != 100 {
-		t.Errorf("after the release through the mesh the VirtualService holds %d/%d, want all on the primary", v.primary, v.canary)
-	}
-	if v := s.route("gatewayAPI", "podinfo"); v.canary != 0 {
-		t.Errorf("the HTTPRoute left at rest holds %d/%d, want all on the primary", v.primary, v.canary)
-	}
+	s.releasedThroughTheMesh("podinfo", "podinfo:3.0")
 }
 
 // A release failed, and the team moves the app to the mesh. Once the
@@ -140,21 +149,7 @@ func TestARouterChangeIsTakenOnceAFailedReleaseHasDrained(t *testing.T) {
 	s.must(s.editRollout("podinfo", func(ro *sluicev1.Rollout) {
 		ro.Spec.Analysis.Interval = &metav1.Duration{Duration: time.Second}
 	}))
-	before := s.getRollout("podinfo").Status.StableRevision
-	s.setImage("podinfo", "podinfo:3.0")
-	s.eventually(storyTimeout, "podinfo:3.0 released through the mesh", func() error {
-		ro := s.getRollout("podinfo")
-		if ro.Status.Phase != sluicev1.PhaseSucceeded || ro.Status.StableRevision == before {
-			return fmt.Errorf("phase %s, stable %s (was %s): %s", ro.Status.Phase, ro.Status.StableRevision, before, ro.Status.Message)
-		}
-		return nil
-	})
-	if v := s.route("istio", "podinfo"); v.canary != 0 || v.primary != 100 {
-		t.Errorf("after the release through the mesh the VirtualService holds %d/%d, want all on the primary", v.primary, v.canary)
-	}
-	if v := s.route("gatewayAPI", "podinfo"); v.canary != 0 {
-		t.Errorf("the HTTPRoute left after the rollback holds %d/%d, want all on the primary", v.primary, v.canary)
-	}
+	s.releasedThroughTheMesh("podinfo", "podinfo:3.0")
 }
 
 // A VirtualService the team wrote is adopted: Sluice points its route at
