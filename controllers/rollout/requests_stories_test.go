@@ -2,9 +2,12 @@ package rollout_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -23,12 +26,31 @@ type requestLog struct {
 	// statusAnswers are the kinds of object the answers to status writes
 	// carried: "PartialObjectMetadata" or "Rollout".
 	statusAnswers []string
+	// statusFields lists, for each status write the API server took, the
+	// status fields it changed, sorted and joined with commas.
+	statusFields []string
 }
 
 func (l *requestLog) RoundTrip(r *http.Request) (*http.Response, error) {
+	isStatusWrite := r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, "/status") && strings.Contains(r.URL.Path, "/namespaces/"+l.ns+"/")
+	fields := ""
+	if isStatusWrite && r.Body != nil {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		var patch struct {
+			Status map[string]json.RawMessage `json:"status"`
+		}
+		if err := json.Unmarshal(body, &patch); err != nil {
+			return nil, fmt.Errorf("a status write that is no JSON merge patch: %w", err)
+		}
+		fields = strings.Join(slices.Sorted(maps.Keys(patch.Status)), ",")
+	}
 	resp, err := l.next.RoundTrip(r)
 	answered := ""
-	if err == nil && r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, "/status") && strings.Contains(r.URL.Path, "/namespaces/"+l.ns+"/") {
+	if err == nil && isStatusWrite {
 		body, rerr := io.ReadAll(resp.Body)
 		_ = resp.Body.Close()
 		if rerr != nil {
@@ -49,6 +71,9 @@ func (l *requestLog) RoundTrip(r *http.Request) (*http.Response, error) {
 		l.reqs = append(l.reqs, fmt.Sprintf("%s %s %d", r.Method, r.URL.Path, code))
 		if answered != "" {
 			l.statusAnswers = append(l.statusAnswers, answered)
+		}
+		if isStatusWrite && code == http.StatusOK {
+			l.statusFields = append(l.statusFields, fields)
 		}
 		l.mu.Unlock()
 	}
@@ -90,6 +115,9 @@ func TestAReleaseWritesItsStatusWithoutConflicts(t *testing.T) {
 	s.initialized("podinfo", iterations(3))
 
 	start := log.len()
+	log.mu.Lock()
+	statusWritesBefore := len(log.statusFields)
+	log.mu.Unlock()
 	s.setImage("podinfo", "podinfo:2.0")
 	s.waitPhase("podinfo", "Succeeded", storyTimeout)
 
@@ -118,4 +146,26 @@ func TestAReleaseWritesItsStatusWithoutConflicts(t *testing.T) {
 		}
 	}
 	t.Logf("FIGURE requests of a 3-iteration blue/green release: %d\n%s", len(reqs), strings.Join(reqs, "\n"))
+
+	// Each status write costs the API server more than any other write of
+	// a release (docs/performance.md). Those that record a step of the
+	// state machine, not only a wait's words (written at most every 5 s,
+	// so their number depends on the machine's pace), are seven: the run's
+	// start, the hold of each of the 3 iterations, the promotion, traffic
+	// back on the primary with the canary's drain, and Succeeded. The move
+	// back is recorded with the drain in one write: were the write lost,
+	// the next reconcile decides it again from Promoting as it stood
+	// (TestAStatusWriteLostAfterTheMoveBackToThePrimaryIsDecidedAgainAsItStood).
+	log.mu.Lock()
+	written := append([]string(nil), log.statusFields[statusWritesBefore:]...)
+	log.mu.Unlock()
+	var steps []string
+	for _, f := range written {
+		if f != "message" && f != "conditions,message" {
+			steps = append(steps, f)
+		}
+	}
+	if len(steps) != 7 {
+		t.Errorf("the release recorded %d steps in its status writes, want 7; the status fields each changed:\n%s", len(steps), strings.Join(steps, "\n"))
+	}
 }

@@ -696,7 +696,8 @@ func (r *Reconciler) completeStatus(sc *scope, targetRead bool) {
 // that answer changes nothing a failed route write would leave wrong
 // (onlyRouterAnswers): then a move costs no status write more than when
 // the status came after. Otherwise the decision as it is, and the one after
-// the move is written when the reconcile ends.
+// the move is written when the reconcile ends. Nothing is recorded first
+// for a move that the recorded status would make again (reachedFromRecord).
 func (r *Reconciler) recordFirst(ctx context.Context, sc *scope, status sluicev1.RolloutStatus, want statemachine.Desired, now time.Time) error {
 	if sc.obs.Blocked != "" || sc.router == nil || sc.actionTaken || sc.recorded == nil {
 		// An action is recorded with its annotation's removal, at the end.
@@ -717,6 +718,11 @@ func (r *Reconciler) recordFirst(ctx context.Context, sc *scope, status sluicev1
 	p := statemachine.Decide(statemachine.Input{
 		Spec: &sc.ro.Spec, Generation: sc.ro.Generation, Status: &status, Obs: obs, Now: now,
 	})
+	if reachedFromRecord(sc, obs, p, now) {
+		// A write lost after the move is decided again as it stands: the
+		// status is written once, with what the move brings, at the end.
+		return nil
+	}
 	if promoted, ok := promotedView(sc, obs, p); ok {
 		// The route's move starts a promotion (blue/green's): the primary
 		// is given the new template in this reconcile too, and the
@@ -757,6 +763,26 @@ func (r *Reconciler) recordFirst(ctx context.Context, sc *scope, status sluicev1
 	// The reconcile's later decisions are compared with the status as sent.
 	sc.recorded, sc.fresh = ro.Status.DeepCopy(), true
 	return nil
+}
+
+// reachedFromRecord reports whether a reconcile starting from the recorded
+// status and seeing the route moved (obs) decides what this one decides
+// after the move (after): the same status, the same route and scale. A
+// status write lost after the move then loses nothing, and none is needed
+// before it. Finalising's move back to the primary is such a move: from
+// Promoting, a primary at the canary's revision with the route away from
+// the canary is a promotion done (primaryTookOver). A step forward and a
+// rollback are not: from the recorded step, a route ahead of it is a route
+// to put back.
+func reachedFromRecord(sc *scope, obs statemachine.Observation, after statemachine.Decision, now time.Time) bool {
+	if after.Need != nil || stalledFor(sc.recorded, ReasonRequestRefused) {
+		return false
+	}
+	st := withoutRefusal(*sc.recorded)
+	from := statemachine.Decide(statemachine.Input{
+		Spec: &sc.ro.Spec, Generation: sc.ro.Generation, Status: &st, Obs: obs, Now: now,
+	})
+	return from.Need == nil && from.Desired == after.Desired && equality.Semantic.DeepEqual(from.Status, after.Status)
 }
 
 // promotedView is obs as act leaves it when the decision p gives the

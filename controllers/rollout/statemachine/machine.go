@@ -686,7 +686,7 @@ func (m *machine) promoting() bool {
 	if m.st.PromotionStartedAt == nil {
 		m.st.PromotionStartedAt = m.timeNow()
 	}
-	if !m.routed(100) {
+	if !m.routed(100) && !m.primaryTookOver() {
 		// Until the canary takes all traffic the primary still serves the
 		// stable revision: a canary that stops being ready is rolled back.
 		if ready, moved := m.canaryReady(); !ready {
@@ -718,6 +718,17 @@ func (m *machine) promoting() bool {
 	}
 	m.st.Phase = sluicev1.PhaseFinalising
 	return true
+}
+
+// primaryTookOver reports whether the primary already runs the canary's
+// revision, ready and as large as the canary serves with, while the route
+// sends the canary less than all traffic: Finalising's move back to it was
+// made and its status write lost (recordFirst counts on this), or someone
+// moved the route. The promotion is then done; sending all traffic to the
+// canary first would only move it twice.
+func (m *machine) primaryTookOver() bool {
+	return m.obs.RoutedWeight != nil && m.obs.PrimaryRevision == m.st.CanaryRevision && m.obs.PrimaryReady &&
+		m.obs.PrimaryAvailable >= min(m.obs.CanaryAvailable, m.obs.TargetReplicas)
 }
 
 // primaryServing is how many replicas serve the primary's share: its

@@ -418,6 +418,20 @@ func TestDecide(t *testing.T) {
 			want: want{phase: sluicev1.PhaseFinalising, weight: ptr.To[int32](0), canaryUp: ptr.To(true)},
 		},
 		{
+			// Finalising's move back was made and its status write lost.
+			name: "a primary already serving the new revision with the route away from the canary finalises: the drain starts, traffic stays",
+			spec: spec(), st: status(sluicev1.PhasePromoting, atStep(2, 100)),
+			obs: observe("rev2", routed(0), primaryAt("rev2", true)),
+			want: want{phase: sluicev1.PhaseFinalising, weight: ptr.To[int32](0), canaryUp: ptr.To(true), event: "Draining",
+				message: "traffic moved to the primary; keeping the canary's pods", requeue: 10 * time.Second},
+		},
+		{
+			name: "a primary at the new revision but smaller than the canary does not take all traffic: the canary takes it first",
+			spec: spec(), st: status(sluicev1.PhasePromoting, atStep(2, 100)),
+			obs:  observe("rev2", routed(0), primaryAt("rev2", true), func(o *Observation) { o.PrimaryAvailable = 1 }),
+			want: want{phase: sluicev1.PhasePromoting, weight: ptr.To[int32](100), canaryUp: ptr.To(true), message: "moving all traffic to the canary"},
+		},
+		{
 			name: "with traffic on the new primary and the canary's pods drained the run succeeds and the canary is scaled to zero",
 			spec: spec(), st: status(sluicev1.PhaseFinalising, drainingSince(10*time.Second)),
 			obs:  observe("rev2", routed(0), primaryAt("rev2", true)),
