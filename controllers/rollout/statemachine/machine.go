@@ -710,9 +710,7 @@ func (m *machine) promoting() bool {
 		}
 		return m.promotionWait(msg)
 	}
-	// Surge pods of a rolling canary do not count: it serves with its
-	// desired replicas.
-	if serving := min(m.obs.CanaryAvailable, m.obs.TargetReplicas); m.obs.PrimaryAvailable < serving {
+	if serving := m.canaryServing(); m.obs.PrimaryAvailable < serving {
 		return m.promotionWait(fmt.Sprintf("waiting for the primary to run %d available replicas, as many as the canary serves with (%d available)",
 			serving, m.obs.PrimaryAvailable))
 	}
@@ -723,12 +721,20 @@ func (m *machine) promoting() bool {
 // primaryTookOver reports whether the primary already runs the canary's
 // revision, ready and as large as the canary serves with, while the route
 // sends the canary less than all traffic: Finalising's move back to it was
-// made and its status write lost (recordFirst counts on this), or someone
+// made and its status write lost (reachedFromRecord counts on this), or someone
 // moved the route. The promotion is then done; sending all traffic to the
 // canary first would only move it twice.
 func (m *machine) primaryTookOver() bool {
 	return m.obs.RoutedWeight != nil && m.obs.PrimaryRevision == m.st.CanaryRevision && m.obs.PrimaryReady &&
-		m.obs.PrimaryAvailable >= min(m.obs.CanaryAvailable, m.obs.TargetReplicas)
+		m.obs.PrimaryAvailable >= m.canaryServing()
+}
+
+// canaryServing is how many replicas serve the canary's share: its
+// available ones, but surge pods of a rolling canary do not count (it
+// serves with its desired replicas). The primary must run as many before
+// all traffic moves back to it.
+func (m *machine) canaryServing() int32 {
+	return min(m.obs.CanaryAvailable, m.obs.TargetReplicas)
 }
 
 // primaryServing is how many replicas serve the primary's share: its
@@ -774,7 +780,7 @@ func (m *machine) finalising() bool {
 	// Promoting. Later steps back (stepWeightPromotion) hold the primary to
 	// its threshold only: it carries traffic by then, and an autoscaler of
 	// the primary may size it for its share.
-	if serving := min(m.obs.CanaryAvailable, m.obs.TargetReplicas); m.routed(100) && m.obs.PrimaryAvailable < serving {
+	if serving := m.canaryServing(); m.routed(100) && m.obs.PrimaryAvailable < serving {
 		m.st.Message = fmt.Sprintf("waiting for the primary to run %d available replicas again, as many as the canary serves with (%d available), before traffic moves back to it",
 			serving, m.obs.PrimaryAvailable)
 		return false
