@@ -1,18 +1,25 @@
 package rollout_test
 
 import (
+	"bytes"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/internal/manager"
 )
 
 // ask sets the action annotations, as `kubectl sluice` does.
@@ -144,5 +151,107 @@ func TestPauseResumeAbortAndRetryAreCarriedOutAndNamed(t *testing.T) {
 	s.waitPhase("podinfo", sluicev1.PhaseProgressing, storyTimeout)
 	if note := s.eventNote("podinfo", "ActionRetry", "dave"); !strings.Contains(note, "dave") {
 		t.Errorf("the retry event %q does not name who asked", note)
+	}
+}
+
+// askBeforeClear asks, once armed, for an action on a Rollout right before
+// the manager's request that clears the last one reaches the API server:
+// a user who runs `kubectl sluice resume` the moment the pause shows.
+type askBeforeClear struct {
+	next http.RoundTripper
+	ns   string
+
+	mu    sync.Mutex
+	ask   func() error // nil once asked
+	asked error
+}
+
+func (a *askBeforeClear) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, "/namespaces/"+a.ns+"/rollouts/podinfo") && r.Body != nil {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if strings.Contains(string(body), strings.ReplaceAll(sluicev1.ActionAnnotation, "/", "~1")) ||
+			strings.Contains(string(body), `"`+sluicev1.ActionAnnotation+`":null`) {
+			a.mu.Lock()
+			if a.ask != nil {
+				a.asked, a.ask = a.ask(), nil
+			}
+			a.mu.Unlock()
+		}
+	}
+	return a.next.RoundTrip(r)
+}
+
+// TestAnActionAskedAsTheLastIsClearedIsCarriedOut: bob pauses a release and
+// asks to resume it while the manager, having recorded the pause, is about
+// to remove the pause's annotation. The resume replaced the pause in the
+// annotation first; removing the annotation then removed the resume, which
+// was never carried out and never told: the Rollout stayed paused. (The
+// same race under load lost carol's abort's retry in CI.) The manager
+// removes only the request it carried out.
+func TestAnActionAskedAsTheLastIsClearedIsCarriedOut(t *testing.T) {
+	gate := &askBeforeClear{}
+	s := newStoryWrapped(t, manager.Options{}, func(rt http.RoundTripper) http.RoundTripper {
+		gate.next = rt
+		return gate
+	})
+	gate.ns = s.ns
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", iterations(30))
+	s.setImage("podinfo", "podinfo:2.0")
+	s.waitPhase("podinfo", sluicev1.PhaseProgressing, storyTimeout)
+
+	gate.mu.Lock()
+	gate.ask = func() error {
+		patch := []byte(`{"metadata":{"annotations":{"` + sluicev1.ActionAnnotation + `":"resume","` + sluicev1.ActionByAnnotation + `":"bob"}}}`)
+		ro := &sluicev1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: "podinfo"}}
+		return k8sClient.Patch(s.ctx, ro, client.RawPatch(types.MergePatchType, patch))
+	}
+	gate.mu.Unlock()
+	s.ask("podinfo", sluicev1.ActionPause, "bob")
+
+	if note := s.eventNote("podinfo", "ActionResume", "bob"); !strings.Contains(note, "bob") {
+		t.Errorf("the resume asked as the pause was cleared was not carried out (event %q)", note)
+	}
+	gate.mu.Lock()
+	asked := gate.asked
+	gate.mu.Unlock()
+	s.must(asked)
+	s.eventually(10*time.Second, "the run to carry on", func() error {
+		ro := s.getRollout("podinfo")
+		if ro.Status.Paused || meta.IsStatusConditionTrue(ro.Status.Conditions, sluicev1.ConditionPaused) {
+			return fmt.Errorf("still paused: %s", ro.Status.Message)
+		}
+		return nil
+	})
+	s.expectActionCleared("podinfo")
+	if note := s.eventNote("podinfo", "ActionPause", "bob"); !strings.Contains(note, "bob") {
+		t.Errorf("the pause was not told (event %q)", note)
+	}
+}
+
+// TestAnActionAskedWithoutANameIsCarriedOutAndCleared: `kubectl annotate
+// rollout podinfo sluice.dev/action=pause` sets no action-by annotation.
+// The pause is carried out, told as asked by an unnamed user, and its
+// annotation removed (the removal tests only what is there).
+func TestAnActionAskedWithoutANameIsCarriedOutAndCleared(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", iterations(30))
+	s.setImage("podinfo", "podinfo:2.0")
+	s.waitPhase("podinfo", sluicev1.PhaseProgressing, storyTimeout)
+
+	patch := []byte(`{"metadata":{"annotations":{"` + sluicev1.ActionAnnotation + `":"pause"}}}`)
+	ro := &sluicev1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: "podinfo"}}
+	s.must(k8sClient.Patch(s.ctx, ro, client.RawPatch(types.MergePatchType, patch)))
+	if note := s.eventNote("podinfo", "ActionPause", "an unnamed user"); !strings.Contains(note, "an unnamed user") {
+		t.Errorf("the pause event %q does not say it was asked by an unnamed user", note)
+	}
+	s.expectActionCleared("podinfo")
+	if !s.getRollout("podinfo").Status.Paused {
+		t.Errorf("the Rollout is not paused")
 	}
 }

@@ -202,7 +202,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	// writes (only the status is kept, not a copy of the whole Rollout).
 	base := ro.Status.DeepCopy()
 	var sc *scope
-	actionTaken := false
+	actionTaken, asked := false, askedActionOf(ro)
 	// The answers of the hooks and checks ended so far; a decision made
 	// with them and recorded tells a draining manager they are recorded.
 	answered, decided, rev := r.calls.ended(req.NamespacedName), false, ""
@@ -261,7 +261,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 			}
 			if actionTaken {
 				// The action is recorded in the status: clear the request.
-				retErr = errors.Join(retErr, r.clearAction(pctx, ro))
+				retErr = errors.Join(retErr, r.clearAction(pctx, ro, asked))
 			}
 		}
 	}()
@@ -1098,17 +1098,6 @@ func trackedKeys(ro *sluicev1.Rollout) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-// clearAction removes the action annotations once the action is recorded.
-func (r *Reconciler) clearAction(ctx context.Context, ro *sluicev1.Rollout) error {
-	patch := []byte(`{"metadata":{"annotations":{"` + sluicev1.ActionAnnotation + `":null,"` + sluicev1.ActionByAnnotation + `":null}}}`)
-	from := ro.ResourceVersion
-	if err := r.Patch(ctx, ro, client.RawPatch(types.MergePatchType, patch)); err != nil && !apierrors.IsNotFound(err) {
-		return fmt.Errorf("clearing the action annotation: %w", err)
-	}
-	r.writes.wrote(client.ObjectKeyFromObject(ro), from, ro.ResourceVersion)
-	return nil
 }
 
 // crdMetadata is the metadata-only object of the CRD watch.
