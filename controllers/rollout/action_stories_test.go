@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -253,5 +254,30 @@ func TestAnActionAskedWithoutANameIsCarriedOutAndCleared(t *testing.T) {
 	s.expectActionCleared("podinfo")
 	if !s.getRollout("podinfo").Status.Paused {
 		t.Errorf("the Rollout is not paused")
+	}
+}
+
+// TestAnActionIgnoredIsClearedAndLeftOutOfTheNextRelease: erin asks to
+// promote a Rollout at rest. There is no run to promote: the action is
+// ignored, and told. Its annotation stayed, as the status did not change:
+// `kubectl sluice` and the dashboard showed it pending for as long as the
+// Rollout rested, and each reconcile ignored it again. An action is cleared
+// once acted on, carried out or ignored, and the next release owes it
+// nothing.
+func TestAnActionIgnoredIsClearedAndLeftOutOfTheNextRelease(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", iterations(3))
+
+	s.ask("podinfo", sluicev1.ActionPromote, "erin")
+	if note := s.eventNote("podinfo", "ActionIgnored", "erin"); !strings.Contains(note, "no run is under way") {
+		t.Errorf("the ignored promote was not told (event %q)", note)
+	}
+	s.expectActionCleared("podinfo")
+
+	s.setImage("podinfo", "podinfo:2.0")
+	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+	if reasons := s.eventReasons("podinfo"); slices.Contains(reasons, "ActionPromote") {
+		t.Errorf("the release was promoted by the action ignored before it: events %v", reasons)
 	}
 }

@@ -221,6 +221,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 			if decided {
 				r.calls.decided(req.NamespacedName, answered, callsKey(ro, rev))
 			}
+			if actionTaken && retErr == nil {
+				// Acted on with nothing to record (ignored, or a pause
+				// asked of a paused Rollout): done all the same.
+				retErr = r.clearAction(ctx, ro, asked)
+			}
 			return
 		}
 		if !actionTaken && onlyMessages(recorded, &ro.Status) {
@@ -526,8 +531,9 @@ func (r *Reconciler) decideAndAct(ctx context.Context, sc *scope) (statemachine.
 			continue
 		}
 		if errors.Is(err, errStale) {
-			// Decided from a stale copy: nothing of it is kept or told.
-			d.Status = sc.ro.Status
+			// Decided from a stale copy: nothing of it is kept or told,
+			// and an action taken is left to be taken again.
+			d.Status, sc.actionTaken = sc.ro.Status, false
 			return d, err
 		}
 		r.emit(ctx, sc, &status, d.Events)
