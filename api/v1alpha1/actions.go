@@ -9,7 +9,25 @@ const (
 	// ActionByAnnotation names who asked; `kubectl sluice` fills it with the
 	// user the API server authenticated (a SelfSubjectReview).
 	ActionByAnnotation = "sluice.dev/action-by"
+	// ActionIDAnnotation tells one request from the next; `kubectl sluice`
+	// sets a new one with each. The controller records the id of the
+	// action it carried out (status.lastAction), so the same request is
+	// carried out once even if removing its annotations fails.
+	ActionIDAnnotation = "sluice.dev/action-id"
 )
+
+// ActionRecord is a runtime action carried out, as its annotations asked
+// (unbounded: a status field Sluice writes, copied from them).
+type ActionRecord struct {
+	// Action is the action asked for.
+	Action Action `json:"action"`
+	// By names who asked, as sluice.dev/action-by did.
+	// +optional
+	By string `json:"by,omitempty"`
+	// ID is the request's sluice.dev/action-id, if it had one.
+	// +optional
+	ID string `json:"id,omitempty"`
+}
 
 // Action is a runtime action on a Rollout.
 type Action string

@@ -1301,6 +1301,13 @@ type RolloutStatus struct {
 	// +optional
 	Paused bool `json:"paused,omitempty"`
 
+	// LastAction is the last runtime action carried out. One asked with an
+	// id (sluice.dev/action-id, which kubectl sluice sets) is carried out
+	// once: seen again, its annotations' removal was lost (a crash, an
+	// error), and they are only removed.
+	// +optional
+	LastAction *ActionRecord `json:"lastAction,omitempty"`
+
 	// FullPromotion is true when a promote-full action asked to skip the
 	// remaining steps and gates of the current run.
 	// +optional

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -23,7 +24,8 @@ import (
 	"github.com/sluice-dev/sluice/internal/manager"
 )
 
-// ask sets the action annotations, as `kubectl sluice` does.
+// ask sets the action annotations, as `kubectl sluice` does: with a new
+// request id each time.
 func (s *story) ask(name string, a sluicev1.Action, by string) {
 	s.t.Helper()
 	ro := s.getRollout(name)
@@ -33,6 +35,7 @@ func (s *story) ask(name string, a sluicev1.Action, by string) {
 	}
 	ro.Annotations[sluicev1.ActionAnnotation] = string(a)
 	ro.Annotations[sluicev1.ActionByAnnotation] = by
+	ro.Annotations[sluicev1.ActionIDAnnotation] = fmt.Sprintf("%s-%d", by, time.Now().UnixNano())
 	s.must(k8sClient.Patch(s.ctx, ro, patch))
 }
 
@@ -280,4 +283,88 @@ func TestAnActionIgnoredIsClearedAndLeftOutOfTheNextRelease(t *testing.T) {
 	if reasons := s.eventReasons("podinfo"); slices.Contains(reasons, "ActionPromote") {
 		t.Errorf("the release was promoted by the action ignored before it: events %v", reasons)
 	}
+}
+
+// failFirstClear fails, once armed, the manager's first request to remove a
+// Rollout's action annotations, after the status recorded the action: the
+// connection drops.
+type failFirstClear struct {
+	next  http.RoundTripper
+	ns    string
+	armed atomic.Bool
+}
+
+func (f *failFirstClear) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPatch && r.Header.Get("Content-Type") == string(types.JSONPatchType) &&
+		strings.HasSuffix(r.URL.Path, "/namespaces/"+f.ns+"/rollouts/podinfo") && f.armed.CompareAndSwap(true, false) {
+		return nil, errLostWrite
+	}
+	return f.next.RoundTrip(r)
+}
+
+// TestAPromoteIsCarriedOutOnceWhenRemovingItsAnnotationFails: alice
+// promotes a release held at the first of two manual pauses. The status
+// records the promote, and the request removing its annotation is lost.
+// The reconcile tried again saw the same promote and carried it out again:
+// the second pause, which nobody promoted, ended too. The request's id
+// (set by kubectl sluice) is recorded with the action in the status; seen
+// again, the request's annotations are only removed.
+func TestAPromoteIsCarriedOutOnceWhenRemovingItsAnnotationFails(t *testing.T) {
+	lose := &failFirstClear{}
+	s := newStoryWrapped(t, manager.Options{}, func(rt http.RoundTripper) http.RoundTripper {
+		lose.next = rt
+		return lose
+	})
+	lose.ns = s.ns
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", withRouter("gatewayAPI"), func(ro *sluicev1.Rollout) {
+		ro.Spec.Strategy = sluicev1.Strategy{Canary: &sluicev1.CanaryStrategy{Steps: []sluicev1.CanaryStep{
+			{SetWeight: ptr.To[int32](20)}, {Pause: &sluicev1.PauseStep{}}, {Pause: &sluicev1.PauseStep{}}, {SetWeight: ptr.To[int32](50)},
+		}}}
+	})
+	s.setImage("podinfo", "podinfo:2.0")
+	s.eventually(storyTimeout, "the run to stop at the first manual pause", func() error {
+		ro := s.getRollout("podinfo")
+		if ro.Status.CurrentStepIndex != 1 || !strings.Contains(ro.Status.Message, "paused until promoted") {
+			return fmt.Errorf("step %d, %s: %s", ro.Status.CurrentStepIndex, ro.Status.Phase, ro.Status.Message)
+		}
+		return nil
+	})
+
+	lose.armed.Store(true)
+	s.ask("podinfo", sluicev1.ActionPromote, "alice")
+	s.expectActionCleared("podinfo")
+	if lose.armed.Load() {
+		t.Fatalf("no removal of the annotation was lost: the story tested nothing")
+	}
+	time.Sleep(2 * time.Second)
+	ro := s.getRollout("podinfo")
+	if ro.Status.CurrentStepIndex != 2 {
+		t.Errorf("one promote moved the release from the first pause to step %d, want the second pause (2): %s", ro.Status.CurrentStepIndex, ro.Status.Message)
+	}
+	if la := ro.Status.LastAction; la == nil || la.Action != sluicev1.ActionPromote || la.By != "alice" || la.ID == "" {
+		t.Errorf("status.lastAction = %+v, want alice's promote with its id", la)
+	}
+	if n := s.eventCount("podinfo", "ActionPromote"); n != 1 {
+		t.Errorf("the promote was told %d times, want once", n)
+	}
+}
+
+// eventCount counts a Rollout's events of a reason, each as many times as
+// it was recorded (an Event's series counts its repeats).
+func (s *story) eventCount(name, reason string) int {
+	s.t.Helper()
+	var list eventsv1.EventList
+	s.must(k8sClient.List(s.ctx, &list, client.InNamespace(s.ns)))
+	n := 0
+	for _, e := range list.Items {
+		if e.Regarding.Name != name || e.Reason != reason {
+			continue
+		}
+		n++
+		if e.Series != nil {
+			n += int(e.Series.Count) - 1
+		}
+	}
+	return n
 }

@@ -14,17 +14,21 @@ import (
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 )
 
+// actionAnnotations are the annotations of a request for an action.
+var actionAnnotations = []string{sluicev1.ActionAnnotation, sluicev1.ActionByAnnotation, sluicev1.ActionIDAnnotation}
+
 // askedAction is the request a user made with the action annotations, as a
-// reconcile read it.
-type askedAction struct {
-	action, by string
-	// hasBy: the action-by annotation is there (it may be empty).
-	hasBy bool
-}
+// reconcile read it: those of them that were there, by key.
+type askedAction map[string]string
 
 func askedActionOf(ro *sluicev1.Rollout) askedAction {
-	by, hasBy := ro.Annotations[sluicev1.ActionByAnnotation]
-	return askedAction{action: ro.Annotations[sluicev1.ActionAnnotation], by: by, hasBy: hasBy}
+	asked := askedAction{}
+	for _, k := range actionAnnotations {
+		if v, ok := ro.Annotations[k]; ok {
+			asked[k] = v
+		}
+	}
+	return asked
 }
 
 // clearPatch is a JSON patch that removes the annotations only while they
@@ -37,23 +41,31 @@ func (a askedAction) clearPatch() ([]byte, error) {
 		Path  string  `json:"path"`
 		Value *string `json:"value,omitempty"`
 	}
-	path := func(key string) string {
-		return "/metadata/annotations/" + strings.ReplaceAll(strings.ReplaceAll(key, "~", "~0"), "/", "~1")
-	}
-	ops := []op{
-		{Op: "test", Path: path(sluicev1.ActionAnnotation), Value: &a.action},
-		{Op: "remove", Path: path(sluicev1.ActionAnnotation)},
-	}
-	if a.hasBy {
-		ops = append(ops,
-			op{Op: "test", Path: path(sluicev1.ActionByAnnotation), Value: &a.by},
-			op{Op: "remove", Path: path(sluicev1.ActionByAnnotation)})
+	var ops []op
+	for _, k := range actionAnnotations {
+		v, ok := a[k]
+		if !ok {
+			continue
+		}
+		path := "/metadata/annotations/" + strings.ReplaceAll(strings.ReplaceAll(k, "~", "~0"), "/", "~1")
+		ops = append(ops, op{Op: "test", Path: path, Value: &v}, op{Op: "remove", Path: path})
 	}
 	return json.Marshal(ops)
 }
 
+// isIn reports whether annotations still hold this request.
+func (a askedAction) isIn(annotations map[string]string) bool {
+	for _, k := range actionAnnotations {
+		v, ok := annotations[k]
+		if w, asked := a[k]; ok != asked || v != w {
+			return false
+		}
+	}
+	return true
+}
+
 // clearAction removes the action annotations once the action asked is
-// recorded, and leaves them when they hold a request asked since: its own
+// acted on, and leaves them when they hold a request asked since: its own
 // watch event brings that one to a reconcile.
 func (r *Reconciler) clearAction(ctx context.Context, ro *sluicev1.Rollout, asked askedAction) error {
 	patch, err := asked.clearPatch()
@@ -71,17 +83,11 @@ func (r *Reconciler) clearAction(ctx context.Context, ro *sluicev1.Rollout, aske
 	}
 	// A test that failed is answered as an invalid request, like a request
 	// refused for another reason: only the live annotations tell them apart.
-	// Gone or replaced, the request carried out is no longer there to clear.
+	// Gone or replaced, the request acted on is no longer there to clear.
 	live := &metav1.PartialObjectMetadata{}
 	live.SetGroupVersionKind(sluicev1.GroupVersion.WithKind("Rollout"))
 	if gerr := r.APIReader.Get(ctx, client.ObjectKeyFromObject(ro), live); gerr == nil && !asked.isIn(live.GetAnnotations()) {
 		return nil
 	}
 	return fmt.Errorf("clearing the action annotation: %w", err)
-}
-
-// isIn reports whether annotations still hold this request.
-func (a askedAction) isIn(annotations map[string]string) bool {
-	by, hasBy := annotations[sluicev1.ActionByAnnotation]
-	return annotations[sluicev1.ActionAnnotation] == a.action && by == a.by && hasBy == a.hasBy
 }

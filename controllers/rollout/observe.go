@@ -101,6 +101,7 @@ func (r *Reconciler) observe(ctx context.Context, ro *sluicev1.Rollout) (*scope,
 	sc := &scope{ro: ro, kind: workloadKind(ro)}
 	sc.obs.Action = sluicev1.Action(ro.Annotations[sluicev1.ActionAnnotation])
 	sc.obs.ActionBy = ro.Annotations[sluicev1.ActionByAnnotation]
+	sc.obs.ActionID = ro.Annotations[sluicev1.ActionIDAnnotation]
 	name := ro.Spec.TargetRef.Name
 	sc.route = routeTarget(ro)
 

@@ -2,6 +2,8 @@ package plugin
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 
@@ -101,7 +103,7 @@ func (c *clients) requestAction(ctx context.Context, ns, name string, action slu
 	anns := u.GetAnnotations()
 	asked := actionAsked{Replaced: anns[sluicev1.ActionAnnotation], ReplacedBy: anns[sluicev1.ActionByAnnotation]}
 	asked.By = c.whoAmI(ctx)
-	patch, err := actionPatch(action, asked.By)
+	patch, err := actionPatch(action, asked.By, newActionID())
 	if err != nil {
 		return actionAsked{}, err
 	}
@@ -111,14 +113,25 @@ func (c *clients) requestAction(ctx context.Context, ns, name string, action slu
 	return asked, nil
 }
 
-// actionPatch is the merge patch that asks for action on behalf of by.
-func actionPatch(action sluicev1.Action, by string) ([]byte, error) {
+// actionPatch is the merge patch that asks for action on behalf of by, as
+// the request id.
+func actionPatch(action sluicev1.Action, by, id string) ([]byte, error) {
 	return json.Marshal(map[string]any{
 		"metadata": map[string]any{
 			"annotations": map[string]string{
 				sluicev1.ActionAnnotation:   string(action),
 				sluicev1.ActionByAnnotation: by,
+				sluicev1.ActionIDAnnotation: id,
 			},
 		},
 	})
+}
+
+// newActionID is a new request's id: the controller carries out a request
+// once, even if removing its annotations fails, and tells it from the same
+// action asked again by its id.
+func newActionID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b) // never fails (crypto/rand)
+	return hex.EncodeToString(b)
 }

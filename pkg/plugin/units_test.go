@@ -168,12 +168,19 @@ func TestTableCutsTheLastColumnToTheWidth(t *testing.T) {
 }
 
 func TestActionPatchOnlyTouchesTheAnnotations(t *testing.T) {
-	b, err := actionPatch(sluicev1.ActionPromoteFull, "alice@example.com")
+	b, err := actionPatch(sluicev1.ActionPromoteFull, "alice@example.com", "3f9a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"metadata":{"annotations":{"sluice.dev/action":"promote-full","sluice.dev/action-by":"alice@example.com"}}}`
+	want := `{"metadata":{"annotations":{"sluice.dev/action":"promote-full","sluice.dev/action-by":"alice@example.com","sluice.dev/action-id":"3f9a"}}}`
 	if string(b) != want {
 		t.Errorf("patch = %s, want %s", b, want)
+	}
+}
+
+func TestEachActionRequestHasItsOwnID(t *testing.T) {
+	a, b := newActionID(), newActionID()
+	if len(a) != 16 || a == b {
+		t.Errorf("ids %q and %q: want two different 16-character ids", a, b)
 	}
 }

@@ -105,3 +105,37 @@ func TestRuntimeActions(t *testing.T) {
 		})
 	}
 }
+
+// An action with an id is carried out once: the reconciler may fail to
+// remove its annotations after the status recorded it (a crash, an error),
+// and the next decision sees it again.
+func TestAnActionIsCarriedOutOnceByItsID(t *testing.T) {
+	manualPauses := withSteps(sluicev1.CanaryStep{SetWeight: ptr.To[int32](20)}, sluicev1.CanaryStep{Pause: &sluicev1.PauseStep{}},
+		sluicev1.CanaryStep{Pause: &sluicev1.PauseStep{}}, sluicev1.CanaryStep{SetWeight: ptr.To[int32](50)})
+	withID := func(id string) obsOpt {
+		return func(o *Observation) { o.Action, o.ActionBy, o.ActionID = sluicev1.ActionPromote, "alice", id }
+	}
+	first := Decide(Input{Spec: spec(manualPauses), Generation: 3, Now: t0,
+		Status: status(sluicev1.PhaseProgressing, atStep(1, 20), stepStarted(time.Hour)),
+		Obs:    observe("rev2", routed(20), withID("a1"))})
+	checkDecision(t, first, want{phase: sluicev1.PhaseProgressing, step: ptr.To[int32](2), event: "ActionPromote"})
+	if got, want := first.Status.LastAction, (&sluicev1.ActionRecord{Action: sluicev1.ActionPromote, By: "alice", ID: "a1"}); got == nil || *got != *want {
+		t.Fatalf("lastAction = %+v, want %+v", got, want)
+	}
+
+	again := Decide(Input{Spec: spec(manualPauses), Generation: 3, Now: t0.Add(time.Second), Status: &first.Status,
+		Obs: observe("rev2", routed(20), withID("a1"))})
+	if again.Status.CurrentStepIndex != 2 || len(again.Events) != 0 {
+		t.Errorf("the same request seen again moved to step %d with events %v; want step 2 and nothing told", again.Status.CurrentStepIndex, again.Events)
+	}
+
+	next := Decide(Input{Spec: spec(manualPauses), Generation: 3, Now: t0.Add(time.Second), Status: &first.Status,
+		Obs: observe("rev2", routed(20), withID("b2"))})
+	checkDecision(t, next, want{phase: sluicev1.PhaseProgressing, step: ptr.To[int32](3), event: "ActionPromote"})
+
+	// Without an id, a request cannot be told from the same one asked
+	// again: it is carried out each time it is seen.
+	noID := Decide(Input{Spec: spec(manualPauses), Generation: 3, Now: t0.Add(time.Second), Status: &first.Status,
+		Obs: observe("rev2", routed(20), action(sluicev1.ActionPromote))})
+	checkDecision(t, noID, want{phase: sluicev1.PhaseProgressing, step: ptr.To[int32](3), event: "ActionPromote"})
+}

@@ -53,6 +53,9 @@ type Observation struct {
 	// ActionBy who asked; the reconciler removes the annotation afterwards.
 	Action   sluicev1.Action
 	ActionBy string
+	// ActionID tells this request from the next (sluice.dev/action-id);
+	// empty when the request has none.
+	ActionID string
 	// Blocked, when set, is why the reconciler cannot act on this Rollout
 	// (for example a router whose CRDs are missing); BlockedReason is its
 	// CamelCase reason. The Rollout is Stalled and nothing moves.
@@ -1104,11 +1107,18 @@ func (m *machine) applyAction() {
 	if a == "" {
 		return
 	}
+	asked := sluicev1.ActionRecord{Action: a, By: m.obs.ActionBy, ID: m.obs.ActionID}
+	if asked.ID != "" && m.st.LastAction != nil && *m.st.LastAction == asked {
+		// Carried out already: only the removal of its annotations was
+		// lost, which the reconciler does again.
+		return
+	}
 	by := m.obs.ActionBy
 	if by == "" {
 		by = "an unnamed user"
 	}
 	done := func(msg string) {
+		m.st.LastAction = &asked
 		m.event(corev1.EventTypeNormal, "Action"+actionReason(a), fmt.Sprintf("%s asked by %s: %s", a, by, msg))
 	}
 	ignored := func(why string) {
