@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -96,9 +97,14 @@ func (r *Reconciler) finalize(ctx context.Context, ro *sluicev1.Rollout) (ctrl.R
 	if err := r.handOverCopies(ctx, ro); err != nil {
 		return ctrl.Result{}, err
 	}
-	patch := client.MergeFrom(ro.DeepCopy())
+	// A merge patch replaces the whole list: locked, so that the list as
+	// read is the list written over (another controller's finalizer added
+	// or removed since is kept as it stands).
+	patch := client.MergeFromWithOptions(ro.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	controllerutil.RemoveFinalizer(ro, finalizer)
-	if err := r.Patch(ctx, ro, patch); err != nil && !apierrors.IsNotFound(err) {
+	if err := r.Patch(ctx, ro, patch); apierrors.IsConflict(err) {
+		return ctrl.Result{}, errors.Join(err, errStale)
+	} else if err != nil && !apierrors.IsNotFound(err) {
 		return ctrl.Result{}, fmt.Errorf("removing the finalizer: %w", err)
 	}
 	return ctrl.Result{}, nil

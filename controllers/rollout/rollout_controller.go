@@ -191,9 +191,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		return res, err
 	}
 	if !controllerutil.ContainsFinalizer(ro, finalizer) {
-		patch, from := client.MergeFrom(ro.DeepCopy()), ro.ResourceVersion
+		// Locked: a merge patch replaces the whole list, and another
+		// controller's finalizer added since it was read must stay.
+		patch, from := client.MergeFromWithOptions(ro.DeepCopy(), client.MergeFromWithOptimisticLock{}), ro.ResourceVersion
 		controllerutil.AddFinalizer(ro, finalizer)
-		if err := r.Patch(ctx, ro, patch); err != nil {
+		if err := r.Patch(ctx, ro, patch); apierrors.IsConflict(err) {
+			return ctrl.Result{RequeueAfter: staleRetry}, nil
+		} else if err != nil {
 			return ctrl.Result{}, fmt.Errorf("adding the finalizer: %w", err)
 		}
 		r.writes.wrote(req.NamespacedName, from, ro.ResourceVersion)

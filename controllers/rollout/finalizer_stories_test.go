@@ -1,0 +1,112 @@
+package rollout_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	eventsv1 "k8s.io/api/events/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/internal/manager"
+)
+
+// backupFinalizer is another controller's finalizer on the Rollout (a
+// backup tool's, say), added and removed as that controller does its work.
+const backupFinalizer = "backup.example.com/snapshot"
+
+// finalizerRace runs the other controller's change, once armed, right
+// before the manager's next write of the Rollout's finalizers reaches the
+// API server.
+type finalizerRace struct {
+	next http.RoundTripper
+	ns   string
+
+	mu     sync.Mutex
+	before func() error
+	err    error
+}
+
+func (f *finalizerRace) arm(before func() error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.before = before
+}
+
+func (f *finalizerRace) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, "/namespaces/"+f.ns+"/rollouts/podinfo") && r.Body != nil {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return nil, err
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		if strings.Contains(string(body), `"finalizers"`) {
+			f.mu.Lock()
+			if f.before != nil {
+				f.err, f.before = f.before(), nil
+			}
+			f.mu.Unlock()
+		}
+	}
+	return f.next.RoundTrip(r)
+}
+
+// TestAnotherControllersFinalizerIsNeitherLostNorBroughtBack: a backup
+// controller adds its finalizer to the new Rollout just before Sluice adds
+// its own, and removes it, its work done, just before Sluice removes its
+// own on deletion. Sluice wrote the finalizers as it had read them: the
+// first write dropped the backup's finalizer (whose cleanup then never
+// ran); the second tried to put it back after the backup controller was
+// done with it, which the API server refuses on an object being deleted,
+// and the Rollout stalled with a Warning that the API server refused the
+// deletion and would go on refusing. Finalizers are written with an
+// optimistic lock: a list changed since it was read is read again.
+func TestAnotherControllersFinalizerIsNeitherLostNorBroughtBack(t *testing.T) {
+	race := &finalizerRace{}
+	s := newStoryWrapped(t, manager.Options{}, func(rt http.RoundTripper) http.RoundTripper {
+		race.next = rt
+		return race
+	})
+	race.ns = s.ns
+	finalizers := func(list string) func() error {
+		return func() error {
+			patch := []byte(`{"metadata":{"finalizers":` + list + `}}`)
+			ro := &sluicev1.Rollout{}
+			ro.Namespace, ro.Name = s.ns, "podinfo"
+			return k8sClient.Patch(s.ctx, ro, client.RawPatch(types.MergePatchType, patch))
+		}
+	}
+	race.arm(finalizers(`["` + backupFinalizer + `"]`))
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo")
+	s.must(race.err)
+	if got := s.getRollout("podinfo").Finalizers; !slices.Contains(got, backupFinalizer) || !slices.Contains(got, "sluice.dev/finalizer") {
+		t.Errorf("finalizers %v: want the backup's and Sluice's", got)
+	}
+
+	// Both there (as they would be had the first write kept the backup's).
+	s.must(finalizers(`["` + backupFinalizer + `","sluice.dev/finalizer"]`)())
+	race.arm(finalizers(`["sluice.dev/finalizer"]`))
+	s.must(k8sClient.Delete(s.ctx, s.getRollout("podinfo")))
+	s.eventually(storyTimeout, "the Rollout gone", func() error {
+		if err := s.gone("podinfo"); err != nil {
+			return fmt.Errorf("%w, finalizers %v", err, s.getRollout("podinfo").Finalizers)
+		}
+		return nil
+	})
+	s.must(race.err)
+	var list eventsv1.EventList
+	s.must(k8sClient.List(s.ctx, &list, client.InNamespace(s.ns)))
+	for _, e := range list.Items {
+		if e.Type == "Warning" {
+			t.Errorf("a Warning for a finalizer list that changed under the manager: %s: %s", e.Reason, e.Note)
+		}
+	}
+}
