@@ -1,13 +1,10 @@
 package rollout_test
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -158,37 +155,6 @@ func TestPauseResumeAbortAndRetryAreCarriedOutAndNamed(t *testing.T) {
 	}
 }
 
-// askBeforeClear asks, once armed, for an action on a Rollout right before
-// the manager's request that clears the last one reaches the API server:
-// a user who runs `kubectl sluice resume` the moment the pause shows.
-type askBeforeClear struct {
-	next http.RoundTripper
-	ns   string
-
-	mu    sync.Mutex
-	ask   func() error // nil once asked
-	asked error
-}
-
-func (a *askBeforeClear) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, "/namespaces/"+a.ns+"/rollouts/podinfo") && r.Body != nil {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			return nil, err
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		if strings.Contains(string(body), strings.ReplaceAll(sluicev1.ActionAnnotation, "/", "~1")) ||
-			strings.Contains(string(body), `"`+sluicev1.ActionAnnotation+`":null`) {
-			a.mu.Lock()
-			if a.ask != nil {
-				a.asked, a.ask = a.ask(), nil
-			}
-			a.mu.Unlock()
-		}
-	}
-	return a.next.RoundTrip(r)
-}
-
 // TestAnActionAskedAsTheLastIsClearedIsCarriedOut: bob pauses a release and
 // asks to resume it while the manager, having recorded the pause, is about
 // to remove the pause's annotation. The resume replaced the pause in the
@@ -197,33 +163,35 @@ func (a *askBeforeClear) RoundTrip(r *http.Request) (*http.Response, error) {
 // same race under load lost carol's abort's retry in CI.) The manager
 // removes only the request it carried out.
 func TestAnActionAskedAsTheLastIsClearedIsCarriedOut(t *testing.T) {
-	gate := &askBeforeClear{}
+	// The clear is the manager's only PATCH of the Rollout naming the
+	// action annotation (a JSON patch escapes its slash).
+	race := &patchRace{matches: func(body string) bool {
+		return strings.Contains(body, strings.ReplaceAll(sluicev1.ActionAnnotation, "/", "~1")) ||
+			strings.Contains(body, `"`+sluicev1.ActionAnnotation+`":null`)
+	}}
 	s := newStoryWrapped(t, manager.Options{}, func(rt http.RoundTripper) http.RoundTripper {
-		gate.next = rt
-		return gate
+		race.next = rt
+		return race
 	})
-	gate.ns = s.ns
+	race.ns = s.ns
 	s.deploy("podinfo", "podinfo:1.0")
 	s.initialized("podinfo", iterations(30))
 	s.setImage("podinfo", "podinfo:2.0")
 	s.waitPhase("podinfo", sluicev1.PhaseProgressing, storyTimeout)
 
-	gate.mu.Lock()
-	gate.ask = func() error {
+	race.arm(func() error {
 		patch := []byte(`{"metadata":{"annotations":{"` + sluicev1.ActionAnnotation + `":"resume","` + sluicev1.ActionByAnnotation + `":"bob"}}}`)
 		ro := &sluicev1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: "podinfo"}}
 		return k8sClient.Patch(s.ctx, ro, client.RawPatch(types.MergePatchType, patch))
-	}
-	gate.mu.Unlock()
+	})
 	s.ask("podinfo", sluicev1.ActionPause, "bob")
 
 	if note := s.eventNote("podinfo", "ActionResume", "bob"); !strings.Contains(note, "bob") {
 		t.Errorf("the resume asked as the pause was cleared was not carried out (event %q)", note)
 	}
-	gate.mu.Lock()
-	asked := gate.asked
-	gate.mu.Unlock()
-	s.must(asked)
+	if ran, err := race.ran(); !ran || err != nil {
+		t.Fatalf("the resume was not asked right before the clear (asked: %v, error: %v)", ran, err)
+	}
 	s.eventually(10*time.Second, "the run to carry on", func() error {
 		ro := s.getRollout("podinfo")
 		if ro.Status.Paused || meta.IsStatusConditionTrue(ro.Status.Conditions, sluicev1.ConditionPaused) {

@@ -1,13 +1,10 @@
 package rollout_test
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	eventsv1 "k8s.io/api/events/v1"
@@ -22,42 +19,6 @@ import (
 // backup tool's, say), added and removed as that controller does its work.
 const backupFinalizer = "backup.example.com/snapshot"
 
-// finalizerRace runs the other controller's change, once armed, right
-// before the manager's next write of the Rollout's finalizers reaches the
-// API server.
-type finalizerRace struct {
-	next http.RoundTripper
-	ns   string
-
-	mu     sync.Mutex
-	before func() error
-	err    error
-}
-
-func (f *finalizerRace) arm(before func() error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.before = before
-}
-
-func (f *finalizerRace) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, "/namespaces/"+f.ns+"/rollouts/podinfo") && r.Body != nil {
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			return nil, err
-		}
-		r.Body = io.NopCloser(bytes.NewReader(body))
-		if strings.Contains(string(body), `"finalizers"`) {
-			f.mu.Lock()
-			if f.before != nil {
-				f.err, f.before = f.before(), nil
-			}
-			f.mu.Unlock()
-		}
-	}
-	return f.next.RoundTrip(r)
-}
-
 // TestAnotherControllersFinalizerIsNeitherLostNorBroughtBack: a backup
 // controller adds its finalizer to the new Rollout just before Sluice adds
 // its own, and removes it, its work done, just before Sluice removes its
@@ -69,7 +30,7 @@ func (f *finalizerRace) RoundTrip(r *http.Request) (*http.Response, error) {
 // deletion and would go on refusing. Finalizers are written with an
 // optimistic lock: a list changed since it was read is read again.
 func TestAnotherControllersFinalizerIsNeitherLostNorBroughtBack(t *testing.T) {
-	race := &finalizerRace{}
+	race := &patchRace{matches: func(body string) bool { return strings.Contains(body, `"finalizers"`) }}
 	s := newStoryWrapped(t, manager.Options{}, func(rt http.RoundTripper) http.RoundTripper {
 		race.next = rt
 		return race
@@ -86,7 +47,9 @@ func TestAnotherControllersFinalizerIsNeitherLostNorBroughtBack(t *testing.T) {
 	race.arm(finalizers(`["` + backupFinalizer + `"]`))
 	s.deploy("podinfo", "podinfo:1.0")
 	s.initialized("podinfo")
-	s.must(race.err)
+	if ran, err := race.ran(); !ran || err != nil {
+		t.Fatalf("the backup's finalizer was not added right before Sluice's (added: %v, error: %v)", ran, err)
+	}
 	if got := s.getRollout("podinfo").Finalizers; !slices.Contains(got, backupFinalizer) || !slices.Contains(got, "sluice.dev/finalizer") {
 		t.Errorf("finalizers %v: want the backup's and Sluice's", got)
 	}
@@ -101,7 +64,9 @@ func TestAnotherControllersFinalizerIsNeitherLostNorBroughtBack(t *testing.T) {
 		}
 		return nil
 	})
-	s.must(race.err)
+	if ran, err := race.ran(); !ran || err != nil {
+		t.Fatalf("the backup's finalizer was not removed right before Sluice's (removed: %v, error: %v)", ran, err)
+	}
 	var list eventsv1.EventList
 	s.must(k8sClient.List(s.ctx, &list, client.InNamespace(s.ns)))
 	for _, e := range list.Items {
