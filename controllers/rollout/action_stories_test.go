@@ -67,7 +67,7 @@ func (s *story) eventNote(name, reason, want string) string {
 
 func (s *story) expectActionCleared(name string) {
 	s.t.Helper()
-	s.eventually(5*time.Second, "the action annotation removed", func() error {
+	s.eventually(storyTimeout, "the action annotation removed", func() error {
 		if a, ok := s.getRollout(name).Annotations[sluicev1.ActionAnnotation]; ok {
 			return fmt.Errorf("still %q", a)
 		}
@@ -186,13 +186,13 @@ func TestAnActionAskedAsTheLastIsClearedIsCarriedOut(t *testing.T) {
 	})
 	s.ask("podinfo", sluicev1.ActionPause, "bob")
 
-	if note := s.eventNote("podinfo", "ActionResume", "bob"); !strings.Contains(note, "bob") {
-		t.Errorf("the resume asked as the pause was cleared was not carried out (event %q)", note)
-	}
-	if ran, err := race.ran(); !ran || err != nil {
-		t.Fatalf("the resume was not asked right before the clear (asked: %v, error: %v)", ran, err)
-	}
-	s.eventually(10*time.Second, "the run to carry on", func() error {
+	s.eventually(storyTimeout, "the resume asked right before the pause's clear", func() error {
+		if ran, err := race.ran(); !ran || err != nil {
+			return fmt.Errorf("asked: %v, error: %v", ran, err)
+		}
+		return nil
+	})
+	s.eventually(storyTimeout, "the run to carry on", func() error {
 		ro := s.getRollout("podinfo")
 		if ro.Status.Paused || meta.IsStatusConditionTrue(ro.Status.Conditions, sluicev1.ConditionPaused) {
 			return fmt.Errorf("still paused: %s", ro.Status.Message)
@@ -200,6 +200,9 @@ func TestAnActionAskedAsTheLastIsClearedIsCarriedOut(t *testing.T) {
 		return nil
 	})
 	s.expectActionCleared("podinfo")
+	if note := s.eventNote("podinfo", "ActionResume", "bob"); !strings.Contains(note, "bob") {
+		t.Errorf("the resume asked as the pause was cleared was not carried out (event %q)", note)
+	}
 	if note := s.eventNote("podinfo", "ActionPause", "bob"); !strings.Contains(note, "bob") {
 		t.Errorf("the pause was not told (event %q)", note)
 	}
@@ -219,10 +222,10 @@ func TestAnActionAskedWithoutANameIsCarriedOutAndCleared(t *testing.T) {
 	patch := []byte(`{"metadata":{"annotations":{"` + sluicev1.ActionAnnotation + `":"pause"}}}`)
 	ro := &sluicev1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: s.ns, Name: "podinfo"}}
 	s.must(k8sClient.Patch(s.ctx, ro, client.RawPatch(types.MergePatchType, patch)))
+	s.expectActionCleared("podinfo")
 	if note := s.eventNote("podinfo", "ActionPause", "an unnamed user"); !strings.Contains(note, "an unnamed user") {
 		t.Errorf("the pause event %q does not say it was asked by an unnamed user", note)
 	}
-	s.expectActionCleared("podinfo")
 	if !s.getRollout("podinfo").Status.Paused {
 		t.Errorf("the Rollout is not paused")
 	}
@@ -241,10 +244,10 @@ func TestAnActionIgnoredIsClearedAndLeftOutOfTheNextRelease(t *testing.T) {
 	s.initialized("podinfo", iterations(3))
 
 	s.ask("podinfo", sluicev1.ActionPromote, "erin")
+	s.expectActionCleared("podinfo")
 	if note := s.eventNote("podinfo", "ActionIgnored", "erin"); !strings.Contains(note, "no run is under way") {
 		t.Errorf("the ignored promote was not told (event %q)", note)
 	}
-	s.expectActionCleared("podinfo")
 
 	s.setImage("podinfo", "podinfo:2.0")
 	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
