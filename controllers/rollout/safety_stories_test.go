@@ -299,10 +299,15 @@ func TestAConfigChangeMidRunRestartsTheCanaryPodsBeforeAnyCheckCounts(t *testing
 		return nil
 	})
 	s.waitEvent("podinfo", "RevisionChanged")
-	ro := s.getRollout("podinfo")
-	if ro.Status.CanaryRevision == before || ro.Status.CurrentStepIndex != 0 {
-		t.Errorf("the run did not restart: revision %s (was %s), step %d", ro.Status.CanaryRevision, before, ro.Status.CurrentStepIndex)
-	}
+	// The event is told before the status that records it is written.
+	var ro *sluicev1.Rollout
+	s.eventually(storyTimeout, "the run restarted", func() error {
+		ro = s.getRollout("podinfo")
+		if ro.Status.CanaryRevision == before || ro.Status.CurrentStepIndex != 0 {
+			return fmt.Errorf("revision %s (was %s), step %d", ro.Status.CanaryRevision, before, ro.Status.CurrentStepIndex)
+		}
+		return nil
+	})
 	// The stamp is Sluice's, not the user's: it starts no release of its own.
 	time.Sleep(500 * time.Millisecond)
 	if again := s.getRollout("podinfo").Status.CanaryRevision; again != ro.Status.CanaryRevision {
