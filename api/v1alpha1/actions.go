@@ -51,3 +51,19 @@ const (
 
 // ConditionPaused is True while a pause action holds the Rollout.
 const ConditionPaused = "Paused"
+
+// PendingAction is the request the action annotations hold that the
+// controller has not carried out yet, or nil. A request whose id last (the
+// Rollout's status.lastAction) records is done: only the removal of its
+// annotations is still to come, so it is not shown as pending.
+func PendingAction(annotations map[string]string, last *ActionRecord) *ActionRecord {
+	a := annotations[ActionAnnotation]
+	if a == "" {
+		return nil
+	}
+	asked := &ActionRecord{Action: Action(a), By: annotations[ActionByAnnotation], ID: annotations[ActionIDAnnotation]}
+	if asked.ID != "" && last != nil && *last == *asked {
+		return nil
+	}
+	return asked
+}

@@ -21,8 +21,13 @@ var actionAnnotations = []string{sluicev1.ActionAnnotation, sluicev1.ActionByAnn
 // reconcile read it: those of them that were there, by key.
 type askedAction map[string]string
 
+// It is nil when no action is asked, as it is in nearly every reconcile:
+// only a request has annotations to clear.
 func askedActionOf(ro *sluicev1.Rollout) askedAction {
-	asked := askedAction{}
+	if _, ok := ro.Annotations[sluicev1.ActionAnnotation]; !ok {
+		return nil
+	}
+	asked := make(askedAction, len(actionAnnotations))
 	for _, k := range actionAnnotations {
 		if v, ok := ro.Annotations[k]; ok {
 			asked[k] = v

@@ -227,8 +227,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 			}
 			if actionTaken && retErr == nil {
 				// Acted on with nothing to record (ignored, or a pause
-				// asked of a paused Rollout): done all the same.
-				retErr = r.clearAction(ctx, ro, asked)
+				// asked of a paused Rollout): done all the same. Cleared
+				// even while the manager stops, like a recorded one.
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), statusPatchTimeout)
+				defer cancel()
+				retErr = r.clearAction(cctx, ro, asked)
 			}
 			return
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
@@ -100,8 +101,10 @@ func (c *clients) requestAction(ctx context.Context, ns, name string, action slu
 	if err != nil {
 		return actionAsked{}, describeErr(err, ns, name)
 	}
-	anns := u.GetAnnotations()
-	asked := actionAsked{Replaced: anns[sluicev1.ActionAnnotation], ReplacedBy: anns[sluicev1.ActionByAnnotation]}
+	asked := actionAsked{}
+	if p := sluicev1.PendingAction(u.GetAnnotations(), lastAction(u)); p != nil {
+		asked.Replaced, asked.ReplacedBy = string(p.Action), p.By
+	}
 	asked.By = c.whoAmI(ctx)
 	patch, err := actionPatch(action, asked.By, newActionID())
 	if err != nil {
@@ -111,6 +114,16 @@ func (c *clients) requestAction(ctx context.Context, ns, name string, action slu
 		return actionAsked{}, fmt.Errorf("asking rollout %s/%s to %s: %w", ns, name, action, err)
 	}
 	return asked, nil
+}
+
+// lastAction is the status.lastAction of a Rollout read unstructured, or
+// nil.
+func lastAction(u *unstructured.Unstructured) *sluicev1.ActionRecord {
+	m, ok, err := unstructured.NestedStringMap(u.Object, "status", "lastAction")
+	if !ok || err != nil {
+		return nil
+	}
+	return &sluicev1.ActionRecord{Action: sluicev1.Action(m["action"]), By: m["by"], ID: m["id"]}
 }
 
 // actionPatch is the merge patch that asks for action on behalf of by, as

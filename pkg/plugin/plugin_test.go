@@ -340,6 +340,46 @@ func TestActionOnAPendingActionWarnsThatItReplacesIt(t *testing.T) {
 	}
 }
 
+// A request the controller carried out but whose annotations it has not
+// removed yet (the removal failed and is retried) is done: the status
+// records its id. It is neither shown as pending nor warned about as
+// replaced by the next request.
+func TestARequestCarriedOutIsNotShownAsPending(t *testing.T) {
+	ns := newNamespace(t)
+	ro := createRollout(t, ns, "podinfo")
+	mustSucceed(t, plugin(t, "pause", "podinfo", "-n", ns))
+	r := plugin(t, "get", "rollout", "podinfo", "-n", ns)
+	mustSucceed(t, r)
+	if !strings.Contains(r.stdout, "pause (asked by "+testAdmin+")") {
+		t.Fatalf("the request not carried out yet is not shown as pending:\n%s", r.stdout)
+	}
+
+	got := &sluicev1.Rollout{}
+	if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(ro), got); err != nil {
+		t.Fatal(err)
+	}
+	done := sluicev1.PendingAction(got.Annotations, nil)
+	if done == nil || done.ID == "" {
+		t.Fatalf("the request has no id: %v", got.Annotations)
+	}
+	setStatus(t, ro, func(st *sluicev1.RolloutStatus) { st.Paused, st.LastAction = true, done })
+
+	r = plugin(t, "get", "rollout", "podinfo", "-n", ns)
+	mustSucceed(t, r)
+	if strings.Contains(r.stdout, "Pending") {
+		t.Errorf("a request carried out is shown as pending:\n%s", r.stdout)
+	}
+	r = plugin(t, "resume", "podinfo", "-n", ns)
+	mustSucceed(t, r)
+	if strings.Contains(r.stderr, "replacing") {
+		t.Errorf("asking after a request carried out warns of replacing it: %q", r.stderr)
+	}
+	r = plugin(t, "get", "rollout", "podinfo", "-n", ns)
+	if !strings.Contains(r.stdout, "resume (asked by "+testAdmin+")") {
+		t.Errorf("the next request is not shown as pending:\n%s", r.stdout)
+	}
+}
+
 func TestActionOnAMissingRolloutFails(t *testing.T) {
 	ns := newNamespace(t)
 	r := plugin(t, "promote", "nope", "-n", ns)

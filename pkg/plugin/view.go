@@ -77,9 +77,8 @@ func (v *view) header(w io.Writer, s style) {
 	if st.Message != "" {
 		field(w, s, "Message", st.Message, "")
 	}
-	if a := ro.Annotations[sluicev1.ActionAnnotation]; a != "" {
-		by := ro.Annotations[sluicev1.ActionByAnnotation]
-		field(w, s, "Pending", fmt.Sprintf("%s (asked by %s)", a, orDash(by)), cyan)
+	if a := sluicev1.PendingAction(ro.Annotations, st.LastAction); a != nil {
+		field(w, s, "Pending", fmt.Sprintf("%s (asked by %s)", a.Action, orDash(a.By)), cyan)
 	}
 }
 

@@ -109,13 +109,15 @@ func buildView(ro *sluicev1.Rollout, evs []*eventsv1.Event, history []trafficPoi
 		CanaryWeight: st.CanaryWeight, FailedChecks: st.FailedChecks, Threshold: steps.Threshold(&ro.Spec),
 		CreatedAt: ro.CreationTimestamp.Time, Attention: attention(ro, plan),
 		Paused: st.Paused, Suspended: ro.Spec.Suspend,
-		PendingAction: ro.Annotations[sluicev1.ActionAnnotation], PendingBy: ro.Annotations[sluicev1.ActionByAnnotation],
 		StableRevision: st.StableRevision, CanaryRevision: st.CanaryRevision, FailedRevision: st.FailedRevision,
 		Plan: []stepView{}, Metrics: []metricView{}, Webhooks: []hookView{}, Conditions: []conditionView{},
 		History: history, Events: currentRelease(ro, evs),
 	}
 	if v.Phase == "" {
 		v.Phase = "Pending"
+	}
+	if a := sluicev1.PendingAction(ro.Annotations, st.LastAction); a != nil {
+		v.PendingAction, v.PendingBy = string(a.Action), a.By
 	}
 	if st.StepStartedAt != nil {
 		t := st.StepStartedAt.Time

@@ -133,6 +133,29 @@ func TestTheViewShowsPlanMetricsAndGate(t *testing.T) {
 	}
 }
 
+func TestAPendingActionIsShownUntilTheStatusRecordsItCarriedOut(t *testing.T) {
+	asked := sluicev1.ActionRecord{Action: sluicev1.ActionPromote, By: "alice", ID: "a1"}
+	for _, tc := range []struct {
+		name string
+		last *sluicev1.ActionRecord
+		want string
+	}{
+		{"not carried out yet", nil, "promote"},
+		{"an earlier request carried out", &sluicev1.ActionRecord{Action: sluicev1.ActionPromote, By: "alice", ID: "a0"}, "promote"},
+		{"this request carried out, its removal to come", &asked, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ro := rollout(sluicev1.RolloutStatus{Phase: sluicev1.PhaseWaitingPromotion, LastAction: tc.last}, 10, 0)
+			ro.Annotations = map[string]string{sluicev1.ActionAnnotation: string(asked.Action),
+				sluicev1.ActionByAnnotation: asked.By, sluicev1.ActionIDAnnotation: asked.ID}
+			v := buildView(ro, nil, nil, nil)
+			if v.PendingAction != tc.want || (tc.want != "" && v.PendingBy != "alice") {
+				t.Errorf("pending %q by %q, want %q", v.PendingAction, v.PendingBy, tc.want)
+			}
+		})
+	}
+}
+
 func TestACompareMetricCarriesThePrimaryEstimateAndP(t *testing.T) {
 	ro := rollout(sluicev1.RolloutStatus{Phase: sluicev1.PhaseProgressing, Metrics: []sluicev1.MetricStatus{{Name: "latency",
 		Value: "240.8", PrimaryValue: "192.1", Estimate: "+22.1%", PValue: "1.45e-11", Verdict: "Fail"}}}, 10, 20, 0)
