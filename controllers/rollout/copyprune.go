@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -39,38 +37,10 @@ import (
 //   - it is still what was listed: the delete is conditional on its UID and
 //     resourceVersion.
 //
-// One pass is made for each state at rest (prunedCopies), and the API
+// One pass is made for each state at rest (Reconciler.pruned), and the API
 // server is asked only when a copy looks unread in the cache: a Rollout at
 // rest makes no request for it, and a fleet whose releases end together
 // makes one small read each, never a list of the namespace's workloads.
-
-// prunedCopies remembers, by Rollout, the state at rest whose copies were
-// last pruned, so that a pass is made once for it.
-type prunedCopies struct {
-	mu   sync.Mutex
-	done map[types.NamespacedName]string
-}
-
-func (p *prunedCopies) seen(key types.NamespacedName, state string) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.done[key] == state
-}
-
-func (p *prunedCopies) mark(key types.NamespacedName, state string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.done == nil {
-		p.done = map[types.NamespacedName]string{}
-	}
-	p.done[key] = state
-}
-
-func (p *prunedCopies) forget(key types.NamespacedName) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	delete(p.done, key)
-}
 
 // restState names the state at rest st is in, "" when it is not at rest.
 func restState(st *sluicev1.RolloutStatus) string {
@@ -92,7 +62,7 @@ func restState(st *sluicev1.RolloutStatus) string {
 func (r *Reconciler) pruneCopies(ctx context.Context, sc *scope, st *sluicev1.RolloutStatus) error {
 	state := restState(st)
 	key := client.ObjectKeyFromObject(sc.ro)
-	if state == "" || sc.obs.Blocked != "" || sc.primary == nil || r.pruned.seen(key, state) {
+	if state == "" || sc.obs.Blocked != "" || sc.primary == nil || r.pruned.has(key, state) {
 		return nil
 	}
 	if workload.RevisionOf(sc.primary) != st.StableRevision {

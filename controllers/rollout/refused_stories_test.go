@@ -11,6 +11,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
@@ -187,5 +188,47 @@ func TestAWriteRefusedWhileDeletingHoldsTheDeletionSayingWhy(t *testing.T) {
 	})
 	if err := s.apexSelects("podinfo", targetPods); err != nil {
 		t.Errorf("after the deletion: %v", err)
+	}
+}
+
+// A Rollout already stalled for another reason (a rollback's) keeps that
+// reason when the API server refuses one of its writes: the refusal is
+// told in a Warning event. Told once, not again at each recheck: before,
+// every 30 s recheck told it again, a write to the API server each time
+// and a repeat in `kubectl describe` for as long as it lasted.
+func TestARefusalWhileStalledForAnotherReasonIsToldOnce(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", iterations(100))
+	s.setImage("podinfo", "podinfo:2.0")
+	s.waitPhase("podinfo", sluicev1.PhaseProgressing, storyTimeout)
+	s.ask("podinfo", sluicev1.ActionAbort, "sre")
+	s.waitStalled("podinfo", "Aborted")
+
+	// A quota caps the primary at 2 replicas; its owner scales the parked
+	// target to 4, which Sluice passes on to the primary.
+	s.denyDeployments("primary-cap", admissionv1.Update,
+		"object.metadata.name != 'podinfo-primary' || object.spec.replicas <= 2", "team quota: podinfo-primary runs at most 2 replicas",
+		func() error {
+			d := s.getDeployment("podinfo-primary")
+			d.Spec.Replicas = ptr.To[int32](3)
+			return k8sClient.Update(s.ctx, d, client.DryRunAll)
+		})
+	s.scale("podinfo", 4)
+	s.waitEvent("podinfo", "RequestRefused")
+	if note := s.eventNote("podinfo", "RequestRefused", ""); !strings.Contains(note, "team quota: podinfo-primary runs at most 2 replicas") {
+		t.Errorf("the RequestRefused event %q does not give the API server's words", note)
+	}
+	if c := meta.FindStatusCondition(s.getRollout("podinfo").Status.Conditions, sluicev1.ConditionStalled); c == nil || c.Reason != "Aborted" {
+		t.Errorf("the rollback's Stalled reason was replaced: %+v", c)
+	}
+
+	// Two rechecks later, still refused, still told once.
+	time.Sleep(2*rollout.RefusedRecheck + 3*time.Second)
+	if n := s.eventCount("podinfo", "RequestRefused"); n != 1 {
+		t.Errorf("the refusal was told %d times over two rechecks, want once", n)
+	}
+	if n := replicas(s.getDeployment("podinfo-primary")); n != 2 {
+		t.Errorf("the primary runs %d replicas, want its 2 serving", n)
 	}
 }

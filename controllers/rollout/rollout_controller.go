@@ -97,7 +97,10 @@ type Reconciler struct {
 	revisions revisions
 	// pruned keeps config copies from being pruned more than once for a
 	// state at rest (copyprune.go).
-	pruned prunedCopies
+	pruned marks
+	// refusalTold marks the refusal told of a Rollout stalled for another
+	// reason, whose status does not hold it (stalledOnRefusal).
+	refusalTold marks
 
 	// watch starts a watch on a kind; watched records the kinds already
 	// watched, so that only the route and autoscaler kinds in use are.
@@ -168,6 +171,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 			r.writes.forget(req.NamespacedName)
 			r.revisions.forget(req.NamespacedName)
 			r.pruned.forget(req.NamespacedName)
+			r.refusalTold.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -329,6 +333,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 	if refused(err) {
 		return r.stalledOnRefusal(ctx, ro, base, err), nil
 	}
+	if err == nil && sc.acted {
+		// Tried again and accepted: a refusal from now on is new. One
+		// that did not try (it waits on hooks, say) leaves it standing.
+		r.refusalTold.forget(req.NamespacedName)
+	}
 	if err != nil {
 		reconcileErrors.Inc()
 		r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, "ReconcileError", "Reconcile", "%v", err)
@@ -375,7 +384,8 @@ func refused(err error) bool {
 // Failed), one Warning event when it starts. What was done and decided
 // before the refusal is kept (the status is written as usual); the same
 // decision is tried again in RefusedRecheck. A Rollout stalled for another
-// reason (a rollback's) keeps that reason, and only the event tells.
+// reason (a rollback's) keeps that reason, and only the event tells, once
+// for as long as the same refusal lasts.
 func (r *Reconciler) stalledOnRefusal(ctx context.Context, ro *sluicev1.Rollout, base *sluicev1.RolloutStatus, err error) ctrl.Result {
 	reconcileErrors.Inc()
 	msg := fmt.Sprintf("the API server refused a request, and trying again will not change that by itself: %v; Sluice tries again every %s", err, RefusedRecheck)
@@ -393,10 +403,14 @@ func (r *Reconciler) stalledOnRefusal(ctx context.Context, ro *sluicev1.Rollout,
 			Reason: ReasonRequestRefused, Message: msg, ObservedGeneration: ro.Generation, LastTransitionTime: now})
 		meta.RemoveStatusCondition(&st.Conditions, sluicev1.ConditionReconciling)
 	}
-	if !stalledFor(base, ReasonRequestRefused) {
+	// Told when it starts: the status says so from then on, or, stalled
+	// for another reason, this manager remembers it.
+	key := client.ObjectKeyFromObject(ro)
+	if !stalledFor(base, ReasonRequestRefused) && !r.refusalTold.has(key, msg) {
 		log.FromContext(ctx).Info("stalled: the API server refused a request", "error", err.Error())
 		r.Recorder.Eventf(ro, nil, corev1.EventTypeWarning, ReasonRequestRefused, "Reconcile", "%s", msg)
 	}
+	r.refusalTold.mark(key, msg)
 	return ctrl.Result{RequeueAfter: RefusedRecheck}
 }
 
