@@ -32,9 +32,10 @@ K8S_LDFLAGS := -s -w \
 	-X k8s.io/component-base/version.gitMinor=$(word 2,$(subst ., ,$(K8S_VERSION:v%=%))) \
 	-X k8s.io/component-base/version.gitTreeState=clean
 
-# The envtest stories of controllers/rollout take about 12 minutes alone and
-# run beside the other packages: go test's default of 10 minutes per
-# package is too close.
+# The envtest stories of controllers/rollout take about 20 minutes in one
+# process and 7 in their three shards (internal/testenv.RunInShards), beside
+# the other packages; each shard gets this timeout: go test's default of 10
+# minutes per package is too close for one process.
 GO_TEST_FLAGS ?= -count=1 -timeout 30m
 
 .PHONY: help

@@ -36,7 +36,18 @@ var (
 	nsCounter atomic.Int32
 )
 
+// storyShards is how many processes the package's stories run in (each
+// with its own API server): they mostly wait on timers and on the
+// manager, so one process keeps two cores a quarter busy.
+const storyShards = 3
+
 func TestMain(m *testing.M) {
+	if code, sharded := testenv.RunInShards(storyShards); sharded {
+		os.Exit(code)
+	}
+	if testenv.Listing() {
+		os.Exit(m.Run())
+	}
 	// controller-runtime's global logger, which a stopping manager writes
 	// to: errors only (a benchmark that hid them would measure nothing).
 	// Unset, it prints a stack trace 30 s into the run.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -43,6 +44,11 @@ func StartWith(apiServerFlags map[string]string, extraCRDDirs ...string) (*Env, 
 		BinaryAssetsDirectory: assets,
 		CRDDirectoryPaths:     append([]string{filepath.Join(RepoRoot(), "config", "crd", "bases")}, extraCRDDirs...),
 		ErrorIfCRDPathMissing: true,
+		// envtest gives each process 20 s to start and the CRDs 10 s to be
+		// served: a package's shards (RunInShards) and the packages beside
+		// them start their API servers at the same moment on two cores.
+		ControlPlaneStartTimeout: time.Minute,
+		CRDInstallOptions:        envtest.CRDInstallOptions{MaxTime: time.Minute},
 	}
 	// Room for thousands of Services (three per Rollout) in scale runs.
 	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.0.0.0/16")
