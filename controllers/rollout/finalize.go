@@ -47,8 +47,15 @@ func (r *Reconciler) finalize(ctx context.Context, ro *sluicev1.Rollout) (ctrl.R
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	// A Rollout hands back only what it took over. A primary that another
+	// Rollout holds (this one, a second Rollout of the same target made by
+	// mistake, stalled on PrimaryConflict) says it never did: the target,
+	// the Services and the routes are the other's, and stay as they are.
+	theirs := primary != nil && traffic.ControlledByAnother(primary.Object(), ro)
 	router, routerErr := r.Routers(ro)
-	if target != nil {
+	if theirs {
+		log.FromContext(ctx).V(1).Info("nothing to hand back: the primary is another Rollout's", "primary", t.Primary)
+	} else if target != nil {
 		if ro.Status.HandedBackAt == nil {
 			if err := r.resumeTargetAutoscaler(ctx, ro); err != nil {
 				return ctrl.Result{}, err
@@ -86,12 +93,18 @@ func (r *Reconciler) finalize(ctx context.Context, ro *sluicev1.Rollout) (ctrl.R
 		if left := time.Until(ro.Status.HandedBackAt.Add(handoverDrain)); left > 0 {
 			return ctrl.Result{RequeueAfter: left}, nil
 		}
-	} else if routerErr == nil {
+	} else {
 		// The target itself was deleted: there is nothing to hand traffic
-		// to, and Sluice's objects go with the Rollout. Adopted routes are
-		// handed back to the user pointing at the apex Service.
-		if err := router.Finalize(ctx, t, false); err != nil {
+		// to, and Sluice's objects go with the Rollout. What it adopted is
+		// the team's and is handed back: the apex Service, and the routes
+		// pointing at it.
+		if err := traffic.ReleaseAdoptedApex(ctx, r.Client, t); err != nil {
 			return ctrl.Result{}, err
+		}
+		if routerErr == nil {
+			if err := router.Finalize(ctx, t, false); err != nil {
+				return ctrl.Result{}, err
+			}
 		}
 	}
 	if err := r.handOverCopies(ctx, ro); err != nil {

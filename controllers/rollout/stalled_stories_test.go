@@ -98,6 +98,129 @@ func TestAnAdoptedRouteThatDoesNotExistStallsTheRolloutUntilItDoes(t *testing.T)
 // selecting the target's pods until the primary is ready, then selects the
 // primary's; everything else of it stays. Deleting the Rollout hands it
 // back selecting the target's pods, with nothing of Sluice's left on it.
+// Two Rollouts asking for one apex Service: the second stalls, and its
+// deletion hands back only what is its own. Before, it pointed the first
+// Rollout's Service at its own target and took Sluice's marks off it.
+func TestDeletingARolloutStalledOnAnotherRolloutsServiceLeavesThatServiceAlone(t *testing.T) {
+	for _, kind := range []string{"gatewayAPI", "istio"} {
+		t.Run(kind, func(t *testing.T) {
+			s := newStory(t)
+			s.deploy("podinfo", "podinfo:1.0")
+			s.initialized("podinfo", withRouter(kind), withCanaryWeights(50))
+			getRoute := func() client.Object {
+				r := routeObject(kind)
+				s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, r))
+				return r
+			}
+			before, route := s.getService("podinfo"), getRoute()
+
+			s.deploy("other", "other:1.0")
+			// Its generated route would have the apex Service's name too.
+			s.rollout("other", withRouter(kind), withCanaryWeights(50), func(ro *sluicev1.Rollout) { ro.Spec.Service.Name = "podinfo" })
+			s.waitStalled("other", "ServiceConflict")
+			s.must(k8sClient.Delete(s.ctx, s.getRollout("other")))
+			s.eventually(storyTimeout, "the second Rollout gone", func() error { return s.gone("other") })
+
+			if got := getRoute(); got.GetResourceVersion() != route.GetResourceVersion() {
+				t.Errorf("the first Rollout's route was handed back by the second's deletion: owners %v, labels %v", got.GetOwnerReferences(), got.GetLabels())
+			}
+			after := s.getService("podinfo")
+			if !metav1.IsControlledBy(after, s.getRollout("podinfo")) || after.Labels["app.kubernetes.io/managed-by"] != "sluice" {
+				t.Errorf("the first Rollout's Service was handed away: owners %v, labels %v", after.OwnerReferences, after.Labels)
+			}
+			if err := s.apexSelects("podinfo", primaryPods); err != nil {
+				t.Errorf("the first Rollout's Service: %v", err)
+			}
+			if after.ResourceVersion != before.ResourceVersion {
+				t.Errorf("the first Rollout's Service was written by the second's deletion")
+			}
+		})
+	}
+}
+
+// A second Rollout of a target that another Rollout already releases (a
+// copy made by mistake) stalls, and deleting it hands nothing back: the
+// target, the primary, the Services and the route stay the first's.
+// Before, its deletion scaled the first's parked target up and pointed the
+// first's apex Service at it, taking Sluice's marks off.
+func TestDeletingASecondRolloutOfATargetLeavesTheFirstsObjectsAlone(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", withRouter("gatewayAPI"), withCanaryWeights(50))
+	s.eventually(storyTimeout, "the target parked", func() error {
+		if r := ptr.Deref(s.getDeployment("podinfo").Spec.Replicas, 1); r != 0 {
+			return fmt.Errorf("target at %d replicas", r)
+		}
+		return nil
+	})
+	getRoute := func() *gwv1.HTTPRoute {
+		r := &gwv1.HTTPRoute{}
+		s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, r))
+		return r
+	}
+	apex, route := s.getService("podinfo"), getRoute()
+
+	s.rollout("copy", withRouter("gatewayAPI"), withCanaryWeights(50), func(ro *sluicev1.Rollout) { ro.Spec.TargetRef.Name = "podinfo" })
+	s.waitStalled("copy", "PrimaryConflict")
+	s.must(k8sClient.Delete(s.ctx, s.getRollout("copy")))
+	s.eventually(storyTimeout, "the copy gone", func() error { return s.gone("copy") })
+
+	if r := ptr.Deref(s.getDeployment("podinfo").Spec.Replicas, 1); r != 0 {
+		t.Errorf("the first Rollout's parked target was scaled to %d", r)
+	}
+	if got := s.getService("podinfo"); got.ResourceVersion != apex.ResourceVersion {
+		t.Errorf("the first Rollout's apex Service was written: owners %v, labels %v, selector %v", got.OwnerReferences, got.Labels, got.Spec.Selector)
+	}
+	if got := getRoute(); got.ResourceVersion != route.ResourceVersion {
+		t.Errorf("the first Rollout's route was written: owners %v, labels %v", got.OwnerReferences, got.Labels)
+	}
+}
+
+// The team's own Service, adopted, is theirs again when the Rollout goes,
+// even when its target went first: with Sluice's owner reference left on
+// it, the garbage collector would delete it with the Rollout (and a
+// LoadBalancer its address).
+func TestAnAdoptedApexServiceIsHandedBackWhenItsTargetWasDeletedFirst(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	theirs := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "podinfo", Namespace: s.ns, Annotations: map[string]string{"team": "shop"}},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": "podinfo"},
+			Ports:    []corev1.ServicePort{{Name: "http", Port: 9898, TargetPort: intstr.FromInt32(9898)}},
+		},
+	}
+	s.must(k8sClient.Create(s.ctx, theirs))
+	s.initialized("podinfo", func(ro *sluicev1.Rollout) { ro.Spec.Service.Adopt = true })
+	s.eventually(storyTimeout, "the adopted Service selecting the primary's pods", func() error { return s.apexSelects("podinfo", primaryPods) })
+	if !metav1.IsControlledBy(s.getService("podinfo"), s.getRollout("podinfo")) {
+		t.Fatalf("the Service was not adopted: owners %v", s.getService("podinfo").OwnerReferences)
+	}
+
+	s.must(k8sClient.Delete(s.ctx, s.getDeployment("podinfo")))
+	s.eventually(storyTimeout, "the target gone", func() error {
+		err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, &appsv1.Deployment{})
+		if err == nil {
+			return fmt.Errorf("still there")
+		}
+		return client.IgnoreNotFound(err)
+	})
+	s.must(k8sClient.Delete(s.ctx, s.getRollout("podinfo")))
+	s.eventually(storyTimeout, "the Rollout gone", func() error { return s.gone("podinfo") })
+
+	svc := s.getService("podinfo")
+	if len(svc.OwnerReferences) != 0 {
+		t.Errorf("the team's Service still has owners %v: the garbage collector deletes it with the Rollout", svc.OwnerReferences)
+	}
+	if svc.Annotations[traffic.AdoptedAnnotation] != "" || svc.Labels["app.kubernetes.io/managed-by"] != "" || svc.Annotations["team"] != "shop" {
+		t.Errorf("handed back with Sluice's marks or without its own: labels %v, annotations %v", svc.Labels, svc.Annotations)
+	}
+	// Selecting the target's pods, so a target created again is served.
+	if err := s.apexSelects("podinfo", targetPods); err != nil {
+		t.Errorf("handed back: %v", err)
+	}
+}
+
 func TestAnApexServiceOfTheTeamsIsAdoptedKeptAndHandedBack(t *testing.T) {
 	for _, kind := range []string{"gatewayAPI", "kubernetes"} {
 		t.Run(kind, func(t *testing.T) {

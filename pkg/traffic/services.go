@@ -314,10 +314,23 @@ func alreadyExists(ctx context.Context, uncached client.Reader, ro *sluicev1.Rol
 	return &ServiceConflictError{Name: name}
 }
 
-// ReleaseApex hands the apex Service back when a Rollout is deleted with
-// revertOnDeletion: it selects the target's pods and no longer belongs to the
-// Rollout, so it outlives it and clients keep reaching the application.
+// ReleaseApex hands the apex Service back when a Rollout is deleted: it
+// selects the target's pods and no longer belongs to the Rollout, so it
+// outlives it and clients keep reaching the application.
 func ReleaseApex(ctx context.Context, c client.Client, t Target) error {
+	return releaseApex(ctx, c, t, false)
+}
+
+// ReleaseAdoptedApex hands back an apex Service the Rollout adopted (the
+// team's own) when the target is gone and Sluice's objects go with the
+// Rollout: left with the Rollout as its controller, the garbage collector
+// would delete it, a LoadBalancer's address with it. Selecting the target's
+// pods, it serves a target created again. One Sluice created goes.
+func ReleaseAdoptedApex(ctx context.Context, c client.Client, t Target) error {
+	return releaseApex(ctx, c, t, true)
+}
+
+func releaseApex(ctx context.Context, c client.Client, t Target, adoptedOnly bool) error {
 	svc := &corev1.Service{}
 	err := c.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: t.Apex}, svc)
 	if apierrors.IsNotFound(err) {
@@ -326,8 +339,17 @@ func ReleaseApex(ctx context.Context, c client.Client, t Target) error {
 	if err != nil {
 		return fmt.Errorf("reading apex Service %s: %w", t.Apex, err)
 	}
+	// Another Rollout's Service of the same name (this one stalled on it,
+	// ServiceConflict) is that Rollout's to hand back, not this one's.
+	if ControlledByAnother(svc, t.Rollout) || (adoptedOnly && svc.Annotations[AdoptedAnnotation] != "true") {
+		return nil
+	}
 	patch := client.MergeFrom(svc.DeepCopy())
-	svc.Spec.Selector = t.CanarySelector
+	// Unknown only when the target and the primary are both gone: the
+	// selector stays as it is.
+	if t.CanarySelector != nil {
+		svc.Spec.Selector = t.CanarySelector
+	}
 	var owners []metav1.OwnerReference
 	for _, o := range svc.OwnerReferences {
 		if o.UID != t.Rollout.UID {
@@ -364,4 +386,12 @@ func StripService(obj any) (any, error) {
 	// The selector repeats the workloads' pod labels (internal/intern).
 	s.Selector = intern.Map(s.Selector)
 	return svc, nil
+}
+
+// ControlledByAnother reports whether o has a controller other than the
+// Rollout: an object of the same name that another Rollout (or anything
+// else) holds, which this Rollout never changes nor hands back.
+func ControlledByAnother(o metav1.Object, ro *sluicev1.Rollout) bool {
+	c := metav1.GetControllerOfNoCopy(o)
+	return c != nil && c.UID != ro.UID
 }

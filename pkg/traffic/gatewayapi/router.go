@@ -233,8 +233,10 @@ func (r *Router) Finalize(ctx context.Context, t traffic.Target, revert bool) er
 		return err
 	}
 	_, adopted := routeName(t, k)
-	if !adopted && !revert {
-		return nil // garbage-collected with the Rollout
+	if !adopted && (!revert || traffic.ControlledByAnother(cached, t.Rollout)) {
+		// Garbage-collected with the Rollout; or another Rollout's route
+		// of the same name, which this one stalled on and never shifted.
+		return nil
 	}
 	patch := client.MergeFrom(cached)
 	route := cached.DeepCopyObject().(client.Object)

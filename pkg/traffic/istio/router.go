@@ -255,7 +255,9 @@ func (r *Router) Finalize(ctx context.Context, t traffic.Target, revert bool) er
 		return err
 	}
 	_, adopted := vsName(t)
-	if !adopted && !revert {
+	if !adopted && (!revert || traffic.ControlledByAnother(vs, t.Rollout)) {
+		// Garbage-collected with the Rollout; or another Rollout's
+		// VirtualService of the same name, which this one never shifted.
 		return nil
 	}
 	s := shiftedOf(t)
