@@ -29,11 +29,13 @@ type requestLog struct {
 	// statusFields lists, for each status write the API server took, the
 	// status fields it changed, sorted and joined with commas.
 	statusFields []string
+	// phasesWritten are the phases those writes set.
+	phasesWritten []string
 }
 
 func (l *requestLog) RoundTrip(r *http.Request) (*http.Response, error) {
 	isStatusWrite := r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, "/status") && strings.Contains(r.URL.Path, "/namespaces/"+l.ns+"/")
-	fields := ""
+	fields, phase := "", ""
 	if isStatusWrite && r.Body != nil {
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
@@ -47,6 +49,7 @@ func (l *requestLog) RoundTrip(r *http.Request) (*http.Response, error) {
 			return nil, fmt.Errorf("a status write that is no JSON merge patch: %w", err)
 		}
 		fields = strings.Join(slices.Sorted(maps.Keys(patch.Status)), ",")
+		_ = json.Unmarshal(patch.Status["phase"], &phase)
 	}
 	resp, err := l.next.RoundTrip(r)
 	answered := ""
@@ -74,10 +77,25 @@ func (l *requestLog) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		if isStatusWrite && code == http.StatusOK {
 			l.statusFields = append(l.statusFields, fields)
+			if phase != "" {
+				l.phasesWritten = append(l.phasesWritten, phase)
+			}
 		}
 		l.mu.Unlock()
 	}
 	return resp, err
+}
+
+// wrote reports whether a status write that set phase has been logged. The
+// API server stores a write before it answers, and the log has it once the
+// answer is read: a story that saw the phase can be a moment ahead of it.
+func (l *requestLog) wrote(phase string) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !slices.Contains(l.phasesWritten, phase) {
+		return fmt.Errorf("no logged status write set phase %s yet", phase)
+	}
+	return nil
 }
 
 func (l *requestLog) since(i int) []string {
@@ -120,6 +138,7 @@ func TestAReleaseWritesItsStatusWithoutConflicts(t *testing.T) {
 	log.mu.Unlock()
 	s.setImage("podinfo", "podinfo:2.0")
 	s.waitPhase("podinfo", "Succeeded", storyTimeout)
+	s.eventually(storyTimeout, "the write of Succeeded in the log", func() error { return log.wrote("Succeeded") })
 
 	var conflicts []string
 	reqs := log.since(start)
