@@ -63,7 +63,7 @@ func (r *Reconciler) finalize(ctx context.Context, ro *sluicev1.Rollout) (ctrl.R
 			if wait, err := r.revertTarget(ctx, ro, target, primary); err != nil || wait > 0 {
 				return ctrl.Result{RequeueAfter: wait}, err
 			}
-			if err := traffic.ReleaseApex(ctx, r.Client, t); err != nil {
+			if err := traffic.ReleaseApex(ctx, r.Client, r.APIReader, t); err != nil {
 				return ctrl.Result{}, err
 			}
 			// Routes move to the apex Service only once its endpoints are
@@ -98,7 +98,7 @@ func (r *Reconciler) finalize(ctx context.Context, ro *sluicev1.Rollout) (ctrl.R
 		// to, and Sluice's objects go with the Rollout. What it adopted is
 		// the team's and is handed back: the apex Service, and the routes
 		// pointing at it.
-		if err := traffic.ReleaseAdoptedApex(ctx, r.Client, t); err != nil {
+		if err := traffic.ReleaseAdoptedApex(ctx, r.Client, r.APIReader, t); err != nil {
 			return ctrl.Result{}, err
 		}
 		if routerErr == nil {

@@ -10,11 +10,14 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/internal/manager"
+	"github.com/sluice-dev/sluice/pkg/traffic"
 )
 
 // watchGate holds back, while closed, the events of the manager's watch of
@@ -362,5 +365,44 @@ func createdOnceWhileBehind(t *testing.T, resource string, opts ...rolloutOpt) {
 	// refused as existing.
 	if refused := requests(log.since(start), "POST", "/"+resource+" 409"); len(refused) > 0 {
 		t.Errorf("creates of what the manager had created already: %v", refused)
+	}
+}
+
+// A Rollout deleted a moment after it adopted the team's Service, before
+// its cache of Services (which holds Sluice's only) saw the adoption,
+// still hands the Service back. Before, the handover looked for it in that
+// cache, found none, and left the Rollout as its controller: the garbage
+// collector would have deleted the team's Service with the Rollout.
+func TestAServiceAdoptedJustBeforeTheRolloutIsDeletedIsHandedBack(t *testing.T) {
+	s, gate, _ := newGatedStory(t, "services")
+	s.deploy("podinfo", "podinfo:1.0")
+	s.must(k8sClient.Create(s.ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "podinfo", Namespace: s.ns},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": "podinfo"},
+			Ports:    []corev1.ServicePort{{Name: "http", Port: 9898, TargetPort: intstr.FromInt32(9898)}},
+		},
+	}))
+	// Another Rollout first, so that the manager's caches have synced
+	// (their first list is a watch too, which a closed gate would hold).
+	s.deploy("warm", "warm:1.0")
+	s.initialized("warm")
+	gate.close()
+	s.rollout("podinfo", func(ro *sluicev1.Rollout) { ro.Spec.Service.Adopt = true })
+	s.eventually(storyTimeout, "the Service adopted", func() error {
+		if svc := s.getService("podinfo"); !metav1.IsControlledBy(svc, s.getRollout("podinfo")) {
+			return fmt.Errorf("owners %v", svc.OwnerReferences)
+		}
+		return nil
+	})
+
+	s.must(k8sClient.Delete(s.ctx, s.getRollout("podinfo")))
+	s.eventually(storyTimeout, "the Rollout gone", func() error { return s.gone("podinfo") })
+	svc := s.getService("podinfo")
+	if len(svc.OwnerReferences) != 0 || svc.Annotations[traffic.AdoptedAnnotation] != "" {
+		t.Errorf("the team's Service kept the deleted Rollout: owners %v, annotations %v", svc.OwnerReferences, svc.Annotations)
+	}
+	if err := s.apexSelects("podinfo", targetPods); err != nil {
+		t.Error(err)
 	}
 }

@@ -317,8 +317,8 @@ func alreadyExists(ctx context.Context, uncached client.Reader, ro *sluicev1.Rol
 // ReleaseApex hands the apex Service back when a Rollout is deleted: it
 // selects the target's pods and no longer belongs to the Rollout, so it
 // outlives it and clients keep reaching the application.
-func ReleaseApex(ctx context.Context, c client.Client, t Target) error {
-	return releaseApex(ctx, c, t, false)
+func ReleaseApex(ctx context.Context, c client.Client, uncached client.Reader, t Target) error {
+	return releaseApex(ctx, c, uncached, t, false)
 }
 
 // ReleaseAdoptedApex hands back an apex Service the Rollout adopted (the
@@ -326,13 +326,17 @@ func ReleaseApex(ctx context.Context, c client.Client, t Target) error {
 // Rollout: left with the Rollout as its controller, the garbage collector
 // would delete it, a LoadBalancer's address with it. Selecting the target's
 // pods, it serves a target created again. One Sluice created goes.
-func ReleaseAdoptedApex(ctx context.Context, c client.Client, t Target) error {
-	return releaseApex(ctx, c, t, true)
+func ReleaseAdoptedApex(ctx context.Context, c client.Client, uncached client.Reader, t Target) error {
+	return releaseApex(ctx, c, uncached, t, true)
 }
 
-func releaseApex(ctx context.Context, c client.Client, t Target, adoptedOnly bool) error {
+// releaseApex reads the Service from the API server: the cache holds only
+// Sluice's Services and learns of an adoption with its watch event, so a
+// Rollout deleted a moment after adopting the team's Service would find
+// none there, and leave it to the garbage collector.
+func releaseApex(ctx context.Context, c client.Client, uncached client.Reader, t Target, adoptedOnly bool) error {
 	svc := &corev1.Service{}
-	err := c.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: t.Apex}, svc)
+	err := uncached.Get(ctx, client.ObjectKey{Namespace: t.Rollout.Namespace, Name: t.Apex}, svc)
 	if apierrors.IsNotFound(err) {
 		return nil
 	}
@@ -344,7 +348,9 @@ func releaseApex(ctx context.Context, c client.Client, t Target, adoptedOnly boo
 	if ControlledByAnother(svc, t.Rollout) || (adoptedOnly && svc.Annotations[AdoptedAnnotation] != "true") {
 		return nil
 	}
-	patch := client.MergeFrom(svc.DeepCopy())
+	// Locked: the owner references are a list, which a merge patch writes
+	// whole; a conflict is tried again with the next pass.
+	patch := client.MergeFromWithOptions(svc.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	// Unknown only when the target and the primary are both gone: the
 	// selector stays as it is.
 	if t.CanarySelector != nil {
