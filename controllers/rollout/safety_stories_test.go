@@ -79,6 +79,19 @@ func (s *story) gone(name string) error {
 	return client.IgnoreNotFound(err)
 }
 
+// deleteTarget deletes the Deployment name and waits until it is gone.
+func (s *story) deleteTarget(name string) {
+	s.t.Helper()
+	s.must(k8sClient.Delete(s.ctx, s.getDeployment(name)))
+	s.eventually(storyTimeout, "the target gone", func() error {
+		err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: name}, &appsv1.Deployment{})
+		if err == nil {
+			return fmt.Errorf("Deployment %s still there", name)
+		}
+		return client.IgnoreNotFound(err)
+	})
+}
+
 var (
 	primaryPods = map[string]string{"app": "podinfo-primary"}
 	targetPods  = map[string]string{"app": "podinfo"}
@@ -244,14 +257,7 @@ func TestATargetRecreatedWithAnotherSelectorStallsWithoutMovingTraffic(t *testin
 	s := newStory(t)
 	s.deploy("podinfo", "podinfo:1.0")
 	s.initialized("podinfo")
-	s.must(k8sClient.Delete(s.ctx, s.getDeployment("podinfo")))
-	s.eventually(storyTimeout, "the old target gone", func() error {
-		err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, &appsv1.Deployment{})
-		if err == nil {
-			return fmt.Errorf("still there")
-		}
-		return client.IgnoreNotFound(err)
-	})
+	s.deleteTarget("podinfo")
 	s.deploy("podinfo", "podinfo:1.0", func(d *appsv1.Deployment) {
 		d.Spec.Selector.MatchLabels = map[string]string{"app.kubernetes.io/name": "podinfo"}
 		d.Spec.Template.Labels = map[string]string{"app.kubernetes.io/name": "podinfo"}

@@ -197,14 +197,7 @@ func TestAnAdoptedApexServiceIsHandedBackWhenItsTargetWasDeletedFirst(t *testing
 		t.Fatalf("the Service was not adopted: owners %v", s.getService("podinfo").OwnerReferences)
 	}
 
-	s.must(k8sClient.Delete(s.ctx, s.getDeployment("podinfo")))
-	s.eventually(storyTimeout, "the target gone", func() error {
-		err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, &appsv1.Deployment{})
-		if err == nil {
-			return fmt.Errorf("still there")
-		}
-		return client.IgnoreNotFound(err)
-	})
+	s.deleteTarget("podinfo")
 	s.must(k8sClient.Delete(s.ctx, s.getRollout("podinfo")))
 	s.eventually(storyTimeout, "the Rollout gone", func() error { return s.gone("podinfo") })
 
