@@ -249,10 +249,18 @@ func (r *Reconciler) otherPrimaryReading(ctx context.Context, ro *sluicev1.Rollo
 
 // forOtherPrimaries calls f with each other Rollout of ro's namespace that
 // is not being deleted and the ConfigMaps and Secrets its primary reads,
-// until f says it is done. Cached reads only.
+// until f says it is done. Cached reads, but for the Rollouts of a sharded
+// manager: its cache holds its shard's only, and another shard's primary
+// may read a copy of this Rollout's too (it runs when a copy is written,
+// pruned or handed over, not at every reconcile). Primaries are cached
+// whole whatever their shard (CachedWorkloads).
 func (r *Reconciler) forOtherPrimaries(ctx context.Context, ro *sluicev1.Rollout, f func(*sluicev1.Rollout, []workload.ConfigRef) (bool, error)) error {
 	var rollouts sluicev1.RolloutList
-	if err := r.List(ctx, &rollouts, client.InNamespace(ro.Namespace)); err != nil {
+	var reader client.Reader = r.Client
+	if r.Sharded {
+		reader = r.APIReader
+	}
+	if err := reader.List(ctx, &rollouts, client.InNamespace(ro.Namespace)); err != nil {
 		return fmt.Errorf("listing the Rollouts whose primaries may read this one's config copies: %w", err)
 	}
 	for i := range rollouts.Items {

@@ -16,6 +16,7 @@ import (
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/controllers/rollout"
+	"github.com/sluice-dev/sluice/internal/manager"
 	"github.com/sluice-dev/sluice/pkg/workload"
 )
 
@@ -280,6 +281,31 @@ func TestDeletingARolloutHandsItsCopyToAnotherPrimaryStillReadingIt(t *testing.T
 			}
 		})
 	}
+}
+
+// A sharded manager hands a copy over to a Rollout of another shard whose
+// primary reads it. Before, it looked for such Rollouts in its cache, which
+// holds its shard's only, and the copy went with the deleted Rollout: the
+// other primary's next pods could not start.
+func TestDeletingARolloutHandsItsCopyToAPrimaryOfAnotherShard(t *testing.T) {
+	s := newStoryWith(t, manager.Options{Shard: "!" + manager.ShardLabel})
+	s.twoSharing(false)
+	copyA := s.primaryConfigRef("a")
+	s.readCopyOf("b", false, copyA)
+	// b moves to another shard, whose manager does not run here: this
+	// one's cache drops it (long before a's handover, after its drain).
+	b := s.getRollout("b")
+	patch := client.MergeFrom(b.DeepCopy())
+	metav1.SetMetaDataLabel(&b.ObjectMeta, manager.ShardLabel, "other")
+	s.must(k8sClient.Patch(s.ctx, b, patch))
+
+	s.must(k8sClient.Delete(s.ctx, s.getRollout("a")))
+	s.eventually(storyTimeout, "Rollout a gone", func() error { return s.gone("a") })
+	_, meta := s.configData(false, copyA)
+	if !metav1.IsControlledBy(&metav1.ObjectMeta{OwnerReferences: meta.OwnerReferences}, b) {
+		t.Errorf("ConfigMap %s, which b's primary reads, has owners %v once a is deleted, want Rollout b (another shard's) as controller: it would be garbage-collected with a", copyA, meta.OwnerReferences)
+	}
+	s.waitEventSaying("b", "ConfigCopyHandedOver", copyA)
 }
 
 // A promotion that changes a ConfigMap writes the new content into a copy

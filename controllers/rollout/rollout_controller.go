@@ -57,9 +57,13 @@ type Reconciler struct {
 	// APIReader reads ConfigMaps and Secrets uncached: the cache keeps only
 	// their metadata, without annotations.
 	APIReader client.Reader
-	Recorder  events.EventRecorder
-	Clock     clock.PassiveClock
-	Routers   RouterFor
+	// Sharded says the cache holds only this shard's Rollouts (--shard):
+	// the few reads that must see every Rollout of a namespace go to the
+	// API server.
+	Sharded  bool
+	Recorder events.EventRecorder
+	Clock    clock.PassiveClock
+	Routers  RouterFor
 	// RouteClient writes the Services and is the routers' client: an
 	// ownwrites.Client, whose reads of a Service or route that our own
 	// write left behind fail with errStale, so that a reconcile woken

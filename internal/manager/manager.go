@@ -341,6 +341,7 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	r := &rollout.Reconciler{
 		Client:      mgr.GetClient(),
 		APIReader:   mgr.GetAPIReader(),
+		Sharded:     shard != nil,
 		Recorder:    rollout.CountEvents(events),
 		Clock:       clk,
 		Routers:     routers.New(routes, mgr.GetRESTMapper()).For,
