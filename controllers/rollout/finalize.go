@@ -47,10 +47,10 @@ func (r *Reconciler) finalize(ctx context.Context, ro *sluicev1.Rollout) (ctrl.R
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	// A Rollout hands back only what it took over. A primary that another
-	// Rollout holds (this one, a second Rollout of the same target made by
-	// mistake, stalled on PrimaryConflict) says it never did: the target,
-	// the Services and the routes are the other's, and stay as they are.
+	// A Rollout hands back only what it took over. When another Rollout
+	// holds the primary, this one never did (a second Rollout of the same
+	// target, made by mistake, stalled on PrimaryConflict): the target, the
+	// Services and the routes are the other's, and stay as they are.
 	theirs := primary != nil && traffic.ControlledByAnother(primary.Object(), ro)
 	router, routerErr := r.Routers(ro)
 	if theirs {
