@@ -12,6 +12,7 @@ import (
 	"sync"
 	"testing"
 
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/internal/manager"
 )
 
@@ -89,13 +90,22 @@ func (l *requestLog) RoundTrip(r *http.Request) (*http.Response, error) {
 // wrote reports whether a status write that set phase has been logged. The
 // API server stores a write before it answers, and the log has it once the
 // answer is read: a story that saw the phase can be a moment ahead of it.
-func (l *requestLog) wrote(phase string) error {
+func (l *requestLog) wrote(phase sluicev1.Phase) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !slices.Contains(l.phasesWritten, phase) {
+	if !slices.Contains(l.phasesWritten, string(phase)) {
 		return fmt.Errorf("no logged status write set phase %s yet", phase)
 	}
 	return nil
+}
+
+// initialized creates the Rollout name and waits until it is Initialized
+// and the log holds the status write that said so: requests logged from
+// here on are the ones made after the initialization.
+func (l *requestLog) initialized(s *story, name string, opts ...rolloutOpt) {
+	s.t.Helper()
+	s.initialized(name, opts...)
+	s.eventually(storyTimeout, "the write of Initialized in the log", func() error { return l.wrote(sluicev1.PhaseInitialized) })
 }
 
 func (l *requestLog) since(i int) []string {
@@ -130,7 +140,7 @@ func (l *requestLog) len() int {
 func TestAReleaseWritesItsStatusWithoutConflicts(t *testing.T) {
 	s, log := newLoggedStory(t)
 	s.deploy("podinfo", "podinfo:1.0")
-	s.initialized("podinfo", iterations(3))
+	log.initialized(s, "podinfo", iterations(3))
 
 	start := log.len()
 	log.mu.Lock()
@@ -138,7 +148,7 @@ func TestAReleaseWritesItsStatusWithoutConflicts(t *testing.T) {
 	log.mu.Unlock()
 	s.setImage("podinfo", "podinfo:2.0")
 	s.waitPhase("podinfo", "Succeeded", storyTimeout)
-	s.eventually(storyTimeout, "the write of Succeeded in the log", func() error { return log.wrote("Succeeded") })
+	s.eventually(storyTimeout, "the write of Succeeded in the log", func() error { return log.wrote(sluicev1.PhaseSucceeded) })
 
 	var conflicts []string
 	reqs := log.since(start)

@@ -100,7 +100,7 @@ func newGatedStory(t *testing.T, resource string) (*story, *watchGate, *requestL
 func releaseToTheGate(t *testing.T) (s *story, gate *watchGate, log *requestLog, start int) {
 	s, gate, log = newGatedStory(t, "deployments")
 	s.deploy("podinfo", "podinfo:1.0")
-	s.initialized("podinfo", iterations(3))
+	log.initialized(s, "podinfo", iterations(3))
 	start = log.len()
 	s.setImage("podinfo", "podinfo:2.0")
 	s.eventually(storyTimeout, "the analysis of the canary", func() error {
@@ -228,7 +228,7 @@ func TestAPromotionThatConflictsWithAWriteTheCacheHasNotSeenTriesAgainQuietly(t 
 func TestAReconcileWokenBeforeTheCacheSeesTheSwitchedApexDoesNotSwitchItAgain(t *testing.T) {
 	s, gate, log := newGatedStory(t, "services")
 	s.deploy("podinfo", "podinfo:1.0")
-	s.initialized("podinfo", iterations(3))
+	log.initialized(s, "podinfo", iterations(3))
 	start := log.len()
 	gate.close()
 	s.setImage("podinfo", "podinfo:2.0")
