@@ -81,9 +81,7 @@ func TestAfterAPromotionTheCanaryKeepsItsPodsWhileTheDataPlaneDrainsThenGoes(t *
 		}
 		return nil
 	})
-	if n := countOf(s.eventReasons("podinfo"), "Promoted"); n != 1 {
-		t.Errorf("%d Promoted events, want 1", n)
-	}
+	s.expectEvents("podinfo", "Promoted", 1)
 	s.expectKStatus("podinfo", status.CurrentStatus)
 }
 

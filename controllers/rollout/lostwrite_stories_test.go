@@ -180,7 +180,5 @@ func TestAStatusWriteLostAfterTheMoveBackToThePrimaryIsDecidedAgainAsItStood(t *
 	if got := s.weightEvents("podinfo"); !slices.Equal(got, want) {
 		t.Errorf("WeightChanged events %q, want each step told once: %q", got, want)
 	}
-	if n := countOf(s.eventReasons("podinfo"), "Promoted"); n != 1 {
-		t.Errorf("%d Promoted events, want 1", n)
-	}
+	s.expectEvents("podinfo", "Promoted", 1)
 }

@@ -107,6 +107,7 @@ func TestANewImageIsReleasedThroughTheCanaryAndPromoted(t *testing.T) {
 	if sel := s.getService("podinfo").Spec.Selector; sel["app"] != "podinfo-primary" {
 		t.Errorf("apex Service selects %v after promotion, want the primary", sel)
 	}
+	s.waitEvent("podinfo", "Promoted")
 	reasons := s.eventReasons("podinfo")
 	for _, want := range []string{"NewRevision", "Promoting", "PrimaryUpdated", "Promoted"} {
 		if !slices.Contains(reasons, want) {

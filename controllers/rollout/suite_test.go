@@ -350,6 +350,23 @@ func (s *story) waitEvent(name, reason string) {
 	})
 }
 
+// expectEvents checks that the Rollout name has want events of reason. The
+// manager posts its events apart from its status writes, each on its own:
+// a story that saw the phase a decision wrote can be ahead of the decision's
+// events, so it waits for want of them first.
+func (s *story) expectEvents(name, reason string, want int) {
+	s.t.Helper()
+	s.eventually(10*time.Second, fmt.Sprintf("%d %s events", want, reason), func() error {
+		if n := countOf(s.eventReasons(name), reason); n < want {
+			return fmt.Errorf("%d so far: %v", n, s.eventReasons(name))
+		}
+		return nil
+	})
+	if n := countOf(s.eventReasons(name), reason); n != want {
+		s.t.Errorf("%d %s events, want %d: %v", n, reason, want, s.eventReasons(name))
+	}
+}
+
 // expectKStatus checks the status contract: what kstatus (Flux, Argo CD's
 // readiness, kubectl wait) computes from the Rollout.
 func (s *story) expectKStatus(name string, want status.Status) {

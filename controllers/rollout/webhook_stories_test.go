@@ -265,9 +265,7 @@ func TestAFailingPreRolloutHookCountsAsAFailedCheck(t *testing.T) {
 			t.Errorf("CheckFailed event %q does not say the pre-rollout hook failed with the loadtester's answer", note)
 		}
 	}
-	if n := countOf(s.eventReasons("podinfo"), "CheckFailed"); n != 2 {
-		t.Errorf("%d CheckFailed events, want 2", n)
-	}
+	s.expectEvents("podinfo", "CheckFailed", 2)
 	s.waitEvent("podinfo", "ThresholdReached")
 	if ro.Status.CanaryWeight != 0 {
 		t.Errorf("canary weight = %d, want 0: no traffic before pre-rollout passes", ro.Status.CanaryWeight)
