@@ -54,7 +54,12 @@ func (r *Reconciler) finalize(ctx context.Context, ro *sluicev1.Rollout) (ctrl.R
 	theirs := primary != nil && traffic.ControlledByAnother(primary.Object(), ro)
 	router, routerErr := r.Routers(ro)
 	if theirs {
-		log.FromContext(ctx).V(1).Info("nothing to hand back: the primary is another Rollout's", "primary", t.Primary)
+		// Said, so that whoever deleted it does not wonder why the target
+		// stayed parked: it is the other Rollout's to release.
+		holder := metav1.GetControllerOf(primary.Object())
+		r.Recorder.Eventf(ro, nil, corev1.EventTypeNormal, "NothingHandedBack", "Finalize",
+			"deleted without touching the target %s: its primary %s is %s %s's, and so are its Services and routes",
+			ro.Spec.TargetRef.Name, primary.Object().GetName(), holder.Kind, holder.Name)
 	} else if target != nil {
 		if ro.Status.HandedBackAt == nil {
 			if err := r.resumeTargetAutoscaler(ctx, ro); err != nil {

@@ -164,6 +164,7 @@ func TestDeletingASecondRolloutOfATargetLeavesTheFirstsObjectsAlone(t *testing.T
 	s.waitStalled("copy", "PrimaryConflict")
 	s.must(k8sClient.Delete(s.ctx, s.getRollout("copy")))
 	s.eventually(storyTimeout, "the copy gone", func() error { return s.gone("copy") })
+	s.waitEventSaying("copy", "NothingHandedBack", "its primary podinfo-primary is Rollout podinfo's")
 
 	if r := ptr.Deref(s.getDeployment("podinfo").Spec.Replicas, 1); r != 0 {
 		t.Errorf("the first Rollout's parked target was scaled to %d", r)
