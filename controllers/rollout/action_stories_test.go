@@ -131,7 +131,7 @@ func TestPauseResumeAbortAndRetryAreCarriedOutAndNamed(t *testing.T) {
 	}
 
 	s.ask("podinfo", sluicev1.ActionResume, "bob")
-	s.eventually(10*time.Second, "the run to carry on", func() error {
+	s.eventually(storyTimeout, "the run to carry on", func() error {
 		ro := s.getRollout("podinfo")
 		if ro.Status.Paused || ro.Status.CurrentStepIndex <= held {
 			return fmt.Errorf("paused=%v step %d", ro.Status.Paused, ro.Status.CurrentStepIndex)

@@ -285,7 +285,7 @@ func TestAMetricTemplateReachesAPrometheusBehindATokenCheckingProxy(t *testing.T
 // note holds the text.
 func (s *story) waitEventSaying(name, reason, text string) {
 	s.t.Helper()
-	s.eventually(10*time.Second, "event "+reason+" saying "+text, func() error {
+	s.eventually(storyTimeout, "event "+reason+" saying "+text, func() error {
 		var list eventsv1.EventList
 		if err := k8sClient.List(s.ctx, &list, client.InNamespace(s.ns)); err != nil {
 			return err

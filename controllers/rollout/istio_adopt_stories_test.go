@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"google.golang.org/protobuf/proto"
 	networking "istio.io/api/networking/v1alpha3"
@@ -36,7 +35,7 @@ func (s *story) virtualService(name string) *istiov1.VirtualService {
 func (s *story) stalledWith(name, reason string) *metav1.Condition {
 	s.t.Helper()
 	var c *metav1.Condition
-	s.eventually(10*time.Second, "Stalled with "+reason, func() error {
+	s.eventually(storyTimeout, "Stalled with "+reason, func() error {
 		c = meta.FindStatusCondition(s.getRollout(name).Status.Conditions, sluicev1.ConditionStalled)
 		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != reason {
 			return fmt.Errorf("Stalled = %+v", c)
@@ -95,7 +94,7 @@ func TestAnIstioTCPServiceIsShiftedWithTCPRoutes(t *testing.T) {
 	})
 	s.ask("podinfo", sluicev1.ActionAbort, "alice")
 	s.waitPhase("podinfo", sluicev1.PhaseFailed, storyTimeout)
-	s.eventually(10*time.Second, "the tcp route back on the primary", func() error {
+	s.eventually(storyTimeout, "the tcp route back on the primary", func() error {
 		if v := s.route("istio", "podinfo"); v.canary != 0 || v.primary != 100 {
 			return fmt.Errorf("route %+v", v)
 		}
@@ -218,7 +217,7 @@ func TestADestinationRuleSluiceGeneratedIsReleasedOrReplacedWhenTheRolloutAdopts
 		Canary:  sluicev1.LocalObjectReference{Name: "podinfo-canary-own"},
 	}
 	s.must(k8sClient.Patch(s.ctx, ro, patch))
-	s.eventually(10*time.Second, "podinfo-primary released with its policy, podinfo-canary removed", func() error {
+	s.eventually(storyTimeout, "podinfo-primary released with its policy, podinfo-canary removed", func() error {
 		dr := s.destinationRule("podinfo-primary")
 		if len(dr.OwnerReferences) != 0 || dr.Labels["app.kubernetes.io/managed-by"] != "" {
 			return fmt.Errorf("podinfo-primary: owners %v, labels %v", dr.OwnerReferences, dr.Labels)

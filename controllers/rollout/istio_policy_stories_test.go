@@ -34,7 +34,7 @@ func (s *story) destinationRule(name string) *istiov1.DestinationRule {
 // accepts.
 func (s *story) drPolicies(what string, check func(*istiov1.DestinationRule) error) {
 	s.t.Helper()
-	s.eventually(10*time.Second, what, func() error {
+	s.eventually(storyTimeout, what, func() error {
 		for _, name := range []string{"podinfo-primary", "podinfo-canary"} {
 			if err := check(s.destinationRule(name)); err != nil {
 				return fmt.Errorf("DestinationRule %s: %w", name, err)
@@ -99,7 +99,7 @@ func TestAnIstioTrafficPolicyIsKeptOnBothDestinationRulesAndCorsOnTheRoute(t *te
 	patch = client.MergeFrom(ro.DeepCopy())
 	ro.Spec.Routing.Istio.TrafficPolicy = &runtime.RawExtension{Raw: []byte(`{"loadBalancer": {"simpel": "ROUND_ROBIN"}}`)}
 	s.must(k8sClient.Patch(s.ctx, ro, patch))
-	s.eventually(10*time.Second, "Stalled with InvalidTrafficPolicy", func() error {
+	s.eventually(storyTimeout, "Stalled with InvalidTrafficPolicy", func() error {
 		c := meta.FindStatusCondition(s.getRollout("podinfo").Status.Conditions, sluicev1.ConditionStalled)
 		if c == nil || c.Status != metav1.ConditionTrue || c.Reason != "InvalidTrafficPolicy" {
 			return fmt.Errorf("Stalled = %+v", c)
@@ -123,7 +123,7 @@ func TestAnIstioTrafficPolicyIsKeptOnBothDestinationRulesAndCorsOnTheRoute(t *te
 		}
 		return nil
 	})
-	s.eventually(10*time.Second, "no longer Stalled", func() error {
+	s.eventually(storyTimeout, "no longer Stalled", func() error {
 		if c := meta.FindStatusCondition(s.getRollout("podinfo").Status.Conditions, sluicev1.ConditionStalled); c != nil && c.Status == metav1.ConditionTrue {
 			return fmt.Errorf("Stalled = %+v", c)
 		}

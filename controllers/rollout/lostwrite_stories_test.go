@@ -3,6 +3,7 @@ package rollout_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -136,9 +137,12 @@ func TestAStatusWriteLostAfterARouteMoveNeverMovesTrafficBack(t *testing.T) {
 				t.Errorf("canary weights over the release = %v, want [0 20 60 100 0] (a status write to %s was lost)", got, loser.lostWrite())
 			}
 			want := []string{"step 1/2: canary weight 20%", "step 2/2: canary weight 60%"}
-			if got := s.weightEvents("podinfo"); !slices.Equal(got, want) {
-				t.Errorf("WeightChanged events %q, want each step told once: %q", got, want)
-			}
+			s.eventually(storyTimeout, "each step told once", func() error {
+				if got := s.weightEvents("podinfo"); !slices.Equal(got, want) {
+					return fmt.Errorf("WeightChanged events %q, want %q", got, want)
+				}
+				return nil
+			})
 		})
 	}
 }

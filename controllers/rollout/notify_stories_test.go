@@ -62,7 +62,7 @@ func TestEveryEventReachesTheNotificationTargetsAndAFailingOneBlocksNothing(t *t
 	s.setImage("podinfo", "podinfo:2.0")
 	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
 
-	s.eventually(10*time.Second, "the Promoted notification", func() error {
+	s.eventually(storyTimeout, "the Promoted notification", func() error {
 		rc.mu.Lock()
 		defer rc.mu.Unlock()
 		var generic, event bool

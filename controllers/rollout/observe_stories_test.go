@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"testing"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -127,7 +126,7 @@ func TestObservingARolloutOnlyReads(t *testing.T) {
 			}
 			s.rollout("podinfo", opts...)
 			r, cached := s.readOnlyReconciler()
-			s.eventually(10*time.Second, "the target in the read-only cache", func() error {
+			s.eventually(storyTimeout, "the target in the read-only cache", func() error {
 				return cached.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, &appsv1.Deployment{})
 			})
 
@@ -152,7 +151,7 @@ func TestObservingARolloutOnlyReads(t *testing.T) {
 			s.startManager()
 			s.waitPhase("podinfo", sluicev1.PhaseInitialized, storyTimeout)
 			s.stopManager()
-			s.eventually(10*time.Second, "observing the route Sluice set", func() error {
+			s.eventually(storyTimeout, "observing the route Sluice set", func() error {
 				obs, err := r.Observe(s.ctx, s.getRollout("podinfo"))
 				if err != nil {
 					return err

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"testing"
-	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -98,7 +97,7 @@ func (s *story) getPDB(name string) *policyv1.PodDisruptionBudget {
 func (s *story) waitPDBCopy(name string) *policyv1.PodDisruptionBudget {
 	s.t.Helper()
 	var p *policyv1.PodDisruptionBudget
-	s.eventually(10*time.Second, "PodDisruptionBudget "+name, func() error {
+	s.eventually(storyTimeout, "PodDisruptionBudget "+name, func() error {
 		if p = s.getPDB(name); p == nil {
 			return fmt.Errorf("not found")
 		}
@@ -145,7 +144,7 @@ func TestAPodDisruptionBudgetWrittenLaterIsCopiedAndItsRemovalRemovesTheCopy(t *
 	s.waitPDBCopy("podinfo-primary")
 
 	s.must(k8sClient.Delete(s.ctx, s.getPDB("podinfo")))
-	s.eventually(10*time.Second, "the copy removed with its original", func() error {
+	s.eventually(storyTimeout, "the copy removed with its original", func() error {
 		if p := s.getPDB("podinfo-primary"); p != nil && p.DeletionTimestamp.IsZero() {
 			return fmt.Errorf("podinfo-primary still there")
 		}

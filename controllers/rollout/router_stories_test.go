@@ -371,7 +371,7 @@ func TestTheShiftingLabelIsRemovedAtRollback(t *testing.T) {
 				})
 				s.ask("podinfo", sluicev1.ActionAbort, "alice")
 				s.waitPhase("podinfo", sluicev1.PhaseFailed, storyTimeout)
-				s.eventually(10*time.Second, "the route back on the primary without the label", func() error {
+				s.eventually(storyTimeout, "the route back on the primary without the label", func() error {
 					if v := s.routeNamed(kind, routeName, "podinfo"); v.canary != 0 || v.shifting {
 						return fmt.Errorf("route %+v", v)
 					}
@@ -668,7 +668,7 @@ func TestARouteChangedBehindSluicesBackIsPutBack(t *testing.T) {
 				s.must(k8sClient.Update(s.ctx, vs))
 			}
 
-			s.eventually(10*time.Second, "the route put back to 100/0", func() error {
+			s.eventually(storyTimeout, "the route put back to 100/0", func() error {
 				if v := s.route(kind, "podinfo"); v.primary != 100 || v.canary != 0 {
 					return fmt.Errorf("route %+v", v)
 				}

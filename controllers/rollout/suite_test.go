@@ -340,7 +340,7 @@ func (s *story) eventReasons(name string) []string {
 
 func (s *story) waitEvent(name, reason string) {
 	s.t.Helper()
-	s.eventually(10*time.Second, "event "+reason, func() error {
+	s.eventually(storyTimeout, "event "+reason, func() error {
 		for _, r := range s.eventReasons(name) {
 			if r == reason {
 				return nil
@@ -356,7 +356,7 @@ func (s *story) waitEvent(name, reason string) {
 // events, so it waits for want of them first.
 func (s *story) expectEvents(name, reason string, want int) {
 	s.t.Helper()
-	s.eventually(10*time.Second, fmt.Sprintf("%d %s events", want, reason), func() error {
+	s.eventually(storyTimeout, fmt.Sprintf("%d %s events", want, reason), func() error {
 		if n := countOf(s.eventReasons(name), reason); n < want {
 			return fmt.Errorf("%d so far: %v", n, s.eventReasons(name))
 		}
@@ -374,7 +374,7 @@ func (s *story) expectKStatus(name string, want status.Status) {
 	// Waited for, as kstatus-based tools (Flux, kubectl wait) poll: the
 	// status write that records a spec change comes after the actions it
 	// took, which a story may see first.
-	s.eventually(10*time.Second, fmt.Sprintf("kstatus of Rollout %s is %s at its generation", name, want), func() error {
+	s.eventually(storyTimeout, fmt.Sprintf("kstatus of Rollout %s is %s at its generation", name, want), func() error {
 		ro := s.getRollout(name)
 		ro.SetGroupVersionKind(sluicev1.GroupVersion.WithKind("Rollout"))
 		raw, err := runtime.DefaultUnstructuredConverter.ToUnstructured(ro)
