@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -318,9 +319,6 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := mgr.Add(manager.RunnableFunc(dispatcher.Run)); err != nil {
-		return nil, err
-	}
 	// Sluice's own recorder rather than controller-runtime's: client-go's
 	// broadcaster kept a copy of every Event for six minutes or more.
 	eventsAPI, err := eventsclient.NewForConfigAndClient(mgr.GetConfig(), mgr.GetHTTPClient())
@@ -328,9 +326,6 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		return nil, fmt.Errorf("events client: %w", err)
 	}
 	events := recorder.New(eventsAPI, mgr.GetScheme(), "sluice", ctrl.Log.WithName("events"))
-	if err := mgr.Add(events); err != nil {
-		return nil, err
-	}
 	// The Services and routes are read and written through one client that
 	// remembers its own writes (internal/ownwrites).
 	routes := ownwrites.NewClient(mgr.GetClient())
@@ -361,7 +356,40 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
-	return mgr, nil
+	return &outlasting{Manager: mgr, outlets: []manager.Runnable{events, manager.RunnableFunc(dispatcher.Run)}}, nil
+}
+
+// outlasting is a manager that runs the outlets of the reconcilers' words,
+// the event recorder and the notifier, from before it starts until after it
+// has stopped. Added to the manager, as runnables that need no leader, they
+// stopped first: controller-runtime stops those before the reconcilers, and
+// a stop waits for the reconciles that record the answers of the hooks in
+// flight (controllers/rollout's drain). Those reconciles recorded decisions
+// whose events and notifications then went to nobody.
+type outlasting struct {
+	manager.Manager
+	outlets []manager.Runnable
+}
+
+// Start runs the manager until ctx ends, the outlets until it has stopped;
+// it returns once they have written what they hold (the recorder drains
+// its queue, for at most a few seconds).
+func (m *outlasting) Start(ctx context.Context) error {
+	outletCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	for _, o := range m.outlets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := o.Start(outletCtx); err != nil {
+				ctrl.Log.Error(err, "an outlet of events or notifications stopped")
+			}
+		}()
+	}
+	err := m.Manager.Start(ctx)
+	stop()
+	wg.Wait()
+	return err
 }
 
 // webhookClient is the HTTP client of the webhook calls: the given one (when

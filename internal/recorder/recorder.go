@@ -59,7 +59,10 @@ const (
 
 // Recorder records events about Kubernetes objects. It implements
 // k8s.io/client-go/tools/events.EventRecorder and runs as a
-// controller-runtime Runnable (Start).
+// controller-runtime Runnable (Start), which internal/manager starts before
+// the manager and stops after it: a standby records nothing, but must take
+// the events of the moment it leads, and a stopping leader those of the
+// reconciles it waits for.
 type Recorder struct {
 	client     eventsclient.EventsGetter
 	scheme     *runtime.Scheme
@@ -175,10 +178,6 @@ func (r *Recorder) enqueue(e *entry) {
 	default:
 	}
 }
-
-// NeedLeaderElection: a standby records nothing, but its recorder must run
-// to take the events of the moment it leads.
-func (r *Recorder) NeedLeaderElection() bool { return false }
 
 // Start writes the queued events until ctx ends, then drains the queue
 // for at most drainTimeout.
