@@ -41,8 +41,9 @@ const maxCallsInFlight = 64
 const pendingRecheck = 30 * time.Second
 
 // drainTimeout bounds how long a stopping manager waits for the calls in
-// flight to end and their answers to be recorded: well under the chart's
-// terminationGracePeriodSeconds of 10, so that the manager still hands its
+// flight to end and their answers to be recorded: with the 5 s the event
+// recorder and notifier then have to write what they hold, under the
+// chart's terminationGracePeriodSeconds of 15, so that the manager hands its
 // Lease over before it is killed. What is still running then is cancelled,
 // and called again by the next leader.
 const drainTimeout = 5 * time.Second

@@ -79,7 +79,7 @@ var (
 	}, []string{"type"})
 	alertsDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_alerts_dropped_total",
-		Help: "Alerts dropped because their AlertProvider's queue was full, by provider type.",
+		Help: "Alerts dropped because their AlertProvider's queue was full, or still queued when the manager stopped, by provider type.",
 	}, []string{"type"})
 )
 
@@ -144,20 +144,24 @@ func (d *Dispatcher) startAlertLane(l *alertLane) {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
-		d.drainAlerts(d.runCtx, l)
+		d.drainAlerts(d.runCtx, d.sendCtx, l)
 	}()
 }
 
 // drainAlerts sends l's alerts until ctx ends or the lane has been idle for
 // alertIdle; an idle lane is removed, so that a deleted AlertProvider
-// leaves no worker behind.
-func (d *Dispatcher) drainAlerts(ctx context.Context, l *alertLane) {
+// leaves no worker behind. Once ctx ends it sends those still queued until
+// sendCtx ends, and counts the rest as dropped.
+func (d *Dispatcher) drainAlerts(ctx, sendCtx context.Context, l *alertLane) {
 	idle := time.NewTimer(alertIdle)
 	defer idle.Stop()
 	for {
+		if ctx.Err() != nil {
+			d.flushAlerts(sendCtx, l)
+			return
+		}
 		select {
 		case <-ctx.Done():
-			return
 		case <-idle.C:
 			d.mu.Lock()
 			if len(l.queue) == 0 {
@@ -168,16 +172,7 @@ func (d *Dispatcher) drainAlerts(ctx context.Context, l *alertLane) {
 			d.mu.Unlock()
 			idle.Reset(alertIdle)
 		case j := <-l.queue:
-			sctx, cancel := context.WithTimeout(ctx, d.timeout())
-			err := j.sender.Send(sctx, j.m)
-			cancel()
-			if err != nil {
-				alertsFailed.WithLabelValues(j.kind).Inc()
-				d.log.Error(err, "sending alert", "alertProvider", l.key, "type", j.kind,
-					"rollout", j.m.Namespace+"/"+j.m.Rollout, "reason", j.m.Reason)
-			} else {
-				alertsSent.WithLabelValues(j.kind).Inc()
-			}
+			d.sendAlert(sendCtx, l, j)
 			if !idle.Stop() {
 				select {
 				case <-idle.C:
@@ -187,4 +182,37 @@ func (d *Dispatcher) drainAlerts(ctx context.Context, l *alertLane) {
 			idle.Reset(alertIdle)
 		}
 	}
+}
+
+// flushAlerts sends l's queued alerts until ctx ends, then counts the rest
+// as dropped.
+func (d *Dispatcher) flushAlerts(ctx context.Context, l *alertLane) {
+	for {
+		select {
+		case j := <-l.queue:
+			if ctx.Err() != nil {
+				alertsDropped.WithLabelValues(j.kind).Inc()
+				d.log.Info("alert not sent: the manager stopped", "alertProvider", l.key,
+					"rollout", j.m.Namespace+"/"+j.m.Rollout, "reason", j.m.Reason)
+				continue
+			}
+			d.sendAlert(ctx, l, j)
+		default:
+			return
+		}
+	}
+}
+
+// sendAlert delivers j within the delivery timeout, and counts it.
+func (d *Dispatcher) sendAlert(ctx context.Context, l *alertLane, j alertJob) {
+	sctx, cancel := context.WithTimeout(ctx, d.timeout())
+	err := j.sender.Send(sctx, j.m)
+	cancel()
+	if err != nil {
+		alertsFailed.WithLabelValues(j.kind).Inc()
+		d.log.Error(err, "sending alert", "alertProvider", l.key, "type", j.kind,
+			"rollout", j.m.Namespace+"/"+j.m.Rollout, "reason", j.m.Reason)
+		return
+	}
+	alertsSent.WithLabelValues(j.kind).Inc()
 }

@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/go-logr/logr"
 
@@ -159,6 +160,7 @@ func TestAlertLanesDeliverPerProviderAndAHangingOneDelaysOnlyItself(t *testing.T
 
 	const queue = 3
 	d := NewDispatcher(nil, nil, queue, logr.Discard())
+	d.StopDrain = 100 * time.Millisecond // the hanging alert in flight at the stop
 	// Queued before Run starts: the lane starts with it.
 	if !d.Alert("shop/chat", "googlechat", &GoogleChat{URL: okURL}, rolledBack) {
 		t.Fatal("the first alert was dropped")

@@ -23,7 +23,7 @@ var (
 	}, []string{"sender"})
 	droppedTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "sluice_notifications_dropped_total",
-		Help: "Notifications dropped because the sender's queue was full, by sender.",
+		Help: "Notifications dropped because the sender's queue was full, or still queued when the manager stopped, by sender.",
 	}, []string{"sender"})
 )
 
@@ -34,6 +34,12 @@ func init() {
 // SendTimeout bounds one delivery.
 const SendTimeout = 10 * time.Second
 
+// StopDrain bounds the deliveries a stopping dispatcher still makes. It
+// runs beside the event recorder's drain, once the reconcilers have
+// stopped (after at most controllers/rollout's drainTimeout of 5 s): the
+// two fit the chart's terminationGracePeriodSeconds of 15.
+const StopDrain = 5 * time.Second
+
 // Dispatcher delivers messages to its senders in the background. Each
 // sender has its own bounded queue and worker, so a hanging receiver delays
 // only its own messages; Dispatch never blocks: when a queue is full the
@@ -43,14 +49,19 @@ type Dispatcher struct {
 	log   logr.Logger
 	// Timeout bounds one delivery (SendTimeout when 0).
 	Timeout time.Duration
+	// StopDrain bounds the deliveries after Run's ctx ends (StopDrain when
+	// 0).
+	StopDrain time.Duration
 
 	queueSize int
 	// mu guards the AlertProviders' lanes (alert.go), made on their first
-	// alert, and runCtx, set once Run has started.
+	// alert, and runCtx and sendCtx, set once Run has started.
 	mu     sync.Mutex
 	alerts map[string]*alertLane
 	runCtx context.Context
-	wg     sync.WaitGroup
+	// sendCtx is the deliveries' context: it outlives runCtx by StopDrain.
+	sendCtx context.Context
+	wg      sync.WaitGroup
 }
 
 type lane struct {
@@ -107,9 +118,19 @@ func (d *Dispatcher) Dispatch(m Message) int {
 
 // Run delivers queued messages until ctx ends. It fits manager.Add as a
 // Runnable (through manager.RunnableFunc).
+// Once ctx ends, it delivers what the queues still hold for at most
+// StopDrain, counts the rest as dropped, and returns.
 func (d *Dispatcher) Run(ctx context.Context) error {
+	drain := d.StopDrain
+	if drain <= 0 {
+		drain = StopDrain
+	}
+	sendCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { time.AfterFunc(drain, cancel) })
+	defer stop()
 	d.mu.Lock()
-	d.runCtx = ctx
+	d.runCtx, d.sendCtx = ctx, sendCtx
 	for _, l := range d.alerts {
 		d.startAlertLane(l)
 	}
@@ -117,7 +138,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 		d.wg.Add(1)
 		go func() {
 			defer d.wg.Done()
-			d.drain(ctx, l)
+			d.drain(ctx, sendCtx, l)
 		}()
 	}
 	d.mu.Unlock()
@@ -133,23 +154,42 @@ func (d *Dispatcher) timeout() time.Duration {
 	return d.Timeout
 }
 
-func (d *Dispatcher) drain(ctx context.Context, l *lane) {
-	name := l.sender.Name()
-	timeout := d.timeout()
-	for {
+// drain delivers l's messages until ctx ends, then those still queued
+// until sendCtx ends; it counts the rest as dropped.
+func (d *Dispatcher) drain(ctx, sendCtx context.Context, l *lane) {
+	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
-			return
 		case m := <-l.queue:
-			sctx, cancel := context.WithTimeout(ctx, timeout)
-			err := l.sender.Send(sctx, m)
-			cancel()
-			if err != nil {
-				failedTotal.WithLabelValues(name).Inc()
-				d.log.Error(err, "sending notification", "sender", name, "rollout", m.Namespace+"/"+m.Rollout, "reason", m.Reason)
-				continue
-			}
-			sentTotal.WithLabelValues(name).Inc()
+			d.send(sendCtx, l, m)
 		}
 	}
+	for {
+		select {
+		case m := <-l.queue:
+			if sendCtx.Err() != nil {
+				droppedTotal.WithLabelValues(l.sender.Name()).Inc()
+				d.log.Info("notification not sent: the manager stopped", "sender", l.sender.Name(),
+					"rollout", m.Namespace+"/"+m.Rollout, "reason", m.Reason)
+				continue
+			}
+			d.send(sendCtx, l, m)
+		default:
+			return
+		}
+	}
+}
+
+// send delivers m to l's sender within the delivery timeout, and counts it.
+func (d *Dispatcher) send(ctx context.Context, l *lane, m Message) {
+	name := l.sender.Name()
+	sctx, cancel := context.WithTimeout(ctx, d.timeout())
+	err := l.sender.Send(sctx, m)
+	cancel()
+	if err != nil {
+		failedTotal.WithLabelValues(name).Inc()
+		d.log.Error(err, "sending notification", "sender", name, "rollout", m.Namespace+"/"+m.Rollout, "reason", m.Reason)
+		return
+	}
+	sentTotal.WithLabelValues(name).Inc()
 }

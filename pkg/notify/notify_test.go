@@ -383,3 +383,78 @@ func counter(t *testing.T, vec *prometheus.CounterVec, sender string) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// The manager stops the dispatcher after the reconcilers, and the
+// notifications of their last decisions are queued then: a stopping
+// dispatcher delivers what it holds, for at most its StopDrain, and counts
+// what it could not deliver in that time as dropped.
+func TestAStoppingDispatcherDeliversWhatItHoldsThenCountsTheRestDropped(t *testing.T) {
+	t.Run("a slow receiver gets every queued message", func(t *testing.T) {
+		slow := &named{Sender: &Webhook{URL: newSlowReceiver(t, 100*time.Millisecond, nil)}, name: "webhook-slow"}
+		sentBefore := counter(t, sentTotal, "webhook-slow")
+		d := NewDispatcher([]Sender{slow}, nil, 10, logr.Discard())
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { _ = d.Run(ctx); close(done) }()
+		for range 3 {
+			d.Dispatch(rolledBack)
+		}
+		cancel()
+		<-done
+		if sent := counter(t, sentTotal, "webhook-slow") - sentBefore; sent != 3 {
+			t.Errorf("%v of 3 queued messages delivered once the dispatcher stopped", sent)
+		}
+	})
+	t.Run("an AlertProvider gets every queued alert", func(t *testing.T) {
+		url := newSlowReceiver(t, 100*time.Millisecond, nil)
+		sentBefore := counter(t, alertsSent, "googlechat")
+		d := NewDispatcher(nil, nil, 10, logr.Discard())
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { _ = d.Run(ctx); close(done) }()
+		for range 3 {
+			d.Alert("shop/chat", "googlechat", &GoogleChat{URL: url}, rolledBack)
+		}
+		cancel()
+		<-done
+		if sent := counter(t, alertsSent, "googlechat") - sentBefore; sent != 3 {
+			t.Errorf("%v of 3 queued alerts delivered once the dispatcher stopped", sent)
+		}
+	})
+	t.Run("a hanging receiver holds the stop for StopDrain only", func(t *testing.T) {
+		hang := make(chan struct{})
+		hanging := &named{Sender: &Webhook{URL: newSlowReceiver(t, time.Hour, hang)}, name: "webhook-hanging"}
+		t.Cleanup(func() { close(hang) }) // before the receiver's Close, which waits for its handlers
+		sentBefore, failedBefore := counter(t, sentTotal, "webhook-hanging"), counter(t, failedTotal, "webhook-hanging")
+		droppedBefore := counter(t, droppedTotal, "webhook-hanging")
+		d := NewDispatcher([]Sender{hanging}, nil, 10, logr.Discard())
+		d.StopDrain = 300 * time.Millisecond
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { _ = d.Run(ctx); close(done) }()
+		for range 3 {
+			d.Dispatch(rolledBack)
+		}
+		cancel()
+		<-done
+		sent := counter(t, sentTotal, "webhook-hanging") - sentBefore
+		failed := counter(t, failedTotal, "webhook-hanging") - failedBefore
+		dropped := counter(t, droppedTotal, "webhook-hanging") - droppedBefore
+		if sent != 0 || failed+dropped != 3 || dropped < 2 {
+			t.Errorf("sent %v, failed %v, dropped %v: want the one in flight failed and the two queued counted as dropped", sent, failed, dropped)
+		}
+	})
+}
+
+// newSlowReceiver serves 200 after delay, or once release closes.
+func newSlowReceiver(t *testing.T, delay time.Duration, release <-chan struct{}) string {
+	srv := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		select {
+		case <-time.After(delay):
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
