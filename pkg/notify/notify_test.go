@@ -393,14 +393,7 @@ func TestAStoppingDispatcherDeliversWhatItHoldsThenCountsTheRestDropped(t *testi
 		slow := &named{Sender: &Webhook{URL: newSlowReceiver(t, 100*time.Millisecond, nil)}, name: "webhook-slow"}
 		sentBefore := counter(t, sentTotal, "webhook-slow")
 		d := NewDispatcher([]Sender{slow}, nil, 10, logr.Discard())
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { _ = d.Run(ctx); close(done) }()
-		for range 3 {
-			d.Dispatch(rolledBack)
-		}
-		cancel()
-		<-done
+		queueThenStop(d, func() { d.Dispatch(rolledBack) })
 		if sent := counter(t, sentTotal, "webhook-slow") - sentBefore; sent != 3 {
 			t.Errorf("%v of 3 queued messages delivered once the dispatcher stopped", sent)
 		}
@@ -409,14 +402,7 @@ func TestAStoppingDispatcherDeliversWhatItHoldsThenCountsTheRestDropped(t *testi
 		url := newSlowReceiver(t, 100*time.Millisecond, nil)
 		sentBefore := counter(t, alertsSent, "googlechat")
 		d := NewDispatcher(nil, nil, 10, logr.Discard())
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { _ = d.Run(ctx); close(done) }()
-		for range 3 {
-			d.Alert("shop/chat", "googlechat", &GoogleChat{URL: url}, rolledBack)
-		}
-		cancel()
-		<-done
+		queueThenStop(d, func() { d.Alert("shop/chat", "googlechat", &GoogleChat{URL: url}, rolledBack) })
 		if sent := counter(t, alertsSent, "googlechat") - sentBefore; sent != 3 {
 			t.Errorf("%v of 3 queued alerts delivered once the dispatcher stopped", sent)
 		}
@@ -429,14 +415,7 @@ func TestAStoppingDispatcherDeliversWhatItHoldsThenCountsTheRestDropped(t *testi
 		droppedBefore := counter(t, droppedTotal, "webhook-hanging")
 		d := NewDispatcher([]Sender{hanging}, nil, 10, logr.Discard())
 		d.StopDrain = 300 * time.Millisecond
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan struct{})
-		go func() { _ = d.Run(ctx); close(done) }()
-		for range 3 {
-			d.Dispatch(rolledBack)
-		}
-		cancel()
-		<-done
+		queueThenStop(d, func() { d.Dispatch(rolledBack) })
 		sent := counter(t, sentTotal, "webhook-hanging") - sentBefore
 		failed := counter(t, failedTotal, "webhook-hanging") - failedBefore
 		dropped := counter(t, droppedTotal, "webhook-hanging") - droppedBefore
@@ -444,6 +423,19 @@ func TestAStoppingDispatcherDeliversWhatItHoldsThenCountsTheRestDropped(t *testi
 			t.Errorf("sent %v, failed %v, dropped %v: want the one in flight failed and the two queued counted as dropped", sent, failed, dropped)
 		}
 	})
+}
+
+// queueThenStop runs d, queues three messages with queue, stops d and
+// waits for Run to return.
+func queueThenStop(d *Dispatcher, queue func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = d.Run(ctx); close(done) }()
+	for range 3 {
+		queue()
+	}
+	cancel()
+	<-done
 }
 
 // newSlowReceiver serves 200 after delay, or once release closes.
