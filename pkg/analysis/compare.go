@@ -47,7 +47,12 @@ type SeriesQuerier interface {
 // CompareWindow is the window of a compare check run at now: the check's
 // interval, else the analysis interval, else DefaultMetricInterval, ending
 // at now, and widened when needed to hold minSamples steps, since a window
-// that cannot hold them could never be judged.
+// that cannot hold them could never be judged. It starts no earlier than
+// the current run (status.runStartedAt): before it the canary's Service
+// served the previous run's canary, all the traffic during its promotion,
+// and those samples would vouch for a version they never measured. A run
+// younger than the window has fewer samples; too few are onNoData's to
+// decide, as for a canary that has no traffic yet.
 func CompareWindow(ro *sluicev1.Rollout, check sluicev1.MetricCheck, now time.Time) Window {
 	step := DefaultCompareStep
 	minSamples := judge.DefaultMinSamples
@@ -70,7 +75,16 @@ func CompareWindow(ro *sluicev1.Rollout, check sluicev1.MetricCheck, now time.Ti
 	if need := time.Duration(minSamples-1) * step; length < need {
 		length = need
 	}
-	return Window{Start: now.Add(-length), End: now, Step: step}
+	start := now.Add(-length)
+	if run := ro.Status.RunStartedAt; run != nil && run.After(start) {
+		// A start after now is a clock skewed against the leader that
+		// recorded it: read no sample from before this manager's now.
+		start = run.Time
+		if start.After(now) {
+			start = now
+		}
+	}
+	return Window{Start: start, End: now, Step: step}
 }
 
 // ParseTolerance reads a compare tolerance, "10%" or "2.5%", as a fraction

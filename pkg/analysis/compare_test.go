@@ -152,6 +152,36 @@ func TestCompareWindowEndsNowAndHoldsMinSamples(t *testing.T) {
 	}
 }
 
+// A run that started less than a window ago is judged on its own samples:
+// before it, the canary's Service served the previous run's canary (during
+// its promotion, all the traffic), and those samples say nothing of this
+// one.
+func TestCompareWindowStartsNoEarlierThanTheRun(t *testing.T) {
+	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	check := latencyCheck(func(c *sluicev1.MetricCheck) {
+		c.Interval = &metav1.Duration{Duration: 20 * time.Second}
+		c.Compare.Step = &metav1.Duration{Duration: 2 * time.Second}
+	})
+	for _, tt := range []struct {
+		name      string
+		started   time.Time
+		wantStart time.Time
+	}{
+		{"a run younger than the window: its start", now.Add(-12 * time.Second), now.Add(-12 * time.Second)},
+		{"a run older than the window: the whole window", now.Add(-time.Hour), now.Add(-20 * time.Second)},
+		{"a run started after now (a skewed clock): no sample before now", now.Add(time.Second), now},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ro := &sluicev1.Rollout{Status: sluicev1.RolloutStatus{RunStartedAt: &metav1.Time{Time: tt.started}}}
+			w := CompareWindow(ro, check, now)
+			if !w.Start.Equal(tt.wantStart) || !w.End.Equal(now) {
+				t.Errorf("window %s..%s, want %s..%s", w.Start.Format(time.TimeOnly), w.End.Format(time.TimeOnly),
+					tt.wantStart.Format(time.TimeOnly), now.Format(time.TimeOnly))
+			}
+		})
+	}
+}
+
 func TestParseToleranceReadsPercentages(t *testing.T) {
 	for in, want := range map[string]float64{"": 0.1, "10%": 0.1, "2.5%": 0.025, "0%": 0, "1000%": 10} {
 		if got, err := ParseTolerance(in); err != nil || got != want {
