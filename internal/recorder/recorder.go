@@ -218,7 +218,7 @@ func init() {
 		}, ofRunning((*Recorder).pending)),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "sluice_events_failed_total",
-			Help: "Events given up on: refused as invalid or forbidden, or not taken for about a minute of retries.",
+			Help: "Events given up on: refused as invalid or forbidden (in a namespace being deleted among them), or not taken for about a minute of retries.",
 		}, ofRunning((*Recorder).FailedWrites)),
 	)
 }
@@ -343,6 +343,13 @@ func (r *Recorder) write(ctx context.Context, e *entry) {
 	retry := !apierrors.IsInvalid(err) && !apierrors.IsBadRequest(err) && !apierrors.IsForbidden(err) && e.tries < maxTries
 	if !retry || r.stopped {
 		r.failed++
+		if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+			// The namespace, and what the event is about, are being
+			// deleted: no one will read it, and nothing went wrong that
+			// an operator should chase in an error with a stack trace.
+			r.log.Info("event not written: its namespace is being deleted", "reason", ev.Reason, "regarding", ev.Regarding.Name, "namespace", ev.Namespace)
+			return
+		}
 		r.log.Error(err, "writing an event failed", "reason", ev.Reason, "regarding", ev.Regarding.Name, "namespace", ev.Namespace, "tries", e.tries)
 		return
 	}

@@ -5,12 +5,15 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/go-logr/logr/testr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -294,5 +297,49 @@ func TestTheRecorderRemembersABoundedNumberOfEvents(t *testing.T) {
 	}
 	if len(rec.queue) != 3*maxRecent {
 		t.Errorf("%d events queued, want all %d (forgetting an event must not drop its write)", len(rec.queue), 3*maxRecent)
+	}
+}
+
+// logLines keeps what a recorder logs: "error <msg>" or "info <msg>".
+type logLines struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *logLines) Init(logr.RuntimeInfo)               {}
+func (l *logLines) Enabled(level int) bool              { return level == 0 }
+func (l *logLines) WithValues(...any) logr.LogSink      { return l }
+func (l *logLines) WithName(string) logr.LogSink        { return l }
+func (l *logLines) Info(_ int, msg string, _ ...any)    { l.add("info " + msg) }
+func (l *logLines) Error(_ error, msg string, _ ...any) { l.add("error " + msg) }
+func (l *logLines) add(line string)                     { l.mu.Lock(); l.lines = append(l.lines, line); l.mu.Unlock() }
+func (l *logLines) all() []string                       { l.mu.Lock(); defer l.mu.Unlock(); return slices.Clone(l.lines) }
+
+// An event about an object of a namespace being deleted cannot be written
+// (the API server takes nothing new there) and no one could read it: it
+// is given up on and counted, and said at info, not as an error with a
+// stack trace each time an SRE deletes a namespace mid-release.
+func TestAnEventInANamespaceBeingDeletedIsGivenUpOnWithoutAnError(t *testing.T) {
+	f := newFixture(t, nil)
+	f.stop()
+	logs := &logLines{}
+	f.rec = New(f.kube.EventsV1(), clientgoscheme.Scheme, "sluice", logr.New(logs))
+	f.start()
+	// No namespace controller runs here: the namespace stays Terminating.
+	if err := f.kube.CoreV1().Namespaces().Delete(context.Background(), f.ns, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	f.rec.Eventf(f.obj, nil, corev1.EventTypeNormal, "Reverting", "Release", "moving traffic back")
+
+	deadline := time.Now().Add(10 * time.Second)
+	for f.rec.FailedWrites() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events given up on, want the 1 refused in a namespace being deleted; logged: %q", f.rec.FailedWrites(), logs.all())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := logs.all(); !slices.Equal(got, []string{"info event not written: its namespace is being deleted"}) {
+		t.Errorf("logged %q, want the one event not written said at info", got)
 	}
 }
