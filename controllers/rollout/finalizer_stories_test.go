@@ -77,3 +77,36 @@ func TestAnotherControllersFinalizerIsNeitherLostNorBroughtBack(t *testing.T) {
 		}
 	}
 }
+
+// TestATargetDeletedWhileItIsHandedBackIsNoError: a namespace being deleted
+// deletes the Rollout and its target at once, so the target can go between
+// the finalizer's read of it and its scale-up. That was a Reconciler error
+// with a stack trace in the manager's log; nothing went wrong: the next
+// pass finds no target to hand traffic back to, and the Rollout goes.
+func TestATargetDeletedWhileItIsHandedBackIsNoError(t *testing.T) {
+	race := &patchRace{object: "deployments/podinfo", matches: func(body string) bool { return strings.Contains(body, `"replicas"`) }}
+	s := newStoryWrapped(t, manager.Options{}, func(rt http.RoundTripper) http.RoundTripper {
+		race.next = rt
+		return race
+	})
+	race.ns = s.ns
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo")
+
+	race.arm(func() error { return k8sClient.Delete(s.ctx, s.getDeployment("podinfo")) })
+	s.must(k8sClient.Delete(s.ctx, s.getRollout("podinfo")))
+
+	s.eventually(storyTimeout, "the Rollout gone", func() error {
+		ro := &sluicev1.Rollout{}
+		if err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, ro); err != nil {
+			return client.IgnoreNotFound(err)
+		}
+		return fmt.Errorf("still there: %s", ro.Status.Message)
+	})
+	if ran, err := race.ran(); !ran || err != nil {
+		t.Fatalf("the target was not deleted right before its scale-up (deleted: %v, error: %v)", ran, err)
+	}
+	if errs := s.errorsLogged(); len(errs) > 0 {
+		t.Errorf("the manager logged errors for a target that went while it was handed back:\n%s", strings.Join(errs, "\n"))
+	}
+}

@@ -9,11 +9,13 @@ import (
 )
 
 // patchRace runs someone else's change, once armed, right before the
-// manager's next PATCH of the Rollout podinfo whose body matches reaches
-// the API server: the race a user or another controller can win.
+// manager's next PATCH of the Rollout podinfo (or of object, "deployments/
+// podinfo") whose body matches reaches the API server: the race a user or
+// another controller can win.
 type patchRace struct {
 	next    http.RoundTripper
 	ns      string
+	object  string // "rollouts/podinfo" when empty
 	matches func(body string) bool
 
 	mu     sync.Mutex
@@ -35,7 +37,11 @@ func (p *patchRace) ran() (bool, error) {
 }
 
 func (p *patchRace) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, "/namespaces/"+p.ns+"/rollouts/podinfo") && r.Body != nil {
+	object := p.object
+	if object == "" {
+		object = "rollouts/podinfo"
+	}
+	if r.Method == http.MethodPatch && strings.HasSuffix(r.URL.Path, "/namespaces/"+p.ns+"/"+object) && r.Body != nil {
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
 			return nil, err

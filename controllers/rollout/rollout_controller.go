@@ -196,6 +196,14 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		if refused(err) {
 			return r.deletionRefused(ctx, ro, err)
 		}
+		if apierrors.IsNotFound(err) {
+			// What finalize hands back or removes went while it worked (a
+			// namespace being deleted deletes the target with the
+			// Rollout): nothing went wrong, and the next pass reads again
+			// what is left.
+			log.FromContext(ctx).V(1).Info("an object went while the Rollout was finalized; looking again", "error", err.Error())
+			return ctrl.Result{RequeueAfter: staleRetry}, nil
+		}
 		return res, err
 	}
 	if !controllerutil.ContainsFinalizer(ro, finalizer) {

@@ -3,10 +3,12 @@ package rollout_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -51,7 +53,7 @@ func TestMain(m *testing.M) {
 	// controller-runtime's global logger, which a stopping manager writes
 	// to: errors only (a benchmark that hid them would measure nothing).
 	// Unset, it prints a stack trace 30 s into the run.
-	ctrl.SetLogger(zap.New(zap.WriteTo(os.Stderr), zap.Level(zapcore.ErrorLevel)))
+	ctrl.SetLogger(zap.New(zap.WriteTo(io.MultiWriter(os.Stderr, errorLog)), zap.Level(zapcore.ErrorLevel)))
 	crds, err := testenv.RouterCRDPaths()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -393,4 +395,36 @@ func (s *story) expectKStatus(name string, want status.Status) {
 		}
 		return nil
 	})
+}
+
+// errorLog keeps the lines (JSON) the managers of every story log at error
+// level, for a story to check that nothing it did was logged as an error.
+var errorLog = &lines{}
+
+type lines struct {
+	mu  sync.Mutex
+	all []string
+}
+
+func (l *lines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		l.all = append(l.all, line)
+	}
+	return len(p), nil
+}
+
+// errorsLogged are the errors the manager logged about the story's
+// namespace.
+func (s *story) errorsLogged() []string {
+	errorLog.mu.Lock()
+	defer errorLog.mu.Unlock()
+	var out []string
+	for _, line := range errorLog.all {
+		if strings.Contains(line, `"namespace":"`+s.ns+`"`) {
+			out = append(out, line)
+		}
+	}
+	return out
 }
