@@ -116,10 +116,9 @@ func (d *Dispatcher) Dispatch(m Message) int {
 	return accepted
 }
 
-// Run delivers queued messages until ctx ends. It fits manager.Add as a
-// Runnable (through manager.RunnableFunc).
-// Once ctx ends, it delivers what the queues still hold for at most
-// StopDrain, counts the rest as dropped, and returns.
+// Run delivers queued messages until ctx ends, then what the queues still
+// hold for at most StopDrain; the rest is counted as dropped. It fits
+// manager.RunnableFunc.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	drain := d.StopDrain
 	if drain <= 0 {
