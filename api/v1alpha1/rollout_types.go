@@ -1279,6 +1279,16 @@ type RolloutStatus struct {
 	// +optional
 	RunStartedAt *metav1.Time `json:"runStartedAt,omitempty"`
 
+	// PreviousCanaryUntil is when the target last served a revision other
+	// than this run's, as the run started: the end of the last run's drain
+	// (or of the handover at installation), or the run's start when it
+	// began over a run whose canary may have taken traffic. A threshold
+	// check whose query window reaches back before it would read that
+	// revision's traffic as this one's: it waits (verdict Wait) until its
+	// window starts after it. Unset when the target served nothing before.
+	// +optional
+	PreviousCanaryUntil *metav1.Time `json:"previousCanaryUntil,omitempty"`
+
 	// WaitingSince is when Sluice started waiting for the canary to be ready;
 	// the progress deadline counts from here.
 	// +optional
@@ -1367,7 +1377,9 @@ type MetricStatus struct {
 	// Value last measured, as text (empty when there was no data).
 	// +optional
 	Value string `json:"value,omitempty"`
-	// Verdict of the last check: Pass, Fail, NoData or Error.
+	// Verdict of the last check: Pass, Fail, NoData, Error, or Wait (a
+	// window that still reads the revision the canary served before this
+	// run: see status.previousCanaryUntil).
 	// +optional
 	Verdict string `json:"verdict,omitempty"`
 	// Message explains a failure or error.

@@ -1082,6 +1082,10 @@ func (in *RolloutStatus) DeepCopyInto(out *RolloutStatus) {
 		in, out := &in.RunStartedAt, &out.RunStartedAt
 		*out = (*in).DeepCopy()
 	}
+	if in.PreviousCanaryUntil != nil {
+		in, out := &in.PreviousCanaryUntil, &out.PreviousCanaryUntil
+		*out = (*in).DeepCopy()
+	}
 	if in.WaitingSince != nil {
 		in, out := &in.WaitingSince, &out.WaitingSince
 		*out = (*in).DeepCopy()

@@ -383,6 +383,7 @@ func (m *machine) routedWeight() int32 {
 }
 
 func (m *machine) startRun(rev string) {
+	m.st.PreviousCanaryUntil = m.previousCanaryUntil()
 	m.st.CanaryRevision = rev
 	m.st.FailedChecks = 0
 	m.st.CurrentStepIndex = 0
@@ -401,6 +402,34 @@ func (m *machine) startRun(rev string) {
 		return
 	}
 	m.st.Phase = sluicev1.PhaseProgressing
+}
+
+// previousCanaryUntil is, as a run starts, when the target last served
+// another revision: now when a run is under way (its canary may have taken
+// traffic until this decision moves it), else the end of the last drain,
+// whose pods kept serving requests in flight until then. Metrics of the
+// target read over a window that reaches back before it would judge that
+// revision as this one (pkg/analysis waits for the window to clear it). A
+// target never drained has served nothing since it was parked: nil.
+func (m *machine) previousCanaryUntil() *metav1.Time {
+	// Whole seconds, rounded up, as the API server keeps them: a time read
+	// back must not end the wait early.
+	now := m.now.Truncate(time.Second)
+	if now.Before(m.now) {
+		now = now.Add(time.Second)
+	}
+	if m.activeRun() {
+		return &metav1.Time{Time: now}
+	}
+	since := m.st.CanaryDrainingSince
+	if since == nil {
+		return nil
+	}
+	end := since.Add(steps.ScaleDownDelay(m.spec))
+	if end.After(now) {
+		end = now
+	}
+	return &metav1.Time{Time: end}
 }
 
 func (m *machine) revisionChanged() bool {

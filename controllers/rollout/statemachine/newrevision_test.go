@@ -89,3 +89,53 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// TestARunRecordsWhenTheTargetLastServedAnotherRevision: a run's metric
+// checks must not read the target's metrics from before it served this
+// revision, so a run records, as it starts, when the target last served
+// another: the end of the last drain (its pods served requests in flight
+// until then), or now when a run under way is replaced (its canary may
+// have taken traffic until this decision moves it).
+func TestARunRecordsWhenTheTargetLastServedAnotherRevision(t *testing.T) {
+	at := func(d time.Duration) *time.Time { x := t0.Add(d); return &x }
+	tests := []struct {
+		name string
+		st   *sluicev1.RolloutStatus
+		obs  Observation
+		now  time.Time
+		want *time.Time
+	}{
+		{name: "after a promotion whose drain ended 30s ago: the drain's end",
+			st: status(sluicev1.PhaseSucceeded, drainingSince(40*time.Second)), obs: observe("rev2", canaryNotReady), want: at(-30 * time.Second)},
+		{name: "after a rollback whose drain is still under way: now",
+			st: status(sluicev1.PhaseFailed, failedRevision("rev2"), drainingSince(4*time.Second)), obs: observe("rev3", canaryNotReady), want: at(0)},
+		{name: "a target that was never drained has served nothing: none",
+			st: status(sluicev1.PhaseInitialized), obs: observe("rev2", canaryNotReady)},
+		{name: "a run under way replaced by a new revision: now",
+			st: status(sluicev1.PhaseProgressing, atStep(1, 50), stepStarted(time.Second)), obs: observe("rev3", routed(50)), want: at(0)},
+		{name: "a promotion ended by a new revision: now",
+			st: status(sluicev1.PhaseFinalising, drainingSince(4*time.Second)), obs: observe("rev3", routed(0), primaryAt("rev2", true), canaryNotReady), want: at(0)},
+		{name: "now with a fraction of a second is rounded up, as the API server keeps whole seconds",
+			st: status(sluicev1.PhaseProgressing, atStep(1, 50), stepStarted(time.Second)), obs: observe("rev3", routed(50)),
+			now: t0.Add(-300 * time.Millisecond), want: at(0)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := tt.now
+			if now.IsZero() {
+				now = t0
+			}
+			d := Decide(Input{Spec: spec(), Generation: 3, Status: tt.st, Obs: tt.obs, Now: now})
+			if !hasEvent(d.Events, "NewRevision") {
+				t.Fatalf("events %v: no run started", d.Events)
+			}
+			got := d.Status.PreviousCanaryUntil
+			switch {
+			case tt.want == nil && got != nil:
+				t.Errorf("previousCanaryUntil = %v, want none", got)
+			case tt.want != nil && (got == nil || !got.Time.Equal(*tt.want)):
+				t.Errorf("previousCanaryUntil = %v, want %v", got, *tt.want)
+			}
+		})
+	}
+}
