@@ -322,3 +322,47 @@ func TestAMetricTemplateWithAnUnknownVariableIsReportedAndNeverPromotes(t *testi
 	}
 	s.waitEvent("podinfo", "CheckFailed")
 }
+
+// TestABadCanaryReleasedRightAfterAGoodOneIsJudgedOnItsOwnTraffic: right
+// after a promotion the target's metrics are the promoted canary's (it
+// took all the traffic while the primary was updated). A release that
+// followed within a metric's window was judged on them in its first
+// check: the good revision before vouched for a bad one, promoted here
+// after a single check. A check now waits until its window holds only the
+// run's own traffic.
+func TestABadCanaryReleasedRightAfterAGoodOneIsJudgedOnItsOwnTraffic(t *testing.T) {
+	s := newPromStory(t)
+	s.exp.Set(s.canaryPod("podinfo"), promtest.Traffic{RPS: 50, Latency: 5 * time.Millisecond})
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", iterations(1), metric(successRateAtLeast(70, sluicev1.NoDataHold)))
+	s.waitForData("podinfo")
+	s.setImage("podinfo", "podinfo:2.0")
+	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+
+	// Revision 3 answers half its requests with 500, from its first one.
+	s.exp.Set(s.canaryPod("podinfo"), promtest.Traffic{RPS: 50, ErrorRatio: 0.5, Latency: 5 * time.Millisecond})
+	s.setImage("podinfo", "podinfo:3.0")
+
+	// The wait is shown while it lasts: verdict Wait, and the step's
+	// message says until when.
+	s.eventually(storyTimeout, "the check waits for its window", func() error {
+		ro := s.getRollout("podinfo")
+		sr, _ := metricStatus(ro, sluicev1.MetricRequestSuccessRate)
+		if ro.Status.CanaryRevision == "" || ro.Status.PreviousCanaryUntil == nil || sr.Verdict != analysis.VerdictWait ||
+			!strings.Contains(ro.Status.Message, "no verdict, holding the step: request-success-rate: waiting until") {
+			return fmt.Errorf("canary %q, previousCanaryUntil %v, metric %+v, message %q", ro.Status.CanaryRevision,
+				ro.Status.PreviousCanaryUntil, sr, ro.Status.Message)
+		}
+		return nil
+	})
+	ro := s.waitPhase("podinfo", sluicev1.PhaseFailed, storyTimeout)
+	if img := s.getDeployment("podinfo-primary").Spec.Template.Spec.Containers[0].Image; img != "podinfo:2.0" {
+		t.Errorf("primary image = %s, want podinfo:2.0: the bad revision was promoted", img)
+	}
+	if ro.Status.FailedChecks != 2 {
+		t.Errorf("failedChecks = %d, want the threshold 2", ro.Status.FailedChecks)
+	}
+	if sr, _ := metricStatus(ro, sluicev1.MetricRequestSuccessRate); sr.Verdict != analysis.VerdictFail {
+		t.Errorf("status of request-success-rate = %+v, want Fail", sr)
+	}
+}

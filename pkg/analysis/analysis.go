@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/common/model"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
@@ -28,6 +29,10 @@ const (
 	VerdictFail   = "Fail"
 	VerdictNoData = "NoData"
 	VerdictError  = "Error"
+	// VerdictWait: the check's window still reaches back to when the
+	// target served another revision (status.previousCanaryUntil); it was
+	// not asked, and holds the step whatever its onNoData.
+	VerdictWait = "Wait"
 )
 
 // Querier returns the value of one metric check of a Rollout.
@@ -91,7 +96,8 @@ func RunWith(ctx context.Context, q Querier, ro *sluicev1.Rollout, now time.Time
 		switch {
 		case ms.Verdict == VerdictFail || ms.Verdict == VerdictError:
 			res.Failed = append(res.Failed, ms.Message)
-		case ms.Verdict == VerdictNoData && policy(check) == sluicev1.NoDataHold:
+		case ms.Verdict == VerdictWait,
+			ms.Verdict == VerdictNoData && policy(check) == sluicev1.NoDataHold:
 			res.Held = append(res.Held, ms.Message)
 		case ms.Verdict == VerdictNoData && policy(check) != sluicev1.NoDataPass:
 			res.Failed = append(res.Failed, ms.Message)
@@ -115,8 +121,44 @@ func evaluate(ctx context.Context, q Querier, ro *sluicev1.Rollout, check sluice
 	if check.Compare != nil {
 		return compare(ctx, q, ro, check, now)
 	}
+	if ms, wait := waitForTheWindow(ctx, q, ro, check, now); wait {
+		return ms
+	}
 	v, err := q.Query(ctx, ro, check)
 	return Judge(check, v, err)
+}
+
+// WindowReader is a Querier that can tell whether a check's query reads
+// the check's window (.interval, or a provider that queries a time range)
+// or only the latest value. A Querier without it is taken to read it.
+type WindowReader interface {
+	ReadsWindow(ctx context.Context, ro *sluicev1.Rollout, check sluicev1.MetricCheck) (bool, error)
+}
+
+// waitForTheWindow holds a threshold check whose window, ending now,
+// starts before status.previousCanaryUntil: the target's metrics there
+// are the revision it served before this run (the last canary, all the
+// traffic during its promotion; the application itself before Sluice took
+// it over), and a query over them would judge that revision as this one:
+// a good one would vouch for a bad successor, a bad one fail its fix. The
+// check waits, asked nothing, until the window clears that time. A query
+// that reads no window (the latest value of a gauge) is asked at once; if
+// telling fails, the query is asked too and reports the error itself.
+// Compare checks have their own window, which starts with the run.
+func waitForTheWindow(ctx context.Context, q Querier, ro *sluicev1.Rollout, check sluicev1.MetricCheck, now time.Time) (sluicev1.MetricStatus, bool) {
+	until := ro.Status.PreviousCanaryUntil
+	length := window(check)
+	if until == nil || !now.Add(-length).Before(until.Time) {
+		return sluicev1.MetricStatus{}, false
+	}
+	if wr, ok := q.(WindowReader); ok {
+		if reads, err := wr.ReadsWindow(ctx, ro, check); err != nil || !reads {
+			return sluicev1.MetricStatus{}, false
+		}
+	}
+	return sluicev1.MetricStatus{Name: check.Name, Verdict: VerdictWait, Message: fmt.Sprintf(
+		"%s: waiting until %s for its %s window to hold only this revision (the target served the one before until %s)",
+		check.Name, until.Add(length).UTC().Format(time.RFC3339), model.Duration(length), until.UTC().Format(time.RFC3339))}, true
 }
 
 // Judge turns a query's answer into the metric's status.

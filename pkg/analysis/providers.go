@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/pkg/analysis/cloudwatch"
@@ -33,6 +36,46 @@ func DefaultProviders() map[string]provider.Factory {
 		sluicev1.ProviderGraphite:   graphite.New,
 		sluicev1.ProviderKubernetes: kubernetes.New,
 	}
+}
+
+// windowProviders are the provider types that query a time range of the
+// check's window (provider.Config.Window) whatever their query says.
+var windowProviders = []string{
+	sluicev1.ProviderDatadog, sluicev1.ProviderCloudWatch, sluicev1.ProviderDynatrace, sluicev1.ProviderGraphite,
+}
+
+// ReadsWindow implements WindowReader. A built-in check reads its window;
+// a template's check does when its provider queries a time range, or when
+// its query or body renders otherwise for another .interval (a Prometheus
+// rate over [{{ .interval }}], an NRQL SINCE, a Flux range): the
+// template's text decides, however it reaches the value.
+func (p *Prometheus) ReadsWindow(ctx context.Context, ro *sluicev1.Rollout, check sluicev1.MetricCheck) (bool, error) {
+	if check.TemplateRef == nil {
+		return true, nil
+	}
+	tpl, err := p.lookupTemplate(ctx, ro, check.TemplateRef)
+	if err != nil {
+		return false, err
+	}
+	if slices.Contains(windowProviders, tpl.spec.Provider.Type) {
+		return true, nil
+	}
+	other := check
+	other.Interval = &metav1.Duration{Duration: window(check) + time.Second}
+	for _, text := range []string{tpl.spec.Query, tpl.spec.Provider.Body} {
+		a, err := render(text, ro, check, renderFor{})
+		if err != nil {
+			return false, err
+		}
+		b, err := render(text, ro, other, renderFor{})
+		if err != nil {
+			return false, err
+		}
+		if a != b {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 // queryProvider runs a check whose template names a provider other than

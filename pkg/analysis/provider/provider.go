@@ -59,7 +59,9 @@ type Config struct {
 	// Timeout bounds one query.
 	Timeout time.Duration
 	// Window is the check's interval: how far back a provider that reads
-	// a time range looks.
+	// a time range looks. A provider type that reads it whatever its query
+	// says belongs in pkg/analysis's windowProviders, so that its checks
+	// wait for the window to clear the revision served before the run.
 	Window time.Duration
 	// Body is the rendered request body (web with POST), if any.
 	Body string

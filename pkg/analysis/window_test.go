@@ -1,0 +1,161 @@
+package analysis
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+)
+
+// windowQuerier answers 100 to every query and counts them; reads says
+// what its ReadsWindow answers.
+type windowQuerier struct {
+	asked atomic.Int32
+	reads bool
+	err   error
+}
+
+func (q *windowQuerier) Query(context.Context, *sluicev1.Rollout, sluicev1.MetricCheck) (float64, error) {
+	q.asked.Add(1)
+	return 100, nil
+}
+
+func (q *windowQuerier) ReadsWindow(context.Context, *sluicev1.Rollout, sluicev1.MetricCheck) (bool, error) {
+	return q.reads, q.err
+}
+
+// plainQuerier is a Querier that cannot tell whether a query reads its
+// window: it is taken to read it.
+type plainQuerier struct{ asked atomic.Int32 }
+
+func (q *plainQuerier) Query(context.Context, *sluicev1.Rollout, sluicev1.MetricCheck) (float64, error) {
+	q.asked.Add(1)
+	return 100, nil
+}
+
+// TestAThresholdCheckWaitsUntilItsWindowClearsTheRevisionServedBefore: the
+// first checks of a release that follows another within the metric's
+// window read the target's metrics from when it served the revision
+// before (the last canary, which took all the traffic while it was
+// promoted), and judged that revision as this one. Such a check now
+// waits, asked nothing and counted neither way, until its window starts
+// after status.previousCanaryUntil.
+func TestAThresholdCheckWaitsUntilItsWindowClearsTheRevisionServedBefore(t *testing.T) {
+	now := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) *metav1.Time { return &metav1.Time{Time: now.Add(d)} }
+	tests := []struct {
+		name  string
+		until *metav1.Time
+		// interval is the check's window (DefaultMetricInterval when 0).
+		interval time.Duration
+		q        Querier
+		wait     bool
+	}{
+		{name: "a target that served nothing before the run: asked", q: &windowQuerier{reads: true}},
+		{name: "the revision before served 30s ago, in the 1m window: it waits", until: at(-30 * time.Second), q: &windowQuerier{reads: true}, wait: true},
+		{name: "a window that starts exactly when the revision before stopped: asked", until: at(-time.Minute), q: &windowQuerier{reads: true}},
+		{name: "a 20s window that starts after it: asked", until: at(-30 * time.Second), interval: 20 * time.Second, q: &windowQuerier{reads: true}},
+		{name: "a time after now (a clock behind the one that wrote it): it waits", until: at(5 * time.Second), q: &windowQuerier{reads: true}, wait: true},
+		{name: "a query that reads no window (the latest value of a gauge): asked", until: at(-30 * time.Second), q: &windowQuerier{reads: false}},
+		{name: "a querier that cannot tell: taken to read the window, it waits", until: at(-30 * time.Second), q: &plainQuerier{}, wait: true},
+		{name: "telling failed: asked, so that the query reports its own error", until: at(-30 * time.Second), q: &windowQuerier{err: errors.New("template gone")}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			check := sluicev1.MetricCheck{Name: "errors", ThresholdRange: &sluicev1.ThresholdRange{Min: ptr.To(99.0)}}
+			if tt.interval > 0 {
+				check.Interval = &metav1.Duration{Duration: tt.interval}
+			}
+			ro := exampleRollout(nil)
+			ro.Spec.Analysis = &sluicev1.Analysis{Metrics: []sluicev1.MetricCheck{check}}
+			ro.Status.PreviousCanaryUntil = tt.until
+
+			res := Run(context.Background(), tt.q, ro, now)
+
+			var asked int32
+			switch q := tt.q.(type) {
+			case *windowQuerier:
+				asked = q.asked.Load()
+			case *plainQuerier:
+				asked = q.asked.Load()
+			}
+			ms := res.Metrics[0]
+			if !tt.wait {
+				if asked != 1 || ms.Verdict != VerdictPass || len(res.Held) != 0 {
+					t.Errorf("asked %d times, status %+v, held %v: want asked once and passed", asked, ms, res.Held)
+				}
+				return
+			}
+			if asked != 0 {
+				t.Errorf("the provider was asked %d times while the window held the revision before", asked)
+			}
+			wantMsg := "errors: waiting until " + tt.until.Add(time.Minute).UTC().Format(time.RFC3339) +
+				" for its 1m window to hold only this revision (the target served the one before until " +
+				tt.until.UTC().Format(time.RFC3339) + ")"
+			if ms.Verdict != VerdictWait || ms.Message != wantMsg || ms.Value != "" || ms.CheckedAt == nil {
+				t.Errorf("status %+v, want verdict Wait saying %q", ms, wantMsg)
+			}
+			if len(res.Failed) != 0 || len(res.Held) != 1 || res.Held[0] != wantMsg {
+				t.Errorf("failed %v, held %v: a waiting check holds the step and fails nothing (onNoData fail)", res.Failed, res.Held)
+			}
+		})
+	}
+}
+
+// TestACheckReadsItsWindowWhenItsQueryOrProviderDoes: which checks wait.
+// The template's text decides, however it reaches .interval; a provider
+// that queries a time range of the window reads it whatever the text.
+func TestACheckReadsItsWindowWhenItsQueryOrProviderDoes(t *testing.T) {
+	tpl := func(name, query string, prov sluicev1.MetricProvider) client.Object {
+		return &sluicev1.MetricTemplate{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop"},
+			Spec: sluicev1.MetricTemplateSpec{Query: query, Provider: prov}}
+	}
+	web := sluicev1.MetricProvider{Type: sluicev1.ProviderWeb, Address: "http://stats.shop", JSONPath: "{.v}"}
+	objs := []client.Object{
+		tpl("rate", `sum(rate(errors{app="{{ .target }}"}[{{ .interval }}]))`, sluicev1.MetricProvider{}),
+		tpl("flagger-style", `sum(rate(errors{app="{{ target }}"}[{{ interval }}]))`, sluicev1.MetricProvider{}),
+		tpl("printf", `{{ printf "errors[%s]" $.interval }}`, sluicev1.MetricProvider{}),
+		tpl("gauge", `max(queue_depth{app="{{ .target }}"})`, sluicev1.MetricProvider{}),
+		tpl("web-latest", `/stats?app={{ .target }}`, web),
+		tpl("web-body", `/stats`, sluicev1.MetricProvider{Type: sluicev1.ProviderWeb, Address: "http://stats.shop", JSONPath: "{.v}",
+			Method: "POST", Body: `{"app": "{{ .target }}", "since": "{{ .interval }}"}`}),
+		tpl("datadog", `avg:errors{app:{{ .target }}}`, sluicev1.MetricProvider{Type: sluicev1.ProviderDatadog}),
+		tpl("external", `queue_depth`, sluicev1.MetricProvider{Type: sluicev1.ProviderKubernetes}),
+	}
+	p, err := NewPrometheus(newReader(t, objs...), PrometheusOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro := exampleRollout(nil)
+	for _, tt := range []struct {
+		template string
+		want     bool
+	}{
+		{"", true}, // a built-in check: a rate over its window
+		{"rate", true}, {"flagger-style", true}, {"printf", true},
+		{"gauge", false}, {"web-latest", false},
+		{"web-body", true}, {"datadog", true},
+		{"external", false},
+	} {
+		check := sluicev1.MetricCheck{Name: sluicev1.MetricRequestSuccessRate}
+		if tt.template != "" {
+			check = sluicev1.MetricCheck{Name: "m", TemplateRef: &sluicev1.MetricTemplateReference{Name: tt.template}}
+		}
+		got, err := p.ReadsWindow(context.Background(), ro, check)
+		if err != nil || got != tt.want {
+			t.Errorf("template %q: reads its window %v, %v; want %v", tt.template, got, err, tt.want)
+		}
+	}
+	_, err = p.ReadsWindow(context.Background(), ro, sluicev1.MetricCheck{Name: "m", TemplateRef: &sluicev1.MetricTemplateReference{Name: "missing"}})
+	if err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("a missing template: %v, want an error naming it", err)
+	}
+}
