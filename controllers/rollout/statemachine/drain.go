@@ -27,13 +27,10 @@ import (
 // It wakes the machine at the drain's end.
 func (m *machine) draining(whose string) bool {
 	delay := steps.ScaleDownDelay(m.spec)
-	// Whole seconds, rounded up: the API server keeps no fraction, and a
-	// drain read back from it must not end early. A start in the future
-	// (an edited status, another replica's clock ahead) starts again now.
-	now := m.now.Truncate(time.Second)
-	if now.Before(m.now) {
-		now = now.Add(time.Second)
-	}
+	// A drain read back from the API server must not end early. A start
+	// in the future (an edited status, another replica's clock ahead)
+	// starts again now.
+	now := wholeSecondUp(m.now)
 	if since := m.st.CanaryDrainingSince; since == nil || since.After(now) {
 		m.st.CanaryDrainingSince = &metav1.Time{Time: now}
 		if delay > 0 {
@@ -76,4 +73,15 @@ func (m *machine) drainsCanary() bool {
 		return false
 	}
 	return m.draining("the canary's")
+}
+
+// wholeSecondUp is t rounded up to a whole second: the API server keeps
+// no fraction of a status time, and a time read back from it must not end
+// a wait early.
+func wholeSecondUp(t time.Time) time.Time {
+	up := t.Truncate(time.Second)
+	if up.Before(t) {
+		up = up.Add(time.Second)
+	}
+	return up
 }

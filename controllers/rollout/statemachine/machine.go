@@ -412,12 +412,7 @@ func (m *machine) startRun(rev string) {
 // revision as this one (pkg/analysis waits for the window to clear it). A
 // target never drained has served nothing since it was parked: nil.
 func (m *machine) previousCanaryUntil() *metav1.Time {
-	// Whole seconds, rounded up, as the API server keeps them: a time read
-	// back must not end the wait early.
-	now := m.now.Truncate(time.Second)
-	if now.Before(m.now) {
-		now = now.Add(time.Second)
-	}
+	now := wholeSecondUp(m.now)
 	if m.activeRun() {
 		return &metav1.Time{Time: now}
 	}
