@@ -124,7 +124,7 @@ FUZZTIME ?= 10s
 TEST_FUZZTIME ?= 2000x
 FUZZ_TARGETS := FuzzRender:./pkg/analysis/ FuzzCleanBody:./pkg/webhooks/ FuzzPayload:./pkg/webhooks/ \
 	FuzzBuildRules:./pkg/traffic/gatewayapi/ FuzzBuildGRPCRules:./pkg/traffic/gatewayapi/ FuzzBuildHTTP:./pkg/traffic/istio/ FuzzDecide:./controllers/rollout/statemachine/ \
-	FuzzJudge:./pkg/analysis/judge/
+	FuzzJudge:./pkg/analysis/judge/ FuzzLookback:./pkg/analysis/promql/
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (a crasher lands in its testdata/fuzz as a seed and fails the run).
