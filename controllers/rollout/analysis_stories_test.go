@@ -366,3 +366,46 @@ func TestABadCanaryReleasedRightAfterAGoodOneIsJudgedOnItsOwnTraffic(t *testing.
 		t.Errorf("status of request-success-rate = %+v, want Fail", sr)
 	}
 }
+
+// TestAWindowWrittenIntoAQueryIsWaitedForToo: a template that writes its
+// window into the query ([10s]) rather than through {{ .interval }} reads
+// the previous revision's traffic just the same. Its check was asked at
+// once, and a bad revision released right after a good one was promoted
+// on the good one's numbers. The window Sluice waits for is now read from
+// the query's range selectors.
+func TestAWindowWrittenIntoAQueryIsWaitedForToo(t *testing.T) {
+	s := newPromStory(t)
+	s.exp.Set(s.canaryPod("podinfo"), promtest.Traffic{RPS: 50, Latency: 5 * time.Millisecond})
+	sel := `namespace="{{ .namespace }}",pod=~"{{ .target }}-[a-z0-9]+-[a-z0-9]+"`
+	s.must(k8sClient.Create(s.ctx, &sluicev1.MetricTemplate{
+		ObjectMeta: metav1.ObjectMeta{Name: "success-rate", Namespace: s.ns},
+		Spec: sluicev1.MetricTemplateSpec{Query: `100 * (1 - (sum(rate(http_requests_total{` + sel + `,code=~"5.."}[10s])) or on() vector(0))` +
+			` / sum(rate(http_requests_total{` + sel + `}[10s])))`},
+	}))
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", iterations(1), metric(sluicev1.MetricCheck{Name: "success-rate",
+		TemplateRef:    &sluicev1.MetricTemplateReference{Name: "success-rate"},
+		ThresholdRange: &sluicev1.ThresholdRange{Min: ptrTo(70.0)}, OnNoData: sluicev1.NoDataHold}))
+	s.waitForData("podinfo")
+	s.setImage("podinfo", "podinfo:2.0")
+	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+
+	s.exp.Set(s.canaryPod("podinfo"), promtest.Traffic{RPS: 50, ErrorRatio: 0.5, Latency: 5 * time.Millisecond})
+	s.setImage("podinfo", "podinfo:3.0")
+
+	s.eventually(storyTimeout, "the check waits for the query's window", func() error {
+		ro := s.getRollout("podinfo")
+		sr, _ := metricStatus(ro, "success-rate")
+		if sr.Verdict != analysis.VerdictWait || !strings.Contains(sr.Message, "for its 10s window") {
+			return fmt.Errorf("canary %q, metric %+v", ro.Status.CanaryRevision, sr)
+		}
+		return nil
+	})
+	ro := s.waitPhase("podinfo", sluicev1.PhaseFailed, storyTimeout)
+	if img := s.getDeployment("podinfo-primary").Spec.Template.Spec.Containers[0].Image; img != "podinfo:2.0" {
+		t.Errorf("primary image = %s, want podinfo:2.0: the bad revision was promoted", img)
+	}
+	if sr, _ := metricStatus(ro, "success-rate"); sr.Verdict != analysis.VerdictFail {
+		t.Errorf("status of success-rate = %+v, want Fail", sr)
+	}
+}

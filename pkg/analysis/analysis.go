@@ -29,7 +29,7 @@ const (
 	VerdictFail   = "Fail"
 	VerdictNoData = "NoData"
 	VerdictError  = "Error"
-	// VerdictWait: the check's window still reaches back to when the
+	// VerdictWait: the check's query still reads back to when the
 	// target served another revision (status.previousCanaryUntil); it was
 	// not asked, and holds the step whatever its onNoData.
 	VerdictWait = "Wait"
@@ -128,33 +128,39 @@ func evaluate(ctx context.Context, q Querier, ro *sluicev1.Rollout, check sluice
 	return Judge(check, v, err)
 }
 
-// WindowReader is a Querier that can tell whether a check's query reads
-// the check's window (.interval, or a provider that queries a time range)
-// or only the latest value. A Querier without it is taken to read it.
-type WindowReader interface {
-	ReadsWindow(ctx context.Context, ro *sluicev1.Rollout, check sluicev1.MetricCheck) (bool, error)
+// LookbackReader is a Querier that can tell how far back from now a
+// check's query reads: its window (.interval, or a provider that queries a
+// time range), a range written into the query ([5m]), or 0 for a query of
+// the latest value only. A Querier without it is taken to read the check's
+// window.
+type LookbackReader interface {
+	Lookback(ctx context.Context, ro *sluicev1.Rollout, check sluicev1.MetricCheck) (time.Duration, error)
 }
 
-// waitForTheWindow holds a threshold check whose window, ending now,
-// starts before status.previousCanaryUntil: the target's metrics there
+// waitForTheWindow holds a threshold check whose query reads back, from
+// now, to before status.previousCanaryUntil: the target's metrics there
 // are the revision it served before this run (the last canary, all the
 // traffic during its promotion; the application itself before Sluice took
 // it over), and a query over them would judge that revision as this one:
 // a good one would vouch for a bad successor, a bad one fail its fix. The
-// check waits, asked nothing, until the window clears that time. A query
-// that reads no window (the latest value of a gauge) is asked at once; if
-// telling fails, the query is asked too and reports the error itself.
-// Compare checks have their own window, which starts with the run.
+// check waits, asked nothing, until what it reads clears that time. A
+// query that reads no window (the latest value of a gauge) is asked at
+// once; if telling fails, the query is asked too and reports the error
+// itself. Compare checks have their own window, which starts with the run.
 func waitForTheWindow(ctx context.Context, q Querier, ro *sluicev1.Rollout, check sluicev1.MetricCheck, now time.Time) (sluicev1.MetricStatus, bool) {
 	until := ro.Status.PreviousCanaryUntil
-	length := window(check)
-	if until == nil || !now.Add(-length).Before(until.Time) {
+	if until == nil {
 		return sluicev1.MetricStatus{}, false
 	}
-	if wr, ok := q.(WindowReader); ok {
-		if reads, err := wr.ReadsWindow(ctx, ro, check); err != nil || !reads {
+	length := window(check)
+	if lr, ok := q.(LookbackReader); ok {
+		var err error
+		if length, err = lr.Lookback(ctx, ro, check); err != nil {
 			return sluicev1.MetricStatus{}, false
 		}
+	}
+	if length <= 0 || !now.Add(-length).Before(until.Time) {
+		return sluicev1.MetricStatus{}, false
 	}
 	return sluicev1.MetricStatus{Name: check.Name, Verdict: VerdictWait, Message: fmt.Sprintf(
 		"%s: waiting until %s for its %s window to hold only this revision (the target served the one before until %s)",

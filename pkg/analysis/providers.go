@@ -18,6 +18,7 @@ import (
 	"github.com/sluice-dev/sluice/pkg/analysis/influxdb"
 	"github.com/sluice-dev/sluice/pkg/analysis/kubernetes"
 	"github.com/sluice-dev/sluice/pkg/analysis/newrelic"
+	"github.com/sluice-dev/sluice/pkg/analysis/promql"
 	"github.com/sluice-dev/sluice/pkg/analysis/provider"
 	"github.com/sluice-dev/sluice/pkg/analysis/web"
 	"github.com/sluice-dev/sluice/pkg/egress"
@@ -44,38 +45,66 @@ var windowProviders = []string{
 	sluicev1.ProviderDatadog, sluicev1.ProviderCloudWatch, sluicev1.ProviderDynatrace, sluicev1.ProviderGraphite,
 }
 
-// ReadsWindow implements WindowReader. A built-in check reads its window;
-// a template's check does when its provider queries a time range, or when
-// its query or body renders otherwise for another .interval (a Prometheus
-// rate over [{{ .interval }}], an NRQL SINCE, a Flux range): the
-// template's text decides, however it reaches the value.
-func (p *Prometheus) ReadsWindow(ctx context.Context, ro *sluicev1.Rollout, check sluicev1.MetricCheck) (bool, error) {
+// Lookback implements LookbackReader: how far back from now a check's
+// query reads.
+//   - A Prometheus query (built in or a template's, as rendered) reads as
+//     far back as its range selectors, subqueries and offsets say, however
+//     the window got there: [{{ .interval }}] or [5m] written out. Text the
+//     scan cannot read is taken to read the check's window.
+//   - A provider that queries a time range of the window (Datadog,
+//     CloudWatch, Dynatrace, Graphite) reads the window whatever its text.
+//   - Any other provider's query reads the window when its query or body
+//     renders otherwise for another .interval (an NRQL SINCE, a Flux
+//     range), and nothing before the latest value otherwise.
+func (p *Prometheus) Lookback(ctx context.Context, ro *sluicev1.Rollout, check sluicev1.MetricCheck) (time.Duration, error) {
 	if check.TemplateRef == nil {
-		return true, nil
+		q, err := BuiltinQuery(ro, check, p.opts.Gateway)
+		if err != nil {
+			return 0, err
+		}
+		return promqlLookback(q, check), nil
 	}
 	tpl, err := p.lookupTemplate(ctx, ro, check.TemplateRef)
 	if err != nil {
-		return false, err
+		return 0, err
 	}
-	if slices.Contains(windowProviders, tpl.spec.Provider.Type) {
-		return true, nil
+	switch typ := tpl.spec.Provider.Type; {
+	case typ == "" || typ == sluicev1.ProviderPrometheus:
+		q, err := render(tpl.spec.Query, ro, check, renderFor{})
+		if err != nil {
+			return 0, err
+		}
+		return promqlLookback(q, check), nil
+	case slices.Contains(windowProviders, typ):
+		return window(check), nil
 	}
 	other := check
 	other.Interval = &metav1.Duration{Duration: window(check) + time.Second}
 	for _, text := range []string{tpl.spec.Query, tpl.spec.Provider.Body} {
 		a, err := render(text, ro, check, renderFor{})
 		if err != nil {
-			return false, err
+			return 0, err
 		}
 		b, err := render(text, ro, other, renderFor{})
 		if err != nil {
-			return false, err
+			return 0, err
 		}
 		if a != b {
-			return true, nil
+			return window(check), nil
 		}
 	}
-	return false, nil
+	return 0, nil
+}
+
+// promqlLookback is how far back a rendered PromQL query reads; a query
+// the scan cannot read is taken to read the check's window (if it is not
+// PromQL at all, Prometheus says so when it is asked).
+func promqlLookback(query string, check sluicev1.MetricCheck) time.Duration {
+	d, err := promql.Lookback(query)
+	if err != nil {
+		return window(check)
+	}
+	return d
 }
 
 // queryProvider runs a check whose template names a provider other than

@@ -1,6 +1,7 @@
 package analysis
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/common/model"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -15,12 +17,13 @@ import (
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 )
 
-// windowQuerier answers 100 to every query and counts them; reads says
-// what its ReadsWindow answers.
+// windowQuerier answers 100 to every query and counts them; lookback says
+// what its Lookback answers (the check's window when 0 and reads).
 type windowQuerier struct {
-	asked atomic.Int32
-	reads bool
-	err   error
+	asked    atomic.Int32
+	reads    bool
+	lookback time.Duration
+	err      error
 }
 
 func (q *windowQuerier) Query(context.Context, *sluicev1.Rollout, sluicev1.MetricCheck) (float64, error) {
@@ -28,8 +31,14 @@ func (q *windowQuerier) Query(context.Context, *sluicev1.Rollout, sluicev1.Metri
 	return 100, nil
 }
 
-func (q *windowQuerier) ReadsWindow(context.Context, *sluicev1.Rollout, sluicev1.MetricCheck) (bool, error) {
-	return q.reads, q.err
+func (q *windowQuerier) Lookback(_ context.Context, _ *sluicev1.Rollout, check sluicev1.MetricCheck) (time.Duration, error) {
+	switch {
+	case q.lookback > 0:
+		return q.lookback, q.err
+	case q.reads:
+		return window(check), q.err
+	}
+	return 0, q.err
 }
 
 // plainQuerier is a Querier that cannot tell whether a query reads its
@@ -58,12 +67,18 @@ func TestAThresholdCheckWaitsUntilItsWindowClearsTheRevisionServedBefore(t *test
 		interval time.Duration
 		q        Querier
 		wait     bool
+		// waitFor is the length of the wait's message (1m when 0).
+		waitFor time.Duration
 	}{
 		{name: "a target that served nothing before the run: asked", q: &windowQuerier{reads: true}},
 		{name: "the revision before served 30s ago, in the 1m window: it waits", until: at(-30 * time.Second), q: &windowQuerier{reads: true}, wait: true},
 		{name: "a window that starts exactly when the revision before stopped: asked", until: at(-time.Minute), q: &windowQuerier{reads: true}},
 		{name: "a 20s window that starts after it: asked", until: at(-30 * time.Second), interval: 20 * time.Second, q: &windowQuerier{reads: true}},
 		{name: "a time after now (a clock behind the one that wrote it): it waits", until: at(5 * time.Second), q: &windowQuerier{reads: true}, wait: true},
+		{name: "a 20s window whose query reads 2m back (a range written into it): it waits", until: at(-30 * time.Second), interval: 20 * time.Second,
+			q: &windowQuerier{lookback: 2 * time.Minute}, wait: true, waitFor: 2 * time.Minute},
+		{name: "a 2m range written into the query, that started after the revision before: asked", until: at(-3 * time.Minute),
+			q: &windowQuerier{lookback: 2 * time.Minute}},
 		{name: "a query that reads no window (the latest value of a gauge): asked", until: at(-30 * time.Second), q: &windowQuerier{reads: false}},
 		{name: "a querier that cannot tell: taken to read the window, it waits", until: at(-30 * time.Second), q: &plainQuerier{}, wait: true},
 		{name: "telling failed: asked, so that the query reports its own error", until: at(-30 * time.Second), q: &windowQuerier{err: errors.New("template gone")}},
@@ -97,8 +112,9 @@ func TestAThresholdCheckWaitsUntilItsWindowClearsTheRevisionServedBefore(t *test
 			if asked != 0 {
 				t.Errorf("the provider was asked %d times while the window held the revision before", asked)
 			}
-			wantMsg := "errors: waiting until " + tt.until.Add(time.Minute).UTC().Format(time.RFC3339) +
-				" for its 1m window to hold only this revision (the target served the one before until " +
+			waitFor := cmp.Or(tt.waitFor, time.Minute)
+			wantMsg := "errors: waiting until " + tt.until.Add(waitFor).UTC().Format(time.RFC3339) +
+				" for its " + model.Duration(waitFor).String() + " window to hold only this revision (the target served the one before until " +
 				tt.until.UTC().Format(time.RFC3339) + ")"
 			if ms.Verdict != VerdictWait || ms.Message != wantMsg || ms.Value != "" || ms.CheckedAt == nil {
 				t.Errorf("status %+v, want verdict Wait saying %q", ms, wantMsg)
@@ -110,10 +126,12 @@ func TestAThresholdCheckWaitsUntilItsWindowClearsTheRevisionServedBefore(t *test
 	}
 }
 
-// TestACheckReadsItsWindowWhenItsQueryOrProviderDoes: which checks wait.
-// The template's text decides, however it reaches .interval; a provider
-// that queries a time range of the window reads it whatever the text.
-func TestACheckReadsItsWindowWhenItsQueryOrProviderDoes(t *testing.T) {
+// TestALookbackIsWhatTheQueryOrProviderReads: how far back each check
+// reads, so how long it waits. A Prometheus query's text decides, however
+// the window got there (.interval in any form, or written out); a
+// provider that queries a time range of the window reads it whatever the
+// text; any other provider reads it when its text uses .interval.
+func TestALookbackIsWhatTheQueryOrProviderReads(t *testing.T) {
 	tpl := func(name, query string, prov sluicev1.MetricProvider) client.Object {
 		return &sluicev1.MetricTemplate{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop"},
 			Spec: sluicev1.MetricTemplateSpec{Query: query, Provider: prov}}
@@ -123,6 +141,10 @@ func TestACheckReadsItsWindowWhenItsQueryOrProviderDoes(t *testing.T) {
 		tpl("rate", `sum(rate(errors{app="{{ .target }}"}[{{ .interval }}]))`, sluicev1.MetricProvider{}),
 		tpl("flagger-style", `sum(rate(errors{app="{{ target }}"}[{{ interval }}]))`, sluicev1.MetricProvider{}),
 		tpl("printf", `{{ printf "errors[%s]" $.interval }}`, sluicev1.MetricProvider{}),
+		tpl("written-out", `sum(rate(errors{app="{{ .target }}",path=~"/v[0-9]"}[5m]))`, sluicev1.MetricProvider{}),
+		tpl("subquery", `max_over_time(rate(errors{app="{{ .target }}"}[{{ .interval }}])[10m:1m])`, sluicev1.MetricProvider{}),
+		tpl("offset", `errors{app="{{ .target }}"} offset 2m`, sluicev1.MetricProvider{Type: sluicev1.ProviderPrometheus}),
+		tpl("unreadable", `rate(errors[$window])`, sluicev1.MetricProvider{}),
 		tpl("gauge", `max(queue_depth{app="{{ .target }}"})`, sluicev1.MetricProvider{}),
 		tpl("web-latest", `/stats?app={{ .target }}`, web),
 		tpl("web-body", `/stats`, sluicev1.MetricProvider{Type: sluicev1.ProviderWeb, Address: "http://stats.shop", JSONPath: "{.v}",
@@ -135,26 +157,32 @@ func TestACheckReadsItsWindowWhenItsQueryOrProviderDoes(t *testing.T) {
 		t.Fatal(err)
 	}
 	ro := exampleRollout(nil)
+	const window = 30 * time.Second
 	for _, tt := range []struct {
 		template string
-		want     bool
+		want     time.Duration
 	}{
-		{"", true}, // a built-in check: a rate over its window
-		{"rate", true}, {"flagger-style", true}, {"printf", true},
-		{"gauge", false}, {"web-latest", false},
-		{"web-body", true}, {"datadog", true},
-		{"external", false},
+		{"", window}, // a built-in check: a rate over its window
+		{"rate", window}, {"flagger-style", window}, {"printf", window},
+		{"written-out", 5 * time.Minute},
+		{"subquery", 10*time.Minute + window},
+		{"offset", 2 * time.Minute},
+		{"unreadable", window}, // taken to read its window
+		{"gauge", 0}, {"web-latest", 0},
+		{"web-body", window}, {"datadog", window},
+		{"external", 0},
 	} {
 		check := sluicev1.MetricCheck{Name: sluicev1.MetricRequestSuccessRate}
 		if tt.template != "" {
 			check = sluicev1.MetricCheck{Name: "m", TemplateRef: &sluicev1.MetricTemplateReference{Name: tt.template}}
 		}
-		got, err := p.ReadsWindow(context.Background(), ro, check)
+		check.Interval = &metav1.Duration{Duration: window}
+		got, err := p.Lookback(context.Background(), ro, check)
 		if err != nil || got != tt.want {
-			t.Errorf("template %q: reads its window %v, %v; want %v", tt.template, got, err, tt.want)
+			t.Errorf("template %q: looks back %v, %v; want %v", tt.template, got, err, tt.want)
 		}
 	}
-	_, err = p.ReadsWindow(context.Background(), ro, sluicev1.MetricCheck{Name: "m", TemplateRef: &sluicev1.MetricTemplateReference{Name: "missing"}})
+	_, err = p.Lookback(context.Background(), ro, sluicev1.MetricCheck{Name: "m", TemplateRef: &sluicev1.MetricTemplateReference{Name: "missing"}})
 	if err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Errorf("a missing template: %v, want an error naming it", err)
 	}
