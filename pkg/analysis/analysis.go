@@ -118,6 +118,7 @@ func evaluate(ctx context.Context, q Querier, ro *sluicev1.Rollout, check sluice
 		ctx, cancel = context.WithTimeout(ctx, timeout)
 		defer cancel()
 	}
+	ctx = withTemplateMemo(ctx)
 	if check.Compare != nil {
 		return compare(ctx, q, ro, check, now)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -38,7 +39,55 @@ type metricTemplate struct {
 // Rollout's namespace in its sluice.dev/shared-with annotation: the
 // template's owner, not the Rollout's author, decides that its query and
 // the credentials of its namespace serve other namespaces.
+//
+// Templates are read from the API server, not a cache (the manager keeps
+// none of them): within one check (see withTemplateMemo) the template is
+// read once, however many times the check's calls ask for it.
 func (p *Prometheus) lookupTemplate(ctx context.Context, ro *sluicev1.Rollout, ref *sluicev1.MetricTemplateReference) (*metricTemplate, error) {
+	m, ok := ctx.Value(templateMemoKey{}).(*templateMemo)
+	if !ok {
+		return p.readTemplate(ctx, ro, ref)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	key := templateKey{kind: ref.Kind, namespace: ro.Namespace + "/" + ref.Namespace, name: ref.Name}
+	if got, ok := m.read[key]; ok {
+		return got.tpl, got.err
+	}
+	tpl, err := p.readTemplate(ctx, ro, ref)
+	if m.read == nil {
+		m.read = map[templateKey]templateRead{}
+	}
+	m.read[key] = templateRead{tpl, err}
+	return tpl, err
+}
+
+// templateMemo keeps the templates read during one check: whether its
+// query waits for its window, then the query (or a compare check's two
+// sides, queried at once) read the template once between them, and see
+// the same version of it.
+type templateMemo struct {
+	mu   sync.Mutex
+	read map[templateKey]templateRead
+}
+
+type templateMemoKey struct{}
+
+type templateKey struct{ kind, namespace, name string }
+
+type templateRead struct {
+	tpl *metricTemplate
+	err error
+}
+
+// withTemplateMemo gives the calls of one check under ctx one read of
+// each template.
+func withTemplateMemo(ctx context.Context) context.Context {
+	return context.WithValue(ctx, templateMemoKey{}, &templateMemo{})
+}
+
+// readTemplate is lookupTemplate without the memo.
+func (p *Prometheus) readTemplate(ctx context.Context, ro *sluicev1.Rollout, ref *sluicev1.MetricTemplateReference) (*metricTemplate, error) {
 	if ref.Kind == sluicev1.KindClusterMetricTemplate {
 		cmt := &sluicev1.ClusterMetricTemplate{}
 		name := "ClusterMetricTemplate " + ref.Name

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -185,5 +187,63 @@ func TestALookbackIsWhatTheQueryOrProviderReads(t *testing.T) {
 	_, err = p.Lookback(context.Background(), ro, sluicev1.MetricCheck{Name: "m", TemplateRef: &sluicev1.MetricTemplateReference{Name: "missing"}})
 	if err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Errorf("a missing template: %v, want an error naming it", err)
+	}
+}
+
+// countingReader counts the reads of a client.Reader.
+type countingReader struct {
+	client.Reader
+	gets atomic.Int32
+}
+
+func (r *countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	r.gets.Add(1)
+	return r.Reader.Get(ctx, key, obj, opts...)
+}
+
+// TestACheckReadsItsTemplateOnce: templates are read from the API server.
+// A check that learns how far back its query reads, then queries, and a
+// compare check that queries both sides at once, read the template once.
+func TestACheckReadsItsTemplateOnce(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if strings.HasSuffix(r.URL.Path, "/query_range") {
+			_, _ = w.Write([]byte(`{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1700000000,"1"],[1700000010,"1"],[1700000020,"1"],[1700000030,"1"],[1700000040,"1"],[1700000050,"1"]]}]}}`))
+			return
+		}
+		_, _ = w.Write([]byte(promAnswer))
+	}))
+	t.Cleanup(srv.Close)
+	reader := &countingReader{Reader: newReader(t, &sluicev1.MetricTemplate{ObjectMeta: metav1.ObjectMeta{Name: "errors", Namespace: "shop"},
+		Spec: sluicev1.MetricTemplateSpec{Query: `sum(rate(errors{app="{{ .target }}"}[{{ .interval }}]))`, Provider: sluicev1.MetricProvider{Address: srv.URL}}})}
+	p, err := NewPrometheus(reader, PrometheusOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	ref := &sluicev1.MetricTemplateReference{Name: "errors"}
+	for _, tt := range []struct {
+		name  string
+		check sluicev1.MetricCheck
+	}{
+		{"a threshold check", sluicev1.MetricCheck{Name: "errors", TemplateRef: ref, ThresholdRange: &sluicev1.ThresholdRange{Max: ptr.To(100.0)}}},
+		{"a compare check", sluicev1.MetricCheck{Name: "errors", TemplateRef: ref, Compare: &sluicev1.Compare{
+			Step: &metav1.Duration{Duration: 10 * time.Second}, MinSamples: 3}}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ro := exampleRollout(nil)
+			ro.Spec.Analysis = &sluicev1.Analysis{Metrics: []sluicev1.MetricCheck{tt.check}}
+			// The revision before served long ago: the check is asked.
+			ro.Status.PreviousCanaryUntil = &metav1.Time{Time: now.Add(-time.Hour)}
+			ro.Status.RunStartedAt = &metav1.Time{Time: now.Add(-time.Hour)}
+			before := reader.gets.Load()
+			ms := Run(context.Background(), p, ro, now).Metrics[0]
+			if ms.Verdict == VerdictError || ms.Verdict == VerdictWait {
+				t.Fatalf("status %+v, want the check asked and answered", ms)
+			}
+			if n := reader.gets.Load() - before; n != 1 {
+				t.Errorf("the template was read %d times in one check, want once", n)
+			}
+		})
 	}
 }
