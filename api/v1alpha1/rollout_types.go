@@ -1282,10 +1282,11 @@ type RolloutStatus struct {
 	// PreviousCanaryUntil is when the target last served a revision other
 	// than this run's, as the run started: the end of the last run's drain
 	// (or of the handover at installation), or the run's start when it
-	// began over a run whose canary may have taken traffic. A threshold
-	// check whose query window reaches back before it would read that
-	// revision's traffic as this one's: it waits (verdict Wait) until its
-	// window starts after it. Unset when the target served nothing before.
+	// began over a run whose canary may have taken traffic. A check whose
+	// query reads back before it would read that revision's traffic as
+	// this one's: a threshold check waits (verdict Wait) until it does not,
+	// and a compare check's samples start once they do not. Unset when the
+	// target served nothing before.
 	// +optional
 	PreviousCanaryUntil *metav1.Time `json:"previousCanaryUntil,omitempty"`
 

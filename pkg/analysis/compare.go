@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/common/model"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/pkg/analysis/judge"
 )
@@ -55,15 +58,10 @@ type SeriesQuerier interface {
 // decide, as for a canary that has no traffic yet.
 func CompareWindow(ro *sluicev1.Rollout, check sluicev1.MetricCheck, now time.Time) Window {
 	step := DefaultCompareStep
-	minSamples := judge.DefaultMinSamples
-	if c := check.Compare; c != nil {
-		if c.Step != nil && c.Step.Duration > 0 {
-			step = c.Step.Duration
-		}
-		if c.MinSamples > 0 {
-			minSamples = int(c.MinSamples)
-		}
+	if c := check.Compare; c != nil && c.Step != nil && c.Step.Duration > 0 {
+		step = c.Step.Duration
 	}
+	minSamples := compareMinSamples(check)
 	length := DefaultMetricInterval
 	switch {
 	case check.Interval != nil && check.Interval.Duration > 0:
@@ -85,6 +83,52 @@ func CompareWindow(ro *sluicev1.Rollout, check sluicev1.MetricCheck, now time.Ti
 		}
 	}
 	return Window{Start: start, End: now, Step: step}
+}
+
+// compareMinSamples is the fewest samples a side of a compare check needs.
+func compareMinSamples(check sluicev1.MetricCheck) int {
+	if c := check.Compare; c != nil && c.MinSamples > 0 {
+		return int(c.MinSamples)
+	}
+	return judge.DefaultMinSamples
+}
+
+// waitForCleanSamples starts a compare check's window where its samples
+// read only this run's revision. Each sample is the query evaluated at its
+// own time, reading as far back as the query does with .interval the step
+// (one step, or a range written into it): a sample earlier than
+// status.previousCanaryUntil plus that reads the target's traffic from the
+// revision before (see waitForTheWindow), and would make the canary's
+// series look like it. When what is left of the window cannot hold
+// minSamples yet, the check waits, verdict Wait, rather than count too few
+// samples as no data: it is not the canary that lacks them.
+func waitForCleanSamples(ctx context.Context, q Querier, ro *sluicev1.Rollout, check sluicev1.MetricCheck, w *Window, now time.Time) (sluicev1.MetricStatus, bool) {
+	until := ro.Status.PreviousCanaryUntil
+	if until == nil {
+		return sluicev1.MetricStatus{}, false
+	}
+	lookback := w.Step
+	if lr, ok := q.(LookbackReader); ok {
+		perStep := check
+		perStep.Interval = &metav1.Duration{Duration: w.Step}
+		var err error
+		if lookback, err = lr.Lookback(ctx, ro, perStep); err != nil {
+			return sluicev1.MetricStatus{}, false
+		}
+	}
+	clean := until.Add(lookback)
+	if !clean.After(w.Start) {
+		return sluicev1.MetricStatus{}, false
+	}
+	w.Start = clean
+	n := compareMinSamples(check)
+	ready := clean.Add(time.Duration(n-1) * w.Step)
+	if !now.Before(ready) {
+		return sluicev1.MetricStatus{}, false
+	}
+	return sluicev1.MetricStatus{Name: check.Name, Verdict: VerdictWait, Message: fmt.Sprintf(
+		"%s: waiting until %s for %d samples that hold only this revision (each reads %s back; the target served the one before until %s)",
+		check.Name, ready.UTC().Format(time.RFC3339), n, model.Duration(lookback), until.UTC().Format(time.RFC3339))}, true
 }
 
 // ParseTolerance reads a compare tolerance, "10%" or "2.5%", as a fraction
@@ -132,6 +176,9 @@ func compare(ctx context.Context, q Querier, ro *sluicev1.Rollout, check sluicev
 		return JudgeCompare(check, Sides{Err: errors.New("this manager's metrics querier cannot return a series; compare needs one")})
 	}
 	w := CompareWindow(ro, check, now)
+	if ms, wait := waitForCleanSamples(ctx, q, ro, check, &w, now); wait {
+		return ms
+	}
 	var s Sides
 	done := make(chan struct{})
 	go func() {

@@ -247,3 +247,84 @@ func TestACheckReadsItsTemplateOnce(t *testing.T) {
 		})
 	}
 }
+
+// lookbackSeries is a seriesAnswers that says how far back its query reads.
+type lookbackSeries struct {
+	*seriesAnswers
+	lookback time.Duration
+	err      error
+}
+
+func (q *lookbackSeries) Lookback(context.Context, *sluicev1.Rollout, sluicev1.MetricCheck) (time.Duration, error) {
+	return q.lookback, q.err
+}
+
+// TestACompareCheckSamplesOnlyWhatReadsThisRevision: each sample of a
+// compare check reads its query's lookback back from its own time, so the
+// window starts once that clears status.previousCanaryUntil; with fewer
+// than minSamples left the check waits rather than count no data.
+func TestACompareCheckSamplesOnlyWhatReadsThisRevision(t *testing.T) {
+	now := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	at := func(d time.Duration) *metav1.Time { return &metav1.Time{Time: now.Add(d)} }
+	// A 5m window of 30s steps, minSamples 5, of a run that started 4m ago.
+	for _, tt := range []struct {
+		name     string
+		until    *metav1.Time
+		lookback time.Duration
+		err      error
+		plain    bool // a querier that cannot tell: one step back
+		// start is the window's start when asked; zero when it waits.
+		start time.Time
+		// ready is when the wait ends.
+		ready time.Time
+	}{
+		{name: "nothing served before the run: from the run's start", lookback: time.Minute, start: now.Add(-4 * time.Minute)},
+		{name: "a sample of one step, the revision before long gone: from the run's start", until: at(-10 * time.Minute), lookback: 30 * time.Second, start: now.Add(-4 * time.Minute)},
+		{name: "a 2m range written into the query, after a drain that ended as the run started: 2m after it",
+			until: at(-4 * time.Minute), lookback: 2 * time.Minute, start: now.Add(-2 * time.Minute)},
+		{name: "a 3m30s range: too few samples left, it waits", until: at(-4 * time.Minute), lookback: 3*time.Minute + 30*time.Second,
+			ready: now.Add(-30*time.Second + 2*time.Minute)},
+		{name: "a querier that cannot tell: one step", until: at(-4*time.Minute + 10*time.Second), plain: true,
+			start: now.Add(-4*time.Minute + 40*time.Second)},
+		{name: "telling failed: asked over the whole window, the query reports the error", until: at(-4 * time.Minute), lookback: time.Hour,
+			err: errors.New("template gone"), start: now.Add(-4 * time.Minute)},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			check := latencyCheck(func(c *sluicev1.MetricCheck) { c.Interval = &metav1.Duration{Duration: 5 * time.Minute} })
+			ro := exampleRollout(nil)
+			ro.Spec.Analysis = &sluicev1.Analysis{Metrics: []sluicev1.MetricCheck{check}}
+			ro.Status.RunStartedAt = at(-4 * time.Minute)
+			ro.Status.PreviousCanaryUntil = tt.until
+			series := &seriesAnswers{series: map[string][]float64{"latency/canary": noisy(200, 0.05, 10), "latency/primary": noisy(200, 0.05, 10)}}
+			var q Querier = &lookbackSeries{seriesAnswers: series, lookback: tt.lookback, err: tt.err}
+			if tt.plain {
+				q = series
+			}
+			asked := func() []Window { return series.windows }
+			res := Run(context.Background(), q, ro, now)
+			ms := res.Metrics[0]
+			if tt.start.IsZero() {
+				want := "latency: waiting until " + tt.ready.Format(time.RFC3339) + " for 5 samples that hold only this revision (each reads " +
+					model.Duration(tt.lookback).String() + " back; the target served the one before until " + tt.until.UTC().Format(time.RFC3339) + ")"
+				if ms.Verdict != VerdictWait || ms.Message != want || len(res.Held) != 1 || len(res.Failed) != 0 {
+					t.Errorf("status %+v, held %v, failed %v: want a Wait saying %q", ms, res.Held, res.Failed, want)
+				}
+				if n := len(asked()); n != 0 {
+					t.Errorf("%d series queries while it waits, want none", n)
+				}
+				return
+			}
+			if ms.Verdict != VerdictPass {
+				t.Errorf("status %+v, want Pass", ms)
+			}
+			for _, w := range asked() {
+				if !w.Start.Equal(tt.start) || !w.End.Equal(now) {
+					t.Errorf("window %v to %v, want %v to %v", w.Start, w.End, tt.start, now)
+				}
+			}
+			if n := len(asked()); n != 2 {
+				t.Errorf("%d series queries, want one per side", n)
+			}
+		})
+	}
+}
