@@ -45,6 +45,13 @@ var windowProviders = []string{
 	sluicev1.ProviderDatadog, sluicev1.ProviderCloudWatch, sluicev1.ProviderDynatrace, sluicev1.ProviderGraphite,
 }
 
+// queryLookbacks read how far back a provider's query reads from its
+// rendered text, for the providers whose query carries its own time range.
+var queryLookbacks = map[string]func(string) (time.Duration, error){
+	sluicev1.ProviderNewRelic: newrelic.Lookback,
+	sluicev1.ProviderInfluxDB: influxdb.Lookback,
+}
+
 // Lookback implements LookbackReader: how far back from now a check's
 // query reads.
 //   - A Prometheus query (built in or a template's, as rendered) reads as
@@ -53,9 +60,12 @@ var windowProviders = []string{
 //     scan cannot read is taken to read the check's window.
 //   - A provider that queries a time range of the window (Datadog,
 //     CloudWatch, Dynatrace, Graphite) reads the window whatever its text.
-//   - Any other provider's query reads the window when its query or body
-//     renders otherwise for another .interval (an NRQL SINCE, a Flux
-//     range), and nothing before the latest value otherwise.
+//   - A New Relic or InfluxDB threshold query carries its time range: as
+//     far back as its SINCE (an hour without one) or its now() - <duration>
+//     says. Text the scan cannot read is taken to read the check's window.
+//   - Any other provider's query (web, kubernetes) reads the window when
+//     its query or body renders otherwise for another .interval, and
+//     nothing before the latest value otherwise.
 func (p *Prometheus) Lookback(ctx context.Context, ro *sluicev1.Rollout, check sluicev1.MetricCheck) (time.Duration, error) {
 	if check.TemplateRef == nil {
 		q, err := BuiltinQuery(ro, check, p.opts.Gateway)
@@ -77,6 +87,19 @@ func (p *Prometheus) Lookback(ctx context.Context, ro *sluicev1.Rollout, check s
 		return promqlLookback(q, check), nil
 	case slices.Contains(windowProviders, typ):
 		return window(check), nil
+	case queryLookbacks[typ] != nil && check.Compare == nil:
+		// A compare check's series is read in buckets of its step
+		// within the window (the range written into the query bounds
+		// the series, not each sample): the rule below.
+		q, err := render(tpl.spec.Query, ro, check, renderFor{})
+		if err != nil {
+			return 0, err
+		}
+		d, err := queryLookbacks[typ](q)
+		if err != nil {
+			return window(check), nil
+		}
+		return d, nil
 	}
 	other := check
 	other.Interval = &metav1.Duration{Duration: window(check) + time.Second}

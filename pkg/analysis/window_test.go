@@ -139,6 +139,8 @@ func TestALookbackIsWhatTheQueryOrProviderReads(t *testing.T) {
 			Spec: sluicev1.MetricTemplateSpec{Query: query, Provider: prov}}
 	}
 	web := sluicev1.MetricProvider{Type: sluicev1.ProviderWeb, Address: "http://stats.shop", JSONPath: "{.v}"}
+	newRelic := sluicev1.MetricProvider{Type: sluicev1.ProviderNewRelic}
+	influx := sluicev1.MetricProvider{Type: sluicev1.ProviderInfluxDB}
 	objs := []client.Object{
 		tpl("rate", `sum(rate(errors{app="{{ .target }}"}[{{ .interval }}]))`, sluicev1.MetricProvider{}),
 		tpl("flagger-style", `sum(rate(errors{app="{{ target }}"}[{{ interval }}]))`, sluicev1.MetricProvider{}),
@@ -153,6 +155,12 @@ func TestALookbackIsWhatTheQueryOrProviderReads(t *testing.T) {
 			Method: "POST", Body: `{"app": "{{ .target }}", "since": "{{ .interval }}"}`}),
 		tpl("datadog", `avg:errors{app:{{ .target }}}`, sluicev1.MetricProvider{Type: sluicev1.ProviderDatadog}),
 		tpl("external", `queue_depth`, sluicev1.MetricProvider{Type: sluicev1.ProviderKubernetes}),
+		tpl("nrql", `SELECT count(*) FROM Transaction WHERE appName = '{{ .target }}' SINCE 5 minutes ago`, newRelic),
+		tpl("nrql-last-hour", `SELECT count(*) FROM Transaction WHERE appName = '{{ .target }}'`, newRelic),
+		tpl("nrql-today", `SELECT count(*) FROM Transaction SINCE today`, newRelic),
+		tpl("influxql", `SELECT mean("value") FROM "errors" WHERE time > now() - 2m`, influx),
+		tpl("influxql-interval", `SELECT mean("value") FROM "errors" WHERE time > now() - {{ .interval }}`, influx),
+		tpl("influxql-all", `SELECT mean("value") FROM "errors"`, influx),
 	}
 	p, err := NewPrometheus(newReader(t, objs...), PrometheusOptions{})
 	if err != nil {
@@ -162,26 +170,42 @@ func TestALookbackIsWhatTheQueryOrProviderReads(t *testing.T) {
 	const window = 30 * time.Second
 	for _, tt := range []struct {
 		template string
+		compare  bool
 		want     time.Duration
 	}{
-		{"", window}, // a built-in check: a rate over its window
-		{"rate", window}, {"flagger-style", window}, {"printf", window},
-		{"written-out", 5 * time.Minute},
-		{"subquery", 10*time.Minute + window},
-		{"offset", 2 * time.Minute},
-		{"unreadable", window}, // taken to read its window
-		{"gauge", 0}, {"web-latest", 0},
-		{"web-body", window}, {"datadog", window},
-		{"external", 0},
+		{template: "", want: window}, // a built-in check: a rate over its window
+		{template: "rate", want: window}, {template: "flagger-style", want: window}, {template: "printf", want: window},
+		{template: "written-out", want: 5 * time.Minute},
+		{template: "subquery", want: 10*time.Minute + window},
+		{template: "offset", want: 2 * time.Minute},
+		{template: "unreadable", want: window}, // taken to read its window
+		{template: "gauge", want: 0}, {template: "web-latest", want: 0},
+		{template: "web-body", want: window}, {template: "datadog", want: window},
+		{template: "external", want: 0},
+		// New Relic and InfluxDB queries carry their own time range.
+		{template: "nrql", want: 5 * time.Minute},
+		{template: "nrql-last-hour", want: time.Hour}, // New Relic's default
+		{template: "nrql-today", want: window},        // not read: its window
+		{template: "influxql", want: 2 * time.Minute},
+		{template: "influxql-interval", want: window},
+		{template: "influxql-all", want: window},
+		// A compare check reads their series in buckets of the step (its
+		// .interval) within its window, not the range written out.
+		{template: "nrql", compare: true, want: 0},
+		{template: "influxql-interval", compare: true, want: window},
+		{template: "written-out", compare: true, want: 5 * time.Minute}, // PromQL: every sample reads it
 	} {
 		check := sluicev1.MetricCheck{Name: sluicev1.MetricRequestSuccessRate}
 		if tt.template != "" {
 			check = sluicev1.MetricCheck{Name: "m", TemplateRef: &sluicev1.MetricTemplateReference{Name: tt.template}}
 		}
 		check.Interval = &metav1.Duration{Duration: window}
+		if tt.compare {
+			check.Compare = &sluicev1.Compare{}
+		}
 		got, err := p.Lookback(context.Background(), ro, check)
 		if err != nil || got != tt.want {
-			t.Errorf("template %q: looks back %v, %v; want %v", tt.template, got, err, tt.want)
+			t.Errorf("template %q (compare %v): looks back %v, %v; want %v", tt.template, tt.compare, got, err, tt.want)
 		}
 	}
 	_, err = p.Lookback(context.Background(), ro, sluicev1.MetricCheck{Name: "m", TemplateRef: &sluicev1.MetricTemplateReference{Name: "missing"}})
