@@ -332,16 +332,7 @@ func TestAMetricTemplateWithAnUnknownVariableIsReportedAndNeverPromotes(t *testi
 // run's own traffic.
 func TestABadCanaryReleasedRightAfterAGoodOneIsJudgedOnItsOwnTraffic(t *testing.T) {
 	s := newPromStory(t)
-	s.exp.Set(s.canaryPod("podinfo"), promtest.Traffic{RPS: 50, Latency: 5 * time.Millisecond})
-	s.deploy("podinfo", "podinfo:1.0")
-	s.initialized("podinfo", iterations(1), metric(successRateAtLeast(70, sluicev1.NoDataHold)))
-	s.waitForData("podinfo")
-	s.setImage("podinfo", "podinfo:2.0")
-	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
-
-	// Revision 3 answers half its requests with 500, from its first one.
-	s.exp.Set(s.canaryPod("podinfo"), promtest.Traffic{RPS: 50, ErrorRatio: 0.5, Latency: 5 * time.Millisecond})
-	s.setImage("podinfo", "podinfo:3.0")
+	s.releaseAGoodRevisionThenABadOne(successRateAtLeast(70, sluicev1.NoDataHold))
 
 	// The wait is shown while it lasts: verdict Wait, and the step's
 	// message says until when.
@@ -355,16 +346,40 @@ func TestABadCanaryReleasedRightAfterAGoodOneIsJudgedOnItsOwnTraffic(t *testing.
 		}
 		return nil
 	})
-	ro := s.waitPhase("podinfo", sluicev1.PhaseFailed, storyTimeout)
-	if img := s.getDeployment("podinfo-primary").Spec.Template.Spec.Containers[0].Image; img != "podinfo:2.0" {
-		t.Errorf("primary image = %s, want podinfo:2.0: the bad revision was promoted", img)
-	}
+	ro := s.expectTheBadOneRolledBack(sluicev1.MetricRequestSuccessRate)
 	if ro.Status.FailedChecks != 2 {
 		t.Errorf("failedChecks = %d, want the threshold 2", ro.Status.FailedChecks)
 	}
-	if sr, _ := metricStatus(ro, sluicev1.MetricRequestSuccessRate); sr.Verdict != analysis.VerdictFail {
-		t.Errorf("status of request-success-rate = %+v, want Fail", sr)
+}
+
+// releaseAGoodRevisionThenABadOne releases podinfo's revision 2, which
+// answers well, under the check, and right after its promotion revision
+// 3, which answers half its requests with 500 from its first one.
+func (s *promStory) releaseAGoodRevisionThenABadOne(check sluicev1.MetricCheck) {
+	s.t.Helper()
+	s.exp.Set(s.canaryPod("podinfo"), promtest.Traffic{RPS: 50, Latency: 5 * time.Millisecond})
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", iterations(1), metric(check))
+	s.waitForData("podinfo")
+	s.setImage("podinfo", "podinfo:2.0")
+	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+
+	s.exp.Set(s.canaryPod("podinfo"), promtest.Traffic{RPS: 50, ErrorRatio: 0.5, Latency: 5 * time.Millisecond})
+	s.setImage("podinfo", "podinfo:3.0")
+}
+
+// expectTheBadOneRolledBack waits for revision 3 of
+// releaseAGoodRevisionThenABadOne to be rolled back on its own numbers.
+func (s *promStory) expectTheBadOneRolledBack(metric string) *sluicev1.Rollout {
+	s.t.Helper()
+	ro := s.waitPhase("podinfo", sluicev1.PhaseFailed, storyTimeout)
+	if img := s.getDeployment("podinfo-primary").Spec.Template.Spec.Containers[0].Image; img != "podinfo:2.0" {
+		s.t.Errorf("primary image = %s, want podinfo:2.0: the bad revision was promoted", img)
 	}
+	if ms, _ := metricStatus(ro, metric); ms.Verdict != analysis.VerdictFail {
+		s.t.Errorf("status of %s = %+v, want Fail", metric, ms)
+	}
+	return ro
 }
 
 // TestAWindowWrittenIntoAQueryIsWaitedForToo: a template that writes its
@@ -375,23 +390,15 @@ func TestABadCanaryReleasedRightAfterAGoodOneIsJudgedOnItsOwnTraffic(t *testing.
 // the query's range selectors.
 func TestAWindowWrittenIntoAQueryIsWaitedForToo(t *testing.T) {
 	s := newPromStory(t)
-	s.exp.Set(s.canaryPod("podinfo"), promtest.Traffic{RPS: 50, Latency: 5 * time.Millisecond})
 	sel := `namespace="{{ .namespace }}",pod=~"{{ .target }}-[a-z0-9]+-[a-z0-9]+"`
 	s.must(k8sClient.Create(s.ctx, &sluicev1.MetricTemplate{
 		ObjectMeta: metav1.ObjectMeta{Name: "success-rate", Namespace: s.ns},
 		Spec: sluicev1.MetricTemplateSpec{Query: `100 * (1 - (sum(rate(http_requests_total{` + sel + `,code=~"5.."}[10s])) or on() vector(0))` +
 			` / sum(rate(http_requests_total{` + sel + `}[10s])))`},
 	}))
-	s.deploy("podinfo", "podinfo:1.0")
-	s.initialized("podinfo", iterations(1), metric(sluicev1.MetricCheck{Name: "success-rate",
+	s.releaseAGoodRevisionThenABadOne(sluicev1.MetricCheck{Name: "success-rate",
 		TemplateRef:    &sluicev1.MetricTemplateReference{Name: "success-rate"},
-		ThresholdRange: &sluicev1.ThresholdRange{Min: ptrTo(70.0)}, OnNoData: sluicev1.NoDataHold}))
-	s.waitForData("podinfo")
-	s.setImage("podinfo", "podinfo:2.0")
-	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
-
-	s.exp.Set(s.canaryPod("podinfo"), promtest.Traffic{RPS: 50, ErrorRatio: 0.5, Latency: 5 * time.Millisecond})
-	s.setImage("podinfo", "podinfo:3.0")
+		ThresholdRange: &sluicev1.ThresholdRange{Min: ptrTo(70.0)}, OnNoData: sluicev1.NoDataHold})
 
 	s.eventually(storyTimeout, "the check waits for the query's window", func() error {
 		ro := s.getRollout("podinfo")
@@ -401,11 +408,5 @@ func TestAWindowWrittenIntoAQueryIsWaitedForToo(t *testing.T) {
 		}
 		return nil
 	})
-	ro := s.waitPhase("podinfo", sluicev1.PhaseFailed, storyTimeout)
-	if img := s.getDeployment("podinfo-primary").Spec.Template.Spec.Containers[0].Image; img != "podinfo:2.0" {
-		t.Errorf("primary image = %s, want podinfo:2.0: the bad revision was promoted", img)
-	}
-	if sr, _ := metricStatus(ro, "success-rate"); sr.Verdict != analysis.VerdictFail {
-		t.Errorf("status of success-rate = %+v, want Fail", sr)
-	}
+	s.expectTheBadOneRolledBack("success-rate")
 }

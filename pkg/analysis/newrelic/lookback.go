@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sluice-dev/sluice/pkg/analysis/provider"
 )
 
 // DefaultSince is how far back NRQL reads when a query has no SINCE: New
@@ -27,7 +29,7 @@ var (
 // COMPARE WITH's offset. Other forms of SINCE (an absolute time, "today")
 // are an error: the caller cannot tell how far back they read.
 func Lookback(nrql string) (time.Duration, error) {
-	text := withoutStrings(nrql)
+	text := provider.BlankQuoted(nrql, "'`")
 	back := DefaultSince
 	if sinceAny.MatchString(text) {
 		d, err := relative(since, sinceAny, text, "SINCE")
@@ -61,25 +63,4 @@ func relative(re, anyOf *regexp.Regexp, text, clause string) (time.Duration, err
 		return 0, fmt.Errorf("the NRQL's %s %s is out of range", clause, m[1])
 	}
 	return time.Duration(n * float64(units[strings.ToLower(m[2])])), nil
-}
-
-// withoutStrings blanks NRQL's quoted strings ('...') and identifiers
-// (`...`), so that a word in them is not read as a clause.
-func withoutStrings(nrql string) string {
-	b := []byte(nrql)
-	var quote byte
-	for i := 0; i < len(b); i++ {
-		switch {
-		case quote == 0 && (b[i] == '\'' || b[i] == '`'):
-			quote = b[i]
-		case quote != 0 && b[i] == '\\' && i+1 < len(b):
-			b[i], b[i+1] = ' ', ' '
-			i++
-		case quote != 0 && b[i] == quote:
-			quote = 0
-		case quote != 0:
-			b[i] = ' '
-		}
-	}
-	return string(b)
 }

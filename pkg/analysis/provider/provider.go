@@ -190,3 +190,26 @@ func Last(values []*float64) (float64, error) {
 	}
 	return 0, fmt.Errorf("every point of the series is null: %w", ErrNoData)
 }
+
+// BlankQuoted blanks the text inside the quoted parts of a query (each
+// opened and closed by one of quotes, backslash escapes inside), keeping
+// every other byte where it was, so that a keyword in a string or a quoted
+// name is not read as part of the query.
+func BlankQuoted(query, quotes string) string {
+	b := []byte(query)
+	var quote byte
+	for i := 0; i < len(b); i++ {
+		switch {
+		case quote == 0 && strings.IndexByte(quotes, b[i]) >= 0:
+			quote = b[i]
+		case quote != 0 && b[i] == '\\' && i+1 < len(b):
+			b[i], b[i+1] = ' ', ' '
+			i++
+		case quote != 0 && b[i] == quote:
+			quote = 0
+		case quote != 0:
+			b[i] = ' '
+		}
+	}
+	return string(b)
+}
