@@ -65,12 +65,14 @@ func phaseColor(phase string) string {
 	return yellow
 }
 
-// verdictColor is the colour a metric verdict is shown in.
+// verdictColor is the colour a metric verdict is shown in: red for those
+// that count as a failed check (Fail, and Error: an answer Sluice did not
+// get never passes), yellow for those that hold the step or are not known.
 func verdictColor(v string) string {
 	switch v {
 	case "Pass":
 		return green
-	case "Fail":
+	case "Fail", "Error":
 		return red
 	case "":
 		return ""

@@ -184,3 +184,16 @@ func TestEachActionRequestHasItsOwnID(t *testing.T) {
 		t.Errorf("ids %q and %q: want two different 16-character ids", a, b)
 	}
 }
+
+// TestAVerdictIsColouredByWhatItDoesToTheStep: red for what counts as a
+// failed check (an Error was shown yellow, like a hold), yellow for what
+// holds the step.
+func TestAVerdictIsColouredByWhatItDoesToTheStep(t *testing.T) {
+	for verdict, want := range map[string]string{
+		"Pass": green, "Fail": red, "Error": red, "NoData": yellow, "Wait": yellow, "": "",
+	} {
+		if got := verdictColor(verdict); got != want {
+			t.Errorf("verdict %q: colour %q, want %q", verdict, got, want)
+		}
+	}
+}
