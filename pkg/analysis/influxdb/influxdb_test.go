@@ -122,3 +122,32 @@ func TestInfluxDBSeriesReadsTheRowsOfTheWindow(t *testing.T) {
 		t.Errorf("one service, grouped by tag: %v, want its one series", err)
 	}
 }
+
+// TestLookbackIsWhatARealServerReads: Debian's influxd reads a point
+// inside the lookback Sluice reads from the query, and none before it.
+func TestLookbackIsWhatARealServerReads(t *testing.T) {
+	srv := metricservers.StartInfluxDB(t, "shop", false)
+	now := time.Now()
+	srv.Write(t, "shop", fmt.Sprintf("latency value=100 %d\nlatency value=1 %d\n",
+		now.Add(-3*time.Minute).UnixNano(), now.Add(-20*time.Second).UnixNano()))
+	p, err := New(providertest.Config(sluicev1.MetricProvider{Type: "influxdb", Address: srv.URL, Database: "shop"}, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		query    string
+		lookback time.Duration
+		max      float64
+	}{
+		{`SELECT max("value") FROM "latency" WHERE time > now() - 1m`, time.Minute, 1},
+		{`SELECT max("value") FROM "latency" WHERE time > now() - 5m`, 5 * time.Minute, 100},
+	} {
+		back, err := Lookback(tt.query)
+		if err != nil || back != tt.lookback {
+			t.Errorf("Lookback(%s) = %v, %v; want %v", tt.query, back, err, tt.lookback)
+		}
+		if v, err := p.Query(t.Context(), tt.query); err != nil || v != tt.max {
+			t.Errorf("%s = %v, %v; want %v: the point 3m back is read only by the 5m query", tt.query, v, err, tt.max)
+		}
+	}
+}
