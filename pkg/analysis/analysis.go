@@ -147,7 +147,8 @@ type LookbackReader interface {
 // check waits, asked nothing, until what it reads clears that time. A
 // query that reads no window (the latest value of a gauge) is asked at
 // once; if telling fails, the query is asked too and reports the error
-// itself. Compare checks have their own window, which starts with the run.
+// itself. A compare check starts its samples where they read only this
+// revision instead (waitForCleanSamples).
 func waitForTheWindow(ctx context.Context, q Querier, ro *sluicev1.Rollout, check sluicev1.MetricCheck, now time.Time) (sluicev1.MetricStatus, bool) {
 	until := ro.Status.PreviousCanaryUntil
 	if until == nil {
