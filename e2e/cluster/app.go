@@ -42,6 +42,11 @@ type App struct {
 	NotReady bool
 	// CPUPerRequest is CPU burnt per request (real node: drives an HPA).
 	CPUPerRequest time.Duration
+	// CPURequest is the container's CPU request (real node), 20m when
+	// empty. An app that burns CPU should ask for about what it uses: the
+	// kernel shares a busy node by requests, so a pod running far above
+	// its own is the first to stall.
+	CPURequest string
 }
 
 // Deployment returns the app's Deployment.
@@ -105,8 +110,12 @@ func (a App) Apply(t *corev1.PodTemplateSpec) {
 			// the gateway answered 503 for the primary's share (seen in CI).
 			PeriodSeconds: 1, TimeoutSeconds: 2, FailureThreshold: 3, SuccessThreshold: 1,
 		}
+		cpu := a.CPURequest
+		if cpu == "" {
+			cpu = "20m"
+		}
 		c.Resources = corev1.ResourceRequirements{
-			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("20m"), corev1.ResourceMemory: resource.MustParse("16Mi")},
+			Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse(cpu), corev1.ResourceMemory: resource.MustParse("16Mi")},
 			Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")},
 		}
 		c.SecurityContext = &corev1.SecurityContext{
