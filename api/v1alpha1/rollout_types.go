@@ -1296,7 +1296,9 @@ type RolloutStatus struct {
 	WaitingSince *metav1.Time `json:"waitingSince,omitempty"`
 
 	// StepStartedAt is when the current step's weight was confirmed by the
-	// router; the step's hold counts from here.
+	// router; the step's hold counts from here. After checks that did not
+	// end the step, it is set so that the hold ends when they are asked
+	// again: an interval later, or when the checks that wait can answer.
 	// +optional
 	StepStartedAt *metav1.Time `json:"stepStartedAt,omitempty"`
 

@@ -90,6 +90,10 @@ type CheckResult struct {
 	Rollback bool
 	// Message explains a failure or a hold.
 	Message string
+	// RetryAt, on a hold, is when the checks that hold can answer (a window
+	// that still reads the revision before clears), when they say; zero
+	// when one holds for no data.
+	RetryAt time.Time
 	// Metrics are the per-metric results to record on the status.
 	Metrics []sluicev1.MetricStatus
 }
@@ -649,9 +653,17 @@ func (m *machine) runChecks() (passed, moved bool) {
 	default:
 		return true, false
 	}
-	// Hold the step for another interval and check again.
-	m.st.StepStartedAt = m.timeNow()
-	m.wakeAt(m.now.Add(steps.Interval(m.spec)))
+	// Hold the step for another interval and check again; sooner when the
+	// checks that hold said when they can answer. The hold is set to end
+	// then, so a restarted manager or a new leader asks them then too. Never
+	// later than an interval: the other checks keep watching the canary.
+	interval := steps.Interval(m.spec)
+	again := m.now.Add(interval)
+	if res.Outcome == CheckHold && res.RetryAt.After(m.now) && res.RetryAt.Before(again) {
+		again = res.RetryAt
+	}
+	m.st.StepStartedAt = &metav1.Time{Time: again.Add(-interval)}
+	m.wakeAt(again)
 	return false, false
 }
 

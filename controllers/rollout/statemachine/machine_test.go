@@ -138,6 +138,11 @@ func targetGone(o *Observation) { o.TargetFound = false }
 func checks(outcome Outcome, msg string) obsOpt {
 	return func(o *Observation) { o.Checks = &CheckResult{Outcome: outcome, Message: msg} }
 }
+func checksHeldUntil(t time.Time) obsOpt {
+	return func(o *Observation) {
+		o.Checks = &CheckResult{Outcome: CheckHold, Message: "latency: waiting until " + t.Format(time.RFC3339), RetryAt: t}
+	}
+}
 func rollbackHookOpen(o *Observation) {
 	o.Checks = &CheckResult{Outcome: CheckPass, Rollback: true, Message: "rollback gate open"}
 }
@@ -363,6 +368,24 @@ func TestDecide(t *testing.T) {
 			name: "no data under the hold policy holds without counting a failure",
 			spec: spec(withMetric()), st: status(sluicev1.PhaseProgressing, stepStarted(time.Minute)),
 			obs:  observe("rev2", checks(CheckHold, "no data")),
+			want: want{phase: sluicev1.PhaseProgressing, failed: ptr.To[int32](0), requeue: time.Minute},
+		},
+		{
+			name: "checks that wait for their window to clear are asked again when it does, sooner than an interval",
+			spec: spec(withMetric()), st: status(sluicev1.PhaseProgressing, stepStarted(time.Minute)),
+			obs:  observe("rev2", checksHeldUntil(t0.Add(15*time.Second))),
+			want: want{phase: sluicev1.PhaseProgressing, failed: ptr.To[int32](0), requeue: 15 * time.Second, message: "no verdict, holding the step"},
+		},
+		{
+			name: "a wait that clears after an interval: asked again after the interval, so the other checks keep watching the canary",
+			spec: spec(withMetric()), st: status(sluicev1.PhaseProgressing, stepStarted(time.Minute)),
+			obs:  observe("rev2", checksHeldUntil(t0.Add(time.Hour))),
+			want: want{phase: sluicev1.PhaseProgressing, failed: ptr.To[int32](0), requeue: time.Minute},
+		},
+		{
+			name: "a clear time not after now: asked again after an interval, never in a loop",
+			spec: spec(withMetric()), st: status(sluicev1.PhaseProgressing, stepStarted(time.Minute)),
+			obs:  observe("rev2", checksHeldUntil(t0.Add(-time.Second))),
 			want: want{phase: sluicev1.PhaseProgressing, failed: ptr.To[int32](0), requeue: time.Minute},
 		},
 		{
@@ -709,5 +732,32 @@ func TestAStepIsHeldOnlyWhileTheRouterHoldsItsWeight(t *testing.T) {
 	}
 	if d.Need != nil || d.RequeueAfter != time.Minute {
 		t.Errorf("router at 60%%: need %+v, requeue %s; want the step held a whole interval (1m)", d.Need, d.RequeueAfter)
+	}
+}
+
+// TestAHeldStepIsCheckedAgainWhenItsChecksCanAnswer: the time a waiting
+// check clears is kept in status (the step's hold is set to end then), so
+// a manager that restarts in between, or a new leader, asks the checks at
+// that time too, and not before.
+func TestAHeldStepIsCheckedAgainWhenItsChecksCanAnswer(t *testing.T) {
+	s := spec(withMetric())
+	retry := t0.Add(20 * time.Second)
+	d := Decide(Input{Spec: s, Status: status(sluicev1.PhaseProgressing, stepStarted(time.Minute)), Obs: observe("rev2", checksHeldUntil(retry)), Now: t0})
+	if d.RequeueAfter != 20*time.Second {
+		t.Fatalf("requeue after %s, want 20s", d.RequeueAfter)
+	}
+	st := d.Status.DeepCopy() // what a new leader reads
+	for _, at := range []time.Duration{time.Second, 19 * time.Second} {
+		d := Decide(Input{Spec: s, Status: st, Obs: observe("rev2"), Now: t0.Add(at)})
+		if d.Need != nil {
+			t.Errorf("at +%s the checks were asked (%+v), want them asked at +20s", at, *d.Need)
+		}
+		if want := 20*time.Second - at; d.RequeueAfter != want {
+			t.Errorf("at +%s requeue after %s, want %s", at, d.RequeueAfter, want)
+		}
+	}
+	d = Decide(Input{Spec: s, Status: st, Obs: observe("rev2"), Now: retry})
+	if d.Need == nil || !d.Need.Checks {
+		t.Fatalf("at +20s need %+v, want the checks asked", d.Need)
 	}
 }
