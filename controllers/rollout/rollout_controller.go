@@ -653,7 +653,7 @@ func (r *Reconciler) runChecks(ctx context.Context, ro *sluicev1.Rollout, rev st
 	case len(res.Failed) > 0:
 		out.Outcome, out.Message = statemachine.CheckFail, strings.Join(res.Failed, "; ")
 	case len(res.Held) > 0:
-		out.Outcome, out.Message = statemachine.CheckHold, strings.Join(res.Held, "; ")
+		out.Outcome, out.Message, out.RetryAt = statemachine.CheckHold, strings.Join(res.Held, "; "), res.RetryAt
 	}
 	return out
 }

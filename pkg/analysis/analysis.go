@@ -44,9 +44,14 @@ type Querier interface {
 type Result struct {
 	Metrics []sluicev1.MetricStatus
 	// Failed lists the checks that failed or errored; Held those without
-	// data under the hold policy.
+	// data under the hold policy, and those that wait (VerdictWait).
 	Failed []string
 	Held   []string
+	// RetryAt is when the waiting checks will all have a window of this
+	// revision only, so the step can be checked again then rather than an
+	// interval later; zero when a check holds for no data (no one can say
+	// when data comes) or none holds.
+	RetryAt time.Time
 }
 
 // DefaultConcurrency bounds the queries of one Run that are in flight at once.
@@ -77,6 +82,7 @@ func RunWith(ctx context.Context, q Querier, ro *sluicev1.Rollout, now time.Time
 		concurrency = 1
 	}
 	statuses := make([]sluicev1.MetricStatus, len(checks))
+	clears := make([]time.Time, len(checks))
 	sem := make(chan struct{}, concurrency)
 	var wg sync.WaitGroup
 	for i, check := range checks {
@@ -85,10 +91,11 @@ func RunWith(ctx context.Context, q Querier, ro *sluicev1.Rollout, now time.Time
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			statuses[i] = evaluate(ctx, q, ro, check, now, timeout)
+			statuses[i], clears[i] = evaluate(ctx, q, ro, check, now, timeout)
 		}()
 	}
 	wg.Wait()
+	noData := false
 	for i, check := range checks {
 		ms := statuses[i]
 		ms.CheckedAt = &metav1.Time{Time: now}
@@ -96,18 +103,27 @@ func RunWith(ctx context.Context, q Querier, ro *sluicev1.Rollout, now time.Time
 		switch {
 		case ms.Verdict == VerdictFail || ms.Verdict == VerdictError:
 			res.Failed = append(res.Failed, ms.Message)
-		case ms.Verdict == VerdictWait,
-			ms.Verdict == VerdictNoData && policy(check) == sluicev1.NoDataHold:
+		case ms.Verdict == VerdictWait:
 			res.Held = append(res.Held, ms.Message)
+			if clears[i].After(res.RetryAt) {
+				res.RetryAt = clears[i]
+			}
+		case ms.Verdict == VerdictNoData && policy(check) == sluicev1.NoDataHold:
+			res.Held = append(res.Held, ms.Message)
+			noData = true
 		case ms.Verdict == VerdictNoData && policy(check) != sluicev1.NoDataPass:
 			res.Failed = append(res.Failed, ms.Message)
 		}
+	}
+	if noData {
+		res.RetryAt = time.Time{}
 	}
 	return res
 }
 
 // evaluate runs one check; a panicking Querier is an error, not a crash.
-func evaluate(ctx context.Context, q Querier, ro *sluicev1.Rollout, check sluicev1.MetricCheck, now time.Time, timeout time.Duration) (ms sluicev1.MetricStatus) {
+// A check that waits also says when it can be asked (zero otherwise).
+func evaluate(ctx context.Context, q Querier, ro *sluicev1.Rollout, check sluicev1.MetricCheck, now time.Time, timeout time.Duration) (ms sluicev1.MetricStatus, clears time.Time) {
 	defer func() {
 		if r := recover(); r != nil {
 			ms = Judge(check, 0, fmt.Errorf("the metrics provider panicked: %v", r))
@@ -122,11 +138,11 @@ func evaluate(ctx context.Context, q Querier, ro *sluicev1.Rollout, check sluice
 	if check.Compare != nil {
 		return compare(ctx, q, ro, check, now)
 	}
-	if ms, wait := waitForTheWindow(ctx, q, ro, check, now); wait {
-		return ms
+	if ms, clears := waitForTheWindow(ctx, q, ro, check, now); !clears.IsZero() {
+		return ms, clears
 	}
 	v, err := q.Query(ctx, ro, check)
-	return Judge(check, v, err)
+	return Judge(check, v, err), time.Time{}
 }
 
 // LookbackReader is a Querier that can tell how far back from now a
@@ -148,25 +164,27 @@ type LookbackReader interface {
 // query that reads no window (the latest value of a gauge) is asked at
 // once; if telling fails, the query is asked too and reports the error
 // itself. A compare check starts its samples where they read only this
-// revision instead (waitForCleanSamples).
-func waitForTheWindow(ctx context.Context, q Querier, ro *sluicev1.Rollout, check sluicev1.MetricCheck, now time.Time) (sluicev1.MetricStatus, bool) {
+// revision instead (waitForCleanSamples). A check that waits is returned
+// with the time its window clears; zero when it does not wait.
+func waitForTheWindow(ctx context.Context, q Querier, ro *sluicev1.Rollout, check sluicev1.MetricCheck, now time.Time) (sluicev1.MetricStatus, time.Time) {
 	until := ro.Status.PreviousCanaryUntil
 	if until == nil {
-		return sluicev1.MetricStatus{}, false
+		return sluicev1.MetricStatus{}, time.Time{}
 	}
 	length := window(check)
 	if lr, ok := q.(LookbackReader); ok {
 		var err error
 		if length, err = lr.Lookback(ctx, ro, check); err != nil {
-			return sluicev1.MetricStatus{}, false
+			return sluicev1.MetricStatus{}, time.Time{}
 		}
 	}
 	if length <= 0 || !now.Add(-length).Before(until.Time) {
-		return sluicev1.MetricStatus{}, false
+		return sluicev1.MetricStatus{}, time.Time{}
 	}
+	clears := until.Add(length)
 	return sluicev1.MetricStatus{Name: check.Name, Verdict: VerdictWait, Message: fmt.Sprintf(
 		"%s: waiting until %s for its %s window to hold only this revision (the target served the one before until %s)",
-		check.Name, until.Add(length).UTC().Format(time.RFC3339), model.Duration(length), until.UTC().Format(time.RFC3339))}, true
+		check.Name, clears.UTC().Format(time.RFC3339), model.Duration(length), until.UTC().Format(time.RFC3339))}, clears
 }
 
 // Judge turns a query's answer into the metric's status.

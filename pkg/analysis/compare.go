@@ -101,11 +101,12 @@ func compareMinSamples(check sluicev1.MetricCheck) int {
 // revision before (see waitForTheWindow), and would make the canary's
 // series look like it. When what is left of the window cannot hold
 // minSamples yet, the check waits, verdict Wait, rather than count too few
-// samples as no data: it is not the canary that lacks them.
-func waitForCleanSamples(ctx context.Context, q Querier, ro *sluicev1.Rollout, check sluicev1.MetricCheck, w *Window, now time.Time) (sluicev1.MetricStatus, bool) {
+// samples as no data: it is not the canary that lacks them. It is then
+// returned with the time it has them; zero when it does not wait.
+func waitForCleanSamples(ctx context.Context, q Querier, ro *sluicev1.Rollout, check sluicev1.MetricCheck, w *Window, now time.Time) (sluicev1.MetricStatus, time.Time) {
 	until := ro.Status.PreviousCanaryUntil
 	if until == nil {
-		return sluicev1.MetricStatus{}, false
+		return sluicev1.MetricStatus{}, time.Time{}
 	}
 	lookback := w.Step
 	if lr, ok := q.(LookbackReader); ok {
@@ -113,22 +114,22 @@ func waitForCleanSamples(ctx context.Context, q Querier, ro *sluicev1.Rollout, c
 		perStep.Interval = &metav1.Duration{Duration: w.Step}
 		var err error
 		if lookback, err = lr.Lookback(ctx, ro, perStep); err != nil {
-			return sluicev1.MetricStatus{}, false
+			return sluicev1.MetricStatus{}, time.Time{}
 		}
 	}
 	clean := until.Add(lookback)
 	if !clean.After(w.Start) {
-		return sluicev1.MetricStatus{}, false
+		return sluicev1.MetricStatus{}, time.Time{}
 	}
 	w.Start = clean
 	n := compareMinSamples(check)
 	ready := clean.Add(time.Duration(n-1) * w.Step)
 	if !now.Before(ready) {
-		return sluicev1.MetricStatus{}, false
+		return sluicev1.MetricStatus{}, time.Time{}
 	}
 	return sluicev1.MetricStatus{Name: check.Name, Verdict: VerdictWait, Message: fmt.Sprintf(
 		"%s: waiting until %s for %d samples that hold only this revision (each reads %s back; the target served the one before until %s)",
-		check.Name, ready.UTC().Format(time.RFC3339), n, model.Duration(lookback), until.UTC().Format(time.RFC3339))}, true
+		check.Name, ready.UTC().Format(time.RFC3339), n, model.Duration(lookback), until.UTC().Format(time.RFC3339))}, ready
 }
 
 // ParseTolerance reads a compare tolerance, "10%" or "2.5%", as a fraction
@@ -169,15 +170,15 @@ func judgeSpec(check sluicev1.MetricCheck) (judge.Spec, error) {
 }
 
 // compare runs a compare check: both sides' series over the window, at
-// the same time, then the judge.
-func compare(ctx context.Context, q Querier, ro *sluicev1.Rollout, check sluicev1.MetricCheck, now time.Time) sluicev1.MetricStatus {
+// the same time, then the judge. One that waits says until when.
+func compare(ctx context.Context, q Querier, ro *sluicev1.Rollout, check sluicev1.MetricCheck, now time.Time) (sluicev1.MetricStatus, time.Time) {
 	sq, ok := q.(SeriesQuerier)
 	if !ok {
-		return JudgeCompare(check, Sides{Err: errors.New("this manager's metrics querier cannot return a series; compare needs one")})
+		return JudgeCompare(check, Sides{Err: errors.New("this manager's metrics querier cannot return a series; compare needs one")}), time.Time{}
 	}
 	w := CompareWindow(ro, check, now)
-	if ms, wait := waitForCleanSamples(ctx, q, ro, check, &w, now); wait {
-		return ms
+	if ms, ready := waitForCleanSamples(ctx, q, ro, check, &w, now); !ready.IsZero() {
+		return ms, ready
 	}
 	var s Sides
 	done := make(chan struct{})
@@ -192,7 +193,7 @@ func compare(ctx context.Context, q Querier, ro *sluicev1.Rollout, check sluicev
 	}()
 	s.Canary, s.CanaryErr = sq.Series(ctx, ro, check, SideCanary, w)
 	<-done
-	return JudgeCompare(check, s)
+	return JudgeCompare(check, s), time.Time{}
 }
 
 // Sides are the answers of a compare check's two series queries.

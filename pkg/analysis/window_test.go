@@ -106,8 +106,8 @@ func TestAThresholdCheckWaitsUntilItsWindowClearsTheRevisionServedBefore(t *test
 			}
 			ms := res.Metrics[0]
 			if !tt.wait {
-				if asked != 1 || ms.Verdict != VerdictPass || len(res.Held) != 0 {
-					t.Errorf("asked %d times, status %+v, held %v: want asked once and passed", asked, ms, res.Held)
+				if asked != 1 || ms.Verdict != VerdictPass || len(res.Held) != 0 || !res.RetryAt.IsZero() {
+					t.Errorf("asked %d times, status %+v, held %v, retry at %v: want asked once and passed", asked, ms, res.Held, res.RetryAt)
 				}
 				return
 			}
@@ -124,8 +124,52 @@ func TestAThresholdCheckWaitsUntilItsWindowClearsTheRevisionServedBefore(t *test
 			if len(res.Failed) != 0 || len(res.Held) != 1 || res.Held[0] != wantMsg {
 				t.Errorf("failed %v, held %v: a waiting check holds the step and fails nothing (onNoData fail)", res.Failed, res.Held)
 			}
+			if want := tt.until.Add(waitFor); !res.RetryAt.Equal(want) {
+				t.Errorf("retry at %v, want %v, when the window clears", res.RetryAt, want)
+			}
 		})
 	}
+}
+
+// TestTheStepIsCheckedAgainWhenTheLastWaitingCheckClears: of two checks
+// that wait, the step can be checked again when the later one's window
+// clears; a check that holds for no data says no time, and the step is
+// then checked again an interval later.
+func TestTheStepIsCheckedAgainWhenTheLastWaitingCheckClears(t *testing.T) {
+	now := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	until := &metav1.Time{Time: now.Add(-30 * time.Second)}
+	check := func(name string, window time.Duration) sluicev1.MetricCheck {
+		return sluicev1.MetricCheck{Name: name, Interval: &metav1.Duration{Duration: window}, ThresholdRange: &sluicev1.ThresholdRange{Min: ptr.To(99.0)}}
+	}
+	run := func(q Querier, checks ...sluicev1.MetricCheck) Result {
+		ro := exampleRollout(nil)
+		ro.Spec.Analysis = &sluicev1.Analysis{Metrics: checks}
+		ro.Status.PreviousCanaryUntil = until
+		return Run(context.Background(), q, ro, now)
+	}
+
+	res := run(&windowQuerier{reads: true}, check("errors", time.Minute), check("latency", 2*time.Minute), check("saturation", 10*time.Second))
+	if want := until.Add(2 * time.Minute); !res.RetryAt.Equal(want) || len(res.Held) != 2 {
+		t.Errorf("held %v, retry at %v: want 2 held until %v", res.Held, res.RetryAt, want)
+	}
+
+	noData := check("queue", 10*time.Second)
+	noData.OnNoData = sluicev1.NoDataHold
+	res = run(noDataFor{"queue"}, check("errors", time.Minute), noData)
+	if len(res.Held) != 2 || !res.RetryAt.IsZero() {
+		t.Errorf("held %v, retry at %v: want 2 held and no time (no one says when data comes)", res.Held, res.RetryAt)
+	}
+}
+
+// noDataFor has no data for the named check and 100 for the others; every
+// check reads its window.
+type noDataFor struct{ name string }
+
+func (q noDataFor) Query(_ context.Context, _ *sluicev1.Rollout, check sluicev1.MetricCheck) (float64, error) {
+	if check.Name == q.name {
+		return 0, ErrNoData
+	}
+	return 100, nil
 }
 
 // TestALookbackIsWhatTheQueryOrProviderReads: how far back each check
@@ -335,6 +379,9 @@ func TestACompareCheckSamplesOnlyWhatReadsThisRevision(t *testing.T) {
 				}
 				if n := len(asked()); n != 0 {
 					t.Errorf("%d series queries while it waits, want none", n)
+				}
+				if !res.RetryAt.Equal(tt.ready) {
+					t.Errorf("retry at %v, want %v, when it has its samples", res.RetryAt, tt.ready)
 				}
 				return
 			}
