@@ -110,11 +110,15 @@ func FuzzDecide(f *testing.F) {
 		obs.CanaryReady, obs.TargetFound, obs.PrimaryRestorable = canaryReady, flags&8192 != 0 || revision != "", flags&16384 != 0
 		if flags&32768 != 0 {
 			obs.RoutedWeight = nil
-			obs.Checks = &CheckResult{Outcome: []Outcome{CheckPass, CheckFail, CheckHold}[int(w2)%3], Rollback: w3%2 == 0}
+			obs.Checks = &CheckResult{Outcome: []Outcome{CheckPass, CheckFail, CheckHold}[int(w2)%3], Rollback: w3%2 == 0,
+				RetryAt: t0.Add(time.Duration(checkAge - stepAge))}
 		}
 		d := Decide(Input{Spec: sp, Generation: int64(flags), Status: st, Obs: obs, Now: t0})
 		if w := d.Desired.CanaryWeight; w < 0 || w > 100 {
 			t.Errorf("desired canary weight %d, want 0 to 100 (phase %q)", w, d.Status.Phase)
+		}
+		if r := d.RequeueAfter; r != 0 && r < time.Second {
+			t.Errorf("requeue after %s: a Rollout is never woken more often than each second", r)
 		}
 	})
 }
