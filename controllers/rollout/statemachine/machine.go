@@ -655,12 +655,13 @@ func (m *machine) runChecks() (passed, moved bool) {
 	}
 	// Hold the step for another interval and check again; sooner when the
 	// checks that hold said when they can answer. The hold is set to end
-	// then, so a restarted manager or a new leader asks them then too. Never
-	// later than an interval: the other checks keep watching the canary.
+	// then (on a whole second, as the API server keeps it, and not before),
+	// so a restarted manager or a new leader asks them then too. Never later
+	// than an interval: the other checks keep watching the canary.
 	interval := steps.Interval(m.spec)
 	again := m.now.Add(interval)
-	if res.Outcome == CheckHold && res.RetryAt.After(m.now) && res.RetryAt.Before(again) {
-		again = res.RetryAt
+	if retry := wholeSecondUp(res.RetryAt); res.Outcome == CheckHold && retry.After(m.now) && retry.Before(again) {
+		again = retry
 	}
 	m.st.StepStartedAt = &metav1.Time{Time: again.Add(-interval)}
 	m.wakeAt(again)

@@ -377,6 +377,12 @@ func TestDecide(t *testing.T) {
 			want: want{phase: sluicev1.PhaseProgressing, failed: ptr.To[int32](0), requeue: 15 * time.Second, message: "no verdict, holding the step"},
 		},
 		{
+			name: "a clear time within a second: asked again on the whole second after it, as the status keeps it, never before",
+			spec: spec(withMetric()), st: status(sluicev1.PhaseProgressing, stepStarted(time.Minute)),
+			obs:  observe("rev2", checksHeldUntil(t0.Add(14*time.Second+300*time.Millisecond))),
+			want: want{phase: sluicev1.PhaseProgressing, failed: ptr.To[int32](0), requeue: 15 * time.Second},
+		},
+		{
 			name: "a wait that clears after an interval: asked again after the interval, so the other checks keep watching the canary",
 			spec: spec(withMetric()), st: status(sluicev1.PhaseProgressing, stepStarted(time.Minute)),
 			obs:  observe("rev2", checksHeldUntil(t0.Add(time.Hour))),
