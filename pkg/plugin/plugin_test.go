@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -36,6 +37,7 @@ func progressing(st *sluicev1.RolloutStatus) {
 		condition(sluicev1.ConditionGate, metav1.ConditionTrue, "GateClosed", "confirm-promotion gate approve answered closed"),
 	}
 	now := metav1.Now()
+	st.StepStartedAt = &metav1.Time{Time: now.Add(-20 * time.Second)}
 	st.Metrics = []sluicev1.MetricStatus{
 		{Name: sluicev1.MetricRequestSuccessRate, Value: "99.52", Verdict: "Pass", CheckedAt: &now},
 		{Name: sluicev1.MetricRequestDuration, Value: "731", Verdict: "Fail", Message: "731 is above 500", CheckedAt: &now},
@@ -193,7 +195,7 @@ func TestGetRolloutShowsPhaseStepsTrafficMetricsGateConditionsAndEvents(t *testi
 		{"canary", "20%", "revision 7c9a1e"},
 		{"Steps (4)"},
 		{"[x]  1", "set weight 10%"},
-		{"[>]  2", "set weight 20%", "<- current"},
+		{"[>]  2", "set weight 20%", "<- current, checks in "},
 		{"[ ]  3", "pause at 20% until promoted"},
 		{"[ ]  4", "set weight 50%"},
 		{"request-success-rate", "99.52", ">= 99", "Pass"},

@@ -197,3 +197,21 @@ func TestAVerdictIsColouredByWhatItDoesToTheStep(t *testing.T) {
 		}
 	}
 }
+
+func TestHoldLeftSaysWhenTheStepMovesOn(t *testing.T) {
+	now := time.Date(2026, 12, 6, 10, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		ends  time.Duration
+		check bool
+		want  string
+	}{
+		{39 * time.Second, true, "checks in 39s"},
+		{4*time.Minute + 30*time.Second, false, "ends in 4m30s"},
+		{0, true, "checks due"},
+		{-5 * time.Second, false, "ends due"},
+	} {
+		if got := holdLeft(now.Add(tt.ends), tt.check, now); got != tt.want {
+			t.Errorf("holdLeft(%s, check %v) = %q, want %q", tt.ends, tt.check, got, tt.want)
+		}
+	}
+}

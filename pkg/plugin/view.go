@@ -10,6 +10,7 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/duration"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/pkg/plugin/describe"
@@ -140,7 +141,11 @@ func (v *view) steps(w io.Writer, s style) {
 		switch mark {
 		case "[>]":
 			color = yellow
-			text = truncate(text, s.width-22) + "  <- current"
+			suffix := "  <- current"
+			if ends, check, ok := steps.HoldEnds(spec, st); ok {
+				suffix += ", " + holdLeft(ends, check, v.now)
+			}
+			text = truncate(text, s.width-10-len(suffix)) + suffix
 		case "[x]":
 			color = dim
 		case "[!]":
@@ -148,6 +153,20 @@ func (v *view) steps(w io.Writer, s style) {
 		}
 		fmt.Fprintf(w, "  %s %s\n", s.paint(color, fmt.Sprintf("%s %2d", mark, i+1)), s.paint(color, text))
 	}
+}
+
+// holdLeft says when the current step moves on: "checks in 12s", "ends in
+// 4m" (a timed pause), or "checks due" once the time has come and the
+// controller is about to act.
+func holdLeft(ends time.Time, check bool, now time.Time) string {
+	what := "ends"
+	if check {
+		what = "checks"
+	}
+	if !now.Before(ends) {
+		return what + " due"
+	}
+	return what + " in " + duration.HumanDuration(ends.Sub(now))
 }
 
 func (v *view) metrics(w io.Writer, s style) {

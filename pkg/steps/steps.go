@@ -195,3 +195,26 @@ func StateOf(st *sluicev1.RolloutStatus, i int) State {
 	}
 	return StatePending
 }
+
+// HoldEnds is when the current step's hold ends, as the controller counts
+// it: status.stepStartedAt plus the step's hold (the analysis interval, or
+// a timed pause's duration). check says whether the step's checks run
+// then. ok is false while no hold runs: no run in Progressing, a hold not
+// started yet (the router has not confirmed the weight, or the canary is
+// not ready), a pause until promoted, or a Rollout paused or suspended,
+// whose clocks stop.
+func HoldEnds(spec *sluicev1.RolloutSpec, st *sluicev1.RolloutStatus) (ends time.Time, check, ok bool) {
+	if st.Phase != sluicev1.PhaseProgressing || st.StepStartedAt == nil || st.Paused || spec.Suspend {
+		return time.Time{}, false, false
+	}
+	plan := Plan(spec)
+	i := int(st.CurrentStepIndex)
+	if i < 0 || i >= len(plan) || plan[i].ManualPause {
+		return time.Time{}, false, false
+	}
+	hold := Interval(spec)
+	if plan[i].Pause != nil {
+		hold = *plan[i].Pause
+	}
+	return st.StepStartedAt.Add(hold), plan[i].Check, true
+}

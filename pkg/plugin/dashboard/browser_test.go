@@ -265,6 +265,10 @@ func TestDashboardInABrowser(t *testing.T) {
 		if got := text(t, tab, `ol.plan li[aria-current="step"]`); !strings.Contains(got, "set weight 20%") {
 			t.Errorf("current step %q, want the second", got)
 		}
+		// The step's hold of 1m started 95s ago: its checks are due.
+		if got := text(t, tab, "#hold-ends"); got != "checks due" {
+			t.Errorf("the step moves on %q, want %q", got, "checks due")
+		}
 		var order bool
 		if err := chromedp.Run(tab, chromedp.Evaluate(`main.textContent.indexOf("NewRevision") < main.textContent.indexOf("CheckFailed")`, &order)); err != nil || !order {
 			t.Errorf("events are not oldest first (%v)", err)

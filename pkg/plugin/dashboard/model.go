@@ -27,6 +27,10 @@ type rolloutView struct {
 	FailedChecks   int32           `json:"failedChecks"`
 	Threshold      int32           `json:"threshold"`
 	StepStartedAt  *time.Time      `json:"stepStartedAt,omitempty"`
+	// HoldEndsAt is when the current step moves on (steps.HoldEnds):
+	// its checks run then when HoldChecks, else a timed pause ends.
+	HoldEndsAt *time.Time `json:"holdEndsAt,omitempty"`
+	HoldChecks bool       `json:"holdChecks,omitempty"`
 	CreatedAt      time.Time       `json:"createdAt"`
 	Attention      string          `json:"attention,omitempty"`
 	Paused         bool            `json:"paused,omitempty"`
@@ -122,6 +126,9 @@ func buildView(ro *sluicev1.Rollout, evs []*eventsv1.Event, history []trafficPoi
 	if st.StepStartedAt != nil {
 		t := st.StepStartedAt.Time
 		v.StepStartedAt = &t
+	}
+	if ends, check, ok := steps.HoldEnds(&ro.Spec, st); ok {
+		v.HoldEndsAt, v.HoldChecks = &ends, check
 	}
 	for i, p := range plan {
 		v.Plan = append(v.Plan, stepView{Text: steps.Describe(&ro.Spec, p, i), State: steps.StateOf(st, i)})

@@ -131,6 +131,16 @@ func TestTheViewShowsPlanMetricsAndGate(t *testing.T) {
 	if !v.Webhooks[0].Gate || v.Webhooks[1].Gate || v.GateClosed != "approve answered closed" {
 		t.Errorf("webhooks %+v, gate %q", v.Webhooks, v.GateClosed)
 	}
+	if v.HoldEndsAt != nil {
+		t.Errorf("hold ends at %v before the step's hold started", v.HoldEndsAt)
+	}
+
+	// Once the router holds the weight, the step's checks run an interval later.
+	ro.Status.StepStartedAt = &metav1.Time{Time: now.Add(-20 * time.Second)}
+	v = buildView(ro, nil, nil, nil)
+	if want := now.Add(40 * time.Second); v.HoldEndsAt == nil || !v.HoldEndsAt.Equal(want) || !v.HoldChecks {
+		t.Errorf("hold ends at %v (checks %v), want %v with checks", v.HoldEndsAt, v.HoldChecks, want)
+	}
 }
 
 func TestAPendingActionIsShownUntilTheStatusRecordsItCarriedOut(t *testing.T) {

@@ -48,7 +48,11 @@
   // age says how long ago an ISO time was, as kubectl does ("5m", "2h3m").
   function age(iso) {
     if (!iso) return "-";
-    let secs = Math.max(0, Math.floor((Date.now() - Date.parse(iso)) / 1000));
+    return spanText(Math.max(0, Math.floor((Date.now() - Date.parse(iso)) / 1000)));
+  }
+
+  // spanText writes a number of seconds as kubectl does: 45s, 4m30s, 3h5m, 2d.
+  function spanText(secs) {
     if (secs < 120) return secs + "s";
     const mins = Math.floor(secs / 60);
     if (mins < 10) return mins + "m" + (secs % 60 ? (secs % 60) + "s" : "");
@@ -63,10 +67,24 @@
     return h("time", { datetime: iso || "", "data-since": iso || "", "data-suffix": suffix || "", text: iso ? age(iso) + (suffix || "") : "-" });
   }
 
+  // left says when the current step moves on: "checks in 39s", "ends in
+  // 4m" (a timed pause), or "checks due" once the controller is to act.
+  function left(iso, what) {
+    const secs = Math.ceil((Date.parse(iso) - Date.now()) / 1000);
+    return secs <= 0 ? what + " due" : what + " in " + spanText(secs);
+  }
+
+  function countdown(iso, what) {
+    return h("time", { datetime: iso, "data-until": iso, "data-what": what, text: left(iso, what) });
+  }
+
   function refreshAges() {
     for (const el of document.querySelectorAll("[data-since]")) {
       const iso = el.getAttribute("data-since");
       if (iso) el.textContent = age(iso) + el.getAttribute("data-suffix");
+    }
+    for (const el of document.querySelectorAll("[data-until]")) {
+      el.textContent = left(el.getAttribute("data-until"), el.getAttribute("data-what"));
     }
   }
 
@@ -254,6 +272,7 @@
       ["Failed checks", `${r.failedChecks} of ${r.threshold} allowed`],
       ["Current step for", r.stepStartedAt ? since(r.stepStartedAt) : "-"],
     ];
+    if (r.holdEndsAt) facts.push(["Step moves on", h("span", { id: "hold-ends" }, countdown(r.holdEndsAt, r.holdChecks ? "checks" : "ends"))]);
     if (r.pendingAction) facts.push(["Pending action", h("span", { id: "pending-action", text: `${r.pendingAction} (asked by ${r.pendingBy || "-"})` })]);
     if (r.paused) facts.push(["Paused", "yes, by an action"]);
     if (r.suspended) facts.push(["Suspended", "yes, by the spec"]);
