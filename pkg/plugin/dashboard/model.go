@@ -27,10 +27,8 @@ type rolloutView struct {
 	FailedChecks   int32           `json:"failedChecks"`
 	Threshold      int32           `json:"threshold"`
 	StepStartedAt  *time.Time      `json:"stepStartedAt,omitempty"`
-	// HoldEndsAt is when the current step moves on (steps.HoldEnds):
-	// its checks run then when HoldChecks, else a timed pause ends.
-	HoldEndsAt *time.Time `json:"holdEndsAt,omitempty"`
-	HoldChecks bool       `json:"holdChecks,omitempty"`
+	HoldEndsAt     *time.Time      `json:"holdEndsAt,omitempty"` // when the current step moves on (steps.HoldEnds)
+	HoldChecks     bool            `json:"holdChecks,omitempty"` // its checks run then; else a timed pause ends
 	CreatedAt      time.Time       `json:"createdAt"`
 	Attention      string          `json:"attention,omitempty"`
 	Paused         bool            `json:"paused,omitempty"`
