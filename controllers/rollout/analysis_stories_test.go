@@ -410,3 +410,64 @@ func TestAWindowWrittenIntoAQueryIsWaitedForToo(t *testing.T) {
 	})
 	s.expectTheBadOneRolledBack("success-rate")
 }
+
+// TestAWaitingCheckIsAskedWhenItsWindowClears: a step held by a check whose
+// window still read the revision before was checked again an interval
+// later, though the wait said when the window would clear. It is now
+// checked then, and the status says so (the step's hold ends then), so a
+// restarted manager or a new leader would check then too.
+func TestAWaitingCheckIsAskedWhenItsWindowClears(t *testing.T) {
+	const interval, window = 20 * time.Second, 30 * time.Second
+	s := newPromStory(t)
+	sel := `namespace="{{ .namespace }}",pod=~"{{ .target }}-[a-z0-9]+-[a-z0-9]+"`
+	s.must(k8sClient.Create(s.ctx, &sluicev1.MetricTemplate{
+		ObjectMeta: metav1.ObjectMeta{Name: "success-rate", Namespace: s.ns},
+		Spec: sluicev1.MetricTemplateSpec{Query: `100 * (1 - (sum(rate(http_requests_total{` + sel + `,code=~"5.."}[30s])) or on() vector(0))` +
+			` / sum(rate(http_requests_total{` + sel + `}[30s])))`},
+	}))
+	s.exp.Set(s.canaryPod("podinfo"), promtest.Traffic{RPS: 50, Latency: 5 * time.Millisecond})
+	s.deploy("podinfo", "podinfo:1.0")
+	// The first check comes an interval after the step's hold starts, while
+	// the 30s window still reads the target's traffic from before the
+	// takeover's drain ended: it waits, for less than an interval.
+	s.initialized("podinfo", iterations(1), func(ro *sluicev1.Rollout) {
+		ro.Spec.Analysis.Interval = &metav1.Duration{Duration: interval}
+	}, metric(sluicev1.MetricCheck{Name: "success-rate", TemplateRef: &sluicev1.MetricTemplateReference{Name: "success-rate"},
+		ThresholdRange: &sluicev1.ThresholdRange{Min: ptrTo(90.0)}, OnNoData: sluicev1.NoDataHold}))
+	s.setImage("podinfo", "podinfo:2.0")
+
+	var ro *sluicev1.Rollout
+	var waited sluicev1.MetricStatus
+	s.eventually(storyTimeout, "the check waits for its window", func() error {
+		ro = s.getRollout("podinfo")
+		waited, _ = metricStatus(ro, "success-rate")
+		if waited.Verdict != analysis.VerdictWait || waited.CheckedAt == nil {
+			return fmt.Errorf("phase %s, metric %+v", ro.Status.Phase, waited)
+		}
+		return nil
+	})
+	clears := ro.Status.PreviousCanaryUntil.Add(window)
+	s.t.Logf("checked at %s, waiting until %s (%s later)", waited.CheckedAt.Format(time.RFC3339), clears.Format(time.RFC3339), clears.Sub(waited.CheckedAt.Time))
+	if !clears.Before(waited.CheckedAt.Add(interval)) {
+		s.t.Fatalf("the window clears at %s, not within an interval of the check at %s: the story no longer tells the two apart", clears, waited.CheckedAt)
+	}
+	if got := ro.Status.StepStartedAt; got == nil || !got.Add(interval).Equal(clears) {
+		s.t.Errorf("the step's hold (from %v) ends an interval later, want it to end at %s, when the window clears", got, clears.Format(time.RFC3339))
+	}
+
+	var next sluicev1.MetricStatus
+	s.eventually(storyTimeout, "the check asked again", func() error {
+		next, _ = metricStatus(s.getRollout("podinfo"), "success-rate")
+		if next.CheckedAt == nil || !next.CheckedAt.After(waited.CheckedAt.Time) {
+			return fmt.Errorf("metric %+v", next)
+		}
+		return nil
+	})
+	if next.CheckedAt.Time.Before(clears) || !next.CheckedAt.Time.Before(waited.CheckedAt.Add(interval)) {
+		s.t.Errorf("asked again at %s: want from %s, when the window clears, and before %s, an interval after the wait",
+			next.CheckedAt.Format(time.RFC3339), clears.Format(time.RFC3339), waited.CheckedAt.Add(interval).Format(time.RFC3339))
+	}
+	if next.Verdict == analysis.VerdictWait {
+		s.t.Errorf("asked again and still waiting: %s", next.Message)
+	}
+}
