@@ -382,6 +382,19 @@ func (s *promStory) expectTheBadOneRolledBack(metric string) *sluicev1.Rollout {
 	return ro
 }
 
+// successRateTemplate creates the MetricTemplate success-rate: the
+// percentage of the target's requests answered without a 5xx, over a window
+// written into the query ("10s"), not through {{ .interval }}.
+func (s *promStory) successRateTemplate(window string) {
+	s.t.Helper()
+	sel := `namespace="{{ .namespace }}",pod=~"{{ .target }}-[a-z0-9]+-[a-z0-9]+"`
+	s.must(k8sClient.Create(s.ctx, &sluicev1.MetricTemplate{
+		ObjectMeta: metav1.ObjectMeta{Name: "success-rate", Namespace: s.ns},
+		Spec: sluicev1.MetricTemplateSpec{Query: `100 * (1 - (sum(rate(http_requests_total{` + sel + `,code=~"5.."}[` + window + `])) or on() vector(0))` +
+			` / sum(rate(http_requests_total{` + sel + `}[` + window + `])))`},
+	}))
+}
+
 // TestAWindowWrittenIntoAQueryIsWaitedForToo: a template that writes its
 // window into the query ([10s]) rather than through {{ .interval }} reads
 // the previous revision's traffic just the same. Its check was asked at
@@ -390,12 +403,7 @@ func (s *promStory) expectTheBadOneRolledBack(metric string) *sluicev1.Rollout {
 // the query's range selectors.
 func TestAWindowWrittenIntoAQueryIsWaitedForToo(t *testing.T) {
 	s := newPromStory(t)
-	sel := `namespace="{{ .namespace }}",pod=~"{{ .target }}-[a-z0-9]+-[a-z0-9]+"`
-	s.must(k8sClient.Create(s.ctx, &sluicev1.MetricTemplate{
-		ObjectMeta: metav1.ObjectMeta{Name: "success-rate", Namespace: s.ns},
-		Spec: sluicev1.MetricTemplateSpec{Query: `100 * (1 - (sum(rate(http_requests_total{` + sel + `,code=~"5.."}[10s])) or on() vector(0))` +
-			` / sum(rate(http_requests_total{` + sel + `}[10s])))`},
-	}))
+	s.successRateTemplate("10s")
 	s.releaseAGoodRevisionThenABadOne(sluicev1.MetricCheck{Name: "success-rate",
 		TemplateRef:    &sluicev1.MetricTemplateReference{Name: "success-rate"},
 		ThresholdRange: &sluicev1.ThresholdRange{Min: ptrTo(70.0)}, OnNoData: sluicev1.NoDataHold})
@@ -419,12 +427,7 @@ func TestAWindowWrittenIntoAQueryIsWaitedForToo(t *testing.T) {
 func TestAWaitingCheckIsAskedWhenItsWindowClears(t *testing.T) {
 	const interval, window = 20 * time.Second, 30 * time.Second
 	s := newPromStory(t)
-	sel := `namespace="{{ .namespace }}",pod=~"{{ .target }}-[a-z0-9]+-[a-z0-9]+"`
-	s.must(k8sClient.Create(s.ctx, &sluicev1.MetricTemplate{
-		ObjectMeta: metav1.ObjectMeta{Name: "success-rate", Namespace: s.ns},
-		Spec: sluicev1.MetricTemplateSpec{Query: `100 * (1 - (sum(rate(http_requests_total{` + sel + `,code=~"5.."}[30s])) or on() vector(0))` +
-			` / sum(rate(http_requests_total{` + sel + `}[30s])))`},
-	}))
+	s.successRateTemplate("30s")
 	s.exp.Set(s.canaryPod("podinfo"), promtest.Traffic{RPS: 50, Latency: 5 * time.Millisecond})
 	s.deploy("podinfo", "podinfo:1.0")
 	// The first check comes an interval after the step's hold starts, while
