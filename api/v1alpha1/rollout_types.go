@@ -965,6 +965,7 @@ const (
 // +kubebuilder:validation:XValidation:rule="has(self.templateRef) || self.name in ['request-success-rate', 'request-duration']",message="a metric without templateRef must be a built-in one: request-success-rate or request-duration"
 // +kubebuilder:validation:XValidation:rule="has(self.thresholdRange) || has(self.compare)",message="a metric needs thresholdRange, compare or both"
 // +kubebuilder:validation:XValidation:rule="!has(self.compare) || has(self.templateRef)",message="compare needs a templateRef: the template's query is run once for the canary and once for the primary"
+// +kubebuilder:validation:XValidation:rule="!has(self.minRequests) || !has(self.templateRef)",message="minRequests guards the built-in checks (request-success-rate, request-duration), whose request counter Sluice knows; a template's query can guard itself, e.g. <query> and on() (sum(increase(<requests>[{{ .interval }}])) >= 100)"
 type MetricCheck struct {
 	// Name of the check; a built-in metric name when TemplateRef is empty.
 	// +kubebuilder:validation:MinLength=1
@@ -1005,6 +1006,17 @@ type MetricCheck struct {
 	// +kubebuilder:default=fail
 	// +optional
 	OnNoData NoDataPolicy `json:"onNoData,omitempty"`
+
+	// MinRequests, on a built-in check, is the fewest requests the canary
+	// must have answered over the window for the check to be judged: a
+	// success rate of 100 % over three requests says little about a
+	// release. With fewer, the check has no data and onNoData decides
+	// (hold waits for traffic, fail counts a failed check). Unset, any
+	// request is enough.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000000
+	// +optional
+	MinRequests *int64 `json:"minRequests,omitempty"`
 }
 
 // Compare baselines. The primary is the only one today.

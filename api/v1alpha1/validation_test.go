@@ -249,6 +249,25 @@ func TestACompareCheckIsAcceptedAndDefaulted(t *testing.T) {
 	}
 }
 
+// TestABuiltinCheckWithMinRequestsIsAccepted: the guard is a count of
+// requests on either built-in check, kept as written.
+func TestABuiltinCheckWithMinRequestsIsAccepted(t *testing.T) {
+	ro := rollout(t, "valid-min-requests", validSpec, set("analysis.metrics", []any{
+		map[string]any{"name": "request-success-rate", "thresholdRange": map[string]any{"min": 99}, "minRequests": 100, "onNoData": "hold"},
+		map[string]any{"name": "request-duration", "thresholdRange": map[string]any{"max": 500}, "minRequests": 1},
+	}))
+	if err := k8sClient.Create(context.Background(), ro, client.DryRunAll); err != nil {
+		t.Fatalf("built-in checks with minRequests rejected: %v", err)
+	}
+	metrics, _, _ := unstructured.NestedSlice(ro.Object, "spec", "analysis", "metrics")
+	for i, want := range []int64{100, 1} {
+		got, found, _ := unstructured.NestedInt64(metrics[i].(map[string]any), "minRequests")
+		if !found || got != want {
+			t.Errorf("metrics[%d].minRequests = %v (found %v), want %d", i, got, found, want)
+		}
+	}
+}
+
 // TestTheScaleDownDelayDefaultsToTenSecondsAndZeroIsKept: a Rollout that
 // does not say gets the drain; one that asks for none keeps its 0.
 func TestTheScaleDownDelayDefaultsToTenSecondsAndZeroIsKept(t *testing.T) {
@@ -347,6 +366,12 @@ func TestTheAPIServerRejectsInvalidRolloutsWithAClearMessage(t *testing.T) {
 			"tolerance must be a percentage such as 10% or 2.5%"},
 		{"a compare tolerance above 1000%", set("analysis.metrics", []any{map[string]any{"name": "latency", "templateRef": map[string]any{"name": "latency"}, "compare": map[string]any{"direction": "increase", "tolerance": "1000.5%"}}}),
 			"tolerance must be at most 1000%"},
+		{"minRequests on a templated check", set("analysis.metrics", []any{map[string]any{"name": "errors",
+			"templateRef": map[string]any{"name": "errors"}, "thresholdRange": map[string]any{"max": 1}, "minRequests": 100}}),
+			"minRequests guards the built-in checks"},
+		{"minRequests of 0", set("analysis.metrics", []any{map[string]any{"name": "request-success-rate",
+			"thresholdRange": map[string]any{"min": 99}, "minRequests": 0}}),
+			"minRequests in body should be greater than or equal to 1"},
 		{"a compare minSamples under 3", set("analysis.metrics", []any{map[string]any{"name": "latency", "templateRef": map[string]any{"name": "latency"}, "compare": map[string]any{"direction": "increase", "minSamples": 2}}}),
 			"minSamples must be between 3 and 10000"},
 		{"a compare alpha of 1", set("analysis.metrics", []any{map[string]any{"name": "latency", "templateRef": map[string]any{"name": "latency"}, "compare": map[string]any{"direction": "increase", "alpha": 1}}}),

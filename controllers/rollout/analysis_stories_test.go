@@ -197,6 +197,55 @@ func TestNoDataFollowsTheMetricsPolicy(t *testing.T) {
 	})
 }
 
+// TestACanaryIsNotJudgedOnFewerRequestsThanMinRequests: a canary that
+// answered a handful of requests, all good, reads 100 % successful. With
+// minRequests its step holds, saying why, until it has answered enough
+// over the window; then it is judged and promoted.
+func TestACanaryIsNotJudgedOnFewerRequestsThanMinRequests(t *testing.T) {
+	s := newPromStory(t)
+	// About 20 requests in the 10 s window: a success rate of 100 % without
+	// the guard.
+	s.exp.Set(s.canaryPod("podinfo"), promtest.Traffic{RPS: 2, Latency: time.Millisecond})
+	s.deploy("podinfo", "podinfo:1.0")
+	guarded := successRateAtLeast(99, sluicev1.NoDataHold)
+	min := int64(200)
+	guarded.MinRequests = &min
+	s.initialized("podinfo", iterations(2), metric(guarded))
+	s.waitForData("podinfo")
+
+	s.setImage("podinfo", "podinfo:2.0")
+
+	var held *sluicev1.Rollout
+	s.eventually(storyTimeout, "the step is held: too few requests to judge", func() error {
+		held = s.getRollout("podinfo")
+		if held.Status.Phase == sluicev1.PhaseSucceeded {
+			t.Fatalf("promoted on the canary's few requests: metrics %+v", held.Status.Metrics)
+		}
+		ms, ok := metricStatus(held, sluicev1.MetricRequestSuccessRate)
+		if !ok || ms.Verdict != analysis.VerdictNoData {
+			return fmt.Errorf("metric status %+v, phase %s", ms, held.Status.Phase)
+		}
+		return nil
+	})
+	ms, _ := metricStatus(held, sluicev1.MetricRequestSuccessRate)
+	if want := "fewer than 200 requests over the 10s window"; !strings.Contains(ms.Message, want) {
+		t.Errorf("held check says %q, want it to say %q", ms.Message, want)
+	}
+	if held.Status.Phase != sluicev1.PhaseProgressing || held.Status.FailedChecks != 0 {
+		t.Errorf("while held: phase %s, failedChecks %d; want Progressing and 0", held.Status.Phase, held.Status.FailedChecks)
+	}
+
+	s.exp.Set(s.canaryPod("podinfo"), promtest.Traffic{RPS: 50, Latency: time.Millisecond})
+
+	ro := s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+	if ms, _ := metricStatus(ro, sluicev1.MetricRequestSuccessRate); ms.Verdict != analysis.VerdictPass || value(t, ms) != 100 {
+		t.Errorf("last verdict %+v, want Pass at 100", ms)
+	}
+	if img := s.getDeployment("podinfo-primary").Spec.Template.Spec.Containers[0].Image; img != "podinfo:2.0" {
+		t.Errorf("primary image = %s, want podinfo:2.0", img)
+	}
+}
+
 func TestAPrometheusThatIsDownNeverLetsACanaryBePromoted(t *testing.T) {
 	s := newPromStory(t)
 	s.exp.Set(s.canaryPod("podinfo"), promtest.Traffic{RPS: 50, Latency: time.Millisecond})

@@ -194,6 +194,12 @@ func Judge(check sluicev1.MetricCheck, v float64, err error) sluicev1.MetricStat
 	case errors.Is(err, ErrNoData):
 		ms.Verdict = VerdictNoData
 		ms.Message = fmt.Sprintf("%s: no data (onNoData: %s)", check.Name, policy(check))
+		if check.MinRequests != nil {
+			// The guard empties the answer too: say so, or a quiet
+			// canary reads as a broken query.
+			ms.Message = fmt.Sprintf("%s: no data: the canary answered fewer than %d requests over the %s window, or none was counted (minRequests: %d, onNoData: %s)",
+				check.Name, *check.MinRequests, model.Duration(window(check)), *check.MinRequests, policy(check))
+		}
 	case err != nil:
 		ms.Verdict = VerdictError
 		ms.Message = fmt.Sprintf("%s: %v", check.Name, err)

@@ -148,14 +148,17 @@ func sourceFor(ro *sluicev1.Rollout, v queryVars, gw GatewayFlavor) (requestSour
 // canary without any request gives no data (not NaN), so that onNoData
 // applies to quiet services. Only requests that carry the status-code label
 // count: an app that names it otherwise (podinfo's `status`) gives no data,
-// not a success rate of 100 % read from a 5xx selector that matches nothing. request-duration is the p99 in milliseconds,
-// with NaN (no request in the window) filtered out to no data as well.
+// not a success rate of 100 % read from a 5xx selector that matches nothing.
+// request-duration is the p99 in milliseconds, with NaN (no request in the
+// window) filtered out to no data as well. With minRequests, either gives
+// no data while the canary answered fewer requests over the window.
 func BuiltinQuery(ro *sluicev1.Rollout, check sluicev1.MetricCheck, gw GatewayFlavor) (string, error) {
 	v := varsFor(ro, check)
 	src, err := sourceFor(ro, v, gw)
 	if err != nil {
 		return "", err
 	}
+	var q, counted string
 	switch check.Name {
 	case sluicev1.MetricRequestSuccessRate:
 		if src.noStatus != "" {
@@ -163,13 +166,24 @@ func BuiltinQuery(ro *sluicev1.Rollout, check sluicev1.MetricCheck, gw GatewayFl
 			// canary that fails every call, or fail a good one.
 			return "", fmt.Errorf("no built-in request-success-rate for gRPC on a GRPCRoute: %s; give the check a templateRef that reads the app's gRPC statuses (e.g. grpc_server_handled_total{grpc_code!=\"OK\"})", src.noStatus)
 		}
-		return fmt.Sprintf(
+		q = fmt.Sprintf(
 			`100 * (1 - ((sum(rate(%[1]s{%[2]s,%[3]s=~"5.."}[%[4]s])) or on() vector(0)) / (sum(rate(%[1]s{%[2]s,%[3]s!=""}[%[4]s])) > 0)))`,
-			src.requests, src.selector, src.codeLabel, v.Interval), nil
+			src.requests, src.selector, src.codeLabel, v.Interval)
+		// The rate's own requests: those with a status code.
+		counted = fmt.Sprintf(`%s{%s,%s!=""}`, src.requests, src.selector, src.codeLabel)
 	case sluicev1.MetricRequestDuration:
-		return fmt.Sprintf(`(histogram_quantile(0.99, sum by (le) (rate(%s{%s}[%s])))%s) >= 0`,
-			src.buckets, src.selector, v.Interval, src.toMillis), nil
+		q = fmt.Sprintf(`(histogram_quantile(0.99, sum by (le) (rate(%s{%s}[%s])))%s) >= 0`,
+			src.buckets, src.selector, v.Interval, src.toMillis)
+		counted = fmt.Sprintf(`%s{%s}`, src.requests, src.selector)
 	default:
 		return "", fmt.Errorf("%q is not a built-in metric (request-success-rate, request-duration): give it a templateRef", check.Name)
 	}
+	if check.MinRequests != nil {
+		// The answer is kept only when the canary answered enough
+		// requests over the same window; otherwise the result is empty,
+		// which is no data, and the check's onNoData decides. One query
+		// still: the guard costs no round trip.
+		q = fmt.Sprintf(`%s and on() (sum(increase(%s[%s])) >= %d)`, q, counted, v.Interval, *check.MinRequests)
+	}
+	return q, nil
 }

@@ -298,3 +298,65 @@ func TestAStoppedPrometheusIsAnErrorNotNoData(t *testing.T) {
 		t.Errorf("err = %v, want a connection error", err)
 	}
 }
+
+// TestMinRequestsLeavesAThinWindowUnjudged: a canary that answered a few
+// requests, all good, has a success rate of 100 % and a fine p99; with
+// minRequests its built-in checks have no data until it has answered that
+// many over the window, on every router's metrics.
+func TestMinRequestsLeavesAThinWindowUnjudged(t *testing.T) {
+	env := startReal(t)
+	ms := 20 * time.Millisecond
+	thin, busy := promtest.Traffic{RPS: 2, Latency: ms}, promtest.Traffic{RPS: 100, Latency: ms}
+	for ns, tr := range map[string]promtest.Traffic{"thin": thin, "busy": busy} {
+		env.exp.Set(promtest.HTTPApp(ns, "podinfo-7d9f8b6c5-x2x4z"), tr)
+		env.exp.Set(promtest.Istio(ns, "podinfo"), tr)
+		env.exp.Set(promtest.Traefik(ns+"-podinfo-canary-http-9898@kubernetesgateway"), tr)
+		env.exp.Set(promtest.Envoy(ns+"_podinfo-canary_9898_e3b0c44298"), tr)
+	}
+	// Windows full from end to end, so the counts are not extrapolated
+	// from a few samples.
+	env.prom.WaitFor(t, `count_over_time(envoy_cluster_upstream_rq{envoy_cluster_name=~"thin_.*"}[10s]) >= 10`, 30*time.Second)
+
+	gw := &sluicev1.Routing{GatewayAPI: &sluicev1.GatewayAPIRouting{}}
+	for _, tt := range []struct {
+		router  string
+		routing *sluicev1.Routing
+		gateway analysis.GatewayFlavor
+	}{
+		{"kubernetes (the app's http metrics)", nil, ""},
+		{"istio", &sluicev1.Routing{Istio: &sluicev1.IstioRouting{}}, ""},
+		{"gateway API on traefik", gw, analysis.GatewayTraefik},
+		{"gateway API on envoy", gw, analysis.GatewayEnvoy},
+	} {
+		t.Run(tt.router, func(t *testing.T) {
+			p, err := analysis.NewPrometheus(reader(t), analysis.PrometheusOptions{Address: env.prom.URL, Gateway: tt.gateway})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, name := range []string{sluicev1.MetricRequestSuccessRate, sluicev1.MetricRequestDuration} {
+				unguarded, guarded := check(name), check(name)
+				min := int64(200) // the thin canary answers about 20 in the 10s window, the busy one 1,000
+				guarded.MinRequests = &min
+
+				// Without the guard the thin canary is judged on its 20
+				// requests: that is what minRequests is for.
+				if v, err := p.Query(context.Background(), rolloutIn("thin", tt.routing), unguarded); err != nil {
+					t.Errorf("%s of the thin canary without minRequests: %v, %v; want a value", name, v, err)
+				}
+				if v, err := p.Query(context.Background(), rolloutIn("thin", tt.routing), guarded); !errors.Is(err, analysis.ErrNoData) {
+					t.Errorf("%s of the thin canary with minRequests 200: %v, %v; want no data", name, v, err)
+				}
+				v, err := p.Query(context.Background(), rolloutIn("busy", tt.routing), guarded)
+				if err != nil {
+					t.Errorf("%s of the busy canary with minRequests 200: %v; want its value", name, err)
+				}
+				if name == sluicev1.MetricRequestSuccessRate && v != 100 {
+					t.Errorf("request-success-rate of the busy canary = %v, want 100", v)
+				}
+				if name == sluicev1.MetricRequestDuration && (v <= 10 || v > 25) {
+					t.Errorf("request-duration of the busy canary = %vms, want the p99 in the (10, 25] ms bucket", v)
+				}
+			}
+		})
+	}
+}

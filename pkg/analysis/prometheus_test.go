@@ -88,6 +88,14 @@ func TestTheBuiltinQueriesAreTheOnesDocumented(t *testing.T) {
 			}
 		}
 	}
+	guard := int64(100)
+	q, err := BuiltinQuery(exampleRollout(nil), sluicev1.MetricCheck{Name: sluicev1.MetricRequestSuccessRate, MinRequests: &guard}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(doc), "\n"+q+"\n") {
+		t.Errorf("docs/metrics.md lacks the request-success-rate query with minRequests: 100:\n%s", q)
+	}
 	if _, err := BuiltinQuery(exampleRollout(nil), sluicev1.MetricCheck{Name: "p95"}, ""); err == nil {
 		t.Errorf("a non-built-in name without templateRef must be an error")
 	}
