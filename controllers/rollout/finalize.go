@@ -82,7 +82,7 @@ func (r *Reconciler) finalize(ctx context.Context, ro *sluicev1.Rollout) (ctrl.R
 			}
 			if routerErr == nil {
 				if err := router.Finalize(ctx, t, true); err != nil {
-					return ctrl.Result{}, err
+					return ctrl.Result{}, staleOnConflict(err)
 				}
 			}
 			r.Recorder.Eventf(ro, nil, corev1.EventTypeNormal, "Reverted", "Finalize",
@@ -108,7 +108,7 @@ func (r *Reconciler) finalize(ctx context.Context, ro *sluicev1.Rollout) (ctrl.R
 		}
 		if routerErr == nil {
 			if err := router.Finalize(ctx, t, false); err != nil {
-				return ctrl.Result{}, err
+				return ctrl.Result{}, staleOnConflict(err)
 			}
 		}
 	}
@@ -297,4 +297,14 @@ func (r *Reconciler) setTerminating(ctx context.Context, ro *sluicev1.Rollout, m
 		return fmt.Errorf("patching status: %w", err)
 	}
 	return nil
+}
+
+// staleOnConflict marks a write refused for its resourceVersion (a route
+// edited since the cache's copy was read) as stale: finalize runs again
+// once the cache has the edit, and tells no error, for nothing went wrong.
+func staleOnConflict(err error) error {
+	if apierrors.IsConflict(err) {
+		return errors.Join(err, errStale)
+	}
+	return err
 }

@@ -175,8 +175,12 @@ func (r *Router) Apply(ctx context.Context, t traffic.Target, want traffic.Route
 		last = &l
 	}
 	// A patch, not an update: the gateway writes the route's status
-	// concurrently, and the rules are Sluice's to set either way.
-	patch := client.MergeFrom(cached)
+	// concurrently. Locked to the copy read, all the same: a merge patch
+	// replaces the rules list whole, and written from a copy older than
+	// the route (the team edited an adopted one, the cache has not seen
+	// it yet) it would put their old rules back over their edit. A
+	// conflict is decided again from the route as it stands.
+	patch := client.MergeFromWithOptions(cached, client.MergeFromWithOptimisticLock{})
 	changed, drifted := k.setRules(route, b, &t.Rollout.Spec, want, last)
 	labels, relabel := traffic.SyncShiftingLabel(route.GetLabels(), want)
 	if relabel || changed || route.GetAnnotations()[traffic.RouteAnnotation] != want.String() {
@@ -238,7 +242,8 @@ func (r *Router) Finalize(ctx context.Context, t traffic.Target, revert bool) er
 		// of the same name, which this one stalled on and never shifted.
 		return nil
 	}
-	patch := client.MergeFrom(cached)
+	// Locked, as Apply's: the rules list is written whole.
+	patch := client.MergeFromWithOptions(cached, client.MergeFromWithOptimisticLock{})
 	route := cached.DeepCopyObject().(client.Object)
 	k.handBack(route, backendsOf(t), &t.Rollout.Spec)
 	labels, _ := traffic.SyncShiftingLabel(route.GetLabels(), traffic.Route{})

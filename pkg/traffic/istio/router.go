@@ -179,7 +179,11 @@ func (r *Router) Apply(ctx context.Context, t traffic.Target, want traffic.Route
 			upd.Annotations = map[string]string{}
 		}
 		upd.Annotations[traffic.RouteAnnotation] = want.String()
-		if err := r.Client.Patch(ctx, upd, client.MergeFrom(vs)); err != nil {
+		// Locked to the copy read: a merge patch replaces the http (or
+		// tcp) list whole, and from a copy older than the VirtualService
+		// (the team edited an adopted one, the cache has not seen it yet)
+		// it would put their old routes back over their edit.
+		if err := r.Client.Patch(ctx, upd, client.MergeFromWithOptions(vs, client.MergeFromWithOptimisticLock{})); err != nil {
 			return traffic.Applied{}, fmt.Errorf("updating VirtualService %s: %w", vs.Name, err)
 		}
 		vs = upd
@@ -261,7 +265,8 @@ func (r *Router) Finalize(ctx context.Context, t traffic.Target, revert bool) er
 		return nil
 	}
 	s := shiftedOf(t)
-	patch := client.MergeFrom(vs.DeepCopy())
+	// Locked, as Apply's: the route lists are written whole.
+	patch := client.MergeFromWithOptions(vs.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	if s.tcp {
 		handBackTCP(vs.Spec.Tcp, s.h)
 	} else {

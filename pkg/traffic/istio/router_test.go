@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	istiov1 "istio.io/client-go/pkg/apis/networking/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -88,6 +89,19 @@ func TestTheIstioRouterWritesFromCopiesAndLeavesTheCacheAsItWas(t *testing.T) {
 	if err := r.EnsureRoutes(ctx, target); err != nil {
 		t.Fatal(err)
 	}
+	// The cache has not seen that write yet: a shift computed from its
+	// copy would write the route lists as they were before it, so it is
+	// refused for its resourceVersion.
+	vsKey := types.NamespacedName{Namespace: "shop", Name: "podinfo"}
+	if _, err := r.Apply(ctx, target, traffic.Route{Weights: traffic.ForCanary(30)}); !apierrors.IsConflict(err) {
+		t.Fatalf("a shift from a VirtualService older than the API server's: %v, want a conflict", err)
+	}
+	// The watch brings the write; the shift then goes.
+	fresh := &istiov1.VirtualService{}
+	if err := api.Get(ctx, vsKey, fresh); err != nil {
+		t.Fatal(err)
+	}
+	cache.objects[vsKey], snapshots[vsKey] = fresh, fresh.DeepCopy()
 	applied, err := r.Apply(ctx, target, traffic.Route{Weights: traffic.ForCanary(30)})
 	if err != nil {
 		t.Fatal(err)
