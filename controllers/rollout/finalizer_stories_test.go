@@ -72,7 +72,9 @@ func TestAnotherControllersFinalizerIsNeitherLostNorBroughtBack(t *testing.T) {
 	var list eventsv1.EventList
 	s.must(k8sClient.List(s.ctx, &list, client.InNamespace(s.ns)))
 	for _, e := range list.Items {
-		if e.Type == "Warning" {
+		// Sluice's own: a loaded kube-apiserver's repair loop warns of its
+		// own races (ClusterIPNotAllocated on a Service just created).
+		if e.Type == "Warning" && e.ReportingController == "sluice" {
 			t.Errorf("a Warning for a finalizer list that changed under the manager: %s: %s", e.Reason, e.Note)
 		}
 	}
