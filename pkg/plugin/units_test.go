@@ -115,6 +115,33 @@ func TestACompareMetricShowsTheCanaryAgainstThePrimary(t *testing.T) {
 	}
 }
 
+func TestAMetricShowsTheRequestsItNeedsToBeJudged(t *testing.T) {
+	ro := &sluicev1.Rollout{}
+	ro.Spec.Analysis = &sluicev1.Analysis{Metrics: []sluicev1.MetricCheck{
+		{Name: sluicev1.MetricRequestSuccessRate, ThresholdRange: &sluicev1.ThresholdRange{Min: ptr.To(99.0)}, MinRequests: ptr.To[int64](100)},
+		{Name: sluicev1.MetricRequestDuration, ThresholdRange: &sluicev1.ThresholdRange{Max: ptr.To(500.0)}},
+	}}
+	ro.Status.Metrics = []sluicev1.MetricStatus{{Name: sluicev1.MetricRequestSuccessRate, Verdict: "NoData",
+		Message: "request-success-rate: no data: the canary answered fewer than 100 requests over the 1m window, or none was counted (minRequests: 100, onNoData: hold)"}}
+	var b bytes.Buffer
+	(&view{ro: ro}).metrics(&b, style{width: 300})
+	lines := strings.Split(b.String(), "\n")
+	line := func(name string) string {
+		for _, l := range lines {
+			if strings.Contains(l, name+" ") {
+				return l
+			}
+		}
+		return ""
+	}
+	if l := line(sluicev1.MetricRequestSuccessRate); !strings.Contains(l, ">= 99, on 100+ requests") || !strings.Contains(l, "fewer than 100 requests") {
+		t.Errorf("the guarded check reads %q; want its range with the requests it needs, and why it has no verdict", l)
+	}
+	if l := line(sluicev1.MetricRequestDuration); !strings.Contains(l, "<= 500") || strings.Contains(l, "requests") {
+		t.Errorf("the unguarded check reads %q; want its range alone", l)
+	}
+}
+
 func TestDescribeStepSaysWhatEachStepDoes(t *testing.T) {
 	ro := &sluicev1.Rollout{}
 	canarySteps(10, 0, 40)(ro)

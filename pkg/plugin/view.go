@@ -223,18 +223,28 @@ func formatValue(r sluicev1.MetricStatus) string {
 	return out
 }
 
-// formatCheck shows what a check passes: its threshold range and, for a
-// compare check, how much worse than the primary the canary may be:
-// "<= 500, <= +10% vs primary".
+// formatCheck shows what a check passes: its threshold range, for a
+// compare check how much worse than the primary the canary may be, and
+// the requests it needs to be judged: "<= 500, <= +10% vs primary",
+// ">= 99, on 100+ requests".
 func formatCheck(c sluicev1.MetricCheck) string {
-	rel := describe.CompareRule(c.Compare)
-	switch {
-	case rel == "":
-		return formatRange(c.ThresholdRange)
-	case c.ThresholdRange == nil:
-		return rel
+	var out string
+	if r := formatRange(c.ThresholdRange); r != "-" {
+		out = r
 	}
-	return formatRange(c.ThresholdRange) + ", " + rel
+	for _, rule := range []string{describe.CompareRule(c.Compare), describe.MinRequestsRule(c.MinRequests)} {
+		switch {
+		case rule == "":
+		case out == "":
+			out = rule
+		default:
+			out += ", " + rule
+		}
+	}
+	if out == "" {
+		return "-"
+	}
+	return out
 }
 
 // formatRange shows a threshold range: "99..100", ">= 99", "<= 500".

@@ -254,7 +254,7 @@ func TestDashboardInABrowser(t *testing.T) {
 		page := text(t, tab, "main")
 		for _, want := range []string{
 			"set weight 20%, hold 1m, check", "pause at 20% until promoted",
-			"request-success-rate", "99.52", ">= 99", "Pass",
+			"request-success-rate", "99.52", ">= 99, on 100+ requests", "Pass",
 			"Gate closed: confirm-promotion gate approve answered closed",
 			"GateClosed", "NewRevision", "request-success-rate 98.1 is below 99",
 		} {

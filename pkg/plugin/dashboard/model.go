@@ -63,7 +63,9 @@ type metricView struct {
 	CheckedAt *time.Time `json:"checkedAt,omitempty"`
 	// Compare is the rule of a compare check ("<= +10% vs primary"), and
 	// PrimaryValue, Estimate and PValue its last result.
-	Compare      string `json:"compare,omitempty"`
+	Compare string `json:"compare,omitempty"`
+	// MinRequests is what a check needs to be judged ("on 100+ requests").
+	MinRequests  string `json:"minRequests,omitempty"`
 	PrimaryValue string `json:"primaryValue,omitempty"`
 	Estimate     string `json:"estimate,omitempty"`
 	PValue       string `json:"pValue,omitempty"`
@@ -183,9 +185,9 @@ func metrics(ro *sluicev1.Rollout, recent map[string][]string) []metricView {
 	}
 	out := []metricView{}
 	seen := map[string]bool{}
-	add := func(name string, r *sluicev1.ThresholdRange, cmp *sluicev1.Compare) {
+	add := func(name string, r *sluicev1.ThresholdRange, cmp *sluicev1.Compare, minRequests *int64) {
 		seen[name] = true
-		m := metricView{Name: name, Recent: recent[name], Compare: describe.CompareRule(cmp)}
+		m := metricView{Name: name, Recent: recent[name], Compare: describe.CompareRule(cmp), MinRequests: describe.MinRequestsRule(minRequests)}
 		if r != nil {
 			m.Min, m.Max = r.Min, r.Max
 		}
@@ -201,12 +203,12 @@ func metrics(ro *sluicev1.Rollout, recent map[string][]string) []metricView {
 	}
 	if a := ro.Spec.Analysis; a != nil {
 		for _, c := range a.Metrics {
-			add(c.Name, c.ThresholdRange, c.Compare)
+			add(c.Name, c.ThresholdRange, c.Compare, c.MinRequests)
 		}
 	}
 	for _, m := range ro.Status.Metrics {
 		if !seen[m.Name] {
-			add(m.Name, nil, nil)
+			add(m.Name, nil, nil, nil)
 		}
 	}
 	return out

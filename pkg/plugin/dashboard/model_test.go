@@ -177,6 +177,18 @@ func TestACompareMetricCarriesThePrimaryEstimateAndP(t *testing.T) {
 	}
 }
 
+func TestAMetricCarriesTheRequestsItNeedsToBeJudged(t *testing.T) {
+	ro := rollout(sluicev1.RolloutStatus{Phase: sluicev1.PhaseProgressing}, 10, 20, 0)
+	ro.Spec.Analysis = &sluicev1.Analysis{Metrics: []sluicev1.MetricCheck{
+		{Name: sluicev1.MetricRequestSuccessRate, ThresholdRange: &sluicev1.ThresholdRange{Min: ptr.To(99.0)}, MinRequests: ptr.To[int64](250)},
+		{Name: sluicev1.MetricRequestDuration, ThresholdRange: &sluicev1.ThresholdRange{Max: ptr.To(500.0)}},
+	}}
+	ms := buildView(ro, nil, nil, nil).Metrics
+	if ms[0].MinRequests != "on 250+ requests" || ms[1].MinRequests != "" {
+		t.Errorf("minRequests shown %q and %q, want \"on 250+ requests\" and nothing", ms[0].MinRequests, ms[1].MinRequests)
+	}
+}
+
 func TestASlowTabIsDroppedAndOthersStillHear(t *testing.T) {
 	s := newStore(time.Now)
 	_, slow := s.subscribe()

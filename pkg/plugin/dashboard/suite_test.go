@@ -158,11 +158,13 @@ func canary(weights ...int32) rolloutOption {
 	}
 }
 
-// withAnalysis adds a metric with its range and a confirm-promotion gate.
+// withAnalysis adds a built-in metric with its range, judged on 100
+// requests at least, and a confirm-promotion gate.
 func withAnalysis(metric string, min float64, gate string) rolloutOption {
 	return func(ro *sluicev1.Rollout) {
 		ro.Spec.Analysis = &sluicev1.Analysis{
-			Metrics:  []sluicev1.MetricCheck{{Name: metric, ThresholdRange: &sluicev1.ThresholdRange{Min: ptr.To(min)}}},
+			Metrics: []sluicev1.MetricCheck{{Name: metric, ThresholdRange: &sluicev1.ThresholdRange{Min: ptr.To(min)},
+				MinRequests: ptr.To[int64](100)}},
 			Webhooks: []sluicev1.Webhook{{Name: gate, Type: sluicev1.HookConfirmPromotion, URL: "http://loadtester.test/gate/" + gate}},
 		}
 	}

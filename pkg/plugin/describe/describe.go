@@ -4,6 +4,7 @@
 package describe
 
 import (
+	"fmt"
 	"time"
 
 	eventsv1 "k8s.io/api/events/v1"
@@ -46,6 +47,15 @@ func EventTime(e *eventsv1.Event) time.Time {
 		return e.DeprecatedLastTimestamp.Time
 	}
 	return e.CreationTimestamp.Time
+}
+
+// MinRequestsRule says how many requests a check needs to be judged:
+// "on 100+ requests"; empty without minRequests.
+func MinRequestsRule(n *int64) string {
+	if n == nil {
+		return ""
+	}
+	return fmt.Sprintf("on %d+ requests", *n)
 }
 
 // CompareRule says how much worse than the primary a compare check lets the

@@ -114,6 +114,7 @@
     else if (has(m.min)) r = `>= ${m.min}`;
     else if (has(m.max)) r = `<= ${m.max}`;
     if (m.compare) r = r ? `${r}, ${m.compare}` : m.compare;
+    if (m.minRequests) r = r ? `${r}, ${m.minRequests}` : m.minRequests;
     return r || "-";
   }
 
