@@ -185,14 +185,7 @@ func TestAUsersDestinationRulesAreAdoptedAsTheyAreAndHandedBackIntact(t *testing
 		t.Errorf("Sluice generated podinfo-canary beside the adopted podinfo-canary-policy")
 	}
 
-	s.must(k8sClient.Delete(s.ctx, s.getRollout("podinfo")))
-	s.eventually(storyTimeout, "the Rollout to be gone", func() error {
-		err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, &sluicev1.Rollout{})
-		if err == nil {
-			return fmt.Errorf("still there")
-		}
-		return client.IgnoreNotFound(err)
-	})
+	s.deleteRollout("podinfo")
 	untouched("after the Rollout's deletion")
 }
 
@@ -266,14 +259,7 @@ func TestAnAdoptedVirtualServiceOfATCPServiceHasItsTCPRoutesShiftedAndHandedBack
 		t.Errorf("the user's other routes or matches changed: %v", &got.Spec)
 	}
 
-	s.must(k8sClient.Delete(s.ctx, s.getRollout("podinfo")))
-	s.eventually(storyTimeout, "the Rollout to be gone", func() error {
-		err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, &sluicev1.Rollout{})
-		if err == nil {
-			return fmt.Errorf("still there")
-		}
-		return client.IgnoreNotFound(err)
-	})
+	s.deleteRollout("podinfo")
 	got = s.virtualService("db")
 	if r := got.Spec.Tcp[0].Route; len(r) != 1 || r[0].Destination.Host != "podinfo" {
 		t.Errorf("the tcp route was not handed back to the apex Service: %v", r)

@@ -122,9 +122,7 @@ func TestAnEditOfAnAdoptedRouteJustBeforeAShiftIsKept(t *testing.T) {
 			if err := kept("search"); err != nil {
 				t.Error(err)
 			}
-			after := routeObject(kind)
-			s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "shop"}, after))
-			if v := viewOf(kind, "podinfo", after); v.primary != 100 || v.canary != 0 {
+			if v := s.routeNamed(kind, "shop", "podinfo"); v.primary != 100 || v.canary != 0 {
 				t.Errorf("after the release the route is %+v, want all on the primary", v)
 			}
 			if got := s.eventReasons("podinfo"); slices.Contains(got, "ReconcileError") {
@@ -134,14 +132,7 @@ func TestAnEditOfAnAdoptedRouteJustBeforeAShiftIsKept(t *testing.T) {
 			// The same edit right before the route is handed back, as the
 			// Rollout is deleted.
 			race.arm(addRule("reviews"))
-			s.must(k8sClient.Delete(s.ctx, s.getRollout("podinfo")))
-			s.eventually(storyTimeout, "the Rollout to be gone", func() error {
-				err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, &sluicev1.Rollout{})
-				if err == nil {
-					return fmt.Errorf("still there")
-				}
-				return client.IgnoreNotFound(err)
-			})
+			s.deleteRollout("podinfo")
 			if ran, err := race.ran(); !ran || err != nil {
 				t.Fatalf("the team's edit was not made right before the hand-back (made: %v, error: %v)", ran, err)
 			}

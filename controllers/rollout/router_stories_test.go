@@ -689,15 +689,7 @@ func TestDeletingARolloutHandsTrafficBackToTheTarget(t *testing.T) {
 		}
 		return nil
 	})
-	s.must(k8sClient.Delete(s.ctx, s.getRollout("podinfo")))
-
-	s.eventually(storyTimeout, "the Rollout to be gone", func() error {
-		err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, &sluicev1.Rollout{})
-		if err == nil {
-			return fmt.Errorf("still there")
-		}
-		return client.IgnoreNotFound(err)
-	})
+	s.deleteRollout("podinfo")
 	if n := replicas(s.getDeployment("podinfo")); n != 2 {
 		t.Errorf("target replicas = %d, want the primary's 2", n)
 	}
@@ -722,7 +714,7 @@ func TestDeletingARolloutHandsAnAdoptedRouteBackAndKeepsOnlyTheApexService(t *te
 		{Name: "other", Route: []*networking.HTTPRouteDestination{{Destination: &networking.Destination{Host: "cdn"}}}},
 	}
 	s.must(k8sClient.Create(s.ctx, vs))
-	ro := s.initialized("podinfo", withCanaryWeights(50), func(ro *sluicev1.Rollout) {
+	s.initialized("podinfo", withCanaryWeights(50), func(ro *sluicev1.Rollout) {
 		ro.Spec.Routing = &sluicev1.Routing{Istio: &sluicev1.IstioRouting{VirtualServiceRef: &sluicev1.LocalObjectReference{Name: "shop"}}}
 	})
 	s.must(k8sClient.Get(s.ctx, client.ObjectKeyFromObject(vs), vs))
@@ -730,14 +722,7 @@ func TestDeletingARolloutHandsAnAdoptedRouteBackAndKeepsOnlyTheApexService(t *te
 		t.Fatalf("the adopted route was not taken over: %v", vs.Spec.Http[0].Route)
 	}
 
-	s.must(k8sClient.Delete(s.ctx, ro))
-	s.eventually(storyTimeout, "the Rollout to be gone", func() error {
-		err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, &sluicev1.Rollout{})
-		if err == nil {
-			return fmt.Errorf("still there")
-		}
-		return client.IgnoreNotFound(err)
-	})
+	s.deleteRollout("podinfo")
 	s.must(k8sClient.Get(s.ctx, client.ObjectKeyFromObject(vs), vs))
 	if len(vs.Spec.Http) != 2 || len(vs.Spec.Http[0].Route) != 1 || vs.Spec.Http[0].Route[0].Destination.Host != "podinfo" ||
 		vs.Spec.Http[1].Route[0].Destination.Host != "cdn" {
@@ -793,7 +778,7 @@ func TestAnAdoptedGRPCRouteKeepsEverythingButTheBackendsAndIsHandedBack(t *testi
 	s.must(k8sClient.Get(s.ctx, client.ObjectKeyFromObject(route), route))
 	userMatches, userFilters, otherRule := jsonOf(t, route.Spec.Rules[0].Matches), jsonOf(t, route.Spec.Rules[0].Filters), jsonOf(t, route.Spec.Rules[1])
 
-	ro := s.initialized("podinfo", func(ro *sluicev1.Rollout) {
+	s.initialized("podinfo", func(ro *sluicev1.Rollout) {
 		ro.Spec.Routing = &sluicev1.Routing{GatewayAPI: &sluicev1.GatewayAPIRouting{RouteKind: "GRPCRoute", GRPCRouteRef: &sluicev1.LocalObjectReference{Name: "shop"}}}
 		// Held at 40% until the Rollout is deleted mid-run.
 		ro.Spec.Strategy = sluicev1.Strategy{Canary: &sluicev1.CanaryStrategy{Steps: []sluicev1.CanaryStep{{SetWeight: ptr.To[int32](40)}, {Pause: &sluicev1.PauseStep{}}}}}
@@ -819,14 +804,7 @@ func TestAnAdoptedGRPCRouteKeepsEverythingButTheBackendsAndIsHandedBack(t *testi
 		t.Errorf("the adopted route got an owner: %v", metav1.GetControllerOf(route))
 	}
 
-	s.must(k8sClient.Delete(s.ctx, ro))
-	s.eventually(storyTimeout, "the Rollout to be gone", func() error {
-		err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, &sluicev1.Rollout{})
-		if err == nil {
-			return fmt.Errorf("still there")
-		}
-		return client.IgnoreNotFound(err)
-	})
+	s.deleteRollout("podinfo")
 	s.must(k8sClient.Get(s.ctx, client.ObjectKeyFromObject(route), route))
 	if refs := route.Spec.Rules[0].BackendRefs; len(refs) != 1 || refs[0].Name != "podinfo" {
 		t.Errorf("the rule after deletion points at %+v, want the apex Service only", refs)

@@ -79,6 +79,14 @@ func (s *story) gone(name string) error {
 	return client.IgnoreNotFound(err)
 }
 
+// deleteRollout deletes the Rollout name and waits until it is gone: its
+// finalizer has handed everything back.
+func (s *story) deleteRollout(name string) {
+	s.t.Helper()
+	s.must(k8sClient.Delete(s.ctx, s.getRollout(name)))
+	s.eventually(storyTimeout, "the Rollout gone", func() error { return s.gone(name) })
+}
+
 // deleteTarget deletes the Deployment name and waits until it is gone.
 func (s *story) deleteTarget(name string) {
 	s.t.Helper()

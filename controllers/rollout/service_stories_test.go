@@ -86,14 +86,7 @@ func TestTheServicesTakeTheApexNameAndTheLabelsAndAnnotationsTheRolloutGives(t *
 	s.expectKStatus("podinfo", status.CurrentStatus)
 
 	// Deleting the Rollout hands the renamed apex Service back to the target.
-	s.must(k8sClient.Delete(s.ctx, s.getRollout("podinfo")))
-	s.eventually(storyTimeout, "the Rollout to be gone", func() error {
-		err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, &sluicev1.Rollout{})
-		if err == nil {
-			return fmt.Errorf("still there")
-		}
-		return client.IgnoreNotFound(err)
-	})
+	s.deleteRollout("podinfo")
 	apex = s.getService("podinfo-web")
 	if apex.Spec.Selector["app"] != "podinfo" || metav1.GetControllerOf(apex) != nil {
 		t.Errorf("apex Service podinfo-web selects %v, controller %v; want the target's pods and no owner", apex.Spec.Selector, metav1.GetControllerOf(apex))
