@@ -8,6 +8,7 @@ import (
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/e2e/cluster"
@@ -26,11 +27,15 @@ func TestCanaryPromotedThroughGateway(t *testing.T) {
 	s := NewStory(t, "canary-promote")
 	var changed, ready time.Time
 	var routeWeights func() []string
-	s.Given("app v1 behind a canary Rollout (steps 10, 30, 50; 4s per step; success rate >= 99% from Traefik's metrics) on the Gateway, under load", func() {
+	s.Given("app v1 behind a canary Rollout (steps 10, 30, 50; 4s per step; success rate >= 99% from Traefik's metrics, judged on 10 requests at least) on the Gateway, under load", func() {
 		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
+		// minRequests: the guard's count is read from Traefik's own
+		// counter of the canary's Service, as the rate is.
+		check := SuccessRate(99)
+		check.MinRequests = ptr.To[int64](10)
 		s.CreateRollout(s.App.GatewayRollout(s.Host, CanarySteps(10, 30, 50), &sluicev1.Analysis{
 			Interval: &metav1.Duration{Duration: 4 * time.Second}, Threshold: 2,
-			Metrics: []sluicev1.MetricCheck{SuccessRate(99)},
+			Metrics: []sluicev1.MetricCheck{check},
 		}))
 		s.WaitPhase(sluicev1.PhaseInitialized, 60*time.Second)
 		routeWeights = s.RecordRouteWeights()
@@ -57,6 +62,9 @@ func TestCanaryPromotedThroughGateway(t *testing.T) {
 		}
 		for _, m := range st.Metrics {
 			s.Logf("last check %s = %s (%s)", m.Name, m.Value, m.Verdict)
+			if m.Name == sluicev1.MetricRequestSuccessRate && m.Verdict != "Pass" {
+				s.Fatalf("the last success-rate check was %s (%s), want Pass: the guard counts the canary's requests from Traefik", m.Verdict, m.Message)
+			}
 		}
 		s.Figure("Deployment change -> Succeeded", time.Since(changed).Round(time.Millisecond))
 	}).And("each step's weight matched the measured split of real answers", func() {
