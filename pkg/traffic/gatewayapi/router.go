@@ -174,12 +174,13 @@ func (r *Router) Apply(ctx context.Context, t traffic.Target, want traffic.Route
 	if l, ok := traffic.ParseRoute(route.GetAnnotations()[traffic.RouteAnnotation]); ok {
 		last = &l
 	}
-	// A patch, not an update: the gateway writes the route's status
-	// concurrently. Locked to the copy read, all the same: a merge patch
+	// A patch, not an update: only what changed is sent, and the rest of
+	// the route stays as the API server holds it. But a merge patch
 	// replaces the rules list whole, and written from a copy older than
 	// the route (the team edited an adopted one, the cache has not seen
-	// it yet) it would put their old rules back over their edit. A
-	// conflict is decided again from the route as it stands.
+	// it yet) it would put their old rules back over their edit: so it
+	// is locked to the copy read, and a conflict is decided again from
+	// the route as it stands.
 	patch := client.MergeFromWithOptions(cached, client.MergeFromWithOptimisticLock{})
 	changed, drifted := k.setRules(route, b, &t.Rollout.Spec, want, last)
 	labels, relabel := traffic.SyncShiftingLabel(route.GetLabels(), want)
