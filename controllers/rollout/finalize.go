@@ -299,9 +299,10 @@ func (r *Reconciler) setTerminating(ctx context.Context, ro *sluicev1.Rollout, m
 	return nil
 }
 
-// staleOnConflict marks a write refused for its resourceVersion (a route
-// edited since the cache's copy was read) as stale: finalize runs again
-// once the cache has the edit, and tells no error, for nothing went wrong.
+// staleOnConflict marks a write refused for its resourceVersion (a Service
+// or route edited since the cache's copy was read) as stale: the reconcile
+// or finalize runs again once the cache has the edit, and tells no error,
+// for nothing went wrong.
 func staleOnConflict(err error) error {
 	if apierrors.IsConflict(err) {
 		return errors.Join(err, errStale)

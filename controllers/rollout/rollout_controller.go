@@ -983,14 +983,14 @@ func (r *Reconciler) ensureRoutes(ctx context.Context, sc *scope) error {
 		if errors.As(err, &conflict) {
 			return &blockedError{reason: "ServiceConflict", msg: err.Error()}
 		}
-		return err
+		return staleOnConflict(err)
 	}
 	if err := sc.router.EnsureRoutes(ctx, sc.route); err != nil {
 		var stalled *traffic.StalledError
 		if errors.As(err, &stalled) {
 			return &blockedError{reason: stalled.Reason, msg: stalled.Message}
 		}
-		return fmt.Errorf("ensuring routes with the %s router: %w", sc.router.Name(), err)
+		return staleOnConflict(fmt.Errorf("ensuring routes with the %s router: %w", sc.router.Name(), err))
 	}
 	sc.ensured = true
 	return nil

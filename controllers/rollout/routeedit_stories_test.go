@@ -9,7 +9,9 @@ import (
 
 	networking "istio.io/api/networking/v1alpha3"
 	istiov1 "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	gwv1 "sigs.k8s.io/gateway-api/apis/v1"
@@ -150,5 +152,63 @@ func TestAnEditOfAnAdoptedRouteJustBeforeAShiftIsKept(t *testing.T) {
 				t.Errorf("the manager logged errors for writes that only had to be made again:\n%s", strings.Join(errs, "\n"))
 			}
 		})
+	}
+}
+
+// TestAPortAddedToAnAdoptedServiceJustBeforeSluiceWritesItsPortsIsKept: an
+// adopted apex Service is the team's too, and keeps the ports Sluice does
+// not write. Sluice writes its ports when the Rollout's change, with a merge
+// patch, which replaces the list whole: written from a cached copy that
+// predates the team's new port, it would remove that port, and the clients
+// of it would be refused. The write carries the resourceVersion it was
+// computed from, so it conflicts and is made again from the Service as it
+// now stands.
+func TestAPortAddedToAnAdoptedServiceJustBeforeSluiceWritesItsPortsIsKept(t *testing.T) {
+	race := &patchRace{object: "services/podinfo", matches: func(body string) bool {
+		return strings.Contains(body, `"ports"`)
+	}}
+	s := newStoryWrapped(t, manager.Options{}, func(rt http.RoundTripper) http.RoundTripper {
+		race.next = rt
+		return race
+	})
+	race.ns = s.ns
+	s.deploy("podinfo", "podinfo:1.0")
+	s.must(k8sClient.Create(s.ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "podinfo", Namespace: s.ns},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": "podinfo"},
+			Ports:    []corev1.ServicePort{{Name: "http", Port: 9898, TargetPort: intstr.FromInt32(9898)}},
+		},
+	}))
+	s.initialized("podinfo", func(ro *sluicev1.Rollout) { ro.Spec.Service.Adopt = true })
+
+	// The team adds a port to their Service, read and written straight from
+	// the API server, right before Sluice writes the port the Rollout now
+	// asks for.
+	race.arm(func() error {
+		svc := s.getService("podinfo")
+		svc.Spec.Ports = append(svc.Spec.Ports, corev1.ServicePort{Name: "admin", Port: 9090, TargetPort: intstr.FromInt32(9090), Protocol: corev1.ProtocolTCP})
+		return k8sClient.Update(s.ctx, svc)
+	})
+	s.must(s.editRollout("podinfo", func(ro *sluicev1.Rollout) {
+		ro.Spec.Service.Ports = []sluicev1.ServicePort{{Name: "metrics", Port: 9797}}
+	}))
+	s.eventually(storyTimeout, "the metrics port on the apex Service", func() error {
+		if got := s.portsOf("podinfo"); !strings.Contains(got, "metrics:9797") {
+			return fmt.Errorf("ports %s", got)
+		}
+		return nil
+	})
+	if ran, err := race.ran(); !ran || err != nil {
+		t.Fatalf("the team's edit was not made right before Sluice's write (made: %v, error: %v)", ran, err)
+	}
+	if got := s.portsOf("podinfo"); !strings.Contains(got, "admin:9090") {
+		t.Errorf("the team's admin port is gone from their Service: ports %s", got)
+	}
+	if got := s.eventReasons("podinfo"); slices.Contains(got, "ReconcileError") {
+		t.Errorf("events %v: a ReconcileError told for a write that only had to be made again", got)
+	}
+	if errs := s.errorsLogged(); len(errs) > 0 {
+		t.Errorf("the manager logged errors for a write that only had to be made again:\n%s", strings.Join(errs, "\n"))
 	}
 }

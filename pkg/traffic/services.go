@@ -95,7 +95,9 @@ func adoptApex(ctx context.Context, c client.Client, uncached client.Reader, t T
 	if owner := metav1.GetControllerOf(svc); owner != nil && owner.UID != t.Rollout.UID {
 		return false, &ServiceConflictError{Name: t.Apex}
 	}
-	patch := client.MergeFrom(svc.DeepCopy())
+	// Locked: the owner references are a list, which a merge patch writes
+	// whole.
+	patch := client.MergeFromWithOptions(svc.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	metav1.SetMetaDataLabel(&svc.ObjectMeta, ManagedByLabel, ManagedByValue)
 	metav1.SetMetaDataLabel(&svc.ObjectMeta, "sluice.dev/rollout", t.Rollout.Name)
 	metav1.SetMetaDataAnnotation(&svc.ObjectMeta, AdoptedAnnotation, "true")
@@ -286,7 +288,11 @@ func EnsureService(ctx context.Context, c client.Client, uncached client.Reader,
 	if updateSelector {
 		upd.Spec.Selector = selector
 	}
-	if err := c.Patch(ctx, upd, client.MergeFrom(svc)); err != nil {
+	// Locked: a merge patch writes the ports whole, and an adopted Service
+	// is the team's too. Written from a copy older than their edit, it would
+	// drop a port they just added; a conflict is made again from the cache
+	// once it has the edit.
+	if err := c.Patch(ctx, upd, client.MergeFromWithOptions(svc, client.MergeFromWithOptimisticLock{})); err != nil {
 		return fmt.Errorf("updating Service %s: %w", name, err)
 	}
 	return nil

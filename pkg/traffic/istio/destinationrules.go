@@ -70,7 +70,9 @@ func (r *Router) adoptDestinationRule(ctx context.Context, t traffic.Target, hos
 	if metav1.IsControlledBy(dr, t.Rollout) {
 		upd := dr.DeepCopy()
 		release(upd, t)
-		if err := r.Client.Patch(ctx, upd, client.MergeFrom(dr)); err != nil {
+		// Locked: the owner references are a list, which a merge patch
+		// writes whole, and the DestinationRule is now the user's.
+		if err := r.Client.Patch(ctx, upd, client.MergeFromWithOptions(dr, client.MergeFromWithOptimisticLock{})); err != nil {
 			return fmt.Errorf("releasing DestinationRule %s: %w", name, err)
 		}
 	}
