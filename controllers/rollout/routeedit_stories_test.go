@@ -173,13 +173,7 @@ func TestAPortAddedToAnAdoptedServiceJustBeforeSluiceWritesItsPortsIsKept(t *tes
 	})
 	race.ns = s.ns
 	s.deploy("podinfo", "podinfo:1.0")
-	s.must(k8sClient.Create(s.ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "podinfo", Namespace: s.ns},
-		Spec: corev1.ServiceSpec{
-			Selector: map[string]string{"app": "podinfo"},
-			Ports:    []corev1.ServicePort{{Name: "http", Port: 9898, TargetPort: intstr.FromInt32(9898)}},
-		},
-	}))
+	s.teamService("podinfo", nil)
 	s.initialized("podinfo", func(ro *sluicev1.Rollout) { ro.Spec.Service.Adopt = true })
 
 	// The team adds a port to their Service, read and written straight from

@@ -10,9 +10,7 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
@@ -376,13 +374,7 @@ func createdOnceWhileBehind(t *testing.T, resource string, opts ...rolloutOpt) {
 func TestAServiceAdoptedJustBeforeTheRolloutIsDeletedIsHandedBack(t *testing.T) {
 	s, gate, _ := newGatedStory(t, "services")
 	s.deploy("podinfo", "podinfo:1.0")
-	s.must(k8sClient.Create(s.ctx, &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "podinfo", Namespace: s.ns},
-		Spec: corev1.ServiceSpec{
-			Selector: map[string]string{"app": "podinfo"},
-			Ports:    []corev1.ServicePort{{Name: "http", Port: 9898, TargetPort: intstr.FromInt32(9898)}},
-		},
-	}))
+	s.teamService("podinfo", nil)
 	// Another Rollout first, so that the manager's caches have synced
 	// (their first list is a watch too, which a closed gate would hold).
 	s.deploy("warm", "warm:1.0")

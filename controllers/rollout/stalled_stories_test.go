@@ -184,14 +184,7 @@ func TestDeletingASecondRolloutOfATargetLeavesTheFirstsObjectsAlone(t *testing.T
 func TestAnAdoptedApexServiceIsHandedBackWhenItsTargetWasDeletedFirst(t *testing.T) {
 	s := newStory(t)
 	s.deploy("podinfo", "podinfo:1.0")
-	theirs := &corev1.Service{
-		ObjectMeta: metav1.ObjectMeta{Name: "podinfo", Namespace: s.ns, Annotations: map[string]string{"team": "shop"}},
-		Spec: corev1.ServiceSpec{
-			Selector: map[string]string{"app": "podinfo"},
-			Ports:    []corev1.ServicePort{{Name: "http", Port: 9898, TargetPort: intstr.FromInt32(9898)}},
-		},
-	}
-	s.must(k8sClient.Create(s.ctx, theirs))
+	s.teamService("podinfo", map[string]string{"team": "shop"})
 	s.initialized("podinfo", func(ro *sluicev1.Rollout) { ro.Spec.Service.Adopt = true })
 	s.eventually(storyTimeout, "the adopted Service selecting the primary's pods", func() error { return s.apexSelects("podinfo", primaryPods) })
 	if !metav1.IsControlledBy(s.getService("podinfo"), s.getRollout("podinfo")) {

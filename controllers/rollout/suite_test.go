@@ -21,6 +21,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/rest"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
@@ -281,6 +282,19 @@ func (s *story) getDeployment(name string) *appsv1.Deployment {
 	d := &appsv1.Deployment{}
 	s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: name}, d))
 	return d
+}
+
+// teamService creates the team's own apex Service name, as they ran it
+// before Sluice: it selects app=name on port 9898, with their annotations.
+func (s *story) teamService(name string, annotations map[string]string) {
+	s.t.Helper()
+	s.must(k8sClient.Create(s.ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: s.ns, Annotations: annotations},
+		Spec: corev1.ServiceSpec{
+			Selector: map[string]string{"app": name},
+			Ports:    []corev1.ServicePort{{Name: "http", Port: 9898, TargetPort: intstr.FromInt32(9898)}},
+		},
+	}))
 }
 
 func (s *story) getService(name string) *corev1.Service {
