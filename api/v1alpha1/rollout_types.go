@@ -57,6 +57,7 @@ type RolloutList struct {
 // +kubebuilder:validation:XValidation:rule="!(has(self.routing) && has(self.routing.istio) && (has(self.service.appProtocol) ? self.service.appProtocol.matches('^(?i)(tcp|mongo|mysql|redis)$') : (has(self.service.portName) && self.service.portName.matches('^(tcp|mongo|mysql|redis)(-.*)?$')))) || !(has(self.routing.istio.match) || has(self.routing.istio.retries) || has(self.routing.istio.timeout) || has(self.routing.istio.headers) || has(self.routing.istio.rewrite) || has(self.routing.istio.corsPolicy))",message="routing.istio: the main port is TCP (service.appProtocol tcp, mongo, mysql or redis, or a portName such as tcp or tcp-db), so Sluice writes tcp routes: match, retries, timeout, headers, rewrite and corsPolicy act on HTTP requests and cannot be set"
 // +kubebuilder:validation:XValidation:rule="!(has(self.routing) && has(self.routing.istio) && (has(self.service.appProtocol) ? self.service.appProtocol.matches('^(?i)(tcp|mongo|mysql|redis)$') : (has(self.service.portName) && self.service.portName.matches('^(tcp|mongo|mysql|redis)(-.*)?$')))) || !(has(self.strategy.abTesting) || (has(self.strategy.blueGreen) && has(self.strategy.blueGreen.mirror) && self.strategy.blueGreen.mirror) || (has(self.strategy.canary) && has(self.strategy.canary.sessionAffinity)))",message="routing.istio: the main port is TCP (service.appProtocol tcp, mongo, mysql or redis, or a portName such as tcp or tcp-db), so Sluice writes tcp routes: strategy.abTesting, blueGreen.mirror and canary.sessionAffinity act on HTTP requests; use strategy.canary weights or blueGreen"
 // +kubebuilder:validation:XValidation:rule="!has(self.strategy.blueGreen) || !has(self.strategy.blueGreen.mirror) || !self.strategy.blueGreen.mirror || (has(self.routing) && (has(self.routing.gatewayAPI) || has(self.routing.istio)))",message="strategy.blueGreen.mirror copies traffic and needs routing.gatewayAPI or routing.istio"
+// +kubebuilder:validation:XValidation:rule="!(has(self.strategy.canary) && has(self.strategy.canary.scaleWithWeight) && self.strategy.canary.scaleWithWeight) || (self.targetRef.kind != 'DaemonSet' && !has(self.autoscalerRef))",message="strategy.canary.scaleWithWeight sizes the canary by its weight: it cannot go with an autoscalerRef, whose autoscaler sizes the canary by its load, nor with a DaemonSet target, which has no replica count"
 // +kubebuilder:validation:XValidation:rule="self.targetRef.kind != 'DaemonSet' || !has(self.autoscalerRef)",message="autoscalerRef cannot go with a DaemonSet target: a DaemonSet runs one pod on each node it selects and has no replica count to scale"
 // +kubebuilder:validation:XValidation:rule="!(has(self.routing) && has(self.routing.gatewayAPI) && has(self.routing.gatewayAPI.routeKind) && self.routing.gatewayAPI.routeKind == 'GRPCRoute') || !has(self.strategy.canary) || !has(self.strategy.canary.sessionAffinity)",message="strategy.canary.sessionAffinity pins users with a cookie, which gRPC clients do not keep: it cannot work with routing.gatewayAPI.routeKind: GRPCRoute"
 // +kubebuilder:validation:XValidation:rule="!(has(self.routing) && has(self.routing.gatewayAPI) && has(self.routing.gatewayAPI.routeKind) && self.routing.gatewayAPI.routeKind == 'GRPCRoute') || !has(self.strategy.abTesting) || self.strategy.abTesting.match.all(m, !has(m.uri) && !has(m.method) && !has(m.cookies))",message="with routing.gatewayAPI.routeKind: GRPCRoute, strategy.abTesting.match may match headers only: a GRPCRoute matches gRPC methods and headers, not URIs, HTTP methods or cookies"
@@ -769,6 +770,7 @@ type SessionAffinity struct {
 // +kubebuilder:validation:XValidation:rule="has(self.steps) || has(self.stepWeight) || has(self.stepWeights)",message="a canary needs steps, stepWeight (with maxWeight) or stepWeights"
 // +kubebuilder:validation:XValidation:rule="!has(self.maxWeight) || has(self.stepWeight)",message="maxWeight goes with stepWeight"
 // +kubebuilder:validation:XValidation:rule="!has(self.maxWeight) || !has(self.stepWeight) || self.maxWeight >= self.stepWeight",message="maxWeight must be at least stepWeight"
+// +kubebuilder:validation:XValidation:rule="!(has(self.scaleWithWeight) && self.scaleWithWeight && has(self.sessionAffinity))",message="scaleWithWeight sizes the canary for its weight, but with sessionAffinity the users pinned to the canary are not its weight's share of the traffic: use one or the other"
 type CanaryStrategy struct {
 	// Steps are explicit setWeight and pause steps, in order.
 	// +optional
@@ -812,6 +814,17 @@ type CanaryStrategy struct {
 	// +kubebuilder:validation:Maximum=100
 	// +optional
 	StepWeightPromotion *int32 `json:"stepWeightPromotion,omitempty"`
+
+	// ScaleWithWeight runs the canary with the replicas its weight needs
+	// rather than as many as the primary: the primary's count times the
+	// weight, rounded up, and at least one, so that no canary pod carries
+	// more than a primary pod. Before each increase of the weight the
+	// canary is scaled for it and its new pods are ready; before it takes
+	// all traffic at promotion it grows to the primary's size. Not with
+	// sessionAffinity, an autoscalerRef (the autoscaler sizes the canary)
+	// or a DaemonSet target.
+	// +optional
+	ScaleWithWeight bool `json:"scaleWithWeight,omitempty"`
 }
 
 // CanaryStep is one step of a canary: a weight, or a pause.

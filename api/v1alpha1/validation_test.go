@@ -268,6 +268,16 @@ func TestABuiltinCheckWithMinRequestsIsAccepted(t *testing.T) {
 	}
 }
 
+func TestACanarySizedByItsWeightIsAccepted(t *testing.T) {
+	ro := rollout(t, "valid-scale-with-weight", validSpec, set("strategy.canary.scaleWithWeight", true))
+	if err := k8sClient.Create(context.Background(), ro, client.DryRunAll); err != nil {
+		t.Fatalf("a canary with scaleWithWeight rejected: %v", err)
+	}
+	if got, _, _ := unstructured.NestedBool(ro.Object, "spec", "strategy", "canary", "scaleWithWeight"); !got {
+		t.Errorf("strategy.canary.scaleWithWeight not kept: %v", ro.Object["spec"])
+	}
+}
+
 // TestTheScaleDownDelayDefaultsToTenSecondsAndZeroIsKept: a Rollout that
 // does not say gets the drain; one that asks for none keeps its 0.
 func TestTheScaleDownDelayDefaultsToTenSecondsAndZeroIsKept(t *testing.T) {
@@ -305,6 +315,18 @@ func TestTheAPIServerRejectsInvalidRolloutsWithAClearMessage(t *testing.T) {
 			set("targetRef.kind", "DaemonSet")(spec)
 			set("autoscalerRef", map[string]any{"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "x"})(spec)
 		}, "autoscalerRef cannot go with a DaemonSet target"},
+		{"a canary sized by its weight with session affinity", func(spec map[string]any) {
+			set("strategy.canary.scaleWithWeight", true)(spec)
+			set("strategy.canary.sessionAffinity", map[string]any{})(spec)
+		}, "with sessionAffinity the users pinned to the canary are not its weight's share"},
+		{"a canary sized by its weight with an autoscaler", func(spec map[string]any) {
+			set("strategy.canary.scaleWithWeight", true)(spec)
+			set("autoscalerRef", map[string]any{"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler", "name": "x"})(spec)
+		}, "strategy.canary.scaleWithWeight sizes the canary by its weight: it cannot go with an autoscalerRef"},
+		{"a DaemonSet canary sized by its weight", func(spec map[string]any) {
+			set("strategy.canary.scaleWithWeight", true)(spec)
+			set("targetRef.kind", "DaemonSet")(spec)
+		}, "nor with a DaemonSet target, which has no replica count"},
 		{"a weight above 100", set("strategy.canary.steps", []any{map[string]any{"setWeight": 150}}),
 			"should be less than or equal to 100"},
 		{"a negative weight", set("strategy.canary.steps", []any{map[string]any{"setWeight": -5}}),

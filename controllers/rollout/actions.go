@@ -106,8 +106,9 @@ func (r *Reconciler) restorePrimary(ctx context.Context, sc *scope, rev string) 
 // scaleTarget runs the target (the canary) or scales it to zero.
 //
 // Up, it runs at least the primary's size (so it can carry any weight it
-// will get) and at least want.CanaryMinReplicas, never fewer than it has (an
-// autoscaler may have grown it). Its pods carry the checksum of the
+// will get; with scaleWithWeight, only what its step's weight needs) and at
+// least want.CanaryMinReplicas, never fewer than it has (an autoscaler may
+// have grown it). Its pods carry the checksum of the
 // configuration they read, so a ConfigMap or Secret change restarts them.
 //
 // Down, the primary first takes the target's count when its owner set it on
@@ -161,7 +162,9 @@ func scaledUp(sc *scope, want statemachine.Desired) (workload.Workload, int32) {
 	n := max(cur, want.CanaryMinReplicas)
 	if cur == 0 {
 		n = max(n, 1)
-		if sc.primary != nil {
+		// Sized by its weight (scaleWithWeight), the canary starts with
+		// what the state machine asks for, and grows step by step.
+		if sc.primary != nil && (sc.ro.Spec.Strategy.Canary == nil || !sc.ro.Spec.Strategy.Canary.ScaleWithWeight) {
 			n = max(n, sc.primary.Replicas())
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -385,6 +386,104 @@ func TestAnAbortedConfigChangeGivesThePrimaryItsStableConfigurationBack(t *testi
 	}
 	if ro := s.getRollout("podinfo"); ro.Status.Phase != sluicev1.PhaseFailed || ro.Status.StableRevision != stableRev {
 		t.Errorf("phase %s, stable %s; want Failed at the stable %s", ro.Status.Phase, ro.Status.StableRevision, stableRev)
+	}
+}
+
+// TestACanarySizedByItsWeightGrowsBeforeEachStep: with scaleWithWeight the
+// canary of a primary of 10 replicas takes 10 % on 1 replica and 50 % on 5,
+// and grows to 10 before it takes all traffic at promotion. The weight moves
+// only once the replicas for it are ready: while 4 of the 5 are not, the
+// route stays at 10 %. Throughout, no route gives the canary more than its
+// available replicas carry at a primary pod's load.
+func TestACanarySizedByItsWeightGrowsBeforeEachStep(t *testing.T) {
+	for _, kind := range routerKinds {
+		t.Run(kind, func(t *testing.T) {
+			s := newStory(t)
+			s.deploy("podinfo", "podinfo:1.0", withReplicas(10))
+			s.initialized("podinfo", withRouter(kind), withCanaryWeights(10, 50), func(ro *sluicev1.Rollout) {
+				ro.Spec.Strategy.Canary.ScaleWithWeight = true
+			})
+			// Only one of the canary's replicas becomes available until let
+			// go: the 4 more asked for 50 % start but are not ready.
+			setAvailable := func(v string) {
+				d := s.getDeployment("podinfo")
+				patch := client.MergeFrom(d.DeepCopy())
+				if v == "" {
+					delete(d.Annotations, testenv.AvailableAnnotation)
+				} else {
+					metav1.SetMetaDataAnnotation(&d.ObjectMeta, testenv.AvailableAnnotation, v)
+				}
+				s.must(k8sClient.Patch(s.ctx, d, patch))
+			}
+			setAvailable("1")
+
+			// Sample the route, then the canary's available replicas (in
+			// that order: the canary grows before the route moves).
+			var mu sync.Mutex
+			var overloaded []string
+			seen := map[int32]int32{} // canary weight -> fewest canary replicas asked for at it
+			done := make(chan struct{})
+			stopped := make(chan struct{})
+			go func() {
+				defer close(stopped)
+				for {
+					select {
+					case <-done:
+						return
+					case <-time.After(20 * time.Millisecond):
+					}
+					obj := routeObject(kind)
+					if err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, obj); err != nil {
+						continue
+					}
+					w := viewOf(kind, "podinfo", obj).canary
+					d := &appsv1.Deployment{}
+					if err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, d); err != nil {
+						continue
+					}
+					mu.Lock()
+					if w > 0 {
+						if n, ok := seen[w]; !ok || replicas(d) < n {
+							seen[w] = replicas(d)
+						}
+						if need := (10*w + 99) / 100; d.Status.AvailableReplicas < need {
+							overloaded = append(overloaded, fmt.Sprintf("%d%% on %d available replicas (%d needed)", w, d.Status.AvailableReplicas, need))
+						}
+					}
+					mu.Unlock()
+				}
+			}()
+
+			s.setImage("podinfo", "podinfo:2.0")
+			s.eventually(storyTimeout, "the canary scaled to 5 for 50 % and waiting for them", func() error {
+				ro := s.getRollout("podinfo")
+				if replicas(s.getDeployment("podinfo")) != 5 || !strings.Contains(ro.Status.Message, "waiting for the canary to be ready") {
+					return fmt.Errorf("canary replicas %d, phase %s: %s", replicas(s.getDeployment("podinfo")), ro.Status.Phase, ro.Status.Message)
+				}
+				return nil
+			})
+			if v := s.route(kind, "podinfo"); v.canary != 10 {
+				t.Errorf("while the canary's 5 replicas are not ready the route gives it %d%%, want 10%%", v.canary)
+			}
+			setAvailable("")
+			s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+			close(done)
+			<-stopped
+
+			mu.Lock()
+			defer mu.Unlock()
+			if len(overloaded) > 0 {
+				t.Errorf("the route gave the canary more than its ready replicas carry: %v", overloaded)
+			}
+			for w, want := range map[int32]int32{10: 1, 50: 5, 100: 10} {
+				if seen[w] != want {
+					t.Errorf("at %d%% the canary ran %d replicas, want %d (seen: %v)", w, seen[w], want, seen)
+				}
+			}
+			if n := replicas(s.getDeployment("podinfo-primary")); n != 10 {
+				t.Errorf("primary replicas after promotion = %d, want 10", n)
+			}
+		})
 	}
 }
 

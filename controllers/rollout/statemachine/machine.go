@@ -122,7 +122,8 @@ type Desired struct {
 	// mirroring, session affinity) must be in place.
 	Experiment bool
 	// CanaryMinReplicas, when above zero, is the least number of replicas
-	// the target must run: never fewer than its autoscaler's minimum, and
+	// the target must run: never fewer than its autoscaler's minimum, with
+	// scaleWithWeight the share of the primary its step's weight needs, and
 	// before it takes all traffic as many as the primary that serves it now.
 	CanaryMinReplicas int32
 	// PassOwnerReplicas is true when a replica count on the parked target
@@ -541,6 +542,13 @@ func (m *machine) progressing() bool {
 	}
 	step := plan[idx]
 	if m.st.CanaryWeight != step.Weight {
+		if step.Weight > m.st.CanaryWeight && !m.scaledFor(step.Weight) {
+			// desired asks for the replicas of this step's weight: once
+			// they run (and, above, are ready), the weight moves.
+			m.st.Message = fmt.Sprintf("step %d/%d: scaling the canary to %d replicas before it takes %d%% of the traffic",
+				idx+1, len(plan), m.weightedReplicas(step.Weight), step.Weight)
+			return false
+		}
 		if step.Weight > m.st.CanaryWeight && hasHook(m.spec, sluicev1.HookConfirmTrafficIncrease) && !m.takeSkip() {
 			if !m.due() {
 				return false
@@ -775,6 +783,38 @@ func (m *machine) primaryTookOver() bool {
 // all traffic moves back to it.
 func (m *machine) canaryServing() int32 {
 	return min(m.obs.CanaryAvailable, m.obs.TargetReplicas)
+}
+
+// scalesWithWeight reports whether the canary is sized by its weight
+// (strategy.canary.scaleWithWeight) rather than run at the primary's size.
+func scalesWithWeight(spec *sluicev1.RolloutSpec) bool {
+	return spec.Strategy.Canary != nil && spec.Strategy.Canary.ScaleWithWeight
+}
+
+// weightedReplicas is the canary's size for a weight of w percent with
+// scaleWithWeight: the primary's count times w, rounded up so that no
+// canary pod carries more than a primary pod, and at least one.
+func (m *machine) weightedReplicas(w int32) int32 {
+	n := (int64(m.primaryServing())*int64(w) + 99) / 100
+	return int32(max(n, 1))
+}
+
+// scaledFor reports whether the canary runs the replicas a weight of w
+// needs: always, unless it is sized by its weight. Its readiness is
+// canaryReady's to tell.
+func (m *machine) scaledFor(w int32) bool {
+	return !scalesWithWeight(m.spec) || m.obs.TargetReplicas >= m.weightedReplicas(w)
+}
+
+// stepWeight is the weight the current step holds or moves to: the canary
+// is sized for it before it moves.
+func (m *machine) stepWeight() int32 {
+	w := m.st.CanaryWeight
+	if plan := steps.Plan(m.spec); len(plan) > 0 {
+		idx := min(int(m.st.CurrentStepIndex), len(plan)-1)
+		w = max(w, plan[idx].Weight)
+	}
+	return w
 }
 
 // primaryServing is how many replicas serve the primary's share: its
@@ -1080,6 +1120,9 @@ func (m *machine) desired() Desired {
 		// while the canary is not ready (its cohort would get errors); the
 		// weights wait for readiness the same way.
 		d.Experiment = hasExperiment(m.spec) && !m.spec.SkipAnalysis && m.obs.CanaryReady
+		if scalesWithWeight(m.spec) {
+			d.CanaryMinReplicas = m.weightedReplicas(m.stepWeight())
+		}
 	case sluicev1.PhaseFinalising:
 		d.CanaryUp = true
 		d.CanaryMinReplicas = m.primaryServing()
