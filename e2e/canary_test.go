@@ -4,11 +4,14 @@ package e2e
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/e2e/cluster"
@@ -96,5 +99,72 @@ func TestCanaryPromotedThroughGateway(t *testing.T) {
 		s.ExpectForwardWeights(routeWeights(), "100/0 90/10 70/30 50/50 100/0")
 	}).And("the events tell the story", func() {
 		s.ExpectEvents("NewRevision", "WeightChanged", "Promoting", "PrimaryUpdated", "Promoted")
+	})
+}
+
+// TestCanaryScaledWithItsWeightThroughGateway: strategy.canary.scaleWithWeight
+// on the real node. A canary of an app of 4 replicas takes 25 % on 1 pod and
+// 50 % on 2, and grows to 4 before it takes all traffic at promotion; the
+// weight moves only once the pods for it are ready, and no request fails.
+func TestCanaryScaledWithItsWeightThroughGateway(t *testing.T) {
+	t.Parallel() // see main_test.go
+	s := NewStory(t, "canary-scaled")
+	var changed time.Time
+	var mu sync.Mutex
+	seen := map[int32]int32{} // canary weight -> fewest canary replicas asked for at it
+	var overloaded []string
+	s.Given("app v1 of 4 replicas behind a canary Rollout sized by its weight (steps 25, 50; 4s per step; success rate >= 99%) on the Gateway, under load", func() {
+		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 4})
+		ro := s.App.GatewayRollout(s.Host, CanarySteps(25, 50), &sluicev1.Analysis{
+			Interval: &metav1.Duration{Duration: 4 * time.Second}, Threshold: 2,
+			Metrics: []sluicev1.MetricCheck{SuccessRate(99)},
+		})
+		ro.Spec.Strategy.Canary.ScaleWithWeight = true
+		s.CreateRollout(ro)
+		s.WaitPhase(sluicev1.PhaseInitialized, 60*time.Second)
+		// The route's canary weight, then the canary's pods: the pods grow
+		// before the weight moves, so read in that order.
+		go func() {
+			for s.Ctx().Err() == nil {
+				time.Sleep(50 * time.Millisecond)
+				w, ok := s.routeCanaryWeight()
+				d := &appsv1.Deployment{}
+				if !ok || w == 0 || s.Cluster().Client.Get(s.Ctx(), client.ObjectKey{Namespace: s.NS, Name: "podinfo"}, d) != nil {
+					continue
+				}
+				mu.Lock()
+				if n, ok := seen[w]; !ok || ptrOr(d.Spec.Replicas, 1) < n {
+					seen[w] = ptrOr(d.Spec.Replicas, 1)
+				}
+				if need := (4*w + 99) / 100; d.Status.AvailableReplicas < need {
+					overloaded = append(overloaded, fmt.Sprintf("%d%% on %d available pods (%d needed)", w, d.Status.AvailableReplicas, need))
+				}
+				mu.Unlock()
+			}
+		}()
+		s.StartLoad(60)
+		s.WaitServing("v1")
+	}).When("the Deployment is changed to v2", func() {
+		changed = s.UpdateApp(cluster.App{Name: "podinfo", Version: "v2", Replicas: 4})
+	}).Then("the Rollout is promoted: phase Succeeded, weight 0", func() {
+		st := s.WaitPhase(sluicev1.PhaseSucceeded, 120*time.Second)
+		if st.CanaryWeight != 0 || st.FailedChecks != 0 {
+			s.Fatalf("after promotion: weight %d, failed checks %d", st.CanaryWeight, st.FailedChecks)
+		}
+		s.Figure("Deployment change -> Succeeded", time.Since(changed).Round(time.Millisecond))
+	}).And("the canary ran 1 pod at 25 %, 2 at 50 % and 4 before it took all traffic, each ready before its weight", func() {
+		mu.Lock()
+		defer mu.Unlock()
+		s.Figure("fewest canary pods asked for at each weight", fmt.Sprint(seen))
+		for w, want := range map[int32]int32{25: 1, 50: 2, 100: 4} {
+			if seen[w] != want {
+				s.Errorf("at %d%% the canary ran %d pods, want %d (seen: %v)", w, seen[w], want, seen)
+			}
+		}
+		if len(overloaded) > 0 {
+			s.Fatalf("the route gave the canary more than its available pods carry: %v", overloaded)
+		}
+	}).And("no request failed", func() {
+		s.ExpectNoFailedRequests(changed)
 	})
 }
