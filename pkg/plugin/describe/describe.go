@@ -15,6 +15,8 @@ import (
 // StrategyName names a Rollout's strategy in words.
 func StrategyName(spec *sluicev1.RolloutSpec) string {
 	switch {
+	case spec.Strategy.Canary != nil && spec.Strategy.Canary.ScaleWithWeight:
+		return "canary, sized by its weight"
 	case spec.Strategy.Canary != nil:
 		return "canary"
 	case spec.Strategy.BlueGreen != nil && spec.Strategy.BlueGreen.Mirror:
