@@ -22,6 +22,7 @@ func promotionStarted(ago time.Duration) statusOpt {
 	return func(st *sluicev1.RolloutStatus) { st.PromotionStartedAt = &metav1.Time{Time: t0.Add(-ago)} }
 }
 func targetScaledDown(st *sluicev1.RolloutStatus) { st.TargetScaledDown = true }
+func scaledWithWeight(s *sluicev1.RolloutSpec)    { s.Strategy.Canary.ScaleWithWeight = true }
 
 // TestDecideNeverCausesAnOutage holds the safety invariants of DESIGN.md in
 // the situations that broke them: autoscaled canaries, promotions that cannot
@@ -169,6 +170,67 @@ func TestDecideNeverCausesAnOutage(t *testing.T) {
 			want:      want{phase: sluicev1.PhaseSucceeded, canaryUp: ptr.To(false)},
 			minCanary: ptr.To[int32](0),
 		},
+		// strategy.canary.scaleWithWeight: a canary of a primary of 10
+		// replicas, at 10 % then 50 %, runs 1 replica, then 5, then 10
+		// before it takes all traffic at promotion; the weight moves only
+		// once the replicas for it run and are ready, so no canary pod
+		// carries more than a primary pod.
+		{
+			name: "a run starts with the replicas of the first step's weight",
+			spec: spec(withCanaryWeights(10, 50), scaledWithWeight), st: status(sluicev1.PhaseProgressing, atStep(0, 0)),
+			obs:       observe("rev2", primaryReplicas(10, 10), targetReplicas(0), canaryAvailable(0), canaryNotReady),
+			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](0), canaryUp: ptr.To(true), message: "waiting for the canary to be ready", requeue: 10 * time.Minute},
+			minCanary: ptr.To[int32](1),
+		},
+		{
+			name: "one ready replica takes 10 %",
+			spec: spec(withCanaryWeights(10, 50), scaledWithWeight), st: status(sluicev1.PhaseProgressing, atStep(0, 0)),
+			obs:       observe("rev2", primaryReplicas(10, 10), targetReplicas(1), canaryAvailable(1)),
+			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](10), canaryUp: ptr.To(true), event: "WeightChanged", message: "confirm a canary weight of 10%"},
+			minCanary: ptr.To[int32](1),
+		},
+		{
+			name: "the next step scales the canary to 5 and holds 10 %",
+			spec: spec(withCanaryWeights(10, 50), scaledWithWeight), st: status(sluicev1.PhaseProgressing, atStep(1, 10)),
+			obs:       observe("rev2", primaryReplicas(10, 10), routed(10), targetReplicas(1), canaryAvailable(1)),
+			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](10), canaryUp: ptr.To(true), message: "scaling the canary to 5 replicas before it takes 50% of the traffic"},
+			minCanary: ptr.To[int32](5),
+		},
+		{
+			name: "5 replicas not ready yet: still 10 %",
+			spec: spec(withCanaryWeights(10, 50), scaledWithWeight), st: status(sluicev1.PhaseProgressing, atStep(1, 10)),
+			obs:       observe("rev2", primaryReplicas(10, 10), routed(10), targetReplicas(5), canaryAvailable(1), canaryNotReady),
+			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](10), canaryUp: ptr.To(true), message: "waiting for the canary to be ready", requeue: 10 * time.Minute},
+			minCanary: ptr.To[int32](5),
+		},
+		{
+			name: "5 ready replicas take 50 %",
+			spec: spec(withCanaryWeights(10, 50), scaledWithWeight), st: status(sluicev1.PhaseProgressing, atStep(1, 10)),
+			obs:       observe("rev2", primaryReplicas(10, 10), routed(10), targetReplicas(5), canaryAvailable(5)),
+			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](50), canaryUp: ptr.To(true), event: "WeightChanged", message: "confirm a canary weight of 50%"},
+			minCanary: ptr.To[int32](5),
+		},
+		{
+			name: "at promotion the canary grows to the primary's 10 before it takes all traffic",
+			spec: spec(withCanaryWeights(10, 50), scaledWithWeight), st: status(sluicev1.PhasePromoting, atStep(2, 50)),
+			obs:       observe("rev2", primaryReplicas(10, 10), routed(50), targetReplicas(5), canaryAvailable(5)),
+			want:      want{phase: sluicev1.PhasePromoting, weight: ptr.To[int32](50), canaryUp: ptr.To(true), message: "10 available replicas", requeue: 10 * time.Minute},
+			minCanary: ptr.To[int32](10),
+		},
+		{
+			name: "rounded up: 3 primary replicas need 1 canary replica at 5 %, 2 at 50 %",
+			spec: spec(withCanaryWeights(5, 50), scaledWithWeight), st: status(sluicev1.PhaseProgressing, atStep(1, 5)),
+			obs:       observe("rev2", primaryReplicas(3, 3), routed(5), targetReplicas(1), canaryAvailable(1)),
+			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](5), canaryUp: ptr.To(true), message: "scaling the canary to 2 replicas"},
+			minCanary: ptr.To[int32](2),
+		},
+		{
+			name: "without scaleWithWeight the canary runs the primary's size from the start: the weight moves at once",
+			spec: spec(withCanaryWeights(10, 50)), st: status(sluicev1.PhaseProgressing, atStep(1, 10)),
+			obs:       observe("rev2", primaryReplicas(10, 10), routed(10), targetReplicas(10), canaryAvailable(10)),
+			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](50), canaryUp: ptr.To(true), event: "WeightChanged"},
+			minCanary: ptr.To[int32](0),
+		},
 		// Replicas of the primary are never lowered by a run's leftovers.
 		{
 			name: "a canary left at a small size after a run never shrinks the primary",
@@ -253,89 +315,6 @@ func TestRequestRulesWaitForAReadyCanary(t *testing.T) {
 			d := Decide(Input{Spec: spec(ab), Generation: 3, Status: status(sluicev1.PhaseProgressing, atStep(0, 0)), Obs: tt.obs, Now: t0})
 			if d.Desired.Experiment != tt.want {
 				t.Errorf("request rules in place = %v, want %v (phase %s: %s)", d.Desired.Experiment, tt.want, d.Status.Phase, d.Status.Message)
-			}
-		})
-	}
-}
-
-// TestACanaryScaledWithItsWeightRunsWhatEachStepNeedsBeforeItMoves:
-// strategy.canary.scaleWithWeight. A canary of a primary of 10 replicas,
-// at 10 % then 50 %, runs 1 replica, then 5, then 10 before it takes all
-// traffic at promotion; the weight moves only once the replicas for it run
-// and are ready, so no canary pod carries more than a primary pod.
-func TestACanaryScaledWithItsWeightRunsWhatEachStepNeedsBeforeItMoves(t *testing.T) {
-	weighted := func(s *sluicev1.RolloutSpec) { s.Strategy.Canary.ScaleWithWeight = true }
-	ten := primaryReplicas(10, 10)
-	tests := []struct {
-		name      string
-		spec      *sluicev1.RolloutSpec
-		st        *sluicev1.RolloutStatus
-		obs       Observation
-		want      want
-		minCanary int32
-	}{
-		{
-			name: "a run starts with the replicas of the first step's weight",
-			spec: spec(withCanaryWeights(10, 50), weighted), st: status(sluicev1.PhaseProgressing, atStep(0, 0)),
-			obs:       observe("rev2", ten, targetReplicas(0), canaryAvailable(0), canaryNotReady),
-			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](0), canaryUp: ptr.To(true), message: "waiting for the canary to be ready", requeue: 10 * time.Minute},
-			minCanary: 1,
-		},
-		{
-			name: "one ready replica takes 10 %",
-			spec: spec(withCanaryWeights(10, 50), weighted), st: status(sluicev1.PhaseProgressing, atStep(0, 0)),
-			obs:       observe("rev2", ten, targetReplicas(1), canaryAvailable(1)),
-			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](10), canaryUp: ptr.To(true), event: "WeightChanged", message: "confirm a canary weight of 10%"},
-			minCanary: 1,
-		},
-		{
-			name: "the next step scales the canary to 5 and holds 10 %",
-			spec: spec(withCanaryWeights(10, 50), weighted), st: status(sluicev1.PhaseProgressing, atStep(1, 10)),
-			obs:       observe("rev2", ten, routed(10), targetReplicas(1), canaryAvailable(1)),
-			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](10), canaryUp: ptr.To(true), message: "scaling the canary to 5 replicas before it takes 50% of the traffic"},
-			minCanary: 5,
-		},
-		{
-			name: "5 replicas not ready yet: still 10 %",
-			spec: spec(withCanaryWeights(10, 50), weighted), st: status(sluicev1.PhaseProgressing, atStep(1, 10)),
-			obs:       observe("rev2", ten, routed(10), targetReplicas(5), canaryAvailable(1), canaryNotReady),
-			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](10), canaryUp: ptr.To(true), message: "waiting for the canary to be ready", requeue: 10 * time.Minute},
-			minCanary: 5,
-		},
-		{
-			name: "5 ready replicas take 50 %",
-			spec: spec(withCanaryWeights(10, 50), weighted), st: status(sluicev1.PhaseProgressing, atStep(1, 10)),
-			obs:       observe("rev2", ten, routed(10), targetReplicas(5), canaryAvailable(5)),
-			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](50), canaryUp: ptr.To(true), event: "WeightChanged", message: "confirm a canary weight of 50%"},
-			minCanary: 5,
-		},
-		{
-			name: "at promotion the canary grows to the primary's 10 before it takes all traffic",
-			spec: spec(withCanaryWeights(10, 50), weighted), st: status(sluicev1.PhasePromoting, atStep(2, 50)),
-			obs:       observe("rev2", ten, routed(50), targetReplicas(5), canaryAvailable(5)),
-			want:      want{phase: sluicev1.PhasePromoting, weight: ptr.To[int32](50), canaryUp: ptr.To(true), message: "10 available replicas", requeue: 10 * time.Minute},
-			minCanary: 10,
-		},
-		{
-			name: "rounded up: 3 primary replicas need 1 canary replica at 5 %, 2 at 50 %",
-			spec: spec(withCanaryWeights(5, 50), weighted), st: status(sluicev1.PhaseProgressing, atStep(1, 5)),
-			obs:       observe("rev2", primaryReplicas(3, 3), routed(5), targetReplicas(1), canaryAvailable(1)),
-			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](5), canaryUp: ptr.To(true), message: "scaling the canary to 2 replicas"},
-			minCanary: 2,
-		},
-		{
-			name: "without scaleWithWeight the canary runs the primary's size from the start: the weight moves at once",
-			spec: spec(withCanaryWeights(10, 50)), st: status(sluicev1.PhaseProgressing, atStep(1, 10)),
-			obs:  observe("rev2", ten, routed(10), targetReplicas(10), canaryAvailable(10)),
-			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](50), canaryUp: ptr.To(true), event: "WeightChanged"},
-		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			d := Decide(Input{Spec: tt.spec, Generation: 3, Status: tt.st, Obs: tt.obs, Now: t0})
-			checkDecision(t, d, tt.want)
-			if d.Desired.CanaryMinReplicas != tt.minCanary {
-				t.Errorf("desired canary min replicas = %d, want %d", d.Desired.CanaryMinReplicas, tt.minCanary)
 			}
 		})
 	}
