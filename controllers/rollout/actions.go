@@ -164,7 +164,7 @@ func scaledUp(sc *scope, want statemachine.Desired) (workload.Workload, int32) {
 		n = max(n, 1)
 		// Sized by its weight (scaleWithWeight), the canary starts with
 		// what the state machine asks for, and grows step by step.
-		if sc.primary != nil && (sc.ro.Spec.Strategy.Canary == nil || !sc.ro.Spec.Strategy.Canary.ScaleWithWeight) {
+		if sc.primary != nil && !statemachine.ScalesWithWeight(&sc.ro.Spec) {
 			n = max(n, sc.primary.Replicas())
 		}
 	}

@@ -785,9 +785,9 @@ func (m *machine) canaryServing() int32 {
 	return min(m.obs.CanaryAvailable, m.obs.TargetReplicas)
 }
 
-// scalesWithWeight reports whether the canary is sized by its weight
+// ScalesWithWeight reports whether the canary is sized by its weight
 // (strategy.canary.scaleWithWeight) rather than run at the primary's size.
-func scalesWithWeight(spec *sluicev1.RolloutSpec) bool {
+func ScalesWithWeight(spec *sluicev1.RolloutSpec) bool {
 	return spec.Strategy.Canary != nil && spec.Strategy.Canary.ScaleWithWeight
 }
 
@@ -803,7 +803,7 @@ func (m *machine) weightedReplicas(w int32) int32 {
 // needs: always, unless it is sized by its weight. Its readiness is
 // canaryReady's to tell.
 func (m *machine) scaledFor(w int32) bool {
-	return !scalesWithWeight(m.spec) || m.obs.TargetReplicas >= m.weightedReplicas(w)
+	return !ScalesWithWeight(m.spec) || m.obs.TargetReplicas >= m.weightedReplicas(w)
 }
 
 // stepWeight is the weight the current step holds or moves to: the canary
@@ -1120,7 +1120,7 @@ func (m *machine) desired() Desired {
 		// while the canary is not ready (its cohort would get errors); the
 		// weights wait for readiness the same way.
 		d.Experiment = hasExperiment(m.spec) && !m.spec.SkipAnalysis && m.obs.CanaryReady
-		if scalesWithWeight(m.spec) {
+		if ScalesWithWeight(m.spec) {
 			d.CanaryMinReplicas = m.weightedReplicas(m.stepWeight())
 		}
 	case sluicev1.PhaseFinalising:
