@@ -103,9 +103,11 @@ func TestCanaryPromotedThroughGateway(t *testing.T) {
 }
 
 // TestCanaryScaledWithItsWeightThroughGateway: strategy.canary.scaleWithWeight
-// on the real node. A canary of an app of 4 replicas takes 25 % on 1 pod and
-// 50 % on 2, and grows to 4 before it takes all traffic at promotion; the
-// weight moves only once the pods for it are ready, and no request fails.
+// on the real node. A canary of an app of 4 replicas takes 25 % on 2 pods
+// (never fewer than two, so that one lost pod leaves one serving), 75 % on
+// 3, and grows to 4 before it takes all traffic at promotion; the weight
+// moves only once the pods for it are ready. One canary pod is evicted at
+// 25 %, as a node drain would, and no request fails.
 func TestCanaryScaledWithItsWeightThroughGateway(t *testing.T) {
 	t.Parallel() // see main_test.go
 	s := NewStory(t, "canary-scaled")
@@ -113,9 +115,9 @@ func TestCanaryScaledWithItsWeightThroughGateway(t *testing.T) {
 	var mu sync.Mutex
 	seen := map[int32]int32{} // canary weight -> fewest canary replicas asked for at it
 	var overloaded []string
-	s.Given("app v1 of 4 replicas behind a canary Rollout sized by its weight (steps 25, 50; 4s per step; success rate >= 99%) on the Gateway, under load", func() {
+	s.Given("app v1 of 4 replicas behind a canary Rollout sized by its weight (steps 25, 75; 4s per step; success rate >= 99%) on the Gateway, under load", func() {
 		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 4})
-		ro := s.App.GatewayRollout(s.Host, CanarySteps(25, 50), &sluicev1.Analysis{
+		ro := s.App.GatewayRollout(s.Host, CanarySteps(25, 75), &sluicev1.Analysis{
 			Interval: &metav1.Duration{Duration: 4 * time.Second}, Threshold: 2,
 			Metrics: []sluicev1.MetricCheck{SuccessRate(99)},
 		})
@@ -136,7 +138,9 @@ func TestCanaryScaledWithItsWeightThroughGateway(t *testing.T) {
 				if n, ok := seen[w]; !ok || ptrOr(d.Spec.Replicas, 1) < n {
 					seen[w] = ptrOr(d.Spec.Replicas, 1)
 				}
-				if need := (4*w + 99) / 100; d.Status.AvailableReplicas < need {
+				// One pod fewer than the weight's share is the eviction's
+				// doing; none at all is an outage of that share.
+				if need := (4*w + 99) / 100; d.Status.AvailableReplicas < need-1 || d.Status.AvailableReplicas == 0 {
 					overloaded = append(overloaded, fmt.Sprintf("%d%% on %d available pods (%d needed)", w, d.Status.AvailableReplicas, need))
 				}
 				mu.Unlock()
@@ -144,25 +148,28 @@ func TestCanaryScaledWithItsWeightThroughGateway(t *testing.T) {
 		}()
 		s.StartLoad(60)
 		s.WaitServing("v1")
-	}).When("the Deployment is changed to v2", func() {
+	}).When("the Deployment is changed to v2 and, at 25 %, one canary pod is evicted", func() {
 		changed = s.UpdateApp(cluster.App{Name: "podinfo", Version: "v2", Replicas: 4})
+		waitCanaryWeight(s, 25, 90*time.Second)
+		evictOneCanaryPod(s)
 	}).Then("the Rollout is promoted: phase Succeeded, weight 0", func() {
 		st := s.WaitPhase(sluicev1.PhaseSucceeded, 120*time.Second)
 		if st.CanaryWeight != 0 || st.FailedChecks != 0 {
 			s.Fatalf("after promotion: weight %d, failed checks %d", st.CanaryWeight, st.FailedChecks)
 		}
 		s.Figure("Deployment change -> Succeeded", time.Since(changed).Round(time.Millisecond))
-	}).And("the canary ran 1 pod at 25 %, 2 at 50 % and 4 before it took all traffic, each ready before its weight", func() {
+	}).And("the canary ran 2 pods at 25 %, 3 at 75 % and 4 before it took all traffic, each ready before its weight", func() {
 		mu.Lock()
 		defer mu.Unlock()
 		s.Figure("fewest canary pods asked for at each weight", fmt.Sprint(seen))
-		for w, want := range map[int32]int32{25: 1, 50: 2, 100: 4} {
+		for w, want := range map[int32]int32{25: 2, 75: 3, 100: 4} {
 			if seen[w] != want {
 				s.Errorf("at %d%% the canary ran %d pods, want %d (seen: %v)", w, seen[w], want, seen)
 			}
 		}
-		if len(overloaded) > 0 {
-			s.Fatalf("the route gave the canary more than its available pods carry: %v", overloaded)
+		if n := len(overloaded); n > 0 {
+			// Errorf: the requests that failed then are counted next.
+			s.Errorf("the route gave the canary more than its available pods carry in %d samples 50ms apart, the first: %s", n, overloaded[0])
 		}
 	}).And("no request failed", func() {
 		s.ExpectNoFailedRequests(changed)

@@ -56,6 +56,27 @@ func expectPromotedOnceWithoutFailures(s *Story, changed time.Time) {
 	}
 }
 
+// evictOneCanaryPod evicts one of the canary's v2 pods through the
+// eviction API, as a node drain or node pressure does.
+func evictOneCanaryPod(s *Story) {
+	pods := &corev1.PodList{}
+	s.Must(s.Cluster().Client.List(s.Ctx(), pods, client.InNamespace(s.NS)), "listing pods")
+	var victim string
+	for _, p := range pods.Items {
+		if p.Labels["app"] == "podinfo" && envOf(p, "VERSION") == "v2" && p.DeletionTimestamp == nil {
+			victim = p.Name
+			break
+		}
+	}
+	if victim == "" {
+		s.Fatalf("no v2 pod to evict")
+	}
+	s.Must(s.Cluster().Kube.CoreV1().Pods(s.NS).EvictV1(s.Ctx(), &policyv1.Eviction{
+		ObjectMeta: metav1.ObjectMeta{Namespace: s.NS, Name: victim},
+	}), "evicting "+victim)
+	s.Logf("evicted %s", victim)
+}
+
 // waitCanaryWeight waits until the Rollout is Progressing at weight w or more.
 func waitCanaryWeight(s *Story, w int32, timeout time.Duration) {
 	s.Eventually(timeout, fmt.Sprintf("canary weight >= %d", w), func() (bool, string) {
@@ -104,22 +125,7 @@ func TestCanaryEvictedMidStep(t *testing.T) {
 		givenCanaryUnderLoad(s)
 	}).When("v2 is released and, at weight 20, one canary pod is evicted", func() {
 		changed = releaseV2AtWeight20(s)
-		pods := &corev1.PodList{}
-		s.Must(s.Cluster().Client.List(s.Ctx(), pods, client.InNamespace(s.NS)), "listing pods")
-		var victim string
-		for _, p := range pods.Items {
-			if p.Labels["app"] == "podinfo" && envOf(p, "VERSION") == "v2" && p.DeletionTimestamp == nil {
-				victim = p.Name
-				break
-			}
-		}
-		if victim == "" {
-			s.Fatalf("no v2 pod to evict")
-		}
-		s.Must(s.Cluster().Kube.CoreV1().Pods(s.NS).EvictV1(s.Ctx(), &policyv1.Eviction{
-			ObjectMeta: metav1.ObjectMeta{Namespace: s.NS, Name: victim},
-		}), "evicting "+victim)
-		s.Logf("evicted %s", victim)
+		evictOneCanaryPod(s)
 	}).Then("the release goes on and is promoted", func() {
 		s.WaitPhase(sluicev1.PhaseSucceeded, 180*time.Second)
 	}).And("no request failed", func() {

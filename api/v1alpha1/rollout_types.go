@@ -817,8 +817,9 @@ type CanaryStrategy struct {
 
 	// ScaleWithWeight runs the canary with the replicas its weight needs
 	// rather than as many as the primary: the primary's count times the
-	// weight, rounded up, and at least one, so that no canary pod carries
-	// more than a primary pod. Before each increase of the weight the
+	// weight, rounded up, so that no canary pod carries more than a
+	// primary pod, and at least two (one if the primary runs one), so that
+	// one lost pod leaves one serving. Before each increase of the weight the
 	// canary is scaled for it and its new pods are ready; before it takes
 	// all traffic at promotion it grows to the primary's size. Not with
 	// sessionAffinity, an autoscalerRef (the autoscaler sizes the canary)

@@ -390,10 +390,10 @@ func TestAnAbortedConfigChangeGivesThePrimaryItsStableConfigurationBack(t *testi
 }
 
 // TestACanarySizedByItsWeightGrowsBeforeEachStep: with scaleWithWeight the
-// canary of a primary of 10 replicas takes 10 % on 1 replica and 50 % on 5,
-// and grows to 10 before it takes all traffic at promotion. The weight moves
-// only once the replicas for it are ready: while 4 of the 5 are not, the
-// route stays at 10 %. Throughout, no route gives the canary more than its
+// canary of a primary of 10 replicas takes 10 % on 2 replicas (never one
+// alone) and 50 % on 5, and grows to 10 before it takes all traffic at
+// promotion. The weight moves only once the replicas for it are ready:
+// while 3 of the 5 are not, the route stays at 10 %. Throughout, no route gives the canary more than its
 // available replicas carry at a primary pod's load.
 func TestACanarySizedByItsWeightGrowsBeforeEachStep(t *testing.T) {
 	for _, kind := range routerKinds {
@@ -403,8 +403,8 @@ func TestACanarySizedByItsWeightGrowsBeforeEachStep(t *testing.T) {
 			s.initialized("podinfo", withRouter(kind), withCanaryWeights(10, 50), func(ro *sluicev1.Rollout) {
 				ro.Spec.Strategy.Canary.ScaleWithWeight = true
 			})
-			// Only one of the canary's replicas becomes available until let
-			// go: the 4 more asked for 50 % start but are not ready.
+			// Only two of the canary's replicas become available until let
+			// go: the 3 more asked for 50 % start but are not ready.
 			setAvailable := func(v string) {
 				d := s.getDeployment("podinfo")
 				patch := client.MergeFrom(d.DeepCopy())
@@ -415,7 +415,7 @@ func TestACanarySizedByItsWeightGrowsBeforeEachStep(t *testing.T) {
 				}
 				s.must(k8sClient.Patch(s.ctx, d, patch))
 			}
-			setAvailable("1")
+			setAvailable("2")
 
 			// Sample the route, then the canary's available replicas (in
 			// that order: the canary grows before the route moves).
@@ -475,7 +475,7 @@ func TestACanarySizedByItsWeightGrowsBeforeEachStep(t *testing.T) {
 			if len(overloaded) > 0 {
 				t.Errorf("the route gave the canary more than its ready replicas carry: %v", overloaded)
 			}
-			for w, want := range map[int32]int32{10: 1, 50: 5, 100: 10} {
+			for w, want := range map[int32]int32{10: 2, 50: 5, 100: 10} {
 				if seen[w] != want {
 					t.Errorf("at %d%% the canary ran %d replicas, want %d (seen: %v)", w, seen[w], want, seen)
 				}

@@ -791,12 +791,21 @@ func ScalesWithWeight(spec *sluicev1.RolloutSpec) bool {
 	return spec.Strategy.Canary != nil && spec.Strategy.Canary.ScaleWithWeight
 }
 
+// minWeightedReplicas is the fewest replicas a canary sized by its weight
+// runs, when the primary runs as many: one pod lost to an eviction, a
+// crash or a node would otherwise leave the canary's share of the traffic
+// with no ready endpoint until its replacement is ready (seen on the real
+// node: an evicted lone canary pod failed requests for seconds).
+const minWeightedReplicas = 2
+
 // weightedReplicas is the canary's size for a weight of w percent with
 // scaleWithWeight: the primary's count times w, rounded up so that no
-// canary pod carries more than a primary pod, and at least one.
+// canary pod carries more than a primary pod, and never fewer than
+// minWeightedReplicas nor than one, nor more than the primary.
 func (m *machine) weightedReplicas(w int32) int32 {
-	n := (int64(m.primaryServing())*int64(w) + 99) / 100
-	return int32(max(n, 1))
+	primary := int64(m.primaryServing())
+	n := (primary*int64(w) + 99) / 100
+	return int32(max(n, min(primary, minWeightedReplicas), 1))
 }
 
 // scaledFor reports whether the canary runs the replicas a weight of w

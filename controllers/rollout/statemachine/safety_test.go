@@ -171,7 +171,8 @@ func TestDecideNeverCausesAnOutage(t *testing.T) {
 			minCanary: ptr.To[int32](0),
 		},
 		// strategy.canary.scaleWithWeight: a canary of a primary of 10
-		// replicas, at 10 % then 50 %, runs 1 replica, then 5, then 10
+		// replicas, at 10 % then 50 %, runs 2 replicas (never one alone
+		// that a lost pod would leave with no endpoint), then 5, then 10
 		// before it takes all traffic at promotion; the weight moves only
 		// once the replicas for it run and are ready, so no canary pod
 		// carries more than a primary pod.
@@ -180,26 +181,33 @@ func TestDecideNeverCausesAnOutage(t *testing.T) {
 			spec: spec(withCanaryWeights(10, 50), scaledWithWeight), st: status(sluicev1.PhaseProgressing, atStep(0, 0)),
 			obs:       observe("rev2", primaryReplicas(10, 10), targetReplicas(0), canaryAvailable(0), canaryNotReady),
 			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](0), canaryUp: ptr.To(true), message: "waiting for the canary to be ready", requeue: 10 * time.Minute},
-			minCanary: ptr.To[int32](1),
+			minCanary: ptr.To[int32](2),
 		},
 		{
-			name: "one ready replica takes 10 %",
+			name: "one replica, though ready, does not take 10 %: the canary is scaled to two first",
 			spec: spec(withCanaryWeights(10, 50), scaledWithWeight), st: status(sluicev1.PhaseProgressing, atStep(0, 0)),
 			obs:       observe("rev2", primaryReplicas(10, 10), targetReplicas(1), canaryAvailable(1)),
+			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](0), canaryUp: ptr.To(true), message: "scaling the canary to 2 replicas before it takes 10% of the traffic"},
+			minCanary: ptr.To[int32](2),
+		},
+		{
+			name: "two ready replicas take 10 %",
+			spec: spec(withCanaryWeights(10, 50), scaledWithWeight), st: status(sluicev1.PhaseProgressing, atStep(0, 0)),
+			obs:       observe("rev2", primaryReplicas(10, 10), targetReplicas(2), canaryAvailable(2)),
 			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](10), canaryUp: ptr.To(true), event: "WeightChanged", message: "confirm a canary weight of 10%"},
-			minCanary: ptr.To[int32](1),
+			minCanary: ptr.To[int32](2),
 		},
 		{
 			name: "the next step scales the canary to 5 and holds 10 %",
 			spec: spec(withCanaryWeights(10, 50), scaledWithWeight), st: status(sluicev1.PhaseProgressing, atStep(1, 10)),
-			obs:       observe("rev2", primaryReplicas(10, 10), routed(10), targetReplicas(1), canaryAvailable(1)),
+			obs:       observe("rev2", primaryReplicas(10, 10), routed(10), targetReplicas(2), canaryAvailable(2)),
 			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](10), canaryUp: ptr.To(true), message: "scaling the canary to 5 replicas before it takes 50% of the traffic"},
 			minCanary: ptr.To[int32](5),
 		},
 		{
 			name: "5 replicas not ready yet: still 10 %",
 			spec: spec(withCanaryWeights(10, 50), scaledWithWeight), st: status(sluicev1.PhaseProgressing, atStep(1, 10)),
-			obs:       observe("rev2", primaryReplicas(10, 10), routed(10), targetReplicas(5), canaryAvailable(1), canaryNotReady),
+			obs:       observe("rev2", primaryReplicas(10, 10), routed(10), targetReplicas(5), canaryAvailable(2), canaryNotReady),
 			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](10), canaryUp: ptr.To(true), message: "waiting for the canary to be ready", requeue: 10 * time.Minute},
 			minCanary: ptr.To[int32](5),
 		},
@@ -218,11 +226,18 @@ func TestDecideNeverCausesAnOutage(t *testing.T) {
 			minCanary: ptr.To[int32](10),
 		},
 		{
-			name: "rounded up: 3 primary replicas need 1 canary replica at 5 %, 2 at 50 %",
+			name: "rounded up: 5 primary replicas need 3 canary replicas at 50 %",
 			spec: spec(withCanaryWeights(5, 50), scaledWithWeight), st: status(sluicev1.PhaseProgressing, atStep(1, 5)),
-			obs:       observe("rev2", primaryReplicas(3, 3), routed(5), targetReplicas(1), canaryAvailable(1)),
-			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](5), canaryUp: ptr.To(true), message: "scaling the canary to 2 replicas"},
-			minCanary: ptr.To[int32](2),
+			obs:       observe("rev2", primaryReplicas(5, 5), routed(5), targetReplicas(2), canaryAvailable(2)),
+			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](5), canaryUp: ptr.To(true), message: "scaling the canary to 3 replicas"},
+			minCanary: ptr.To[int32](3),
+		},
+		{
+			name: "a primary of one replica: its canary runs one, not the floor of two",
+			spec: spec(withCanaryWeights(10, 50), scaledWithWeight), st: status(sluicev1.PhaseProgressing, atStep(0, 0)),
+			obs:       observe("rev2", primaryReplicas(1, 1), targetReplicas(1), canaryAvailable(1)),
+			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](10), canaryUp: ptr.To(true), event: "WeightChanged"},
+			minCanary: ptr.To[int32](1),
 		},
 		{
 			name: "without scaleWithWeight the canary runs the primary's size from the start: the weight moves at once",
