@@ -114,6 +114,54 @@ func TestReadinessProbeFailingCanaryRollsBack(t *testing.T) {
 	})
 }
 
+// TestCanaryThatStopsBeingReadyHasItsShareMovedToThePrimary: v2 becomes
+// ready, takes 20 %, then its readiness probe fails on the real kubelet (a
+// version that breaks after it started). Its pods leave the endpoints and
+// the gateway answers 503 for the canary's share: Sluice moves that share
+// to the primary at once (CanaryUnavailable) instead of leaving it there
+// until the progress deadline rolls the release back.
+func TestCanaryThatStopsBeingReadyHasItsShareMovedToThePrimary(t *testing.T) {
+	t.Parallel() // see main_test.go
+	s := NewStory(t, "node-unready")
+	var changed, sheltered time.Time
+	s.Given("app v1 (2 pods) behind a canary Rollout (20, 50; 10s per step) with a 30s progress deadline, under load", func() {
+		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
+		ro := s.App.GatewayRollout(s.Host, CanarySteps(20, 50), analysis4s())
+		ro.Spec.Analysis.Interval = &metav1.Duration{Duration: 10 * time.Second}
+		ro.Spec.ProgressDeadlineSeconds = ptr.To[int32](30)
+		s.CreateRollout(ro)
+		s.WaitPhase(sluicev1.PhaseInitialized, 90*time.Second)
+		s.StartLoad(40)
+		s.WaitServing("v1")
+	}).When("v2, whose readiness probe fails once it has run 8s, is released", func() {
+		changed = s.UpdateApp(cluster.App{Name: "podinfo", Version: "v2", Replicas: 2, ReadyFor: 8 * time.Second})
+		waitCanaryWeight(s, 20, 60*time.Second)
+	}).Then("once v2 is not ready its 20 % moves to the primary, the status keeping weight 20", func() {
+		s.Eventually(60*time.Second, "the route's canary weight at 0 while Progressing at 20", func() (bool, string) {
+			st := s.Status()
+			w, ok := s.routeCanaryWeight()
+			return ok && w == 0 && st.Phase == sluicev1.PhaseProgressing && st.CanaryWeight == 20,
+				fmt.Sprintf("route canary %d%%, phase %s weight %d: %s", w, st.Phase, st.CanaryWeight, st.Message)
+		})
+		sheltered = time.Now()
+		s.Figure("change -> canary's share on the primary", sheltered.Sub(changed).Round(time.Millisecond))
+		if n := s.EventCount("CanaryUnavailable"); n != 1 {
+			s.Errorf("CanaryUnavailable told %d times, want 1", n)
+		}
+	}).And("the Rollout fails on the progress deadline", func() {
+		st := s.WaitPhase(sluicev1.PhaseFailed, 90*time.Second)
+		s.Logf("failed: %s", st.Message)
+	}).And("no request failed from 2s after the move to the deadline's rollback", func() {
+		s.LogErrorsByPhase(changed)
+		all := s.Load.SplitBetween(changed, time.Now())
+		s.Figure("failed requests from the change (v2's pods leaving the endpoints before any controller acts)", fmt.Sprintf("%d/%d", all.Errors, all.Total))
+		after := s.Load.SplitBetween(sheltered.Add(2*time.Second), time.Now())
+		if after.Errors > 0 || after.Total == 0 {
+			s.Fatalf("%d of %d requests failed after the canary's share moved to the primary (%s)", after.Errors, after.Total, after)
+		}
+	})
+}
+
 // TestCanaryEvictedMidStep: a canary pod is evicted (the Eviction API, as a
 // drain or node pressure would) while the canary takes traffic; the
 // release waits for its replacement, then goes on and is promoted.

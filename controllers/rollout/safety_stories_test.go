@@ -405,17 +405,7 @@ func TestACanarySizedByItsWeightGrowsBeforeEachStep(t *testing.T) {
 			})
 			// Only two of the canary's replicas become available until let
 			// go: the 3 more asked for 50 % start but are not ready.
-			setAvailable := func(v string) {
-				d := s.getDeployment("podinfo")
-				patch := client.MergeFrom(d.DeepCopy())
-				if v == "" {
-					delete(d.Annotations, testenv.AvailableAnnotation)
-				} else {
-					metav1.SetMetaDataAnnotation(&d.ObjectMeta, testenv.AvailableAnnotation, v)
-				}
-				s.must(k8sClient.Patch(s.ctx, d, patch))
-			}
-			setAvailable("2")
+			s.capAvailable("podinfo", "2")
 
 			// Sample the route, then the canary's available replicas (in
 			// that order: the canary grows before the route moves).
@@ -465,7 +455,7 @@ func TestACanarySizedByItsWeightGrowsBeforeEachStep(t *testing.T) {
 			if v := s.route(kind, "podinfo"); v.canary != 10 {
 				t.Errorf("while the canary's 5 replicas are not ready the route gives it %d%%, want 10%%", v.canary)
 			}
-			setAvailable("")
+			s.capAvailable("podinfo", "")
 			s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
 			close(done)
 			<-stopped
@@ -483,6 +473,82 @@ func TestACanarySizedByItsWeightGrowsBeforeEachStep(t *testing.T) {
 			if n := replicas(s.getDeployment("podinfo-primary")); n != 10 {
 				t.Errorf("primary replicas after promotion = %d, want 10", n)
 			}
+		})
+	}
+}
+
+// capAvailable caps the replicas of Deployment name that the fake kubelet
+// reports available at v ("" lifts the cap): the others run, not ready.
+func (s *story) capAvailable(name, v string) {
+	s.t.Helper()
+	d := s.getDeployment(name)
+	patch := client.MergeFrom(d.DeepCopy())
+	if v == "" {
+		delete(d.Annotations, testenv.AvailableAnnotation)
+	} else {
+		metav1.SetMetaDataAnnotation(&d.ObjectMeta, testenv.AvailableAnnotation, v)
+	}
+	s.must(k8sClient.Patch(s.ctx, d, patch))
+}
+
+// TestACanaryWithNoAvailablePodHasItsShareHeldOnThePrimary: a canary that
+// took its share and then has no available pod left (a version that
+// crashes once ready, its pods evicted or lost with their node) would send
+// that share to no endpoint until the progress deadline. Its share moves
+// to the primary at once, with a CanaryUnavailable event, its step and
+// recorded weight kept; it comes back only once the canary is ready again
+// (not with its first pod), and the release then goes on to promotion.
+func TestACanaryWithNoAvailablePodHasItsShareHeldOnThePrimary(t *testing.T) {
+	for _, kind := range routerKinds {
+		t.Run(kind, func(t *testing.T) {
+			s := newStory(t)
+			s.deploy("podinfo", "podinfo:1.0", withReplicas(3))
+			s.initialized("podinfo", withRouter(kind), withCanaryWeights(20, 50), func(ro *sluicev1.Rollout) {
+				ro.Spec.Analysis.Interval = &metav1.Duration{Duration: 3 * time.Second}
+			})
+			s.setImage("podinfo", "podinfo:2.0")
+			s.eventually(storyTimeout, "the canary at 20 %", func() error {
+				if v := s.route(kind, "podinfo"); v.canary != 20 {
+					return fmt.Errorf("route canary %d%%", v.canary)
+				}
+				return nil
+			})
+
+			s.capAvailable("podinfo", "0")
+			s.eventually(storyTimeout, "the canary's share on the primary", func() error {
+				v, ro := s.route(kind, "podinfo"), s.getRollout("podinfo")
+				if v.canary != 0 || ro.Status.Phase != sluicev1.PhaseProgressing || !strings.Contains(ro.Status.Message, "its 20% of the traffic is on the primary") {
+					return fmt.Errorf("route canary %d%%, phase %s: %s", v.canary, ro.Status.Phase, ro.Status.Message)
+				}
+				if ro.Status.CanaryWeight != 20 || ro.Status.CurrentStepIndex != 0 {
+					t.Errorf("sheltered: status weight %d at step %d, want 20 at step 0 kept", ro.Status.CanaryWeight, ro.Status.CurrentStepIndex)
+				}
+				return nil
+			})
+			s.expectEvents("podinfo", "CanaryUnavailable", 1)
+
+			// One pod of three back is not the canary ready: the share
+			// stays on the primary.
+			s.capAvailable("podinfo", "1")
+			s.eventually(storyTimeout, "the canary's first pod seen", func() error {
+				if ro := s.getRollout("podinfo"); !strings.Contains(ro.Status.Message, "1 available") {
+					return fmt.Errorf("phase %s: %s", ro.Status.Phase, ro.Status.Message)
+				}
+				return nil
+			})
+			if v := s.route(kind, "podinfo"); v.canary != 0 {
+				t.Errorf("with 1 of the canary's 3 pods available the route gives it %d%%, want 0", v.canary)
+			}
+
+			s.capAvailable("podinfo", "")
+			s.eventually(storyTimeout, "the canary's share back", func() error {
+				if v := s.route(kind, "podinfo"); v.canary < 20 {
+					return fmt.Errorf("route canary %d%%", v.canary)
+				}
+				return nil
+			})
+			s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+			s.expectEvents("podinfo", "CanaryUnavailable", 1)
 		})
 	}
 }

@@ -40,6 +40,9 @@ type App struct {
 	Image string
 	// NotReady makes the app's readiness probe fail (real node).
 	NotReady bool
+	// ReadyFor, when set, makes the app's readiness probe fail once the
+	// app has run that long (real node).
+	ReadyFor time.Duration
 	// CPUPerRequest is CPU burnt per request (real node: drives an HPA).
 	CPUPerRequest time.Duration
 	// CPURequest is the container's CPU request (real node), 20m when
@@ -100,6 +103,7 @@ func (a App) Apply(t *corev1.PodTemplateSpec) {
 		c.ImagePullPolicy = corev1.PullNever
 		c.Env = append(c.Env,
 			corev1.EnvVar{Name: "NOT_READY", Value: fmt.Sprint(a.NotReady)},
+			corev1.EnvVar{Name: "READY_FOR", Value: a.ReadyFor.String()},
 			corev1.EnvVar{Name: "CPU_PER_REQUEST", Value: a.CPUPerRequest.String()})
 		c.ReadinessProbe = &corev1.Probe{
 			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http")}},

@@ -10,6 +10,8 @@
 //	MESSAGE_FILE a file whose content is echoed back instead, read at each
 //	             request (a mounted ConfigMap, which the kubelet refreshes)
 //	NOT_READY    "true": /healthz answers 503 (a readiness probe fails)
+//	READY_FOR    a Go duration: /healthz answers 503 once the app has run
+//	             that long (a version that fails after it became ready)
 //	CPU_PER_REQUEST  CPU burnt per request, a Go duration (drives an HPA)
 //
 // It also serves gRPC (cleartext HTTP/2) on -grpc-listen: the unary method
@@ -66,6 +68,11 @@ func main() {
 		log.Fatalf("CPU_PER_REQUEST: %v", err)
 	}
 	notReady := os.Getenv("NOT_READY") == "true"
+	readyFor, err := time.ParseDuration(envOr("READY_FOR", "0s"))
+	if err != nil {
+		log.Fatalf("READY_FOR: %v", err)
+	}
+	started := time.Now()
 
 	// Deterministic error spacing: every request whose running share of
 	// errors is below ERROR_RATE fails, so 0.5 fails exactly every other one.
@@ -89,6 +96,10 @@ func main() {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		if notReady {
 			http.Error(w, "not ready (NOT_READY=true)", http.StatusServiceUnavailable)
+			return
+		}
+		if readyFor > 0 && time.Since(started) > readyFor {
+			http.Error(w, "not ready (READY_FOR="+readyFor.String()+" is over)", http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = fmt.Fprintln(w, "ok")

@@ -222,6 +222,9 @@ type machine struct {
 	// stalled, when set, is the reason the release cannot go on without a
 	// person (stalledMsg says why); the Rollout is Stalled but not Failed.
 	stalled, stalledMsg string
+	// sheltered is set while the canary's share of the traffic is held on
+	// the primary because the canary has no available pod (shelter).
+	sheltered bool
 }
 
 func (m *machine) run() {
@@ -503,8 +506,37 @@ func (m *machine) canaryReady() (ready, moved bool) {
 		return false, true
 	}
 	m.st.Message = "waiting for the canary to be ready: " + m.obs.CanaryMessage
+	m.shelter()
 	m.wakeAt(deadline)
 	return false, false
+}
+
+// shelter holds the canary's share of the traffic on the primary while a
+// run's canary, not ready, has no available pod: every pod of a version that
+// crashes after it became ready, or lost to evictions or a node, would
+// otherwise leave that share with no endpoint (failed requests) until the
+// progress deadline rolls it back. The share stays on the primary until the
+// canary is ready again, then goes back to the canary, whose step starts its
+// hold again. The recorded weight is left as it is, so the move back needs
+// no decision a restart could lose; the route is derived from what is
+// observed. Only when the primary is ready to take the share.
+func (m *machine) shelter() {
+	if m.st.CanaryWeight == 0 || !m.obs.PrimaryReady ||
+		(m.st.Phase != sluicev1.PhaseProgressing && m.st.Phase != sluicev1.PhaseWaitingPromotion) {
+		return
+	}
+	// Once sheltered, the share comes back only with a ready canary, not
+	// with its first pod: one pod would carry the share of all of them.
+	if m.obs.CanaryAvailable > 0 && !m.routed(0) {
+		return
+	}
+	m.sheltered = true
+	m.st.Message += fmt.Sprintf("; its %d%% of the traffic is on the primary until it is", m.st.CanaryWeight)
+	if m.obs.RoutedWeight != nil && *m.obs.RoutedWeight > 0 {
+		m.event(corev1.EventTypeWarning, "CanaryUnavailable", fmt.Sprintf(
+			"the canary has no available pod (%s): its %d%% of the traffic moves to the primary until it is ready again, or rolled back after progressDeadlineSeconds",
+			m.obs.CanaryMessage, m.st.CanaryWeight))
+	}
 }
 
 func (m *machine) progressing() bool {
@@ -1129,6 +1161,9 @@ func (m *machine) desired() Desired {
 		// while the canary is not ready (its cohort would get errors); the
 		// weights wait for readiness the same way.
 		d.Experiment = hasExperiment(m.spec) && !m.spec.SkipAnalysis && m.obs.CanaryReady
+		if m.sheltered {
+			d.CanaryWeight = 0
+		}
 		if ScalesWithWeight(m.spec) {
 			d.CanaryMinReplicas = m.weightedReplicas(m.stepWeight())
 		}

@@ -163,6 +163,7 @@ func blocked(o *Observation) {
 type want struct {
 	phase        sluicev1.Phase
 	weight       *int32 // desired canary weight
+	recorded     *int32 // canary weight in the status
 	canaryUp     *bool
 	primaryRev   string
 	step         *int32
@@ -580,6 +581,9 @@ func checkDecision(t *testing.T, d Decision, w want) {
 	st := d.Status
 	if st.Phase != w.phase {
 		t.Errorf("phase = %q, want %q (message %q)", st.Phase, w.phase, st.Message)
+	}
+	if w.recorded != nil && d.Status.CanaryWeight != *w.recorded {
+		t.Errorf("status canary weight = %d, want %d", d.Status.CanaryWeight, *w.recorded)
 	}
 	if w.weight != nil && d.Desired.CanaryWeight != *w.weight {
 		t.Errorf("desired canary weight = %d, want %d", d.Desired.CanaryWeight, *w.weight)

@@ -246,6 +246,53 @@ func TestDecideNeverCausesAnOutage(t *testing.T) {
 			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](50), canaryUp: ptr.To(true), event: "WeightChanged"},
 			minCanary: ptr.To[int32](0),
 		},
+		// A canary with no available pod mid-run (a version that crashes
+		// once ready, its pods evicted or lost with a node) has its share
+		// of the traffic held on the ready primary until it is ready
+		// again; its step and recorded weight are kept.
+		{
+			name: "a canary left with no available pod has its share moved to the primary",
+			spec: spec(withCanaryWeights(20, 50)), st: status(sluicev1.PhaseProgressing, atStep(0, 20), stepStarted(time.Second)),
+			obs: observe("rev2", routed(20), canaryNotReady, canaryAvailable(0)),
+			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](0), recorded: ptr.To[int32](20), step: ptr.To[int32](0),
+				canaryUp: ptr.To(true), event: "CanaryUnavailable", message: "its 20% of the traffic is on the primary until it is", requeue: 10 * time.Minute},
+		},
+		{
+			name: "a sheltered share stays on the primary while the canary's first pods come back",
+			spec: spec(withCanaryWeights(20, 50)), st: status(sluicev1.PhaseProgressing, atStep(0, 20), waitingSince(time.Minute)),
+			obs:  observe("rev2", routed(0), canaryNotReady, canaryAvailable(1)),
+			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](0), recorded: ptr.To[int32](20), noEvents: true, requeue: 9 * time.Minute},
+		},
+		{
+			name: "a canary ready again takes its share back and holds its step anew",
+			spec: spec(withCanaryWeights(20, 50)), st: status(sluicev1.PhaseProgressing, atStep(0, 20), waitingSince(time.Minute)),
+			obs:  observe("rev2", routed(0)),
+			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](20), recorded: ptr.To[int32](20), message: "waiting for the router to confirm a canary weight of 20%"},
+		},
+		{
+			name: "a canary that lost some of its pods keeps its share on those left",
+			spec: spec(withCanaryWeights(20, 50)), st: status(sluicev1.PhaseProgressing, atStep(0, 20)),
+			obs:  observe("rev2", routed(20), canaryNotReady, canaryAvailable(1)),
+			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](20), noEvents: true, requeue: 10 * time.Minute},
+		},
+		{
+			name: "the share stays where it is when the primary is not ready to take it",
+			spec: spec(withCanaryWeights(20, 50)), st: status(sluicev1.PhaseProgressing, atStep(0, 20)),
+			obs:  observe("rev2", routed(20), canaryNotReady, canaryAvailable(0), primaryAt("rev1", false)),
+			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](20), noEvents: true, requeue: 10 * time.Minute},
+		},
+		{
+			name: "a canary waiting for promotion with no available pod has its share moved to the primary",
+			spec: spec(withCanaryWeights(20, 50), withHook(sluicev1.HookConfirmPromotion)), st: status(sluicev1.PhaseWaitingPromotion, atStep(2, 50)),
+			obs:  observe("rev2", routed(50), canaryNotReady, canaryAvailable(0)),
+			want: want{phase: sluicev1.PhaseWaitingPromotion, weight: ptr.To[int32](0), recorded: ptr.To[int32](50), event: "CanaryUnavailable", requeue: 10 * time.Minute},
+		},
+		{
+			name: "a canary still with no available pod at the progress deadline is rolled back",
+			spec: spec(withCanaryWeights(20, 50)), st: status(sluicev1.PhaseProgressing, atStep(0, 20), waitingSince(11*time.Minute)),
+			obs:  observe("rev2", routed(0), canaryNotReady, canaryAvailable(0)),
+			want: want{phase: sluicev1.PhaseFailed, weight: ptr.To[int32](0), event: "ProgressDeadlineExceeded", stalled: metav1.ConditionTrue, requeue: 10 * time.Second},
+		},
 		// Replicas of the primary are never lowered by a run's leftovers.
 		{
 			name: "a canary left at a small size after a run never shrinks the primary",
