@@ -145,8 +145,15 @@ func TestCanaryThatStopsBeingReadyHasItsShareMovedToThePrimary(t *testing.T) {
 		})
 		sheltered = time.Now()
 		s.Figure("change -> canary's share on the primary", sheltered.Sub(changed).Round(time.Millisecond))
+		// Events are written apart from the status, after it.
+		s.Eventually(15*time.Second, "CanaryUnavailable told", func() (bool, string) {
+			return s.EventCount("CanaryUnavailable") > 0, fmt.Sprint(s.EventReasons())
+		})
 		if n := s.EventCount("CanaryUnavailable"); n != 1 {
 			s.Errorf("CanaryUnavailable told %d times, want 1", n)
+		}
+		if st := s.Status(); st.FailedChecks != 1 {
+			s.Errorf("%d failed checks after the move, want 1 (the move)", st.FailedChecks)
 		}
 	}).And("the Rollout fails on the progress deadline", func() {
 		st := s.WaitPhase(sluicev1.PhaseFailed, 90*time.Second)

@@ -495,36 +495,15 @@ func (s *story) capAvailable(name, v string) {
 // took its share and then has no available pod left (a version that
 // crashes once ready, its pods evicted or lost with their node) would send
 // that share to no endpoint until the progress deadline. Its share moves
-// to the primary at once, with a CanaryUnavailable event, its step and
-// recorded weight kept; it comes back only once the canary is ready again
-// (not with its first pod), and the release then goes on to promotion.
+// to the primary at once, with a CanaryUnavailable event and a failed
+// check, its step and recorded weight kept; it comes back only once the
+// canary is ready again (not with its first pod), and the release then goes
+// on to promotion.
 func TestACanaryWithNoAvailablePodHasItsShareHeldOnThePrimary(t *testing.T) {
 	for _, kind := range routerKinds {
 		t.Run(kind, func(t *testing.T) {
 			s := newStory(t)
-			s.deploy("podinfo", "podinfo:1.0", withReplicas(3))
-			s.initialized("podinfo", withRouter(kind), withCanaryWeights(20, 50), func(ro *sluicev1.Rollout) {
-				ro.Spec.Analysis.Interval = &metav1.Duration{Duration: 3 * time.Second}
-			})
-			s.setImage("podinfo", "podinfo:2.0")
-			s.eventually(storyTimeout, "the canary at 20 %", func() error {
-				if v := s.route(kind, "podinfo"); v.canary != 20 {
-					return fmt.Errorf("route canary %d%%", v.canary)
-				}
-				return nil
-			})
-
-			s.capAvailable("podinfo", "0")
-			s.eventually(storyTimeout, "the canary's share on the primary", func() error {
-				v, ro := s.route(kind, "podinfo"), s.getRollout("podinfo")
-				if v.canary != 0 || ro.Status.Phase != sluicev1.PhaseProgressing || !strings.Contains(ro.Status.Message, "its 20% of the traffic is on the primary") {
-					return fmt.Errorf("route canary %d%%, phase %s: %s", v.canary, ro.Status.Phase, ro.Status.Message)
-				}
-				if ro.Status.CanaryWeight != 20 || ro.Status.CurrentStepIndex != 0 {
-					t.Errorf("sheltered: status weight %d at step %d, want 20 at step 0 kept", ro.Status.CanaryWeight, ro.Status.CurrentStepIndex)
-				}
-				return nil
-			})
+			s.canaryAt20WithNoAvailablePod(kind)
 			s.expectEvents("podinfo", "CanaryUnavailable", 1)
 
 			// One pod of three back is not the canary ready: the share
@@ -541,16 +520,76 @@ func TestACanaryWithNoAvailablePodHasItsShareHeldOnThePrimary(t *testing.T) {
 			}
 
 			s.capAvailable("podinfo", "")
-			s.eventually(storyTimeout, "the canary's share back", func() error {
-				if v := s.route(kind, "podinfo"); v.canary < 20 {
-					return fmt.Errorf("route canary %d%%", v.canary)
-				}
-				return nil
-			})
+			s.canaryShareBack(kind)
 			s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
 			s.expectEvents("podinfo", "CanaryUnavailable", 1)
 		})
 	}
+}
+
+// TestACanaryThatKeepsLosingItsPodsIsRolledBackAtTheThreshold: each move
+// of the canary's share to the primary is a failed check, so a version
+// that fails each time it has been ready a while is rolled back at the
+// threshold (2 here) rather than taking its share back and losing it
+// again until someone notices; the route ends with all traffic on the
+// primary.
+func TestACanaryThatKeepsLosingItsPodsIsRolledBackAtTheThreshold(t *testing.T) {
+	for _, kind := range routerKinds {
+		t.Run(kind, func(t *testing.T) {
+			s := newStory(t)
+			s.canaryAt20WithNoAvailablePod(kind)
+			s.capAvailable("podinfo", "")
+			s.canaryShareBack(kind)
+			s.capAvailable("podinfo", "0")
+			s.waitPhase("podinfo", sluicev1.PhaseFailed, storyTimeout)
+			ro := s.getRollout("podinfo")
+			if ro.Status.FailedChecks != 2 || !strings.Contains(ro.Status.Message, "2 failed checks") {
+				t.Errorf("failed with %d failed checks: %s; want the threshold of 2 reached by the canary's losses", ro.Status.FailedChecks, ro.Status.Message)
+			}
+			if v := s.route(kind, "podinfo"); v.canary != 0 || v.primary != 100 {
+				t.Errorf("after the rollback the route gives %d/%d, want 100/0", v.primary, v.canary)
+			}
+			s.expectEvents("podinfo", "CanaryUnavailable", 2)
+			s.expectEvents("podinfo", "ThresholdReached", 1)
+		})
+	}
+}
+
+// canaryAt20WithNoAvailablePod releases podinfo (3 replicas) to a canary at
+// 20 % of steps 20, 50 (3s each), then takes all of the canary's available
+// pods away and waits until its share is held on the primary: weight and
+// step kept in the status, one failed check.
+func (s *story) canaryAt20WithNoAvailablePod(kind string) {
+	s.t.Helper()
+	s.deploy("podinfo", "podinfo:1.0", withReplicas(3))
+	s.initialized("podinfo", withRouter(kind), withCanaryWeights(20, 50), func(ro *sluicev1.Rollout) {
+		ro.Spec.Analysis.Interval = &metav1.Duration{Duration: 3 * time.Second}
+	})
+	s.setImage("podinfo", "podinfo:2.0")
+	s.canaryShareBack(kind)
+	s.capAvailable("podinfo", "0")
+	s.eventually(storyTimeout, "the canary's share on the primary", func() error {
+		v, ro := s.route(kind, "podinfo"), s.getRollout("podinfo")
+		if v.canary != 0 || ro.Status.Phase != sluicev1.PhaseProgressing || !strings.Contains(ro.Status.Message, "its 20% of the traffic is on the primary") {
+			return fmt.Errorf("route canary %d%%, phase %s: %s", v.canary, ro.Status.Phase, ro.Status.Message)
+		}
+		if ro.Status.CanaryWeight != 20 || ro.Status.CurrentStepIndex != 0 || ro.Status.FailedChecks < 1 {
+			s.t.Errorf("sheltered: status weight %d at step %d with %d failed checks, want 20 at step 0 kept and a failed check",
+				ro.Status.CanaryWeight, ro.Status.CurrentStepIndex, ro.Status.FailedChecks)
+		}
+		return nil
+	})
+}
+
+// canaryShareBack waits until the route gives the canary 20 % or more.
+func (s *story) canaryShareBack(kind string) {
+	s.t.Helper()
+	s.eventually(storyTimeout, "the canary at 20 %", func() error {
+		if v := s.route(kind, "podinfo"); v.canary < 20 {
+			return fmt.Errorf("route canary %d%%", v.canary)
+		}
+		return nil
+	})
 }
 
 // TestACanaryReadyThresholdLetsAPartlyAvailableCanaryTakeItsSteps: with

@@ -506,7 +506,9 @@ func (m *machine) canaryReady() (ready, moved bool) {
 		return false, true
 	}
 	m.st.Message = "waiting for the canary to be ready: " + m.obs.CanaryMessage
-	m.shelter()
+	if m.shelter() {
+		return false, true
+	}
 	m.wakeAt(deadline)
 	return false, false
 }
@@ -520,23 +522,33 @@ func (m *machine) canaryReady() (ready, moved bool) {
 // hold again. The recorded weight is left as it is, so the move back needs
 // no decision a restart could lose; the route is derived from what is
 // observed. Only when the primary is ready to take the share.
-func (m *machine) shelter() {
+//
+// Each move of a share to the primary counts as a failed check: a canary
+// that crashes each time it has been ready a while would otherwise take its
+// share back and lose it again for as long as it keeps becoming ready,
+// never reaching the progress deadline. It returns true when that check
+// reached the threshold and the run was rolled back.
+func (m *machine) shelter() bool {
 	if m.st.CanaryWeight == 0 || !m.obs.PrimaryReady ||
 		(m.st.Phase != sluicev1.PhaseProgressing && m.st.Phase != sluicev1.PhaseWaitingPromotion) {
-		return
+		return false
 	}
 	// Once sheltered, the share comes back only with a ready canary, not
 	// with its first pod: one pod would carry the share of all of them.
 	if m.obs.CanaryAvailable > 0 && !m.routed(0) {
-		return
+		return false
 	}
 	m.sheltered = true
-	m.st.Message += fmt.Sprintf("; its %d%% of the traffic is on the primary until it is", m.st.CanaryWeight)
+	msg := m.st.Message + fmt.Sprintf("; its %d%% of the traffic is on the primary until it is", m.st.CanaryWeight)
 	if m.obs.RoutedWeight != nil && *m.obs.RoutedWeight > 0 {
-		m.event(corev1.EventTypeWarning, "CanaryUnavailable", fmt.Sprintf(
-			"the canary has no available pod (%s): its %d%% of the traffic moves to the primary until it is ready again, or rolled back after progressDeadlineSeconds",
-			m.obs.CanaryMessage, m.st.CanaryWeight))
+		if m.failCheckAs("CanaryUnavailable", fmt.Sprintf(
+			"the canary has no available pod (%s): its %d%% of the traffic moves to the primary until it is ready again",
+			m.obs.CanaryMessage, m.st.CanaryWeight)) {
+			return true
+		}
 	}
+	m.st.Message = msg
+	return false
 }
 
 func (m *machine) progressing() bool {
@@ -1035,9 +1047,14 @@ func (m *machine) rollback(reason, msg string) {
 // failCheck counts a failed check; it returns true when the threshold is
 // reached and the run was rolled back.
 func (m *machine) failCheck(msg string) bool {
+	return m.failCheckAs("CheckFailed", msg)
+}
+
+// failCheckAs is failCheck told with an event of reason.
+func (m *machine) failCheckAs(reason, msg string) bool {
 	m.st.FailedChecks++
 	limit := steps.Threshold(m.spec)
-	m.event(corev1.EventTypeWarning, "CheckFailed", fmt.Sprintf("%s (%d/%d)", msg, m.st.FailedChecks, limit))
+	m.event(corev1.EventTypeWarning, reason, fmt.Sprintf("%s (%d/%d)", msg, m.st.FailedChecks, limit))
 	if m.st.FailedChecks >= limit {
 		m.rollback("ThresholdReached", fmt.Sprintf("%d failed checks, last: %s", m.st.FailedChecks, msg))
 		return true

@@ -249,19 +249,26 @@ func TestDecideNeverCausesAnOutage(t *testing.T) {
 		// A canary with no available pod mid-run (a version that crashes
 		// once ready, its pods evicted or lost with a node) has its share
 		// of the traffic held on the ready primary until it is ready
-		// again; its step and recorded weight are kept.
+		// again; its step and recorded weight are kept, and each move to
+		// the primary is a failed check.
 		{
 			name: "a canary left with no available pod has its share moved to the primary",
 			spec: spec(withCanaryWeights(20, 50)), st: status(sluicev1.PhaseProgressing, atStep(0, 20), stepStarted(time.Second)),
 			obs: observe("rev2", routed(20), canaryNotReady, canaryAvailable(0)),
-			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](0), recorded: ptr.To[int32](20), step: ptr.To[int32](0),
+			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](0), recorded: ptr.To[int32](20), step: ptr.To[int32](0), failed: ptr.To[int32](1),
 				canaryUp: ptr.To(true), event: "CanaryUnavailable", message: "its 20% of the traffic is on the primary until it is", requeue: 10 * time.Minute},
+		},
+		{
+			name: "a canary that keeps losing its pods is rolled back at the threshold, not left to flap until the deadline",
+			spec: spec(withCanaryWeights(20, 50)), st: status(sluicev1.PhaseProgressing, atStep(0, 20), failedChecks(1)),
+			obs:  observe("rev2", routed(20), canaryNotReady, canaryAvailable(0)),
+			want: want{phase: sluicev1.PhaseFailed, weight: ptr.To[int32](0), failed: ptr.To[int32](2), event: "ThresholdReached", stalled: metav1.ConditionTrue},
 		},
 		{
 			name: "a sheltered share stays on the primary while the canary's first pods come back",
 			spec: spec(withCanaryWeights(20, 50)), st: status(sluicev1.PhaseProgressing, atStep(0, 20), waitingSince(time.Minute)),
 			obs:  observe("rev2", routed(0), canaryNotReady, canaryAvailable(1)),
-			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](0), recorded: ptr.To[int32](20), noEvents: true, requeue: 9 * time.Minute},
+			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](0), recorded: ptr.To[int32](20), failed: ptr.To[int32](0), noEvents: true, requeue: 9 * time.Minute},
 		},
 		{
 			name: "a canary ready again takes its share back and holds its step anew",
@@ -273,7 +280,7 @@ func TestDecideNeverCausesAnOutage(t *testing.T) {
 			name: "a canary that lost some of its pods keeps its share on those left",
 			spec: spec(withCanaryWeights(20, 50)), st: status(sluicev1.PhaseProgressing, atStep(0, 20)),
 			obs:  observe("rev2", routed(20), canaryNotReady, canaryAvailable(1)),
-			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](20), noEvents: true, requeue: 10 * time.Minute},
+			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](20), failed: ptr.To[int32](0), noEvents: true, requeue: 10 * time.Minute},
 		},
 		{
 			name: "the share stays where it is when the primary is not ready to take it",
@@ -285,7 +292,7 @@ func TestDecideNeverCausesAnOutage(t *testing.T) {
 			name: "a canary waiting for promotion with no available pod has its share moved to the primary",
 			spec: spec(withCanaryWeights(20, 50), withHook(sluicev1.HookConfirmPromotion)), st: status(sluicev1.PhaseWaitingPromotion, atStep(2, 50)),
 			obs:  observe("rev2", routed(50), canaryNotReady, canaryAvailable(0)),
-			want: want{phase: sluicev1.PhaseWaitingPromotion, weight: ptr.To[int32](0), recorded: ptr.To[int32](50), event: "CanaryUnavailable", requeue: 10 * time.Minute},
+			want: want{phase: sluicev1.PhaseWaitingPromotion, weight: ptr.To[int32](0), recorded: ptr.To[int32](50), failed: ptr.To[int32](1), event: "CanaryUnavailable", requeue: 10 * time.Minute},
 		},
 		{
 			name: "a canary still with no available pod at the progress deadline is rolled back",
