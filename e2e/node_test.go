@@ -39,6 +39,20 @@ func givenCanaryUnderLoad(s *Story) {
 	s.WaitServing("v1")
 }
 
+// givenCanaryWith30sDeadline deploys app v1 (2 pods) behind a canary
+// Rollout (20, 50; interval per step; success rate >= 99%) on the Gateway
+// with a 30s progress deadline, and sends it rate requests/s.
+func givenCanaryWith30sDeadline(s *Story, interval time.Duration, rate int) {
+	s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
+	ro := s.App.GatewayRollout(s.Host, CanarySteps(20, 50), analysis4s())
+	ro.Spec.Analysis.Interval = &metav1.Duration{Duration: interval}
+	ro.Spec.ProgressDeadlineSeconds = ptr.To[int32](30)
+	s.CreateRollout(ro)
+	s.WaitPhase(sluicev1.PhaseInitialized, 90*time.Second)
+	s.StartLoad(rate)
+	s.WaitServing("v1")
+}
+
 // releaseV2AtWeight20 changes the app to v2 and waits for weight 20.
 func releaseV2AtWeight20(s *Story) time.Time {
 	changed := s.UpdateApp(cluster.App{Name: "podinfo", Version: "v2", Replicas: 2})
@@ -93,13 +107,7 @@ func TestReadinessProbeFailingCanaryRollsBack(t *testing.T) {
 	s := NewStory(t, "node-notready")
 	var changed time.Time
 	s.Given("app v1 behind a canary Rollout with a 30s progress deadline, under load", func() {
-		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
-		ro := s.App.GatewayRollout(s.Host, CanarySteps(20, 50), analysis4s())
-		ro.Spec.ProgressDeadlineSeconds = ptr.To[int32](30)
-		s.CreateRollout(ro)
-		s.WaitPhase(sluicev1.PhaseInitialized, 90*time.Second)
-		s.StartLoad(30)
-		s.WaitServing("v1")
+		givenCanaryWith30sDeadline(s, 4*time.Second, 30)
 	}).When("v2, whose readiness probe fails, is released", func() {
 		changed = s.UpdateApp(cluster.App{Name: "podinfo", Version: "v2", Replicas: 2, NotReady: true})
 	}).Then("the Rollout fails on the progress deadline", func() {
@@ -125,14 +133,7 @@ func TestCanaryThatStopsBeingReadyHasItsShareMovedToThePrimary(t *testing.T) {
 	s := NewStory(t, "node-unready")
 	var changed, sheltered time.Time
 	s.Given("app v1 (2 pods) behind a canary Rollout (20, 50; 10s per step) with a 30s progress deadline, under load", func() {
-		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
-		ro := s.App.GatewayRollout(s.Host, CanarySteps(20, 50), analysis4s())
-		ro.Spec.Analysis.Interval = &metav1.Duration{Duration: 10 * time.Second}
-		ro.Spec.ProgressDeadlineSeconds = ptr.To[int32](30)
-		s.CreateRollout(ro)
-		s.WaitPhase(sluicev1.PhaseInitialized, 90*time.Second)
-		s.StartLoad(40)
-		s.WaitServing("v1")
+		givenCanaryWith30sDeadline(s, 10*time.Second, 40)
 	}).When("v2, whose readiness probe fails once it has run 8s, is released", func() {
 		changed = s.UpdateApp(cluster.App{Name: "podinfo", Version: "v2", Replicas: 2, ReadyFor: 8 * time.Second})
 		waitCanaryWeight(s, 20, 60*time.Second)
