@@ -1264,6 +1264,12 @@ type RolloutStatus struct {
 	// +optional
 	CanaryWeight int32 `json:"canaryWeight"`
 
+	// CanaryShareHeld is true while the canary, left with no available pod
+	// mid-run, has its share of the traffic (canaryWeight) held on the
+	// primary; the share goes back to it once it is ready again.
+	// +optional
+	CanaryShareHeld bool `json:"canaryShareHeld,omitempty"`
+
 	// CurrentStepIndex is the index of the current step (0-based).
 	// +optional
 	CurrentStepIndex int32 `json:"currentStepIndex"`
@@ -1397,6 +1403,15 @@ type RolloutStatus struct {
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// CanaryTraffic is the percentage of traffic the canary is given now: its
+// weight, or none while its share is held on the primary.
+func (s *RolloutStatus) CanaryTraffic() int32 {
+	if s.CanaryShareHeld {
+		return 0
+	}
+	return s.CanaryWeight
 }
 
 // MetricStatus is the last result of one metric check.

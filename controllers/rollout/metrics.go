@@ -174,7 +174,7 @@ func collectRollout(ch chan<- prometheus.Metric, ro *sluicev1.Rollout) {
 	}
 	byRollout := pairs[3*len(allPhases):]
 	byRollout[0], byRollout[1] = name, ns
-	series[len(allPhases)] = rolloutSeries{desc: weightDesc, labels: byRollout, gauge: gaugeOf(float64(st.CanaryWeight))}
+	series[len(allPhases)] = rolloutSeries{desc: weightDesc, labels: byRollout, gauge: gaugeOf(float64(st.CanaryTraffic()))}
 	series[len(allPhases)+1] = rolloutSeries{desc: failedChecksDesc, labels: byRollout, gauge: gaugeOf(float64(st.FailedChecks))}
 	seen := make(map[string]bool, len(st.Metrics))
 	for _, m := range st.Metrics {

@@ -78,16 +78,21 @@ func TestEachRolloutsStateIsExportedFromTheCachedRollout(t *testing.T) {
 		}}
 	api := &sluicev1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "api"}}
 	api.Status.Phase = sluicev1.PhaseSucceeded
-	col, c, leading := gauges(t, web, api)
+	// Its canary has no available pod: its 20 % is held on the primary.
+	cart := &sluicev1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "cart"}}
+	cart.Status = sluicev1.RolloutStatus{Phase: sluicev1.PhaseProgressing, CanaryWeight: 20, CanaryShareHeld: true, FailedChecks: 1}
+	col, c, leading := gauges(t, web, api, cart)
 
 	want := `
 # HELP sluice_rollout_canary_weight Percentage of traffic the canary should receive.
 # TYPE sluice_rollout_canary_weight gauge
 sluice_rollout_canary_weight{name="api",namespace="shop"} 0
+sluice_rollout_canary_weight{name="cart",namespace="shop"} 0
 sluice_rollout_canary_weight{name="web",namespace="shop"} 30
 # HELP sluice_rollout_failed_checks Failed checks in the current run.
 # TYPE sluice_rollout_failed_checks gauge
 sluice_rollout_failed_checks{name="api",namespace="shop"} 0
+sluice_rollout_failed_checks{name="cart",namespace="shop"} 1
 sluice_rollout_failed_checks{name="web",namespace="shop"} 1
 # HELP sluice_rollout_metric_primary_value Last median of the primary for each compare check of a Rollout.
 # TYPE sluice_rollout_metric_primary_value gauge
@@ -109,8 +114,8 @@ sluice_rollout_metric_value{metric="request-success-rate",name="web",namespace="
 			t.Errorf("sluice_rollout_phase{name=%q,phase=%q} = %v, want %v", tc.name, tc.phase, got, tc.want)
 		}
 	}
-	if n := testutil.CollectAndCount(col, "sluice_rollout_phase"); n != 2*len(allPhases) {
-		t.Errorf("%d phase series, want %d (every phase of 2 Rollouts)", n, 2*len(allPhases))
+	if n := testutil.CollectAndCount(col, "sluice_rollout_phase"); n != 3*len(allPhases) {
+		t.Errorf("%d phase series, want %d (every phase of 3 Rollouts)", n, 3*len(allPhases))
 	}
 	// The series share their labels; each must still list them sorted by
 	// name, as every client library writes them.
@@ -130,8 +135,8 @@ sluice_rollout_metric_value{metric="request-success-rate",name="web",namespace="
 	if err := c.Delete(context.Background(), api); err != nil {
 		t.Fatal(err)
 	}
-	if n := testutil.CollectAndCount(col, "sluice_rollout_canary_weight"); n != 1 {
-		t.Errorf("%d weight series after a Rollout was deleted, want 1", n)
+	if n := testutil.CollectAndCount(col, "sluice_rollout_canary_weight"); n != 2 {
+		t.Errorf("%d weight series after a Rollout was deleted, want 2", n)
 	}
 	// A replica that does not lead exports none: two replicas must not
 	// show the same Rollout twice.

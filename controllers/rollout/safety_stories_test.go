@@ -521,6 +521,12 @@ func TestACanaryWithNoAvailablePodHasItsShareHeldOnThePrimary(t *testing.T) {
 
 			s.capAvailable("podinfo", "")
 			s.canaryShareBack(kind)
+			s.eventually(storyTimeout, "status.canaryShareHeld false with the share back", func() error {
+				if ro := s.getRollout("podinfo"); ro.Status.CanaryShareHeld {
+					return fmt.Errorf("still held: %s", ro.Status.Message)
+				}
+				return nil
+			})
 			s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
 			s.expectEvents("podinfo", "CanaryUnavailable", 1)
 		})
@@ -572,6 +578,9 @@ func (s *story) canaryAt20WithNoAvailablePod(kind string) {
 		v, ro := s.route(kind, "podinfo"), s.getRollout("podinfo")
 		if v.canary != 0 || ro.Status.Phase != sluicev1.PhaseProgressing || !strings.Contains(ro.Status.Message, "its 20% of the traffic is on the primary") {
 			return fmt.Errorf("route canary %d%%, phase %s: %s", v.canary, ro.Status.Phase, ro.Status.Message)
+		}
+		if !ro.Status.CanaryShareHeld {
+			return fmt.Errorf("route canary 0%%, status.canaryShareHeld not yet true: %s", ro.Status.Message)
 		}
 		if ro.Status.CanaryWeight != 20 || ro.Status.CurrentStepIndex != 0 || ro.Status.FailedChecks < 1 {
 			s.t.Errorf("sheltered: status weight %d at step %d with %d failed checks, want 20 at step 0 kept and a failed check",

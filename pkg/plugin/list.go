@@ -120,7 +120,7 @@ func listTable(ros []*sluicev1.Rollout, all bool, now time.Time) *table {
 		row := []cell{
 			{text: ro.Name},
 			{text: string(st.Phase), color: phaseColor(string(st.Phase))},
-			{text: strconv.Itoa(int(st.CanaryWeight)) + "%"},
+			{text: weightText(&st)},
 			{text: step},
 			{text: strconv.Itoa(int(st.FailedChecks))},
 			{text: age(ro.CreationTimestamp, now)},

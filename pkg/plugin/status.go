@@ -177,7 +177,7 @@ func statusLine(ro *sluicev1.Rollout, s style, prefix string) string {
 		parts = append(parts, "step "+st.StepProgress)
 	}
 	if running(st.Phase) {
-		parts = append(parts, fmt.Sprintf("canary %d%%", st.CanaryWeight))
+		parts = append(parts, "canary "+weightText(st))
 	}
 	if st.FailedChecks > 0 {
 		parts = append(parts, fmt.Sprintf("failed %d", st.FailedChecks))

@@ -242,3 +242,28 @@ func TestHoldLeftSaysWhenTheStepMovesOn(t *testing.T) {
 		}
 	}
 }
+
+// A canary whose share is held on the primary (it has no available pod)
+// gets no traffic: the list, the status line and the view say so rather
+// than show the weight of its step as if it were served.
+func TestAHeldShareShowsAsNoTrafficOnTheCanary(t *testing.T) {
+	ro := &sluicev1.Rollout{Status: sluicev1.RolloutStatus{Phase: sluicev1.PhaseProgressing, CanaryWeight: 20, CanaryShareHeld: true}}
+	if got := weightText(&ro.Status); got != "0% (20% held)" {
+		t.Errorf("weight column %q, want %q", got, "0% (20% held)")
+	}
+	var b bytes.Buffer
+	(&view{ro: ro}).traffic(&b, style{width: defaultWidth})
+	for _, want := range [][]string{
+		{"primary", "100%"},
+		{"canary", " 0%"},
+		{"the canary's 20% is held on the primary: it has no available pod"},
+	} {
+		if lineWith(b.String(), want...) == "" {
+			t.Errorf("no line with %q in:\n%s", want, b.String())
+		}
+	}
+	ro.Status.CanaryShareHeld = false
+	if got := weightText(&ro.Status); got != "20%" {
+		t.Errorf("weight column %q once the share is back, want 20%%", got)
+	}
+}

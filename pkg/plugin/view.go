@@ -86,9 +86,13 @@ func (v *view) header(w io.Writer, s style) {
 func (v *view) traffic(w io.Writer, s style) {
 	st := v.ro.Status
 	section(w, s, "Traffic")
-	primary := 100 - st.CanaryWeight
+	canary := st.CanaryTraffic()
+	primary := 100 - canary
 	fmt.Fprintf(w, "  primary  %4d%%  %s  revision %s\n", primary, bar(primary, 20, s, green), orDash(st.StableRevision))
-	fmt.Fprintf(w, "  canary   %4d%%  %s  revision %s\n", st.CanaryWeight, bar(st.CanaryWeight, 20, s, yellow), orDash(st.CanaryRevision))
+	fmt.Fprintf(w, "  canary   %4d%%  %s  revision %s\n", canary, bar(canary, 20, s, yellow), orDash(st.CanaryRevision))
+	if st.CanaryShareHeld {
+		fmt.Fprintf(w, "  the canary's %d%% is held on the primary: it has no available pod\n", st.CanaryWeight)
+	}
 	if bg := v.ro.Spec.Strategy.BlueGreen; bg != nil && bg.Mirror {
 		pct := int32(100)
 		if bg.MirrorPercent != nil {
@@ -112,6 +116,15 @@ func bar(pct int32, n int, s style, color string) string {
 
 // running reports whether a phase is a release under way.
 func running(p sluicev1.Phase) bool { return steps.Running(p) }
+
+// weightText is the canary's weight as a list shows it: "20%", or "0% (20%
+// held)" while its share is held on the primary.
+func weightText(st *sluicev1.RolloutStatus) string {
+	if st.CanaryShareHeld {
+		return fmt.Sprintf("0%% (%d%% held)", st.CanaryWeight)
+	}
+	return strconv.Itoa(int(st.CanaryWeight)) + "%"
+}
 
 // stepMark is the marker of step i: done, current, or still to come.
 func stepMark(st *sluicev1.RolloutStatus, i int) string {

@@ -183,6 +183,7 @@ func Decide(in Input) Decision {
 	m.checks = in.Obs.Checks
 	m.run()
 	desired := m.desired()
+	m.st.CanaryShareHeld = m.sheltered && desired.CanaryWeight == 0 && m.st.CanaryWeight > 0
 	m.trackTargetScale(desired)
 	m.summarize(in.Generation)
 	d := Decision{Status: m.st, Desired: desired, Events: m.events, Need: m.need}

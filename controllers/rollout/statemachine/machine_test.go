@@ -164,6 +164,7 @@ type want struct {
 	phase        sluicev1.Phase
 	weight       *int32 // desired canary weight
 	recorded     *int32 // canary weight in the status
+	held         *bool  // status.canaryShareHeld
 	canaryUp     *bool
 	primaryRev   string
 	step         *int32
@@ -581,6 +582,9 @@ func checkDecision(t *testing.T, d Decision, w want) {
 	st := d.Status
 	if st.Phase != w.phase {
 		t.Errorf("phase = %q, want %q (message %q)", st.Phase, w.phase, st.Message)
+	}
+	if w.held != nil && d.Status.CanaryShareHeld != *w.held {
+		t.Errorf("status canaryShareHeld = %t, want %t", d.Status.CanaryShareHeld, *w.held)
 	}
 	if w.recorded != nil && d.Status.CanaryWeight != *w.recorded {
 		t.Errorf("status canary weight = %d, want %d", d.Status.CanaryWeight, *w.recorded)

@@ -110,7 +110,7 @@ func buildView(ro *sluicev1.Rollout, evs []*eventsv1.Event, history []trafficPoi
 		Target:   ro.Spec.TargetRef.Kind + "/" + ro.Spec.TargetRef.Name,
 		Strategy: describe.StrategyName(&ro.Spec),
 		Phase:    string(st.Phase), Message: st.Message, StepProgress: st.StepProgress,
-		CanaryWeight: st.CanaryWeight, FailedChecks: st.FailedChecks, Threshold: steps.Threshold(&ro.Spec),
+		CanaryWeight: st.CanaryTraffic(), FailedChecks: st.FailedChecks, Threshold: steps.Threshold(&ro.Spec),
 		CreatedAt: ro.CreationTimestamp.Time, Attention: attention(ro, plan),
 		Paused: st.Paused, Suspended: ro.Spec.Suspend,
 		StableRevision: st.StableRevision, CanaryRevision: st.CanaryRevision, FailedRevision: st.FailedRevision,

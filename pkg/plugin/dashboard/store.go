@@ -80,7 +80,7 @@ func (s *store) setRollout(ro *sluicev1.Rollout) {
 		delete(s.recent, k)
 	}
 	s.rollouts[k] = ro
-	s.history[k] = appendPoint(s.history[k], trafficPoint{T: s.now(), Canary: ro.Status.CanaryWeight, Phase: phaseOf(ro)})
+	s.history[k] = appendPoint(s.history[k], trafficPoint{T: s.now(), Canary: ro.Status.CanaryTraffic(), Phase: phaseOf(ro)})
 	for _, m := range ro.Status.Metrics {
 		if m.CheckedAt == nil || m.Value == "" {
 			continue
