@@ -42,6 +42,17 @@ func routeObject(kind string) client.Object {
 	return &gwv1.HTTPRoute{}
 }
 
+// routeList is an empty list of a story's router kind.
+func routeList(kind string) client.ObjectList {
+	switch kind {
+	case "istio":
+		return &istiov1.VirtualServiceList{}
+	case "grpcRoute":
+		return &gwv1.GRPCRouteList{}
+	}
+	return &gwv1.HTTPRouteList{}
+}
+
 func withRouter(kind string) rolloutOpt {
 	return func(ro *sluicev1.Rollout) {
 		switch kind {
@@ -199,16 +210,9 @@ func (s *story) watchRoute(kind, name string, until sluicev1.Phase, start func()
 	s.t.Helper()
 	wc, err := watchClient()
 	s.must(err)
-	var list client.ObjectList = &gwv1.HTTPRouteList{}
-	switch kind {
-	case "istio":
-		list = &istiov1.VirtualServiceList{}
-	case "grpcRoute":
-		list = &gwv1.GRPCRouteList{}
-	}
 	ctx, cancel := context.WithTimeout(s.ctx, storyTimeout)
 	defer cancel()
-	w, err := wc.Watch(ctx, list, client.InNamespace(s.ns))
+	w, err := wc.Watch(ctx, routeList(kind), client.InNamespace(s.ns))
 	s.must(err)
 	defer w.Stop()
 	var seen []routeView

@@ -1,8 +1,12 @@
 package rollout_test
 
 import (
+	"cmp"
+	"context"
 	"fmt"
 	"maps"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -407,43 +411,9 @@ func TestACanarySizedByItsWeightGrowsBeforeEachStep(t *testing.T) {
 			// go: the 3 more asked for 50 % start but are not ready.
 			s.capAvailable("podinfo", "2")
 
-			// Sample the route, then the canary's available replicas (in
-			// that order: the canary grows before the route moves).
-			var mu sync.Mutex
-			var overloaded []string
-			seen := map[int32]int32{} // canary weight -> fewest canary replicas asked for at it
-			done := make(chan struct{})
-			stopped := make(chan struct{})
-			go func() {
-				defer close(stopped)
-				for {
-					select {
-					case <-done:
-						return
-					case <-time.After(20 * time.Millisecond):
-					}
-					obj := routeObject(kind)
-					if err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, obj); err != nil {
-						continue
-					}
-					w := viewOf(kind, "podinfo", obj).canary
-					d := &appsv1.Deployment{}
-					if err := k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: "podinfo"}, d); err != nil {
-						continue
-					}
-					mu.Lock()
-					if w > 0 {
-						if n, ok := seen[w]; !ok || replicas(d) < n {
-							seen[w] = replicas(d)
-						}
-						if need := (10*w + 99) / 100; d.Status.AvailableReplicas < need {
-							overloaded = append(overloaded, fmt.Sprintf("%d%% on %d available replicas (%d needed)", w, d.Status.AvailableReplicas, need))
-						}
-					}
-					mu.Unlock()
-				}
-			}()
-
+			// Every write to the route and to the canary is followed, so
+			// that even a short-lived state (the promotion's 100 %) is seen.
+			follow := s.followRouteAndCanary(kind, "podinfo")
 			s.setImage("podinfo", "podinfo:2.0")
 			s.eventually(storyTimeout, "the canary scaled to 5 for 50 % and waiting for them", func() error {
 				ro := s.getRollout("podinfo")
@@ -457,11 +427,20 @@ func TestACanarySizedByItsWeightGrowsBeforeEachStep(t *testing.T) {
 			}
 			s.capAvailable("podinfo", "")
 			s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
-			close(done)
-			<-stopped
 
-			mu.Lock()
-			defer mu.Unlock()
+			var overloaded []string
+			seen := map[int32]int32{} // canary weight -> fewest canary replicas asked for at it
+			for _, st := range follow() {
+				if st.weight == 0 {
+					continue
+				}
+				if n, ok := seen[st.weight]; !ok || st.replicas < n {
+					seen[st.weight] = st.replicas
+				}
+				if need := (10*st.weight + 99) / 100; st.available < need {
+					overloaded = append(overloaded, fmt.Sprintf("%d%% on %d available replicas (%d needed)", st.weight, st.available, need))
+				}
+			}
 			if len(overloaded) > 0 {
 				t.Errorf("the route gave the canary more than its ready replicas carry: %v", overloaded)
 			}
@@ -474,6 +453,96 @@ func TestACanarySizedByItsWeightGrowsBeforeEachStep(t *testing.T) {
 				t.Errorf("primary replicas after promotion = %d, want 10", n)
 			}
 		})
+	}
+}
+
+// routeAndCanary is the state of a story's route and canary Deployment
+// after one write to either.
+type routeAndCanary struct {
+	weight            int32 // the route's share to the canary
+	replicas          int32 // the canary's spec.replicas
+	available         int32 // the canary's status.availableReplicas
+	resourceVersion   uint64
+	isRoute, isCanary bool
+}
+
+// followRouteAndCanary watches the route and the canary Deployment name from
+// now on (a watch sees every write, however short-lived, where sampling can
+// miss one) and returns a func that, once both watches have caught up with
+// the objects' current versions, stops them and gives the states the two
+// went through, in the order they were written. Ordering the writes of two
+// objects by resourceVersion is sound here only because envtest runs one
+// etcd, whose revision is every object's resourceVersion.
+func (s *story) followRouteAndCanary(kind, name string) func() []routeAndCanary {
+	s.t.Helper()
+	wc, err := watchClient()
+	s.must(err)
+	ctx, cancel := context.WithTimeout(s.ctx, storyTimeout)
+	var mu sync.Mutex
+	var writes []routeAndCanary
+	var lastRoute, lastCanary uint64
+	follow := func(list client.ObjectList) *sync.WaitGroup {
+		w, err := wc.Watch(ctx, list, client.InNamespace(s.ns))
+		s.must(err)
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			defer w.Stop()
+			for ev := range w.ResultChan() {
+				obj, ok := ev.Object.(client.Object)
+				if !ok || obj.GetName() != name {
+					continue
+				}
+				rv, _ := strconv.ParseUint(obj.GetResourceVersion(), 10, 64)
+				wr := routeAndCanary{resourceVersion: rv}
+				if d, isDeployment := obj.(*appsv1.Deployment); isDeployment {
+					wr.isCanary, wr.replicas, wr.available = true, replicas(d), d.Status.AvailableReplicas
+				} else {
+					wr.isRoute, wr.weight = true, viewOf(kind, name, obj).canary
+				}
+				mu.Lock()
+				writes = append(writes, wr)
+				if wr.isCanary {
+					lastCanary = max(lastCanary, rv)
+				} else {
+					lastRoute = max(lastRoute, rv)
+				}
+				mu.Unlock()
+			}
+		})
+		return &wg
+	}
+	routes, canaries := follow(routeList(kind)), follow(&appsv1.DeploymentList{})
+	return func() []routeAndCanary {
+		s.t.Helper()
+		route, canary := routeObject(kind), &appsv1.Deployment{}
+		s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: name}, route))
+		s.must(k8sClient.Get(s.ctx, client.ObjectKey{Namespace: s.ns, Name: name}, canary))
+		wantRoute, _ := strconv.ParseUint(route.GetResourceVersion(), 10, 64)
+		wantCanary, _ := strconv.ParseUint(canary.GetResourceVersion(), 10, 64)
+		s.eventually(storyTimeout, "the watches caught up", func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			if lastRoute < wantRoute || lastCanary < wantCanary {
+				return fmt.Errorf("route at %d of %d, canary at %d of %d", lastRoute, wantRoute, lastCanary, wantCanary)
+			}
+			return nil
+		})
+		cancel()
+		routes.Wait()
+		canaries.Wait()
+		slices.SortFunc(writes, func(a, b routeAndCanary) int { return cmp.Compare(a.resourceVersion, b.resourceVersion) })
+		var out []routeAndCanary
+		var cur routeAndCanary
+		for _, wr := range writes {
+			if wr.isRoute {
+				cur.weight = wr.weight
+			} else {
+				cur.replicas, cur.available = wr.replicas, wr.available
+			}
+			cur.resourceVersion = wr.resourceVersion
+			out = append(out, cur)
+		}
+		return out
 	}
 }
 
