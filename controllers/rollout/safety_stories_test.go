@@ -32,7 +32,13 @@ func withReplicas(n int32) deployOpt {
 }
 
 // holdWhen keeps the Deployments for which f is true unavailable.
-func (s *story) holdWhen(f func(d *appsv1.Deployment) bool) { s.hold.Store(&f) }
+func (s *story) holdWhen(f func(d *appsv1.Deployment) bool) {
+	s.limitWhen(func(d *appsv1.Deployment) (int32, bool) { return 0, f(d) })
+}
+
+// limitWhen caps the available replicas of the Deployments for which f
+// returns true at the count it returns: a Deployment rolling out slowly.
+func (s *story) limitWhen(f func(d *appsv1.Deployment) (int32, bool)) { s.limit.Store(&f) }
 
 func image(d *appsv1.Deployment) string { return d.Spec.Template.Spec.Containers[0].Image }
 
@@ -626,6 +632,77 @@ func TestACanaryThatKeepsLosingItsPodsIsRolledBackAtTheThreshold(t *testing.T) {
 			}
 			s.expectEvents("podinfo", "CanaryUnavailable", 2)
 			s.expectEvents("podinfo", "ThresholdReached", 1)
+		})
+	}
+}
+
+// TestACanaryLeftWithNoPodWhileThePrimaryRollsOutHasTheTrafficMovedToThePrimary:
+// at promotion the canary (or blue/green's green) takes all traffic while
+// the primary rolls out its revision (slowly here: one of its two pods
+// available). When the canary then loses every pod (a drain, a lost node),
+// all traffic goes to the primary's one available pod rather than to no
+// endpoint, comes back to the canary once it is ready again, and the
+// promotion ends as usual.
+func TestACanaryLeftWithNoPodWhileThePrimaryRollsOutHasTheTrafficMovedToThePrimary(t *testing.T) {
+	for _, kind := range append([]string{"blueGreen"}, routerKinds...) {
+		t.Run(kind, func(t *testing.T) {
+			s := newStory(t)
+			s.deploy("podinfo", "podinfo:1.0", withReplicas(2))
+			opt := iterations(1)
+			if kind != "blueGreen" {
+				opt = func(ro *sluicev1.Rollout) { withRouter(kind)(ro); withCanaryWeights(20)(ro) }
+			}
+			s.initialized("podinfo", opt)
+			// The canary's share: the route's weight, or whom blue/green's
+			// apex Service selects.
+			canaryShare := func() (canary int32) {
+				if kind == "blueGreen" {
+					if s.apexSelects("podinfo", targetPods) == nil {
+						return 100
+					}
+					return 0
+				}
+				return s.route(kind, "podinfo").canary
+			}
+			s.limitWhen(func(d *appsv1.Deployment) (int32, bool) {
+				return 1, d.Name == "podinfo-primary" && image(d) == "podinfo:2.0"
+			})
+			s.setImage("podinfo", "podinfo:2.0")
+			s.eventually(storyTimeout, "all traffic on the canary while the primary rolls out", func() error {
+				w, ro := canaryShare(), s.getRollout("podinfo")
+				if w != 100 || ro.Status.Phase != sluicev1.PhasePromoting || !strings.Contains(ro.Status.Message, "waiting for the primary to roll out") {
+					return fmt.Errorf("canary %d%%, phase %s: %s", w, ro.Status.Phase, ro.Status.Message)
+				}
+				return nil
+			})
+
+			s.capAvailable("podinfo", "0")
+			s.eventually(storyTimeout, "all traffic on the primary's available pod", func() error {
+				w, ro := canaryShare(), s.getRollout("podinfo")
+				if w != 0 || ro.Status.Phase != sluicev1.PhasePromoting || !ro.Status.CanaryShareHeld ||
+					!strings.Contains(ro.Status.Message, "its 100% of the traffic is on the primary's 1 available pods") {
+					return fmt.Errorf("canary %d%%, phase %s, held %t: %s", w, ro.Status.Phase, ro.Status.CanaryShareHeld, ro.Status.Message)
+				}
+				return nil
+			})
+			s.waitEvent("podinfo", "CanaryUnavailable")
+			if d := s.getDeployment("podinfo-primary"); image(d) != "podinfo:2.0" {
+				t.Errorf("the primary runs %s while the traffic is on it, want its rollout of podinfo:2.0 to go on", image(d))
+			}
+
+			s.capAvailable("podinfo", "")
+			s.eventually(storyTimeout, "all traffic back on the ready canary", func() error {
+				if w, ro := canaryShare(), s.getRollout("podinfo"); w != 100 || ro.Status.CanaryShareHeld {
+					return fmt.Errorf("canary %d%%, held %t: %s", w, ro.Status.CanaryShareHeld, ro.Status.Message)
+				}
+				return nil
+			})
+			s.limitWhen(func(*appsv1.Deployment) (int32, bool) { return 0, false })
+			s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+			if w := canaryShare(); w != 0 {
+				t.Errorf("after the promotion the canary has %d%% of the traffic, want none", w)
+			}
+			s.expectEvents("podinfo", "CanaryUnavailable", 1)
 		})
 	}
 }

@@ -159,10 +159,9 @@ func TestACanaryThatNeverBecomesReadyIsRolledBackAtTheProgressDeadline(t *testin
 	s.initialized("podinfo", progressDeadline(2))
 	primaryBefore := s.getDeployment("podinfo-primary")
 
-	brokenCanary := func(d *appsv1.Deployment) bool {
+	s.holdWhen(func(d *appsv1.Deployment) bool {
 		return d.Name == "podinfo" && d.Spec.Template.Spec.Containers[0].Image == "podinfo:broken"
-	}
-	s.hold.Store(&brokenCanary)
+	})
 	s.setImage("podinfo", "podinfo:broken")
 
 	ro := s.waitPhase("podinfo", sluicev1.PhaseFailed, storyTimeout)

@@ -90,8 +90,9 @@ type story struct {
 	ctx     context.Context
 	ns      string
 	stopMgr func()
-	// hold, when it returns true for a Deployment, keeps it unavailable.
-	hold atomic.Pointer[func(*appsv1.Deployment) bool]
+	// limit, when it returns true for a Deployment, caps its available
+	// replicas at the count it returns.
+	limit atomic.Pointer[func(*appsv1.Deployment) (int32, bool)]
 	// opts are the manager's options (metrics, webhook client, clock).
 	opts manager.Options
 	// wrap, when set, wraps the manager's transport to the API server.
@@ -124,9 +125,11 @@ func newStoryWrapped(t *testing.T, opts manager.Options, wrap func(http.RoundTri
 	}
 	s := &story{t: t, ctx: ctx, ns: fmt.Sprintf("story-%d", nsCounter.Add(1)), opts: opts, wrap: wrap}
 	s.must(k8sClient.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: s.ns}}))
-	testenv.RunFakeKubelet(ctx, k8sClient, s.ns, func(d *appsv1.Deployment) bool {
-		h := s.hold.Load()
-		return h != nil && (*h)(d)
+	testenv.RunFakeKubelet(ctx, k8sClient, s.ns, func(d *appsv1.Deployment) (int32, bool) {
+		if l := s.limit.Load(); l != nil {
+			return (*l)(d)
+		}
+		return 0, false
 	})
 	s.startManager()
 	t.Cleanup(func() { s.stopManager() })

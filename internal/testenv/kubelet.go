@@ -19,10 +19,10 @@ const AvailableAnnotation = "testenv.sluice.dev/available"
 
 // RunFakeKubelet stands in for the Deployment controller and kubelet, which
 // envtest does not run: until ctx ends it reports every Deployment in ns as
-// fully rolled out, except those hold returns true for, which stay
-// unavailable, and every DaemonSet in ns as rolled out on FakeNodes nodes
+// fully rolled out, except that those limit returns true for run at most
+// the replicas it returns available (0: all held unavailable), and every DaemonSet in ns as rolled out on FakeNodes nodes
 // (none while parked). It polls, as test scaffolding, every 50ms.
-func RunFakeKubelet(ctx context.Context, c client.Client, ns string, hold func(*appsv1.Deployment) bool) {
+func RunFakeKubelet(ctx context.Context, c client.Client, ns string, limit func(*appsv1.Deployment) (available int32, limited bool)) {
 	go func() {
 		t := time.NewTicker(50 * time.Millisecond)
 		defer t.Stop()
@@ -43,8 +43,10 @@ func RunFakeKubelet(ctx context.Context, c client.Client, ns string, hold func(*
 					n = *d.Spec.Replicas
 				}
 				want := appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
-				if hold != nil && hold(d) {
-					want.ReadyReplicas, want.AvailableReplicas = 0, 0
+				if limit != nil {
+					if v, limited := limit(d); limited && v < want.AvailableReplicas {
+						want.ReadyReplicas, want.AvailableReplicas = v, v
+					}
 				}
 				if v, err := strconv.Atoi(d.Annotations[AvailableAnnotation]); err == nil && int32(v) < want.AvailableReplicas {
 					want.ReadyReplicas, want.AvailableReplicas = int32(v), int32(v)

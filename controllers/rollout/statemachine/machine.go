@@ -182,6 +182,7 @@ func Decide(in Input) Decision {
 	}
 	m.checks = in.Obs.Checks
 	m.run()
+	m.rescueShare()
 	desired := m.desired()
 	m.st.CanaryShareHeld = m.sheltered && desired.CanaryWeight == 0 && m.st.CanaryWeight > 0
 	m.trackTargetScale(desired)
@@ -224,7 +225,8 @@ type machine struct {
 	// person (stalledMsg says why); the Rollout is Stalled but not Failed.
 	stalled, stalledMsg string
 	// sheltered is set while the canary's share of the traffic is held on
-	// the primary because the canary has no available pod (shelter).
+	// the primary because the canary has no available pod (shelter,
+	// rescueShare).
 	sheltered bool
 }
 
@@ -522,7 +524,10 @@ func (m *machine) canaryReady() (ready, moved bool) {
 // canary is ready again, then goes back to the canary, whose step starts its
 // hold again. The recorded weight is left as it is, so the move back needs
 // no decision a restart could lose; the route is derived from what is
-// observed. Only when the primary is ready to take the share.
+// observed. Only when the primary has an available pod to take the share,
+// ready or not: each of its pods answers, where none of the canary's can. It applies
+// until the canary takes all traffic at promotion: the primary serves the
+// stable revision until then; rescueShare covers what follows.
 //
 // Each move of a share to the primary counts as a failed check: a canary
 // that crashes each time it has been ready a while would otherwise take its
@@ -530,8 +535,12 @@ func (m *machine) canaryReady() (ready, moved bool) {
 // never reaching the progress deadline. It returns true when that check
 // reached the threshold and the run was rolled back.
 func (m *machine) shelter() bool {
-	if m.st.CanaryWeight == 0 || !m.obs.PrimaryReady ||
-		(m.st.Phase != sluicev1.PhaseProgressing && m.st.Phase != sluicev1.PhaseWaitingPromotion) {
+	switch m.st.Phase {
+	case sluicev1.PhaseProgressing, sluicev1.PhaseWaitingPromotion, sluicev1.PhasePromoting:
+	default:
+		return false
+	}
+	if m.st.CanaryWeight == 0 || m.obs.PrimaryAvailable == 0 {
 		return false
 	}
 	// Once sheltered, the share comes back only with a ready canary, not
@@ -779,7 +788,12 @@ func (m *machine) promoting() bool {
 	if m.st.PromotionStartedAt == nil {
 		m.st.PromotionStartedAt = m.timeNow()
 	}
-	if !m.routed(100) && !m.primaryTookOver() {
+	// Once the primary has the canary's revision, a canary with nothing
+	// to serve with does not hold the promotion back: the traffic is on
+	// the primary's available pods (rescueShare), and the promotion waits
+	// for the primary's rollout as it would with the traffic on the canary.
+	rescued := m.obs.PrimaryRevision == m.st.CanaryRevision && m.canaryDeserted()
+	if !m.routed(100) && !m.primaryTookOver() && !rescued {
 		// Until the canary takes all traffic the primary still serves the
 		// stable revision: a canary that stops being ready is rolled back.
 		if ready, moved := m.canaryReady(); !ready {
@@ -828,6 +842,53 @@ func (m *machine) primaryTookOver() bool {
 // all traffic moves back to it.
 func (m *machine) canaryServing() int32 {
 	return min(m.obs.CanaryAvailable, m.obs.TargetReplicas)
+}
+
+// canaryDeserted reports whether the route should send the canary
+// nothing though its recorded weight says otherwise: the canary has no
+// available pod, so each request sent to it fails, while the primary has
+// some. Once the share is on the primary it stays there until the canary
+// is ready, not back with its first pod, which would carry the share of
+// all of them.
+func (m *machine) canaryDeserted() bool {
+	if m.obs.PrimaryAvailable == 0 {
+		return false
+	}
+	return m.obs.CanaryAvailable == 0 || (m.routed(0) && !m.obs.CanaryReady)
+}
+
+// rescueShare moves the canary's share of the traffic to the primary
+// where shelter does not apply: once the canary took all traffic at
+// promotion (the primary rolls out the canary's revision), in Finalising,
+// and while an abort during a promotion gives the primary its stable
+// revision back. A canary with no available pod there (its pods evicted or
+// lost with a node) would otherwise fail every request for as long as the
+// primary's rollout takes. The primary is not ready then, as it rolls from
+// one revision to the other, but each of its available pods answers; with
+// none, nothing moves. Unlike shelter's, the move counts no failed check:
+// the checks are over, and the promotion's own deadline bounds the wait.
+// The recorded weight stays, so the share goes back to a canary ready
+// again, derived from what is observed, as shelter's does.
+func (m *machine) rescueShare() {
+	switch m.st.Phase {
+	case sluicev1.PhasePromoting, sluicev1.PhaseFinalising, sluicev1.PhaseFailed:
+	default:
+		return
+	}
+	// A suspended or paused Rollout holds the route where it is, as it
+	// does in every phase: someone froze it on purpose.
+	if m.sheltered || m.st.CanaryWeight == 0 || !m.obs.TargetFound || m.obs.Blocked != "" ||
+		m.spec.Suspend || m.st.Paused || !m.canaryDeserted() {
+		return
+	}
+	m.sheltered = true
+	if m.routedWeight() > 0 {
+		m.event(corev1.EventTypeWarning, "CanaryUnavailable", fmt.Sprintf(
+			"the canary has no available pod (%s): its %d%% of the traffic moves to the primary's %d available pods until it is ready again",
+			m.obs.CanaryMessage, m.st.CanaryWeight, m.obs.PrimaryAvailable))
+	}
+	m.st.Message += fmt.Sprintf("; the canary has no available pod: its %d%% of the traffic is on the primary's %d available pods until it is ready",
+		m.st.CanaryWeight, m.obs.PrimaryAvailable)
 }
 
 // ScalesWithWeight reports whether the canary is sized by its weight
@@ -919,7 +980,12 @@ func (m *machine) finalising() bool {
 			serving, m.obs.PrimaryAvailable)
 		return false
 	}
-	if !m.routed(0) && m.stepBack() {
+	if m.obs.CanaryAvailable == 0 && !m.routed(0) {
+		// No step back to a canary with no pod to serve with: every
+		// request still sent to it fails.
+		m.event(corev1.EventTypeWarning, "CanaryUnavailable", fmt.Sprintf(
+			"the canary has no available pod (%s): all of the traffic moves back to the primary at once", m.obs.CanaryMessage))
+	} else if !m.routed(0) && m.stepBack() {
 		return false
 	}
 	m.st.CanaryWeight = 0
@@ -1179,9 +1245,6 @@ func (m *machine) desired() Desired {
 		// while the canary is not ready (its cohort would get errors); the
 		// weights wait for readiness the same way.
 		d.Experiment = hasExperiment(m.spec) && !m.spec.SkipAnalysis && m.obs.CanaryReady
-		if m.sheltered {
-			d.CanaryWeight = 0
-		}
 		if ScalesWithWeight(m.spec) {
 			d.CanaryMinReplicas = m.weightedReplicas(m.stepWeight())
 		}
@@ -1204,6 +1267,10 @@ func (m *machine) desired() Desired {
 		}
 	default:
 		// Idle or waiting at confirm-rollout: no traffic, no canary.
+		d.CanaryWeight = 0
+	}
+	if m.sheltered {
+		// Its share is held on the primary (shelter, rescueShare).
 		d.CanaryWeight = 0
 	}
 	if !d.CanaryUp && m.drainsCanary() {

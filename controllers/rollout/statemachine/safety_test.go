@@ -283,10 +283,16 @@ func TestDecideNeverCausesAnOutage(t *testing.T) {
 			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](20), failed: ptr.To[int32](0), noEvents: true, requeue: 10 * time.Minute},
 		},
 		{
-			name: "the share stays where it is when the primary is not ready to take it",
+			name: "the share stays where it is when the primary has no available pod either",
 			spec: spec(withCanaryWeights(20, 50)), st: status(sluicev1.PhaseProgressing, atStep(0, 20)),
-			obs:  observe("rev2", routed(20), canaryNotReady, canaryAvailable(0), primaryAt("rev1", false)),
+			obs:  observe("rev2", routed(20), canaryNotReady, canaryAvailable(0), primaryAt("rev1", false), primaryReplicas(2, 0)),
 			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](20), noEvents: true, requeue: 10 * time.Minute},
+		},
+		{
+			name: "a primary not ready but with an available pod takes the share: that pod answers, the canary's none",
+			spec: spec(withCanaryWeights(20, 50)), st: status(sluicev1.PhaseProgressing, atStep(0, 20)),
+			obs:  observe("rev2", routed(20), canaryNotReady, canaryAvailable(0), primaryAt("rev1", false), primaryReplicas(2, 1)),
+			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](0), held: ptr.To(true), failed: ptr.To[int32](1), event: "CanaryUnavailable", requeue: 10 * time.Minute},
 		},
 		{
 			name: "a canary waiting for promotion with no available pod has its share moved to the primary",
@@ -299,6 +305,68 @@ func TestDecideNeverCausesAnOutage(t *testing.T) {
 			spec: spec(withCanaryWeights(20, 50)), st: status(sluicev1.PhaseProgressing, atStep(0, 20), waitingSince(11*time.Minute)),
 			obs:  observe("rev2", routed(0), canaryNotReady, canaryAvailable(0)),
 			want: want{phase: sluicev1.PhaseFailed, weight: ptr.To[int32](0), event: "ProgressDeadlineExceeded", stalled: metav1.ConditionTrue, requeue: 10 * time.Second},
+		},
+		// The same in a promotion, and while an abort restores the primary:
+		// a canary with no available pod has its share moved to the
+		// primary's available pods, though the primary is not ready (it
+		// rolls from one revision to the other): each of them answers,
+		// where every request sent to the canary fails.
+		{
+			name: "a promoting canary with no available pod, before it takes all traffic, has its share moved to the ready primary",
+			spec: spec(withCanaryWeights(20, 50)), st: status(sluicev1.PhasePromoting, atStep(2, 50), promotionStarted(time.Second)),
+			obs: observe("rev2", routed(50), canaryNotReady, canaryAvailable(0)),
+			want: want{phase: sluicev1.PhasePromoting, weight: ptr.To[int32](0), recorded: ptr.To[int32](50), held: ptr.To(true), failed: ptr.To[int32](1),
+				canaryUp: ptr.To(true), event: "CanaryUnavailable", message: "its 50% of the traffic is on the primary until it is", requeue: 10 * time.Minute},
+		},
+		{
+			name: "a canary with all traffic and no available pod, while the primary rolls out its revision, has the traffic moved to the primary's available pods",
+			spec: spec(), st: status(sluicev1.PhasePromoting, atStep(2, 100), promotionStarted(time.Minute)),
+			obs: observe("rev2", routed(100), primaryAt("rev2", false), primaryReplicas(4, 2), canaryNotReady, canaryAvailable(0), targetReplicas(4)),
+			want: want{phase: sluicev1.PhasePromoting, weight: ptr.To[int32](0), recorded: ptr.To[int32](100), held: ptr.To(true), failed: ptr.To[int32](0),
+				primaryRev: "rev2", canaryUp: ptr.To(true), event: "CanaryUnavailable", message: "on the primary's 2 available pods", requeue: 9 * time.Minute},
+		},
+		{
+			name: "the moved traffic stays on the rolling primary while the canary's first pods come back",
+			spec: spec(), st: status(sluicev1.PhasePromoting, atStep(2, 100), promotionStarted(time.Minute), waitingSince(time.Minute)),
+			obs:  observe("rev2", routed(0), primaryAt("rev2", false), primaryReplicas(4, 3), canaryNotReady, canaryAvailable(1), targetReplicas(4)),
+			want: want{phase: sluicev1.PhasePromoting, weight: ptr.To[int32](0), held: ptr.To(true), primaryRev: "rev2", canaryUp: ptr.To(true), noEvents: true, requeue: 9 * time.Minute},
+		},
+		{
+			name: "a ready canary takes all traffic back while the primary still rolls out",
+			spec: spec(), st: status(sluicev1.PhasePromoting, atStep(2, 100), promotionStarted(time.Minute), waitingSince(time.Minute)),
+			obs:  observe("rev2", routed(0), primaryAt("rev2", false), primaryReplicas(4, 3), canaryAvailable(4), targetReplicas(4)),
+			want: want{phase: sluicev1.PhasePromoting, weight: ptr.To[int32](100), held: ptr.To(false), canaryUp: ptr.To(true)},
+		},
+		{
+			name: "the primary done rolling out with the traffic on it ends the promotion",
+			spec: spec(), st: status(sluicev1.PhasePromoting, atStep(2, 100), promotionStarted(time.Minute), waitingSince(time.Minute)),
+			obs:  observe("rev2", routed(0), primaryAt("rev2", true), primaryReplicas(4, 4), canaryNotReady, canaryAvailable(0), targetReplicas(4)),
+			want: want{phase: sluicev1.PhaseFinalising, weight: ptr.To[int32](0), held: ptr.To(false), canaryUp: ptr.To(true), message: "drains", requeue: 10 * time.Second},
+		},
+		{
+			name: "nothing moves to a rolling primary with no available pod either",
+			spec: spec(), st: status(sluicev1.PhasePromoting, atStep(2, 100), promotionStarted(time.Minute)),
+			obs:  observe("rev2", routed(100), primaryAt("rev2", false), primaryReplicas(4, 0), canaryNotReady, canaryAvailable(0), targetReplicas(4)),
+			want: want{phase: sluicev1.PhasePromoting, weight: ptr.To[int32](100), held: ptr.To(false), primaryRev: "rev2", canaryUp: ptr.To(true), noEvents: true, requeue: 9 * time.Minute},
+		},
+		{
+			name: "a suspended Rollout holds the route where it is, even on a canary with no available pod",
+			spec: spec(suspended), st: status(sluicev1.PhasePromoting, atStep(2, 100), promotionStarted(time.Minute)),
+			obs:  observe("rev2", routed(100), primaryAt("rev2", false), primaryReplicas(4, 2), canaryNotReady, canaryAvailable(0), targetReplicas(4)),
+			want: want{phase: sluicev1.PhasePromoting, weight: ptr.To[int32](100), held: ptr.To(false), canaryUp: ptr.To(true), noEvents: true, suspendedCon: true},
+		},
+		{
+			name: "a canary with no available pod while traffic steps back to the primary gives it all the rest at once",
+			spec: spec(withStepWeightPromotion(30)), st: status(sluicev1.PhaseFinalising, atStep(2, 70), stepStarted(10*time.Second)),
+			obs:  observe("rev2", routed(70), primaryAt("rev2", true), canaryNotReady, canaryAvailable(0)),
+			want: want{phase: sluicev1.PhaseFinalising, weight: ptr.To[int32](0), canaryUp: ptr.To(true), event: "CanaryUnavailable"},
+		},
+		{
+			name: "a canary with no available pod while an abort restores the primary has the traffic moved to the primary's available pods",
+			spec: spec(), st: status(sluicev1.PhaseFailed, atStep(0, 100), failedRevision("rev2")),
+			obs: observe("rev2", routed(100), primaryAt("rev2", false), primaryReplicas(4, 3), restorable, canaryNotReady, canaryAvailable(0)),
+			want: want{phase: sluicev1.PhaseFailed, weight: ptr.To[int32](0), recorded: ptr.To[int32](100), held: ptr.To(true), primaryRev: "rev1",
+				canaryUp: ptr.To(true), event: "CanaryUnavailable", stalled: metav1.ConditionTrue, message: "restoring the primary"},
 		},
 		// Replicas of the primary are never lowered by a run's leftovers.
 		{
