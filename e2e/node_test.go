@@ -96,6 +96,45 @@ func evictCanaryPods(s *Story, n int) {
 	s.Logf("evicted %v", victims)
 }
 
+// expectFailuresOnlyBeforeTheMove fails the story when a request failed
+// since changed but in the moment between the eviction of the canary's
+// pods and Sluice's move of its share: the endpoints go at once, before
+// any controller can act. That moment ends 1s (for the gateway to apply
+// the route) after the CanaryUnavailable event, and not before 2s after
+// the eviction; the event must come within 5s of it. Measured from the
+// event rather than as a fixed window, as a loaded machine (CI runs three
+// stories at a time) slows every controller between the two.
+func expectFailuresOnlyBeforeTheMove(s *Story, changed, evicted time.Time) {
+	s.t.Helper()
+	var moved time.Time
+	for _, e := range s.events() {
+		if e.Reason == "CanaryUnavailable" {
+			moved = e.EventTime.Time
+			break
+		}
+	}
+	if moved.IsZero() {
+		s.Errorf("no CanaryUnavailable event: the share never moved")
+		moved = evicted
+	}
+	if d := moved.Sub(evicted); d > 5*time.Second {
+		s.Errorf("the share moved %s after the eviction, want within 5s", d.Round(time.Millisecond))
+	}
+	end := evicted.Add(2 * time.Second)
+	if m := moved.Add(time.Second); m.After(end) {
+		end = m
+	}
+	s.Figure("the share's move after the eviction", moved.Sub(evicted).Round(time.Millisecond))
+	during := s.Load.SplitBetween(evicted, end)
+	s.Figure("failed requests from the eviction to the move", fmt.Sprintf("%d/%d", during.Errors, during.Total))
+	for _, w := range [][2]time.Time{{changed, evicted}, {end, time.Now()}} {
+		if sp := s.Load.SplitBetween(w[0], w[1]); sp.Errors > 0 {
+			s.Errorf("%d of %d requests failed from %s to %s (%s)", sp.Errors, sp.Total,
+				w[0].Sub(changed).Round(time.Millisecond), w[1].Sub(changed).Round(time.Millisecond), sp)
+		}
+	}
+}
+
 // waitCanaryWeight waits until the Rollout is Progressing at weight w or more.
 func waitCanaryWeight(s *Story, w int32, timeout time.Duration) {
 	s.Eventually(timeout, fmt.Sprintf("canary weight >= %d", w), func() (bool, string) {
@@ -217,16 +256,9 @@ func TestCanaryWhosePodsAreAllEvictedMidStep(t *testing.T) {
 		if n := s.EventCount("CanaryUnavailable"); n != 1 {
 			s.Errorf("CanaryUnavailable told %d times, want 1", n)
 		}
-	}).And("no request failed but in the 2s after the eviction", func() {
+	}).And("no request failed but between the eviction and the move", func() {
 		s.LogErrorsByPhase(changed)
-		during := s.Load.SplitBetween(evicted, evicted.Add(2*time.Second))
-		s.Figure("failed requests in the 2s after the eviction", fmt.Sprintf("%d/%d", during.Errors, during.Total))
-		for _, w := range [][2]time.Time{{changed, evicted}, {evicted.Add(2 * time.Second), time.Now()}} {
-			if sp := s.Load.SplitBetween(w[0], w[1]); sp.Errors > 0 {
-				s.Errorf("%d of %d requests failed from %s to %s (%s)", sp.Errors, sp.Total,
-					w[0].Sub(changed).Round(time.Millisecond), w[1].Sub(changed).Round(time.Millisecond), sp)
-			}
-		}
+		expectFailuresOnlyBeforeTheMove(s, changed, evicted)
 	})
 }
 
@@ -282,16 +314,9 @@ func TestCanaryWhosePodsAreAllEvictedWhileThePrimaryRollsOut(t *testing.T) {
 		if n := s.EventCount("CanaryUnavailable"); n != 1 {
 			s.Errorf("CanaryUnavailable told %d times, want 1", n)
 		}
-	}).And("no request failed but in the 2s after the eviction", func() {
+	}).And("no request failed but between the eviction and the move", func() {
 		s.LogErrorsByPhase(changed)
-		during := s.Load.SplitBetween(evicted, evicted.Add(2*time.Second))
-		s.Figure("failed requests in the 2s after the eviction", fmt.Sprintf("%d/%d", during.Errors, during.Total))
-		for _, w := range [][2]time.Time{{changed, evicted}, {evicted.Add(2 * time.Second), time.Now()}} {
-			if sp := s.Load.SplitBetween(w[0], w[1]); sp.Errors > 0 {
-				s.Errorf("%d of %d requests failed from %s to %s (%s)", sp.Errors, sp.Total,
-					w[0].Sub(changed).Round(time.Millisecond), w[1].Sub(changed).Round(time.Millisecond), sp)
-			}
-		}
+		expectFailuresOnlyBeforeTheMove(s, changed, evicted)
 	})
 }
 
