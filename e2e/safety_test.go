@@ -168,6 +168,27 @@ func TestDeletingRolloutsUnderLoad(t *testing.T) {
 	}
 }
 
+// givenBlueGreenWhosePrimaryHoldsV2NotReady deploys app v1 (2 pods) behind
+// a blue/green Rollout on the Gateway (1 iteration of 2s) with a progress
+// deadline of deadline seconds, keeps v2's pods on the primary not ready
+// until the returned func is called (or the story ends), and sends rate
+// requests/s.
+func givenBlueGreenWhosePrimaryHoldsV2NotReady(s *Story, deadline int32, rate int) (release func()) {
+	s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
+	ro := s.App.GatewayRollout(s.Host, sluicev1.Strategy{BlueGreen: &sluicev1.BlueGreenStrategy{Iterations: 1}},
+		&sluicev1.Analysis{Interval: &metav1.Duration{Duration: 2 * time.Second}, Threshold: 2})
+	ro.Spec.ProgressDeadlineSeconds = ptr.To(deadline)
+	s.CreateRollout(ro)
+	s.WaitPhase(sluicev1.PhaseInitialized, 90*time.Second)
+	release = s.c.HoldReady(func(p *corev1.Pod) bool {
+		return p.Namespace == s.NS && p.Labels["app"] == "podinfo-primary" && cluster.PodVersion(p) == "v2"
+	})
+	s.t.Cleanup(release)
+	s.StartLoad(rate)
+	s.WaitServing("v1")
+	return release
+}
+
 // TestAPromotionWhosePrimaryCannotBecomeReady: v2's pods never become
 // ready on the primary; traffic stays on the canary's ready pods, the
 // Rollout is Stalled, and an abort brings v1 back on the primary.
@@ -176,20 +197,10 @@ func TestAPromotionWhosePrimaryCannotBecomeReady(t *testing.T) {
 	s := NewStory(t, "safety-stuck-promotion")
 	var changed time.Time
 	s.Given("app v1 behind a blue/green Rollout (1 iteration of 2s, progress deadline 45s), under load, and v2 unable to become ready on the primary", func() {
-		s.DeployApp(cluster.App{Name: "podinfo", Version: "v1", Replicas: 2})
-		ro := s.App.GatewayRollout(s.Host, sluicev1.Strategy{BlueGreen: &sluicev1.BlueGreenStrategy{Iterations: 1}},
-			&sluicev1.Analysis{Interval: &metav1.Duration{Duration: 2 * time.Second}, Threshold: 2})
 		// Long enough for real containers to start on a busy node (20s
 		// was not, with three other stories running); the primary's pods
 		// never become ready however long it is.
-		ro.Spec.ProgressDeadlineSeconds = ptr.To[int32](45)
-		s.CreateRollout(ro)
-		s.WaitPhase(sluicev1.PhaseInitialized, 60*time.Second)
-		t.Cleanup(s.c.HoldReady(func(p *corev1.Pod) bool {
-			return p.Namespace == s.NS && p.Labels["app"] == "podinfo-primary" && cluster.PodVersion(p) == "v2"
-		}))
-		s.StartLoad(safetyLoad)
-		s.WaitServing("v1")
+		givenBlueGreenWhosePrimaryHoldsV2NotReady(s, 45, safetyLoad)
 	}).When("v2 is released", func() {
 		changed = s.UpdateApp(cluster.App{Name: "podinfo", Version: "v2", Replicas: 2})
 	}).Then("the promotion stalls with all traffic on the canary's ready pods", func() {
