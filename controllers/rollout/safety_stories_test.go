@@ -627,9 +627,14 @@ func TestACanaryThatKeepsLosingItsPodsIsRolledBackAtTheThreshold(t *testing.T) {
 			if ro.Status.FailedChecks != 2 || !strings.Contains(ro.Status.Message, "2 failed checks") {
 				t.Errorf("failed with %d failed checks: %s; want the threshold of 2 reached by the canary's losses", ro.Status.FailedChecks, ro.Status.Message)
 			}
-			if v := s.route(kind, "podinfo"); v.canary != 0 || v.primary != 100 {
-				t.Errorf("after the rollback the route gives %d/%d, want 100/0", v.primary, v.canary)
-			}
+			// Waited for: the rollback is recorded before the route
+			// moves (recordFirst), so the phase may show first.
+			s.eventually(storyTimeout, "all traffic on the primary after the rollback", func() error {
+				if v := s.route(kind, "podinfo"); v.canary != 0 || v.primary != 100 {
+					return fmt.Errorf("the route gives %d/%d", v.primary, v.canary)
+				}
+				return nil
+			})
 			s.expectEvents("podinfo", "CanaryUnavailable", 2)
 			s.expectEvents("podinfo", "ThresholdReached", 1)
 		})
