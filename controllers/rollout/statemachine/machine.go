@@ -540,12 +540,10 @@ func (m *machine) shelter() bool {
 	default:
 		return false
 	}
-	if m.st.CanaryWeight == 0 || m.obs.PrimaryAvailable == 0 {
-		return false
-	}
 	// Once sheltered, the share comes back only with a ready canary, not
-	// with its first pod: one pod would carry the share of all of them.
-	if m.obs.CanaryAvailable > 0 && !m.routed(0) {
+	// with its first pod: one pod would carry the share of all of them
+	// (canaryDeserted; the canary is not ready here).
+	if m.st.CanaryWeight == 0 || !m.canaryDeserted() {
 		return false
 	}
 	m.sheltered = true
