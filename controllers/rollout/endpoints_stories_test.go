@@ -78,3 +78,47 @@ func TestTrafficMovesToTheCanaryOnlyOnceItsServiceListsItsPods(t *testing.T) {
 	})
 	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
 }
+
+// TestACanaryWhoseServiceListsNoReadyEndpointHasItsShareMovedAtOnce: pods
+// evicted or lost with their node leave their Service's EndpointSlices
+// before the Deployment controller counts them gone (two controllers and
+// three writes later: the ReplicaSet's status, then the Deployment's). A
+// gateway routes by the slices, so from the first moment each request of
+// the canary's share fails. The share moves to the primary as soon as the
+// canary's Service lists no ready endpoint, without waiting for the
+// Deployment's count, and comes back once the Service lists its pods again.
+func TestACanaryWhoseServiceListsNoReadyEndpointHasItsShareMovedAtOnce(t *testing.T) {
+	s := newStory(t)
+	s.deploy("podinfo", "podinfo:1.0")
+	s.initialized("podinfo", withRouter("gatewayAPI"), withCanaryWeights(20, 50), func(ro *sluicev1.Rollout) {
+		ro.Spec.Analysis.Interval = &metav1.Duration{Duration: time.Hour}
+	})
+	s.endpointSlice("podinfo", "podinfo-primary", 2)
+	s.endpointSlice("podinfo", "podinfo-canary", 2)
+	s.setImage("podinfo", "podinfo:2.0")
+	s.canaryShareBack("gatewayAPI")
+
+	// The Deployment still counts its two pods available (the fake
+	// kubelet does not take them away): only the Service says they left.
+	s.endpointSlice("podinfo", "podinfo-canary", 0)
+	s.eventually(storyTimeout, "the canary's share on the primary", func() error {
+		v, ro := s.route("gatewayAPI", "podinfo"), s.getRollout("podinfo")
+		if v.canary != 0 || !ro.Status.CanaryShareHeld || !strings.Contains(ro.Status.Message, "its 20% of the traffic is on the primary") {
+			return fmt.Errorf("route canary %d%%, held %t: %s", v.canary, ro.Status.CanaryShareHeld, ro.Status.Message)
+		}
+		return nil
+	})
+	if d := s.getDeployment("podinfo"); d.Status.AvailableReplicas == 0 {
+		t.Fatalf("the Deployment counts no available pod: the story must show the move before it does")
+	}
+	s.waitEvent("podinfo", "CanaryUnavailable")
+
+	s.endpointSlice("podinfo", "podinfo-canary", 2)
+	s.eventually(storyTimeout, "the share back on the canary once its Service lists its pods", func() error {
+		if v, ro := s.route("gatewayAPI", "podinfo"), s.getRollout("podinfo"); v.canary != 20 || ro.Status.CanaryShareHeld {
+			return fmt.Errorf("route canary %d%%, held %t: %s", v.canary, ro.Status.CanaryShareHeld, ro.Status.Message)
+		}
+		return nil
+	})
+	s.expectEvents("podinfo", "CanaryUnavailable", 1)
+}

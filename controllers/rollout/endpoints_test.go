@@ -27,9 +27,11 @@ func TestReadyEndpointsCountsEachServicesReadyPodsOnce(t *testing.T) {
 		// condition means ready.
 		slice("web-primary", discoveryv1.AddressTypeIPv4, yes, no),
 		slice("web-primary", discoveryv1.AddressTypeIPv4, nil),
+		// A Service whose pods all left: listed, with none ready.
+		slice("api-canary", discoveryv1.AddressTypeIPv4, no, no),
 	})
-	if got["web-canary"] != 2 || got["web-primary"] != 2 || len(got) != 2 {
-		t.Errorf("readyEndpoints = %v, want web-canary 2 (dual-stack counted once), web-primary 2", got)
+	if n, listed := got["api-canary"]; got["web-canary"] != 2 || got["web-primary"] != 2 || !listed || n != 0 || len(got) != 3 {
+		t.Errorf("readyEndpoints = %v, want web-canary 2 (dual-stack counted once), web-primary 2, api-canary 0", got)
 	}
 }
 

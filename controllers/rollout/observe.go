@@ -202,11 +202,27 @@ func (r *Reconciler) observeEndpoints(ctx context.Context, sc *scope) error {
 		sc.obs.PrimaryReady = false
 		sc.obs.PrimaryMessage = endpointsMessage(sc.route.Primary, n, sc.obs.PrimaryAvailable)
 	}
+	// A Service whose slices list no ready endpoint has no pod the data
+	// plane can reach, whatever its Deployment still counts: evicted pods
+	// leave the slices first, and the Deployment controller counts them
+	// gone a few writes later (the ReplicaSet's status, then its own). The
+	// share of a canary left with none moves to the primary from the
+	// slices' word (shelter, rescueShare), not hundreds of milliseconds
+	// later, each request of it failing meanwhile. Only none: a Service
+	// listing fewer pods than are available is a Service catching up, which
+	// holds readiness above. A Service with no slice yet is not judged.
+	if n, listed := ready[sc.route.Canary]; listed && n == 0 {
+		sc.obs.CanaryAvailable = 0
+	}
+	if n, listed := ready[sc.route.Primary]; listed && n == 0 {
+		sc.obs.PrimaryAvailable = 0
+	}
 	return nil
 }
 
 // readyEndpoints counts the ready endpoints of each Service in slices: per
 // address family (a dual-stack Service has slices of both), the larger.
+// Each Service with a slice is in the map, with 0 when none is ready.
 func readyEndpoints(slices []discoveryv1.EndpointSlice) map[string]int32 {
 	type key struct {
 		svc    string
@@ -215,6 +231,7 @@ func readyEndpoints(slices []discoveryv1.EndpointSlice) map[string]int32 {
 	counts := map[key]int32{}
 	for _, sl := range slices {
 		k := key{sl.Labels[discoveryv1.LabelServiceName], sl.AddressType}
+		counts[k] += 0
 		for _, ep := range sl.Endpoints {
 			// No condition means ready, as the API defines it.
 			if ep.Conditions.Ready == nil || *ep.Conditions.Ready {
