@@ -7,6 +7,9 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/internal/ownwrites"
@@ -30,6 +33,9 @@ type ownWrites struct {
 	last map[types.NamespacedName]string
 	// status is when the status was last written.
 	status map[types.NamespacedName]time.Time
+	// awaited are the Rollouts whose reconcile found a cache behind and
+	// looks again once it has caught up (await, caughtUp).
+	awaited map[types.NamespacedName]bool
 }
 
 // messageHold is how long a status change of messages only waits for the
@@ -55,7 +61,35 @@ func onlyMessages(a, b *sluicev1.RolloutStatus) bool {
 }
 
 func newOwnWrites() *ownWrites {
-	return &ownWrites{last: map[types.NamespacedName]string{}, status: map[types.NamespacedName]time.Time{}}
+	return &ownWrites{last: map[types.NamespacedName]string{}, status: map[types.NamespacedName]time.Time{},
+		awaited: map[types.NamespacedName]bool{}}
+}
+
+// await marks a Rollout whose reconcile found a cache behind (its own, or
+// one of its objects'): the next update of the Rollout that the cache holds
+// and that predates none of our writes wakes it (caughtUp). Updates of the
+// status only wake nothing otherwise, and the status write that the cache
+// lacked is one: the reconcile would wait for its timer (staleRetry) though
+// the cache had caught up a few milliseconds after the write.
+func (o *ownWrites) await(key types.NamespacedName) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.awaited[key] = true
+}
+
+// caughtUp reports, for an update of the Rollout the cache now holds at
+// resourceVersion rv, whether it wakes a reconcile that awaits it; once.
+func (o *ownWrites) caughtUp(key types.NamespacedName, rv string) bool {
+	o.mu.Lock()
+	awaited := o.awaited[key]
+	o.mu.Unlock()
+	if !awaited || o.behind.IsBehind(key, rv) {
+		return false
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.awaited, key)
+	return true
 }
 
 // wrote records a write that moved the Rollout from resourceVersion from
@@ -111,4 +145,18 @@ func (o *ownWrites) forget(key types.NamespacedName) {
 	defer o.mu.Unlock()
 	delete(o.last, key)
 	delete(o.status, key)
+	delete(o.awaited, key)
+}
+
+// awaitedRollout passes the update of a Rollout whose reconcile awaits the
+// cache catching up (ownWrites.await), and nothing else.
+func (r *Reconciler) awaitedRollout() predicate.Predicate {
+	return predicate.Funcs{
+		CreateFunc:  func(event.CreateEvent) bool { return false },
+		DeleteFunc:  func(event.DeleteEvent) bool { return false },
+		GenericFunc: func(event.GenericEvent) bool { return false },
+		UpdateFunc: func(e event.UpdateEvent) bool {
+			return r.writes.caughtUp(client.ObjectKeyFromObject(e.ObjectNew), e.ObjectNew.GetResourceVersion())
+		},
+	}
 }

@@ -90,3 +90,31 @@ func TestAStatusWrittenAMomentAgoHoldsBackTheNextWordsOnlyChange(t *testing.T) {
 		t.Errorf("sinceLast = %s, want 500ms", got)
 	}
 }
+
+// A reconcile that found the cache behind is woken by the update that
+// brings the cache up (status updates wake nothing otherwise), once; an
+// update still behind, or one no reconcile awaits, wakes nothing.
+func TestTheUpdateThatBringsTheCacheUpWakesTheReconcileThatAwaitsIt(t *testing.T) {
+	o := newOwnWrites()
+	key := types.NamespacedName{Namespace: "shop", Name: "podinfo"}
+	o.wrote(key, "10", "11")
+	if o.caughtUp(key, "11") {
+		t.Error("an update no reconcile awaits wakes one")
+	}
+	o.wrote(key, "11", "12")
+	o.await(key)
+	if o.caughtUp(key, "11") {
+		t.Error("an update older than our last write wakes the reconcile that awaits the cache")
+	}
+	if !o.caughtUp(key, "12") {
+		t.Error("the update of our last write does not wake the reconcile that awaits it")
+	}
+	if o.caughtUp(key, "13") {
+		t.Error("a second update wakes it again: once is enough")
+	}
+	o.await(key)
+	o.forget(key)
+	if o.caughtUp(key, "14") {
+		t.Error("a Rollout gone is still awaited")
+	}
+}

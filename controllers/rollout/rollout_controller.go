@@ -167,6 +167,14 @@ func (r *Reconciler) isCurrent(ctx context.Context, ro *sluicev1.Rollout) (bool,
 
 // Reconcile brings one Rollout a step further.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.Result, retErr error) {
+	defer func() {
+		if res.RequeueAfter == staleRetry {
+			// Looking again once the cache has caught up: the Rollout's
+			// next update wakes it then (awaitedRollout), the timer only if
+			// that update never comes.
+			r.writes.await(req.NamespacedName)
+		}
+	}()
 	ro := &sluicev1.Rollout{}
 	if err := r.Get(ctx, req.NamespacedName, ro); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -180,9 +188,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if r.writes.isBehind(req.NamespacedName, ro.ResourceVersion) {
-		// The cache has not caught up with our last write yet (its watch
-		// event wakes nothing: status writes are filtered), so look again
-		// in a moment rather than decide from the state before it.
+		// The cache has not caught up with our last write yet: look again
+		// once it has (its watch event, passed by awaitedRollout, or the
+		// timer) rather than decide from the state before it.
 		return ctrl.Result{RequeueAfter: staleRetry}, nil
 	}
 	if !ro.DeletionTimestamp.IsZero() {
@@ -1011,8 +1019,9 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	b := ctrl.NewControllerManagedBy(drainFirst{Manager: mgr, calls: r.calls}).
 		// Status patches are Sluice's own: only spec and annotation changes
-		// of a Rollout need a reconcile.
-		For(&sluicev1.Rollout{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deleting)))
+		// of a Rollout need a reconcile, and the update that brings the
+		// cache up for a reconcile that found it behind.
+		For(&sluicev1.Rollout{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deleting, r.awaitedRollout())))
 	for _, k := range workloadKinds {
 		// The primaries, and the targets by name.
 		b = b.Watches(k.New(), r.enqueueOwnerOrIndex(targetIndex, func(o client.Object) []string { return []string{o.GetName()} }))
