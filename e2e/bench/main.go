@@ -22,7 +22,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -50,6 +49,7 @@ import (
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/e2e/cluster"
+	"github.com/sluice-dev/sluice/internal/freeport"
 )
 
 // imageChange is the release: a strategic merge patch giving a
@@ -1073,12 +1073,11 @@ func httpOK(url string) bool {
 }
 
 func freeAddr() string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addr()
 	if err != nil {
 		fail(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return a
 }
 
 // stats gives median, min and max.

@@ -17,6 +17,8 @@ type Graphite struct {
 	URL string
 	// Carbon is carbon-cache's plaintext receiver, host:port.
 	Carbon string
+
+	carbon *process
 }
 
 // StartGraphite runs carbon-cache (one-second resolution for an hour) and
@@ -61,7 +63,11 @@ CARBON_METRIC_INTERVAL = 0
 	write(t, filepath.Join(dir, "conf", "storage-schemas.conf"), "[default]\npattern = .*\nretentions = 1s:1h\n")
 	carbon := start(t, "carbon-cache", dir, nil, carbonBin,
 		"--config="+filepath.Join(dir, "conf", "carbon.conf"), "--debug", "--nodaemon", "start")
-	carbon.waitTCP(t, line, 20*time.Second)
+	// carbon-cache binds its query, line and pickle ports in turn and exits
+	// when one is taken: wait for all three, not only the one Send uses.
+	for _, a := range []string{query, line, pickle} {
+		carbon.waitTCP(t, a, 20*time.Second)
+	}
 
 	// graphite-web reads its settings from the module GRAPHITE_SETTINGS_MODULE
 	// names, here one in the temporary directory.
@@ -82,7 +88,7 @@ FUNCTION_PLUGINS = []
 `, webDir, filepath.Join(webDir, "log"), filepath.Join(webDir, "index"), whisper, query, filepath.Join(webDir, "graphite.db")))
 	env := []string{"PYTHONPATH=" + filepath.Join(dir, "py"), "GRAPHITE_SETTINGS_MODULE=sluice_graphite_settings", "PYTHONDONTWRITEBYTECODE=1"}
 	w := start(t, "graphite-web", webDir, env, webBin, "runserver", "--noreload", web)
-	g := &Graphite{URL: "http://" + web, Carbon: line}
+	g := &Graphite{URL: "http://" + web, Carbon: line, carbon: carbon}
 	w.waitHTTP(t, g.URL+"/render?target=none&format=json", 200, 60*time.Second)
 	return g
 }
@@ -93,7 +99,7 @@ func (g *Graphite) Send(t testing.TB, lines ...string) {
 	t.Helper()
 	c, err := net.Dial("tcp", g.Carbon)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("sending to carbon-cache: %v; its output:\n%s", err, g.carbon.logs.String())
 	}
 	if _, err := c.Write([]byte(strings.Join(lines, "\n") + "\n")); err != nil {
 		t.Fatal(err)

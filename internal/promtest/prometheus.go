@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -19,6 +18,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/sluice-dev/sluice/internal/freeport"
 )
 
 // InstallHint is what to run when the prometheus binary is missing.
@@ -192,18 +193,15 @@ func (s *Server) WaitFor(t testing.TB, q string, timeout time.Duration) {
 	}
 }
 
-// FreeAddr returns a loopback host:port that was free a moment ago.
+// FreeAddr returns a free loopback host:port, reserved (see
+// internal/freeport) for the server the test starts next.
 func FreeAddr(t testing.TB) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
+	return a
 }
 
 // logBuffer keeps the last 64 KiB of a process's output.
