@@ -231,13 +231,16 @@ func readyEndpoints(slices []discoveryv1.EndpointSlice) map[string]int32 {
 	counts := map[key]int32{}
 	for _, sl := range slices {
 		k := key{sl.Labels[discoveryv1.LabelServiceName], sl.AddressType}
-		counts[k] += 0
+		n := counts[k]
 		for _, ep := range sl.Endpoints {
 			// No condition means ready, as the API defines it.
 			if ep.Conditions.Ready == nil || *ep.Conditions.Ready {
-				counts[k]++
+				n++
 			}
 		}
+		// Stored even when 0: a slice listing no ready endpoint says the
+		// Service has none, where no slice says nothing yet.
+		counts[k] = n
 	}
 	out := map[string]int32{}
 	for k, n := range counts {

@@ -81,13 +81,10 @@ func (o *ownWrites) await(key types.NamespacedName) {
 // resourceVersion rv, whether it wakes a reconcile that awaits it; once.
 func (o *ownWrites) caughtUp(key types.NamespacedName, rv string) bool {
 	o.mu.Lock()
-	awaited := o.awaited[key]
-	o.mu.Unlock()
-	if !awaited || o.behind.IsBehind(key, rv) {
+	defer o.mu.Unlock()
+	if !o.awaited[key] || o.behind.IsBehind(key, rv) {
 		return false
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
 	delete(o.awaited, key)
 	return true
 }
