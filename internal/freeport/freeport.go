@@ -6,9 +6,10 @@
 // binds it any outgoing connection or other listener on the machine may take
 // it (CI saw carbon-cache exit on "Address already in use" that way). The
 // ports here come from below that range, where the kernel hands out none on
-// its own; each is checked free, and reserved by an flock on a file in the
-// temporary directory, held until the process exits, so that neither this
-// process nor another one using this package is given it twice.
+// its own, and below the NodePort range. Each is checked free and reserved
+// by an flock on a file in the temporary directory, held until the process
+// exits, so that neither this process nor another one using this package is
+// given it twice.
 package freeport
 
 import (
@@ -24,9 +25,14 @@ import (
 	"syscall"
 )
 
-// lowest is the first port handed out: above the well-known and most
-// registered ports servers on a development machine listen on.
-const lowest = 20000
+// Ports handed out lie in [lowest, highest]: above the ports servers on a
+// development machine commonly listen on, and below Kubernetes' NodePort
+// range (30000-32767), whose ports kube-proxy forwards on every address of
+// a node, loopback included.
+const (
+	lowest  = 20000
+	highest = 29999
+)
 
 var (
 	mu sync.Mutex
@@ -47,7 +53,7 @@ func Addr() (string, error) {
 
 // Port returns a free loopback port, reserved for this process.
 func Port() (int, error) {
-	highest := ephemeralStart() - 1
+	highest := min(highest, ephemeralStart()-1)
 	if highest-lowest < 1000 {
 		// The machine's ephemeral range leaves no room below it: fall back
 		// to the kernel's choice.
