@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
@@ -19,6 +20,7 @@ import (
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/pkg/plugin/describe"
+	"github.com/sluice-dev/sluice/pkg/traffic"
 )
 
 // rolloutsResource is the Rollout resource; Rollouts are read as unstructured
@@ -200,6 +202,35 @@ func (c *clients) events(ctx context.Context, ro *sluicev1.Rollout) ([]eventsv1.
 	}
 	sort.SliceStable(out, func(i, j int) bool { return describe.EventTime(&out[i]).Before(describe.EventTime(&out[j])) })
 	return out, nil
+}
+
+// budgets names the PodDisruptionBudgets over a Deployment target's pods,
+// the ones Sluice copies over the primary's; known is false when the plugin
+// cannot tell (the target or the budgets cannot be read: absent, or not
+// allowed) and for a DaemonSet, whose pods a drain leaves in place.
+func (c *clients) budgets(ctx context.Context, ro *sluicev1.Rollout) (names []string, known bool) {
+	if ro.Spec.TargetRef.Kind != "" && ro.Spec.TargetRef.Kind != "Deployment" {
+		return nil, false
+	}
+	d, err := c.kube.AppsV1().Deployments(ro.Namespace).Get(ctx, ro.Spec.TargetRef.Name, metav1.GetOptions{})
+	if err != nil {
+		return nil, false
+	}
+	list, err := c.kube.PolicyV1().PodDisruptionBudgets(ro.Namespace).List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, false
+	}
+	for _, p := range list.Items {
+		if p.Spec.Selector == nil || p.Labels[traffic.ManagedByLabel] == traffic.ManagedByValue {
+			continue
+		}
+		// An empty selector selects every pod of the namespace.
+		sel, err := metav1.LabelSelectorAsSelector(p.Spec.Selector)
+		if err == nil && sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+			names = append(names, p.Name)
+		}
+	}
+	return names, true
 }
 
 // whoAmI is the user the API server authenticates us as (a

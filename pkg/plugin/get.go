@@ -64,7 +64,9 @@ func (o *options) get(ctx context.Context, name string, watch bool, output strin
 			// The view is still worth showing without events.
 			fmt.Fprintln(o.streams.ErrOut, "warning:", err)
 		}
-		(&view{ro: ro, events: evs, now: time.Now()}).render(out, s)
+		v := &view{ro: ro, events: evs, now: time.Now()}
+		v.budgets, v.budgetsKnown = c.budgets(ctx, ro)
+		v.render(out, s)
 		return nil
 	}
 	if !watch {

@@ -12,13 +12,16 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/pkg/traffic"
 )
 
 // progressing puts a canary at step 2 of 4 with 20% of traffic.
@@ -212,6 +215,76 @@ func TestGetRolloutShowsPhaseStepsTrafficMetricsGateConditionsAndEvents(t *testi
 		}
 	}
 	assertFits80Columns(t, out)
+}
+
+// A team that never wrote a PodDisruptionBudget learns it from `get`: a
+// node drain may then evict all of the primary's pods at once, and no
+// router keeps those requests served. Once a budget selects the target's
+// pods (Sluice copies it over the primary's), `get` names it; Sluice's own
+// copies and budgets over other pods do not count.
+func TestGetRolloutSaysWhetherADisruptionBudgetGuardsThePods(t *testing.T) {
+	ns := newNamespace(t)
+	ctx := context.Background()
+	podLabels := map[string]string{"app": "podinfo", "tier": "web"}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "podinfo"},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: podLabels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "podinfo:1"}}}},
+		},
+	}
+	if err := k8s.Create(ctx, d); err != nil {
+		t.Fatal(err)
+	}
+	ro := createRollout(t, ns, "podinfo")
+	setStatus(t, ro, succeeded)
+	budget := func(name string, sel map[string]string, managed bool) {
+		t.Helper()
+		p := &policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+			Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: ptr.To(intstr.FromInt32(1)),
+				Selector: &metav1.LabelSelector{MatchLabels: sel}}}
+		if managed {
+			p.Labels = map[string]string{traffic.ManagedByLabel: traffic.ManagedByValue}
+		}
+		if err := k8s.Create(ctx, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Sluice's copy over the primary's pods, and a budget of another app.
+	budget("podinfo-pdb-primary", map[string]string{"app": "podinfo-primary"}, true)
+	budget("backend", map[string]string{"app": "backend"}, false)
+
+	r := plugin(t, "get", "rollout", "podinfo", "-n", ns)
+	mustSucceed(t, r)
+	t.Log("\n" + r.stdout)
+	if lineWith(r.stdout, "no PodDisruptionBudget", "a drain may evict all pods at once") == "" {
+		t.Error("no warning that no PodDisruptionBudget guards the pods")
+	}
+	assertFits80Columns(t, r.stdout)
+
+	budget("podinfo-pdb", map[string]string{"tier": "web"}, false)
+	r = plugin(t, "get", "rollout", "podinfo", "-n", ns)
+	mustSucceed(t, r)
+	t.Log("\n" + r.stdout)
+	if lineWith(r.stdout, "PodDisruptionBudget podinfo-pdb (copied over the primary)") == "" {
+		t.Error("the budget over the target's pods is not named")
+	}
+	if strings.Contains(r.stdout, "no PodDisruptionBudget") || strings.Contains(r.stdout, "backend") {
+		t.Error("a warning, or another app's budget, shown beside the target's budget")
+	}
+}
+
+// TestGetRolloutSaysNothingOfBudgetsItCannotRead: without the target (or
+// the right to read it and the budgets) `get` guesses nothing.
+func TestGetRolloutSaysNothingOfBudgetsItCannotRead(t *testing.T) {
+	ns := newNamespace(t)
+	podinfo(t, ns)
+	r := plugin(t, "get", "rollout", "podinfo", "-n", ns)
+	mustSucceed(t, r)
+	if strings.Contains(r.stdout, "PodDisruptionBudget") {
+		t.Errorf("a line about budgets with no target to judge them by:\n%s", r.stdout)
+	}
 }
 
 func TestGetRolloutShowsEveryStepDoneOnceSucceeded(t *testing.T) {

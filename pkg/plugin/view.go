@@ -25,6 +25,10 @@ type view struct {
 	ro     *sluicev1.Rollout
 	events []eventsv1.Event
 	now    time.Time
+	// budgets are the PodDisruptionBudgets over the target's pods, shown
+	// when budgetsKnown.
+	budgets      []string
+	budgetsKnown bool
 }
 
 // render writes the view, section by section, fitted to s.width.
@@ -93,6 +97,7 @@ func (v *view) traffic(w io.Writer, s style) {
 	if st.CanaryShareHeld {
 		fmt.Fprintf(w, "  the canary's %d%% is held on the primary: it has no available pod\n", st.CanaryWeight)
 	}
+	v.budgetLine(w, s)
 	if bg := v.ro.Spec.Strategy.BlueGreen; bg != nil && bg.Mirror {
 		pct := int32(100)
 		if bg.MirrorPercent != nil {
@@ -105,6 +110,20 @@ func (v *view) traffic(w io.Writer, s style) {
 	}
 	if st.FailedRevision != "" {
 		fmt.Fprintf(w, "  %s\n", truncate("failed revision "+st.FailedRevision+" (not released again until it changes or retry)", s.width-2))
+	}
+}
+
+// budgetLine says which PodDisruptionBudgets guard the pods that serve, or
+// warns that none does: then a node drain may evict all of the primary's
+// or the canary's pods at once, and no router can keep those requests
+// served.
+func (v *view) budgetLine(w io.Writer, s style) {
+	switch {
+	case !v.budgetsKnown:
+	case len(v.budgets) == 0:
+		fmt.Fprintf(w, "  %s\n", s.paint(yellow, truncate("no PodDisruptionBudget: a drain may evict all pods at once", s.width-2)))
+	default:
+		fmt.Fprintf(w, "  %s\n", truncate("PodDisruptionBudget "+strings.Join(v.budgets, ", ")+" (copied over the primary)", s.width-2))
 	}
 }
 
