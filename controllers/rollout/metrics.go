@@ -87,6 +87,16 @@ func recordMetrics(ro *sluicev1.Rollout, before *sluicev1.RolloutStatus, now tim
 	releaseDuration.WithLabelValues(ns, name, result).Observe(now.Sub(st.RunStartedAt.Time).Seconds())
 }
 
+// countReleasesOf exports a Rollout's release counters at 0 from its first
+// reconcile on (in the leader, after every start), so that its first
+// release to end is an increase from 0 that increase() and rate() see: a
+// counter born at 1 shows no increase, and an alert on rollbacks would miss
+// each Rollout's first one.
+func countReleasesOf(namespace, name string) {
+	releasesTotal.WithLabelValues(namespace, name, "succeeded")
+	releasesTotal.WithLabelValues(namespace, name, "failed")
+}
+
 // forgetMetrics drops a deleted Rollout's series.
 func forgetMetrics(namespace, name string) {
 	labels := prometheus.Labels{"namespace": namespace, "name": name}

@@ -3,6 +3,8 @@ package webhooks
 import (
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 )
 
 var (
@@ -16,4 +18,14 @@ var (
 	}, []string{"type"})
 )
 
-func init() { metrics.Registry.MustRegister(callDuration, callFailures) }
+func init() {
+	metrics.Registry.MustRegister(callDuration, callFailures)
+	// Each type's failures exported at 0 from the start: a first failure
+	// is then an increase that rate() and increase() see, not a series
+	// born at 1.
+	for _, t := range []sluicev1.HookType{sluicev1.HookConfirmRollout, sluicev1.HookPreRollout, sluicev1.HookRollout,
+		sluicev1.HookConfirmTrafficIncrease, sluicev1.HookConfirmPromotion, sluicev1.HookPostRollout,
+		sluicev1.HookRollback, sluicev1.HookEvent} {
+		callFailures.WithLabelValues(string(t))
+	}
+}
