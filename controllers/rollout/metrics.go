@@ -3,12 +3,14 @@ package rollout
 import (
 	"context"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -22,16 +24,14 @@ import (
 // The gauges of each Rollout's state (phase, weight, failed checks, metric
 // values) are read from the cached Rollouts when Prometheus scrapes, by
 // rolloutCollector: kept as metric vectors they held about 5 KiB of heap
-// per Rollout, idle or not, for what the cache holds already. The release
-// counters stay vectors: they count what happened, which status does not
-// keep.
+// per Rollout, idle or not, for what the cache holds already. What status
+// does not keep, the releases that ended, is counted here: their number in
+// a small map the same collector exports (releases), their durations in a
+// histogram vector.
 var (
 	releaseDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: "sluice_release_duration_seconds", Help: "Time from a new revision to its promotion or rollback.",
 		Buckets: []float64{30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400},
-	}, []string{"namespace", "name", "result"})
-	releasesTotal = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "sluice_releases_total", Help: "Releases that ended, by result (succeeded, failed).",
 	}, []string{"namespace", "name", "result"})
 	reconcileErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "sluice_reconcile_errors_total", Help: "Reconciles of Rollouts that ended in an error.",
@@ -61,7 +61,7 @@ var allPhases = []sluicev1.Phase{
 }
 
 func init() {
-	metrics.Registry.MustRegister(rolloutGauges, releaseDuration, releasesTotal, reconcileErrors, eventsTotal)
+	metrics.Registry.MustRegister(rolloutGauges, releaseDuration, reconcileErrors, eventsTotal)
 }
 
 // recordMetrics counts the release that ended in a reconcile, if one did;
@@ -83,25 +83,65 @@ func recordMetrics(ro *sluicev1.Rollout, before *sluicev1.RolloutStatus, now tim
 	if result == "" {
 		return
 	}
-	releasesTotal.WithLabelValues(ns, name, result).Inc()
+	releases.add(types.NamespacedName{Namespace: ns, Name: name}, result)
 	releaseDuration.WithLabelValues(ns, name, result).Observe(now.Sub(st.RunStartedAt.Time).Seconds())
 }
 
-// countReleasesOf exports a Rollout's release counters at 0 from its first
-// reconcile on (in the leader, after every start), so that its first
-// release to end is an increase from 0 that increase() and rate() see: a
-// counter born at 1 shows no increase, and an alert on rollbacks would miss
-// each Rollout's first one.
-func countReleasesOf(namespace, name string) {
-	releasesTotal.WithLabelValues(namespace, name, "succeeded")
-	releasesTotal.WithLabelValues(namespace, name, "failed")
+// releases counts the releases that ended, per Rollout and result, since
+// the manager started. The collector exports them as sluice_releases_total
+// with the Rollout's other series: both results of every Rollout, 0 for
+// one that has ended none, so that a Rollout's first rollback is an
+// increase that increase() and rate() see (a counter born at 1 shows none,
+// and an alert on rollbacks missed each Rollout's first one). A counter
+// vector would keep about 640 bytes of labels per series from the first
+// reconcile on: 12 MiB for 10,000 idle Rollouts.
+var releases = &releaseCounts{n: map[types.NamespacedName]*[2]float64{}}
+
+// releaseResults are the results counted, in the order of releaseCounts'
+// pairs.
+var releaseResults = [2]string{"succeeded", "failed"}
+
+type releaseCounts struct {
+	mu sync.Mutex
+	n  map[types.NamespacedName]*[2]float64
+}
+
+func (r *releaseCounts) add(key types.NamespacedName, result string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.n[key]
+	if c == nil {
+		c = &[2]float64{}
+		r.n[key] = c
+	}
+	if result == releaseResults[0] {
+		c[0]++
+	} else {
+		c[1]++
+	}
+}
+
+// of is a Rollout's counts: succeeded, failed.
+func (r *releaseCounts) of(key types.NamespacedName) [2]float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c := r.n[key]; c != nil {
+		return *c
+	}
+	return [2]float64{}
+}
+
+func (r *releaseCounts) forget(key types.NamespacedName) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.n, key)
 }
 
 // forgetMetrics drops a deleted Rollout's series.
 func forgetMetrics(namespace, name string) {
 	labels := prometheus.Labels{"namespace": namespace, "name": name}
 	releaseDuration.DeletePartialMatch(labels)
-	releasesTotal.DeletePartialMatch(labels)
+	releases.forget(types.NamespacedName{Namespace: namespace, Name: name})
 }
 
 // rolloutGauges is registered once; SetupWithManager points it at the
@@ -119,6 +159,8 @@ var (
 		"Last value of each analysis metric of a Rollout (the canary's median for a compare check).", []string{"namespace", "name", "metric"}, nil)
 	metricPrimaryDesc = prometheus.NewDesc("sluice_rollout_metric_primary_value",
 		"Last median of the primary for each compare check of a Rollout.", []string{"namespace", "name", "metric"}, nil)
+	releasesDesc = prometheus.NewDesc("sluice_releases_total",
+		"Releases that ended, by result (succeeded, failed).", []string{"namespace", "name", "result"}, nil)
 )
 
 // rolloutSource is where the collector finds the Rollouts: the manager's
@@ -140,7 +182,7 @@ type rolloutCollector struct {
 const collectTimeout = 5 * time.Second
 
 func (c *rolloutCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{phaseDesc, weightDesc, failedChecksDesc, metricValueDesc, metricPrimaryDesc} {
+	for _, d := range []*prometheus.Desc{phaseDesc, weightDesc, failedChecksDesc, metricValueDesc, metricPrimaryDesc, releasesDesc} {
 		ch <- d
 	}
 }
@@ -166,13 +208,13 @@ func (c *rolloutCollector) Collect(ch chan<- prometheus.Metric) {
 
 func collectRollout(ch chan<- prometheus.Metric, ro *sluicev1.Rollout) {
 	st := &ro.Status
-	// A scrape makes a dozen series per Rollout, ten of them its phase:
-	// each made by NewConstMetric would copy, sort and check its labels.
-	// These share them instead, in the order Prometheus sorts labels
-	// (metric < name < namespace < phase), and share the phases' 0 and 1.
+	// A scrape makes 14 series per Rollout, ten of them its phase: each
+	// made by NewConstMetric would copy, sort and check its labels. These
+	// share them instead, in the order Prometheus sorts labels (metric <
+	// name < namespace < phase < result), and share the phases' 0 and 1.
 	name, ns := labelPair("name", ro.Name), labelPair("namespace", ro.Namespace)
-	series := make([]rolloutSeries, len(allPhases)+2, len(allPhases)+2+2*len(st.Metrics))
-	pairs := make([]*dto.LabelPair, 3*len(allPhases)+2)
+	series := make([]rolloutSeries, len(allPhases)+4, len(allPhases)+4+2*len(st.Metrics))
+	pairs := make([]*dto.LabelPair, 3*len(allPhases)+2+6)
 	for i, p := range allPhases {
 		labels := pairs[3*i : 3*i+3 : 3*i+3]
 		labels[0], labels[1], labels[2] = name, ns, phasePairs[i]
@@ -182,10 +224,21 @@ func collectRollout(ch chan<- prometheus.Metric, ro *sluicev1.Rollout) {
 		}
 		series[i] = rolloutSeries{desc: phaseDesc, labels: labels, gauge: value}
 	}
-	byRollout := pairs[3*len(allPhases):]
+	byRollout := pairs[3*len(allPhases) : 3*len(allPhases)+2 : 3*len(allPhases)+2]
 	byRollout[0], byRollout[1] = name, ns
 	series[len(allPhases)] = rolloutSeries{desc: weightDesc, labels: byRollout, gauge: gaugeOf(float64(st.CanaryTraffic()))}
 	series[len(allPhases)+1] = rolloutSeries{desc: failedChecksDesc, labels: byRollout, gauge: gaugeOf(float64(st.FailedChecks))}
+	counts := releases.of(types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name})
+	for i := range releaseResults {
+		at := 3*len(allPhases) + 2 + 3*i
+		labels := pairs[at : at+3 : at+3]
+		labels[0], labels[1], labels[2] = name, ns, resultPairs[i]
+		value := zeroCounter
+		if counts[i] > 0 {
+			value = &dto.Counter{Value: &counts[i]}
+		}
+		series[len(allPhases)+2+i] = rolloutSeries{desc: releasesDesc, labels: labels, counter: value}
+	}
 	seen := make(map[string]bool, len(st.Metrics))
 	for _, m := range st.Metrics {
 		// Two series with the same labels would fail the whole scrape.
@@ -208,23 +261,32 @@ func collectRollout(ch chan<- prometheus.Metric, ro *sluicev1.Rollout) {
 	}
 }
 
-// rolloutSeries is one series of a Rollout's state. Its labels and value
-// may be shared with other series: nothing writes to them once made.
+// rolloutSeries is one series of a Rollout's state, a gauge or (with
+// counter set) a counter. Its labels and value may be shared with other
+// series: nothing writes to them once made.
 type rolloutSeries struct {
-	desc   *prometheus.Desc
-	labels []*dto.LabelPair
-	gauge  *dto.Gauge
+	desc    *prometheus.Desc
+	labels  []*dto.LabelPair
+	gauge   *dto.Gauge
+	counter *dto.Counter
 }
 
 func (s *rolloutSeries) Desc() *prometheus.Desc { return s.desc }
 
 func (s *rolloutSeries) Write(m *dto.Metric) error {
-	m.Label, m.Gauge = s.labels, s.gauge
+	m.Label = s.labels
+	if s.counter != nil {
+		m.Counter = s.counter
+	} else {
+		m.Gauge = s.gauge
+	}
 	return nil
 }
 
 var (
 	zeroGauge, oneGauge = gaugeOf(0), gaugeOf(1)
+	zeroCounter         = &dto.Counter{Value: new(float64)}
+	resultPairs         = [2]*dto.LabelPair{labelPair("result", releaseResults[0]), labelPair("result", releaseResults[1])}
 	phasePairs          = func() []*dto.LabelPair {
 		pairs := make([]*dto.LabelPair, len(allPhases))
 		for i, p := range allPhases {

@@ -27,13 +27,19 @@ import (
 func TestMetricsCountEndedReleasesAndTheirDuration(t *testing.T) {
 	start := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
 	ro := &sluicev1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "metrics-test"}}
+	col, _, _ := gauges(t, ro.DeepCopy())
+	// Before any release ended, both results are there at 0: the first
+	// rollback is then an increase Prometheus sees.
+	if got := releasesOf(t, col, "metrics-test"); got != [2]float64{0, 0} {
+		t.Errorf("before any release ended: succeeded, failed = %v, want both 0", got)
+	}
+
 	ro.Status = sluicev1.RolloutStatus{Phase: sluicev1.PhaseSucceeded, RunStartedAt: &metav1.Time{Time: start}}
 	recordMetrics(ro, &sluicev1.RolloutStatus{Phase: sluicev1.PhaseFinalising}, start.Add(90*time.Second))
 	// Reconciles that do not change the phase count nothing more.
 	recordMetrics(ro, &sluicev1.RolloutStatus{Phase: sluicev1.PhaseSucceeded}, start.Add(95*time.Second))
-
-	if got := testutil.ToFloat64(releasesTotal.WithLabelValues("shop", "metrics-test", "succeeded")); got != 1 {
-		t.Errorf("releases succeeded = %v, want 1", got)
+	if got := releasesOf(t, col, "metrics-test"); got != [2]float64{1, 0} {
+		t.Errorf("succeeded, failed = %v, want 1, 0", got)
 	}
 	if n := testutil.CollectAndCount(releaseDuration, "sluice_release_duration_seconds"); n != 1 {
 		t.Errorf("%d duration series, want 1", n)
@@ -41,34 +47,55 @@ func TestMetricsCountEndedReleasesAndTheirDuration(t *testing.T) {
 
 	ro.Status.Phase = sluicev1.PhaseFailed
 	recordMetrics(ro, &sluicev1.RolloutStatus{Phase: sluicev1.PhaseProgressing}, start.Add(time.Minute))
-	if got := testutil.ToFloat64(releasesTotal.WithLabelValues("shop", "metrics-test", "failed")); got != 1 {
-		t.Errorf("releases failed = %v, want 1", got)
+	if got := releasesOf(t, col, "metrics-test"); got != [2]float64{1, 1} {
+		t.Errorf("succeeded, failed = %v, want 1, 1", got)
 	}
 
+	// A Rollout deleted and made again under its name starts from 0.
 	forgetMetrics("shop", "metrics-test")
-	if n := len(releaseCounters("shop", "metrics-test")); n != 0 {
-		t.Errorf("%d release counters left after the Rollout was deleted", n)
+	if got := releasesOf(t, col, "metrics-test"); got != [2]float64{0, 0} {
+		t.Errorf("after the Rollout was deleted: succeeded, failed = %v, want both 0", got)
 	}
 }
 
-// releaseCounters reads a Rollout's sluice_releases_total series by result
-// (the stories' Rollouts have theirs in the same registry).
-func releaseCounters(namespace, name string) map[string]float64 {
-	ch := make(chan prometheus.Metric)
-	go func() { releasesTotal.Collect(ch); close(ch) }()
-	out := map[string]float64{}
+// releasesOf reads the collector's sluice_releases_total of a Rollout in
+// namespace shop: succeeded, failed.
+func releasesOf(t *testing.T, col prometheus.Collector, name string) [2]float64 {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 100)
+	go func() { col.Collect(ch); close(ch) }()
+	var out [2]float64
+	seen := 0
 	for m := range ch {
-		var d dto.Metric
-		if err := m.Write(&d); err != nil {
+		if m.Desc() != releasesDesc {
 			continue
 		}
+		var pb dto.Metric
+		if err := m.Write(&pb); err != nil {
+			t.Fatal(err)
+		}
+		if pb.GetCounter() == nil {
+			t.Fatalf("sluice_releases_total written as %v, want a counter", &pb)
+		}
 		l := map[string]string{}
-		for _, p := range d.GetLabel() {
+		for _, p := range pb.GetLabel() {
 			l[p.GetName()] = p.GetValue()
 		}
-		if l["namespace"] == namespace && l["name"] == name {
-			out[l["result"]] = d.GetCounter().GetValue()
+		if l["namespace"] != "shop" || l["name"] != name {
+			continue
 		}
+		seen++
+		switch l["result"] {
+		case "succeeded":
+			out[0] = pb.GetCounter().GetValue()
+		case "failed":
+			out[1] = pb.GetCounter().GetValue()
+		default:
+			t.Errorf("result %q", l["result"])
+		}
+	}
+	if seen != 2 {
+		t.Fatalf("%d sluice_releases_total series for %s, want 2", seen, name)
 	}
 	return out
 }
@@ -135,6 +162,9 @@ sluice_rollout_metric_value{metric="request-success-rate",name="web",namespace="
 		if got := phaseValue(t, col, tc.name, tc.phase); got != tc.want {
 			t.Errorf("sluice_rollout_phase{name=%q,phase=%q} = %v, want %v", tc.name, tc.phase, got, tc.want)
 		}
+	}
+	if n := testutil.CollectAndCount(col, "sluice_releases_total"); n != 3*2 {
+		t.Errorf("%d release counters, want 6 (both results of 3 Rollouts)", n)
 	}
 	if n := testutil.CollectAndCount(col, "sluice_rollout_phase"); n != 3*len(allPhases) {
 		t.Errorf("%d phase series, want %d (every phase of 3 Rollouts)", n, 3*len(allPhases))

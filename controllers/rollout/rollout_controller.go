@@ -187,7 +187,6 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
-	countReleasesOf(req.Namespace, req.Name)
 	if r.writes.isBehind(req.NamespacedName, ro.ResourceVersion) {
 		// The cache has not caught up with our last write yet: look again
 		// once it has (its watch event, passed by awaitedRollout, or the
