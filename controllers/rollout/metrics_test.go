@@ -62,34 +62,22 @@ func TestMetricsCountEndedReleasesAndTheirDuration(t *testing.T) {
 // namespace shop: succeeded, failed.
 func releasesOf(t *testing.T, col prometheus.Collector, name string) [2]float64 {
 	t.Helper()
-	ch := make(chan prometheus.Metric, 100)
-	go func() { col.Collect(ch); close(ch) }()
 	var out [2]float64
 	seen := 0
-	for m := range ch {
-		if m.Desc() != releasesDesc {
-			continue
+	for _, m := range collected(t, col, releasesDesc) {
+		if m.GetCounter() == nil {
+			t.Fatalf("sluice_releases_total written as %v, want a counter", m)
 		}
-		var pb dto.Metric
-		if err := m.Write(&pb); err != nil {
-			t.Fatal(err)
-		}
-		if pb.GetCounter() == nil {
-			t.Fatalf("sluice_releases_total written as %v, want a counter", &pb)
-		}
-		l := map[string]string{}
-		for _, p := range pb.GetLabel() {
-			l[p.GetName()] = p.GetValue()
-		}
+		l := labelsOf(m)
 		if l["namespace"] != "shop" || l["name"] != name {
 			continue
 		}
 		seen++
 		switch l["result"] {
 		case "succeeded":
-			out[0] = pb.GetCounter().GetValue()
+			out[0] = m.GetCounter().GetValue()
 		case "failed":
-			out[1] = pb.GetCounter().GetValue()
+			out[1] = m.GetCounter().GetValue()
 		default:
 			t.Errorf("result %q", l["result"])
 		}
@@ -98,6 +86,33 @@ func releasesOf(t *testing.T, col prometheus.Collector, name string) [2]float64 
 		t.Fatalf("%d sluice_releases_total series for %s, want 2", seen, name)
 	}
 	return out
+}
+
+// collected is what col exports of desc.
+func collected(t *testing.T, col prometheus.Collector, desc *prometheus.Desc) []*dto.Metric {
+	t.Helper()
+	ch := make(chan prometheus.Metric, 100)
+	go func() { col.Collect(ch); close(ch) }()
+	var out []*dto.Metric
+	for m := range ch {
+		if m.Desc() != desc {
+			continue
+		}
+		pb := &dto.Metric{}
+		if err := m.Write(pb); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, pb)
+	}
+	return out
+}
+
+func labelsOf(m *dto.Metric) map[string]string {
+	l := map[string]string{}
+	for _, p := range m.GetLabel() {
+		l[p.GetName()] = p.GetValue()
+	}
+	return l
 }
 
 // gauges returns a collector over the given Rollouts, and a switch for
@@ -200,22 +215,9 @@ sluice_rollout_metric_value{metric="request-success-rate",name="web",namespace="
 
 func phaseValue(t *testing.T, col prometheus.Collector, name, phase string) float64 {
 	t.Helper()
-	ch := make(chan prometheus.Metric, 100)
-	go func() { col.Collect(ch); close(ch) }()
-	for m := range ch {
-		if m.Desc() != phaseDesc {
-			continue
-		}
-		var pb dto.Metric
-		if err := m.Write(&pb); err != nil {
-			t.Fatal(err)
-		}
-		labels := map[string]string{}
-		for _, l := range pb.GetLabel() {
-			labels[l.GetName()] = l.GetValue()
-		}
-		if labels["name"] == name && labels["phase"] == phase {
-			return pb.GetGauge().GetValue()
+	for _, m := range collected(t, col, phaseDesc) {
+		if l := labelsOf(m); l["name"] == name && l["phase"] == phase {
+			return m.GetGauge().GetValue()
 		}
 	}
 	t.Fatalf("no sluice_rollout_phase series for %s %s", name, phase)

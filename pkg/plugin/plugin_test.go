@@ -225,18 +225,7 @@ func TestGetRolloutShowsPhaseStepsTrafficMetricsGateConditionsAndEvents(t *testi
 func TestGetRolloutSaysWhetherADisruptionBudgetGuardsThePods(t *testing.T) {
 	ns := newNamespace(t)
 	ctx := context.Background()
-	podLabels := map[string]string{"app": "podinfo", "tier": "web"}
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "podinfo"},
-		Spec: appsv1.DeploymentSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: podLabels},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "podinfo:1"}}}},
-		},
-	}
-	if err := k8s.Create(ctx, d); err != nil {
-		t.Fatal(err)
-	}
+	createDeployment(t, ns, "podinfo", map[string]string{"app": "podinfo", "tier": "web"})
 	ro := createRollout(t, ns, "podinfo")
 	setStatus(t, ro, succeeded)
 	budget := func(name string, sel map[string]string, managed bool) {
@@ -573,18 +562,7 @@ func TestVersionPrintsTheVersion(t *testing.T) {
 func TestStatusWaitIgnoresASuccessFromBeforeTheTargetChanged(t *testing.T) {
 	ns := newNamespace(t)
 	ctx := context.Background()
-	labels := map[string]string{"app": "podinfo"}
-	d := &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "podinfo"},
-		Spec: appsv1.DeploymentSpec{
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "podinfo:1"}}}},
-		},
-	}
-	if err := k8s.Create(ctx, d); err != nil {
-		t.Fatal(err)
-	}
+	d := createDeployment(t, ns, "podinfo", map[string]string{"app": "podinfo"})
 	ro := createRollout(t, ns, "podinfo")
 	// The last release succeeded at the target's generation 1 ...
 	setStatus(t, ro, func(st *sluicev1.RolloutStatus) { succeeded(st); st.ObservedTargetGeneration = d.Generation })
@@ -601,4 +579,22 @@ func TestStatusWaitIgnoresASuccessFromBeforeTheTargetChanged(t *testing.T) {
 	if r := plugin(t, "status", "podinfo", "-n", ns, "--wait", "--timeout", "10s"); r.code != ExitOK {
 		t.Errorf("exit %d, want 0; stderr %q", r.code, r.stderr)
 	}
+}
+
+// createDeployment creates a Deployment of one container, image podinfo:1,
+// whose pods carry podLabels.
+func createDeployment(t *testing.T, ns, name string, podLabels map[string]string) *appsv1.Deployment {
+	t.Helper()
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: appsv1.DeploymentSpec{
+			Selector: &metav1.LabelSelector{MatchLabels: podLabels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: podLabels},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "podinfo:1"}}}},
+		},
+	}
+	if err := k8s.Create(context.Background(), d); err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
