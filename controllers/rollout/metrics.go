@@ -97,8 +97,8 @@ func recordMetrics(ro *sluicev1.Rollout, before *sluicev1.RolloutStatus, now tim
 // reconcile on: 12 MiB for 10,000 idle Rollouts.
 var releases = &releaseCounts{n: map[types.NamespacedName]*[2]float64{}}
 
-// releaseResults are the results counted, in the order of releaseCounts'
-// pairs.
+// releaseResults name the results counted, in the order of a Rollout's
+// counts.
 var releaseResults = [2]string{"succeeded", "failed"}
 
 type releaseCounts struct {
