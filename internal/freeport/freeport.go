@@ -53,8 +53,8 @@ func Addr() (string, error) {
 
 // Port returns a free loopback port, reserved for this process.
 func Port() (int, error) {
-	highest := min(highest, ephemeralStart()-1)
-	if highest-lowest < 1000 {
+	top := min(highest, ephemeralStart()-1)
+	if top-lowest < 1000 {
 		// The machine's ephemeral range leaves no room below it: fall back
 		// to the kernel's choice.
 		return kernelPort()
@@ -66,7 +66,7 @@ func Port() (int, error) {
 	mu.Lock()
 	defer mu.Unlock()
 	for range 200 {
-		p := lowest + rand.IntN(highest-lowest+1)
+		p := lowest + rand.IntN(top-lowest+1)
 		if f, ok := claim(dir, p); ok {
 			held = append(held, f)
 			return p, nil

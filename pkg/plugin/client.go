@@ -221,7 +221,7 @@ func (c *clients) budgets(ctx context.Context, ro *sluicev1.Rollout) (names []st
 		return nil, false
 	}
 	for _, p := range list.Items {
-		if p.Spec.Selector == nil || p.Labels[traffic.ManagedByLabel] == traffic.ManagedByValue {
+		if p.Spec.Selector == nil || p.Labels[traffic.ManagedByLabel] == traffic.ManagedByValue || !p.DeletionTimestamp.IsZero() {
 			continue
 		}
 		// An empty selector selects every pod of the namespace.
