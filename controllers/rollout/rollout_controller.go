@@ -1024,8 +1024,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		For(&sluicev1.Rollout{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deleting, r.awaitedRollout())))
 	for _, k := range workloadKinds {
 		// The primaries, and the targets by name.
-		b = b.Watches(k.New(), r.enqueueOwnerOrIndex(targetIndex, func(o client.Object) []string { return []string{o.GetName()} }),
-			builder.WithPredicates(cachedChange))
+		b = b.Watches(k.New(), r.enqueueOwnerOrIndex(targetIndex, func(o client.Object) []string { return []string{o.GetName()} }))
 	}
 	c, err := b.
 		Watches(&corev1.Service{}, handler.EnqueueRequestsFromMapFunc(rolloutOfController)).
@@ -1036,7 +1035,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// The EndpointSlices of Sluice's Services (the cache holds no
 		// others) carry the Services' labels, the Rollout's name among
 		// them: a pod listed wakes the Rollout waiting for it.
-		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(rolloutOfLabel), builder.WithPredicates(cachedChange)).
+		Watches(&discoveryv1.EndpointSlice{}, handler.EnqueueRequestsFromMapFunc(rolloutOfLabel)).
 		// A router or autoscaler CRD installed later wakes the Rollouts
 		// stalled on it (metadata only: the cache holds no CRD schemas).
 		Watches(crdMetadata(), r.enqueueStalledOnCRD(), builder.WithPredicates(r.isWatchedCRD())).
