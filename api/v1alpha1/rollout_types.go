@@ -1176,6 +1176,12 @@ const (
 	HookEvent                  HookType = "event"
 )
 
+// HookTypes are all the webhook types, in the order of a release.
+var HookTypes = []HookType{
+	HookConfirmRollout, HookPreRollout, HookRollout, HookConfirmTrafficIncrease,
+	HookConfirmPromotion, HookPostRollout, HookRollback, HookEvent,
+}
+
 // Webhook is a gate or hook called during a release.
 type Webhook struct {
 	// Name of the webhook.

@@ -131,13 +131,6 @@ func dnsName(s string) string {
 	return s
 }
 
-// hookTypes are the webhook types Sluice knows: all of Flagger's.
-var hookTypes = []sluicev1.HookType{
-	sluicev1.HookConfirmRollout, sluicev1.HookPreRollout, sluicev1.HookRollout,
-	sluicev1.HookConfirmTrafficIncrease, sluicev1.HookConfirmPromotion,
-	sluicev1.HookPostRollout, sluicev1.HookRollback, sluicev1.HookEvent,
-}
-
 // webhooks maps analysis.webhooks.
 func (c *canaryConv) webhooks(a *reader) []sluicev1.Webhook {
 	var out []sluicev1.Webhook
@@ -191,7 +184,7 @@ func webhook(w *reader) (sluicev1.Webhook, bool) {
 }
 
 func containsHook(t sluicev1.HookType) bool {
-	for _, h := range hookTypes {
+	for _, h := range sluicev1.HookTypes { // all of Flagger's
 		if h == t {
 			return true
 		}

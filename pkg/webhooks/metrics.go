@@ -23,9 +23,7 @@ func init() {
 	// Each type's failures exported at 0 from the start: a first failure
 	// is then an increase that rate() and increase() see, not a series
 	// born at 1.
-	for _, t := range []sluicev1.HookType{sluicev1.HookConfirmRollout, sluicev1.HookPreRollout, sluicev1.HookRollout,
-		sluicev1.HookConfirmTrafficIncrease, sluicev1.HookConfirmPromotion, sluicev1.HookPostRollout,
-		sluicev1.HookRollback, sluicev1.HookEvent} {
+	for _, t := range sluicev1.HookTypes {
 		callFailures.WithLabelValues(string(t))
 	}
 }
