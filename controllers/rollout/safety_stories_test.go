@@ -641,6 +641,57 @@ func TestACanaryThatKeepsLosingItsPodsIsRolledBackAtTheThreshold(t *testing.T) {
 	}
 }
 
+// TestAShareHeldOnThePrimaryGoesBackThroughTheConfirmTrafficIncreaseGate:
+// a canary that lost every pod has its share held on the primary; when it
+// is ready again, giving the share back raises its traffic from none to
+// its weight, so a team that gates each rise (confirm-traffic-increase)
+// gates this one too: the share stays on the primary, with the gate named
+// in the Rollout's condition, until the gate opens. The team had opened it
+// for the first step and closed it since.
+func TestAShareHeldOnThePrimaryGoesBackThroughTheConfirmTrafficIncreaseGate(t *testing.T) {
+	kind := routerKinds[0]
+	s := newStory(t)
+	lt := s.startLoadtester()
+	s.deploy("podinfo", "podinfo:1.0", withReplicas(3))
+	s.initialized("podinfo", withRouter(kind), withCanaryWeights(20, 50), func(ro *sluicev1.Rollout) {
+		ro.Spec.Analysis.Interval = &metav1.Duration{Duration: 3 * time.Second}
+	}, webhook("approval", sluicev1.HookConfirmTrafficIncrease, lt.url("/gate/check")))
+	s.setImage("podinfo", "podinfo:2.0")
+	s.waitGateClosed("podinfo", sluicev1.HookConfirmTrafficIncrease)
+	lt.post("/gate/open", "podinfo")
+	s.canaryShareBack(kind)
+	lt.post("/gate/close", "podinfo")
+
+	s.capAvailable("podinfo", "0")
+	s.eventually(storyTimeout, "the canary's share held on the primary", func() error {
+		if v, ro := s.route(kind, "podinfo"), s.getRollout("podinfo"); v.canary != 0 || !ro.Status.CanaryShareHeld {
+			return fmt.Errorf("route canary %d%%, held %v: %s", v.canary, ro.Status.CanaryShareHeld, ro.Status.Message)
+		}
+		return nil
+	})
+
+	// Ready again: the share waits for the gate, never goes back first.
+	s.capAvailable("podinfo", "")
+	s.eventually(storyTimeout, "the return held at the closed gate", func() error {
+		v, ro := s.route(kind, "podinfo"), s.getRollout("podinfo")
+		if v.canary != 0 {
+			t.Fatalf("the share went back to the canary (%d%%) with the confirm-traffic-increase gate closed: %s", v.canary, ro.Status.Message)
+		}
+		if err := gateClosed(ro, sluicev1.HookConfirmTrafficIncrease); err != nil {
+			return err
+		}
+		if !ro.Status.CanaryShareHeld || ro.Status.CanaryWeight != 20 {
+			return fmt.Errorf("held %v at weight %d, want the 20%% held", ro.Status.CanaryShareHeld, ro.Status.CanaryWeight)
+		}
+		return nil
+	})
+
+	lt.post("/gate/open", "podinfo")
+	s.canaryShareBack(kind)
+	s.waitEvent("podinfo", "GateOpened")
+	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+}
+
 // TestACanaryLeftWithNoPodWhileThePrimaryRollsOutHasTheTrafficMovedToThePrimary:
 // at promotion the canary (or blue/green's green) takes all traffic while
 // the primary rolls out its revision (slowly here: one of its two pods
@@ -805,4 +856,19 @@ func TestAPrimaryReadyThresholdInitializesWithAPartlyAvailablePrimary(t *testing
 	if d := s.getDeployment("podinfo-primary"); d.Status.AvailableReplicas != 2 || ptr.Deref(d.Spec.Replicas, 0) != 4 {
 		t.Errorf("primary %d of %d available when initialized, want 2 of 4 (the threshold's half)", d.Status.AvailableReplicas, ptr.Deref(d.Spec.Replicas, 0))
 	}
+}
+
+// waitGateClosed waits until the Rollout is held at a closed gate of type t.
+func (s *story) waitGateClosed(name string, t sluicev1.HookType) {
+	s.t.Helper()
+	s.eventually(storyTimeout, string(t)+" gate closed", func() error { return gateClosed(s.getRollout(name), t) })
+}
+
+// gateClosed says why ro is not held at a closed gate of type t, if it is not.
+func gateClosed(ro *sluicev1.Rollout, t sluicev1.HookType) error {
+	c := meta.FindStatusCondition(ro.Status.Conditions, sluicev1.ConditionGate)
+	if c == nil || c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, string(t)) {
+		return fmt.Errorf("gate condition %+v: %s", c, ro.Status.Message)
+	}
+	return nil
 }

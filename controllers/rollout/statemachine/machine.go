@@ -495,6 +495,9 @@ func (m *machine) waiting() bool {
 func (m *machine) canaryReady() (ready, moved bool) {
 	if m.obs.CanaryReady {
 		m.st.WaitingSince = nil
+		if m.shareReturnGated() {
+			return false, false
+		}
 		return true, false
 	}
 	// The hold of a step does not count while the canary is not ready.
@@ -556,6 +559,50 @@ func (m *machine) shelter() bool {
 		}
 	}
 	m.st.Message = msg
+	return false
+}
+
+// shareReturnGated asks the confirm-traffic-increase gate before a share
+// held on the primary (shelter) goes back to a canary ready again: for the
+// data plane that is a rise of the canary's traffic, from none to its
+// weight, and a team that gates each rise (a person watching, a load test
+// to run first) means this one too. The canary that lost its pods may be
+// the reason they would say no. It reports whether the share stays on the
+// primary meanwhile; the step's hold starts again once it is back, as
+// after any shelter. A promote action lets it back at once, as it passes
+// the gate of a step.
+func (m *machine) shareReturnGated() bool {
+	switch m.st.Phase {
+	case sluicev1.PhaseProgressing, sluicev1.PhaseWaitingPromotion:
+	default:
+		return false
+	}
+	// Held as recorded, and held on the route: a share the route still
+	// gives the canary is not a rise.
+	if !m.st.CanaryShareHeld || m.st.CanaryWeight == 0 || !m.routed(0) ||
+		!hasHook(m.spec, sluicev1.HookConfirmTrafficIncrease) || m.takeSkip() {
+		return false
+	}
+	m.sheltered = true
+	m.st.StepStartedAt = nil
+	m.st.Message = fmt.Sprintf("the canary is ready again: its %d%% of the traffic stays on the primary until the confirm-traffic-increase gate opens",
+		m.st.CanaryWeight)
+	if !m.due() {
+		return true
+	}
+	res, ok := m.gate(sluicev1.HookConfirmTrafficIncrease)
+	if !ok {
+		return true
+	}
+	m.st.LastCheckAt = m.timeNow()
+	if !res.Open {
+		m.holdAtGate(sluicev1.HookConfirmTrafficIncrease, res.Message)
+		m.st.Message += fmt.Sprintf("; the canary's %d%% of the traffic stays on the primary until it opens", m.st.CanaryWeight)
+		return true
+	}
+	m.sheltered = false
+	m.event(corev1.EventTypeNormal, "GateOpened", fmt.Sprintf(
+		"confirm-traffic-increase gate opened: the canary's %d%% of the traffic goes back to it", m.st.CanaryWeight))
 	return false
 }
 

@@ -22,6 +22,7 @@ func promotionStarted(ago time.Duration) statusOpt {
 	return func(st *sluicev1.RolloutStatus) { st.PromotionStartedAt = &metav1.Time{Time: t0.Add(-ago)} }
 }
 func targetScaledDown(st *sluicev1.RolloutStatus) { st.TargetScaledDown = true }
+func shareHeld(st *sluicev1.RolloutStatus)        { st.CanaryShareHeld = true }
 func scaledWithWeight(s *sluicev1.RolloutSpec)    { s.Strategy.Canary.ScaleWithWeight = true }
 
 // TestDecideNeverCausesAnOutage holds the safety invariants of DESIGN.md in
@@ -275,6 +276,34 @@ func TestDecideNeverCausesAnOutage(t *testing.T) {
 			spec: spec(withCanaryWeights(20, 50)), st: status(sluicev1.PhaseProgressing, atStep(0, 20), waitingSince(time.Minute)),
 			obs:  observe("rev2", routed(0)),
 			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](20), recorded: ptr.To[int32](20), held: ptr.To(false), message: "waiting for the router to confirm a canary weight of 20%"},
+		},
+		// Giving a held share back raises the canary's traffic from none:
+		// a confirm-traffic-increase gate is asked first, as for a step.
+		{
+			name: "a canary ready again asks the confirm-traffic-increase gate before its share goes back",
+			spec: spec(withCanaryWeights(20, 50), withHook(sluicev1.HookConfirmTrafficIncrease)), st: status(sluicev1.PhaseProgressing, atStep(0, 20), shareHeld),
+			obs: observe("rev2", routed(0)),
+			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](0), recorded: ptr.To[int32](20), held: ptr.To(true), needGate: sluicev1.HookConfirmTrafficIncrease,
+				message: "stays on the primary until the confirm-traffic-increase gate opens"},
+		},
+		{
+			name: "a closed confirm-traffic-increase gate keeps the share on the primary",
+			spec: spec(withCanaryWeights(20, 50), withHook(sluicev1.HookConfirmTrafficIncrease)), st: status(sluicev1.PhaseProgressing, atStep(0, 20), shareHeld),
+			obs: observe("rev2", routed(0), gate(sluicev1.HookConfirmTrafficIncrease, false)),
+			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](0), recorded: ptr.To[int32](20), held: ptr.To(true), gateClosed: true,
+				message: "stays on the primary until it opens", requeue: time.Minute},
+		},
+		{
+			name: "an open confirm-traffic-increase gate gives the share back",
+			spec: spec(withCanaryWeights(20, 50), withHook(sluicev1.HookConfirmTrafficIncrease)), st: status(sluicev1.PhaseProgressing, atStep(0, 20), shareHeld),
+			obs:  observe("rev2", routed(0), gate(sluicev1.HookConfirmTrafficIncrease, true)),
+			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](20), recorded: ptr.To[int32](20), held: ptr.To(false), event: "GateOpened"},
+		},
+		{
+			name: "without a confirm-traffic-increase gate a held share goes back at once",
+			spec: spec(withCanaryWeights(20, 50)), st: status(sluicev1.PhaseProgressing, atStep(0, 20), shareHeld),
+			obs:  observe("rev2", routed(0)),
+			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](20), held: ptr.To(false), noEvents: true},
 		},
 		{
 			name: "a canary that lost some of its pods keeps its share on those left",
