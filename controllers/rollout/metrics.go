@@ -150,7 +150,7 @@ var rolloutGauges = &rolloutCollector{}
 
 var (
 	phaseDesc = prometheus.NewDesc("sluice_rollout_phase",
-		"1 for the phase a Rollout is in, 0 for the others.", []string{"namespace", "name", "phase"}, nil)
+		"1 for the phase a Rollout is in: one series per Rollout, whose phase label changes with it.", []string{"namespace", "name", "phase"}, nil)
 	weightDesc = prometheus.NewDesc("sluice_rollout_canary_weight",
 		"Percentage of traffic the canary should receive.", []string{"namespace", "name"}, nil)
 	failedChecksDesc = prometheus.NewDesc("sluice_rollout_failed_checks",
@@ -208,36 +208,39 @@ func (c *rolloutCollector) Collect(ch chan<- prometheus.Metric) {
 
 func collectRollout(ch chan<- prometheus.Metric, ro *sluicev1.Rollout) {
 	st := &ro.Status
-	// A scrape makes 14 series per Rollout, ten of them its phase: each
-	// made by NewConstMetric would copy, sort and check its labels. These
-	// share them instead, in the order Prometheus sorts labels (metric <
-	// name < namespace < phase < result), and share the phases' 0 and 1.
+	// A scrape makes 5 series per Rollout: its phase, weight, failed
+	// checks and both release counters. Each made by NewConstMetric would
+	// copy, sort and check its labels; these share them instead, in the
+	// order Prometheus sorts labels (metric < name < namespace < phase <
+	// result).
 	name, ns := labelPair("name", ro.Name), labelPair("namespace", ro.Namespace)
-	series := make([]rolloutSeries, len(allPhases)+4, len(allPhases)+4+2*len(st.Metrics))
-	pairs := make([]*dto.LabelPair, 3*len(allPhases)+2+6)
-	for i, p := range allPhases {
-		labels := pairs[3*i : 3*i+3 : 3*i+3]
-		labels[0], labels[1], labels[2] = name, ns, phasePairs[i]
-		value := zeroGauge
-		if st.Phase == p {
-			value = oneGauge
-		}
-		series[i] = rolloutSeries{desc: phaseDesc, labels: labels, gauge: value}
+	series := make([]rolloutSeries, 0, 5+2*len(st.Metrics))
+	pairs := make([]*dto.LabelPair, 3+2+6)
+	// Only the phase it is in. A series of 0 for each other phase made the
+	// phase 10 of a Rollout's 14 series, at every scrape and in
+	// Prometheus's storage, for what "== 1" reads from one; at 10,000
+	// Rollouts a scrape held them all at once. The old phase's series ends
+	// when the phase changes (Prometheus marks it stale at the next
+	// scrape). A Rollout not yet given a phase has no phase series.
+	if p := phasePair(st.Phase); p != nil {
+		labels := pairs[0:3:3]
+		labels[0], labels[1], labels[2] = name, ns, p
+		series = append(series, rolloutSeries{desc: phaseDesc, labels: labels, gauge: oneGauge})
 	}
-	byRollout := pairs[3*len(allPhases) : 3*len(allPhases)+2 : 3*len(allPhases)+2]
+	byRollout := pairs[3:5:5]
 	byRollout[0], byRollout[1] = name, ns
-	series[len(allPhases)] = rolloutSeries{desc: weightDesc, labels: byRollout, gauge: gaugeOf(float64(st.CanaryTraffic()))}
-	series[len(allPhases)+1] = rolloutSeries{desc: failedChecksDesc, labels: byRollout, gauge: gaugeOf(float64(st.FailedChecks))}
+	series = append(series,
+		rolloutSeries{desc: weightDesc, labels: byRollout, gauge: gaugeOf(float64(st.CanaryTraffic()))},
+		rolloutSeries{desc: failedChecksDesc, labels: byRollout, gauge: gaugeOf(float64(st.FailedChecks))})
 	counts := releases.of(types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name})
 	for i := range releaseResults {
-		at := 3*len(allPhases) + 2 + 3*i
-		labels := pairs[at : at+3 : at+3]
+		labels := pairs[5+3*i : 8+3*i : 8+3*i]
 		labels[0], labels[1], labels[2] = name, ns, resultPairs[i]
 		value := zeroCounter
 		if counts[i] > 0 {
 			value = &dto.Counter{Value: &counts[i]}
 		}
-		series[len(allPhases)+2+i] = rolloutSeries{desc: releasesDesc, labels: labels, counter: value}
+		series = append(series, rolloutSeries{desc: releasesDesc, labels: labels, counter: value})
 	}
 	seen := make(map[string]bool, len(st.Metrics))
 	for _, m := range st.Metrics {
@@ -284,17 +287,22 @@ func (s *rolloutSeries) Write(m *dto.Metric) error {
 }
 
 var (
-	zeroGauge, oneGauge = gaugeOf(0), gaugeOf(1)
-	zeroCounter         = &dto.Counter{Value: new(float64)}
-	resultPairs         = [2]*dto.LabelPair{labelPair("result", releaseResults[0]), labelPair("result", releaseResults[1])}
-	phasePairs          = func() []*dto.LabelPair {
-		pairs := make([]*dto.LabelPair, len(allPhases))
-		for i, p := range allPhases {
-			pairs[i] = labelPair("phase", string(p))
+	oneGauge    = gaugeOf(1)
+	zeroCounter = &dto.Counter{Value: new(float64)}
+	resultPairs = [2]*dto.LabelPair{labelPair("result", releaseResults[0]), labelPair("result", releaseResults[1])}
+	phasePairs  = func() map[sluicev1.Phase]*dto.LabelPair {
+		pairs := make(map[sluicev1.Phase]*dto.LabelPair, len(allPhases))
+		for _, p := range allPhases {
+			pairs[p] = labelPair("phase", string(p))
 		}
 		return pairs
 	}()
 )
+
+// phasePair is the shared label pair of a phase; nil for none, and for a
+// phase this build does not know (a status written by a newer manager):
+// no series then, rather than one with a label no dashboard expects.
+func phasePair(p sluicev1.Phase) *dto.LabelPair { return phasePairs[p] }
 
 func labelPair(name, value string) *dto.LabelPair {
 	return &dto.LabelPair{Name: &name, Value: &value}
