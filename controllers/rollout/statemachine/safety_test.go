@@ -300,6 +300,20 @@ func TestDecideNeverCausesAnOutage(t *testing.T) {
 			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](20), recorded: ptr.To[int32](20), held: ptr.To(false), event: "GateOpened"},
 		},
 		{
+			name: "a canary waiting for promotion asks the gate too, and keeps its share on the primary while it is closed",
+			spec: spec(withCanaryWeights(20, 50), withHook(sluicev1.HookConfirmTrafficIncrease), withHook(sluicev1.HookConfirmPromotion)),
+			st:   status(sluicev1.PhaseWaitingPromotion, atStep(2, 50), shareHeld),
+			obs:  observe("rev2", routed(0), gate(sluicev1.HookConfirmTrafficIncrease, false)),
+			want: want{phase: sluicev1.PhaseWaitingPromotion, weight: ptr.To[int32](0), recorded: ptr.To[int32](50), held: ptr.To(true), gateClosed: true,
+				message: "stays on the primary until it opens", requeue: time.Minute},
+		},
+		{
+			name: "a promote action gives a held share back without asking the gate",
+			spec: spec(withCanaryWeights(20, 50), withHook(sluicev1.HookConfirmTrafficIncrease)), st: status(sluicev1.PhaseProgressing, atStep(0, 20), shareHeld),
+			obs:  observe("rev2", routed(0), action(sluicev1.ActionPromote)),
+			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](20), held: ptr.To(false), event: "ActionPromote"},
+		},
+		{
 			name: "without a confirm-traffic-increase gate a held share goes back at once",
 			spec: spec(withCanaryWeights(20, 50)), st: status(sluicev1.PhaseProgressing, atStep(0, 20), shareHeld),
 			obs:  observe("rev2", routed(0)),
