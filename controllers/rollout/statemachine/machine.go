@@ -472,16 +472,7 @@ func (m *machine) waiting() bool {
 		m.st.Phase, m.st.LastCheckAt = sluicev1.PhaseProgressing, nil
 		return true
 	}
-	if !m.due() {
-		return false
-	}
-	res, ok := m.gate(sluicev1.HookConfirmRollout)
-	if !ok {
-		return false
-	}
-	m.st.LastCheckAt = m.timeNow()
-	if !res.Open {
-		m.holdAtGate(sluicev1.HookConfirmRollout, res.Message)
+	if !m.askGate(sluicev1.HookConfirmRollout) {
 		return false
 	}
 	m.event(corev1.EventTypeNormal, "GateOpened", "confirm-rollout gate opened: starting the canary")
@@ -587,17 +578,10 @@ func (m *machine) shareReturnGated() bool {
 	m.st.StepStartedAt = nil
 	m.st.Message = fmt.Sprintf("the canary is ready again: its %d%% of the traffic stays on the primary until the confirm-traffic-increase gate opens",
 		m.st.CanaryWeight)
-	if !m.due() {
-		return true
-	}
-	res, ok := m.gate(sluicev1.HookConfirmTrafficIncrease)
-	if !ok {
-		return true
-	}
-	m.st.LastCheckAt = m.timeNow()
-	if !res.Open {
-		m.holdAtGate(sluicev1.HookConfirmTrafficIncrease, res.Message)
-		m.st.Message += fmt.Sprintf("; the canary's %d%% of the traffic stays on the primary until it opens", m.st.CanaryWeight)
+	if !m.askGate(sluicev1.HookConfirmTrafficIncrease) {
+		if m.gateHeld != "" {
+			m.st.Message += fmt.Sprintf("; the canary's %d%% of the traffic stays on the primary until it opens", m.st.CanaryWeight)
+		}
 		return true
 	}
 	m.sheltered = false
@@ -648,19 +632,9 @@ func (m *machine) progressing() bool {
 				idx+1, len(plan), m.weightedReplicas(step.Weight), step.Weight)
 			return false
 		}
-		if step.Weight > m.st.CanaryWeight && hasHook(m.spec, sluicev1.HookConfirmTrafficIncrease) && !m.takeSkip() {
-			if !m.due() {
-				return false
-			}
-			res, ok := m.gate(sluicev1.HookConfirmTrafficIncrease)
-			if !ok {
-				return false
-			}
-			m.st.LastCheckAt = m.timeNow()
-			if !res.Open {
-				m.holdAtGate(sluicev1.HookConfirmTrafficIncrease, res.Message)
-				return false
-			}
+		if step.Weight > m.st.CanaryWeight && hasHook(m.spec, sluicev1.HookConfirmTrafficIncrease) && !m.takeSkip() &&
+			!m.askGate(sluicev1.HookConfirmTrafficIncrease) {
+			return false
 		}
 		m.st.CanaryWeight = step.Weight
 		m.st.StepStartedAt = nil
@@ -1192,6 +1166,26 @@ func (m *machine) suspend() {
 	} else {
 		m.st.Message = "paused: resume with `kubectl sluice resume`"
 	}
+}
+
+// askGate asks the gate of type t, at most once an interval, and reports
+// whether it answered open now. Otherwise the decision waits: for the
+// interval to pass, for the answer (need), or at a closed gate, which
+// holdAtGate tells in the status.
+func (m *machine) askGate(t sluicev1.HookType) (open bool) {
+	if !m.due() {
+		return false
+	}
+	res, ok := m.gate(t)
+	if !ok {
+		return false
+	}
+	m.st.LastCheckAt = m.timeNow()
+	if !res.Open {
+		m.holdAtGate(t, res.Message)
+		return false
+	}
+	return true
 }
 
 func (m *machine) holdAtGate(t sluicev1.HookType, msg string) {
