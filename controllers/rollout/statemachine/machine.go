@@ -575,7 +575,6 @@ func (m *machine) shareReturnGated() bool {
 		return false
 	}
 	m.sheltered = true
-	m.st.StepStartedAt = nil
 	m.st.Message = fmt.Sprintf("the canary is ready again: its %d%% of the traffic stays on the primary until the confirm-traffic-increase gate opens",
 		m.st.CanaryWeight)
 	if !m.askGate(sluicev1.HookConfirmTrafficIncrease) {
