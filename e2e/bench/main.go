@@ -878,6 +878,50 @@ func rss(pid int) int64 {
 	return 0
 }
 
+// mib is a byte count in MiB.
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
+
+// resetPeakRSS starts a new peak for peakRSS: writing 5 to clear_refs
+// resets the kernel's high-water mark of the process's RSS.
+func resetPeakRSS(pid int) error {
+	if err := os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", pid), []byte("5"), 0); err != nil {
+		return fmt.Errorf("resetting the manager's peak RSS: %w", err)
+	}
+	return nil
+}
+
+// peakRSS is the process's highest RSS since resetPeakRSS (VmHWM): the
+// kernel's own mark, which a sampler could miss between two samples.
+func peakRSS(pid int) int64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// scrapeInterval is how often the chart's ServiceMonitor scrapes the
+// manager (values.yaml, metrics.serviceMonitor.interval).
+const scrapeInterval = 30 * time.Second
+
+// scrapeFor scrapes the manager's /metrics every scrapeInterval for d, as
+// Prometheus would, the first at once.
+func scrapeFor(ctx context.Context, url string, d time.Duration) {
+	end := time.Now().Add(d)
+	for {
+		scrape(url)
+		next := time.Now().Add(scrapeInterval)
+		if !next.Before(end) {
+			_ = sleep(ctx, time.Until(end))
+			return
+		}
+		_ = sleep(ctx, time.Until(next))
+	}
+}
+
 // childPid finds this process's child running the named binary (envtest
 // starts kube-apiserver and etcd as children).
 func childPid(name string) int {
@@ -1147,7 +1191,10 @@ type idleResult struct {
 	n                     int
 	initialized           time.Duration
 	rss, rssWithUnrelated int64
-	unrelated             int
+	// peak and peakWithUnrelated are the highest RSS over the idle window,
+	// scraped every scrapeInterval.
+	peak, peakWithUnrelated int64
+	unrelated               int
 	// live and liveWithUnrelated are the Go heap after a forced
 	// collection, with -profile (0 without).
 	live, liveWithUnrelated float64
@@ -1157,12 +1204,12 @@ type idleResult struct {
 }
 
 func (r idleResult) print(w io.Writer) {
-	fmt.Fprintf(w, "\n%d idle Rollouts (blue/green, Initialized in %.0f s): manager RSS %.0f MiB; %d requests in %s, %d of them the Lease (%.4f per idle Rollout per minute without it)\n",
-		r.n, r.initialized.Seconds(), float64(r.rss)/(1<<20), r.requests, r.window, r.lease,
+	fmt.Fprintf(w, "\n%d idle Rollouts (blue/green, Initialized in %.0f s): manager peak RSS %.0f MiB over %s with /metrics scraped every %s, %.0f MiB at its end; %d requests in it, %d of them the Lease (%.4f per idle Rollout per minute without it)\n",
+		r.n, r.initialized.Seconds(), mib(r.peak), r.window, scrapeInterval, mib(r.rss), r.requests, r.lease,
 		float64(r.requests-r.lease)/float64(r.n)/r.window.Minutes())
 	fmt.Fprintf(w, "  %s\n", r.mem)
-	fmt.Fprintf(w, "with %d unrelated Deployments, ConfigMaps and 4 KiB Secrets added: RSS %.0f MiB (+%.1f MiB)\n",
-		r.unrelated, float64(r.rssWithUnrelated)/(1<<20), float64(r.rssWithUnrelated-r.rss)/(1<<20))
+	fmt.Fprintf(w, "with %d unrelated Deployments, ConfigMaps and 4 KiB Secrets added: peak RSS %.0f MiB (+%.1f MiB), %.0f MiB at the end (+%.1f MiB)\n",
+		r.unrelated, mib(r.peakWithUnrelated), mib(r.peakWithUnrelated-r.peak), mib(r.rssWithUnrelated), mib(r.rssWithUnrelated-r.rss))
 	if r.live > 0 {
 		fmt.Fprintf(w, "  live heap after a forced collection: %.1f MiB, then %.1f MiB (+%.1f MiB)\n", r.live, r.liveWithUnrelated, r.liveWithUnrelated-r.live)
 	}
@@ -1181,7 +1228,10 @@ func memBreakdown(pid int, metricsURL string) string {
 			kib[k] = f
 		}
 	}
-	mib := func(name string) float64 { return scrapeSum(metricsURL, name) / (1 << 20) }
+	// One scrape for all the figures: each is work for the manager, and six
+	// in a row would disturb the memory they measure.
+	m := scrape(metricsURL)
+	mib := func(name string) float64 { return m.sum(name) / (1 << 20) }
 	return fmt.Sprintf("RSS %.0f MiB = anon %.0f + binary %.0f; Go heap in use %.0f MiB, held %.0f (idle and not released %.0f), next GC at %.0f, stacks %.0f",
 		kib["VmRSS"]/1024, kib["RssAnon"]/1024, kib["RssFile"]/1024,
 		mib("go_memstats_heap_inuse_bytes"), mib("go_memstats_heap_sys_bytes")-mib("go_memstats_heap_released_bytes"),
@@ -1242,13 +1292,20 @@ func (b *bench) idleFleet(ctx context.Context, n int) (idleResult, error) {
 	}
 	res.initialized = time.Since(t0)
 	time.Sleep(10 * time.Second)
+	// The peak is over the idle window alone, with /metrics scraped as the
+	// chart's ServiceMonitor does: each scrape builds every Rollout's series,
+	// and a point reading taken between scrapes would leave that out.
+	if err := resetPeakRSS(e.mgr.Pid()); err != nil {
+		return res, err
+	}
 	t := time.Now()
-	time.Sleep(b.idleWindow)
+	scrapeFor(ctx, e.metrics, b.idleWindow)
 	counts, err := countAudit(e.audit, t, time.Now())
 	if err != nil {
 		return res, err
 	}
 	res.requests, res.lease = counts.reads+counts.writes, counts.lease
+	res.peak = peakRSS(e.mgr.Pid())
 	res.rss = rss(e.mgr.Pid())
 	res.mem = memBreakdown(e.mgr.Pid(), e.metrics)
 	if err := b.heapProfile(e, "heap-idle-%d.pprof", n); err != nil {
@@ -1286,6 +1343,11 @@ func (b *bench) idleFleet(ctx context.Context, n int) (idleResult, error) {
 	}
 	// Let the watch events arrive and a garbage collection run.
 	time.Sleep(30 * time.Second)
+	if err := resetPeakRSS(e.mgr.Pid()); err != nil {
+		return res, err
+	}
+	scrapeFor(ctx, e.metrics, b.idleWindow)
+	res.peakWithUnrelated = peakRSS(e.mgr.Pid())
 	res.rssWithUnrelated = rss(e.mgr.Pid())
 	res.memWithUnrelated = memBreakdown(e.mgr.Pid(), e.metrics)
 	if err := b.heapProfile(e, "heap-idle-unrelated-%d.pprof", n); err != nil {
