@@ -864,13 +864,17 @@ func (s *rssSampler) stop() int64 {
 	return <-s.peak
 }
 
-func rss(pid int) int64 {
+func rss(pid int) int64 { return procStatusBytes(pid, "VmRSS") }
+
+// procStatusBytes reads one of the kB figures of /proc/PID/status, in
+// bytes (0 when the process or the figure is gone).
+func procStatusBytes(pid int, name string) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, name+":"); ok {
 			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 			return kb << 10
 		}
@@ -892,16 +896,7 @@ func resetPeakRSS(pid int) error {
 
 // peakRSS is the process's highest RSS since resetPeakRSS (VmHWM): the
 // kernel's own mark, which a sampler could miss between two samples.
-func peakRSS(pid int) int64 {
-	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-			return kb << 10
-		}
-	}
-	return 0
-}
+func peakRSS(pid int) int64 { return procStatusBytes(pid, "VmHWM") }
 
 // scrapeInterval is how often the chart's ServiceMonitor scrapes the
 // manager (values.yaml, metrics.serviceMonitor.interval).
