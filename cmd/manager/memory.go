@@ -21,17 +21,30 @@ import (
 // collected 52 times in 50 s, an eighth of the manager's CPU
 // (docs/performance.md).
 //
-// So the room is whichever is larger: half the live heap, or a fixed
-// minHeapRoom. A heap under 64 MiB live gets 32 MiB of room (a smaller
-// heap proportionally more, up to GOGC maxGCPercent); a larger heap gets
-// GOGC 50. The pace is set again after every collection, from the live
-// heap that collection found.
+// So the room is half the live heap, but never less than minHeapRoom and
+// never more than maxHeapRoom, unless a quarter of the live heap is more.
+// A heap under 64 MiB live gets 32 MiB of room (a smaller heap
+// proportionally more, up to GOGC maxGCPercent); 64 to 128 MiB live gets
+// GOGC 50; 128 to 256 MiB gets 64 MiB; a larger heap GOGC 25. The cap is
+// for the idle fleet: 10,000 idle Rollouts hold about 207 MiB live, and at
+// GOGC 50 their 100 MiB of room was a quarter of the manager's RSS, for
+// garbage that is mostly the scrapes' (about 30 MB a scrape, one every
+// 30 s), so a 64 MiB room costs them a collection a minute. The floor of a
+// quarter keeps a very large fleet that releases from collecting after
+// every few MiB of garbage. The pace is set again after every collection,
+// from the live heap that collection found.
 const (
-	// defaultGCPercent is the GOGC of a heap of 2 × minHeapRoom live or
-	// more, and the least the manager ever sets.
+	// defaultGCPercent is the GOGC of a heap between 2 × minHeapRoom and
+	// 2 × maxHeapRoom live.
 	defaultGCPercent = 50
+	// minGCPercent is the least the manager ever sets: the GOGC of a heap
+	// of 4 × maxHeapRoom live or more.
+	minGCPercent = 25
 	// minHeapRoom is the least room between collections.
 	minHeapRoom = 32 << 20
+	// maxHeapRoom is the most room between collections of a heap under
+	// 4 × maxHeapRoom live.
+	maxHeapRoom = 64 << 20
 	// maxGCPercent bounds the room of a tiny heap (at start).
 	maxGCPercent = 400
 )
@@ -72,13 +85,15 @@ func pace() bool {
 }
 
 // gcPercentFor is the GOGC that gives a live heap of live bytes a room of
-// max(live × defaultGCPercent/100, minHeapRoom), within maxGCPercent.
+// max(min(max(live × defaultGCPercent/100, minHeapRoom), maxHeapRoom),
+// live × minGCPercent/100), within maxGCPercent.
 func gcPercentFor(live uint64) int {
 	if live == 0 {
 		return maxGCPercent
 	}
-	p := uint64(minHeapRoom) * 100 / live
-	return int(min(max(p, defaultGCPercent), maxGCPercent))
+	room := min(max(live*defaultGCPercent/100, minHeapRoom), maxHeapRoom)
+	room = max(room, live*minGCPercent/100)
+	return int(min(max(room*100/live, minGCPercent), maxGCPercent))
 }
 
 // gcPercent is the GOGC last set by setGCPercent (0: none yet).

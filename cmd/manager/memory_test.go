@@ -72,7 +72,7 @@ func TestTheCollectorDefaultsYieldToTheEnvironment(t *testing.T) {
 	}
 }
 
-func TestTheCollectorsRoomIsHalfTheLiveHeapButNeverLessThan32MiB(t *testing.T) {
+func TestTheCollectorsRoomIsHalfTheLiveHeapBetween32And64MiBButNeverUnderAQuarter(t *testing.T) {
 	const mib = 1 << 20
 	for _, tc := range []struct {
 		live uint64
@@ -84,8 +84,12 @@ func TestTheCollectorsRoomIsHalfTheLiveHeapButNeverLessThan32MiB(t *testing.T) {
 		{32 * mib, 100},         // 32 MiB of room
 		{48 * mib, 66},          // 32 MiB of room
 		{64 * mib, 50},          // half: 32 MiB
-		{192 * mib, 50},         // half: 96 MiB (10,000 idle Rollouts)
-		{2048 * mib, 50},        // half
+		{100 * mib, 50},         // half: 50 MiB (1,000 Rollouts releasing)
+		{128 * mib, 50},         // half: 64 MiB
+		{160 * mib, 40},         // 64 MiB of room
+		{207 * mib, 30},         // 64 MiB of room (10,000 idle Rollouts)
+		{256 * mib, 25},         // 64 MiB, a quarter
+		{2048 * mib, 25},        // a quarter
 	} {
 		if got := gcPercentFor(tc.live); got != tc.want {
 			t.Errorf("GOGC for %d MiB live = %d, want %d", tc.live/mib, got, tc.want)
@@ -119,12 +123,13 @@ func TestThePaceFollowsTheLiveHeapAfterEveryCollection(t *testing.T) {
 		}
 	}
 
-	// A large live heap (a large fleet's cache) gets half of itself.
-	big := make([]byte, 160<<20)
+	// A very large live heap (a large fleet's cache) gets a quarter of
+	// itself.
+	big := make([]byte, 300<<20)
 	for i := range big {
 		big[i] = 1
 	}
-	waitFor("50 for a heap over 64 MiB live", func(p int) bool { return p == defaultGCPercent })
+	waitFor("25 for a heap over 256 MiB live", func(p int) bool { return p == minGCPercent })
 	runtime.KeepAlive(big)
 	big = nil
 
