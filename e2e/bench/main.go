@@ -388,7 +388,6 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 	rec0 := before.sum("sluice_events_total")
 	q0 := before.mean("workqueue_queue_duration_seconds", `name="rollout"`)
 	r0 := before.mean("controller_runtime_reconcile_time_seconds", `controller="rollout"`)
-	gc0 := before.sum("go_gc_duration_seconds_count")
 	// Bytes allocated: the work of a release, far steadier from run to
 	// run on a shared machine than its CPU seconds.
 	alloc0 := before.sum("go_memstats_alloc_bytes_total")
@@ -450,10 +449,9 @@ func (b *bench) release(ctx context.Context, e *env, strategy string, n, runIdx 
 	res.peakRSS = rss.stop()
 	q1 := after.mean("workqueue_queue_duration_seconds", `name="rollout"`)
 	r1 := after.mean("controller_runtime_reconcile_time_seconds", `controller="rollout"`)
-	gc1 := after.sum("go_gc_duration_seconds_count")
 	alloc1 := after.sum("go_memstats_alloc_bytes_total")
 	fmt.Fprintf(os.Stderr, "  release: %d reconciles, %.0f ms mean wait in the work queue, %.0f ms mean reconcile, %d collections (next at %.0f MiB), %.0f KiB allocated a release\n",
-		int(r1.count-r0.count), q1.meanSince(q0)*1000, r1.meanSince(r0)*1000, int(gc1-gc0), after.sum("go_memstats_next_gc_bytes")/(1<<20),
+		int(r1.count-r0.count), q1.meanSince(q0)*1000, r1.meanSince(r0)*1000, collectionsBetween(before, after), after.sum("go_memstats_next_gc_bytes")/(1<<20),
 		(alloc1-alloc0)/float64(n)/(1<<10))
 	fmt.Fprintf(os.Stderr, "  a /metrics scrape: %s\n", scrapeCost(e.mgr.Pid(), e.metrics))
 	if failed := after.sum("sluice_events_failed_total"); failed > 0 {
@@ -903,15 +901,18 @@ func peakRSS(pid int) int64 { return procStatusBytes(pid, "VmHWM") }
 const scrapeInterval = 30 * time.Second
 
 // scrapeFor scrapes the manager's /metrics every scrapeInterval for d, as
-// Prometheus would, the first at once.
-func scrapeFor(ctx context.Context, url string, d time.Duration) {
+// Prometheus would, the first at once, and returns that first scrape.
+func scrapeFor(ctx context.Context, url string, d time.Duration) (first exposition) {
 	end := time.Now().Add(d)
-	for {
-		scrape(url)
+	for i := 0; ; i++ {
+		m := scrape(url)
+		if i == 0 {
+			first = m
+		}
 		next := time.Now().Add(scrapeInterval)
 		if !next.Before(end) {
 			_ = sleep(ctx, time.Until(end))
-			return
+			return first
 		}
 		_ = sleep(ctx, time.Until(next))
 	}
@@ -1194,8 +1195,12 @@ type idleResult struct {
 	// collection, with -profile (0 without).
 	live, liveWithUnrelated float64
 	mem, memWithUnrelated   string // where the RSS is: see memBreakdown
-	requests, lease         int
-	window                  time.Duration
+	// cpu and collections are the manager's over each idle window: what
+	// the scrapes and the collector's pace cost an idle fleet.
+	cpu, cpuWithUnrelated                 time.Duration
+	collections, collectionsWithUnrelated int
+	requests, lease                       int
+	window                                time.Duration
 }
 
 func (r idleResult) print(w io.Writer) {
@@ -1203,18 +1208,22 @@ func (r idleResult) print(w io.Writer) {
 		r.n, r.initialized.Seconds(), mib(r.peak), r.window, scrapeInterval, mib(r.rss), r.requests, r.lease,
 		float64(r.requests-r.lease)/float64(r.n)/r.window.Minutes())
 	fmt.Fprintf(w, "  %s\n", r.mem)
+	fmt.Fprintf(w, "  manager CPU %.2f s and %d collections over the window\n", r.cpu.Seconds(), r.collections)
 	fmt.Fprintf(w, "with %d unrelated Deployments, ConfigMaps and 4 KiB Secrets added: peak RSS %.0f MiB (+%.1f MiB), %.0f MiB at the end (+%.1f MiB)\n",
 		r.unrelated, mib(r.peakWithUnrelated), mib(r.peakWithUnrelated-r.peak), mib(r.rssWithUnrelated), mib(r.rssWithUnrelated-r.rss))
 	if r.live > 0 {
 		fmt.Fprintf(w, "  live heap after a forced collection: %.1f MiB, then %.1f MiB (+%.1f MiB)\n", r.live, r.liveWithUnrelated, r.liveWithUnrelated-r.live)
 	}
 	fmt.Fprintf(w, "  %s\n", r.memWithUnrelated)
+	fmt.Fprintf(w, "  manager CPU %.2f s and %d collections over the window\n", r.cpuWithUnrelated.Seconds(), r.collectionsWithUnrelated)
 }
 
 // memBreakdown says where a process's RSS is: anonymous memory (the Go heap
 // and stacks) against pages of the binary, and the Go heap's live bytes
-// against what the runtime holds, from the manager's own metrics.
-func memBreakdown(pid int, metricsURL string) string {
+// against what the runtime holds, from one scrape m of the manager's own
+// metrics (each is work for the manager, and more in a row would disturb
+// the memory they measure).
+func memBreakdown(pid int, m exposition) string {
 	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	kib := map[string]float64{}
 	for _, line := range strings.Split(string(b), "\n") {
@@ -1223,15 +1232,18 @@ func memBreakdown(pid int, metricsURL string) string {
 			kib[k] = f
 		}
 	}
-	// One scrape for all the figures: each is work for the manager, and six
-	// in a row would disturb the memory they measure.
-	m := scrape(metricsURL)
 	mib := func(name string) float64 { return m.sum(name) / (1 << 20) }
 	return fmt.Sprintf("RSS %.0f MiB = anon %.0f + binary %.0f; Go heap in use %.0f MiB, held %.0f (idle and not released %.0f), next GC at %.0f, stacks %.0f",
 		kib["VmRSS"]/1024, kib["RssAnon"]/1024, kib["RssFile"]/1024,
 		mib("go_memstats_heap_inuse_bytes"), mib("go_memstats_heap_sys_bytes")-mib("go_memstats_heap_released_bytes"),
 		mib("go_memstats_heap_idle_bytes")-mib("go_memstats_heap_released_bytes"),
 		mib("go_memstats_next_gc_bytes"), mib("go_memstats_stack_inuse_bytes"))
+}
+
+// collectionsBetween is how many collections the manager ran between two
+// scrapes of its metrics.
+func collectionsBetween(first, last exposition) int {
+	return int(last.sum("go_gc_duration_seconds_count") - first.sum("go_gc_duration_seconds_count"))
 }
 
 // idlePerNamespace is how many Rollouts of the idle fleet share a namespace.
@@ -1282,7 +1294,7 @@ func (b *bench) idleFleet(ctx context.Context, n int) (idleResult, error) {
 			return res, err
 		}
 		if hi < n {
-			fmt.Fprintf(os.Stderr, "idle: %d Rollouts initialized in %s; %s\n", hi, time.Since(t0).Round(time.Second), memBreakdown(e.mgr.Pid(), e.metrics))
+			fmt.Fprintf(os.Stderr, "idle: %d Rollouts initialized in %s; %s\n", hi, time.Since(t0).Round(time.Second), memBreakdown(e.mgr.Pid(), scrape(e.metrics)))
 		}
 	}
 	res.initialized = time.Since(t0)
@@ -1293,8 +1305,9 @@ func (b *bench) idleFleet(ctx context.Context, n int) (idleResult, error) {
 	if err := resetPeakRSS(e.mgr.Pid()); err != nil {
 		return res, err
 	}
-	t := time.Now()
-	scrapeFor(ctx, e.metrics, b.idleWindow)
+	t, cpu0 := time.Now(), procCPU(e.mgr.Pid())
+	first := scrapeFor(ctx, e.metrics, b.idleWindow)
+	res.cpu = procCPU(e.mgr.Pid()) - cpu0
 	counts, err := countAudit(e.audit, t, time.Now())
 	if err != nil {
 		return res, err
@@ -1302,7 +1315,9 @@ func (b *bench) idleFleet(ctx context.Context, n int) (idleResult, error) {
 	res.requests, res.lease = counts.reads+counts.writes, counts.lease
 	res.peak = peakRSS(e.mgr.Pid())
 	res.rss = rss(e.mgr.Pid())
-	res.mem = memBreakdown(e.mgr.Pid(), e.metrics)
+	last := scrape(e.metrics)
+	res.mem = memBreakdown(e.mgr.Pid(), last)
+	res.collections = collectionsBetween(first, last)
 	if err := b.heapProfile(e, "heap-idle-%d.pprof", n); err != nil {
 		return res, err
 	}
@@ -1341,10 +1356,14 @@ func (b *bench) idleFleet(ctx context.Context, n int) (idleResult, error) {
 	if err := resetPeakRSS(e.mgr.Pid()); err != nil {
 		return res, err
 	}
-	scrapeFor(ctx, e.metrics, b.idleWindow)
+	cpu0 = procCPU(e.mgr.Pid())
+	first = scrapeFor(ctx, e.metrics, b.idleWindow)
+	res.cpuWithUnrelated = procCPU(e.mgr.Pid()) - cpu0
 	res.peakWithUnrelated = peakRSS(e.mgr.Pid())
 	res.rssWithUnrelated = rss(e.mgr.Pid())
-	res.memWithUnrelated = memBreakdown(e.mgr.Pid(), e.metrics)
+	last = scrape(e.metrics)
+	res.memWithUnrelated = memBreakdown(e.mgr.Pid(), last)
+	res.collectionsWithUnrelated = collectionsBetween(first, last)
 	if err := b.heapProfile(e, "heap-idle-unrelated-%d.pprof", n); err != nil {
 		return res, err
 	}
