@@ -1184,38 +1184,66 @@ func printTable(w io.Writer, rows []row) {
 
 // idleResult is the idle fleet's figures.
 type idleResult struct {
-	n                     int
-	initialized           time.Duration
-	rss, rssWithUnrelated int64
-	// peak and peakWithUnrelated are the highest RSS over the idle window,
-	// scraped every scrapeInterval.
-	peak, peakWithUnrelated int64
-	unrelated               int
+	n           int
+	initialized time.Duration
+	// idle and withUnrelated are the manager over the idle window, then
+	// over another after the unrelated objects were added.
+	idle, withUnrelated idleWindow
+	unrelated           int
 	// live and liveWithUnrelated are the Go heap after a forced
 	// collection, with -profile (0 without).
 	live, liveWithUnrelated float64
-	mem, memWithUnrelated   string // where the RSS is: see memBreakdown
-	// cpu and collections are the manager's over each idle window: what
-	// the scrapes and the collector's pace cost an idle fleet.
-	cpu, cpuWithUnrelated                 time.Duration
-	collections, collectionsWithUnrelated int
-	requests, lease                       int
-	window                                time.Duration
+	requests, lease         int
+	window                  time.Duration
+}
+
+// idleWindow is the manager over one idle window, scraped every
+// scrapeInterval as the chart's ServiceMonitor does: each scrape builds
+// every Rollout's series, and a point reading taken between scrapes would
+// leave that out.
+type idleWindow struct {
+	// peak is the highest RSS over the window; rss is at its end.
+	peak, rss int64
+	mem       string // where the RSS is: see memBreakdown
+	// cpu and collections are what the scrapes and the collector's pace
+	// cost an idle fleet.
+	cpu         time.Duration
+	collections int
+}
+
+// watchIdle measures the manager over an idle window of b.idleWindow.
+func (b *bench) watchIdle(ctx context.Context, e *env) (idleWindow, error) {
+	var w idleWindow
+	pid := e.mgr.Pid()
+	if err := resetPeakRSS(pid); err != nil {
+		return w, err
+	}
+	cpu0 := procCPU(pid)
+	first := scrapeFor(ctx, e.metrics, b.idleWindow)
+	w.cpu = procCPU(pid) - cpu0
+	w.peak, w.rss = peakRSS(pid), rss(pid)
+	last := scrape(e.metrics)
+	w.mem = memBreakdown(pid, last)
+	w.collections = collectionsBetween(first, last)
+	return w, nil
 }
 
 func (r idleResult) print(w io.Writer) {
 	fmt.Fprintf(w, "\n%d idle Rollouts (blue/green, Initialized in %.0f s): manager peak RSS %.0f MiB over %s with /metrics scraped every %s, %.0f MiB at its end; %d requests in it, %d of them the Lease (%.4f per idle Rollout per minute without it)\n",
-		r.n, r.initialized.Seconds(), mib(r.peak), r.window, scrapeInterval, mib(r.rss), r.requests, r.lease,
+		r.n, r.initialized.Seconds(), mib(r.idle.peak), r.window, scrapeInterval, mib(r.idle.rss), r.requests, r.lease,
 		float64(r.requests-r.lease)/float64(r.n)/r.window.Minutes())
-	fmt.Fprintf(w, "  %s\n", r.mem)
-	fmt.Fprintf(w, "  manager CPU %.2f s and %d collections over the window\n", r.cpu.Seconds(), r.collections)
+	r.idle.printDetail(w)
 	fmt.Fprintf(w, "with %d unrelated Deployments, ConfigMaps and 4 KiB Secrets added: peak RSS %.0f MiB (+%.1f MiB), %.0f MiB at the end (+%.1f MiB)\n",
-		r.unrelated, mib(r.peakWithUnrelated), mib(r.peakWithUnrelated-r.peak), mib(r.rssWithUnrelated), mib(r.rssWithUnrelated-r.rss))
+		r.unrelated, mib(r.withUnrelated.peak), mib(r.withUnrelated.peak-r.idle.peak), mib(r.withUnrelated.rss), mib(r.withUnrelated.rss-r.idle.rss))
 	if r.live > 0 {
 		fmt.Fprintf(w, "  live heap after a forced collection: %.1f MiB, then %.1f MiB (+%.1f MiB)\n", r.live, r.liveWithUnrelated, r.liveWithUnrelated-r.live)
 	}
-	fmt.Fprintf(w, "  %s\n", r.memWithUnrelated)
-	fmt.Fprintf(w, "  manager CPU %.2f s and %d collections over the window\n", r.cpuWithUnrelated.Seconds(), r.collectionsWithUnrelated)
+	r.withUnrelated.printDetail(w)
+}
+
+func (iw idleWindow) printDetail(w io.Writer) {
+	fmt.Fprintf(w, "  %s\n", iw.mem)
+	fmt.Fprintf(w, "  manager CPU %.2f s and %d collections over the window\n", iw.cpu.Seconds(), iw.collections)
 }
 
 // memBreakdown says where a process's RSS is: anonymous memory (the Go heap
@@ -1299,25 +1327,15 @@ func (b *bench) idleFleet(ctx context.Context, n int) (idleResult, error) {
 	}
 	res.initialized = time.Since(t0)
 	time.Sleep(10 * time.Second)
-	// The peak is over the idle window alone, with /metrics scraped as the
-	// chart's ServiceMonitor does: each scrape builds every Rollout's series,
-	// and a point reading taken between scrapes would leave that out.
-	if err := resetPeakRSS(e.mgr.Pid()); err != nil {
+	t := time.Now()
+	if res.idle, err = b.watchIdle(ctx, e); err != nil {
 		return res, err
 	}
-	t, cpu0 := time.Now(), procCPU(e.mgr.Pid())
-	first := scrapeFor(ctx, e.metrics, b.idleWindow)
-	res.cpu = procCPU(e.mgr.Pid()) - cpu0
 	counts, err := countAudit(e.audit, t, time.Now())
 	if err != nil {
 		return res, err
 	}
 	res.requests, res.lease = counts.reads+counts.writes, counts.lease
-	res.peak = peakRSS(e.mgr.Pid())
-	res.rss = rss(e.mgr.Pid())
-	last := scrape(e.metrics)
-	res.mem = memBreakdown(e.mgr.Pid(), last)
-	res.collections = collectionsBetween(first, last)
 	if err := b.heapProfile(e, "heap-idle-%d.pprof", n); err != nil {
 		return res, err
 	}
@@ -1353,17 +1371,9 @@ func (b *bench) idleFleet(ctx context.Context, n int) (idleResult, error) {
 	}
 	// Let the watch events arrive and a garbage collection run.
 	time.Sleep(30 * time.Second)
-	if err := resetPeakRSS(e.mgr.Pid()); err != nil {
+	if res.withUnrelated, err = b.watchIdle(ctx, e); err != nil {
 		return res, err
 	}
-	cpu0 = procCPU(e.mgr.Pid())
-	first = scrapeFor(ctx, e.metrics, b.idleWindow)
-	res.cpuWithUnrelated = procCPU(e.mgr.Pid()) - cpu0
-	res.peakWithUnrelated = peakRSS(e.mgr.Pid())
-	res.rssWithUnrelated = rss(e.mgr.Pid())
-	last = scrape(e.metrics)
-	res.memWithUnrelated = memBreakdown(e.mgr.Pid(), last)
-	res.collectionsWithUnrelated = collectionsBetween(first, last)
 	if err := b.heapProfile(e, "heap-idle-unrelated-%d.pprof", n); err != nil {
 		return res, err
 	}
