@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 )
@@ -40,4 +41,9 @@ func (r *Reconciler) Observe(ctx context.Context, ro *sluicev1.Rollout) (Observe
 		out.Router = sc.router.Name()
 	}
 	return out, nil
+}
+
+// CachedRollouts lists the Rollouts of c as a scrape of their series does.
+func CachedRollouts(c cache.Cache) func(context.Context) ([]*sluicev1.Rollout, error) {
+	return cachedRollouts(c)
 }

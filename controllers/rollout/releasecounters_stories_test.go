@@ -3,11 +3,17 @@ package rollout_test
 import (
 	"fmt"
 	"maps"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
+	"github.com/sluice-dev/sluice/controllers/rollout"
+	"github.com/sluice-dev/sluice/internal/metricsendpoint"
 )
 
 // An SRE alerts on rollbacks with increase(sluice_releases_total{result=
@@ -35,12 +41,18 @@ func TestARolloutsReleaseCountersStartAtZeroBeforeItsFirstReleaseEnds(t *testing
 }
 
 // releasesExported reads a Rollout's sluice_releases_total series, by
-// result, from the registry the manager's /metrics serves.
+// result, as the manager's /metrics serves it.
 func releasesExported(t *testing.T, namespace, name string) map[string]float64 {
 	t.Helper()
-	families, err := ctrlmetrics.Registry.Gather()
+	w := httptest.NewRecorder()
+	metricsendpoint.Handler(ctrlmetrics.Registry, rollout.RolloutState).ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if w.Code != http.StatusOK {
+		t.Fatalf("/metrics: %d %s", w.Code, w.Body)
+	}
+	parser := expfmt.NewTextParser(model.LegacyValidation)
+	families, err := parser.TextToMetricFamilies(w.Body)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("/metrics does not parse: %v", err)
 	}
 	out := map[string]float64{}
 	for _, f := range families {

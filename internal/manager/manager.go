@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	istiov1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -41,6 +42,7 @@ import (
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/controllers/rollout"
 	"github.com/sluice-dev/sluice/internal/intern"
+	"github.com/sluice-dev/sluice/internal/metricsendpoint"
 	"github.com/sluice-dev/sluice/internal/ownwrites"
 	"github.com/sluice-dev/sluice/internal/recorder"
 	"github.com/sluice-dev/sluice/pkg/analysis"
@@ -253,8 +255,10 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		profiling = "0"
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  Scheme(),
-		Metrics:                 metricsserver.Options{BindAddress: opts.MetricsAddr},
+		Scheme: Scheme(),
+		// Sluice serves /metrics itself (below): controller-runtime's
+		// server builds every series as objects at each scrape.
+		Metrics:                 metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress:  opts.HealthProbeAddr,
 		LeaderElection:          opts.LeaderElection,
 		LeaderElectionID:        LeaseName(shard, watched...),
@@ -281,6 +285,20 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	// Workloads are cached whole only when a Rollout targets them, which
 	// the cached Rollouts' target index answers (rollout.CachedWorkloads).
 	workloads.Rollouts = mgr.GetCache()
+	if addr := opts.MetricsAddr; addr != "" && addr != "0" {
+		// With the HTTP servers: served from the start, before the caches
+		// sync and whether or not this replica leads.
+		endpoint := &manager.Server{Name: "metrics", Server: &http.Server{
+			Addr:              addr,
+			Handler:           metricsMux(),
+			MaxHeaderBytes:    1 << 20,
+			IdleTimeout:       90 * time.Second,
+			ReadHeaderTimeout: 30 * time.Second,
+		}, ShutdownTimeout: ptr.To(time.Minute)}
+		if err := mgr.Add(endpoint); err != nil {
+			return nil, err
+		}
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return nil, err
 	}
@@ -495,3 +513,11 @@ func notifier(cfg *rest.Config, opts Options, hooks *webhooks.Client) (*notify.D
 
 // notifyQueueSize bounds the notifications waiting per sender.
 const notifyQueueSize = 100
+
+// metricsMux serves /metrics: what controller-runtime and Sluice register
+// in the registry, then each Rollout's state, written from the cache.
+func metricsMux() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", metricsendpoint.Handler(ctrlmetrics.Registry, rollout.RolloutState))
+	return mux
+}
