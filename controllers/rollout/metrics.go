@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -31,14 +32,9 @@ import (
 // values) are written from the cached Rollouts when Prometheus scrapes, by
 // RolloutState: kept as metric vectors they held about 5 KiB of heap
 // per Rollout, idle or not, for what the cache holds already. What status
-// does not keep, the releases that ended, is counted here: their number in
-// a small map RolloutState writes out (releases), their durations in a
-// histogram vector.
+// does not keep, the releases that ended and how long they took, is counted
+// here, in a small map RolloutState writes out too (releases).
 var (
-	releaseDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "sluice_release_duration_seconds", Help: "Time from a new revision to its promotion or rollback.",
-		Buckets: []float64{30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400},
-	}, []string{"namespace", "name", "result"})
 	reconcileErrors = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "sluice_reconcile_errors_total", Help: "Reconciles of Rollouts that ended in an error.",
 	})
@@ -67,7 +63,7 @@ var allPhases = []sluicev1.Phase{
 }
 
 func init() {
-	metrics.Registry.MustRegister(releaseDuration, reconcileErrors, eventsTotal)
+	metrics.Registry.MustRegister(reconcileErrors, eventsTotal)
 }
 
 // recordMetrics counts the release that ended in a reconcile, if one did;
@@ -77,64 +73,85 @@ func recordMetrics(ro *sluicev1.Rollout, before *sluicev1.RolloutStatus, now tim
 	if before.Phase == st.Phase || st.RunStartedAt == nil {
 		return
 	}
-	result := ""
+	result := -1
 	switch st.Phase {
 	case sluicev1.PhaseSucceeded:
 		if before.Phase == sluicev1.PhaseFinalising {
-			result = "succeeded"
+			result = succeeded
 		}
 	case sluicev1.PhaseFailed:
-		result = "failed"
+		result = failed
 	}
-	if result == "" {
+	if result < 0 {
 		return
 	}
-	releases.add(types.NamespacedName{Namespace: ns, Name: name}, result)
-	releaseDuration.WithLabelValues(ns, name, result).Observe(now.Sub(st.RunStartedAt.Time).Seconds())
+	releases.add(types.NamespacedName{Namespace: ns, Name: name}, result, now.Sub(st.RunStartedAt.Time).Seconds())
 }
 
 // releases counts the releases that ended, per Rollout and result, since
-// the manager started. RolloutState writes them as sluice_releases_total
-// with the Rollout's other series: both results of every Rollout, 0 for
-// one that has ended none, so that a Rollout's first rollback is an
-// increase that increase() and rate() see (a counter born at 1 shows none,
-// and an alert on rollbacks missed each Rollout's first one). A counter
-// vector would keep about 640 bytes of labels per series from the first
-// reconcile on: 12 MiB for 10,000 idle Rollouts.
-var releases = &releaseCounts{n: map[types.NamespacedName]*[2]float64{}}
+// the manager started, and how long they took. RolloutState writes them
+// with the Rollout's other series: sluice_releases_total for both results
+// of every Rollout, 0 for one that has ended none, so that a Rollout's
+// first rollback is an increase that increase() and rate() see (a counter
+// born at 1 shows none, and an alert on rollbacks missed each Rollout's
+// first one); sluice_release_duration_seconds for each result that has
+// ended a release. Counter and histogram vectors kept about 640 bytes of
+// labels per series, and at each scrape built every bucket of every
+// Rollout as objects: 13 series for each result of each Rollout.
+var releases = &releaseCounts{n: map[types.NamespacedName]*releaseTally{}}
 
-// releaseResults name the results counted, in the order of a Rollout's
-// counts.
+// The results counted, indexes of a releaseTally's arrays.
+const (
+	succeeded = iota
+	failed
+)
+
+// releaseResults name the results, in the order of a releaseTally's arrays.
 var releaseResults = [2]string{"succeeded", "failed"}
+
+// durationBuckets are the upper bounds of the release durations'
+// histogram, in seconds; +Inf follows.
+var durationBuckets = [...]float64{30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 14400}
+
+// releaseTally is one Rollout's ended releases, per result: how many, and
+// a histogram of their durations (each bucket counts those of its bound
+// and below, as Prometheus's buckets do).
+type releaseTally struct {
+	ended   [2]float64
+	sum     [2]float64
+	buckets [2][len(durationBuckets)]float64
+}
 
 type releaseCounts struct {
 	mu sync.Mutex
-	n  map[types.NamespacedName]*[2]float64
+	n  map[types.NamespacedName]*releaseTally
 }
 
-func (r *releaseCounts) add(key types.NamespacedName, result string) {
+func (r *releaseCounts) add(key types.NamespacedName, result int, seconds float64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c := r.n[key]
 	if c == nil {
-		c = &[2]float64{}
+		c = &releaseTally{}
 		r.n[key] = c
 	}
-	if result == releaseResults[0] {
-		c[0]++
-	} else {
-		c[1]++
+	c.ended[result]++
+	c.sum[result] += seconds
+	for i, le := range durationBuckets {
+		if seconds <= le {
+			c.buckets[result][i]++
+		}
 	}
 }
 
-// of is a Rollout's counts: succeeded, failed.
-func (r *releaseCounts) of(key types.NamespacedName) [2]float64 {
+// of is a Rollout's tally, zero for one that has ended no release.
+func (r *releaseCounts) of(key types.NamespacedName) releaseTally {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if c := r.n[key]; c != nil {
 		return *c
 	}
-	return [2]float64{}
+	return releaseTally{}
 }
 
 func (r *releaseCounts) forget(key types.NamespacedName) {
@@ -143,10 +160,9 @@ func (r *releaseCounts) forget(key types.NamespacedName) {
 	delete(r.n, key)
 }
 
-// forgetMetrics drops a deleted Rollout's series.
+// forgetMetrics drops a deleted Rollout's counts: one made again under its
+// name starts from 0.
 func forgetMetrics(namespace, name string) {
-	labels := prometheus.Labels{"namespace": namespace, "name": name}
-	releaseDuration.DeletePartialMatch(labels)
 	releases.forget(types.NamespacedName{Namespace: namespace, Name: name})
 }
 
@@ -173,6 +189,8 @@ var (
 		"Failed checks in the current run.", metricsendpoint.Gauge}
 	releasesFamily = family{"sluice_releases_total",
 		"Releases that ended, by result (succeeded, failed).", metricsendpoint.Counter}
+	durationFamily = family{"sluice_release_duration_seconds",
+		"Time from a new revision to its promotion or rollback.", metricsendpoint.Histogram}
 	metricValueFamily = family{"sluice_rollout_metric_value",
 		"Last value of each analysis metric of a Rollout (the canary's median for a compare check).", metricsendpoint.Gauge}
 	metricPrimaryFamily = family{"sluice_rollout_metric_primary_value",
@@ -242,9 +260,26 @@ func (c *rolloutSeries) WriteSeries(w *metricsendpoint.Writer) {
 	}
 	releasesFamily.start(w)
 	for _, ro := range ros {
-		counts := releases.of(types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name})
+		tally := releases.of(types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name})
 		for i, result := range releaseResults {
-			w.Sample(counts[i], "name", ro.Name, "namespace", ro.Namespace, "result", result)
+			w.Sample(tally.ended[i], "name", ro.Name, "namespace", ro.Namespace, "result", result)
+		}
+	}
+	// A result's histogram once it has ended a release, as a histogram
+	// vector's child is made by its first observation.
+	durationFamily.start(w)
+	for _, ro := range ros {
+		tally := releases.of(types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name})
+		for i, result := range releaseResults {
+			if tally.ended[i] == 0 {
+				continue
+			}
+			for j, le := range durationBuckets {
+				w.Bucket(tally.buckets[i][j], le, "name", ro.Name, "namespace", ro.Namespace, "result", result)
+			}
+			w.Bucket(tally.ended[i], math.Inf(1), "name", ro.Name, "namespace", ro.Namespace, "result", result)
+			w.Sum(tally.sum[i], "name", ro.Name, "namespace", ro.Namespace, "result", result)
+			w.Count(tally.ended[i], "name", ro.Name, "namespace", ro.Namespace, "result", result)
 		}
 	}
 	// No value this time (no data; for the primary, not a compare check

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/common/model"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
@@ -43,8 +44,26 @@ func TestMetricsCountEndedReleasesAndTheirDuration(t *testing.T) {
 	if got := releasesOf(t, col, "metrics-test"); got != [2]float64{1, 0} {
 		t.Errorf("succeeded, failed = %v, want 1, 0", got)
 	}
-	if n := testutil.CollectAndCount(releaseDuration, "sluice_release_duration_seconds"); n != 1 {
-		t.Errorf("%d duration series, want 1", n)
+	// The duration's histogram, of the succeeded result only: a result has
+	// one once it has ended a release.
+	want := `# HELP sluice_release_duration_seconds Time from a new revision to its promotion or rollback.
+# TYPE sluice_release_duration_seconds histogram
+sluice_release_duration_seconds_bucket{name="metrics-test",namespace="shop",result="succeeded",le="30"} 0
+sluice_release_duration_seconds_bucket{name="metrics-test",namespace="shop",result="succeeded",le="60"} 0
+sluice_release_duration_seconds_bucket{name="metrics-test",namespace="shop",result="succeeded",le="120"} 1
+sluice_release_duration_seconds_bucket{name="metrics-test",namespace="shop",result="succeeded",le="300"} 1
+sluice_release_duration_seconds_bucket{name="metrics-test",namespace="shop",result="succeeded",le="600"} 1
+sluice_release_duration_seconds_bucket{name="metrics-test",namespace="shop",result="succeeded",le="1200"} 1
+sluice_release_duration_seconds_bucket{name="metrics-test",namespace="shop",result="succeeded",le="1800"} 1
+sluice_release_duration_seconds_bucket{name="metrics-test",namespace="shop",result="succeeded",le="3600"} 1
+sluice_release_duration_seconds_bucket{name="metrics-test",namespace="shop",result="succeeded",le="7200"} 1
+sluice_release_duration_seconds_bucket{name="metrics-test",namespace="shop",result="succeeded",le="14400"} 1
+sluice_release_duration_seconds_bucket{name="metrics-test",namespace="shop",result="succeeded",le="+Inf"} 1
+sluice_release_duration_seconds_sum{name="metrics-test",namespace="shop",result="succeeded"} 90
+sluice_release_duration_seconds_count{name="metrics-test",namespace="shop",result="succeeded"} 1
+`
+	if got := scraped(t, col); !strings.Contains(got, want) {
+		t.Errorf("/metrics answered\n%s\nwant in it\n%s", got, want)
 	}
 
 	ro.Status.Phase = sluicev1.PhaseFailed
@@ -52,11 +71,29 @@ func TestMetricsCountEndedReleasesAndTheirDuration(t *testing.T) {
 	if got := releasesOf(t, col, "metrics-test"); got != [2]float64{1, 1} {
 		t.Errorf("succeeded, failed = %v, want 1, 1", got)
 	}
+	// A rollback of 60 s is counted in the bucket of 60 s and above.
+	durations := map[string]float64{}
+	for _, m := range collected(t, col, "sluice_release_duration_seconds") {
+		h := m.GetHistogram()
+		for _, b := range h.GetBucket() {
+			durations[fmt.Sprintf("%s le=%v", labelsOf(m)["result"], b.GetUpperBound())] = float64(b.GetCumulativeCount())
+		}
+		durations[labelsOf(m)["result"]+" sum"] = h.GetSampleSum()
+	}
+	for k, want := range map[string]float64{"failed le=30": 0, "failed le=60": 1, "failed le=14400": 1, "failed sum": 60,
+		"succeeded le=60": 0, "succeeded le=120": 1, "succeeded sum": 90} {
+		if durations[k] != want {
+			t.Errorf("duration histogram %s = %v, want %v (all: %v)", k, durations[k], want, durations)
+		}
+	}
 
 	// A Rollout deleted and made again under its name starts from 0.
 	forgetMetrics("shop", "metrics-test")
 	if got := releasesOf(t, col, "metrics-test"); got != [2]float64{0, 0} {
 		t.Errorf("after the Rollout was deleted: succeeded, failed = %v, want both 0", got)
+	}
+	if n := count(t, col, "sluice_release_duration_seconds"); n != 0 {
+		t.Errorf("after the Rollout was deleted: %d duration histograms, want none", n)
 	}
 }
 
@@ -277,17 +314,30 @@ func TestEveryRecordedEventIsCountedAndPassedOn(t *testing.T) {
 
 // BenchmarkScrapeRolloutState is one Prometheus scrape of the Rollouts'
 // state, as the manager's /metrics serves it: five series per Rollout,
-// which a fleet pays for at every scrape. The Rollouts are handed over as
+// which a fleet pays for at every scrape, and 13 more for a Rollout that
+// has released (its durations' histogram). The Rollouts are handed over as
 // the cache's store hands them, pointers to the cached objects.
 func BenchmarkScrapeRolloutState(b *testing.B) {
-	for _, n := range []int{10, 1000, 10000} {
-		b.Run(fmt.Sprintf("rollouts=%d", n), func(b *testing.B) {
-			fleet := make([]*sluicev1.Rollout, n)
+	for _, c := range []struct {
+		n        int
+		released bool
+	}{{10, false}, {1000, false}, {10000, false}, {1000, true}} {
+		name := fmt.Sprintf("rollouts=%d", c.n)
+		if c.released {
+			name += "/released"
+		}
+		b.Run(name, func(b *testing.B) {
+			fleet := make([]*sluicev1.Rollout, c.n)
 			for i := range fleet {
-				fleet[i] = &sluicev1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: fmt.Sprintf("app-%05d", i)}}
+				fleet[i] = &sluicev1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: "bench", Name: fmt.Sprintf("app-%05d", i)}}
 				fleet[i].Status = sluicev1.RolloutStatus{Phase: allPhases[i%len(allPhases)], CanaryWeight: int32(i % 100)}
 				if i%10 == 0 {
 					fleet[i].Status.Metrics = []sluicev1.MetricStatus{{Name: "latency", Value: "240", PrimaryValue: "200"}}
+				}
+				if c.released {
+					key := types.NamespacedName{Namespace: "bench", Name: fleet[i].Name}
+					releases.add(key, succeeded, 45)
+					b.Cleanup(func() { releases.forget(key) })
 				}
 			}
 			col := &rolloutSeries{}

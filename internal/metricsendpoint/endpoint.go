@@ -37,8 +37,9 @@ type Streamer interface {
 type Kind string
 
 const (
-	Gauge   Kind = "gauge"
-	Counter Kind = "counter"
+	Gauge     Kind = "gauge"
+	Counter   Kind = "counter"
+	Histogram Kind = "histogram"
 )
 
 // Writer writes families in the text format. A family's HELP and TYPE
@@ -61,8 +62,24 @@ func (w *Writer) Family(name, help string, kind Kind) {
 }
 
 // Sample writes one sample of the current family; labels are name, value
-// pairs, names in sorted order (as Prometheus would sort them).
+// pairs, in the order they are to be written.
 func (w *Writer) Sample(value float64, labels ...string) {
+	w.sample("", value, false, 0, labels)
+}
+
+// Bucket writes a histogram's bucket of upper bound le (math.Inf(1) for
+// the last): the count of observations of le and below.
+func (w *Writer) Bucket(count, le float64, labels ...string) {
+	w.sample("_bucket", count, true, le, labels)
+}
+
+// Sum writes a histogram's sum of observations.
+func (w *Writer) Sum(sum float64, labels ...string) { w.sample("_sum", sum, false, 0, labels) }
+
+// Count writes a histogram's count of observations.
+func (w *Writer) Count(count float64, labels ...string) { w.sample("_count", count, false, 0, labels) }
+
+func (w *Writer) sample(suffix string, value float64, bucket bool, le float64, labels []string) {
 	if !w.started {
 		w.started = true
 		b := append(w.scratch[:0], "# HELP "...)
@@ -78,7 +95,8 @@ func (w *Writer) Sample(value float64, labels ...string) {
 		_, _ = w.w.Write(b)
 	}
 	b := append(w.scratch[:0], w.name...)
-	if len(labels) > 0 {
+	b = append(b, suffix...)
+	if len(labels) > 0 || bucket {
 		b = append(b, '{')
 		for i := 0; i+1 < len(labels); i += 2 {
 			if i > 0 {
@@ -87,6 +105,14 @@ func (w *Writer) Sample(value float64, labels ...string) {
 			b = append(b, labels[i]...)
 			b = append(b, '=', '"')
 			b = appendEscaped(b, labels[i+1], true)
+			b = append(b, '"')
+		}
+		if bucket {
+			if len(labels) > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `le="`...)
+			b = appendFloat(b, le)
 			b = append(b, '"')
 		}
 		b = append(b, '}')

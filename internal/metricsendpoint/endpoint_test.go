@@ -38,6 +38,11 @@ func (fleet) WriteSeries(w *metricsendpoint.Writer) {
 	w.Family("app_nothing", "A family with no series.", metricsendpoint.Gauge)
 	w.Family("app_restarts_total", "Restarts.", metricsendpoint.Counter)
 	w.Sample(3)
+	w.Family("app_latency_seconds", "Latency.", metricsendpoint.Histogram)
+	w.Bucket(2, 0.5, "app", "web")
+	w.Bucket(5, math.Inf(1), "app", "web")
+	w.Sum(4.5, "app", "web")
+	w.Count(5, "app", "web")
 }
 
 func registry(t *testing.T) *prometheus.Registry {
@@ -106,6 +111,11 @@ func TestAScrapeIsTheRegistrysMetricsThenTheStreamedOnes(t *testing.T) {
 	if notes[awkward] != 1 || !math.IsInf(notes[""], 1) || notes["plain"] != 0.25 || len(notes) != 3 {
 		t.Errorf("app_up by note: %v", notes)
 	}
+	latency := families["app_latency_seconds"]
+	if h := latency.GetMetric()[0].GetHistogram(); latency.GetType() != dto.MetricType_HISTOGRAM || len(h.GetBucket()) != 2 ||
+		h.GetBucket()[0].GetUpperBound() != 0.5 || h.GetBucket()[0].GetCumulativeCount() != 2 || h.GetSampleSum() != 4.5 || h.GetSampleCount() != 5 {
+		t.Errorf("app_latency_seconds: %v", latency)
+	}
 	restarts := families["app_restarts_total"]
 	if restarts.GetType() != dto.MetricType_COUNTER || restarts.GetMetric()[0].GetCounter().GetValue() != 3 || len(restarts.GetMetric()[0].GetLabel()) != 0 {
 		t.Errorf("app_restarts_total: %v", restarts)
@@ -164,11 +174,14 @@ func TestPrometheusStoresWhatTheEndpointServes(t *testing.T) {
 	for q, want := range map[string][]string{
 		`registry_requests_total{code="200"}`: {"7"},
 		`app_up{app="web",note="` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(awkward) + `"}`: {"1"},
-		`app_up{app="api",note=""}`:   {"+Inf"},
-		`app_up{app="cart"}`:          {"0.25"},
-		`app_restarts_total`:          {"3"},
-		`scrape_samples_scraped`:      {"5"},
-		`count({__name__=~"app_.*"})`: {"4"},
+		`app_up{app="api",note=""}`:                           {"+Inf"},
+		`app_up{app="cart"}`:                                  {"0.25"},
+		`app_restarts_total`:                                  {"3"},
+		`app_latency_seconds_bucket{le="0.5"}`:                {"2"},
+		`histogram_quantile(0.4, app_latency_seconds_bucket)`: {"0.5"},
+		`app_latency_seconds_sum / app_latency_seconds_count`: {"0.9"},
+		`scrape_samples_scraped`:                              {"9"},
+		`count({__name__=~"app_.*"})`:                         {"8"},
 	} {
 		got, err := prom.Query(ctx, q)
 		if err != nil {
