@@ -170,8 +170,14 @@ type handler struct {
 }
 
 // A gzip writer holds about 800 KiB of state: one per scrape was most of a
-// small fleet's scrape garbage.
-var gzipWriters = sync.Pool{New: func() any { return gzip.NewWriter(nil) }}
+// small fleet's scrape garbage. Compressed at the fastest level: the
+// answer's lines repeat so much that it is 5 % larger than at the default
+// level (155 against 147 KB for 10,000 Rollouts), for a half to a third of
+// the CPU, which was most of a scrape's.
+var gzipWriters = sync.Pool{New: func() any {
+	w, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
+	return w
+}}
 
 var bufWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 32<<10) }}
 
