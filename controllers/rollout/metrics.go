@@ -173,10 +173,10 @@ var rolloutGauges = &rolloutSeries{}
 
 // RolloutState is each Rollout's state as series, for the manager's
 // /metrics (internal/metricsendpoint): phase, canary weight, failed checks,
-// releases ended and the last value of each metric checked. They are
-// written from the cached Rollouts at each scrape, never built as objects:
-// at 10,000 Rollouts that was 50,000 series made, checked and sorted by the
-// registry every 30 s.
+// releases ended and their durations, and the last value of each metric
+// checked. They are written from the cached Rollouts at each scrape, never
+// built as objects: at 10,000 Rollouts that was 50,000 series made,
+// checked and sorted by the registry every 30 s.
 var RolloutState metricsendpoint.Streamer = rolloutGauges
 
 // The families and their HELP, in the order a scrape writes them.
