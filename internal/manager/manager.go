@@ -255,10 +255,8 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 		profiling = "0"
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: Scheme(),
-		// Sluice serves /metrics itself (below): controller-runtime's
-		// server builds every series as objects at each scrape.
-		Metrics:                 metricsserver.Options{BindAddress: "0"},
+		Scheme:                  Scheme(),
+		Metrics:                 metricsserver.Options{BindAddress: "0"}, // served below, by metricsMux
 		HealthProbeBindAddress:  opts.HealthProbeAddr,
 		LeaderElection:          opts.LeaderElection,
 		LeaderElectionID:        LeaseName(shard, watched...),
@@ -286,8 +284,10 @@ func New(cfg *rest.Config, opts Options) (ctrl.Manager, error) {
 	// the cached Rollouts' target index answers (rollout.CachedWorkloads).
 	workloads.Rollouts = mgr.GetCache()
 	if addr := opts.MetricsAddr; addr != "" && addr != "0" {
-		// With the HTTP servers: served from the start, before the caches
-		// sync and whether or not this replica leads.
+		// Sluice's own /metrics rather than controller-runtime's server,
+		// which builds every series as objects at each scrape. Added as an
+		// HTTP server, it serves from the start, before the caches sync and
+		// whether or not this replica leads.
 		endpoint := &manager.Server{Name: "metrics", Server: &http.Server{
 			Addr:              addr,
 			Handler:           metricsMux(),
