@@ -771,6 +771,7 @@ type SessionAffinity struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.maxWeight) || has(self.stepWeight)",message="maxWeight goes with stepWeight"
 // +kubebuilder:validation:XValidation:rule="!has(self.maxWeight) || !has(self.stepWeight) || self.maxWeight >= self.stepWeight",message="maxWeight must be at least stepWeight"
 // +kubebuilder:validation:XValidation:rule="!(has(self.scaleWithWeight) && self.scaleWithWeight && has(self.sessionAffinity))",message="scaleWithWeight sizes the canary for its weight, but with sessionAffinity the users pinned to the canary are not its weight's share of the traffic: use one or the other"
+// +kubebuilder:validation:XValidation:rule="!has(self.minReplicas) || (has(self.scaleWithWeight) && self.scaleWithWeight)",message="minReplicas is the fewest replicas of a canary sized by its weight: it goes with scaleWithWeight: true"
 type CanaryStrategy struct {
 	// Steps are explicit setWeight and pause steps, in order.
 	// +optional
@@ -818,14 +819,25 @@ type CanaryStrategy struct {
 	// ScaleWithWeight runs the canary with the replicas its weight needs
 	// rather than as many as the primary: the primary's count times the
 	// weight, rounded up, so that no canary pod carries more than a
-	// primary pod, and at least two (one if the primary runs one), so that
-	// one lost pod leaves one serving. Before each increase of the weight the
+	// primary pod, and at least minReplicas (two by default; never more
+	// than the primary runs), so that one lost pod leaves one serving. Before each increase of the weight the
 	// canary is scaled for it and its new pods are ready; before it takes
 	// all traffic at promotion it grows to the primary's size. Not with
 	// sessionAffinity, an autoscalerRef (the autoscaler sizes the canary)
 	// or a DaemonSet target.
 	// +optional
 	ScaleWithWeight bool `json:"scaleWithWeight,omitempty"`
+
+	// MinReplicas is the fewest replicas a canary sized by its weight
+	// (scaleWithWeight) runs, however small its weight: 2 when unset, so
+	// that one lost pod leaves one serving the canary's share. Never more
+	// than the primary runs. 1 saves a pod, at the cost of failed requests
+	// while a lone canary pod is replaced; more spreads a small canary over
+	// more nodes or zones.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	MinReplicas *int32 `json:"minReplicas,omitempty"`
 }
 
 // CanaryStep is one step of a canary: a weight, or a pause.

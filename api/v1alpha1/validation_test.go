@@ -276,6 +276,17 @@ func TestACanarySizedByItsWeightIsAccepted(t *testing.T) {
 	if got, _, _ := unstructured.NestedBool(ro.Object, "spec", "strategy", "canary", "scaleWithWeight"); !got {
 		t.Errorf("strategy.canary.scaleWithWeight not kept: %v", ro.Object["spec"])
 	}
+
+	floor := rollout(t, "valid-canary-floor", validSpec, func(spec map[string]any) {
+		set("strategy.canary.scaleWithWeight", true)(spec)
+		set("strategy.canary.minReplicas", 1)(spec)
+	})
+	if err := k8sClient.Create(context.Background(), floor, client.DryRunAll); err != nil {
+		t.Fatalf("a canary sized by its weight with minReplicas: 1 rejected: %v", err)
+	}
+	if got, _, _ := unstructured.NestedInt64(floor.Object, "spec", "strategy", "canary", "minReplicas"); got != 1 {
+		t.Errorf("strategy.canary.minReplicas = %d, want 1 kept", got)
+	}
 }
 
 // TestTheScaleDownDelayDefaultsToTenSecondsAndZeroIsKept: a Rollout that
@@ -327,6 +338,12 @@ func TestTheAPIServerRejectsInvalidRolloutsWithAClearMessage(t *testing.T) {
 			set("strategy.canary.scaleWithWeight", true)(spec)
 			set("targetRef.kind", "DaemonSet")(spec)
 		}, "nor with a DaemonSet target, which has no replica count"},
+		{"a canary floor without scaleWithWeight", set("strategy.canary.minReplicas", 3),
+			"minReplicas is the fewest replicas of a canary sized by its weight: it goes with scaleWithWeight: true"},
+		{"a canary floor of 0", func(spec map[string]any) {
+			set("strategy.canary.scaleWithWeight", true)(spec)
+			set("strategy.canary.minReplicas", 0)(spec)
+		}, "should be greater than or equal to 1"},
 		{"a weight above 100", set("strategy.canary.steps", []any{map[string]any{"setWeight": 150}}),
 			"should be less than or equal to 100"},
 		{"a negative weight", set("strategy.canary.steps", []any{map[string]any{"setWeight": -5}}),

@@ -462,6 +462,47 @@ func TestACanarySizedByItsWeightGrowsBeforeEachStep(t *testing.T) {
 	}
 }
 
+// TestACanarysFloorIsTheSpecsMinReplicas: strategy.canary.minReplicas
+// moves the floor of a canary sized by its weight, down to save a pod or up
+// to spread a small canary, and the weight's own need still wins above it:
+// a primary of 10 at 10 % runs a canary of 1 or 3, and both run 5 at 50 %
+// and 10 before promotion.
+func TestACanarysFloorIsTheSpecsMinReplicas(t *testing.T) {
+	for _, floor := range []int32{1, 3} {
+		t.Run(fmt.Sprintf("minReplicas=%d", floor), func(t *testing.T) {
+			s := newStory(t)
+			s.deploy("podinfo", "podinfo:1.0", withReplicas(10))
+			s.initialized("podinfo", withRouter("gatewayAPI"), withCanaryWeights(10, 50), func(ro *sluicev1.Rollout) {
+				ro.Spec.Strategy.Canary.ScaleWithWeight = true
+				ro.Spec.Strategy.Canary.MinReplicas = ptr.To(floor)
+			})
+			follow := s.followRouteAndCanary("gatewayAPI", "podinfo")
+			s.setImage("podinfo", "podinfo:2.0")
+			s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+
+			seen := map[int32]int32{} // canary weight -> fewest canary replicas asked for at it
+			for _, st := range follow() {
+				if n, ok := seen[st.weight]; st.weight > 0 && (!ok || st.replicas < n) {
+					seen[st.weight] = st.replicas
+				}
+			}
+			for w, want := range map[int32]int32{10: floor, 50: 5, 100: 10} {
+				if seen[w] != want {
+					t.Errorf("at %d%% the canary ran %d replicas, want %d (seen: %v)", w, seen[w], want, seen)
+				}
+			}
+			// The scale for 50 % is told once, as an event an SRE reads.
+			want := fmt.Sprintf("step 2/2: scaling the canary from %d to 5 replicas before it takes 50%% of the traffic", floor)
+			s.eventually(storyTimeout, "the scale for 50 % told once", func() error {
+				if got := s.eventNotes("podinfo", "CanaryScaled"); len(got) != 1 || got[0] != want {
+					return fmt.Errorf("CanaryScaled events %q, want one: %q", got, want)
+				}
+				return nil
+			})
+		})
+	}
+}
+
 // routeAndCanary is the state of a story's route and canary Deployment
 // after one write to either.
 type routeAndCanary struct {

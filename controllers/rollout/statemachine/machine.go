@@ -629,6 +629,10 @@ func (m *machine) progressing() bool {
 			// they run (and, above, are ready), the weight moves.
 			m.st.Message = fmt.Sprintf("step %d/%d: scaling the canary to %d replicas before it takes %d%% of the traffic",
 				idx+1, len(plan), m.weightedReplicas(step.Weight), step.Weight)
+			// Told once: after this decision's scale the target runs them,
+			// and only someone scaling it down again brings this back.
+			m.event(corev1.EventTypeNormal, "CanaryScaled", fmt.Sprintf("step %d/%d: scaling the canary from %d to %d replicas before it takes %d%% of the traffic",
+				idx+1, len(plan), m.obs.TargetReplicas, m.weightedReplicas(step.Weight), step.Weight))
 			return false
 		}
 		if step.Weight > m.st.CanaryWeight && hasHook(m.spec, sluicev1.HookConfirmTrafficIncrease) && !m.takeSkip() &&
@@ -915,12 +919,22 @@ func ScalesWithWeight(spec *sluicev1.RolloutSpec) bool {
 	return spec.Strategy.Canary != nil && spec.Strategy.Canary.ScaleWithWeight
 }
 
-// minWeightedReplicas is the fewest replicas a canary sized by its weight
-// runs, when the primary runs as many: one pod lost to an eviction, a
-// crash or a node would otherwise leave the canary's share of the traffic
-// with no ready endpoint until its replacement is ready (seen on the real
-// node: an evicted lone canary pod failed requests for seconds).
-const minWeightedReplicas = 2
+// defaultMinWeightedReplicas is the fewest replicas a canary sized by its
+// weight runs when its spec does not say (strategy.canary.minReplicas), if
+// the primary runs as many: one pod lost to an eviction, a crash or a node
+// would otherwise leave the canary's share of the traffic with no ready
+// endpoint until its replacement is ready (seen on the real node: an
+// evicted lone canary pod failed requests for seconds).
+const defaultMinWeightedReplicas = 2
+
+// minWeightedReplicas is the floor of a canary sized by its weight: the
+// spec's minReplicas, or defaultMinWeightedReplicas.
+func (m *machine) minWeightedReplicas() int64 {
+	if c := m.spec.Strategy.Canary; c != nil && c.MinReplicas != nil {
+		return int64(*c.MinReplicas)
+	}
+	return defaultMinWeightedReplicas
+}
 
 // weightedReplicas is the canary's size for a weight of w percent with
 // scaleWithWeight: the primary's count times w, rounded up so that no
@@ -929,7 +943,7 @@ const minWeightedReplicas = 2
 func (m *machine) weightedReplicas(w int32) int32 {
 	primary := int64(m.primaryServing())
 	n := (primary*int64(w) + 99) / 100
-	return int32(max(n, min(primary, minWeightedReplicas), 1))
+	return int32(max(n, min(primary, m.minWeightedReplicas()), 1))
 }
 
 // scaledFor reports whether the canary runs the replicas a weight of w

@@ -24,6 +24,9 @@ func promotionStarted(ago time.Duration) statusOpt {
 func targetScaledDown(st *sluicev1.RolloutStatus) { st.TargetScaledDown = true }
 func shareHeld(st *sluicev1.RolloutStatus)        { st.CanaryShareHeld = true }
 func scaledWithWeight(s *sluicev1.RolloutSpec)    { s.Strategy.Canary.ScaleWithWeight = true }
+func canaryFloor(n int32) specOpt {
+	return func(s *sluicev1.RolloutSpec) { s.Strategy.Canary.MinReplicas = ptr.To(n) }
+}
 
 // TestDecideNeverCausesAnOutage holds the safety invariants of DESIGN.md in
 // the situations that broke them: autoscaled canaries, promotions that cannot
@@ -188,7 +191,7 @@ func TestDecideNeverCausesAnOutage(t *testing.T) {
 			name: "one replica, though ready, does not take 10 %: the canary is scaled to two first",
 			spec: spec(withCanaryWeights(10, 50), scaledWithWeight), st: status(sluicev1.PhaseProgressing, atStep(0, 0)),
 			obs:       observe("rev2", primaryReplicas(10, 10), targetReplicas(1), canaryAvailable(1)),
-			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](0), canaryUp: ptr.To(true), message: "scaling the canary to 2 replicas before it takes 10% of the traffic"},
+			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](0), canaryUp: ptr.To(true), message: "scaling the canary to 2 replicas before it takes 10% of the traffic", event: "CanaryScaled"},
 			minCanary: ptr.To[int32](2),
 		},
 		{
@@ -202,14 +205,14 @@ func TestDecideNeverCausesAnOutage(t *testing.T) {
 			name: "the next step scales the canary to 5 and holds 10 %",
 			spec: spec(withCanaryWeights(10, 50), scaledWithWeight), st: status(sluicev1.PhaseProgressing, atStep(1, 10)),
 			obs:       observe("rev2", primaryReplicas(10, 10), routed(10), targetReplicas(2), canaryAvailable(2)),
-			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](10), canaryUp: ptr.To(true), message: "scaling the canary to 5 replicas before it takes 50% of the traffic"},
+			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](10), canaryUp: ptr.To(true), message: "scaling the canary to 5 replicas before it takes 50% of the traffic", event: "CanaryScaled"},
 			minCanary: ptr.To[int32](5),
 		},
 		{
 			name: "5 replicas not ready yet: still 10 %",
 			spec: spec(withCanaryWeights(10, 50), scaledWithWeight), st: status(sluicev1.PhaseProgressing, atStep(1, 10)),
 			obs:       observe("rev2", primaryReplicas(10, 10), routed(10), targetReplicas(5), canaryAvailable(2), canaryNotReady),
-			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](10), canaryUp: ptr.To(true), message: "waiting for the canary to be ready", requeue: 10 * time.Minute},
+			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](10), canaryUp: ptr.To(true), message: "waiting for the canary to be ready", requeue: 10 * time.Minute, noEvents: true},
 			minCanary: ptr.To[int32](5),
 		},
 		{
@@ -239,6 +242,36 @@ func TestDecideNeverCausesAnOutage(t *testing.T) {
 			obs:       observe("rev2", primaryReplicas(1, 1), targetReplicas(1), canaryAvailable(1)),
 			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](10), canaryUp: ptr.To(true), event: "WeightChanged"},
 			minCanary: ptr.To[int32](1),
+		},
+		// strategy.canary.minReplicas moves the floor of two, either way,
+		// and never above the primary's size.
+		{
+			name: "minReplicas: 1 lets one ready replica take 10 %",
+			spec: spec(withCanaryWeights(10, 50), scaledWithWeight, canaryFloor(1)), st: status(sluicev1.PhaseProgressing, atStep(0, 0)),
+			obs:       observe("rev2", primaryReplicas(10, 10), targetReplicas(1), canaryAvailable(1)),
+			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](10), canaryUp: ptr.To(true), event: "WeightChanged", message: "confirm a canary weight of 10%"},
+			minCanary: ptr.To[int32](1),
+		},
+		{
+			name: "minReplicas: 3 holds the weight until a third replica runs",
+			spec: spec(withCanaryWeights(10, 50), scaledWithWeight, canaryFloor(3)), st: status(sluicev1.PhaseProgressing, atStep(0, 0)),
+			obs:       observe("rev2", primaryReplicas(10, 10), targetReplicas(2), canaryAvailable(2)),
+			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](0), canaryUp: ptr.To(true), message: "scaling the canary to 3 replicas before it takes 10% of the traffic"},
+			minCanary: ptr.To[int32](3),
+		},
+		{
+			name: "minReplicas above the primary's size: the canary runs the primary's 2",
+			spec: spec(withCanaryWeights(10, 50), scaledWithWeight, canaryFloor(5)), st: status(sluicev1.PhaseProgressing, atStep(0, 0)),
+			obs:       observe("rev2", primaryReplicas(2, 2), targetReplicas(2), canaryAvailable(2)),
+			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](10), canaryUp: ptr.To(true), event: "WeightChanged"},
+			minCanary: ptr.To[int32](2),
+		},
+		{
+			name: "minReplicas below the weight's need: 50 % of 10 still needs 5",
+			spec: spec(withCanaryWeights(10, 50), scaledWithWeight, canaryFloor(1)), st: status(sluicev1.PhaseProgressing, atStep(1, 10)),
+			obs:       observe("rev2", primaryReplicas(10, 10), routed(10), targetReplicas(1), canaryAvailable(1)),
+			want:      want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](10), canaryUp: ptr.To(true), message: "scaling the canary to 5 replicas before it takes 50% of the traffic"},
+			minCanary: ptr.To[int32](5),
 		},
 		{
 			name: "without scaleWithWeight the canary runs the primary's size from the start: the weight moves at once",
