@@ -15,6 +15,12 @@ import (
 // StrategyName names a Rollout's strategy in words.
 func StrategyName(spec *sluicev1.RolloutSpec) string {
 	switch {
+	case spec.Strategy.Canary != nil && spec.Strategy.Canary.ScaleWithWeight && spec.Strategy.Canary.MinReplicas != nil:
+		n := *spec.Strategy.Canary.MinReplicas
+		if n == 1 {
+			return "canary, sized by its weight, at least 1 replica"
+		}
+		return fmt.Sprintf("canary, sized by its weight, at least %d replicas", n)
 	case spec.Strategy.Canary != nil && spec.Strategy.Canary.ScaleWithWeight:
 		return "canary, sized by its weight"
 	case spec.Strategy.Canary != nil:
