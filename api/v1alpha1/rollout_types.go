@@ -820,9 +820,10 @@ type CanaryStrategy struct {
 	// rather than as many as the primary: the primary's count times the
 	// weight, rounded up, so that no canary pod carries more than a
 	// primary pod, and at least minReplicas (two by default; never more
-	// than the primary runs), so that one lost pod leaves one serving. Before each increase of the weight the
-	// canary is scaled for it and its new pods are ready; before it takes
-	// all traffic at promotion it grows to the primary's size. Not with
+	// than the primary runs), so that one lost pod leaves one serving.
+	// Before each increase of the weight the canary is scaled for it and
+	// its new pods are ready; before it takes all traffic at promotion it
+	// grows to the primary's size. Not with
 	// sessionAffinity, an autoscalerRef (the autoscaler sizes the canary)
 	// or a DaemonSet target.
 	// +optional
