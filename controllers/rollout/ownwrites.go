@@ -36,6 +36,9 @@ type ownWrites struct {
 	// awaited are the Rollouts whose reconcile found a cache behind and
 	// looks again once it has caught up (await, caughtUp).
 	awaited map[types.NamespacedName]bool
+	// behindLooks counts, per Rollout, the reconciles in a row that found
+	// its cached copy behind our own write (lookAgain).
+	behindLooks map[types.NamespacedName]int
 }
 
 // messageHold is how long a status change of messages only waits for the
@@ -62,7 +65,31 @@ func onlyMessages(a, b *sluicev1.RolloutStatus) bool {
 
 func newOwnWrites() *ownWrites {
 	return &ownWrites{last: map[types.NamespacedName]string{}, status: map[types.NamespacedName]time.Time{},
-		awaited: map[types.NamespacedName]bool{}}
+		awaited: map[types.NamespacedName]bool{}, behindLooks: map[types.NamespacedName]int{}}
+}
+
+// lookAgain is when a reconcile that found the Rollout's cached copy
+// behind our own write looks again, if the update that brings the cache up
+// has not woken it first (awaitedRollout): staleRetry, doubled with each
+// such look in a row up to staleRetryMax. The cache is behind for
+// milliseconds on a quiet API server, and for seconds while it serves a
+// fleet's releases; every event of the Rollout's Deployments and Services
+// wakes it meanwhile, and each wake looked again every 200 ms until the
+// update came: 29 looks a release at 1,000 releases at once
+// (docs/performance.md), CPU the watch that brings the update needed.
+func (o *ownWrites) lookAgain(key types.NamespacedName) time.Duration {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	n := o.behindLooks[key]
+	o.behindLooks[key] = n + 1
+	return min(staleRetry<<min(n, 5), staleRetryMax)
+}
+
+// lookedCurrent ends a Rollout's looks in a row at a cache behind.
+func (o *ownWrites) lookedCurrent(key types.NamespacedName) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.behindLooks, key)
 }
 
 // await marks a Rollout whose reconcile found a cache behind (its own, or
@@ -143,6 +170,7 @@ func (o *ownWrites) forget(key types.NamespacedName) {
 	delete(o.last, key)
 	delete(o.status, key)
 	delete(o.awaited, key)
+	delete(o.behindLooks, key)
 }
 
 // awaitedRollout passes the update of a Rollout whose reconcile awaits the

@@ -118,3 +118,27 @@ func TestTheUpdateThatBringsTheCacheUpWakesTheReconcileThatAwaitsIt(t *testing.T
 		t.Error("a Rollout gone is still awaited")
 	}
 }
+
+func TestARolloutFoundBehindAgainAndAgainLooksLessOften(t *testing.T) {
+	o := newOwnWrites()
+	key := types.NamespacedName{Namespace: "shop", Name: "podinfo"}
+	other := types.NamespacedName{Namespace: "shop", Name: "checkout"}
+	ms := time.Millisecond
+	for i, want := range []time.Duration{200 * ms, 400 * ms, 800 * ms, 1600 * ms, 3200 * ms, 3200 * ms} {
+		if got := o.lookAgain(key); got != want {
+			t.Errorf("look %d at a cache behind: again after %v, want %v", i+1, got, want)
+		}
+	}
+	if got := o.lookAgain(other); got != 200*ms {
+		t.Errorf("another Rollout's first look: again after %v, want 200ms", got)
+	}
+	o.lookedCurrent(key)
+	if got := o.lookAgain(key); got != 200*ms {
+		t.Errorf("after a look at a current cache: again after %v, want 200ms", got)
+	}
+	o.lookAgain(key)
+	o.forget(key)
+	if got := o.lookAgain(key); got != 200*ms {
+		t.Errorf("a Rollout deleted and created again: again after %v, want 200ms", got)
+	}
+}

@@ -122,9 +122,31 @@ const maxDecisions = 6
 // statusPatchTimeout bounds the status patch that ends every reconcile.
 const statusPatchTimeout = 10 * time.Second
 
-// staleRetry is when to look again after finding the cached Rollout behind
-// the API server (the cache catches up within milliseconds).
-const staleRetry = 200 * time.Millisecond
+// staleRetry is when to look again after finding a cached copy behind the
+// API server (the cache catches up within milliseconds); staleRetryMax,
+// after finding the Rollout's own behind several times in a row
+// (ownWrites.lookAgain).
+const (
+	staleRetry    = 200 * time.Millisecond
+	staleRetryMax = 3200 * time.Millisecond
+)
+
+// awaitCache marks the Rollout as awaiting the update that brings its
+// cache up (awaitedRollout), and says when to look again if none comes.
+// That update may have come between the look that found the cache behind
+// and the mark, and woken nothing: a second look at the cached Rollout
+// sees it then. A Rollout whose own copy is current (its cached primary,
+// target, Service or route is behind, and their own events wake it) looks
+// again after staleRetry; one whose copy is still behind, later with each
+// look in a row (ownWrites.lookAgain).
+func (r *Reconciler) awaitCache(ctx context.Context, key types.NamespacedName) time.Duration {
+	r.writes.await(key)
+	ro := &sluicev1.Rollout{}
+	if err := r.Get(ctx, key, ro, client.UnsafeDisableDeepCopy); err != nil || !r.writes.isBehind(key, ro.ResourceVersion) {
+		return staleRetry
+	}
+	return r.writes.lookAgain(key)
+}
 
 // errStale says a cached copy (the Rollout, its primary or its target, a
 // Service or route that RouteClient wrote) is behind the API server.
@@ -172,7 +194,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (res ctrl.
 			// Looking again once the cache has caught up: the Rollout's
 			// next update wakes it then (awaitedRollout), the timer only if
 			// that update never comes.
-			r.writes.await(req.NamespacedName)
+			res.RequeueAfter = r.awaitCache(ctx, req.NamespacedName)
+		} else {
+			r.writes.lookedCurrent(req.NamespacedName)
 		}
 	}()
 	ro := &sluicev1.Rollout{}

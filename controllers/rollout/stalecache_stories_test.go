@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	sluicev1 "github.com/sluice-dev/sluice/api/v1alpha1"
 	"github.com/sluice-dev/sluice/internal/manager"
@@ -397,4 +399,71 @@ func TestAServiceAdoptedJustBeforeTheRolloutIsDeletedIsHandedBack(t *testing.T) 
 	if err := s.apexSelects("podinfo", targetPods); err != nil {
 		t.Error(err)
 	}
+}
+
+// While the API server serves a fleet's releases, the manager's watch of
+// Rollouts falls seconds behind its own status writes, and every event of
+// a Rollout's Deployments wakes a reconcile meanwhile. One that finds the
+// cached Rollout behind its own write does not decide from it: it looks
+// again. It looked every 200 ms until the update came, each look CPU that
+// the watch bringing the update needed (29 looks a release at 1,000
+// releases at once); it now looks less often with each look in a row, and
+// the update, when it comes, wakes it at once.
+func TestARolloutWhoseCacheLagsItsOwnWriteIsNotPolled(t *testing.T) {
+	s, gate, log := newGatedStory(t, "rollouts")
+	s.deploy("podinfo", "podinfo:1.0")
+	log.initialized(s, "podinfo", iterations(3))
+	start := log.len()
+	gate.close()
+	// The new image wakes the Rollout through its Deployment's watch: the
+	// manager writes the Rollout's status, which its cache does not see.
+	s.setImage("podinfo", "podinfo:2.0")
+	statusWrite := "PATCH /apis/sluice.dev/v1alpha1/namespaces/" + s.ns + "/rollouts/podinfo/status 200"
+	s.eventually(storyTimeout, "a status write the cache does not see", func() error {
+		if !slices.Contains(log.since(start), statusWrite) {
+			return fmt.Errorf("no %q yet", statusWrite)
+		}
+		return nil
+	})
+	before := rolloutReconciles(t)
+	// A Deployment event wakes a reconcile that finds the Rollout behind.
+	s.editDeployment("podinfo", func(d *appsv1.Deployment) {
+		if d.Annotations == nil {
+			d.Annotations = map[string]string{}
+		}
+		d.Annotations["story.sluice.dev/wake"] = "1"
+	})
+	time.Sleep(4 * time.Second)
+	looks := rolloutReconciles(t) - before
+	gate.open()
+	t.Logf("%v reconciles in 4 s of a cache behind the Rollout's own write", looks)
+	// Every 200 ms, that is 20 looks or more; doubling from 200 ms, 5.
+	if looks > 10 {
+		t.Errorf("%v reconciles in 4 s of a cache behind the Rollout's own write: it is polled", looks)
+	}
+	s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+}
+
+// rolloutReconciles reads how many reconciles the Rollout controllers have
+// run in this process (controller-runtime's count; one story at a time).
+func rolloutReconciles(t *testing.T) float64 {
+	t.Helper()
+	families, err := ctrlmetrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n float64
+	for _, f := range families {
+		if f.GetName() != "controller_runtime_reconcile_total" {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "controller" && l.GetValue() == "rollout" {
+					n += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return n
 }
