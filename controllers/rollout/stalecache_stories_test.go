@@ -114,6 +114,29 @@ func releaseToTheGate(t *testing.T) (s *story, gate *watchGate, log *requestLog,
 	return s, gate, log, start
 }
 
+// releaseWithTheGateClosed deploys podinfo:1.0 in a story whose manager's
+// watch of resource goes through a gate, closes the gate, releases
+// podinfo:2.0 and returns once the log has the manager's request req
+// ("METHOD path code", %s for the story's namespace): a write whose
+// object the manager's cache does not see. start is where the release's
+// requests begin in the log.
+func releaseWithTheGateClosed(t *testing.T, resource, what, req string) (s *story, gate *watchGate, log *requestLog, start int) {
+	s, gate, log = newGatedStory(t, resource)
+	s.deploy("podinfo", "podinfo:1.0")
+	log.initialized(s, "podinfo", iterations(3))
+	start = log.len()
+	gate.close()
+	s.setImage("podinfo", "podinfo:2.0")
+	req = fmt.Sprintf(req, s.ns)
+	s.eventually(storyTimeout, what, func() error {
+		if !slices.Contains(log.since(start), req) {
+			return fmt.Errorf("no %q yet", req)
+		}
+		return nil
+	})
+	return s, gate, log, start
+}
+
 // wakeWhileBehind wakes three reconciles of the Rollout, 300 ms apart:
 // reconciles that run while a closed gate holds the cache back.
 func (s *story) wakeWhileBehind(name string) {
@@ -226,19 +249,8 @@ func TestAPromotionThatConflictsWithAWriteTheCacheHasNotSeenTriesAgainQuietly(t 
 // still to make: it would patch the Service again, a request for nothing
 // (0.1 to 0.3 of them a release with 100 releases at once).
 func TestAReconcileWokenBeforeTheCacheSeesTheSwitchedApexDoesNotSwitchItAgain(t *testing.T) {
-	s, gate, log := newGatedStory(t, "services")
-	s.deploy("podinfo", "podinfo:1.0")
-	log.initialized(s, "podinfo", iterations(3))
-	start := log.len()
-	gate.close()
-	s.setImage("podinfo", "podinfo:2.0")
+	s, gate, log, start := releaseWithTheGateClosed(t, "services", "the apex Service switched to the canary", "PATCH /api/v1/namespaces/%s/services/podinfo 200")
 	switched := "PATCH /api/v1/namespaces/" + s.ns + "/services/podinfo 200"
-	s.eventually(storyTimeout, "the apex Service switched to the canary", func() error {
-		if countOf(log.since(start), switched) == 0 {
-			return fmt.Errorf("no %q yet", switched)
-		}
-		return nil
-	})
 	// Reconciles woken while the cache holds the apex before the switch.
 	s.wakeWhileBehind("podinfo")
 	if n := countOf(log.since(start), switched); n != 1 {
@@ -410,21 +422,9 @@ func TestAServiceAdoptedJustBeforeTheRolloutIsDeletedIsHandedBack(t *testing.T) 
 // releases at once); it now looks less often with each look in a row, and
 // the update, when it comes, wakes it at once.
 func TestARolloutWhoseCacheLagsItsOwnWriteIsNotPolled(t *testing.T) {
-	s, gate, log := newGatedStory(t, "rollouts")
-	s.deploy("podinfo", "podinfo:1.0")
-	log.initialized(s, "podinfo", iterations(3))
-	start := log.len()
-	gate.close()
 	// The new image wakes the Rollout through its Deployment's watch: the
 	// manager writes the Rollout's status, which its cache does not see.
-	s.setImage("podinfo", "podinfo:2.0")
-	statusWrite := "PATCH /apis/sluice.dev/v1alpha1/namespaces/" + s.ns + "/rollouts/podinfo/status 200"
-	s.eventually(storyTimeout, "a status write the cache does not see", func() error {
-		if !slices.Contains(log.since(start), statusWrite) {
-			return fmt.Errorf("no %q yet", statusWrite)
-		}
-		return nil
-	})
+	s, gate, _, _ := releaseWithTheGateClosed(t, "rollouts", "a status write the cache does not see", "PATCH /apis/sluice.dev/v1alpha1/namespaces/%s/rollouts/podinfo/status 200")
 	before := rolloutReconciles(t)
 	// A Deployment event wakes a reconcile that finds the Rollout behind.
 	s.editDeployment("podinfo", func(d *appsv1.Deployment) {
