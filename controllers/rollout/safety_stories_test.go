@@ -833,6 +833,65 @@ func (s *story) canaryAt20WithNoAvailablePod(kind string) {
 	})
 }
 
+// TestANewRevisionMidRunKeepsTheCanarysShareWhileThePrimaryHasNoPod: a
+// new revision mid-run starts the run again at weight 0, which moves the
+// canary's share back to the primary. With every primary pod gone (evicted,
+// lost with a node, crash-looping) that share would reach no endpoint while
+// the canary's pods still answer it. The route stays until the primary has
+// an available pod, told once in an event and in the status; then the new
+// run goes on to promotion.
+func TestANewRevisionMidRunKeepsTheCanarysShareWhileThePrimaryHasNoPod(t *testing.T) {
+	for _, kind := range routerKinds {
+		t.Run(kind, func(t *testing.T) {
+			s := newStory(t)
+			s.deploy("podinfo", "podinfo:1.0", withReplicas(3))
+			s.initialized("podinfo", withRouter(kind), withCanaryWeights(20, 50), func(ro *sluicev1.Rollout) {
+				ro.Spec.Analysis.Interval = &metav1.Duration{Duration: 3 * time.Second}
+			})
+			s.setImage("podinfo", "podinfo:2.0")
+			s.canaryShareBack(kind)
+			// The primary loses every pod; the canary keeps two of three,
+			// so the next revision's canary is not ready at once either.
+			s.capAvailable("podinfo-primary", "0")
+			s.capAvailable("podinfo", "2")
+			// Seen by the manager before the new template: one watch
+			// stream delivers both Deployments' writes, in order.
+			s.eventually(storyTimeout, "the primary with no available pod", func() error {
+				if d := s.getDeployment("podinfo-primary"); d.Status.AvailableReplicas != 0 {
+					return fmt.Errorf("%d available", d.Status.AvailableReplicas)
+				}
+				return nil
+			})
+			s.setImage("podinfo", "podinfo:3.0")
+			s.eventually(storyTimeout, "the share kept on the canary", func() error {
+				ro := s.getRollout("podinfo")
+				if !strings.Contains(ro.Status.Message, "the primary has no available pod: ") || ro.Status.CanaryRevision == "" {
+					return fmt.Errorf("phase %s: %s", ro.Status.Phase, ro.Status.Message)
+				}
+				return nil
+			})
+			if v := s.route(kind, "podinfo"); v.canary < 20 {
+				t.Errorf("with no primary pod available the route gives the canary %d%%, want its 20%% or more kept", v.canary)
+			}
+			s.expectEvents("podinfo", "PrimaryUnavailable", 1)
+
+			s.capAvailable("podinfo-primary", "")
+			s.eventually(storyTimeout, "the new run's weight routed once the primary has pods", func() error {
+				if v := s.route(kind, "podinfo"); v.canary != 0 {
+					return fmt.Errorf("route canary %d%%", v.canary)
+				}
+				return nil
+			})
+			s.capAvailable("podinfo", "")
+			s.waitPhase("podinfo", sluicev1.PhaseSucceeded, storyTimeout)
+			if img := s.getDeployment("podinfo-primary").Spec.Template.Spec.Containers[0].Image; img != "podinfo:3.0" {
+				t.Errorf("primary runs %s, want podinfo:3.0", img)
+			}
+			s.expectEvents("podinfo", "PrimaryUnavailable", 1)
+		})
+	}
+}
+
 // canaryShareBack waits until the route gives the canary 20 % or more.
 func (s *story) canaryShareBack(kind string) {
 	s.t.Helper()

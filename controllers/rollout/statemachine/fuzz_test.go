@@ -85,7 +85,8 @@ func ago(seconds int64) *metav1.Time {
 
 // FuzzDecide holds, for any spec the CRD admits, any status (the API server
 // validates none of it) and any observation: Decide never panics and always
-// asks for a canary weight from 0 to 100.
+// asks for a canary weight from 0 to 100, and never moves traffic to a side
+// with no available pod from one with some.
 func FuzzDecide(f *testing.F) {
 	f.Add(uint8(0), uint8(10), uint8(50), uint8(90), int64(0), int32(2), uint16(0),
 		string(sluicev1.PhaseProgressing), int32(10), int32(0), int32(0), int64(30), int64(90), true, true, int32(10), int32(2), int32(2), "rev2", "")
@@ -107,7 +108,10 @@ func FuzzDecide(f *testing.F) {
 		st.CanaryDrainingSince = ago(checkAge / 5)
 		obs := observe(revision, primaryAt("rev1", primaryReady), canaryAvailable(canaryAvail), primaryReplicas(primaryAvail, primaryAvail),
 			targetReplicas(canaryAvail), autoscalerMin(int32(w3)), routed(routedWeight), action(sluicev1.Action(act)))
-		obs.CanaryReady, obs.TargetFound, obs.PrimaryRestorable = canaryReady, flags&8192 != 0 || revision != "", flags&16384 != 0
+		// As the observer reads them: a workload is ready only with an
+		// available pod.
+		obs.CanaryReady, obs.TargetFound, obs.PrimaryRestorable = canaryReady && canaryAvail > 0, flags&8192 != 0 || revision != "", flags&16384 != 0
+		obs.PrimaryReady = obs.PrimaryReady && primaryAvail > 0
 		if flags&32768 != 0 {
 			obs.RoutedWeight = nil
 			obs.Checks = &CheckResult{Outcome: []Outcome{CheckPass, CheckFail, CheckHold}[int(w2)%3], Rollback: w3%2 == 0,
@@ -116,6 +120,22 @@ func FuzzDecide(f *testing.F) {
 		d := Decide(Input{Spec: sp, Generation: int64(flags), Status: st, Obs: obs, Now: t0})
 		if w := d.Desired.CanaryWeight; w < 0 || w > 100 {
 			t.Errorf("desired canary weight %d, want 0 to 100 (phase %q)", w, d.Status.Phase)
+		}
+		// DESIGN.md's first invariant: traffic goes only to pods that are
+		// ready. A weight change never moves a share from the side with
+		// available pods to a side with none (counts as the API server
+		// keeps them, never negative; with no route read back there is no
+		// share to move yet).
+		if obs.RoutedWeight != nil && canaryAvail >= 0 && primaryAvail >= 0 {
+			from, to := percent(*obs.RoutedWeight), d.Desired.CanaryWeight
+			if to > from && canaryAvail == 0 && primaryAvail > 0 {
+				t.Errorf("phase %q to %q: the canary's weight moves from %d%% to %d%% with no canary pod available (%d primary pods)",
+					phase, d.Status.Phase, from, to, primaryAvail)
+			}
+			if to < from && primaryAvail == 0 && canaryAvail > 0 {
+				t.Errorf("phase %q to %q: the canary's weight moves from %d%% to %d%% with no primary pod available (%d canary pods)",
+					phase, d.Status.Phase, from, to, canaryAvail)
+			}
 		}
 		if r := d.RequeueAfter; r != 0 && r < time.Second {
 			t.Errorf("requeue after %s: a Rollout is never woken more often than each second", r)

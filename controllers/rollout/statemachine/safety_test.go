@@ -444,6 +444,45 @@ func TestDecideNeverCausesAnOutage(t *testing.T) {
 			want: want{phase: sluicev1.PhaseFailed, weight: ptr.To[int32](0), recorded: ptr.To[int32](100), held: ptr.To(true), primaryRev: "rev1",
 				canaryUp: ptr.To(true), event: "CanaryUnavailable", stalled: metav1.ConditionTrue, message: "restoring the primary"},
 		},
+		// Nor does a decision move a share to a side with no available pod
+		// from one with some, whatever moves it (keepTrafficOnPods; found
+		// by FuzzDecide): the route stays, the decision is recorded and
+		// carried out once that side has a pod.
+		{
+			name: "a new revision mid-run keeps the old canary's share on it while the primary has no available pod",
+			spec: spec(withCanaryWeights(20, 50)), st: status(sluicev1.PhaseProgressing, atStep(0, 20), stepStarted(time.Second)),
+			obs: observe("rev3", routed(20), primaryAt("rev1", false), primaryReplicas(4, 0), canaryNotReady),
+			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](20), recorded: ptr.To[int32](0), canaryRev: ptr.To("rev3"), canaryUp: ptr.To(true),
+				requeue: 10 * time.Minute, event: "PrimaryUnavailable", message: "the primary has no available pod: 20% of the traffic stays on the canary's 2 available pods until it has"},
+		},
+		{
+			name: "steps edited to a lower weight keep the canary's share while the primary has no available pod",
+			spec: spec(withCanaryWeights(10, 30)), st: status(sluicev1.PhaseProgressing, atStep(1, 50), stepStarted(time.Second)),
+			obs: observe("rev2", routed(50), primaryAt("rev1", false), primaryReplicas(4, 0)),
+			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](50), recorded: ptr.To[int32](30), canaryUp: ptr.To(true),
+				event: "PrimaryUnavailable", message: "50% of the traffic stays on the canary's 2 available pods"},
+		},
+		{
+			name: "the hold is told once",
+			spec: spec(withCanaryWeights(10, 30)), st: status(sluicev1.PhaseProgressing, atStep(1, 30), func(st *sluicev1.RolloutStatus) {
+				st.Message = "waiting for the router to confirm a canary weight of 30%; the primary has no available pod: 50% of the traffic stays on the canary's 2 available pods until it has"
+			}),
+			obs:  observe("rev2", routed(50), primaryAt("rev1", false), primaryReplicas(4, 0)),
+			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](50), recorded: ptr.To[int32](30), canaryUp: ptr.To(true), noEvents: true, message: "the primary has no available pod"},
+		},
+		{
+			name: "the lower weight is routed once the primary has an available pod",
+			spec: spec(withCanaryWeights(10, 30)), st: status(sluicev1.PhaseProgressing, atStep(1, 30)),
+			obs:  observe("rev2", routed(50), primaryAt("rev1", false), primaryReplicas(4, 1)),
+			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](30), recorded: ptr.To[int32](30), canaryUp: ptr.To(true), message: "confirm a canary weight of 30%"},
+		},
+		{
+			name: "a paused Rollout does not raise a canary with no available pod to the weight it recorded",
+			spec: spec(withCanaryWeights(20, 50)), st: status(sluicev1.PhaseProgressing, atStep(1, 50), paused),
+			obs: observe("rev2", routed(20), canaryNotReady, canaryAvailable(0)),
+			want: want{phase: sluicev1.PhaseProgressing, weight: ptr.To[int32](20), recorded: ptr.To[int32](50), canaryUp: ptr.To(true),
+				event: "CanaryUnavailable", message: "the canary has no available pod: its weight stays at 20%, not 50%, until it has"},
+		},
 		// Replicas of the primary are never lowered by a run's leftovers.
 		{
 			name: "a canary left at a small size after a run never shrinks the primary",
