@@ -920,38 +920,34 @@ func (m *machine) rescueShare() {
 // are answered. shelter and rescueShare move a share off an empty canary;
 // this holds what they do not cover. A primary emptied by evictions, a
 // lost node or a crash loop meets a decision that lowers the canary's
-// weight in a run restarted by a new revision, in steps edited to lower
-// weights, or at a rollback's end; a canary with no pod meets one that
-// raises it in a paused or suspended Rollout (it carries out a recorded
-// weight the route never took) or in a status that lost its phase. The
-// decision itself is recorded and carried out once the side it moves
-// traffic to has a pod. The canary keeps its pods while it takes traffic
-// (the drains count from the route seen sending it nothing). It is told
-// once, when the status first says it (previous is the status's message
-// before this decision).
+// weight in a run restarted by a new revision or in steps edited to lower
+// weights; a canary with no pod meets one that raises it in a paused or
+// suspended Rollout (it carries out a recorded weight the route never
+// took) or in a status that lost its phase. The decision itself is
+// recorded and carried out once the side it moves traffic to has a pod.
+// The canary keeps its pods while it takes traffic (the drains count from
+// the route seen sending it nothing). It is told once, when the status
+// first says it (previous is the status's message before this decision).
 func (m *machine) keepTrafficOnPods(d *Desired, previous string) {
 	if m.obs.RoutedWeight == nil {
 		return
 	}
 	routed := m.routedWeight()
-	var hold string
+	var reason, empty, hold string
 	switch {
 	case d.CanaryWeight < routed && m.obs.PrimaryAvailable <= 0 && m.obs.CanaryAvailable > 0:
+		reason, empty = "PrimaryUnavailable", "the primary has no available pod"
 		hold = fmt.Sprintf("%s: %d%% of the traffic stays on the canary's %d available pods until it has",
-			emptyPrimary, routed, m.obs.CanaryAvailable)
+			empty, routed, m.obs.CanaryAvailable)
 		d.CanaryUp = true
 	case d.CanaryWeight > routed && m.obs.CanaryAvailable <= 0 && m.obs.PrimaryAvailable > 0:
-		hold = fmt.Sprintf("%s: its weight stays at %d%%, not %d%%, until it has",
-			emptyCanary, routed, d.CanaryWeight)
+		reason, empty = "CanaryUnavailable", "the canary has no available pod"
+		hold = fmt.Sprintf("%s: its weight stays at %d%%, not %d%%, until it has", empty, routed, d.CanaryWeight)
 	default:
 		return
 	}
 	d.CanaryWeight = routed
-	reason, said := "PrimaryUnavailable", emptyPrimary
-	if strings.HasPrefix(hold, emptyCanary) {
-		reason, said = "CanaryUnavailable", emptyCanary
-	}
-	if !strings.Contains(previous, said) {
+	if !strings.Contains(previous, empty) {
 		m.event(corev1.EventTypeWarning, reason, hold)
 	}
 	if m.st.Message != "" {
@@ -959,12 +955,6 @@ func (m *machine) keepTrafficOnPods(d *Desired, previous string) {
 	}
 	m.st.Message = hold
 }
-
-// What keepTrafficOnPods says starts with these.
-const (
-	emptyPrimary = "the primary has no available pod"
-	emptyCanary  = "the canary has no available pod"
-)
 
 // ScalesWithWeight reports whether the canary is sized by its weight
 // (strategy.canary.scaleWithWeight) rather than run at the primary's size.
