@@ -810,12 +810,7 @@ func TestACanaryLeftWithNoPodWhileThePrimaryRollsOutHasTheTrafficMovedToThePrima
 // step kept in the status, one failed check.
 func (s *story) canaryAt20WithNoAvailablePod(kind string) {
 	s.t.Helper()
-	s.deploy("podinfo", "podinfo:1.0", withReplicas(3))
-	s.initialized("podinfo", withRouter(kind), withCanaryWeights(20, 50), func(ro *sluicev1.Rollout) {
-		ro.Spec.Analysis.Interval = &metav1.Duration{Duration: 3 * time.Second}
-	})
-	s.setImage("podinfo", "podinfo:2.0")
-	s.canaryShareBack(kind)
+	s.canaryAt20(kind)
 	s.capAvailable("podinfo", "0")
 	s.eventually(storyTimeout, "the canary's share on the primary", func() error {
 		v, ro := s.route(kind, "podinfo"), s.getRollout("podinfo")
@@ -844,12 +839,7 @@ func TestANewRevisionMidRunKeepsTheCanarysShareWhileThePrimaryHasNoPod(t *testin
 	for _, kind := range routerKinds {
 		t.Run(kind, func(t *testing.T) {
 			s := newStory(t)
-			s.deploy("podinfo", "podinfo:1.0", withReplicas(3))
-			s.initialized("podinfo", withRouter(kind), withCanaryWeights(20, 50), func(ro *sluicev1.Rollout) {
-				ro.Spec.Analysis.Interval = &metav1.Duration{Duration: 3 * time.Second}
-			})
-			s.setImage("podinfo", "podinfo:2.0")
-			s.canaryShareBack(kind)
+			s.canaryAt20(kind)
 			// The primary loses every pod; the canary keeps two of three,
 			// so the next revision's canary is not ready at once either.
 			s.capAvailable("podinfo-primary", "0")
@@ -890,6 +880,18 @@ func TestANewRevisionMidRunKeepsTheCanarysShareWhileThePrimaryHasNoPod(t *testin
 			s.expectEvents("podinfo", "PrimaryUnavailable", 1)
 		})
 	}
+}
+
+// canaryAt20 releases podinfo (3 replicas) with steps 20, 50 (3s each)
+// and waits until the route gives the canary its 20 %.
+func (s *story) canaryAt20(kind string) {
+	s.t.Helper()
+	s.deploy("podinfo", "podinfo:1.0", withReplicas(3))
+	s.initialized("podinfo", withRouter(kind), withCanaryWeights(20, 50), func(ro *sluicev1.Rollout) {
+		ro.Spec.Analysis.Interval = &metav1.Duration{Duration: 3 * time.Second}
+	})
+	s.setImage("podinfo", "podinfo:2.0")
+	s.canaryShareBack(kind)
 }
 
 // canaryShareBack waits until the route gives the canary 20 % or more.
